@@ -1,1 +1,26 @@
-//! wip
+#![doc = include_str!("../README.md")]
+#![warn(clippy::print_stdout, clippy::print_stderr)]
+#![deny(unsafe_code)]
+
+mod bootstrap;
+pub mod connection;
+mod context;
+mod error;
+mod forkserver;
+mod payload;
+mod process;
+mod runtime;
+mod start;
+mod sys;
+
+pub use connection::{Connection, pipe};
+pub use context::{
+    ParseStartMethodError, ProcessContext, StartMethod, cpu_count, get_context, get_start_method,
+    set_start_method,
+};
+pub use error::{BoxError, Error, Result};
+pub use payload::Payload;
+pub use process::{
+    JoinHandle, Process, ProcessInfo, active_children, current_process, exit, init, parent_process,
+    spawn,
+};

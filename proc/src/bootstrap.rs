@@ -1,0 +1,295 @@
+//! The child's side of every start method: what a child receives, and the
+//! life of a child from its first instruction to its exit code.
+
+use std::io::{Read, Seek, SeekFrom};
+use std::os::fd::{AsFd, OwnedFd};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::connection::Connection;
+use crate::runtime::{self, Me};
+use crate::sys::image::Runner;
+use crate::{StartMethod, sys};
+
+/// Tells a spawned copy of the executable that fd 3 holds its bootstrap.
+pub(crate) const ENV_CHILD: &str = "__MP_PROC_CHILD";
+/// Tells a spawned copy of the executable to be a fork server on fd 3.
+pub(crate) const ENV_FORKSERVER: &str = "__MP_PROC_FORKSERVER";
+
+/// Everything a child needs besides its descriptors.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct Bootstrap {
+    pub(crate) name: String,
+    pub(crate) identity: Vec<u32>,
+    pub(crate) daemon: bool,
+    pub(crate) authkey: Vec<u8>,
+    pub(crate) parent_name: String,
+    pub(crate) parent_pid: u32,
+    /// The default start method for the child's own children.
+    pub(crate) start_method: StartMethod,
+    pub(crate) log_level: u8,
+    pub(crate) log_stderr: bool,
+    pub(crate) log_propagate: bool,
+    /// The executable's fingerprint (spawn, forkserver) and the runner and
+    /// target: offsets from the image's anchor, or addresses under fork.
+    pub(crate) fingerprint: (u64, u64, i64),
+    pub(crate) runner: i64,
+    pub(crate) target: i64,
+    pub(crate) args: Vec<u8>,
+    /// How many descriptors the arguments' handles brought.
+    pub(crate) nfds: u32,
+    /// Whether a result pipe follows the alive pipe.
+    pub(crate) has_result: bool,
+}
+
+/// The descriptors a child receives, in the order every start method uses:
+/// the parent's alive pipe, the result pipe (for `spawn`), then the handles
+/// in the arguments.
+pub(crate) struct ChildFds {
+    pub(crate) alive: OwnedFd,
+    pub(crate) result: Option<OwnedFd>,
+    pub(crate) args: Vec<OwnedFd>,
+}
+
+impl ChildFds {
+    pub(crate) fn from_vec(mut fds: Vec<OwnedFd>, has_result: bool) -> Option<ChildFds> {
+        if fds.is_empty() || (has_result && fds.len() < 2) {
+            return None;
+        }
+        let args = fds.split_off(if has_result { 2 } else { 1 });
+        let result = if has_result { fds.pop() } else { None };
+        let alive = fds.pop()?;
+        Some(ChildFds {
+            alive,
+            result,
+            args,
+        })
+    }
+}
+
+/// How a child leaves.
+#[derive(Copy, Clone)]
+pub(crate) enum Leave {
+    /// `_exit`: a fork child, whose memory still holds its parent's objects.
+    Immediately,
+    /// `exit`: a fresh image (spawn) or a fork of the clean fork server; runs
+    /// the process's `atexit` handlers, as CPython 3.13+ children do.
+    Normally,
+}
+
+/// What a `spawn`ed child sends back on its result pipe.
+#[derive(Serialize, Deserialize)]
+pub(crate) enum Outcome {
+    Returned(Vec<u8>),
+    Panicked(String),
+    Failed(String),
+}
+
+/// `mp_proc::exit(n)` unwinding out of the target with this payload.
+pub(crate) struct ExitRequest(pub(crate) i32);
+
+thread_local! {
+    /// Set on the thread that runs the target, where `exit(n)` may unwind.
+    pub(crate) static IN_TARGET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// The constructor's and `init()`'s entry: if this process was spawned to run
+/// a target or to be the fork server, do that and never return.
+pub(crate) fn run_if_child() {
+    if let Some(fd) = take_env(ENV_FORKSERVER) {
+        if let Ok(mut fds) = sys::fd::take_inherited([fd]) {
+            crate::forkserver::serve(fds.remove(0));
+        }
+        std::process::exit(70);
+    }
+    let Some(fd) = take_env(ENV_CHILD) else {
+        return;
+    };
+    match read_spawned(fd) {
+        Ok((boot, fds)) => {
+            let fingerprint = boot.fingerprint;
+            match sys::image::resolve(boot.runner, boot.target, fingerprint) {
+                Some(entry) => child_main(boot, entry, fds, StartMethod::Spawn, Leave::Normally),
+                None => {
+                    fatal("the executable changed since the parent started: cannot find the target")
+                }
+            }
+        }
+        Err(e) => fatal(&e),
+    }
+}
+
+/// Reads and removes a bootstrap variable. Before `main` the process has one
+/// thread, so changing the environment is sound; from `init()` in `main` it is
+/// the first thing the program does.
+fn take_env(name: &str) -> Option<i32> {
+    let value = std::env::var_os(name)?;
+    let fd = value.to_str().and_then(|s| s.parse().ok());
+    sys::process::remove_env_early(name);
+    fd
+}
+
+/// Whether this process was spawned to run a target that has not run (its
+/// bootstrap did not run before `main`).
+pub(crate) fn bootstrap_pending() -> bool {
+    std::env::var_os(ENV_CHILD).is_some() || std::env::var_os(ENV_FORKSERVER).is_some()
+}
+
+/// A spawned child's bootstrap: the memfd at `fd`, descriptors after it.
+fn read_spawned(fd: i32) -> Result<(Bootstrap, ChildFds), String> {
+    let boot_fd = sys::fd::take_inherited([fd])
+        .map_err(|e| e.to_string())?
+        .remove(0);
+    let boot = read_bootstrap(boot_fd)?;
+    let count = 1 + boot.has_result as usize + boot.nfds as usize;
+    let fds = sys::fd::take_inherited((fd + 1..).take(count)).map_err(|e| e.to_string())?;
+    let fds = ChildFds::from_vec(fds, boot.has_result).ok_or("missing descriptors")?;
+    Ok((boot, fds))
+}
+
+/// Reads a bootstrap from a memfd.
+pub(crate) fn read_bootstrap(fd: OwnedFd) -> Result<Bootstrap, String> {
+    let mut file = std::fs::File::from(fd);
+    let mut bytes = Vec::new();
+    file.seek(SeekFrom::Start(0)).map_err(|e| e.to_string())?;
+    file.read_to_end(&mut bytes).map_err(|e| e.to_string())?;
+    crate::payload::decode(&bytes).map_err(|e| e.to_string())
+}
+
+/// A bootstrap failure before there is a target to run: one line on stderr
+/// and exit code 1.
+fn fatal(what: &str) -> ! {
+    let _ = std::io::Write::write_all(
+        &mut std::io::stderr(),
+        format!("mp-proc: child bootstrap failed: {what}\n").as_bytes(),
+    );
+    std::process::exit(1)
+}
+
+/// A child's life: become the child, run the target, report, exit.
+pub(crate) fn child_main(
+    boot: Bootstrap,
+    entry: (Runner, usize),
+    fds: ChildFds,
+    how: StartMethod,
+    leave: Leave,
+) -> ! {
+    let logger = mp_logging::get_logger();
+    if boot.log_stderr {
+        mp_logging::log_to_stderr(None);
+    }
+    if let Some(level) = mp_logging::Level::from_number(boot.log_level) {
+        logger.set_level(level);
+    }
+    logger.set_propagate(boot.log_propagate);
+    mp_logging::set_process_name(boot.name.clone());
+    sys::process::ignore_sigpipe();
+    if how == StartMethod::Forkserver {
+        sys::process::default_sigint();
+    }
+    {
+        let me = Me {
+            name: boot.name.clone(),
+            identity: boot.identity.clone(),
+            daemon: boot.daemon,
+            authkey: boot.authkey.clone().into(),
+            parent: Some((boot.parent_name.clone(), boot.parent_pid)),
+        };
+        let mut state = runtime::state();
+        runtime::become_child(&mut state, me, boot.start_method);
+    }
+    let ChildFds {
+        alive,
+        result,
+        args,
+    } = fds;
+    if boot.daemon {
+        watch_parent(alive);
+    } else {
+        // Kept open for the life of the child, as CPython's parent sentinel.
+        std::mem::forget(alive);
+    }
+    install_panic_hook(boot.name.clone());
+
+    logger.info("child process calling self.run()");
+    let (runner, target) = entry;
+    IN_TARGET.with(|t| t.set(true));
+    let ran = std::panic::catch_unwind(|| runner(target, &boot.args, args));
+    IN_TARGET.with(|t| t.set(false));
+    let (code, outcome) = match ran {
+        Ok(Ok(Some(value))) => (0, Some(Outcome::Returned(value))),
+        Ok(Ok(None)) => (0, None),
+        Ok(Err(e)) => {
+            let message = format!("Process {}: {e}", boot.name);
+            let _ = std::io::Write::write_all(
+                &mut std::io::stderr(),
+                format!("{message}\n").as_bytes(),
+            );
+            (1, Some(Outcome::Failed(e.to_string())))
+        }
+        Err(payload) => match payload.downcast::<ExitRequest>() {
+            Ok(exit) => (exit.0, None),
+            Err(payload) => (1, Some(Outcome::Panicked(panic_message(&*payload)))),
+        },
+    };
+    if let (Some(fd), Some(outcome)) = (result, outcome) {
+        let _ = Connection::new(fd, false, true, false).send(&outcome);
+    }
+    finish(code, leave)
+}
+
+/// The end of a child: Python's exit function, the last log line, flushed
+/// output, and the exit code.
+pub(crate) fn finish(code: i32, leave: Leave) -> ! {
+    runtime::exit_function();
+    mp_logging::get_logger().info(format_args!("process exiting with exitcode {code}"));
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+    match leave {
+        Leave::Immediately => sys::process::exit_immediately(code),
+        Leave::Normally => std::process::exit(code),
+    }
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "Box<dyn Any>".to_owned()
+    }
+}
+
+/// Prints `Process <name>:` before the usual panic report, as CPython prints
+/// `Process <name>:` before a child's traceback.
+fn install_panic_hook(name: String) {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            format!("Process {name}:\n").as_bytes(),
+        );
+        previous(info);
+    }));
+}
+
+/// A daemon child ends when its parent dies, however the parent dies: a
+/// thread waits for end of file on the parent's alive pipe, then sends this
+/// process SIGTERM (and SIGKILL if that was not enough).
+fn watch_parent(alive: OwnedFd) {
+    let spawned = std::thread::Builder::new()
+        .name("mp-parent-watch".into())
+        .stack_size(64 * 1024)
+        .spawn(move || {
+            if sys::fd::readable(alive.as_fd(), None).unwrap_or(true) {
+                sys::process::raise(libc::SIGTERM);
+                std::thread::sleep(Duration::from_secs(5));
+                sys::process::raise(libc::SIGKILL);
+            }
+        });
+    if spawned.is_err() {
+        mp_logging::get_logger()
+            .warning("could not start the thread that ends this daemon with its parent");
+    }
+}

@@ -1,0 +1,542 @@
+//! `Connection`: CPython's framed byte stream over a pipe or a socket.
+
+use std::fmt;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::error::{Error, OsContext, Result};
+use crate::payload;
+use crate::sys;
+
+/// The default limit on the length of one received message: 1 GiB.
+///
+/// A peer that announces more gets [`Error::FrameTooLong`] instead of an
+/// allocation. Raise it per connection with [`Connection::set_max_frame_len`].
+pub const DEFAULT_MAX_FRAME_LEN: u64 = 1 << 30;
+
+/// Frames up to this size (header included) go out with one `write` of a copy;
+/// larger ones are gathered with `writev` (CPython's threshold, bpo-20540).
+const COPY_THRESHOLD: usize = 16 * 1024;
+/// The read buffer: small frames are parsed from it, many per `read`.
+const READ_BUF: usize = 64 * 1024;
+/// A large frame's buffer grows by at most this much before its bytes arrive,
+/// so a lying length costs no memory.
+const GROW_STEP: usize = 16 << 20;
+
+/// One end of a pipe, Python's `multiprocessing.connection.Connection`.
+///
+/// Messages are framed as CPython frames them: a 4-byte big-endian length
+/// (and, above 2 GiB - 1, CPython's escape: `-1` followed by an 8-byte
+/// length), then the bytes. [`send_bytes`](Connection::send_bytes) and
+/// [`recv_bytes`](Connection::recv_bytes) talk to a Python peer byte for
+/// byte; [`send`](Connection::send) and [`recv`](Connection::recv) carry typed
+/// values encoded with postcard, never pickle.
+///
+/// Unlike CPython, a frame whose length is over the connection's limit
+/// ([`DEFAULT_MAX_FRAME_LEN`]) or negative is an error, not an allocation or a
+/// silent loss of the stream's place.
+///
+/// A `Connection` is `Clone` (clones share the descriptor, which closes with
+/// the last clone) and can be passed to a child process inside its `args`
+/// under every start method.
+///
+/// ```
+/// let (left, right) = mp_proc::pipe(true)?;
+/// left.send(&("ping", 42))?;
+/// let (word, n): (String, i32) = right.recv()?;
+/// assert_eq!((word.as_str(), n), ("ping", 42));
+/// right.send_bytes(b"raw bytes")?;
+/// assert_eq!(left.recv_bytes()?, b"raw bytes");
+/// # Ok::<(), mp_proc::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Connection {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    fd: OwnedFd,
+    readable: bool,
+    writable: bool,
+    socket: bool,
+    max_frame: AtomicU64,
+    reader: Mutex<Reader>,
+    writer: Mutex<Vec<u8>>,
+}
+
+/// Bytes read from the descriptor but not yet consumed: `buf[start..end]`.
+struct Reader {
+    buf: Box<[u8]>,
+    start: usize,
+    end: usize,
+    /// An earlier error lost the frame boundary.
+    desync: bool,
+}
+
+/// Python's `Pipe(duplex)`: a connected pair of [`Connection`]s.
+///
+/// With `duplex = true` both ends send and receive (a Unix socket pair). With
+/// `duplex = false` the **first** end only receives and the second only sends
+/// (an OS pipe), in CPython's order.
+///
+/// ```
+/// let (reader, writer) = mp_proc::pipe(false)?;
+/// writer.send(&vec![1u8, 2, 3])?;
+/// assert_eq!(reader.recv::<Vec<u8>>()?, [1, 2, 3]);
+/// assert!(reader.send(&0).is_err()); // the read end cannot send
+/// # Ok::<(), mp_proc::Error>(())
+/// ```
+pub fn pipe(duplex: bool) -> Result<(Connection, Connection)> {
+    if duplex {
+        let (a, b) = sys::fd::socket_pair(false).os("socketpair")?;
+        Ok((
+            Connection::new(a, true, true, true),
+            Connection::new(b, true, true, true),
+        ))
+    } else {
+        let (r, w) = sys::fd::pipe().os("pipe")?;
+        Ok((
+            Connection::new(r, true, false, false),
+            Connection::new(w, false, true, false),
+        ))
+    }
+}
+
+impl Connection {
+    pub(crate) fn new(fd: OwnedFd, readable: bool, writable: bool, socket: bool) -> Connection {
+        Connection {
+            inner: Arc::new(Inner {
+                fd,
+                readable,
+                writable,
+                socket,
+                max_frame: AtomicU64::new(DEFAULT_MAX_FRAME_LEN),
+                reader: Mutex::new(Reader {
+                    buf: Vec::new().into_boxed_slice(),
+                    start: 0,
+                    end: 0,
+                    desync: false,
+                }),
+                writer: Mutex::new(Vec::new()),
+            }),
+        }
+    }
+
+    /// Wraps a connected stream socket or a pipe end this process owns.
+    /// Whether it is a socket is read from the descriptor.
+    pub fn from_fd(fd: OwnedFd, readable: bool, writable: bool) -> Connection {
+        let socket = sys::fd::is_socket(fd.as_fd());
+        Connection::new(fd, readable, writable, socket)
+    }
+
+    /// Whether this end can receive.
+    pub fn readable(&self) -> bool {
+        self.inner.readable
+    }
+
+    /// Whether this end can send.
+    pub fn writable(&self) -> bool {
+        self.inner.writable
+    }
+
+    /// The longest message this end accepts, in bytes.
+    pub fn max_frame_len(&self) -> u64 {
+        self.inner.max_frame.load(Ordering::Relaxed)
+    }
+
+    /// Sets the longest message this end accepts. A longer one is
+    /// [`Error::FrameTooLong`], and this end cannot be read afterwards.
+    ///
+    /// ```
+    /// let (a, b) = mp_proc::pipe(true)?;
+    /// b.set_max_frame_len(4);
+    /// a.send_bytes(b"too long")?;
+    /// assert!(matches!(b.recv_bytes(), Err(mp_proc::Error::FrameTooLong { len: 8, max: 4 })));
+    /// # Ok::<(), mp_proc::Error>(())
+    /// ```
+    pub fn set_max_frame_len(&self, max: u64) {
+        self.inner.max_frame.store(max, Ordering::Relaxed);
+    }
+
+    /// Sends a value, encoded with postcard, as one message.
+    ///
+    /// ```
+    /// #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+    /// struct Job { id: u32, name: String }
+    /// let (a, b) = mp_proc::pipe(true)?;
+    /// a.send(&Job { id: 7, name: "seven".into() })?;
+    /// assert_eq!(b.recv::<Job>()?, Job { id: 7, name: "seven".into() });
+    /// # Ok::<(), mp_proc::Error>(())
+    /// ```
+    pub fn send<T: Serialize + ?Sized>(&self, value: &T) -> Result<()> {
+        if !self.inner.writable {
+            return Err(Error::ReadOnly);
+        }
+        let mut guard = lock(&self.inner.writer);
+        let mut buf = std::mem::take(&mut *guard);
+        buf.clear();
+        buf.extend_from_slice(&[0; 4]);
+        let mut buf = payload::encode_into(value, buf)?;
+        let len = buf.len() - 4;
+        if len > i32::MAX as usize {
+            let mut header = [0xff; 12];
+            header[4..].copy_from_slice(&(len as u64).to_be_bytes());
+            buf.splice(0..4, header);
+        } else {
+            buf[..4].copy_from_slice(&(len as i32).to_be_bytes());
+        }
+        let r = sys::fd::write_all(self.inner.fd.as_fd(), &buf, self.inner.socket).os("send");
+        if buf.capacity() <= READ_BUF {
+            *guard = buf;
+        }
+        r
+    }
+
+    /// Receives one message and decodes it as `T`.
+    ///
+    /// Bytes that do not decode as `T` are [`Error::Decode`]; the message is
+    /// consumed and the connection stays usable. A closed peer is
+    /// [`Error::Eof`]; it never blocks forever on a peer that is gone.
+    pub fn recv<T: DeserializeOwned>(&self) -> Result<T> {
+        let mut reader = self.reader()?;
+        let len = self.read_header(&mut reader)?;
+        let len = len as usize;
+        if reader.end - reader.start >= len {
+            // The whole frame is buffered: decode in place.
+            let frame = &reader.buf[reader.start..reader.start + len];
+            let value = payload::decode(frame);
+            reader.start += len;
+            return value;
+        }
+        let mut frame = Vec::new();
+        self.read_payload(&mut reader, len, &mut frame)?;
+        drop(reader);
+        payload::decode(&frame)
+    }
+
+    /// Sends `buf` as one message (Python's `send_bytes`).
+    pub fn send_bytes(&self, buf: &[u8]) -> Result<()> {
+        if !self.inner.writable {
+            return Err(Error::ReadOnly);
+        }
+        let mut header = [0xffu8; 12];
+        let header: &[u8] = if buf.len() > i32::MAX as usize {
+            header[4..].copy_from_slice(&(buf.len() as u64).to_be_bytes());
+            &header
+        } else {
+            header[..4].copy_from_slice(&(buf.len() as i32).to_be_bytes());
+            &header[..4]
+        };
+        let fd = self.inner.fd.as_fd();
+        if header.len() + buf.len() <= COPY_THRESHOLD {
+            let mut guard = lock(&self.inner.writer);
+            guard.clear();
+            guard.extend_from_slice(header);
+            guard.extend_from_slice(buf);
+            sys::fd::write_all(fd, &guard, self.inner.socket).os("send_bytes")
+        } else {
+            let _guard = lock(&self.inner.writer);
+            sys::fd::write_all_vectored(fd, &[header, buf], self.inner.socket).os("send_bytes")
+        }
+    }
+
+    /// Receives one message as bytes (Python's `recv_bytes`).
+    ///
+    /// ```
+    /// let (a, b) = mp_proc::pipe(true)?;
+    /// a.send_bytes(b"")?; // an empty message is a message
+    /// assert!(b.poll(None)?);
+    /// assert_eq!(b.recv_bytes()?, b"");
+    /// drop(a);
+    /// assert!(matches!(b.recv_bytes(), Err(mp_proc::Error::Eof)));
+    /// # Ok::<(), mp_proc::Error>(())
+    /// ```
+    pub fn recv_bytes(&self) -> Result<Vec<u8>> {
+        let mut reader = self.reader()?;
+        let len = self.read_header(&mut reader)?;
+        let mut frame = Vec::new();
+        self.read_payload(&mut reader, len as usize, &mut frame)?;
+        Ok(frame)
+    }
+
+    /// Receives one message into `buf` and returns its length (Python's
+    /// `recv_bytes_into`). A message longer than `buf` is consumed and
+    /// returned whole in [`Error::BufferTooShort`].
+    ///
+    /// ```
+    /// let (a, b) = mp_proc::pipe(true)?;
+    /// a.send_bytes(b"hello")?;
+    /// let mut buf = [0u8; 16];
+    /// let n = b.recv_bytes_into(&mut buf)?;
+    /// assert_eq!(&buf[..n], b"hello");
+    /// a.send_bytes(&[7; 32])?;
+    /// match b.recv_bytes_into(&mut buf) {
+    ///     Err(mp_proc::Error::BufferTooShort(whole)) => assert_eq!(whole, [7; 32]),
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// # Ok::<(), mp_proc::Error>(())
+    /// ```
+    pub fn recv_bytes_into(&self, buf: &mut [u8]) -> Result<usize> {
+        let mut reader = self.reader()?;
+        let len = self.read_header(&mut reader)? as usize;
+        if len > buf.len() {
+            let mut whole = Vec::new();
+            self.read_payload(&mut reader, len, &mut whole)?;
+            return Err(Error::BufferTooShort(whole));
+        }
+        self.read_payload_into(&mut reader, &mut buf[..len])?;
+        Ok(len)
+    }
+
+    /// Whether a message (or end of file) is waiting, waiting up to `timeout`
+    /// for one (`None`: as long as it takes). Python's `poll`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let (a, b) = mp_proc::pipe(true)?;
+    /// assert!(!b.poll(Some(Duration::ZERO))?);
+    /// a.send(&1u8)?;
+    /// assert!(b.poll(Some(Duration::from_secs(5)))?);
+    /// # Ok::<(), mp_proc::Error>(())
+    /// ```
+    pub fn poll(&self, timeout: Option<Duration>) -> Result<bool> {
+        if !self.inner.readable {
+            return Err(Error::WriteOnly);
+        }
+        if self.has_buffered() {
+            return Ok(true);
+        }
+        sys::fd::readable(self.inner.fd.as_fd(), timeout).os("poll")
+    }
+
+    /// Whether bytes are buffered here (read from the OS, not yet consumed).
+    pub(crate) fn has_buffered(&self) -> bool {
+        match self.inner.reader.try_lock() {
+            Ok(r) => r.end > r.start || r.desync,
+            Err(_) => false,
+        }
+    }
+
+    fn reader(&self) -> Result<MutexGuard<'_, Reader>> {
+        if !self.inner.readable {
+            return Err(Error::WriteOnly);
+        }
+        let mut reader = lock(&self.inner.reader);
+        if reader.desync {
+            return Err(Error::Desynchronized);
+        }
+        if reader.buf.is_empty() {
+            reader.buf = vec![0; READ_BUF].into_boxed_slice();
+        }
+        Ok(reader)
+    }
+
+    /// Reads more bytes into the buffer (compacting it first). `Ok(0)`: end of file.
+    fn fill(&self, reader: &mut Reader) -> Result<usize> {
+        if reader.start == reader.end {
+            reader.start = 0;
+            reader.end = 0;
+        } else if reader.end == reader.buf.len() {
+            let (start, end) = (reader.start, reader.end);
+            reader.buf.copy_within(start..end, 0);
+            reader.start = 0;
+            reader.end = end - start;
+        }
+        let end = reader.end;
+        let n = sys::fd::read(self.inner.fd.as_fd(), &mut reader.buf[end..]).os("recv")?;
+        reader.end += n;
+        Ok(n)
+    }
+
+    /// Makes at least `want` bytes available; `Err` at end of file.
+    fn need(&self, reader: &mut Reader, want: usize) -> Result<()> {
+        while reader.end - reader.start < want {
+            if self.fill(reader)? == 0 {
+                let got = reader.end - reader.start;
+                if got == 0 {
+                    return Err(Error::Eof);
+                }
+                reader.desync = true;
+                return Err(Error::TruncatedFrame {
+                    expected: want as u64,
+                    got: got as u64,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Consumes one frame header and returns the payload's length.
+    fn read_header(&self, reader: &mut Reader) -> Result<u64> {
+        self.need(reader, 4)?;
+        let s = reader.start;
+        let short = i32::from_be_bytes(reader.buf[s..s + 4].try_into().expect("4 bytes"));
+        let len = match short {
+            -1 => {
+                self.need(reader, 12)?;
+                let s = reader.start;
+                let len =
+                    u64::from_be_bytes(reader.buf[s + 4..s + 12].try_into().expect("8 bytes"));
+                reader.start += 12;
+                len
+            }
+            n if n < 0 => {
+                reader.desync = true;
+                return Err(Error::NegativeFrameLength { len: n });
+            }
+            n => {
+                reader.start += 4;
+                n as u64
+            }
+        };
+        let max = self.max_frame_len();
+        if len > max || len > isize::MAX as u64 {
+            reader.desync = true;
+            return Err(Error::FrameTooLong { len, max });
+        }
+        Ok(len)
+    }
+
+    /// Reads a payload of `len` bytes into `out`, growing it only as bytes arrive.
+    fn read_payload(&self, reader: &mut Reader, len: usize, out: &mut Vec<u8>) -> Result<()> {
+        let buffered = (reader.end - reader.start).min(len);
+        out.reserve_exact(len.min(buffered.max(GROW_STEP)));
+        out.extend_from_slice(&reader.buf[reader.start..reader.start + buffered]);
+        reader.start += buffered;
+        while out.len() < len {
+            let left = len - out.len();
+            if left < READ_BUF / 2 {
+                // Small remainder: read through the buffer, which may also
+                // pick up the frames that follow.
+                if self.fill(reader)? == 0 {
+                    return Err(self.truncated(reader, len, out.len()));
+                }
+                let take = (reader.end - reader.start).min(left);
+                out.extend_from_slice(&reader.buf[reader.start..reader.start + take]);
+                reader.start += take;
+            } else {
+                let chunk = left.min(GROW_STEP);
+                let n = sys::fd::read_append(self.inner.fd.as_fd(), out, chunk).os("recv")?;
+                if n == 0 {
+                    return Err(self.truncated(reader, len, out.len()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads a payload of exactly `dest.len()` bytes into `dest`.
+    fn read_payload_into(&self, reader: &mut Reader, dest: &mut [u8]) -> Result<()> {
+        let len = dest.len();
+        let buffered = (reader.end - reader.start).min(len);
+        dest[..buffered].copy_from_slice(&reader.buf[reader.start..reader.start + buffered]);
+        reader.start += buffered;
+        let mut done = buffered;
+        while done < len {
+            let left = len - done;
+            let n = if left < READ_BUF / 2 {
+                if self.fill(reader)? == 0 {
+                    0
+                } else {
+                    let take = (reader.end - reader.start).min(left);
+                    dest[done..done + take]
+                        .copy_from_slice(&reader.buf[reader.start..reader.start + take]);
+                    reader.start += take;
+                    take
+                }
+            } else {
+                sys::fd::read(self.inner.fd.as_fd(), &mut dest[done..]).os("recv")?
+            };
+            if n == 0 {
+                return Err(self.truncated(reader, len, done));
+            }
+            done += n;
+        }
+        Ok(())
+    }
+
+    fn truncated(&self, reader: &mut Reader, expected: usize, got: usize) -> Error {
+        reader.desync = true;
+        Error::TruncatedFrame {
+            expected: expected as u64,
+            got: got as u64,
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl AsFd for Connection {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.inner.fd.as_fd()
+    }
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("fd", &self.inner.fd.as_raw_fd())
+            .field("readable", &self.inner.readable)
+            .field("writable", &self.inner.writable)
+            .finish()
+    }
+}
+
+/// What a `Connection` is on the wire into a child: its descriptor's index and
+/// its state, including bytes already read from the OS but not yet consumed.
+#[derive(Serialize, Deserialize)]
+struct Wire {
+    fd: u32,
+    readable: bool,
+    writable: bool,
+    max_frame: u64,
+    pending: Vec<u8>,
+}
+
+impl Serialize for Connection {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        let fd = payload::push_fd(self.inner.fd.as_fd(), "Connection")?;
+        // A reader blocked in recv holds the lock; its bytes are its own.
+        let pending = match self.inner.reader.try_lock() {
+            Ok(r) => r
+                .buf
+                .get(r.start..r.end)
+                .map(<[u8]>::to_vec)
+                .unwrap_or_default(),
+            Err(_) => Vec::new(),
+        };
+        Wire {
+            fd,
+            readable: self.inner.readable,
+            writable: self.inner.writable,
+            max_frame: self.max_frame_len(),
+            pending,
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Connection {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        let wire = Wire::deserialize(deserializer)?;
+        let fd = payload::take_fd(wire.fd, "Connection")?;
+        let conn = Connection::from_fd(fd, wire.readable, wire.writable);
+        conn.set_max_frame_len(wire.max_frame);
+        if !wire.pending.is_empty() {
+            let mut r = lock(&conn.inner.reader);
+            let mut buf = wire.pending;
+            let end = buf.len();
+            buf.resize(end.max(READ_BUF), 0);
+            r.buf = buf.into_boxed_slice();
+            r.end = end;
+        }
+        Ok(conn)
+    }
+}

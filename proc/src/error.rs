@@ -1,0 +1,210 @@
+//! The one error type of mp-proc.
+
+use std::io;
+
+/// A boxed error from a codec, kept out of the public signatures.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Everything that can go wrong in mp-proc. Each variant names the Python
+/// exception it stands for.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The OS refused an operation (`OSError`). `op` says which.
+    #[error("{op}: {source}")]
+    Os {
+        /// What was being done.
+        op: &'static str,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+
+    /// The peer closed the connection and no message was pending (`EOFError`).
+    #[error("end of file: the peer closed the connection")]
+    Eof,
+
+    /// The peer closed the connection in the middle of a message
+    /// (`OSError('got end of file during message')`). The connection cannot be
+    /// read any more.
+    #[error("got end of file during message: {got} of {expected} bytes arrived")]
+    TruncatedFrame {
+        /// The length the frame announced (header included for a partial header).
+        expected: u64,
+        /// How many bytes arrived before the end of file.
+        got: u64,
+    },
+
+    /// A frame announced a length over the connection's limit
+    /// (`OSError('bad message length')`). Nothing was allocated; the rest of
+    /// the stream cannot be trusted, so the connection cannot be read any more.
+    #[error("bad message length: {len} bytes is over the limit of {max}")]
+    FrameTooLong {
+        /// The announced length.
+        len: u64,
+        /// The connection's limit ([`Connection::set_max_frame_len`](crate::Connection::set_max_frame_len)).
+        max: u64,
+    },
+
+    /// A frame announced a negative length other than CPython's `-1` escape.
+    /// CPython reads such a frame as empty and loses its place in the stream;
+    /// mp refuses it and the connection cannot be read any more.
+    #[error("bad message length: {len} is negative")]
+    NegativeFrameLength {
+        /// The announced length.
+        len: i32,
+    },
+
+    /// An earlier error lost the frame boundary, so reading is refused.
+    #[error("the connection lost its frame boundary after an earlier error and cannot be read")]
+    Desynchronized,
+
+    /// The message did not fit the buffer given to `recv_bytes_into`
+    /// (`BufferTooShort`). The message was consumed and is returned whole.
+    #[error("buffer too short: the message has {} bytes", .0.len())]
+    BufferTooShort(Vec<u8>),
+
+    /// `recv` or `poll` on the write end of a one-way pipe (`OSError('connection is write-only')`).
+    #[error("connection is write-only")]
+    WriteOnly,
+
+    /// `send` on the read end of a one-way pipe (`OSError('connection is read-only')`).
+    #[error("connection is read-only")]
+    ReadOnly,
+
+    /// A value could not be serialized (`PicklingError`).
+    #[error("could not serialize the value: {0}")]
+    Encode(#[source] BoxError),
+
+    /// Bytes did not deserialize as the asked type (`UnpicklingError`). For a
+    /// received frame, the frame was consumed and the connection stays usable.
+    #[error("could not deserialize the value: {0}")]
+    Decode(#[source] BoxError),
+
+    /// A handle (a `Connection`, ...) was serialized outside of a child's
+    /// arguments, where its file descriptors cannot travel.
+    #[error("a {kind} can be passed to a child process only inside its args")]
+    HandleNotTransferable {
+        /// The kind of handle.
+        kind: &'static str,
+    },
+
+    /// `start()` on a process that was already started (`AssertionError('cannot start a process twice')`).
+    #[error("cannot start a process twice")]
+    AlreadyStarted,
+
+    /// An operation that needs a started process (`AssertionError('can only join a started process')`).
+    #[error("process {name} has not been started")]
+    NotStarted {
+        /// The process's name.
+        name: String,
+    },
+
+    /// `terminate()` or `kill()` on a process that has already ended.
+    #[error("process {name} has already exited with exit code {exitcode}")]
+    AlreadyExited {
+        /// The process's name.
+        name: String,
+        /// Its exit code.
+        exitcode: i32,
+    },
+
+    /// A daemon process tried to start a child
+    /// (`AssertionError('daemonic processes are not allowed to have children')`).
+    #[error("daemonic processes are not allowed to have children")]
+    DaemonChildren,
+
+    /// The target (or its argument decoder) does not live in the executable
+    /// that spawn and forkserver children run, e.g. it is in a shared library
+    /// loaded at run time. Use the fork start method for such targets.
+    #[error(
+        "the {what} of process {name} lives in {object}, not in the executable that {method} children run; \
+         only functions of the main executable can be started with spawn or forkserver"
+    )]
+    TargetNotInImage {
+        /// The process's name.
+        name: String,
+        /// `"target"` or `"argument decoder"`.
+        what: &'static str,
+        /// The shared object the function was found in.
+        object: String,
+        /// The start method.
+        method: crate::StartMethod,
+    },
+
+    /// This process was started to run a target but its bootstrap never ran,
+    /// so `main` is running in its place. Starting processes from here would
+    /// fork-bomb, so it is refused. Call [`init`](crate::init) first thing in `main`.
+    #[error(
+        "this process was started by mp-proc to run a target, but its bootstrap did not run before main; \
+         call mp_proc::init() at the top of main"
+    )]
+    NotBootstrapped,
+
+    /// The target of a [`spawn`](crate::spawn)ed child panicked. `message` is the panic's message.
+    #[error("process {name} panicked: {message}")]
+    Panicked {
+        /// The process's name.
+        name: String,
+        /// The panic message.
+        message: String,
+    },
+
+    /// A [`spawn`](crate::spawn)ed child ended without returning a value: it
+    /// called [`exit`](crate::exit), was killed by a signal, or aborted.
+    #[error("process {name} ended with exit code {exitcode} before returning a value")]
+    NoResult {
+        /// The process's name.
+        name: String,
+        /// Its exit code (`-N` for signal N).
+        exitcode: i32,
+    },
+
+    /// The fork server died, so the exit code of a child it forked is lost.
+    #[error("the fork server died: {reason}")]
+    ForkserverDied {
+        /// What was seen.
+        reason: &'static str,
+    },
+
+    /// The start method was already set (`RuntimeError('context has already been set')`).
+    #[error("context has already been set")]
+    ContextAlreadySet,
+}
+
+/// `Result<T, mp_proc::Error>`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn os(op: &'static str, source: impl Into<io::Error>) -> Error {
+        Error::Os {
+            op,
+            source: source.into(),
+        }
+    }
+
+    /// Whether the error says the peer is gone (end of file, broken pipe, reset).
+    pub fn is_disconnect(&self) -> bool {
+        match self {
+            Error::Eof | Error::TruncatedFrame { .. } => true,
+            Error::Os { source, .. } => matches!(
+                source.kind(),
+                io::ErrorKind::BrokenPipe
+                    | io::ErrorKind::ConnectionReset
+                    | io::ErrorKind::UnexpectedEof
+            ),
+            _ => false,
+        }
+    }
+}
+
+/// Maps an OS error to [`Error::Os`] with the operation's name.
+pub(crate) trait OsContext<T> {
+    fn os(self, op: &'static str) -> Result<T>;
+}
+
+impl<T, E: Into<io::Error>> OsContext<T> for std::result::Result<T, E> {
+    fn os(self, op: &'static str) -> Result<T> {
+        self.map_err(|e| Error::os(op, e))
+    }
+}

@@ -1,0 +1,215 @@
+//! The fork server: a copy of the executable, started by spawn, that never
+//! runs user code or threads and forks a child on every request. Forking from
+//! it is fast and safe however many threads the program runs.
+//!
+//! The program talks to it over a private seqpacket socket pair (no name in
+//! the filesystem, so no other user can reach it). A request is one message
+//! carrying descriptors: a reply socket, the child's bootstrap (a memfd), the
+//! program's stdout and stderr, and the child's own descriptors. The server
+//! forks, answers with the child's pid and a pidfd, and writes the child's
+//! exit code to the reply socket when the child ends, so the reply socket is
+//! the child's sentinel. The server holds no copy of the program's stdout or
+//! stderr between requests and exits when the program does.
+
+use std::collections::HashMap;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::sync::Arc;
+
+use crate::bootstrap::{self, ChildFds, Leave};
+use crate::error::{Error, OsContext, Result};
+use crate::runtime::State;
+use crate::{StartMethod, sys};
+
+/// The program's side of a fork server.
+pub(crate) struct Client {
+    pid: u32,
+    control: OwnedFd,
+}
+
+/// The running fork server, started on first use.
+pub(crate) fn client(state: &mut State) -> Result<Arc<Client>> {
+    if let Some(client) = &state.forkserver {
+        return Ok(client.clone());
+    }
+    let client = Arc::new(Client::start()?);
+    state.forkserver = Some(client.clone());
+    Ok(client)
+}
+
+/// Replaces a dead fork server (if nobody replaced it yet).
+pub(crate) fn restart(dead: &Arc<Client>) -> Result<Arc<Client>> {
+    let mut state = crate::runtime::state();
+    if let Some(current) = &state.forkserver {
+        if !Arc::ptr_eq(current, dead) {
+            return Ok(current.clone());
+        }
+    }
+    let _ = sys::process::try_reap(dead.pid);
+    state.forkserver = None;
+    client(&mut state)
+}
+
+impl Client {
+    fn start() -> Result<Client> {
+        let (ours, theirs) = sys::fd::socket_pair(true).os("socketpair")?;
+        let pid = sys::spawn::spawn_self(&sys::spawn::SpawnPlan {
+            fds: &[theirs.as_raw_fd()],
+            env: (bootstrap::ENV_FORKSERVER, "3".to_owned()),
+            env_remove: &[bootstrap::ENV_CHILD],
+            null_output: true,
+        })
+        .os("start the fork server")?;
+        Ok(Client { pid, control: ours })
+    }
+
+    /// Asks for a child. `fds` = bootstrap memfd, stdout, stderr, then the
+    /// child's descriptors. Returns its pid, its status socket and its pidfd.
+    pub(crate) fn request(&self, fds: &[RawFd]) -> Result<(u32, OwnedFd, Option<OwnedFd>)> {
+        let (reply, server_end) = sys::fd::socket_pair(false).os("socketpair")?;
+        let mut all = vec![server_end.as_raw_fd()];
+        all.extend_from_slice(fds);
+        match sys::scm::send_with_fds(self.control.as_fd(), b"F", &all) {
+            Ok(()) => {}
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EPIPE | libc::ECONNRESET | libc::ENOTCONN)
+                ) =>
+            {
+                return Err(Error::ForkserverDied {
+                    reason: "its socket is closed",
+                });
+            }
+            Err(e) => return Err(Error::os("send to the fork server", e)),
+        }
+        drop(server_end);
+        let mut buf = [0u8; 8];
+        let (n, mut got) =
+            sys::scm::recv_with_fds(reply.as_fd(), &mut buf).os("read from the fork server")?;
+        if n == 0 {
+            return Err(Error::ForkserverDied {
+                reason: "it closed the request without an answer",
+            });
+        }
+        if n != 8 {
+            return Err(Error::ForkserverDied {
+                reason: "it sent a short answer",
+            });
+        }
+        let tag = u32::from_ne_bytes(buf[..4].try_into().expect("4 bytes"));
+        let value = u32::from_ne_bytes(buf[4..].try_into().expect("4 bytes"));
+        if tag != 0 {
+            return Err(Error::os(
+                "fork (in the fork server)",
+                std::io::Error::from_raw_os_error(value as i32),
+            ));
+        }
+        Ok((value, reply, got.pop()))
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        // Closing `control` makes the server exit; reap it if it already has.
+        let _ = sys::process::try_reap(self.pid);
+    }
+}
+
+/// The server's loop. Never returns.
+pub(crate) fn serve(control: OwnedFd) -> ! {
+    sys::process::ignore_sigint();
+    let sigchld = match sys::process::sigchld_fd() {
+        Ok(fd) => fd,
+        Err(_) => std::process::exit(71),
+    };
+    let mut waiting: HashMap<u32, OwnedFd> = HashMap::new();
+    let mut buf = [0u8; 16];
+    loop {
+        let ready = match sys::fd::wait_readable(&[control.as_fd(), sigchld.as_fd()], None) {
+            Ok(r) => r,
+            Err(_) => std::process::exit(72),
+        };
+        if ready[1] {
+            while let Ok(Some(_)) = sigchld.read_signal() {}
+            while let Ok(Some((pid, code))) = sys::process::reap_any() {
+                if let Some(reply) = waiting.remove(&pid) {
+                    let _ = sys::fd::write_all(reply.as_fd(), &code.to_ne_bytes(), true);
+                }
+            }
+        }
+        if ready[0] {
+            let (n, fds) = match sys::scm::recv_with_fds(control.as_fd(), &mut buf) {
+                Ok(r) => r,
+                Err(_) => continue,
+            };
+            if n == 0 {
+                // The program is gone. Its children go on (daemons end themselves).
+                std::process::exit(0);
+            }
+            if let Some((pid, reply)) = fork_child(fds) {
+                waiting.insert(pid, reply);
+            }
+        }
+    }
+}
+
+/// Forks one child for a request; returns its pid and reply socket.
+fn fork_child(mut fds: Vec<OwnedFd>) -> Option<(u32, OwnedFd)> {
+    if fds.len() < 5 {
+        return None; // not a request of ours
+    }
+    let rest = fds.split_off(4);
+    let stderr = fds.pop()?;
+    let stdout = fds.pop()?;
+    let memfd = fds.pop()?;
+    let reply = fds.pop()?;
+    let mut keep: Vec<RawFd> = vec![0, 1, 2, memfd.as_raw_fd()];
+    keep.extend(rest.iter().map(|fd| fd.as_raw_fd()));
+    keep.sort_unstable();
+    let plan = sys::process::ForkPlan {
+        keep: &keep,
+        stdio: [None, Some(stdout.as_raw_fd()), Some(stderr.as_raw_fd())],
+    };
+    match sys::process::fork(&plan) {
+        Ok(sys::process::Forked::Child) => {
+            // Everything but this request's descriptors is closed; objects that
+            // owned the others are never dropped here (this never returns).
+            let boot = bootstrap::read_bootstrap(memfd);
+            let fds = boot
+                .as_ref()
+                .ok()
+                .and_then(|b| ChildFds::from_vec(rest, b.has_result));
+            match (boot, fds) {
+                (Ok(boot), Some(fds)) => {
+                    match sys::image::resolve(boot.runner, boot.target, boot.fingerprint) {
+                        Some(entry) => bootstrap::child_main(
+                            boot,
+                            entry,
+                            fds,
+                            StartMethod::Forkserver,
+                            Leave::Normally,
+                        ),
+                        None => sys::process::exit_immediately(1),
+                    }
+                }
+                _ => sys::process::exit_immediately(1),
+            }
+        }
+        Ok(sys::process::Forked::Parent(pid)) => {
+            let pidfd = sys::process::pidfd_open(pid).ok();
+            let mut answer = [0u8; 8];
+            answer[4..].copy_from_slice(&pid.to_ne_bytes());
+            let pidfds: Vec<RawFd> = pidfd.iter().map(|fd| fd.as_raw_fd()).collect();
+            let _ = sys::scm::send_with_fds(reply.as_fd(), &answer, &pidfds);
+            Some((pid, reply))
+        }
+        Err(e) => {
+            let mut answer = [0u8; 8];
+            answer[..4].copy_from_slice(&1u32.to_ne_bytes());
+            answer[4..]
+                .copy_from_slice(&(e.raw_os_error().unwrap_or(libc::EIO) as u32).to_ne_bytes());
+            let _ = sys::scm::send_with_fds(reply.as_fd(), &answer, &[]);
+            None
+        }
+    }
+}

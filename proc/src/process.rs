@@ -1,0 +1,529 @@
+//! `Process`, `spawn` and `JoinHandle`, and who this process is.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::os::fd::{AsFd, BorrowedFd, RawFd};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::bootstrap::{self, ExitRequest, Outcome};
+use crate::connection::Connection;
+use crate::error::{Error, OsContext, Result};
+use crate::runtime::{self, Child};
+use crate::start::{self, Launch};
+use crate::sys::image::{self, Runner};
+use crate::{Payload, StartMethod, payload, sys};
+
+/// Arguments encoded at `start()`, with the value kept alive (its handles'
+/// descriptors open) until the child has its own copies.
+struct Encoded {
+    bytes: Vec<u8>,
+    fds: Vec<RawFd>,
+    _keep: Box<dyn Send>,
+}
+
+type Encoder = Box<dyn FnOnce() -> Result<Encoded> + Send>;
+
+/// A child process, Python's `multiprocessing.Process`.
+///
+/// Build it with [`Process::new`] and the builder methods, [`start`] it, then
+/// [`join`] it for its exit code: 0 when the target returned, 1 when it
+/// panicked, `n` after [`exit(n)`](exit), `-N` when signal `N` ended it.
+///
+/// The target is a plain `fn` (a closure that captures nothing coerces to
+/// one) and its argument a [`Payload`], so the same call works under every
+/// [`StartMethod`]. Handles in `args` (a [`Connection`], ...) arrive usable in
+/// the child.
+///
+/// [`start`]: Process::start
+/// [`join`]: Process::join
+///
+/// ```
+/// use mp_proc::{Connection, Process, pipe};
+///
+/// fn greet((name, conn): (String, Connection)) {
+///     conn.send(&format!("hello, {name}")).unwrap();
+/// }
+///
+/// let (here, there) = pipe(true)?;
+/// let mut p = Process::new(greet, ("bob".to_string(), there)).name("greeter");
+/// p.start()?;
+/// assert_eq!(here.recv::<String>()?, "hello, bob");
+/// assert_eq!(p.join()?, 0);
+/// assert_eq!(p.exitcode(), Some(0));
+/// # Ok::<(), mp_proc::Error>(())
+/// ```
+pub struct Process {
+    name: String,
+    identity: Vec<u32>,
+    daemon: Option<bool>,
+    method: Option<StartMethod>,
+    runner: Runner,
+    target: usize,
+    encoder: Mutex<Option<Encoder>>,
+    child: Option<Arc<Child>>,
+}
+
+impl Process {
+    /// A process that will run `target(args)`, named `Process-N` (`N` counts
+    /// the processes this process has created; a child's children are
+    /// `Process-N:M`).
+    pub fn new<A: Payload>(target: fn(A), args: A) -> Process {
+        Process::with_prefix("Process", target, args)
+    }
+
+    pub(crate) fn with_prefix<A: Payload>(prefix: &str, target: fn(A), args: A) -> Process {
+        Process::build(prefix, image::process_runner::<A>(), target as usize, args)
+    }
+
+    fn build<A: Payload>(prefix: &str, runner: Runner, target: usize, args: A) -> Process {
+        let count = runtime::next_count();
+        let mut identity = runtime::me().identity.clone();
+        identity.push(count);
+        let numbers: Vec<String> = identity.iter().map(u32::to_string).collect();
+        let encoder: Encoder = Box::new(move || {
+            let (bytes, fds) = payload::encode_with_fds(&args)?;
+            Ok(Encoded {
+                bytes,
+                fds,
+                _keep: Box::new(args),
+            })
+        });
+        Process {
+            name: format!("{prefix}-{}", numbers.join(":")),
+            identity,
+            daemon: None,
+            method: None,
+            runner,
+            target,
+            encoder: Mutex::new(Some(encoder)),
+            child: None,
+        }
+    }
+
+    /// Names the process (Python's `name=`). Records it logs carry this name.
+    pub fn name(mut self, name: impl Into<String>) -> Process {
+        self.name = name.into();
+        self
+    }
+
+    /// Makes the process a daemon or not (Python's `daemon=`; by default, as
+    /// the current process). A daemon is terminated when its parent exits,
+    /// and, unlike CPython's, also when its parent is killed; it may not start
+    /// children of its own.
+    pub fn daemon(mut self, daemon: bool) -> Process {
+        self.daemon = Some(daemon);
+        self
+    }
+
+    /// Chooses the start method of this process (by default
+    /// [`get_start_method`](crate::get_start_method)).
+    pub fn start_method(mut self, method: StartMethod) -> Process {
+        self.method = Some(method);
+        self
+    }
+
+    /// Starts the child (Python's `start()`).
+    ///
+    /// Errors: [`Error::AlreadyStarted`] the second time;
+    /// [`Error::DaemonChildren`] in a daemon process; an argument that does
+    /// not serialize ([`Error::Encode`]); under spawn and forkserver, a target
+    /// that does not live in the main executable ([`Error::TargetNotInImage`]);
+    /// and the OS's refusals.
+    pub fn start(&mut self) -> Result<()> {
+        if self.child.is_some() {
+            return Err(Error::AlreadyStarted);
+        }
+        if bootstrap::bootstrap_pending() {
+            return Err(Error::NotBootstrapped);
+        }
+        image::keep_constructor();
+        let me = runtime::me();
+        if me.daemon {
+            return Err(Error::DaemonChildren);
+        }
+        let encoder = self
+            .encoder
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .ok_or(Error::AlreadyStarted)?;
+        let encoded = encoder()?;
+        self.launch(encoded, None)
+    }
+
+    fn launch(&mut self, encoded: Encoded, result: Option<BorrowedFd<'_>>) -> Result<()> {
+        let daemon = self.daemon.unwrap_or(runtime::me().daemon);
+        let method = self.method.unwrap_or_else(crate::get_start_method);
+        let _ = runtime::live_children(); // reap finished children first, as CPython does
+        runtime::state().ensure_exit_hook();
+        let child = start::launch(Launch {
+            name: &self.name,
+            identity: self.identity.clone(),
+            daemon,
+            method,
+            runner: self.runner,
+            target: self.target,
+            args: encoded.bytes,
+            fds: encoded.fds,
+            result,
+        })?;
+        let child = Arc::new(child);
+        runtime::state().children.push(child.clone());
+        self.daemon = Some(daemon);
+        self.method = Some(method);
+        self.child = Some(child);
+        Ok(())
+    }
+
+    fn started(&self) -> Result<&Arc<Child>> {
+        self.child.as_ref().ok_or_else(|| Error::NotStarted {
+            name: self.name.clone(),
+        })
+    }
+
+    /// Waits for the process to end and returns its exit code (Python's
+    /// `join()`, which returns `None`; here the code comes back directly).
+    pub fn join(&mut self) -> Result<i32> {
+        let child = self.started()?;
+        loop {
+            if let Some(code) = child.wait(None)? {
+                return Ok(code);
+            }
+        }
+    }
+
+    /// Waits at most `timeout` for the process to end: `Some(exit code)`, or
+    /// `None` if it is still running (Python's `join(timeout)`).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// fn sleeper(conn: mp_proc::Connection) {
+    ///     let _ = conn.recv_bytes(); // until the parent lets go
+    /// }
+    /// let (here, there) = mp_proc::pipe(true)?;
+    /// let mut p = mp_proc::Process::new(sleeper, there);
+    /// p.start()?;
+    /// assert_eq!(p.join_timeout(Duration::from_millis(10))?, None);
+    /// assert!(p.is_alive());
+    /// drop(here);
+    /// assert_eq!(p.join_timeout(Duration::from_secs(60))?, Some(0));
+    /// # Ok::<(), mp_proc::Error>(())
+    /// ```
+    pub fn join_timeout(&mut self, timeout: Duration) -> Result<Option<i32>> {
+        self.started()?.wait(Some(timeout))
+    }
+
+    /// Whether the process has started and not yet ended.
+    pub fn is_alive(&mut self) -> bool {
+        match &self.child {
+            Some(child) => matches!(child.wait(Some(Duration::ZERO)), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// The exit code, once the process has ended: 0 ok, 1 after a panic, `n`
+    /// after [`exit(n)`](exit), `-N` after signal `N`. `None` before that.
+    pub fn exitcode(&self) -> Option<i32> {
+        self.child
+            .as_ref()
+            .and_then(|c| c.wait(Some(Duration::ZERO)).ok().flatten())
+    }
+
+    /// The process id, once started.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.pid)
+    }
+
+    /// The name: `Process-1`, `Process-1:2` in a child, or the one given.
+    pub fn get_name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether the process is (or will be) a daemon.
+    pub fn is_daemon(&self) -> bool {
+        self.daemon.unwrap_or_else(|| runtime::me().daemon)
+    }
+
+    /// Sends `SIGTERM` (Python's `terminate()`). The child runs no cleanup
+    /// code unless it handles the signal. A process that has already ended is
+    /// [`Error::AlreadyExited`].
+    pub fn terminate(&self) -> Result<()> {
+        self.started()?.signal(libc::SIGTERM)
+    }
+
+    /// Sends `SIGKILL` (Python's `kill()`).
+    pub fn kill(&self) -> Result<()> {
+        self.started()?.signal(libc::SIGKILL)
+    }
+
+    /// A descriptor that becomes readable when the process ends (Python's
+    /// `sentinel`), for use with `poll`/`epoll`; `None` before `start()`.
+    pub fn sentinel(&self) -> Option<BorrowedFd<'_>> {
+        self.child.as_ref().map(|c| c.sentinel())
+    }
+}
+
+impl fmt::Debug for Process {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Process");
+        d.field("name", &self.name);
+        if let Some(child) = &self.child {
+            d.field("pid", &child.pid);
+            match child.wait(Some(Duration::ZERO)) {
+                Ok(Some(code)) => d.field("exitcode", &code),
+                _ => d.field("state", &"started"),
+            };
+        } else {
+            d.field("state", &"initial");
+        }
+        d.field("daemon", &self.is_daemon()).finish()
+    }
+}
+
+/// Ends the current process with exit code `code`, Python's `sys.exit(code)`.
+///
+/// Called from the target of a child, it unwinds the target's stack (running
+/// destructors, as `SystemExit` runs `finally` blocks) and the child exits
+/// with `code` after its usual shutdown. Anywhere else it runs the process's
+/// exit function (joining children) and exits.
+///
+/// ```no_run
+/// fn worker(fail: bool) {
+///     if fail {
+///         mp_proc::exit(3);
+///     }
+/// }
+/// let mut p = mp_proc::Process::new(worker, true);
+/// p.start()?;
+/// assert_eq!(p.join()?, 3);
+/// # Ok::<(), mp_proc::Error>(())
+/// ```
+pub fn exit(code: i32) -> ! {
+    if cfg!(panic = "unwind") && bootstrap::IN_TARGET.with(|t| t.get()) {
+        std::panic::resume_unwind(Box::new(ExitRequest(code)));
+    }
+    std::process::exit(code)
+}
+
+/// Runs `f(args)` in a new child process with the default start method and
+/// returns a handle to its return value, like `std::thread::spawn` for
+/// processes.
+///
+/// A panic in the child comes back from [`JoinHandle::join`] as
+/// [`Error::Panicked`] carrying the panic's message.
+///
+/// ```
+/// fn square(x: u64) -> u64 {
+///     x * x
+/// }
+/// let handle = mp_proc::spawn(square, 12)?;
+/// assert_eq!(handle.join()?, 144);
+///
+/// fn boom(_: ()) -> u8 {
+///     panic!("no luck")
+/// }
+/// let err = mp_proc::spawn(boom, ())?.join().unwrap_err();
+/// assert!(matches!(err, mp_proc::Error::Panicked { ref message, .. } if message == "no luck"));
+/// # Ok::<(), mp_proc::Error>(())
+/// ```
+pub fn spawn<A: Payload, R: Payload>(f: fn(A) -> R, args: A) -> Result<JoinHandle<R>> {
+    spawn_with(None, f, args)
+}
+
+pub(crate) fn spawn_with<A: Payload, R: Payload>(
+    method: Option<StartMethod>,
+    f: fn(A) -> R,
+    args: A,
+) -> Result<JoinHandle<R>> {
+    let mut process = Process::build(
+        "Process",
+        image::function_runner::<A, R>(),
+        f as usize,
+        args,
+    );
+    process.method = method;
+    if bootstrap::bootstrap_pending() {
+        return Err(Error::NotBootstrapped);
+    }
+    image::keep_constructor();
+    if runtime::me().daemon {
+        return Err(Error::DaemonChildren);
+    }
+    let encoder = process
+        .encoder
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take()
+        .ok_or(Error::AlreadyStarted)?;
+    let encoded = encoder()?;
+    let (reader, writer) = sys::fd::pipe().os("pipe")?;
+    process.launch(encoded, Some(writer.as_fd()))?;
+    drop(writer);
+    Ok(JoinHandle {
+        process,
+        result: Connection::new(reader, true, false, false),
+        _r: PhantomData,
+    })
+}
+
+/// A child started by [`spawn`]; [`join`](JoinHandle::join) returns its value.
+pub struct JoinHandle<R> {
+    process: Process,
+    result: Connection,
+    _r: PhantomData<fn() -> R>,
+}
+
+impl<R: Payload> JoinHandle<R> {
+    /// Waits for the child and returns what its function returned.
+    ///
+    /// Errors: [`Error::Panicked`] with the panic's message;
+    /// [`Error::NoResult`] when the child ended without returning (it called
+    /// [`exit`], was killed, or aborted), with its exit code; [`Error::Decode`]
+    /// when the arguments or the value did not decode.
+    pub fn join(mut self) -> Result<R> {
+        let outcome = self.result.recv::<Outcome>();
+        let exitcode = self.process.join()?;
+        let name = self.process.name.clone();
+        match outcome {
+            Ok(Outcome::Returned(bytes)) => payload::decode(&bytes),
+            Ok(Outcome::Panicked(message)) => Err(Error::Panicked { name, message }),
+            Ok(Outcome::Failed(message)) => Err(Error::Decode(message.into())),
+            Err(e) if e.is_disconnect() => Err(Error::NoResult { name, exitcode }),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The child process.
+    pub fn process(&self) -> &Process {
+        &self.process
+    }
+
+    /// Whether the child has ended.
+    pub fn is_finished(&self) -> bool {
+        self.process.exitcode().is_some()
+    }
+}
+
+impl<R> fmt::Debug for JoinHandle<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JoinHandle")
+            .field("process", &self.process)
+            .finish()
+    }
+}
+
+/// What is known of a process: Python's `current_process()`,
+/// `parent_process()` and the entries of `active_children()`.
+///
+/// Its `Debug` output never shows the authentication key.
+///
+/// ```
+/// let me = mp_proc::current_process();
+/// assert_eq!(me.name(), "MainProcess");
+/// assert_eq!(me.pid(), std::process::id());
+/// assert_eq!(me.authkey().len(), 32);
+/// assert!(!format!("{me:?}").contains(&format!("{:?}", me.authkey())));
+/// assert!(mp_proc::parent_process().is_none());
+/// ```
+#[derive(Clone)]
+pub struct ProcessInfo {
+    name: String,
+    pid: u32,
+    daemon: bool,
+    authkey: Arc<[u8]>,
+}
+
+impl ProcessInfo {
+    /// The process's name (`MainProcess`, `Process-1`, ...).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Whether it is a daemon.
+    pub fn daemon(&self) -> bool {
+        self.daemon
+    }
+
+    /// The authentication key: 32 random bytes made by the main process and
+    /// inherited by every child (Python's `authkey`).
+    pub fn authkey(&self) -> &[u8] {
+        &self.authkey
+    }
+}
+
+impl fmt::Debug for ProcessInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProcessInfo")
+            .field("name", &self.name)
+            .field("pid", &self.pid)
+            .field("daemon", &self.daemon)
+            .field("authkey", &"<hidden>")
+            .finish()
+    }
+}
+
+/// This process (Python's `current_process()`).
+pub fn current_process() -> ProcessInfo {
+    let me = runtime::me();
+    ProcessInfo {
+        name: me.name.clone(),
+        pid: std::process::id(),
+        daemon: me.daemon,
+        authkey: me.authkey.clone(),
+    }
+}
+
+/// The process that created this one, `None` in the main process (Python's
+/// `parent_process()`). Under forkserver it is the process that asked for the
+/// child, not the fork server.
+pub fn parent_process() -> Option<ProcessInfo> {
+    let me = runtime::me();
+    me.parent.as_ref().map(|(name, pid)| ProcessInfo {
+        name: name.clone(),
+        pid: *pid,
+        daemon: false,
+        authkey: me.authkey.clone(),
+    })
+}
+
+/// The children of this process that are still running; finished ones are
+/// reaped on the way (Python's `active_children()`).
+pub fn active_children() -> Vec<ProcessInfo> {
+    let authkey = runtime::me().authkey.clone();
+    runtime::live_children()
+        .into_iter()
+        .map(|c| ProcessInfo {
+            name: c.name.clone(),
+            pid: c.pid,
+            daemon: c.daemon,
+            authkey: authkey.clone(),
+        })
+        .collect()
+}
+
+/// Runs the bootstrap of a spawn or forkserver child, if this process is one
+/// (it then never returns); otherwise does nothing.
+///
+/// The bootstrap normally runs on its own, from a constructor that the C
+/// runtime calls before `main`, so plain binaries, examples, unit and
+/// integration tests and doctests need nothing. `init()` is the documented
+/// line for the rare build where constructors do not run: call it first thing
+/// in `main`. Without either, a spawned child would run `main` itself, so
+/// `start()` refuses to start anything there ([`Error::NotBootstrapped`]).
+///
+/// ```
+/// fn main() {
+///     mp_proc::init();
+///     // ...
+/// }
+/// # main();
+/// ```
+pub fn init() {
+    bootstrap::run_if_child();
+}

@@ -1,0 +1,218 @@
+//! The parent's side of the three start methods.
+
+use std::io::Write;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::bootstrap::{self, Bootstrap, ChildFds, Leave};
+use crate::error::{Error, OsContext, Result};
+use crate::runtime::{self, Child, Watch};
+use crate::sys::image::Runner;
+use crate::{StartMethod, sys};
+
+/// A child about to start.
+pub(crate) struct Launch<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) identity: Vec<u32>,
+    pub(crate) daemon: bool,
+    pub(crate) method: StartMethod,
+    pub(crate) runner: Runner,
+    pub(crate) target: usize,
+    pub(crate) args: Vec<u8>,
+    /// The descriptors of the handles in the arguments (kept open by the caller).
+    pub(crate) fds: Vec<RawFd>,
+    /// The write end of a `spawn` result pipe.
+    pub(crate) result: Option<BorrowedFd<'a>>,
+}
+
+/// Starts the child and returns its record.
+pub(crate) fn launch(l: Launch<'_>) -> Result<Child> {
+    if matches!(l.method, StartMethod::Spawn | StartMethod::Forkserver) {
+        for (what, addr) in [
+            ("target", l.target),
+            ("argument decoder", l.runner as usize),
+        ] {
+            if let Err(object) = sys::image::check_in_main_image(addr) {
+                return Err(Error::TargetNotInImage {
+                    name: l.name.to_owned(),
+                    what,
+                    object,
+                    method: l.method,
+                });
+            }
+        }
+    }
+    let boot = bootstrap_for(&l);
+    match l.method {
+        StartMethod::Fork => fork(&l, boot),
+        StartMethod::Spawn => spawn(&l, &boot),
+        StartMethod::Forkserver => forkserver(&l, &boot),
+    }
+}
+
+fn bootstrap_for(l: &Launch<'_>) -> Bootstrap {
+    let (me, start_method) = {
+        let state = runtime::state();
+        (state.me.clone(), state.start_method.unwrap_or_default())
+    };
+    let logger = mp_logging::get_logger();
+    let (runner, target) = match l.method {
+        StartMethod::Fork => (l.runner as usize as i64, l.target as i64),
+        _ => (
+            sys::image::offset_of(l.runner as usize),
+            sys::image::offset_of(l.target),
+        ),
+    };
+    Bootstrap {
+        name: l.name.to_owned(),
+        identity: l.identity.clone(),
+        daemon: l.daemon,
+        authkey: me.authkey.to_vec(),
+        parent_name: me.name.clone(),
+        parent_pid: std::process::id(),
+        start_method,
+        log_level: logger.level() as u8,
+        log_stderr: logger.has_stderr_handler(),
+        log_propagate: logger.propagate(),
+        fingerprint: sys::image::fingerprint(),
+        runner,
+        target,
+        args: l.args.clone(),
+        nfds: l.fds.len() as u32,
+        has_result: l.result.is_some(),
+    }
+}
+
+/// The descriptors after the alive pipe, in the order children read them.
+fn child_fd_list(alive: RawFd, l: &Launch<'_>) -> Vec<RawFd> {
+    let mut fds = vec![alive];
+    fds.extend(l.result.map(|r| r.as_raw_fd()));
+    fds.extend_from_slice(&l.fds);
+    fds
+}
+
+fn pidfd_or_kill(pid: u32) -> Result<OwnedFd> {
+    match sys::process::pidfd_open(pid) {
+        Ok(fd) => Ok(fd),
+        Err(e) => {
+            // Without a pidfd the child cannot be watched: do not leave it behind.
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid as i32), None);
+            Err(Error::os("pidfd_open", e))
+        }
+    }
+}
+
+static WARNED_THREADS: AtomicBool = AtomicBool::new(false);
+
+fn fork(l: &Launch<'_>, boot: Bootstrap) -> Result<Child> {
+    if sys::process::thread_count() > 1 && !WARNED_THREADS.swap(true, Ordering::Relaxed) {
+        mp_logging::get_logger().warning(format_args!(
+            "This process (pid={}) is multi-threaded, use of fork() may lead to deadlocks in the child.",
+            std::process::id()
+        ));
+    }
+    let stdin = sys::fd::dev_null(false).os("open /dev/null")?;
+    let _ = std::io::stdout().flush();
+    let mut state = runtime::state();
+    let alive = state.alive_reader()?.as_raw_fd();
+    let inherited = child_fd_list(alive, l);
+    let mut keep: Vec<RawFd> = vec![0, 1, 2];
+    keep.extend_from_slice(&inherited);
+    keep.sort_unstable();
+    keep.dedup();
+    let plan = sys::process::ForkPlan {
+        keep: &keep,
+        stdio: [Some(stdin.as_raw_fd()), None, None],
+    };
+    match sys::process::fork(&plan).os("fork")? {
+        sys::process::Forked::Child => {
+            // The lock was taken before fork by this very thread: release it
+            // here too, then become the child.
+            drop(state);
+            let fds = sys::fd::take_inherited(inherited)
+                .ok()
+                .and_then(|fds| ChildFds::from_vec(fds, l.result.is_some()));
+            match fds {
+                Some(fds) => bootstrap::child_main(
+                    boot,
+                    (l.runner, l.target),
+                    fds,
+                    StartMethod::Fork,
+                    Leave::Immediately,
+                ),
+                None => sys::process::exit_immediately(1),
+            }
+        }
+        sys::process::Forked::Parent(pid) => {
+            drop(state);
+            let pidfd = pidfd_or_kill(pid)?;
+            Ok(Child::new(
+                l.name.to_owned(),
+                pid,
+                l.daemon,
+                Watch::Direct { pidfd },
+            ))
+        }
+    }
+}
+
+/// Writes a bootstrap into an anonymous memory file.
+fn bootstrap_memfd(boot: &Bootstrap) -> Result<OwnedFd> {
+    let bytes = crate::payload::encode(boot)?;
+    let fd = sys::fd::memfd(c"mp-proc-bootstrap").os("memfd_create")?;
+    sys::fd::write_all(fd.as_fd(), &bytes, false).os("write bootstrap")?;
+    Ok(fd)
+}
+
+fn spawn(l: &Launch<'_>, boot: &Bootstrap) -> Result<Child> {
+    let memfd = bootstrap_memfd(boot)?;
+    let pid = {
+        let mut state = runtime::state();
+        let alive = state.alive_reader()?.as_raw_fd();
+        let mut fds = vec![memfd.as_raw_fd()];
+        fds.extend(child_fd_list(alive, l));
+        sys::spawn::spawn_self(&sys::spawn::SpawnPlan {
+            fds: &fds,
+            env: (bootstrap::ENV_CHILD, "3".to_owned()),
+            env_remove: &[bootstrap::ENV_FORKSERVER],
+            null_output: false,
+        })
+        .os("posix_spawn")?
+    };
+    let pidfd = pidfd_or_kill(pid)?;
+    Ok(Child::new(
+        l.name.to_owned(),
+        pid,
+        l.daemon,
+        Watch::Direct { pidfd },
+    ))
+}
+
+fn forkserver(l: &Launch<'_>, boot: &Bootstrap) -> Result<Child> {
+    let memfd = bootstrap_memfd(boot)?;
+    let (client, alive) = {
+        let mut state = runtime::state();
+        let alive = state.alive_reader()?.as_raw_fd();
+        (crate::forkserver::client(&mut state)?, alive)
+    };
+    let mut fds = vec![memfd.as_raw_fd(), 1, 2];
+    fds.extend(child_fd_list(alive, l));
+    let (pid, status, pidfd) = match client.request(&fds) {
+        Err(Error::ForkserverDied { .. }) => {
+            // A dead server is restarted transparently (as CPython does), once.
+            let client = crate::forkserver::restart(&client)?;
+            client.request(&fds)?
+        }
+        r => r?,
+    };
+    Ok(Child::new(
+        l.name.to_owned(),
+        pid,
+        l.daemon,
+        Watch::Forkserver { status, pidfd },
+    ))
+}

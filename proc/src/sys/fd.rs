@@ -1,0 +1,280 @@
+//! File descriptors: creation (always close-on-exec), reads and writes that
+//! retry `EINTR`, and waiting for readiness with a deadline.
+
+use std::ffi::CStr;
+use std::io;
+use std::io::IoSlice;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::socket::{AddressFamily, MsgFlags, SockFlag, SockType, socketpair};
+
+/// A one-way pipe `(read end, write end)`.
+pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    Ok(nix::unistd::pipe2(OFlag::O_CLOEXEC)?)
+}
+
+/// A connected pair of AF_UNIX sockets, stream or seqpacket.
+pub(crate) fn socket_pair(seqpacket: bool) -> io::Result<(OwnedFd, OwnedFd)> {
+    let ty = if seqpacket {
+        SockType::SeqPacket
+    } else {
+        SockType::Stream
+    };
+    Ok(socketpair(
+        AddressFamily::Unix,
+        ty,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )?)
+}
+
+/// An anonymous memory file (gone with its last fd).
+pub(crate) fn memfd(name: &CStr) -> io::Result<OwnedFd> {
+    use nix::sys::memfd::{MFdFlags, memfd_create};
+    Ok(memfd_create(name, MFdFlags::MFD_CLOEXEC)?)
+}
+
+/// `/dev/null`, opened close-on-exec.
+pub(crate) fn dev_null(write: bool) -> io::Result<OwnedFd> {
+    let file = std::fs::OpenOptions::new()
+        .read(!write)
+        .write(write)
+        .open("/dev/null")?;
+    Ok(file.into())
+}
+
+/// Reads into `buf`, retrying `EINTR`. `Ok(0)` is end of file.
+pub(crate) fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match nix::unistd::read(fd, buf) {
+            Err(Errno::EINTR) => continue,
+            r => return Ok(r?),
+        }
+    }
+}
+
+/// Writes some of `buf`, retrying `EINTR`. On a socket it uses `MSG_NOSIGNAL`,
+/// so a closed peer is an `EPIPE` error even where `SIGPIPE` is not ignored.
+pub(crate) fn write(fd: BorrowedFd<'_>, buf: &[u8], socket: bool) -> io::Result<usize> {
+    loop {
+        let r = if socket {
+            nix::sys::socket::send(fd.as_raw_fd(), buf, MsgFlags::MSG_NOSIGNAL)
+        } else {
+            nix::unistd::write(fd, buf)
+        };
+        match r {
+            Err(Errno::EINTR) => continue,
+            r => return Ok(r?),
+        }
+    }
+}
+
+/// Writes all of `bufs` (gathered, so one syscall in the common case).
+pub(crate) fn write_all_vectored(
+    fd: BorrowedFd<'_>,
+    bufs: &[&[u8]],
+    socket: bool,
+) -> io::Result<()> {
+    let total: usize = bufs.iter().map(|b| b.len()).sum();
+    let mut done = 0;
+    while done < total {
+        // Rebuild the slices past what was written.
+        let mut skip = done;
+        let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(bufs.len());
+        for b in bufs {
+            if skip >= b.len() {
+                skip -= b.len();
+                continue;
+            }
+            slices.push(IoSlice::new(&b[skip..]));
+            skip = 0;
+        }
+        let n = if slices.len() == 1 {
+            write(fd, &slices[0], socket)?
+        } else if socket {
+            loop {
+                match nix::sys::socket::sendmsg::<()>(
+                    fd.as_raw_fd(),
+                    &slices,
+                    &[],
+                    MsgFlags::MSG_NOSIGNAL,
+                    None,
+                ) {
+                    Err(Errno::EINTR) => continue,
+                    r => break r?,
+                }
+            }
+        } else {
+            loop {
+                match nix::sys::uio::writev(fd, &slices) {
+                    Err(Errno::EINTR) => continue,
+                    r => break r?,
+                }
+            }
+        };
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        done += n;
+    }
+    Ok(())
+}
+
+/// Writes all of `buf`.
+pub(crate) fn write_all(fd: BorrowedFd<'_>, buf: &[u8], socket: bool) -> io::Result<()> {
+    write_all_vectored(fd, &[buf], socket)
+}
+
+/// Waits until any of `fds` is readable (data, end of file, hang-up or error)
+/// or the timeout passes (`None`, or one too large to represent: forever).
+/// Returns which fds are ready; all false means the timeout passed. `EINTR`
+/// is retried with the time left.
+pub(crate) fn wait_readable(
+    fds: &[BorrowedFd<'_>],
+    timeout: Option<Duration>,
+) -> io::Result<Vec<bool>> {
+    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+    loop {
+        let wait = match deadline {
+            None => PollTimeout::NONE,
+            Some(d) => {
+                // Round up, so that a sub-millisecond remainder still waits.
+                let ms = d
+                    .saturating_duration_since(Instant::now())
+                    .as_nanos()
+                    .div_ceil(1_000_000);
+                PollTimeout::try_from(ms.min(i32::MAX as u128)).unwrap_or(PollTimeout::MAX)
+            }
+        };
+        let mut pfds: Vec<PollFd<'_>> = fds
+            .iter()
+            .map(|fd| PollFd::new(*fd, PollFlags::POLLIN))
+            .collect();
+        match poll(&mut pfds, wait) {
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+            Ok(0) => {
+                if deadline.is_none_or(|d| Instant::now() < d) {
+                    continue; // woke before the deadline: wait the rest
+                }
+                return Ok(vec![false; fds.len()]);
+            }
+            Ok(_) => {
+                return Ok(pfds
+                    .iter()
+                    .map(|p| p.revents().is_some_and(|r| !r.is_empty()))
+                    .collect());
+            }
+        }
+    }
+}
+
+/// Whether `fd` is readable now or becomes so within `timeout`.
+pub(crate) fn readable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> io::Result<bool> {
+    Ok(wait_readable(&[fd], timeout)?[0])
+}
+
+/// A close-on-exec duplicate of descriptor number `fd`, numbered `min` or
+/// higher. A number that is not open is an `EBADF` error.
+pub(crate) fn dup_at_least(fd: RawFd, min: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: F_DUPFD_CLOEXEC reads no memory; on a closed number it fails.
+    let raw = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, min) };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: F_DUPFD_CLOEXEC returned a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+}
+
+/// Whether `fd` is open in this process.
+pub(crate) fn is_open(fd: RawFd) -> bool {
+    // SAFETY: F_GETFD only reads the descriptor's flags; an unknown number is EBADF.
+    unsafe { libc::fcntl(fd, libc::F_GETFD) != -1 }
+}
+
+/// Takes ownership of descriptors this process inherited at known numbers
+/// (placed there by the parent that started it). Fails if one is not open.
+pub(crate) fn take_inherited(raws: impl IntoIterator<Item = RawFd>) -> io::Result<Vec<OwnedFd>> {
+    let mut out = Vec::new();
+    for raw in raws {
+        if !is_open(raw) {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("inherited fd {raw} is not open"),
+            ));
+        }
+        // Inherited fds must not leak further into this process's own children.
+        let _ = set_cloexec_raw(raw, true);
+        // SAFETY: the number is open (checked above), was placed here by our
+        // parent for us alone, and the caller takes each number once.
+        out.push(unsafe { OwnedFd::from_raw_fd(raw) });
+    }
+    Ok(out)
+}
+
+fn set_cloexec_raw(fd: RawFd, on: bool) -> io::Result<()> {
+    let flags = if on { libc::FD_CLOEXEC } else { 0 };
+    // SAFETY: F_SETFD changes only the descriptor's flags.
+    if unsafe { libc::fcntl(fd, libc::F_SETFD, flags) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Whether `fd` is a socket (as opposed to a pipe or a file).
+pub(crate) fn is_socket(fd: BorrowedFd<'_>) -> bool {
+    nix::sys::stat::fstat(fd).is_ok_and(|st| (st.st_mode & libc::S_IFMT) == libc::S_IFSOCK)
+}
+
+/// In a freshly forked child: closes every descriptor except `keep` (which
+/// must be sorted). Async-signal-safe: only the `close_range` syscall.
+pub(crate) fn close_all_except(keep: &[RawFd]) {
+    let mut from: u32 = 0;
+    for &k in keep {
+        let k = k as u32;
+        if k > from {
+            // SAFETY: close_range only closes descriptors; the ones we keep are
+            // outside the range, and nothing in this process uses the others.
+            unsafe { libc::close_range(from, k - 1, 0) };
+        }
+        from = k + 1;
+    }
+    // SAFETY: as above, for everything above the last kept descriptor.
+    unsafe { libc::close_range(from, u32::MAX, 0) };
+}
+
+/// `dup2(from, to)` for a freshly forked child (async-signal-safe); the
+/// result is not close-on-exec.
+pub(crate) fn dup2_raw(from: RawFd, to: RawFd) {
+    if from != to {
+        // SAFETY: dup2 replaces `to`, a descriptor this child reserves for it.
+        unsafe { libc::dup2(from, to) };
+    }
+}
+
+/// Reads at most `max` bytes from `fd`, appending them to `vec` without
+/// zero-filling first. `Ok(0)` is end of file (or `max == 0`).
+pub(crate) fn read_append(fd: BorrowedFd<'_>, vec: &mut Vec<u8>, max: usize) -> io::Result<usize> {
+    vec.reserve(max);
+    let spare = &mut vec.spare_capacity_mut()[..max];
+    loop {
+        // SAFETY: `spare` is writable memory of `spare.len()` bytes owned by
+        // `vec`; read(2) writes at most that many bytes into it.
+        let n = unsafe { libc::read(fd.as_raw_fd(), spare.as_mut_ptr().cast(), spare.len()) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        let n = n as usize;
+        // SAFETY: read(2) initialised the first `n` bytes of the spare capacity.
+        unsafe { vec.set_len(vec.len() + n) };
+        return Ok(n);
+    }
+}

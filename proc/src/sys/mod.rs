@@ -1,0 +1,13 @@
+//! Everything below safe Rust: raw fds, fork, posix_spawn, pidfds, signals,
+//! fd passing and the location of functions in the executable image.
+//!
+//! Every `unsafe` block of mp-proc is in this module, each with a `SAFETY:`
+//! comment; the modules above it are safe Rust.
+
+#![allow(unsafe_code)]
+
+pub(crate) mod fd;
+pub(crate) mod image;
+pub(crate) mod process;
+pub(crate) mod scm;
+pub(crate) mod spawn;

@@ -1,0 +1,206 @@
+//! Processes: fork, pidfds, reaping, signals.
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+use nix::errno::Errno;
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+
+/// What a forked child gets.
+pub(crate) struct ForkPlan<'a> {
+    /// Descriptors the child keeps at their numbers. Must be sorted and must
+    /// include 0, 1 and 2; everything else is closed in the child.
+    pub(crate) keep: &'a [RawFd],
+    /// Descriptors to install as the child's fd 0, 1 and 2 (`None`: keep the
+    /// parent's). Each must be numbered 3 or higher.
+    pub(crate) stdio: [Option<RawFd>; 3],
+}
+
+/// Which side of a fork this is.
+pub(crate) enum Forked {
+    /// The new process.
+    Child,
+    /// The caller, with the child's pid.
+    Parent(u32),
+}
+
+/// Forks. In the child, before this returns, only async-signal-safe calls are
+/// made: `dup2` for the planned stdio, `close_range` for every descriptor not
+/// in the plan, and an empty signal mask.
+pub(crate) fn fork(plan: &ForkPlan<'_>) -> io::Result<Forked> {
+    // SAFETY: the child branch below only makes async-signal-safe syscalls
+    // before returning; the safe code the caller runs next is the documented
+    // contract of the fork start method (see the crate docs).
+    match unsafe { nix::unistd::fork() }? {
+        nix::unistd::ForkResult::Parent { child } => Ok(Forked::Parent(child.as_raw() as u32)),
+        nix::unistd::ForkResult::Child => {
+            for (target, source) in plan.stdio.iter().enumerate() {
+                if let Some(source) = source {
+                    super::fd::dup2_raw(*source, target as RawFd);
+                }
+            }
+            super::fd::close_all_except(plan.keep);
+            unblock_all_signals();
+            Ok(Forked::Child)
+        }
+    }
+}
+
+/// Clears the calling thread's signal mask (async-signal-safe).
+pub(crate) fn unblock_all_signals() {
+    // SAFETY: sigemptyset initialises the set; pthread_sigmask only changes the
+    // calling thread's mask. Both are async-signal-safe.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+    }
+}
+
+/// A pollable descriptor for process `pid` (readable once it has exited).
+pub(crate) fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0 as libc::c_uint) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the syscall returned a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Sends `signal` to the process behind `pidfd` (no pid-reuse race).
+pub(crate) fn pidfd_send_signal(pidfd: BorrowedFd<'_>, signal: i32) -> io::Result<()> {
+    // SAFETY: the syscall takes a live pidfd, a signal number and no siginfo.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            signal,
+            std::ptr::null::<libc::siginfo_t>(),
+            0 as libc::c_uint,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Python's exit code for a wait status: the code, or `-N` for signal N.
+fn exitcode(status: WaitStatus) -> Option<i32> {
+    match status {
+        WaitStatus::Exited(_, code) => Some(code),
+        WaitStatus::Signaled(_, signal, _) => Some(-(signal as i32)),
+        _ => None,
+    }
+}
+
+/// Reaps child `pid` if it has exited. `Ok(None)`: still running. A child
+/// already reaped by someone else (`SIGCHLD` ignored) reports exit code 255.
+pub(crate) fn try_reap(pid: u32) -> io::Result<Option<i32>> {
+    loop {
+        match waitpid(Pid::from_raw(pid as i32), Some(WaitPidFlag::WNOHANG)) {
+            Err(Errno::EINTR) => continue,
+            Err(Errno::ECHILD) => return Ok(Some(255)),
+            Err(e) => return Err(e.into()),
+            Ok(WaitStatus::StillAlive) => return Ok(None),
+            Ok(status) => match exitcode(status) {
+                Some(code) => return Ok(Some(code)),
+                None => continue, // stopped/continued: not an exit
+            },
+        }
+    }
+}
+
+/// Reaps any exited child: `Some((pid, exitcode))`, or `None` if none is ready.
+pub(crate) fn reap_any() -> io::Result<Option<(u32, i32)>> {
+    loop {
+        match waitpid(None::<Pid>, Some(WaitPidFlag::WNOHANG)) {
+            Err(Errno::EINTR) => continue,
+            Err(Errno::ECHILD) => return Ok(None),
+            Err(e) => return Err(e.into()),
+            Ok(WaitStatus::StillAlive) => return Ok(None),
+            Ok(status) => {
+                if let (Some(pid), Some(code)) = (status.pid(), exitcode(status)) {
+                    return Ok(Some((pid.as_raw() as u32, code)));
+                }
+            }
+        }
+    }
+}
+
+/// The number of threads in this process.
+pub(crate) fn thread_count() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .map(|d| d.count())
+        .unwrap_or(1)
+}
+
+/// Ignores `SIGPIPE`, as a Rust `main` does, so that writing to a closed pipe
+/// is an `EPIPE` error instead of death.
+pub(crate) fn ignore_sigpipe() {
+    use nix::sys::signal::{SigHandler, Signal, signal};
+    // SAFETY: installing SIG_IGN runs no handler code, so it cannot break
+    // async-signal safety.
+    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigIgn) };
+}
+
+/// Sends `signal` to this process.
+pub(crate) fn raise(signal: i32) {
+    if let Ok(signal) = nix::sys::signal::Signal::try_from(signal) {
+        let _ = nix::sys::signal::kill(nix::unistd::getpid(), signal);
+    }
+}
+
+/// Ends this process at once: no atexit handlers, no destructors. The exit of
+/// a forked child, whose memory still holds its parent's objects.
+pub(crate) fn exit_immediately(code: i32) -> ! {
+    // SAFETY: _exit ends the process; it is always safe to call.
+    unsafe { libc::_exit(code) }
+}
+
+/// Registers `f` to run when this process exits through `exit()` (returning
+/// from `main` or `std::process::exit`). Returns false if the table is full.
+pub(crate) fn at_exit(f: extern "C" fn()) -> bool {
+    // SAFETY: atexit stores the function pointer; `f` is a plain extern "C"
+    // function that lives for the whole program.
+    unsafe { libc::atexit(f) == 0 }
+}
+
+/// The signal mask and `SIGCHLD` descriptor of the fork server: `SIGCHLD` is
+/// blocked and read from a signalfd.
+pub(crate) fn sigchld_fd() -> io::Result<nix::sys::signalfd::SignalFd> {
+    use nix::sys::signal::{SigSet, SigmaskHow, Signal, pthread_sigmask};
+    use nix::sys::signalfd::{SfdFlags, SignalFd};
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGCHLD);
+    pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), None)?;
+    Ok(SignalFd::with_flags(
+        &set,
+        SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK,
+    )?)
+}
+
+/// Ignores `SIGINT` (the fork server, like CPython's, is not interrupted by Ctrl-C).
+pub(crate) fn ignore_sigint() {
+    use nix::sys::signal::{SigHandler, Signal, signal};
+    // SAFETY: installing SIG_IGN runs no handler code.
+    let _ = unsafe { signal(Signal::SIGINT, SigHandler::SigIgn) };
+}
+
+/// Restores the default action of `SIGINT` (in a child of the fork server).
+pub(crate) fn default_sigint() {
+    use nix::sys::signal::{SigHandler, Signal, signal};
+    // SAFETY: installing SIG_DFL runs no handler code.
+    let _ = unsafe { signal(Signal::SIGINT, SigHandler::SigDfl) };
+}
+
+/// Removes an environment variable during the bootstrap of a child: before
+/// `main`, where the process has one thread, or from `init()`, documented as
+/// the first thing `main` does.
+pub(crate) fn remove_env_early(name: &str) {
+    // SAFETY: no other thread reads or writes the environment at this point
+    // (see above), which is remove_var's requirement.
+    unsafe { std::env::remove_var(name) };
+}
