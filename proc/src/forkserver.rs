@@ -56,6 +56,7 @@ impl Client {
             fds: &[theirs.as_raw_fd()],
             env: (bootstrap::ENV_FORKSERVER, "3".to_owned()),
             env_remove: &[bootstrap::ENV_CHILD],
+            marker: "--multiprocessing-forkserver",
             null_output: true,
         })
         .os("start the fork server")?;

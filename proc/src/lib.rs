@@ -8,6 +8,7 @@ mod context;
 mod error;
 mod forkserver;
 mod payload;
+mod probe;
 mod process;
 mod runtime;
 mod start;

@@ -44,10 +44,13 @@ fn codec_error(e: postcard::Error) -> crate::error::BoxError {
     Box::new(e)
 }
 
-fn encode_error(e: postcard::Error) -> Error {
+fn encode_error<T: Serialize + ?Sized>(e: postcard::Error, value: &T) -> Error {
     match REFUSED.with(|r| r.borrow_mut().take()) {
         Some(kind) => Error::HandleNotTransferable { kind },
-        None => Error::Encode(codec_error(e)),
+        None => match (&e, crate::probe::custom_message(value)) {
+            (postcard::Error::SerdeSerCustom, Some(message)) => Error::Encode(message.into()),
+            _ => Error::Encode(codec_error(e)),
+        },
     }
 }
 
@@ -59,7 +62,7 @@ pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
 /// Appends the encoding of `value` to `out`.
 pub(crate) fn encode_into<T: Serialize + ?Sized>(value: &T, out: Vec<u8>) -> Result<Vec<u8>> {
     REFUSED.with(|r| r.borrow_mut().take());
-    postcard::to_extend(value, out).map_err(encode_error)
+    postcard::to_extend(value, out).map_err(|e| encode_error(e, value))
 }
 
 /// Encodes a child's arguments and returns the descriptors its handles need,

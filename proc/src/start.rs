@@ -179,6 +179,7 @@ fn spawn(l: &Launch<'_>, boot: &Bootstrap) -> Result<Child> {
             fds: &fds,
             env: (bootstrap::ENV_CHILD, "3".to_owned()),
             env_remove: &[bootstrap::ENV_FORKSERVER],
+            marker: "--multiprocessing-fork",
             null_output: false,
         })
         .os("posix_spawn")?

@@ -16,6 +16,8 @@ pub(crate) struct SpawnPlan<'a> {
     pub(crate) env: (&'a str, String),
     /// Variables removed from the child's environment.
     pub(crate) env_remove: &'a [&'a str],
+    /// An argument after `argv[0]` that names the child's role in `ps`.
+    pub(crate) marker: &'a str,
     /// Whether the child's stdout and stderr are `/dev/null` too (helper
     /// processes, which must not hold the program's output open). Its stdin
     /// is always `/dev/null`.
@@ -40,7 +42,8 @@ pub(crate) fn spawn_self(plan: &SpawnPlan<'_>) -> io::Result<u32> {
         .next()
         .unwrap_or_else(|| OsString::from("mp-proc-child"));
     let argv0 = cstring(argv0)?;
-    let argv: [*const libc::c_char; 2] = [argv0.as_ptr(), std::ptr::null()];
+    let marker = cstring(OsString::from(plan.marker))?;
+    let argv: [*const libc::c_char; 3] = [argv0.as_ptr(), marker.as_ptr(), std::ptr::null()];
 
     let mut env: Vec<CString> = std::env::vars_os()
         .filter(|(k, _)| k != plan.env.0 && !plan.env_remove.iter().any(|r| k == r))

@@ -1,0 +1,8 @@
+//! mp-proc's integration tests. Behaviours are written once as
+//! `fn(StartMethod)` and instantiated for fork, spawn and forkserver.
+
+mod util;
+
+mod connection;
+mod lifecycle;
+mod spawn_fn;

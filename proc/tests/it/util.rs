@@ -1,0 +1,200 @@
+//! Helpers shared by the integration tests.
+
+use std::process::{Command, Output, Stdio};
+use std::sync::{Mutex, MutexGuard};
+
+use mp_proc::{Process, StartMethod};
+
+/// Instantiates a test body `fn(StartMethod)` once per start method:
+/// `fork::name`, `spawn::name` and `forkserver::name`.
+#[macro_export]
+macro_rules! for_each_method {
+    ($($name:ident),* $(,)?) => {
+        mod fork {
+            $( #[test] fn $name() { super::$name(mp_proc::StartMethod::Fork) } )*
+        }
+        mod spawn {
+            $( #[test] fn $name() { super::$name(mp_proc::StartMethod::Spawn) } )*
+        }
+        mod forkserver {
+            $( #[test] fn $name() { super::$name(mp_proc::StartMethod::Forkserver) } )*
+        }
+    };
+}
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// Held by every test: tests of one binary run one at a time (under
+/// `cargo test`; nextest runs each in its own process anyway), and on drop it
+/// checks that the test left no zombie and no descriptor behind.
+pub struct Guard {
+    _serial: MutexGuard<'static, ()>,
+    fds: Vec<String>,
+}
+
+fn noop(_: ()) {}
+
+/// Takes the test lock and records the open descriptors. It first starts one
+/// child with fork and one with forkserver, so that the process-wide helpers
+/// (the alive pipe, the fork server's socket) exist before the count.
+pub fn guard() -> Guard {
+    let serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    for method in [StartMethod::Fork, StartMethod::Forkserver] {
+        let mut p = Process::new(noop, ()).start_method(method);
+        p.start().unwrap();
+        assert_eq!(p.join().unwrap(), 0);
+    }
+    Guard {
+        _serial: serial,
+        fds: open_fds(),
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        assert_eq!(
+            zombies(),
+            Vec::<u32>::new(),
+            "the test left zombie children"
+        );
+        let now = open_fds();
+        assert_eq!(
+            now.len(),
+            self.fds.len(),
+            "descriptors leaked: before {:?}, after {:?}",
+            self.fds,
+            now
+        );
+    }
+}
+
+/// The descriptors open in this process, as `fd -> target` strings.
+pub fn open_fds() -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
+        let target = std::fs::read_link(entry.path())
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        if !target.starts_with("/proc/") {
+            out.push(format!(
+                "{}->{}",
+                entry.file_name().to_string_lossy(),
+                target
+            ));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// `(pid, ppid, state)` of every process on the machine.
+pub fn processes() -> Vec<(u32, u32, char)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // "pid (comm) S ppid ...": comm may hold spaces and parentheses.
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let mut fields = rest.split_whitespace();
+        let state = fields.next().and_then(|s| s.chars().next()).unwrap_or('?');
+        let ppid = fields.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+        out.push((pid, ppid, state));
+    }
+    out
+}
+
+/// This process's zombie children.
+pub fn zombies() -> Vec<u32> {
+    let me = std::process::id();
+    processes()
+        .into_iter()
+        .filter(|&(_, ppid, s)| ppid == me && s == 'Z')
+        .map(|(pid, _, _)| pid)
+        .collect()
+}
+
+/// Whether process `pid` exists (and is not a zombie).
+pub fn exists(pid: u32) -> bool {
+    processes()
+        .into_iter()
+        .any(|(p, _, s)| p == pid && s != 'Z')
+}
+
+/// Env var that selects a scenario in a re-run of this test binary.
+pub const SCENARIO: &str = "MP_PROC_TEST_SCENARIO";
+
+/// Runs the `scenarios::scenario` test of this binary in a child process with
+/// `SCENARIO=name`, and returns what it printed.
+pub fn scenario(name: &str) -> Output {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "scenarios::scenario",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(SCENARIO, name)
+        .env("RUST_BACKTRACE", "0")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "scenario {name} failed: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// The log records (lines that start with `[`) in a scenario's stderr.
+pub fn records(out: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter(|l| l.starts_with('['))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Serializes to an error.
+pub struct Unserializable;
+
+impl serde::Serialize for Unserializable {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom(
+            "this value refuses to be serialized",
+        ))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Unserializable {
+    fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        Ok(Unserializable)
+    }
+}
+
+/// Serializes fine and refuses to deserialize.
+pub struct Undecodable;
+
+impl serde::Serialize for Undecodable {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u8(1)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Undecodable {
+    fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        Err(serde::de::Error::custom(
+            "this value refuses to be deserialized",
+        ))
+    }
+}
