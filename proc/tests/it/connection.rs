@@ -77,19 +77,13 @@ fn a_peer_that_exits_is_end_of_file_not_a_hang(method: StartMethod) {
     assert_eq!(p.join().unwrap(), 0);
 }
 
-fn half_frame_then_wait(conn: Connection) {
-    let mut raw = raw_writer(&conn);
-    raw.write_all(&100i32.to_be_bytes()).unwrap();
-    raw.write_all(b"only ten..").unwrap();
-    conn.send_bytes(b"").unwrap_err(); // never answered: the parent kills us first
-}
-
 fn a_peer_killed_mid_frame_is_a_truncated_frame(method: StartMethod) {
     let _g = guard();
     let (here, there) = pipe(true).unwrap();
-    let mut p = Process::new(stall_mid_frame, there).start_method(method);
+    let (signal_here, signal_there) = pipe(true).unwrap();
+    let mut p = Process::new(stall_mid_frame, (there, signal_there)).start_method(method);
     p.start().unwrap();
-    assert_eq!(here.recv::<String>().unwrap(), "half sent");
+    assert_eq!(signal_here.recv::<String>().unwrap(), "half sent");
     p.kill().unwrap();
     assert_eq!(p.join().unwrap(), -libc::SIGKILL);
     match here.recv_bytes() {
@@ -100,15 +94,15 @@ fn a_peer_killed_mid_frame_is_a_truncated_frame(method: StartMethod) {
         other => panic!("{other:?}"),
     }
     assert!(matches!(here.recv_bytes(), Err(Error::Desynchronized)));
-    let _ = half_frame_then_wait;
 }
 
-fn stall_mid_frame(conn: Connection) {
-    conn.send(&"half sent").unwrap();
+/// Writes the first 10 bytes of a 100-byte frame, says so, and waits to be killed.
+fn stall_mid_frame((conn, signal): (Connection, Connection)) {
     let mut raw = raw_writer(&conn);
     raw.write_all(&100i32.to_be_bytes()).unwrap();
     raw.write_all(b"only ten..").unwrap();
-    let _ = conn.recv_bytes(); // until killed
+    signal.send(&"half sent").unwrap();
+    let _ = signal.recv_bytes(); // until killed
 }
 
 fn simplex_child((reader, writer): (Connection, Connection)) {

@@ -4,5 +4,8 @@
 mod util;
 
 mod connection;
+mod fds;
 mod lifecycle;
+mod scenarios;
 mod spawn_fn;
+mod tree;

@@ -166,7 +166,7 @@ pub fn records(out: &Output) -> Vec<String> {
 }
 
 /// Serializes to an error.
-pub struct Unserializable;
+pub(crate) struct Unserializable;
 
 impl serde::Serialize for Unserializable {
     fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
@@ -183,7 +183,7 @@ impl<'de> serde::Deserialize<'de> for Unserializable {
 }
 
 /// Serializes fine and refuses to deserialize.
-pub struct Undecodable;
+pub(crate) struct Undecodable;
 
 impl serde::Serialize for Undecodable {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
