@@ -39,10 +39,10 @@ pub(crate) fn client(state: &mut State) -> Result<Arc<Client>> {
 /// Replaces a dead fork server (if nobody replaced it yet).
 pub(crate) fn restart(dead: &Arc<Client>) -> Result<Arc<Client>> {
     let mut state = crate::runtime::state();
-    if let Some(current) = &state.forkserver {
-        if !Arc::ptr_eq(current, dead) {
-            return Ok(current.clone());
-        }
+    if let Some(current) = &state.forkserver
+        && !Arc::ptr_eq(current, dead)
+    {
+        return Ok(current.clone());
     }
     let _ = sys::process::try_reap(dead.pid);
     state.forkserver = None;

@@ -527,3 +527,22 @@ pub fn active_children() -> Vec<ProcessInfo> {
 pub fn init() {
     bootstrap::run_if_child();
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::{StartMethod, get_context};
+
+    fn add((a, b): (u32, u32)) -> u32 {
+        a + b
+    }
+
+    /// Spawn and forkserver children find their target in a unit-test binary
+    /// too, with no line of set-up.
+    #[test]
+    fn every_start_method_works_in_a_unit_test_binary() {
+        for method in StartMethod::ALL {
+            let handle = get_context(method).spawn(add, (2, 3)).unwrap();
+            assert_eq!(handle.join().unwrap(), 5, "{method}");
+        }
+    }
+}

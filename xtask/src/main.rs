@@ -1,1 +1,351 @@
-fn main() {}
+//! The workspace's task runner: `cargo xtask test | bench | ci | publish-check`.
+//!
+//! Standard library only. Every step prints the command it runs; the first
+//! failing step ends the run with a non-zero exit code.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+const USAGE: &str = "\
+usage: cargo xtask <command>
+
+commands:
+  test           fmt check, clippy -D warnings, every test (unit, integration,
+                 doc), the crate-boundary check, and every example run to a
+                 zero exit. This is what CI runs.
+  ci             the same as test
+  bench [--quick] [FILTER]
+                 run the benchmarks and print one table of ratios: mp against
+                 CPython (python3, same run) and against the raw OS loop
+  publish-check  package every crate as crates.io would (cargo publish --dry-run)
+";
+
+/// A generous bound on one example's run: only a guard against a hang.
+const EXAMPLE_HANG_GUARD: Duration = Duration::from_secs(300);
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let root = workspace_root();
+    let result = match args.first().map(String::as_str) {
+        Some("test") | Some("ci") => test(&root),
+        Some("bench") => bench(&root, &args[1..]),
+        Some("publish-check") => publish_check(&root),
+        Some("-h") | Some("--help") | Some("help") => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        _ => {
+            eprint!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("\nxtask: FAILED: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+type Result<T = ()> = std::result::Result<T, String>;
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
+/// Runs a command in the workspace root, streaming its output.
+fn run(root: &Path, mut cmd: Command) -> Result {
+    let mut shown = String::from(if cmd.get_program() == cargo().get_program() {
+        "cargo"
+    } else {
+        ""
+    });
+    if shown.is_empty() {
+        shown = cmd.get_program().to_string_lossy().into_owned();
+    }
+    for arg in cmd.get_args() {
+        shown.push(' ');
+        shown.push_str(&arg.to_string_lossy());
+    }
+    eprintln!("\n==> {shown}");
+    let start = Instant::now();
+    let status = cmd
+        .current_dir(root)
+        .status()
+        .map_err(|e| format!("{shown}: {e}"))?;
+    eprintln!("    ({:.1} s)", start.elapsed().as_secs_f64());
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{shown} exited with {status}"))
+    }
+}
+
+fn has_nextest() -> bool {
+    cargo()
+        .args(["nextest", "--version"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn test(root: &Path) -> Result {
+    let total = Instant::now();
+    let mut c = cargo();
+    c.args(["fmt", "--all", "--", "--check"]);
+    run(root, c)?;
+
+    let mut c = cargo();
+    c.args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    run(root, c)?;
+
+    check_crate_boundaries(root)?;
+
+    if has_nextest() {
+        // One process per test: the safest way to run tests that fork.
+        let mut c = cargo();
+        c.args(["nextest", "run", "--workspace", "--no-fail-fast"]);
+        run(root, c)?;
+        let mut c = cargo();
+        c.args(["test", "--workspace", "--doc"]);
+        run(root, c)?;
+    } else {
+        eprintln!("\nnote: cargo-nextest not found; running the tests with cargo test");
+        let mut c = cargo();
+        c.args(["test", "--workspace"]);
+        run(root, c)?;
+    }
+
+    // Benches are only compiled here; `cargo xtask bench` runs them.
+    let mut c = cargo();
+    c.args(["build", "--workspace", "--benches", "--examples"]);
+    run(root, c)?;
+
+    run_examples(root)?;
+    check_no_helpers_left()?;
+    eprintln!(
+        "\nxtask test: all green in {:.0} s",
+        total.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// `(package, example)` for every `examples/*.rs` of every member.
+fn examples(root: &Path) -> Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for member in ["logging", "proc", "pool", "manager", "dummy"] {
+        let dir = root.join(member);
+        let manifest = std::fs::read_to_string(dir.join("Cargo.toml"))
+            .map_err(|e| format!("{member}: {e}"))?;
+        let package = manifest
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("name = \"")
+                    .and_then(|r| r.strip_suffix('"'))
+            })
+            .ok_or_else(|| format!("{member}/Cargo.toml has no package name"))?
+            .to_owned();
+        let Ok(entries) = std::fs::read_dir(dir.join("examples")) else {
+            continue;
+        };
+        let mut names: Vec<String> = entries
+            .flatten()
+            .filter_map(|e| {
+                e.file_name()
+                    .to_str()?
+                    .strip_suffix(".rs")
+                    .map(str::to_owned)
+            })
+            .collect();
+        names.sort();
+        out.extend(names.into_iter().map(|n| (package.clone(), n)));
+    }
+    Ok(out)
+}
+
+fn run_examples(root: &Path) -> Result {
+    for (package, example) in examples(root)? {
+        let mut c = cargo();
+        c.args(["run", "-q", "-p", &package, "--example", &example])
+            .current_dir(root);
+        let shown = format!("cargo run -q -p {package} --example {example}");
+        eprintln!("\n==> {shown}");
+        let start = Instant::now();
+        let mut child = c
+            .stdout(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("{shown}: {e}"))?;
+        let status = loop {
+            if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+                break status;
+            }
+            if start.elapsed() > EXAMPLE_HANG_GUARD {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "{shown} still running after {EXAMPLE_HANG_GUARD:?}"
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        eprintln!("    ({:.1} s)", start.elapsed().as_secs_f64());
+        if !status.success() {
+            return Err(format!("{shown} exited with {status}"));
+        }
+    }
+    Ok(())
+}
+
+/// mp-logging stands alone: it may not depend on any other mp crate; and
+/// mp-proc depends on no mp crate but mp-logging.
+fn check_crate_boundaries(root: &Path) -> Result {
+    eprintln!("\n==> crate boundaries (cargo tree)");
+    for (package, allowed) in [
+        ("mp-logging", &["mp-logging"][..]),
+        ("mp-proc", &["mp-proc", "mp-logging"][..]),
+    ] {
+        let out = cargo()
+            .args([
+                "tree",
+                "-q",
+                "-p",
+                package,
+                "-e",
+                "normal",
+                "--prefix",
+                "none",
+                "--offline",
+            ])
+            .current_dir(root)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(format!(
+                "cargo tree -p {package}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let name = line.split_whitespace().next().unwrap_or("");
+            if name.starts_with("mp-") && !allowed.contains(&name) {
+                return Err(format!("{package} must not depend on {name}"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// After the tests, no helper process of ours (fork server, child) may be
+/// left: each exits when its program does. Exits are asynchronous, so this
+/// waits a little before it complains.
+fn check_no_helpers_left() -> Result {
+    eprintln!("\n==> no helper processes left behind");
+    let start = Instant::now();
+    loop {
+        let left = our_processes();
+        if left.is_empty() {
+            return Ok(());
+        }
+        if start.elapsed() > Duration::from_secs(10) {
+            return Err(format!("processes left behind: {left:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn our_processes() -> Vec<String> {
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for entry in dir.flatten() {
+        if !entry
+            .file_name()
+            .to_string_lossy()
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+        {
+            continue;
+        }
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let zombie = stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'));
+        if !zombie && cmdline.contains("--multiprocessing-fork") {
+            out.push(format!("{} {cmdline}", entry.file_name().to_string_lossy()));
+        }
+    }
+    out
+}
+
+fn bench(root: &Path, args: &[String]) -> Result {
+    let quick = args.iter().any(|a| a == "--quick");
+    let filter: Vec<&String> = args.iter().filter(|a| !a.starts_with("--")).collect();
+    let table_dir = root.join("target").join("mp-bench");
+    let _ = std::fs::remove_dir_all(&table_dir);
+    std::fs::create_dir_all(&table_dir).map_err(|e| e.to_string())?;
+    let mut c = cargo();
+    c.args(["bench", "--workspace", "--bench", "*"]);
+    c.env("MP_BENCH_TABLE_DIR", &table_dir);
+    if quick {
+        c.env("MP_BENCH_QUICK", "1");
+    }
+    if !filter.is_empty() {
+        c.arg("--");
+        c.args(filter);
+    }
+    run(root, c)?;
+    let mut tables: Vec<PathBuf> = std::fs::read_dir(&table_dir)
+        .map_err(|e| e.to_string())?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "md"))
+        .collect();
+    tables.sort();
+    if tables.is_empty() {
+        return Err("the benchmarks wrote no table".into());
+    }
+    println!();
+    for t in tables {
+        print!(
+            "{}",
+            std::fs::read_to_string(&t).map_err(|e| e.to_string())?
+        );
+        println!();
+    }
+    Ok(())
+}
+
+fn publish_check(root: &Path) -> Result {
+    let mut c = cargo();
+    c.args([
+        "publish",
+        "--workspace",
+        "--dry-run",
+        "--allow-dirty",
+        "--exclude",
+        "xtask",
+    ]);
+    run(root, c)
+}

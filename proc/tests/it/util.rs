@@ -27,7 +27,7 @@ static SERIAL: Mutex<()> = Mutex::new(());
 /// Held by every test: tests of one binary run one at a time (under
 /// `cargo test`; nextest runs each in its own process anyway), and on drop it
 /// checks that the test left no zombie and no descriptor behind.
-pub struct Guard {
+pub(crate) struct Guard {
     _serial: MutexGuard<'static, ()>,
     fds: Vec<String>,
 }
@@ -37,7 +37,7 @@ fn noop(_: ()) {}
 /// Takes the test lock and records the open descriptors. It first starts one
 /// child with fork and one with forkserver, so that the process-wide helpers
 /// (the alive pipe, the fork server's socket) exist before the count.
-pub fn guard() -> Guard {
+pub(crate) fn guard() -> Guard {
     let serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     for method in [StartMethod::Fork, StartMethod::Forkserver] {
         let mut p = Process::new(noop, ()).start_method(method);
@@ -72,7 +72,7 @@ impl Drop for Guard {
 }
 
 /// The descriptors open in this process, as `fd -> target` strings.
-pub fn open_fds() -> Vec<String> {
+pub(crate) fn open_fds() -> Vec<String> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
         let target = std::fs::read_link(entry.path())
@@ -91,7 +91,7 @@ pub fn open_fds() -> Vec<String> {
 }
 
 /// `(pid, ppid, state)` of every process on the machine.
-pub fn processes() -> Vec<(u32, u32, char)> {
+pub(crate) fn processes() -> Vec<(u32, u32, char)> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
@@ -113,7 +113,7 @@ pub fn processes() -> Vec<(u32, u32, char)> {
 }
 
 /// This process's zombie children.
-pub fn zombies() -> Vec<u32> {
+pub(crate) fn zombies() -> Vec<u32> {
     let me = std::process::id();
     processes()
         .into_iter()
@@ -123,18 +123,18 @@ pub fn zombies() -> Vec<u32> {
 }
 
 /// Whether process `pid` exists (and is not a zombie).
-pub fn exists(pid: u32) -> bool {
+pub(crate) fn exists(pid: u32) -> bool {
     processes()
         .into_iter()
         .any(|(p, _, s)| p == pid && s != 'Z')
 }
 
 /// Env var that selects a scenario in a re-run of this test binary.
-pub const SCENARIO: &str = "MP_PROC_TEST_SCENARIO";
+pub(crate) const SCENARIO: &str = "MP_PROC_TEST_SCENARIO";
 
 /// Runs the `scenarios::scenario` test of this binary in a child process with
 /// `SCENARIO=name`, and returns what it printed.
-pub fn scenario(name: &str) -> Output {
+pub(crate) fn scenario(name: &str) -> Output {
     let out = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
@@ -157,7 +157,7 @@ pub fn scenario(name: &str) -> Output {
 }
 
 /// The log records (lines that start with `[`) in a scenario's stderr.
-pub fn records(out: &Output) -> Vec<String> {
+pub(crate) fn records(out: &Output) -> Vec<String> {
     String::from_utf8_lossy(&out.stderr)
         .lines()
         .filter(|l| l.starts_with('['))
