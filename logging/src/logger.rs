@@ -116,7 +116,11 @@ pub fn process_name() -> &'static str {
 impl Logger {
     /// Sets the lowest level that is logged (Python's `logger.setLevel`).
     pub fn set_level(&self, level: Level) {
-        SHARED.level.store(level as u8, Ordering::Relaxed);
+        // Skipping a store that changes nothing spares a forked child a
+        // copy-on-write fault.
+        if SHARED.level.load(Ordering::Relaxed) != level as u8 {
+            SHARED.level.store(level as u8, Ordering::Relaxed);
+        }
     }
 
     /// The lowest level that is logged; `WARNING` until set.
@@ -151,7 +155,9 @@ impl Logger {
     /// logger.set_propagate(false);
     /// ```
     pub fn set_propagate(&self, propagate: bool) {
-        SHARED.propagate.store(propagate, Ordering::Relaxed);
+        if SHARED.propagate.load(Ordering::Relaxed) != propagate {
+            SHARED.propagate.store(propagate, Ordering::Relaxed);
+        }
     }
 
     /// Whether records are handed to the global `log` logger too.

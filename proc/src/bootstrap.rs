@@ -3,6 +3,7 @@
 
 use std::io::{Read, Seek, SeekFrom};
 use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -110,7 +111,17 @@ pub(crate) fn run_if_child() {
         Ok((boot, fds)) => {
             let fingerprint = boot.fingerprint;
             match sys::image::resolve(boot.runner, boot.target, fingerprint) {
-                Some(entry) => child_main(boot, entry, fds, StartMethod::Spawn, Leave::Normally),
+                Some(entry) => {
+                    let becoming = boot.becoming();
+                    child_main(
+                        boot,
+                        becoming,
+                        entry,
+                        fds,
+                        StartMethod::Spawn,
+                        Leave::Normally,
+                    )
+                }
                 None => {
                     fatal("the executable changed since the parent started: cannot find the target")
                 }
@@ -167,9 +178,33 @@ fn fatal(what: &str) -> ! {
     std::process::exit(1)
 }
 
+/// Who a child becomes, made from its bootstrap: in the parent under fork (so
+/// that the child writes as little memory as it can: every page it writes is
+/// a copy-on-write fault), in the child otherwise.
+pub(crate) struct Becoming {
+    me: Arc<Me>,
+    start_method: StartMethod,
+}
+
+impl Bootstrap {
+    pub(crate) fn becoming(&self) -> Becoming {
+        Becoming {
+            me: Arc::new(Me {
+                name: self.name.clone(),
+                identity: self.identity.clone(),
+                daemon: self.daemon,
+                authkey: self.authkey.clone().into(),
+                parent: Some((self.parent_name.clone(), self.parent_pid)),
+            }),
+            start_method: self.start_method,
+        }
+    }
+}
+
 /// A child's life: become the child, run the target, report, exit.
 pub(crate) fn child_main(
     boot: Bootstrap,
+    becoming: Becoming,
     entry: (Runner, usize),
     fds: ChildFds,
     how: StartMethod,
@@ -183,21 +218,14 @@ pub(crate) fn child_main(
         logger.set_level(level);
     }
     logger.set_propagate(boot.log_propagate);
-    mp_logging::set_process_name(boot.name.clone());
+    mp_logging::set_process_name(becoming.me.name.clone());
     sys::process::ignore_sigpipe();
     if how == StartMethod::Forkserver {
         sys::process::default_sigint();
     }
     {
-        let me = Me {
-            name: boot.name.clone(),
-            identity: boot.identity.clone(),
-            daemon: boot.daemon,
-            authkey: boot.authkey.clone().into(),
-            parent: Some((boot.parent_name.clone(), boot.parent_pid)),
-        };
         let mut state = runtime::state();
-        runtime::become_child(&mut state, me, boot.start_method);
+        runtime::become_child(&mut state, becoming.me, becoming.start_method);
     }
     let ChildFds {
         alive,
@@ -210,7 +238,11 @@ pub(crate) fn child_main(
         // Kept open for the life of the child, as CPython's parent sentinel.
         std::mem::forget(alive);
     }
-    install_panic_hook(boot.name.clone());
+    if how != StartMethod::Fork {
+        // A fork child keeps its parent's hook: setting one takes a lock that
+        // another thread of the parent may have held at the fork.
+        install_panic_hook(boot.name.clone());
+    }
 
     logger.info("child process calling self.run()");
     let (runner, target) = entry;

@@ -183,13 +183,17 @@ fn fork_child(mut fds: Vec<OwnedFd>) -> Option<(u32, OwnedFd)> {
             match (boot, fds) {
                 (Ok(boot), Some(fds)) => {
                     match sys::image::resolve(boot.runner, boot.target, boot.fingerprint) {
-                        Some(entry) => bootstrap::child_main(
-                            boot,
-                            entry,
-                            fds,
-                            StartMethod::Forkserver,
-                            Leave::Normally,
-                        ),
+                        Some(entry) => {
+                            let becoming = boot.becoming();
+                            bootstrap::child_main(
+                                boot,
+                                becoming,
+                                entry,
+                                fds,
+                                StartMethod::Forkserver,
+                                Leave::Normally,
+                            )
+                        }
                         None => sys::process::exit_immediately(1),
                     }
                 }

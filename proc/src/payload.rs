@@ -68,6 +68,10 @@ pub(crate) fn encode_into<T: Serialize + ?Sized>(value: &T, out: Vec<u8>) -> Res
 /// Encodes a child's arguments and returns the descriptors its handles need,
 /// in index order (each distinct descriptor once).
 pub(crate) fn encode_with_fds<T: Serialize + ?Sized>(value: &T) -> Result<(Vec<u8>, Vec<RawFd>)> {
+    // Make this thread's decoding slot now: under fork the child, a copy of
+    // this thread, then finds it ready instead of registering its destructor
+    // (a lock and an allocation) after the fork.
+    SOURCE.with(|_| ());
     let previous = SINK.with(|s| s.borrow_mut().replace(Vec::new()));
     let bytes = encode(value);
     let fds = SINK

@@ -52,6 +52,8 @@ pub(crate) struct State {
     /// when this process dies, however it dies.
     pub(crate) alive: Option<(OwnedFd, OwnedFd)>,
     pub(crate) forkserver: Option<Arc<crate::forkserver::Client>>,
+    /// `/dev/null`, the stdin of fork children, opened once.
+    dev_null: Option<OwnedFd>,
     exit_hook: bool,
 }
 
@@ -68,6 +70,7 @@ static STATE: LazyLock<Mutex<State>> = LazyLock::new(|| {
         children: Vec::new(),
         alive: None,
         forkserver: None,
+        dev_null: None,
         exit_hook: false,
     })
 });
@@ -113,6 +116,14 @@ impl State {
         Ok(self.alive.as_ref().expect("just set").0.as_fd())
     }
 
+    /// `/dev/null`, opened on first use.
+    pub(crate) fn dev_null(&mut self) -> Result<BorrowedFd<'_>> {
+        if self.dev_null.is_none() {
+            self.dev_null = Some(sys::fd::dev_null(false).os("open /dev/null")?);
+        }
+        Ok(self.dev_null.as_ref().expect("just set").as_fd())
+    }
+
     /// Registers the exit function with `atexit`, once.
     pub(crate) fn ensure_exit_hook(&mut self) {
         if !self.exit_hook {
@@ -124,11 +135,12 @@ impl State {
 /// Becomes a new child: called in the child right after fork, or in a fresh
 /// image. The parent's children and helpers are not ours: under fork their
 /// descriptors are already closed, so they are forgotten, never dropped.
-pub(crate) fn become_child(state: &mut State, me: Me, start_method: StartMethod) {
+pub(crate) fn become_child(state: &mut State, me: Arc<Me>, start_method: StartMethod) {
     std::mem::forget(std::mem::take(&mut state.children));
     std::mem::forget(state.alive.take());
     std::mem::forget(state.forkserver.take());
-    state.me = Arc::new(me);
+    std::mem::forget(state.dev_null.take());
+    std::mem::forget(std::mem::replace(&mut state.me, me));
     state.start_method = Some(start_method);
     state.exit_hook = false;
     COUNTER.store(0, Ordering::Relaxed);

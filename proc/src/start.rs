@@ -26,7 +26,7 @@ pub(crate) struct Launch<'a> {
 }
 
 /// Starts the child and returns its record.
-pub(crate) fn launch(l: Launch<'_>) -> Result<Child> {
+pub(crate) fn launch(mut l: Launch<'_>) -> Result<Child> {
     if matches!(l.method, StartMethod::Spawn | StartMethod::Forkserver) {
         for (what, addr) in [
             ("target", l.target),
@@ -42,7 +42,7 @@ pub(crate) fn launch(l: Launch<'_>) -> Result<Child> {
             }
         }
     }
-    let boot = bootstrap_for(&l);
+    let boot = bootstrap_for(&mut l);
     match l.method {
         StartMethod::Fork => fork(&l, boot),
         StartMethod::Spawn => spawn(&l, &boot),
@@ -50,7 +50,7 @@ pub(crate) fn launch(l: Launch<'_>) -> Result<Child> {
     }
 }
 
-fn bootstrap_for(l: &Launch<'_>) -> Bootstrap {
+fn bootstrap_for(l: &mut Launch<'_>) -> Bootstrap {
     let (me, start_method) = {
         let state = runtime::state();
         (state.me.clone(), state.start_method.unwrap_or_default())
@@ -74,10 +74,13 @@ fn bootstrap_for(l: &Launch<'_>) -> Bootstrap {
         log_level: logger.level() as u8,
         log_stderr: logger.has_stderr_handler(),
         log_propagate: logger.propagate(),
-        fingerprint: sys::image::fingerprint(),
+        fingerprint: match l.method {
+            StartMethod::Fork => (0, 0, 0),
+            _ => sys::image::fingerprint(),
+        },
         runner,
         target,
-        args: l.args.clone(),
+        args: std::mem::take(&mut l.args),
         nfds: l.fds.len() as u32,
         has_result: l.result.is_some(),
     }
@@ -109,15 +112,20 @@ fn pidfd_or_kill(pid: u32) -> Result<OwnedFd> {
 static WARNED_THREADS: AtomicBool = AtomicBool::new(false);
 
 fn fork(l: &Launch<'_>, boot: Bootstrap) -> Result<Child> {
-    if sys::process::thread_count() > 1 && !WARNED_THREADS.swap(true, Ordering::Relaxed) {
+    if !WARNED_THREADS.load(Ordering::Relaxed)
+        && !sys::process::single_threaded()
+        && sys::process::thread_count() > 1
+        && !WARNED_THREADS.swap(true, Ordering::Relaxed)
+    {
         mp_logging::get_logger().warning(format_args!(
             "This process (pid={}) is multi-threaded, use of fork() may lead to deadlocks in the child.",
             std::process::id()
         ));
     }
-    let stdin = sys::fd::dev_null(false).os("open /dev/null")?;
+    let becoming = boot.becoming();
     let _ = std::io::stdout().flush();
     let mut state = runtime::state();
+    let stdin = state.dev_null()?.as_raw_fd();
     let alive = state.alive_reader()?.as_raw_fd();
     let inherited = child_fd_list(alive, l);
     let mut keep: Vec<RawFd> = vec![0, 1, 2];
@@ -139,6 +147,7 @@ fn fork(l: &Launch<'_>, boot: Bootstrap) -> Result<Child> {
             match fds {
                 Some(fds) => bootstrap::child_main(
                     boot,
+                    becoming,
                     (l.runner, l.target),
                     fds,
                     StartMethod::Fork,

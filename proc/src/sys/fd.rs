@@ -79,6 +79,9 @@ pub(crate) fn write_all_vectored(
     bufs: &[&[u8]],
     socket: bool,
 ) -> io::Result<()> {
+    if let [buf] = bufs {
+        return write_all(fd, buf, socket);
+    }
     let total: usize = bufs.iter().map(|b| b.len()).sum();
     let mut done = 0;
     while done < total {
@@ -93,27 +96,21 @@ pub(crate) fn write_all_vectored(
             slices.push(IoSlice::new(&b[skip..]));
             skip = 0;
         }
-        let n = if slices.len() == 1 {
-            write(fd, &slices[0], socket)?
-        } else if socket {
-            loop {
-                match nix::sys::socket::sendmsg::<()>(
+        let n = loop {
+            let r = if socket {
+                nix::sys::socket::sendmsg::<()>(
                     fd.as_raw_fd(),
                     &slices,
                     &[],
                     MsgFlags::MSG_NOSIGNAL,
                     None,
-                ) {
-                    Err(Errno::EINTR) => continue,
-                    r => break r?,
-                }
-            }
-        } else {
-            loop {
-                match nix::sys::uio::writev(fd, &slices) {
-                    Err(Errno::EINTR) => continue,
-                    r => break r?,
-                }
+                )
+            } else {
+                nix::sys::uio::writev(fd, &slices)
+            };
+            match r {
+                Err(Errno::EINTR) => continue,
+                r => break r?,
             }
         };
         if n == 0 {
@@ -125,8 +122,14 @@ pub(crate) fn write_all_vectored(
 }
 
 /// Writes all of `buf`.
-pub(crate) fn write_all(fd: BorrowedFd<'_>, buf: &[u8], socket: bool) -> io::Result<()> {
-    write_all_vectored(fd, &[buf], socket)
+pub(crate) fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8], socket: bool) -> io::Result<()> {
+    while !buf.is_empty() {
+        match write(fd, buf, socket)? {
+            0 => return Err(io::ErrorKind::WriteZero.into()),
+            n => buf = &buf[n..],
+        }
+    }
+    Ok(())
 }
 
 /// Waits until any of `fds` is readable (data, end of file, hang-up or error)

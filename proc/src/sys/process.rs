@@ -130,6 +130,25 @@ pub(crate) fn reap_any() -> io::Result<Option<(u32, i32)>> {
     }
 }
 
+/// Whether this process has only ever had one thread (glibc's
+/// `__libc_single_threaded`: it never goes back to true). Elsewhere: false,
+/// so callers count the threads.
+pub(crate) fn single_threaded() -> bool {
+    #[cfg(target_env = "gnu")]
+    {
+        unsafe extern "C" {
+            static __libc_single_threaded: libc::c_char;
+        }
+        // SAFETY: glibc (2.32+) defines this byte for exactly this question;
+        // reading it is a plain load.
+        unsafe { std::ptr::read_volatile(&raw const __libc_single_threaded) != 0 }
+    }
+    #[cfg(not(target_env = "gnu"))]
+    {
+        false
+    }
+}
+
 /// The number of threads in this process.
 pub(crate) fn thread_count() -> usize {
     std::fs::read_dir("/proc/self/task")
