@@ -36,7 +36,10 @@ pub fn sample_size() -> usize {
     if quick() { 10 } else { 20 }
 }
 
-static SAMPLES: Mutex<Option<HashMap<String, Vec<(u64, Duration)>>>> = Mutex::new(None);
+/// `(iterations, elapsed)` of every call, per benchmark id.
+type Samples = HashMap<String, Vec<(u64, Duration)>>;
+
+static SAMPLES: Mutex<Option<Samples>> = Mutex::new(None);
 
 /// Times `routine(iters)` for criterion's `iter_custom` and records the sample under `id`.
 pub fn timed(id: &str, iters: u64, routine: impl FnOnce(u64)) -> Duration {
