@@ -264,6 +264,17 @@ impl Process {
     }
 }
 
+impl Drop for Process {
+    /// Never blocks: a child that has ended is reaped now; one that is still
+    /// running is reaped as soon as it ends, by a helper thread that exists
+    /// only while such children do. No zombie is left either way.
+    fn drop(&mut self) {
+        if let Some(child) = self.child.take() {
+            runtime::adopt(child);
+        }
+    }
+}
+
 impl fmt::Debug for Process {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("Process");

@@ -54,6 +54,10 @@ pub(crate) struct State {
     pub(crate) forkserver: Option<Arc<crate::forkserver::Client>>,
     /// `/dev/null`, the stdin of fork children, opened once.
     dev_null: Option<OwnedFd>,
+    /// Children whose `Process` was dropped while they ran.
+    orphans: Vec<Arc<Child>>,
+    /// The write end of the reaper thread's wake-up pipe, while it runs.
+    reaper: Option<OwnedFd>,
     exit_hook: bool,
 }
 
@@ -71,6 +75,8 @@ static STATE: LazyLock<Mutex<State>> = LazyLock::new(|| {
         alive: None,
         forkserver: None,
         dev_null: None,
+        orphans: Vec::new(),
+        reaper: None,
         exit_hook: false,
     })
 });
@@ -140,6 +146,8 @@ pub(crate) fn become_child(state: &mut State, me: Arc<Me>, start_method: StartMe
     std::mem::forget(state.alive.take());
     std::mem::forget(state.forkserver.take());
     std::mem::forget(state.dev_null.take());
+    std::mem::forget(std::mem::take(&mut state.orphans));
+    std::mem::forget(state.reaper.take());
     std::mem::forget(std::mem::replace(&mut state.me, me));
     state.start_method = Some(start_method);
     state.exit_hook = false;
@@ -257,6 +265,58 @@ impl Child {
 /// Removes a reaped child from the registry.
 fn forget_child(pid: u32) {
     state().children.retain(|c| c.pid != pid);
+}
+
+/// Takes over a child whose `Process` is dropped: it is reaped as soon as it
+/// ends, by a reaper thread that runs only while there are such children.
+pub(crate) fn adopt(child: Arc<Child>) {
+    if !matches!(child.wait(Some(Duration::ZERO)), Ok(None)) {
+        return; // ended (and now reaped), or cannot be watched
+    }
+    let mut state = state();
+    state.orphans.push(child);
+    if let Some(wake) = &state.reaper {
+        let _ = sys::fd::write(wake.as_fd(), b"+", false);
+        return;
+    }
+    let Ok((wake_r, wake_w)) = sys::fd::pipe() else {
+        return;
+    };
+    let started = std::thread::Builder::new()
+        .name("mp-reaper".into())
+        .stack_size(64 * 1024)
+        .spawn(move || reap_orphans(wake_r));
+    if started.is_ok() {
+        state.reaper = Some(wake_w);
+    }
+}
+
+/// The reaper thread: waits for any orphan to end (or for a new one), reaps,
+/// and ends when none is left.
+fn reap_orphans(wake: OwnedFd) {
+    loop {
+        let orphans: Vec<Arc<Child>> = state().orphans.clone();
+        let running: Vec<Arc<Child>> = orphans
+            .into_iter()
+            .filter(|c| matches!(c.wait(Some(Duration::ZERO)), Ok(None)))
+            .collect();
+        {
+            let mut state = state();
+            state.orphans.retain(|o| o.cached().is_none());
+            if state.orphans.is_empty() {
+                state.reaper = None;
+                return;
+            }
+        }
+        let mut fds = vec![wake.as_fd()];
+        fds.extend(running.iter().map(|c| c.sentinel()));
+        if let Ok(ready) = sys::fd::wait_readable(&fds, None) {
+            if ready[0] {
+                let mut buf = [0u8; 64];
+                let _ = sys::fd::read(wake.as_fd(), &mut buf);
+            }
+        }
+    }
 }
 
 /// Reaps every finished child and returns the live ones (Python's

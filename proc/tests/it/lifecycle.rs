@@ -27,6 +27,7 @@ crate::for_each_method!(
     args_that_do_not_serialize_fail_in_start,
     args_that_do_not_deserialize_fail_in_the_child,
     child_can_start_children_of_every_method,
+    a_dropped_running_process_is_reaped_when_it_ends,
 );
 
 /// Blocks until the other end of `conn` sends or closes.
@@ -495,4 +496,28 @@ fn the_main_process_knows_itself() {
         mp_proc::get_context(StartMethod::Fork).get_start_method(),
         StartMethod::Fork
     );
+}
+
+fn a_dropped_running_process_is_reaped_when_it_ends(method: StartMethod) {
+    let _g = guard();
+    let fds_before = crate::util::open_fds().len();
+    let (here, there) = pipe(true).unwrap();
+    let mut p = Process::new(block, there).start_method(method);
+    p.start().unwrap();
+    let pid = p.pid().unwrap();
+    drop(p); // never blocks, although the child runs
+    assert!(crate::util::exists(pid));
+    drop(here); // the child ends now
+    // Wait on the condition itself (bounded only as a guard against a hang):
+    // the child is gone, not a zombie, and its descriptors are closed.
+    let start = std::time::Instant::now();
+    while crate::util::processes().iter().any(|(p, _, _)| *p == pid)
+        || crate::util::open_fds().len() != fds_before
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "the dropped child was never reaped"
+        );
+        std::thread::yield_now();
+    }
 }

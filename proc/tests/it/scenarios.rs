@@ -149,18 +149,22 @@ fn exit_terminates_daemons_and_joins_children(method: StartMethod) {
     let terminate = main
         .iter()
         .position(|l| *l == "[INFO/MainProcess] calling terminate() for daemon Daemon");
-    let join = main
+    // Each join line is printed only for a child still running when the
+    // exit function lists them (as in CPython): the worker may already have
+    // ended once the daemon is gone, so only their order is checked.
+    let joins: Vec<usize> = main
         .iter()
-        .position(|l| *l == "[INFO/MainProcess] calling join() for process Worker");
+        .enumerate()
+        .filter(|(_, l)| l.starts_with("[INFO/MainProcess] calling join() for process "))
+        .map(|(i, _)| i)
+        .collect();
     assert_eq!(
         main.first(),
         Some(&"[INFO/MainProcess] process shutting down"),
         "{got:?}"
     );
-    assert!(
-        terminate.is_some() && join.is_some() && terminate < join,
-        "{got:?}"
-    );
+    assert!(terminate.is_some(), "{got:?}");
+    assert!(joins.iter().all(|j| Some(*j) > terminate), "{got:?}");
     assert!(
         got.contains(&"[INFO/Worker] process exiting with exitcode 0".to_string()),
         "{got:?}"
