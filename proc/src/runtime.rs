@@ -310,11 +310,11 @@ fn reap_orphans(wake: OwnedFd) {
         }
         let mut fds = vec![wake.as_fd()];
         fds.extend(running.iter().map(|c| c.sentinel()));
-        if let Ok(ready) = sys::fd::wait_readable(&fds, None) {
-            if ready[0] {
-                let mut buf = [0u8; 64];
-                let _ = sys::fd::read(wake.as_fd(), &mut buf);
-            }
+        if let Ok(ready) = sys::fd::wait_readable(&fds, None)
+            && ready[0]
+        {
+            let mut buf = [0u8; 64];
+            let _ = sys::fd::read(wake.as_fd(), &mut buf);
         }
     }
 }
