@@ -134,12 +134,17 @@ impl Process {
         if self.child.is_some() {
             return Err(Error::AlreadyStarted);
         }
+        let encoded = self.prepare()?;
+        self.launch(encoded, None)
+    }
+
+    /// The checks every start makes, then the arguments, encoded.
+    fn prepare(&self) -> Result<Encoded> {
         if bootstrap::bootstrap_pending() {
             return Err(Error::NotBootstrapped);
         }
         image::keep_constructor();
-        let me = runtime::me();
-        if me.daemon {
+        if runtime::me().daemon {
             return Err(Error::DaemonChildren);
         }
         let encoder = self
@@ -148,8 +153,7 @@ impl Process {
             .unwrap_or_else(|p| p.into_inner())
             .take()
             .ok_or(Error::AlreadyStarted)?;
-        let encoded = encoder()?;
-        self.launch(encoded, None)
+        encoder()
     }
 
     fn launch(&mut self, encoded: Encoded, result: Option<BorrowedFd<'_>>) -> Result<()> {
@@ -354,20 +358,7 @@ pub(crate) fn spawn_with<A: Payload, R: Payload>(
         args,
     );
     process.method = method;
-    if bootstrap::bootstrap_pending() {
-        return Err(Error::NotBootstrapped);
-    }
-    image::keep_constructor();
-    if runtime::me().daemon {
-        return Err(Error::DaemonChildren);
-    }
-    let encoder = process
-        .encoder
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .take()
-        .ok_or(Error::AlreadyStarted)?;
-    let encoded = encoder()?;
+    let encoded = process.prepare()?;
     let (reader, writer) = sys::fd::pipe().os("pipe")?;
     process.launch(encoded, Some(writer.as_fd()))?;
     drop(writer);

@@ -94,6 +94,17 @@ fn child_fd_list(alive: RawFd, l: &Launch<'_>) -> Vec<RawFd> {
     fds
 }
 
+/// The record of a child of this very process (fork, spawn).
+fn direct_child(l: &Launch<'_>, pid: u32) -> Result<Child> {
+    let pidfd = pidfd_or_kill(pid)?;
+    Ok(Child::new(
+        l.name.to_owned(),
+        pid,
+        l.daemon,
+        Watch::Direct { pidfd },
+    ))
+}
+
 fn pidfd_or_kill(pid: u32) -> Result<OwnedFd> {
     match sys::process::pidfd_open(pid) {
         Ok(fd) => Ok(fd),
@@ -158,13 +169,7 @@ fn fork(l: &Launch<'_>, boot: Bootstrap) -> Result<Child> {
         }
         sys::process::Forked::Parent(pid) => {
             drop(state);
-            let pidfd = pidfd_or_kill(pid)?;
-            Ok(Child::new(
-                l.name.to_owned(),
-                pid,
-                l.daemon,
-                Watch::Direct { pidfd },
-            ))
+            direct_child(l, pid)
         }
     }
 }
@@ -193,13 +198,7 @@ fn spawn(l: &Launch<'_>, boot: &Bootstrap) -> Result<Child> {
         })
         .os("posix_spawn")?
     };
-    let pidfd = pidfd_or_kill(pid)?;
-    Ok(Child::new(
-        l.name.to_owned(),
-        pid,
-        l.daemon,
-        Watch::Direct { pidfd },
-    ))
+    direct_child(l, pid)
 }
 
 fn forkserver(l: &Launch<'_>, boot: &Bootstrap) -> Result<Child> {
