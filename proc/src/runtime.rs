@@ -208,12 +208,12 @@ impl Child {
                 if got == 4 {
                     i32::from_ne_bytes(buf)
                 } else {
-                    // The fork server died and the exit code with it. Wait for
-                    // the child itself; CPython reports 255 in this case.
+                    // The fork server died and the exit code with it (the
+                    // status socket is at end of file, so that wait returned at
+                    // once). Wait for the child itself; CPython reports 255.
                     if let Some(pidfd) = pidfd {
                         drop(cached);
-                        let left = timeout; // the status wait returned at once
-                        if !sys::fd::readable(pidfd.as_fd(), left).os("wait for process")? {
+                        if !sys::fd::readable(pidfd.as_fd(), timeout).os("wait for process")? {
                             return Ok(None);
                         }
                         cached = self.exitcode.lock().unwrap_or_else(|p| p.into_inner());
