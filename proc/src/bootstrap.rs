@@ -17,6 +17,10 @@ use crate::{StartMethod, sys};
 pub(crate) const ENV_CHILD: &str = "__MP_PROC_CHILD";
 /// Tells a spawned copy of the executable to be a fork server on fd 3.
 pub(crate) const ENV_FORKSERVER: &str = "__MP_PROC_FORKSERVER";
+/// Tells a spawned copy of the executable to be a resource tracker on fd 3.
+pub(crate) const ENV_TRACKER: &str = "__MP_PROC_TRACKER";
+/// Every variable above: none is passed on to a process's own children.
+pub(crate) const ENV_ALL: &[&str] = &[ENV_CHILD, ENV_FORKSERVER, ENV_TRACKER];
 
 /// Everything a child needs besides its descriptors.
 #[derive(Serialize, Deserialize)]
@@ -98,6 +102,12 @@ thread_local! {
 /// The constructor's and `init()`'s entry: if this process was spawned to run
 /// a target or to be the fork server, do that and never return.
 pub(crate) fn run_if_child() {
+    if let Some(fd) = take_env(ENV_TRACKER) {
+        if let Ok(mut fds) = sys::fd::take_inherited([fd]) {
+            crate::tracker::serve(fds.remove(0));
+        }
+        std::process::exit(70);
+    }
     if let Some(fd) = take_env(ENV_FORKSERVER) {
         if let Ok(mut fds) = sys::fd::take_inherited([fd]) {
             crate::forkserver::serve(fds.remove(0));
@@ -144,7 +154,7 @@ fn take_env(name: &str) -> Option<i32> {
 /// Whether this process was spawned to run a target that has not run (its
 /// bootstrap did not run before `main`).
 pub(crate) fn bootstrap_pending() -> bool {
-    std::env::var_os(ENV_CHILD).is_some() || std::env::var_os(ENV_FORKSERVER).is_some()
+    ENV_ALL.iter().any(|v| std::env::var_os(v).is_some())
 }
 
 /// A spawned child's bootstrap: the memfd at `fd`, descriptors after it.

@@ -167,6 +167,80 @@ pub enum Error {
         reason: &'static str,
     },
 
+    /// The process that held a lock died holding it. The lock is free again,
+    /// but what it guarded may be half-updated. CPython waits forever here.
+    #[error("the owner of this {what} died while holding it; what it guarded may be inconsistent")]
+    OwnerDied {
+        /// The kind of lock.
+        what: &'static str,
+    },
+
+    /// Releasing a lock this thread does not hold (`RuntimeError: release unlocked lock`).
+    #[error("release of a {what} this thread does not hold")]
+    NotHeld {
+        /// The kind of lock.
+        what: &'static str,
+    },
+
+    /// Acquiring a (non-reentrant) `Lock` this thread already holds, which
+    /// would wait forever.
+    #[error("this thread already holds the Lock: acquiring it again would wait forever")]
+    WouldDeadlock,
+
+    /// A `BoundedSemaphore` released more times than acquired
+    /// (`ValueError('Semaphore released too many times')`).
+    #[error("semaphore released too many times (its bound is {bound})")]
+    TooManyReleases {
+        /// The semaphore's initial value.
+        bound: usize,
+    },
+
+    /// The barrier is broken: aborted, reset while waited on, or a waiter
+    /// timed out (`threading.BrokenBarrierError`).
+    #[error("the barrier is broken")]
+    BrokenBarrier,
+
+    /// A wait did not finish in time (`multiprocessing.TimeoutError`).
+    #[error("timed out")]
+    Timeout,
+
+    /// The queue is empty (`queue.Empty`).
+    #[error("the queue is empty")]
+    Empty,
+
+    /// The queue is full (`queue.Full`).
+    #[error("the queue is full")]
+    Full,
+
+    /// The queue was closed (`ValueError('Queue is closed')`).
+    #[error("the queue is closed")]
+    Closed,
+
+    /// An item is larger than the queue can carry in one message.
+    #[error("an item of {len} bytes is larger than the queue's limit of {max} bytes")]
+    ItemTooLarge {
+        /// The encoded item's size.
+        len: usize,
+        /// The queue's limit.
+        max: usize,
+    },
+
+    /// `JoinableQueue::task_done` called more times than items were put
+    /// (`ValueError('task_done() called too many times')`).
+    #[error("task_done() called too many times")]
+    TaskDoneTooManyTimes,
+
+    /// A `SharedMemory` was asked for a size it does not have (`ValueError`).
+    #[error("shared memory {name:?} has {size} bytes, not {wanted}")]
+    WrongSize {
+        /// The segment's name.
+        name: String,
+        /// Its real size.
+        size: usize,
+        /// The size asked for.
+        wanted: usize,
+    },
+
     /// The start method was already set (`RuntimeError('context has already been set')`).
     #[error("context has already been set")]
     ContextAlreadySet,

@@ -55,7 +55,7 @@ impl Client {
         let pid = sys::spawn::spawn_self(&sys::spawn::SpawnPlan {
             fds: &[theirs.as_raw_fd()],
             env: (bootstrap::ENV_FORKSERVER, "3".to_owned()),
-            env_remove: &[bootstrap::ENV_CHILD],
+            env_remove: bootstrap::ENV_ALL,
             marker: "--multiprocessing-forkserver",
             null_output: true,
         })

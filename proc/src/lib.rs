@@ -12,7 +12,9 @@ mod probe;
 mod process;
 mod runtime;
 mod start;
+mod sync;
 mod sys;
+mod tracker;
 
 pub use connection::{Connection, pipe};
 pub use context::{
@@ -24,6 +26,10 @@ pub use payload::Payload;
 pub use process::{
     JoinHandle, Process, ProcessInfo, active_children, current_process, exit, init, parent_process,
     spawn,
+};
+pub use sync::{
+    Array, Barrier, BoundedSemaphore, Condition, Event, Lock, LockGuard, RLock, RawArray, RawValue,
+    Semaphore, Shareable, SharedGuard, SharedMemory, Value,
 };
 
 /// The workspace README's examples, compiled and run as doctests.

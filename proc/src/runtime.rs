@@ -58,6 +58,8 @@ pub(crate) struct State {
     orphans: Vec<Arc<Child>>,
     /// The write end of the reaper thread's wake-up pipe, while it runs.
     reaper: Option<OwnedFd>,
+    /// The resource tracker, started with the first named shared memory.
+    pub(crate) tracker: Option<crate::tracker::Tracker>,
     exit_hook: bool,
 }
 
@@ -77,6 +79,7 @@ static STATE: LazyLock<Mutex<State>> = LazyLock::new(|| {
         dev_null: None,
         orphans: Vec::new(),
         reaper: None,
+        tracker: None,
         exit_hook: false,
     })
 });
@@ -148,6 +151,7 @@ pub(crate) fn become_child(state: &mut State, me: Arc<Me>, start_method: StartMe
     std::mem::forget(state.dev_null.take());
     std::mem::forget(std::mem::take(&mut state.orphans));
     std::mem::forget(state.reaper.take());
+    std::mem::forget(state.tracker.take());
     std::mem::forget(std::mem::replace(&mut state.me, me));
     state.start_method = Some(start_method);
     state.exit_hook = false;

@@ -192,7 +192,7 @@ fn spawn(l: &Launch<'_>, boot: &Bootstrap) -> Result<Child> {
         sys::spawn::spawn_self(&sys::spawn::SpawnPlan {
             fds: &fds,
             env: (bootstrap::ENV_CHILD, "3".to_owned()),
-            env_remove: &[bootstrap::ENV_FORKSERVER],
+            env_remove: bootstrap::ENV_ALL,
             marker: "--multiprocessing-fork",
             null_output: false,
         })

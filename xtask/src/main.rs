@@ -292,7 +292,7 @@ fn our_processes() -> Vec<String> {
         let zombie = stat
             .rsplit_once(')')
             .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'));
-        if !zombie && cmdline.contains("--multiprocessing-fork") {
+        if !zombie && cmdline.contains(" --multiprocessing-") {
             out.push(format!("{} {cmdline}", entry.file_name().to_string_lossy()));
         }
     }

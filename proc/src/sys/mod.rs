@@ -10,4 +10,6 @@ pub(crate) mod fd;
 pub(crate) mod image;
 pub(crate) mod process;
 pub(crate) mod scm;
+pub(crate) mod shm;
 pub(crate) mod spawn;
+pub(crate) mod sync;

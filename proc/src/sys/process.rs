@@ -208,6 +208,13 @@ pub(crate) fn ignore_sigint() {
     let _ = unsafe { signal(Signal::SIGINT, SigHandler::SigIgn) };
 }
 
+/// Ignores `SIGTERM` (the resource tracker must outlive a terminate of its program).
+pub(crate) fn ignore_sigterm() {
+    use nix::sys::signal::{SigHandler, Signal, signal};
+    // SAFETY: installing SIG_IGN runs no handler code.
+    let _ = unsafe { signal(Signal::SIGTERM, SigHandler::SigIgn) };
+}
+
 /// Restores the default action of `SIGINT` (in a child of the fork server).
 pub(crate) fn default_sigint() {
     use nix::sys::signal::{SigHandler, Signal, signal};

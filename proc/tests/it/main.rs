@@ -7,5 +7,7 @@ mod connection;
 mod fds;
 mod lifecycle;
 mod scenarios;
+mod shared_memory;
 mod spawn_fn;
+mod sync;
 mod tree;

@@ -44,6 +44,11 @@ pub(crate) fn guard() -> Guard {
         p.start().unwrap();
         assert_eq!(p.join().unwrap(), 0);
     }
+    // And the resource tracker.
+    mp_proc::SharedMemory::create(None, 1)
+        .unwrap()
+        .unlink()
+        .unwrap();
     Guard {
         _serial: serial,
         fds: open_fds(),
@@ -59,6 +64,11 @@ impl Drop for Guard {
             zombies(),
             Vec::<u32>::new(),
             "the test left zombie children"
+        );
+        assert_eq!(
+            our_shm(std::process::id()),
+            Vec::<String>::new(),
+            "the test left shared memory"
         );
         let now = open_fds();
         assert_eq!(
@@ -197,4 +207,17 @@ impl<'de> serde::Deserialize<'de> for Undecodable {
             "this value refuses to be deserialized",
         ))
     }
+}
+
+/// The `/dev/shm` entries made up by process `pid` (`psm_<pid>_...`).
+pub(crate) fn our_shm(pid: u32) -> Vec<String> {
+    let prefix = format!("psm_{pid}_");
+    std::fs::read_dir("/dev/shm")
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(&prefix))
+                .collect()
+        })
+        .unwrap_or_default()
 }

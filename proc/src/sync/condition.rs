@@ -1,0 +1,412 @@
+//! `Condition` and `Barrier`: process-shared condition variables.
+
+use std::fmt;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::lock::{Lock, LockGuard};
+use super::shared::{RawLock, Shared, deadline};
+use crate::error::{Error, OsContext, Result};
+use crate::sys::sync::{self, OBJECT, Taken, word};
+
+/// A condition variable shared by processes, Python's `multiprocessing.Condition`.
+///
+/// Waiting takes the guard of the condition's [`Lock`] and gives it back,
+/// as `std::sync::Condvar` does.
+///
+/// ```
+/// use mp_proc::{Condition, Process, Value};
+///
+/// fn producer((cond, ready): (Condition, Value<bool>)) {
+///     let _held = cond.acquire().unwrap();
+///     ready.set(true);
+///     cond.notify_all().unwrap();
+/// }
+///
+/// let cond = Condition::new(None)?;
+/// let ready = Value::new(false)?;
+/// let mut p = Process::new(producer, (cond.clone(), ready.clone()));
+/// let guard = cond.acquire()?;
+/// p.start()?;
+/// let (guard, ok) = cond.wait_for(guard, || ready.get(), None)?;
+/// assert!(ok);
+/// drop(guard);
+/// assert_eq!(p.join()?, 0);
+/// # Ok::<(), mp_proc::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Condition {
+    lock: Lock,
+    cond: Shared,
+}
+
+impl Condition {
+    /// A condition over `lock`, or over a new [`Lock`].
+    pub fn new(lock: Option<Lock>) -> Result<Condition> {
+        let lock = match lock {
+            Some(l) => l,
+            None => Lock::new()?,
+        };
+        let cond = Shared::new(OBJECT)?;
+        sync::cond_init(&cond.0, 0).os("pthread_cond_init")?;
+        Ok(Condition { lock, cond })
+    }
+
+    /// The condition's lock.
+    pub fn lock(&self) -> &Lock {
+        &self.lock
+    }
+
+    /// Takes the condition's lock (Python's `with cond:`).
+    pub fn acquire(&self) -> Result<LockGuard<'_>> {
+        self.lock.acquire()
+    }
+
+    fn check<'a>(&self, guard: &LockGuard<'a>) -> Result<&'a RawLock> {
+        let raw = guard.raw();
+        if raw.shared.same(&self.lock.raw().shared) {
+            Ok(raw)
+        } else {
+            Err(Error::NotHeld {
+                what: "Condition's lock",
+            })
+        }
+    }
+
+    fn wait_until<'a>(
+        &self,
+        guard: LockGuard<'a>,
+        deadline: Option<Instant>,
+    ) -> Result<(LockGuard<'a>, bool)> {
+        let raw = self.check(&guard)?;
+        match sync::cond_wait(&self.cond.0, 0, &raw.shared.0, raw.offset, deadline).os("wait")? {
+            Taken::Yes => Ok((guard, true)),
+            Taken::No => Ok((guard, false)),
+            // The guard's drop releases the lock again.
+            Taken::OwnerDied => Err(Error::OwnerDied {
+                what: "Condition's lock",
+            }),
+        }
+    }
+
+    /// Releases the lock, waits for a notification, and takes the lock again.
+    pub fn wait<'a>(&self, guard: LockGuard<'a>) -> Result<LockGuard<'a>> {
+        Ok(self.wait_until(guard, None)?.0)
+    }
+
+    /// As [`wait`](Condition::wait), for at most `timeout`; the flag is false
+    /// when the time ran out.
+    pub fn wait_timeout<'a>(
+        &self,
+        guard: LockGuard<'a>,
+        timeout: Duration,
+    ) -> Result<(LockGuard<'a>, bool)> {
+        self.wait_until(guard, deadline(timeout))
+    }
+
+    /// Waits until `predicate()` is true (checked with the lock held), for at
+    /// most `timeout` (`None`: forever); returns the predicate's last value.
+    pub fn wait_for<'a>(
+        &self,
+        mut guard: LockGuard<'a>,
+        mut predicate: impl FnMut() -> bool,
+        timeout: Option<Duration>,
+    ) -> Result<(LockGuard<'a>, bool)> {
+        let deadline = timeout.and_then(deadline);
+        let bounded = timeout.is_some() && deadline.is_some();
+        loop {
+            if predicate() {
+                return Ok((guard, true));
+            }
+            let (g, in_time) = self.wait_until(guard, if bounded { deadline } else { None })?;
+            guard = g;
+            if !in_time {
+                let last = predicate();
+                return Ok((guard, last));
+            }
+        }
+    }
+
+    /// Wakes up to `n` waiters.
+    pub fn notify(&self, n: usize) -> Result<()> {
+        for _ in 0..n {
+            sync::cond_notify(&self.cond.0, 0, false).os("notify")?;
+        }
+        Ok(())
+    }
+
+    /// Wakes every waiter.
+    pub fn notify_all(&self) -> Result<()> {
+        sync::cond_notify(&self.cond.0, 0, true).os("notify_all")
+    }
+}
+
+impl fmt::Debug for Condition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Condition").finish_non_exhaustive()
+    }
+}
+
+/// The region of a condition variable, as a handle.
+struct CondWire<'a>(&'a Shared);
+
+impl Serialize for CondWire<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.0.serialize("Condition", s)
+    }
+}
+
+struct CondOwned(Shared);
+
+impl<'de> Deserialize<'de> for CondOwned {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        Ok(CondOwned(Shared::deserialize("Condition", d)?))
+    }
+}
+
+impl Serialize for Condition {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        (&self.lock, CondWire(&self.cond)).serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Condition {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let (lock, CondOwned(cond)) = <(Lock, CondOwned)>::deserialize(d)?;
+        Ok(Condition { lock, cond })
+    }
+}
+
+// Barrier layout: mutex, condition, then the state words.
+const B_COND: usize = OBJECT;
+const B_COUNT: usize = 2 * OBJECT;
+const B_STATE: usize = 2 * OBJECT + 4;
+const B_PARTIES: usize = 2 * OBJECT + 8;
+const B_TIMEOUT_MS: usize = 2 * OBJECT + 12;
+const FILLING: u32 = 0;
+const DRAINING: u32 = 1;
+const RESETTING: u32 = 2;
+const BROKEN: u32 = 3;
+const NO_TIMEOUT: u32 = u32::MAX;
+
+/// A barrier for a fixed number of parties, Python's `multiprocessing.Barrier`
+/// (`threading.Barrier` semantics): [`wait`](Barrier::wait) returns when all
+/// parties are waiting, with an index in `0..parties` unique to each waiter.
+/// [`abort`](Barrier::abort), a [`reset`](Barrier::reset) while parties wait,
+/// or a waiter's timeout break it: waits then fail with
+/// [`Error::BrokenBarrier`](crate::Error::BrokenBarrier).
+///
+/// ```
+/// use mp_proc::{Barrier, Process};
+///
+/// fn party(barrier: Barrier) {
+///     barrier.wait().unwrap();
+/// }
+///
+/// let barrier = Barrier::new(2, None)?;
+/// let mut p = Process::new(party, barrier.clone());
+/// p.start()?;
+/// let index = barrier.wait()?;
+/// assert!(index < 2);
+/// assert_eq!(p.join()?, 0);
+/// # Ok::<(), mp_proc::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Barrier {
+    raw: RawLock,
+}
+
+impl Barrier {
+    /// A barrier for `parties` (at least 1) with a default `timeout` for
+    /// [`wait`](Barrier::wait).
+    pub fn new(parties: usize, timeout: Option<Duration>) -> Result<Barrier> {
+        if parties == 0 || parties >= u32::MAX as usize {
+            return Err(Error::os(
+                "Barrier",
+                std::io::Error::from_raw_os_error(libc::EINVAL),
+            ));
+        }
+        let shared = Shared::new(3 * OBJECT)?;
+        let raw = RawLock::init(shared, 0, false, "Barrier")?;
+        sync::cond_init(&raw.shared.0, B_COND).os("pthread_cond_init")?;
+        word(&raw.shared.0, B_PARTIES).store(parties as u32, Ordering::Release);
+        let ms = timeout.map_or(NO_TIMEOUT, |t| {
+            t.as_millis().min(NO_TIMEOUT as u128 - 1) as u32
+        });
+        word(&raw.shared.0, B_TIMEOUT_MS).store(ms, Ordering::Release);
+        Ok(Barrier { raw })
+    }
+
+    fn w(&self, offset: usize) -> &std::sync::atomic::AtomicU32 {
+        word(&self.raw.shared.0, offset)
+    }
+
+    fn state(&self) -> u32 {
+        self.w(B_STATE).load(Ordering::Acquire)
+    }
+
+    fn set_state(&self, s: u32) {
+        self.w(B_STATE).store(s, Ordering::Release);
+    }
+
+    fn notify_all(&self) {
+        let _ = sync::cond_notify(&self.raw.shared.0, B_COND, true);
+    }
+
+    /// Waits on the barrier's condition (the lock held); false on timeout.
+    fn cond_wait(&self, deadline: Option<Instant>) -> Result<bool> {
+        match sync::cond_wait(&self.raw.shared.0, B_COND, &self.raw.shared.0, 0, deadline)
+            .os("wait")?
+        {
+            Taken::Yes => Ok(true),
+            Taken::No => Ok(false),
+            Taken::OwnerDied => {
+                // A party died inside the barrier: it can never be whole again.
+                self.set_state(BROKEN);
+                self.notify_all();
+                Ok(true)
+            }
+        }
+    }
+
+    /// Waits for the other parties, with the barrier's default timeout.
+    pub fn wait(&self) -> Result<usize> {
+        let ms = self.w(B_TIMEOUT_MS).load(Ordering::Acquire);
+        self.wait_inner((ms != NO_TIMEOUT).then(|| Duration::from_millis(ms as u64)))
+    }
+
+    /// Waits for the other parties for at most `timeout`. Running out of time
+    /// breaks the barrier for everyone ([`Error::BrokenBarrier`](crate::Error::BrokenBarrier)).
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<usize> {
+        self.wait_inner(Some(timeout))
+    }
+
+    fn wait_inner(&self, timeout: Option<Duration>) -> Result<usize> {
+        let deadline = timeout.and_then(deadline);
+        let bounded = timeout.is_some() && deadline.is_some();
+        if !self.raw.lock(None)? {
+            return Err(Error::BrokenBarrier);
+        }
+        let result = self.wait_locked(if bounded { deadline } else { None });
+        let _ = self.raw.unlock();
+        result
+    }
+
+    /// `threading.Barrier.wait`, with the lock held.
+    fn wait_locked(&self, deadline: Option<Instant>) -> Result<usize> {
+        // Block while a previous round drains or resets.
+        while matches!(self.state(), DRAINING | RESETTING) {
+            self.cond_wait(None)?;
+        }
+        if self.state() == BROKEN {
+            return Err(Error::BrokenBarrier);
+        }
+        let parties = self.w(B_PARTIES).load(Ordering::Acquire);
+        let index = self.w(B_COUNT).fetch_add(1, Ordering::AcqRel);
+        let outcome = if index + 1 == parties {
+            self.set_state(DRAINING);
+            self.notify_all();
+            Ok(index as usize)
+        } else {
+            self.wait_released(deadline).map(|()| index as usize)
+        };
+        // The last one out opens the next round.
+        if self.w(B_COUNT).fetch_sub(1, Ordering::AcqRel) == 1
+            && matches!(self.state(), DRAINING | RESETTING)
+        {
+            self.set_state(FILLING);
+            self.notify_all();
+        }
+        outcome
+    }
+
+    /// Waits for the round to be released; a timeout breaks the barrier.
+    fn wait_released(&self, deadline: Option<Instant>) -> Result<()> {
+        while self.state() == FILLING {
+            if !self.cond_wait(deadline)? && self.state() == FILLING {
+                self.set_state(BROKEN);
+                self.notify_all();
+                return Err(Error::BrokenBarrier);
+            }
+        }
+        match self.state() {
+            RESETTING | BROKEN => Err(Error::BrokenBarrier),
+            _ => Ok(()),
+        }
+    }
+
+    /// Breaks the barrier: every current and future [`wait`](Barrier::wait)
+    /// fails until [`reset`](Barrier::reset).
+    pub fn abort(&self) -> Result<()> {
+        self.raw.lock(None)?;
+        self.set_state(BROKEN);
+        self.notify_all();
+        self.raw.unlock()
+    }
+
+    /// Returns the barrier to its empty state; parties waiting now get
+    /// [`Error::BrokenBarrier`](crate::Error::BrokenBarrier), and the barrier
+    /// is usable again once they have left.
+    pub fn reset(&self) -> Result<()> {
+        self.raw.lock(None)?;
+        if self.w(B_COUNT).load(Ordering::Acquire) > 0 {
+            if matches!(self.state(), FILLING | BROKEN) {
+                self.set_state(RESETTING);
+            }
+        } else {
+            self.set_state(FILLING);
+        }
+        self.notify_all();
+        self.raw.unlock()
+    }
+
+    /// Whether the barrier is broken.
+    pub fn broken(&self) -> bool {
+        self.state() == BROKEN
+    }
+
+    /// How many parties are waiting now.
+    pub fn n_waiting(&self) -> usize {
+        if self.state() == FILLING {
+            self.w(B_COUNT).load(Ordering::Acquire) as usize
+        } else {
+            0
+        }
+    }
+
+    /// The number of parties.
+    pub fn parties(&self) -> usize {
+        self.w(B_PARTIES).load(Ordering::Acquire) as usize
+    }
+}
+
+impl fmt::Debug for Barrier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Barrier")
+            .field("parties", &self.parties())
+            .field("n_waiting", &self.n_waiting())
+            .field("broken", &self.broken())
+            .finish()
+    }
+}
+
+impl Serialize for Barrier {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.raw.shared.serialize("Barrier", s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Barrier {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let shared = Shared::deserialize("Barrier", d)?;
+        Ok(Barrier {
+            raw: RawLock {
+                shared,
+                offset: 0,
+                what: "Barrier",
+            },
+        })
+    }
+}

@@ -1,0 +1,185 @@
+//! `Lock` and `RLock`: process-shared, robust mutexes.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::shared::{RawLock, Shared, deadline};
+use crate::error::Result;
+
+/// A lock shared by processes, Python's `multiprocessing.Lock`.
+///
+/// [`acquire`](Lock::acquire) returns a guard that releases the lock when
+/// dropped. Clones share the lock, and a clone in a child's `args` is the same
+/// lock in the child, under every start method.
+///
+/// Beyond CPython: when a process dies holding the lock, the next
+/// [`acquire`](Lock::acquire) returns [`Error::OwnerDied`](crate::Error::OwnerDied)
+/// (and the lock is free again) instead of waiting forever; acquiring it
+/// twice in one thread is [`Error::WouldDeadlock`](crate::Error::WouldDeadlock);
+/// releasing it without holding it is [`Error::NotHeld`](crate::Error::NotHeld).
+///
+/// ```
+/// use mp_proc::{Lock, Process};
+///
+/// fn worker(lock: Lock) {
+///     let _held = lock.acquire().unwrap();
+///     // ... only one process at a time here ...
+/// }
+///
+/// let lock = Lock::new()?;
+/// let mut p = Process::new(worker, lock.clone());
+/// p.start()?;
+/// {
+///     let _held = lock.acquire()?;
+/// }
+/// assert_eq!(p.join()?, 0);
+/// # Ok::<(), mp_proc::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Lock {
+    raw: RawLock,
+}
+
+/// A lock that the thread holding it may acquire again, Python's
+/// `multiprocessing.RLock`. Each [`acquire`](RLock::acquire) returns a guard;
+/// the lock is free once every guard is dropped.
+///
+/// ```
+/// let lock = mp_proc::RLock::new()?;
+/// let outer = lock.acquire()?;
+/// let inner = lock.acquire()?; // the same thread: fine
+/// drop(inner);
+/// drop(outer);
+/// # Ok::<(), mp_proc::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct RLock {
+    raw: RawLock,
+}
+
+/// Holds a [`Lock`] or [`RLock`] until dropped. Not `Send`: a lock is released
+/// by the thread that took it.
+#[must_use = "the lock is released as soon as the guard is dropped"]
+pub struct LockGuard<'a> {
+    raw: &'a RawLock,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl Drop for LockGuard<'_> {
+    fn drop(&mut self) {
+        let _ = self.raw.unlock();
+    }
+}
+
+impl fmt::Debug for LockGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LockGuard")
+            .field("lock", &self.raw.what)
+            .finish()
+    }
+}
+
+impl<'a> LockGuard<'a> {
+    pub(crate) fn raw(&self) -> &'a RawLock {
+        self.raw
+    }
+}
+
+macro_rules! lock_methods {
+    ($ty:ident, $what:literal, $recursive:literal) => {
+        impl $ty {
+            /// A new, unlocked lock.
+            pub fn new() -> Result<$ty> {
+                let shared = Shared::new(crate::sys::sync::OBJECT)?;
+                Ok($ty {
+                    raw: RawLock::init(shared, 0, $recursive, $what)?,
+                })
+            }
+
+            /// Waits for the lock and takes it.
+            pub fn acquire(&self) -> Result<LockGuard<'_>> {
+                self.raw.lock(None)?;
+                Ok(self.guard())
+            }
+
+            /// Takes the lock if it is free (Python's `acquire(block=False)`).
+            pub fn try_acquire(&self) -> Result<Option<LockGuard<'_>>> {
+                Ok(self.raw.try_lock()?.then(|| self.guard()))
+            }
+
+            /// Waits at most `timeout` for the lock; `None` if it stayed taken.
+            pub fn acquire_timeout(&self, timeout: Duration) -> Result<Option<LockGuard<'_>>> {
+                let taken = match deadline(timeout) {
+                    Some(d) => self.raw.lock(Some(d))?,
+                    None => self.raw.lock(None)?,
+                };
+                Ok(taken.then(|| self.guard()))
+            }
+
+            /// Releases the lock held by this thread, whose guard was
+            /// forgotten (Python's `release()`). Not holding it is
+            /// [`Error::NotHeld`](crate::Error::NotHeld).
+            pub fn release(&self) -> Result<()> {
+                self.raw.unlock()
+            }
+
+            fn guard(&self) -> LockGuard<'_> {
+                LockGuard {
+                    raw: &self.raw,
+                    _not_send: PhantomData,
+                }
+            }
+
+            #[allow(dead_code)]
+            pub(crate) fn raw(&self) -> &RawLock {
+                &self.raw
+            }
+        }
+
+        impl fmt::Debug for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct($what).finish_non_exhaustive()
+            }
+        }
+
+        impl Serialize for $ty {
+            fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+                self.raw.shared.serialize($what, s)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+                let shared = Shared::deserialize($what, d)?;
+                Ok($ty {
+                    raw: RawLock {
+                        shared,
+                        offset: 0,
+                        what: $what,
+                    },
+                })
+            }
+        }
+    };
+}
+
+lock_methods!(Lock, "Lock", false);
+lock_methods!(RLock, "RLock", true);
+
+impl Lock {
+    /// Whether some thread, anywhere, holds the lock (Python 3.14's `locked()`).
+    pub fn locked(&self) -> bool {
+        match self.raw.try_lock() {
+            Ok(true) => {
+                let _ = self.raw.unlock();
+                false
+            }
+            Ok(false) => true,
+            Err(crate::Error::WouldDeadlock) => true,
+            Err(_) => false,
+        }
+    }
+}

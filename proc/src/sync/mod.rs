@@ -1,0 +1,16 @@
+//! Locks and the other primitives, and shared values: Python's
+//! `multiprocessing.synchronize` and `sharedctypes`, process-shared under
+//! every start method.
+
+mod condition;
+mod lock;
+mod semaphore;
+mod shared;
+mod shared_memory;
+mod value;
+
+pub use condition::{Barrier, Condition};
+pub use lock::{Lock, LockGuard, RLock};
+pub use semaphore::{BoundedSemaphore, Event, Semaphore};
+pub use shared_memory::SharedMemory;
+pub use value::{Array, RawArray, RawValue, Shareable, SharedGuard, Value};

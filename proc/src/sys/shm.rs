@@ -1,0 +1,201 @@
+//! Shared memory: an anonymous memory file mapped shared, or a named POSIX
+//! segment. The descriptor travels to children like any handle's.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::ptr::NonNull;
+
+/// A shared mapping of a memory file, and the file's descriptor.
+pub(crate) struct Region {
+    fd: OwnedFd,
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the mapping is plain shared memory; every access to it goes
+// through atomics, the pthread objects placed in it, or raw copies whose
+// races are the documented business of the handle types above.
+unsafe impl Send for Region {}
+// SAFETY: as above.
+unsafe impl Sync for Region {}
+
+impl Region {
+    /// A new zero-filled anonymous region of `len` bytes (at least one).
+    pub(crate) fn anonymous(len: usize) -> io::Result<Region> {
+        let fd = super::fd::memfd(c"mp-proc-shared")?;
+        let len = len.max(1);
+        nix::unistd::ftruncate(&fd, len as libc::off_t)?;
+        Region::map(fd, len)
+    }
+
+    /// Maps the whole of an existing memory file (received by a child).
+    pub(crate) fn from_fd(fd: OwnedFd) -> io::Result<Region> {
+        let len = nix::sys::stat::fstat(fd.as_fd())?.st_size as usize;
+        if len == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "empty shared memory file",
+            ));
+        }
+        Region::map(fd, len)
+    }
+
+    fn map(fd: OwnedFd, len: usize) -> io::Result<Region> {
+        // SAFETY: a fresh shared mapping of `len` bytes of `fd`, which is at
+        // least that long; the kernel picks the address.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let ptr =
+            NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned null"))?;
+        Ok(Region { fd, ptr, len })
+    }
+
+    pub(crate) fn fd(&self) -> &OwnedFd {
+        &self.fd
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The address of byte `offset`, which must leave room for `size` bytes.
+    pub(crate) fn at(&self, offset: usize, size: usize) -> *mut u8 {
+        assert!(
+            offset.checked_add(size).is_some_and(|end| end <= self.len),
+            "shared memory access out of bounds"
+        );
+        // SAFETY: in bounds of the mapping (checked above).
+        unsafe { self.ptr.as_ptr().add(offset) }
+    }
+
+    /// The bytes, for reading. Other processes may write them meanwhile:
+    /// callers copy out what they need.
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        // SAFETY: the mapping is `len` readable bytes for the life of self.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+
+    /// The bytes, for writing, through an exclusive borrow of this mapping.
+    pub(crate) fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: as above, and `&mut self` makes this the only borrow in
+        // this process.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+
+    /// Copies `len` bytes out of byte `offset` (volatile: another process
+    /// may be writing them).
+    pub(crate) fn read_bytes(&self, offset: usize, out: &mut [u8]) {
+        let src = self.at(offset, out.len());
+        for (i, b) in out.iter_mut().enumerate() {
+            // SAFETY: in bounds (checked by `at`); a volatile byte read of
+            // shared memory.
+            *b = unsafe { std::ptr::read_volatile(src.add(i)) };
+        }
+    }
+
+    /// Copies `bytes` into byte `offset` (volatile).
+    pub(crate) fn write_bytes(&self, offset: usize, bytes: &[u8]) {
+        let dst = self.at(offset, bytes.len());
+        for (i, b) in bytes.iter().enumerate() {
+            // SAFETY: in bounds (checked by `at`); a volatile byte write of
+            // shared memory.
+            unsafe { std::ptr::write_volatile(dst.add(i), *b) };
+        }
+    }
+}
+
+impl Drop for Region {
+    fn drop(&mut self) {
+        // SAFETY: the mapping was made by `map` with this address and length
+        // and nothing refers to it once the Region is dropped.
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
+fn shm_name(name: &str) -> io::Result<CString> {
+    let name = if name.starts_with('/') {
+        name.to_owned()
+    } else {
+        format!("/{name}")
+    };
+    if name.len() > 255 || name[1..].contains('/') {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "bad shared memory name",
+        ));
+    }
+    CString::new(name)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a name with a NUL byte"))
+}
+
+/// Creates the named segment `name` of `len` bytes; fails if it exists.
+pub(crate) fn shm_create(name: &str, len: usize) -> io::Result<Region> {
+    let c = shm_name(name)?;
+    // SAFETY: a NUL-terminated name; O_EXCL refuses an existing segment.
+    let fd = unsafe {
+        libc::shm_open(
+            c.as_ptr(),
+            libc::O_CREAT | libc::O_EXCL | libc::O_RDWR | libc::O_CLOEXEC,
+            0o600,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: shm_open returned a new descriptor that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    if let Err(e) = nix::unistd::ftruncate(&fd, len.max(1) as libc::off_t) {
+        let _ = shm_unlink(name);
+        return Err(e.into());
+    }
+    Region::map(fd, len.max(1))
+}
+
+/// Opens the existing named segment `name`.
+pub(crate) fn shm_attach(name: &str) -> io::Result<Region> {
+    let c = shm_name(name)?;
+    // SAFETY: a NUL-terminated name.
+    let fd = unsafe { libc::shm_open(c.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: shm_open returned a new descriptor that nothing else owns.
+    Region::from_fd(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Removes the name `name` (the memory lives on while mapped).
+pub(crate) fn shm_unlink(name: &str) -> io::Result<()> {
+    let c = shm_name(name)?;
+    // SAFETY: a NUL-terminated name.
+    if unsafe { libc::shm_unlink(c.as_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Reads item `i` of the `T`s at `base` (volatile: another process may write
+/// it). The caller keeps `i` in bounds of a live mapping.
+pub(crate) fn read_volatile<T: Copy>(base: *mut T, i: usize) -> T {
+    // SAFETY: callers pass the aligned base of a live mapping holding at
+    // least i + 1 items of T (Cells checks the index and the region size);
+    // T is Shareable, so any bytes our API wrote are a valid T.
+    unsafe { std::ptr::read_volatile(base.add(i)) }
+}
+
+/// Writes item `i` of the `T`s at `base` (volatile).
+pub(crate) fn write_volatile<T: Copy>(base: *mut T, i: usize, v: T) {
+    // SAFETY: as in read_volatile.
+    unsafe { std::ptr::write_volatile(base.add(i), v) }
+}

@@ -1,0 +1,368 @@
+//! Locks, semaphores, events, conditions, barriers and shared values across
+//! processes of every start method.
+
+use std::time::Duration;
+
+use mp_proc::{
+    Array, Barrier, BoundedSemaphore, Condition, Connection, Error, Event, Lock, Process, RLock,
+    RawArray, RawValue, Semaphore, StartMethod, Value, pipe,
+};
+
+use crate::util::guard;
+
+crate::for_each_method!(
+    a_lock_excludes_other_processes,
+    a_lock_whose_owner_died_reports_it,
+    a_lock_held_elsewhere_is_not_available,
+    semaphores_count_across_processes,
+    events_wake_other_processes,
+    conditions_notify_other_processes,
+    barriers_release_all_parties_together,
+    barriers_break_on_abort_and_timeout,
+    values_and_arrays_are_shared,
+);
+
+fn add_many((counter, n): (Value<u64>, u64)) {
+    for _ in 0..n {
+        *counter.lock().unwrap() += 1;
+    }
+}
+
+fn a_lock_excludes_other_processes(method: StartMethod) {
+    let _g = guard();
+    let counter = Value::new(0u64).unwrap();
+    let mut procs: Vec<Process> = (0..3)
+        .map(|_| Process::new(add_many, (counter.clone(), 2000)).start_method(method))
+        .collect();
+    for p in &mut procs {
+        p.start().unwrap();
+    }
+    add_many((counter.clone(), 2000));
+    for p in &mut procs {
+        assert_eq!(p.join().unwrap(), 0);
+    }
+    assert_eq!(counter.get(), 8000);
+}
+
+fn hold_and_die((lock, held): (Lock, Event)) {
+    let guard = lock.acquire().unwrap();
+    held.set();
+    std::mem::forget(guard);
+    std::process::abort();
+}
+
+fn a_lock_whose_owner_died_reports_it(method: StartMethod) {
+    let _g = guard();
+    let lock = Lock::new().unwrap();
+    let held = Event::new().unwrap();
+    let mut p = Process::new(hold_and_die, (lock.clone(), held.clone())).start_method(method);
+    p.start().unwrap();
+    assert!(held.wait(None).unwrap());
+    assert_eq!(p.join().unwrap(), -libc::SIGABRT);
+    match lock.acquire() {
+        Err(Error::OwnerDied { what: "Lock" }) => {}
+        other => panic!("{other:?}"),
+    }
+    // Reported once; the lock works again.
+    let g = lock.acquire().unwrap();
+    drop(g);
+    assert!(!lock.locked());
+}
+
+fn hold_until_told((lock, held, release): (Lock, Event, Event)) {
+    let _guard = lock.acquire().unwrap();
+    held.set();
+    release.wait(None).unwrap();
+}
+
+fn a_lock_held_elsewhere_is_not_available(method: StartMethod) {
+    let _g = guard();
+    let lock = Lock::new().unwrap();
+    let (held, release) = (Event::new().unwrap(), Event::new().unwrap());
+    let mut p = Process::new(
+        hold_until_told,
+        (lock.clone(), held.clone(), release.clone()),
+    )
+    .start_method(method);
+    p.start().unwrap();
+    held.wait(None).unwrap();
+    assert!(lock.locked());
+    assert!(lock.try_acquire().unwrap().is_none());
+    assert!(
+        lock.acquire_timeout(Duration::from_millis(20))
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        matches!(lock.release(), Err(Error::NotHeld { what: "Lock" })),
+        "not ours to release"
+    );
+    release.set();
+    let g = lock
+        .acquire_timeout(Duration::from_secs(300))
+        .unwrap()
+        .expect("released by the child");
+    drop(g);
+    assert_eq!(p.join().unwrap(), 0);
+}
+
+#[test]
+fn lock_and_rlock_rules_in_one_thread() {
+    let _g = guard();
+    let lock = Lock::new().unwrap();
+    assert!(!lock.locked());
+    let g = lock.acquire().unwrap();
+    assert!(lock.locked());
+    assert!(matches!(lock.acquire(), Err(Error::WouldDeadlock)));
+    drop(g);
+    assert!(
+        matches!(lock.release(), Err(Error::NotHeld { .. })),
+        "releasing a free lock"
+    );
+    std::mem::forget(lock.acquire().unwrap());
+    lock.release().unwrap();
+    assert!(!lock.locked());
+
+    let r = RLock::new().unwrap();
+    let a = r.acquire().unwrap();
+    let b = r.acquire().unwrap();
+    let c = r.try_acquire().unwrap().unwrap();
+    drop((c, b, a));
+    assert!(matches!(r.release(), Err(Error::NotHeld { what: "RLock" })));
+}
+
+fn release_twice(sem: Semaphore) {
+    sem.release().unwrap();
+    sem.release().unwrap();
+}
+
+fn semaphores_count_across_processes(method: StartMethod) {
+    let _g = guard();
+    let sem = Semaphore::new(2).unwrap();
+    sem.acquire().unwrap();
+    assert!(sem.try_acquire().unwrap());
+    assert!(!sem.try_acquire().unwrap());
+    assert!(!sem.acquire_timeout(Duration::from_millis(10)).unwrap());
+    assert_eq!(sem.value(), 0);
+    let mut p = Process::new(release_twice, sem.clone()).start_method(method);
+    p.start().unwrap();
+    sem.acquire().unwrap();
+    sem.acquire().unwrap();
+    assert_eq!(p.join().unwrap(), 0);
+    sem.release().unwrap();
+    sem.release().unwrap();
+    sem.release().unwrap(); // past the initial value: fine for a Semaphore
+    assert_eq!(sem.value(), 3);
+
+    let bounded = BoundedSemaphore::new(1).unwrap();
+    assert!(matches!(
+        bounded.release(),
+        Err(Error::TooManyReleases { bound: 1 })
+    ));
+    bounded.acquire().unwrap();
+    bounded.release().unwrap();
+    assert_eq!(bounded.value(), 1);
+}
+
+#[test]
+fn zero_and_huge_timeouts_work() {
+    let _g = guard();
+    let sem = Semaphore::new(0).unwrap();
+    assert!(!sem.acquire_timeout(Duration::ZERO).unwrap());
+    sem.release().unwrap();
+    assert!(sem.acquire_timeout(Duration::MAX).unwrap());
+    let e = Event::new().unwrap();
+    assert!(!e.wait(Some(Duration::ZERO)).unwrap());
+    e.set();
+    assert!(e.wait(Some(Duration::MAX)).unwrap());
+    let lock = Lock::new().unwrap();
+    assert!(lock.acquire_timeout(Duration::MAX).unwrap().is_some());
+}
+
+fn set_later((ready, event): (Event, Event)) {
+    ready.wait(None).unwrap();
+    event.set();
+}
+
+fn events_wake_other_processes(method: StartMethod) {
+    let _g = guard();
+    let (ready, event) = (Event::new().unwrap(), Event::new().unwrap());
+    assert!(!event.wait(Some(Duration::from_millis(5))).unwrap());
+    let mut p = Process::new(set_later, (ready.clone(), event.clone())).start_method(method);
+    p.start().unwrap();
+    ready.set();
+    assert!(event.wait(None).unwrap());
+    assert!(event.is_set());
+    event.clear();
+    assert!(!event.is_set());
+    assert_eq!(p.join().unwrap(), 0);
+}
+
+/// Says it waits (on `ready`), waits on `cond`, says it woke (on `ready`).
+fn cond_waiter((cond, ready, waiting, woken): (Condition, Condition, Value<u32>, Value<u32>)) {
+    let g = cond.acquire().unwrap();
+    *waiting.lock().unwrap() += 1;
+    ready.notify_all().unwrap();
+    let g = cond.wait(g).unwrap();
+    *woken.lock().unwrap() += 1;
+    ready.notify_all().unwrap();
+    drop(g);
+}
+
+fn conditions_notify_other_processes(method: StartMethod) {
+    let _g = guard();
+    // Two conditions over one lock: waiters wait on `cond`, report on `ready`.
+    let cond = Condition::new(None).unwrap();
+    let ready = Condition::new(Some(cond.lock().clone())).unwrap();
+    let (waiting, woken) = (Value::new(0u32).unwrap(), Value::new(0u32).unwrap());
+    let mut procs: Vec<Process> = (0..4)
+        .map(|_| {
+            Process::new(
+                cond_waiter,
+                (cond.clone(), ready.clone(), waiting.clone(), woken.clone()),
+            )
+            .start_method(method)
+        })
+        .collect();
+    for p in &mut procs {
+        p.start().unwrap();
+    }
+    let g = cond.acquire().unwrap();
+    let (g, all_waiting) = ready.wait_for(g, || waiting.get() == 4, None).unwrap();
+    assert!(all_waiting);
+    assert_eq!(woken.get(), 0);
+    cond.notify(2).unwrap();
+    let (g, two) = ready.wait_for(g, || woken.get() >= 2, None).unwrap();
+    assert!(two);
+    cond.notify_all().unwrap();
+    let (g, all) = ready.wait_for(g, || woken.get() == 4, None).unwrap();
+    assert!(all);
+    // Nothing more to come: a timed wait runs out.
+    let (g, notified) = cond.wait_timeout(g, Duration::from_millis(10)).unwrap();
+    assert!(!notified);
+    let (g, never) = cond
+        .wait_for(g, || false, Some(Duration::from_millis(10)))
+        .unwrap();
+    assert!(!never);
+    drop(g);
+    for p in &mut procs {
+        assert_eq!(p.join().unwrap(), 0);
+    }
+    // A guard of another lock is refused.
+    let other = Lock::new().unwrap();
+    assert!(matches!(
+        cond.wait(other.acquire().unwrap()),
+        Err(Error::NotHeld { .. })
+    ));
+}
+
+fn barrier_rounds((barrier, out): (Barrier, Connection)) {
+    let mut indices = Vec::new();
+    for _ in 0..10 {
+        indices.push(barrier.wait().unwrap());
+    }
+    out.send(&indices).unwrap();
+}
+
+fn barriers_release_all_parties_together(method: StartMethod) {
+    let _g = guard();
+    let barrier = Barrier::new(3, None).unwrap();
+    assert_eq!(barrier.parties(), 3);
+    let (here, there) = pipe(true).unwrap();
+    let mut procs: Vec<Process> = (0..2)
+        .map(|_| {
+            Process::new(barrier_rounds, (barrier.clone(), there.clone())).start_method(method)
+        })
+        .collect();
+    for p in &mut procs {
+        p.start().unwrap();
+    }
+    let mine: Vec<usize> = (0..10).map(|_| barrier.wait().unwrap()).collect();
+    let a: Vec<usize> = here.recv().unwrap();
+    let b: Vec<usize> = here.recv().unwrap();
+    for round in 0..10 {
+        let mut idx = [mine[round], a[round], b[round]];
+        idx.sort_unstable();
+        assert_eq!(idx, [0, 1, 2], "round {round}: each index once");
+    }
+    for p in &mut procs {
+        assert_eq!(p.join().unwrap(), 0);
+    }
+    assert_eq!(barrier.n_waiting(), 0);
+    assert!(!barrier.broken());
+    let one = Barrier::new(1, None).unwrap();
+    assert_eq!(one.wait().unwrap(), 0, "a barrier of one never blocks");
+}
+
+fn wait_broken((barrier, out): (Barrier, Connection)) {
+    let r = barrier.wait();
+    out.send(&matches!(r, Err(Error::BrokenBarrier))).unwrap();
+}
+
+fn barriers_break_on_abort_and_timeout(method: StartMethod) {
+    let _g = guard();
+    let barrier = Barrier::new(3, None).unwrap();
+    let (here, there) = pipe(true).unwrap();
+    let mut p = Process::new(wait_broken, (barrier.clone(), there)).start_method(method);
+    p.start().unwrap();
+    // Abort once the child waits.
+    while barrier.n_waiting() < 1 {
+        std::thread::yield_now();
+    }
+    barrier.abort().unwrap();
+    assert!(
+        here.recv::<bool>().unwrap(),
+        "the waiting party got BrokenBarrier"
+    );
+    assert!(barrier.broken());
+    assert!(
+        matches!(barrier.wait(), Err(Error::BrokenBarrier)),
+        "waiting on a broken barrier"
+    );
+    assert_eq!(p.join().unwrap(), 0);
+    barrier.reset().unwrap();
+    assert!(!barrier.broken());
+
+    // A timeout breaks it for everyone.
+    let b2 = Barrier::new(2, None).unwrap();
+    assert!(matches!(
+        b2.wait_timeout(Duration::from_millis(10)),
+        Err(Error::BrokenBarrier)
+    ));
+    assert!(b2.broken());
+    let b3 = Barrier::new(2, Some(Duration::from_millis(10))).unwrap();
+    assert!(
+        matches!(b3.wait(), Err(Error::BrokenBarrier)),
+        "the default timeout applies"
+    );
+}
+
+fn write_values((v, raw, a, ra): (Value<f64>, RawValue<i64>, Array<u32>, RawArray<u8>)) {
+    v.set(2.5);
+    raw.set(-1 << 40);
+    a.set(2, 7).unwrap();
+    ra.set(0, 255).unwrap();
+}
+
+fn values_and_arrays_are_shared(method: StartMethod) {
+    let _g = guard();
+    let v = Value::new(1.0f64).unwrap();
+    let raw = RawValue::new(0i64).unwrap();
+    let a = Array::<u32>::new(4).unwrap();
+    assert_eq!(a.to_vec(), [0, 0, 0, 0], "zero-filled");
+    let ra = RawArray::from_slice(&[1u8, 2]).unwrap();
+    let mut p = Process::new(
+        write_values,
+        (v.clone(), raw.clone(), a.clone(), ra.clone()),
+    )
+    .start_method(method);
+    p.start().unwrap();
+    assert_eq!(p.join().unwrap(), 0);
+    assert_eq!(v.get(), 2.5);
+    assert_eq!(raw.get(), -1 << 40);
+    assert_eq!(a.to_vec(), [0, 0, 7, 0]);
+    assert_eq!(a.get(4), None);
+    assert!(a.set(4, 1).is_err());
+    assert_eq!(ra.to_vec(), [255, 2]);
+    assert_eq!(a.len(), 4);
+}
