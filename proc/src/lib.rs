@@ -10,6 +10,7 @@ mod forkserver;
 mod payload;
 mod probe;
 mod process;
+mod queue;
 mod runtime;
 mod start;
 mod sync;
@@ -27,6 +28,7 @@ pub use process::{
     JoinHandle, Process, ProcessInfo, active_children, current_process, exit, init, parent_process,
     spawn,
 };
+pub use queue::{JoinableQueue, Queue, SimpleQueue};
 pub use sync::{
     Array, Barrier, BoundedSemaphore, Condition, Event, Lock, LockGuard, RLock, RawArray, RawValue,
     Semaphore, Shareable, SharedGuard, SharedMemory, Value,

@@ -5,7 +5,7 @@
 mod condition;
 mod lock;
 mod semaphore;
-mod shared;
+pub(crate) mod shared;
 mod shared_memory;
 mod value;
 

@@ -94,6 +94,44 @@ impl Region {
         unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
     }
 
+    /// The bytes `offset..offset + len`. The caller's protocol rules out a
+    /// concurrent writer of that range (e.g. a queue record not yet consumed).
+    pub(crate) fn bytes(&self, offset: usize, len: usize) -> &[u8] {
+        let p = self.at(offset, len);
+        // SAFETY: in bounds of a live mapping (checked by `at`); no writer of
+        // this range while the borrow lives (the caller's protocol).
+        unsafe { std::slice::from_raw_parts(p, len) }
+    }
+
+    /// Copies `bytes` to `offset` (plain memcpy: the caller's protocol rules
+    /// out concurrent readers and writers of that range).
+    pub(crate) fn copy_in(&self, offset: usize, bytes: &[u8]) {
+        let dst = self.at(offset, bytes.len());
+        // SAFETY: in bounds (checked by `at`); source and destination cannot
+        // overlap (one is ours, the other shared memory).
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), dst, bytes.len()) };
+    }
+
+    /// Gives the pages of `offset..offset + len` back to the system (they read
+    /// as zeros afterwards). Only whole pages inside the range are freed.
+    pub(crate) fn punch(&self, offset: usize, len: usize) {
+        let page = 4096;
+        let start = offset.div_ceil(page) * page;
+        let end = (offset + len) / page * page;
+        if end > start {
+            // SAFETY: fallocate on our descriptor; it changes no memory we
+            // hold references to (the caller punches consumed ranges only).
+            unsafe {
+                libc::fallocate(
+                    self.fd.as_raw_fd(),
+                    libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                    start as libc::off_t,
+                    (end - start) as libc::off_t,
+                )
+            };
+        }
+    }
+
     /// Copies `len` bytes out of byte `offset` (volatile: another process
     /// may be writing them).
     pub(crate) fn read_bytes(&self, offset: usize, out: &mut [u8]) {

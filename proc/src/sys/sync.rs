@@ -259,3 +259,10 @@ pub(crate) fn futex_wake(word: &AtomicU32, n: i32) {
     // SAFETY: FUTEX_WAKE only wakes threads sleeping on this address.
     unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, n) };
 }
+
+/// The 64-bit word at `offset` (8-aligned) as an atomic.
+pub(crate) fn word64(region: &Region, offset: usize) -> &std::sync::atomic::AtomicU64 {
+    assert_eq!(offset % 8, 0, "unaligned 64-bit word");
+    // SAFETY: in bounds and aligned (checked); accessed only atomically.
+    unsafe { &*region.at(offset, 8).cast::<std::sync::atomic::AtomicU64>() }
+}

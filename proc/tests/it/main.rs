@@ -6,6 +6,7 @@ mod util;
 mod connection;
 mod fds;
 mod lifecycle;
+mod queues;
 mod scenarios;
 mod shared_memory;
 mod spawn_fn;
