@@ -3,6 +3,8 @@
 #![deny(unsafe_code)]
 
 mod bootstrap;
+#[doc(hidden)]
+pub mod conformance;
 pub mod connection;
 mod context;
 mod error;
@@ -16,6 +18,7 @@ mod start;
 mod sync;
 mod sys;
 mod tracker;
+mod traits;
 
 pub use connection::{Connection, pipe};
 pub use context::{
@@ -32,6 +35,10 @@ pub use queue::{JoinableQueue, Queue, SimpleQueue};
 pub use sync::{
     Array, Barrier, BoundedSemaphore, Condition, Event, Lock, LockGuard, RLock, RawArray, RawValue,
     Semaphore, Shareable, SharedGuard, SharedMemory, Value,
+};
+pub use traits::{
+    BarrierLike, Context, EventLike, JoinableQueueLike, LockLike, ProcessLike, QueueLike,
+    SemaphoreLike, ValueLike,
 };
 
 /// The workspace README's examples, compiled and run as doctests.

@@ -3,6 +3,7 @@
 
 mod util;
 
+mod conformance;
 mod connection;
 mod fds;
 mod lifecycle;

@@ -3,75 +3,18 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use mp_proc::{
-    Connection, Error, Event, JoinableQueue, Process, Queue, SimpleQueue, StartMethod, pipe,
-};
+use mp_proc::{Connection, Error, Event, Process, Queue, SimpleQueue, StartMethod, pipe};
 
 use crate::util::{Undecodable, Unserializable, guard};
 
+// FIFO order, many producers and consumers, bounds, timeouts and joinable
+// queues are in the conformance suite; these are the process-specific ones.
 crate::for_each_method!(
-    items_arrive_in_order_from_a_child,
-    many_producers_and_consumers_lose_nothing,
     a_producer_that_exits_with_items_queued_is_joined_at_once,
     close_wakes_a_blocked_getter,
     a_consumer_killed_while_getting_does_not_wedge_the_queue,
-    joinable_queue_join_waits_for_every_task,
     a_bounded_queue_blocks_a_producer_until_a_get,
 );
-
-fn produce((q, from, n): (Queue<(u32, u32)>, u32, u32)) {
-    for i in 0..n {
-        q.put((from, i)).unwrap();
-    }
-}
-
-fn items_arrive_in_order_from_a_child(method: StartMethod) {
-    let _g = guard();
-    let q = Queue::new().unwrap();
-    q.put((9, 9)).unwrap(); // put before the child starts
-    let mut p = Process::new(produce, (q.clone(), 1, 100)).start_method(method);
-    p.start().unwrap();
-    assert_eq!(q.get().unwrap(), (9, 9));
-    for i in 0..100 {
-        assert_eq!(q.get().unwrap(), (1, i));
-    }
-    assert_eq!(p.join().unwrap(), 0);
-    assert!(q.empty());
-    assert!(matches!(q.try_get(), Err(Error::Empty)));
-}
-
-fn consume((q, out, n): (Queue<(u32, u32)>, Connection, u32)) {
-    let got: Vec<(u32, u32)> = (0..n).map(|_| q.get().unwrap()).collect();
-    out.send(&got).unwrap();
-}
-
-fn many_producers_and_consumers_lose_nothing(method: StartMethod) {
-    let _g = guard();
-    let q = Queue::new().unwrap();
-    let (here, there) = pipe(true).unwrap();
-    let n = 5000;
-    let mut procs: Vec<Process> = (0..2)
-        .map(|id| Process::new(produce, (q.clone(), id, n)).start_method(method))
-        .chain(
-            (0..2)
-                .map(|_| Process::new(consume, (q.clone(), there.clone(), n)).start_method(method)),
-        )
-        .collect();
-    for p in &mut procs {
-        p.start().unwrap();
-    }
-    let mut all: Vec<(u32, u32)> = here.recv().unwrap();
-    all.extend(here.recv::<Vec<(u32, u32)>>().unwrap());
-    for p in &mut procs {
-        assert_eq!(p.join().unwrap(), 0);
-    }
-    // Every item exactly once, and each producer's items in order per consumer.
-    let mut sorted = all.clone();
-    sorted.sort_unstable();
-    let expected: Vec<(u32, u32)> = (0..2).flat_map(|id| (0..n).map(move |i| (id, i))).collect();
-    assert_eq!(sorted, expected);
-    assert!(q.empty());
-}
 
 fn produce_bulk((q, n): (Queue<Vec<u8>>, usize)) {
     for i in 0..n {
@@ -171,38 +114,6 @@ fn a_consumer_killed_while_getting_does_not_wedge_the_queue(method: StartMethod)
     assert_eq!(q.get().unwrap(), 7);
 }
 
-fn worker((q, n): (JoinableQueue<u32>, u32)) {
-    for _ in 0..n {
-        q.get().unwrap();
-        q.task_done().unwrap();
-    }
-}
-
-fn joinable_queue_join_waits_for_every_task(method: StartMethod) {
-    let _g = guard();
-    let q = JoinableQueue::new().unwrap();
-    assert!(matches!(q.task_done(), Err(Error::TaskDoneTooManyTimes)));
-    for i in 0..12 {
-        q.put(i).unwrap();
-    }
-    assert!(matches!(
-        q.join_timeout(Duration::from_millis(10)),
-        Err(Error::Timeout)
-    ));
-    let mut procs: Vec<Process> = (0..4)
-        .map(|_| Process::new(worker, (q.clone(), 3)).start_method(method))
-        .collect();
-    for p in &mut procs {
-        p.start().unwrap();
-    }
-    q.join().unwrap();
-    assert!(q.empty());
-    for p in &mut procs {
-        assert_eq!(p.join().unwrap(), 0);
-    }
-    assert!(matches!(q.task_done(), Err(Error::TaskDoneTooManyTimes)));
-}
-
 fn put_three((q, out): (Queue<u8>, Connection)) {
     for i in 0..3 {
         q.put(i).unwrap();
@@ -227,34 +138,6 @@ fn a_bounded_queue_blocks_a_producer_until_a_get(method: StartMethod) {
     assert_eq!(here.recv::<u8>().unwrap(), 2);
     assert_eq!(p.join().unwrap(), 0);
     assert_eq!((q.get().unwrap(), q.get().unwrap()), (1, 2));
-}
-
-#[test]
-fn bounded_queues_timeouts_and_sizes() {
-    let _g = guard();
-    let q = Queue::with_maxsize(6).unwrap();
-    for i in 0..6 {
-        q.put(i).unwrap();
-    }
-    assert!(q.full());
-    assert_eq!(q.qsize(), 6);
-    assert!(matches!(q.try_put(6), Err(Error::Full)));
-    assert!(matches!(
-        q.put_timeout(6, Duration::from_millis(10)),
-        Err(Error::Full)
-    ));
-    assert!(matches!(q.put_timeout(6, Duration::ZERO), Err(Error::Full)));
-    for i in 0..6 {
-        assert_eq!(q.get_timeout(Duration::MAX).unwrap(), i);
-    }
-    assert!(q.empty() && !q.full());
-    assert!(matches!(
-        q.get_timeout(Duration::from_millis(10)),
-        Err(Error::Empty)
-    ));
-    assert!(matches!(q.get_timeout(Duration::ZERO), Err(Error::Empty)));
-    q.put_timeout(1, Duration::MAX).unwrap();
-    assert_eq!(q.try_get().unwrap(), 1);
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]

@@ -4,45 +4,20 @@
 use std::time::Duration;
 
 use mp_proc::{
-    Array, Barrier, BoundedSemaphore, Condition, Connection, Error, Event, Lock, Process, RLock,
-    RawArray, RawValue, Semaphore, StartMethod, Value, pipe,
+    Array, Condition, Error, Event, Lock, Process, RLock, RawArray, RawValue, Semaphore,
+    StartMethod, Value,
 };
 
 use crate::util::guard;
 
+// The behaviours shared with the thread backend (lock exclusion, semaphores,
+// events, barriers) are in the conformance suite; these are the others.
 crate::for_each_method!(
-    a_lock_excludes_other_processes,
     a_lock_whose_owner_died_reports_it,
-    a_lock_held_elsewhere_is_not_available,
-    semaphores_count_across_processes,
-    events_wake_other_processes,
+    a_lock_held_elsewhere_is_locked,
     conditions_notify_other_processes,
-    barriers_release_all_parties_together,
-    barriers_break_on_abort_and_timeout,
     values_and_arrays_are_shared,
 );
-
-fn add_many((counter, n): (Value<u64>, u64)) {
-    for _ in 0..n {
-        *counter.lock().unwrap() += 1;
-    }
-}
-
-fn a_lock_excludes_other_processes(method: StartMethod) {
-    let _g = guard();
-    let counter = Value::new(0u64).unwrap();
-    let mut procs: Vec<Process> = (0..3)
-        .map(|_| Process::new(add_many, (counter.clone(), 2000)).start_method(method))
-        .collect();
-    for p in &mut procs {
-        p.start().unwrap();
-    }
-    add_many((counter.clone(), 2000));
-    for p in &mut procs {
-        assert_eq!(p.join().unwrap(), 0);
-    }
-    assert_eq!(counter.get(), 8000);
-}
 
 fn hold_and_die((lock, held): (Lock, Event)) {
     let guard = lock.acquire().unwrap();
@@ -75,7 +50,7 @@ fn hold_until_told((lock, held, release): (Lock, Event, Event)) {
     release.wait(None).unwrap();
 }
 
-fn a_lock_held_elsewhere_is_not_available(method: StartMethod) {
+fn a_lock_held_elsewhere_is_locked(method: StartMethod) {
     let _g = guard();
     let lock = Lock::new().unwrap();
     let (held, release) = (Event::new().unwrap(), Event::new().unwrap());
@@ -131,39 +106,6 @@ fn lock_and_rlock_rules_in_one_thread() {
     assert!(matches!(r.release(), Err(Error::NotHeld { what: "RLock" })));
 }
 
-fn release_twice(sem: Semaphore) {
-    sem.release().unwrap();
-    sem.release().unwrap();
-}
-
-fn semaphores_count_across_processes(method: StartMethod) {
-    let _g = guard();
-    let sem = Semaphore::new(2).unwrap();
-    sem.acquire().unwrap();
-    assert!(sem.try_acquire().unwrap());
-    assert!(!sem.try_acquire().unwrap());
-    assert!(!sem.acquire_timeout(Duration::from_millis(10)).unwrap());
-    assert_eq!(sem.value(), 0);
-    let mut p = Process::new(release_twice, sem.clone()).start_method(method);
-    p.start().unwrap();
-    sem.acquire().unwrap();
-    sem.acquire().unwrap();
-    assert_eq!(p.join().unwrap(), 0);
-    sem.release().unwrap();
-    sem.release().unwrap();
-    sem.release().unwrap(); // past the initial value: fine for a Semaphore
-    assert_eq!(sem.value(), 3);
-
-    let bounded = BoundedSemaphore::new(1).unwrap();
-    assert!(matches!(
-        bounded.release(),
-        Err(Error::TooManyReleases { bound: 1 })
-    ));
-    bounded.acquire().unwrap();
-    bounded.release().unwrap();
-    assert_eq!(bounded.value(), 1);
-}
-
 #[test]
 fn zero_and_huge_timeouts_work() {
     let _g = guard();
@@ -177,25 +119,6 @@ fn zero_and_huge_timeouts_work() {
     assert!(e.wait(Some(Duration::MAX)).unwrap());
     let lock = Lock::new().unwrap();
     assert!(lock.acquire_timeout(Duration::MAX).unwrap().is_some());
-}
-
-fn set_later((ready, event): (Event, Event)) {
-    ready.wait(None).unwrap();
-    event.set();
-}
-
-fn events_wake_other_processes(method: StartMethod) {
-    let _g = guard();
-    let (ready, event) = (Event::new().unwrap(), Event::new().unwrap());
-    assert!(!event.wait(Some(Duration::from_millis(5))).unwrap());
-    let mut p = Process::new(set_later, (ready.clone(), event.clone())).start_method(method);
-    p.start().unwrap();
-    ready.set();
-    assert!(event.wait(None).unwrap());
-    assert!(event.is_set());
-    event.clear();
-    assert!(!event.is_set());
-    assert_eq!(p.join().unwrap(), 0);
 }
 
 /// Says it waits (on `ready`), waits on `cond`, says it woke (on `ready`).
@@ -254,87 +177,6 @@ fn conditions_notify_other_processes(method: StartMethod) {
         cond.wait(other.acquire().unwrap()),
         Err(Error::NotHeld { .. })
     ));
-}
-
-fn barrier_rounds((barrier, out): (Barrier, Connection)) {
-    let mut indices = Vec::new();
-    for _ in 0..10 {
-        indices.push(barrier.wait().unwrap());
-    }
-    out.send(&indices).unwrap();
-}
-
-fn barriers_release_all_parties_together(method: StartMethod) {
-    let _g = guard();
-    let barrier = Barrier::new(3, None).unwrap();
-    assert_eq!(barrier.parties(), 3);
-    let (here, there) = pipe(true).unwrap();
-    let mut procs: Vec<Process> = (0..2)
-        .map(|_| {
-            Process::new(barrier_rounds, (barrier.clone(), there.clone())).start_method(method)
-        })
-        .collect();
-    for p in &mut procs {
-        p.start().unwrap();
-    }
-    let mine: Vec<usize> = (0..10).map(|_| barrier.wait().unwrap()).collect();
-    let a: Vec<usize> = here.recv().unwrap();
-    let b: Vec<usize> = here.recv().unwrap();
-    for round in 0..10 {
-        let mut idx = [mine[round], a[round], b[round]];
-        idx.sort_unstable();
-        assert_eq!(idx, [0, 1, 2], "round {round}: each index once");
-    }
-    for p in &mut procs {
-        assert_eq!(p.join().unwrap(), 0);
-    }
-    assert_eq!(barrier.n_waiting(), 0);
-    assert!(!barrier.broken());
-    let one = Barrier::new(1, None).unwrap();
-    assert_eq!(one.wait().unwrap(), 0, "a barrier of one never blocks");
-}
-
-fn wait_broken((barrier, out): (Barrier, Connection)) {
-    let r = barrier.wait();
-    out.send(&matches!(r, Err(Error::BrokenBarrier))).unwrap();
-}
-
-fn barriers_break_on_abort_and_timeout(method: StartMethod) {
-    let _g = guard();
-    let barrier = Barrier::new(3, None).unwrap();
-    let (here, there) = pipe(true).unwrap();
-    let mut p = Process::new(wait_broken, (barrier.clone(), there)).start_method(method);
-    p.start().unwrap();
-    // Abort once the child waits.
-    while barrier.n_waiting() < 1 {
-        std::thread::yield_now();
-    }
-    barrier.abort().unwrap();
-    assert!(
-        here.recv::<bool>().unwrap(),
-        "the waiting party got BrokenBarrier"
-    );
-    assert!(barrier.broken());
-    assert!(
-        matches!(barrier.wait(), Err(Error::BrokenBarrier)),
-        "waiting on a broken barrier"
-    );
-    assert_eq!(p.join().unwrap(), 0);
-    barrier.reset().unwrap();
-    assert!(!barrier.broken());
-
-    // A timeout breaks it for everyone.
-    let b2 = Barrier::new(2, None).unwrap();
-    assert!(matches!(
-        b2.wait_timeout(Duration::from_millis(10)),
-        Err(Error::BrokenBarrier)
-    ));
-    assert!(b2.broken());
-    let b3 = Barrier::new(2, Some(Duration::from_millis(10))).unwrap();
-    assert!(
-        matches!(b3.wait(), Err(Error::BrokenBarrier)),
-        "the default timeout applies"
-    );
 }
 
 fn write_values((v, raw, a, ra): (Value<f64>, RawValue<i64>, Array<u32>, RawArray<u8>)) {
