@@ -266,7 +266,12 @@ pub fn semaphore_counts<C: Context>(ctx: &C) {
     sem.acquire().unwrap();
     assert!(sem.try_acquire().unwrap());
     assert!(!sem.try_acquire().unwrap());
-    assert!(!sem.acquire_timeout(Duration::from_millis(10)).unwrap());
+    let t = std::time::Instant::now();
+    assert!(!sem.acquire_timeout(Duration::from_millis(20)).unwrap());
+    assert!(
+        t.elapsed() >= Duration::from_millis(20),
+        "gave up before the timeout"
+    );
     assert_eq!(sem.value(), 0);
     let mut p = ctx.process(release_twice::<C>, sem.clone());
     p.start().unwrap();

@@ -117,6 +117,7 @@ fn test(root: &Path) -> Result {
     run(root, c)?;
 
     check_crate_boundaries(root)?;
+    let shm_before = shm_entries();
 
     if has_nextest() {
         // One process per test: the safest way to run tests that fork.
@@ -140,6 +141,7 @@ fn test(root: &Path) -> Result {
 
     run_examples(root)?;
     check_no_helpers_left()?;
+    check_no_shared_memory_left(&shm_before)?;
     eprintln!(
         "\nxtask test: all green in {:.0} s",
         total.elapsed().as_secs_f64()
@@ -265,6 +267,39 @@ fn check_no_helpers_left() -> Result {
         }
         if start.elapsed() > Duration::from_secs(10) {
             return Err(format!("processes left behind: {left:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The entries of `/dev/shm` that look like ours (`psm_*`).
+fn shm_entries() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir("/dev/shm")
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.retain(|n| n.starts_with("psm_"));
+    names
+}
+
+/// No test left a named shared memory segment behind (the resource trackers
+/// run when their programs end, so this waits a little for them).
+fn check_no_shared_memory_left(before: &[String]) -> Result {
+    eprintln!("\n==> no shared memory left behind in /dev/shm");
+    let start = Instant::now();
+    loop {
+        let left: Vec<String> = shm_entries()
+            .into_iter()
+            .filter(|n| !before.contains(n))
+            .collect();
+        if left.is_empty() {
+            return Ok(());
+        }
+        if start.elapsed() > Duration::from_secs(10) {
+            return Err(format!("shared memory left in /dev/shm: {left:?}"));
         }
         std::thread::sleep(Duration::from_millis(100));
     }
