@@ -109,10 +109,17 @@ pub type Python = HashMap<(String, String), (f64, String)>;
 /// Runs CPython's side of the benchmarks (`bench/python/mp_bench.py`, the
 /// groups given) with `python3`, now, in this run. Empty without python3.
 pub fn cpython(groups: &str) -> Python {
+    cpython_script("mp_bench.py", groups)
+}
+
+/// Runs `bench/python/<script>` (with `MP_BENCH_ONLY=groups`) and reads its figures.
+pub fn cpython_script(script: &str, groups: &str) -> Python {
     if std::env::var_os("MP_BENCH_NO_PYTHON").is_some() {
         return Python::new();
     }
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../bench/python/mp_bench.py");
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../bench/python")
+        .join(script);
     eprintln!(
         "\nrunning CPython's side: python3 {} (MP_BENCH_ONLY={groups})",
         script.display()
