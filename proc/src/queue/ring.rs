@@ -18,7 +18,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::sync::shared::{RawLock, Shared};
+use crate::sync::shared::{RawLock, Shared, spin_until};
 use crate::sys::sync::{OBJECT, futex_wait, futex_wake, word, word64};
 
 // Control page layout.
@@ -44,8 +44,6 @@ const KIND_ITEM: u32 = 1;
 const KIND_WRAP: u32 = 2;
 /// Consumed bytes are given back to the system in chunks of this size.
 const PUNCH_CHUNK: u64 = 1 << 20;
-/// How long a getter spins before it sleeps (a sleep and a wake cost ~µs).
-const SPIN: Duration = Duration::from_micros(20);
 
 /// The default (virtual) capacity of a queue: 1 GiB of queued bytes.
 pub(crate) const DEFAULT_CAPACITY: u64 = 1 << 30;
@@ -219,7 +217,7 @@ impl Ring {
         take: impl FnOnce(&[u8]) -> R,
     ) -> Result<R> {
         let capacity = self.capacity();
-        let spin_until = Instant::now() + SPIN;
+        let mut polled = false;
         if !Self::lock(&self.consumers, deadline)? {
             return Err(Error::Empty);
         }
@@ -251,8 +249,17 @@ impl Ring {
                 let _ = self.consumers.unlock();
                 return Err(Error::Closed);
             }
-            if Instant::now() < spin_until && deadline.is_none_or(|d| Instant::now() < d) {
-                std::hint::spin_loop();
+            if !polled {
+                // Poll a little, without the lock, before sleeping.
+                polled = true;
+                let _ = self.consumers.unlock();
+                spin_until(
+                    || self.w64(TAIL).load(Ordering::Acquire) != head || self.is_closed(),
+                    deadline,
+                );
+                if !Self::lock(&self.consumers, deadline)? {
+                    return Err(Error::Empty);
+                }
                 continue;
             }
             let seen = self.w(PUSHED).load(Ordering::Acquire);

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::shared::{Shared, deadline};
+use super::shared::{Shared, deadline, spin_until};
 use crate::error::{Error, Result};
 use crate::sys::sync::{futex_wait, futex_wake, word};
 
@@ -60,6 +60,10 @@ impl Counter {
     fn take(&self, deadline: Option<Instant>) -> bool {
         loop {
             if self.try_take() {
+                return true;
+            }
+            if spin_until(|| self.value().load(Ordering::Acquire) > 0, deadline) && self.try_take()
+            {
                 return true;
             }
             self.waiters().fetch_add(1, Ordering::AcqRel);
@@ -263,7 +267,7 @@ impl Event {
         let forever = timeout.is_none() || deadline.is_none();
         let waiters = word(&self.shared.0, EVENT_WAITERS);
         loop {
-            if self.is_set() {
+            if spin_until(|| self.is_set(), if forever { None } else { deadline }) {
                 return Ok(true);
             }
             waiters.fetch_add(1, Ordering::AcqRel);

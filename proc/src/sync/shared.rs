@@ -45,6 +45,37 @@ impl Shared {
     }
 }
 
+/// How long a waiter polls before it sleeps. On these machines a sleep and a
+/// wake-up across CPUs cost ~20 µs per hop; a peer that answers within that
+/// time is seen without either.
+pub(crate) const SPIN: Duration = Duration::from_micros(30);
+
+/// Polls (bounded by [`SPIN`] and `deadline`) until `ready()`; returns
+/// `ready()`. It yields the CPU between rounds, so a peer that shares this CPU
+/// runs instead of waiting behind the poll.
+pub(crate) fn spin_until(ready: impl Fn() -> bool, deadline: Option<Instant>) -> bool {
+    if ready() {
+        return true;
+    }
+    let end = Instant::now() + SPIN;
+    let end = deadline.map_or(end, |d| d.min(end));
+    loop {
+        for _ in 0..32 {
+            std::hint::spin_loop();
+            if ready() {
+                return true;
+            }
+        }
+        std::thread::yield_now();
+        if ready() {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+    }
+}
+
 /// A deadline `timeout` from now (`None` for a timeout too large to represent).
 pub(crate) fn deadline(timeout: Duration) -> Option<Instant> {
     Instant::now().checked_add(timeout)
