@@ -193,6 +193,11 @@ fn fatal(what: &str) -> ! {
 /// a copy-on-write fault), in the child otherwise.
 pub(crate) struct Becoming {
     me: Arc<Me>,
+    /// The name records carry (a copy made before a fork, not after).
+    log_name: String,
+    /// Whether SIGPIPE must be set to ignored (not already, as under fork
+    /// from a Rust program).
+    ignore_sigpipe: bool,
     start_method: StartMethod,
 }
 
@@ -206,6 +211,8 @@ impl Bootstrap {
                 authkey: self.authkey.clone().into(),
                 parent: Some((self.parent_name.clone(), self.parent_pid)),
             }),
+            log_name: self.name.clone(),
+            ignore_sigpipe: !sys::process::sigpipe_ignored(),
             start_method: self.start_method,
         }
     }
@@ -228,8 +235,10 @@ pub(crate) fn child_main(
         logger.set_level(level);
     }
     logger.set_propagate(boot.log_propagate);
-    mp_logging::set_process_name(becoming.me.name.clone());
-    sys::process::ignore_sigpipe();
+    mp_logging::set_process_name(becoming.log_name);
+    if becoming.ignore_sigpipe {
+        sys::process::ignore_sigpipe();
+    }
     if how == StartMethod::Forkserver {
         sys::process::default_sigint();
     }

@@ -170,6 +170,7 @@ fn fork_child(mut fds: Vec<OwnedFd>) -> Option<(u32, OwnedFd)> {
     let plan = sys::process::ForkPlan {
         keep: &keep,
         stdio: [None, Some(stdout.as_raw_fd()), Some(stderr.as_raw_fd())],
+        clear_mask: true, // the server blocks SIGCHLD
     };
     match sys::process::fork(&plan) {
         Ok(sys::process::Forked::Child) => {

@@ -146,6 +146,7 @@ fn fork(l: &Launch<'_>, boot: Bootstrap) -> Result<Child> {
     let plan = sys::process::ForkPlan {
         keep: &keep,
         stdio: [Some(stdin.as_raw_fd()), None, None],
+        clear_mask: sys::process::signals_blocked(),
     };
     match sys::process::fork(&plan).os("fork")? {
         sys::process::Forked::Child => {

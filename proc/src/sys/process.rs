@@ -15,6 +15,31 @@ pub(crate) struct ForkPlan<'a> {
     /// Descriptors to install as the child's fd 0, 1 and 2 (`None`: keep the
     /// parent's). Each must be numbered 3 or higher.
     pub(crate) stdio: [Option<RawFd>; 3],
+    /// Whether the forking thread blocks signals (the child's mask is then
+    /// cleared). See [`signals_blocked`].
+    pub(crate) clear_mask: bool,
+}
+
+/// Whether the calling thread blocks any signal. When it blocks none, a
+/// forked child need not touch its mask (and its stack) to clear it.
+pub(crate) fn signals_blocked() -> bool {
+    // SAFETY: a zeroed sigset_t is a valid out-parameter; SIG_BLOCK with a
+    // null set only reads the current mask.
+    unsafe {
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), &mut old);
+        (1..libc::SIGRTMAX()).any(|sig| libc::sigismember(&old, sig) == 1)
+    }
+}
+
+/// Whether `SIGPIPE` is ignored in this process (a forked child inherits that).
+pub(crate) fn sigpipe_ignored() -> bool {
+    // SAFETY: a null new action only reads the current one into `old`.
+    unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(libc::SIGPIPE, std::ptr::null(), &mut old) == 0
+            && old.sa_sigaction == libc::SIG_IGN
+    }
 }
 
 /// Which side of a fork this is.
@@ -41,7 +66,9 @@ pub(crate) fn fork(plan: &ForkPlan<'_>) -> io::Result<Forked> {
                 }
             }
             super::fd::close_all_except(plan.keep);
-            unblock_all_signals();
+            if plan.clear_mask {
+                unblock_all_signals();
+            }
             Ok(Forked::Child)
         }
     }
