@@ -348,7 +348,13 @@ impl Connection {
             reader.end = end - start;
         }
         let end = reader.end;
-        let n = sys::fd::read(self.inner.fd.as_fd(), &mut reader.buf[end..]).os("recv")?;
+        // Poll a little before a read that would sleep: a peer that answers
+        // within the poll is seen without a sleep and a cross-CPU wake-up.
+        let fd = self.inner.fd.as_fd();
+        crate::sync::shared::poll_until(|| {
+            sys::fd::readable(fd, Some(Duration::ZERO)).unwrap_or(true)
+        });
+        let n = sys::fd::read(fd, &mut reader.buf[end..]).os("recv")?;
         reader.end += n;
         Ok(n)
     }

@@ -76,6 +76,28 @@ pub(crate) fn spin_until(ready: impl Fn() -> bool, deadline: Option<Instant>) ->
     }
 }
 
+/// As [`spin_until`], for a `ready()` that is itself a system call (e.g. a
+/// zero-timeout `poll`): it yields after every check, and does not poll at
+/// all in a thread pinned to one CPU (the peer may need that CPU).
+pub(crate) fn poll_until(ready: impl Fn() -> bool) -> bool {
+    if !crate::sys::process::several_cpus() {
+        return false;
+    }
+    if ready() {
+        return true;
+    }
+    let end = Instant::now() + SPIN;
+    loop {
+        if ready() {
+            return true;
+        }
+        std::thread::yield_now();
+        if Instant::now() >= end {
+            return ready();
+        }
+    }
+}
+
 /// A deadline `timeout` from now (`None` for a timeout too large to represent).
 pub(crate) fn deadline(timeout: Duration) -> Option<Instant> {
     Instant::now().checked_add(timeout)

@@ -257,3 +257,28 @@ pub(crate) fn remove_env_early(name: &str) {
     // (see above), which is remove_var's requirement.
     unsafe { std::env::remove_var(name) };
 }
+
+/// Whether the calling thread may run on more than one CPU (its affinity
+/// mask). A thread pinned to one CPU does not poll for a peer, which may
+/// need that very CPU. Cached per thread for 50 ms (it is a heuristic).
+pub(crate) fn several_cpus() -> bool {
+    use std::cell::Cell;
+    use std::time::{Duration, Instant};
+    thread_local! {
+        static CACHE: Cell<Option<(bool, Instant)>> = const { Cell::new(None) };
+    }
+    CACHE.with(|c| match c.get() {
+        Some((v, at)) if at.elapsed() < Duration::from_millis(50) => v,
+        _ => {
+            // SAFETY: a zeroed cpu_set_t is a valid empty set; sched_getaffinity
+            // fills it for the calling thread (pid 0) and CPU_COUNT only reads it.
+            let v = unsafe {
+                let mut set: libc::cpu_set_t = std::mem::zeroed();
+                libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) == 0
+                    && libc::CPU_COUNT(&set) > 1
+            };
+            c.set(Some((v, Instant::now())));
+            v
+        }
+    })
+}
