@@ -16,7 +16,8 @@ use crate::sys::sync::{OBJECT, word};
 /// # Safety
 /// Implementors must be `#[repr(C)]` (or primitive) plain data with no
 /// pointers, references or destructors, for which a copy of the bytes is a
-/// valid value, and with an alignment of at most 64.
+/// valid value and all-zero bytes are a valid value (new arrays are
+/// zero-filled, as ctypes arrays are), with an alignment of at most 64.
 ///
 /// ```
 /// #[derive(Copy, Clone, Debug, PartialEq)]
@@ -67,7 +68,7 @@ impl<T: Shareable> Clone for Cells<T> {
 }
 
 impl<T: Shareable> Cells<T> {
-    fn new(len: usize, init: impl Fn(usize) -> T, what: &'static str) -> Result<Cells<T>> {
+    fn new(len: usize, init: Option<&dyn Fn(usize) -> T>, what: &'static str) -> Result<Cells<T>> {
         assert!(
             std::mem::align_of::<T>() <= OBJECT,
             "Shareable types are at most 64-aligned"
@@ -90,8 +91,11 @@ impl<T: Shareable> Cells<T> {
             len,
             _t: PhantomData,
         };
-        for i in 0..len {
-            cells.write(i, init(i));
+        // A new memory file is zero-filled: zeros need no writing.
+        if let Some(init) = init {
+            for i in 0..len {
+                cells.write(i, init(i));
+            }
         }
         Ok(cells)
     }
@@ -239,7 +243,7 @@ impl<T: Shareable> Value<T> {
     /// A shared value, initially `v`.
     pub fn new(v: T) -> Result<Value<T>> {
         Ok(Value {
-            cells: Cells::new(1, |_| v, "Value")?,
+            cells: Cells::new(1, Some(&|_| v), "Value")?,
         })
     }
 
@@ -273,7 +277,7 @@ impl<T: Shareable> RawValue<T> {
     /// A shared value, initially `v`.
     pub fn new(v: T) -> Result<RawValue<T>> {
         Ok(RawValue {
-            cells: Cells::new(1, |_| v, "RawValue")?,
+            cells: Cells::new(1, Some(&|_| v), "RawValue")?,
         })
     }
 
@@ -288,20 +292,20 @@ impl<T: Shareable> RawValue<T> {
     }
 }
 
-impl<T: Shareable + Default> Array<T> {
-    /// An array of `len` default values (zeros).
+impl<T: Shareable> Array<T> {
+    /// An array of `len` zero-filled items.
     pub fn new(len: usize) -> Result<Array<T>> {
         Ok(Array {
-            cells: Cells::new(len, |_| T::default(), "Array")?,
+            cells: Cells::new(len, None, "Array")?,
         })
     }
 }
 
-impl<T: Shareable + Default> RawArray<T> {
-    /// An array of `len` default values (zeros).
+impl<T: Shareable> RawArray<T> {
+    /// An array of `len` zero-filled items.
     pub fn new(len: usize) -> Result<RawArray<T>> {
         Ok(RawArray {
-            cells: Cells::new(len, |_| T::default(), "RawArray")?,
+            cells: Cells::new(len, None, "RawArray")?,
         })
     }
 }
@@ -312,7 +316,7 @@ macro_rules! array_methods {
             /// An array holding a copy of `values`.
             pub fn from_slice(values: &[T]) -> Result<$ty<T>> {
                 Ok($ty {
-                    cells: Cells::new(values.len(), |i| values[i], $what)?,
+                    cells: Cells::new(values.len(), Some(&|i| values[i]), $what)?,
                 })
             }
 
