@@ -13,8 +13,8 @@
 use std::time::Duration;
 
 use crate::{
-    BarrierLike, Context, Error, EventLike, JoinableQueueLike, LockLike, ProcessLike, QueueLike,
-    SemaphoreLike, ValueLike,
+    BarrierLike, ConditionLike, Context, Error, EventLike, JoinableQueueLike, LockLike,
+    ProcessLike, QueueLike, SemaphoreLike, ValueLike,
 };
 
 /// A generous bound that only keeps a broken backend from hanging a suite.
@@ -31,7 +31,8 @@ macro_rules! conformance_tests {
         $crate::conformance_tests!(@each $ctx, $setup;
             lifecycle_exit_codes, lifecycle_is_alive_and_join_timeout, queue_fifo_from_a_worker,
             queue_many_producers_and_consumers, queue_bounded_and_timeouts, joinable_queue_join,
-            lock_excludes_workers, lock_held_elsewhere, lock_misuse, rlock_reentrant, semaphore_counts,
+            lock_excludes_workers, lock_held_elsewhere, lock_misuse, rlock_reentrant, condition_notifies_workers,
+            semaphore_counts,
             event_wakes_workers, barrier_rounds, barrier_breaks, value_shared_updates);
     };
     (@each $ctx:expr, $setup:expr; $($name:ident),*) => {
@@ -254,6 +255,54 @@ pub fn rlock_reentrant<C: Context>(ctx: &C) {
     let c = r.try_acquire().unwrap().expect("re-entrant");
     drop((c, b, a));
     assert!(matches!(r.release(), Err(Error::NotHeld { .. })));
+}
+
+/// Says it waits (on `ready`), waits on `cond`, says it woke (on `ready`).
+#[allow(clippy::type_complexity)] // a worker's arguments are one tuple
+fn cond_waiter<C: Context>(
+    (cond, ready, waiting, woken): (C::Condition, C::Condition, C::Value<u32>, C::Value<u32>),
+) {
+    let g = cond.acquire().unwrap();
+    waiting.update(|w| *w += 1).unwrap();
+    ready.notify_all().unwrap();
+    let g = cond.wait(g).unwrap();
+    woken.update(|w| *w += 1).unwrap();
+    ready.notify_all().unwrap();
+    drop(g);
+}
+
+pub fn condition_notifies_workers<C: Context>(ctx: &C) {
+    // Two conditions over one lock: workers wait on `cond`, report on `ready`.
+    let cond = ctx.condition(None).unwrap();
+    let ready = ctx.condition(Some(cond.lock().clone())).unwrap();
+    let (waiting, woken) = (ctx.value(0u32).unwrap(), ctx.value(0u32).unwrap());
+    let mut ps: Vec<C::Process> = (0..4)
+        .map(|_| {
+            ctx.process(
+                cond_waiter::<C>,
+                (cond.clone(), ready.clone(), waiting.clone(), woken.clone()),
+            )
+        })
+        .collect();
+    start_all(&mut ps);
+    let g = cond.acquire().unwrap();
+    let (g, all_waiting) = ready.wait_for(g, || waiting.get() == 4, None).unwrap();
+    assert!(all_waiting);
+    assert_eq!(woken.get(), 0);
+    cond.notify(2).unwrap();
+    let (g, two) = ready.wait_for(g, || woken.get() >= 2, None).unwrap();
+    assert!(two, "notify(2) wakes two waiters");
+    cond.notify_all().unwrap();
+    let (g, all) = ready.wait_for(g, || woken.get() == 4, None).unwrap();
+    assert!(all, "notify_all wakes the rest");
+    let (g, notified) = cond.wait_timeout(g, Duration::from_millis(10)).unwrap();
+    assert!(!notified, "nothing more comes: the wait times out");
+    let (g, never) = cond
+        .wait_for(g, || false, Some(Duration::from_millis(10)))
+        .unwrap();
+    assert!(!never);
+    drop(g);
+    join_all(&mut ps);
 }
 
 fn release_twice<C: Context>(sem: C::Semaphore) {

@@ -37,8 +37,8 @@ pub use sync::{
     Semaphore, Shareable, SharedGuard, SharedMemory, Value,
 };
 pub use traits::{
-    BarrierLike, Context, EventLike, JoinableQueueLike, LockLike, ProcessLike, QueueLike,
-    SemaphoreLike, ValueLike,
+    BarrierLike, ConditionLike, Context, EventLike, GuardOf, JoinableQueueLike, LockLike,
+    ProcessLike, QueueLike, SemaphoreLike, ValueLike,
 };
 
 /// The workspace README's examples, compiled and run as doctests.

@@ -73,6 +73,44 @@ pub trait LockLike: Clone + Payload {
     fn release(&self) -> Result<()>;
 }
 
+/// The guard type of a lock.
+pub type GuardOf<'a, L> = <L as LockLike>::Guard<'a>;
+
+/// The methods of [`Condition`](crate::Condition).
+pub trait ConditionLike: Clone + Payload {
+    /// The lock it is used with.
+    type Lock: LockLike;
+    /// See [`Condition::lock`](crate::Condition::lock).
+    fn lock(&self) -> &Self::Lock;
+    /// See [`Condition::acquire`](crate::Condition::acquire).
+    fn acquire(&self) -> Result<GuardOf<'_, Self::Lock>>;
+    /// See [`Condition::wait`](crate::Condition::wait).
+    fn wait<'a>(&self, guard: GuardOf<'a, Self::Lock>) -> Result<GuardOf<'a, Self::Lock>>
+    where
+        Self::Lock: 'a;
+    /// See [`Condition::wait_timeout`](crate::Condition::wait_timeout).
+    fn wait_timeout<'a>(
+        &self,
+        guard: GuardOf<'a, Self::Lock>,
+        timeout: Duration,
+    ) -> Result<(GuardOf<'a, Self::Lock>, bool)>
+    where
+        Self::Lock: 'a;
+    /// See [`Condition::wait_for`](crate::Condition::wait_for).
+    fn wait_for<'a>(
+        &self,
+        guard: GuardOf<'a, Self::Lock>,
+        predicate: impl FnMut() -> bool,
+        timeout: Option<Duration>,
+    ) -> Result<(GuardOf<'a, Self::Lock>, bool)>
+    where
+        Self::Lock: 'a;
+    /// See [`Condition::notify`](crate::Condition::notify).
+    fn notify(&self, n: usize) -> Result<()>;
+    /// See [`Condition::notify_all`](crate::Condition::notify_all).
+    fn notify_all(&self) -> Result<()>;
+}
+
 /// The methods of [`Semaphore`](crate::Semaphore) and [`BoundedSemaphore`](crate::BoundedSemaphore).
 pub trait SemaphoreLike: Clone + Payload {
     /// See [`Semaphore::acquire`](crate::Semaphore::acquire).
@@ -160,6 +198,8 @@ pub trait Context: Clone + Send + Sync + 'static {
     type Lock: LockLike;
     /// A re-entrant lock.
     type RLock: LockLike;
+    /// A condition variable over [`Self::Lock`](Context::Lock).
+    type Condition: ConditionLike<Lock = Self::Lock>;
     /// A semaphore.
     type Semaphore: SemaphoreLike;
     /// A bounded semaphore.
@@ -185,6 +225,8 @@ pub trait Context: Clone + Send + Sync + 'static {
     fn lock(&self) -> Result<Self::Lock>;
     /// A re-entrant lock.
     fn rlock(&self) -> Result<Self::RLock>;
+    /// A condition variable over `lock`, or over a new lock.
+    fn condition(&self, lock: Option<Self::Lock>) -> Result<Self::Condition>;
     /// A semaphore with `value` units.
     fn semaphore(&self, value: usize) -> Result<Self::Semaphore>;
     /// A bounded semaphore with `value` units.
@@ -373,12 +415,56 @@ impl<T: Shareable + Payload> ValueLike<T> for crate::Value<T> {
     }
 }
 
+impl ConditionLike for crate::Condition {
+    type Lock = crate::Lock;
+    fn lock(&self) -> &crate::Lock {
+        crate::Condition::lock(self)
+    }
+    fn acquire(&self) -> Result<crate::LockGuard<'_>> {
+        crate::Condition::acquire(self)
+    }
+    fn wait<'a>(&self, guard: crate::LockGuard<'a>) -> Result<crate::LockGuard<'a>>
+    where
+        crate::Lock: 'a,
+    {
+        crate::Condition::wait(self, guard)
+    }
+    fn wait_timeout<'a>(
+        &self,
+        guard: crate::LockGuard<'a>,
+        timeout: Duration,
+    ) -> Result<(crate::LockGuard<'a>, bool)>
+    where
+        crate::Lock: 'a,
+    {
+        crate::Condition::wait_timeout(self, guard, timeout)
+    }
+    fn wait_for<'a>(
+        &self,
+        guard: crate::LockGuard<'a>,
+        predicate: impl FnMut() -> bool,
+        timeout: Option<Duration>,
+    ) -> Result<(crate::LockGuard<'a>, bool)>
+    where
+        crate::Lock: 'a,
+    {
+        crate::Condition::wait_for(self, guard, predicate, timeout)
+    }
+    fn notify(&self, n: usize) -> Result<()> {
+        crate::Condition::notify(self, n)
+    }
+    fn notify_all(&self) -> Result<()> {
+        crate::Condition::notify_all(self)
+    }
+}
+
 impl Context for crate::ProcessContext {
     type Process = crate::Process;
     type Queue<T: Payload> = crate::Queue<T>;
     type JoinableQueue<T: Payload> = crate::JoinableQueue<T>;
     type Lock = crate::Lock;
     type RLock = crate::RLock;
+    type Condition = crate::Condition;
     type Semaphore = crate::Semaphore;
     type BoundedSemaphore = crate::BoundedSemaphore;
     type Event = crate::Event;
@@ -405,6 +491,9 @@ impl Context for crate::ProcessContext {
     }
     fn rlock(&self) -> Result<crate::RLock> {
         crate::RLock::new()
+    }
+    fn condition(&self, lock: Option<crate::Lock>) -> Result<crate::Condition> {
+        crate::Condition::new(lock)
     }
     fn semaphore(&self, value: usize) -> Result<crate::Semaphore> {
         crate::Semaphore::new(value)

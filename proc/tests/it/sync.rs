@@ -10,12 +10,11 @@ use mp_proc::{
 
 use crate::util::guard;
 
-// The behaviours shared with the thread backend (lock exclusion, semaphores,
-// events, barriers) are in the conformance suite; these are the others.
+// The behaviours shared with the thread backend (lock exclusion, conditions,
+// semaphores, events, barriers) are in the conformance suite; these are the others.
 crate::for_each_method!(
     a_lock_whose_owner_died_reports_it,
     a_lock_held_elsewhere_is_locked,
-    conditions_notify_other_processes,
     values_and_arrays_are_shared,
 );
 
@@ -121,57 +120,10 @@ fn zero_and_huge_timeouts_work() {
     assert!(lock.acquire_timeout(Duration::MAX).unwrap().is_some());
 }
 
-/// Says it waits (on `ready`), waits on `cond`, says it woke (on `ready`).
-fn cond_waiter((cond, ready, waiting, woken): (Condition, Condition, Value<u32>, Value<u32>)) {
-    let g = cond.acquire().unwrap();
-    *waiting.lock().unwrap() += 1;
-    ready.notify_all().unwrap();
-    let g = cond.wait(g).unwrap();
-    *woken.lock().unwrap() += 1;
-    ready.notify_all().unwrap();
-    drop(g);
-}
-
-fn conditions_notify_other_processes(method: StartMethod) {
+#[test]
+fn a_condition_refuses_the_guard_of_another_lock() {
     let _g = guard();
-    // Two conditions over one lock: waiters wait on `cond`, report on `ready`.
     let cond = Condition::new(None).unwrap();
-    let ready = Condition::new(Some(cond.lock().clone())).unwrap();
-    let (waiting, woken) = (Value::new(0u32).unwrap(), Value::new(0u32).unwrap());
-    let mut procs: Vec<Process> = (0..4)
-        .map(|_| {
-            Process::new(
-                cond_waiter,
-                (cond.clone(), ready.clone(), waiting.clone(), woken.clone()),
-            )
-            .start_method(method)
-        })
-        .collect();
-    for p in &mut procs {
-        p.start().unwrap();
-    }
-    let g = cond.acquire().unwrap();
-    let (g, all_waiting) = ready.wait_for(g, || waiting.get() == 4, None).unwrap();
-    assert!(all_waiting);
-    assert_eq!(woken.get(), 0);
-    cond.notify(2).unwrap();
-    let (g, two) = ready.wait_for(g, || woken.get() >= 2, None).unwrap();
-    assert!(two);
-    cond.notify_all().unwrap();
-    let (g, all) = ready.wait_for(g, || woken.get() == 4, None).unwrap();
-    assert!(all);
-    // Nothing more to come: a timed wait runs out.
-    let (g, notified) = cond.wait_timeout(g, Duration::from_millis(10)).unwrap();
-    assert!(!notified);
-    let (g, never) = cond
-        .wait_for(g, || false, Some(Duration::from_millis(10)))
-        .unwrap();
-    assert!(!never);
-    drop(g);
-    for p in &mut procs {
-        assert_eq!(p.join().unwrap(), 0);
-    }
-    // A guard of another lock is refused.
     let other = Lock::new().unwrap();
     assert!(matches!(
         cond.wait(other.acquire().unwrap()),
