@@ -141,6 +141,23 @@ pub(crate) fn run_if_child() {
     }
 }
 
+/// Starts a helper process (the fork server, the resource tracker): this
+/// executable again, with `fd` as its fd 3, `env` telling it its role, and no
+/// stdio of the program's. Returns its pid.
+pub(crate) fn spawn_helper(
+    fd: std::os::fd::RawFd,
+    env: &str,
+    marker: &str,
+) -> std::io::Result<u32> {
+    sys::spawn::spawn_self(&sys::spawn::SpawnPlan {
+        fds: &[fd],
+        env: (env, "3".to_owned()),
+        env_remove: ENV_ALL,
+        marker,
+        null_output: true,
+    })
+}
+
 /// Reads and removes a bootstrap variable. Before `main` the process has one
 /// thread, so changing the environment is sound; from `init()` in `main` it is
 /// the first thing the program does.

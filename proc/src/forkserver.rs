@@ -52,13 +52,11 @@ pub(crate) fn restart(dead: &Arc<Client>) -> Result<Arc<Client>> {
 impl Client {
     fn start() -> Result<Client> {
         let (ours, theirs) = sys::fd::socket_pair(true).os("socketpair")?;
-        let pid = sys::spawn::spawn_self(&sys::spawn::SpawnPlan {
-            fds: &[theirs.as_raw_fd()],
-            env: (bootstrap::ENV_FORKSERVER, "3".to_owned()),
-            env_remove: bootstrap::ENV_ALL,
-            marker: "--multiprocessing-forkserver",
-            null_output: true,
-        })
+        let pid = bootstrap::spawn_helper(
+            theirs.as_raw_fd(),
+            bootstrap::ENV_FORKSERVER,
+            "--multiprocessing-forkserver",
+        )
         .os("start the fork server")?;
         Ok(Client { pid, control: ours })
     }

@@ -31,13 +31,11 @@ impl Drop for Tracker {
 fn tracker(state: &mut State) -> Result<&Tracker> {
     if state.tracker.is_none() {
         let (r, w) = sys::fd::pipe().os("pipe")?;
-        let pid = sys::spawn::spawn_self(&sys::spawn::SpawnPlan {
-            fds: &[r.as_raw_fd()],
-            env: (bootstrap::ENV_TRACKER, "3".to_owned()),
-            env_remove: bootstrap::ENV_ALL,
-            marker: "--multiprocessing-resource-tracker",
-            null_output: true,
-        })
+        let pid = bootstrap::spawn_helper(
+            r.as_raw_fd(),
+            bootstrap::ENV_TRACKER,
+            "--multiprocessing-resource-tracker",
+        )
         .os("start the resource tracker")?;
         state.tracker = Some(Tracker { pid, pipe: w });
     }

@@ -140,8 +140,13 @@ fn test(root: &Path) -> Result {
     run(root, c)?;
 
     run_examples(root)?;
-    check_no_helpers_left()?;
-    check_no_shared_memory_left(&shm_before)?;
+    wait_until_clean("helper processes", our_processes)?;
+    wait_until_clean("shared memory in /dev/shm", || {
+        shm_entries()
+            .into_iter()
+            .filter(|n| !shm_before.contains(n))
+            .collect()
+    })?;
     eprintln!(
         "\nxtask test: all green in {:.0} s",
         total.elapsed().as_secs_f64()
@@ -254,19 +259,18 @@ fn check_crate_boundaries(root: &Path) -> Result {
     Ok(())
 }
 
-/// After the tests, no helper process of ours (fork server, child) may be
-/// left: each exits when its program does. Exits are asynchronous, so this
-/// waits a little before it complains.
-fn check_no_helpers_left() -> Result {
-    eprintln!("\n==> no helper processes left behind");
+/// Waits (a little: exits and clean-ups are asynchronous) until `left()`
+/// finds nothing, and fails with what it still finds.
+fn wait_until_clean(what: &str, left: impl Fn() -> Vec<String>) -> Result {
+    eprintln!("\n==> no {what} left behind");
     let start = Instant::now();
     loop {
-        let left = our_processes();
-        if left.is_empty() {
+        let found = left();
+        if found.is_empty() {
             return Ok(());
         }
         if start.elapsed() > Duration::from_secs(10) {
-            return Err(format!("processes left behind: {left:?}"));
+            return Err(format!("{what} left behind: {found:?}"));
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -285,26 +289,8 @@ fn shm_entries() -> Vec<String> {
     names
 }
 
-/// No test left a named shared memory segment behind (the resource trackers
-/// run when their programs end, so this waits a little for them).
-fn check_no_shared_memory_left(before: &[String]) -> Result {
-    eprintln!("\n==> no shared memory left behind in /dev/shm");
-    let start = Instant::now();
-    loop {
-        let left: Vec<String> = shm_entries()
-            .into_iter()
-            .filter(|n| !before.contains(n))
-            .collect();
-        if left.is_empty() {
-            return Ok(());
-        }
-        if start.elapsed() > Duration::from_secs(10) {
-            return Err(format!("shared memory left in /dev/shm: {left:?}"));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
+/// Our helper processes (fork servers, resource trackers, children): each
+/// exits when its program does.
 fn our_processes() -> Vec<String> {
     let mut out = Vec::new();
     let Ok(dir) = std::fs::read_dir("/proc") else {
