@@ -9,6 +9,7 @@ pub mod connection;
 mod context;
 mod error;
 mod forkserver;
+mod function;
 mod payload;
 mod probe;
 mod process;
@@ -26,6 +27,7 @@ pub use context::{
     set_start_method,
 };
 pub use error::{BoxError, Error, Result};
+pub use function::{ErasedFunction, Function, StarFunction, is_exit_request};
 pub use payload::Payload;
 pub use process::{
     JoinHandle, Process, ProcessInfo, active_children, current_process, exit, init, parent_process,

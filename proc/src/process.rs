@@ -107,6 +107,16 @@ impl Process {
         self
     }
 
+    /// Renames the process (before it starts; the child sees the new name).
+    pub fn set_name(&mut self, name: impl Into<String>) {
+        self.name = name.into();
+    }
+
+    /// As [`daemon`](Process::daemon), on a process being set up.
+    pub fn set_daemon(&mut self, daemon: bool) {
+        self.daemon = Some(daemon);
+    }
+
     /// Makes the process a daemon or not (Python's `daemon=`; by default, as
     /// the current process). A daemon is terminated when its parent exits,
     /// and, unlike CPython's, also when its parent is killed; it may not start

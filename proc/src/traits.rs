@@ -21,6 +21,14 @@ pub trait ProcessLike: Send + 'static {
     fn is_alive(&mut self) -> bool;
     /// Its name.
     fn get_name(&self) -> &str;
+    /// Renames it (before it starts).
+    fn set_name(&mut self, name: String);
+    /// Makes it a daemon (before it starts): it ends when its creator does.
+    fn set_daemon(&mut self, daemon: bool);
+    /// Asks it to end now (`SIGTERM` for a process; an error for a thread).
+    fn terminate(&self) -> Result<()>;
+    /// Ends it now (`SIGKILL` for a process; an error for a thread).
+    fn kill(&self) -> Result<()>;
     /// Its exit code, once ended.
     fn exitcode(&self) -> Option<i32>;
 }
@@ -215,6 +223,8 @@ pub trait Context: Clone + Send + Sync + 'static {
     fn name(&self) -> &'static str;
     /// A process (or thread) that will run `target(args)`.
     fn process<A: Payload>(&self, target: fn(A), args: A) -> Self::Process;
+    /// The start method, for processes (`None` for threads).
+    fn start_method(&self) -> Option<crate::StartMethod>;
     /// A queue with no item limit.
     fn queue<T: Payload>(&self) -> Result<Self::Queue<T>>;
     /// A queue of at most `maxsize` items.
@@ -258,6 +268,18 @@ impl ProcessLike for crate::Process {
     }
     fn get_name(&self) -> &str {
         crate::Process::get_name(self)
+    }
+    fn set_name(&mut self, name: String) {
+        crate::Process::set_name(self, name)
+    }
+    fn set_daemon(&mut self, daemon: bool) {
+        crate::Process::set_daemon(self, daemon)
+    }
+    fn terminate(&self) -> Result<()> {
+        crate::Process::terminate(self)
+    }
+    fn kill(&self) -> Result<()> {
+        crate::Process::kill(self)
     }
     fn exitcode(&self) -> Option<i32> {
         crate::Process::exitcode(self)
@@ -476,6 +498,9 @@ impl Context for crate::ProcessContext {
     }
     fn process<A: Payload>(&self, target: fn(A), args: A) -> crate::Process {
         crate::ProcessContext::process(self, target, args)
+    }
+    fn start_method(&self) -> Option<crate::StartMethod> {
+        Some(self.get_start_method())
     }
     fn queue<T: Payload>(&self) -> Result<crate::Queue<T>> {
         crate::Queue::new()

@@ -82,15 +82,22 @@ pub(crate) fn offset_of(addr: usize) -> i64 {
     addr.wrapping_sub(anchor_addr()) as i64
 }
 
+/// The address of the function at `offset` from this image's anchor.
+pub(crate) fn address_of(offset: i64) -> usize {
+    anchor_addr().wrapping_add(offset as usize)
+}
+
 /// A value that differs between different builds of the executable: the file's
 /// device and inode, and the distance between two anchors.
 pub(crate) fn fingerprint() -> (u64, u64, i64) {
     use std::os::unix::fs::MetadataExt;
-    let (dev, ino) = std::fs::metadata("/proc/self/exe")
-        .map(|m| (m.dev(), m.ino()))
-        .unwrap_or((0, 0));
-    let a2 = anchor2 as fn() -> u32 as usize;
-    (dev, ino, offset_of(a2))
+    // The running image never changes, whatever happens to its file.
+    static FINGERPRINT: std::sync::OnceLock<(u64, u64, i64)> = std::sync::OnceLock::new();
+    *FINGERPRINT.get_or_init(|| {
+        let (dev, ino) = std::fs::metadata("/proc/self/exe").map(|m| (m.dev(), m.ino())).unwrap_or((0, 0));
+        let a2 = anchor2 as fn() -> u32 as usize;
+        (dev, ino, offset_of(a2))
+    })
 }
 
 /// Turns the offsets a parent sent back into the runner and the target's
@@ -136,6 +143,40 @@ fn run_process<A: crate::Payload>(
     let args: A = crate::payload::decode_with_fds(args, fds)?;
     target(args);
     Ok(None)
+}
+
+/// The runner of a [`Function`](crate::Function) `fn(A) -> R`.
+pub(crate) fn value_runner<A: crate::Payload, R: crate::Payload>() -> Runner {
+    run_function::<A, R>
+}
+
+macro_rules! star_runners {
+    ($($name:ident $run:ident ($($t:ident $v:ident),+);)*) => {$(
+        /// The runner of a function of several arguments, called with a tuple.
+        pub(crate) fn $name<$($t: crate::Payload,)+ R: crate::Payload>() -> Runner {
+            $run::<$($t,)+ R>
+        }
+
+        fn $run<$($t: crate::Payload,)+ R: crate::Payload>(
+            target: usize,
+            args: &[u8],
+            fds: Vec<OwnedFd>,
+        ) -> crate::Result<Option<Vec<u8>>> {
+            // SAFETY: as in run_process; Function::star pairs this runner with
+            // an `fn($($t),+) -> R`.
+            let target: fn($($t),+) -> R = unsafe { std::mem::transmute::<usize, fn($($t),+) -> R>(target) };
+            let ($($v,)+): ($($t,)+) = crate::payload::decode_with_fds(args, fds)?;
+            let value = target($($v),+);
+            Ok(Some(crate::payload::encode(&value)?))
+        }
+    )*};
+}
+
+star_runners! {
+    star2_runner run_star2 (A a, B b);
+    star3_runner run_star3 (A a, B b, C c);
+    star4_runner run_star4 (A a, B b, C c, D d);
+    star5_runner run_star5 (A a, B b, C c, D d, E e);
 }
 
 fn run_function<A: crate::Payload, R: crate::Payload>(

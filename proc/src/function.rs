@@ -1,0 +1,153 @@
+//! Functions as values: a `fn(A) -> R` that another process of this
+//! executable can call, as a pool sends its function to its workers.
+
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::sys::image;
+use crate::{Payload, StartMethod};
+
+/// A plain function that travels to other processes of this executable (it
+/// goes as its offset in the executable, as a `Process` target does).
+///
+/// ```
+/// fn double(x: u32) -> u32 {
+///     2 * x
+/// }
+/// let f = mp_proc::Function::new(double);
+/// assert_eq!(f.call(21), 42);
+/// // Erased, it takes and returns encoded values (postcard: a small u32 is one byte).
+/// assert_eq!(f.erased().call_encoded(&[21])?, [42]);
+/// # Ok::<(), mp_proc::Error>(())
+/// ```
+pub struct Function<A, R> {
+    f: fn(A) -> R,
+    erased: ErasedFunction,
+    _types: PhantomData<fn(A) -> R>,
+}
+
+impl<A: Payload, R: Payload> Function<A, R> {
+    /// Wraps `f`.
+    pub fn new(f: fn(A) -> R) -> Function<A, R> {
+        let erased = ErasedFunction::of(image::value_runner::<A, R>() as usize, f as usize);
+        Function { f, erased, _types: PhantomData }
+    }
+
+    /// Calls it here.
+    pub fn call(&self, args: A) -> R {
+        (self.f)(args)
+    }
+
+    /// The function without its types, to send and call on encoded values.
+    pub fn erased(&self) -> ErasedFunction {
+        self.erased
+    }
+}
+
+impl<A, R> Clone for Function<A, R> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<A, R> Copy for Function<A, R> {}
+
+impl<A, R> fmt::Debug for Function<A, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Function").field("erased", &self.erased).finish()
+    }
+}
+
+/// A function of several arguments, called with a tuple of them: what
+/// Python's `starmap` applies.
+///
+/// ```
+/// use mp_proc::StarFunction;
+/// fn add(a: u32, b: u32) -> u32 {
+///     a + b
+/// }
+/// let f = (add as fn(u32, u32) -> u32).erase();
+/// assert_eq!(f.call_encoded(&[2, 3])?, [5]);
+/// # Ok::<(), mp_proc::Error>(())
+/// ```
+pub trait StarFunction<Args, R>: Copy + Send + Sync + 'static {
+    /// The function without its types, taking the encoded tuple.
+    fn erase(self) -> ErasedFunction;
+}
+
+impl<A: Payload, R: Payload> StarFunction<(A,), R> for fn(A) -> R {
+    fn erase(self) -> ErasedFunction {
+        // postcard encodes a one-tuple exactly as its one field.
+        ErasedFunction::of(image::value_runner::<A, R>() as usize, self as usize)
+    }
+}
+
+macro_rules! star {
+    ($runner:ident ($($t:ident),+)) => {
+        impl<$($t: Payload,)+ R: Payload> StarFunction<($($t,)+), R> for fn($($t),+) -> R {
+            fn erase(self) -> ErasedFunction {
+                ErasedFunction::of(image::$runner::<$($t,)+ R>() as usize, self as usize)
+            }
+        }
+    };
+}
+
+star!(star2_runner(A, B));
+star!(star3_runner(A, B, C));
+star!(star4_runner(A, B, C, D));
+star!(star5_runner(A, B, C, D, E));
+
+/// A [`Function`] without its types: it takes and returns encoded values.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ErasedFunction {
+    runner: i64,
+    target: i64,
+    fingerprint: (u64, u64, i64),
+}
+
+impl ErasedFunction {
+    fn of(runner: usize, target: usize) -> ErasedFunction {
+        ErasedFunction {
+            runner: image::offset_of(runner),
+            target: image::offset_of(target),
+            fingerprint: image::fingerprint(),
+        }
+    }
+
+    /// Checks that another process started with `method` can call it: under
+    /// spawn and forkserver it must live in the main executable.
+    pub fn check(&self, method: StartMethod, what: &str) -> Result<()> {
+        if method == StartMethod::Fork {
+            return Ok(());
+        }
+        for addr in [image::address_of(self.runner), image::address_of(self.target)] {
+            if let Err(object) = image::check_in_main_image(addr) {
+                return Err(Error::TargetNotInImage { name: what.to_owned(), what: "target", object, method });
+            }
+        }
+        Ok(())
+    }
+
+    /// Decodes the argument from `args`, calls the function, and encodes what
+    /// it returns. A panic of the function is not caught here.
+    pub fn call_encoded(&self, args: &[u8]) -> Result<Vec<u8>> {
+        let (runner, target) = image::resolve(self.runner, self.target, self.fingerprint).ok_or_else(|| {
+            Error::TargetNotInImage {
+                name: "a function".to_owned(),
+                what: "target",
+                object: "another build of this executable".to_owned(),
+                method: StartMethod::Spawn,
+            }
+        })?;
+        Ok(runner(target, args, Vec::new())?.unwrap_or_default())
+    }
+}
+
+/// Whether a panic payload is [`exit`](crate::exit) unwinding a child's
+/// target: code that catches panics (a pool worker) must let it go on.
+pub fn is_exit_request(payload: &(dyn std::any::Any + Send)) -> bool {
+    payload.is::<crate::bootstrap::ExitRequest>()
+}
