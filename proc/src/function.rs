@@ -33,7 +33,11 @@ impl<A: Payload, R: Payload> Function<A, R> {
     /// Wraps `f`.
     pub fn new(f: fn(A) -> R) -> Function<A, R> {
         let erased = ErasedFunction::of(image::value_runner::<A, R>() as usize, f as usize);
-        Function { f, erased, _types: PhantomData }
+        Function {
+            f,
+            erased,
+            _types: PhantomData,
+        }
     }
 
     /// Calls it here.
@@ -57,7 +61,9 @@ impl<A, R> Copy for Function<A, R> {}
 
 impl<A, R> fmt::Debug for Function<A, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Function").field("erased", &self.erased).finish()
+        f.debug_struct("Function")
+            .field("erased", &self.erased)
+            .finish()
     }
 }
 
@@ -123,9 +129,17 @@ impl ErasedFunction {
         if method == StartMethod::Fork {
             return Ok(());
         }
-        for addr in [image::address_of(self.runner), image::address_of(self.target)] {
+        for addr in [
+            image::address_of(self.runner),
+            image::address_of(self.target),
+        ] {
             if let Err(object) = image::check_in_main_image(addr) {
-                return Err(Error::TargetNotInImage { name: what.to_owned(), what: "target", object, method });
+                return Err(Error::TargetNotInImage {
+                    name: what.to_owned(),
+                    what: "target",
+                    object,
+                    method,
+                });
             }
         }
         Ok(())
@@ -134,15 +148,48 @@ impl ErasedFunction {
     /// Decodes the argument from `args`, calls the function, and encodes what
     /// it returns. A panic of the function is not caught here.
     pub fn call_encoded(&self, args: &[u8]) -> Result<Vec<u8>> {
-        let (runner, target) = image::resolve(self.runner, self.target, self.fingerprint).ok_or_else(|| {
-            Error::TargetNotInImage {
+        self.bind()?.call_encoded(args)
+    }
+
+    /// Finds the function in this process, once, for many calls.
+    pub fn bind(&self) -> Result<BoundFunction> {
+        let (runner, target) = image::resolve_value(self.runner, self.target, self.fingerprint)
+            .ok_or_else(|| Error::TargetNotInImage {
                 name: "a function".to_owned(),
                 what: "target",
                 object: "another build of this executable".to_owned(),
                 method: StartMethod::Spawn,
-            }
-        })?;
-        Ok(runner(target, args, Vec::new())?.unwrap_or_default())
+            })?;
+        Ok(BoundFunction { runner, target })
+    }
+}
+
+/// An [`ErasedFunction`] found in this process: cheap to call many times.
+#[derive(Copy, Clone)]
+pub struct BoundFunction {
+    runner: image::ValueRunner,
+    target: usize,
+}
+
+impl BoundFunction {
+    /// Decodes the argument from `args`, calls the function, and encodes what
+    /// it returns. A panic of the function is not caught here.
+    pub fn call_encoded(&self, args: &[u8]) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        self.call_into(args, &mut out)?;
+        Ok(out)
+    }
+
+    /// As [`call_encoded`](Self::call_encoded), appending the encoded result
+    /// to `out` (no allocation of its own).
+    pub fn call_into(&self, args: &[u8], out: &mut Vec<u8>) -> Result<()> {
+        (self.runner)(self.target, args, out)
+    }
+}
+
+impl fmt::Debug for BoundFunction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BoundFunction").finish_non_exhaustive()
     }
 }
 

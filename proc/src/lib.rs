@@ -3,6 +3,7 @@
 #![deny(unsafe_code)]
 
 mod bootstrap;
+pub mod codec;
 #[doc(hidden)]
 pub mod conformance;
 pub mod connection;
@@ -27,7 +28,7 @@ pub use context::{
     set_start_method,
 };
 pub use error::{BoxError, Error, Result};
-pub use function::{ErasedFunction, Function, StarFunction, is_exit_request};
+pub use function::{BoundFunction, ErasedFunction, Function, StarFunction, is_exit_request};
 pub use payload::Payload;
 pub use process::{
     JoinHandle, Process, ProcessInfo, active_children, current_process, exit, init, parent_process,

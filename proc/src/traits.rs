@@ -31,6 +31,8 @@ pub trait ProcessLike: Send + 'static {
     fn kill(&self) -> Result<()>;
     /// Its exit code, once ended.
     fn exitcode(&self) -> Option<i32>;
+    /// Its process id once started (a thread's: its process's).
+    fn pid(&self) -> Option<u32>;
 }
 
 /// The methods of [`Queue`](crate::Queue).
@@ -283,6 +285,9 @@ impl ProcessLike for crate::Process {
     }
     fn exitcode(&self) -> Option<i32> {
         crate::Process::exitcode(self)
+    }
+    fn pid(&self) -> Option<u32> {
+        crate::Process::pid(self)
     }
 }
 

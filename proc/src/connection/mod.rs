@@ -39,3 +39,16 @@ pub fn wait(conns: &[&Connection], timeout: Option<Duration>) -> Result<Vec<usiz
         .filter(|&i| ready[i] || buffered.contains(&i))
         .collect())
 }
+
+/// Waits until at least one of `fds` is readable (data, end of file, error)
+/// or the timeout passes; returns the indices of the ready ones. For plain
+/// descriptors (a pipe, a process's sentinel) next to connections: a
+/// [`Connection`] may hold buffered messages its descriptor does not show, so
+/// use [`wait`] or [`Connection::poll`] for those.
+pub fn wait_fds(
+    fds: &[std::os::fd::BorrowedFd<'_>],
+    timeout: Option<Duration>,
+) -> Result<Vec<usize>> {
+    let ready = crate::sys::fd::wait_readable(fds, timeout).os("wait")?;
+    Ok((0..fds.len()).filter(|&i| ready[i]).collect())
+}

@@ -94,7 +94,9 @@ pub(crate) fn fingerprint() -> (u64, u64, i64) {
     // The running image never changes, whatever happens to its file.
     static FINGERPRINT: std::sync::OnceLock<(u64, u64, i64)> = std::sync::OnceLock::new();
     *FINGERPRINT.get_or_init(|| {
-        let (dev, ino) = std::fs::metadata("/proc/self/exe").map(|m| (m.dev(), m.ino())).unwrap_or((0, 0));
+        let (dev, ino) = std::fs::metadata("/proc/self/exe")
+            .map(|m| (m.dev(), m.ino()))
+            .unwrap_or((0, 0));
         let a2 = anchor2 as fn() -> u32 as usize;
         (dev, ino, offset_of(a2))
     })
@@ -145,29 +147,67 @@ fn run_process<A: crate::Payload>(
     Ok(None)
 }
 
-/// The runner of a [`Function`](crate::Function) `fn(A) -> R`.
-pub(crate) fn value_runner<A: crate::Payload, R: crate::Payload>() -> Runner {
-    run_function::<A, R>
+/// What a [`Function`](crate::Function) runs: decode the argument, call the
+/// target (given as an address), append the encoded result to the buffer.
+pub(crate) type ValueRunner = fn(usize, &[u8], &mut Vec<u8>) -> crate::Result<()>;
+
+/// The value runner of a `fn(A) -> R`.
+pub(crate) fn value_runner<A: crate::Payload, R: crate::Payload>() -> ValueRunner {
+    run_value::<A, R>
+}
+
+fn run_value<A: crate::Payload, R: crate::Payload>(
+    target: usize,
+    args: &[u8],
+    out: &mut Vec<u8>,
+) -> crate::Result<()> {
+    // SAFETY: Function::new::<A, R> pairs this runner with an `fn(A) -> R`,
+    // found again in the same executable (see `resolve_value`).
+    let target: fn(A) -> R = unsafe { std::mem::transmute::<usize, fn(A) -> R>(target) };
+    let args: A = crate::payload::decode(args)?;
+    let value = target(args);
+    *out = crate::payload::encode_into(&value, std::mem::take(out))?;
+    Ok(())
+}
+
+/// As [`resolve`], for a value runner.
+pub(crate) fn resolve_value(
+    runner: i64,
+    target: i64,
+    parent_fingerprint: (u64, u64, i64),
+) -> Option<(ValueRunner, usize)> {
+    if parent_fingerprint != fingerprint() {
+        return None;
+    }
+    let runner_addr = anchor_addr().wrapping_add(runner as usize);
+    let target_addr = anchor_addr().wrapping_add(target as usize);
+    check_in_main_image(runner_addr).ok()?;
+    check_in_main_image(target_addr).ok()?;
+    // SAFETY: the offset came from `value_runner` or a star runner (a
+    // ValueRunner) in the same executable file (checked above).
+    let runner: ValueRunner = unsafe { std::mem::transmute::<usize, ValueRunner>(runner_addr) };
+    Some((runner, target_addr))
 }
 
 macro_rules! star_runners {
     ($($name:ident $run:ident ($($t:ident $v:ident),+);)*) => {$(
-        /// The runner of a function of several arguments, called with a tuple.
-        pub(crate) fn $name<$($t: crate::Payload,)+ R: crate::Payload>() -> Runner {
+        /// The value runner of a function of several arguments, called with a tuple.
+        pub(crate) fn $name<$($t: crate::Payload,)+ R: crate::Payload>() -> ValueRunner {
             $run::<$($t,)+ R>
         }
 
         fn $run<$($t: crate::Payload,)+ R: crate::Payload>(
             target: usize,
             args: &[u8],
-            fds: Vec<OwnedFd>,
-        ) -> crate::Result<Option<Vec<u8>>> {
-            // SAFETY: as in run_process; Function::star pairs this runner with
-            // an `fn($($t),+) -> R`.
+            out: &mut Vec<u8>,
+        ) -> crate::Result<()> {
+            // SAFETY: StarFunction::erase pairs this runner with an
+            // `fn($($t),+) -> R`, found again in the same executable.
             let target: fn($($t),+) -> R = unsafe { std::mem::transmute::<usize, fn($($t),+) -> R>(target) };
-            let ($($v,)+): ($($t,)+) = crate::payload::decode_with_fds(args, fds)?;
+            let ($($v,)+): ($($t,)+) = crate::payload::decode(args)?;
             let value = target($($v),+);
-            Ok(Some(crate::payload::encode(&value)?))
+            *out = crate::payload::encode_into(&value, std::mem::take(out))?;
+            Ok(())
         }
     )*};
 }

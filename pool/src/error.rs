@@ -1,0 +1,102 @@
+//! The one error type of mp-pool.
+
+/// What can go wrong with a pool or one of its tasks. Each variant names the
+/// Python exception it stands for.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The task's function panicked; `message` is the panic's message (the
+    /// exception a task raised, re-raised by `get`).
+    #[error("the task panicked: {message}")]
+    Panicked {
+        /// The panic message.
+        message: String,
+    },
+
+    /// The worker running the task died (killed, aborted, or `mp_proc::exit`
+    /// inside the task). Only the tasks that worker held fail; it is replaced.
+    /// CPython's pool waits forever here (bpo-22393).
+    #[error("worker {worker} (pid {pid}) died with exit code {exitcode} while running the task")]
+    WorkerDied {
+        /// The worker's name (`ForkPoolWorker-3`).
+        worker: String,
+        /// Its process id.
+        pid: u32,
+        /// Its exit code (`-N` for signal N).
+        exitcode: i32,
+    },
+
+    /// The task's argument or result could not be encoded or decoded
+    /// (`MaybeEncodingError`).
+    #[error("could not encode or decode the task's value: {message}")]
+    Encoding {
+        /// What the codec said.
+        message: String,
+    },
+
+    /// The pool is closed or terminated and takes no more work
+    /// (`ValueError('Pool not running')`).
+    #[error("the pool is not running")]
+    NotRunning,
+
+    /// `join()` before `close()` or `terminate()` (`ValueError('Pool is still running')`).
+    #[error("the pool is still running: close() or terminate() it before join()")]
+    StillRunning,
+
+    /// The pool was terminated before the task finished.
+    #[error("the pool was terminated before the task finished")]
+    Terminated,
+
+    /// `SIGINT` (Ctrl-C) arrived while a call waited: the pool was terminated
+    /// (`KeyboardInterrupt`).
+    #[error("interrupted (SIGINT): the pool was terminated")]
+    Interrupted,
+
+    /// The result was not ready in time (`multiprocessing.TimeoutError`).
+    /// `get_timeout` may be called again.
+    #[error("timed out waiting for the result")]
+    Timeout,
+
+    /// `successful()` on a result that is not ready (`ValueError`).
+    #[error("the result is not ready")]
+    NotReady,
+
+    /// The worker initializer panicked: the pool is broken and runs nothing
+    /// (instead of CPython's spin of workers that start and die).
+    #[error("the pool's initializer panicked: {message}")]
+    InitializerFailed {
+        /// The panic message.
+        message: String,
+    },
+
+    /// A bad argument to the pool itself (`processes(0)`, `chunksize(0)`, ...).
+    #[error("invalid pool setting: {what}")]
+    InvalidArgument {
+        /// Which setting, and why.
+        what: String,
+    },
+
+    /// The process layer failed (starting a worker, a connection).
+    #[error(transparent)]
+    Proc(#[from] ProcError),
+}
+
+/// An `mp_proc::Error`, shared (mp-proc's error is not `Clone`; a pool hands
+/// one failure to every task it affects).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct ProcError(pub std::sync::Arc<mp_proc::Error>);
+
+impl From<mp_proc::Error> for Error {
+    fn from(e: mp_proc::Error) -> Error {
+        match e {
+            mp_proc::Error::Encode(m) | mp_proc::Error::Decode(m) => Error::Encoding {
+                message: m.to_string(),
+            },
+            e => Error::Proc(ProcError(std::sync::Arc::new(e))),
+        }
+    }
+}
+
+/// `Result<T, mp_pool::Error>`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

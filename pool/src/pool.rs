@@ -1,0 +1,484 @@
+//! `Pool` and `PoolBuilder`: the thin generic shell over the scheduler.
+
+use std::fmt;
+use std::sync::Arc;
+
+use mp_proc::{Context, Function, Payload, StarFunction};
+
+use crate::core::{Core, ItemResult, Job, Setup};
+use crate::error::{Error, Result};
+use crate::result::{AsyncResult, IMap};
+use crate::worker::worker_main;
+
+/// A pool of worker processes, Python's `multiprocessing.Pool`.
+///
+/// Tasks are plain functions (`fn(A) -> R`, as `Process` targets) and their
+/// arguments and results travel encoded, so the same pool works under every
+/// start method and over any [`mp_proc::Context`].
+///
+/// Beyond CPython: a task that panics fails with its message and the pool
+/// goes on; a worker that dies fails only the tasks it held
+/// ([`Error::WorkerDied`]) and is replaced, so no call ever hangs on a dead
+/// worker; `imap` pulls its input lazily; Ctrl-C while a call waits is
+/// [`Error::Interrupted`]. Dropping the pool terminates it, as leaving a
+/// `with Pool()` block does.
+///
+/// ```
+/// fn square(x: u64) -> u64 {
+///     x * x
+/// }
+/// let pool = mp_pool::Pool::new(Some(2))?;
+/// assert_eq!(pool.map(square, 0..5)?, [0, 1, 4, 9, 16]);
+/// assert_eq!(pool.apply(square, 12)?, 144);
+/// pool.close();
+/// pool.join()?;
+/// # Ok::<(), mp_pool::Error>(())
+/// ```
+pub struct Pool {
+    core: Arc<Core>,
+    method: Option<mp_proc::StartMethod>,
+}
+
+/// Optional settings of a [`Pool`], Python's keyword arguments.
+///
+/// ```
+/// fn init(greeting: String) {
+///     let _ = greeting; // runs once in each worker
+/// }
+/// fn id(x: u8) -> u8 {
+///     x
+/// }
+/// let pool = mp_pool::Pool::builder()
+///     .processes(2)
+///     .initializer(init, "hello".to_string())
+///     .maxtasksperchild(100)
+///     .context(mp_proc::get_context(mp_proc::StartMethod::Spawn))
+///     .build()?;
+/// assert_eq!(pool.map(id, [1, 2, 3])?, [1, 2, 3]);
+/// # Ok::<(), mp_pool::Error>(())
+/// ```
+#[derive(Default)]
+pub struct PoolBuilder {
+    processes: Option<usize>,
+    initializer: Option<(mp_proc::ErasedFunction, Result<Vec<u8>>)>,
+    maxtasks: Option<usize>,
+    spawner: Option<(crate::core::Spawner, Option<mp_proc::StartMethod>, usize)>,
+}
+
+impl fmt::Debug for PoolBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PoolBuilder")
+            .field("processes", &self.processes)
+            .field("maxtasks", &self.maxtasks)
+            .finish()
+    }
+}
+
+impl PoolBuilder {
+    /// The number of workers (Python's `processes`; by default `cpu_count()`).
+    pub fn processes(mut self, n: usize) -> PoolBuilder {
+        self.processes = Some(n);
+        self
+    }
+
+    /// Runs `f(args)` first thing in every worker (Python's `initializer`,
+    /// `initargs`). If it panics the pool is broken: calls fail with
+    /// [`Error::InitializerFailed`] instead of workers starting and dying forever.
+    pub fn initializer<A: Payload>(mut self, f: fn(A), args: A) -> PoolBuilder {
+        let erased = Function::new(f).erased();
+        self.initializer = Some((erased, mp_proc::codec::encode(&args).map_err(Error::from)));
+        self
+    }
+
+    /// Replaces each worker after it has run `n` tasks (Python's `maxtasksperchild`).
+    pub fn maxtasksperchild(mut self, n: usize) -> PoolBuilder {
+        self.maxtasks = Some(n);
+        self
+    }
+
+    /// The context whose processes (or threads) the workers are (by default,
+    /// the default start method's).
+    pub fn context<C: Context>(mut self, ctx: C) -> PoolBuilder {
+        let method = ctx.start_method();
+        let cpus = ctx.cpu_count();
+        let spawner: crate::core::Spawner =
+            Box::new(move |args| Box::new(ctx.process(worker_main, args)));
+        self.spawner = Some((spawner, method, cpus));
+        self
+    }
+
+    /// Starts the pool.
+    pub fn build(self) -> Result<Pool> {
+        let (spawner, method, cpus) = match self.spawner {
+            Some(s) => s,
+            None => {
+                let ctx = mp_proc::get_context(mp_proc::get_start_method());
+                let b = PoolBuilder {
+                    spawner: None,
+                    ..PoolBuilder::default()
+                }
+                .context(ctx);
+                b.spawner.expect("just set")
+            }
+        };
+        let processes = self.processes.unwrap_or(cpus);
+        if processes == 0 {
+            return Err(Error::InvalidArgument {
+                what: "processes must be at least 1".into(),
+            });
+        }
+        if self.maxtasks == Some(0) {
+            return Err(Error::InvalidArgument {
+                what: "maxtasksperchild must be at least 1".into(),
+            });
+        }
+        let initializer = match self.initializer {
+            Some((f, args)) => {
+                if let Some(m) = method {
+                    f.check(m, "the pool's initializer")?;
+                }
+                Some((f, args?))
+            }
+            None => None,
+        };
+        let core = Core::start(Setup {
+            processes,
+            spawner,
+            initializer,
+            maxtasks: self.maxtasks,
+        })?;
+        Ok(Pool {
+            core: Arc::new(core),
+            method,
+        })
+    }
+}
+
+fn decode_one<R: Payload>(job: &Job, _items: usize) -> Result<R> {
+    let mut out = None;
+    job.each(1, |r| {
+        out = Some(r.and_then(|bytes| Ok(mp_proc::codec::decode(bytes)?)))
+    });
+    out.unwrap_or(Err(Error::Terminated))
+}
+
+fn decode_all<R: Payload>(job: &Job, items: usize) -> Result<Vec<R>> {
+    let mut values = Vec::with_capacity(items);
+    let mut first_error = None;
+    job.each(items, |r| {
+        if first_error.is_none() {
+            match r.and_then(|bytes| Ok(mp_proc::codec::decode(bytes)?)) {
+                Ok(v) => values.push(v),
+                Err(e) => first_error = Some(e),
+            }
+        }
+    });
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(values),
+    }
+}
+
+fn encode<A: serde::Serialize>(a: &A) -> ItemResult {
+    mp_proc::codec::encode(a).map_err(Error::from)
+}
+
+/// CPython's default chunk size for `map`: items over four chunks per worker.
+fn default_chunksize(items: usize, processes: usize) -> usize {
+    let (chunk, extra) = (items / (processes * 4), items % (processes * 4));
+    (chunk + usize::from(extra > 0)).max(1)
+}
+
+impl Pool {
+    /// A pool of `processes` workers (`None`: [`mp_proc::cpu_count`]) with
+    /// the default start method (Python's `Pool(processes)`).
+    pub fn new(processes: Option<usize>) -> Result<Pool> {
+        let b = Pool::builder();
+        match processes {
+            Some(n) => b.processes(n).build(),
+            None => b.build(),
+        }
+    }
+
+    /// The settings of a pool to build.
+    pub fn builder() -> PoolBuilder {
+        PoolBuilder::default()
+    }
+
+    /// The number of workers.
+    pub fn processes(&self) -> usize {
+        self.core.processes
+    }
+
+    fn check(&self, func: &mp_proc::ErasedFunction) -> Result<()> {
+        if let Some(m) = self.method {
+            func.check(m, "a pool task")?;
+        }
+        Ok(())
+    }
+
+    /// Submits a call of `func` on every item, `chunksize` items per task
+    /// (`None`: CPython's default). Each task's arguments are encoded into
+    /// one buffer, with no allocation per item.
+    fn submit<A: Payload, R: Payload>(
+        &self,
+        func: mp_proc::ErasedFunction,
+        items: impl IntoIterator<Item = A>,
+        chunksize: Option<usize>,
+        decode: crate::result::Decode<R>,
+    ) -> AsyncResult<R> {
+        if chunksize == Some(0) {
+            return AsyncResult::failed(
+                Error::InvalidArgument {
+                    what: "chunksize must be at least 1".into(),
+                },
+                decode,
+            );
+        }
+        if let Err(e) = self.check(&func) {
+            return AsyncResult::failed(e, decode);
+        }
+        let items: Vec<A> = items.into_iter().collect();
+        let n = items.len();
+        let chunksize = chunksize.unwrap_or_else(|| default_chunksize(n, self.processes()));
+        let job = match self.core.new_job(Some(n)) {
+            Ok(job) => job,
+            Err(e) => return AsyncResult::failed(e, decode),
+        };
+        for (c, chunk) in items.chunks(chunksize).enumerate() {
+            let mut buf = Vec::with_capacity(chunk.len() * 8);
+            for item in chunk {
+                let at = crate::records::begin(&mut buf);
+                match mp_proc::codec::encode_into(item, std::mem::take(&mut buf)) {
+                    Ok(b) => {
+                        buf = b;
+                        crate::records::finish(&mut buf, at, crate::records::VALUE);
+                    }
+                    Err(_) => {
+                        // The failed encoder handed nothing back: rebuild.
+                        buf = reencode(chunk);
+                        break;
+                    }
+                }
+            }
+            self.core
+                .submit_records(job, func, c * chunksize, chunk.len(), buf);
+        }
+        AsyncResult::new(self.core.clone(), job, n, decode)
+    }
+}
+
+/// Rebuilds a task's records when an item fails to encode (rare): every item
+/// again, the failing ones as encoding errors.
+fn reencode<A: Payload>(chunk: &[A]) -> Vec<u8> {
+    let mut buf = Vec::new();
+    for item in chunk {
+        match mp_proc::codec::encode(item) {
+            Ok(bytes) => crate::records::push(&mut buf, crate::records::VALUE, &bytes),
+            Err(e) => crate::records::push(
+                &mut buf,
+                crate::records::ENCODING,
+                Error::from(e).to_string().as_bytes(),
+            ),
+        }
+    }
+    buf
+}
+
+impl Pool {
+    /// Calls `f(args)` in a worker and waits for the result (Python's `apply`).
+    pub fn apply<A: Payload, R: Payload>(&self, f: fn(A) -> R, args: A) -> Result<R> {
+        self.apply_async(f, args).get()
+    }
+
+    /// Calls `f(args)` in a worker (Python's `apply_async`).
+    pub fn apply_async<A: Payload, R: Payload>(&self, f: fn(A) -> R, args: A) -> AsyncResult<R> {
+        self.submit(Function::new(f).erased(), [args], Some(1), decode_one::<R>)
+    }
+
+    /// `f` on every item, results in input order (Python's `map`, with its
+    /// default chunk size).
+    pub fn map<A: Payload, R: Payload>(
+        &self,
+        f: fn(A) -> R,
+        items: impl IntoIterator<Item = A>,
+    ) -> Result<Vec<R>> {
+        self.map_async(f, items).get()
+    }
+
+    /// As [`map`](Self::map), `chunksize` items per task.
+    pub fn map_chunked<A: Payload, R: Payload>(
+        &self,
+        f: fn(A) -> R,
+        items: impl IntoIterator<Item = A>,
+        chunksize: usize,
+    ) -> Result<Vec<R>> {
+        self.map_async_chunked(f, items, chunksize).get()
+    }
+
+    /// As [`map`](Self::map), without waiting (Python's `map_async`).
+    pub fn map_async<A: Payload, R: Payload>(
+        &self,
+        f: fn(A) -> R,
+        items: impl IntoIterator<Item = A>,
+    ) -> AsyncResult<Vec<R>> {
+        self.submit(Function::new(f).erased(), items, None, decode_all::<R>)
+    }
+
+    /// As [`map_async`](Self::map_async), `chunksize` items per task.
+    pub fn map_async_chunked<A: Payload, R: Payload>(
+        &self,
+        f: fn(A) -> R,
+        items: impl IntoIterator<Item = A>,
+        chunksize: usize,
+    ) -> AsyncResult<Vec<R>> {
+        self.submit(
+            Function::new(f).erased(),
+            items,
+            Some(chunksize),
+            decode_all::<R>,
+        )
+    }
+
+    /// `f` applied to each tuple's parts (Python's `starmap`).
+    ///
+    /// ```
+    /// fn add(a: u32, b: u32) -> u32 {
+    ///     a + b
+    /// }
+    /// let pool = mp_pool::Pool::new(Some(2))?;
+    /// let f: fn(u32, u32) -> u32 = add;
+    /// assert_eq!(pool.starmap(f, [(1, 2), (3, 4)])?, [3, 7]);
+    /// # Ok::<(), mp_pool::Error>(())
+    /// ```
+    pub fn starmap<Args: Payload, R: Payload>(
+        &self,
+        f: impl StarFunction<Args, R>,
+        items: impl IntoIterator<Item = Args>,
+    ) -> Result<Vec<R>> {
+        self.starmap_async(f, items).get()
+    }
+
+    /// As [`starmap`](Self::starmap), without waiting (Python's `starmap_async`).
+    pub fn starmap_async<Args: Payload, R: Payload>(
+        &self,
+        f: impl StarFunction<Args, R>,
+        items: impl IntoIterator<Item = Args>,
+    ) -> AsyncResult<Vec<R>> {
+        self.submit(f.erase(), items, None, decode_all::<R>)
+    }
+
+    fn lazy<A: Payload, R: Payload, I>(
+        &self,
+        f: fn(A) -> R,
+        items: I,
+        chunksize: usize,
+        ordered: bool,
+    ) -> IMap<R>
+    where
+        I: IntoIterator<Item = A>,
+        I::IntoIter: Send + 'static,
+    {
+        if chunksize == 0 {
+            return IMap::failed(Error::InvalidArgument {
+                what: "chunksize must be at least 1".into(),
+            });
+        }
+        let func = Function::new(f).erased();
+        if let Err(e) = self.check(&func) {
+            return IMap::failed(e);
+        }
+        match self.core.new_job(None) {
+            Ok(job) => {
+                let source = Box::new(items.into_iter().map(|a| encode(&a)));
+                IMap::new(self.core.clone(), job, func, source, chunksize, ordered)
+            }
+            Err(e) => IMap::failed(e),
+        }
+    }
+
+    /// `f` on every item, as an iterator of results in input order (Python's
+    /// `imap`). The input is pulled as workers free up, a bounded number of
+    /// items ahead, so it may be endless.
+    pub fn imap<A: Payload, R: Payload, I>(&self, f: fn(A) -> R, items: I) -> IMap<R>
+    where
+        I: IntoIterator<Item = A>,
+        I::IntoIter: Send + 'static,
+    {
+        self.lazy(f, items, 1, true)
+    }
+
+    /// As [`imap`](Self::imap), `chunksize` items per task.
+    pub fn imap_chunked<A: Payload, R: Payload, I>(
+        &self,
+        f: fn(A) -> R,
+        items: I,
+        chunksize: usize,
+    ) -> IMap<R>
+    where
+        I: IntoIterator<Item = A>,
+        I::IntoIter: Send + 'static,
+    {
+        self.lazy(f, items, chunksize, true)
+    }
+
+    /// As [`imap`](Self::imap), results in the order they finish (Python's
+    /// `imap_unordered`).
+    pub fn imap_unordered<A: Payload, R: Payload, I>(&self, f: fn(A) -> R, items: I) -> IMap<R>
+    where
+        I: IntoIterator<Item = A>,
+        I::IntoIter: Send + 'static,
+    {
+        self.lazy(f, items, 1, false)
+    }
+
+    /// As [`imap_unordered`](Self::imap_unordered), `chunksize` items per task.
+    pub fn imap_unordered_chunked<A: Payload, R: Payload, I>(
+        &self,
+        f: fn(A) -> R,
+        items: I,
+        chunksize: usize,
+    ) -> IMap<R>
+    where
+        I: IntoIterator<Item = A>,
+        I::IntoIter: Send + 'static,
+    {
+        self.lazy(f, items, chunksize, false)
+    }
+
+    /// Takes no more work; the workers finish what was submitted, then exit
+    /// (Python's `close`).
+    pub fn close(&self) {
+        self.core.close()
+    }
+
+    /// Stops the workers now; unfinished calls fail with [`Error::Terminated`]
+    /// (Python's `terminate`).
+    pub fn terminate(&self) {
+        self.core.terminate(Error::Terminated)
+    }
+
+    /// Waits for the workers to exit, after [`close`](Self::close) or
+    /// [`terminate`](Self::terminate) ([`Error::StillRunning`] before).
+    pub fn join(&self) -> Result<()> {
+        self.core.join()
+    }
+}
+
+impl Drop for Pool {
+    /// Terminates the pool and waits for its workers, as leaving a
+    /// `with Pool()` block does: no process is left behind.
+    fn drop(&mut self) {
+        self.core.terminate(Error::Terminated);
+        let _ = self.core.join();
+    }
+}
+
+impl fmt::Debug for Pool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pool")
+            .field("processes", &self.core.processes)
+            .field("state", &self.core.run_state())
+            .finish()
+    }
+}

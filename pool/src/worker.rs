@@ -1,0 +1,174 @@
+//! The worker: what every pool process (or thread) runs, and the messages it
+//! exchanges with its pool over its own connection.
+
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+
+use mp_proc::{BoundFunction, Connection, ErasedFunction};
+use serde::{Deserialize, Serialize};
+
+use crate::records;
+
+/// One task: a function and the records of its items' arguments.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct TaskMsg {
+    pub(crate) id: u64,
+    pub(crate) func: ErasedFunction,
+    #[serde(with = "serde_bytes")]
+    pub(crate) items: Vec<u8>,
+}
+
+/// The records of a task's outcomes, one per item.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct DoneMsg {
+    pub(crate) id: u64,
+    #[serde(with = "serde_bytes")]
+    pub(crate) outcomes: Vec<u8>,
+}
+
+/// From the pool to one worker.
+#[derive(Serialize, Deserialize)]
+pub(crate) enum ToWorker {
+    /// Run these tasks, in order.
+    Tasks(Vec<TaskMsg>),
+    /// Finish: exit after the tasks sent before.
+    Stop,
+}
+
+/// From one worker to its pool.
+#[derive(Serialize, Deserialize)]
+pub(crate) enum FromWorker {
+    /// Tasks done, and tasks given back unrun (the worker reached
+    /// `maxtasksperchild` and exits).
+    Done {
+        done: Vec<DoneMsg>,
+        returned: Vec<u64>,
+    },
+    /// The initializer panicked; the worker exits.
+    InitFailed(String),
+}
+
+/// A worker's arguments (a `Process` target takes one value).
+#[derive(Serialize, Deserialize)]
+pub(crate) struct WorkerArgs {
+    pub(crate) conn: Connection,
+    pub(crate) initializer: Option<(ErasedFunction, Vec<u8>)>,
+    pub(crate) maxtasks: Option<usize>,
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "Box<dyn Any>".to_owned()
+    }
+}
+
+/// Calls `func` on `args`, appending the outcome record to `out`. A panic
+/// is caught; `mp_proc::exit` inside the function ends the worker, as it
+/// would any process.
+fn call(func: &BoundFunction, args: &[u8], out: &mut Vec<u8>) {
+    let at = records::begin(out);
+    match catch_unwind(AssertUnwindSafe(|| func.call_into(args, out))) {
+        Ok(Ok(())) => records::finish(out, at, records::VALUE),
+        Ok(Err(e)) => {
+            out.truncate(at);
+            records::push(out, records::ENCODING, e.to_string().as_bytes());
+        }
+        Err(payload) if mp_proc::is_exit_request(&*payload) => resume_unwind(payload),
+        Err(payload) => {
+            out.truncate(at);
+            records::push(out, records::PANICKED, panic_message(&*payload).as_bytes());
+        }
+    }
+}
+
+/// Functions found in this process, by their erased form (a pool runs few).
+#[derive(Default)]
+struct Bound(Vec<(ErasedFunction, BoundFunction)>);
+
+impl Bound {
+    fn get(&mut self, f: &ErasedFunction) -> mp_proc::Result<BoundFunction> {
+        if let Some((_, b)) = self.0.iter().find(|(e, _)| e == f) {
+            return Ok(*b);
+        }
+        let b = f.bind()?;
+        self.0.push((*f, b));
+        Ok(b)
+    }
+}
+
+fn run_task(bound: &mut Bound, task: &TaskMsg) -> Vec<u8> {
+    let mut out = Vec::with_capacity(task.items.len() + 64);
+    let func = bound.get(&task.func);
+    for (tag, bytes) in records::iter(&task.items) {
+        match (&func, tag) {
+            (Ok(f), records::VALUE) => call(f, bytes, &mut out),
+            (Err(e), records::VALUE) => {
+                records::push(&mut out, records::ENCODING, e.to_string().as_bytes())
+            }
+            (_, tag) => records::push(&mut out, tag, bytes),
+        }
+    }
+    out
+}
+
+/// The worker's loop: Python's `multiprocessing.pool.worker`.
+pub(crate) fn worker_main(args: WorkerArgs) {
+    // Ctrl-C goes to the whole process group: the pool handles it, its
+    // workers do not (no storm of tracebacks).
+    crate::sys::ignore_sigint();
+    let log = mp_logging::get_logger();
+    let conn = args.conn;
+    let mut bound = Bound::default();
+    if let Some((init, init_args)) = args.initializer {
+        let mut out = Vec::new();
+        match bound.get(&init) {
+            Ok(f) => call(&f, &init_args, &mut out),
+            Err(e) => records::push(&mut out, records::ENCODING, e.to_string().as_bytes()),
+        }
+        if let Some((records::PANICKED | records::ENCODING, message, _)) = records::read(&out, 0) {
+            let _ = conn.send(&FromWorker::InitFailed(
+                String::from_utf8_lossy(message).into_owned(),
+            ));
+            return;
+        }
+    }
+    let mut completed = 0usize;
+    'serve: loop {
+        match conn.recv::<ToWorker>() {
+            Ok(ToWorker::Tasks(tasks)) => {
+                let mut done = Vec::with_capacity(tasks.len());
+                let mut returned = Vec::new();
+                for task in &tasks {
+                    if args.maxtasks.is_some_and(|max| completed >= max) {
+                        returned.push(task.id);
+                        continue;
+                    }
+                    done.push(DoneMsg {
+                        id: task.id,
+                        outcomes: run_task(&mut bound, task),
+                    });
+                    completed += 1;
+                }
+                if conn.send(&FromWorker::Done { done, returned }).is_err() {
+                    log.debug("worker got EOFError or OSError -- exiting");
+                    break 'serve;
+                }
+                if args.maxtasks.is_some_and(|max| completed >= max) {
+                    break 'serve;
+                }
+            }
+            Ok(ToWorker::Stop) => {
+                log.debug("worker got sentinel -- exiting");
+                break;
+            }
+            Err(_) => {
+                log.debug("worker got EOFError or OSError -- exiting");
+                break;
+            }
+        }
+    }
+    log.debug(format_args!("worker exiting after {completed} tasks"));
+}
