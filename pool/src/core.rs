@@ -237,7 +237,7 @@ pub(crate) struct Core {
 pub(crate) struct Setup {
     pub(crate) processes: usize,
     pub(crate) spawner: Spawner,
-    pub(crate) initializer: Option<(ErasedFunction, Vec<u8>)>,
+    pub(crate) initializer: Option<(ErasedFunction, mp_proc::codec::Packed)>,
     pub(crate) maxtasks: Option<usize>,
 }
 

@@ -60,7 +60,7 @@ pub struct Pool {
 #[derive(Default)]
 pub struct PoolBuilder {
     processes: Option<usize>,
-    initializer: Option<(mp_proc::ErasedFunction, Result<Vec<u8>>)>,
+    initializer: Option<(mp_proc::ErasedFunction, Result<mp_proc::codec::Packed>)>,
     maxtasks: Option<usize>,
     spawner: Option<(crate::core::Spawner, Option<mp_proc::StartMethod>, usize)>,
 }
@@ -82,11 +82,13 @@ impl PoolBuilder {
     }
 
     /// Runs `f(args)` first thing in every worker (Python's `initializer`,
-    /// `initargs`). If it panics the pool is broken: calls fail with
+    /// `initargs`). The arguments may hold handles (a `Value`, a `Queue`, a
+    /// `Lock`): each worker gets them, the usual way to share those with a
+    /// pool. If `f` panics the pool is broken: calls fail with
     /// [`Error::InitializerFailed`] instead of workers starting and dying forever.
     pub fn initializer<A: Payload>(mut self, f: fn(A), args: A) -> PoolBuilder {
         let erased = Function::new(f).erased();
-        self.initializer = Some((erased, mp_proc::codec::encode(&args).map_err(Error::from)));
+        self.initializer = Some((erased, mp_proc::codec::Packed::pack(&args).map_err(Error::from)));
         self
     }
 

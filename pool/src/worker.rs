@@ -51,7 +51,7 @@ pub(crate) enum FromWorker {
 #[derive(Serialize, Deserialize)]
 pub(crate) struct WorkerArgs {
     pub(crate) conn: Connection,
-    pub(crate) initializer: Option<(ErasedFunction, Vec<u8>)>,
+    pub(crate) initializer: Option<(ErasedFunction, mp_proc::codec::Packed)>,
     pub(crate) maxtasks: Option<usize>,
 }
 
@@ -125,7 +125,13 @@ pub(crate) fn worker_main(args: WorkerArgs) {
     if let Some((init, init_args)) = args.initializer {
         let mut out = Vec::new();
         match bound.get(&init) {
-            Ok(f) => call(&f, &init_args, &mut out),
+            // The arguments may hold handles (a Value, a Queue): their
+            // descriptors came with the packed value.
+            Ok(f) => {
+                if let Err(e) = init_args.with_handles(|bytes| call(&f, bytes, &mut out)) {
+                    records::push(&mut out, records::ENCODING, e.to_string().as_bytes());
+                }
+            }
             Err(e) => records::push(&mut out, records::ENCODING, e.to_string().as_bytes()),
         }
         if let Some((records::PANICKED | records::ENCODING, message, _)) = records::read(&out, 0) {

@@ -1,10 +1,14 @@
 //! The encoding of typed values between processes (postcard), for crates that
 //! carry values of their own (a pool's arguments and results, a manager's
-//! requests). Handles (`Connection`, queues, ...) cannot be encoded here:
-//! they travel only inside a child's `args`.
+//! requests). Handles (`Connection`, queues, ...) cannot be encoded by
+//! [`encode`]: they travel inside a child's `args`, or packed with their
+//! descriptors in a [`Packed`] that itself goes into a child's `args`.
 
-use serde::Serialize;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Arc;
+
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::Result;
 
@@ -27,4 +31,81 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
 /// Appends the encoding of `value` to `out` and returns it.
 pub fn encode_into<T: Serialize + ?Sized>(value: &T, out: Vec<u8>) -> Result<Vec<u8>> {
     crate::payload::encode_into(value, out)
+}
+
+/// A value encoded once together with the descriptors of its handles, to be
+/// given to many children: serializing a `Packed` into a child's `args`
+/// moves its descriptors there, and [`unpack`](Packed::unpack) in the child
+/// rebuilds the value, handles included. (A pool sends its initializer's
+/// arguments to each worker this way.)
+///
+/// ```
+/// let q = mp_proc::Queue::<u8>::new()?;
+/// let packed = mp_proc::codec::Packed::pack(&(q.clone(), 7u8))?;
+/// let (q2, n): (mp_proc::Queue<u8>, u8) = packed.unpack()?;
+/// q2.put(n)?;
+/// assert_eq!(q.get()?, 7);
+/// # Ok::<(), mp_proc::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct Packed {
+    bytes: Vec<u8>,
+    fds: Vec<Arc<OwnedFd>>,
+}
+
+impl Packed {
+    /// Encodes `value`, keeping a duplicate of each handle's descriptor.
+    pub fn pack<T: Serialize + ?Sized>(value: &T) -> Result<Packed> {
+        let (bytes, raw) = crate::payload::encode_with_fds(value)?;
+        let fds = raw
+            .into_iter()
+            .map(|fd| crate::sys::fd::dup_at_least(fd, 0).map(Arc::new))
+            .collect::<std::io::Result<_>>()
+            .map_err(|e| crate::Error::os("dup", e))?;
+        Ok(Packed { bytes, fds })
+    }
+
+    /// Decodes the value, with fresh duplicates of its descriptors.
+    pub fn unpack<T: DeserializeOwned>(&self) -> Result<T> {
+        let fds = self.dup_fds()?;
+        crate::payload::decode_with_fds(&self.bytes, fds)
+    }
+
+    fn dup_fds(&self) -> Result<Vec<OwnedFd>> {
+        self.fds.iter().map(|fd| fd.try_clone()).collect::<std::io::Result<_>>().map_err(|e| crate::Error::os("dup", e))
+    }
+
+    /// The encoded bytes (without the descriptors).
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Runs `f` with this value's descriptors available to the handles that
+    /// code inside it decodes (e.g. a function's runner decoding its argument).
+    pub fn with_handles<R>(&self, f: impl FnOnce(&[u8]) -> R) -> Result<R> {
+        let fds = self.dup_fds()?;
+        Ok(crate::payload::with_fds(fds, || f(&self.bytes)))
+    }
+}
+
+impl Serialize for Packed {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let indices = self
+            .fds
+            .iter()
+            .map(|fd| crate::payload::push_fd(fd.as_fd(), "packed value"))
+            .collect::<std::result::Result<Vec<u32>, S::Error>>()?;
+        (&self.bytes, indices).serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Packed {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let (bytes, indices) = <(Vec<u8>, Vec<u32>)>::deserialize(d)?;
+        let fds = indices
+            .into_iter()
+            .map(|i| crate::payload::take_fd(i, "packed value").map(Arc::new))
+            .collect::<std::result::Result<_, D::Error>>()?;
+        Ok(Packed { bytes, fds })
+    }
 }

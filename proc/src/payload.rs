@@ -93,10 +93,15 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
 
 /// Decodes a child's arguments, whose handles take their descriptors from `fds`.
 pub(crate) fn decode_with_fds<T: DeserializeOwned>(bytes: &[u8], fds: Vec<OwnedFd>) -> Result<T> {
+    with_fds(fds, || decode(bytes))
+}
+
+/// Runs `f` with `fds` available to the handles it decodes.
+pub(crate) fn with_fds<R>(fds: Vec<OwnedFd>, f: impl FnOnce() -> R) -> R {
     let previous = SOURCE.with(|s| s.borrow_mut().replace(fds));
-    let value = decode(bytes);
+    let r = f();
     SOURCE.with(|s| *s.borrow_mut() = previous);
-    value
+    r
 }
 
 /// Records `fd` for the child being encoded and returns its index. Outside of
