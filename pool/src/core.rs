@@ -675,9 +675,19 @@ impl Scheduler {
                 let _ = w.conn.send(&ToWorker::Tasks(msgs));
             }
 
-            // Wait for outcomes, a dead worker, or a wake-up.
+            // Wait for outcomes, a dead worker, or a wake-up. A worker's end
+            // shows on its sentinel even if something else (a process its
+            // task started) still holds its end of the connection.
+            let n = self.workers.len();
             let mut fds = vec![self.wake.as_fd()];
             fds.extend(self.workers.iter().map(|w| w.conn.as_fd()));
+            let mut sentinel_of = Vec::new();
+            for (i, w) in self.workers.iter().enumerate() {
+                if let Some(fd) = w.process.sentinel() {
+                    fds.push(fd);
+                    sentinel_of.push(i);
+                }
+            }
             let ready = mp_proc::connection::wait_fds(&fds, None).unwrap_or_default();
             drop(fds);
             if ready.contains(&0) {
@@ -685,11 +695,23 @@ impl Scheduler {
                 let _ = self.wake.read(&mut buf);
             }
             let mut dead = Vec::new();
-            for &r in ready.iter().filter(|&&r| r > 0) {
+            for &r in ready.iter().filter(|&&r| r > 0 && r <= n) {
                 if !self.collect(r - 1) {
                     dead.push(r - 1);
                 }
             }
+            for &r in ready.iter().filter(|&&r| r > n) {
+                let i = sentinel_of[r - n - 1];
+                if dead.contains(&i) {
+                    continue;
+                }
+                // It has ended: what it sent before is in the connection.
+                if matches!(self.workers[i].conn.poll(Some(Duration::ZERO)), Ok(true)) {
+                    self.collect(i);
+                }
+                dead.push(i);
+            }
+            dead.sort_unstable();
             for i in dead.into_iter().rev() {
                 self.bury(i);
             }

@@ -88,7 +88,10 @@ impl PoolBuilder {
     /// [`Error::InitializerFailed`] instead of workers starting and dying forever.
     pub fn initializer<A: Payload>(mut self, f: fn(A), args: A) -> PoolBuilder {
         let erased = Function::new(f).erased();
-        self.initializer = Some((erased, mp_proc::codec::Packed::pack(&args).map_err(Error::from)));
+        self.initializer = Some((
+            erased,
+            mp_proc::codec::Packed::pack(&args).map_err(Error::from),
+        ));
         self
     }
 

@@ -4,7 +4,7 @@
 
 #![allow(missing_docs, clippy::print_stdout, clippy::print_stderr)]
 
-mod support;
+use mp_testkit::bench as support;
 
 use std::hint::black_box;
 use std::os::fd::AsFd;

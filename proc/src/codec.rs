@@ -72,7 +72,11 @@ impl Packed {
     }
 
     fn dup_fds(&self) -> Result<Vec<OwnedFd>> {
-        self.fds.iter().map(|fd| fd.try_clone()).collect::<std::io::Result<_>>().map_err(|e| crate::Error::os("dup", e))
+        self.fds
+            .iter()
+            .map(|fd| fd.try_clone())
+            .collect::<std::io::Result<_>>()
+            .map_err(|e| crate::Error::os("dup", e))
     }
 
     /// The encoded bytes (without the descriptors).

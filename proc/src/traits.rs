@@ -33,6 +33,11 @@ pub trait ProcessLike: Send + 'static {
     fn exitcode(&self) -> Option<i32>;
     /// Its process id once started (a thread's: its process's).
     fn pid(&self) -> Option<u32>;
+    /// A descriptor that becomes readable when it ends (Python's
+    /// `sentinel`); `None` before `start()` or where there is none (a thread).
+    fn sentinel(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        None
+    }
 }
 
 /// The methods of [`Queue`](crate::Queue).
@@ -288,6 +293,9 @@ impl ProcessLike for crate::Process {
     }
     fn pid(&self) -> Option<u32> {
         crate::Process::pid(self)
+    }
+    fn sentinel(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        crate::Process::sentinel(self)
     }
 }
 

@@ -220,13 +220,14 @@ fn run_examples(root: &Path) -> Result {
     Ok(())
 }
 
-/// mp-logging stands alone: it may not depend on any other mp crate; and
-/// mp-proc depends on no mp crate but mp-logging.
+/// mp-logging stands alone: it may not depend on any other mp crate;
+/// mp-proc depends on no mp crate but mp-logging; mp-pool on those two.
 fn check_crate_boundaries(root: &Path) -> Result {
     eprintln!("\n==> crate boundaries (cargo tree)");
     for (package, allowed) in [
         ("mp-logging", &["mp-logging"][..]),
         ("mp-proc", &["mp-proc", "mp-logging"][..]),
+        ("mp-pool", &["mp-pool", "mp-proc", "mp-logging"][..]),
     ] {
         let out = cargo()
             .args([
@@ -367,6 +368,8 @@ fn publish_check(root: &Path) -> Result {
         "--allow-dirty",
         "--exclude",
         "xtask",
+        "--exclude",
+        "mp-testkit",
     ]);
     run(root, c)
 }

@@ -3,20 +3,20 @@
 mod fork {
     mp_proc::conformance_tests!(
         mp_proc::get_context(mp_proc::StartMethod::Fork),
-        crate::util::guard()
+        mp_testkit::guard()
     );
 }
 
 mod spawn {
     mp_proc::conformance_tests!(
         mp_proc::get_context(mp_proc::StartMethod::Spawn),
-        crate::util::guard()
+        mp_testkit::guard()
     );
 }
 
 mod forkserver {
     mp_proc::conformance_tests!(
         mp_proc::get_context(mp_proc::StartMethod::Forkserver),
-        crate::util::guard()
+        mp_testkit::guard()
     );
 }

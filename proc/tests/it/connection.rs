@@ -9,9 +9,9 @@ use std::time::Duration;
 use mp_proc::connection::wait;
 use mp_proc::{Connection, Error, Process, StartMethod, pipe};
 
-use crate::util::guard;
+use mp_testkit::guard;
 
-crate::for_each_method!(
+mp_testkit::for_each_method!(
     echo_child_round_trips_values_bytes_and_big_messages,
     a_peer_that_exits_is_end_of_file_not_a_hang,
     a_peer_killed_mid_frame_is_a_truncated_frame,

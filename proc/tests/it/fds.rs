@@ -5,9 +5,9 @@ use std::os::fd::AsFd;
 
 use mp_proc::{Connection, StartMethod, get_context, pipe};
 
-use crate::util::guard;
+use mp_testkit::guard;
 
-crate::for_each_method!(only_the_passed_descriptors_reach_the_child);
+mp_testkit::for_each_method!(only_the_passed_descriptors_reach_the_child);
 
 type FdList = Vec<(i32, String)>;
 

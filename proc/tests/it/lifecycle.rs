@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use mp_proc::{Connection, Error, Process, StartMethod, pipe};
 
-use crate::util::{Undecodable, Unserializable, guard};
+use mp_testkit::{Undecodable, Unserializable, guard};
 
-crate::for_each_method!(
+mp_testkit::for_each_method!(
     returns_exit_code_zero,
     panic_gives_exit_code_one,
     exit_n_gives_n,
@@ -296,7 +296,7 @@ fn active_children_lists_running_children_and_reaps(method: StartMethod) {
         .collect();
     assert_eq!(names, ["still-running"]);
     assert!(
-        !crate::util::zombies().contains(&done_pid),
+        !mp_testkit::zombies().contains(&done_pid),
         "active_children reaps"
     );
     assert_eq!(done.join().unwrap(), 0, "the exit code survives reaping");
@@ -500,19 +500,19 @@ fn the_main_process_knows_itself() {
 
 fn a_dropped_running_process_is_reaped_when_it_ends(method: StartMethod) {
     let _g = guard();
-    let fds_before = crate::util::open_fds().len();
+    let fds_before = mp_testkit::open_fds().len();
     let (here, there) = pipe(true).unwrap();
     let mut p = Process::new(block, there).start_method(method);
     p.start().unwrap();
     let pid = p.pid().unwrap();
     drop(p); // never blocks, although the child runs
-    assert!(crate::util::exists(pid));
+    assert!(mp_testkit::exists(pid));
     drop(here); // the child ends now
     // Wait on the condition itself (bounded only as a guard against a hang):
     // the child is gone, not a zombie, and its descriptors are closed.
     let start = std::time::Instant::now();
-    while crate::util::processes().iter().any(|(p, _, _)| *p == pid)
-        || crate::util::open_fds().len() != fds_before
+    while mp_testkit::processes().iter().any(|(p, _, _)| *p == pid)
+        || mp_testkit::open_fds().len() != fds_before
     {
         assert!(
             start.elapsed() < Duration::from_secs(120),

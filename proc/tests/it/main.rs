@@ -1,8 +1,6 @@
 //! mp-proc's integration tests. Behaviours are written once as
 //! `fn(StartMethod)` and instantiated for fork, spawn and forkserver.
 
-mod util;
-
 mod conformance;
 mod connection;
 mod fds;

@@ -5,11 +5,11 @@ use std::time::Duration;
 
 use mp_proc::{Connection, Error, Event, Process, Queue, SimpleQueue, StartMethod, pipe};
 
-use crate::util::{Undecodable, Unserializable, guard};
+use mp_testkit::{Undecodable, Unserializable, guard};
 
 // FIFO order, many producers and consumers, bounds, timeouts and joinable
 // queues are in the conformance suite; these are the process-specific ones.
-crate::for_each_method!(
+mp_testkit::for_each_method!(
     a_producer_that_exits_with_items_queued_is_joined_at_once,
     close_wakes_a_blocked_getter,
     a_consumer_killed_while_getting_does_not_wedge_the_queue,

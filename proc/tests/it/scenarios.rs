@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use mp_logging::Level;
 use mp_proc::{Connection, Error, Process, StartMethod, pipe};
 
-use crate::util::{SCENARIO, guard, records, scenario as run};
+use mp_testkit::{SCENARIO, guard, records, scenario as run};
 
 /// Not a test of its own: the body of the scenarios, selected by env var.
 #[test]
@@ -43,7 +43,7 @@ fn lifecycle(method: StartMethod) {
     assert_eq!(p.join().unwrap(), 0);
 }
 
-crate::for_each_method!(
+mp_testkit::for_each_method!(
     children_log_the_lifecycle_lines_under_their_own_name,
     children_inherit_level_and_handler,
     exit_terminates_daemons_and_joins_children
@@ -265,7 +265,7 @@ fn a_child_whose_bootstrap_did_not_run_refuses_to_start_processes() {
 /// The fork server of this process: a child whose command line has the marker.
 fn forkserver_pid() -> Option<u32> {
     let me = std::process::id();
-    crate::util::processes()
+    mp_testkit::processes()
         .into_iter()
         .find_map(|(pid, ppid, _)| {
             let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();

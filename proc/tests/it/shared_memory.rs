@@ -5,9 +5,9 @@ use std::time::{Duration, Instant};
 
 use mp_proc::{Connection, Error, Process, SharedMemory, StartMethod, pipe};
 
-use crate::util::guard;
+use mp_testkit::guard;
 
-crate::for_each_method!(
+mp_testkit::for_each_method!(
     a_block_passed_to_a_child_is_the_same_memory,
     nothing_is_left_after_a_normal_exit,
     nothing_is_left_after_a_panic,

@@ -2,9 +2,9 @@
 
 use mp_proc::{Connection, Error, StartMethod, get_context};
 
-use crate::util::{Undecodable, guard};
+use mp_testkit::{Undecodable, guard};
 
-crate::for_each_method!(
+mp_testkit::for_each_method!(
     returns_the_value,
     a_panic_comes_back_with_its_message,
     exit_and_signals_come_back_as_no_result,

@@ -8,11 +8,11 @@ use mp_proc::{
     StartMethod, Value,
 };
 
-use crate::util::guard;
+use mp_testkit::guard;
 
 // The behaviours shared with the thread backend (lock exclusion, conditions,
 // semaphores, events, barriers) are in the conformance suite; these are the others.
-crate::for_each_method!(
+mp_testkit::for_each_method!(
     a_lock_whose_owner_died_reports_it,
     a_lock_held_elsewhere_is_locked,
     values_and_arrays_are_shared,

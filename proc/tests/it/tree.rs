@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use mp_proc::{Connection, Error, Process, StartMethod, pipe};
 
-use crate::util::guard;
+use mp_testkit::guard;
 
-crate::for_each_method!(
+mp_testkit::for_each_method!(
     daemon_grandchild_ends_when_its_parent_returns,
     daemon_grandchild_ends_when_its_parent_is_killed
 );
@@ -134,7 +134,7 @@ fn daemon_grandchild_ends_when_its_parent_is_killed(method: StartMethod) {
     assert!(matches!(report_here.recv::<Report>(), Err(Error::Eof)));
     // The non-daemon goes on, as in CPython, until released.
     assert!(
-        crate::util::exists(started[1]),
+        mp_testkit::exists(started[1]),
         "the non-daemon grandchild was killed with its parent"
     );
     drop(worker_hold_here);

@@ -1,4 +1,12 @@
-//! Helpers shared by the integration tests.
+//! The mp workspace's test and benchmark helpers (not published): the
+//! guard every integration test holds (no zombie, no leaked descriptor, no
+//! leaked shared memory), process-table queries, scenario re-runs of a test
+//! binary, values that refuse to encode or decode, and in [`bench`] what the
+//! benchmarks share.
+
+#![allow(missing_docs, missing_debug_implementations)]
+
+pub mod bench;
 
 use std::process::{Command, Output, Stdio};
 use std::sync::{Mutex, MutexGuard};
@@ -27,7 +35,7 @@ static SERIAL: Mutex<()> = Mutex::new(());
 /// Held by every test: tests of one binary run one at a time (under
 /// `cargo test`; nextest runs each in its own process anyway), and on drop it
 /// checks that the test left no zombie and no descriptor behind.
-pub(crate) struct Guard {
+pub struct Guard {
     _serial: MutexGuard<'static, ()>,
     fds: Vec<String>,
 }
@@ -37,7 +45,7 @@ fn noop(_: ()) {}
 /// Takes the test lock and records the open descriptors. It first starts one
 /// child with fork and one with forkserver, so that the process-wide helpers
 /// (the alive pipe, the fork server's socket) exist before the count.
-pub(crate) fn guard() -> Guard {
+pub fn guard() -> Guard {
     let serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     for method in [StartMethod::Fork, StartMethod::Forkserver] {
         let mut p = Process::new(noop, ()).start_method(method);
@@ -82,7 +90,7 @@ impl Drop for Guard {
 }
 
 /// The descriptors open in this process, as `fd -> target` strings.
-pub(crate) fn open_fds() -> Vec<String> {
+pub fn open_fds() -> Vec<String> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
         let target = std::fs::read_link(entry.path())
@@ -101,7 +109,7 @@ pub(crate) fn open_fds() -> Vec<String> {
 }
 
 /// `(pid, ppid, state)` of every process on the machine.
-pub(crate) fn processes() -> Vec<(u32, u32, char)> {
+pub fn processes() -> Vec<(u32, u32, char)> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
@@ -123,7 +131,7 @@ pub(crate) fn processes() -> Vec<(u32, u32, char)> {
 }
 
 /// This process's zombie children.
-pub(crate) fn zombies() -> Vec<u32> {
+pub fn zombies() -> Vec<u32> {
     let me = std::process::id();
     processes()
         .into_iter()
@@ -133,18 +141,18 @@ pub(crate) fn zombies() -> Vec<u32> {
 }
 
 /// Whether process `pid` exists (and is not a zombie).
-pub(crate) fn exists(pid: u32) -> bool {
+pub fn exists(pid: u32) -> bool {
     processes()
         .into_iter()
         .any(|(p, _, s)| p == pid && s != 'Z')
 }
 
 /// Env var that selects a scenario in a re-run of this test binary.
-pub(crate) const SCENARIO: &str = "MP_PROC_TEST_SCENARIO";
+pub const SCENARIO: &str = "MP_TEST_SCENARIO";
 
 /// Runs the `scenarios::scenario` test of this binary in a child process with
 /// `SCENARIO=name`, and returns what it printed.
-pub(crate) fn scenario(name: &str) -> Output {
+pub fn scenario(name: &str) -> Output {
     let out = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
@@ -167,7 +175,7 @@ pub(crate) fn scenario(name: &str) -> Output {
 }
 
 /// The log records (lines that start with `[`) in a scenario's stderr.
-pub(crate) fn records(out: &Output) -> Vec<String> {
+pub fn records(out: &Output) -> Vec<String> {
     String::from_utf8_lossy(&out.stderr)
         .lines()
         .filter(|l| l.starts_with('['))
@@ -176,7 +184,7 @@ pub(crate) fn records(out: &Output) -> Vec<String> {
 }
 
 /// Serializes to an error.
-pub(crate) struct Unserializable;
+pub struct Unserializable;
 
 impl serde::Serialize for Unserializable {
     fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
@@ -193,7 +201,7 @@ impl<'de> serde::Deserialize<'de> for Unserializable {
 }
 
 /// Serializes fine and refuses to deserialize.
-pub(crate) struct Undecodable;
+pub struct Undecodable;
 
 impl serde::Serialize for Undecodable {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -210,7 +218,7 @@ impl<'de> serde::Deserialize<'de> for Undecodable {
 }
 
 /// The `/dev/shm` entries made up by process `pid` (`psm_<pid>_...`).
-pub(crate) fn our_shm(pid: u32) -> Vec<String> {
+pub fn our_shm(pid: u32) -> Vec<String> {
     let prefix = format!("psm_{pid}_");
     std::fs::read_dir("/dev/shm")
         .map(|d| {

@@ -3,8 +3,6 @@
 //! CPython's figures from `bench/python/mp_bench.py` run in the same
 //! process tree, and the table of ratios that `cargo xtask bench` prints.
 
-#![allow(dead_code, missing_docs, unreachable_pub)]
-
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
