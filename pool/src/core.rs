@@ -14,7 +14,7 @@ use mp_proc::{Connection, ErasedFunction, ProcessLike};
 
 use crate::error::{Error, Result};
 use crate::records;
-use crate::worker::{DoneMsg, FromWorker, TaskMsg, ToWorker, WorkerArgs};
+use crate::worker::{DoneMsg, FromWorker, TaskRef, ToWorker, ToWorkerRef, WorkerArgs};
 
 pub(crate) type JobId = u64;
 /// What became of one item: its encoded result, or why there is none.
@@ -24,19 +24,19 @@ pub(crate) type Spawner = Box<dyn Fn(WorkerArgs) -> Box<dyn ProcessLike> + Send>
 /// Called once when a job completes, with its outcomes.
 pub(crate) type Callback = Box<dyn FnOnce(&Job) + Send>;
 
-/// A worker is given tasks ahead so that it never idles between them: at
-/// least two, and small ones until it holds this many items.
-const PREFETCH_TASKS: usize = 2;
-const PREFETCH_ITEMS: usize = 256;
+/// A worker is given tasks ahead, so that it never idles between them, as
+/// long as what it holds is estimated to take less than this; a worker of
+/// slow tasks holds one at a time, so that no task waits behind a slow one
+/// while another worker idles (CPython's workers take tasks one by one from
+/// a shared queue).
+const PREFETCH_WINDOW: Duration = Duration::from_millis(2);
+/// At most this many tasks are held by one worker.
+const PREFETCH_TASKS: usize = 256;
 
 /// The outcomes of one task: `count` items from index `start`.
 pub(crate) enum Chunk {
     /// Outcome records, read from `pos` (items before it were taken).
-    Records {
-        buf: Vec<u8>,
-        pos: usize,
-        taken: usize,
-    },
+    Records { buf: Vec<u8>, pos: usize },
     /// Every item failed the same way (a dead worker).
     Failed(Error),
 }
@@ -45,10 +45,9 @@ impl Chunk {
     /// Takes the next item of the chunk.
     fn take(&mut self) -> ItemResult {
         match self {
-            Chunk::Records { buf, pos, taken } => match records::read(buf, *pos) {
+            Chunk::Records { buf, pos } => match records::read(buf, *pos) {
                 Some((tag, bytes, next)) => {
                     *pos = next;
-                    *taken += 1;
                     outcome(tag, bytes)
                 }
                 None => Err(Error::Encoding {
@@ -93,13 +92,39 @@ pub(crate) struct Job {
     /// not received yet has this error.
     pub(crate) abort: Option<Error>,
     callbacks: Vec<Callback>,
+    /// Its callbacks are running (on a copy of its outcomes, without the
+    /// lock): waiters see it as not settled until they have run, as CPython's
+    /// `get()` returns after the callback.
+    in_callbacks: bool,
     /// Its AsyncResult is gone: forget the job once complete.
     orphaned: bool,
+    /// An imap's: its consumer takes outcomes one by one, so it is woken for
+    /// each (others only when the job completes).
+    lazy: bool,
 }
 
 impl Job {
+    fn new(expected: Option<usize>) -> Job {
+        Job {
+            chunks: BTreeMap::new(),
+            expected,
+            received: 0,
+            abort: None,
+            callbacks: Vec::new(),
+            in_callbacks: false,
+            orphaned: false,
+            lazy: expected.is_none(),
+        }
+    }
+
+    /// Every outcome is in (or the pool ended).
     pub(crate) fn complete(&self) -> bool {
         self.abort.is_some() || self.expected.is_some_and(|n| self.received >= n)
+    }
+
+    /// Complete, and its callbacks have run: what `get()` waits for.
+    pub(crate) fn settled(&self) -> bool {
+        self.complete() && !self.in_callbacks
     }
 
     /// Visits every item's outcome in index order without taking them;
@@ -149,28 +174,11 @@ impl Job {
             return None;
         }
         let r = chunk.take();
-        let done = match chunk {
-            Chunk::Records { taken, .. } => *taken >= *count,
-            Chunk::Failed(_) => {
-                // Shrink the failed chunk by one from the front.
-                let rest = *count - 1;
-                let e = match self.chunks.remove(&start) {
-                    Some((_, Chunk::Failed(e))) => e,
-                    _ => unreachable!(),
-                };
-                if rest > 0 {
-                    self.chunks.insert(start + 1, (rest, Chunk::Failed(e)));
-                }
-                return Some(r);
-            }
-        };
-        if done {
-            self.chunks.remove(&start);
-        } else {
-            // The chunk's next item is now index + 1.
-            let entry = self.chunks.remove(&start).expect("present");
-            self.chunks
-                .insert(index + 1, (start + entry.0 - index - 1, entry.1));
+        // The chunk's next item is now index + 1.
+        let rest = start + *count - index - 1;
+        let (_, chunk) = self.chunks.remove(&start).expect("present");
+        if rest > 0 {
+            self.chunks.insert(index + 1, (rest, chunk));
         }
         Some(r)
     }
@@ -272,7 +280,6 @@ impl Core {
         // Start the first workers here, so that a pool that cannot start any
         // is an error of its constructor.
         scheduler.fill()?;
-        mp_logging::get_logger().debug("pool started");
         let handle = std::thread::Builder::new()
             .name("mp-pool".into())
             .spawn(move || scheduler.run())
@@ -299,17 +306,7 @@ impl Core {
         }
         let id = st.next_job;
         st.next_job += 1;
-        st.jobs.insert(
-            id,
-            Job {
-                chunks: BTreeMap::new(),
-                expected,
-                received: 0,
-                abort: None,
-                callbacks: Vec::new(),
-                orphaned: false,
-            },
-        );
+        st.jobs.insert(id, Job::new(expected));
         Ok(id)
     }
 
@@ -336,7 +333,11 @@ impl Core {
             });
             match item {
                 Ok(bytes) => records::push(&mut t.items, records::VALUE, &bytes),
-                Err(e) => records::push(&mut t.items, records::ENCODING, e.to_string().as_bytes()),
+                Err(e) => records::push(
+                    &mut t.items,
+                    records::ENCODING,
+                    e.encoding_message().as_bytes(),
+                ),
             }
             t.count += 1;
             if t.count >= chunksize {
@@ -393,14 +394,17 @@ impl Core {
         self.shared.changed.notify_all();
     }
 
-    /// Adds a callback, run once the job is complete (now, if it is).
+    /// Adds a callback, run once the job is complete (now, on this thread,
+    /// if it is).
     pub(crate) fn on_complete(&self, job: JobId, callback: Callback) {
         let mut st = self.shared.lock();
-        match st.jobs.get_mut(&job) {
-            Some(j) if j.complete() => callback(j),
-            Some(j) => j.callbacks.push(callback),
-            None => {}
-        }
+        let Some(j) = st.jobs.get_mut(&job) else {
+            return;
+        };
+        j.callbacks.push(callback);
+        let due = completed(&mut st, job);
+        drop(st);
+        run_callbacks(due, &self.shared);
     }
 
     /// Takes a complete job out of the pool (its handle's `get`).
@@ -408,11 +412,19 @@ impl Core {
         self.shared.lock().jobs.remove(&job)
     }
 
+    /// Forgets an imap's job whose iterator was dropped: its tasks not handed
+    /// out yet are dropped, and outcomes still to come are ignored.
+    pub(crate) fn discard(&self, job: JobId) {
+        let mut st = self.shared.lock();
+        st.jobs.remove(&job);
+        st.pending.retain(|t| t.job != job);
+    }
+
     /// Forgets a job whose handle is gone (now if complete, else when it is).
     pub(crate) fn forget(&self, job: JobId) {
         let mut st = self.shared.lock();
         if let Some(j) = st.jobs.get_mut(&job) {
-            if j.complete() && j.callbacks.is_empty() {
+            if j.settled() && j.callbacks.is_empty() {
                 st.jobs.remove(&job);
             } else {
                 j.orphaned = true;
@@ -508,57 +520,68 @@ impl Drop for Core {
     }
 }
 
-/// Records a task's outcomes; returns the job's callbacks if it just completed.
-fn record(
-    st: &mut State,
-    job: JobId,
-    start: usize,
-    count: usize,
-    chunk: Chunk,
-) -> Option<(Vec<Callback>, JobId)> {
+/// Records a task's outcomes; returns the job if its callbacks are now due.
+fn record(st: &mut State, job: JobId, start: usize, count: usize, chunk: Chunk) -> Option<JobId> {
     let j = st.jobs.get_mut(&job)?;
     j.chunks.insert(start, (count, chunk));
     j.received += count;
     completed(st, job)
 }
 
-/// A job that is complete hands over its callbacks (once).
-fn completed(st: &mut State, job: JobId) -> Option<(Vec<Callback>, JobId)> {
+/// A complete job with callbacks is marked as running them and returned
+/// (the caller runs them with [`run_callbacks`] once it let go of the lock);
+/// a complete job nobody waits for is forgotten.
+fn completed(st: &mut State, job: JobId) -> Option<JobId> {
     let j = st.jobs.get_mut(&job)?;
-    if j.complete() && !j.callbacks.is_empty() {
-        return Some((std::mem::take(&mut j.callbacks), job));
+    if !j.complete() || j.in_callbacks {
+        return None;
     }
-    if j.complete() && j.orphaned {
+    if !j.callbacks.is_empty() {
+        j.in_callbacks = true;
+        return Some(job);
+    }
+    if j.orphaned {
         st.jobs.remove(&job);
     }
     None
 }
 
-/// Runs callbacks (on the scheduler's thread, as CPython's result handler
-/// does); the job is read under the lock, so callbacks should be quick.
-fn run_callbacks(callbacks: Option<(Vec<Callback>, JobId)>, shared: &Shared) {
-    let Some((callbacks, job)) = callbacks else {
+/// Runs a job's callbacks (on the scheduler's thread, as CPython's result
+/// handler does), without the lock, so that they may use the pool; then
+/// lets its waiters see it settled.
+fn run_callbacks(job: Option<JobId>, shared: &Shared) {
+    let Some(id) = job else {
         return;
     };
-    let mut st = shared.lock();
-    if let Some(j) = st.jobs.get(&job) {
+    loop {
+        let mut st = shared.lock();
+        let Some(j) = st.jobs.get_mut(&id) else {
+            return;
+        };
+        if j.callbacks.is_empty() {
+            j.in_callbacks = false;
+            if j.orphaned {
+                st.jobs.remove(&id);
+            }
+            drop(st);
+            shared.changed.notify_all();
+            return;
+        }
+        let callbacks = std::mem::take(&mut j.callbacks);
+        // The outcomes move out while the callbacks read them; the entry
+        // stays, unsettled, so waiters keep waiting.
+        let mut job = Job::new(j.expected);
+        job.chunks = std::mem::take(&mut j.chunks);
+        job.received = j.received;
+        job.abort = j.abort.clone();
+        drop(st);
         for cb in callbacks {
-            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cb(j)));
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cb(&job)));
+        }
+        if let Some(j) = shared.lock().jobs.get_mut(&id) {
+            j.chunks = job.chunks;
         }
     }
-    if st.jobs.get(&job).is_some_and(|j| j.orphaned) {
-        st.jobs.remove(&job);
-    }
-}
-
-struct InFlight {
-    id: u64,
-    job: JobId,
-    start: usize,
-    count: usize,
-    func: ErasedFunction,
-    /// Kept to give a task back if the worker returns it unrun.
-    items: Option<Vec<u8>>,
 }
 
 struct Worker {
@@ -566,7 +589,37 @@ struct Worker {
     conn: Connection,
     name: String,
     pid: u32,
-    in_flight: VecDeque<InFlight>,
+    /// The tasks it was given and has not reported, in the order it runs them.
+    in_flight: VecDeque<Task>,
+    /// Which task it is running (see [`WorkerArgs::progress`]).
+    progress: mp_proc::RawValue<u64>,
+    /// What one item costs it, from its last report (`None`: not known yet,
+    /// it is given one task at a time).
+    item_cost: Option<Duration>,
+    /// Since when it has been working on what it holds now.
+    busy_since: Instant,
+    /// How many more tasks it may be given (`maxtasksperchild`): it retires
+    /// after running that many, so it is never handed one it would not run.
+    left: Option<usize>,
+}
+
+impl Worker {
+    /// Whether it should be given another task, holding `tasks` tasks of
+    /// `items` items.
+    fn wants(&self, tasks: usize, items: usize) -> bool {
+        if self.left == Some(0) || tasks >= PREFETCH_TASKS {
+            return false;
+        }
+        if tasks == 0 {
+            return true;
+        }
+        match self.item_cost {
+            Some(cost) => {
+                cost.saturating_mul(u32::try_from(items).unwrap_or(u32::MAX)) < PREFETCH_WINDOW
+            }
+            None => false,
+        }
+    }
 }
 
 struct Scheduler {
@@ -581,10 +634,12 @@ impl Scheduler {
     fn fill(&mut self) -> Result<()> {
         while self.workers.len() < self.setup.processes {
             let (ours, theirs) = mp_proc::pipe(true)?;
+            let progress = mp_proc::RawValue::new(0u64)?;
             let args = WorkerArgs {
                 conn: theirs,
                 initializer: self.setup.initializer.clone(),
                 maxtasks: self.setup.maxtasks,
+                progress: progress.clone(),
             };
             let mut process = (self.setup.spawner)(args);
             let name = process.get_name().replacen("Process", "PoolWorker", 1);
@@ -599,6 +654,10 @@ impl Scheduler {
                 name,
                 pid,
                 in_flight: VecDeque::new(),
+                progress,
+                item_cost: None,
+                busy_since: Instant::now(),
+                left: self.setup.maxtasks,
             });
         }
         Ok(())
@@ -628,22 +687,36 @@ impl Scheduler {
             }
             let mut sends: Vec<(usize, Vec<Task>)> = Vec::new();
             if st.broken.is_none() {
-                for (i, w) in self.workers.iter().enumerate() {
-                    let mut tasks = w.in_flight.len();
-                    let mut items: usize = w.in_flight.iter().map(|t| t.count).sum();
-                    let mut batch = Vec::new();
-                    while (tasks < PREFETCH_TASKS || items < PREFETCH_ITEMS)
-                        && tasks < PREFETCH_ITEMS
-                    {
-                        match st.pending.pop_front() {
-                            Some(t) => {
-                                tasks += 1;
-                                items += t.count;
-                                batch.push(t);
-                            }
-                            None => break,
+                // One task to each worker that wants more, round after round,
+                // so that a short queue is spread over the workers.
+                let mut held: Vec<(usize, usize, Vec<Task>)> = self
+                    .workers
+                    .iter()
+                    .map(|w| {
+                        let items = w.in_flight.iter().map(|t| t.count).sum();
+                        (w.in_flight.len(), items, Vec::new())
+                    })
+                    .collect();
+                let mut more = true;
+                while more && !st.pending.is_empty() {
+                    more = false;
+                    for (w, (tasks, items, batch)) in self.workers.iter_mut().zip(&mut held) {
+                        if !w.wants(*tasks, *items) {
+                            continue;
                         }
+                        let Some(t) = st.pending.pop_front() else {
+                            break;
+                        };
+                        if let Some(left) = &mut w.left {
+                            *left -= 1;
+                        }
+                        *tasks += 1;
+                        *items += t.count;
+                        batch.push(t);
+                        more = true;
                     }
+                }
+                for (i, (_, _, batch)) in held.into_iter().enumerate() {
                     if !batch.is_empty() {
                         sends.push((i, batch));
                     }
@@ -653,26 +726,23 @@ impl Scheduler {
 
             // Hand out the tasks, one message per worker (a worker that died
             // is seen below).
-            let keep = self.setup.maxtasks.is_some();
             for (i, batch) in sends {
                 let w = &mut self.workers[i];
-                let mut msgs = Vec::with_capacity(batch.len());
-                for t in batch {
-                    w.in_flight.push_back(InFlight {
-                        id: t.id,
-                        job: t.job,
-                        start: t.start,
-                        count: t.count,
-                        func: t.func,
-                        items: keep.then(|| t.items.clone()),
-                    });
-                    msgs.push(TaskMsg {
-                        id: t.id,
-                        func: t.func,
-                        items: t.items,
-                    });
+                let first = w.in_flight.len();
+                if first == 0 {
+                    w.busy_since = Instant::now();
                 }
-                let _ = w.conn.send(&ToWorker::Tasks(msgs));
+                w.in_flight.extend(batch);
+                let msgs = w
+                    .in_flight
+                    .range(first..)
+                    .map(|t| TaskRef {
+                        id: t.id,
+                        func: t.func,
+                        items: &t.items,
+                    })
+                    .collect();
+                let _ = w.conn.send(&ToWorkerRef::Tasks(msgs));
             }
 
             // Wait for outcomes, a dead worker, or a wake-up. A worker's end
@@ -751,6 +821,16 @@ impl Scheduler {
     /// Records finished tasks of worker `i`, and re-queues the ones it gave back.
     fn done(&mut self, i: usize, done: Vec<DoneMsg>, returned: Vec<u64>) {
         let w = &mut self.workers[i];
+        let now = Instant::now();
+        let items: usize = done
+            .iter()
+            .filter_map(|d| w.in_flight.iter().find(|t| t.id == d.id))
+            .map(|t| t.count)
+            .sum();
+        if items > 0 {
+            w.item_cost = Some((now - w.busy_since) / u32::try_from(items).unwrap_or(u32::MAX));
+            w.busy_since = now;
+        }
         let mut st = self.shared.lock();
         let mut callbacks = Vec::new();
         let mut notify = false;
@@ -762,25 +842,16 @@ impl Scheduler {
             let chunk = Chunk::Records {
                 buf: d.outcomes,
                 pos: 0,
-                taken: 0,
             };
-            notify |= st.jobs.get(&t.job).is_some_and(|j| j.expected.is_none());
+            notify |= st.jobs.get(&t.job).is_some_and(|j| j.lazy);
             callbacks.extend(record(&mut st, t.job, t.start, t.count, chunk));
             notify |= st.jobs.get(&t.job).is_none_or(|j| j.complete());
         }
         for id in returned.into_iter().rev() {
-            if let Some(pos) = w.in_flight.iter().position(|t| t.id == id) {
-                let t = w.in_flight.remove(pos).expect("found");
-                if let Some(items) = t.items {
-                    st.pending.push_front(Task {
-                        id,
-                        job: t.job,
-                        start: t.start,
-                        count: t.count,
-                        func: t.func,
-                        items,
-                    });
-                }
+            if let Some(pos) = w.in_flight.iter().position(|t| t.id == id)
+                && let Some(t) = w.in_flight.remove(pos)
+            {
+                st.pending.push_front(t);
             }
         }
         drop(st);
@@ -815,7 +886,9 @@ impl Scheduler {
         self.shared.changed.notify_all();
     }
 
-    /// Worker `i` is gone: reap it, fail what it held, forget it.
+    /// Worker `i` is gone: reap it, fail the task it was running, and queue
+    /// the others it held again (the ones it had not started, and the few it
+    /// finished in its last moments without reporting them).
     fn bury(&mut self, i: usize) {
         let mut w = self.workers.remove(i);
         let exitcode = exit_code(w.process.as_mut());
@@ -823,26 +896,39 @@ impl Scheduler {
         if w.in_flight.is_empty() {
             return; // retired (maxtasksperchild), or stopped
         }
+        if self.shared.lock().broken.is_some() {
+            return; // every job has failed already: nothing to run again
+        }
+        // The running task; if none of those held is (it died between two),
+        // the first is blamed, so that every death fails a task and a worker
+        // that cannot run anything cannot make the pool spin.
+        let running = w.progress.get();
+        let culprit = w
+            .in_flight
+            .iter()
+            .position(|t| t.id + 1 == running)
+            .unwrap_or(0);
+        let Some(task) = w.in_flight.remove(culprit) else {
+            return;
+        };
         let why = Error::WorkerDied {
             worker: w.name.clone(),
             pid: w.pid,
             exitcode,
         };
         let mut st = self.shared.lock();
-        let mut callbacks = Vec::new();
-        for t in w.in_flight.drain(..) {
-            callbacks.extend(record(
-                &mut st,
-                t.job,
-                t.start,
-                t.count,
-                Chunk::Failed(why.clone()),
-            ));
+        while let Some(t) = w.in_flight.pop_back() {
+            st.pending.push_front(t);
         }
+        let callbacks = record(
+            &mut st,
+            task.job,
+            task.start,
+            task.count,
+            Chunk::Failed(why),
+        );
         drop(st);
-        for cb in callbacks {
-            run_callbacks(Some(cb), &self.shared);
-        }
+        run_callbacks(callbacks, &self.shared);
         self.shared.changed.notify_all();
     }
 
@@ -861,7 +947,9 @@ impl Scheduler {
 
     /// `terminate()`: end the workers now and fail what is left.
     fn end(&mut self, why: Error) {
-        mp_logging::get_logger().debug("terminating workers");
+        let log = mp_logging::get_logger();
+        log.debug("finalizing pool");
+        log.debug("terminating workers");
         for w in &self.workers {
             // Threads cannot be killed: they stop at their next task.
             let _ = w.process.terminate();

@@ -98,5 +98,16 @@ impl From<mp_proc::Error> for Error {
     }
 }
 
+impl Error {
+    /// What an encoding error's record carries: its message without the
+    /// prefix (it becomes an [`Error::Encoding`] again where it is read).
+    pub(crate) fn encoding_message(&self) -> String {
+        match self {
+            Error::Encoding { message } => message.clone(),
+            e => e.to_string(),
+        }
+    }
+}
+
 /// `Result<T, mp_pool::Error>`.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -159,11 +159,24 @@ impl PoolBuilder {
     }
 }
 
+/// Decodes a task's result; the error names the type (postcard keeps no
+/// message of a failing `Deserialize` impl).
+pub(crate) fn decode_result<R: Payload>(bytes: &[u8]) -> Result<R> {
+    mp_proc::codec::decode(bytes).map_err(|e| Error::Encoding {
+        message: format!(
+            "the result does not decode as {}: {}",
+            std::any::type_name::<R>(),
+            match e {
+                mp_proc::Error::Decode(m) => m.to_string(),
+                e => e.to_string(),
+            }
+        ),
+    })
+}
+
 fn decode_one<R: Payload>(job: &Job, _items: usize) -> Result<R> {
     let mut out = None;
-    job.each(1, |r| {
-        out = Some(r.and_then(|bytes| Ok(mp_proc::codec::decode(bytes)?)))
-    });
+    job.each(1, |r| out = Some(r.and_then(decode_result)));
     out.unwrap_or(Err(Error::Terminated))
 }
 
@@ -172,7 +185,7 @@ fn decode_all<R: Payload>(job: &Job, items: usize) -> Result<Vec<R>> {
     let mut first_error = None;
     job.each(items, |r| {
         if first_error.is_none() {
-            match r.and_then(|bytes| Ok(mp_proc::codec::decode(bytes)?)) {
+            match r.and_then(decode_result) {
                 Ok(v) => values.push(v),
                 Err(e) => first_error = Some(e),
             }
@@ -184,8 +197,22 @@ fn decode_all<R: Payload>(job: &Job, items: usize) -> Result<Vec<R>> {
     }
 }
 
+/// Encodes a task's argument; an argument that holds a handle gets an error
+/// that says how to give handles to workers instead.
 fn encode<A: serde::Serialize>(a: &A) -> ItemResult {
-    mp_proc::codec::encode(a).map_err(Error::from)
+    mp_proc::codec::encode(a).map_err(|e| {
+        let e = Error::from(e);
+        if mp_proc::codec::Packed::pack(a).is_ok() {
+            Error::Encoding {
+                message: format!(
+                    "{e}: a pool task's arguments cannot hold handles; give them to \
+                     the workers with PoolBuilder::initializer (Python's initargs)"
+                ),
+            }
+        } else {
+            e
+        }
+    })
 }
 
 /// CPython's default chunk size for `map`: items over four chunks per worker.
@@ -278,12 +305,12 @@ impl Pool {
 fn reencode<A: Payload>(chunk: &[A]) -> Vec<u8> {
     let mut buf = Vec::new();
     for item in chunk {
-        match mp_proc::codec::encode(item) {
+        match encode(item) {
             Ok(bytes) => crate::records::push(&mut buf, crate::records::VALUE, &bytes),
             Err(e) => crate::records::push(
                 &mut buf,
                 crate::records::ENCODING,
-                Error::from(e).to_string().as_bytes(),
+                e.encoding_message().as_bytes(),
             ),
         }
     }

@@ -63,7 +63,7 @@ impl<R: Payload> AsyncResult<R> {
         match &self.core {
             None => true,
             Some(core) => core.wait_until(deadline, |st| {
-                st.jobs.get(&self.job).is_none_or(|j| j.complete())
+                st.jobs.get(&self.job).is_none_or(|j| j.settled())
             }),
         }
     }
@@ -327,17 +327,14 @@ impl<R: Payload> Iterator for IMap<R> {
         self.yielded += 1;
         self.next += 1;
         self.top_up();
-        Some(outcome.and_then(|bytes| mp_proc::codec::decode::<R>(&bytes).map_err(Error::from)))
+        Some(outcome.and_then(|bytes| crate::pool::decode_result::<R>(&bytes)))
     }
 }
 
 impl<R> Drop for IMap<R> {
     fn drop(&mut self) {
         if let Some(core) = &self.core {
-            if self.source.is_some() {
-                core.set_expected(self.job, self.submitted);
-            }
-            core.forget(self.job);
+            core.discard(self.job);
         }
     }
 }

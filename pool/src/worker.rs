@@ -1,7 +1,9 @@
 //! The worker: what every pool process (or thread) runs, and the messages it
 //! exchanges with its pool over its own connection.
 
+use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::time::{Duration, Instant};
 
 use mp_proc::{BoundFunction, Connection, ErasedFunction};
 use serde::{Deserialize, Serialize};
@@ -34,6 +36,23 @@ pub(crate) enum ToWorker {
     Stop,
 }
 
+/// [`TaskMsg`] as the pool sends it, borrowing the items it keeps (to run
+/// them elsewhere if this worker dies first). Encodes exactly as `TaskMsg`.
+#[derive(Serialize)]
+pub(crate) struct TaskRef<'a> {
+    pub(crate) id: u64,
+    pub(crate) func: ErasedFunction,
+    #[serde(with = "serde_bytes")]
+    pub(crate) items: &'a [u8],
+}
+
+/// [`ToWorker::Tasks`] as the pool sends it (the same variant index, so it
+/// encodes exactly as `ToWorker`).
+#[derive(Serialize)]
+pub(crate) enum ToWorkerRef<'a> {
+    Tasks(Vec<TaskRef<'a>>),
+}
+
 /// From one worker to its pool.
 #[derive(Serialize, Deserialize)]
 pub(crate) enum FromWorker {
@@ -53,7 +72,16 @@ pub(crate) struct WorkerArgs {
     pub(crate) conn: Connection,
     pub(crate) initializer: Option<(ErasedFunction, mp_proc::codec::Packed)>,
     pub(crate) maxtasks: Option<usize>,
+    /// `id + 1` of the task the worker is running (0: none yet), written
+    /// before each task: if the worker dies, the pool knows which task was
+    /// running, which had finished and which had not started.
+    pub(crate) progress: mp_proc::RawValue<u64>,
 }
+
+/// A worker that finishes tasks quickly reports them together, at the end of
+/// each batch of tasks; once this long has passed since its last report, it
+/// reports what it has done before it starts the next task.
+const REPORT_EVERY: Duration = Duration::from_millis(1);
 
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
@@ -65,10 +93,14 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
+/// A request to end the worker (`mp_proc::exit` inside a task), carried out
+/// once the worker has reported what it finished.
+type ExitRequest = Box<dyn Any + Send>;
+
 /// Calls `func` on `args`, appending the outcome record to `out`. A panic
-/// is caught; `mp_proc::exit` inside the function ends the worker, as it
-/// would any process.
-fn call(func: &BoundFunction, args: &[u8], out: &mut Vec<u8>) {
+/// is caught; `mp_proc::exit` inside the function comes back as `Err`, to end
+/// the worker as it would any process.
+fn call(func: &BoundFunction, args: &[u8], out: &mut Vec<u8>) -> Result<(), ExitRequest> {
     let at = records::begin(out);
     match catch_unwind(AssertUnwindSafe(|| func.call_into(args, out))) {
         Ok(Ok(())) => records::finish(out, at, records::VALUE),
@@ -76,12 +108,13 @@ fn call(func: &BoundFunction, args: &[u8], out: &mut Vec<u8>) {
             out.truncate(at);
             records::push(out, records::ENCODING, e.to_string().as_bytes());
         }
-        Err(payload) if mp_proc::is_exit_request(&*payload) => resume_unwind(payload),
+        Err(payload) if mp_proc::is_exit_request(&*payload) => return Err(payload),
         Err(payload) => {
             out.truncate(at);
             records::push(out, records::PANICKED, panic_message(&*payload).as_bytes());
         }
     }
+    Ok(())
 }
 
 /// Functions found in this process, by their erased form (a pool runs few).
@@ -99,19 +132,19 @@ impl Bound {
     }
 }
 
-fn run_task(bound: &mut Bound, task: &TaskMsg) -> Vec<u8> {
+fn run_task(bound: &mut Bound, task: &TaskMsg) -> Result<Vec<u8>, ExitRequest> {
     let mut out = Vec::with_capacity(task.items.len() + 64);
     let func = bound.get(&task.func);
     for (tag, bytes) in records::iter(&task.items) {
         match (&func, tag) {
-            (Ok(f), records::VALUE) => call(f, bytes, &mut out),
+            (Ok(f), records::VALUE) => call(f, bytes, &mut out)?,
             (Err(e), records::VALUE) => {
                 records::push(&mut out, records::ENCODING, e.to_string().as_bytes())
             }
             (_, tag) => records::push(&mut out, tag, bytes),
         }
     }
-    out
+    Ok(out)
 }
 
 /// The worker's loop: Python's `multiprocessing.pool.worker`.
@@ -127,11 +160,12 @@ pub(crate) fn worker_main(args: WorkerArgs) {
         match bound.get(&init) {
             // The arguments may hold handles (a Value, a Queue): their
             // descriptors came with the packed value.
-            Ok(f) => {
-                if let Err(e) = init_args.with_handles(|bytes| call(&f, bytes, &mut out)) {
-                    records::push(&mut out, records::ENCODING, e.to_string().as_bytes());
-                }
-            }
+            Ok(f) => match init_args.with_handles(|bytes| call(&f, bytes, &mut out)) {
+                Ok(Ok(())) => {}
+                // mp_proc::exit in the initializer: the worker ends, as asked.
+                Ok(Err(exit)) => resume_unwind(exit),
+                Err(e) => records::push(&mut out, records::ENCODING, e.to_string().as_bytes()),
+            },
             Err(e) => records::push(&mut out, records::ENCODING, e.to_string().as_bytes()),
         }
         if let Some((records::PANICKED | records::ENCODING, message, _)) = records::read(&out, 0) {
@@ -147,18 +181,47 @@ pub(crate) fn worker_main(args: WorkerArgs) {
             Ok(ToWorker::Tasks(tasks)) => {
                 let mut done = Vec::with_capacity(tasks.len());
                 let mut returned = Vec::new();
-                for task in &tasks {
+                let mut reported = Instant::now();
+                for (i, task) in tasks.iter().enumerate() {
                     if args.maxtasks.is_some_and(|max| completed >= max) {
                         returned.push(task.id);
                         continue;
                     }
-                    done.push(DoneMsg {
-                        id: task.id,
-                        outcomes: run_task(&mut bound, task),
-                    });
+                    args.progress.set(task.id + 1);
+                    match run_task(&mut bound, task) {
+                        Ok(outcomes) => done.push(DoneMsg {
+                            id: task.id,
+                            outcomes,
+                        }),
+                        Err(exit) => {
+                            // Report what is done, then end as asked.
+                            let _ = conn.send(&FromWorker::Done {
+                                done,
+                                returned: Vec::new(),
+                            });
+                            log.debug(format_args!("worker exiting after {completed} tasks"));
+                            resume_unwind(exit);
+                        }
+                    }
                     completed += 1;
+                    if i + 1 < tasks.len() && reported.elapsed() >= REPORT_EVERY {
+                        let done = std::mem::take(&mut done);
+                        if conn
+                            .send(&FromWorker::Done {
+                                done,
+                                returned: Vec::new(),
+                            })
+                            .is_err()
+                        {
+                            log.debug("worker got EOFError or OSError -- exiting");
+                            break 'serve;
+                        }
+                        reported = Instant::now();
+                    }
                 }
-                if conn.send(&FromWorker::Done { done, returned }).is_err() {
+                if (!done.is_empty() || !returned.is_empty())
+                    && conn.send(&FromWorker::Done { done, returned }).is_err()
+                {
                     log.debug("worker got EOFError or OSError -- exiting");
                     break 'serve;
                 }

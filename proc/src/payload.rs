@@ -65,6 +65,27 @@ pub(crate) fn encode_into<T: Serialize + ?Sized>(value: &T, out: Vec<u8>) -> Res
     postcard::to_extend(value, out).map_err(|e| encode_error(e, value))
 }
 
+/// Appends the encoding of `value` to `out`; on error `out` is as it was.
+pub(crate) fn append<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<()> {
+    /// Extends the caller's buffer in place (postcard's `to_extend` takes
+    /// the writer by value and drops it on error).
+    struct Tail<'a>(&'a mut Vec<u8>);
+    impl Extend<u8> for Tail<'_> {
+        fn extend<I: IntoIterator<Item = u8>>(&mut self, iter: I) {
+            self.0.extend(iter)
+        }
+    }
+    let len = out.len();
+    REFUSED.with(|r| r.borrow_mut().take());
+    match postcard::to_extend(value, Tail(out)) {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            out.truncate(len);
+            Err(encode_error(e, value))
+        }
+    }
+}
+
 /// Encodes a child's arguments and returns the descriptors its handles need,
 /// in index order (each distinct descriptor once).
 pub(crate) fn encode_with_fds<T: Serialize + ?Sized>(value: &T) -> Result<(Vec<u8>, Vec<RawFd>)> {

@@ -166,7 +166,7 @@ fn run_value<A: crate::Payload, R: crate::Payload>(
     let target: fn(A) -> R = unsafe { std::mem::transmute::<usize, fn(A) -> R>(target) };
     let args: A = crate::payload::decode(args)?;
     let value = target(args);
-    *out = crate::payload::encode_into(&value, std::mem::take(out))?;
+    crate::payload::append(&value, out)?;
     Ok(())
 }
 
@@ -206,7 +206,7 @@ macro_rules! star_runners {
             let target: fn($($t),+) -> R = unsafe { std::mem::transmute::<usize, fn($($t),+) -> R>(target) };
             let ($($v,)+): ($($t,)+) = crate::payload::decode(args)?;
             let value = target($($v),+);
-            *out = crate::payload::encode_into(&value, std::mem::take(out))?;
+            crate::payload::append(&value, out)?;
             Ok(())
         }
     )*};

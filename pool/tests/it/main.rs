@@ -1,0 +1,86 @@
+//! mp-pool's integration tests. Behaviours are written once as
+//! `fn(StartMethod)` and instantiated for fork, spawn and forkserver.
+
+mod api;
+mod faults;
+mod lazy;
+mod lifetime;
+mod scenarios;
+
+use mp_pool::{Pool, PoolBuilder};
+use mp_proc::StartMethod;
+
+/// A pool builder with `processes` workers started by `method`.
+pub(crate) fn builder(method: StartMethod, processes: usize) -> PoolBuilder {
+    Pool::builder()
+        .processes(processes)
+        .context(mp_proc::get_context(method))
+}
+
+/// A pool of two workers started by `method`.
+pub(crate) fn pool(method: StartMethod) -> Pool {
+    builder(method, 2).build().unwrap()
+}
+
+/// A pool whose workers hold `tasks::Gate` (given by the initializer, the
+/// way handles reach pool workers).
+pub(crate) fn gated(method: StartMethod, processes: usize) -> (Pool, tasks::Gate) {
+    let gate = tasks::Gate {
+        started: mp_proc::Queue::new().unwrap(),
+        go: mp_proc::Event::new().unwrap(),
+    };
+    let pool = builder(method, processes)
+        .initializer(tasks::install, gate.clone())
+        .build()
+        .unwrap();
+    (pool, gate)
+}
+
+/// Tasks shared by the tests.
+pub(crate) mod tasks {
+    use std::sync::OnceLock;
+
+    use serde::{Deserialize, Serialize};
+
+    pub(crate) fn square(x: u64) -> u64 {
+        x * x
+    }
+
+    pub(crate) fn add(a: u64, b: u64) -> u64 {
+        a + b
+    }
+
+    /// The pid of the worker that runs it.
+    pub(crate) fn pid(_: u64) -> u32 {
+        std::process::id()
+    }
+
+    /// The name of the worker that runs it.
+    pub(crate) fn name(_: ()) -> String {
+        mp_proc::current_process().name().to_owned()
+    }
+
+    /// What blocked tasks report to and wait on.
+    #[derive(Clone, Serialize, Deserialize)]
+    pub(crate) struct Gate {
+        /// Each task puts its worker's pid here when it starts.
+        pub(crate) started: mp_proc::Queue<u32>,
+        /// Tasks wait until it is set.
+        pub(crate) go: mp_proc::Event,
+    }
+
+    static GATE: OnceLock<Gate> = OnceLock::new();
+
+    /// The initializer of [`crate::gated`] pools.
+    pub(crate) fn install(gate: Gate) {
+        let _ = GATE.set(gate);
+    }
+
+    /// Reports its worker's pid, waits for the gate to open, returns `x`.
+    pub(crate) fn gated(x: u64) -> u64 {
+        let gate = GATE.get().expect("a gated pool");
+        gate.started.put(std::process::id()).unwrap();
+        gate.go.wait(None).unwrap();
+        x
+    }
+}
