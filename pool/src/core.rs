@@ -43,7 +43,7 @@ pub(crate) enum Chunk {
 
 impl Chunk {
     /// Takes the next item of the chunk.
-    fn take(&mut self) -> ItemResult {
+    pub(crate) fn take(&mut self) -> ItemResult {
         match self {
             Chunk::Records { buf, pos } => match records::read(buf, *pos) {
                 Some((tag, bytes, next)) => {
@@ -166,26 +166,19 @@ impl Job {
         }
     }
 
-    /// Takes the outcome of item `index`, if it has arrived (items of a chunk
-    /// are taken in order).
-    pub(crate) fn take(&mut self, index: usize) -> Option<ItemResult> {
-        let (&start, (count, chunk)) = self.chunks.range_mut(..=index).next_back()?;
-        if index >= start + *count {
-            return None;
+    /// Takes the outcomes of the task that starts at item `start`, or of
+    /// any task for `None`: `(start, count, outcomes)`.
+    pub(crate) fn take_chunk(&mut self, start: Option<usize>) -> Option<(usize, usize, Chunk)> {
+        match start {
+            Some(s) => self
+                .chunks
+                .remove(&s)
+                .map(|(count, chunk)| (s, count, chunk)),
+            None => self
+                .chunks
+                .pop_first()
+                .map(|(s, (count, chunk))| (s, count, chunk)),
         }
-        let r = chunk.take();
-        // The chunk's next item is now index + 1.
-        let rest = start + *count - index - 1;
-        let (_, chunk) = self.chunks.remove(&start).expect("present");
-        if rest > 0 {
-            self.chunks.insert(index + 1, (rest, chunk));
-        }
-        Some(r)
-    }
-
-    /// The first index that has an outcome waiting, if any.
-    pub(crate) fn first_ready(&self) -> Option<usize> {
-        self.chunks.keys().next().copied()
     }
 }
 

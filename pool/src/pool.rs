@@ -431,7 +431,7 @@ impl Pool {
 
     /// `f` on every item, as an iterator of results in input order (Python's
     /// `imap`). The input is pulled as workers free up, a bounded number of
-    /// items ahead, so it may be endless.
+    /// items ahead (`max(4 * processes * chunksize, 256)`), so it may be endless.
     pub fn imap<A: Payload, R: Payload, I>(&self, f: fn(A) -> R, items: I) -> IMap<R>
     where
         I: IntoIterator<Item = A>,

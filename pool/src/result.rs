@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use mp_proc::{ErasedFunction, Payload};
 
-use crate::core::{Core, ItemResult, Job, JobId};
+use crate::core::{Chunk, Core, ItemResult, Job, JobId};
 use crate::error::{Error, Result};
 
 /// Turns a job's outcomes (`items` of them, by index) into the caller's value.
@@ -187,6 +187,9 @@ impl<R> fmt::Debug for AsyncResult<R> {
     }
 }
 
+/// The least look-ahead of an `imap`, in items.
+const LOOKAHEAD_MIN: usize = 256;
+
 /// Python's `imap` and `imap_unordered`: an iterator of results that pulls
 /// its input as workers free up, so an endless input works in bounded memory.
 ///
@@ -211,6 +214,8 @@ pub struct IMap<R> {
     next: usize,
     ordered: bool,
     failed: Option<Error>,
+    /// The outcomes of the task being handed out, and how many are left.
+    local: Option<(Chunk, usize)>,
     _r: PhantomData<fn() -> R>,
 }
 
@@ -224,7 +229,7 @@ impl<R: Payload> IMap<R> {
         chunksize: usize,
         ordered: bool,
     ) -> IMap<R> {
-        let lookahead = (core.processes * 4 * chunksize).max(64);
+        let lookahead = (core.processes * 4 * chunksize).max(LOOKAHEAD_MIN);
         let mut m = IMap {
             core: Some(core),
             job,
@@ -237,6 +242,7 @@ impl<R: Payload> IMap<R> {
             next: 0,
             ordered,
             failed: None,
+            local: None,
             _r: PhantomData,
         };
         m.top_up();
@@ -256,17 +262,21 @@ impl<R: Payload> IMap<R> {
             next: 0,
             ordered: true,
             failed: Some(error),
+            local: None,
             _r: PhantomData,
         }
     }
 
-    /// Pulls input until `lookahead` items are in the pool or it ends.
+    /// Pulls input until `lookahead` items are in the pool or it ends; in
+    /// whole chunks, once half the look-ahead is free, so that tasks keep
+    /// their chunksize and a refill costs one submission, not one per item.
     fn top_up(&mut self) {
         let (Some(core), Some(source)) = (&self.core, &mut self.source) else {
             return;
         };
         let room = (self.yielded + self.lookahead).saturating_sub(self.submitted);
-        if room == 0 {
+        let room = room - room % self.chunksize;
+        if room == 0 || (self.submitted > 0 && room < self.lookahead / 2) {
             return;
         }
         let batch: Vec<ItemResult> = source.by_ref().take(room).collect();
@@ -294,29 +304,40 @@ impl<R: Payload> Iterator for IMap<R> {
         if self.source.is_none() && self.yielded >= self.submitted {
             return None;
         }
-        let (job, ordered, want) = (self.job, self.ordered, self.next);
-        let mut taken = None;
-        core.wait_until(None, |st| {
-            let Some(j) = st.jobs.get_mut(&job) else {
-                return true;
-            };
-            let key = if ordered { Some(want) } else { j.first_ready() };
-            match key.and_then(|k| j.take(k)) {
-                Some(r) => {
-                    taken = Some(r);
-                    true
+        if self.local.is_none() {
+            // Take the next task's outcomes whole (one lock per task), then
+            // hand them out one by one.
+            let (job, ordered, want) = (self.job, self.ordered, self.next);
+            let mut taken = None;
+            core.wait_until(None, |st| {
+                let Some(j) = st.jobs.get_mut(&job) else {
+                    return true;
+                };
+                match j.take_chunk(ordered.then_some(want)) {
+                    Some(c) => {
+                        taken = Some(c);
+                        true
+                    }
+                    None => j.abort.is_some(),
                 }
-                None => j.abort.is_some(),
+            });
+            self.local = taken.map(|(_, count, chunk)| (chunk, count));
+        }
+        let outcome = match &mut self.local {
+            Some((chunk, left)) => {
+                let r = chunk.take();
+                *left -= 1;
+                if *left == 0 {
+                    self.local = None;
+                }
+                r
             }
-        });
-        let outcome = match taken {
-            Some(r) => r,
             None => {
                 let abort = core
                     .shared
                     .lock()
                     .jobs
-                    .get(&job)
+                    .get(&self.job)
                     .and_then(|j| j.abort.clone());
                 // The pool ended: report it once, then stop.
                 self.source = None;

@@ -358,7 +358,8 @@ fn table(python: &support::Python) -> Table {
             cpython: py(python, "process_start_join", method.name()),
             raw,
             raw_what: raw_what.into(),
-            target: Some(Target { bound }),
+            target: Some(Target::raw(bound)),
+            other: None,
         });
     }
     for (sfx, _, _) in placements() {
@@ -378,7 +379,8 @@ fn table(python: &support::Python) -> Table {
                 cpython: py(python, "pipe_rtt", &format!("{py_label}{sfx}")),
                 raw: us(median_per_iter(&format!("round_trip/raw_{label}{sfx}"))),
                 raw_what: raw_what.into(),
-                target: Some(Target { bound: 1.3 }),
+                target: Some(Target::raw(1.3)),
+                other: None,
             });
         }
     }
@@ -393,10 +395,10 @@ fn table(python: &support::Python) -> Table {
                         "msgs/s",
                         1.0,
                         format!("send_bytes_tput_msgps_{kind}"),
-                        Some(Target { bound: 0.7 }),
+                        Some(Target::raw(0.7)),
                     )
                 } else {
-                    let t = (size == 1 << 20).then_some(Target { bound: 0.8 });
+                    let t = (size == 1 << 20).then_some(Target::raw(0.8));
                     (
                         "MB/s",
                         size as f64 / 1e6,
@@ -413,6 +415,7 @@ fn table(python: &support::Python) -> Table {
                     raw: raw.map(|r| r * scale),
                     raw_what: "write(2)/read(2) loop".into(),
                     target,
+                    other: None,
                 });
             }
         }

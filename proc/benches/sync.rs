@@ -399,6 +399,7 @@ fn table(python: &support::Python) -> Table {
             raw,
             raw_what: raw_what.into(),
             target,
+            other: None,
         };
     let raw_pipe = rate("queue/raw_pipe_64B");
     t.rows.push(row(
@@ -409,7 +410,7 @@ fn table(python: &support::Python) -> Table {
         py(python, "queue_tput", "Queue"),
         raw_pipe,
         "64 B pipe messages",
-        Some(Target { bound: 1.0 }),
+        Some(Target::raw(1.0)),
     ));
     t.rows.push(row(
         "Queue, 2 producers -> 2 consumers",
@@ -429,7 +430,7 @@ fn table(python: &support::Python) -> Table {
         py(python, "lock_uncontended", "Lock"),
         rate("lock/raw_uncontended"),
         "sem_t in shared memory",
-        Some(Target { bound: 0.5 }),
+        Some(Target::raw(0.5)),
     ));
     for procs in [1, 2] {
         t.rows.push(row(
@@ -454,7 +455,7 @@ fn table(python: &support::Python) -> Table {
                 py(python, "pingpong_rtt", &format!("{py_kind}{sfx}")),
                 raw,
                 "sem_t ping-pong",
-                Some(Target { bound: 1.5 }),
+                Some(Target::raw(1.5)),
             ));
         }
     }

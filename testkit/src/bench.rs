@@ -174,11 +174,35 @@ pub enum Kind {
     Rate,
 }
 
-/// A target on mp against the raw OS figure: `mp / raw <= bound` for a
-/// latency, `mp / raw >= bound` for a rate.
+/// A target: against the raw OS figure, `mp / raw <= bound` for a latency
+/// and `mp / raw >= bound` for a rate; against CPython, mp at least `bound`
+/// times faster.
 #[derive(Copy, Clone)]
 pub struct Target {
     pub bound: f64,
+    pub against: Against,
+}
+
+#[derive(Copy, Clone, PartialEq)]
+pub enum Against {
+    Raw,
+    CPython,
+}
+
+impl Target {
+    pub fn raw(bound: f64) -> Target {
+        Target {
+            bound,
+            against: Against::Raw,
+        }
+    }
+
+    pub fn cpython(bound: f64) -> Target {
+        Target {
+            bound,
+            against: Against::CPython,
+        }
+    }
 }
 
 pub struct Row {
@@ -190,11 +214,15 @@ pub struct Row {
     pub raw: Option<f64>,
     pub raw_what: String,
     pub target: Option<Target>,
+    /// The figure of the table's other contender, if it has one.
+    pub other: Option<f64>,
 }
 
 pub struct Table {
     pub title: String,
     pub rows: Vec<Row>,
+    /// The name of another contender, shown in a column of its own.
+    pub other: Option<String>,
 }
 
 fn fmt(v: Option<f64>) -> String {
@@ -213,47 +241,86 @@ impl Table {
         Table {
             title: title.to_owned(),
             rows: Vec::new(),
+            other: None,
+        }
+    }
+
+    /// A table with a column for `other` (another library).
+    pub fn with_other(title: &str, other: &str) -> Table {
+        Table {
+            other: Some(other.to_owned()),
+            ..Table::new(title)
         }
     }
 
     pub fn render(&self) -> String {
         let mut s = format!("### {}\n\n", self.title);
-        s.push_str("| benchmark | unit | mp | CPython | raw OS | mp vs CPython | mp / raw | target (mp / raw) | met |\n");
-        s.push_str("|---|---|---|---|---|---|---|---|---|\n");
+        let other = self
+            .other
+            .as_ref()
+            .map(|o| format!(" {o} |"))
+            .unwrap_or_default();
+        s.push_str(&format!(
+            "| benchmark | unit | mp | CPython |{other} raw OS | mp vs CPython | mp / raw | target | met |\n"
+        ));
+        s.push_str(if self.other.is_some() {
+            "|---|---|---|---|---|---|---|---|---|---|\n"
+        } else {
+            "|---|---|---|---|---|---|---|---|---|\n"
+        });
         for r in &self.rows {
-            let vs_py = match (r.mp, r.cpython) {
-                (Some(m), Some(p)) if m > 0.0 && p > 0.0 => {
-                    let x = if r.kind == Kind::Latency {
-                        p / m
-                    } else {
-                        m / p
-                    };
-                    format!("{x:.1}x {}", if x >= 1.0 { "faster" } else { "slower" })
-                }
-                _ => "-".into(),
+            // How many times faster than CPython.
+            let speedup = match (r.mp, r.cpython) {
+                (Some(m), Some(p)) if m > 0.0 && p > 0.0 => Some(if r.kind == Kind::Latency {
+                    p / m
+                } else {
+                    m / p
+                }),
+                _ => None,
+            };
+            let vs_py = match speedup {
+                Some(x) => format!("{x:.1}x {}", if x >= 1.0 { "faster" } else { "slower" }),
+                None => "-".into(),
             };
             let ratio = match (r.mp, r.raw) {
                 (Some(m), Some(w)) if w > 0.0 => Some(m / w),
                 _ => None,
             };
-            let (target, met) = match (r.target, ratio) {
-                (Some(t), Some(x)) => {
-                    let ok = if r.kind == Kind::Latency {
-                        x <= t.bound
-                    } else {
-                        x >= t.bound
+            let (target, met) = match r.target {
+                Some(t) => {
+                    let (text, ok) = match t.against {
+                        Against::Raw => {
+                            let op = if r.kind == Kind::Latency { "<=" } else { ">=" };
+                            let ok = ratio.map(|x| {
+                                if r.kind == Kind::Latency {
+                                    x <= t.bound
+                                } else {
+                                    x >= t.bound
+                                }
+                            });
+                            (format!("mp / raw {op} {}", t.bound), ok)
+                        }
+                        Against::CPython => (
+                            format!(">= {}x CPython", t.bound),
+                            speedup.map(|x| x >= t.bound),
+                        ),
                     };
-                    let op = if r.kind == Kind::Latency { "<=" } else { ">=" };
-                    (
-                        format!("{op} {}", t.bound),
-                        if ok { "yes" } else { "**no**" }.to_owned(),
-                    )
+                    let met = match ok {
+                        Some(true) => "yes",
+                        Some(false) => "**no**",
+                        None => "-",
+                    };
+                    (text, met.to_owned())
                 }
-                (Some(t), None) => (format!("{}", t.bound), "-".into()),
-                _ => ("".into(), "".into()),
+                None => (String::new(), String::new()),
+            };
+            let other = if self.other.is_some() {
+                format!(" {} |", fmt(r.other))
+            } else {
+                String::new()
             };
             s.push_str(&format!(
-                "| {} | {} | {} | {} | {} ({}) | {} | {} | {} | {} |\n",
+                "| {} | {} | {} | {} |{other} {} ({}) | {} | {} | {} | {} |\n",
                 r.name,
                 r.unit,
                 fmt(r.mp),

@@ -53,8 +53,8 @@ fn imap_reads_a_bounded_number_of_items_ahead(method: StartMethod) {
             it.next().unwrap().unwrap();
         }
         let ahead = pulled.load(Ordering::Relaxed) - 100;
-        // The read-ahead is max(processes * 4 * chunksize, 64) items.
-        let bound = (2 * 4 * chunksize as u64).max(64);
+        // The read-ahead is max(processes * 4 * chunksize, 256) items.
+        let bound = (2 * 4 * chunksize as u64).max(256);
         assert!(ahead <= bound, "{ahead} items read ahead, bound {bound}");
         assert!(ahead > 0, "no read-ahead at all: the workers would idle");
     }
