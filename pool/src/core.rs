@@ -230,7 +230,6 @@ impl Shared {
 pub(crate) struct Core {
     pub(crate) shared: Arc<Shared>,
     scheduler: Mutex<Option<JoinHandle<()>>>,
-    slot: Option<usize>,
     pub(crate) processes: usize,
 }
 
@@ -269,10 +268,14 @@ impl Core {
             setup,
             workers: Vec::new(),
             wake: wake_r,
+            slot,
         };
         // Start the first workers here, so that a pool that cannot start any
         // is an error of its constructor.
-        scheduler.fill()?;
+        if let Err(e) = scheduler.fill() {
+            scheduler.end(Error::Terminated);
+            return Err(e);
+        }
         let handle = std::thread::Builder::new()
             .name("mp-pool".into())
             .spawn(move || scheduler.run())
@@ -283,7 +286,6 @@ impl Core {
         Ok(Core {
             shared,
             scheduler: Mutex::new(Some(handle)),
-            slot,
             processes,
         })
     }
@@ -505,14 +507,6 @@ impl Core {
     }
 }
 
-impl Drop for Core {
-    fn drop(&mut self) {
-        if let Some(slot) = self.slot {
-            crate::sys::unregister(slot);
-        }
-    }
-}
-
 /// Records a task's outcomes; returns the job if its callbacks are now due.
 fn record(st: &mut State, job: JobId, start: usize, count: usize, chunk: Chunk) -> Option<JobId> {
     let j = st.jobs.get_mut(&job)?;
@@ -620,6 +614,8 @@ struct Scheduler {
     setup: Setup,
     workers: Vec<Worker>,
     wake: PipeReader,
+    /// Its wake-up pipe's slot for the SIGINT handler, given up at its end.
+    slot: Option<usize>,
 }
 
 impl Scheduler {
@@ -925,8 +921,15 @@ impl Scheduler {
         self.shared.changed.notify_all();
     }
 
+    fn release_slot(&mut self) {
+        if let Some(slot) = self.slot.take() {
+            crate::sys::unregister(slot);
+        }
+    }
+
     /// `close()` and all work done: stop the workers and end.
     fn stop(&mut self) {
+        self.release_slot();
         for w in &self.workers {
             let _ = w.conn.send(&ToWorker::Stop);
         }
@@ -940,6 +943,7 @@ impl Scheduler {
 
     /// `terminate()`: end the workers now and fail what is left.
     fn end(&mut self, why: Error) {
+        self.release_slot();
         let log = mp_logging::get_logger();
         log.debug("finalizing pool");
         log.debug("terminating workers");

@@ -1,17 +1,20 @@
 //! Signals: workers ignore SIGINT; a pool call that waits turns SIGINT into
 //! [`Error::Interrupted`](crate::Error::Interrupted).
 //!
-//! While at least one pool call waits, and only if the program left SIGINT at
-//! its default action, a handler is installed that writes one byte to the
-//! wake-up pipe of every live pool (`write(2)` is async-signal-safe). Each
-//! pool's scheduler then terminates its workers and fails what is pending.
-//! When no call waits any more, the default action is restored.
+//! The first time a pool call waits, and only if the program left SIGINT at
+//! its default action, a handler is installed; it stays while a pool is
+//! running (so a call costs no system call for it) and the default action is
+//! restored when the last one ends. The handler, when a call waits, writes
+//! one byte to the wake-up pipe of every running pool (`write(2)` is
+//! async-signal-safe), whose scheduler then terminates its workers and fails
+//! what is pending. When no call waits, it restores the default action and
+//! raises SIGINT again: the program ends as it would have without a pool.
 
 #![allow(unsafe_code)]
 
 use std::os::fd::RawFd;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, AtomicUsize, Ordering};
 
 /// Ignores SIGINT in this process (a worker).
 pub(crate) fn ignore_sigint() {
@@ -34,9 +37,26 @@ pub(crate) fn register(fd: RawFd) -> Option<usize> {
     })
 }
 
-/// Unregisters a slot.
+/// Unregisters a slot (a pool has ended); the last one restores SIGINT's
+/// default action if the handler is installed.
 pub(crate) fn unregister(slot: usize) {
     WAKE_FDS[slot].store(-1, Ordering::Release);
+    if WAKE_FDS.iter().all(|s| s.load(Ordering::Acquire) < 0) {
+        let mut installed = HANDLER.lock().unwrap_or_else(|p| p.into_inner());
+        if *installed {
+            // SAFETY: reads the current action into a zeroed struct, and
+            // restores the default one in place of ours (not in place of a
+            // handler the program installed since).
+            unsafe {
+                let mut now: libc::sigaction = std::mem::zeroed();
+                libc::sigaction(libc::SIGINT, std::ptr::null(), &mut now);
+                if now.sa_sigaction == on_sigint as extern "C" fn(libc::c_int) as usize {
+                    libc::signal(libc::SIGINT, libc::SIG_DFL);
+                }
+            }
+            *installed = false;
+        }
+    }
 }
 
 /// The number of SIGINTs seen so far.
@@ -45,6 +65,17 @@ pub(crate) fn interrupts() -> u64 {
 }
 
 extern "C" fn on_sigint(_: libc::c_int) {
+    if WAITING.load(Ordering::Acquire) == 0 {
+        // No call waits: what SIGINT would have done without us.
+        // SAFETY: signal(2) and raise(3) are async-signal-safe; SIGINT is
+        // blocked in its handler, so it is delivered, with the default
+        // action, when the handler returns.
+        unsafe {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            libc::raise(libc::SIGINT);
+        }
+        return;
+    }
     INTERRUPTS.fetch_add(1, Ordering::AcqRel);
     for slot in &WAKE_FDS {
         let fd = slot.load(Ordering::Acquire);
@@ -56,19 +87,23 @@ extern "C" fn on_sigint(_: libc::c_int) {
     }
 }
 
-/// Calls waiting now, and whether our handler is installed.
-static WAITING: Mutex<(usize, bool)> = Mutex::new((0, false));
+/// Pool calls waiting now.
+static WAITING: AtomicUsize = AtomicUsize::new(0);
+/// Whether our handler is installed.
+static HANDLER: Mutex<bool> = Mutex::new(false);
 
 /// Holds SIGINT to the pools while a call waits.
 pub(crate) struct WaitGuard(());
 
 impl WaitGuard {
     pub(crate) fn new() -> WaitGuard {
-        let mut w = WAITING.lock().unwrap_or_else(|p| p.into_inner());
-        if w.0 == 0 {
+        WAITING.fetch_add(1, Ordering::AcqRel);
+        let mut installed = HANDLER.lock().unwrap_or_else(|p| p.into_inner());
+        if !*installed {
             // SAFETY: sigaction with a plain extern "C" handler that only
-            // touches atomics and calls write(2); the old action is read into
-            // a zeroed struct to see whether the program changed it.
+            // touches atomics and calls write(2), signal(2) and raise(3); the
+            // old action is read into a zeroed struct to see whether the
+            // program changed it.
             unsafe {
                 let mut old: libc::sigaction = std::mem::zeroed();
                 libc::sigaction(libc::SIGINT, std::ptr::null(), &mut old);
@@ -77,23 +112,16 @@ impl WaitGuard {
                     new.sa_sigaction = on_sigint as extern "C" fn(libc::c_int) as usize;
                     new.sa_flags = libc::SA_RESTART;
                     libc::sigemptyset(&mut new.sa_mask);
-                    w.1 = libc::sigaction(libc::SIGINT, &new, std::ptr::null_mut()) == 0;
+                    *installed = libc::sigaction(libc::SIGINT, &new, std::ptr::null_mut()) == 0;
                 }
             }
         }
-        w.0 += 1;
         WaitGuard(())
     }
 }
 
 impl Drop for WaitGuard {
     fn drop(&mut self) {
-        let mut w = WAITING.lock().unwrap_or_else(|p| p.into_inner());
-        w.0 -= 1;
-        if w.0 == 0 && w.1 {
-            // SAFETY: restores the default action we replaced.
-            unsafe { libc::signal(libc::SIGINT, libc::SIG_DFL) };
-            w.1 = false;
-        }
+        WAITING.fetch_sub(1, Ordering::AcqRel);
     }
 }

@@ -153,7 +153,19 @@ pub const SCENARIO: &str = "MP_TEST_SCENARIO";
 /// Runs the `scenarios::scenario` test of this binary in a child process with
 /// `SCENARIO=name`, and returns what it printed.
 pub fn scenario(name: &str) -> Output {
-    let out = Command::new(std::env::current_exe().unwrap())
+    let out = scenario_output(name);
+    assert!(
+        out.status.success(),
+        "scenario {name} failed: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// As [`scenario`], for a scenario that is meant to fail or die.
+pub fn scenario_output(name: &str) -> Output {
+    Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
             "scenarios::scenario",
@@ -164,14 +176,7 @@ pub fn scenario(name: &str) -> Output {
         .env("RUST_BACKTRACE", "0")
         .stdin(Stdio::null())
         .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "scenario {name} failed: {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+        .unwrap()
 }
 
 /// The log records (lines that start with `[`) in a scenario's stderr.

@@ -6,7 +6,7 @@ use std::process::Output;
 use mp_logging::Level;
 use mp_pool::Error;
 use mp_proc::StartMethod;
-use mp_testkit::{SCENARIO, exists, guard, records, scenario as run};
+use mp_testkit::{SCENARIO, exists, guard, records, scenario as run, scenario_output};
 
 use crate::tasks::{gated, square};
 
@@ -21,12 +21,14 @@ fn scenario() {
     match what {
         "sigint" => sigint(method),
         "logging" => logging(method),
+        "idle_sigint" => idle_sigint(method),
         other => panic!("unknown scenario {other}"),
     }
 }
 
 mp_testkit::for_each_method!(
     ctrl_c_interrupts_a_blocked_map_and_ends_the_workers,
+    ctrl_c_while_no_call_waits_ends_the_program_as_by_default,
     the_pool_logs_its_lifecycle_as_cpython,
 );
 
@@ -87,6 +89,56 @@ fn ctrl_c_interrupts_a_blocked_map_and_ends_the_workers(method: StartMethod) {
     // No storm of messages: the workers print nothing.
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(stderr.trim(), "", "stderr: {stderr}");
+}
+
+/// Ctrl-C after a call (which installed the handler), while none waits.
+fn idle_sigint(method: StartMethod) {
+    nix::unistd::setpgid(nix::unistd::Pid::from_raw(0), nix::unistd::Pid::from_raw(0)).unwrap();
+    let pool = crate::pool(method);
+    let pids = pool.map_chunked(crate::tasks::pid, 0..50, 1).unwrap();
+    let mut pids: Vec<u32> = pids.into_iter().collect();
+    pids.sort_unstable();
+    pids.dedup();
+    assert!(sigint_caught(), "a call installed the handler");
+    println!("workers {pids:?}");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(0),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    // The signal may be handled on another thread: the program ends while
+    // this one waits here (a bounded wait, reached in full only on failure).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        std::thread::park_timeout(deadline - std::time::Instant::now());
+    }
+    println!("survived SIGINT");
+}
+
+fn ctrl_c_while_no_call_waits_ends_the_program_as_by_default(method: StartMethod) {
+    use std::os::unix::process::ExitStatusExt;
+    let _g = guard();
+    let out = scenario_output(&format!("idle_sigint:{method}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.signal(), Some(libc::SIGINT), "{stdout}");
+    assert!(!stdout.contains("survived"), "{stdout}");
+    // Its workers see their parent's end and exit (they are reparented, so
+    // their end can only be watched for).
+    let line = stdout
+        .lines()
+        .find_map(|l| l.split_once("workers [").map(|(_, w)| w))
+        .unwrap_or_else(|| panic!("no report in {stdout}"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    for w in line.trim_end_matches(']').split(", ") {
+        let w: u32 = w.parse().unwrap();
+        while exists(w) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "worker {w} is an orphan"
+            );
+            std::thread::yield_now();
+        }
+    }
 }
 
 fn logging(method: StartMethod) {
