@@ -2,6 +2,7 @@
 //! exchanges with its pool over its own connection.
 
 use std::any::Any;
+use std::cell::Cell;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::time::{Duration, Instant};
 
@@ -147,11 +148,49 @@ fn run_task(bound: &mut Bound, task: &TaskMsg) -> Result<Vec<u8>, ExitRequest> {
     Ok(out)
 }
 
+thread_local! {
+    /// This thread is running tasks: a panic is the task's outcome, sent
+    /// to the caller with its message, and is not printed here (CPython's
+    /// workers print nothing for a task's exception either).
+    static IN_TASKS: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Silences the panic hook for panics of tasks (see [`IN_TASKS`]); other
+/// panics (an initializer's) are printed as before.
+fn quiet_task_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !IN_TASKS.with(Cell::get) {
+                previous(info)
+            }
+        }));
+    });
+}
+
+/// Marks this thread as running tasks while it lives.
+struct InTasks;
+
+impl InTasks {
+    fn enter() -> InTasks {
+        IN_TASKS.with(|t| t.set(true));
+        InTasks
+    }
+}
+
+impl Drop for InTasks {
+    fn drop(&mut self) {
+        IN_TASKS.with(|t| t.set(false));
+    }
+}
+
 /// The worker's loop: Python's `multiprocessing.pool.worker`.
 pub(crate) fn worker_main(args: WorkerArgs) {
     // Ctrl-C goes to the whole process group: the pool handles it, its
     // workers do not (no storm of tracebacks).
     crate::sys::ignore_sigint();
+    quiet_task_panics();
     let log = mp_logging::get_logger();
     let conn = args.conn;
     let mut bound = Bound::default();
@@ -188,7 +227,10 @@ pub(crate) fn worker_main(args: WorkerArgs) {
                         continue;
                     }
                     args.progress.set(task.id + 1);
-                    match run_task(&mut bound, task) {
+                    let in_tasks = InTasks::enter();
+                    let outcome = run_task(&mut bound, task);
+                    drop(in_tasks);
+                    match outcome {
                         Ok(outcomes) => done.push(DoneMsg {
                             id: task.id,
                             outcomes,
