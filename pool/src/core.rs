@@ -585,12 +585,30 @@ struct Worker {
     item_cost: Option<Duration>,
     /// Since when it has been working on what it holds now.
     busy_since: Instant,
+    /// Frames written for it that its connection has not taken yet, and how
+    /// many bytes of them went.
+    outbox: Vec<u8>,
+    sent: usize,
     /// How many more tasks it may be given (`maxtasksperchild`): it retires
     /// after running that many, so it is never handed one it would not run.
     left: Option<usize>,
 }
 
 impl Worker {
+    /// Writes what its connection takes now of the outbox.
+    fn flush(&mut self) {
+        while self.sent < self.outbox.len() {
+            match self.conn.write_nonblocking(&self.outbox[self.sent..]) {
+                Ok(0) => return,
+                Ok(n) => self.sent += n,
+                // A dead worker: its sentinel says so.
+                Err(_) => return,
+            }
+        }
+        self.outbox.clear();
+        self.sent = 0;
+    }
+
     /// Whether it should be given another task, holding `tasks` tasks of
     /// `items` items.
     fn wants(&self, tasks: usize, items: usize) -> bool {
@@ -646,6 +664,8 @@ impl Scheduler {
                 progress,
                 item_cost: None,
                 busy_since: Instant::now(),
+                outbox: Vec::new(),
+                sent: 0,
                 left: self.setup.maxtasks,
             });
         }
@@ -731,7 +751,12 @@ impl Scheduler {
                         items: &t.items,
                     })
                     .collect();
-                let _ = w.conn.send(&ToWorkerRef::Tasks(msgs));
+                // Never a blocking write: a worker may itself be blocked
+                // writing its outcomes to us, and only we read them. What
+                // the worker's buffer does not take now waits in its outbox
+                // until poll says it is writable.
+                let _ = Connection::encode_frame(&ToWorkerRef::Tasks(msgs), &mut w.outbox);
+                w.flush();
             }
 
             // Wait for outcomes, a dead worker, or a wake-up. A worker's end
@@ -747,8 +772,26 @@ impl Scheduler {
                     sentinel_of.push(i);
                 }
             }
-            let ready = mp_proc::connection::wait_fds(&fds, None).unwrap_or_default();
-            drop(fds);
+            let pending: Vec<usize> = (0..n)
+                .filter(|&i| self.workers[i].sent < self.workers[i].outbox.len())
+                .collect();
+            let ready = if pending.is_empty() {
+                let ready = mp_proc::connection::wait_fds(&fds, None).unwrap_or_default();
+                drop(fds);
+                ready
+            } else {
+                let out: Vec<_> = pending
+                    .iter()
+                    .map(|&i| self.workers[i].conn.as_fd())
+                    .collect();
+                let (ready, writable) = crate::sys::wait(&fds, &out);
+                drop(out);
+                drop(fds);
+                for k in writable {
+                    self.workers[pending[k]].flush();
+                }
+                ready
+            };
             if ready.contains(&0) {
                 let mut buf = [0u8; 256];
                 let _ = self.wake.read(&mut buf);

@@ -12,7 +12,7 @@
 
 #![allow(unsafe_code)]
 
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI32, AtomicU64, AtomicUsize, Ordering};
 
@@ -124,4 +124,47 @@ impl Drop for WaitGuard {
     fn drop(&mut self) {
         WAITING.fetch_sub(1, Ordering::AcqRel);
     }
+}
+
+/// Waits until one of `read` is readable (or hung up) or one of `write` is
+/// writable; returns the indices of each that are.
+pub(crate) fn wait(read: &[BorrowedFd<'_>], write: &[BorrowedFd<'_>]) -> (Vec<usize>, Vec<usize>) {
+    let mut fds: Vec<libc::pollfd> = read
+        .iter()
+        .map(|fd| libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .chain(write.iter().map(|fd| libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLOUT,
+            revents: 0,
+        }))
+        .collect();
+    loop {
+        // SAFETY: `fds` is a valid array of pollfd of the given length, of
+        // descriptors borrowed for the call.
+        let r = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
+        if r >= 0 {
+            break;
+        }
+        if std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            break;
+        }
+    }
+    let ready = |p: &libc::pollfd| p.revents != 0;
+    let readable = fds[..read.len()]
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| ready(p))
+        .map(|(i, _)| i)
+        .collect();
+    let writable = fds[read.len()..]
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| ready(p))
+        .map(|(i, _)| i)
+        .collect();
+    (readable, writable)
 }

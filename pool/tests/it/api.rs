@@ -20,6 +20,7 @@ mp_testkit::for_each_method!(
     error_callbacks_get_the_error,
     imap_yields_in_order_and_imap_unordered_yields_everything,
     workers_are_named_after_the_start_method,
+    big_arguments_and_results_flow_both_ways_at_once,
 );
 
 fn map_and_starmap_match_sequential_code(method: StartMethod) {
@@ -192,4 +193,28 @@ fn workers_are_named_after_the_start_method(method: StartMethod) {
     for n in names {
         assert!(n.starts_with(prefix), "{n} is not a {prefix}N");
     }
+}
+
+fn echo(v: serde_bytes::ByteBuf) -> serde_bytes::ByteBuf {
+    v
+}
+
+/// Tasks and outcomes of a megabyte each, many of them in flight: the pool
+/// writes tasks while the workers write outcomes, and neither side may
+/// wait on the other's full buffer.
+fn big_arguments_and_results_flow_both_ways_at_once(method: StartMethod) {
+    let _g = guard();
+    let pool = crate::pool(method);
+    let items: Vec<serde_bytes::ByteBuf> = (0..2000u32)
+        .map(|i| serde_bytes::ByteBuf::from(vec![i as u8; 16 << 10]))
+        .collect();
+    for chunksize in [1, 8] {
+        let got = pool.map_chunked(echo, items.clone(), chunksize).unwrap();
+        assert_eq!(got, items);
+    }
+    let got: Vec<serde_bytes::ByteBuf> = pool
+        .imap_unordered(echo, items.clone())
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(got.len(), items.len());
 }

@@ -197,6 +197,52 @@ impl Connection {
         r
     }
 
+    /// Appends the frame that [`send`](Self::send) would write for `value`
+    /// (header and payload) to `out`, for a caller that writes frames itself
+    /// with [`write_nonblocking`](Self::write_nonblocking).
+    ///
+    /// ```
+    /// let (a, b) = mp_proc::pipe(true)?;
+    /// let mut frame = Vec::new();
+    /// mp_proc::Connection::encode_frame(&42u32, &mut frame)?;
+    /// let mut sent = 0;
+    /// while sent < frame.len() {
+    ///     sent += a.write_nonblocking(&frame[sent..])?;
+    /// }
+    /// assert_eq!(b.recv::<u32>()?, 42);
+    /// # Ok::<(), mp_proc::Error>(())
+    /// ```
+    pub fn encode_frame<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<()> {
+        let at = out.len();
+        out.extend_from_slice(&[0; 4]);
+        if let Err(e) = payload::append(value, out) {
+            out.truncate(at);
+            return Err(e);
+        }
+        let len = out.len() - at - 4;
+        if len > i32::MAX as usize {
+            let mut header = [0xff; 12];
+            header[4..].copy_from_slice(&(len as u64).to_be_bytes());
+            out.splice(at..at + 4, header);
+        } else {
+            out[at..at + 4].copy_from_slice(&(len as i32).to_be_bytes());
+        }
+        Ok(())
+    }
+
+    /// Writes the start of `buf` without blocking and returns how many bytes
+    /// went (0 when the peer's buffer is full: wait for the connection to be
+    /// writable, e.g. `poll(2)` with `POLLOUT` on its fd). Frames written
+    /// this way must not interleave with [`send`](Self::send) on the same
+    /// connection.
+    pub fn write_nonblocking(&self, buf: &[u8]) -> Result<usize> {
+        if !self.inner.writable {
+            return Err(Error::ReadOnly);
+        }
+        let _guard = lock(&self.inner.writer);
+        sys::fd::write_nonblocking(self.inner.fd.as_fd(), buf, self.inner.socket).os("send")
+    }
+
     /// Receives one message and decodes it as `T`.
     ///
     /// Bytes that do not decode as `T` are [`Error::Decode`]; the message is

@@ -73,6 +73,36 @@ pub(crate) fn write(fd: BorrowedFd<'_>, buf: &[u8], socket: bool) -> io::Result<
     }
 }
 
+/// Writes what `fd` takes now without blocking: a socket is sent with
+/// `MSG_DONTWAIT`; to a pipe at most `PIPE_BUF` bytes go, and only when poll
+/// says there is room (so the write cannot block). Returns 0 when full.
+pub(crate) fn write_nonblocking(fd: BorrowedFd<'_>, buf: &[u8], socket: bool) -> io::Result<usize> {
+    if buf.is_empty() {
+        return Ok(0);
+    }
+    loop {
+        let r = if socket {
+            nix::sys::socket::send(
+                fd.as_raw_fd(),
+                buf,
+                MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT,
+            )
+        } else {
+            let mut pfd = [nix::poll::PollFd::new(fd, nix::poll::PollFlags::POLLOUT)];
+            match nix::poll::poll(&mut pfd, nix::poll::PollTimeout::ZERO) {
+                Ok(0) => return Ok(0),
+                Ok(_) => nix::unistd::write(fd, &buf[..buf.len().min(libc::PIPE_BUF)]),
+                Err(e) => Err(e),
+            }
+        };
+        match r {
+            Err(Errno::EINTR) => continue,
+            Err(Errno::EAGAIN) => return Ok(0),
+            r => return Ok(r?),
+        }
+    }
+}
+
 /// Writes all of `bufs` (gathered, so one syscall in the common case).
 pub(crate) fn write_all_vectored(
     fd: BorrowedFd<'_>,
