@@ -29,7 +29,7 @@ pub(crate) type Callback = Box<dyn FnOnce(&Job) + Send>;
 /// slow tasks holds one at a time, so that no task waits behind a slow one
 /// while another worker idles (CPython's workers take tasks one by one from
 /// a shared queue).
-const PREFETCH_WINDOW: Duration = Duration::from_millis(2);
+const PREFETCH_WINDOW: Duration = Duration::from_millis(5);
 /// At most this many tasks are held by one worker.
 const PREFETCH_TASKS: usize = 256;
 
