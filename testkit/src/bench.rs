@@ -319,14 +319,18 @@ impl Table {
             } else {
                 String::new()
             };
+            let raw = if r.raw_what.is_empty() {
+                fmt(r.raw)
+            } else {
+                format!("{} ({})", fmt(r.raw), r.raw_what)
+            };
             s.push_str(&format!(
-                "| {} | {} | {} | {} |{other} {} ({}) | {} | {} | {} | {} |\n",
+                "| {} | {} | {} | {} |{other} {} | {} | {} | {} | {} |\n",
                 r.name,
                 r.unit,
                 fmt(r.mp),
                 fmt(r.cpython),
-                fmt(r.raw),
-                r.raw_what,
+                raw,
                 vs_py,
                 ratio
                     .map(|x| format!("{x:.2}"))
