@@ -20,6 +20,11 @@ pub enum Error {
         source: io::Error,
     },
 
+    /// The connection handshake failed (`AuthenticationError`): a wrong key
+    /// on either side, or a peer that does not speak the handshake.
+    #[error("authentication failed: {0}")]
+    Authentication(String),
+
     /// The peer closed the connection and no message was pending (`EOFError`).
     #[error("end of file: the peer closed the connection")]
     Eof,

@@ -1,7 +1,9 @@
 //! Connections: Python's `multiprocessing.connection`.
 
+mod auth;
 mod conn;
 
+pub use auth::{answer_challenge, deliver_challenge};
 pub use conn::{Connection, DEFAULT_MAX_FRAME_LEN, pipe};
 
 use std::os::fd::AsFd;

@@ -426,3 +426,95 @@ c.send_bytes(b"")
     assert!(child.wait().unwrap().success());
     assert!(matches!(ours.recv_bytes(), Err(Error::Eof)));
 }
+
+/// Runs `script` in python3 with the other end of a duplex pipe as
+/// `sys.argv[1]`; `None` where python3 is missing.
+fn python_peer(script: &str) -> Option<(Connection, std::process::Child)> {
+    let probe = std::process::Command::new("python3")
+        .arg("-c")
+        .arg("import multiprocessing.connection")
+        .output()
+        .ok()?;
+    assert!(probe.status.success());
+    let (ours, theirs) = pipe(true).unwrap();
+    let fd = theirs.as_fd().try_clone_to_owned().unwrap();
+    use std::os::fd::AsRawFd;
+    nix::fcntl::fcntl(
+        &fd,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+    )
+    .unwrap();
+    let child = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(fd.as_raw_fd().to_string())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    drop(fd);
+    drop(theirs);
+    Some((ours, child))
+}
+
+/// CPython's handshake halves against ours, both orders, with the right key
+/// and a wrong one (this machine's python3 speaks 3.11's HMAC-MD5 form; ours
+/// offers `{sha256}` and accepts it).
+#[test]
+fn the_handshake_interoperates_with_cpython() {
+    use mp_proc::connection::{answer_challenge, deliver_challenge};
+    let _g = guard();
+    let client = r#"
+import sys
+from multiprocessing.connection import Connection, answer_challenge, deliver_challenge
+c = Connection(int(sys.argv[1]))
+key = c.recv_bytes()
+answer_challenge(c, key)
+deliver_challenge(c, key)
+c.send_bytes(b"python is in")
+"#;
+    for (python_key, ours_ok) in [(&b"secret"[..], true), (&b"wrong"[..], false)] {
+        let Some((conn, mut child)) = python_peer(client) else {
+            eprintln!("note: python3 not found; the CPython handshake test is skipped");
+            return;
+        };
+        conn.send_bytes(python_key).unwrap();
+        // We listen: deliver, then answer.
+        let r =
+            deliver_challenge(&conn, b"secret").and_then(|()| answer_challenge(&conn, b"secret"));
+        if ours_ok {
+            r.unwrap();
+            assert_eq!(conn.recv_bytes().unwrap(), b"python is in");
+            assert!(child.wait().unwrap().success());
+        } else {
+            assert!(matches!(r, Err(Error::Authentication(_))), "{r:?}");
+            // Python raised AuthenticationError('digest sent was rejected').
+            assert!(!child.wait().unwrap().success());
+        }
+    }
+    let server = r#"
+import sys
+from multiprocessing.connection import Connection, answer_challenge, deliver_challenge
+c = Connection(int(sys.argv[1]))
+key = c.recv_bytes()
+deliver_challenge(c, key)
+answer_challenge(c, key)
+c.send_bytes(b"welcome")
+"#;
+    for (python_key, ours_ok) in [(&b"secret"[..], true), (&b"wrong"[..], false)] {
+        let Some((conn, mut child)) = python_peer(server) else {
+            return;
+        };
+        conn.send_bytes(python_key).unwrap();
+        // We connect: answer, then deliver.
+        let r =
+            answer_challenge(&conn, b"secret").and_then(|()| deliver_challenge(&conn, b"secret"));
+        if ours_ok {
+            r.unwrap();
+            assert_eq!(conn.recv_bytes().unwrap(), b"welcome");
+            assert!(child.wait().unwrap().success());
+        } else {
+            assert!(matches!(r, Err(Error::Authentication(_))), "{r:?}");
+            assert!(!child.wait().unwrap().success());
+        }
+    }
+}
