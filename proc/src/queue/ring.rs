@@ -36,10 +36,23 @@ const CLOSED: usize = HEAD + 48; // u32 futex
 const MAXSIZE: usize = HEAD + 52; // u32: 0 = no limit
 const UNFINISHED: usize = HEAD + 56; // u32 futex: JoinableQueue tasks
 const JOINERS_WAITING: usize = HEAD + 60;
+/// Journals of the last put and get, so that a process killed between
+/// moving the tail (head) and counting the item leaves nothing half done:
+/// the next holder of the lock, seeing its owner died, completes them.
+/// Each: u64 target position, u32 target count, u32 active flag.
+const PUT_JOURNAL: usize = HEAD + 64;
+const GET_JOURNAL: usize = HEAD + 80;
 const DATA: usize = 4096;
 
 /// Records are 8-aligned: an 8-byte header (length, kind), then the bytes.
 const HEADER: u64 = 8;
+
+/// Which lock, and which journal.
+#[derive(Clone, Copy)]
+enum Side {
+    Producers,
+    Consumers,
+}
 const KIND_ITEM: u32 = 1;
 const KIND_WRAP: u32 = 2;
 /// Consumed bytes are given back to the system in chunks of this size.
@@ -121,17 +134,70 @@ impl Ring {
 
     /// Takes a queue lock. A holder that died left the ring consistent (the
     /// head and tail move only after a whole record), so that is no error here.
-    fn lock(lock: &RawLock, deadline: Option<Instant>) -> Result<bool> {
+    fn lock(&self, side: Side, deadline: Option<Instant>) -> Result<bool> {
+        let lock = match side {
+            Side::Producers => &self.producers,
+            Side::Consumers => &self.consumers,
+        };
         match lock.lock(deadline) {
-            Err(Error::OwnerDied { .. }) => lock.lock(deadline),
+            Err(Error::OwnerDied { .. }) => {
+                let r = lock.lock(deadline);
+                if matches!(r, Ok(true)) {
+                    self.replay(side);
+                }
+                r
+            }
             r => r,
         }
     }
 
+    /// The words a side's journal covers: (journal, position, count).
+    fn journal_words(side: Side) -> (usize, usize, usize) {
+        match side {
+            Side::Producers => (PUT_JOURNAL, TAIL, PUSHED),
+            Side::Consumers => (GET_JOURNAL, HEAD, POPPED),
+        }
+    }
+
+    /// Moves a side's position to `pos` and its count to `count`, journaled
+    /// (the side's lock is held).
+    fn advance(&self, side: Side, pos: u64, count: u32) {
+        let (j, p, c) = Self::journal_words(side);
+        self.w64(j).store(pos, Ordering::Relaxed);
+        self.w(j + 8).store(count, Ordering::Relaxed);
+        self.w(j + 12).store(1, Ordering::Release);
+        self.w64(p).store(pos, Ordering::Release);
+        self.w(c).store(count, Ordering::Release);
+        self.w(j + 12).store(0, Ordering::Release);
+    }
+
+    /// Completes an `advance` its process did not finish (it was killed
+    /// holding the lock, which is ours now).
+    fn replay(&self, side: Side) {
+        let (j, p, c) = Self::journal_words(side);
+        if self.w(j + 12).load(Ordering::Acquire) == 1 {
+            self.w64(p)
+                .store(self.w64(j).load(Ordering::Relaxed), Ordering::Release);
+            self.w(c)
+                .store(self.w(j + 8).load(Ordering::Relaxed), Ordering::Release);
+            self.w(j + 12).store(0, Ordering::Release);
+        }
+    }
+
     pub(crate) fn len(&self) -> usize {
-        self.w(PUSHED)
-            .load(Ordering::Acquire)
-            .wrapping_sub(self.w(POPPED).load(Ordering::Acquire)) as usize
+        self.count(Side::Producers)
+            .wrapping_sub(self.count(Side::Consumers)) as usize
+    }
+
+    /// Items put (got) so far, counting an `advance` in progress or left
+    /// unfinished by a killed process (its journal says where it goes).
+    fn count(&self, side: Side) -> u32 {
+        let (j, _, c) = Self::journal_words(side);
+        if self.w(j + 12).load(Ordering::Acquire) == 1 {
+            self.w(j + 8).load(Ordering::Acquire)
+        } else {
+            self.w(c).load(Ordering::Acquire)
+        }
     }
 
     pub(crate) fn is_closed(&self) -> bool {
@@ -153,7 +219,7 @@ impl Ring {
         }
         let size = HEADER + align8(bytes.len() as u64);
         let capacity = self.capacity();
-        if !Self::lock(&self.producers, deadline)? {
+        if !self.lock(Side::Producers, deadline)? {
             return Err(Error::Full);
         }
         let result = loop {
@@ -179,8 +245,8 @@ impl Ring {
                     .0
                     .copy_in(DATA + pos as usize + HEADER as usize, bytes);
                 self.header(pos, bytes.len() as u32, KIND_ITEM);
-                self.w64(TAIL).store(tail + size, Ordering::Release);
-                self.w(PUSHED).fetch_add(1, Ordering::AcqRel);
+                let pushed = self.w(PUSHED).load(Ordering::Relaxed).wrapping_add(1);
+                self.advance(Side::Producers, tail + size, pushed);
                 break Ok(());
             }
             // Wait for a get, with the lock released.
@@ -191,7 +257,7 @@ impl Ring {
                 || self.is_closed()
                 || futex_wait(self.w(POPPED), seen, deadline);
             self.w(PRODUCERS_WAITING).fetch_sub(1, Ordering::AcqRel);
-            if !in_time || !Self::lock(&self.producers, deadline)? {
+            if !in_time || !self.lock(Side::Producers, deadline)? {
                 return Err(Error::Full);
             }
         };
@@ -218,7 +284,7 @@ impl Ring {
     ) -> Result<R> {
         let capacity = self.capacity();
         let mut polled = false;
-        if !Self::lock(&self.consumers, deadline)? {
+        if !self.lock(Side::Consumers, deadline)? {
             return Err(Error::Empty);
         }
         loop {
@@ -236,8 +302,8 @@ impl Ring {
                 }
                 let out = take(self.shared.0.bytes(at + HEADER as usize, len as usize));
                 let new_head = head + HEADER + align8(len);
-                self.w64(HEAD).store(new_head, Ordering::Release);
-                self.w(POPPED).fetch_add(1, Ordering::AcqRel);
+                let popped = self.w(POPPED).load(Ordering::Relaxed).wrapping_add(1);
+                self.advance(Side::Consumers, new_head, popped);
                 self.punch_consumed(new_head, capacity);
                 let _ = self.consumers.unlock();
                 if self.w(PRODUCERS_WAITING).load(Ordering::Acquire) > 0 {
@@ -257,7 +323,7 @@ impl Ring {
                     || self.w64(TAIL).load(Ordering::Acquire) != head || self.is_closed(),
                     deadline,
                 );
-                if !Self::lock(&self.consumers, deadline)? {
+                if !self.lock(Side::Consumers, deadline)? {
                     return Err(Error::Empty);
                 }
                 continue;
@@ -269,7 +335,7 @@ impl Ring {
                 || self.is_closed()
                 || futex_wait(self.w(PUSHED), seen, deadline);
             self.w(CONSUMERS_WAITING).fetch_sub(1, Ordering::AcqRel);
-            if !Self::lock(&self.consumers, deadline)? {
+            if !self.lock(Side::Consumers, deadline)? {
                 return Err(Error::Empty);
             }
             if !in_time {
