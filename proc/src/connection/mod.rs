@@ -2,9 +2,11 @@
 
 mod auth;
 mod conn;
+mod listener;
 
 pub use auth::{answer_challenge, deliver_challenge};
 pub use conn::{Connection, DEFAULT_MAX_FRAME_LEN, pipe};
+pub use listener::{Address, Client, HANDSHAKE_TIMEOUT, Listener};
 
 use std::os::fd::AsFd;
 use std::time::Duration;
