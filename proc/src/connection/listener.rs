@@ -98,6 +98,22 @@ fn set_timeouts<F: AsFd>(fd: &F, d: Option<Duration>) {
     let _ = setsockopt(fd, sockopt::SendTimeout, &t);
 }
 
+/// A handshake read or write that hit the socket's time bound is
+/// [`Error::Timeout`].
+fn timed_out(e: Error) -> Error {
+    match e {
+        Error::Os { source, .. }
+            if matches!(
+                source.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) =>
+        {
+            Error::Timeout
+        }
+        e => e,
+    }
+}
+
 enum Socket {
     Unix(UnixListener),
     Tcp(TcpListener),
@@ -123,6 +139,7 @@ pub struct Listener {
     socket: Socket,
     address: Address,
     authkey: Option<Vec<u8>>,
+    handshake_timeout: Duration,
 }
 
 impl fmt::Debug for Listener {
@@ -131,6 +148,7 @@ impl fmt::Debug for Listener {
         f.debug_struct("Listener")
             .field("address", &self.address)
             .field("authenticates", &self.authkey.is_some())
+            .field("handshake_timeout", &self.handshake_timeout)
             .finish()
     }
 }
@@ -161,7 +179,14 @@ impl Listener {
             socket,
             address,
             authkey: authkey.map(<[u8]>::to_vec),
+            handshake_timeout: HANDSHAKE_TIMEOUT,
         })
+    }
+
+    /// How long a client has to complete the handshake in
+    /// [`accept`](Self::accept) ([`HANDSHAKE_TIMEOUT`] unless set).
+    pub fn set_handshake_timeout(&mut self, timeout: Duration) {
+        self.handshake_timeout = timeout;
     }
 
     /// The bound address.
@@ -181,11 +206,12 @@ impl Listener {
                 s.into()
             }
         };
-        set_timeouts(&fd, Some(HANDSHAKE_TIMEOUT));
+        set_timeouts(&fd, Some(self.handshake_timeout));
         let conn = Connection::from_fd(fd, true, true);
         if let Some(key) = &self.authkey {
-            deliver_challenge(&conn, key)?;
-            answer_challenge(&conn, key)?;
+            deliver_challenge(&conn, key)
+                .and_then(|()| answer_challenge(&conn, key))
+                .map_err(timed_out)?;
         }
         set_timeouts(&conn, None);
         Ok(conn)
@@ -225,8 +251,9 @@ impl Client {
         set_timeouts(&fd, Some(HANDSHAKE_TIMEOUT));
         let conn = Connection::from_fd(fd, true, true);
         if let Some(key) = authkey {
-            answer_challenge(&conn, key)?;
-            deliver_challenge(&conn, key)?;
+            answer_challenge(&conn, key)
+                .and_then(|()| deliver_challenge(&conn, key))
+                .map_err(timed_out)?;
         }
         set_timeouts(&conn, None);
         Ok(conn)

@@ -569,6 +569,55 @@ mod listener {
         }
     }
 
+    /// Clients that send garbage, an oversized frame, or nothing at all are
+    /// refused (the silent one once the handshake's time is up), and a good
+    /// client after them is served.
+    #[test]
+    fn bad_clients_are_refused_and_the_listener_goes_on() {
+        use std::io::Write;
+        let _g = guard();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("listener-bad");
+        let mut l = Listener::bind(Address::Unix(path.clone()), Some(b"key")).unwrap();
+        l.set_handshake_timeout(std::time::Duration::from_millis(200));
+        let p = path.clone();
+        let clients = std::thread::spawn(move || {
+            let connect = || std::os::unix::net::UnixStream::connect(&p).unwrap();
+            // Garbage: a frame that is not an answer.
+            let mut s = connect();
+            s.write_all(&[0, 0, 0, 5, b'h', b'e', b'l', b'l', b'o'])
+                .unwrap();
+            let garbage = s;
+            // An oversized frame: 1 GiB announced.
+            let mut s = connect();
+            s.write_all(&[0x40, 0, 0, 0]).unwrap();
+            let oversized = s;
+            // Silent.
+            let silent = connect();
+            let good = Client::connect(&Address::Unix(p), Some(b"key")).unwrap();
+            good.send_bytes(b"good").unwrap();
+            drop((garbage, oversized, silent));
+        });
+        let mut errors = Vec::new();
+        for _ in 0..3 {
+            errors.push(l.accept().unwrap_err());
+        }
+        assert!(
+            matches!(errors[0], Error::Authentication(_)),
+            "{:?}",
+            errors[0]
+        );
+        assert!(
+            matches!(errors[1], Error::FrameTooLong { .. }),
+            "{:?}",
+            errors[1]
+        );
+        assert!(matches!(errors[2], Error::Timeout), "{:?}", errors[2]);
+        let good = l.accept().unwrap();
+        assert_eq!(good.recv_bytes().unwrap(), b"good");
+        clients.join().unwrap();
+    }
+
     #[test]
     fn addresses_parse_and_print() {
         for s in ["127.0.0.1:80", "[::1]:8080", "/tmp/x/listener-1", "@name"] {
