@@ -221,13 +221,15 @@ fn run_examples(root: &Path) -> Result {
 }
 
 /// mp-logging stands alone: it may not depend on any other mp crate;
-/// mp-proc depends on no mp crate but mp-logging; mp-pool on those two.
+/// mp-proc depends on no mp crate but mp-logging; mp-pool and mp-manager on
+/// those two.
 fn check_crate_boundaries(root: &Path) -> Result {
     eprintln!("\n==> crate boundaries (cargo tree)");
     for (package, allowed) in [
         ("mp-logging", &["mp-logging"][..]),
         ("mp-proc", &["mp-proc", "mp-logging"][..]),
         ("mp-pool", &["mp-pool", "mp-proc", "mp-logging"][..]),
+        ("mp-manager", &["mp-manager", "mp-proc", "mp-logging"][..]),
     ] {
         let out = cargo()
             .args([

@@ -218,6 +218,16 @@ impl Listener {
     }
 }
 
+impl AsFd for Listener {
+    /// The listening socket: readable when a client waits to be accepted.
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        match &self.socket {
+            Socket::Unix(l) => l.as_fd(),
+            Socket::Tcp(l) => l.as_fd(),
+        }
+    }
+}
+
 impl Drop for Listener {
     /// Closes the socket and removes its file (an abstract name has none).
     fn drop(&mut self) {

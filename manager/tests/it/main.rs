@@ -1,0 +1,3 @@
+//! mp-manager's integration tests, for fork, spawn and forkserver.
+
+mod scenarios;

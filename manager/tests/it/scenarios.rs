@@ -1,0 +1,75 @@
+//! Behaviours that need a fresh process (the logger): each runs in a re-run
+//! of this binary, and the test checks what it printed.
+
+use mp_logging::Level;
+use mp_proc::StartMethod;
+use mp_testkit::{SCENARIO, guard, records, scenario as run};
+
+/// Not a test of its own: the body of the scenarios, selected by env var.
+#[test]
+fn scenario() {
+    let Ok(name) = std::env::var(SCENARIO) else {
+        return;
+    };
+    let (what, method) = name.split_once(':').unwrap_or((&name, "fork"));
+    let method: StartMethod = method.parse().unwrap();
+    match what {
+        "session" => session(method),
+        other => panic!("unknown scenario {other}"),
+    }
+}
+
+mp_testkit::for_each_method!(the_documented_session_prints_its_lines_and_leaves_nothing,);
+
+/// Python's documented `log_to_stderr()` session.
+fn session(method: StartMethod) {
+    mp_proc::set_start_method(method).unwrap();
+    let logger = mp_logging::log_to_stderr(Some(Level::Info));
+    logger.warning("doomed");
+    let m = mp_manager::SyncManager::start().unwrap();
+    drop(m);
+}
+
+fn the_documented_session_prints_its_lines_and_leaves_nothing(method: StartMethod) {
+    let _g = guard();
+    let out = run(&format!("session:{method}"));
+    let got = records(&out);
+    let expected = [
+        "[WARNING/MainProcess] doomed",
+        "[INFO/SyncManager-1] child process calling self.run()",
+        "[INFO/SyncManager-1] created temp directory ",
+        "[INFO/SyncManager-1] manager serving at '",
+        "[INFO/MainProcess] sending shutdown message to manager",
+        "[INFO/SyncManager-1] manager exiting with exitcode 0",
+    ];
+    // In this order (CPython's own exit lines may come between).
+    let mut at = 0;
+    for line in &got {
+        if at < expected.len() && line.starts_with(expected[at]) {
+            at += 1;
+        }
+    }
+    assert_eq!(at, expected.len(), "got:\n{}", got.join("\n"));
+    let dir = got
+        .iter()
+        .find_map(|l| l.strip_prefix("[INFO/SyncManager-1] created temp directory "))
+        .unwrap();
+    assert!(dir.contains("/pymp-"), "{dir}");
+    let socket = got
+        .iter()
+        .find_map(|l| l.strip_prefix("[INFO/SyncManager-1] manager serving at '"))
+        .unwrap()
+        .trim_end_matches('\'');
+    assert!(
+        socket.starts_with(dir) && socket.contains("/listener-"),
+        "{socket}"
+    );
+    assert!(
+        !std::path::Path::new(socket).exists(),
+        "the socket is left behind"
+    );
+    assert!(
+        !std::path::Path::new(dir).exists(),
+        "the temp directory is left behind"
+    );
+}
