@@ -51,6 +51,8 @@ pub struct SyncManager {
     conn: Mutex<Connection>,
     /// The server process, when this manager started it.
     process: Option<Process>,
+    /// Held open while this process lives (see `start`).
+    _alive: Option<Connection>,
 }
 
 impl std::fmt::Debug for SyncManager {
@@ -68,7 +70,11 @@ impl SyncManager {
     pub fn start() -> Result<SyncManager> {
         let n = STARTED.fetch_add(1, Ordering::Relaxed) + 1;
         let (reader, writer) = mp_proc::pipe(false)?;
-        let mut process = Process::new(server::run_server, writer).name(format!("SyncManager-{n}"));
+        // The server ends when the read end of `alive` reports end of file:
+        // this process is gone, however it ended (even SIGKILLed).
+        let (alive_r, alive) = mp_proc::pipe(false)?;
+        let mut process =
+            Process::new(server::run_server, (writer, alive_r)).name(format!("SyncManager-{n}"));
         process.start()?;
         let address = match reader.recv::<String>() {
             Ok(a) => a.parse::<Address>()?,
@@ -84,6 +90,7 @@ impl SyncManager {
             address,
             conn: Mutex::new(conn),
             process: Some(process),
+            _alive: Some(alive),
         })
     }
 
@@ -94,6 +101,7 @@ impl SyncManager {
             address: address.clone(),
             conn: Mutex::new(conn),
             process: None,
+            _alive: None,
         };
         m.request(&Request::Ping)?;
         Ok(m)

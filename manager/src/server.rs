@@ -10,7 +10,7 @@ use crate::{Reply, Request};
 
 /// The target of the manager process: makes its temp directory and socket,
 /// tells the parent the address on `report`, and serves until shut down.
-pub(crate) fn run_server(report: Connection) {
+pub(crate) fn run_server((report, alive): (Connection, Connection)) {
     let log = mp_logging::get_logger();
     let authkey = mp_proc::current_process().authkey().to_vec();
     let dir = match tempfile::Builder::new()
@@ -61,9 +61,13 @@ pub(crate) fn run_server(report: Connection) {
     };
     let stop_w = Arc::new(stop_w);
     loop {
-        let fds = [listener.as_fd(), stop_r.as_fd()];
+        let fds = [listener.as_fd(), stop_r.as_fd(), alive.as_fd()];
         let ready = mp_proc::connection::wait_fds(&fds, None).unwrap_or_default();
         if ready.contains(&1) {
+            break;
+        }
+        if ready.contains(&2) {
+            log.info("the manager's owner is gone: exiting");
             break;
         }
         if ready.contains(&0) {

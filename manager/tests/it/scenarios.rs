@@ -15,11 +15,54 @@ fn scenario() {
     let method: StartMethod = method.parse().unwrap();
     match what {
         "session" => session(method),
+        "owner_killed" => owner_killed(method),
         other => panic!("unknown scenario {other}"),
     }
 }
 
-mp_testkit::for_each_method!(the_documented_session_prints_its_lines_and_leaves_nothing,);
+mp_testkit::for_each_method!(
+    the_documented_session_prints_its_lines_and_leaves_nothing,
+    a_manager_whose_owner_is_killed_exits_and_cleans_up,
+);
+
+/// Starts a manager, reports its directory and pid, then dies by SIGKILL.
+fn owner_killed(method: StartMethod) {
+    mp_proc::set_start_method(method).unwrap();
+    mp_logging::log_to_stderr(Some(Level::Info));
+    let m = mp_manager::SyncManager::start().unwrap();
+    let children = mp_proc::active_children();
+    println!("manager {} at {}", children[0].pid(), m.address());
+    use std::io::Write;
+    std::io::stdout().flush().unwrap();
+    nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL).unwrap();
+}
+
+fn a_manager_whose_owner_is_killed_exits_and_cleans_up(method: StartMethod) {
+    let _g = guard();
+    let out = mp_testkit::scenario_output(&format!("owner_killed:{method}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let (pid, socket) = stdout
+        .lines()
+        .find_map(|l| l.split_once("manager ").map(|(_, r)| r))
+        .and_then(|r| r.split_once(" at "))
+        .unwrap_or_else(|| panic!("no report in {stdout}"));
+    let pid: u32 = pid.parse().unwrap();
+    let socket = std::path::PathBuf::from(socket);
+    // It is reparented, so its end can only be watched for.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while mp_testkit::exists(pid) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "manager {pid} outlived its owner"
+        );
+        std::thread::yield_now();
+    }
+    assert!(!socket.exists(), "the socket is left behind");
+    assert!(
+        !socket.parent().unwrap().exists(),
+        "the temp directory is left behind"
+    );
+}
 
 /// Python's documented `log_to_stderr()` session.
 fn session(method: StartMethod) {
