@@ -1,34 +1,25 @@
 #![doc = include_str!("../README.md")]
 
+mod link;
+mod protocol;
+mod proxy;
 mod server;
 
-use std::sync::Mutex;
+use std::hash::Hash;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use mp_proc::connection::{Address, Client};
-use mp_proc::{Connection, Process};
-use serde::{Deserialize, Serialize};
+use mp_proc::connection::Address;
+use mp_proc::{Connection, Payload, Process};
+
+use link::{Link, unexpected};
+use protocol::{Kind, Reply, Request};
+pub use proxy::DictProxy;
 
 pub use mp_proc::Error;
 
 /// `Result<T, mp_proc::Error>`.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-/// A request to the manager's server (typed, never code).
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) enum Request {
-    /// Is the server there? (a round trip)
-    Ping,
-    /// Stop serving and exit.
-    Shutdown,
-}
-
-/// The server's answer to a [`Request`].
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) enum Reply {
-    Ok,
-    Error(String),
-}
 
 static STARTED: AtomicUsize = AtomicUsize::new(0);
 
@@ -48,7 +39,7 @@ static STARTED: AtomicUsize = AtomicUsize::new(0);
 /// ```
 pub struct SyncManager {
     address: Address,
-    conn: Mutex<Connection>,
+    link: Arc<Link>,
     /// The server process, when this manager started it.
     process: Option<Process>,
     /// Held open while this process lives (see `start`).
@@ -84,11 +75,10 @@ impl SyncManager {
                 return Err(e);
             }
         };
-        let authkey = mp_proc::current_process().authkey().to_vec();
-        let conn = Client::connect(&address, Some(&authkey))?;
+        let link = Link::to(&address, mp_proc::current_process().authkey())?;
         Ok(SyncManager {
             address,
-            conn: Mutex::new(conn),
+            link,
             process: Some(process),
             _alive: Some(alive),
         })
@@ -96,10 +86,10 @@ impl SyncManager {
 
     /// Connects to a running manager at `address` with `authkey`.
     pub fn connect(address: &Address, authkey: &[u8]) -> Result<SyncManager> {
-        let conn = Client::connect(address, Some(authkey))?;
+        let link = Link::to(address, authkey)?;
         let m = SyncManager {
             address: address.clone(),
-            conn: Mutex::new(conn),
+            link,
             process: None,
             _alive: None,
         };
@@ -113,14 +103,30 @@ impl SyncManager {
     }
 
     fn request(&self, r: &Request) -> Result<()> {
-        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        conn.send(r)?;
-        match conn.recv::<Reply>()? {
-            Reply::Ok => Ok(()),
-            Reply::Error(e) => Err(Error::Os {
-                op: "manager request",
-                source: std::io::Error::other(e),
+        self.link.call(r).map(|_| ())
+    }
+
+    fn create(&self, kind: Kind) -> Result<proxy::Reference> {
+        match self.link.call(&Request::Create(kind))? {
+            Reply::Id(id) => Ok(proxy::Reference {
+                link: self.link.clone(),
+                id,
             }),
+            r => Err(unexpected(r)),
+        }
+    }
+
+    /// A new shared `dict` (Python's `Manager().dict()`).
+    pub fn dict<K: Payload + Eq + Hash, V: Payload>(&self) -> Result<DictProxy<K, V>> {
+        Ok(DictProxy::new(self.create(Kind::Dict)?))
+    }
+
+    /// How many objects the server holds (Python's `_number_of_objects`).
+    #[doc(hidden)]
+    pub fn number_of_objects(&self) -> Result<usize> {
+        match self.link.call(&Request::NumberOfObjects)? {
+            Reply::Count(n) => Ok(n as usize),
+            r => Err(unexpected(r)),
         }
     }
 

@@ -1,15 +1,97 @@
 //! The manager's server process.
 
+use std::collections::HashMap;
 use std::os::fd::AsFd;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, RwLock};
 
 use mp_proc::Connection;
 use mp_proc::connection::{Address, Listener};
 
-use crate::{Reply, Request};
+use crate::protocol::{Bytes, DictOp, Kind, Reply, Request};
+
+/// A shared object.
+enum Object {
+    Dict(HashMap<Bytes, Bytes>),
+}
+
+struct Entry {
+    refs: usize,
+    object: Arc<Mutex<Object>>,
+}
+
+/// The server's objects: the table's lock is held only to find, add or
+/// count; each object has its own lock, so clients of different objects
+/// never wait on each other.
+#[derive(Default)]
+struct Objects {
+    table: RwLock<HashMap<u64, Entry>>,
+    next: Mutex<u64>,
+}
+
+impl Objects {
+    fn create(&self, kind: Kind) -> u64 {
+        let object = match kind {
+            Kind::Dict => Object::Dict(HashMap::new()),
+        };
+        let id = {
+            let mut n = self.next.lock().unwrap_or_else(|p| p.into_inner());
+            *n += 1;
+            *n
+        };
+        self.table
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(
+                id,
+                Entry {
+                    refs: 1,
+                    object: Arc::new(Mutex::new(object)),
+                },
+            );
+        id
+    }
+
+    fn incref(&self, id: u64) -> bool {
+        match self
+            .table
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(&id)
+        {
+            Some(e) => {
+                e.refs += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn decref(&self, id: u64) {
+        let mut t = self.table.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(e) = t.get_mut(&id) {
+            e.refs -= 1;
+            if e.refs == 0 {
+                t.remove(&id);
+            }
+        }
+    }
+
+    fn get(&self, id: u64) -> Option<Arc<Mutex<Object>>> {
+        self.table
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .map(|e| e.object.clone())
+    }
+
+    fn len(&self) -> u64 {
+        self.table.read().unwrap_or_else(|p| p.into_inner()).len() as u64
+    }
+}
 
 /// The target of the manager process: makes its temp directory and socket,
-/// tells the parent the address on `report`, and serves until shut down.
+/// tells the parent the address on `report`, and serves until shut down or
+/// until its owner is gone (`alive` at end of file).
 pub(crate) fn run_server((report, alive): (Connection, Connection)) {
     let log = mp_logging::get_logger();
     let authkey = mp_proc::current_process().authkey().to_vec();
@@ -55,11 +137,11 @@ pub(crate) fn run_server((report, alive): (Connection, Connection)) {
 
     // Clients are served on threads of their own; a shutdown request wakes
     // this loop through the stop pipe.
-    let (stop_r, stop_w) = match mp_proc::pipe(false) {
-        Ok(p) => p,
-        Err(_) => return,
+    let Ok((stop_r, stop_w)) = mp_proc::pipe(false) else {
+        return;
     };
     let stop_w = Arc::new(stop_w);
+    let objects = Arc::new(Objects::default());
     loop {
         let fds = [listener.as_fd(), stop_r.as_fd(), alive.as_fd()];
         let ready = mp_proc::connection::wait_fds(&fds, None).unwrap_or_default();
@@ -74,7 +156,8 @@ pub(crate) fn run_server((report, alive): (Connection, Connection)) {
             match listener.accept() {
                 Ok(conn) => {
                     let stop = stop_w.clone();
-                    std::thread::spawn(move || serve_client(conn, &stop));
+                    let objects = objects.clone();
+                    std::thread::spawn(move || serve_client(conn, &stop, &objects));
                 }
                 Err(e) => log.debug(format_args!("refused a client: {e}")),
             }
@@ -85,7 +168,10 @@ pub(crate) fn run_server((report, alive): (Connection, Connection)) {
     drop(dir); // and the directory
 }
 
-fn serve_client(conn: Connection, stop: &Connection) {
+/// Serves one client connection until it ends; the references it held are
+/// released then (also when its process was killed).
+fn serve_client(conn: Connection, stop: &Connection, objects: &Objects) {
+    let mut held: HashMap<u64, usize> = HashMap::new();
     loop {
         let request = match conn.recv::<Request>() {
             Ok(r) => r,
@@ -95,18 +181,76 @@ fn serve_client(conn: Connection, stop: &Connection) {
                 )));
                 continue;
             }
-            Err(_) => return, // gone
+            Err(_) => break, // gone
         };
-        match request {
-            Request::Ping => {
-                let _ = conn.send(&Reply::Ok);
-            }
+        let reply = match request {
+            Request::Ping => Reply::Ok,
             Request::Shutdown => {
                 mp_logging::get_logger().debug("manager received shutdown message");
                 let _ = conn.send(&Reply::Ok);
                 let _ = stop.send_bytes(b"stop");
-                return;
+                break;
             }
+            Request::Create(kind) => {
+                let id = objects.create(kind);
+                *held.entry(id).or_default() += 1;
+                Reply::Id(id)
+            }
+            Request::IncRef(id) => {
+                if objects.incref(id) {
+                    *held.entry(id).or_default() += 1;
+                    Reply::Ok
+                } else {
+                    Reply::Error(format!("no object {id}: it was freed"))
+                }
+            }
+            Request::DecRef(id) => {
+                if let Some(n) = held.get_mut(&id)
+                    && *n > 0
+                {
+                    *n -= 1;
+                    objects.decref(id);
+                }
+                Reply::Ok
+            }
+            Request::NumberOfObjects => Reply::Count(objects.len()),
+            Request::Dict(id, op) => match objects.get(id) {
+                None => Reply::Error(format!("no object {id}: it was freed")),
+                Some(o) => {
+                    let mut o = o.lock().unwrap_or_else(|p| p.into_inner());
+                    let Object::Dict(d) = &mut *o;
+                    dict(d, op)
+                }
+            },
+        };
+        if conn.send(&reply).is_err() {
+            break;
+        }
+    }
+    for (id, n) in held {
+        for _ in 0..n {
+            objects.decref(id);
+        }
+    }
+}
+
+fn dict(d: &mut HashMap<Bytes, Bytes>, op: DictOp) -> Reply {
+    match op {
+        DictOp::Get(k) => Reply::Maybe(d.get(&k).cloned()),
+        DictOp::Insert(k, v) => Reply::Maybe(d.insert(k, v)),
+        DictOp::Remove(k) => Reply::Maybe(d.remove(&k)),
+        DictOp::ContainsKey(k) => Reply::Bool(d.contains_key(&k)),
+        DictOp::Len => Reply::Count(d.len() as u64),
+        DictOp::Keys => Reply::List(d.keys().cloned().collect()),
+        DictOp::Values => Reply::List(d.values().cloned().collect()),
+        DictOp::Items => Reply::Pairs(d.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
+        DictOp::Clear => {
+            d.clear();
+            Reply::Ok
+        }
+        DictOp::Update(pairs) => {
+            d.extend(pairs);
+            Reply::Ok
         }
     }
 }

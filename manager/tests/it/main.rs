@@ -1,3 +1,4 @@
 //! mp-manager's integration tests, for fork, spawn and forkserver.
 
+mod dict;
 mod scenarios;

@@ -1,0 +1,56 @@
+//! Requests and replies between proxies and the server: typed messages
+//! (postcard), never code. Keys and values travel encoded; the server keeps
+//! them as bytes and never needs their types.
+
+use serde::{Deserialize, Serialize};
+
+/// Bytes of an encoded key or value.
+pub(crate) type Bytes = serde_bytes::ByteBuf;
+
+/// The kinds of shared objects.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub(crate) enum Kind {
+    Dict,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum DictOp {
+    Get(Bytes),
+    Insert(Bytes, Bytes),
+    Remove(Bytes),
+    ContainsKey(Bytes),
+    Len,
+    Keys,
+    Values,
+    Items,
+    Clear,
+    Update(Vec<(Bytes, Bytes)>),
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum Request {
+    /// Is the server there? (a round trip)
+    Ping,
+    /// Stop serving and exit.
+    Shutdown,
+    /// Makes an object; this connection holds one reference to it.
+    Create(Kind),
+    /// One more (one fewer) reference, held by this connection.
+    IncRef(u64),
+    DecRef(u64),
+    /// How many objects the server holds (Python's `_number_of_objects`).
+    NumberOfObjects,
+    Dict(u64, DictOp),
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum Reply {
+    Ok,
+    Error(String),
+    Id(u64),
+    Count(u64),
+    Bool(bool),
+    Maybe(Option<Bytes>),
+    List(Vec<Bytes>),
+    Pairs(Vec<(Bytes, Bytes)>),
+}
