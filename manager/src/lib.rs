@@ -4,6 +4,7 @@ mod link;
 mod protocol;
 mod proxy;
 mod server;
+mod signals;
 
 use std::hash::Hash;
 use std::sync::Arc;

@@ -106,6 +106,15 @@ pub(crate) fn run_server((report, alive): (Connection, Connection)) {
             return;
         }
     };
+    // Only this user may reach the socket (CPython's pymp- directories are
+    // 0700 too).
+    use std::os::unix::fs::PermissionsExt;
+    if let Err(e) = std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)) {
+        log.error(format_args!(
+            "manager cannot protect its temp directory: {e}"
+        ));
+        return;
+    }
     log.info(format_args!(
         "created temp directory {}",
         dir.path().display()
@@ -140,6 +149,7 @@ pub(crate) fn run_server((report, alive): (Connection, Connection)) {
     let Ok((stop_r, stop_w)) = mp_proc::pipe(false) else {
         return;
     };
+    crate::signals::install(&stop_w);
     let stop_w = Arc::new(stop_w);
     let objects = Arc::new(Objects::default());
     loop {
@@ -163,6 +173,7 @@ pub(crate) fn run_server((report, alive): (Connection, Connection)) {
             }
         }
     }
+    crate::signals::uninstall();
     log.info("manager exiting with exitcode 0");
     drop(listener); // removes the socket
     drop(dir); // and the directory

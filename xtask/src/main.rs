@@ -118,6 +118,7 @@ fn test(root: &Path) -> Result {
 
     check_crate_boundaries(root)?;
     let shm_before = shm_entries();
+    let tmp_before = manager_dirs();
 
     if has_nextest() {
         // One process per test: the safest way to run tests that fork.
@@ -145,6 +146,12 @@ fn test(root: &Path) -> Result {
         shm_entries()
             .into_iter()
             .filter(|n| !shm_before.contains(n))
+            .collect()
+    })?;
+    wait_until_clean("manager directories (pymp-*) in the temp directory", || {
+        manager_dirs()
+            .into_iter()
+            .filter(|n| !tmp_before.contains(n))
             .collect()
     })?;
     eprintln!(
@@ -277,6 +284,19 @@ fn wait_until_clean(what: &str, left: impl Fn() -> Vec<String>) -> Result {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// The `pymp-*` directories of managers in the temp directory.
+fn manager_dirs() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(std::env::temp_dir())
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.retain(|n| n.starts_with("pymp-"));
+    names
 }
 
 /// The entries of `/dev/shm` that look like ours (`psm_*`).

@@ -118,3 +118,30 @@ fn a_killed_child_gives_its_references_back(method: StartMethod) {
     }
     m.shutdown().unwrap();
 }
+
+/// SIGTERM (`terminate()`, a test runner ending the group) ends the server
+/// through its normal path: socket and directory removed; its mode is 0700.
+#[test]
+fn a_terminated_manager_cleans_up() {
+    use std::os::unix::fs::PermissionsExt;
+    let _g = guard();
+    let m = SyncManager::start().unwrap();
+    let socket = std::path::PathBuf::from(m.address().to_string());
+    let dir = socket.parent().unwrap().to_path_buf();
+    assert_eq!(
+        std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+    let pid = mp_proc::active_children()[0].pid();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    // Our connection ends when the server is gone.
+    let d = m.dict::<u32, u32>();
+    assert!(d.is_err() || d.unwrap().len().is_err());
+    let _ = m.shutdown();
+    assert!(!socket.exists(), "the socket is left behind");
+    assert!(!dir.exists(), "the directory is left behind");
+}
