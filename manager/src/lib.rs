@@ -15,7 +15,7 @@ use mp_proc::{Connection, Payload, Process};
 
 use link::{Link, unexpected};
 use protocol::{Kind, Reply, Request};
-pub use proxy::DictProxy;
+pub use proxy::{DictProxy, ListProxy, NamespaceProxy, ValueProxy};
 
 pub use mp_proc::Error;
 
@@ -120,6 +120,22 @@ impl SyncManager {
     /// A new shared `dict` (Python's `Manager().dict()`).
     pub fn dict<K: Payload + Eq + Hash, V: Payload>(&self) -> Result<DictProxy<K, V>> {
         Ok(DictProxy::new(self.create(Kind::Dict)?))
+    }
+
+    /// A new shared `list` (Python's `Manager().list()`).
+    pub fn list<T: Payload>(&self) -> Result<ListProxy<T>> {
+        Ok(ListProxy::new(self.create(Kind::List)?))
+    }
+
+    /// A new `Namespace` (Python's `Manager().Namespace()`).
+    pub fn namespace(&self) -> Result<NamespaceProxy> {
+        Ok(NamespaceProxy::new(self.create(Kind::Namespace)?))
+    }
+
+    /// A new shared value (Python's `Manager().Value(typecode, v)`).
+    pub fn value<T: Payload>(&self, v: T) -> Result<ValueProxy<T>> {
+        let bytes = protocol::Bytes::from(mp_proc::codec::encode(&v)?);
+        Ok(ValueProxy::new(self.create(Kind::Value(bytes))?))
     }
 
     /// How many objects the server holds (Python's `_number_of_objects`).

@@ -8,9 +8,12 @@ use serde::{Deserialize, Serialize};
 pub(crate) type Bytes = serde_bytes::ByteBuf;
 
 /// The kinds of shared objects.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) enum Kind {
     Dict,
+    List,
+    Namespace,
+    Value(Bytes),
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -28,6 +31,29 @@ pub(crate) enum DictOp {
 }
 
 #[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum ListOp {
+    Push(Bytes),
+    Get(u64),
+    Set(u64, Bytes),
+    Pop,
+    Len,
+    Extend(Vec<Bytes>),
+    ToVec,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum NamespaceOp {
+    Set(String, Bytes),
+    Get(String),
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum ValueOp {
+    Get,
+    Set(Bytes),
+}
+
+#[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Request {
     /// Is the server there? (a round trip)
     Ping,
@@ -41,6 +67,9 @@ pub(crate) enum Request {
     /// How many objects the server holds (Python's `_number_of_objects`).
     NumberOfObjects,
     Dict(u64, DictOp),
+    List(u64, ListOp),
+    Namespace(u64, NamespaceOp),
+    Value(u64, ValueOp),
 }
 
 #[derive(Debug, Serialize, Deserialize)]

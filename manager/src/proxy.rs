@@ -11,7 +11,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::Result;
 use crate::link::{Link, unexpected};
-use crate::protocol::{Bytes, DictOp, Reply, Request};
+use crate::protocol::{Bytes, DictOp, ListOp, NamespaceOp, Reply, Request, ValueOp};
 
 /// A reference to a server object: counted by the server, so the object
 /// lives while a proxy to it exists anywhere (a process that is killed
@@ -208,5 +208,206 @@ impl<K: Payload + Eq + Hash, V: Payload> DictProxy<K, V> {
             .map(|(k, v)| Ok((enc(&k)?, enc(&v)?)))
             .collect::<Result<Vec<_>>>()?;
         self.op(DictOp::Update(pairs)).map(|_| ())
+    }
+}
+
+/// The handle traits every proxy has: `Clone` (one more reference),
+/// `Debug`, and `Serialize`/`Deserialize` (a child reconnects).
+macro_rules! proxy_handle {
+    ($name:ident $(<$($t:ident),+>)?) => {
+        impl$(<$($t),+>)? Clone for $name$(<$($t),+>)? {
+            fn clone(&self) -> Self {
+                $name { r: self.r.clone(), _t: PhantomData }
+            }
+        }
+
+        impl$(<$($t),+>)? std::fmt::Debug for $name$(<$($t),+>)? {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "{}({} at {})", stringify!($name), self.r.id, self.r.link.address)
+            }
+        }
+
+        impl$(<$($t),+>)? Serialize for $name$(<$($t),+>)? {
+            fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+                self.r.serialize(s)
+            }
+        }
+
+        impl<'de $($(, $t)+)?> Deserialize<'de> for $name$(<$($t),+>)? {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+                Ok($name { r: Reference::deserialize(d)?, _t: PhantomData })
+            }
+        }
+    };
+}
+
+fn maybe<T: Payload>(r: Reply) -> Result<Option<T>> {
+    match r {
+        Reply::Maybe(v) => v.map(|b| decode(&b)).transpose(),
+        r => Err(unexpected(r)),
+    }
+}
+
+fn one<T: Payload>(r: Reply) -> Result<T> {
+    match r {
+        Reply::Maybe(Some(b)) => decode(&b),
+        r => Err(unexpected(r)),
+    }
+}
+
+/// A `list` in the manager (Python's `ListProxy`).
+///
+/// ```
+/// let m = mp_manager::SyncManager::start()?;
+/// let l = m.list::<u32>()?;
+/// l.push(1)?;
+/// l.extend([2, 3])?;
+/// l.set(0, 10)?;
+/// assert_eq!(l.to_vec()?, [10, 2, 3]);
+/// assert_eq!(l.pop()?, Some(3));
+/// # Ok::<(), mp_manager::Error>(())
+/// ```
+pub struct ListProxy<T> {
+    r: Reference,
+    _t: PhantomData<fn() -> T>,
+}
+
+proxy_handle!(ListProxy<T>);
+
+impl<T: Payload> ListProxy<T> {
+    pub(crate) fn new(r: Reference) -> Self {
+        ListProxy { r, _t: PhantomData }
+    }
+
+    fn op(&self, op: ListOp) -> Result<Reply> {
+        self.r.call(&Request::List(self.r.id, op))
+    }
+
+    /// `l.append(v)`.
+    pub fn push(&self, v: T) -> Result<()> {
+        self.op(ListOp::Push(enc(&v)?)).map(|_| ())
+    }
+
+    /// `l[i]`; an index out of range is an error (`IndexError`).
+    pub fn get(&self, i: usize) -> Result<T> {
+        one(self.op(ListOp::Get(i as u64))?)
+    }
+
+    /// `l[i] = v`.
+    pub fn set(&self, i: usize, v: T) -> Result<()> {
+        self.op(ListOp::Set(i as u64, enc(&v)?)).map(|_| ())
+    }
+
+    /// `l.pop()`; `None` when empty.
+    pub fn pop(&self) -> Result<Option<T>> {
+        maybe(self.op(ListOp::Pop)?)
+    }
+
+    /// `len(l)`.
+    pub fn len(&self) -> Result<usize> {
+        match self.op(ListOp::Len)? {
+            Reply::Count(n) => Ok(n as usize),
+            r => Err(unexpected(r)),
+        }
+    }
+
+    /// `len(l) == 0`.
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
+    /// `l.extend(items)`, in one round trip.
+    pub fn extend(&self, items: impl IntoIterator<Item = T>) -> Result<()> {
+        let items = items
+            .into_iter()
+            .map(|v| enc(&v))
+            .collect::<Result<Vec<_>>>()?;
+        self.op(ListOp::Extend(items)).map(|_| ())
+    }
+
+    /// `list(l)`, in one round trip.
+    pub fn to_vec(&self) -> Result<Vec<T>> {
+        match self.op(ListOp::ToVec)? {
+            Reply::List(l) => l.iter().map(|b| decode(b)).collect(),
+            r => Err(unexpected(r)),
+        }
+    }
+}
+
+/// A `Namespace` in the manager: named attributes of any type.
+///
+/// ```
+/// let m = mp_manager::SyncManager::start()?;
+/// let ns = m.namespace()?;
+/// ns.set("x", &42u32)?;
+/// assert_eq!(ns.get::<u32>("x")?, 42);
+/// assert!(ns.get::<u32>("missing").is_err());
+/// # Ok::<(), mp_manager::Error>(())
+/// ```
+pub struct NamespaceProxy {
+    r: Reference,
+    _t: PhantomData<()>,
+}
+
+proxy_handle!(NamespaceProxy);
+
+impl NamespaceProxy {
+    pub(crate) fn new(r: Reference) -> Self {
+        NamespaceProxy { r, _t: PhantomData }
+    }
+
+    /// `ns.name = value`.
+    pub fn set<T: Serialize + ?Sized>(&self, name: &str, value: &T) -> Result<()> {
+        self.r
+            .call(&Request::Namespace(
+                self.r.id,
+                NamespaceOp::Set(name.into(), enc(value)?),
+            ))
+            .map(|_| ())
+    }
+
+    /// `ns.name`; a missing one is an error (`AttributeError`).
+    pub fn get<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<T> {
+        match self.r.call(&Request::Namespace(
+            self.r.id,
+            NamespaceOp::Get(name.into()),
+        ))? {
+            Reply::Maybe(Some(b)) => decode(&b),
+            r => Err(unexpected(r)),
+        }
+    }
+}
+
+/// A `Value` in the manager (Python's `Manager().Value(typecode, v)`).
+///
+/// ```
+/// let m = mp_manager::SyncManager::start()?;
+/// let v = m.value(1.5f64)?;
+/// v.set(2.5)?;
+/// assert_eq!(v.get()?, 2.5);
+/// # Ok::<(), mp_manager::Error>(())
+/// ```
+pub struct ValueProxy<T> {
+    r: Reference,
+    _t: PhantomData<fn() -> T>,
+}
+
+proxy_handle!(ValueProxy<T>);
+
+impl<T: Payload> ValueProxy<T> {
+    pub(crate) fn new(r: Reference) -> Self {
+        ValueProxy { r, _t: PhantomData }
+    }
+
+    /// `v.value`.
+    pub fn get(&self) -> Result<T> {
+        one(self.r.call(&Request::Value(self.r.id, ValueOp::Get))?)
+    }
+
+    /// `v.value = new`.
+    pub fn set(&self, new: T) -> Result<()> {
+        self.r
+            .call(&Request::Value(self.r.id, ValueOp::Set(enc(&new)?)))
+            .map(|_| ())
     }
 }

@@ -7,11 +7,14 @@ use std::sync::{Arc, Mutex, RwLock};
 use mp_proc::Connection;
 use mp_proc::connection::{Address, Listener};
 
-use crate::protocol::{Bytes, DictOp, Kind, Reply, Request};
+use crate::protocol::{Bytes, DictOp, Kind, ListOp, NamespaceOp, Reply, Request, ValueOp};
 
 /// A shared object.
 enum Object {
     Dict(HashMap<Bytes, Bytes>),
+    List(Vec<Bytes>),
+    Namespace(HashMap<String, Bytes>),
+    Value(Bytes),
 }
 
 struct Entry {
@@ -32,6 +35,9 @@ impl Objects {
     fn create(&self, kind: Kind) -> u64 {
         let object = match kind {
             Kind::Dict => Object::Dict(HashMap::new()),
+            Kind::List => Object::List(Vec::new()),
+            Kind::Namespace => Object::Namespace(HashMap::new()),
+            Kind::Value(v) => Object::Value(v),
         };
         let id = {
             let mut n = self.next.lock().unwrap_or_else(|p| p.into_inner());
@@ -225,14 +231,39 @@ fn serve_client(conn: Connection, stop: &Connection, objects: &Objects) {
                 Reply::Ok
             }
             Request::NumberOfObjects => Reply::Count(objects.len()),
-            Request::Dict(id, op) => match objects.get(id) {
-                None => Reply::Error(format!("no object {id}: it was freed")),
-                Some(o) => {
-                    let mut o = o.lock().unwrap_or_else(|p| p.into_inner());
-                    let Object::Dict(d) = &mut *o;
-                    dict(d, op)
-                }
-            },
+            Request::Dict(id, op) => with(objects, id, |o| match o {
+                Object::Dict(d) => dict(d, op),
+                _ => wrong_kind(id),
+            }),
+            Request::List(id, op) => with(objects, id, |o| match o {
+                Object::List(l) => list(l, op),
+                _ => wrong_kind(id),
+            }),
+            Request::Namespace(id, op) => with(objects, id, |o| match o {
+                Object::Namespace(n) => match op {
+                    NamespaceOp::Set(name, v) => {
+                        n.insert(name, v);
+                        Reply::Ok
+                    }
+                    NamespaceOp::Get(name) => match n.get(&name) {
+                        Some(v) => Reply::Maybe(Some(v.clone())),
+                        None => {
+                            Reply::Error(format!("'Namespace' object has no attribute '{name}'"))
+                        }
+                    },
+                },
+                _ => wrong_kind(id),
+            }),
+            Request::Value(id, op) => with(objects, id, |o| match o {
+                Object::Value(v) => match op {
+                    ValueOp::Get => Reply::Maybe(Some(v.clone())),
+                    ValueOp::Set(new) => {
+                        *v = new;
+                        Reply::Ok
+                    }
+                },
+                _ => wrong_kind(id),
+            }),
         };
         if conn.send(&reply).is_err() {
             break;
@@ -242,6 +273,46 @@ fn serve_client(conn: Connection, stop: &Connection, objects: &Objects) {
         for _ in 0..n {
             objects.decref(id);
         }
+    }
+}
+
+/// Runs `f` on object `id` under its own lock.
+fn with(objects: &Objects, id: u64, f: impl FnOnce(&mut Object) -> Reply) -> Reply {
+    match objects.get(id) {
+        None => Reply::Error(format!("no object {id}: it was freed")),
+        Some(o) => f(&mut o.lock().unwrap_or_else(|p| p.into_inner())),
+    }
+}
+
+fn wrong_kind(id: u64) -> Reply {
+    Reply::Error(format!("object {id} does not have that method"))
+}
+
+fn list(l: &mut Vec<Bytes>, op: ListOp) -> Reply {
+    let out_of_range = || Reply::Error("list index out of range".into());
+    match op {
+        ListOp::Push(v) => {
+            l.push(v);
+            Reply::Ok
+        }
+        ListOp::Get(i) => match l.get(i as usize) {
+            Some(v) => Reply::Maybe(Some(v.clone())),
+            None => out_of_range(),
+        },
+        ListOp::Set(i, v) => match l.get_mut(i as usize) {
+            Some(slot) => {
+                *slot = v;
+                Reply::Ok
+            }
+            None => out_of_range(),
+        },
+        ListOp::Pop => Reply::Maybe(l.pop()),
+        ListOp::Len => Reply::Count(l.len() as u64),
+        ListOp::Extend(items) => {
+            l.extend(items);
+            Reply::Ok
+        }
+        ListOp::ToVec => Reply::List(l.clone()),
     }
 }
 

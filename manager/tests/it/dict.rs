@@ -9,6 +9,7 @@ mp_testkit::for_each_method!(
     a_proxy_passed_to_a_child_shares_the_dict,
     the_last_proxy_anywhere_frees_the_object,
     a_killed_child_gives_its_references_back,
+    list_namespace_and_value_are_shared_with_a_child,
 );
 
 #[test]
@@ -144,4 +145,33 @@ fn a_terminated_manager_cleans_up() {
     let _ = m.shutdown();
     assert!(!socket.exists(), "the socket is left behind");
     assert!(!dir.exists(), "the directory is left behind");
+}
+
+fn touch_all(
+    (l, ns, v): (
+        mp_manager::ListProxy<u32>,
+        mp_manager::NamespaceProxy,
+        mp_manager::ValueProxy<f64>,
+    ),
+) {
+    l.extend([1, 2, 3]).unwrap();
+    ns.set("who", "child").unwrap();
+    v.set(v.get().unwrap() * 2.0).unwrap();
+}
+
+fn list_namespace_and_value_are_shared_with_a_child(method: StartMethod) {
+    let _g = guard();
+    let m = SyncManager::start().unwrap();
+    let l = m.list::<u32>().unwrap();
+    let ns = m.namespace().unwrap();
+    let v = m.value(1.25f64).unwrap();
+    let mut p = Process::new(touch_all, (l.clone(), ns.clone(), v.clone())).start_method(method);
+    p.start().unwrap();
+    assert_eq!(p.join().unwrap(), 0);
+    assert_eq!(l.to_vec().unwrap(), [1, 2, 3]);
+    assert_eq!(l.get(1).unwrap(), 2);
+    assert!(l.get(3).is_err(), "IndexError");
+    assert_eq!(ns.get::<String>("who").unwrap(), "child");
+    assert_eq!(v.get().unwrap(), 2.5);
+    m.shutdown().unwrap();
 }
