@@ -64,6 +64,11 @@ pub(crate) enum Request {
     /// One more (one fewer) reference, held by this connection.
     IncRef(u64),
     DecRef(u64),
+    /// A proxy is being sent to another process: one more reference, held
+    /// by nobody yet, so the object outlives the sender's copy.
+    Lend(u64),
+    /// The receiving process takes over a lent reference.
+    Adopt(u64),
     /// How many objects the server holds (Python's `_number_of_objects`).
     NumberOfObjects,
     Dict(u64, DictOp),

@@ -45,21 +45,28 @@ impl Drop for Reference {
 }
 
 impl Serialize for Reference {
+    /// Lends the receiver a reference, so that the object outlives this copy
+    /// until the receiver adopts it (a copy never received keeps the object
+    /// until the manager ends).
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::Error as _;
+        self.link
+            .call(&Request::Lend(self.id))
+            .map_err(S::Error::custom)?;
         (self.link.address.to_string(), self.id).serialize(s)
     }
 }
 
 impl<'de> Deserialize<'de> for Reference {
     /// Reconnects (once per process) with this process's authkey, which it
-    /// inherited, and takes a reference.
+    /// inherited, and adopts the reference its sender lent.
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Reference, D::Error> {
         use serde::de::Error as _;
         let (address, id): (String, u64) = Deserialize::deserialize(d)?;
         let address: Address = address.parse().map_err(D::Error::custom)?;
         let link =
             Link::to(&address, mp_proc::current_process().authkey()).map_err(D::Error::custom)?;
-        link.call(&Request::IncRef(id)).map_err(D::Error::custom)?;
+        link.call(&Request::Adopt(id)).map_err(D::Error::custom)?;
         Ok(Reference { link, id })
     }
 }

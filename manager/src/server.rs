@@ -19,6 +19,8 @@ enum Object {
 
 struct Entry {
     refs: usize,
+    /// References lent to proxies in transit to another process.
+    lent: usize,
     object: Arc<Mutex<Object>>,
 }
 
@@ -51,6 +53,7 @@ impl Objects {
                 id,
                 Entry {
                     refs: 1,
+                    lent: 0,
                     object: Arc::new(Mutex::new(object)),
                 },
             );
@@ -65,6 +68,42 @@ impl Objects {
             .get_mut(&id)
         {
             Some(e) => {
+                e.refs += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn lend(&self, id: u64) -> bool {
+        match self
+            .table
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(&id)
+        {
+            Some(e) => {
+                e.refs += 1;
+                e.lent += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn adopt(&self, id: u64) -> bool {
+        match self
+            .table
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(&id)
+        {
+            Some(e) if e.lent > 0 => {
+                e.lent -= 1;
+                true
+            }
+            Some(e) => {
+                // Not lent (a copy deserialized twice): a reference of its own.
                 e.refs += 1;
                 true
             }
@@ -215,6 +254,21 @@ fn serve_client(conn: Connection, stop: &Connection, objects: &Objects) {
             }
             Request::IncRef(id) => {
                 if objects.incref(id) {
+                    *held.entry(id).or_default() += 1;
+                    Reply::Ok
+                } else {
+                    Reply::Error(format!("no object {id}: it was freed"))
+                }
+            }
+            Request::Lend(id) => {
+                if objects.lend(id) {
+                    Reply::Ok
+                } else {
+                    Reply::Error(format!("no object {id}: it was freed"))
+                }
+            }
+            Request::Adopt(id) => {
+                if objects.adopt(id) {
                     *held.entry(id).or_default() += 1;
                     Reply::Ok
                 } else {

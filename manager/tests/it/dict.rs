@@ -96,8 +96,10 @@ fn a_killed_child_gives_its_references_back(method: StartMethod) {
     let _g = guard();
     let m = SyncManager::start().unwrap();
     let ready = mp_proc::Event::new().unwrap();
+    // The only proxy goes to the child: the object outlives the parent's
+    // copy (lent on sending, adopted on receiving).
     let d = m.dict::<u32, String>().unwrap();
-    let mut p = Process::new(hold_forever, (d.clone(), ready.clone())).start_method(method);
+    let mut p = Process::new(hold_forever, (d, ready.clone())).start_method(method);
     p.start().unwrap();
     assert!(
         ready
@@ -105,46 +107,18 @@ fn a_killed_child_gives_its_references_back(method: StartMethod) {
             .unwrap(),
         "the child never held it"
     );
+    assert_eq!(m.number_of_objects().unwrap(), 1);
     p.kill().unwrap();
     p.join().unwrap();
     drop(p);
-    // Ours keeps it; the server drops the killed child's references when it
-    // sees its connection end, so once ours is gone the object is freed.
-    assert_eq!(m.number_of_objects().unwrap(), 1);
-    drop(d);
+    // The server drops the killed child's references when it sees its
+    // connection end: the object is freed.
     let mut n = m.number_of_objects().unwrap();
     while n != 0 {
         std::thread::yield_now();
         n = m.number_of_objects().unwrap();
     }
     m.shutdown().unwrap();
-}
-
-/// SIGTERM (`terminate()`, a test runner ending the group) ends the server
-/// through its normal path: socket and directory removed; its mode is 0700.
-#[test]
-fn a_terminated_manager_cleans_up() {
-    use std::os::unix::fs::PermissionsExt;
-    let _g = guard();
-    let m = SyncManager::start().unwrap();
-    let socket = std::path::PathBuf::from(m.address().to_string());
-    let dir = socket.parent().unwrap().to_path_buf();
-    assert_eq!(
-        std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
-        0o700
-    );
-    let pid = mp_proc::active_children()[0].pid();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    // Our connection ends when the server is gone.
-    let d = m.dict::<u32, u32>();
-    assert!(d.is_err() || d.unwrap().len().is_err());
-    let _ = m.shutdown();
-    assert!(!socket.exists(), "the socket is left behind");
-    assert!(!dir.exists(), "the directory is left behind");
 }
 
 fn touch_all(
@@ -174,4 +148,30 @@ fn list_namespace_and_value_are_shared_with_a_child(method: StartMethod) {
     assert_eq!(ns.get::<String>("who").unwrap(), "child");
     assert_eq!(v.get().unwrap(), 2.5);
     m.shutdown().unwrap();
+}
+/// SIGTERM (`terminate()`, a test runner ending the group) ends the server
+/// through its normal path: socket and directory removed; its mode is 0700.
+#[test]
+fn a_terminated_manager_cleans_up() {
+    use std::os::unix::fs::PermissionsExt;
+    let _g = guard();
+    let m = SyncManager::start().unwrap();
+    let socket = std::path::PathBuf::from(m.address().to_string());
+    let dir = socket.parent().unwrap().to_path_buf();
+    assert_eq!(
+        std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+    let pid = mp_proc::active_children()[0].pid();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    // Our connection ends when the server is gone.
+    let d = m.dict::<u32, u32>();
+    assert!(d.is_err() || d.unwrap().len().is_err());
+    let _ = m.shutdown();
+    assert!(!socket.exists(), "the socket is left behind");
+    assert!(!dir.exists(), "the directory is left behind");
 }
