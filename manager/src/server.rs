@@ -60,55 +60,30 @@ impl Objects {
         id
     }
 
+    /// Runs `f` on object `id`'s entry; false if there is no such object.
+    fn entry(&self, id: u64, f: impl FnOnce(&mut Entry)) -> bool {
+        let mut t = self.table.write().unwrap_or_else(|p| p.into_inner());
+        t.get_mut(&id).map(f).is_some()
+    }
+
     fn incref(&self, id: u64) -> bool {
-        match self
-            .table
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .get_mut(&id)
-        {
-            Some(e) => {
-                e.refs += 1;
-                true
-            }
-            None => false,
-        }
+        self.entry(id, |e| e.refs += 1)
     }
 
     fn lend(&self, id: u64) -> bool {
-        match self
-            .table
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .get_mut(&id)
-        {
-            Some(e) => {
-                e.refs += 1;
-                e.lent += 1;
-                true
-            }
-            None => false,
-        }
+        self.entry(id, |e| {
+            e.refs += 1;
+            e.lent += 1;
+        })
     }
 
+    /// Takes over a lent reference (a copy deserialized twice, with none
+    /// left to take, gets a reference of its own).
     fn adopt(&self, id: u64) -> bool {
-        match self
-            .table
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .get_mut(&id)
-        {
-            Some(e) if e.lent > 0 => {
-                e.lent -= 1;
-                true
-            }
-            Some(e) => {
-                // Not lent (a copy deserialized twice): a reference of its own.
-                e.refs += 1;
-                true
-            }
-            None => false,
-        }
+        self.entry(id, |e| match e.lent {
+            0 => e.refs += 1,
+            _ => e.lent -= 1,
+        })
     }
 
     fn decref(&self, id: u64) {
@@ -252,27 +227,19 @@ fn serve_client(conn: Connection, stop: &Connection, objects: &Objects) {
                 *held.entry(id).or_default() += 1;
                 Reply::Id(id)
             }
-            Request::IncRef(id) => {
-                if objects.incref(id) {
-                    *held.entry(id).or_default() += 1;
-                    Reply::Ok
-                } else {
+            Request::IncRef(id) | Request::Lend(id) | Request::Adopt(id) => {
+                let (found, leased) = match request {
+                    Request::IncRef(_) => (objects.incref(id), true),
+                    Request::Lend(_) => (objects.lend(id), false),
+                    _ => (objects.adopt(id), true),
+                };
+                if !found {
                     Reply::Error(format!("no object {id}: it was freed"))
-                }
-            }
-            Request::Lend(id) => {
-                if objects.lend(id) {
-                    Reply::Ok
                 } else {
-                    Reply::Error(format!("no object {id}: it was freed"))
-                }
-            }
-            Request::Adopt(id) => {
-                if objects.adopt(id) {
-                    *held.entry(id).or_default() += 1;
+                    if leased {
+                        *held.entry(id).or_default() += 1;
+                    }
                     Reply::Ok
-                } else {
-                    Reply::Error(format!("no object {id}: it was freed"))
                 }
             }
             Request::DecRef(id) => {

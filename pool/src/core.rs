@@ -772,26 +772,20 @@ impl Scheduler {
                     sentinel_of.push(i);
                 }
             }
+            // Workers with frames waiting in their outbox: wait for room too.
             let pending: Vec<usize> = (0..n)
                 .filter(|&i| self.workers[i].sent < self.workers[i].outbox.len())
                 .collect();
-            let ready = if pending.is_empty() {
-                let ready = mp_proc::connection::wait_fds(&fds, None).unwrap_or_default();
-                drop(fds);
-                ready
-            } else {
-                let out: Vec<_> = pending
-                    .iter()
-                    .map(|&i| self.workers[i].conn.as_fd())
-                    .collect();
-                let (ready, writable) = crate::sys::wait(&fds, &out);
-                drop(out);
-                drop(fds);
-                for k in writable {
-                    self.workers[pending[k]].flush();
-                }
-                ready
-            };
+            let out: Vec<_> = pending
+                .iter()
+                .map(|&i| self.workers[i].conn.as_fd())
+                .collect();
+            let (ready, writable) =
+                mp_proc::connection::wait_fds_rw(&fds, &out, None).unwrap_or_default();
+            drop((out, fds));
+            for k in writable {
+                self.workers[pending[k]].flush();
+            }
             if ready.contains(&0) {
                 let mut buf = [0u8; 256];
                 let _ = self.wake.read(&mut buf);
@@ -901,13 +895,22 @@ impl Scheduler {
     fn fail_everything(&mut self, why: Error) {
         let mut st = self.shared.lock();
         st.broken.get_or_insert(why.clone());
+        self.abort_all(st, why);
+    }
+
+    /// Drops what is queued and fails every unfinished job with `why`; runs
+    /// the callbacks now due (without the lock) and wakes the waiters.
+    fn abort_all(&self, mut st: MutexGuard<'_, State>, why: Error) {
         st.pending.clear();
-        let mut all = Vec::new();
-        for (id, j) in st.jobs.iter_mut() {
-            j.abort.get_or_insert(why.clone());
-            all.push(*id);
+        let ids: Vec<JobId> = st.jobs.keys().copied().collect();
+        for id in &ids {
+            if let Some(j) = st.jobs.get_mut(id)
+                && !j.complete()
+            {
+                j.abort = Some(why.clone());
+            }
         }
-        let callbacks: Vec<_> = all
+        let callbacks: Vec<_> = ids
             .into_iter()
             .filter_map(|id| completed(&mut st, id))
             .collect();
@@ -1002,25 +1005,8 @@ impl Scheduler {
             exit_code(process.as_mut());
         }
         let mut st = self.shared.lock();
-        st.pending.clear();
         st.finished = true;
-        let ids: Vec<JobId> = st.jobs.keys().copied().collect();
-        for id in &ids {
-            if let Some(j) = st.jobs.get_mut(id)
-                && !j.complete()
-            {
-                j.abort = Some(why.clone());
-            }
-        }
-        let callbacks: Vec<_> = ids
-            .into_iter()
-            .filter_map(|id| completed(&mut st, id))
-            .collect();
-        drop(st);
-        for cb in callbacks {
-            run_callbacks(Some(cb), &self.shared);
-        }
-        self.shared.changed.notify_all();
+        self.abort_all(st, why);
     }
 }
 

@@ -12,9 +12,9 @@
 
 #![allow(unsafe_code)]
 
-use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::os::fd::RawFd;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicI32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
 
 /// Ignores SIGINT in this process (a worker).
 pub(crate) fn ignore_sigint() {
@@ -55,6 +55,7 @@ pub(crate) fn unregister(slot: usize) {
                 }
             }
             *installed = false;
+            INSTALLED.store(false, Ordering::Release);
         }
     }
 }
@@ -89,8 +90,10 @@ extern "C" fn on_sigint(_: libc::c_int) {
 
 /// Pool calls waiting now.
 static WAITING: AtomicUsize = AtomicUsize::new(0);
-/// Whether our handler is installed.
+/// Whether our handler is installed; changed under the lock, read without
+/// it on every call.
 static HANDLER: Mutex<bool> = Mutex::new(false);
+static INSTALLED: AtomicBool = AtomicBool::new(false);
 
 /// Holds SIGINT to the pools while a call waits.
 pub(crate) struct WaitGuard(());
@@ -98,6 +101,9 @@ pub(crate) struct WaitGuard(());
 impl WaitGuard {
     pub(crate) fn new() -> WaitGuard {
         WAITING.fetch_add(1, Ordering::AcqRel);
+        if INSTALLED.load(Ordering::Acquire) {
+            return WaitGuard(());
+        }
         let mut installed = HANDLER.lock().unwrap_or_else(|p| p.into_inner());
         if !*installed {
             // SAFETY: sigaction with a plain extern "C" handler that only
@@ -113,6 +119,7 @@ impl WaitGuard {
                     new.sa_flags = libc::SA_RESTART;
                     libc::sigemptyset(&mut new.sa_mask);
                     *installed = libc::sigaction(libc::SIGINT, &new, std::ptr::null_mut()) == 0;
+                    INSTALLED.store(*installed, Ordering::Release);
                 }
             }
         }
@@ -124,47 +131,4 @@ impl Drop for WaitGuard {
     fn drop(&mut self) {
         WAITING.fetch_sub(1, Ordering::AcqRel);
     }
-}
-
-/// Waits until one of `read` is readable (or hung up) or one of `write` is
-/// writable; returns the indices of each that are.
-pub(crate) fn wait(read: &[BorrowedFd<'_>], write: &[BorrowedFd<'_>]) -> (Vec<usize>, Vec<usize>) {
-    let mut fds: Vec<libc::pollfd> = read
-        .iter()
-        .map(|fd| libc::pollfd {
-            fd: fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        })
-        .chain(write.iter().map(|fd| libc::pollfd {
-            fd: fd.as_raw_fd(),
-            events: libc::POLLOUT,
-            revents: 0,
-        }))
-        .collect();
-    loop {
-        // SAFETY: `fds` is a valid array of pollfd of the given length, of
-        // descriptors borrowed for the call.
-        let r = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
-        if r >= 0 {
-            break;
-        }
-        if std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-            break;
-        }
-    }
-    let ready = |p: &libc::pollfd| p.revents != 0;
-    let readable = fds[..read.len()]
-        .iter()
-        .enumerate()
-        .filter(|(_, p)| ready(p))
-        .map(|(i, _)| i)
-        .collect();
-    let writable = fds[read.len()..]
-        .iter()
-        .enumerate()
-        .filter(|(_, p)| ready(p))
-        .map(|(i, _)| i)
-        .collect();
-    (readable, writable)
 }

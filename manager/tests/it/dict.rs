@@ -168,10 +168,12 @@ fn a_terminated_manager_cleans_up() {
         nix::sys::signal::Signal::SIGTERM,
     )
     .unwrap();
-    // Our connection ends when the server is gone.
     let d = m.dict::<u32, u32>();
-    assert!(d.is_err() || d.unwrap().len().is_err());
+    // Waits for the server process to end (the shutdown request may find it
+    // gone already).
     let _ = m.shutdown();
+    // Our connection ended with the server.
+    assert!(d.is_err() || d.unwrap().len().is_err());
     assert!(!socket.exists(), "the socket is left behind");
     assert!(!dir.exists(), "the directory is left behind");
 }

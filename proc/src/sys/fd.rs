@@ -170,6 +170,16 @@ pub(crate) fn wait_readable(
     fds: &[BorrowedFd<'_>],
     timeout: Option<Duration>,
 ) -> io::Result<Vec<bool>> {
+    wait_ready(fds, &[], timeout)
+}
+
+/// As [`wait_readable`], also waiting for any of `write` to be writable (or
+/// in error); the result lists `read` then `write`.
+pub(crate) fn wait_ready(
+    read: &[BorrowedFd<'_>],
+    write: &[BorrowedFd<'_>],
+    timeout: Option<Duration>,
+) -> io::Result<Vec<bool>> {
     let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
     loop {
         let wait = match deadline {
@@ -183,9 +193,10 @@ pub(crate) fn wait_readable(
                 PollTimeout::try_from(ms.min(i32::MAX as u128)).unwrap_or(PollTimeout::MAX)
             }
         };
-        let mut pfds: Vec<PollFd<'_>> = fds
+        let mut pfds: Vec<PollFd<'_>> = read
             .iter()
             .map(|fd| PollFd::new(*fd, PollFlags::POLLIN))
+            .chain(write.iter().map(|fd| PollFd::new(*fd, PollFlags::POLLOUT)))
             .collect();
         match poll(&mut pfds, wait) {
             Err(Errno::EINTR) => continue,
@@ -194,7 +205,7 @@ pub(crate) fn wait_readable(
                 if deadline.is_none_or(|d| Instant::now() < d) {
                     continue; // woke before the deadline: wait the rest
                 }
-                return Ok(vec![false; fds.len()]);
+                return Ok(vec![false; pfds.len()]);
             }
             Ok(_) => {
                 return Ok(pfds
