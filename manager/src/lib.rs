@@ -1,21 +1,31 @@
 #![doc = include_str!("../README.md")]
 
+mod base;
 mod link;
+mod objects;
 mod protocol;
 mod proxy;
+mod served;
 mod server;
 mod signals;
 
 use std::hash::Hash;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use mp_proc::connection::Address;
 use mp_proc::{Connection, Payload, Process};
 
+pub use base::{BaseManager, BaseManagerBuilder, Builtin};
 use link::{Link, unexpected};
 use protocol::{Kind, Reply, Request};
-pub use proxy::{DictProxy, ListProxy, NamespaceProxy, ValueProxy};
+pub use proxy::{
+    ArrayProxy, BarrierProxy, BaseProxy, BoundedSemaphoreProxy, ConditionProxy, DictProxy,
+    EventProxy, JoinableQueueProxy, ListProxy, LockProxy, NamespaceProxy, Proxy, ProxyGuard,
+    QueueProxy, RLockProxy, Reference, SemaphoreProxy, ValueProxy,
+};
+pub use served::{Args, Served, no_such_method, reply};
 
 pub use mp_proc::Error;
 
@@ -23,6 +33,123 @@ pub use mp_proc::Error;
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 static STARTED: AtomicUsize = AtomicUsize::new(0);
+
+/// A running manager, as `SyncManager` and `BaseManager` hold it.
+pub(crate) struct Core {
+    address: Address,
+    link: Arc<Link>,
+    /// The server process, when this manager started it.
+    process: Option<Process>,
+    /// Held open while this process lives (see `start`).
+    _alive: Option<Connection>,
+}
+
+impl std::fmt::Debug for Core {
+    /// Never shows the authkey.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Manager")
+            .field("address", &self.address)
+            .field("owner", &self.process.is_some())
+            .finish()
+    }
+}
+
+impl Core {
+    /// Starts a server process named `{kind}-N` listening at `address` (a
+    /// fresh temp directory when `None`) and connects to it.
+    pub(crate) fn start(
+        kind: &str,
+        address: Option<&Address>,
+        authkey: &[u8],
+        registry: Vec<served::Registration>,
+    ) -> Result<Core> {
+        let n = STARTED.fetch_add(1, Ordering::Relaxed) + 1;
+        let name = format!("{kind}-{n}");
+        let method = mp_proc::get_start_method();
+        for r in &registry {
+            r.check(method)?;
+        }
+        let (reader, report) = mp_proc::pipe(false)?;
+        // The server ends when the read end of `alive` reports end of file:
+        // this process is gone, however it ended (even SIGKILLed).
+        let (alive_r, alive) = mp_proc::pipe(false)?;
+        let args = server::ServerArgs {
+            report,
+            alive: alive_r,
+            address: address.map(|a| a.to_string()),
+            authkey: protocol::Bytes::from(authkey.to_vec()),
+            registry,
+        };
+        let mut process = Process::new(server::run_server, args).name(name);
+        process.start()?;
+        let reported = reader.recv::<std::result::Result<String, String>>();
+        let address = match reported {
+            Ok(Ok(a)) => a.parse::<Address>(),
+            Ok(Err(e)) => Err(link::remote(e)),
+            Err(e) => Err(e),
+        };
+        let address = match address {
+            Ok(a) => a,
+            Err(e) => {
+                let _ = process.kill();
+                let _ = process.join();
+                return Err(e);
+            }
+        };
+        let link = Link::to(&address, authkey)?;
+        Ok(Core {
+            address,
+            link,
+            process: Some(process),
+            _alive: Some(alive),
+        })
+    }
+
+    /// Connects to a running manager.
+    pub(crate) fn connect(address: &Address, authkey: &[u8]) -> Result<Core> {
+        let link = Link::to(address, authkey)?;
+        link.call(&Request::Ping)?;
+        Ok(Core {
+            address: address.clone(),
+            link,
+            process: None,
+            _alive: None,
+        })
+    }
+
+    pub(crate) fn create(&self, kind: Kind) -> Result<Reference> {
+        match self.link.call(&Request::Create(kind))? {
+            Reply::Id(id) => Ok(Reference {
+                link: self.link.clone(),
+                id,
+            }),
+            r => Err(unexpected(r)),
+        }
+    }
+
+    /// Stops the server process (when this one started it) and waits for it.
+    pub(crate) fn stop(&mut self) -> Result<()> {
+        let Some(mut process) = self.process.take() else {
+            return Ok(());
+        };
+        mp_logging::get_logger().info("sending shutdown message to manager");
+        let sent = self.link.call(&Request::Shutdown).map(|_| ());
+        let code = match process.join_timeout(Duration::from_secs(1)) {
+            Ok(Some(code)) => Ok(code),
+            _ => {
+                let _ = process.terminate();
+                process.join()
+            }
+        };
+        sent.and(code.map(|_| ()))
+    }
+}
+
+impl Drop for Core {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}
 
 /// Python's `multiprocessing.Manager()`: a server process, named
 /// `SyncManager-N`, listening on a Unix socket `listener-*` in a fresh
@@ -38,110 +165,142 @@ static STARTED: AtomicUsize = AtomicUsize::new(0);
 /// m.shutdown()?;
 /// # Ok::<(), mp_manager::Error>(())
 /// ```
+#[derive(Debug)]
 pub struct SyncManager {
-    address: Address,
-    link: Arc<Link>,
-    /// The server process, when this manager started it.
-    process: Option<Process>,
-    /// Held open while this process lives (see `start`).
-    _alive: Option<Connection>,
-}
-
-impl std::fmt::Debug for SyncManager {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SyncManager")
-            .field("address", &self.address)
-            .field("owner", &self.process.is_some())
-            .finish()
-    }
+    core: Core,
 }
 
 impl SyncManager {
     /// Starts a manager process and connects to it, with
     /// `current_process().authkey()` as the key.
     pub fn start() -> Result<SyncManager> {
-        let n = STARTED.fetch_add(1, Ordering::Relaxed) + 1;
-        let (reader, writer) = mp_proc::pipe(false)?;
-        // The server ends when the read end of `alive` reports end of file:
-        // this process is gone, however it ended (even SIGKILLed).
-        let (alive_r, alive) = mp_proc::pipe(false)?;
-        let mut process =
-            Process::new(server::run_server, (writer, alive_r)).name(format!("SyncManager-{n}"));
-        process.start()?;
-        let address = match reader.recv::<String>() {
-            Ok(a) => a.parse::<Address>()?,
-            Err(e) => {
-                let _ = process.kill();
-                let _ = process.join();
-                return Err(e);
-            }
-        };
-        let link = Link::to(&address, mp_proc::current_process().authkey())?;
-        Ok(SyncManager {
-            address,
-            link,
-            process: Some(process),
-            _alive: Some(alive),
-        })
+        let authkey = mp_proc::current_process().authkey().to_vec();
+        Core::start("SyncManager", None, &authkey, Vec::new()).map(|core| SyncManager { core })
     }
 
-    /// Connects to a running manager at `address` with `authkey`.
+    /// Connects to a running manager at `address` with `authkey` (an error
+    /// within the handshake's bound if nothing there answers as a manager).
     pub fn connect(address: &Address, authkey: &[u8]) -> Result<SyncManager> {
-        let link = Link::to(address, authkey)?;
-        let m = SyncManager {
-            address: address.clone(),
-            link,
-            process: None,
-            _alive: None,
-        };
-        m.request(&Request::Ping)?;
-        Ok(m)
+        Core::connect(address, authkey).map(|core| SyncManager { core })
     }
 
     /// The server's address.
     pub fn address(&self) -> &Address {
-        &self.address
+        &self.core.address
     }
 
-    fn request(&self, r: &Request) -> Result<()> {
-        self.link.call(r).map(|_| ())
-    }
-
-    fn create(&self, kind: Kind) -> Result<proxy::Reference> {
-        match self.link.call(&Request::Create(kind))? {
-            Reply::Id(id) => Ok(proxy::Reference {
-                link: self.link.clone(),
-                id,
-            }),
-            r => Err(unexpected(r)),
-        }
+    fn create(&self, kind: Kind) -> Result<Reference> {
+        self.core.create(kind)
     }
 
     /// A new shared `dict` (Python's `Manager().dict()`).
     pub fn dict<K: Payload + Eq + Hash, V: Payload>(&self) -> Result<DictProxy<K, V>> {
-        Ok(DictProxy::new(self.create(Kind::Dict)?))
+        Ok(Proxy::from_reference(self.create(Kind::Dict)?))
     }
 
     /// A new shared `list` (Python's `Manager().list()`).
     pub fn list<T: Payload>(&self) -> Result<ListProxy<T>> {
-        Ok(ListProxy::new(self.create(Kind::List)?))
+        Ok(Proxy::from_reference(self.create(Kind::List)?))
     }
 
     /// A new `Namespace` (Python's `Manager().Namespace()`).
     pub fn namespace(&self) -> Result<NamespaceProxy> {
-        Ok(NamespaceProxy::new(self.create(Kind::Namespace)?))
+        Ok(Proxy::from_reference(self.create(Kind::Namespace)?))
     }
 
     /// A new shared value (Python's `Manager().Value(typecode, v)`).
     pub fn value<T: Payload>(&self, v: T) -> Result<ValueProxy<T>> {
         let bytes = protocol::Bytes::from(mp_proc::codec::encode(&v)?);
-        Ok(ValueProxy::new(self.create(Kind::Value(bytes))?))
+        Ok(Proxy::from_reference(self.create(Kind::Value(bytes))?))
+    }
+
+    /// A fixed-length shared array (Python's `Manager().Array(typecode, seq)`).
+    pub fn array<T: Payload>(&self, items: &[T]) -> Result<ArrayProxy<T>> {
+        let items = items
+            .iter()
+            .map(|v| Ok(protocol::Bytes::from(mp_proc::codec::encode(v)?)))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Proxy::from_reference(self.create(Kind::Array(items))?))
+    }
+
+    /// A new shared queue, unbounded (Python's `Manager().Queue()`).
+    pub fn queue<T: Payload>(&self) -> Result<QueueProxy<T>> {
+        self.queue_with_maxsize(0)
+    }
+
+    /// A new shared queue of at most `maxsize` items (0: unbounded).
+    pub fn queue_with_maxsize<T: Payload>(&self, maxsize: usize) -> Result<QueueProxy<T>> {
+        let kind = Kind::Queue {
+            maxsize: maxsize as u64,
+            joinable: false,
+        };
+        Ok(Proxy::from_reference(self.create(kind)?))
+    }
+
+    /// A new shared joinable queue (Python's `Manager().JoinableQueue()`).
+    pub fn joinable_queue<T: Payload>(&self) -> Result<JoinableQueueProxy<T>> {
+        let kind = Kind::Queue {
+            maxsize: 0,
+            joinable: true,
+        };
+        Ok(Proxy::from_reference(self.create(kind)?))
+    }
+
+    /// A new shared `Lock`.
+    pub fn lock(&self) -> Result<LockProxy> {
+        Ok(Proxy::from_reference(self.create(Kind::Lock)?))
+    }
+
+    /// A new shared `RLock`.
+    pub fn rlock(&self) -> Result<RLockProxy> {
+        Ok(Proxy::from_reference(self.create(Kind::RLock)?))
+    }
+
+    /// A new shared `Semaphore` of initial `value`.
+    pub fn semaphore(&self, value: usize) -> Result<SemaphoreProxy> {
+        let kind = Kind::Semaphore {
+            value: value as u64,
+            bounded: false,
+        };
+        Ok(Proxy::from_reference(self.create(kind)?))
+    }
+
+    /// A new shared `BoundedSemaphore` of initial (and greatest) `value`.
+    pub fn bounded_semaphore(&self, value: usize) -> Result<BoundedSemaphoreProxy> {
+        let kind = Kind::Semaphore {
+            value: value as u64,
+            bounded: true,
+        };
+        Ok(Proxy::from_reference(self.create(kind)?))
+    }
+
+    /// A new shared `Condition` (its lock is an `RLock`, as Python's default).
+    pub fn condition(&self) -> Result<ConditionProxy> {
+        Ok(Proxy::from_reference(self.create(Kind::Condition)?))
+    }
+
+    /// A new shared `Event`.
+    pub fn event(&self) -> Result<EventProxy> {
+        Ok(Proxy::from_reference(self.create(Kind::Event)?))
+    }
+
+    /// A new shared `Barrier` for `parties` waiters, whose `wait` gives up
+    /// after `timeout` (`None`: never) unless a call says otherwise.
+    pub fn barrier(&self, parties: usize, timeout: Option<Duration>) -> Result<BarrierProxy> {
+        if parties == 0 {
+            return Err(link::remote("a Barrier needs at least one party".into()));
+        }
+        let kind = Kind::Barrier {
+            parties: parties as u64,
+            timeout,
+        };
+        Ok(Proxy::from_reference(self.create(kind)?))
     }
 
     /// How many objects the server holds (Python's `_number_of_objects`).
     #[doc(hidden)]
     pub fn number_of_objects(&self) -> Result<usize> {
-        match self.link.call(&Request::NumberOfObjects)? {
+        match self.core.link.call(&Request::NumberOfObjects)? {
             Reply::Count(n) => Ok(n as usize),
             r => Err(unexpected(r)),
         }
@@ -150,29 +309,6 @@ impl SyncManager {
     /// Stops the manager process (when this `SyncManager` started it) and
     /// waits for it; a connected one only disconnects.
     pub fn shutdown(mut self) -> Result<()> {
-        self.stop()
-    }
-
-    fn stop(&mut self) -> Result<()> {
-        let Some(mut process) = self.process.take() else {
-            return Ok(());
-        };
-        mp_logging::get_logger().info("sending shutdown message to manager");
-        let sent = self.request(&Request::Shutdown);
-        let code = match process.join_timeout(std::time::Duration::from_secs(1)) {
-            Ok(Some(code)) => Ok(code),
-            _ => {
-                let _ = process.terminate();
-                process.join()
-            }
-        };
-        sent.and(code.map(|_| ()))
-    }
-}
-
-impl Drop for SyncManager {
-    /// As [`shutdown`](Self::shutdown).
-    fn drop(&mut self) {
-        let _ = self.stop();
+        self.core.stop()
     }
 }

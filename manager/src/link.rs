@@ -1,23 +1,56 @@
-//! One persistent authenticated connection per manager per process, shared
-//! by the `SyncManager` and every proxy of that process (CPython opens a new
-//! connection, with a full handshake, for every create, incref and decref).
+//! One session per manager per client process, shared by the manager handle
+//! and every proxy of that process, over persistent authenticated
+//! connections (CPython opens a new connection, with a full handshake, for
+//! every create, incref and decref).
+//!
+//! A session usually has one connection. A call takes an idle connection
+//! and gives it back when answered, so a thread blocked in `queue.get()`
+//! holds its own connection and another thread's `put` opens a second one
+//! (once) instead of waiting behind it.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use mp_proc::Connection;
 use mp_proc::connection::{Address, Client};
 
-use crate::protocol::{Reply, Request};
+use crate::protocol::{Failure, Reply, Request};
 use crate::{Error, Result};
 
 pub(crate) struct Link {
     pub(crate) address: Address,
-    conn: Mutex<Connection>,
+    authkey: Vec<u8>,
+    session: u64,
+    /// Connections not in a call. The first one stays open while the link
+    /// lives, so the session does too.
+    idle: Mutex<Vec<Connection>>,
 }
 
 /// The links of this process, by address (and pid: a forked child finds
 /// its parent's entries, whose connections it does not have).
 static LINKS: Mutex<Vec<(u32, Address, Weak<Link>)>> = Mutex::new(Vec::new());
+
+/// The authkeys this process (or the parent it forked from) used, by
+/// address: a proxy received without its key (one read back from a dict)
+/// reconnects with the key its manager was reached with (CPython gh-78740
+/// fails there, using the process's own key).
+static KEYS: Mutex<Vec<(Address, Vec<u8>)>> = Mutex::new(Vec::new());
+
+/// The key to reach `address` with when a proxy did not bring one.
+pub(crate) fn known_key(address: &Address) -> Vec<u8> {
+    KEYS.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .find(|(a, _)| a == address)
+        .map(|(_, k)| k.clone())
+        .unwrap_or_else(|| mp_proc::current_process().authkey().to_vec())
+}
+
+fn remember_key(address: &Address, authkey: &[u8]) {
+    let mut keys = KEYS.lock().unwrap_or_else(|p| p.into_inner());
+    keys.retain(|(a, _)| a != address);
+    keys.push((address.clone(), authkey.to_vec()));
+}
 
 impl Link {
     /// This process's link to `address`, made (and authenticated with
@@ -34,22 +67,90 @@ impl Link {
             return Ok(l);
         }
         let conn = Client::connect(address, Some(authkey))?;
+        let session = match answer(exchange(&conn, &Request::Hello(None)))? {
+            Reply::Id(s) => s,
+            r => return Err(unexpected(r)),
+        };
         let link = Arc::new(Link {
             address: address.clone(),
-            conn: Mutex::new(conn),
+            authkey: authkey.to_vec(),
+            session,
+            idle: Mutex::new(vec![conn]),
         });
+        remember_key(address, authkey);
         links.push((pid, address.clone(), Arc::downgrade(&link)));
         Ok(link)
     }
 
-    /// One round trip.
+    /// The key this link was authenticated with.
+    pub(crate) fn authkey(&self) -> &[u8] {
+        &self.authkey
+    }
+
+    /// One round trip, on an idle connection of this session (a new one if
+    /// every connection is in a call).
     pub(crate) fn call(&self, request: &Request) -> Result<Reply> {
-        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        conn.send(request)?;
-        match conn.recv::<Reply>()? {
-            Reply::Error(e) => Err(remote(e)),
-            r => Ok(r),
+        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let conn = match idle {
+            Some(c) => c,
+            None => {
+                let c = Client::connect(&self.address, Some(&self.authkey))?;
+                answer(exchange(&c, &Request::Hello(Some(self.session))))?;
+                c
+            }
+        };
+        let reply = exchange(&conn, request);
+        // A connection that failed in transport is dropped; one that carried
+        // a whole reply (a failure too) is kept.
+        if matches!(reply, Ok(_) | Err(Error::Decode(_))) {
+            self.idle
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(conn);
         }
+        answer(reply)
+    }
+}
+
+/// Sends `request` on `conn` and reads its reply (errors of transport only).
+fn exchange(conn: &Connection, request: &Request) -> Result<Reply> {
+    conn.send(request)?;
+    conn.recv::<Reply>()
+}
+
+/// A failure the server reported becomes the matching `Error`.
+fn answer(reply: Result<Reply>) -> Result<Reply> {
+    match reply? {
+        Reply::Fail(f) => Err(failure(f)),
+        r => Ok(r),
+    }
+}
+
+fn failure(f: Failure) -> Error {
+    match f {
+        Failure::Empty => Error::Empty,
+        Failure::Full => Error::Full,
+        Failure::Timeout => Error::Timeout,
+        Failure::BrokenBarrier => Error::BrokenBarrier,
+        Failure::NotHeld(what) => Error::NotHeld {
+            what: static_name(&what),
+        },
+        Failure::WouldDeadlock => Error::WouldDeadlock,
+        Failure::TooManyReleases(bound) => Error::TooManyReleases {
+            bound: bound as usize,
+        },
+        Failure::TaskDoneTooManyTimes => Error::TaskDoneTooManyTimes,
+        Failure::Remote(message) => remote(message),
+    }
+}
+
+/// `Error::NotHeld` names its primitive with a `&'static str`.
+fn static_name(what: &str) -> &'static str {
+    match what {
+        "Lock" => "Lock",
+        "RLock" => "RLock",
+        "Condition" => "Condition",
+        _ => "lock",
     }
 }
 
@@ -64,4 +165,14 @@ pub(crate) fn remote(message: String) -> Error {
 /// A reply of the wrong shape.
 pub(crate) fn unexpected(r: Reply) -> Error {
     remote(format!("unexpected reply from the manager: {r:?}"))
+}
+
+/// A number for the calling thread, unique in this process: with the
+/// session, it names the owner of an `RLock` or a `Condition`.
+pub(crate) fn thread_id() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    thread_local! {
+        static ID: u64 = NEXT.fetch_add(1, Ordering::Relaxed);
+    }
+    ID.with(|id| *id)
 }

@@ -2,10 +2,15 @@
 //! (postcard), never code. Keys and values travel encoded; the server keeps
 //! them as bytes and never needs their types.
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 
 /// Bytes of an encoded key or value.
 pub(crate) type Bytes = serde_bytes::ByteBuf;
+
+/// How long a call may wait: `None` forever, `Some(ZERO)` not at all.
+pub(crate) type Wait = Option<Duration>;
 
 /// The kinds of shared objects.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -14,6 +19,26 @@ pub(crate) enum Kind {
     List,
     Namespace,
     Value(Bytes),
+    /// A fixed-length list (Python's `Manager().Array`).
+    Array(Vec<Bytes>),
+    Queue {
+        maxsize: u64,
+        joinable: bool,
+    },
+    Lock,
+    RLock,
+    Semaphore {
+        value: u64,
+        bounded: bool,
+    },
+    Condition,
+    Event,
+    Barrier {
+        parties: u64,
+        timeout: Wait,
+    },
+    /// A type registered with a `BaseManager`, by its type id.
+    Registered(String),
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -54,7 +79,67 @@ pub(crate) enum ValueOp {
 }
 
 #[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum QueueOp {
+    Put(Bytes, Wait),
+    Get(Wait),
+    Qsize,
+    TaskDone,
+    Join(Wait),
+}
+
+/// A `Lock`'s or an `RLock`'s operations, for the calling thread.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum LockOp {
+    Acquire(Wait),
+    Release,
+    Locked,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum SemaphoreOp {
+    Acquire(Wait),
+    Release,
+    Value,
+}
+
+/// A `Condition`'s operations (its lock is an `RLock`), for the calling thread.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum ConditionOp {
+    Acquire(Wait),
+    Release,
+    Wait(Wait),
+    Notify(u64),
+    NotifyAll,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum EventOp {
+    Set,
+    Clear,
+    IsSet,
+    Wait(Wait),
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum BarrierOp {
+    Wait(Wait),
+    Abort,
+    Reset,
+    Parties,
+    NWaiting,
+    Broken,
+}
+
+/// A client thread: its process's session and a number unique in that process.
+pub(crate) type Thread = u64;
+
+#[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Request {
+    /// The first request of every connection: joins the session (the
+    /// client process) given, or opens a new one (`None`), whose id the
+    /// reply carries. References and locks belong to a session, and are
+    /// given back when its last connection ends.
+    Hello(Option<u64>),
     /// Is the server there? (a round trip)
     Ping,
     /// Stop serving and exit.
@@ -75,16 +160,41 @@ pub(crate) enum Request {
     List(u64, ListOp),
     Namespace(u64, NamespaceOp),
     Value(u64, ValueOp),
+    Queue(u64, QueueOp),
+    Lock(u64, Thread, LockOp),
+    Semaphore(u64, SemaphoreOp),
+    Condition(u64, Thread, ConditionOp),
+    Event(u64, EventOp),
+    Barrier(u64, BarrierOp),
+    /// A method of a registered type, with its encoded arguments.
+    Call(u64, String, Bytes),
+}
+
+/// Why a call failed, as the client reports it.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum Failure {
+    Empty,
+    Full,
+    Timeout,
+    BrokenBarrier,
+    NotHeld(String),
+    WouldDeadlock,
+    TooManyReleases(u64),
+    TaskDoneTooManyTimes,
+    /// Anything else, as a message (Python's `RemoteError`).
+    Remote(String),
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Reply {
     Ok,
-    Error(String),
+    Fail(Failure),
     Id(u64),
     Count(u64),
     Bool(bool),
     Maybe(Option<Bytes>),
     List(Vec<Bytes>),
     Pairs(Vec<(Bytes, Bytes)>),
+    /// A registered method's encoded result.
+    Value(Bytes),
 }

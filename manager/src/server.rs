@@ -1,89 +1,106 @@
-//! The manager's server process.
+//! The manager's server: a listener, a thread per client connection,
+//! sessions that own references and locks, and the object table.
 
 use std::collections::HashMap;
 use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use mp_proc::Connection;
 use mp_proc::connection::{Address, Listener};
+use serde::{Deserialize, Serialize};
 
-use crate::protocol::{Bytes, DictOp, Kind, ListOp, NamespaceOp, Reply, Request, ValueOp};
-
-/// A shared object.
-enum Object {
-    Dict(HashMap<Bytes, Bytes>),
-    List(Vec<Bytes>),
-    Namespace(HashMap<String, Bytes>),
-    Value(Bytes),
-}
+use crate::objects::{self, Object, Shared, Undo};
+use crate::protocol::{Bytes, Failure, Kind, Reply, Request};
+use crate::served::{Maker, Registration, What};
 
 struct Entry {
     refs: usize,
     /// References lent to proxies in transit to another process.
     lent: usize,
-    object: Arc<Mutex<Object>>,
+    object: Arc<Shared>,
 }
 
-/// The server's objects: the table's lock is held only to find, add or
+/// A registered type in the server.
+struct Type {
+    /// A user type's maker and factory; `None` for a built-in kind.
+    make: Option<(Maker, Bytes)>,
+    builtin: Option<Kind>,
+    /// The one object of a shared type.
+    instance: Option<u64>,
+}
+
+/// A session's references: how many each object has from it.
+type Held = Arc<Mutex<HashMap<u64, usize>>>;
+
+/// A client process: its references (by object) and its connections.
+struct Session {
+    conns: usize,
+    held: Held,
+}
+
+/// The server's state: the table's lock is held only to find, add or
 /// count; each object has its own lock, so clients of different objects
 /// never wait on each other.
-#[derive(Default)]
-struct Objects {
+struct Server {
     table: RwLock<HashMap<u64, Entry>>,
-    next: Mutex<u64>,
+    next: AtomicU64,
+    sessions: Mutex<HashMap<u64, Session>>,
+    types: HashMap<String, Type>,
+    /// Written to end the serving loop (a shutdown request).
+    stop: Connection,
 }
 
-impl Objects {
-    fn create(&self, kind: Kind) -> u64 {
-        let object = match kind {
-            Kind::Dict => Object::Dict(HashMap::new()),
-            Kind::List => Object::List(Vec::new()),
-            Kind::Namespace => Object::Namespace(HashMap::new()),
-            Kind::Value(v) => Object::Value(v),
-        };
-        let id = {
-            let mut n = self.next.lock().unwrap_or_else(|p| p.into_inner());
-            *n += 1;
-            *n
-        };
+fn failure(message: impl Into<String>) -> Reply {
+    Reply::Fail(Failure::Remote(message.into()))
+}
+
+fn freed(id: u64) -> Reply {
+    failure(format!("no object {id}: it was freed, or never existed"))
+}
+
+impl Server {
+    fn insert(&self, object: Object, refs: usize) -> u64 {
+        let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
         self.table
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert(
                 id,
                 Entry {
-                    refs: 1,
+                    refs,
                     lent: 0,
-                    object: Arc::new(Mutex::new(object)),
+                    object: Arc::new(Shared::new(object)),
                 },
             );
         id
+    }
+
+    /// A new object of `kind` (the one object of a shared registered type),
+    /// with one reference for the caller.
+    fn create(&self, kind: Kind) -> Result<u64, Reply> {
+        if let Kind::Registered(typeid) = &kind {
+            let t = self
+                .types
+                .get(typeid)
+                .ok_or_else(|| failure(format!("no type {typeid:?} is registered")))?;
+            if let Some(id) = t.instance {
+                self.entry(id, |e| e.refs += 1);
+                return Ok(id);
+            }
+            let object = make(t, typeid).map_err(|e| failure(e.to_string()))?;
+            return Ok(self.insert(object, 1));
+        }
+        match Object::new(kind) {
+            Some(o) => Ok(self.insert(o, 1)),
+            None => Err(failure("not a built-in kind")),
+        }
     }
 
     /// Runs `f` on object `id`'s entry; false if there is no such object.
     fn entry(&self, id: u64, f: impl FnOnce(&mut Entry)) -> bool {
         let mut t = self.table.write().unwrap_or_else(|p| p.into_inner());
         t.get_mut(&id).map(f).is_some()
-    }
-
-    fn incref(&self, id: u64) -> bool {
-        self.entry(id, |e| e.refs += 1)
-    }
-
-    fn lend(&self, id: u64) -> bool {
-        self.entry(id, |e| {
-            e.refs += 1;
-            e.lent += 1;
-        })
-    }
-
-    /// Takes over a lent reference (a copy deserialized twice, with none
-    /// left to take, gets a reference of its own).
-    fn adopt(&self, id: u64) -> bool {
-        self.entry(id, |e| match e.lent {
-            0 => e.refs += 1,
-            _ => e.lent -= 1,
-        })
     }
 
     fn decref(&self, id: u64) {
@@ -96,7 +113,7 @@ impl Objects {
         }
     }
 
-    fn get(&self, id: u64) -> Option<Arc<Mutex<Object>>> {
+    fn get(&self, id: u64) -> Option<Arc<Shared>> {
         self.table
             .read()
             .unwrap_or_else(|p| p.into_inner())
@@ -104,76 +121,212 @@ impl Objects {
             .map(|e| e.object.clone())
     }
 
-    fn len(&self) -> u64 {
-        self.table.read().unwrap_or_else(|p| p.into_inner()).len() as u64
+    /// Joins session `id`, or opens a new one.
+    fn join(&self, id: Option<u64>) -> Option<(u64, Held)> {
+        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        let id = match id {
+            Some(id) => id,
+            None => {
+                let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+                sessions.insert(
+                    id,
+                    Session {
+                        conns: 0,
+                        held: Arc::default(),
+                    },
+                );
+                id
+            }
+        };
+        let s = sessions.get_mut(&id)?;
+        s.conns += 1;
+        Some((id, s.held.clone()))
+    }
+
+    /// A connection of session `id` ended; the last one gives back the
+    /// session's references and locks (its process is gone).
+    fn leave(&self, id: u64) {
+        let ended = {
+            let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+            match sessions.get_mut(&id) {
+                Some(s) if s.conns > 1 => {
+                    s.conns -= 1;
+                    None
+                }
+                Some(_) => sessions.remove(&id),
+                None => None,
+            }
+        };
+        let Some(session) = ended else { return };
+        let objects: Vec<Arc<Shared>> = self
+            .table
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .map(|e| e.object.clone())
+            .collect();
+        for o in objects {
+            o.release_session(id);
+        }
+        let held = std::mem::take(&mut *session.held.lock().unwrap_or_else(|p| p.into_inner()));
+        for (object, n) in held {
+            for _ in 0..n {
+                self.decref(object);
+            }
+        }
     }
 }
 
-/// The target of the manager process: makes its temp directory and socket,
-/// tells the parent the address on `report`, and serves until shut down or
-/// until its owner is gone (`alive` at end of file).
-pub(crate) fn run_server((report, alive): (Connection, Connection)) {
-    let log = mp_logging::get_logger();
-    let authkey = mp_proc::current_process().authkey().to_vec();
-    let dir = match tempfile::Builder::new()
-        .prefix("pymp-")
-        .rand_bytes(8)
-        .tempdir()
-    {
-        Ok(d) => d,
-        Err(e) => {
-            log.error(format_args!("manager cannot make its temp directory: {e}"));
-            return;
-        }
-    };
-    // Only this user may reach the socket (CPython's pymp- directories are
-    // 0700 too).
-    use std::os::unix::fs::PermissionsExt;
-    if let Err(e) = std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)) {
-        log.error(format_args!(
-            "manager cannot protect its temp directory: {e}"
-        ));
-        return;
+/// A new object of a registered type (a panicking factory is an error).
+fn make(t: &Type, typeid: &str) -> crate::Result<Object> {
+    if let Some(kind) = &t.builtin {
+        return Object::new(kind.clone()).ok_or_else(|| crate::link::remote("not built in".into()));
     }
-    log.info(format_args!(
-        "created temp directory {}",
-        dir.path().display()
-    ));
-    let listener = tempfile::Builder::new()
-        .prefix("listener-")
-        .rand_bytes(8)
-        .make_in(dir.path(), |path| {
-            Listener::bind(Address::Unix(path.to_path_buf()), Some(&authkey))
-                .map_err(std::io::Error::other)
-        });
-    let listener = match listener {
-        Ok(named) => {
-            // The listener removes its socket file itself.
-            let (l, path) = named.into_parts();
-            let _ = path.keep();
-            l
-        }
+    let Some((make, factory)) = &t.make else {
+        return Err(crate::link::remote(format!("{typeid:?} has no factory")));
+    };
+    match std::panic::catch_unwind(|| make(factory.clone())) {
+        Ok(served) => served.map(Object::Registered),
+        Err(p) => Err(crate::link::remote(format!(
+            "the factory of {typeid:?} panicked: {}",
+            objects::panic_message(&*p)
+        ))),
+    }
+}
+
+/// What a server process is started with.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct ServerArgs {
+    /// Where to send the address (or the error) once listening.
+    pub(crate) report: Connection,
+    /// End of file here means the owner is gone.
+    pub(crate) alive: Connection,
+    /// Where to listen; `None`: a Unix socket in a fresh temp directory.
+    pub(crate) address: Option<String>,
+    pub(crate) authkey: Bytes,
+    pub(crate) registry: Vec<Registration>,
+}
+
+/// The target of a manager process: listens, tells the parent the address
+/// (or why it could not) on `report`, and serves until shut down or until
+/// its owner is gone.
+pub(crate) fn run_server(args: ServerArgs) {
+    let log = mp_logging::get_logger();
+    let (dir, listener) = match listen(args.address.as_deref(), &args.authkey) {
+        Ok(l) => l,
         Err(e) => {
             log.error(format_args!("manager cannot listen: {e}"));
+            let _ = args.report.send(&Err::<String, String>(e.to_string()));
             return;
         }
     };
     log.info(format_args!("manager serving at '{}'", listener.address()));
-    if report.send(&listener.address().to_string()).is_err() {
+    if args
+        .report
+        .send(&Ok::<String, String>(listener.address().to_string()))
+        .is_err()
+    {
         return;
     }
-    drop(report);
+    drop(args.report);
+    serve(listener, args.registry, Some(&args.alive), true);
+    log.info("manager exiting with exitcode 0");
+    drop(dir); // after the listener (which removes the socket)
+}
 
-    // Clients are served on threads of their own; a shutdown request wakes
-    // this loop through the stop pipe.
+/// Binds the listener: at `address`, or on a Unix socket `listener-*` in a
+/// fresh temp directory `pymp-*` (mode 0700), which is returned too.
+pub(crate) fn listen(
+    address: Option<&str>,
+    authkey: &[u8],
+) -> crate::Result<(Option<tempfile::TempDir>, Listener)> {
+    let os = |op, e| mp_proc::Error::Os { op, source: e };
+    if let Some(a) = address {
+        let address: Address = a.parse()?;
+        return Ok((None, Listener::bind(address, Some(authkey))?));
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("pymp-")
+        .rand_bytes(8)
+        .tempdir()
+        .map_err(|e| os("mkdtemp", e))?;
+    // Only this user may reach the socket (CPython's pymp- directories are
+    // 0700 too).
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| os("chmod", e))?;
+    mp_logging::get_logger().info(format_args!(
+        "created temp directory {}",
+        dir.path().display()
+    ));
+    let named = tempfile::Builder::new()
+        .prefix("listener-")
+        .rand_bytes(8)
+        .make_in(dir.path(), |path| {
+            Listener::bind(Address::Unix(path.to_path_buf()), Some(authkey))
+                .map_err(std::io::Error::other)
+        })
+        .map_err(|e| os("bind", e))?;
+    // The listener removes its socket file itself.
+    let (listener, path) = named.into_parts();
+    let _ = path.keep();
+    Ok((Some(dir), listener))
+}
+
+/// Serves clients, each on a thread of its own, until a shutdown request
+/// (or SIGTERM, with `signals`), or until `alive` reports end of file.
+pub(crate) fn serve(
+    listener: Listener,
+    registry: Vec<Registration>,
+    alive: Option<&Connection>,
+    signals: bool,
+) {
+    let log = mp_logging::get_logger();
     let Ok((stop_r, stop_w)) = mp_proc::pipe(false) else {
         return;
     };
-    crate::signals::install(&stop_w);
-    let stop_w = Arc::new(stop_w);
-    let objects = Arc::new(Objects::default());
+    if signals {
+        crate::signals::install(&stop_w);
+    }
+    let mut server = Server {
+        table: RwLock::default(),
+        next: AtomicU64::new(0),
+        sessions: Mutex::default(),
+        types: HashMap::new(),
+        stop: stop_w,
+    };
+    for r in registry {
+        let mut t = Type {
+            make: None,
+            builtin: None,
+            instance: None,
+        };
+        match r.what {
+            What::Served { make, factory } => match make.get() {
+                Ok(m) => t.make = Some((m, factory)),
+                Err(e) => {
+                    log.error(format_args!("cannot register {:?}: {e}", r.typeid));
+                    continue;
+                }
+            },
+            What::Builtin(kind) => t.builtin = Some(kind),
+        }
+        if r.shared {
+            match make(&t, &r.typeid) {
+                // The server holds the one reference that keeps it.
+                Ok(o) => t.instance = Some(server.insert(o, 1)),
+                Err(e) => {
+                    log.error(format_args!("cannot make {:?}: {e}", r.typeid));
+                    continue;
+                }
+            }
+        }
+        server.types.insert(r.typeid, t);
+    }
+    let server = Arc::new(server);
     loop {
-        let fds = [listener.as_fd(), stop_r.as_fd(), alive.as_fd()];
+        let mut fds = vec![listener.as_fd(), stop_r.as_fd()];
+        fds.extend(alive.map(|a| a.as_fd()));
         let ready = mp_proc::connection::wait_fds(&fds, None).unwrap_or_default();
         if ready.contains(&1) {
             break;
@@ -185,175 +338,178 @@ pub(crate) fn run_server((report, alive): (Connection, Connection)) {
         if ready.contains(&0) {
             match listener.accept() {
                 Ok(conn) => {
-                    let stop = stop_w.clone();
-                    let objects = objects.clone();
-                    std::thread::spawn(move || serve_client(conn, &stop, &objects));
+                    let server = server.clone();
+                    std::thread::spawn(move || serve_client(conn, &server));
                 }
                 Err(e) => log.debug(format_args!("refused a client: {e}")),
             }
         }
     }
-    crate::signals::uninstall();
-    log.info("manager exiting with exitcode 0");
-    drop(listener); // removes the socket
-    drop(dir); // and the directory
+    if signals {
+        crate::signals::uninstall();
+    }
 }
 
-/// Serves one client connection until it ends; the references it held are
-/// released then (also when its process was killed).
-fn serve_client(conn: Connection, stop: &Connection, objects: &Objects) {
-    let mut held: HashMap<u64, usize> = HashMap::new();
+/// Serves one client connection until it ends.
+fn serve_client(conn: Connection, server: &Server) {
+    // The first request joins a session.
+    let (session, held) = match conn.recv::<Request>() {
+        Ok(Request::Hello(id)) => match server.join(id) {
+            Some(s) => s,
+            None => {
+                let _ = conn.send(&failure("no such session"));
+                return;
+            }
+        },
+        _ => {
+            let _ = conn.send(&failure("the first request must be Hello"));
+            return;
+        }
+    };
+    if conn.send(&Reply::Id(session)).is_ok() {
+        serve_session(&conn, server, session, &held);
+    }
+    server.leave(session);
+}
+
+fn serve_session(
+    conn: &Connection,
+    server: &Server,
+    session: u64,
+    held: &Mutex<HashMap<u64, usize>>,
+) {
+    let hold = |id: u64, n: isize| {
+        let mut h = held.lock().unwrap_or_else(|p| p.into_inner());
+        let c = h.entry(id).or_default();
+        if n > 0 {
+            *c += 1;
+            true
+        } else if *c > 0 {
+            *c -= 1;
+            true
+        } else {
+            false
+        }
+    };
     loop {
         let request = match conn.recv::<Request>() {
             Ok(r) => r,
             Err(mp_proc::Error::Decode(e)) => {
-                let _ = conn.send(&Reply::Error(format!(
-                    "a request that does not decode: {e}"
-                )));
+                let reply = failure(format!("a request that does not decode: {e}"));
+                if conn.send(&reply).is_err() {
+                    return;
+                }
                 continue;
             }
-            Err(_) => break, // gone
+            Err(_) => return, // gone, or no longer framed
         };
+        let mut undo: Option<(Arc<Shared>, Undo)> = None;
         let reply = match request {
+            Request::Hello(_) => failure("already in a session"),
             Request::Ping => Reply::Ok,
             Request::Shutdown => {
                 mp_logging::get_logger().debug("manager received shutdown message");
                 let _ = conn.send(&Reply::Ok);
-                let _ = stop.send_bytes(b"stop");
-                break;
+                let _ = server.stop.send_bytes(b"stop");
+                return;
             }
-            Request::Create(kind) => {
-                let id = objects.create(kind);
-                *held.entry(id).or_default() += 1;
-                Reply::Id(id)
-            }
-            Request::IncRef(id) | Request::Lend(id) | Request::Adopt(id) => {
-                let (found, leased) = match request {
-                    Request::IncRef(_) => (objects.incref(id), true),
-                    Request::Lend(_) => (objects.lend(id), false),
-                    _ => (objects.adopt(id), true),
-                };
-                if !found {
-                    Reply::Error(format!("no object {id}: it was freed"))
-                } else {
-                    if leased {
-                        *held.entry(id).or_default() += 1;
-                    }
+            Request::Create(kind) => match server.create(kind) {
+                Ok(id) => {
+                    hold(id, 1);
+                    Reply::Id(id)
+                }
+                Err(r) => r,
+            },
+            Request::IncRef(id) => {
+                if server.entry(id, |e| e.refs += 1) {
+                    hold(id, 1);
                     Reply::Ok
+                } else {
+                    freed(id)
+                }
+            }
+            Request::Lend(id) => {
+                if server.entry(id, |e| {
+                    e.refs += 1;
+                    e.lent += 1;
+                }) {
+                    Reply::Ok
+                } else {
+                    freed(id)
+                }
+            }
+            // Takes over a lent reference (a copy received twice, with none
+            // left to take, gets a reference of its own).
+            Request::Adopt(id) => {
+                if server.entry(id, |e| match e.lent {
+                    0 => e.refs += 1,
+                    _ => e.lent -= 1,
+                }) {
+                    hold(id, 1);
+                    Reply::Ok
+                } else {
+                    freed(id)
                 }
             }
             Request::DecRef(id) => {
-                if let Some(n) = held.get_mut(&id)
-                    && *n > 0
-                {
-                    *n -= 1;
-                    objects.decref(id);
+                if hold(id, -1) {
+                    server.decref(id);
                 }
                 Reply::Ok
             }
-            Request::NumberOfObjects => Reply::Count(objects.len()),
-            Request::Dict(id, op) => with(objects, id, |o| match o {
-                Object::Dict(d) => dict(d, op),
-                _ => wrong_kind(id),
+            Request::NumberOfObjects => {
+                Reply::Count(server.table.read().unwrap_or_else(|p| p.into_inner()).len() as u64)
+            }
+            Request::Dict(id, op) => on(server, id, |o| o.with(|x| objects::dict(x, op))),
+            Request::List(id, op) => on(server, id, |o| o.with(|x| objects::list(x, op))),
+            Request::Namespace(id, op) => on(server, id, |o| o.with(|x| objects::namespace(x, op))),
+            Request::Value(id, op) => on(server, id, |o| o.with(|x| objects::value(x, op))),
+            Request::Event(id, op) => on(server, id, |o| o.event(op, conn)),
+            Request::Barrier(id, op) => on(server, id, |o| o.barrier(op, conn)),
+            Request::Call(id, method, args) => on(server, id, |o| o.call(&method, &args)),
+            Request::Queue(id, op) => undoable(server, id, &mut undo, |o| o.queue(op, conn)),
+            Request::Lock(id, thread, op) => undoable(server, id, &mut undo, |o| {
+                o.lock_op((session, thread), op, conn)
             }),
-            Request::List(id, op) => with(objects, id, |o| match o {
-                Object::List(l) => list(l, op),
-                _ => wrong_kind(id),
-            }),
-            Request::Namespace(id, op) => with(objects, id, |o| match o {
-                Object::Namespace(n) => match op {
-                    NamespaceOp::Set(name, v) => {
-                        n.insert(name, v);
-                        Reply::Ok
-                    }
-                    NamespaceOp::Get(name) => match n.get(&name) {
-                        Some(v) => Reply::Maybe(Some(v.clone())),
-                        None => {
-                            Reply::Error(format!("'Namespace' object has no attribute '{name}'"))
-                        }
-                    },
-                },
-                _ => wrong_kind(id),
-            }),
-            Request::Value(id, op) => with(objects, id, |o| match o {
-                Object::Value(v) => match op {
-                    ValueOp::Get => Reply::Maybe(Some(v.clone())),
-                    ValueOp::Set(new) => {
-                        *v = new;
-                        Reply::Ok
-                    }
-                },
-                _ => wrong_kind(id),
+            Request::Semaphore(id, op) => {
+                undoable(server, id, &mut undo, |o| o.semaphore(op, conn))
+            }
+            Request::Condition(id, thread, op) => undoable(server, id, &mut undo, |o| {
+                o.condition((session, thread), op, conn)
             }),
         };
         if conn.send(&reply).is_err() {
-            break;
-        }
-    }
-    for (id, n) in held {
-        for _ in 0..n {
-            objects.decref(id);
-        }
-    }
-}
-
-/// Runs `f` on object `id` under its own lock.
-fn with(objects: &Objects, id: u64, f: impl FnOnce(&mut Object) -> Reply) -> Reply {
-    match objects.get(id) {
-        None => Reply::Error(format!("no object {id}: it was freed")),
-        Some(o) => f(&mut o.lock().unwrap_or_else(|p| p.into_inner())),
-    }
-}
-
-fn wrong_kind(id: u64) -> Reply {
-    Reply::Error(format!("object {id} does not have that method"))
-}
-
-fn list(l: &mut Vec<Bytes>, op: ListOp) -> Reply {
-    let out_of_range = || Reply::Error("list index out of range".into());
-    match op {
-        ListOp::Push(v) => {
-            l.push(v);
-            Reply::Ok
-        }
-        ListOp::Get(i) => match l.get(i as usize) {
-            Some(v) => Reply::Maybe(Some(v.clone())),
-            None => out_of_range(),
-        },
-        ListOp::Set(i, v) => match l.get_mut(i as usize) {
-            Some(slot) => {
-                *slot = v;
-                Reply::Ok
+            // The client is gone: give back what its call took.
+            if let Some((o, u)) = undo {
+                o.undo(u);
             }
-            None => out_of_range(),
-        },
-        ListOp::Pop => Reply::Maybe(l.pop()),
-        ListOp::Len => Reply::Count(l.len() as u64),
-        ListOp::Extend(items) => {
-            l.extend(items);
-            Reply::Ok
+            return;
         }
-        ListOp::ToVec => Reply::List(l.clone()),
     }
 }
 
-fn dict(d: &mut HashMap<Bytes, Bytes>, op: DictOp) -> Reply {
-    match op {
-        DictOp::Get(k) => Reply::Maybe(d.get(&k).cloned()),
-        DictOp::Insert(k, v) => Reply::Maybe(d.insert(k, v)),
-        DictOp::Remove(k) => Reply::Maybe(d.remove(&k)),
-        DictOp::ContainsKey(k) => Reply::Bool(d.contains_key(&k)),
-        DictOp::Len => Reply::Count(d.len() as u64),
-        DictOp::Keys => Reply::List(d.keys().cloned().collect()),
-        DictOp::Values => Reply::List(d.values().cloned().collect()),
-        DictOp::Items => Reply::Pairs(d.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
-        DictOp::Clear => {
-            d.clear();
-            Reply::Ok
-        }
-        DictOp::Update(pairs) => {
-            d.extend(pairs);
-            Reply::Ok
+/// Runs `f` on object `id`.
+fn on(server: &Server, id: u64, f: impl FnOnce(&Shared) -> Reply) -> Reply {
+    match server.get(id) {
+        Some(o) => f(&o),
+        None => freed(id),
+    }
+}
+
+/// Runs an operation that may take something (an item, a lock), keeping
+/// how to give it back.
+fn undoable(
+    server: &Server,
+    id: u64,
+    undo: &mut Option<(Arc<Shared>, Undo)>,
+    f: impl FnOnce(&Shared) -> (Reply, Option<Undo>),
+) -> Reply {
+    match server.get(id) {
+        None => freed(id),
+        Some(o) => {
+            let (reply, u) = f(&o);
+            *undo = u.map(|u| (o, u));
+            reply
         }
     }
 }

@@ -33,6 +33,18 @@ pub fn encode_into<T: Serialize + ?Sized>(value: &T, out: Vec<u8>) -> Result<Vec
     crate::payload::encode_into(value, out)
 }
 
+/// Whether the value being serialized on this thread goes to a child process
+/// being started (in its `args`, or in a [`Packed`]): CPython's
+/// `get_spawning_popen() is not None`. A type may then include what only
+/// its own children should get (a manager proxy includes its authkey).
+///
+/// ```
+/// assert!(!mp_proc::codec::is_spawning());
+/// ```
+pub fn is_spawning() -> bool {
+    crate::payload::encoding_for_child()
+}
+
 /// A value encoded once together with the descriptors of its handles, to be
 /// given to many children: serializing a `Packed` into a child's `args`
 /// moves its descriptors there, and [`unpack`](Packed::unpack) in the child

@@ -198,3 +198,128 @@ impl fmt::Debug for BoundFunction {
 pub fn is_exit_request(payload: &(dyn std::any::Any + Send)) -> bool {
     payload.is::<crate::bootstrap::ExitRequest>()
 }
+
+/// A plain function pointer of any of the shapes [`FnPtr`] covers, that
+/// travels to other processes of this executable as its offset (as a
+/// [`Function`] does for `fn(A) -> R` of payloads). A library uses it to
+/// send a generic function, monomorphized, to a process it starts: a
+/// manager sends the factories of its registered types this way.
+///
+/// ```
+/// fn seven() -> Vec<u8> {
+///     vec![7]
+/// }
+/// let p = mp_proc::FnPointer::new(seven as fn() -> Vec<u8>);
+/// let bytes = mp_proc::codec::encode(&p)?;
+/// let back: mp_proc::FnPointer<fn() -> Vec<u8>> = mp_proc::codec::decode(&bytes)?;
+/// assert_eq!(back.get()?(), [7]);
+/// # Ok::<(), mp_proc::Error>(())
+/// ```
+#[derive(Serialize, Deserialize)]
+#[serde(bound = "")]
+pub struct FnPointer<F> {
+    offset: i64,
+    fingerprint: (u64, u64, i64),
+    #[serde(skip)]
+    _f: PhantomData<F>,
+}
+
+impl<F: FnPtr> FnPointer<F> {
+    /// Wraps `f`.
+    pub fn new(f: F) -> FnPointer<F> {
+        FnPointer {
+            offset: image::offset_of(f.to_addr()),
+            fingerprint: image::fingerprint(),
+            _f: PhantomData,
+        }
+    }
+
+    /// Checks that another process started with `method` can call it: under
+    /// spawn and forkserver it must live in the main executable.
+    pub fn check(&self, method: StartMethod, what: &str) -> Result<()> {
+        if method == StartMethod::Fork {
+            return Ok(());
+        }
+        image::check_in_main_image(image::address_of(self.offset)).map_err(|object| {
+            Error::TargetNotInImage {
+                name: what.to_owned(),
+                what: "function",
+                object,
+                method,
+            }
+        })
+    }
+
+    /// The function, in this process (an error if this process is another
+    /// build of the executable).
+    pub fn get(&self) -> Result<F> {
+        let not_here = |object: String| Error::TargetNotInImage {
+            name: "a function".to_owned(),
+            what: "function",
+            object,
+            method: StartMethod::Spawn,
+        };
+        if self.fingerprint != image::fingerprint() {
+            return Err(not_here("another build of this executable".to_owned()));
+        }
+        let addr = image::address_of(self.offset);
+        image::check_in_main_image(addr).map_err(not_here)?;
+        #[allow(unsafe_code)] // a function pointer from its address
+        // SAFETY: `addr` is where `new` found a function of type `F` in this
+        // same executable file (same fingerprint, checked above), relative
+        // to the same anchor.
+        Ok(unsafe { F::from_addr(addr) })
+    }
+}
+
+impl<F> Clone for FnPointer<F> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<F> Copy for FnPointer<F> {}
+
+impl<F> fmt::Debug for FnPointer<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FnPointer")
+            .field("offset", &self.offset)
+            .finish_non_exhaustive()
+    }
+}
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// The function pointer types a [`FnPointer`] carries: `fn() -> R`,
+/// `fn(A) -> R` and `fn(A, B) -> R`.
+pub trait FnPtr: Copy + sealed::Sealed {
+    #[doc(hidden)]
+    fn to_addr(self) -> usize;
+    /// # Safety
+    /// `addr` must be the address of a function of exactly this type.
+    #[doc(hidden)]
+    #[allow(unsafe_code)] // only `FnPointer::get` calls it, on a checked address
+    unsafe fn from_addr(addr: usize) -> Self;
+}
+
+macro_rules! fn_ptr {
+    ($($a:ident),*) => {
+        impl<$($a,)* R> sealed::Sealed for fn($($a),*) -> R {}
+        impl<$($a,)* R> FnPtr for fn($($a),*) -> R {
+            fn to_addr(self) -> usize {
+                self as usize
+            }
+            #[allow(unsafe_code)]
+            unsafe fn from_addr(addr: usize) -> Self {
+                // SAFETY: the caller guarantees `addr` is a function of this type.
+                unsafe { std::mem::transmute::<usize, Self>(addr) }
+            }
+        }
+    };
+}
+
+fn_ptr!();
+fn_ptr!(A);
+fn_ptr!(A, B);

@@ -28,7 +28,9 @@ pub use context::{
     set_start_method,
 };
 pub use error::{BoxError, Error, Result};
-pub use function::{BoundFunction, ErasedFunction, Function, StarFunction, is_exit_request};
+pub use function::{
+    BoundFunction, ErasedFunction, FnPointer, FnPtr, Function, StarFunction, is_exit_request,
+};
 pub use payload::Payload;
 pub use process::{
     JoinHandle, Process, ProcessInfo, active_children, current_process, exit, init, parent_process,

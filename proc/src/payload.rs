@@ -166,3 +166,8 @@ pub(crate) fn take_fd<E: serde::de::Error>(index: u32, kind: &'static str) -> Re
         ))),
     })
 }
+
+/// Whether this thread is encoding a child's arguments (handles can travel).
+pub(crate) fn encoding_for_child() -> bool {
+    SINK.with(|s| s.borrow().is_some())
+}
