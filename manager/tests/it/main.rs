@@ -2,3 +2,4 @@
 
 mod dict;
 mod scenarios;
+mod sync;
