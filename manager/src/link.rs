@@ -53,21 +53,29 @@ fn remember_key(address: &Address, authkey: &[u8]) {
 }
 
 impl Link {
-    /// This process's link to `address`, made (and authenticated with
-    /// `authkey`) if there is none.
+    /// This process's link to `address` with `authkey`, made (and
+    /// authenticated) if there is none: a caller with another key gets a
+    /// link of its own, and is refused if the key is wrong.
     pub(crate) fn to(address: &Address, authkey: &[u8]) -> Result<Arc<Link>> {
         let pid = std::process::id();
         let mut links = LINKS.lock().unwrap_or_else(|p| p.into_inner());
         links.retain(|(p, _, l)| *p == pid && l.strong_count() > 0);
         if let Some(l) = links
             .iter()
-            .find(|(_, a, _)| a == address)
-            .and_then(|(_, _, l)| l.upgrade())
+            .filter(|(_, a, _)| a == address)
+            .filter_map(|(_, _, l)| l.upgrade())
+            .find(|l| l.authkey == authkey)
         {
             return Ok(l);
         }
         let conn = Client::connect(address, Some(authkey))?;
-        let session = match answer(exchange(&conn, &Request::Hello(None)))? {
+        // Something that is not a manager may never answer: bounded, as the
+        // handshake is.
+        conn.send(&Request::Hello(None))?;
+        if !conn.poll(Some(mp_proc::connection::HANDSHAKE_TIMEOUT))? {
+            return Err(Error::Timeout);
+        }
+        let session = match answer(conn.recv::<Reply>())? {
             Reply::Id(s) => s,
             r => return Err(unexpected(r)),
         };

@@ -1,5 +1,6 @@
 //! mp-manager's integration tests, for fork, spawn and forkserver.
 
+mod base;
 mod dict;
 mod scenarios;
 mod sync;
