@@ -116,6 +116,7 @@ impl Object {
                 next_ticket: 0,
             }),
             Kind::Event => Object::Event(false),
+            Kind::Barrier { parties: 0, .. } => return None,
             Kind::Barrier { parties, timeout } => Object::Barrier(BarrierState {
                 parties,
                 timeout,
@@ -213,7 +214,7 @@ impl Shared {
             (Object::Queue(q), Undo::PutBack(item)) => q.items.push_front(item),
             (Object::Lock(l), Undo::Release(who)) => release_all(l, who),
             (Object::Condition(c), Undo::Release(who)) => release_all(&mut c.lock, who),
-            (Object::Semaphore { value, .. }, Undo::Signal) => *value += 1,
+            (Object::Semaphore { value, .. }, Undo::Signal) => *value = value.saturating_add(1),
             _ => {}
         }
         drop(o);
@@ -372,10 +373,13 @@ impl Shared {
                     value,
                     bound: Some(b),
                 } if *value >= *b => fail(Failure::TooManyReleases(*b)),
-                Object::Semaphore { value, .. } => {
-                    *value += 1;
-                    Reply::Ok
-                }
+                Object::Semaphore { value, .. } => match value.checked_add(1) {
+                    Some(v) => {
+                        *value = v;
+                        Reply::Ok
+                    }
+                    None => fail(Failure::Remote("semaphore value overflow".into())),
+                },
                 _ => wrong_kind(),
             },
             SemaphoreOp::Value => match &*guard {
