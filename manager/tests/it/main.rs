@@ -2,5 +2,6 @@
 
 mod base;
 mod dict;
+mod load;
 mod scenarios;
 mod sync;
