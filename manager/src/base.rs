@@ -101,6 +101,7 @@ pub struct BaseManagerBuilder {
     address: Option<Address>,
     authkey: Option<Vec<u8>>,
     registry: Vec<Registration>,
+    method: Option<mp_proc::StartMethod>,
     error: Option<crate::Error>,
 }
 
@@ -181,6 +182,13 @@ impl BaseManagerBuilder {
         ))))
     }
 
+    /// How [`start`](Self::start) starts the server process (default:
+    /// `mp_proc::get_start_method()`).
+    pub fn start_method(mut self, method: mp_proc::StartMethod) -> Self {
+        self.method = Some(method);
+        self
+    }
+
     /// The key clients must prove they know (CPython's handshake).
     pub fn authkey(mut self, key: &[u8]) -> Self {
         self.authkey = Some(key.to_vec());
@@ -235,8 +243,15 @@ impl BaseManagerBuilder {
             return Err(e);
         }
         let key = self.key();
-        Core::start("BaseManager", self.address.as_ref(), &key, self.registry)
-            .map(|core| BaseManager { core })
+        let method = self.method.unwrap_or_else(mp_proc::get_start_method);
+        Core::start(
+            "BaseManager",
+            method,
+            self.address.as_ref(),
+            &key,
+            self.registry,
+        )
+        .map(|core| BaseManager { core })
     }
 
     /// Connects to the server at the address given (an error within the

@@ -59,13 +59,13 @@ impl Core {
     /// fresh temp directory when `None`) and connects to it.
     pub(crate) fn start(
         kind: &str,
+        method: mp_proc::StartMethod,
         address: Option<&Address>,
         authkey: &[u8],
         registry: Vec<served::Registration>,
     ) -> Result<Core> {
         let n = STARTED.fetch_add(1, Ordering::Relaxed) + 1;
         let name = format!("{kind}-{n}");
-        let method = mp_proc::get_start_method();
         for r in &registry {
             r.check(method)?;
         }
@@ -80,7 +80,9 @@ impl Core {
             authkey: protocol::Bytes::from(authkey.to_vec()),
             registry,
         };
-        let mut process = Process::new(server::run_server, args).name(name);
+        let mut process = Process::new(server::run_server, args)
+            .name(name)
+            .start_method(method);
         process.start()?;
         let reported = reader.recv::<std::result::Result<String, String>>();
         let address = match reported {
@@ -174,8 +176,21 @@ impl SyncManager {
     /// Starts a manager process and connects to it, with
     /// `current_process().authkey()` as the key.
     pub fn start() -> Result<SyncManager> {
+        SyncManager::start_with(mp_proc::get_start_method())
+    }
+
+    /// As [`start`](Self::start), with the server process started by
+    /// `method` (Python's `get_context(method).Manager()`).
+    ///
+    /// ```
+    /// let m = mp_manager::SyncManager::start_with(mp_proc::StartMethod::Spawn)?;
+    /// m.shutdown()?;
+    /// # Ok::<(), mp_manager::Error>(())
+    /// ```
+    pub fn start_with(method: mp_proc::StartMethod) -> Result<SyncManager> {
         let authkey = mp_proc::current_process().authkey().to_vec();
-        Core::start("SyncManager", None, &authkey, Vec::new()).map(|core| SyncManager { core })
+        Core::start("SyncManager", method, None, &authkey, Vec::new())
+            .map(|core| SyncManager { core })
     }
 
     /// Connects to a running manager at `address` with `authkey` (an error

@@ -8,13 +8,13 @@
 
 use mp_testkit::bench as support;
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::time::Instant;
 
 use criterion::Criterion;
 use mp_pool::Pool;
 use mp_proc::StartMethod;
-use nix::unistd::{ForkResult, fork, read, write};
+use nix::unistd::{read, write};
 use support::{Kind, Row, Table, Target, median_per_iter, ms, pin, placements, py, timed, us};
 
 /// Set in the environment of the child that measures `imap`'s memory.
@@ -126,34 +126,6 @@ fn maps(c: &mut Criterion, _figures: &mut Figures) {
 
 // ---------------------------------------------------------------- apply
 
-/// Echoes bytes on a pipe pair until end of file (a raw forked child).
-fn raw_echo(
-    rx: OwnedFd,
-    tx: OwnedFd,
-    cpu: Option<usize>,
-    parent: [&OwnedFd; 2],
-) -> nix::unistd::Pid {
-    // SAFETY: the child only pins itself and makes close/read/write syscalls before _exit.
-    match unsafe { fork() }.unwrap() {
-        ForkResult::Child => {
-            for fd in parent {
-                // SAFETY: closes the child's copy of a parent end; nothing else uses it here.
-                unsafe { nix::libc::close(std::os::fd::AsRawFd::as_raw_fd(fd)) };
-            }
-            pin(cpu);
-            let mut b = [0u8; 1];
-            while let Ok(1) = read(rx.as_fd(), &mut b) {
-                if write(tx.as_fd(), &b).is_err() {
-                    break;
-                }
-            }
-            // SAFETY: _exit ends a forked child at once.
-            unsafe { nix::libc::_exit(0) }
-        }
-        ForkResult::Parent { child } => child,
-    }
-}
-
 fn apply(c: &mut Criterion) {
     let mut g = c.benchmark_group("apply");
     for (sfx, parent_cpu, child_cpu) in placements() {
@@ -177,7 +149,7 @@ fn apply(c: &mut Criterion) {
         pin(parent_cpu);
         let (r1, w1) = nix::unistd::pipe().unwrap();
         let (r2, w2) = nix::unistd::pipe().unwrap();
-        let pid = raw_echo(r1, w2, child_cpu, [&r2, &w1]);
+        let pid = support::raw_echo(r1, w2, child_cpu, [&r2, &w1]);
         let id = format!("apply/raw_pipe{sfx}");
         g.bench_function(format!("raw_pipe{sfx}"), |b| {
             b.iter_custom(|iters| {

@@ -4,11 +4,13 @@
 //! process tree, and the table of ratios that `cargo xtask bench` prints.
 
 use std::collections::HashMap;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use criterion::Criterion;
+use nix::unistd::{ForkResult, fork, read, write};
 
 pub fn quick() -> bool {
     std::env::var_os("MP_BENCH_QUICK").is_some_and(|v| v != "0")
@@ -360,4 +362,36 @@ pub fn us(d: Option<Duration>) -> Option<f64> {
 /// Milliseconds of a duration.
 pub fn ms(d: Option<Duration>) -> Option<f64> {
     d.map(|d| d.as_secs_f64() * 1e3)
+}
+
+/// Forks a raw child (no mp, no allocation after fork) that pins itself to
+/// `cpu` and echoes bytes from `rx` to `tx` until end of file: the OS
+/// round trip the benchmarks compare against. `parent` are the parent's
+/// ends, which the child closes.
+#[allow(unsafe_code)] // fork, close and _exit in a raw child
+pub fn raw_echo(
+    rx: OwnedFd,
+    tx: OwnedFd,
+    cpu: Option<usize>,
+    parent: [&OwnedFd; 2],
+) -> nix::unistd::Pid {
+    // SAFETY: the child only pins itself and makes close/read/write syscalls before _exit.
+    match unsafe { fork() }.unwrap() {
+        ForkResult::Child => {
+            for fd in parent {
+                // SAFETY: closes the child's copy of a parent end; nothing else uses it here.
+                unsafe { nix::libc::close(std::os::fd::AsRawFd::as_raw_fd(fd)) };
+            }
+            pin(cpu);
+            let mut b = [0u8; 1];
+            while let Ok(1) = read(rx.as_fd(), &mut b) {
+                if write(tx.as_fd(), &b).is_err() {
+                    break;
+                }
+            }
+            // SAFETY: _exit ends a forked child at once.
+            unsafe { nix::libc::_exit(0) }
+        }
+        ForkResult::Parent { child } => child,
+    }
 }

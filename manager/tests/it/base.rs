@@ -43,6 +43,7 @@ fn add_ten(c: BaseProxy) {
 fn a_registered_type_is_shared_with_children(method: StartMethod) {
     let _g = guard();
     let m = BaseManager::builder()
+        .start_method(method)
         .register("Counter", Counter::default)
         .start()
         .unwrap();
@@ -104,6 +105,7 @@ fn put_remotely((address, key, message): (String, Vec<u8>, String)) {
 fn a_remote_queue_over_tcp_is_shared_by_processes_that_know_the_key(method: StartMethod) {
     let _g = guard();
     let server = BaseManager::builder()
+        .start_method(method)
         .tcp(0)
         .authkey(b"abracadabra")
         .share("get_queue", Builtin::Queue { maxsize: 0 })
@@ -195,6 +197,7 @@ fn read_nested(d: DictProxy<String, QueueProxy<u32>>) {
 fn a_proxy_in_a_dict_works_in_a_child_with_a_custom_authkey(method: StartMethod) {
     let _g = guard();
     let m = BaseManager::builder()
+        .start_method(method)
         .authkey(b"a custom key")
         .share("d", Builtin::Dict)
         .share("q", Builtin::Queue { maxsize: 0 })

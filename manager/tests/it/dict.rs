@@ -57,7 +57,7 @@ fn fill(d: DictProxy<u32, String>) {
 
 fn a_proxy_passed_to_a_child_shares_the_dict(method: StartMethod) {
     let _g = guard();
-    let m = SyncManager::start().unwrap();
+    let m = SyncManager::start_with(method).unwrap();
     let d = m.dict::<u32, String>().unwrap();
     let mut p = Process::new(fill, d.clone()).start_method(method);
     p.start().unwrap();
@@ -69,7 +69,7 @@ fn a_proxy_passed_to_a_child_shares_the_dict(method: StartMethod) {
 
 fn the_last_proxy_anywhere_frees_the_object(method: StartMethod) {
     let _g = guard();
-    let m = SyncManager::start().unwrap();
+    let m = SyncManager::start_with(method).unwrap();
     let d = m.dict::<u32, String>().unwrap();
     let d2 = d.clone();
     assert_eq!(m.number_of_objects().unwrap(), 1);
@@ -94,7 +94,7 @@ fn hold_forever((d, ready): (DictProxy<u32, String>, mp_proc::Event)) {
 
 fn a_killed_child_gives_its_references_back(method: StartMethod) {
     let _g = guard();
-    let m = SyncManager::start().unwrap();
+    let m = SyncManager::start_with(method).unwrap();
     let ready = mp_proc::Event::new().unwrap();
     // The only proxy goes to the child: the object outlives the parent's
     // copy (lent on sending, adopted on receiving).
@@ -135,7 +135,7 @@ fn touch_all(
 
 fn list_namespace_and_value_are_shared_with_a_child(method: StartMethod) {
     let _g = guard();
-    let m = SyncManager::start().unwrap();
+    let m = SyncManager::start_with(method).unwrap();
     let l = m.list::<u32>().unwrap();
     let ns = m.namespace().unwrap();
     let v = m.value(1.25f64).unwrap();

@@ -37,7 +37,7 @@ fn produce(q: QueueProxy<u32>) {
 
 fn queue_items_flow_from_a_child_in_order(method: StartMethod) {
     let _g = guard();
-    let m = SyncManager::start().unwrap();
+    let m = SyncManager::start_with(method).unwrap();
     let q = m.queue::<u32>().unwrap();
     let mut p = spawn(method, produce, q.clone());
     let got: Vec<u32> = (0..100).map(|_| q.get().unwrap()).collect();
@@ -61,7 +61,7 @@ fn consume((q, seen): (JoinableQueueProxy<u32>, ListProxy<u32>)) {
 
 fn a_joinable_queue_joins_when_a_child_has_done_every_item(method: StartMethod) {
     let _g = guard();
-    let m = SyncManager::start().unwrap();
+    let m = SyncManager::start_with(method).unwrap();
     let q = m.joinable_queue::<u32>().unwrap();
     let seen = m.list::<u32>().unwrap();
     for i in 0..50 {
@@ -88,7 +88,7 @@ fn get_forever((q, ready): (QueueProxy<u32>, EventProxy)) {
 /// item with it: the server puts back what it could not deliver.
 fn a_child_killed_while_getting_loses_no_item(method: StartMethod) {
     let _g = guard();
-    let m = SyncManager::start().unwrap();
+    let m = SyncManager::start_with(method).unwrap();
     let q = m.queue::<u32>().unwrap();
     let ready = m.event().unwrap();
     let mut p = spawn(method, get_forever, (q.clone(), ready.clone()));
@@ -110,7 +110,7 @@ fn add_under_lock((lock, v): (LockProxy, ValueProxy<u64>)) {
 
 fn a_lock_excludes_across_processes(method: StartMethod) {
     let _g = guard();
-    let m = SyncManager::start().unwrap();
+    let m = SyncManager::start_with(method).unwrap();
     let lock = m.lock().unwrap();
     let v = m.value(0u64).unwrap();
     let mut children: Vec<Process> = (0..3)
@@ -134,7 +134,7 @@ fn hold_lock_forever((lock, held, never): (LockProxy, EventProxy, EventProxy)) {
 /// CPython's manager keeps such a lock held forever.
 fn a_lock_held_by_a_killed_process_is_released(method: StartMethod) {
     let _g = guard();
-    let m = SyncManager::start().unwrap();
+    let m = SyncManager::start_with(method).unwrap();
     let lock = m.lock().unwrap();
     let (held, never) = (m.event().unwrap(), m.event().unwrap());
     let mut p = spawn(
@@ -163,7 +163,7 @@ fn wait_for_go((c, ns): (ConditionProxy, NamespaceProxy)) {
 
 fn a_condition_wakes_a_waiter_in_another_process(method: StartMethod) {
     let _g = guard();
-    let m = SyncManager::start().unwrap();
+    let m = SyncManager::start_with(method).unwrap();
     let c = m.condition().unwrap();
     let ns = m.namespace().unwrap();
     let mut p = spawn(method, wait_for_go, (c.clone(), ns.clone()));
@@ -185,7 +185,7 @@ fn set_event(e: EventProxy) {
 
 fn an_event_set_in_a_child_wakes_the_parent(method: StartMethod) {
     let _g = guard();
-    let m = SyncManager::start().unwrap();
+    let m = SyncManager::start_with(method).unwrap();
     let e = m.event().unwrap();
     let mut p = spawn(method, set_event, e.clone());
     assert!(e.wait(None).unwrap());
@@ -203,7 +203,7 @@ fn pass_barrier((b, d, who): (BarrierProxy, DictProxy<u32, usize>, u32)) {
 
 fn a_barrier_lets_every_party_through_together(method: StartMethod) {
     let _g = guard();
-    let m = SyncManager::start().unwrap();
+    let m = SyncManager::start_with(method).unwrap();
     let b = m.barrier(3, None).unwrap();
     let d = m.dict::<u32, usize>().unwrap();
     let mut children: Vec<Process> = (1..3)
@@ -236,7 +236,7 @@ fn release_once(s: SemaphoreProxy) {
 
 fn a_semaphore_released_by_a_child_wakes_the_parent(method: StartMethod) {
     let _g = guard();
-    let m = SyncManager::start().unwrap();
+    let m = SyncManager::start_with(method).unwrap();
     let s = m.semaphore(0).unwrap();
     assert!(!s.try_acquire().unwrap());
     let mut p = spawn(method, release_once, s.clone());
@@ -262,7 +262,7 @@ fn double_all(a: ArrayProxy<i64>) {
 
 fn an_array_is_shared_with_a_child(method: StartMethod) {
     let _g = guard();
-    let m = SyncManager::start().unwrap();
+    let m = SyncManager::start_with(method).unwrap();
     let a = m.array(&[1i64, 2, 3]).unwrap();
     let mut p = spawn(method, double_all, a.clone());
     assert_eq!(p.join().unwrap(), 0);
