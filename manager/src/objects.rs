@@ -276,6 +276,10 @@ impl Shared {
                 Object::Queue(q) => Reply::Count(q.items.len() as u64),
                 _ => wrong_kind(),
             },
+            QueueOp::Full => match &*guard {
+                Object::Queue(q) => Reply::Bool(q.maxsize > 0 && q.items.len() as u64 >= q.maxsize),
+                _ => wrong_kind(),
+            },
             QueueOp::TaskDone => {
                 let mut guard = guard;
                 match &mut *guard {

@@ -83,6 +83,7 @@ pub(crate) enum QueueOp {
     Put(Bytes, Wait),
     Get(Wait),
     Qsize,
+    Full,
     TaskDone,
     Join(Wait),
 }

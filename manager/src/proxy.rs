@@ -487,6 +487,11 @@ macro_rules! queue_methods {
         pub fn empty(&self) -> Result<bool> {
             Ok(self.qsize()? == 0)
         }
+
+        /// `q.full()`: whether a bounded queue has `maxsize` items.
+        pub fn full(&self) -> Result<bool> {
+            flag(self.op(QueueOp::Full)?)
+        }
     };
 }
 

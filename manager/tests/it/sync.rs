@@ -298,7 +298,9 @@ fn a_bounded_queue_reports_full() {
     let _g = guard();
     let m = SyncManager::start().unwrap();
     let q = m.queue_with_maxsize::<u32>(1).unwrap();
+    assert!(!q.full().unwrap());
     q.put(1).unwrap();
+    assert!(q.full().unwrap());
     assert!(matches!(q.try_put(2), Err(Error::Full)));
     assert!(matches!(
         q.put_timeout(2, Duration::from_millis(1)),
