@@ -324,6 +324,9 @@ pub(crate) fn serve(
         server.types.insert(r.typeid, t);
     }
     let server = Arc::new(server);
+    // Each client's thread, and a handle on its socket to end it with.
+    let mut clients: Vec<(std::thread::JoinHandle<()>, std::os::unix::net::UnixStream)> =
+        Vec::new();
     loop {
         let mut fds = vec![listener.as_fd(), stop_r.as_fd()];
         fds.extend(alive.map(|a| a.as_fd()));
@@ -338,8 +341,15 @@ pub(crate) fn serve(
         if ready.contains(&0) {
             match listener.accept() {
                 Ok(conn) => {
+                    clients.retain(|(t, _)| !t.is_finished());
+                    // shutdown(2) through a duplicate ends the client's
+                    // thread when serving stops (any socket family).
+                    let Ok(socket) = conn.as_fd().try_clone_to_owned() else {
+                        continue;
+                    };
                     let server = server.clone();
-                    std::thread::spawn(move || serve_client(conn, &server));
+                    let thread = std::thread::spawn(move || serve_client(conn, &server));
+                    clients.push((thread, socket.into()));
                 }
                 Err(e) => log.debug(format_args!("refused a client: {e}")),
             }
@@ -348,10 +358,29 @@ pub(crate) fn serve(
     if signals {
         crate::signals::uninstall();
     }
+    // Ends every client's connection. Served from a longer-lived process
+    // (`serve_forever`, not a server process about to exit), also waits for
+    // each client's thread (a waiting call notices within its check
+    // interval), so that nothing is left behind.
+    for (thread, socket) in clients {
+        let _ = socket.shutdown(std::net::Shutdown::Both);
+        drop(socket);
+        if !signals {
+            let _ = thread.join();
+        }
+    }
 }
 
-/// Serves one client connection until it ends.
+/// Serves one client connection until it ends, then ends it for the client
+/// too (the serving loop holds a duplicate of the socket).
 fn serve_client(conn: Connection, server: &Server) {
+    serve_connection(&conn, server);
+    if let Ok(fd) = conn.as_fd().try_clone_to_owned() {
+        let _ = std::os::unix::net::UnixStream::from(fd).shutdown(std::net::Shutdown::Both);
+    }
+}
+
+fn serve_connection(conn: &Connection, server: &Server) {
     // The first request joins a session.
     let (session, held) = match conn.recv::<Request>() {
         Ok(Request::Hello(id)) => match server.join(id) {
@@ -367,7 +396,7 @@ fn serve_client(conn: Connection, server: &Server) {
         }
     };
     if conn.send(&Reply::Id(session)).is_ok() {
-        serve_session(&conn, server, session, &held);
+        serve_session(conn, server, session, &held);
     }
     server.leave(session);
 }
