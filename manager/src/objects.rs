@@ -173,10 +173,24 @@ impl Shared {
         mut ready: impl FnMut(&mut Object) -> Option<R>,
     ) -> (MutexGuard<'a, Object>, Waited<R>) {
         let deadline = wait.map(|w| Instant::now() + w);
+        let mut first = true;
         loop {
             if let Some(r) = ready(&mut guard) {
                 return (guard, Waited::Ready(r));
             }
+            // Checked under the lock, after `ready`: a client that hangs up
+            // gets nothing more. A client sends nothing while it waits for
+            // a reply, so a readable connection means it hung up.
+            if !first {
+                let readable =
+                    mp_proc::connection::wait_fds(&[client.as_fd()], Some(Duration::ZERO))
+                        .map(|r| !r.is_empty())
+                        .unwrap_or(true);
+                if readable {
+                    return (guard, Waited::Gone);
+                }
+            }
+            first = false;
             let slice = match deadline {
                 None => CHECK_CLIENT,
                 Some(d) => match d.checked_duration_since(Instant::now()) {
@@ -189,14 +203,6 @@ impl Shared {
                 .wait_timeout(guard, slice)
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
-            // A client sends nothing while it waits for a reply: a readable
-            // connection means it hung up.
-            let readable = mp_proc::connection::wait_fds(&[client.as_fd()], Some(Duration::ZERO))
-                .map(|r| !r.is_empty())
-                .unwrap_or(true);
-            if readable {
-                return (guard, Waited::Gone);
-            }
         }
     }
 
@@ -552,7 +558,7 @@ impl Shared {
                         Some(b.reset != Some(generation))
                     }
                     Object::Barrier(b) if b.broken => {
-                        b.waiting -= 1;
+                        b.waiting = b.waiting.saturating_sub(1);
                         Some(false)
                     }
                     _ => None,
@@ -564,7 +570,7 @@ impl Shared {
                         // A waiter that times out breaks the barrier.
                         if let Object::Barrier(b) = &mut *guard {
                             b.broken = true;
-                            b.waiting -= 1;
+                            b.waiting = b.waiting.saturating_sub(1);
                         }
                         fail(Failure::BrokenBarrier)
                     }
