@@ -615,19 +615,9 @@ impl Shared {
             Ok(Err(e)) => fail(Failure::Remote(e.to_string())),
             Err(panic) => fail(Failure::Remote(format!(
                 "method {method:?} panicked: {}",
-                panic_message(&*panic)
+                mp_proc::panic_message(&*panic)
             ))),
         }
-    }
-}
-
-pub(crate) fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = p.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = p.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "(not a string)".to_owned()
     }
 }
 

@@ -84,16 +84,6 @@ pub(crate) struct WorkerArgs {
 /// reports what it has done before it starts the next task.
 const REPORT_EVERY: Duration = Duration::from_millis(1);
 
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "Box<dyn Any>".to_owned()
-    }
-}
-
 /// A request to end the worker (`mp_proc::exit` inside a task), carried out
 /// once the worker has reported what it finished.
 type ExitRequest = Box<dyn Any + Send>;
@@ -112,7 +102,11 @@ fn call(func: &BoundFunction, args: &[u8], out: &mut Vec<u8>) -> Result<(), Exit
         Err(payload) if mp_proc::is_exit_request(&*payload) => return Err(payload),
         Err(payload) => {
             out.truncate(at);
-            records::push(out, records::PANICKED, panic_message(&*payload).as_bytes());
+            records::push(
+                out,
+                records::PANICKED,
+                mp_proc::panic_message(&*payload).as_bytes(),
+            );
         }
     }
     Ok(())

@@ -298,7 +298,7 @@ pub(crate) fn child_main(
         }
         Err(payload) => match payload.downcast::<ExitRequest>() {
             Ok(exit) => (exit.0, None),
-            Err(payload) => (1, Some(Outcome::Panicked(panic_message(&*payload)))),
+            Err(payload) => (1, Some(Outcome::Panicked(crate::panic_message(&*payload)))),
         },
     };
     if let (Some(fd), Some(outcome)) = (result, outcome) {
@@ -316,16 +316,6 @@ pub(crate) fn finish(code: i32, leave: Leave) -> ! {
     match leave {
         Leave::Immediately => sys::process::exit_immediately(code),
         Leave::Normally => std::process::exit(code),
-    }
-}
-
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "Box<dyn Any>".to_owned()
     }
 }
 

@@ -30,6 +30,7 @@ pub use context::{
 pub use error::{BoxError, Error, Result};
 pub use function::{
     BoundFunction, ErasedFunction, FnPointer, FnPtr, Function, StarFunction, is_exit_request,
+    panic_message,
 };
 pub use payload::Payload;
 pub use process::{
