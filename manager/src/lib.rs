@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use mp_proc::connection::Address;
-use mp_proc::{Connection, Payload, Process};
+use mp_proc::{Payload, Process};
 
 pub use base::{BaseManager, BaseManagerBuilder, Builtin};
 use link::{Link, unexpected};
@@ -40,8 +40,6 @@ pub(crate) struct Core {
     link: Arc<Link>,
     /// The server process, when this manager started it.
     process: Option<Process>,
-    /// Held open while this process lives (see `start`).
-    _alive: Option<Connection>,
 }
 
 impl std::fmt::Debug for Core {
@@ -69,13 +67,12 @@ impl Core {
         for r in &registry {
             r.check(method)?;
         }
-        let (reader, report) = mp_proc::pipe(false)?;
-        // The server ends when the read end of `alive` reports end of file:
-        // this process is gone, however it ended (even SIGKILLed).
-        let (alive_r, alive) = mp_proc::pipe(false)?;
+        // The owner's connection: made here, so trusted without a handshake;
+        // the server reports on it, and ends when it ends (this process is
+        // gone, however it ended, even SIGKILLed).
+        let (mine, theirs) = mp_proc::pipe(true)?;
         let args = server::ServerArgs {
-            report,
-            alive: alive_r,
+            owner: theirs,
             address: address.map(|a| a.to_string()),
             authkey: protocol::Bytes::from(authkey.to_vec()),
             registry,
@@ -84,26 +81,24 @@ impl Core {
             .name(name)
             .start_method(method);
         process.start()?;
-        let reported = reader.recv::<std::result::Result<String, String>>();
-        let address = match reported {
-            Ok(Ok(a)) => a.parse::<Address>(),
+        let reported = match mine.recv::<server::Report>() {
+            Ok(Ok((a, session))) => a.parse::<Address>().map(|a| (a, session)),
             Ok(Err(e)) => Err(link::remote(e)),
             Err(e) => Err(e),
         };
-        let address = match address {
-            Ok(a) => a,
+        let (address, session) = match reported {
+            Ok(r) => r,
             Err(e) => {
                 let _ = process.kill();
                 let _ = process.join();
                 return Err(e);
             }
         };
-        let link = Link::to(&address, authkey)?;
+        let link = Link::owned(&address, authkey, session, mine);
         Ok(Core {
             address,
             link,
             process: Some(process),
-            _alive: Some(alive),
         })
     }
 
@@ -115,7 +110,6 @@ impl Core {
             address: address.clone(),
             link,
             process: None,
-            _alive: None,
         })
     }
 

@@ -90,6 +90,26 @@ impl Link {
         Ok(link)
     }
 
+    /// The link of the process that started the server at `address`, on
+    /// the connection it made for it (in `session`).
+    pub(crate) fn owned(
+        address: &Address,
+        authkey: &[u8],
+        session: u64,
+        conn: Connection,
+    ) -> Arc<Link> {
+        let link = Arc::new(Link {
+            address: address.clone(),
+            authkey: authkey.to_vec(),
+            session,
+            idle: Mutex::new(vec![conn]),
+        });
+        remember_key(address, authkey);
+        let mut links = LINKS.lock().unwrap_or_else(|p| p.into_inner());
+        links.push((std::process::id(), address.clone(), Arc::downgrade(&link)));
+        link
+    }
+
     /// The key this link was authenticated with.
     pub(crate) fn authkey(&self) -> &[u8] {
         &self.authkey

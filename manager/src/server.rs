@@ -197,39 +197,34 @@ fn make(t: &Type, typeid: &str) -> crate::Result<Object> {
 /// What a server process is started with.
 #[derive(Serialize, Deserialize)]
 pub(crate) struct ServerArgs {
-    /// Where to send the address (or the error) once listening.
-    pub(crate) report: Connection,
-    /// End of file here means the owner is gone.
-    pub(crate) alive: Connection,
+    /// The owner's connection, already trusted (the owner made it): the
+    /// address (or why there is none) goes back on it, it is the owner's
+    /// first connection, and its end means the owner is gone.
+    pub(crate) owner: Connection,
     /// Where to listen; `None`: a Unix socket in a fresh temp directory.
     pub(crate) address: Option<String>,
     pub(crate) authkey: Bytes,
     pub(crate) registry: Vec<Registration>,
 }
 
-/// The target of a manager process: listens, tells the parent the address
-/// (or why it could not) on `report`, and serves until shut down or until
-/// its owner is gone.
+/// What the owner reads first: the address and its session, or an error.
+pub(crate) type Report = std::result::Result<(String, u64), String>;
+
+/// The target of a manager process: listens, tells the owner the address
+/// (or why it could not), and serves until shut down or until its owner is
+/// gone.
 pub(crate) fn run_server(args: ServerArgs) {
     let log = mp_logging::get_logger();
     let (dir, listener) = match listen(args.address.as_deref(), &args.authkey) {
         Ok(l) => l,
         Err(e) => {
             log.error(format_args!("manager cannot listen: {e}"));
-            let _ = args.report.send(&Err::<String, String>(e.to_string()));
+            let _ = args.owner.send(&Report::Err(e.to_string()));
             return;
         }
     };
     log.info(format_args!("manager serving at '{}'", listener.address()));
-    if args
-        .report
-        .send(&Ok::<String, String>(listener.address().to_string()))
-        .is_err()
-    {
-        return;
-    }
-    drop(args.report);
-    serve(listener, args.registry, Some(&args.alive), true);
+    serve(listener, args.registry, Some(args.owner), true);
     log.info("manager exiting with exitcode 0");
     drop(dir); // after the listener (which removes the socket)
 }
@@ -274,11 +269,11 @@ pub(crate) fn listen(
 }
 
 /// Serves clients, each on a thread of its own, until a shutdown request
-/// (or SIGTERM, with `signals`), or until `alive` reports end of file.
+/// (or SIGTERM, with `signals`), or until the `owner`'s connection ends.
 pub(crate) fn serve(
     listener: Listener,
     registry: Vec<Registration>,
-    alive: Option<&Connection>,
+    owner: Option<Connection>,
     signals: bool,
 ) {
     let log = mp_logging::get_logger();
@@ -327,30 +322,36 @@ pub(crate) fn serve(
     // Each client's thread, and a handle on its socket to end it with.
     let mut clients: Vec<(std::thread::JoinHandle<()>, std::os::unix::net::UnixStream)> =
         Vec::new();
+    let mut add = |conn: Connection, owner: Option<(u64, Held)>| {
+        clients.retain(|(t, _)| !t.is_finished());
+        // shutdown(2) through a duplicate ends the client's thread when
+        // serving stops (any socket family).
+        let Ok(socket) = conn.as_fd().try_clone_to_owned() else {
+            return;
+        };
+        let server = server.clone();
+        let thread = std::thread::spawn(move || serve_client(conn, &server, owner));
+        clients.push((thread, socket.into()));
+    };
+    if let Some(conn) = owner {
+        let Some((session, held)) = server.join(None) else {
+            return;
+        };
+        let report = Report::Ok((listener.address().to_string(), session));
+        if conn.send(&report).is_err() {
+            return;
+        }
+        add(conn, Some((session, held)));
+    }
     loop {
-        let mut fds = vec![listener.as_fd(), stop_r.as_fd()];
-        fds.extend(alive.map(|a| a.as_fd()));
+        let fds = [listener.as_fd(), stop_r.as_fd()];
         let ready = mp_proc::connection::wait_fds(&fds, None).unwrap_or_default();
         if ready.contains(&1) {
             break;
         }
-        if ready.contains(&2) {
-            log.info("the manager's owner is gone: exiting");
-            break;
-        }
         if ready.contains(&0) {
             match listener.accept() {
-                Ok(conn) => {
-                    clients.retain(|(t, _)| !t.is_finished());
-                    // shutdown(2) through a duplicate ends the client's
-                    // thread when serving stops (any socket family).
-                    let Ok(socket) = conn.as_fd().try_clone_to_owned() else {
-                        continue;
-                    };
-                    let server = server.clone();
-                    let thread = std::thread::spawn(move || serve_client(conn, &server));
-                    clients.push((thread, socket.into()));
-                }
+                Ok(conn) => add(conn, None),
                 Err(e) => log.debug(format_args!("refused a client: {e}")),
             }
         }
@@ -372,9 +373,21 @@ pub(crate) fn serve(
 }
 
 /// Serves one client connection until it ends, then ends it for the client
-/// too (the serving loop holds a duplicate of the socket).
-fn serve_client(conn: Connection, server: &Server) {
-    serve_connection(&conn, server);
+/// too (the serving loop holds a duplicate of the socket). The owner's
+/// connection comes with its session; when it ends without a shutdown
+/// request, the owner is gone (even SIGKILLed), and so is the server.
+fn serve_client(conn: Connection, server: &Server, owner: Option<(u64, Held)>) {
+    match owner {
+        None => serve_connection(&conn, server),
+        Some((session, held)) => {
+            let stopping = serve_session(&conn, server, session, &held);
+            server.leave(session);
+            if !stopping {
+                mp_logging::get_logger().info("the manager's owner is gone: exiting");
+                let _ = server.stop.send_bytes(b"owner gone");
+            }
+        }
+    }
     if let Ok(fd) = conn.as_fd().try_clone_to_owned() {
         let _ = std::os::unix::net::UnixStream::from(fd).shutdown(std::net::Shutdown::Both);
     }
@@ -401,12 +414,14 @@ fn serve_connection(conn: &Connection, server: &Server) {
     server.leave(session);
 }
 
+/// Serves requests until the connection ends; true if it ended with a
+/// shutdown request.
 fn serve_session(
     conn: &Connection,
     server: &Server,
     session: u64,
     held: &Mutex<HashMap<u64, usize>>,
-) {
+) -> bool {
     let hold = |id: u64, n: isize| {
         let mut h = held.lock().unwrap_or_else(|p| p.into_inner());
         let c = h.entry(id).or_default();
@@ -426,11 +441,11 @@ fn serve_session(
             Err(mp_proc::Error::Decode(e)) => {
                 let reply = failure(format!("a request that does not decode: {e}"));
                 if conn.send(&reply).is_err() {
-                    return;
+                    return false;
                 }
                 continue;
             }
-            Err(_) => return, // gone, or no longer framed
+            Err(_) => return false, // gone, or no longer framed
         };
         let mut undo: Option<(Arc<Shared>, Undo)> = None;
         let reply = match request {
@@ -440,7 +455,7 @@ fn serve_session(
                 mp_logging::get_logger().debug("manager received shutdown message");
                 let _ = conn.send(&Reply::Ok);
                 let _ = server.stop.send_bytes(b"stop");
-                return;
+                return true;
             }
             Request::Create(kind) => match server.create(kind) {
                 Ok(id) => {
@@ -512,7 +527,7 @@ fn serve_session(
             if let Some((o, u)) = undo {
                 o.undo(u);
             }
-            return;
+            return false;
         }
     }
 }
