@@ -149,7 +149,10 @@ impl Drop for Core {
 
 /// Python's `multiprocessing.Manager()`: a server process, named
 /// `SyncManager-N`, listening on a Unix socket `listener-*` in a fresh
-/// temporary directory `pymp-*`, reached over one authenticated connection.
+/// temporary directory `pymp-*`. Other processes connect there with the
+/// authkey (CPython's handshake); the process that starts the server
+/// reaches it on a socket pair it made for it, whose end also tells the
+/// server that its owner is gone.
 ///
 /// The manager process started by [`start`](Self::start) is shut down by
 /// [`shutdown`](Self::shutdown) or when the `SyncManager` is dropped; one
