@@ -60,8 +60,9 @@ impl Drop for Reference {
 
 impl Serialize for Reference {
     /// Lends the receiver a reference, so that the object outlives this copy
-    /// until the receiver adopts it (a copy never received keeps the object
-    /// until the manager ends). The authkey goes along only to a child
+    /// until the receiver adopts it. A copy never received (or stored in a
+    /// dict or list entry that is later overwritten) keeps the object until
+    /// the manager ends. The authkey goes along only to a child
     /// being started (CPython's rule: `get_spawning_popen()`), never into a
     /// dict or a queue.
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
