@@ -239,6 +239,8 @@ pub(crate) struct Setup {
     pub(crate) spawner: Spawner,
     pub(crate) initializer: Option<(ErasedFunction, mp_proc::codec::Packed)>,
     pub(crate) maxtasks: Option<usize>,
+    /// The workers are threads of this process (no start method).
+    pub(crate) threads: bool,
 }
 
 impl Core {
@@ -647,6 +649,7 @@ impl Scheduler {
                 initializer: self.setup.initializer.clone(),
                 maxtasks: self.setup.maxtasks,
                 progress: progress.clone(),
+                thread: self.setup.threads,
             };
             let mut process = (self.setup.spawner)(args);
             let name = process.get_name().replacen("Process", "PoolWorker", 1);

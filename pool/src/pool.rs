@@ -151,6 +151,7 @@ impl PoolBuilder {
             spawner,
             initializer,
             maxtasks: self.maxtasks,
+            threads: method.is_none(),
         })?;
         Ok(Pool {
             core: Arc::new(core),

@@ -77,6 +77,9 @@ pub(crate) struct WorkerArgs {
     /// before each task: if the worker dies, the pool knows which task was
     /// running, which had finished and which had not started.
     pub(crate) progress: mp_proc::RawValue<u64>,
+    /// A thread of the pool's process (mp-dummy's `ThreadPool`): it leaves
+    /// the process's signal dispositions alone.
+    pub(crate) thread: bool,
 }
 
 /// A worker that finishes tasks quickly reports them together, at the end of
@@ -182,8 +185,10 @@ impl Drop for InTasks {
 /// The worker's loop: Python's `multiprocessing.pool.worker`.
 pub(crate) fn worker_main(args: WorkerArgs) {
     // Ctrl-C goes to the whole process group: the pool handles it, its
-    // workers do not (no storm of tracebacks).
-    crate::sys::ignore_sigint();
+    // worker processes do not (no storm of tracebacks).
+    if !args.thread {
+        crate::sys::ignore_sigint();
+    }
     quiet_task_panics();
     let log = mp_logging::get_logger();
     let conn = args.conn;

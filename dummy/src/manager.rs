@@ -1,0 +1,291 @@
+//! `Manager` on threads: plain in-process objects with the method names
+//! (and `Result`s) of mp-manager's proxies, so code written for a
+//! `SyncManager` reads the same.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use mp_proc::{Error, Result};
+
+use crate::registry::handle;
+use crate::{
+    Array, Barrier, BoundedSemaphore, Condition, Event, JoinableQueue, Lock, Queue, RLock,
+    Semaphore, Value,
+};
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn error(message: String) -> Error {
+    Error::Os {
+        op: "manager",
+        source: std::io::Error::other(message),
+    }
+}
+
+/// `multiprocessing.dummy.Manager()`: its factories match
+/// `mp_manager::SyncManager`'s, and give in-process objects.
+///
+/// ```
+/// let m = mp_dummy::Manager::new();
+/// let d = m.dict::<String, u32>()?;
+/// d.insert("a".into(), 1)?;
+/// assert_eq!(d.get(&"a".into())?, Some(1));
+/// let l = m.list::<u32>()?;
+/// l.extend([1, 2])?;
+/// assert_eq!(l.to_vec()?, [1, 2]);
+/// # Ok::<(), mp_proc::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Manager;
+
+impl Manager {
+    /// A manager (nothing to start: the objects live in this process).
+    pub fn new() -> Manager {
+        Manager
+    }
+
+    /// A shared dict.
+    pub fn dict<K: Eq + Hash + Clone, V: Clone>(&self) -> Result<Dict<K, V>> {
+        Ok(Dict {
+            inner: Arc::new(Mutex::new(HashMap::new())),
+        })
+    }
+
+    /// A shared list.
+    pub fn list<T: Clone>(&self) -> Result<List<T>> {
+        Ok(List {
+            inner: Arc::new(Mutex::new(Vec::new())),
+        })
+    }
+
+    /// A namespace.
+    pub fn namespace(&self) -> Result<Namespace> {
+        Ok(Namespace {
+            inner: Arc::new(Mutex::new(HashMap::new())),
+        })
+    }
+
+    /// A shared value.
+    pub fn value<T: Clone>(&self, v: T) -> Result<Value<T>> {
+        Value::new(v)
+    }
+
+    /// A shared fixed-length array.
+    pub fn array<T: Clone>(&self, items: &[T]) -> Result<Array<T>> {
+        Array::from_slice(items)
+    }
+
+    /// An unbounded queue.
+    pub fn queue<T>(&self) -> Result<Queue<T>> {
+        Queue::new()
+    }
+
+    /// A queue of at most `maxsize` items.
+    pub fn queue_with_maxsize<T>(&self, maxsize: usize) -> Result<Queue<T>> {
+        Queue::with_maxsize(maxsize)
+    }
+
+    /// A joinable queue.
+    pub fn joinable_queue<T>(&self) -> Result<JoinableQueue<T>> {
+        JoinableQueue::new()
+    }
+
+    /// A lock.
+    pub fn lock(&self) -> Result<Lock> {
+        Lock::new()
+    }
+
+    /// A re-entrant lock.
+    pub fn rlock(&self) -> Result<RLock> {
+        RLock::new()
+    }
+
+    /// A semaphore.
+    pub fn semaphore(&self, value: usize) -> Result<Semaphore> {
+        Semaphore::new(value)
+    }
+
+    /// A bounded semaphore.
+    pub fn bounded_semaphore(&self, value: usize) -> Result<BoundedSemaphore> {
+        BoundedSemaphore::new(value)
+    }
+
+    /// A condition variable (over a new lock).
+    pub fn condition(&self) -> Result<Condition> {
+        Condition::new(None)
+    }
+
+    /// An event.
+    pub fn event(&self) -> Result<Event> {
+        Event::new()
+    }
+
+    /// A barrier.
+    pub fn barrier(&self, parties: usize, timeout: Option<Duration>) -> Result<Barrier> {
+        Barrier::new(parties, timeout)
+    }
+}
+
+/// A dict shared by threads, with `DictProxy`'s methods.
+pub struct Dict<K, V> {
+    inner: Arc<Mutex<HashMap<K, V>>>,
+}
+
+handle!(Dict<K, V>);
+
+impl<K: Eq + Hash + Clone, V: Clone> Dict<K, V> {
+    /// `d.get(k)`.
+    pub fn get(&self, k: &K) -> Result<Option<V>> {
+        Ok(lock(&self.inner).get(k).cloned())
+    }
+
+    /// `d[k] = v`; returns the value it replaced.
+    pub fn insert(&self, k: K, v: V) -> Result<Option<V>> {
+        Ok(lock(&self.inner).insert(k, v))
+    }
+
+    /// `d.pop(k, None)`.
+    pub fn remove(&self, k: &K) -> Result<Option<V>> {
+        Ok(lock(&self.inner).remove(k))
+    }
+
+    /// `k in d`.
+    pub fn contains_key(&self, k: &K) -> Result<bool> {
+        Ok(lock(&self.inner).contains_key(k))
+    }
+
+    /// `len(d)`.
+    pub fn len(&self) -> Result<usize> {
+        Ok(lock(&self.inner).len())
+    }
+
+    /// `len(d) == 0`.
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(lock(&self.inner).is_empty())
+    }
+
+    /// `list(d.keys())`.
+    pub fn keys(&self) -> Result<Vec<K>> {
+        Ok(lock(&self.inner).keys().cloned().collect())
+    }
+
+    /// `list(d.values())`.
+    pub fn values(&self) -> Result<Vec<V>> {
+        Ok(lock(&self.inner).values().cloned().collect())
+    }
+
+    /// `list(d.items())`.
+    pub fn items(&self) -> Result<Vec<(K, V)>> {
+        Ok(lock(&self.inner)
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+
+    /// `d.clear()`.
+    pub fn clear(&self) -> Result<()> {
+        lock(&self.inner).clear();
+        Ok(())
+    }
+
+    /// `d.update(pairs)`.
+    pub fn update(&self, pairs: impl IntoIterator<Item = (K, V)>) -> Result<()> {
+        lock(&self.inner).extend(pairs);
+        Ok(())
+    }
+}
+
+/// A list shared by threads, with `ListProxy`'s methods.
+pub struct List<T> {
+    inner: Arc<Mutex<Vec<T>>>,
+}
+
+handle!(List<T>);
+
+impl<T: Clone> List<T> {
+    /// `l.append(v)`.
+    pub fn push(&self, v: T) -> Result<()> {
+        lock(&self.inner).push(v);
+        Ok(())
+    }
+
+    /// `l[i]`; out of range is an error.
+    pub fn get(&self, i: usize) -> Result<T> {
+        lock(&self.inner)
+            .get(i)
+            .cloned()
+            .ok_or_else(|| error("list index out of range".into()))
+    }
+
+    /// `l[i] = v`.
+    pub fn set(&self, i: usize, v: T) -> Result<()> {
+        match lock(&self.inner).get_mut(i) {
+            Some(slot) => {
+                *slot = v;
+                Ok(())
+            }
+            None => Err(error("list index out of range".into())),
+        }
+    }
+
+    /// `l.pop()`; `None` when empty.
+    pub fn pop(&self) -> Result<Option<T>> {
+        Ok(lock(&self.inner).pop())
+    }
+
+    /// `len(l)`.
+    pub fn len(&self) -> Result<usize> {
+        Ok(lock(&self.inner).len())
+    }
+
+    /// `len(l) == 0`.
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(lock(&self.inner).is_empty())
+    }
+
+    /// `l.extend(items)`.
+    pub fn extend(&self, items: impl IntoIterator<Item = T>) -> Result<()> {
+        lock(&self.inner).extend(items);
+        Ok(())
+    }
+
+    /// `list(l)`.
+    pub fn to_vec(&self) -> Result<Vec<T>> {
+        Ok(lock(&self.inner).clone())
+    }
+}
+
+type Attributes = HashMap<String, Box<dyn Any + Send>>;
+
+/// A namespace shared by threads, with `NamespaceProxy`'s methods.
+pub struct Namespace {
+    inner: Arc<Mutex<Attributes>>,
+}
+
+handle!(Namespace);
+
+impl Namespace {
+    /// `ns.name = value`.
+    pub fn set<T: Clone + Send + 'static>(&self, name: &str, value: &T) -> Result<()> {
+        lock(&self.inner).insert(name.to_owned(), Box::new(value.clone()));
+        Ok(())
+    }
+
+    /// `ns.name`; missing, or of another type, is an error.
+    pub fn get<T: Clone + 'static>(&self, name: &str) -> Result<T> {
+        lock(&self.inner)
+            .get(name)
+            .and_then(|v| v.downcast_ref::<T>())
+            .cloned()
+            .ok_or_else(|| {
+                error(format!(
+                    "'Namespace' object has no attribute '{name}' of that type"
+                ))
+            })
+    }
+}

@@ -1,0 +1,306 @@
+//! `Process` on threads (`multiprocessing.dummy.Process`, a named thread),
+//! `current_process` and `active_children`.
+
+use std::cell::RefCell;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use mp_proc::{Error, ProcessLike, Result};
+
+use crate::sync::{deadline, wait_until};
+
+/// How a thread ended: its exit code once it has.
+struct Ending {
+    code: Mutex<Option<i32>>,
+    done: Condvar,
+}
+
+/// The threads started and not yet ended, for [`active_children`].
+static LIVE: Mutex<Vec<(String, bool, Arc<Ending>)>> = Mutex::new(Vec::new());
+
+static COUNT: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    /// The name and daemon flag of this thread, when it is a dummy `Process`.
+    static CURRENT: RefCell<Option<(String, bool)>> = const { RefCell::new(None) };
+}
+
+/// A unit of work on a thread, with `multiprocessing.Process`'s methods:
+/// Python's `multiprocessing.dummy.Process`. Its target may be any closure,
+/// and its arguments need not be serializable.
+///
+/// A panicking target ends the thread with exit code 1, as a process would
+/// report it, and its message is logged. Threads cannot be killed:
+/// [`terminate`](Self::terminate) and [`kill`](Self::kill) are errors.
+///
+/// ```
+/// use std::rc::Rc;
+/// let shared = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+/// let s = shared.clone();
+/// let mut p = mp_dummy::Process::new(move |n: u32| { s.fetch_add(n, std::sync::atomic::Ordering::SeqCst); }, 5);
+/// p.start()?;
+/// assert_eq!(p.join()?, 0);
+/// assert_eq!(shared.load(std::sync::atomic::Ordering::SeqCst), 5);
+/// assert!(p.terminate().is_err());
+/// # Ok::<(), mp_proc::Error>(())
+/// ```
+///
+/// A target that captures data which is not `Send` does not compile:
+///
+/// ```compile_fail
+/// let rc = std::rc::Rc::new(1);
+/// let p = mp_dummy::Process::new(move |_: ()| drop(rc), ());
+/// ```
+pub struct Process {
+    name: String,
+    daemon: bool,
+    target: Option<Box<dyn FnOnce() + Send>>,
+    ending: Arc<Ending>,
+    thread: Option<JoinHandle<()>>,
+    started: bool,
+}
+
+impl std::fmt::Debug for Process {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Process")
+            .field("name", &self.name)
+            .field("daemon", &self.daemon)
+            .field("exitcode", &self.exitcode())
+            .finish()
+    }
+}
+
+fn cannot(op: &'static str) -> Error {
+    Error::Os {
+        op,
+        source: std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "a thread cannot be killed or terminated: ask it to stop (an Event, a message), \
+             as with Python's threads",
+        ),
+    }
+}
+
+impl Process {
+    /// A thread that will run `target(args)`, named `Thread-N`.
+    pub fn new<A: Send + 'static>(target: impl FnOnce(A) + Send + 'static, args: A) -> Process {
+        let n = COUNT.fetch_add(1, Ordering::Relaxed) + 1;
+        Process {
+            name: format!("Thread-{n}"),
+            daemon: false,
+            target: Some(Box::new(move || target(args))),
+            ending: Arc::new(Ending {
+                code: Mutex::new(None),
+                done: Condvar::new(),
+            }),
+            thread: None,
+            started: false,
+        }
+    }
+
+    /// Names it (before `start`).
+    pub fn name(mut self, name: impl Into<String>) -> Process {
+        self.name = name.into();
+        self
+    }
+
+    /// Marks it a daemon (before `start`): nothing waits for it.
+    pub fn daemon(mut self, daemon: bool) -> Process {
+        self.daemon = daemon;
+        self
+    }
+
+    /// Starts the thread.
+    pub fn start(&mut self) -> Result<()> {
+        let Some(target) = self.target.take() else {
+            return Err(Error::AlreadyStarted);
+        };
+        let (name, daemon, ending) = (self.name.clone(), self.daemon, self.ending.clone());
+        LIVE.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((name.clone(), daemon, ending.clone()));
+        let thread = std::thread::Builder::new()
+            .name(name.clone())
+            .spawn(move || run(name, daemon, target, ending))
+            .map_err(|e| Error::Os {
+                op: "spawn a thread",
+                source: e,
+            })?;
+        self.thread = Some(thread);
+        self.started = true;
+        Ok(())
+    }
+
+    /// Waits for it to end; returns its exit code (0, or 1 after a panic).
+    pub fn join(&mut self) -> Result<i32> {
+        Ok(self.join_until(None)?.unwrap_or(1))
+    }
+
+    /// Waits at most `timeout`; `None` if it still runs.
+    pub fn join_timeout(&mut self, timeout: Duration) -> Result<Option<i32>> {
+        self.join_until(deadline(timeout))
+    }
+
+    fn join_until(&mut self, until: Option<std::time::Instant>) -> Result<Option<i32>> {
+        if !self.started {
+            return Err(Error::NotStarted {
+                name: self.name.clone(),
+            });
+        }
+        let g = self.ending.code.lock().unwrap_or_else(|p| p.into_inner());
+        let (g, ended) = wait_until(&self.ending.done, g, until, |c| c.is_some());
+        let code = *g;
+        drop(g);
+        if ended && let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        Ok(code)
+    }
+
+    /// Whether it has started and not ended.
+    pub fn is_alive(&self) -> bool {
+        self.started && self.exitcode().is_none()
+    }
+
+    /// Its name.
+    pub fn get_name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its exit code, once ended.
+    pub fn exitcode(&self) -> Option<i32> {
+        *self.ending.code.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// An error: threads cannot be terminated.
+    pub fn terminate(&self) -> Result<()> {
+        Err(cannot("terminate"))
+    }
+
+    /// An error: threads cannot be killed.
+    pub fn kill(&self) -> Result<()> {
+        Err(cannot("kill"))
+    }
+}
+
+/// The thread's body: runs the target, records the exit code, logs a panic.
+fn run(name: String, daemon: bool, target: Box<dyn FnOnce() + Send>, ending: Arc<Ending>) {
+    CURRENT.with(|c| *c.borrow_mut() = Some((name.clone(), daemon)));
+    let code = match catch_unwind(AssertUnwindSafe(target)) {
+        Ok(()) => 0,
+        Err(payload) => {
+            mp_logging::get_logger().error(format_args!(
+                "thread {name} panicked: {}",
+                mp_proc::panic_message(&*payload)
+            ));
+            1
+        }
+    };
+    LIVE.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .retain(|(_, _, e)| !Arc::ptr_eq(e, &ending));
+    *ending.code.lock().unwrap_or_else(|p| p.into_inner()) = Some(code);
+    ending.done.notify_all();
+}
+
+impl ProcessLike for Process {
+    fn start(&mut self) -> Result<()> {
+        Process::start(self)
+    }
+    fn join(&mut self) -> Result<i32> {
+        Process::join(self)
+    }
+    fn join_timeout(&mut self, timeout: Duration) -> Result<Option<i32>> {
+        Process::join_timeout(self, timeout)
+    }
+    fn is_alive(&mut self) -> bool {
+        Process::is_alive(self)
+    }
+    fn get_name(&self) -> &str {
+        &self.name
+    }
+    fn set_name(&mut self, name: String) {
+        self.name = name;
+    }
+    fn set_daemon(&mut self, daemon: bool) {
+        self.daemon = daemon;
+    }
+    fn terminate(&self) -> Result<()> {
+        Process::terminate(self)
+    }
+    fn kill(&self) -> Result<()> {
+        Process::kill(self)
+    }
+    fn exitcode(&self) -> Option<i32> {
+        Process::exitcode(self)
+    }
+    fn pid(&self) -> Option<u32> {
+        self.started.then(std::process::id)
+    }
+}
+
+/// A thread, as [`current_process`] and [`active_children`] describe it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThreadInfo {
+    name: String,
+    daemon: bool,
+}
+
+impl ThreadInfo {
+    /// Its name (`MainThread` for a thread that is not a dummy `Process`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its process's id (threads share it).
+    pub fn pid(&self) -> u32 {
+        std::process::id()
+    }
+
+    /// Whether it is a daemon.
+    pub fn daemon(&self) -> bool {
+        self.daemon
+    }
+}
+
+/// The calling thread (`multiprocessing.dummy.current_process()`, which is
+/// `threading.current_thread()`).
+///
+/// ```
+/// assert!(!mp_dummy::current_process().name().is_empty());
+/// ```
+pub fn current_process() -> ThreadInfo {
+    CURRENT.with(|c| match &*c.borrow() {
+        Some((name, daemon)) => ThreadInfo {
+            name: name.clone(),
+            daemon: *daemon,
+        },
+        None => ThreadInfo {
+            name: std::thread::current()
+                .name()
+                .filter(|n| *n != "main")
+                .unwrap_or("MainThread")
+                .to_owned(),
+            daemon: false,
+        },
+    })
+}
+
+/// The dummy processes started and not yet ended.
+///
+/// ```
+/// assert!(mp_dummy::active_children().iter().all(|t| !t.name().is_empty()));
+/// ```
+pub fn active_children() -> Vec<ThreadInfo> {
+    LIVE.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .map(|(name, daemon, _)| ThreadInfo {
+            name: name.clone(),
+            daemon: *daemon,
+        })
+        .collect()
+}
