@@ -2,6 +2,7 @@
 //! `fn(StartMethod)` and instantiated for fork, spawn and forkserver.
 
 mod api;
+mod conformance;
 mod faults;
 mod lazy;
 mod lifetime;
