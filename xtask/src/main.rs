@@ -121,10 +121,36 @@ fn test(root: &Path) -> Result {
     let tmp_before = manager_dirs();
 
     if has_nextest() {
-        // One process per test: the safest way to run tests that fork.
+        // The conformance suites (mp-proc's and mp-pool's behaviours, written
+        // once over `Context`), one run per backend so each reports alone.
+        let mut failed = Vec::new();
+        for backend in ["fork", "spawn", "forkserver", "threads"] {
+            eprintln!("\n==> conformance suite on {backend}");
+            let mut c = cargo();
+            c.args(["nextest", "run", "--workspace", "--no-fail-fast", "-E"])
+                .arg(format!("test(/^conformance::{backend}::/)"));
+            if run(root, c).is_err() {
+                failed.push(backend);
+            }
+        }
+        // Then everything else. One process per test: the safest way to run
+        // tests that fork.
         let mut c = cargo();
-        c.args(["nextest", "run", "--workspace", "--no-fail-fast"]);
+        c.args([
+            "nextest",
+            "run",
+            "--workspace",
+            "--no-fail-fast",
+            "-E",
+            "not test(/^conformance::/)",
+        ]);
         run(root, c)?;
+        if !failed.is_empty() {
+            return Err(format!(
+                "the conformance suite failed on: {}",
+                failed.join(", ")
+            ));
+        }
         let mut c = cargo();
         c.args(["test", "--workspace", "--doc"]);
         run(root, c)?;
@@ -237,6 +263,10 @@ fn check_crate_boundaries(root: &Path) -> Result {
         ("mp-proc", &["mp-proc", "mp-logging"][..]),
         ("mp-pool", &["mp-pool", "mp-proc", "mp-logging"][..]),
         ("mp-manager", &["mp-manager", "mp-proc", "mp-logging"][..]),
+        (
+            "mp-dummy",
+            &["mp-dummy", "mp-pool", "mp-proc", "mp-logging"][..],
+        ),
     ] {
         let out = cargo()
             .args([
