@@ -19,8 +19,12 @@ struct State<T> {
 
 pub(crate) struct Inner<T> {
     state: Mutex<State<T>>,
-    /// Signalled when an item arrives, room frees, or work is done.
-    changed: Condvar,
+    /// An item arrived (or the queue closed): wakes one getter.
+    item: Condvar,
+    /// Room freed (or the queue closed): wakes one putter.
+    room: Condvar,
+    /// Every item put is done: wakes every `join`.
+    done: Condvar,
     maxsize: usize,
 }
 
@@ -32,7 +36,9 @@ impl<T> Inner<T> {
                 closed: false,
                 unfinished: 0,
             }),
-            changed: Condvar::new(),
+            item: Condvar::new(),
+            room: Condvar::new(),
+            done: Condvar::new(),
             maxsize,
         })
     }
@@ -43,7 +49,7 @@ impl<T> Inner<T> {
 
     fn put(&self, item: T, until: Option<Instant>) -> Result<()> {
         let max = self.maxsize;
-        let (mut st, room) = wait_until(&self.changed, self.lock(), until, |s| {
+        let (mut st, room) = wait_until(&self.room, self.lock(), until, |s| {
             s.closed || max == 0 || s.items.len() < max
         });
         if st.closed {
@@ -55,18 +61,20 @@ impl<T> Inner<T> {
         st.items.push_back(item);
         st.unfinished += 1;
         drop(st);
-        self.changed.notify_all();
+        self.item.notify_one();
         Ok(())
     }
 
     fn get(&self, until: Option<Instant>) -> Result<T> {
-        let (mut st, _) = wait_until(&self.changed, self.lock(), until, |s| {
+        let (mut st, _) = wait_until(&self.item, self.lock(), until, |s| {
             !s.items.is_empty() || s.closed
         });
         match st.items.pop_front() {
             Some(item) => {
                 drop(st);
-                self.changed.notify_all();
+                if self.maxsize > 0 {
+                    self.room.notify_one();
+                }
                 Ok(item)
             }
             None if st.closed => Err(Error::Closed),
@@ -140,7 +148,8 @@ macro_rules! queue_methods {
         /// left, then fail.
         pub fn close(&self) {
             self.inner.lock().closed = true;
-            self.inner.changed.notify_all();
+            self.inner.item.notify_all();
+            self.inner.room.notify_all();
         }
 
         /// Whether it was closed.
@@ -199,14 +208,14 @@ impl<T> JoinableQueue<T> {
         st.unfinished -= 1;
         if st.unfinished == 0 {
             drop(st);
-            self.inner.changed.notify_all();
+            self.inner.done.notify_all();
         }
         Ok(())
     }
 
     /// Waits until every item put is done.
     pub fn join(&self) -> Result<()> {
-        let _ = wait_until(&self.inner.changed, self.inner.lock(), None, |s| {
+        let _ = wait_until(&self.inner.done, self.inner.lock(), None, |s| {
             s.unfinished == 0
         });
         Ok(())
@@ -215,7 +224,7 @@ impl<T> JoinableQueue<T> {
     /// As [`join`](Self::join), for at most `timeout` ([`Error::Timeout`] then).
     pub fn join_timeout(&self, timeout: Duration) -> Result<()> {
         let (_g, done) = wait_until(
-            &self.inner.changed,
+            &self.inner.done,
             self.inner.lock(),
             deadline(timeout),
             |s| s.unfinished == 0,
