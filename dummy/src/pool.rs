@@ -228,12 +228,34 @@ impl ThreadPool {
         R: Send + 'static,
         F: Fn(A) -> R + Send + Sync + 'static,
     {
+        // The input is chunked as it is read; it is collected first only
+        // when its length is not known (the default chunk size needs it).
+        let items = items.into_iter();
+        match items.size_hint() {
+            (lo, Some(hi)) if lo == hi => self.submit(f, items, lo, chunksize),
+            _ => {
+                let all: Vec<A> = items.collect();
+                let n = all.len();
+                self.submit(f, all.into_iter(), n, chunksize)
+            }
+        }
+    }
+
+    /// Submits `f` over the `n` items of `items`, in chunks.
+    fn submit<A, R, F>(
+        &self,
+        f: F,
+        items: impl Iterator<Item = A>,
+        n: usize,
+        chunksize: Option<usize>,
+    ) -> AsyncResult<Vec<R>>
+    where
+        A: Send + 'static,
+        R: Send + 'static,
+        F: Fn(A) -> R + Send + Sync + 'static,
+    {
         let slots: Slots<R> = Arc::default();
-        let items: Vec<A> = items.into_iter().collect();
-        let per = chunksize.unwrap_or_else(|| {
-            let chunks = self.processes() * 4;
-            items.len().div_ceil(chunks).max(1)
-        });
+        let per = chunksize.unwrap_or_else(|| n.div_ceil(self.processes() * 4).max(1));
         if per == 0 {
             return AsyncResult {
                 inner: Some(self.pool.map_async_chunked(run_chunk, Vec::new(), 0)),
@@ -243,17 +265,25 @@ impl ThreadPool {
         }
         let f = Arc::new(f);
         let mut ids = Vec::new();
-        let mut items = items.into_iter().peekable();
+        let mut items = items.peekable();
         while items.peek().is_some() {
             let chunk: Vec<A> = items.by_ref().take(per).collect();
             ids.push(chunk_of(&f, chunk, &slots));
         }
+        // With the default chunk size (four chunks per worker), the pool
+        // sends them two at a time: half the round trips, and a worker that
+        // is slow still leaves half its share to the others. A chunk size
+        // the caller gave is one pool task per chunk, as asked.
+        let batch = match chunksize {
+            None => ids.len().div_ceil(2 * self.processes()).max(1),
+            Some(_) => 1,
+        };
         let order = ids.clone();
         AsyncResult {
-            inner: Some(self.pool.map_async_chunked(run_chunk, ids.clone(), 1)),
+            inner: Some(self.pool.map_async_chunked(run_chunk, ids.clone(), batch)),
             ids,
             finish: Box::new(move || {
-                let mut out = Vec::new();
+                let mut out = Vec::with_capacity(n);
                 for id in &order {
                     out.extend(take(&slots, *id)?);
                 }

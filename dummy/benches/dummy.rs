@@ -1,0 +1,195 @@
+//! mp-dummy's benchmarks: `ThreadPool(2).map` of 100k trivial tasks beside
+//! CPython's `multiprocessing.dummy.Pool(2)` (python3, same run) and
+//! rayon's `par_iter` on two threads; a `Queue` ping-pong between two
+//! threads beside `std::sync::mpsc`.
+
+#![allow(missing_docs, clippy::print_stdout, clippy::print_stderr)]
+
+use mp_testkit::bench as support;
+
+use criterion::Criterion;
+use rayon::prelude::*;
+use support::{Kind, Row, Table, Target, median_per_iter, py, timed, us};
+
+/// Tasks of a `map` (CPython's side uses the same).
+const MAP_TASKS: u64 = 100_000;
+/// Tasks of a `map` with chunksize 1.
+const ONE_BY_ONE: u64 = 20_000;
+
+fn main() {
+    mp_proc::init();
+    let mut c = support::criterion();
+    maps(&mut c);
+    ping_pong(&mut c);
+    c.final_summary();
+    let python = support::cpython("dummy_pool");
+    table(&python).publish("5-dummy");
+}
+
+fn maps(c: &mut Criterion) {
+    let mut g = c.benchmark_group("map");
+    let pool = mp_dummy::ThreadPool::new(Some(2)).unwrap();
+    pool.map(|x: u64| x * x, 0..1000).unwrap(); // warm-up
+    let id = "map/threadpool_default";
+    g.bench_function("threadpool_default", |b| {
+        b.iter_custom(|iters| {
+            timed(id, iters, |_| {
+                for _ in 0..iters {
+                    let r = pool.map(|x: u64| x.wrapping_mul(x), 0..MAP_TASKS).unwrap();
+                    assert_eq!(r.len() as u64, MAP_TASKS);
+                }
+            })
+        })
+    });
+    let id = "map/threadpool_chunksize1";
+    g.bench_function("threadpool_chunksize1", |b| {
+        b.iter_custom(|iters| {
+            timed(id, iters, |_| {
+                for _ in 0..iters {
+                    let r = pool
+                        .map_chunked(|x: u64| x.wrapping_mul(x), 0..ONE_BY_ONE, 1)
+                        .unwrap();
+                    assert_eq!(r.len() as u64, ONE_BY_ONE);
+                }
+            })
+        })
+    });
+    drop(pool);
+    let rayon = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    let id = "map/rayon";
+    g.bench_function("rayon", |b| {
+        b.iter_custom(|iters| {
+            timed(id, iters, |_| {
+                for _ in 0..iters {
+                    let r: Vec<u64> = rayon.install(|| {
+                        (0..MAP_TASKS)
+                            .into_par_iter()
+                            .map(|x| x.wrapping_mul(x))
+                            .collect()
+                    });
+                    assert_eq!(r.len() as u64, MAP_TASKS);
+                }
+            })
+        })
+    });
+    g.finish();
+}
+
+fn ping_pong(c: &mut Criterion) {
+    let mut g = c.benchmark_group("pingpong");
+    {
+        let (to, back) = (
+            mp_dummy::Queue::<u64>::new().unwrap(),
+            mp_dummy::Queue::<u64>::new().unwrap(),
+        );
+        let (t, b) = (to.clone(), back.clone());
+        let echo = std::thread::spawn(move || {
+            while let Ok(v) = t.get() {
+                b.put(v).unwrap();
+            }
+        });
+        let id = "pingpong/queue";
+        g.bench_function("queue", |bench| {
+            bench.iter_custom(|iters| {
+                timed(id, iters, |n| {
+                    for i in 0..n {
+                        to.put(i).unwrap();
+                        std::hint::black_box(back.get().unwrap());
+                    }
+                })
+            })
+        });
+        to.close();
+        echo.join().unwrap();
+    }
+    {
+        let (to, t) = std::sync::mpsc::channel::<u64>();
+        let (b, back) = std::sync::mpsc::channel::<u64>();
+        let echo = std::thread::spawn(move || {
+            while let Ok(v) = t.recv() {
+                b.send(v).unwrap();
+            }
+        });
+        let id = "pingpong/mpsc";
+        g.bench_function("mpsc", |bench| {
+            bench.iter_custom(|iters| {
+                timed(id, iters, |n| {
+                    for i in 0..n {
+                        to.send(i).unwrap();
+                        std::hint::black_box(back.recv().unwrap());
+                    }
+                })
+            })
+        });
+        drop(to);
+        echo.join().unwrap();
+    }
+    g.finish();
+}
+
+/// Tasks per second, from the median time of a call of `tasks` tasks.
+fn rate(id: &str, tasks: u64) -> Option<f64> {
+    median_per_iter(id).map(|d| tasks as f64 / d.as_secs_f64())
+}
+
+fn table(python: &support::Python) -> Table {
+    let mut t = Table::new(
+        "mp-dummy: ThreadPool(2) and the thread Queue (medians; CPython's multiprocessing.dummy.Pool(2) via python3 in the same run)",
+    );
+    let row = |name: &str, unit, kind, mp, cpython, raw, raw_what: &str, target| Row {
+        name: name.into(),
+        unit,
+        kind,
+        mp,
+        cpython,
+        raw,
+        raw_what: raw_what.into(),
+        target,
+        other: None,
+    };
+    let default = rate("map/threadpool_default", MAP_TASKS);
+    t.rows.push(row(
+        "ThreadPool(2).map of 100k trivial tasks, default chunksize",
+        "tasks/s",
+        Kind::Rate,
+        default,
+        py(python, "dummy_pool_map_tput", "default_chunksize"),
+        None,
+        "",
+        Some(Target::cpython(5.0)),
+    ));
+    t.rows.push(row(
+        "the same map, against rayon",
+        "tasks/s",
+        Kind::Rate,
+        default,
+        None,
+        rate("map/rayon", MAP_TASKS),
+        "rayon par_iter on 2 threads",
+        Some(Target::raw(0.5)),
+    ));
+    t.rows.push(row(
+        "ThreadPool(2).map, chunksize 1",
+        "tasks/s",
+        Kind::Rate,
+        rate("map/threadpool_chunksize1", ONE_BY_ONE),
+        py(python, "dummy_pool_map_tput", "chunksize=1"),
+        None,
+        "",
+        None,
+    ));
+    t.rows.push(row(
+        "Queue ping-pong between two threads (round trip)",
+        "us",
+        Kind::Latency,
+        us(median_per_iter("pingpong/queue")),
+        None,
+        us(median_per_iter("pingpong/mpsc")),
+        "std::sync::mpsc round trip",
+        None,
+    ));
+    t
+}
