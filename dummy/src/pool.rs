@@ -8,7 +8,7 @@
 //! the chunk (the closure and its items, never encoded), runs it, and
 //! leaves the results where the caller reads them.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -58,9 +58,9 @@ fn take<R>(slots: &Slots<R>, id: u64) -> Result<Vec<R>> {
         .ok_or(Error::Terminated)
 }
 
-/// Registers a chunk that applies `f` to `items` and leaves the results in
-/// `slots`.
-fn chunk_of<A, R, F>(f: &Arc<F>, items: Vec<A>, slots: &Slots<R>) -> u64
+/// A chunk that applies `f` to `items` and leaves the results in `slots`,
+/// with its id.
+fn make_chunk<A, R, F>(f: &Arc<F>, items: Vec<A>, slots: &Slots<R>) -> (u64, Chunk)
 where
     A: Send + 'static,
     R: Send + 'static,
@@ -75,7 +75,23 @@ where
             .unwrap_or_else(|p| p.into_inner())
             .insert(id, out);
     });
-    chunks().get_or_insert_with(HashMap::new).insert(id, chunk);
+    (id, chunk)
+}
+
+/// Registers chunks, under one lock.
+fn register(made: Vec<(u64, Chunk)>) {
+    chunks().get_or_insert_with(HashMap::new).extend(made);
+}
+
+/// Registers one chunk of `f` over `items`; returns its id.
+fn chunk_of<A, R, F>(f: &Arc<F>, items: Vec<A>, slots: &Slots<R>) -> u64
+where
+    A: Send + 'static,
+    R: Send + 'static,
+    F: Fn(A) -> R + Send + Sync + 'static,
+{
+    let (id, chunk) = make_chunk(f, items, slots);
+    register(vec![(id, chunk)]);
     id
 }
 
@@ -264,12 +280,14 @@ impl ThreadPool {
             };
         }
         let f = Arc::new(f);
-        let mut ids = Vec::new();
+        let mut made = Vec::new();
         let mut items = items.peekable();
         while items.peek().is_some() {
             let chunk: Vec<A> = items.by_ref().take(per).collect();
-            ids.push(chunk_of(&f, chunk, &slots));
+            made.push(make_chunk(&f, chunk, &slots));
         }
+        let ids: Vec<u64> = made.iter().map(|(id, _)| *id).collect();
+        register(made);
         // With the default chunk size (four chunks per worker), the pool
         // sends them two at a time: half the round trips, and a worker that
         // is slow still leaves half its share to the others. A chunk size
@@ -283,9 +301,10 @@ impl ThreadPool {
             inner: Some(self.pool.map_async_chunked(run_chunk, ids.clone(), batch)),
             ids,
             finish: Box::new(move || {
+                let mut done = slots.lock().unwrap_or_else(|p| p.into_inner());
                 let mut out = Vec::with_capacity(n);
                 for id in &order {
-                    out.extend(take(&slots, *id)?);
+                    out.extend(done.remove(id).ok_or(Error::Terminated)?);
                 }
                 Ok(out)
             }),
@@ -353,7 +372,7 @@ impl ThreadPool {
         let f = Arc::new(f);
         let per = chunksize.max(1);
         let mut items = items.into_iter();
-        let (s, issued) = (slots.clone(), Arc::new(Mutex::new(Vec::new())));
+        let (s, issued) = (slots.clone(), Arc::new(Mutex::new(HashSet::new())));
         let record = issued.clone();
         let ids = std::iter::from_fn(move || {
             let chunk: Vec<A> = items.by_ref().take(per).collect();
@@ -361,7 +380,7 @@ impl ThreadPool {
                 return None;
             }
             let id = chunk_of(&f, chunk, &s);
-            record.lock().unwrap_or_else(|p| p.into_inner()).push(id);
+            record.lock().unwrap_or_else(|p| p.into_inner()).insert(id);
             Some(id)
         });
         let inner = if chunksize == 0 {
@@ -452,7 +471,9 @@ pub struct IMap<R> {
     inner: mp_pool::IMap<u64>,
     slots: Slots<R>,
     ready: VecDeque<R>,
-    issued: Arc<Mutex<Vec<u64>>>,
+    /// The chunks submitted and not yet read back (bounded by the pool's
+    /// read-ahead), to forget if the iterator is dropped early.
+    issued: Arc<Mutex<HashSet<u64>>>,
 }
 
 impl<R> std::fmt::Debug for IMap<R> {
@@ -477,10 +498,16 @@ impl<R: Send + 'static> Iterator for IMap<R> {
                 return Some(Ok(r));
             }
             match self.inner.next()? {
-                Ok(id) => match take(&self.slots, id) {
-                    Ok(v) => self.ready.extend(v),
-                    Err(e) => return Some(Err(e)),
-                },
+                Ok(id) => {
+                    self.issued
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&id);
+                    match take(&self.slots, id) {
+                        Ok(v) => self.ready.extend(v),
+                        Err(e) => return Some(Err(e)),
+                    }
+                }
                 Err(e) => return Some(Err(e)),
             }
         }
