@@ -79,20 +79,13 @@ impl Link {
             Reply::Id(s) => s,
             r => return Err(unexpected(r)),
         };
-        let link = Arc::new(Link {
-            address: address.clone(),
-            authkey: authkey.to_vec(),
-            session,
-            idle: Mutex::new(vec![conn]),
-        });
-        remember_key(address, authkey);
-        links.push((pid, address.clone(), Arc::downgrade(&link)));
-        Ok(link)
+        Ok(Link::enter(&mut links, address, authkey, session, conn))
     }
 
-    /// The link of the process that started the server at `address`, on
-    /// the connection it made for it (in `session`).
-    pub(crate) fn owned(
+    /// A new link on `conn` (in `session`), entered in `links` (this
+    /// process's) and its key remembered.
+    fn enter(
+        links: &mut Vec<(u32, Address, Weak<Link>)>,
         address: &Address,
         authkey: &[u8],
         session: u64,
@@ -105,9 +98,20 @@ impl Link {
             idle: Mutex::new(vec![conn]),
         });
         remember_key(address, authkey);
-        let mut links = LINKS.lock().unwrap_or_else(|p| p.into_inner());
         links.push((std::process::id(), address.clone(), Arc::downgrade(&link)));
         link
+    }
+
+    /// The link of the process that started the server at `address`, on
+    /// the connection it made for it (in `session`).
+    pub(crate) fn owned(
+        address: &Address,
+        authkey: &[u8],
+        session: u64,
+        conn: Connection,
+    ) -> Arc<Link> {
+        let mut links = LINKS.lock().unwrap_or_else(|p| p.into_inner());
+        Link::enter(&mut links, address, authkey, session, conn)
     }
 
     /// The key this link was authenticated with.
