@@ -437,23 +437,6 @@ impl Core {
     ) -> bool {
         let _sigint = crate::sys::WaitGuard::new();
         let mut st = self.shared.lock();
-        // A result that comes within a wake-up's cost is seen without one.
-        // (`done` may take what it waits for: once true, return at once.)
-        if several_cpus() {
-            let end = Instant::now() + SPIN;
-            loop {
-                if done(&mut st) {
-                    return true;
-                }
-                let now = Instant::now();
-                if now >= end || deadline.is_some_and(|d| now >= d) {
-                    break;
-                }
-                drop(st);
-                std::thread::yield_now();
-                st = self.shared.lock();
-            }
-        }
         loop {
             if done(&mut st) {
                 return true;
@@ -1040,10 +1023,10 @@ fn exit_code(p: &mut dyn ProcessLike) -> i32 {
     }
 }
 
-/// How long the scheduler and a waiting caller poll before they sleep: on
-/// these machines a sleep and a wake-up across CPUs cost ~20 µs per hop
-/// (mp-proc's connections spin as long), and a thread pool's round trip
-/// has four hops.
+/// How long the scheduler polls before it sleeps: on these machines a sleep
+/// and a wake-up across CPUs cost ~20 µs per hop (mp-proc's connections spin
+/// as long). (A waiting caller does not spin: it would take CPU from the
+/// workers; measured, a thread pool's `map` lost a quarter of its speed.)
 const SPIN: Duration = Duration::from_micros(30);
 
 /// Whether this process may run on several CPUs (spinning on one CPU only
