@@ -607,9 +607,7 @@ impl Shared {
         let Object::Registered(served) = &mut *guard else {
             return wrong_kind();
         };
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            served.call_method(method, Args::new(args))
-        }));
+        let result = quietly(|| served.call_method(method, Args::new(args)));
         match result {
             Ok(Ok(bytes)) => Reply::Value(Bytes::from(bytes)),
             Ok(Err(e)) => fail(Failure::Remote(e.to_string())),
@@ -619,6 +617,31 @@ impl Shared {
             ))),
         }
     }
+}
+
+thread_local! {
+    /// This thread runs user code whose panic is its caller's error, sent
+    /// back with its message: it is not printed here too.
+    static QUIET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs user code (a registered type's method or factory), catching a
+/// panic without printing it: the client gets it as its call's error (as
+/// CPython's server sends the exception back without a traceback).
+pub(crate) fn quietly<T>(f: impl FnOnce() -> T) -> std::thread::Result<T> {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET.with(std::cell::Cell::get) {
+                previous(info)
+            }
+        }));
+    });
+    QUIET.with(|q| q.set(true));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    QUIET.with(|q| q.set(false));
+    r
 }
 
 /// Takes the lock for `who` if it is free (or held by `who`, reentrant).

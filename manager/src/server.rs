@@ -185,7 +185,7 @@ fn make(t: &Type, typeid: &str) -> crate::Result<Object> {
     let Some((make, factory)) = &t.make else {
         return Err(crate::link::remote(format!("{typeid:?} has no factory")));
     };
-    match std::panic::catch_unwind(|| make(factory.clone())) {
+    match objects::quietly(|| make(factory.clone())) {
         Ok(served) => served.map(Object::Registered),
         Err(p) => Err(crate::link::remote(format!(
             "the factory of {typeid:?} panicked: {}",
