@@ -139,19 +139,8 @@ fn table(python: &support::Python) -> Table {
     let mut t = Table::new(
         "mp-dummy: ThreadPool(2) and the thread Queue (medians; CPython's multiprocessing.dummy.Pool(2) via python3 in the same run)",
     );
-    let row = |name: &str, unit, kind, mp, cpython, raw, raw_what: &str, target| Row {
-        name: name.into(),
-        unit,
-        kind,
-        mp,
-        cpython,
-        raw,
-        raw_what: raw_what.into(),
-        target,
-        other: None,
-    };
     let default = rate("map/threadpool_default", MAP_TASKS);
-    t.rows.push(row(
+    t.rows.push(Row::new(
         "ThreadPool(2).map of 100k trivial tasks, default chunksize",
         "tasks/s",
         Kind::Rate,
@@ -161,7 +150,7 @@ fn table(python: &support::Python) -> Table {
         "",
         Some(Target::cpython(5.0)),
     ));
-    t.rows.push(row(
+    t.rows.push(Row::new(
         "the same map, against rayon",
         "tasks/s",
         Kind::Rate,
@@ -171,7 +160,7 @@ fn table(python: &support::Python) -> Table {
         "rayon par_iter on 2 threads",
         Some(Target::raw(0.5)),
     ));
-    t.rows.push(row(
+    t.rows.push(Row::new(
         "ThreadPool(2).map, chunksize 1",
         "tasks/s",
         Kind::Rate,
@@ -181,7 +170,7 @@ fn table(python: &support::Python) -> Table {
         "",
         None,
     ));
-    t.rows.push(row(
+    t.rows.push(Row::new(
         "Queue ping-pong between two threads (round trip)",
         "us",
         Kind::Latency,

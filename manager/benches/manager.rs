@@ -131,17 +131,6 @@ fn table(python: &support::Python, placed: &[&str]) -> Table {
     let mut t = Table::new(
         "mp-manager: SyncManager proxies (medians; CPython's Manager() via python3 in the same run)",
     );
-    let row = |name: String, unit, kind, mp, cpython, raw, raw_what: String, target| Row {
-        name,
-        unit,
-        kind,
-        mp,
-        cpython,
-        raw,
-        raw_what,
-        target,
-        other: None,
-    };
     let cpython_of = [
         (
             "dict_set",
@@ -165,7 +154,7 @@ fn table(python: &support::Python, placed: &[&str]) -> Table {
                 "dict_set" | "dict_get" => Some(Target::raw(1.3)),
                 _ => None,
             };
-            t.rows.push(row(
+            t.rows.push(Row::new(
                 format!("{name}{sfx}"),
                 "us",
                 Kind::Latency,
@@ -187,7 +176,7 @@ fn table(python: &support::Python, placed: &[&str]) -> Table {
         StartMethod::Spawn,
     ] {
         let fork = method == StartMethod::Fork;
-        t.rows.push(row(
+        t.rows.push(Row::new(
             format!("Manager() start + shutdown, {method}"),
             "ms",
             Kind::Latency,

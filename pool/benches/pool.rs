@@ -297,20 +297,9 @@ fn table(python: &support::Python, f: &Figures) -> Table {
         "mp-pool: Pool(2) (medians; CPython's Pool(2) via python3 and procspawn's pool in the same run)",
         "procspawn",
     );
-    let row =
-        |name: &str, unit: &'static str, kind, mp, cpython, other, raw, raw_what: &str, target| {
-            Row {
-                name: name.into(),
-                unit,
-                kind,
-                mp,
-                cpython,
-                raw,
-                raw_what: raw_what.into(),
-                target,
-                other,
-            }
-        };
+    let row = |name: &str, unit, kind, mp, cpython, other, raw, raw_what: &str, target| {
+        Row::new(name, unit, kind, mp, cpython, raw, raw_what, target).other(other)
+    };
     t.rows.push(row(
         "map of 100k trivial tasks, default chunksize",
         "tasks/s",

@@ -389,20 +389,8 @@ fn table(python: &support::Python) -> Table {
     let mut t = Table::new(
         "mp-proc: queues, locks, values, ping-pong (medians; CPython via python3 in the same run)",
     );
-    let row =
-        |name: &str, unit: &'static str, kind, mp, cpython, raw, raw_what: &str, target| Row {
-            name: name.into(),
-            unit,
-            kind,
-            mp,
-            cpython,
-            raw,
-            raw_what: raw_what.into(),
-            target,
-            other: None,
-        };
     let raw_pipe = rate("queue/raw_pipe_64B");
-    t.rows.push(row(
+    t.rows.push(Row::new(
         "Queue, 1 producer -> 1 consumer, u64 items",
         "items/s",
         Kind::Rate,
@@ -412,7 +400,7 @@ fn table(python: &support::Python) -> Table {
         "64 B pipe messages",
         Some(Target::raw(1.0)),
     ));
-    t.rows.push(row(
+    t.rows.push(Row::new(
         "Queue, 2 producers -> 2 consumers",
         "items/s",
         Kind::Rate,
@@ -422,7 +410,7 @@ fn table(python: &support::Python) -> Table {
         "64 B pipe messages",
         None,
     ));
-    t.rows.push(row(
+    t.rows.push(Row::new(
         "Lock acquire+release, uncontended",
         "ops/s",
         Kind::Rate,
@@ -433,8 +421,8 @@ fn table(python: &support::Python) -> Table {
         Some(Target::raw(0.5)),
     ));
     for procs in [1, 2] {
-        t.rows.push(row(
-            &format!("Value += 1 under its lock, {procs} process(es)"),
+        t.rows.push(Row::new(
+            format!("Value += 1 under its lock, {procs} process(es)"),
             "ops/s",
             Kind::Rate,
             rate(&format!("value/mp_{procs}proc")),
@@ -447,8 +435,8 @@ fn table(python: &support::Python) -> Table {
     for (sfx, _, _) in placements() {
         let raw = us(median_per_iter(&format!("pingpong/raw_sem{sfx}")));
         for (kind, py_kind) in [("event", "Event"), ("semaphore", "Semaphore")] {
-            t.rows.push(row(
-                &format!("{py_kind} ping-pong between 2 processes{sfx}"),
+            t.rows.push(Row::new(
+                format!("{py_kind} ping-pong between 2 processes{sfx}"),
                 "us",
                 Kind::Latency,
                 us(median_per_iter(&format!("pingpong/mp_{kind}{sfx}"))),

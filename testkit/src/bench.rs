@@ -220,6 +220,38 @@ pub struct Row {
     pub other: Option<f64>,
 }
 
+impl Row {
+    /// A row with no other contender.
+    #[allow(clippy::too_many_arguments)] // one per column of the table
+    pub fn new(
+        name: impl Into<String>,
+        unit: &'static str,
+        kind: Kind,
+        mp: Option<f64>,
+        cpython: Option<f64>,
+        raw: Option<f64>,
+        raw_what: impl Into<String>,
+        target: Option<Target>,
+    ) -> Row {
+        Row {
+            name: name.into(),
+            unit,
+            kind,
+            mp,
+            cpython,
+            raw,
+            raw_what: raw_what.into(),
+            target,
+            other: None,
+        }
+    }
+
+    /// The same row with the other contender's figure.
+    pub fn other(self, other: Option<f64>) -> Row {
+        Row { other, ..self }
+    }
+}
+
 pub struct Table {
     pub title: String,
     pub rows: Vec<Row>,
