@@ -150,6 +150,15 @@ pub fn exists(pid: u32) -> bool {
 /// Env var that selects a scenario in a re-run of this test binary.
 pub const SCENARIO: &str = "MP_TEST_SCENARIO";
 
+/// In a re-run made by [`scenario`]: the scenario asked for, `what` or
+/// `what:method` (fork when no method is given). `None` in a normal run,
+/// where the dispatching `scenarios::scenario` test does nothing.
+pub fn requested_scenario() -> Option<(String, StartMethod)> {
+    let name = std::env::var(SCENARIO).ok()?;
+    let (what, method) = name.split_once(':').unwrap_or((&name, "fork"));
+    Some((what.to_owned(), method.parse().expect("a start method")))
+}
+
 /// Runs the `scenarios::scenario` test of this binary in a child process with
 /// `SCENARIO=name`, and returns what it printed.
 pub fn scenario(name: &str) -> Output {

@@ -1,15 +1,15 @@
 //! Behaviours that need a fresh process (the logger): each runs in a re-run
 //! of this binary, and the test checks what it printed.
 
-use mp_testkit::{SCENARIO, records, scenario as run};
+use mp_testkit::{records, scenario as run};
 
 /// Not a test of its own: the body of the scenarios, selected by env var.
 #[test]
 fn scenario() {
-    let Ok(name) = std::env::var(SCENARIO) else {
+    let Some((what, _)) = mp_testkit::requested_scenario() else {
         return;
     };
-    match name.as_str() {
+    match what.as_str() {
         "panicking_thread" => panicking_thread(),
         other => panic!("unknown scenario {other}"),
     }

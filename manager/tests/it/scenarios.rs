@@ -3,17 +3,15 @@
 
 use mp_logging::Level;
 use mp_proc::StartMethod;
-use mp_testkit::{SCENARIO, guard, records, scenario as run};
+use mp_testkit::{guard, records, scenario as run};
 
 /// Not a test of its own: the body of the scenarios, selected by env var.
 #[test]
 fn scenario() {
-    let Ok(name) = std::env::var(SCENARIO) else {
+    let Some((what, method)) = mp_testkit::requested_scenario() else {
         return;
     };
-    let (what, method) = name.split_once(':').unwrap_or((&name, "fork"));
-    let method: StartMethod = method.parse().unwrap();
-    match what {
+    match what.as_str() {
         "session" => session(method),
         "owner_killed" => owner_killed(method),
         other => panic!("unknown scenario {other}"),

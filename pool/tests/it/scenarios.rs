@@ -6,19 +6,17 @@ use std::process::Output;
 use mp_logging::Level;
 use mp_pool::Error;
 use mp_proc::StartMethod;
-use mp_testkit::{SCENARIO, exists, guard, records, scenario as run, scenario_output};
+use mp_testkit::{exists, guard, records, scenario as run, scenario_output};
 
 use crate::tasks::{gated, square};
 
 /// Not a test of its own: the body of the scenarios, selected by env var.
 #[test]
 fn scenario() {
-    let Ok(name) = std::env::var(SCENARIO) else {
+    let Some((what, method)) = mp_testkit::requested_scenario() else {
         return;
     };
-    let (what, method) = name.split_once(':').unwrap_or((&name, "fork"));
-    let method: StartMethod = method.parse().unwrap();
-    match what {
+    match what.as_str() {
         "sigint" => sigint(method),
         "logging" => logging(method),
         "idle_sigint" => idle_sigint(method),

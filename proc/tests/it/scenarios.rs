@@ -12,12 +12,10 @@ use mp_testkit::{SCENARIO, guard, records, scenario as run};
 /// Not a test of its own: the body of the scenarios, selected by env var.
 #[test]
 fn scenario() {
-    let Ok(name) = std::env::var(SCENARIO) else {
+    let Some((what, method)) = mp_testkit::requested_scenario() else {
         return;
     };
-    let (what, method) = name.split_once(':').unwrap_or((&name, "forkserver"));
-    let method: StartMethod = method.parse().unwrap();
-    match what {
+    match what.as_str() {
         "lifecycle" => lifecycle(method),
         "inherit" => inherit(method),
         "no_handler" => no_handler(method),
