@@ -143,6 +143,81 @@ fn enc<T: Serialize + ?Sized>(v: &T) -> Result<Bytes> {
     Ok(Bytes::from(encode(v)?))
 }
 
+// The replies' shapes, checked and decoded.
+
+fn ok(r: Reply) -> Result<()> {
+    match r {
+        Reply::Ok => Ok(()),
+        r => Err(unexpected(r)),
+    }
+}
+
+fn flag(r: Reply) -> Result<bool> {
+    match r {
+        Reply::Bool(b) => Ok(b),
+        r => Err(unexpected(r)),
+    }
+}
+
+fn count(r: Reply) -> Result<usize> {
+    match r {
+        Reply::Count(n) => Ok(n as usize),
+        r => Err(unexpected(r)),
+    }
+}
+
+fn maybe<T: serde::de::DeserializeOwned>(r: Reply) -> Result<Option<T>> {
+    match r {
+        Reply::Maybe(v) => v.map(|b| decode(&b)).transpose(),
+        r => Err(unexpected(r)),
+    }
+}
+
+fn one<T: serde::de::DeserializeOwned>(r: Reply) -> Result<T> {
+    maybe(r)?.ok_or_else(|| unexpected(Reply::Maybe(None)))
+}
+
+fn list<T: serde::de::DeserializeOwned>(r: Reply) -> Result<Vec<T>> {
+    match r {
+        Reply::List(l) => l.iter().map(|b| decode(b)).collect(),
+        r => Err(unexpected(r)),
+    }
+}
+
+/// The methods a list and a (fixed-length) array share.
+macro_rules! list_methods {
+    () => {
+        fn op(&self, op: ListOp) -> Result<Reply> {
+            self.r.call(&Request::List(self.r.id, op))
+        }
+
+        /// `l[i]`; an index out of range is an error (`IndexError`).
+        pub fn get(&self, i: usize) -> Result<T> {
+            one(self.op(ListOp::Get(i as u64))?)
+        }
+
+        /// `l[i] = v`; an index out of range is an error.
+        pub fn set(&self, i: usize, v: T) -> Result<()> {
+            ok(self.op(ListOp::Set(i as u64, enc(&v)?))?)
+        }
+
+        /// `len(l)`.
+        pub fn len(&self) -> Result<usize> {
+            count(self.op(ListOp::Len)?)
+        }
+
+        /// `len(l) == 0`.
+        pub fn is_empty(&self) -> Result<bool> {
+            Ok(self.len()? == 0)
+        }
+
+        /// `list(l)`, in one round trip.
+        pub fn to_vec(&self) -> Result<Vec<T>> {
+            list(self.op(ListOp::ToVec)?)
+        }
+    };
+}
+
 /// A `dict` in the manager (Python's `DictProxy`). Keys are compared by
 /// their encoding.
 ///
@@ -166,42 +241,29 @@ impl<K: Payload + Eq + Hash, V: Payload> DictProxy<K, V> {
         self.r.call(&Request::Dict(self.r.id, op))
     }
 
-    fn maybe(&self, op: DictOp) -> Result<Option<V>> {
-        match self.op(op)? {
-            Reply::Maybe(v) => v.map(|b| decode(&b)).transpose(),
-            r => Err(unexpected(r)),
-        }
-    }
-
     /// `d.get(k)`.
     pub fn get(&self, k: &K) -> Result<Option<V>> {
-        self.maybe(DictOp::Get(enc(k)?))
+        maybe(self.op(DictOp::Get(enc(k)?))?)
     }
 
     /// `d[k] = v`; returns the value it replaced.
     pub fn insert(&self, k: K, v: V) -> Result<Option<V>> {
-        self.maybe(DictOp::Insert(enc(&k)?, enc(&v)?))
+        maybe(self.op(DictOp::Insert(enc(&k)?, enc(&v)?))?)
     }
 
     /// `d.pop(k, None)`.
     pub fn remove(&self, k: &K) -> Result<Option<V>> {
-        self.maybe(DictOp::Remove(enc(k)?))
+        maybe(self.op(DictOp::Remove(enc(k)?))?)
     }
 
     /// `k in d`.
     pub fn contains_key(&self, k: &K) -> Result<bool> {
-        match self.op(DictOp::ContainsKey(enc(k)?))? {
-            Reply::Bool(b) => Ok(b),
-            r => Err(unexpected(r)),
-        }
+        flag(self.op(DictOp::ContainsKey(enc(k)?))?)
     }
 
     /// `len(d)`.
     pub fn len(&self) -> Result<usize> {
-        match self.op(DictOp::Len)? {
-            Reply::Count(n) => Ok(n as usize),
-            r => Err(unexpected(r)),
-        }
+        count(self.op(DictOp::Len)?)
     }
 
     /// `len(d) == 0`.
@@ -211,18 +273,12 @@ impl<K: Payload + Eq + Hash, V: Payload> DictProxy<K, V> {
 
     /// `list(d.keys())`, in one round trip.
     pub fn keys(&self) -> Result<Vec<K>> {
-        match self.op(DictOp::Keys)? {
-            Reply::List(l) => l.iter().map(|b| decode(b)).collect(),
-            r => Err(unexpected(r)),
-        }
+        list(self.op(DictOp::Keys)?)
     }
 
     /// `list(d.values())`, in one round trip.
     pub fn values(&self) -> Result<Vec<V>> {
-        match self.op(DictOp::Values)? {
-            Reply::List(l) => l.iter().map(|b| decode(b)).collect(),
-            r => Err(unexpected(r)),
-        }
+        list(self.op(DictOp::Values)?)
     }
 
     /// `list(d.items())`, in one round trip.
@@ -238,7 +294,7 @@ impl<K: Payload + Eq + Hash, V: Payload> DictProxy<K, V> {
 
     /// `d.clear()`.
     pub fn clear(&self) -> Result<()> {
-        self.op(DictOp::Clear).map(|_| ())
+        ok(self.op(DictOp::Clear)?)
     }
 
     /// `d.update(pairs)`, in one round trip.
@@ -247,21 +303,7 @@ impl<K: Payload + Eq + Hash, V: Payload> DictProxy<K, V> {
             .into_iter()
             .map(|(k, v)| Ok((enc(&k)?, enc(&v)?)))
             .collect::<Result<Vec<_>>>()?;
-        self.op(DictOp::Update(pairs)).map(|_| ())
-    }
-}
-
-fn maybe<T: Payload>(r: Reply) -> Result<Option<T>> {
-    match r {
-        Reply::Maybe(v) => v.map(|b| decode(&b)).transpose(),
-        r => Err(unexpected(r)),
-    }
-}
-
-fn one<T: Payload>(r: Reply) -> Result<T> {
-    match r {
-        Reply::Maybe(Some(b)) => decode(&b),
-        r => Err(unexpected(r)),
+        ok(self.op(DictOp::Update(pairs))?)
     }
 }
 
@@ -285,41 +327,16 @@ pub struct ListProxy<T> {
 proxy_handle!(ListProxy<T>);
 
 impl<T: Payload> ListProxy<T> {
-    fn op(&self, op: ListOp) -> Result<Reply> {
-        self.r.call(&Request::List(self.r.id, op))
-    }
+    list_methods!();
 
     /// `l.append(v)`.
     pub fn push(&self, v: T) -> Result<()> {
-        self.op(ListOp::Push(enc(&v)?)).map(|_| ())
-    }
-
-    /// `l[i]`; an index out of range is an error (`IndexError`).
-    pub fn get(&self, i: usize) -> Result<T> {
-        one(self.op(ListOp::Get(i as u64))?)
-    }
-
-    /// `l[i] = v`.
-    pub fn set(&self, i: usize, v: T) -> Result<()> {
-        self.op(ListOp::Set(i as u64, enc(&v)?)).map(|_| ())
+        ok(self.op(ListOp::Push(enc(&v)?))?)
     }
 
     /// `l.pop()`; `None` when empty.
     pub fn pop(&self) -> Result<Option<T>> {
         maybe(self.op(ListOp::Pop)?)
-    }
-
-    /// `len(l)`.
-    pub fn len(&self) -> Result<usize> {
-        match self.op(ListOp::Len)? {
-            Reply::Count(n) => Ok(n as usize),
-            r => Err(unexpected(r)),
-        }
-    }
-
-    /// `len(l) == 0`.
-    pub fn is_empty(&self) -> Result<bool> {
-        Ok(self.len()? == 0)
     }
 
     /// `l.extend(items)`, in one round trip.
@@ -328,15 +345,7 @@ impl<T: Payload> ListProxy<T> {
             .into_iter()
             .map(|v| enc(&v))
             .collect::<Result<Vec<_>>>()?;
-        self.op(ListOp::Extend(items)).map(|_| ())
-    }
-
-    /// `list(l)`, in one round trip.
-    pub fn to_vec(&self) -> Result<Vec<T>> {
-        match self.op(ListOp::ToVec)? {
-            Reply::List(l) => l.iter().map(|b| decode(b)).collect(),
-            r => Err(unexpected(r)),
-        }
+        ok(self.op(ListOp::Extend(items))?)
     }
 }
 
@@ -360,23 +369,18 @@ proxy_handle!(NamespaceProxy);
 impl NamespaceProxy {
     /// `ns.name = value`.
     pub fn set<T: Serialize + ?Sized>(&self, name: &str, value: &T) -> Result<()> {
-        self.r
-            .call(&Request::Namespace(
-                self.r.id,
-                NamespaceOp::Set(name.into(), enc(value)?),
-            ))
-            .map(|_| ())
+        ok(self.r.call(&Request::Namespace(
+            self.r.id,
+            NamespaceOp::Set(name.into(), enc(value)?),
+        ))?)
     }
 
     /// `ns.name`; a missing one is an error (`AttributeError`).
     pub fn get<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<T> {
-        match self.r.call(&Request::Namespace(
+        one(self.r.call(&Request::Namespace(
             self.r.id,
             NamespaceOp::Get(name.into()),
-        ))? {
-            Reply::Maybe(Some(b)) => decode(&b),
-            r => Err(unexpected(r)),
-        }
+        ))?)
     }
 }
 
@@ -404,30 +408,9 @@ impl<T: Payload> ValueProxy<T> {
 
     /// `v.value = new`.
     pub fn set(&self, new: T) -> Result<()> {
-        self.r
-            .call(&Request::Value(self.r.id, ValueOp::Set(enc(&new)?)))
-            .map(|_| ())
-    }
-}
-
-fn ok(r: Reply) -> Result<()> {
-    match r {
-        Reply::Ok => Ok(()),
-        r => Err(unexpected(r)),
-    }
-}
-
-fn flag(r: Reply) -> Result<bool> {
-    match r {
-        Reply::Bool(b) => Ok(b),
-        r => Err(unexpected(r)),
-    }
-}
-
-fn count(r: Reply) -> Result<usize> {
-    match r {
-        Reply::Count(n) => Ok(n as usize),
-        r => Err(unexpected(r)),
+        ok(self
+            .r
+            .call(&Request::Value(self.r.id, ValueOp::Set(enc(&new)?)))?)
     }
 }
 
@@ -994,37 +977,7 @@ pub struct ArrayProxy<T> {
 proxy_handle!(ArrayProxy<T>);
 
 impl<T: Payload> ArrayProxy<T> {
-    fn op(&self, op: ListOp) -> Result<Reply> {
-        self.r.call(&Request::List(self.r.id, op))
-    }
-
-    /// `a[i]`; an index out of range is an error.
-    pub fn get(&self, i: usize) -> Result<T> {
-        one(self.op(ListOp::Get(i as u64))?)
-    }
-
-    /// `a[i] = v`.
-    pub fn set(&self, i: usize, v: T) -> Result<()> {
-        ok(self.op(ListOp::Set(i as u64, enc(&v)?))?)
-    }
-
-    /// `len(a)`.
-    pub fn len(&self) -> Result<usize> {
-        count(self.op(ListOp::Len)?)
-    }
-
-    /// `len(a) == 0`.
-    pub fn is_empty(&self) -> Result<bool> {
-        Ok(self.len()? == 0)
-    }
-
-    /// `a[:]`, in one round trip.
-    pub fn to_vec(&self) -> Result<Vec<T>> {
-        match self.op(ListOp::ToVec)? {
-            Reply::List(l) => l.iter().map(|b| decode(b)).collect(),
-            r => Err(unexpected(r)),
-        }
-    }
+    list_methods!();
 }
 
 /// A proxy to an object of a type registered with a
