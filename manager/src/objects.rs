@@ -76,7 +76,8 @@ pub(crate) struct Shared {
 /// What to do if the reply cannot be delivered (the client is gone): give
 /// back what the call took.
 pub(crate) enum Undo {
-    PutBack(Bytes),
+    /// The item in the reply goes back to the front of its queue.
+    PutBack,
     Release(Owner),
     Signal,
 }
@@ -206,18 +207,22 @@ impl Shared {
         }
     }
 
-    /// Runs a simple (never waiting) operation under the object's lock.
+    /// Runs an operation of a container (which nobody waits on) under the
+    /// object's lock.
     pub(crate) fn with(&self, f: impl FnOnce(&mut Object) -> Reply) -> Reply {
-        let reply = f(&mut self.lock());
-        self.changed.notify_all();
-        reply
+        f(&mut self.lock())
     }
 
-    /// Gives back what a call took, for a client that did not get the reply.
-    pub(crate) fn undo(&self, undo: Undo) {
+    /// Gives back what a call took, for a client that did not get its
+    /// `reply` (which holds the item a `get` took).
+    pub(crate) fn undo(&self, undo: Undo, reply: Reply) {
         let mut o = self.lock();
         match (&mut *o, undo) {
-            (Object::Queue(q), Undo::PutBack(item)) => q.items.push_front(item),
+            (Object::Queue(q), Undo::PutBack) => {
+                if let Reply::Maybe(Some(item)) = reply {
+                    q.items.push_front(item)
+                }
+            }
             (Object::Lock(l), Undo::Release(who)) => release_all(l, who),
             (Object::Condition(c), Undo::Release(who)) => release_all(&mut c.lock, who),
             (Object::Semaphore { value, .. }, Undo::Signal) => *value = value.saturating_add(1),
@@ -272,20 +277,27 @@ impl Shared {
                 match w {
                     Waited::Ready(Ok(item)) => {
                         self.changed.notify_all();
-                        return (Reply::Maybe(Some(item.clone())), Some(Undo::PutBack(item)));
+                        return (Reply::Maybe(Some(item)), Some(Undo::PutBack));
                     }
                     Waited::Ready(Err(r)) => r,
                     _ => fail(Failure::Empty),
                 }
             }
-            QueueOp::Qsize => match &*guard {
-                Object::Queue(q) => Reply::Count(q.items.len() as u64),
-                _ => wrong_kind(),
-            },
-            QueueOp::Full => match &*guard {
-                Object::Queue(q) => Reply::Bool(q.maxsize > 0 && q.items.len() as u64 >= q.maxsize),
-                _ => wrong_kind(),
-            },
+            QueueOp::Qsize => {
+                return match &*guard {
+                    Object::Queue(q) => (Reply::Count(q.items.len() as u64), None),
+                    _ => (wrong_kind(), None),
+                };
+            }
+            QueueOp::Full => {
+                return match &*guard {
+                    Object::Queue(q) => (
+                        Reply::Bool(q.maxsize > 0 && q.items.len() as u64 >= q.maxsize),
+                        None,
+                    ),
+                    _ => (wrong_kind(), None),
+                };
+            }
             QueueOp::TaskDone => {
                 let mut guard = guard;
                 match &mut *guard {
@@ -350,10 +362,12 @@ impl Shared {
                 Object::Lock(l) => release(l, who, if l.reentrant { "RLock" } else { "Lock" }),
                 _ => wrong_kind(),
             },
-            LockOp::Locked => match &*guard {
-                Object::Lock(l) => Reply::Bool(l.owner.is_some()),
-                _ => wrong_kind(),
-            },
+            LockOp::Locked => {
+                return match &*guard {
+                    Object::Lock(l) => (Reply::Bool(l.owner.is_some()), None),
+                    _ => (wrong_kind(), None),
+                };
+            }
         };
         drop(guard);
         self.changed.notify_all();
@@ -392,10 +406,12 @@ impl Shared {
                 },
                 _ => wrong_kind(),
             },
-            SemaphoreOp::Value => match &*guard {
-                Object::Semaphore { value, .. } => Reply::Count(*value),
-                _ => wrong_kind(),
-            },
+            SemaphoreOp::Value => {
+                return match &*guard {
+                    Object::Semaphore { value, .. } => (Reply::Count(*value), None),
+                    _ => (wrong_kind(), None),
+                };
+            }
         };
         drop(guard);
         self.changed.notify_all();
@@ -511,10 +527,12 @@ impl Shared {
                 }
                 _ => wrong_kind(),
             },
-            EventOp::IsSet => match &*guard {
-                Object::Event(flag) => Reply::Bool(*flag),
-                _ => wrong_kind(),
-            },
+            EventOp::IsSet => {
+                return match &*guard {
+                    Object::Event(flag) => Reply::Bool(*flag),
+                    _ => wrong_kind(),
+                };
+            }
             EventOp::Wait(wait) => {
                 let (_g, w) = self.wait_until(guard, client, wait, |o| match o {
                     Object::Event(true) => Some(Reply::Bool(true)),
@@ -592,9 +610,9 @@ impl Shared {
                 b.broken = false;
                 Reply::Ok
             }
-            BarrierOp::Parties => Reply::Count(b.parties),
-            BarrierOp::NWaiting => Reply::Count(b.waiting),
-            BarrierOp::Broken => Reply::Bool(b.broken),
+            BarrierOp::Parties => return Reply::Count(b.parties),
+            BarrierOp::NWaiting => return Reply::Count(b.waiting),
+            BarrierOp::Broken => return Reply::Bool(b.broken),
         };
         drop(guard);
         self.changed.notify_all();

@@ -525,7 +525,7 @@ fn serve_session(
         if conn.send(&reply).is_err() {
             // The client is gone: give back what its call took.
             if let Some((o, u)) = undo {
-                o.undo(u);
+                o.undo(u, reply);
             }
             return false;
         }
