@@ -335,23 +335,13 @@ impl Condition {
     /// most `timeout` (`None`: forever); returns its last value.
     pub fn wait_for<'a>(
         &self,
-        mut guard: LockGuard<'a>,
-        mut predicate: impl FnMut() -> bool,
+        guard: LockGuard<'a>,
+        predicate: impl FnMut() -> bool,
         timeout: Option<Duration>,
     ) -> Result<(LockGuard<'a>, bool)> {
-        let until = timeout.and_then(deadline);
-        let bounded = timeout.is_some() && until.is_some();
-        loop {
-            if predicate() {
-                return Ok((guard, true));
-            }
-            let (g, in_time) = self.wait_until(guard, if bounded { until } else { None })?;
-            guard = g;
-            if !in_time {
-                let last = predicate();
-                return Ok((guard, last));
-            }
-        }
+        mp_proc::wait_for_with(guard, predicate, timeout, |g, until| {
+            self.wait_until(g, until)
+        })
     }
 
     /// Wakes up to `n` waiters.

@@ -821,24 +821,14 @@ impl ConditionProxy {
     /// forever); returns its last value.
     pub fn wait_for<'a>(
         &self,
-        mut guard: ProxyGuard<'a>,
-        mut predicate: impl FnMut() -> bool,
+        guard: ProxyGuard<'a>,
+        predicate: impl FnMut() -> bool,
         timeout: Option<Duration>,
     ) -> Result<(ProxyGuard<'a>, bool)> {
-        let deadline = timeout.map(|t| std::time::Instant::now() + t);
-        loop {
-            if predicate() {
-                return Ok((guard, true));
-            }
-            let left = match deadline {
-                None => None,
-                Some(d) => match d.checked_duration_since(std::time::Instant::now()) {
-                    Some(l) if !l.is_zero() => Some(l),
-                    _ => return Ok((guard, false)),
-                },
-            };
-            guard = self.wait_until(guard, left)?.0;
-        }
+        mp_proc::wait_for_with(guard, predicate, timeout, |g, until| {
+            let left = until.map(|u| u.saturating_duration_since(std::time::Instant::now()));
+            self.wait_until(g, left)
+        })
     }
 
     /// `notify(n)`: wakes up to `n` waiters (the lock must be held).

@@ -40,7 +40,7 @@ pub use process::{
 pub use queue::{JoinableQueue, Queue, SimpleQueue};
 pub use sync::{
     Array, Barrier, BoundedSemaphore, Condition, Event, Lock, LockGuard, RLock, RawArray, RawValue,
-    Semaphore, Shareable, SharedGuard, SharedMemory, Value,
+    Semaphore, Shareable, SharedGuard, SharedMemory, Value, wait_for_with,
 };
 pub use traits::{
     BarrierLike, ConditionLike, Context, EventLike, GuardOf, JoinableQueueLike, LockLike,

@@ -110,23 +110,13 @@ impl Condition {
     /// most `timeout` (`None`: forever); returns the predicate's last value.
     pub fn wait_for<'a>(
         &self,
-        mut guard: LockGuard<'a>,
-        mut predicate: impl FnMut() -> bool,
+        guard: LockGuard<'a>,
+        predicate: impl FnMut() -> bool,
         timeout: Option<Duration>,
     ) -> Result<(LockGuard<'a>, bool)> {
-        let deadline = timeout.and_then(deadline);
-        let bounded = timeout.is_some() && deadline.is_some();
-        loop {
-            if predicate() {
-                return Ok((guard, true));
-            }
-            let (g, in_time) = self.wait_until(guard, if bounded { deadline } else { None })?;
-            guard = g;
-            if !in_time {
-                let last = predicate();
-                return Ok((guard, last));
-            }
-        }
+        wait_for_with(guard, predicate, timeout, |g, until| {
+            self.wait_until(g, until)
+        })
     }
 
     /// Wakes up to `n` waiters.
@@ -140,6 +130,34 @@ impl Condition {
     /// Wakes every waiter.
     pub fn notify_all(&self) -> Result<()> {
         sync::cond_notify(&self.cond.0, 0, true).os("notify_all")
+    }
+}
+
+/// `Condition.wait_for` over any condition's `wait`: waits until
+/// `predicate()` is true (checked with the lock held), for at most `timeout`
+/// (`None`: forever), with `wait(guard, until)` releasing the lock, waiting
+/// for a notification until `until` (`None`: forever) and taking the lock
+/// again; returns the predicate's last value. mp-dummy's and mp-manager's
+/// conditions share it.
+#[doc(hidden)]
+pub fn wait_for_with<G>(
+    mut guard: G,
+    mut predicate: impl FnMut() -> bool,
+    timeout: Option<Duration>,
+    mut wait: impl FnMut(G, Option<Instant>) -> Result<(G, bool)>,
+) -> Result<(G, bool)> {
+    let until = timeout.and_then(deadline);
+    let bounded = timeout.is_some() && until.is_some();
+    loop {
+        if predicate() {
+            return Ok((guard, true));
+        }
+        let (g, in_time) = wait(guard, if bounded { until } else { None })?;
+        guard = g;
+        if !in_time {
+            let last = predicate();
+            return Ok((guard, last));
+        }
     }
 }
 

@@ -9,7 +9,7 @@ pub(crate) mod shared;
 mod shared_memory;
 mod value;
 
-pub use condition::{Barrier, Condition};
+pub use condition::{Barrier, Condition, wait_for_with};
 pub use lock::{Lock, LockGuard, RLock};
 pub use semaphore::{BoundedSemaphore, Event, Semaphore};
 pub use shared_memory::SharedMemory;
