@@ -38,71 +38,45 @@ use crate::{
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ThreadContext;
 
-impl<T: Send + 'static> QueueLike<T> for Queue<T> {
-    fn put(&self, item: T) -> Result<()> {
-        Queue::put(self, item)
-    }
-    fn put_timeout(&self, item: T, timeout: Duration) -> Result<()> {
-        Queue::put_timeout(self, item, timeout)
-    }
-    fn try_put(&self, item: T) -> Result<()> {
-        Queue::try_put(self, item)
-    }
-    fn get(&self) -> Result<T> {
-        Queue::get(self)
-    }
-    fn get_timeout(&self, timeout: Duration) -> Result<T> {
-        Queue::get_timeout(self, timeout)
-    }
-    fn try_get(&self) -> Result<T> {
-        Queue::try_get(self)
-    }
-    fn qsize(&self) -> usize {
-        Queue::qsize(self)
-    }
-    fn empty(&self) -> bool {
-        Queue::empty(self)
-    }
-    fn full(&self) -> bool {
-        Queue::full(self)
-    }
-    fn close(&self) {
-        Queue::close(self)
-    }
+macro_rules! queue_like {
+    ($ty:ident) => {
+        impl<T: Send + 'static> QueueLike<T> for $ty<T> {
+            fn put(&self, item: T) -> Result<()> {
+                $ty::put(self, item)
+            }
+            fn put_timeout(&self, item: T, timeout: Duration) -> Result<()> {
+                $ty::put_timeout(self, item, timeout)
+            }
+            fn try_put(&self, item: T) -> Result<()> {
+                $ty::try_put(self, item)
+            }
+            fn get(&self) -> Result<T> {
+                $ty::get(self)
+            }
+            fn get_timeout(&self, timeout: Duration) -> Result<T> {
+                $ty::get_timeout(self, timeout)
+            }
+            fn try_get(&self) -> Result<T> {
+                $ty::try_get(self)
+            }
+            fn qsize(&self) -> usize {
+                $ty::qsize(self)
+            }
+            fn empty(&self) -> bool {
+                $ty::empty(self)
+            }
+            fn full(&self) -> bool {
+                $ty::full(self)
+            }
+            fn close(&self) {
+                $ty::close(self)
+            }
+        }
+    };
 }
 
-impl<T: Send + 'static> QueueLike<T> for JoinableQueue<T> {
-    fn put(&self, item: T) -> Result<()> {
-        JoinableQueue::put(self, item)
-    }
-    fn put_timeout(&self, item: T, timeout: Duration) -> Result<()> {
-        JoinableQueue::put_timeout(self, item, timeout)
-    }
-    fn try_put(&self, item: T) -> Result<()> {
-        JoinableQueue::try_put(self, item)
-    }
-    fn get(&self) -> Result<T> {
-        JoinableQueue::get(self)
-    }
-    fn get_timeout(&self, timeout: Duration) -> Result<T> {
-        JoinableQueue::get_timeout(self, timeout)
-    }
-    fn try_get(&self) -> Result<T> {
-        JoinableQueue::try_get(self)
-    }
-    fn qsize(&self) -> usize {
-        JoinableQueue::qsize(self)
-    }
-    fn empty(&self) -> bool {
-        JoinableQueue::empty(self)
-    }
-    fn full(&self) -> bool {
-        JoinableQueue::full(self)
-    }
-    fn close(&self) {
-        JoinableQueue::close(self)
-    }
-}
+queue_like!(Queue);
+queue_like!(JoinableQueue);
 
 impl<T: Send + 'static> JoinableQueueLike<T> for JoinableQueue<T> {
     fn task_done(&self) -> Result<()> {
