@@ -9,7 +9,7 @@ use mp_testkit::bench as support;
 
 use criterion::Criterion;
 use rayon::prelude::*;
-use support::{Kind, Row, Table, Target, median_per_iter, py, timed, us};
+use support::{Kind, Row, Table, Target, median_per_iter, py, us};
 
 /// Tasks of a `map` (CPython's side uses the same).
 const MAP_TASKS: u64 = 100_000;
@@ -30,50 +30,35 @@ fn maps(c: &mut Criterion) {
     let mut g = c.benchmark_group("map");
     let pool = mp_dummy::ThreadPool::new(Some(2)).unwrap();
     pool.map(|x: u64| x * x, 0..1000).unwrap(); // warm-up
-    let id = "map/threadpool_default";
-    g.bench_function("threadpool_default", |b| {
-        b.iter_custom(|iters| {
-            timed(id, iters, |_| {
-                for _ in 0..iters {
-                    let r = pool.map(|x: u64| x.wrapping_mul(x), 0..MAP_TASKS).unwrap();
-                    assert_eq!(r.len() as u64, MAP_TASKS);
-                }
-            })
-        })
+    support::measure(&mut g, "map", "threadpool_default", |n| {
+        for _ in 0..n {
+            let r = pool.map(|x: u64| x.wrapping_mul(x), 0..MAP_TASKS).unwrap();
+            assert_eq!(r.len() as u64, MAP_TASKS);
+        }
     });
-    let id = "map/threadpool_chunksize1";
-    g.bench_function("threadpool_chunksize1", |b| {
-        b.iter_custom(|iters| {
-            timed(id, iters, |_| {
-                for _ in 0..iters {
-                    let r = pool
-                        .map_chunked(|x: u64| x.wrapping_mul(x), 0..ONE_BY_ONE, 1)
-                        .unwrap();
-                    assert_eq!(r.len() as u64, ONE_BY_ONE);
-                }
-            })
-        })
+    support::measure(&mut g, "map", "threadpool_chunksize1", |n| {
+        for _ in 0..n {
+            let r = pool
+                .map_chunked(|x: u64| x.wrapping_mul(x), 0..ONE_BY_ONE, 1)
+                .unwrap();
+            assert_eq!(r.len() as u64, ONE_BY_ONE);
+        }
     });
     drop(pool);
     let rayon = rayon::ThreadPoolBuilder::new()
         .num_threads(2)
         .build()
         .unwrap();
-    let id = "map/rayon";
-    g.bench_function("rayon", |b| {
-        b.iter_custom(|iters| {
-            timed(id, iters, |_| {
-                for _ in 0..iters {
-                    let r: Vec<u64> = rayon.install(|| {
-                        (0..MAP_TASKS)
-                            .into_par_iter()
-                            .map(|x| x.wrapping_mul(x))
-                            .collect()
-                    });
-                    assert_eq!(r.len() as u64, MAP_TASKS);
-                }
-            })
-        })
+    support::measure(&mut g, "map", "rayon", |n| {
+        for _ in 0..n {
+            let r: Vec<u64> = rayon.install(|| {
+                (0..MAP_TASKS)
+                    .into_par_iter()
+                    .map(|x| x.wrapping_mul(x))
+                    .collect()
+            });
+            assert_eq!(r.len() as u64, MAP_TASKS);
+        }
     });
     g.finish();
 }
@@ -91,16 +76,11 @@ fn ping_pong(c: &mut Criterion) {
                 b.put(v).unwrap();
             }
         });
-        let id = "pingpong/queue";
-        g.bench_function("queue", |bench| {
-            bench.iter_custom(|iters| {
-                timed(id, iters, |n| {
-                    for i in 0..n {
-                        to.put(i).unwrap();
-                        std::hint::black_box(back.get().unwrap());
-                    }
-                })
-            })
+        support::measure(&mut g, "pingpong", "queue", |n| {
+            for i in 0..n {
+                to.put(i).unwrap();
+                std::hint::black_box(back.get().unwrap());
+            }
         });
         to.close();
         echo.join().unwrap();
@@ -113,16 +93,11 @@ fn ping_pong(c: &mut Criterion) {
                 b.send(v).unwrap();
             }
         });
-        let id = "pingpong/mpsc";
-        g.bench_function("mpsc", |bench| {
-            bench.iter_custom(|iters| {
-                timed(id, iters, |n| {
-                    for i in 0..n {
-                        to.send(i).unwrap();
-                        std::hint::black_box(back.recv().unwrap());
-                    }
-                })
-            })
+        support::measure(&mut g, "pingpong", "mpsc", |n| {
+            for i in 0..n {
+                to.send(i).unwrap();
+                std::hint::black_box(back.recv().unwrap());
+            }
         });
         drop(to);
         echo.join().unwrap();

@@ -13,8 +13,7 @@ use std::os::unix::net::UnixStream;
 use criterion::Criterion;
 use mp_manager::SyncManager;
 use mp_proc::StartMethod;
-use nix::unistd::{read, write};
-use support::{Kind, Row, Table, Target, median_per_iter, ms, pin, placements, py, timed, us};
+use support::{Kind, Row, Table, Target, median_per_iter, ms, pin, placements, py, us};
 
 fn main() {
     mp_proc::init();
@@ -52,27 +51,22 @@ fn ops(c: &mut Criterion) -> Vec<&'static str> {
             d.insert(i % 100, i).unwrap();
         }
         for op in OPS {
-            let id = format!("manager/{op}{sfx}");
-            g.bench_function(format!("{op}{sfx}"), |b| {
-                b.iter_custom(|iters| {
-                    timed(&id, iters, |n| {
-                        for i in 0..n {
-                            match op {
-                                "dict_set" => {
-                                    d.insert(i & 127, i).unwrap();
-                                }
-                                "dict_get" => {
-                                    std::hint::black_box(d.get(&(i & 127)).unwrap());
-                                }
-                                "list_append" => l.push(i).unwrap(),
-                                _ => {
-                                    q.put(i).unwrap();
-                                    std::hint::black_box(q.get().unwrap());
-                                }
-                            }
+            support::measure(&mut g, "manager", &format!("{op}{sfx}"), |n| {
+                for i in 0..n {
+                    match op {
+                        "dict_set" => {
+                            d.insert(i & 127, i).unwrap();
                         }
-                    })
-                })
+                        "dict_get" => {
+                            std::hint::black_box(d.get(&(i & 127)).unwrap());
+                        }
+                        "list_append" => l.push(i).unwrap(),
+                        _ => {
+                            q.put(i).unwrap();
+                            std::hint::black_box(q.get().unwrap());
+                        }
+                    }
+                }
             });
         }
         drop((d, l, q));
@@ -86,17 +80,8 @@ fn ops(c: &mut Criterion) -> Vec<&'static str> {
             child_cpu,
             [&mine, &mine],
         );
-        let id = format!("manager/raw_socket{sfx}");
-        g.bench_function(format!("raw_socket{sfx}"), |b| {
-            b.iter_custom(|iters| {
-                timed(&id, iters, |n| {
-                    let mut byte = [7u8];
-                    for _ in 0..n {
-                        write(mine.as_fd(), &byte).unwrap();
-                        read(mine.as_fd(), &mut byte).unwrap();
-                    }
-                })
-            })
+        support::measure(&mut g, "manager", &format!("raw_socket{sfx}"), |n| {
+            support::round_trips(mine.as_fd(), mine.as_fd(), n)
         });
         drop(mine);
         nix::sys::wait::waitpid(pid, None).unwrap();
@@ -113,15 +98,10 @@ fn starts(c: &mut Criterion) {
         StartMethod::Forkserver,
         StartMethod::Spawn,
     ] {
-        let id = format!("start/{method}");
-        g.bench_function(format!("{method}"), |b| {
-            b.iter_custom(|iters| {
-                timed(&id, iters, |n| {
-                    for _ in 0..n {
-                        SyncManager::start_with(method).unwrap().shutdown().unwrap();
-                    }
-                })
-            })
+        support::measure(&mut g, "start", &format!("{method}"), |n| {
+            for _ in 0..n {
+                SyncManager::start_with(method).unwrap().shutdown().unwrap();
+            }
         });
     }
     g.finish();

@@ -14,7 +14,6 @@ use std::time::Instant;
 use criterion::Criterion;
 use mp_pool::Pool;
 use mp_proc::StartMethod;
-use nix::unistd::{read, write};
 use support::{Kind, Row, Table, Target, median_per_iter, ms, pin, placements, py, timed, us};
 
 /// Set in the environment of the child that measures `imap`'s memory.
@@ -135,32 +134,18 @@ fn apply(c: &mut Criterion) {
         if sfx != "_xcpu" {
             let pool = fork_pool();
             pool.apply(square, 3).unwrap();
-            let id = format!("apply/mp{sfx}");
-            g.bench_function(format!("mp{sfx}"), |b| {
-                b.iter_custom(|iters| {
-                    timed(&id, iters, |n| {
-                        for i in 0..n {
-                            std::hint::black_box(pool.apply(square, i).unwrap());
-                        }
-                    })
-                })
+            support::measure(&mut g, "apply", &format!("mp{sfx}"), |n| {
+                for i in 0..n {
+                    std::hint::black_box(pool.apply(square, i).unwrap());
+                }
             });
         }
         pin(parent_cpu);
         let (r1, w1) = nix::unistd::pipe().unwrap();
         let (r2, w2) = nix::unistd::pipe().unwrap();
         let pid = support::raw_echo(r1, w2, child_cpu, [&r2, &w1]);
-        let id = format!("apply/raw_pipe{sfx}");
-        g.bench_function(format!("raw_pipe{sfx}"), |b| {
-            b.iter_custom(|iters| {
-                timed(&id, iters, |n| {
-                    let mut byte = [7u8];
-                    for _ in 0..n {
-                        write(w1.as_fd(), &byte).unwrap();
-                        read(r2.as_fd(), &mut byte).unwrap();
-                    }
-                })
-            })
+        support::measure(&mut g, "apply", &format!("raw_pipe{sfx}"), |n| {
+            support::round_trips(w1.as_fd(), r2.as_fd(), n)
         });
         drop((r2, w1));
         nix::sys::wait::waitpid(pid, None).unwrap();
@@ -178,21 +163,16 @@ fn starts(c: &mut Criterion) {
         StartMethod::Forkserver,
         StartMethod::Spawn,
     ] {
-        let id = format!("start/mp_{method}");
-        g.bench_function(format!("mp_{method}"), |b| {
-            b.iter_custom(|iters| {
-                timed(&id, iters, |n| {
-                    for _ in 0..n {
-                        let pool = Pool::builder()
-                            .processes(2)
-                            .context(mp_proc::get_context(method))
-                            .build()
-                            .unwrap();
-                        pool.close();
-                        pool.join().unwrap();
-                    }
-                })
-            })
+        support::measure(&mut g, "start", &format!("mp_{method}"), |n| {
+            for _ in 0..n {
+                let pool = Pool::builder()
+                    .processes(2)
+                    .context(mp_proc::get_context(method))
+                    .build()
+                    .unwrap();
+                pool.close();
+                pool.join().unwrap();
+            }
         });
     }
     g.finish();

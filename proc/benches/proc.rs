@@ -118,24 +118,6 @@ fn echo_obj((rx, tx, cpu): (Connection, Connection, Option<usize>)) {
 
 /// A raw echo child: one byte back for each byte, until end of file. The
 /// child closes `parent_fds`, its copies of the parent's ends.
-fn raw_echo(rx: OwnedFd, tx: OwnedFd, parent_fds: [&OwnedFd; 2], cpu: Option<usize>) -> Pid {
-    // SAFETY: the child only pins itself and makes close/read/write syscalls before _exit.
-    match unsafe { fork() }.unwrap() {
-        ForkResult::Child => {
-            close_copies(&parent_fds);
-            pin_child(cpu);
-            let mut b = [0u8; 1];
-            while let Ok(1) = read(rx.as_fd(), &mut b) {
-                if write(tx.as_fd(), &b).is_err() {
-                    break;
-                }
-            }
-            unsafe_exit()
-        }
-        ForkResult::Parent { child } => child,
-    }
-}
-
 fn raw_pair(duplex: bool) -> ((OwnedFd, OwnedFd), (OwnedFd, OwnedFd)) {
     // Returns ((parent rx, parent tx), (child rx, child tx)).
     if duplex {
@@ -189,18 +171,9 @@ fn round_trip(c: &mut Criterion) {
 
             // raw: one byte, read and written with bare syscalls.
             let ((rx, tx), (crx, ctx)) = raw_pair(duplex);
-            let pid = raw_echo(crx, ctx, [&rx, &tx], child_cpu);
-            let id = format!("round_trip/raw_{label}{sfx}");
-            g.bench_function(format!("raw_{label}{sfx}"), |b| {
-                b.iter_custom(|iters| {
-                    timed(&id, iters, |n| {
-                        let mut byte = [7u8];
-                        for _ in 0..n {
-                            write(tx.as_fd(), &byte).unwrap();
-                            read(rx.as_fd(), &mut byte).unwrap();
-                        }
-                    })
-                })
+            let pid = support::raw_echo(crx, ctx, child_cpu, [&rx, &tx]);
+            support::measure(&mut g, "round_trip", &format!("raw_{label}{sfx}"), |n| {
+                support::round_trips(tx.as_fd(), rx.as_fd(), n)
             });
             drop((rx, tx));
             nix::sys::wait::waitpid(pid, None).unwrap();

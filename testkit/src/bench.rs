@@ -4,7 +4,7 @@
 //! process tree, and the table of ratios that `cargo xtask bench` prints.
 
 use std::collections::HashMap;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -40,6 +40,30 @@ pub fn sample_size() -> usize {
 type Samples = HashMap<String, Vec<(u64, Duration)>>;
 
 static SAMPLES: Mutex<Option<Samples>> = Mutex::new(None);
+
+/// Benchmarks `body(n)` (which runs `n` iterations) as `name` in the group
+/// `group`, recording its samples under `group/name` for the table.
+pub fn measure(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    group: &str,
+    name: &str,
+    mut body: impl FnMut(u64),
+) {
+    let id = format!("{group}/{name}");
+    g.bench_function(name, |b| {
+        b.iter_custom(|iters| timed(&id, iters, &mut body))
+    });
+}
+
+/// `n` one-byte round trips: write on `tx`, read the echo on `rx` (the raw
+/// OS figure beside a [`raw_echo`] child).
+pub fn round_trips(tx: BorrowedFd<'_>, rx: BorrowedFd<'_>, n: u64) {
+    let mut byte = [7u8];
+    for _ in 0..n {
+        write(tx, &byte).unwrap();
+        read(rx, &mut byte).unwrap();
+    }
+}
 
 /// Times `routine(iters)` for criterion's `iter_custom` and records the sample under `id`.
 pub fn timed(id: &str, iters: u64, routine: impl FnOnce(u64)) -> Duration {
