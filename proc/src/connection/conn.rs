@@ -107,6 +107,20 @@ pub fn pipe(duplex: bool) -> Result<(Connection, Connection)> {
     }
 }
 
+/// The header of a frame of `len` bytes, CPython's: a big-endian `i32`, or
+/// for a frame over 2 GiB `-1` then a big-endian `u64`. Returns the bytes
+/// and how many of them are the header.
+fn frame_header(len: usize) -> ([u8; 12], usize) {
+    let mut header = [0xffu8; 12];
+    if len > i32::MAX as usize {
+        header[4..].copy_from_slice(&(len as u64).to_be_bytes());
+        (header, 12)
+    } else {
+        header[..4].copy_from_slice(&(len as i32).to_be_bytes());
+        (header, 4)
+    }
+}
+
 impl Connection {
     pub(crate) fn new(fd: OwnedFd, readable: bool, writable: bool, socket: bool) -> Connection {
         Connection {
@@ -180,17 +194,9 @@ impl Connection {
         let mut guard = lock(&self.inner.writer);
         let mut buf = std::mem::take(&mut *guard);
         buf.clear();
-        buf.extend_from_slice(&[0; 4]);
-        let mut buf = payload::encode_into(value, buf)?;
-        let len = buf.len() - 4;
-        if len > i32::MAX as usize {
-            let mut header = [0xff; 12];
-            header[4..].copy_from_slice(&(len as u64).to_be_bytes());
-            buf.splice(0..4, header);
-        } else {
-            buf[..4].copy_from_slice(&(len as i32).to_be_bytes());
-        }
-        let r = sys::fd::write_all(self.inner.fd.as_fd(), &buf, self.inner.socket).os("send");
+        let r = Self::encode_frame(value, &mut buf).and_then(|()| {
+            sys::fd::write_all(self.inner.fd.as_fd(), &buf, self.inner.socket).os("send")
+        });
         if buf.capacity() <= READ_BUF {
             *guard = buf;
         }
@@ -219,13 +225,9 @@ impl Connection {
             out.truncate(at);
             return Err(e);
         }
-        let len = out.len() - at - 4;
-        if len > i32::MAX as usize {
-            let mut header = [0xff; 12];
-            header[4..].copy_from_slice(&(len as u64).to_be_bytes());
-            out.splice(at..at + 4, header);
-        } else {
-            out[at..at + 4].copy_from_slice(&(len as i32).to_be_bytes());
+        match frame_header(out.len() - at - 4) {
+            (header, 4) => out[at..at + 4].copy_from_slice(&header[..4]),
+            (header, n) => drop(out.splice(at..at + 4, header[..n].iter().copied())),
         }
         Ok(())
     }
@@ -270,14 +272,8 @@ impl Connection {
         if !self.inner.writable {
             return Err(Error::ReadOnly);
         }
-        let mut header = [0xffu8; 12];
-        let header: &[u8] = if buf.len() > i32::MAX as usize {
-            header[4..].copy_from_slice(&(buf.len() as u64).to_be_bytes());
-            &header
-        } else {
-            header[..4].copy_from_slice(&(buf.len() as i32).to_be_bytes());
-            &header[..4]
-        };
+        let (header, n) = frame_header(buf.len());
+        let header = &header[..n];
         let fd = self.inner.fd.as_fd();
         if header.len() + buf.len() <= COPY_THRESHOLD {
             let mut guard = lock(&self.inner.writer);
