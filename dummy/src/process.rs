@@ -60,7 +60,6 @@ pub struct Process {
     target: Option<Box<dyn FnOnce() + Send>>,
     ending: Arc<Ending>,
     thread: Option<JoinHandle<()>>,
-    started: bool,
 }
 
 impl std::fmt::Debug for Process {
@@ -97,7 +96,6 @@ impl Process {
                 done: Condvar::new(),
             }),
             thread: None,
-            started: false,
         }
     }
 
@@ -124,14 +122,21 @@ impl Process {
             .push((name.clone(), daemon, ending.clone()));
         let thread = std::thread::Builder::new()
             .name(name.clone())
-            .spawn(move || run(name, daemon, target, ending))
-            .map_err(|e| Error::Os {
-                op: "spawn a thread",
-                source: e,
-            })?;
-        self.thread = Some(thread);
-        self.started = true;
-        Ok(())
+            .spawn(move || run(name, daemon, target, ending));
+        match thread {
+            Ok(t) => {
+                self.thread = Some(t);
+                Ok(())
+            }
+            Err(e) => {
+                // It never ran: ended, as a failed target (and not alive).
+                finish(&self.ending, 1);
+                Err(Error::Os {
+                    op: "spawn a thread",
+                    source: e,
+                })
+            }
+        }
     }
 
     /// Waits for it to end; returns its exit code (0, or 1 after a panic).
@@ -145,7 +150,7 @@ impl Process {
     }
 
     fn join_until(&mut self, until: Option<std::time::Instant>) -> Result<Option<i32>> {
-        if !self.started {
+        if !self.started() {
             return Err(Error::NotStarted {
                 name: self.name.clone(),
             });
@@ -160,9 +165,14 @@ impl Process {
         Ok(code)
     }
 
+    /// Whether `start` took its target.
+    fn started(&self) -> bool {
+        self.target.is_none()
+    }
+
     /// Whether it has started and not ended.
     pub fn is_alive(&self) -> bool {
-        self.started && self.exitcode().is_none()
+        self.started() && self.exitcode().is_none()
     }
 
     /// Its name.
@@ -199,9 +209,14 @@ fn run(name: String, daemon: bool, target: Box<dyn FnOnce() + Send>, ending: Arc
             1
         }
     };
+    finish(&ending, code);
+}
+
+/// Records the exit code of a thread that ended (or never started).
+fn finish(ending: &Arc<Ending>, code: i32) {
     LIVE.lock()
         .unwrap_or_else(|p| p.into_inner())
-        .retain(|(_, _, e)| !Arc::ptr_eq(e, &ending));
+        .retain(|(_, _, e)| !Arc::ptr_eq(e, ending));
     *ending.code.lock().unwrap_or_else(|p| p.into_inner()) = Some(code);
     ending.done.notify_all();
 }
@@ -238,7 +253,7 @@ impl ProcessLike for Process {
         Process::exitcode(self)
     }
     fn pid(&self) -> Option<u32> {
-        self.started.then(std::process::id)
+        self.started().then(std::process::id)
     }
 }
 

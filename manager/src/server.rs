@@ -422,18 +422,16 @@ fn serve_session(
     session: u64,
     held: &Mutex<HashMap<u64, usize>>,
 ) -> bool {
-    let hold = |id: u64, n: isize| {
-        let mut h = held.lock().unwrap_or_else(|p| p.into_inner());
-        let c = h.entry(id).or_default();
-        if n > 0 {
-            *c += 1;
-            true
-        } else if *c > 0 {
+    let held = || held.lock().unwrap_or_else(|p| p.into_inner());
+    // One more reference held by this session.
+    let hold = |id: u64| *held().entry(id).or_default() += 1;
+    // One fewer; false if the session held none (nothing to give back).
+    let release = |id: u64| match held().get_mut(&id) {
+        Some(c) if *c > 0 => {
             *c -= 1;
             true
-        } else {
-            false
         }
+        _ => false,
     };
     loop {
         let request = match conn.recv::<Request>() {
@@ -459,14 +457,14 @@ fn serve_session(
             }
             Request::Create(kind) => match server.create(kind) {
                 Ok(id) => {
-                    hold(id, 1);
+                    hold(id);
                     Reply::Id(id)
                 }
                 Err(r) => r,
             },
             Request::IncRef(id) => {
                 if server.entry(id, |e| e.refs += 1) {
-                    hold(id, 1);
+                    hold(id);
                     Reply::Ok
                 } else {
                     freed(id)
@@ -489,14 +487,14 @@ fn serve_session(
                     0 => e.refs += 1,
                     _ => e.lent -= 1,
                 }) {
-                    hold(id, 1);
+                    hold(id);
                     Reply::Ok
                 } else {
                     freed(id)
                 }
             }
             Request::DecRef(id) => {
-                if hold(id, -1) {
+                if release(id) {
                     server.decref(id);
                 }
                 Reply::Ok
