@@ -76,19 +76,19 @@ impl LockInner {
         if self.reentrant { "RLock" } else { "Lock" }
     }
 
-    /// Takes the lock for this thread; false if `until` passed first.
-    fn take(&self, until: Option<Instant>, blocking_forever: bool) -> Result<bool> {
+    /// Takes the lock for this thread; false if `until` passed first. A
+    /// `Lock` its holder takes again with no deadline would wait forever:
+    /// `WouldDeadlock`.
+    fn take(&self, until: Option<Instant>) -> Result<bool> {
         let me = std::thread::current().id();
-        let g = lock(&self.state);
+        let mut g = lock(&self.state);
         if g.owner == Some(me) {
-            if !self.reentrant {
-                if blocking_forever {
-                    return Err(Error::WouldDeadlock);
-                }
-            } else {
-                let mut g = g;
+            if self.reentrant {
                 g.depth += 1;
                 return Ok(true);
+            }
+            if until.is_none() {
+                return Err(Error::WouldDeadlock);
             }
         }
         let (mut g, got) = wait_until(&self.free, g, until, |s| s.owner.is_none());
@@ -182,25 +182,19 @@ macro_rules! lock_type {
 
             /// Waits for the lock; it is released when the guard is dropped.
             pub fn acquire(&self) -> Result<LockGuard<'_>> {
-                self.inner.take(None, true)?;
+                self.inner.take(None)?;
                 Ok(self.guard())
             }
 
             /// Takes the lock if it is free now.
             pub fn try_acquire(&self) -> Result<Option<LockGuard<'_>>> {
-                Ok(self
-                    .inner
-                    .take(Some(Instant::now()), false)?
-                    .then(|| self.guard()))
+                Ok(self.inner.take(Some(Instant::now()))?.then(|| self.guard()))
             }
 
             /// Waits at most `timeout`; `None` if the lock did not come free.
             pub fn acquire_timeout(&self, timeout: Duration) -> Result<Option<LockGuard<'_>>> {
                 let until = deadline(timeout);
-                Ok(self
-                    .inner
-                    .take(until, until.is_none())?
-                    .then(|| self.guard()))
+                Ok(self.inner.take(until)?.then(|| self.guard()))
             }
 
             /// Releases one level held by this thread (for a guard given up
