@@ -7,24 +7,42 @@
 //! the id of a chunk of work kept in this process: the worker thread takes
 //! the chunk (the closure and its items, never encoded), runs it, and
 //! leaves the results where the caller reads them.
+//!
+//! A caller waiting in `get` (`map`, `apply`) does not only wait: it takes
+//! the chunks of its call that no worker has started, from the front, while
+//! the workers take them from the back (task inlining, as .NET's `Wait` and
+//! Java's `ForkJoinTask.join` do). The pool's `processes` permits bound how
+//! many chunks run at once, whoever runs them, so a `ThreadPool(1)` still
+//! runs one task at a time. A small `map` then costs about a loop on the
+//! caller instead of four thread wake-ups (caller to scheduler to worker
+//! to scheduler to caller), and the front chunks' results go straight into the
+//! output `Vec`.
 
+use std::cell::RefCell;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
+use mp_pool::in_process::{Waiting, catch_task};
 use mp_pool::{Error, PoolBuilder, Result};
 
 use crate::ThreadContext;
 
-/// A chunk of work: runs its items and stores their results.
+/// A chunk of work: runs its items and leaves their outcome with its call.
 type Chunk = Box<dyn FnOnce() + Send>;
 
+/// A chunk not run yet, and the permits of its pool.
+struct Entry {
+    permits: Arc<Permits>,
+    chunk: Chunk,
+}
+
 /// The chunks submitted and not yet run, by id.
-static CHUNKS: Mutex<Option<HashMap<u64, Chunk>>> = Mutex::new(None);
+static CHUNKS: Mutex<Option<HashMap<u64, Entry>>> = Mutex::new(None);
 static NEXT: AtomicU64 = AtomicU64::new(1);
 
-fn chunks() -> std::sync::MutexGuard<'static, Option<HashMap<u64, Chunk>>> {
+fn chunks() -> MutexGuard<'static, Option<HashMap<u64, Entry>>> {
     CHUNKS.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -38,60 +56,293 @@ fn forget(ids: impl IntoIterator<Item = u64>) {
     }
 }
 
-/// The task every closure call is, run by a worker thread of the pool.
+/// Takes chunk `id` to run it, if nobody has.
+fn take_chunk(id: u64) -> Option<Chunk> {
+    chunks().as_mut()?.remove(&id).map(|e| e.chunk)
+}
+
+/// The task every closure call is, run by a worker thread of the pool: it
+/// takes a permit, then the chunk (a caller may have run it meanwhile).
 fn run_chunk(id: u64) -> u64 {
-    let chunk = chunks().as_mut().and_then(|m| m.remove(&id));
-    if let Some(chunk) = chunk {
-        chunk();
+    let permits = chunks()
+        .as_ref()
+        .and_then(|m| m.get(&id))
+        .map(|e| e.permits.clone());
+    if let Some(permits) = permits {
+        let _permit = permits.hold();
+        if let Some(chunk) = take_chunk(id) {
+            chunk();
+        }
     }
     id
 }
 
-/// Where a chunk leaves its results.
-type Slots<R> = Arc<Mutex<HashMap<u64, Vec<R>>>>;
-
-fn take<R>(slots: &Slots<R>, id: u64) -> Result<Vec<R>> {
-    slots
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .remove(&id)
-        .ok_or(Error::Terminated)
+/// Registers chunks, under one lock.
+fn register(permits: &Arc<Permits>, made: Vec<(u64, Chunk)>) {
+    let entries = made.into_iter().map(|(id, chunk)| {
+        let permits = permits.clone();
+        (id, Entry { permits, chunk })
+    });
+    chunks().get_or_insert_with(HashMap::new).extend(entries);
 }
 
-/// A chunk that applies `f` to `items` and leaves the results in `slots`,
-/// with its id.
-fn make_chunk<A, R, F>(f: &Arc<F>, items: Vec<A>, slots: &Slots<R>) -> (u64, Chunk)
+/// How many chunks of a pool may run at once: its `processes`, whichever
+/// threads run them (its workers, or callers that help while they wait).
+#[derive(Debug)]
+struct Permits {
+    id: u64,
+    free: Mutex<usize>,
+    freed: Condvar,
+}
+
+thread_local! {
+    /// The permits (by id) this thread holds: what it runs meanwhile takes
+    /// no other (a task that maps on its own pool runs that map's chunks
+    /// under the permit it has).
+    static HELD: RefCell<Vec<u64>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A permit held (or the one this thread already held, then `None`).
+struct Permit<'a>(Option<&'a Permits>);
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        if let Some(p) = self.0 {
+            HELD.with(|h| {
+                let mut h = h.borrow_mut();
+                if let Some(i) = h.iter().rposition(|&id| id == p.id) {
+                    h.remove(i);
+                }
+            });
+            *p.free.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+            p.freed.notify_one();
+        }
+    }
+}
+
+impl Permits {
+    fn new(n: usize) -> Arc<Permits> {
+        Arc::new(Permits {
+            id: NEXT.fetch_add(1, Ordering::Relaxed),
+            free: Mutex::new(n),
+            freed: Condvar::new(),
+        })
+    }
+
+    fn held(&self) -> bool {
+        HELD.with(|h| h.borrow().contains(&self.id))
+    }
+
+    fn granted(&self) -> Permit<'_> {
+        HELD.with(|h| h.borrow_mut().push(self.id));
+        Permit(Some(self))
+    }
+
+    /// A permit, waiting for one if none is free.
+    fn hold(&self) -> Permit<'_> {
+        if self.held() {
+            return Permit(None);
+        }
+        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        while *free == 0 {
+            free = self.freed.wait(free).unwrap_or_else(|e| e.into_inner());
+        }
+        *free -= 1;
+        drop(free);
+        self.granted()
+    }
+
+    /// A permit if one is free now.
+    fn try_hold(&self) -> Option<Permit<'_>> {
+        if self.held() {
+            return Some(Permit(None));
+        }
+        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        if *free == 0 {
+            return None;
+        }
+        *free -= 1;
+        drop(free);
+        Some(self.granted())
+    }
+}
+
+/// What the chunks of one `map` or `apply` leave: their results in order,
+/// or the first failure (a chunk's panic, or the pool's: terminated, not
+/// running).
+///
+/// The results of the chunks from the front go straight into the output,
+/// as they are computed (callers that help run chunks from the front, the
+/// workers from the back): a chunk done out of order waits in `parts` and
+/// joins the output when the front reaches it.
+struct Call<R> {
+    progress: Mutex<Progress<R>>,
+    settled: Condvar,
+}
+
+struct Progress<R> {
+    /// The results of the chunks before `front`, in order (`None` while the
+    /// chunk at `front` writes into it).
+    out: Option<Vec<R>>,
+    front: usize,
+    /// The results of chunks done out of order, by their place.
+    parts: Vec<Option<Vec<R>>>,
+    /// Chunks not run yet.
+    left: usize,
+    failed: Option<Error>,
+}
+
+impl<R> Progress<R> {
+    fn settled(&self) -> bool {
+        self.left == 0 || self.failed.is_some()
+    }
+
+    /// Chunk `i` ran and left `v` (`None`: it was the front, and wrote
+    /// its results into `out`).
+    fn done(&mut self, i: usize, v: Option<Vec<R>>) {
+        if let Some(slot) = self.parts.get_mut(i) {
+            self.left = self.left.saturating_sub(1);
+            match v {
+                Some(v) => *slot = Some(v),
+                None => self.front += 1,
+            }
+        }
+        // What waited for the front joins the output.
+        while let Some(out) = self.out.as_mut() {
+            match self.parts.get_mut(self.front).and_then(Option::take) {
+                Some(part) => {
+                    out.extend(part);
+                    self.front += 1;
+                }
+                None => break,
+            }
+        }
+    }
+}
+
+impl<R> Call<R> {
+    /// A call of `chunks` chunks and `items` results in all.
+    fn new(chunks: usize, items: usize) -> Arc<Call<R>> {
+        Arc::new(Call {
+            progress: Mutex::new(Progress {
+                out: Some(Vec::with_capacity(items)),
+                front: 0,
+                parts: (0..chunks).map(|_| None).collect(),
+                left: chunks,
+                failed: None,
+            }),
+            settled: Condvar::new(),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Progress<R>> {
+        self.progress.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs chunk `i`, whose `results` are computed as a worker runs a task.
+    fn run<I: Iterator<Item = R>>(&self, i: usize, results: impl FnOnce() -> I) {
+        let front = {
+            let mut p = self.lock();
+            if p.front == i { p.out.take() } else { None }
+        };
+        let outcome = match front {
+            Some(mut out) => catch_task(|| out.extend(results())).map(|()| (Some(out), None)),
+            None => catch_task(|| results().collect::<Vec<R>>()).map(|v| (None, Some(v))),
+        };
+        let mut p = self.lock();
+        match outcome {
+            Ok((out, part)) => {
+                if out.is_some() {
+                    p.out = out;
+                }
+                p.done(i, part);
+            }
+            Err(e) => {
+                p.failed.get_or_insert(e);
+            }
+        }
+        if p.settled() {
+            self.settled.notify_all();
+        }
+    }
+
+    /// The pool failed the call.
+    fn fail(&self, e: Error) {
+        self.lock().failed.get_or_insert(e);
+        self.settled.notify_all();
+    }
+
+    fn is_settled(&self) -> bool {
+        self.lock().settled()
+    }
+
+    /// Waits until the call is settled or `deadline` passes; whether it is.
+    fn wait_until(&self, deadline: Option<Instant>) -> bool {
+        let mut p = self.lock();
+        if p.settled() {
+            return true;
+        }
+        let _waiting = Waiting::new();
+        while !p.settled() {
+            p = match deadline {
+                None => self.settled.wait(p).unwrap_or_else(|e| e.into_inner()),
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return false;
+                    }
+                    let waited = self.settled.wait_timeout(p, left);
+                    waited.unwrap_or_else(|e| e.into_inner()).0
+                }
+            };
+        }
+        true
+    }
+
+    /// The results in order, once settled (taken: a second time is
+    /// [`Error::Terminated`]).
+    fn take(&self) -> Result<Vec<R>> {
+        let mut p = self.lock();
+        if let Some(e) = &p.failed {
+            return Err(e.clone());
+        }
+        match p.out.take() {
+            Some(out) if p.front == p.parts.len() => Ok(out),
+            _ => Err(Error::Terminated),
+        }
+    }
+}
+
+/// Chunk `i` of `call`: `f` on `items`.
+fn make_chunk<A, R, F>(f: &Arc<F>, items: Vec<A>, call: &Arc<Call<R>>, i: usize) -> (u64, Chunk)
 where
     A: Send + 'static,
     R: Send + 'static,
     F: Fn(A) -> R + Send + Sync + 'static,
 {
-    let (f, slots) = (f.clone(), slots.clone());
+    let (f, call) = (f.clone(), call.clone());
     let id = NEXT.fetch_add(1, Ordering::Relaxed);
-    let chunk: Chunk = Box::new(move || {
-        let out: Vec<R> = items.into_iter().map(|a| f(a)).collect();
-        slots
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id, out);
-    });
+    let chunk: Chunk = Box::new(move || call.run(i, || items.into_iter().map(|a| f(a))));
     (id, chunk)
 }
 
-/// Registers chunks, under one lock.
-fn register(made: Vec<(u64, Chunk)>) {
-    chunks().get_or_insert_with(HashMap::new).extend(made);
-}
+/// Where an imap's chunks leave their outcomes, by chunk id.
+type Slots<R> = Arc<Mutex<HashMap<u64, Result<Vec<R>>>>>;
 
-/// Registers one chunk of `f` over `items`; returns its id.
-fn chunk_of<A, R, F>(f: &Arc<F>, items: Vec<A>, slots: &Slots<R>) -> u64
+/// An imap's chunk of `f` over `items`, registered; returns its id.
+fn imap_chunk<A, R, F>(permits: &Arc<Permits>, f: &Arc<F>, items: Vec<A>, slots: &Slots<R>) -> u64
 where
     A: Send + 'static,
     R: Send + 'static,
     F: Fn(A) -> R + Send + Sync + 'static,
 {
-    let (id, chunk) = make_chunk(f, items, slots);
-    register(vec![(id, chunk)]);
+    let (f, s) = (f.clone(), slots.clone());
+    let id = NEXT.fetch_add(1, Ordering::Relaxed);
+    let chunk: Chunk = Box::new(move || {
+        let out = catch_task(|| items.into_iter().map(|a| f(a)).collect::<Vec<R>>());
+        s.lock().unwrap_or_else(|p| p.into_inner()).insert(id, out);
+    });
+    register(permits, vec![(id, chunk)]);
     id
 }
 
@@ -103,6 +354,14 @@ where
 /// its methods take closures (`Fn + Send + Sync`, `apply`: `FnOnce`) and
 /// items and results that need not be serializable. A panicking task fails
 /// that call with its message; the pool goes on.
+///
+/// While `map`, `apply` or [`AsyncResult::get`] waits, the calling thread
+/// runs the call's tasks that no worker has started yet, as one of the
+/// pool's `processes`: never more than `processes` tasks run at once, but a
+/// task may run on the caller's thread (its `current_process()` is then the
+/// caller's). A pool with an `initializer` leaves every task to its
+/// workers, which ran it. So a task may also map on its own pool, even a
+/// pool of one thread (CPython's deadlocks).
 ///
 /// ```
 /// let pool = mp_dummy::ThreadPool::new(Some(2))?;
@@ -126,6 +385,10 @@ where
 #[derive(Debug)]
 pub struct ThreadPool {
     pool: mp_pool::Pool,
+    permits: Arc<Permits>,
+    /// Callers run chunks no worker has started while they wait (not when
+    /// the pool has an initializer: its tasks run where it ran).
+    helps: bool,
 }
 
 /// `multiprocessing.dummy.Pool` is the same thing.
@@ -144,8 +407,12 @@ impl ThreadPool {
     /// A pool with `builder`'s settings (`processes`, `initializer`,
     /// `maxtasksperchild`), on threads.
     pub fn from_builder(builder: PoolBuilder) -> Result<ThreadPool> {
+        let helps = !builder.has_initializer();
+        let pool = builder.context(ThreadContext).build()?;
         Ok(ThreadPool {
-            pool: builder.context(ThreadContext).build()?,
+            permits: Permits::new(pool.processes()),
+            pool,
+            helps,
         })
     }
 
@@ -159,7 +426,7 @@ impl ThreadPool {
         self.pool.processes()
     }
 
-    /// Calls `f(args)` on a worker thread and waits (Python's `apply`).
+    /// Calls `f(args)` in the pool and waits (Python's `apply`).
     pub fn apply<A, R, F>(&self, f: F, args: A) -> Result<R>
     where
         A: Send + 'static,
@@ -169,27 +436,45 @@ impl ThreadPool {
         self.apply_async(f, args).get()
     }
 
-    /// Calls `f(args)` on a worker thread (Python's `apply_async`).
+    /// Calls `f(args)` in the pool (Python's `apply_async`).
     pub fn apply_async<A, R, F>(&self, f: F, args: A) -> AsyncResult<R>
     where
         A: Send + 'static,
         R: Send + 'static,
         F: FnOnce(A) -> R + Send + 'static,
     {
-        let slots: Slots<R> = Arc::default();
-        let s = slots.clone();
+        let call = Call::new(1, 1);
+        let c = call.clone();
         let id = NEXT.fetch_add(1, Ordering::Relaxed);
-        let chunk: Chunk = Box::new(move || {
-            let r = f(args);
-            s.lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(id, vec![r]);
-        });
-        chunks().get_or_insert_with(HashMap::new).insert(id, chunk);
+        let chunk: Chunk = Box::new(move || c.run(0, || std::iter::once_with(|| f(args))));
+        register(&self.permits, vec![(id, chunk)]);
+        self.start(vec![id], 1, call, |mut v| v.pop().ok_or(Error::Terminated))
+    }
+
+    /// Hands the chunks `ids` of `call` to the pool, `batch` per task.
+    fn start<R, T>(
+        &self,
+        ids: Vec<u64>,
+        batch: usize,
+        call: Arc<Call<R>>,
+        finish: fn(Vec<R>) -> Result<T>,
+    ) -> AsyncResult<T>
+    where
+        R: Send + 'static,
+        T: 'static,
+    {
+        let c = call.clone();
+        let tasks = self
+            .pool
+            .map_async_chunked(run_chunk, ids.iter().rev().copied(), batch)
+            .on_error(move |e| c.fail(e));
+        let permits = self.helps.then(|| self.permits.clone());
         AsyncResult {
-            inner: Some(self.pool.map_async_chunked(run_chunk, [id], 1)),
-            ids: vec![id],
-            finish: Box::new(move || take(&slots, id)?.pop().ok_or(Error::Terminated)),
+            _tasks: tasks,
+            ids,
+            permits,
+            settled: call.clone(),
+            finish: Box::new(move || finish(call.take()?)),
         }
     }
 
@@ -270,24 +555,25 @@ impl ThreadPool {
         R: Send + 'static,
         F: Fn(A) -> R + Send + Sync + 'static,
     {
-        let slots: Slots<R> = Arc::default();
         let per = chunksize.unwrap_or_else(|| n.div_ceil(self.processes() * 4).max(1));
         if per == 0 {
-            return AsyncResult {
-                inner: Some(self.pool.map_async_chunked(run_chunk, Vec::new(), 0)),
-                ids: Vec::new(),
-                finish: Box::new(|| Err(Error::Terminated)),
-            };
+            // The pool's own answer to a chunk size of 0 (an error, at once).
+            return self.start(Vec::new(), 0, Call::new(0, 0), Ok);
         }
-        let f = Arc::new(f);
-        let mut made = Vec::new();
+        let mut parts = Vec::new();
         let mut items = items.peekable();
         while items.peek().is_some() {
-            let chunk: Vec<A> = items.by_ref().take(per).collect();
-            made.push(make_chunk(&f, chunk, &slots));
+            parts.push(items.by_ref().take(per).collect::<Vec<A>>());
         }
+        let total = parts.iter().map(Vec::len).sum();
+        let (f, call) = (Arc::new(f), Call::new(parts.len(), total));
+        let made: Vec<(u64, Chunk)> = parts
+            .into_iter()
+            .enumerate()
+            .map(|(i, part)| make_chunk(&f, part, &call, i))
+            .collect();
         let ids: Vec<u64> = made.iter().map(|(id, _)| *id).collect();
-        register(made);
+        register(&self.permits, made);
         // With the default chunk size (four chunks per worker), the pool
         // sends them two at a time: half the round trips, and a worker that
         // is slow still leaves half its share to the others. A chunk size
@@ -296,19 +582,7 @@ impl ThreadPool {
             None => ids.len().div_ceil(2 * self.processes()).max(1),
             Some(_) => 1,
         };
-        let order = ids.clone();
-        AsyncResult {
-            inner: Some(self.pool.map_async_chunked(run_chunk, ids.clone(), batch)),
-            ids,
-            finish: Box::new(move || {
-                let mut done = slots.lock().unwrap_or_else(|p| p.into_inner());
-                let mut out = Vec::with_capacity(n);
-                for id in &order {
-                    out.extend(done.remove(id).ok_or(Error::Terminated)?);
-                }
-                Ok(out)
-            }),
-        }
+        self.start(ids, batch, call, Ok)
     }
 
     /// `f` on every item, as an iterator of results in input order (Python's
@@ -369,7 +643,7 @@ impl ThreadPool {
         I::IntoIter: Send + 'static,
     {
         let slots: Slots<R> = Arc::default();
-        let f = Arc::new(f);
+        let (f, permits) = (Arc::new(f), self.permits.clone());
         let per = chunksize.max(1);
         let mut items = items.into_iter();
         let (s, issued) = (slots.clone(), Arc::new(Mutex::new(HashSet::new())));
@@ -379,7 +653,7 @@ impl ThreadPool {
             if chunk.is_empty() {
                 return None;
             }
-            let id = chunk_of(&f, chunk, &s);
+            let id = imap_chunk(&permits, &f, chunk, &s);
             record.lock().unwrap_or_else(|p| p.into_inner()).insert(id);
             Some(id)
         });
@@ -417,11 +691,39 @@ impl ThreadPool {
 
 /// The pending result of [`ThreadPool::apply_async`] (a value) or
 /// [`ThreadPool::map_async`] (the values in order).
+///
+/// [`get`](Self::get) does not only wait: while no worker has started some
+/// of the call's chunks, the calling thread runs them itself, as one of the
+/// pool's `processes` (no more than that many chunks run at once, whichever
+/// threads run them). A small `map` then costs about what a plain loop
+/// would, instead of two thread wake-ups. A pool with an `initializer`
+/// leaves every chunk to its workers, which ran it.
 pub struct AsyncResult<T> {
-    inner: Option<mp_pool::AsyncResult<Vec<u64>>>,
+    /// The pool's side of the call (its errors reach `settled`).
+    _tasks: mp_pool::AsyncResult<Vec<u64>>,
+    /// The call's chunks, in order.
     ids: Vec<u64>,
+    /// The pool's permits, if callers help it.
+    permits: Option<Arc<Permits>>,
+    settled: Arc<dyn Settled>,
     /// Reads the results the chunks left.
     finish: Box<dyn Fn() -> Result<T> + Send + Sync>,
+}
+
+/// A call that ends: waiting for it, without its result's type.
+trait Settled: Send + Sync {
+    fn is_settled(&self) -> bool;
+    fn wait_until(&self, deadline: Option<Instant>) -> bool;
+}
+
+impl<R: Send> Settled for Call<R> {
+    fn is_settled(&self) -> bool {
+        Call::is_settled(self)
+    }
+
+    fn wait_until(&self, deadline: Option<Instant>) -> bool {
+        Call::wait_until(self, deadline)
+    }
 }
 
 impl<T> std::fmt::Debug for AsyncResult<T> {
@@ -437,30 +739,49 @@ impl<T> Drop for AsyncResult<T> {
 }
 
 impl<T> AsyncResult<T> {
-    fn inner(&self) -> &mp_pool::AsyncResult<Vec<u64>> {
-        self.inner.as_ref().expect("present until get")
-    }
-
     /// Whether it is done.
     pub fn ready(&self) -> bool {
-        self.inner().ready()
+        self.settled.is_settled()
     }
 
     /// Waits at most `timeout` (`None`: forever); whether it is done.
     pub fn wait(&self, timeout: Option<Duration>) -> bool {
-        self.inner().wait(timeout)
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        self.settled.wait_until(deadline)
     }
 
-    /// Waits for the result.
-    pub fn get(mut self) -> Result<T> {
-        self.inner.take().expect("present until get").get()?;
+    /// Waits for the result, running the chunks no worker has started yet.
+    pub fn get(self) -> Result<T> {
+        self.help();
+        self.settled.wait_until(None);
         (self.finish)()
+    }
+
+    /// Runs the call's chunks that nobody has taken, from the front (the
+    /// workers take them from the back), if a permit is free.
+    fn help(&self) {
+        let Some(permits) = &self.permits else {
+            return;
+        };
+        let Some(_permit) = permits.try_hold() else {
+            return;
+        };
+        for &id in &self.ids {
+            if self.settled.is_settled() {
+                return;
+            }
+            if let Some(chunk) = take_chunk(id) {
+                chunk();
+            }
+        }
     }
 
     /// Waits at most `timeout` ([`Error::Timeout`] then, and it may be
     /// asked again); the result can be taken once.
     pub fn get_timeout(&self, timeout: Duration) -> Result<T> {
-        self.inner().get_timeout(timeout)?;
+        if !self.wait(Some(timeout)) {
+            return Err(Error::Timeout);
+        }
         (self.finish)()
     }
 }
@@ -503,7 +824,12 @@ impl<R: Send + 'static> Iterator for IMap<R> {
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
                         .remove(&id);
-                    match take(&self.slots, id) {
+                    let outcome = self
+                        .slots
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&id);
+                    match outcome.unwrap_or(Err(Error::Terminated)) {
                         Ok(v) => self.ready.extend(v),
                         Err(e) => return Some(Err(e)),
                     }

@@ -6,6 +6,8 @@
 pub mod conformance;
 mod core;
 mod error;
+#[doc(hidden)]
+pub mod in_process;
 mod pool;
 mod records;
 mod result;

@@ -95,6 +95,13 @@ impl PoolBuilder {
         self
     }
 
+    /// Whether [`initializer`](Self::initializer) was given (mp-dummy's
+    /// callers then leave every task to the workers, which ran it).
+    #[doc(hidden)]
+    pub fn has_initializer(&self) -> bool {
+        self.initializer.is_some()
+    }
+
     /// Replaces each worker after it has run `n` tasks (Python's `maxtasksperchild`).
     pub fn maxtasksperchild(mut self, n: usize) -> PoolBuilder {
         self.maxtasks = Some(n);

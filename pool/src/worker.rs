@@ -166,19 +166,34 @@ fn quiet_task_panics() {
     });
 }
 
-/// Marks this thread as running tasks while it lives.
-struct InTasks;
+/// Marks this thread as running tasks while it lives (then restores what
+/// it was).
+struct InTasks(bool);
 
 impl InTasks {
     fn enter() -> InTasks {
-        IN_TASKS.with(|t| t.set(true));
-        InTasks
+        InTasks(IN_TASKS.with(|t| t.replace(true)))
     }
 }
 
 impl Drop for InTasks {
     fn drop(&mut self) {
-        IN_TASKS.with(|t| t.set(false));
+        IN_TASKS.with(|t| t.set(self.0));
+    }
+}
+
+/// Runs `f` as a worker runs a task's function, on this thread: a panic is
+/// caught, not printed, and becomes [`Error::Panicked`] with its message;
+/// `mp_proc::exit` inside `f` goes on unwinding.
+pub(crate) fn catch_task<R>(f: impl FnOnce() -> R) -> crate::Result<R> {
+    quiet_task_panics();
+    let _in_tasks = InTasks::enter();
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(v) => Ok(v),
+        Err(payload) if mp_proc::is_exit_request(&*payload) => std::panic::resume_unwind(payload),
+        Err(payload) => Err(crate::Error::Panicked {
+            message: mp_proc::panic_message(&*payload),
+        }),
     }
 }
 

@@ -104,3 +104,80 @@ fn the_initializer_gets_thread_handles_and_fn_tasks_work_too() {
     pool.terminate();
     pool.join().unwrap();
 }
+
+/// While a caller waits in `get` (`map`, `apply`), it runs the chunks no
+/// worker has started, as one of the pool's threads: never more than
+/// `processes` tasks run at once, whichever threads run them.
+#[test]
+fn callers_that_help_never_run_more_than_processes_tasks_at_once() {
+    let _g = guard();
+    for n in [1, 2] {
+        let pool = ThreadPool::new(Some(n)).unwrap();
+        let running = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let (r, m) = (running.clone(), most.clone());
+        let task = move |x: u64| {
+            let now = r.fetch_add(1, Ordering::SeqCst) + 1;
+            m.fetch_max(now, Ordering::SeqCst);
+            // Some work, so that tasks on different threads would overlap.
+            let y = (0..2_000u64).fold(x, |a, b| std::hint::black_box(a ^ b));
+            r.fetch_sub(1, Ordering::SeqCst);
+            y
+        };
+        for _ in 0..20 {
+            assert_eq!(pool.map_chunked(task.clone(), 0..64, 4).unwrap().len(), 64);
+        }
+        let most = most.load(Ordering::SeqCst);
+        assert!(
+            (1..=n).contains(&most),
+            "{most} tasks at once in a pool of {n}"
+        );
+    }
+}
+
+/// A task may map on its own pool, even a pool of one thread that is busy
+/// running it (CPython's `ThreadPool(1)` deadlocks here): the task runs the
+/// inner map's chunks itself, under the place in the pool it has.
+#[test]
+fn a_task_may_map_on_its_own_pool() {
+    let _g = guard();
+    let pool = Arc::new(ThreadPool::new(Some(1)).unwrap());
+    let p = pool.clone();
+    let inner = pool
+        .apply(move |k: u64| p.map(move |x: u64| x * k, 0..10).unwrap(), 3)
+        .unwrap();
+    assert_eq!(inner, (0..10).map(|x| x * 3).collect::<Vec<_>>());
+    // And from a worker thread: the outer task waits behind another one.
+    let p = pool.clone();
+    let busy = pool.apply_async(|_: ()| 1u64, ());
+    let outer = pool.apply_async(move |_: ()| p.map(|x: u64| x + 1, 0..5).unwrap(), ());
+    assert_eq!(busy.get().unwrap(), 1);
+    assert_eq!(outer.get().unwrap(), [1, 2, 3, 4, 5]);
+}
+
+thread_local! {
+    static INITIALIZED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+fn mark(_: ()) {
+    INITIALIZED.with(|i| i.set(true));
+}
+
+/// A pool with an initializer runs every task on its workers (which ran
+/// the initializer), never on a caller that waits.
+#[test]
+fn with_an_initializer_every_task_runs_on_an_initialized_worker() {
+    let _g = guard();
+    let pool =
+        ThreadPool::from_builder(mp_pool::Pool::builder().processes(2).initializer(mark, ()))
+            .unwrap();
+    let seen = pool
+        .map(|_: u32| INITIALIZED.with(|i| i.get()), 0..1000)
+        .unwrap();
+    assert!(seen.iter().all(|&s| s));
+    assert!(
+        pool.apply(|_: ()| INITIALIZED.with(|i| i.get()), ())
+            .unwrap()
+    );
+    assert!(!INITIALIZED.with(|i| i.get()));
+}
