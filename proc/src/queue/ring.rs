@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::sync::shared::{RawLock, Shared, spin_until};
-use crate::sys::sync::{OBJECT, futex_wait, futex_wake, word, word64};
+use crate::sys::sync::{OBJECT, announce, anyone_waiting, futex_wait, futex_wake, word, word64};
 
 // Control page layout.
 const PRODUCERS: usize = 0;
@@ -251,7 +251,7 @@ impl Ring {
             }
             // Wait for a get, with the lock released.
             let seen = self.w(POPPED).load(Ordering::Acquire);
-            self.w(PRODUCERS_WAITING).fetch_add(1, Ordering::AcqRel);
+            announce(self.w(PRODUCERS_WAITING));
             let _ = self.producers.unlock();
             let in_time = self.w(POPPED).load(Ordering::Acquire) != seen
                 || self.is_closed()
@@ -262,7 +262,7 @@ impl Ring {
             }
         };
         let _ = self.producers.unlock();
-        if result.is_ok() && self.w(CONSUMERS_WAITING).load(Ordering::Acquire) > 0 {
+        if result.is_ok() && anyone_waiting(self.w(CONSUMERS_WAITING)) {
             futex_wake(self.w(PUSHED), 1);
         }
         result
@@ -306,7 +306,7 @@ impl Ring {
                 self.advance(Side::Consumers, new_head, popped);
                 self.punch_consumed(new_head, capacity);
                 let _ = self.consumers.unlock();
-                if self.w(PRODUCERS_WAITING).load(Ordering::Acquire) > 0 {
+                if anyone_waiting(self.w(PRODUCERS_WAITING)) {
                     futex_wake(self.w(POPPED), 1);
                 }
                 return Ok(out);
@@ -329,7 +329,7 @@ impl Ring {
                 continue;
             }
             let seen = self.w(PUSHED).load(Ordering::Acquire);
-            self.w(CONSUMERS_WAITING).fetch_add(1, Ordering::AcqRel);
+            announce(self.w(CONSUMERS_WAITING));
             let _ = self.consumers.unlock();
             let in_time = self.w64(TAIL).load(Ordering::Acquire) != head
                 || self.is_closed()
@@ -402,7 +402,7 @@ impl Ring {
                 Err(now) => cur = now,
             }
         }
-        if cur == 1 && self.w(JOINERS_WAITING).load(Ordering::Acquire) > 0 {
+        if cur == 1 && anyone_waiting(self.w(JOINERS_WAITING)) {
             futex_wake(u, i32::MAX);
         }
         Ok(())
@@ -416,7 +416,7 @@ impl Ring {
             if cur == 0 {
                 return Ok(true);
             }
-            self.w(JOINERS_WAITING).fetch_add(1, Ordering::AcqRel);
+            announce(self.w(JOINERS_WAITING));
             let in_time = futex_wait(u, cur, deadline);
             self.w(JOINERS_WAITING).fetch_sub(1, Ordering::AcqRel);
             if !in_time {

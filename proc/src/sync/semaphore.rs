@@ -8,7 +8,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::shared::{Shared, deadline, spin_until};
 use crate::error::{Error, Result};
-use crate::sys::sync::{futex_wait, futex_wake, word};
+use crate::sys::sync::{announce, anyone_waiting, futex_wait, futex_wake, word};
 
 const VALUE: usize = 0;
 const BOUND: usize = 4;
@@ -66,7 +66,7 @@ impl Counter {
             {
                 return true;
             }
-            self.waiters().fetch_add(1, Ordering::AcqRel);
+            announce(self.waiters());
             let in_time = futex_wait(self.value(), 0, deadline);
             self.waiters().fetch_sub(1, Ordering::AcqRel);
             if !in_time {
@@ -96,7 +96,7 @@ impl Counter {
                 Err(now) => cur = now,
             }
         }
-        if self.waiters().load(Ordering::Acquire) > 0 {
+        if anyone_waiting(self.waiters()) {
             futex_wake(v, 1);
         }
         Ok(())
@@ -245,7 +245,7 @@ impl Event {
     /// Sets the flag and wakes every waiter.
     pub fn set(&self) {
         self.flag().store(1, Ordering::Release);
-        if word(&self.shared.0, EVENT_WAITERS).load(Ordering::Acquire) > 0 {
+        if anyone_waiting(word(&self.shared.0, EVENT_WAITERS)) {
             futex_wake(self.flag(), i32::MAX);
         }
     }
@@ -270,7 +270,7 @@ impl Event {
             if spin_until(|| self.is_set(), if forever { None } else { deadline }) {
                 return Ok(true);
             }
-            waiters.fetch_add(1, Ordering::AcqRel);
+            announce(waiters);
             let in_time = futex_wait(self.flag(), 0, if forever { None } else { deadline });
             waiters.fetch_sub(1, Ordering::AcqRel);
             if !in_time {

@@ -5,7 +5,7 @@
 //! signal interrupts resumes with the time that is left.
 
 use std::io;
-use std::sync::atomic::AtomicU32;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Instant;
 
 use super::shm::Region;
@@ -228,6 +228,27 @@ pub(crate) fn word(region: &Region, offset: usize) -> &AtomicU32 {
     // SAFETY: in bounds and aligned (checked); shared memory accessed only
     // atomically through this reference, valid as long as `region`.
     unsafe { &*region.at(offset, 4).cast::<AtomicU32>() }
+}
+
+/// A waiter announces itself (one half of the handshake of every futex
+/// user here). The handshake: a waiter counts itself in a `*_WAITING` word,
+/// then reads the state it waits on (before or in [`futex_wait`]); a waker
+/// changes that state, then reads the count, and skips the wake when it is
+/// 0. Each side needs a full fence between its write and its read, or both
+/// reads can see the old values (x86 lets a store sit in the store buffer
+/// past a later load): the waker skips the wake, and the waiter sleeps on a
+/// state that has already changed, for ever. (An `Event` ping-pong between
+/// two processes hung this way after some million rounds.)
+pub(crate) fn announce(waiters: &AtomicU32) {
+    waiters.fetch_add(1, Ordering::SeqCst);
+    std::sync::atomic::fence(Ordering::SeqCst);
+}
+
+/// The waker's half of the handshake (see [`announce`]): called after the
+/// state changed; whether anyone may be waiting, to wake.
+pub(crate) fn anyone_waiting(waiters: &AtomicU32) -> bool {
+    std::sync::atomic::fence(Ordering::SeqCst);
+    waiters.load(Ordering::SeqCst) > 0
 }
 
 /// Sleeps while `*word == expected`, until woken or `deadline`. Returns false
