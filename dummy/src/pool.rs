@@ -9,8 +9,8 @@
 //! leaves the results where the caller reads them.
 //!
 //! A caller waiting in `get` (`map`, `apply`) does not only wait: it takes
-//! the chunks of its call that no worker has started, from the front, while
-//! the workers take them from the back (task inlining, as .NET's `Wait` and
+//! the chunks of its call that no worker has started, in order, as the
+//! workers do (task inlining, as .NET's `Wait` and
 //! Java's `ForkJoinTask.join` do). The pool's `processes` permits bound how
 //! many chunks run at once, whoever runs them, so a `ThreadPool(1)` still
 //! runs one task at a time. A small `map` then costs about a loop on the
@@ -171,10 +171,10 @@ impl Permits {
 /// or the first failure (a chunk's panic, or the pool's: terminated, not
 /// running).
 ///
-/// The results of the chunks from the front go straight into the output,
-/// as they are computed (callers that help run chunks from the front, the
-/// workers from the back): a chunk done out of order waits in `parts` and
-/// joins the output when the front reaches it.
+/// The results of the chunk at the front go straight into the output, as
+/// they are computed (chunks are taken in order, so the front is mostly
+/// being computed); a chunk done out of order waits in `parts` and joins the
+/// output when the front reaches it.
 struct Call<R> {
     progress: Mutex<Progress<R>>,
     settled: Condvar,
@@ -466,7 +466,7 @@ impl ThreadPool {
         let c = call.clone();
         let tasks = self
             .pool
-            .map_async_chunked(run_chunk, ids.iter().rev().copied(), batch)
+            .map_async_chunked(run_chunk, ids.clone(), batch)
             .on_error(move |e| c.fail(e));
         let permits = self.helps.then(|| self.permits.clone());
         AsyncResult {
@@ -757,8 +757,8 @@ impl<T> AsyncResult<T> {
         (self.finish)()
     }
 
-    /// Runs the call's chunks that nobody has taken, from the front (the
-    /// workers take them from the back), if a permit is free.
+    /// Runs the call's chunks that nobody has taken, in order, if a permit
+    /// is free.
     fn help(&self) {
         let Some(permits) = &self.permits else {
             return;

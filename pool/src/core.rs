@@ -783,7 +783,7 @@ impl Scheduler {
                 .iter()
                 .map(|&i| self.workers[i].conn.as_fd())
                 .collect();
-            let (ready, writable) = spin_then_wait(&fds, &out);
+            let (ready, writable) = spin_then_wait(&fds, &out, !self.setup.threads);
             drop((out, fds));
             for k in writable {
                 self.workers[pending[k]].flush();
@@ -1026,7 +1026,10 @@ fn exit_code(p: &mut dyn ProcessLike) -> i32 {
 /// How long the scheduler polls before it sleeps: on these machines a sleep
 /// and a wake-up across CPUs cost ~20 µs per hop (mp-proc's connections spin
 /// as long). (A waiting caller does not spin: it would take CPU from the
-/// workers; measured, a thread pool's `map` lost a quarter of its speed.)
+/// workers; measured, a thread pool's `map` lost a quarter of its speed. A
+/// pool of threads does not spin at all, neither its scheduler nor its
+/// workers: its callers run tasks themselves while they wait (mp-dummy), and
+/// beside a polling thread they ran at half speed in a third of the calls.)
 const SPIN: Duration = Duration::from_micros(30);
 
 /// Whether this process may run on several CPUs (spinning on one CPU only
@@ -1041,8 +1044,9 @@ fn several_cpus() -> bool {
 fn spin_then_wait(
     fds: &[std::os::fd::BorrowedFd<'_>],
     out: &[std::os::fd::BorrowedFd<'_>],
+    spin: bool,
 ) -> (Vec<usize>, Vec<usize>) {
-    if several_cpus() {
+    if spin && several_cpus() {
         let end = Instant::now() + SPIN;
         loop {
             let (r, w) = mp_proc::connection::wait_fds_rw(fds, out, Some(Duration::ZERO))

@@ -230,6 +230,12 @@ pub(crate) fn worker_main(args: WorkerArgs) {
     }
     let mut completed = 0usize;
     'serve: loop {
+        if args.thread {
+            // A thread worker sleeps at once: polling would take the CPU
+            // from the threads of this process that run tasks (a caller
+            // that helps, mp-dummy), which cost twice as long beside it.
+            let _ = mp_proc::connection::wait(&[&conn], None);
+        }
         match conn.recv::<ToWorker>() {
             Ok(ToWorker::Tasks(tasks)) => {
                 let mut done = Vec::with_capacity(tasks.len());
