@@ -69,7 +69,7 @@ fn run_chunk(id: u64) -> u64 {
         .and_then(|m| m.get(&id))
         .map(|e| e.permits.clone());
     if let Some(permits) = permits {
-        let _permit = permits.hold();
+        let _permit = permits.acquire(true);
         if let Some(chunk) = take_chunk(id) {
             chunk();
         }
@@ -133,37 +133,23 @@ impl Permits {
         HELD.with(|h| h.borrow().contains(&self.id))
     }
 
-    fn granted(&self) -> Permit<'_> {
-        HELD.with(|h| h.borrow_mut().push(self.id));
-        Permit(Some(self))
-    }
-
-    /// A permit, waiting for one if none is free.
-    fn hold(&self) -> Permit<'_> {
-        if self.held() {
-            return Permit(None);
-        }
-        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
-        while *free == 0 {
-            free = self.freed.wait(free).unwrap_or_else(|e| e.into_inner());
-        }
-        *free -= 1;
-        drop(free);
-        self.granted()
-    }
-
-    /// A permit if one is free now.
-    fn try_hold(&self) -> Option<Permit<'_>> {
+    /// A permit: the one this thread holds, else a free one, waiting for
+    /// it if `wait` (else `None` when none is free).
+    fn acquire(&self, wait: bool) -> Option<Permit<'_>> {
         if self.held() {
             return Some(Permit(None));
         }
         let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
-        if *free == 0 {
-            return None;
+        while *free == 0 {
+            if !wait {
+                return None;
+            }
+            free = self.freed.wait(free).unwrap_or_else(|e| e.into_inner());
         }
         *free -= 1;
         drop(free);
-        Some(self.granted())
+        HELD.with(|h| h.borrow_mut().push(self.id));
+        Some(Permit(Some(self)))
     }
 }
 
@@ -763,7 +749,7 @@ impl<T> AsyncResult<T> {
         let Some(permits) = &self.permits else {
             return;
         };
-        let Some(_permit) = permits.try_hold() else {
+        let Some(_permit) = permits.acquire(false) else {
             return;
         };
         for &id in &self.ids {
