@@ -8,15 +8,15 @@
 //! the chunk (the closure and its items, never encoded), runs it, and
 //! leaves the results where the caller reads them.
 //!
-//! A caller waiting in `get` (`map`, `apply`) does not only wait: it takes
+//! A caller waiting in `get` (`map`, `apply`) does not only wait: it runs
 //! the chunks of its call that no worker has started, in order, as the
-//! workers do (task inlining, as .NET's `Wait` and
-//! Java's `ForkJoinTask.join` do). The pool's `processes` permits bound how
-//! many chunks run at once, whoever runs them, so a `ThreadPool(1)` still
-//! runs one task at a time. A small `map` then costs about a loop on the
-//! caller instead of four thread wake-ups (caller to scheduler to worker
-//! to scheduler to caller), and the front chunks' results go straight into the
-//! output `Vec`.
+//! workers take them (task inlining, as in .NET's `Task.Wait` and Java's
+//! `ForkJoinTask.join`). The pool's `processes` permits bound how many
+//! chunks run at once, whoever runs them, so a `ThreadPool(1)` still runs
+//! one task at a time. A small `map` then costs about a loop on the caller
+//! instead of four thread wake-ups (caller to scheduler to worker to
+//! scheduler to caller), and the chunk at the front writes its results
+//! straight into the output `Vec`.
 
 use std::any::{Any, TypeId};
 use std::cell::RefCell;
@@ -759,8 +759,8 @@ impl ThreadPool {
 /// of the call's chunks, the calling thread runs them itself, as one of the
 /// pool's `processes` (no more than that many chunks run at once, whichever
 /// threads run them). A small `map` then costs about what a plain loop
-/// would, instead of two thread wake-ups. A pool with an `initializer`
-/// leaves every chunk to its workers, which ran it.
+/// would, instead of a round of thread wake-ups. A pool with an
+/// `initializer` leaves every chunk to its workers, which ran it.
 pub struct AsyncResult<T> {
     /// The pool's side of the call (its errors reach `settled`).
     _tasks: mp_pool::AsyncResult<Vec<u64>>,
