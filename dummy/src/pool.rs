@@ -247,8 +247,12 @@ impl<R> Progress<R> {
     }
 
     /// Chunk `i` ran and left `v` (`None`: it was the front, and wrote
-    /// its results into `out`).
-    fn done(&mut self, i: usize, v: Option<Vec<R>>) {
+    /// its results into `out`); the buffers of parts that join the output
+    /// go to `spare`.
+    fn done(&mut self, i: usize, v: Option<Vec<R>>, spare: &Spare)
+    where
+        R: Send + 'static,
+    {
         if let Some(slot) = self.parts.get_mut(i) {
             self.left = self.left.saturating_sub(1);
             match v {
@@ -259,8 +263,9 @@ impl<R> Progress<R> {
         // What waited for the front joins the output.
         while let Some(out) = self.out.as_mut() {
             match self.parts.get_mut(self.front).and_then(Option::take) {
-                Some(part) => {
-                    out.extend(part);
+                Some(mut part) => {
+                    out.append(&mut part);
+                    spare.give(part);
                     self.front += 1;
                 }
                 None => break,
@@ -288,15 +293,24 @@ impl<R> Call<R> {
         self.progress.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Runs chunk `i`, whose `results` are computed as a worker runs a task.
-    fn run<I: Iterator<Item = R>>(&self, i: usize, results: impl FnOnce() -> I) {
+    /// Runs chunk `i`, whose `results` are computed as a worker runs a task
+    /// (out of order, into a buffer from `spare`).
+    fn run<I: Iterator<Item = R>>(&self, i: usize, spare: &Spare, results: impl FnOnce() -> I)
+    where
+        R: Send + 'static,
+    {
         let front = {
             let mut p = self.lock();
             if p.front == i { p.out.take() } else { None }
         };
         let outcome = match front {
             Some(mut out) => catch_task(|| out.extend(results())).map(|()| (Some(out), None)),
-            None => catch_task(|| results().collect::<Vec<R>>()).map(|v| (None, Some(v))),
+            None => catch_task(|| {
+                let mut part: Vec<R> = spare.take();
+                part.extend(results());
+                part
+            })
+            .map(|v| (None, Some(v))),
         };
         let mut p = self.lock();
         match outcome {
@@ -304,7 +318,7 @@ impl<R> Call<R> {
                 if out.is_some() {
                     p.out = out;
                 }
-                p.done(i, part);
+                p.done(i, part, spare);
             }
             Err(e) => {
                 p.failed.get_or_insert(e);
@@ -378,7 +392,7 @@ where
     let (f, call, spare) = (f.clone(), call.clone(), spare.clone());
     let id = NEXT.fetch_add(1, Ordering::Relaxed);
     let chunk: Chunk = Box::new(move || {
-        call.run(i, || items.drain(..).map(|a| f(a)));
+        call.run(i, &spare, || items.drain(..).map(|a| f(a)));
         spare.give(items);
     });
     (id, chunk)
@@ -507,7 +521,8 @@ impl ThreadPool {
         let call = Call::new(1, 1);
         let c = call.clone();
         let id = NEXT.fetch_add(1, Ordering::Relaxed);
-        let chunk: Chunk = Box::new(move || c.run(0, || std::iter::once_with(|| f(args))));
+        let spare = self.spare.clone();
+        let chunk: Chunk = Box::new(move || c.run(0, &spare, || std::iter::once_with(|| f(args))));
         register(&self.permits, vec![(id, chunk)]);
         self.start(vec![id], 1, call, |mut v| v.pop().ok_or(Error::Terminated))
     }
