@@ -181,3 +181,30 @@ fn with_an_initializer_every_task_runs_on_an_initialized_worker() {
     );
     assert!(!INITIALIZED.with(|i| i.get()));
 }
+
+/// Chunks that finish out of order (the first one waits for the last) still
+/// give the results in input order.
+#[test]
+fn chunks_that_finish_out_of_order_give_results_in_order() {
+    let _g = guard();
+    let pool = ThreadPool::new(Some(2)).unwrap();
+    for _ in 0..10 {
+        let last_done = mp_dummy::Event::new().unwrap();
+        let e = last_done.clone();
+        let out = pool
+            .map_chunked(
+                move |x: u64| {
+                    match x {
+                        0 => assert!(e.wait(None).unwrap()),
+                        31 => e.set(),
+                        _ => {}
+                    }
+                    x * 10
+                },
+                0..32,
+                4,
+            )
+            .unwrap();
+        assert_eq!(out, (0..32).map(|x| x * 10).collect::<Vec<_>>());
+    }
+}
