@@ -29,6 +29,7 @@ use mp_pool::in_process::{Waiting, catch_task};
 use mp_pool::{Error, PoolBuilder, Result};
 
 use crate::ThreadContext;
+use crate::sync::{lock, wait_until};
 
 /// A chunk of work: runs its items and leaves their outcome with its call.
 type Chunk = Box<dyn FnOnce() + Send>;
@@ -44,7 +45,7 @@ static CHUNKS: Mutex<Option<HashMap<u64, Entry>>> = Mutex::new(None);
 static NEXT: AtomicU64 = AtomicU64::new(1);
 
 fn chunks() -> MutexGuard<'static, Option<HashMap<u64, Entry>>> {
-    CHUNKS.lock().unwrap_or_else(|p| p.into_inner())
+    lock(&CHUNKS)
 }
 
 /// Forgets chunks that never ran (their call failed or was dropped).
@@ -115,7 +116,7 @@ impl Drop for Permit<'_> {
                     h.remove(i);
                 }
             });
-            *p.free.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+            *lock(&p.free) += 1;
             p.freed.notify_one();
         }
     }
@@ -140,12 +141,10 @@ impl Permits {
         if self.held() {
             return Some(Permit(None));
         }
-        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
-        while *free == 0 {
-            if !wait {
-                return None;
-            }
-            free = self.freed.wait(free).unwrap_or_else(|e| e.into_inner());
+        let until = if wait { None } else { Some(Instant::now()) };
+        let (mut free, got) = wait_until(&self.freed, lock(&self.free), until, |f| *f > 0);
+        if !got {
+            return None;
         }
         *free -= 1;
         drop(free);
@@ -181,7 +180,7 @@ const SPARE_BYTES: usize = 8 << 20;
 
 impl Spare {
     fn lock(&self) -> MutexGuard<'_, Kept> {
-        self.kept.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.kept)
     }
 
     /// An empty buffer for items of type `A` (a spare one if there is).
@@ -290,7 +289,7 @@ impl<R> Call<R> {
     }
 
     fn lock(&self) -> MutexGuard<'_, Progress<R>> {
-        self.progress.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.progress)
     }
 
     /// Runs chunk `i`, whose `results` are computed as a worker runs a task
@@ -341,25 +340,12 @@ impl<R> Call<R> {
 
     /// Waits until the call is settled or `deadline` passes; whether it is.
     fn wait_until(&self, deadline: Option<Instant>) -> bool {
-        let mut p = self.lock();
+        let p = self.lock();
         if p.settled() {
             return true;
         }
         let _waiting = Waiting::new();
-        while !p.settled() {
-            p = match deadline {
-                None => self.settled.wait(p).unwrap_or_else(|e| e.into_inner()),
-                Some(d) => {
-                    let left = d.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        return false;
-                    }
-                    let waited = self.settled.wait_timeout(p, left);
-                    waited.unwrap_or_else(|e| e.into_inner()).0
-                }
-            };
-        }
-        true
+        wait_until(&self.settled, p, deadline, |p| p.settled()).1
     }
 
     /// The results in order, once settled (taken: a second time is
@@ -412,7 +398,7 @@ where
     let id = NEXT.fetch_add(1, Ordering::Relaxed);
     let chunk: Chunk = Box::new(move || {
         let out = catch_task(|| items.into_iter().map(|a| f(a)).collect::<Vec<R>>());
-        s.lock().unwrap_or_else(|p| p.into_inner()).insert(id, out);
+        lock(&s).insert(id, out);
     });
     register(permits, vec![(id, chunk)]);
     id
@@ -732,7 +718,7 @@ impl ThreadPool {
                 return None;
             }
             let id = imap_chunk(&permits, &f, chunk, &s);
-            record.lock().unwrap_or_else(|p| p.into_inner()).insert(id);
+            lock(&record).insert(id);
             Some(id)
         });
         let inner = if chunksize == 0 {
@@ -883,7 +869,7 @@ impl<R> std::fmt::Debug for IMap<R> {
 
 impl<R> Drop for IMap<R> {
     fn drop(&mut self) {
-        let issued = std::mem::take(&mut *self.issued.lock().unwrap_or_else(|p| p.into_inner()));
+        let issued = std::mem::take(&mut *lock(&self.issued));
         forget(issued);
     }
 }
@@ -898,15 +884,8 @@ impl<R: Send + 'static> Iterator for IMap<R> {
             }
             match self.inner.next()? {
                 Ok(id) => {
-                    self.issued
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .remove(&id);
-                    let outcome = self
-                        .slots
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .remove(&id);
+                    lock(&self.issued).remove(&id);
+                    let outcome = lock(&self.slots).remove(&id);
                     match outcome.unwrap_or(Err(Error::Terminated)) {
                         Ok(v) => self.ready.extend(v),
                         Err(e) => return Some(Err(e)),
