@@ -4,7 +4,8 @@
 //! that dies, failing exactly the tasks it held.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::io::{PipeReader, PipeWriter, Read, Write};
+use std::fs::File;
+use std::io::{Read, Write};
 use std::os::fd::AsFd;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -209,7 +210,8 @@ pub(crate) struct Shared {
     state: Mutex<State>,
     /// Signalled whenever results arrive or the state changes.
     pub(crate) changed: Condvar,
-    wake: Mutex<PipeWriter>,
+    /// The scheduler's wake-up (an eventfd, see [`crate::sys::wake_fd`]).
+    wake: Mutex<File>,
 }
 
 impl Shared {
@@ -223,7 +225,7 @@ impl Shared {
             .wake
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .write(b".");
+            .write(&1u64.to_ne_bytes());
     }
 }
 
@@ -245,10 +247,9 @@ pub(crate) struct Setup {
 
 impl Core {
     pub(crate) fn start(setup: Setup) -> Result<Core> {
-        let (wake_r, wake_w) = std::io::pipe().map_err(|e| mp_proc::Error::Os {
-            op: "pipe",
-            source: e,
-        })?;
+        let os = |op| move |source| mp_proc::Error::Os { op, source };
+        let wake_r = crate::sys::wake_fd().map_err(os("eventfd"))?;
+        let wake_w = wake_r.try_clone().map_err(os("dup"))?;
         let slot = crate::sys::register(std::os::fd::AsRawFd::as_raw_fd(&wake_w.as_fd()));
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
@@ -633,7 +634,7 @@ struct Scheduler {
     shared: Arc<Shared>,
     setup: Setup,
     workers: Vec<Worker>,
-    wake: PipeReader,
+    wake: File,
     /// Its wake-up pipe's slot for the SIGINT handler, given up at its end.
     slot: Option<usize>,
 }
