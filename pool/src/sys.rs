@@ -81,10 +81,11 @@ extern "C" fn on_sigint(_: libc::c_int) {
     for slot in &WAKE_FDS {
         let fd = slot.load(Ordering::Acquire);
         if fd >= 0 {
+            // An eventfd adds the 1 it reads.
+            let one = 1u64.to_ne_bytes();
             // SAFETY: write(2) is async-signal-safe and reads 8 bytes of a
             // local; a stale fd number at worst gets bytes it ignores (pools
-            // unregister before closing). An eventfd adds the 1 it reads.
-            let one = 1u64.to_ne_bytes();
+            // unregister before closing).
             unsafe { libc::write(fd, one.as_ptr().cast(), one.len()) };
         }
     }
