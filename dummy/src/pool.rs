@@ -21,7 +21,7 @@
 use std::any::{Any, TypeId};
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -93,6 +93,9 @@ fn register(permits: &Arc<Permits>, made: Vec<(u64, Chunk)>) {
 #[derive(Debug)]
 struct Permits {
     id: u64,
+    /// Whether this process may run on more than one CPU (else a caller
+    /// does not spin, see [`AsyncResult::spin`]).
+    several_cpus: bool,
     free: Mutex<usize>,
     freed: Condvar,
 }
@@ -126,6 +129,7 @@ impl Permits {
     fn new(n: usize) -> Arc<Permits> {
         Arc::new(Permits {
             id: NEXT.fetch_add(1, Ordering::Relaxed),
+            several_cpus: mp_proc::cpu_count() > 1,
             free: Mutex::new(n),
             freed: Condvar::new(),
         })
@@ -226,6 +230,8 @@ impl Spare {
 struct Call<R> {
     progress: Mutex<Progress<R>>,
     settled: Condvar,
+    /// `progress.settled()`, readable without the lock (set with it held).
+    done: AtomicBool,
 }
 
 struct Progress<R> {
@@ -285,6 +291,7 @@ impl<R> Call<R> {
                 failed: None,
             }),
             settled: Condvar::new(),
+            done: AtomicBool::new(chunks == 0),
         })
     }
 
@@ -324,6 +331,7 @@ impl<R> Call<R> {
             }
         }
         if p.settled() {
+            self.done.store(true, Ordering::Release);
             self.settled.notify_all();
         }
     }
@@ -331,11 +339,12 @@ impl<R> Call<R> {
     /// The pool failed the call.
     fn fail(&self, e: Error) {
         self.lock().failed.get_or_insert(e);
+        self.done.store(true, Ordering::Release);
         self.settled.notify_all();
     }
 
     fn is_settled(&self) -> bool {
-        self.lock().settled()
+        self.done.load(Ordering::Acquire)
     }
 
     /// Waits until the call is settled or `deadline` passes; whether it is.
@@ -383,6 +392,10 @@ where
     });
     (id, chunk)
 }
+
+/// How long a caller that helped watches for its call's end before it
+/// sleeps (see [`AsyncResult::spin`]).
+const SPIN: Duration = Duration::from_micros(20);
 
 /// Where an imap's chunks leave their outcomes, by chunk id.
 type Slots<R> = Arc<Mutex<HashMap<u64, Result<Vec<R>>>>>;
@@ -816,26 +829,51 @@ impl<T> AsyncResult<T> {
 
     /// Waits for the result, running the chunks no worker has started yet.
     pub fn get(self) -> Result<T> {
-        self.help();
+        if self.help() && self.permits.as_ref().is_some_and(|p| p.several_cpus) {
+            self.spin();
+        }
         self.settled.wait_until(None);
         (self.finish)()
     }
 
     /// Runs the call's chunks that nobody has taken, in order, if a permit
-    /// is free.
-    fn help(&self) {
+    /// is free; whether it could.
+    fn help(&self) -> bool {
         let Some(permits) = &self.permits else {
-            return;
+            return false;
         };
         let Some(_permit) = permits.acquire(false) else {
-            return;
+            return false;
         };
         for &id in &self.ids {
             if self.settled.is_settled() {
-                return;
+                return true;
             }
             if let Some(chunk) = take_chunk(id) {
                 chunk();
+            }
+        }
+        true
+    }
+
+    /// After helping: the chunks left are running on workers and mostly end
+    /// within a thread wake-up's time, so the caller watches for the end a
+    /// little while (yielding its CPU often) before it sleeps. In a loop of
+    /// short maps, callers that went to sleep there ran 15% slower on
+    /// average, and some whole processes at two thirds of the speed (the
+    /// kernel's placement of the woken caller, we think).
+    fn spin(&self) {
+        let end = Instant::now() + SPIN;
+        let mut turns = 0u32;
+        while !self.settled.is_settled() {
+            turns = turns.wrapping_add(1);
+            if turns.is_multiple_of(4) {
+                if Instant::now() >= end {
+                    return;
+                }
+                std::thread::yield_now();
+            } else {
+                std::hint::spin_loop();
             }
         }
     }
