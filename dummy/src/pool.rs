@@ -165,11 +165,12 @@ impl Permits {
 /// times slower.) Only buffers of at least [`SPARE_MIN`] bytes are kept,
 /// [`SPARE_COUNT`] of them at most, and [`SPARE_BYTES`] in all.
 ///
-/// A buffer is kept with the thread that last wrote into it, and a thread
-/// takes its own first: memory another CPU wrote last is in that CPU's
-/// cache, and writing it again costs a transfer per cache line. (A caller
-/// that read its input into buffers a worker had filled with results took
-/// ten times as long to read it.)
+/// A buffer is kept with the thread that touched it last (the one that
+/// gives it back), and a thread takes its own first: memory another CPU
+/// touched last is in that CPU's cache, and writing it again costs a
+/// transfer or an invalidation per cache line. (A caller that read its
+/// input into buffers a worker had filled with results took ten times as
+/// long to read it.)
 #[derive(Debug, Default)]
 struct Spare {
     kept: Mutex<Kept>,
@@ -177,17 +178,17 @@ struct Spare {
 
 #[derive(Debug, Default)]
 struct Kept {
-    /// The buffers: their item type, size, last writer ([`writer`]).
+    /// The buffers: their item type, size, last toucher ([`toucher`]).
     bufs: Vec<(TypeId, usize, u64, Box<dyn Any + Send>)>,
     bytes: usize,
 }
 
-/// This thread, as the writer of a spare buffer.
-fn writer() -> u64 {
+/// This thread, as the last toucher of a spare buffer.
+fn toucher() -> u64 {
     thread_local! {
-        static WRITER: u64 = NEXT.fetch_add(1, Ordering::Relaxed);
+        static TOUCHER: u64 = NEXT.fetch_add(1, Ordering::Relaxed);
     }
-    WRITER.with(|w| *w)
+    TOUCHER.with(|w| *w)
 }
 
 /// The smallest buffer worth keeping.
@@ -203,9 +204,9 @@ impl Spare {
     }
 
     /// An empty buffer for items of type `A` (a spare one if there is,
-    /// one this thread wrote last if there is).
+    /// one this thread touched last if there is).
     fn take<A: Send + 'static>(&self) -> Vec<A> {
-        let (ty, me) = (TypeId::of::<A>(), writer());
+        let (ty, me) = (TypeId::of::<A>(), toucher());
         let mut kept = self.lock();
         let found = (kept.bufs.iter())
             .rposition(|(t, _, w, _)| *t == ty && *w == me)
@@ -219,9 +220,9 @@ impl Spare {
         buf.downcast::<Vec<A>>().map(|b| *b).unwrap_or_default()
     }
 
-    /// Keeps `buf`'s memory, last written by thread `wrote` ([`writer`]),
-    /// for a later chunk, if it is worth it and there is room.
-    fn give<A: Send + 'static>(&self, mut buf: Vec<A>, wrote: u64) {
+    /// Keeps `buf`'s memory, last touched by this thread, for a later
+    /// chunk, if it is worth it and there is room.
+    fn give<A: Send + 'static>(&self, mut buf: Vec<A>) {
         buf.clear();
         let bytes = buf.capacity().saturating_mul(std::mem::size_of::<A>());
         if bytes < SPARE_MIN {
@@ -231,7 +232,7 @@ impl Spare {
         if kept.bufs.len() < SPARE_COUNT && kept.bytes.saturating_add(bytes) <= SPARE_BYTES {
             kept.bytes += bytes;
             kept.bufs
-                .push((TypeId::of::<A>(), bytes, wrote, Box::new(buf)));
+                .push((TypeId::of::<A>(), bytes, toucher(), Box::new(buf)));
         }
     }
 }
@@ -256,9 +257,8 @@ struct Progress<R> {
     /// chunk at `front` writes into it).
     out: Option<Vec<R>>,
     front: usize,
-    /// The results of chunks done out of order (and the thread that wrote
-    /// them), by their place.
-    parts: Vec<Option<(Vec<R>, u64)>>,
+    /// The results of chunks done out of order, by their place.
+    parts: Vec<Option<Vec<R>>>,
     /// Chunks not run yet.
     left: usize,
     failed: Option<Error>,
@@ -269,10 +269,10 @@ impl<R> Progress<R> {
         self.left == 0 || self.failed.is_some()
     }
 
-    /// Chunk `i` ran and left `v`, written by thread `v.1` (`None`: it was
-    /// the front, and wrote its results into `out`); the buffers of parts
-    /// that join the output go to `spare`.
-    fn done(&mut self, i: usize, v: Option<(Vec<R>, u64)>, spare: &Spare)
+    /// Chunk `i` ran and left `v` (`None`: it was the front, and wrote
+    /// its results into `out`); the buffers of parts that join the output
+    /// go to `spare`.
+    fn done(&mut self, i: usize, v: Option<Vec<R>>, spare: &Spare)
     where
         R: Send + 'static,
     {
@@ -286,9 +286,9 @@ impl<R> Progress<R> {
         // What waited for the front joins the output.
         while let Some(out) = self.out.as_mut() {
             match self.parts.get_mut(self.front).and_then(Option::take) {
-                Some((mut part, wrote)) => {
+                Some(mut part) => {
                     out.append(&mut part);
-                    spare.give(part, wrote);
+                    spare.give(part);
                     self.front += 1;
                 }
                 None => break,
@@ -332,7 +332,7 @@ impl<R> Call<R> {
             None => catch_task(|| {
                 let mut part: Vec<R> = spare.take();
                 part.extend(results());
-                (part, writer())
+                part
             })
             .map(|v| (None, Some(v))),
         };
@@ -389,8 +389,7 @@ impl<R> Call<R> {
     }
 }
 
-/// Chunk `i` of `call`: `f` on `items` (just written by this thread), whose
-/// buffer goes to `spare` after.
+/// Chunk `i` of `call`: `f` on `items`, whose buffer goes to `spare` after.
 fn make_chunk<A, R, F>(
     f: &Arc<F>,
     mut items: Vec<A>,
@@ -403,11 +402,11 @@ where
     R: Send + 'static,
     F: Fn(A) -> R + Send + Sync + 'static,
 {
-    let (f, call, spare, wrote) = (f.clone(), call.clone(), spare.clone(), writer());
+    let (f, call, spare) = (f.clone(), call.clone(), spare.clone());
     let id = NEXT.fetch_add(1, Ordering::Relaxed);
     let chunk: Chunk = Box::new(move || {
         call.run(i, &spare, || items.drain(..).map(|a| f(a)));
-        spare.give(items, wrote);
+        spare.give(items);
     });
     (id, chunk)
 }
@@ -963,34 +962,34 @@ mod tests {
         let spare = Spare::default();
         assert_eq!(spare.take::<u64>().capacity(), 0);
         // Too small to keep.
-        spare.give(vec![1u64; 8], writer());
+        spare.give(vec![1u64; 8]);
         assert_eq!(spare.take::<u64>().capacity(), 0);
         // Kept, emptied, and only for its own item type.
-        spare.give(vec![7u64; 4096], writer());
+        spare.give(vec![7u64; 4096]);
         assert_eq!(spare.take::<u32>().capacity(), 0);
         let again = spare.take::<u64>();
         assert!(again.is_empty() && again.capacity() >= 4096);
         // At most SPARE_BYTES in all.
         for _ in 0..4 {
-            spare.give(Vec::<u8>::with_capacity(SPARE_BYTES / 2), writer());
+            spare.give(Vec::<u8>::with_capacity(SPARE_BYTES / 2));
         }
         assert_eq!(spare.lock().bufs.len(), 2);
         assert!(spare.lock().bytes <= SPARE_BYTES);
         // And SPARE_COUNT buffers.
         let spare = Spare::default();
         for _ in 0..SPARE_COUNT + 5 {
-            spare.give(Vec::<u8>::with_capacity(SPARE_MIN), writer());
+            spare.give(Vec::<u8>::with_capacity(SPARE_MIN));
         }
         assert_eq!(spare.lock().bufs.len(), SPARE_COUNT);
     }
 
     #[test]
-    fn a_thread_takes_the_spare_buffers_it_wrote_first() {
+    fn a_thread_takes_the_spare_buffers_it_touched_last_first() {
         let spare = Spare::default();
-        let other = std::thread::spawn(writer).join().unwrap();
-        assert_ne!(other, writer());
-        spare.give(Vec::<u64>::with_capacity(8192), writer());
-        spare.give(Vec::<u64>::with_capacity(4096), other);
+        spare.give(Vec::<u64>::with_capacity(8192));
+        std::thread::scope(|s| {
+            s.spawn(|| spare.give(Vec::<u64>::with_capacity(4096)));
+        });
         // Its own, though another's was kept after.
         assert!(spare.take::<u64>().capacity() >= 8192);
         // Then another's rather than none.
