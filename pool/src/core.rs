@@ -210,8 +210,9 @@ pub(crate) struct Shared {
     state: Mutex<State>,
     /// Signalled whenever results arrive or the state changes.
     pub(crate) changed: Condvar,
-    /// The scheduler's wake-up (an eventfd, see [`crate::sys::wake_fd`]).
-    wake: Mutex<File>,
+    /// The scheduler's wake-up (an eventfd, see [`crate::sys::wake_fd`]):
+    /// written by anyone, read by the scheduler, with no lock.
+    wake: File,
 }
 
 impl Shared {
@@ -221,11 +222,7 @@ impl Shared {
 
     /// Wakes the scheduler.
     pub(crate) fn wake(&self) {
-        let _ = self
-            .wake
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .write(&1u64.to_ne_bytes());
+        let _ = (&self.wake).write(&1u64.to_ne_bytes());
     }
 }
 
@@ -247,10 +244,11 @@ pub(crate) struct Setup {
 
 impl Core {
     pub(crate) fn start(setup: Setup) -> Result<Core> {
-        let os = |op| move |source| mp_proc::Error::Os { op, source };
-        let wake_r = crate::sys::wake_fd().map_err(os("eventfd"))?;
-        let wake_w = wake_r.try_clone().map_err(os("dup"))?;
-        let slot = crate::sys::register(std::os::fd::AsRawFd::as_raw_fd(&wake_w.as_fd()));
+        let wake = crate::sys::wake_fd().map_err(|source| mp_proc::Error::Os {
+            op: "eventfd",
+            source,
+        })?;
+        let slot = crate::sys::register(std::os::fd::AsRawFd::as_raw_fd(&wake.as_fd()));
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 run: Run::Running,
@@ -263,14 +261,13 @@ impl Core {
                 end: None,
             }),
             changed: Condvar::new(),
-            wake: Mutex::new(wake_w),
+            wake,
         });
         let processes = setup.processes;
         let mut scheduler = Scheduler {
             shared: shared.clone(),
             setup,
             workers: Vec::new(),
-            wake: wake_r,
             slot,
         };
         // Start the first workers here, so that a pool that cannot start any
@@ -634,8 +631,7 @@ struct Scheduler {
     shared: Arc<Shared>,
     setup: Setup,
     workers: Vec<Worker>,
-    wake: File,
-    /// Its wake-up pipe's slot for the SIGINT handler, given up at its end.
+    /// Its wake-up's slot for the SIGINT handler, given up at its end.
     slot: Option<usize>,
 }
 
@@ -767,7 +763,7 @@ impl Scheduler {
             // shows on its sentinel even if something else (a process its
             // task started) still holds its end of the connection.
             let n = self.workers.len();
-            let mut fds = vec![self.wake.as_fd()];
+            let mut fds = vec![self.shared.wake.as_fd()];
             fds.extend(self.workers.iter().map(|w| w.conn.as_fd()));
             let mut sentinel_of = Vec::new();
             for (i, w) in self.workers.iter().enumerate() {
@@ -791,7 +787,7 @@ impl Scheduler {
             }
             if ready.contains(&0) {
                 let mut buf = [0u8; 256];
-                let _ = self.wake.read(&mut buf);
+                let _ = (&self.shared.wake).read(&mut buf);
             }
             let mut dead = Vec::new();
             for &r in ready.iter().filter(|&&r| r > 0 && r <= n) {
