@@ -93,9 +93,6 @@ fn register(permits: &Arc<Permits>, made: Vec<(u64, Chunk)>) {
 #[derive(Debug)]
 struct Permits {
     id: u64,
-    /// Whether this process may run on more than one CPU (else a caller
-    /// does not spin, see [`AsyncResult::spin`]).
-    several_cpus: bool,
     free: Mutex<usize>,
     freed: Condvar,
 }
@@ -129,7 +126,6 @@ impl Permits {
     fn new(n: usize) -> Arc<Permits> {
         Arc::new(Permits {
             id: NEXT.fetch_add(1, Ordering::Relaxed),
-            several_cpus: mp_proc::cpu_count() > 1,
             free: Mutex::new(n),
             freed: Condvar::new(),
         })
@@ -410,10 +406,6 @@ where
     });
     (id, chunk)
 }
-
-/// How long a caller that helped watches for its call's end before it
-/// sleeps (see [`AsyncResult::spin`]).
-const SPIN: Duration = Duration::from_micros(20);
 
 /// Where an imap's chunks leave their outcomes, by chunk id.
 type Slots<R> = Arc<Mutex<HashMap<u64, Result<Vec<R>>>>>;
@@ -847,8 +839,14 @@ impl<T> AsyncResult<T> {
 
     /// Waits for the result, running the chunks no worker has started yet.
     pub fn get(self) -> Result<T> {
-        if self.help() && self.permits.as_ref().is_some_and(|p| p.several_cpus) {
-            self.spin();
+        // After helping, the chunks left are running on workers and mostly
+        // end within a thread wake-up's time: the caller watches for the
+        // end that long before it sleeps. In a loop of short maps, callers
+        // that went to sleep there ran 15% slower on average, and some
+        // whole processes at two thirds of the speed (the kernel's placement
+        // of the woken caller, we think).
+        if self.help() {
+            mp_proc::spin_until_ready(|| self.settled.is_settled());
         }
         self.settled.wait_until(None);
         (self.finish)()
@@ -872,28 +870,6 @@ impl<T> AsyncResult<T> {
             }
         }
         true
-    }
-
-    /// After helping: the chunks left are running on workers and mostly end
-    /// within a thread wake-up's time, so the caller watches for the end a
-    /// little while (yielding its CPU often) before it sleeps. In a loop of
-    /// short maps, callers that went to sleep there ran 15% slower on
-    /// average, and some whole processes at two thirds of the speed (the
-    /// kernel's placement of the woken caller, we think).
-    fn spin(&self) {
-        let end = Instant::now() + SPIN;
-        let mut turns = 0u32;
-        while !self.settled.is_settled() {
-            turns = turns.wrapping_add(1);
-            if turns.is_multiple_of(4) {
-                if Instant::now() >= end {
-                    return;
-                }
-                std::thread::yield_now();
-            } else {
-                std::hint::spin_loop();
-            }
-        }
     }
 
     /// Waits at most `timeout` ([`Error::Timeout`] then, and it may be
