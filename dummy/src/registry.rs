@@ -11,23 +11,60 @@ use std::sync::{Arc, Mutex};
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// The shared state of every handle ever serialized, by id. An entry lives
-/// until the process ends (the bytes may be decoded any number of times,
-/// any time later); re-serializing the same object reuses its entry.
-static REGISTRY: Mutex<Option<HashMap<u64, Arc<dyn Any + Send + Sync>>>> = Mutex::new(None);
+/// The shared state of every handle ever serialized, by id, and the id of
+/// each, by address. An entry lives until the process ends (the bytes may be
+/// decoded any number of times, any time later); re-serializing the same
+/// object reuses its entry. Ids are random (128 bits), not addresses: the
+/// bytes of a handle neither reveal this process's layout nor let anyone
+/// who saw one handle guess another's.
+struct Registry {
+    by_id: HashMap<u128, Arc<dyn Any + Send + Sync>>,
+    by_addr: HashMap<usize, u128>,
+}
+
+static REGISTRY: Mutex<Option<Registry>> = Mutex::new(None);
+
+fn new_id() -> u128 {
+    let mut b = [0u8; 16];
+    // The OS's random source; were it missing, the ids would still be
+    // unique (the counter), only guessable.
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    if getrandom::fill(&mut b).is_err() {
+        b[..8].copy_from_slice(
+            &COUNTER
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                .to_le_bytes(),
+        );
+    }
+    u128::from_le_bytes(b)
+}
 
 /// Serializes `shared` as `(pid, id)`.
 pub(crate) fn serialize<T: Any + Send + Sync, S: Serializer>(
     shared: &Arc<T>,
     s: S,
 ) -> Result<S::Ok, S::Error> {
-    let id = Arc::as_ptr(shared) as usize as u64;
-    REGISTRY
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get_or_insert_with(HashMap::new)
-        .entry(id)
-        .or_insert_with(|| shared.clone() as Arc<dyn Any + Send + Sync>);
+    let addr = Arc::as_ptr(shared) as usize;
+    let id = {
+        let mut r = REGISTRY.lock().unwrap_or_else(|p| p.into_inner());
+        let r = r.get_or_insert_with(|| Registry {
+            by_id: HashMap::new(),
+            by_addr: HashMap::new(),
+        });
+        match r.by_addr.get(&addr) {
+            Some(id) => *id,
+            None => {
+                let mut id = new_id();
+                while r.by_id.contains_key(&id) {
+                    id = new_id();
+                }
+                r.by_addr.insert(addr, id);
+                r.by_id
+                    .insert(id, shared.clone() as Arc<dyn Any + Send + Sync>);
+                id
+            }
+        }
+    };
     (std::process::id(), id).serialize(s)
 }
 
@@ -35,7 +72,7 @@ pub(crate) fn serialize<T: Any + Send + Sync, S: Serializer>(
 pub(crate) fn deserialize<'de, T: Any + Send + Sync, D: Deserializer<'de>>(
     d: D,
 ) -> Result<Arc<T>, D::Error> {
-    let (pid, id) = <(u32, u64)>::deserialize(d)?;
+    let (pid, id) = <(u32, u128)>::deserialize(d)?;
     if pid != std::process::id() {
         return Err(D::Error::custom(
             "a thread handle (mp-dummy) cannot leave its process",
@@ -45,10 +82,11 @@ pub(crate) fn deserialize<'de, T: Any + Send + Sync, D: Deserializer<'de>>(
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .as_ref()
-        .and_then(|r| r.get(&id).cloned());
+        .and_then(|r| r.by_id.get(&id).cloned());
+    let found = found.ok_or_else(|| D::Error::custom("no such thread handle in this process"))?;
     found
-        .and_then(|a| a.downcast::<T>().ok())
-        .ok_or_else(|| D::Error::custom("no such thread handle in this process"))
+        .downcast::<T>()
+        .map_err(|_| D::Error::custom("a thread handle of another type"))
 }
 
 /// `Clone`, `Debug`, `Serialize` and `Deserialize` for a handle whose

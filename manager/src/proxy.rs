@@ -65,6 +65,12 @@ impl Serialize for Reference {
     /// the manager ends. The authkey goes along only to a child
     /// being started (CPython's rule: `get_spawning_popen()`), never into a
     /// dict or a queue.
+    ///
+    /// The bytes are signed with the manager's key (see
+    /// [`HandleKey`](mp_proc::codec::HandleKey)): a receiver connects only to
+    /// an address that a holder of that key wrote, so bytes from a peer
+    /// without it never make a program answer another server's challenge
+    /// with its key.
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         use serde::ser::Error as _;
         self.link
@@ -72,23 +78,50 @@ impl Serialize for Reference {
             .map_err(S::Error::custom)?;
         let key =
             mp_proc::codec::is_spawning().then(|| serde_bytes::Bytes::new(self.link.authkey()));
-        (self.link.address.to_string(), self.id, key).serialize(s)
+        let address = self.link.address.to_string();
+        let tag = reference_tag(self.link.authkey(), &address, self.id);
+        (address, self.id, key, serde_bytes::Bytes::new(&tag)).serialize(s)
     }
+}
+
+/// What a proxy's bytes are signed as.
+const PROXY: &str = "manager proxy";
+
+/// The tag of a reference to object `id` at `address`, under `authkey`.
+fn reference_tag(authkey: &[u8], address: &str, id: u64) -> [u8; 16] {
+    mp_proc::codec::HandleKey::new(authkey).sign(PROXY, &[address.as_bytes(), &id.to_le_bytes()])
 }
 
 impl<'de> Deserialize<'de> for Reference {
     /// Reconnects (once per process) with the key that came along, or the
     /// one this process reached that manager with, or this process's
     /// authkey; and adopts the reference its sender lent.
+    ///
+    /// The signature is checked before anything else: bytes that no holder
+    /// of the key made are an error, and no connection is made.
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Reference, D::Error> {
         use serde::de::Error as _;
-        let (address, id, key): (String, u64, Option<serde_bytes::ByteBuf>) =
-            Deserialize::deserialize(d)?;
-        let address: Address = address.parse().map_err(D::Error::custom)?;
+        let (text, id, key, tag): (
+            String,
+            u64,
+            Option<serde_bytes::ByteBuf>,
+            serde_bytes::ByteBuf,
+        ) = Deserialize::deserialize(d)?;
+        let address: Address = text.parse().map_err(D::Error::custom)?;
         let key = match key {
             Some(k) => k.into_vec(),
             None => crate::link::known_key(&address),
         };
+        if !mp_proc::codec::HandleKey::new(&key).verify(
+            PROXY,
+            &[text.as_bytes(), &id.to_le_bytes()],
+            &tag,
+        ) {
+            return Err(D::Error::custom(format!(
+                "a proxy to {address} whose signature does not check under the key for that \
+                 address: not made by a holder of the manager's key, or changed; not connecting"
+            )));
+        }
         let link = Link::to(&address, &key).map_err(D::Error::custom)?;
         link.call(&Request::Adopt(id)).map_err(D::Error::custom)?;
         Ok(Reference { link, id })

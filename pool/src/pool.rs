@@ -207,7 +207,7 @@ fn decode_all<R: Payload>(job: &Job, items: usize) -> Result<Vec<R>> {
 
 /// Encodes a task's argument; an argument that holds a handle gets an error
 /// that says how to give handles to workers instead.
-fn encode<A: serde::Serialize>(a: &A) -> ItemResult {
+fn encode<A: serde::Serialize + 'static>(a: &A) -> ItemResult {
     mp_proc::codec::encode(a).map_err(|e| {
         let e = Error::from(e);
         if mp_proc::codec::Packed::pack(a).is_ok() {

@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::Result;
+pub use crate::handle::{HandleKey, type_tag};
 
 /// Encodes `value`.
 ///
@@ -59,26 +60,52 @@ pub fn is_spawning() -> bool {
 /// assert_eq!(q.get()?, 7);
 /// # Ok::<(), mp_proc::Error>(())
 /// ```
+///
+/// A `Packed` is unpacked only as the type it was packed as: another type is
+/// an error, not a value built from bytes made for another type.
+///
+/// ```
+/// let packed = mp_proc::codec::Packed::pack(&7u8)?;
+/// assert!(packed.unpack::<bool>().is_err());
+/// assert_eq!(packed.unpack::<u8>()?, 7);
+/// # Ok::<(), mp_proc::Error>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct Packed {
     bytes: Vec<u8>,
     fds: Vec<Arc<OwnedFd>>,
+    /// The [`type_tag`] of the packed type.
+    ty: u64,
 }
 
 impl Packed {
     /// Encodes `value`, keeping a duplicate of each handle's descriptor.
-    pub fn pack<T: Serialize + ?Sized>(value: &T) -> Result<Packed> {
+    pub fn pack<T: Serialize + ?Sized + 'static>(value: &T) -> Result<Packed> {
         let (bytes, raw) = crate::payload::encode_with_fds(value)?;
         let fds = raw
             .into_iter()
             .map(|fd| crate::sys::fd::dup_at_least(fd, 0).map(Arc::new))
             .collect::<std::io::Result<_>>()
             .map_err(|e| crate::Error::os("dup", e))?;
-        Ok(Packed { bytes, fds })
+        Ok(Packed {
+            bytes,
+            fds,
+            ty: type_tag::<T>(),
+        })
     }
 
-    /// Decodes the value, with fresh duplicates of its descriptors.
-    pub fn unpack<T: DeserializeOwned>(&self) -> Result<T> {
+    /// Decodes the value, with fresh duplicates of its descriptors. `T` must
+    /// be the type it was packed as.
+    pub fn unpack<T: DeserializeOwned + 'static>(&self) -> Result<T> {
+        if self.ty != type_tag::<T>() {
+            return Err(crate::Error::Decode(
+                format!(
+                    "a value packed as another type cannot be unpacked as {}",
+                    std::any::type_name::<T>()
+                )
+                .into(),
+            ));
+        }
         let fds = self.dup_fds()?;
         crate::payload::decode_with_fds(&self.bytes, fds)
     }
@@ -111,17 +138,17 @@ impl Serialize for Packed {
             .iter()
             .map(|fd| crate::payload::push_fd(fd.as_fd(), "packed value"))
             .collect::<std::result::Result<Vec<u32>, S::Error>>()?;
-        (&self.bytes, indices).serialize(s)
+        (&self.bytes, indices, self.ty).serialize(s)
     }
 }
 
 impl<'de> Deserialize<'de> for Packed {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let (bytes, indices) = <(Vec<u8>, Vec<u32>)>::deserialize(d)?;
+        let (bytes, indices, ty) = <(Vec<u8>, Vec<u32>, u64)>::deserialize(d)?;
         let fds = indices
             .into_iter()
             .map(|i| crate::payload::take_fd(i, "packed value").map(Arc::new))
             .collect::<std::result::Result<_, D::Error>>()?;
-        Ok(Packed { bytes, fds })
+        Ok(Packed { bytes, fds, ty })
     }
 }

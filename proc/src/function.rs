@@ -4,9 +4,10 @@
 use std::fmt;
 use std::marker::PhantomData;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, Result};
+use crate::handle::{HandleKey, Tag, type_tag};
 use crate::sys::image;
 use crate::{Payload, StartMethod};
 
@@ -107,19 +108,93 @@ star!(star4_runner(A, B, C, D));
 star!(star5_runner(A, B, C, D, E));
 
 /// A [`Function`] without its types: it takes and returns encoded values.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+///
+/// Its bytes carry a tag under this process tree's key (see
+/// [`HandleKey`](crate::codec::HandleKey)): bytes that no process of the
+/// tree made, or that were changed (a runner and a target swapped, an offset
+/// moved), do not decode.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ErasedFunction {
     runner: i64,
     target: i64,
     fingerprint: (u64, u64, i64),
+    tag: Tag,
+}
+
+/// The signed parts of a function reference.
+fn function_parts(runner: i64, target: i64, fingerprint: (u64, u64, i64), ty: u64) -> [u8; 48] {
+    let mut b = [0u8; 48];
+    for (i, v) in [
+        runner as u64,
+        target as u64,
+        fingerprint.0,
+        fingerprint.1,
+        fingerprint.2 as u64,
+        ty,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        b[i * 8..i * 8 + 8].copy_from_slice(&v.to_le_bytes());
+    }
+    b
+}
+
+const ERASED: &str = "function reference";
+
+thread_local! {
+    /// Function references this thread checked already: a pool worker gets
+    /// the same few again with every task.
+    static CHECKED: std::cell::RefCell<Vec<ErasedFunction>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl Serialize for ErasedFunction {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        (self.runner, self.target, self.fingerprint, self.tag).serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for ErasedFunction {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let (runner, target, fingerprint, tag) =
+            <(i64, i64, (u64, u64, i64), Tag)>::deserialize(d)?;
+        let f = ErasedFunction {
+            runner,
+            target,
+            fingerprint,
+            tag,
+        };
+        if CHECKED.with(|c| c.borrow().contains(&f)) {
+            return Ok(f);
+        }
+        let parts = function_parts(runner, target, fingerprint, 0);
+        if !HandleKey::process().verify(ERASED, &[&parts], &tag) {
+            return Err(crate::handle::forged(ERASED));
+        }
+        CHECKED.with(|c| {
+            let mut c = c.borrow_mut();
+            if c.len() == 16 {
+                c.remove(0);
+            }
+            c.push(f);
+        });
+        Ok(f)
+    }
 }
 
 impl ErasedFunction {
     fn of(runner: usize, target: usize) -> ErasedFunction {
+        let (runner, target, fingerprint) = (
+            image::offset_of(runner),
+            image::offset_of(target),
+            image::fingerprint(),
+        );
+        let parts = function_parts(runner, target, fingerprint, 0);
         ErasedFunction {
-            runner: image::offset_of(runner),
-            target: image::offset_of(target),
-            fingerprint: image::fingerprint(),
+            runner,
+            target,
+            fingerprint,
+            tag: HandleKey::process().sign(ERASED, &[&parts]),
         }
     }
 
@@ -232,21 +307,53 @@ pub fn is_exit_request(payload: &(dyn std::any::Any + Send)) -> bool {
 /// assert_eq!(back.get()?(), [7]);
 /// # Ok::<(), mp_proc::Error>(())
 /// ```
-#[derive(Serialize, Deserialize)]
-#[serde(bound = "")]
+///
+/// Its bytes carry the function's type and a tag under this process tree's
+/// key: bytes made for another type of function, by another process tree, or
+/// changed on the way, do not decode.
 pub struct FnPointer<F> {
     offset: i64,
     fingerprint: (u64, u64, i64),
-    #[serde(skip)]
+    tag: Tag,
     _f: PhantomData<F>,
 }
 
-impl<F: FnPtr> FnPointer<F> {
+const POINTER: &str = "function pointer";
+
+impl<F: 'static> Serialize for FnPointer<F> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        (self.offset, self.fingerprint, type_tag::<F>(), self.tag).serialize(s)
+    }
+}
+
+impl<'de, F: 'static> Deserialize<'de> for FnPointer<F> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let (offset, fingerprint, ty, tag) = <(i64, (u64, u64, i64), u64, Tag)>::deserialize(d)?;
+        if ty != type_tag::<F>() {
+            return Err(crate::handle::retyped(POINTER));
+        }
+        let parts = function_parts(offset, 0, fingerprint, ty);
+        if !HandleKey::process().verify(POINTER, &[&parts], &tag) {
+            return Err(crate::handle::forged(POINTER));
+        }
+        Ok(FnPointer {
+            offset,
+            fingerprint,
+            tag,
+            _f: PhantomData,
+        })
+    }
+}
+
+impl<F: FnPtr + 'static> FnPointer<F> {
     /// Wraps `f`.
     pub fn new(f: F) -> FnPointer<F> {
+        let (offset, fingerprint) = (image::offset_of(f.to_addr()), image::fingerprint());
+        let parts = function_parts(offset, 0, fingerprint, type_tag::<F>());
         FnPointer {
-            offset: image::offset_of(f.to_addr()),
-            fingerprint: image::fingerprint(),
+            offset,
+            fingerprint,
+            tag: HandleKey::process().sign(POINTER, &[&parts]),
             _f: PhantomData,
         }
     }
@@ -284,7 +391,9 @@ impl<F: FnPtr> FnPointer<F> {
         #[allow(unsafe_code)] // a function pointer from its address
         // SAFETY: `addr` is where `new` found a function of type `F` in this
         // same executable file (same fingerprint, checked above), relative
-        // to the same anchor.
+        // to the same anchor: the offset and the type are those `new` signed
+        // (a `FnPointer` is made only by `new` or from bytes whose tag
+        // checks under this process tree's key, type included).
         Ok(unsafe { F::from_addr(addr) })
     }
 }

@@ -11,6 +11,7 @@ mod context;
 mod error;
 mod forkserver;
 mod function;
+mod handle;
 mod payload;
 mod probe;
 mod process;

@@ -44,6 +44,29 @@ fn codec_error(e: postcard::Error) -> crate::error::BoxError {
     Box::new(e)
 }
 
+thread_local! {
+    /// The message of the last custom decoding error on this thread
+    /// (postcard keeps only the fact that there was one).
+    static DECODE_MESSAGE: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// A decoding error with a message that reaches the caller's `Error::Decode`.
+pub(crate) fn decode_failure<E: serde::de::Error>(message: String) -> E {
+    let e = E::custom(&message);
+    DECODE_MESSAGE.with(|m| *m.borrow_mut() = Some(message));
+    e
+}
+
+/// The `Error::Decode` for postcard's error `e`, with the message of a
+/// custom error where one was recorded.
+fn decode_error(e: postcard::Error) -> Error {
+    let message = DECODE_MESSAGE.with(|m| m.borrow_mut().take());
+    match (e, message) {
+        (postcard::Error::SerdeDeCustom, Some(message)) => Error::Decode(message.into()),
+        (e, _) => Error::Decode(codec_error(e)),
+    }
+}
+
 fn encode_error<T: Serialize + ?Sized>(e: postcard::Error, value: &T) -> Error {
     match REFUSED.with(|r| r.borrow_mut().take()) {
         Some(kind) => Error::HandleNotTransferable { kind },
@@ -108,7 +131,7 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
         Ok((_, rest)) => Err(Error::Decode(
             format!("{} bytes left over after the value", rest.len()).into(),
         )),
-        Err(e) => Err(Error::Decode(codec_error(e))),
+        Err(e) => Err(decode_error(e)),
     }
 }
 
@@ -153,15 +176,15 @@ pub(crate) fn push_fd<E: serde::ser::Error>(
 pub(crate) fn take_fd<E: serde::de::Error>(index: u32, kind: &'static str) -> Result<OwnedFd, E> {
     SOURCE.with(|s| match s.borrow().as_ref() {
         Some(fds) => match fds.get(index as usize) {
-            Some(fd) => fd
-                .try_clone()
-                .map_err(|e| E::custom(format!("cannot take the descriptor of a {kind}: {e}"))),
-            None => Err(E::custom(format!(
+            Some(fd) => fd.try_clone().map_err(|e| {
+                decode_failure(format!("cannot take the descriptor of a {kind}: {e}"))
+            }),
+            None => Err(decode_failure(format!(
                 "a {kind} refers to descriptor #{index}, but only {} arrived",
                 fds.len()
             ))),
         },
-        None => Err(E::custom(format!(
+        None => Err(decode_failure(format!(
             "a {kind} can be received only inside a child's args"
         ))),
     })

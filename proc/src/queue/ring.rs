@@ -241,9 +241,15 @@ impl Ring {
                     tail += to_end;
                     pos = 0;
                 }
-                self.shared
-                    .0
-                    .copy_in(DATA + pos as usize + HEADER as usize, bytes);
+                #[allow(unsafe_code)]
+                // SAFETY: this producer claimed the slot under the ring's
+                // lock and publishes it only below (the header); no consumer
+                // reads it before, and no other producer claims it.
+                unsafe {
+                    self.shared
+                        .0
+                        .copy_in(DATA + pos as usize + HEADER as usize, bytes)
+                };
                 self.header(pos, bytes.len() as u32, KIND_ITEM);
                 let pushed = self.w(PUSHED).load(Ordering::Relaxed).wrapping_add(1);
                 self.advance(Side::Producers, tail + size, pushed);
@@ -300,7 +306,11 @@ impl Ring {
                         .store(head + (capacity - pos), Ordering::Release);
                     continue;
                 }
-                let out = take(self.shared.0.bytes(at + HEADER as usize, len as usize));
+                #[allow(unsafe_code)]
+                // SAFETY: a published record that this consumer holds under
+                // the ring's lock: no producer writes it until the head moves
+                // past it, below, after `take` copied it out.
+                let out = take(unsafe { self.shared.0.bytes(at + HEADER as usize, len as usize) });
                 let new_head = head + HEADER + align8(len);
                 let popped = self.w(POPPED).load(Ordering::Relaxed).wrapping_add(1);
                 self.advance(Side::Consumers, new_head, popped);

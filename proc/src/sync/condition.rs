@@ -172,7 +172,7 @@ struct CondWire<'a>(&'a Shared);
 
 impl Serialize for CondWire<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        self.0.serialize("Condition", s)
+        self.0.serialize("Condition", 0, s)
     }
 }
 
@@ -180,7 +180,7 @@ struct CondOwned(Shared);
 
 impl<'de> Deserialize<'de> for CondOwned {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        Ok(CondOwned(Shared::deserialize("Condition", d)?))
+        Ok(CondOwned(Shared::deserialize("Condition", 0, d)?))
     }
 }
 
@@ -412,13 +412,13 @@ impl fmt::Debug for Barrier {
 
 impl Serialize for Barrier {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        self.raw.shared.serialize("Barrier", s)
+        self.raw.shared.serialize("Barrier", 0, s)
     }
 }
 
 impl<'de> Deserialize<'de> for Barrier {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let shared = Shared::deserialize("Barrier", d)?;
+        let shared = Shared::deserialize("Barrier", 0, d)?;
         Ok(Barrier {
             raw: RawLock {
                 shared,

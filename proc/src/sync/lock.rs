@@ -147,13 +147,13 @@ macro_rules! lock_methods {
 
         impl Serialize for $ty {
             fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-                self.raw.shared.serialize($what, s)
+                self.raw.shared.serialize($what, 0, s)
             }
         }
 
         impl<'de> Deserialize<'de> for $ty {
             fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-                let shared = Shared::deserialize($what, d)?;
+                let shared = Shared::deserialize($what, 0, d)?;
                 Ok($ty {
                     raw: RawLock {
                         shared,

@@ -147,13 +147,13 @@ macro_rules! semaphore {
 
         impl Serialize for $ty {
             fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-                self.counter.shared.serialize($what, s)
+                self.counter.shared.serialize($what, 0, s)
             }
         }
 
         impl<'de> Deserialize<'de> for $ty {
             fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-                Ok($ty { counter: Counter { shared: Shared::deserialize($what, d)? } })
+                Ok($ty { counter: Counter { shared: Shared::deserialize($what, 0, d)? } })
             }
         }
     };
@@ -290,14 +290,14 @@ impl fmt::Debug for Event {
 
 impl Serialize for Event {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        self.shared.serialize("Event", s)
+        self.shared.serialize("Event", 0, s)
     }
 }
 
 impl<'de> Deserialize<'de> for Event {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         Ok(Event {
-            shared: Shared::deserialize("Event", d)?,
+            shared: Shared::deserialize("Event", 0, d)?,
         })
     }
 }

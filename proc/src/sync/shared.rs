@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, OsContext, Result};
+use crate::handle::handle_type;
 use crate::payload;
 use crate::sys::shm::Region;
 use crate::sys::sync::{self, Taken};
@@ -22,19 +23,30 @@ impl Shared {
         )))
     }
 
+    /// Writes the descriptor's index and the handle's type: a handle of
+    /// kind `kind` over items of type `elem` ([`type_tag`](crate::codec::type_tag),
+    /// 0 for none).
     pub(crate) fn serialize<S: Serializer>(
         &self,
         kind: &'static str,
+        elem: u64,
         s: S,
     ) -> std::result::Result<S::Ok, S::Error> {
-        payload::push_fd(self.0.fd().as_fd(), kind)?.serialize(s)
+        let index = payload::push_fd(self.0.fd().as_fd(), kind)?;
+        (index, handle_type(kind, elem)).serialize(s)
     }
 
+    /// Rebuilds a handle that [`serialize`](Self::serialize) wrote with the
+    /// same `kind` and `elem`; a handle of another type is an error.
     pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
         kind: &'static str,
+        elem: u64,
         d: D,
     ) -> std::result::Result<Shared, D::Error> {
-        let index = u32::deserialize(d)?;
+        let (index, ty) = <(u32, u64)>::deserialize(d)?;
+        if ty != handle_type(kind, elem) {
+            return Err(crate::handle::retyped(kind));
+        }
         let fd = payload::take_fd(index, kind)?;
         let region = Region::from_fd(fd).map_err(serde::de::Error::custom)?;
         Ok(Shared(Arc::new(region)))

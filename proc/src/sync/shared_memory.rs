@@ -5,6 +5,7 @@ use std::fmt;
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::handle::handle_type;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, OsContext, Result};
@@ -22,17 +23,18 @@ use crate::sys::shm::{self, Region};
 ///   attacher never unlinks.
 /// - Dropping unmaps and never unlinks.
 ///
-/// [`as_slice`](SharedMemory::as_slice) and [`as_mut_slice`](SharedMemory::as_mut_slice)
-/// expose the bytes directly, as Python's `buf` does: other processes may
-/// write them at any time, so use them only where the program rules that out
-/// (a [`Lock`](crate::Lock), an [`Event`](crate::Event) hand-off).
 /// [`read_at`](SharedMemory::read_at) and [`write_at`](SharedMemory::write_at)
-/// copy with volatile accesses and are always sound.
+/// copy with volatile accesses and are always sound: the safe way in.
+/// [`as_slice`](SharedMemory::as_slice) and [`as_mut_slice`](SharedMemory::as_mut_slice)
+/// expose the bytes directly, as Python's `buf` does; other processes, and
+/// clones of this handle, may write them at any time, so they are `unsafe`:
+/// use them only where the program rules that out (a [`Lock`](crate::Lock),
+/// an [`Event`](crate::Event) hand-off).
 ///
 /// ```
 /// use mp_proc::SharedMemory;
-/// let mut block = SharedMemory::create(None, 16)?;
-/// block.as_mut_slice()[..5].copy_from_slice(b"hello");
+/// let block = SharedMemory::create(None, 16)?;
+/// block.write_at(0, b"hello")?;
 /// let other = SharedMemory::attach(block.name())?;
 /// let mut five = [0u8; 5];
 /// other.read_at(0, &mut five)?;
@@ -140,14 +142,47 @@ impl SharedMemory {
         self.region.len()
     }
 
-    /// The bytes. See the type's documentation about other writers.
-    pub fn as_slice(&self) -> &[u8] {
-        self.region.as_slice()
+    /// The bytes (Python's `buf`, read-only).
+    ///
+    /// # Safety
+    /// Nothing may write the block while the slice lives: no other process,
+    /// and no other handle or clone of it in this process (the program rules
+    /// that out, e.g. with a [`Lock`](crate::Lock) every writer takes).
+    ///
+    /// ```
+    /// let block = mp_proc::SharedMemory::create(None, 4)?;
+    /// block.write_at(0, b"abcd")?;
+    /// // SAFETY: no other handle to this new block exists.
+    /// assert_eq!(unsafe { block.as_slice() }, b"abcd");
+    /// # block.unlink()?;
+    /// # Ok::<(), mp_proc::Error>(())
+    /// ```
+    #[allow(unsafe_code)]
+    pub unsafe fn as_slice(&self) -> &[u8] {
+        // SAFETY: the caller's contract is the region's.
+        unsafe { self.region.as_slice() }
     }
 
-    /// The bytes, writable. See the type's documentation about other writers.
-    pub fn as_mut_slice(&mut self) -> &mut [u8] {
-        self.region.as_mut_slice()
+    /// The bytes, writable (Python's `buf`).
+    ///
+    /// # Safety
+    /// Nothing else may read or write the block while the slice lives: no
+    /// other process, and no other handle or clone of it in this process.
+    ///
+    /// ```
+    /// let mut block = mp_proc::SharedMemory::create(None, 4)?;
+    /// // SAFETY: no other handle to this new block exists.
+    /// unsafe { block.as_mut_slice() }.copy_from_slice(b"wxyz");
+    /// let mut out = [0; 4];
+    /// block.read_at(0, &mut out)?;
+    /// assert_eq!(&out, b"wxyz");
+    /// # block.unlink()?;
+    /// # Ok::<(), mp_proc::Error>(())
+    /// ```
+    #[allow(unsafe_code)]
+    pub unsafe fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: the caller's contract is the region's.
+        unsafe { self.region.as_mut_slice() }
     }
 
     fn bounds(&self, offset: usize, len: usize) -> Result<()> {
@@ -217,13 +252,16 @@ impl Clone for SharedMemory {
 impl Serialize for SharedMemory {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         let fd = payload::push_fd(self.region.fd().as_fd(), "SharedMemory")?;
-        (fd, &self.name).serialize(s)
+        (fd, handle_type("SharedMemory", 0), &self.name).serialize(s)
     }
 }
 
 impl<'de> Deserialize<'de> for SharedMemory {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let (fd, name) = <(u32, String)>::deserialize(d)?;
+        let (fd, ty, name) = <(u32, u64, String)>::deserialize(d)?;
+        if ty != handle_type("SharedMemory", 0) {
+            return Err(crate::handle::retyped("SharedMemory"));
+        }
         let fd = payload::take_fd(fd, "SharedMemory")?;
         let region = Region::from_fd(fd).map_err(serde::de::Error::custom)?;
         Ok(SharedMemory { name, region })

@@ -13,11 +13,17 @@ use crate::sys::sync::{OBJECT, word};
 
 /// Plain old data that may live in shared memory: Python's ctypes types.
 ///
+/// Implemented for the integer and float primitives and `bool`. Another
+/// process may write any bytes into shared memory, so a `bool` is checked on
+/// every read: a byte that is neither 0 nor 1 reads as `true` (as C's and
+/// ctypes' `c_bool` do). `char` is not `Shareable` (not every `u32` is a
+/// `char`): share its `u32`.
+///
 /// # Safety
 /// Implementors must be `#[repr(C)]` (or primitive) plain data with no
-/// pointers, references or destructors, for which a copy of the bytes is a
-/// valid value and all-zero bytes are a valid value (new arrays are
-/// zero-filled, as ctypes arrays are), with an alignment of at most 64.
+/// pointers, references or destructors, for which **every bit pattern** is a
+/// valid value (no `bool`, `char`, enum or reference inside: other processes
+/// may write any bytes), with an alignment of at most 64.
 ///
 /// ```
 /// #[derive(Copy, Clone, Debug, PartialEq)]
@@ -32,22 +38,43 @@ use crate::sys::sync::{OBJECT, word};
 /// # Ok::<(), mp_proc::Error>(())
 /// ```
 #[allow(unsafe_code)] // the contract of this trait is the user's promise
-pub unsafe trait Shareable: Copy + Send + Sync + 'static {}
+pub unsafe trait Shareable: Copy + Send + Sync + 'static {
+    /// Makes the bytes of a value read from shared memory the bytes of a
+    /// valid value (only types with invalid bit patterns, `bool`, do
+    /// anything).
+    #[doc(hidden)]
+    fn repair(_bytes: &mut [u8]) {}
+    /// Whether [`repair`](Self::repair) does anything.
+    #[doc(hidden)]
+    const REPAIRS: bool = false;
+}
 
 macro_rules! shareable {
     ($($t:ty),*) => { $(
-        // SAFETY: a primitive: plain bytes, no pointers, align <= 16.
+        // SAFETY: a primitive whose every bit pattern is valid: plain bytes,
+        // no pointers, align <= 16.
         #[allow(unsafe_code)]
         unsafe impl Shareable for $t {}
     )* };
 }
 shareable!(
-    i8, i16, i32, i64, i128, isize, u8, u16, u32, u64, u128, usize, f32, f64, bool, char
+    i8, i16, i32, i64, i128, isize, u8, u16, u32, u64, u128, usize, f32, f64
 );
 
-// Layout: [mutex: 64][len: u64 @64][elem size: u32 @72] ... data @128.
+// SAFETY: one byte; `repair` makes every byte 0 or 1 before it is read as a
+// bool, so every bit pattern in shared memory reads as a valid bool.
+#[allow(unsafe_code)]
+unsafe impl Shareable for bool {
+    const REPAIRS: bool = true;
+    fn repair(bytes: &mut [u8]) {
+        bytes[0] = u8::from(bytes[0] != 0);
+    }
+}
+
+// Layout: [mutex: 64][len: u64 @64][elem size: u32 @72][type: u64 @80] ... data @128.
 const LEN: usize = OBJECT;
 const ELEM: usize = OBJECT + 8;
+const TYPE: usize = OBJECT + 16;
 const DATA: usize = 2 * OBJECT;
 
 /// Shared storage of `len` values of `T` behind a robust lock.
@@ -86,6 +113,9 @@ impl<T: Shareable> Cells<T> {
         word(&raw.shared.0, LEN).store(len as u32, Ordering::Release);
         word(&raw.shared.0, LEN + 4).store((len as u64 >> 32) as u32, Ordering::Release);
         word(&raw.shared.0, ELEM).store(std::mem::size_of::<T>() as u32, Ordering::Release);
+        let ty = crate::codec::type_tag::<T>();
+        word(&raw.shared.0, TYPE).store(ty as u32, Ordering::Release);
+        word(&raw.shared.0, TYPE + 4).store((ty >> 32) as u32, Ordering::Release);
         let cells = Cells {
             raw,
             len,
@@ -108,10 +138,23 @@ impl<T: Shareable> Cells<T> {
         let len = word(r, LEN).load(Ordering::Acquire) as usize
             | (word(r, LEN + 4).load(Ordering::Acquire) as usize) << 32;
         let elem = word(r, ELEM).load(Ordering::Acquire) as usize;
-        if elem != std::mem::size_of::<T>() || DATA + len * elem > r.len() {
+        let ty = word(r, TYPE).load(Ordering::Acquire) as u64
+            | (word(r, TYPE + 4).load(Ordering::Acquire) as u64) << 32;
+        if elem != std::mem::size_of::<T>() || ty != crate::codec::type_tag::<T>() {
             return Err(format!(
-                "a {what} of {elem}-byte items arrived as one of {}-byte items",
-                std::mem::size_of::<T>()
+                "a {what} of another item type ({elem}-byte items) arrived as one of {}",
+                std::any::type_name::<T>()
+            ));
+        }
+        // Checked: the length is in shared memory, which any holder writes.
+        if len
+            .checked_mul(elem)
+            .and_then(|b| b.checked_add(DATA))
+            .is_none_or(|end| end > r.len())
+        {
+            return Err(format!(
+                "a {what} claims {len} items, more than its {}-byte region holds",
+                r.len()
             ));
         }
         Ok(Cells {
@@ -133,14 +176,20 @@ impl<T: Shareable> Cells<T> {
             .cast()
     }
 
+    #[allow(unsafe_code)]
     fn read(&self, i: usize) -> T {
         assert!(i < self.len);
-        crate::sys::shm::read_volatile(self.ptr(), i)
+        // SAFETY: `ptr` is the aligned start of `len` items inside the
+        // mapping (checked when the handle was made), `i < len`, and
+        // `T::repair` makes any bytes a valid T (the Shareable contract).
+        unsafe { crate::sys::shm::read_volatile(self.ptr(), i, T::repair) }
     }
 
+    #[allow(unsafe_code)]
     fn write(&self, i: usize, v: T) {
         assert!(i < self.len);
-        crate::sys::shm::write_volatile(self.ptr(), i, v)
+        // SAFETY: as in `read`.
+        unsafe { crate::sys::shm::write_volatile(self.ptr(), i, v) }
     }
 
     /// Runs `f` with the lock held (or, if its last owner died, after
@@ -261,9 +310,14 @@ impl<T: Shareable> Value<T> {
     #[allow(unsafe_code)] // a reference into shared memory, exclusive by the lock
     pub fn lock(&self) -> Result<SharedGuard<'_, T>> {
         self.cells.raw.lock(None)?;
-        // SAFETY: the pointer is the value's aligned slot in a live mapping;
-        // every access to it from any process takes this lock first (get/set
-        // do), so the reference is exclusive while the guard lives.
+        if T::REPAIRS {
+            // SAFETY: the value's aligned slot in a live mapping, under its lock.
+            unsafe { crate::sys::shm::repair_in_place(self.cells.ptr(), 1, T::repair) };
+        }
+        // SAFETY: the pointer is the value's aligned slot in a live mapping,
+        // repaired above (a valid T); every access to it from any process
+        // takes this lock first (get/set do), so the reference is exclusive
+        // while the guard lives.
         let data = unsafe { &mut *self.cells.ptr() };
         Ok(SharedGuard {
             raw: &self.cells.raw,
@@ -380,9 +434,15 @@ impl<T: Shareable> Array<T> {
     #[allow(unsafe_code)] // a reference into shared memory, exclusive by the lock
     pub fn lock(&self) -> Result<SharedGuard<'_, [T]>> {
         self.cells.raw.lock(None)?;
-        // SAFETY: the items are `len` aligned slots in a live mapping; every
-        // access from any process takes this lock first, so the slice is
-        // exclusive while the guard lives.
+        if T::REPAIRS {
+            // SAFETY: `len` aligned slots in a live mapping, under their lock.
+            unsafe {
+                crate::sys::shm::repair_in_place(self.cells.ptr(), self.cells.len, T::repair)
+            };
+        }
+        // SAFETY: the items are `len` aligned slots in a live mapping,
+        // repaired above (valid Ts); every access from any process takes this
+        // lock first, so the slice is exclusive while the guard lives.
         let data = unsafe { std::slice::from_raw_parts_mut(self.cells.ptr(), self.cells.len) };
         Ok(SharedGuard {
             raw: &self.cells.raw,
@@ -411,13 +471,16 @@ macro_rules! handle_impls {
 
         impl<T: Shareable> Serialize for $ty<T> {
             fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-                self.cells.raw.shared.serialize($what, s)
+                self.cells
+                    .raw
+                    .shared
+                    .serialize($what, crate::codec::type_tag::<T>(), s)
             }
         }
 
         impl<'de, T: Shareable> Deserialize<'de> for $ty<T> {
             fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-                let shared = Shared::deserialize($what, d)?;
+                let shared = Shared::deserialize($what, crate::codec::type_tag::<T>(), d)?;
                 let cells = Cells::from_shared(shared, $what).map_err(serde::de::Error::custom)?;
                 Ok($ty { cells })
             }
@@ -429,3 +492,41 @@ handle_impls!(Value, "Value");
 handle_impls!(RawValue, "RawValue");
 handle_impls!(Array, "Array");
 handle_impls!(RawArray, "RawArray");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_length_that_overflows_is_refused() {
+        let cells = Cells::<u16>::new(4, None, "RawArray").unwrap();
+        let r = &cells.raw.shared.0;
+        // What a region whose header was overwritten would claim: 2^63 items
+        // (times 2 bytes wraps to 0 without checked arithmetic).
+        word(r, LEN).store(0, Ordering::Release);
+        word(r, LEN + 4).store(1 << 31, Ordering::Release);
+        let e = Cells::<u16>::from_shared(cells.raw.shared.clone(), "RawArray").err();
+        assert!(e.is_some_and(|e| e.contains("more than its")));
+    }
+
+    #[test]
+    fn a_region_of_another_item_type_is_refused() {
+        let cells = Cells::<u8>::new(1, None, "Value").unwrap();
+        assert!(Cells::<bool>::from_shared(cells.raw.shared.clone(), "Value").is_err());
+        assert!(Cells::<i8>::from_shared(cells.raw.shared.clone(), "Value").is_err());
+        assert!(Cells::<u8>::from_shared(cells.raw.shared.clone(), "Value").is_ok());
+    }
+
+    #[test]
+    fn a_bool_reads_as_a_bool_whatever_the_byte() {
+        let a = Array::<bool>::new(4).unwrap();
+        // Another process may write any byte: here a 2, through the region.
+        let r = &a.cells.raw.shared.0;
+        word(r, DATA).store(2, Ordering::Release);
+        assert_eq!(a.get(0), Some(true));
+        let guard = a.lock().unwrap();
+        assert!(guard[0]);
+        drop(guard);
+        assert_eq!(word(r, DATA).load(Ordering::Acquire) & 0xff, 1, "repaired");
+    }
+}

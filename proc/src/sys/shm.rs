@@ -3,6 +3,7 @@
 
 use std::ffi::CString;
 use std::io;
+use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::ptr::NonNull;
 
@@ -80,35 +81,50 @@ impl Region {
         unsafe { self.ptr.as_ptr().add(offset) }
     }
 
-    /// The bytes, for reading. Other processes may write them meanwhile:
-    /// callers copy out what they need.
-    pub(crate) fn as_slice(&self) -> &[u8] {
-        // SAFETY: the mapping is `len` readable bytes for the life of self.
+    /// The bytes, for reading.
+    ///
+    /// # Safety
+    /// No process (this one through another mapping or handle, or any other)
+    /// may write the region while the slice lives.
+    pub(crate) unsafe fn as_slice(&self) -> &[u8] {
+        // SAFETY: the mapping is `len` readable bytes for the life of self;
+        // no writer meanwhile (the caller's contract).
         unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
     }
 
-    /// The bytes, for writing, through an exclusive borrow of this mapping.
-    pub(crate) fn as_mut_slice(&mut self) -> &mut [u8] {
-        // SAFETY: as above, and `&mut self` makes this the only borrow in
-        // this process.
+    /// The bytes, for writing.
+    ///
+    /// # Safety
+    /// No process (this one through another mapping or handle, or any other)
+    /// may read or write the region while the slice lives.
+    pub(crate) unsafe fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: as above; `&mut self` makes this the only borrow of this
+        // mapping, and the caller rules out every other access.
         unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
     }
 
-    /// The bytes `offset..offset + len`. The caller's protocol rules out a
-    /// concurrent writer of that range (e.g. a queue record not yet consumed).
-    pub(crate) fn bytes(&self, offset: usize, len: usize) -> &[u8] {
+    /// The bytes `offset..offset + len` (panics when out of bounds).
+    ///
+    /// # Safety
+    /// No process may write that range while the slice lives (e.g. a queue
+    /// record that this process has claimed and not yet released).
+    pub(crate) unsafe fn bytes(&self, offset: usize, len: usize) -> &[u8] {
         let p = self.at(offset, len);
         // SAFETY: in bounds of a live mapping (checked by `at`); no writer of
-        // this range while the borrow lives (the caller's protocol).
+        // this range while the borrow lives (the caller's contract).
         unsafe { std::slice::from_raw_parts(p, len) }
     }
 
-    /// Copies `bytes` to `offset` (plain memcpy: the caller's protocol rules
-    /// out concurrent readers and writers of that range).
-    pub(crate) fn copy_in(&self, offset: usize, bytes: &[u8]) {
+    /// Copies `bytes` to `offset` (a plain memcpy; panics when out of bounds).
+    ///
+    /// # Safety
+    /// No process may read or write that range during the copy (e.g. a
+    /// queue slot that this process has claimed and not yet published).
+    pub(crate) unsafe fn copy_in(&self, offset: usize, bytes: &[u8]) {
         let dst = self.at(offset, bytes.len());
         // SAFETY: in bounds (checked by `at`); source and destination cannot
-        // overlap (one is ours, the other shared memory).
+        // overlap (one is ours, the other shared memory); no concurrent
+        // access (the caller's contract).
         unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), dst, bytes.len()) };
     }
 
@@ -224,16 +240,51 @@ pub(crate) fn shm_unlink(name: &str) -> io::Result<()> {
 }
 
 /// Reads item `i` of the `T`s at `base` (volatile: another process may write
-/// it). The caller keeps `i` in bounds of a live mapping.
-pub(crate) fn read_volatile<T: Copy>(base: *mut T, i: usize) -> T {
-    // SAFETY: callers pass the aligned base of a live mapping holding at
-    // least i + 1 items of T (Cells checks the index and the region size);
-    // T is Shareable, so any bytes our API wrote are a valid T.
-    unsafe { std::ptr::read_volatile(base.add(i)) }
+/// it), after `repair` has made its bytes a valid `T` (a `bool` that is
+/// neither 0 nor 1 becomes `true`).
+///
+/// # Safety
+/// `base` is aligned for `T` and items `0..=i` lie in a live mapping;
+/// `repair` turns any bytes found there into the bytes of a valid `T`.
+pub(crate) unsafe fn read_volatile<T: Copy>(
+    base: *mut T,
+    i: usize,
+    repair: impl FnOnce(&mut [u8]),
+) -> T {
+    // SAFETY: in bounds and aligned (the caller's contract); a MaybeUninit
+    // has no validity invariant, whatever the bytes.
+    let mut v = unsafe { std::ptr::read_volatile(base.add(i).cast::<MaybeUninit<T>>()) };
+    // SAFETY: the size_of::<T>() bytes of `v`, copied from the mapping,
+    // which holds initialised memory (a memory file, zero-filled at first).
+    let bytes =
+        unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr().cast::<u8>(), size_of::<T>()) };
+    repair(bytes);
+    // SAFETY: `repair` made the bytes a valid T (the caller's contract).
+    unsafe { v.assume_init() }
 }
 
 /// Writes item `i` of the `T`s at `base` (volatile).
-pub(crate) fn write_volatile<T: Copy>(base: *mut T, i: usize, v: T) {
-    // SAFETY: as in read_volatile.
+///
+/// # Safety
+/// As for [`read_volatile`]: `base` aligned, items `0..=i` in a live mapping.
+pub(crate) unsafe fn write_volatile<T: Copy>(base: *mut T, i: usize, v: T) {
+    // SAFETY: the caller's contract.
     unsafe { std::ptr::write_volatile(base.add(i), v) }
+}
+
+/// Repairs in place the `len` items of `T` at `base` (see [`read_volatile`]).
+///
+/// # Safety
+/// As for [`read_volatile`], for items `0..len`, and no other access to
+/// them meanwhile (the caller holds their lock).
+pub(crate) unsafe fn repair_in_place<T: Copy>(
+    base: *mut T,
+    len: usize,
+    repair: impl Fn(&mut [u8]),
+) {
+    for i in 0..len {
+        // SAFETY: the caller's contract; `read_volatile` repairs the copy,
+        // which goes back to the same slot.
+        unsafe { write_volatile(base, i, read_volatile(base, i, &repair)) };
+    }
 }

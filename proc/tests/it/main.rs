@@ -11,3 +11,4 @@ mod shared_memory;
 mod spawn_fn;
 mod sync;
 mod tree;
+mod trust;

@@ -24,6 +24,7 @@ fn scenario() {
         "set_start_method" => set_start_method(),
         "not_bootstrapped" => not_bootstrapped(),
         "helpers_end" => helpers_end(),
+        "foreign_handles" => crate::trust::print_foreign_handles(),
         other => panic!("unknown scenario {other}"),
     }
 }

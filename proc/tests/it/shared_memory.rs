@@ -14,8 +14,8 @@ mp_testkit::for_each_method!(
     nothing_is_left_after_sigkill,
 );
 
-fn write_hello(mut block: SharedMemory) {
-    block.as_mut_slice()[..5].copy_from_slice(b"hello");
+fn write_hello(block: SharedMemory) {
+    block.write_at(0, b"hello").unwrap();
 }
 
 fn a_block_passed_to_a_child_is_the_same_memory(method: StartMethod) {
@@ -24,7 +24,9 @@ fn a_block_passed_to_a_child_is_the_same_memory(method: StartMethod) {
     let mut p = Process::new(write_hello, block.clone()).start_method(method);
     p.start().unwrap();
     assert_eq!(p.join().unwrap(), 0);
-    assert_eq!(&block.as_slice()[..5], b"hello");
+    let mut five = [0; 5];
+    block.read_at(0, &mut five).unwrap();
+    assert_eq!(&five, b"hello");
     block.unlink().unwrap();
 }
 
@@ -94,10 +96,20 @@ fn names_sizes_and_bad_input() {
     let mut a = SharedMemory::create(Some(&name), 100).unwrap();
     assert_eq!(a.name(), name);
     assert_eq!(a.size(), 100);
-    assert!(a.as_slice().iter().all(|&b| b == 0), "zero-filled");
-    a.as_mut_slice()[99] = 7;
+    // SAFETY: no other handle to the new block exists yet.
+    assert!(
+        unsafe { a.as_slice() }.iter().all(|&b| b == 0),
+        "zero-filled"
+    );
+    // SAFETY: as above.
+    unsafe { a.as_mut_slice()[99] = 7 };
     let b = SharedMemory::attach(&format!("/{name}")).unwrap();
-    assert_eq!(b.as_slice()[99], 7);
+    let byte99 = |m: &SharedMemory| {
+        let mut one = [0u8];
+        m.read_at(99, &mut one).unwrap();
+        one[0]
+    };
+    assert_eq!(byte99(&b), 7);
     b.write_at(0, b"xy").unwrap();
     let mut two = [0u8; 2];
     a.read_at(0, &mut two).unwrap();
@@ -119,7 +131,7 @@ fn names_sizes_and_bad_input() {
     a.unlink().unwrap();
     assert!(a.unlink().is_err(), "a second unlink");
     assert!(SharedMemory::attach(&name).is_err(), "gone");
-    assert_eq!(b.as_slice()[99], 7, "still mapped after unlink");
+    assert_eq!(byte99(&b), 7, "still mapped after unlink");
     assert!(SharedMemory::attach("no-such-block-of-mp").is_err());
     assert!(SharedMemory::create(Some("a/b"), 10).is_err());
     assert!(SharedMemory::create(Some("nul\0name"), 10).is_err());
