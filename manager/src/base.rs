@@ -216,6 +216,7 @@ impl BaseManagerBuilder {
             typeid: typeid.to_owned(),
             what: What::Builtin(kind.kind()),
             shared: true,
+            check_factory: None,
         }))
     }
 

@@ -117,7 +117,7 @@ impl<'de> Deserialize<'de> for Reference {
             &[text.as_bytes(), &id.to_le_bytes()],
             &tag,
         ) {
-            return Err(D::Error::custom(format!(
+            return Err(mp_proc::codec::decode_failure(format!(
                 "a proxy to {address} whose signature does not check under the key for that \
                  address: not made by a holder of the manager's key, or changed; not connecting"
             )));

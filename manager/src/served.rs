@@ -84,6 +84,9 @@ pub(crate) struct Registration {
     pub(crate) what: What,
     /// One object for every client (CPython's `callable=lambda: obj`).
     pub(crate) shared: bool,
+    /// Checks the factory of a user type (in the process that registered it).
+    #[serde(skip)]
+    pub(crate) check_factory: Option<fn(&[u8], mp_proc::StartMethod, &str) -> Result<()>>,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -106,6 +109,7 @@ impl Registration {
                 factory: Bytes::from(mp_proc::codec::encode(&mp_proc::FnPointer::new(factory))?),
             },
             shared,
+            check_factory: Some(check_factory::<T>),
         })
     }
 
@@ -113,11 +117,23 @@ impl Registration {
     pub(crate) fn check(&self, method: mp_proc::StartMethod) -> Result<()> {
         if let What::Served { make, factory } = &self.what {
             make.check(method, &self.typeid)?;
-            let f: mp_proc::FnPointer<fn()> = mp_proc::codec::decode(factory)?;
-            f.check(method, &self.typeid)?;
+            if let Some(check) = self.check_factory {
+                check(factory, method, &self.typeid)?;
+            }
         }
         Ok(())
     }
+}
+
+/// Checks that a server started with `method` can call the factory of `T`
+/// (decoded as the type it was made as).
+fn check_factory<T: Served>(
+    factory: &[u8],
+    method: mp_proc::StartMethod,
+    typeid: &str,
+) -> Result<()> {
+    let f: mp_proc::FnPointer<fn() -> T> = mp_proc::codec::decode(factory)?;
+    Ok(f.check(method, typeid)?)
 }
 
 fn make<T: Served>(factory: Bytes) -> Result<Box<dyn Served>> {

@@ -34,6 +34,30 @@ pub fn encode_into<T: Serialize + ?Sized>(value: &T, out: Vec<u8>) -> Result<Vec
     crate::payload::encode_into(value, out)
 }
 
+/// An error for a `Deserialize` implementation to return whose message
+/// reaches the caller's [`Error::Decode`](crate::Error::Decode) (postcard
+/// itself keeps only the fact that a custom error happened).
+///
+/// ```
+/// use serde::{Deserialize, Deserializer};
+/// #[derive(Debug)]
+/// struct Even(u8);
+/// impl<'de> Deserialize<'de> for Even {
+///     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Even, D::Error> {
+///         let n = u8::deserialize(d)?;
+///         if n % 2 == 1 {
+///             return Err(mp_proc::codec::decode_failure(format!("{n} is odd")));
+///         }
+///         Ok(Even(n))
+///     }
+/// }
+/// let e = mp_proc::codec::decode::<Even>(&[3]).unwrap_err();
+/// assert!(e.to_string().contains("3 is odd"), "{e}");
+/// ```
+pub fn decode_failure<E: serde::de::Error>(message: String) -> E {
+    crate::payload::decode_failure(message)
+}
+
 /// Whether the value being serialized on this thread goes to a child process
 /// being started (in its `args`, or in a [`Packed`]): CPython's
 /// `get_spawning_popen() is not None`. A type may then include what only

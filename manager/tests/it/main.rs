@@ -5,3 +5,4 @@ mod dict;
 mod load;
 mod scenarios;
 mod sync;
+mod trust;
