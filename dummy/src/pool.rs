@@ -833,7 +833,7 @@ impl<T> AsyncResult<T> {
 
     /// Waits at most `timeout` (`None`: forever); whether it is done.
     pub fn wait(&self, timeout: Option<Duration>) -> bool {
-        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        let deadline = timeout.and_then(mp_proc::deadline_after);
         self.settled.wait_until(deadline)
     }
 

@@ -8,9 +8,9 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use mp_proc::{Error, ProcessLike, Result};
+use mp_proc::{Error, ProcessLike, Result, deadline_after};
 
-use crate::sync::{deadline, wait_until};
+use crate::sync::wait_until;
 
 /// How a thread ended: its exit code once it has.
 struct Ending {
@@ -146,7 +146,7 @@ impl Process {
 
     /// Waits at most `timeout`; `None` if it still runs.
     pub fn join_timeout(&mut self, timeout: Duration) -> Result<Option<i32>> {
-        self.join_until(deadline(timeout))
+        self.join_until(deadline_after(timeout))
     }
 
     fn join_until(&mut self, until: Option<std::time::Instant>) -> Result<Option<i32>> {

@@ -5,10 +5,10 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use mp_proc::{Error, Result};
+use mp_proc::{Error, Result, deadline_after};
 
 use crate::registry::handle;
-use crate::sync::{deadline, wait_until};
+use crate::sync::wait_until;
 
 struct State<T> {
     items: VecDeque<T>,
@@ -105,7 +105,7 @@ macro_rules! queue_methods {
 
         /// As [`put`](Self::put), waiting at most `timeout` ([`Error::Full`] then).
         pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<()> {
-            self.inner.put(item, deadline(timeout))
+            self.inner.put(item, deadline_after(timeout))
         }
 
         /// Puts `item` only if there is room now ([`Error::Full`] otherwise).
@@ -121,7 +121,7 @@ macro_rules! queue_methods {
 
         /// As [`get`](Self::get), waiting at most `timeout` ([`Error::Empty`] then).
         pub fn get_timeout(&self, timeout: Duration) -> Result<T> {
-            self.inner.get(deadline(timeout))
+            self.inner.get(deadline_after(timeout))
         }
 
         /// Takes the oldest item if there is one now ([`Error::Empty`] otherwise).
@@ -226,7 +226,7 @@ impl<T> JoinableQueue<T> {
         let (_g, done) = wait_until(
             &self.inner.done,
             self.inner.lock(),
-            deadline(timeout),
+            deadline_after(timeout),
             |s| s.unfinished == 0,
         );
         if done { Ok(()) } else { Err(Error::Timeout) }

@@ -8,14 +8,9 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
-use mp_proc::{Error, Result};
+use mp_proc::{Error, Result, deadline_after};
 
 use crate::registry::handle;
-
-/// `Instant` after `timeout`; `None` when too far to represent (forever).
-pub(crate) fn deadline(timeout: Duration) -> Option<Instant> {
-    Instant::now().checked_add(timeout)
-}
 
 /// Locks `m`, whether or not a thread panicked holding it.
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -194,7 +189,7 @@ macro_rules! lock_type {
 
             /// Waits at most `timeout`; `None` if the lock did not come free.
             pub fn acquire_timeout(&self, timeout: Duration) -> Result<Option<LockGuard<'_>>> {
-                let until = deadline(timeout);
+                let until = deadline_after(timeout);
                 Ok(self.inner.take(until)?.then(|| self.guard()))
             }
 
@@ -287,7 +282,7 @@ impl Condition {
         guard: LockGuard<'a>,
         timeout: Duration,
     ) -> Result<(LockGuard<'a>, bool)> {
-        self.wait_until(guard, deadline(timeout))
+        self.wait_until(guard, deadline_after(timeout))
     }
 
     fn wait_until<'a>(
@@ -417,7 +412,7 @@ macro_rules! semaphore_type {
 
             /// Waits at most `timeout` for a unit.
             pub fn acquire_timeout(&self, timeout: Duration) -> Result<bool> {
-                Ok(self.take(deadline(timeout)))
+                Ok(self.take(deadline_after(timeout)))
             }
 
             /// Gives a unit back.
@@ -502,7 +497,7 @@ impl Event {
     /// Waits until the flag is set, for at most `timeout` (`None`: forever);
     /// returns the flag.
     pub fn wait(&self, timeout: Option<Duration>) -> Result<bool> {
-        let until = timeout.and_then(deadline);
+        let until = timeout.and_then(deadline_after);
         let (_g, set) = wait_until(&self.inner.changed, lock(&self.inner.flag), until, |f| *f);
         Ok(set)
     }
@@ -563,12 +558,12 @@ impl Barrier {
 
     /// Waits for every party; returns this caller's index, `0..parties`.
     pub fn wait(&self) -> Result<usize> {
-        self.wait_until(self.inner.timeout.and_then(deadline))
+        self.wait_until(self.inner.timeout.and_then(deadline_after))
     }
 
     /// As [`wait`](Self::wait), for at most `timeout` (a timeout breaks it).
     pub fn wait_timeout(&self, timeout: Duration) -> Result<usize> {
-        self.wait_until(deadline(timeout))
+        self.wait_until(deadline_after(timeout))
     }
 
     fn wait_until(&self, until: Option<Instant>) -> Result<usize> {

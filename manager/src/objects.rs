@@ -173,7 +173,8 @@ impl Shared {
         wait: Wait,
         mut ready: impl FnMut(&mut Object) -> Option<R>,
     ) -> (MutexGuard<'a, Object>, Waited<R>) {
-        let deadline = wait.map(|w| Instant::now() + w);
+        // A wait too long to represent is a wait without end.
+        let deadline = wait.and_then(mp_proc::deadline_after);
         let mut first = true;
         loop {
             if let Some(r) = ready(&mut guard) {

@@ -91,7 +91,7 @@ impl<R: Payload> AsyncResult<R> {
         if let Some(e) = &self.failed {
             return Err(e.clone());
         }
-        if !self.wait_until(Instant::now().checked_add(timeout)) {
+        if !self.wait_until(mp_proc::deadline_after(timeout)) {
             return Err(Error::Timeout);
         }
         self.with_job(|job| (self.decode)(job, self.items))
@@ -112,7 +112,7 @@ impl<R: Payload> AsyncResult<R> {
     /// Waits until the result is ready or `timeout` passes (`None`: as long as
     /// it takes); returns whether it is ready.
     pub fn wait(&self, timeout: Option<Duration>) -> bool {
-        self.wait_until(timeout.and_then(|t| Instant::now().checked_add(t)))
+        self.wait_until(timeout.and_then(mp_proc::deadline_after))
     }
 
     /// Whether the result is ready.

@@ -40,7 +40,7 @@ pub use process::{
 };
 pub use queue::{JoinableQueue, Queue, SimpleQueue};
 #[doc(hidden)]
-pub use sync::shared::spin_until_ready;
+pub use sync::shared::{deadline_after, spin_until_ready};
 pub use sync::{
     Array, Barrier, BoundedSemaphore, Condition, Event, Lock, LockGuard, RLock, RawArray, RawValue,
     Semaphore, Shareable, SharedGuard, SharedMemory, Value, wait_for_with,

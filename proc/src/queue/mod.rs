@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, Result};
-use crate::sync::shared::Shared;
+use crate::sync::shared::{Shared, deadline_after};
 use crate::{Payload, payload};
-use ring::{DEFAULT_CAPACITY, Ring, deadline_of};
+use ring::{DEFAULT_CAPACITY, Ring};
 
 thread_local! {
     /// Where `put` encodes, reused between calls.
@@ -86,7 +86,7 @@ macro_rules! queue {
             /// As [`put`](Self::put), waiting at most `timeout` for room
             /// ([`Error::Full`] then).
             pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<()> {
-                self.put_until(item, deadline_of(Some(timeout)))
+                self.put_until(item, deadline_after(timeout))
             }
 
             /// Puts `item` only if there is room now ([`Error::Full`] otherwise).
@@ -107,7 +107,7 @@ macro_rules! queue {
 
             /// As [`get`](Self::get), waiting at most `timeout` ([`Error::Empty`] then).
             pub fn get_timeout(&self, timeout: Duration) -> Result<T> {
-                self.get_until(deadline_of(Some(timeout)))
+                self.get_until(deadline_after(timeout))
             }
 
             /// Takes the oldest item if there is one now ([`Error::Empty`] otherwise).
@@ -255,7 +255,7 @@ impl<T: Payload> JoinableQueue<T> {
 
     /// As [`join`](Self::join), for at most `timeout` ([`Error::Timeout`] then).
     pub fn join_timeout(&self, timeout: Duration) -> Result<()> {
-        match self.ring.join(deadline_of(Some(timeout)))? {
+        match self.ring.join(deadline_after(timeout))? {
             true => Ok(()),
             false => Err(Error::Timeout),
         }

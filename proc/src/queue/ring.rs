@@ -15,7 +15,7 @@
 //! Non-generic on purpose: one copy of it is compiled for every item type.
 
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::error::{Error, Result};
 use crate::sync::shared::{RawLock, Shared, spin_until};
@@ -434,10 +434,4 @@ impl Ring {
             }
         }
     }
-}
-
-/// `deadline` for an optional timeout: `None` waits forever (so does a
-/// timeout too long to represent).
-pub(crate) fn deadline_of(timeout: Option<Duration>) -> Option<Instant> {
-    timeout.and_then(|t| Instant::now().checked_add(t))
 }

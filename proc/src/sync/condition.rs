@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::lock::{Lock, LockGuard};
-use super::shared::{RawLock, Shared, deadline};
+use super::shared::{RawLock, Shared, deadline_after};
 use crate::error::{Error, OsContext, Result};
 use crate::sys::sync::{self, OBJECT, Taken, word};
 
@@ -103,7 +103,7 @@ impl Condition {
         guard: LockGuard<'a>,
         timeout: Duration,
     ) -> Result<(LockGuard<'a>, bool)> {
-        self.wait_until(guard, deadline(timeout))
+        self.wait_until(guard, deadline_after(timeout))
     }
 
     /// Waits until `predicate()` is true (checked with the lock held), for at
@@ -146,7 +146,7 @@ pub fn wait_for_with<G>(
     timeout: Option<Duration>,
     mut wait: impl FnMut(G, Option<Instant>) -> Result<(G, bool)>,
 ) -> Result<(G, bool)> {
-    let until = timeout.and_then(deadline);
+    let until = timeout.and_then(deadline_after);
     let bounded = timeout.is_some() && until.is_some();
     loop {
         if predicate() {
@@ -302,7 +302,7 @@ impl Barrier {
     }
 
     fn wait_inner(&self, timeout: Option<Duration>) -> Result<usize> {
-        let deadline = timeout.and_then(deadline);
+        let deadline = timeout.and_then(deadline_after);
         let bounded = timeout.is_some() && deadline.is_some();
         if !self.raw.lock(None)? {
             return Err(Error::BrokenBarrier);

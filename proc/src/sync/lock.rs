@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::shared::{RawLock, Shared, deadline};
+use super::shared::{RawLock, Shared, deadline_after};
 use crate::error::Result;
 
 /// A lock shared by processes, Python's `multiprocessing.Lock`.
@@ -112,10 +112,7 @@ macro_rules! lock_methods {
 
             /// Waits at most `timeout` for the lock; `None` if it stayed taken.
             pub fn acquire_timeout(&self, timeout: Duration) -> Result<Option<LockGuard<'_>>> {
-                let taken = match deadline(timeout) {
-                    Some(d) => self.raw.lock(Some(d))?,
-                    None => self.raw.lock(None)?,
-                };
+                let taken = self.raw.lock(deadline_after(timeout))?;
                 Ok(taken.then(|| self.guard()))
             }
 

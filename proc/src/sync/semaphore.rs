@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::shared::{Shared, deadline, spin_until};
+use super::shared::{Shared, deadline_after, spin_until};
 use crate::error::{Error, Result};
 use crate::sys::sync::{announce, anyone_waiting, futex_wait, futex_wake, word};
 
@@ -125,7 +125,7 @@ macro_rules! semaphore {
 
             /// Waits at most `timeout` for a unit; `false` if none came.
             pub fn acquire_timeout(&self, timeout: Duration) -> Result<bool> {
-                Ok(self.counter.take(deadline(timeout)))
+                Ok(self.counter.take(deadline_after(timeout)))
             }
 
             /// Gives a unit back, waking one waiter.
@@ -263,7 +263,7 @@ impl Event {
     /// Waits until the flag is set or `timeout` passes (`None`: forever);
     /// returns whether it is set.
     pub fn wait(&self, timeout: Option<Duration>) -> Result<bool> {
-        let deadline = timeout.and_then(deadline);
+        let deadline = timeout.and_then(deadline_after);
         let forever = timeout.is_none() || deadline.is_none();
         let waiters = word(&self.shared.0, EVENT_WAITERS);
         loop {

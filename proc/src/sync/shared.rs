@@ -128,8 +128,18 @@ pub(crate) fn poll_until(ready: impl Fn() -> bool) -> bool {
     }
 }
 
-/// A deadline `timeout` from now (`None` for a timeout too large to represent).
-pub(crate) fn deadline(timeout: Duration) -> Option<Instant> {
+/// The instant `timeout` from now; `None` (never) when it is too far to
+/// represent. Every wait of the workspace's crates computes its deadline
+/// here: `Instant::now() + timeout` panics for a huge timeout (a peer's
+/// `Duration::MAX`), where a wait should just be unbounded.
+///
+/// ```
+/// use std::time::Duration;
+/// assert!(mp_proc::deadline_after(Duration::from_secs(1)).is_some());
+/// assert_eq!(mp_proc::deadline_after(Duration::MAX), None);
+/// ```
+#[doc(hidden)]
+pub fn deadline_after(timeout: Duration) -> Option<Instant> {
     Instant::now().checked_add(timeout)
 }
 
