@@ -306,7 +306,10 @@ pub(crate) fn dup2_raw(from: RawFd, to: RawFd) {
 /// costs no memory before its bytes arrive. `Ok(0)` is end of file (or no
 /// room: `max == 0` or a full `vec`, which the caller must not ask for).
 pub(crate) fn read_append(fd: BorrowedFd<'_>, vec: &mut Vec<u8>, max: usize) -> io::Result<usize> {
-    debug_assert!(max == 0 || vec.capacity() > vec.len(), "no room to read into");
+    debug_assert!(
+        max == 0 || vec.capacity() > vec.len(),
+        "no room to read into"
+    );
     let spare = vec.spare_capacity_mut();
     let room = spare.len().min(max);
     let spare = &mut spare[..room];
