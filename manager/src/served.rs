@@ -86,7 +86,7 @@ pub(crate) struct Registration {
     pub(crate) shared: bool,
     /// Checks the factory of a user type (in the process that registered it).
     #[serde(skip)]
-    pub(crate) check_factory: Option<fn(&[u8], mp_proc::StartMethod, &str) -> Result<()>>,
+    pub(crate) check_factory: Option<FactoryCheck>,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -125,6 +125,9 @@ impl Registration {
     }
 }
 
+/// What checks a registered factory: `(encoded factory, method, typeid)`.
+pub(crate) type FactoryCheck = fn(&[u8], mp_proc::StartMethod, &str) -> Result<()>;
+
 /// Checks that a server started with `method` can call the factory of `T`
 /// (decoded as the type it was made as).
 fn check_factory<T: Served>(
@@ -133,7 +136,7 @@ fn check_factory<T: Served>(
     typeid: &str,
 ) -> Result<()> {
     let f: mp_proc::FnPointer<fn() -> T> = mp_proc::codec::decode(factory)?;
-    Ok(f.check(method, typeid)?)
+    f.check(method, typeid)
 }
 
 fn make<T: Served>(factory: Bytes) -> Result<Box<dyn Served>> {

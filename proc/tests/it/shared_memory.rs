@@ -97,10 +97,8 @@ fn names_sizes_and_bad_input() {
     assert_eq!(a.name(), name);
     assert_eq!(a.size(), 100);
     // SAFETY: no other handle to the new block exists yet.
-    assert!(
-        unsafe { a.as_slice() }.iter().all(|&b| b == 0),
-        "zero-filled"
-    );
+    let zeros = unsafe { a.as_slice() }.iter().all(|&b| b == 0);
+    assert!(zeros, "zero-filled");
     // SAFETY: as above.
     unsafe { a.as_mut_slice()[99] = 7 };
     let b = SharedMemory::attach(&format!("/{name}")).unwrap();

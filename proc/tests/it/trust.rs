@@ -137,9 +137,7 @@ fn a_packed_value_unpacks_only_as_the_type_it_was_packed_as() {
     assert!(packed.unpack::<Value<bool>>().is_err());
     // Decoded by hand with the handles available (as a function's runner
     // decodes its arguments), the handle itself refuses the other type.
-    let r = packed
-        .with_handles(|bytes| codec::decode::<Value<bool>>(bytes))
-        .unwrap();
+    let r = packed.with_handles(codec::decode::<Value<bool>>).unwrap();
     assert!(is_decode_error(&r, "another type"), "{:?}", r.map(|_| ()));
     let same = packed.unpack::<Value<u8>>().unwrap();
     same.set(3);
@@ -147,9 +145,9 @@ fn a_packed_value_unpacks_only_as_the_type_it_was_packed_as() {
 
     let a = Array::from_slice(&[1u32, 2]).unwrap();
     let packed = Packed::pack(&a).unwrap();
-    let r = packed.with_handles(|bytes| codec::decode::<Array<i32>>(bytes));
+    let r = packed.with_handles(codec::decode::<Array<i32>>);
     assert!(r.unwrap().is_err());
-    let r = packed.with_handles(|bytes| codec::decode::<Queue<u32>>(bytes));
+    let r = packed.with_handles(codec::decode::<Queue<u32>>);
     assert!(r.unwrap().is_err());
 }
 
@@ -163,7 +161,7 @@ fn shared_memory_does_not_unpack_as_an_array() {
     let packed = Packed::pack(&(block.clone(), String::from("x"))).unwrap();
     // Before: this gave a RawArray<u16> of len 2^63, and `set` wrote
     // anywhere in the process.
-    let r = packed.with_handles(|bytes| codec::decode::<(RawArray<u16>, String)>(bytes));
+    let r = packed.with_handles(codec::decode::<(RawArray<u16>, String)>);
     assert!(
         is_decode_error(&r.unwrap(), "another type"),
         "a SharedMemory became an array"
