@@ -184,3 +184,23 @@ fn handles_made_in_this_tree_still_reach_children(method: StartMethod) {
     assert_eq!(p.join().unwrap(), 0);
     assert_eq!(v.get(), 10);
 }
+
+#[test]
+fn handles_from_a_peer_are_errors_and_the_connection_goes_on() {
+    let _g = guard();
+    let (a, b) = mp_proc::pipe(true).unwrap();
+    // What a peer can put in a frame: an index and a type number, as a
+    // handle with a descriptor writes them, but no descriptor comes along.
+    let ty_guess = 0u64;
+    for _ in 0..4 {
+        a.send(&(0u32, ty_guess)).unwrap();
+    }
+    a.send(&(0u32, ty_guess, String::from("psm_x"))).unwrap();
+    a.send(&5u8).unwrap();
+    assert!(matches!(b.recv::<Value<u8>>(), Err(Error::Decode(_))));
+    assert!(matches!(b.recv::<Queue<u8>>(), Err(Error::Decode(_))));
+    assert!(matches!(b.recv::<mp_proc::Lock>(), Err(Error::Decode(_))));
+    assert!(matches!(b.recv::<mp_proc::Event>(), Err(Error::Decode(_))));
+    assert!(matches!(b.recv::<SharedMemory>(), Err(Error::Decode(_))));
+    assert_eq!(b.recv::<u8>().unwrap(), 5);
+}
