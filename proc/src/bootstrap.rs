@@ -99,17 +99,34 @@ thread_local! {
     pub(crate) static IN_TARGET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
+sys::ctor::before_main! {
+    /// Runs the bootstrap of spawned children and helpers before `main`, so
+    /// that spawn and forkserver work in every binary that links mp-proc,
+    /// test harnesses and doctests included, with no line of set-up.
+    static BOOTSTRAP = run_if_child;
+}
+
+/// Keeps the constructor in every binary that starts processes, whatever the
+/// linker does with unreferenced sections.
+pub(crate) fn keep_constructor() {
+    std::hint::black_box(&BOOTSTRAP);
+}
+
 /// The constructor's and `init()`'s entry: if this process was spawned to run
 /// a target or to be the fork server, do that and never return.
+#[allow(unsafe_code)] // calls of sys's unsafe fns, each with its SAFETY
 pub(crate) fn run_if_child() {
     if let Some(fd) = take_env(ENV_TRACKER) {
-        if let Ok(mut fds) = sys::fd::take_inherited([fd]) {
+        // SAFETY: the parent placed this fd for this process alone and named
+        // it in its variable; it is taken once, here.
+        if let Ok(mut fds) = unsafe { sys::spawn::take_placed([fd]) } {
             crate::tracker::serve(fds.remove(0));
         }
         std::process::exit(70);
     }
     if let Some(fd) = take_env(ENV_FORKSERVER) {
-        if let Ok(mut fds) = sys::fd::take_inherited([fd]) {
+        // SAFETY: as above.
+        if let Ok(mut fds) = unsafe { sys::spawn::take_placed([fd]) } {
             crate::forkserver::serve(fds.remove(0));
         }
         std::process::exit(70);
@@ -158,14 +175,11 @@ pub(crate) fn spawn_helper(
     })
 }
 
-/// Reads and removes a bootstrap variable. Before `main` the process has one
-/// thread, so changing the environment is sound; from `init()` in `main` it is
-/// the first thing the program does.
+/// Reads and removes a bootstrap variable (removed only where that is sound:
+/// while the process runs one thread, as before `main`).
 fn take_env(name: &str) -> Option<i32> {
-    let value = std::env::var_os(name)?;
-    let fd = value.to_str().and_then(|s| s.parse().ok());
-    sys::process::remove_env_early(name);
-    fd
+    let value = sys::process::take_env_var(name)?;
+    value.to_str().and_then(|s| s.parse().ok())
 }
 
 /// Whether this process was spawned to run a target that has not run (its
@@ -175,13 +189,19 @@ pub(crate) fn bootstrap_pending() -> bool {
 }
 
 /// A spawned child's bootstrap: the memfd at `fd`, descriptors after it.
+#[allow(unsafe_code)] // calls of sys's unsafe fns, each with its SAFETY
 fn read_spawned(fd: i32) -> Result<(Bootstrap, ChildFds), String> {
-    let boot_fd = sys::fd::take_inherited([fd])
+    // SAFETY: the parent placed this fd for this process alone and named it
+    // in its variable; it is taken once, here.
+    let boot_fd = unsafe { sys::spawn::take_placed([fd]) }
         .map_err(|e| e.to_string())?
         .remove(0);
     let boot = read_bootstrap(boot_fd)?;
     let count = 1 + boot.has_result as usize + boot.nfds as usize;
-    let fds = sys::fd::take_inherited((fd + 1..).take(count)).map_err(|e| e.to_string())?;
+    // SAFETY: the parent placed these after the bootstrap, as many as the
+    // bootstrap says, for this process alone; each is taken once, here.
+    let fds =
+        unsafe { sys::spawn::take_placed((fd + 1..).take(count)) }.map_err(|e| e.to_string())?;
     let fds = ChildFds::from_vec(fds, boot.has_result).ok_or("missing descriptors")?;
     Ok((boot, fds))
 }

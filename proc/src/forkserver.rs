@@ -153,6 +153,7 @@ pub(crate) fn serve(control: OwnedFd) -> ! {
 }
 
 /// Forks one child for a request; returns its pid and reply socket.
+#[allow(unsafe_code)] // a call of sys's unsafe fork, with its SAFETY
 fn fork_child(mut fds: Vec<OwnedFd>) -> Option<(u32, OwnedFd)> {
     if fds.len() < 5 {
         return None; // not a request of ours
@@ -170,10 +171,14 @@ fn fork_child(mut fds: Vec<OwnedFd>) -> Option<(u32, OwnedFd)> {
         stdio: [None, Some(stdout.as_raw_fd()), Some(stderr.as_raw_fd())],
         clear_mask: true, // the server blocks SIGCHLD
     };
-    match sys::process::fork(&plan) {
+    // SAFETY: in the child only the descriptors in plan.keep are used (the
+    // memfd and `rest`, taken by this frame); everything else (the control
+    // socket, the signalfd, the waiting replies, this request's reply, stdout
+    // and stderr objects, whose numbers are closed in the child) is never
+    // used or dropped, as the child branch never returns: child_main ends the
+    // process, and so does a bad request. The server runs one thread.
+    match unsafe { sys::process::fork(&plan) } {
         Ok(sys::process::Forked::Child) => {
-            // Everything but this request's descriptors is closed; objects that
-            // owned the others are never dropped here (this never returns).
             let boot = bootstrap::read_bootstrap(memfd);
             let fds = boot
                 .as_ref()

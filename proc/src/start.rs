@@ -122,6 +122,7 @@ fn pidfd_or_kill(pid: u32) -> Result<OwnedFd> {
 
 static WARNED_THREADS: AtomicBool = AtomicBool::new(false);
 
+#[allow(unsafe_code)] // calls of sys's unsafe fns, each with its SAFETY
 fn fork(l: &Launch<'_>, boot: Bootstrap) -> Result<Child> {
     if !WARNED_THREADS.load(Ordering::Relaxed)
         && !sys::process::single_threaded()
@@ -148,12 +149,20 @@ fn fork(l: &Launch<'_>, boot: Bootstrap) -> Result<Child> {
         stdio: [Some(stdin.as_raw_fd()), None, None],
         clear_mask: sys::process::signals_blocked(),
     };
-    match sys::process::fork(&plan).os("fork")? {
+    // SAFETY: in the child, nothing of the parent's that owns a descriptor
+    // is used or dropped: `state` is a guard (its drop only unlocks), the
+    // kept descriptors are taken below once each, become_child forgets the
+    // runtime's objects, and child_main never returns (it ends with _exit).
+    match unsafe { sys::process::fork(&plan) }.os("fork")? {
         sys::process::Forked::Child => {
             // The lock was taken before fork by this very thread: release it
             // here too, then become the child.
             drop(state);
-            let fds = sys::fd::take_inherited(inherited)
+            // SAFETY: these numbers were kept across the fork for this child
+            // (plan.keep); the objects that own them in the parent (the
+            // runtime's alive pipe, the caller's handles) are never used or
+            // dropped here (see above), and each is taken once.
+            let fds = unsafe { sys::spawn::take_placed(inherited) }
                 .ok()
                 .and_then(|fds| ChildFds::from_vec(fds, l.result.is_some()));
             match fds {

@@ -146,3 +146,20 @@ pub(crate) fn spawn_self(plan: &SpawnPlan<'_>) -> io::Result<u32> {
 fn cstring(s: OsString) -> io::Result<CString> {
     CString::new(s.into_vec()).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
 }
+
+/// Takes ownership of descriptors a parent placed in this process at known
+/// numbers. Fails if one is not open.
+///
+/// # Safety
+///
+/// Nothing else in this process owns these numbers or will use or close
+/// them: they were placed for this process alone (by the parent that spawned
+/// it and named them, or kept across `fork` while every object of the parent
+/// that owned them is never used or dropped, see [`fork`](super::process::fork)),
+/// and the caller takes each number once.
+pub(crate) unsafe fn take_placed(
+    raws: impl IntoIterator<Item = RawFd>,
+) -> io::Result<Vec<OwnedFd>> {
+    // The contract above is take_inherited's.
+    super::fd::take_inherited(raws)
+}
