@@ -1,7 +1,7 @@
 //! The parent's side of the three start methods.
 
 use std::io::Write;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::bootstrap::{self, Bootstrap, ChildFds, Leave};
@@ -27,6 +27,11 @@ pub(crate) struct Launch<'a> {
 
 /// Starts the child and returns its record.
 pub(crate) fn launch(mut l: Launch<'_>) -> Result<Child> {
+    match l.method {
+        StartMethod::Fork => {}
+        StartMethod::Spawn => bootstrap::refuse_if_secure("spawn", "use fork")?,
+        StartMethod::Forkserver => bootstrap::refuse_if_secure("forkserver", "use fork")?,
+    }
     if matches!(l.method, StartMethod::Spawn | StartMethod::Forkserver) {
         for (what, addr) in [
             ("target", l.target),
@@ -184,12 +189,11 @@ fn fork(l: &Launch<'_>, boot: Bootstrap) -> Result<Child> {
     }
 }
 
-/// Writes a bootstrap into an anonymous memory file.
+/// Writes a bootstrap into a sealed anonymous memory file (the only kind a
+/// child accepts as its bootstrap).
 fn bootstrap_memfd(boot: &Bootstrap) -> Result<OwnedFd> {
     let bytes = crate::payload::encode(boot)?;
-    let fd = sys::fd::memfd(c"mp-proc-bootstrap").os("memfd_create")?;
-    sys::fd::write_all(fd.as_fd(), &bytes, false).os("write bootstrap")?;
-    Ok(fd)
+    sys::spawn::sealed_memfd(c"mp-proc-bootstrap", &bytes).os("write the bootstrap memfd")
 }
 
 fn spawn(l: &Launch<'_>, boot: &Bootstrap) -> Result<Child> {

@@ -89,6 +89,16 @@ pub(crate) unsafe fn fork(plan: &ForkPlan<'_>) -> io::Result<Forked> {
     }
 }
 
+/// Whether this process runs under secure execution: the kernel set
+/// `AT_SECURE` because it runs a setuid or setgid file, or a file with
+/// capabilities, for a user who does not have those privileges (or a
+/// security module asked for it). Such a process must not take orders from
+/// its environment.
+pub(crate) fn secure_execution() -> bool {
+    // SAFETY: getauxval only reads the auxiliary vector the kernel passed.
+    unsafe { libc::getauxval(libc::AT_SECURE) != 0 }
+}
+
 /// Clears the calling thread's signal mask (async-signal-safe).
 pub(crate) fn unblock_all_signals() {
     // SAFETY: sigemptyset initialises the set; pthread_sigmask only changes the
