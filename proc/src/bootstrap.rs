@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::connection::Connection;
 use crate::runtime::{self, Me};
 use crate::sys::image::Runner;
+use crate::sys::spawn::Channel;
 use crate::{StartMethod, sys};
 
 /// Tells a spawned copy of the executable that fd 3 holds its bootstrap.
@@ -99,45 +100,124 @@ thread_local! {
     pub(crate) static IN_TARGET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
+sys::ctor::before_main! {
+    /// Runs the bootstrap of spawned children and helpers before `main`, so
+    /// that spawn and forkserver work in every binary that links mp-proc,
+    /// test harnesses and doctests included, with no line of set-up.
+    static BOOTSTRAP = run_if_child;
+}
+
+/// Keeps the constructor in every binary that starts processes, whatever the
+/// linker does with unreferenced sections.
+pub(crate) fn keep_constructor() {
+    std::hint::black_box(&BOOTSTRAP);
+}
+
+/// What a spawned copy of the executable was started to be.
+#[derive(Copy, Clone)]
+pub(crate) enum Role {
+    Child,
+    Forkserver,
+    Tracker,
+}
+
+impl Role {
+    fn variable(self) -> &'static str {
+        match self {
+            Role::Child => ENV_CHILD,
+            Role::Forkserver => ENV_FORKSERVER,
+            Role::Tracker => ENV_TRACKER,
+        }
+    }
+
+    fn what(self) -> &'static str {
+        match self {
+            Role::Child => "child bootstrap",
+            Role::Forkserver => "fork server",
+            Role::Tracker => "resource tracker",
+        }
+    }
+}
+
 /// The constructor's and `init()`'s entry: if this process was spawned to run
-/// a target or to be the fork server, do that and never return.
+/// a target, to be the fork server or to be the resource tracker, do that and
+/// never return.
+///
+/// The variables are removed from the environment (so that no process
+/// started from here sees them) and obeyed only in a process that is not
+/// under secure execution: a setuid or setcap program ignores them and its
+/// `main` runs, whoever set them. A variable whose descriptor is not what a
+/// parent places there ends the process at once with a message on stderr.
+#[allow(unsafe_code)] // calls of sys's unsafe fns, each with its SAFETY
 pub(crate) fn run_if_child() {
-    if let Some(fd) = take_env(ENV_TRACKER) {
-        if let Ok(mut fds) = sys::fd::take_inherited([fd]) {
-            crate::tracker::serve(fds.remove(0));
-        }
-        std::process::exit(70);
-    }
-    if let Some(fd) = take_env(ENV_FORKSERVER) {
-        if let Ok(mut fds) = sys::fd::take_inherited([fd]) {
-            crate::forkserver::serve(fds.remove(0));
-        }
-        std::process::exit(70);
-    }
-    let Some(fd) = take_env(ENV_CHILD) else {
+    let set: Vec<(Role, std::ffi::OsString)> = [Role::Tracker, Role::Forkserver, Role::Child]
+        .into_iter()
+        .filter_map(|role| sys::process::take_env_var(role.variable()).map(|v| (role, v)))
+        .collect();
+    let Some((role, value)) = set.first() else {
         return;
     };
-    match read_spawned(fd) {
-        Ok((boot, fds)) => {
-            let fingerprint = boot.fingerprint;
-            match sys::image::resolve(boot.runner, boot.target, fingerprint) {
-                Some(entry) => {
-                    let becoming = boot.becoming();
-                    child_main(
-                        boot,
-                        becoming,
-                        entry,
-                        fds,
-                        StartMethod::Spawn,
-                        Leave::Normally,
-                    )
-                }
-                None => {
-                    fatal("the executable changed since the parent started: cannot find the target")
-                }
+    if sys::process::secure_execution() {
+        // Whoever set them may not be the owner of this program's privileges.
+        return;
+    }
+    let role = *role;
+    if set.len() > 1 {
+        let names: Vec<&str> = set.iter().map(|(r, _)| r.variable()).collect();
+        die(&format!(
+            "bootstrap failed: more than one bootstrap variable is set ({}); a parent sets one",
+            names.join(", ")
+        ));
+    }
+    let Some(fd) = value
+        .to_str()
+        .and_then(|v| v.parse::<i32>().ok())
+        .filter(|fd| *fd >= 0)
+    else {
+        fatal(
+            role,
+            &format!("{}={value:?} is not a descriptor number", role.variable()),
+        );
+    };
+    match role {
+        Role::Tracker => {
+            // SAFETY: the parent placed this fd for this process alone and
+            // named it in its variable; it is taken once, here.
+            match unsafe { sys::spawn::take_channel(fd, Channel::PipeReadEnd) } {
+                Ok(pipe) => crate::tracker::serve(pipe),
+                Err(e) => fatal(role, &e.to_string()),
             }
         }
-        Err(e) => fatal(&e),
+        Role::Forkserver => {
+            // SAFETY: as above.
+            match unsafe { sys::spawn::take_channel(fd, Channel::Seqpacket) } {
+                Ok(control) => crate::forkserver::serve(control),
+                Err(e) => fatal(role, &e.to_string()),
+            }
+        }
+        Role::Child => match read_spawned(fd) {
+            Ok((boot, fds)) => {
+                let fingerprint = boot.fingerprint;
+                match sys::image::resolve(boot.runner, boot.target, fingerprint) {
+                    Some(entry) => {
+                        let becoming = boot.becoming();
+                        child_main(
+                            boot,
+                            becoming,
+                            entry,
+                            fds,
+                            StartMethod::Spawn,
+                            Leave::Normally,
+                        )
+                    }
+                    None => fatal(
+                        role,
+                        "the executable changed since the parent started: cannot find the target",
+                    ),
+                }
+            }
+            Err(e) => fatal(role, &e),
+        },
     }
 }
 
@@ -158,49 +238,78 @@ pub(crate) fn spawn_helper(
     })
 }
 
-/// Reads and removes a bootstrap variable. Before `main` the process has one
-/// thread, so changing the environment is sound; from `init()` in `main` it is
-/// the first thing the program does.
-fn take_env(name: &str) -> Option<i32> {
-    let value = std::env::var_os(name)?;
-    let fd = value.to_str().and_then(|s| s.parse().ok());
-    sys::process::remove_env_early(name);
-    fd
+/// `Err(Error::SecureExecution)` in a setuid or setcap process, which must
+/// not run its own executable again: `what` is refused, `instead` works.
+pub(crate) fn refuse_if_secure(what: &'static str, instead: &'static str) -> crate::Result<()> {
+    if sys::process::secure_execution() {
+        return Err(crate::Error::SecureExecution { what, instead });
+    }
+    Ok(())
 }
 
 /// Whether this process was spawned to run a target that has not run (its
-/// bootstrap did not run before `main`).
+/// bootstrap did not run before `main`). Never under secure execution, where
+/// the variables mean nothing.
 pub(crate) fn bootstrap_pending() -> bool {
-    ENV_ALL.iter().any(|v| std::env::var_os(v).is_some())
+    ENV_ALL.iter().any(|v| std::env::var_os(v).is_some()) && !sys::process::secure_execution()
 }
 
 /// A spawned child's bootstrap: the memfd at `fd`, descriptors after it.
+#[allow(unsafe_code)] // calls of sys's unsafe fns, each with its SAFETY
 fn read_spawned(fd: i32) -> Result<(Bootstrap, ChildFds), String> {
-    let boot_fd = sys::fd::take_inherited([fd])
-        .map_err(|e| e.to_string())?
-        .remove(0);
+    // SAFETY: the parent placed this fd for this process alone and named it
+    // in its variable; it is taken once, here.
+    let boot_fd =
+        unsafe { sys::spawn::take_channel(fd, Channel::SealedMemfd) }.map_err(|e| e.to_string())?;
     let boot = read_bootstrap(boot_fd)?;
     let count = 1 + boot.has_result as usize + boot.nfds as usize;
-    let fds = sys::fd::take_inherited((fd + 1..).take(count)).map_err(|e| e.to_string())?;
+    let first = fd
+        .checked_add(1)
+        .ok_or("no room for descriptors after the bootstrap")?;
+    let alive = {
+        // SAFETY: the parent placed the alive pipe right after the bootstrap,
+        // for this process alone; it is taken once, here.
+        unsafe { sys::spawn::take_channel(first, Channel::PipeReadEnd) }
+            .map_err(|e| format!("the alive pipe: {e}"))?
+    };
+    let rest = (first..=i32::MAX).skip(1).take(count - 1);
+    // SAFETY: the parent placed these after the alive pipe, as many as the
+    // bootstrap says, for this process alone; each is taken once, here.
+    let mut fds = unsafe { sys::spawn::take_placed(rest) }.map_err(|e| e.to_string())?;
+    if fds.len() != count - 1 {
+        return Err("no room for the descriptors the bootstrap announces".to_owned());
+    }
+    fds.insert(0, alive);
     let fds = ChildFds::from_vec(fds, boot.has_result).ok_or("missing descriptors")?;
     Ok((boot, fds))
 }
 
-/// Reads a bootstrap from a memfd.
+/// Reads a bootstrap from the sealed memfd a parent made.
 pub(crate) fn read_bootstrap(fd: OwnedFd) -> Result<Bootstrap, String> {
+    sys::spawn::check_channel(fd.as_fd(), Channel::SealedMemfd).map_err(|e| e.to_string())?;
     let mut file = std::fs::File::from(fd);
     let mut bytes = Vec::new();
-    file.seek(SeekFrom::Start(0)).map_err(|e| e.to_string())?;
-    file.read_to_end(&mut bytes).map_err(|e| e.to_string())?;
-    crate::payload::decode(&bytes).map_err(|e| e.to_string())
+    file.seek(SeekFrom::Start(0))
+        .map_err(|e| format!("cannot read the bootstrap: {e}"))?;
+    file.read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read the bootstrap: {e}"))?;
+    if bytes.is_empty() {
+        return Err("the bootstrap is empty".to_owned());
+    }
+    crate::payload::decode(&bytes).map_err(|e| format!("the bootstrap does not decode: {e}"))
 }
 
-/// A bootstrap failure before there is a target to run: one line on stderr
-/// and exit code 1.
-fn fatal(what: &str) -> ! {
+/// The end of a process whose bootstrap is not what a parent sets up (a
+/// wrong descriptor, a failed read, garbage): one line on stderr and exit
+/// code 1, before anything else runs.
+pub(crate) fn fatal(role: Role, what: &str) -> ! {
+    die(&format!("{} failed: {what}", role.what()))
+}
+
+fn die(message: &str) -> ! {
     let _ = std::io::Write::write_all(
         &mut std::io::stderr(),
-        format!("mp-proc: child bootstrap failed: {what}\n").as_bytes(),
+        format!("mp-proc: {message}\n").as_bytes(),
     );
     std::process::exit(1)
 }
@@ -351,3 +460,6 @@ fn watch_parent(alive: OwnedFd) {
             .warning("could not start the thread that ends this daemon with its parent");
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -146,6 +146,29 @@ pub enum Error {
     )]
     NotBootstrapped,
 
+    /// A setuid or setcap program (one that runs under secure execution,
+    /// `getauxval(AT_SECURE) != 0`) asked for something that runs its own
+    /// executable again: the spawn or forkserver start method, or the
+    /// resource tracker that [`SharedMemory`](crate::SharedMemory) needs.
+    /// That copy would run the program's `main` with its privileges (the
+    /// bootstrap variables are ignored there, so that no one else can use
+    /// them), so it is refused. The fork start method works.
+    ///
+    /// ```
+    /// let e = mp_proc::Error::SecureExecution { what: "spawn", instead: "use fork" };
+    /// assert!(e.to_string().contains("setuid/setcap process (secure execution)"));
+    /// ```
+    #[error(
+        "{what} is refused in a setuid/setcap process (secure execution): \
+         it would re-run this executable's main with its privileges; {instead}"
+    )]
+    SecureExecution {
+        /// What was refused: `"spawn"`, `"forkserver"` or `"the resource tracker"`.
+        what: &'static str,
+        /// What works instead.
+        instead: &'static str,
+    },
+
     /// The target of a [`spawn`](crate::spawn)ed child panicked. `message` is the panic's message.
     #[error("process {name} panicked: {message}")]
     Panicked {

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 
-use crate::bootstrap::{self, ChildFds, Leave};
+use crate::bootstrap::{self, ChildFds, Leave, Role};
 use crate::error::{Error, OsContext, Result};
 use crate::runtime::State;
 use crate::{StartMethod, sys};
@@ -51,6 +51,7 @@ pub(crate) fn restart(dead: &Arc<Client>) -> Result<Arc<Client>> {
 
 impl Client {
     fn start() -> Result<Client> {
+        bootstrap::refuse_if_secure("forkserver", "use fork")?;
         let (ours, theirs) = sys::fd::socket_pair(true).os("socketpair")?;
         let pid = bootstrap::spawn_helper(
             theirs.as_raw_fd(),
@@ -114,19 +115,24 @@ impl Drop for Client {
     }
 }
 
-/// The server's loop. Never returns.
+/// The server's loop. Never returns. It ends with its program (end of file
+/// on the control socket); anything on that socket that the program does not
+/// send (a failed read, a malformed request) ends it at once with a message.
 pub(crate) fn serve(control: OwnedFd) -> ! {
+    fn fatal(what: &str) -> ! {
+        bootstrap::fatal(Role::Forkserver, what)
+    }
     sys::process::ignore_sigint();
     let sigchld = match sys::process::sigchld_fd() {
         Ok(fd) => fd,
-        Err(_) => std::process::exit(71),
+        Err(e) => fatal(&format!("cannot watch its children: {e}")),
     };
     let mut waiting: HashMap<u32, OwnedFd> = HashMap::new();
     let mut buf = [0u8; 16];
     loop {
         let ready = match sys::fd::wait_readable(&[control.as_fd(), sigchld.as_fd()], None) {
             Ok(r) => r,
-            Err(_) => std::process::exit(72),
+            Err(e) => fatal(&format!("cannot wait for requests: {e}")),
         };
         if ready[1] {
             while let Ok(Some(_)) = sigchld.read_signal() {}
@@ -139,11 +145,17 @@ pub(crate) fn serve(control: OwnedFd) -> ! {
         if ready[0] {
             let (n, fds) = match sys::scm::recv_with_fds(control.as_fd(), &mut buf) {
                 Ok(r) => r,
-                Err(_) => continue,
+                Err(e) => fatal(&format!("cannot read a request: {e}")),
             };
-            if n == 0 {
+            if n == 0 && fds.is_empty() {
                 // The program is gone. Its children go on (daemons end themselves).
                 std::process::exit(0);
+            }
+            if &buf[..n] != b"F" || fds.len() < 5 {
+                fatal(&format!(
+                    "a request that its program does not send ({n} bytes, {} descriptors)",
+                    fds.len()
+                ));
             }
             if let Some((pid, reply)) = fork_child(fds) {
                 waiting.insert(pid, reply);
@@ -152,11 +164,10 @@ pub(crate) fn serve(control: OwnedFd) -> ! {
     }
 }
 
-/// Forks one child for a request; returns its pid and reply socket.
+/// Forks one child for a request (at least 5 descriptors); returns its pid
+/// and reply socket.
+#[allow(unsafe_code)] // a call of sys's unsafe fork, with its SAFETY
 fn fork_child(mut fds: Vec<OwnedFd>) -> Option<(u32, OwnedFd)> {
-    if fds.len() < 5 {
-        return None; // not a request of ours
-    }
     let rest = fds.split_off(4);
     let stderr = fds.pop()?;
     let stdout = fds.pop()?;
@@ -170,33 +181,35 @@ fn fork_child(mut fds: Vec<OwnedFd>) -> Option<(u32, OwnedFd)> {
         stdio: [None, Some(stdout.as_raw_fd()), Some(stderr.as_raw_fd())],
         clear_mask: true, // the server blocks SIGCHLD
     };
-    match sys::process::fork(&plan) {
+    // SAFETY: in the child only the descriptors in plan.keep are used (the
+    // memfd and `rest`, taken by this frame); everything else (the control
+    // socket, the signalfd, the waiting replies, this request's reply, stdout
+    // and stderr objects, whose numbers are closed in the child) is never
+    // used or dropped, as the child branch never returns: child_main ends the
+    // process, and so does a bad request. The server runs one thread.
+    match unsafe { sys::process::fork(&plan) } {
         Ok(sys::process::Forked::Child) => {
-            // Everything but this request's descriptors is closed; objects that
-            // owned the others are never dropped here (this never returns).
-            let boot = bootstrap::read_bootstrap(memfd);
-            let fds = boot
-                .as_ref()
-                .ok()
-                .and_then(|b| ChildFds::from_vec(rest, b.has_result));
-            match (boot, fds) {
-                (Ok(boot), Some(fds)) => {
-                    match sys::image::resolve(boot.runner, boot.target, boot.fingerprint) {
-                        Some(entry) => {
-                            let becoming = boot.becoming();
-                            bootstrap::child_main(
-                                boot,
-                                becoming,
-                                entry,
-                                fds,
-                                StartMethod::Forkserver,
-                                Leave::Normally,
-                            )
-                        }
-                        None => sys::process::exit_immediately(1),
-                    }
+            let boot = bootstrap::read_bootstrap(memfd).and_then(|boot| {
+                let fds = ChildFds::from_vec(rest, boot.has_result)
+                    .ok_or("missing descriptors in the request")?;
+                let entry = sys::image::resolve(boot.runner, boot.target, boot.fingerprint).ok_or(
+                    "the executable changed since the program started: cannot find the target",
+                )?;
+                Ok((boot, fds, entry))
+            });
+            match boot {
+                Ok((boot, fds, entry)) => {
+                    let becoming = boot.becoming();
+                    bootstrap::child_main(
+                        boot,
+                        becoming,
+                        entry,
+                        fds,
+                        StartMethod::Forkserver,
+                        Leave::Normally,
+                    )
                 }
-                _ => sys::process::exit_immediately(1),
+                Err(e) => bootstrap::fatal(Role::Child, &e),
             }
         }
         Ok(sys::process::Forked::Parent(pid)) => {

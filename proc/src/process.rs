@@ -153,7 +153,7 @@ impl Process {
         if bootstrap::bootstrap_pending() {
             return Err(Error::NotBootstrapped);
         }
-        image::keep_constructor();
+        bootstrap::keep_constructor();
         if runtime::me().daemon {
             return Err(Error::DaemonChildren);
         }

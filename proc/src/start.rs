@@ -1,7 +1,7 @@
 //! The parent's side of the three start methods.
 
 use std::io::Write;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::bootstrap::{self, Bootstrap, ChildFds, Leave};
@@ -27,6 +27,11 @@ pub(crate) struct Launch<'a> {
 
 /// Starts the child and returns its record.
 pub(crate) fn launch(mut l: Launch<'_>) -> Result<Child> {
+    match l.method {
+        StartMethod::Fork => {}
+        StartMethod::Spawn => bootstrap::refuse_if_secure("spawn", "use fork")?,
+        StartMethod::Forkserver => bootstrap::refuse_if_secure("forkserver", "use fork")?,
+    }
     if matches!(l.method, StartMethod::Spawn | StartMethod::Forkserver) {
         for (what, addr) in [
             ("target", l.target),
@@ -122,6 +127,7 @@ fn pidfd_or_kill(pid: u32) -> Result<OwnedFd> {
 
 static WARNED_THREADS: AtomicBool = AtomicBool::new(false);
 
+#[allow(unsafe_code)] // calls of sys's unsafe fns, each with its SAFETY
 fn fork(l: &Launch<'_>, boot: Bootstrap) -> Result<Child> {
     if !WARNED_THREADS.load(Ordering::Relaxed)
         && !sys::process::single_threaded()
@@ -148,12 +154,20 @@ fn fork(l: &Launch<'_>, boot: Bootstrap) -> Result<Child> {
         stdio: [Some(stdin.as_raw_fd()), None, None],
         clear_mask: sys::process::signals_blocked(),
     };
-    match sys::process::fork(&plan).os("fork")? {
+    // SAFETY: in the child, nothing of the parent's that owns a descriptor
+    // is used or dropped: `state` is a guard (its drop only unlocks), the
+    // kept descriptors are taken below once each, become_child forgets the
+    // runtime's objects, and child_main never returns (it ends with _exit).
+    match unsafe { sys::process::fork(&plan) }.os("fork")? {
         sys::process::Forked::Child => {
             // The lock was taken before fork by this very thread: release it
             // here too, then become the child.
             drop(state);
-            let fds = sys::fd::take_inherited(inherited)
+            // SAFETY: these numbers were kept across the fork for this child
+            // (plan.keep); the objects that own them in the parent (the
+            // runtime's alive pipe, the caller's handles) are never used or
+            // dropped here (see above), and each is taken once.
+            let fds = unsafe { sys::spawn::take_placed(inherited) }
                 .ok()
                 .and_then(|fds| ChildFds::from_vec(fds, l.result.is_some()));
             match fds {
@@ -175,12 +189,11 @@ fn fork(l: &Launch<'_>, boot: Bootstrap) -> Result<Child> {
     }
 }
 
-/// Writes a bootstrap into an anonymous memory file.
+/// Writes a bootstrap into a sealed anonymous memory file (the only kind a
+/// child accepts as its bootstrap).
 fn bootstrap_memfd(boot: &Bootstrap) -> Result<OwnedFd> {
     let bytes = crate::payload::encode(boot)?;
-    let fd = sys::fd::memfd(c"mp-proc-bootstrap").os("memfd_create")?;
-    sys::fd::write_all(fd.as_fd(), &bytes, false).os("write bootstrap")?;
-    Ok(fd)
+    sys::spawn::sealed_memfd(c"mp-proc-bootstrap", &bytes).os("write the bootstrap memfd")
 }
 
 fn spawn(l: &Launch<'_>, boot: &Bootstrap) -> Result<Child> {

@@ -11,7 +11,7 @@
 use std::collections::BTreeSet;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
-use crate::bootstrap;
+use crate::bootstrap::{self, Role};
 use crate::error::{OsContext, Result};
 use crate::runtime::{self, State};
 use crate::sys;
@@ -30,6 +30,10 @@ impl Drop for Tracker {
 
 fn tracker(state: &mut State) -> Result<&Tracker> {
     if state.tracker.is_none() {
+        bootstrap::refuse_if_secure(
+            "the resource tracker",
+            "SharedMemory is not available in such a process",
+        )?;
         let (r, w) = sys::fd::pipe().os("pipe")?;
         let pid = bootstrap::spawn_helper(
             r.as_raw_fd(),
@@ -62,8 +66,30 @@ pub(crate) fn unregister(name: &str) -> Result<()> {
     send(b'U', name)
 }
 
-/// The tracker's loop. Never returns.
+/// The longest line the program writes: the op, a name of at most
+/// [`MAX_NAME`] bytes, the newline.
+const MAX_LINE: usize = MAX_NAME + 2;
+/// The longest shared memory name `SharedMemory` accepts.
+const MAX_NAME: usize = 250;
+
+/// One line from the pipe: `R<name>` or `U<name>` with a name that
+/// `SharedMemory` could have made (no `/`, no NUL, UTF-8, at most
+/// [`MAX_NAME`] bytes).
+fn parse_line(line: &[u8]) -> Option<(u8, &str)> {
+    let (&op, name) = line.split_first()?;
+    let name = std::str::from_utf8(name).ok()?;
+    let valid = !name.is_empty() && name.len() <= MAX_NAME && !name.contains(['/', '\0']);
+    (matches!(op, b'R' | b'U') && valid).then_some((op, name))
+}
+
+/// The tracker's loop. Never returns. End of file on the pipe is its
+/// program's death: it then unlinks what is left and exits. Anything its
+/// program does not write (a failed read, a line that is not `R<name>` or
+/// `U<name>`) ends it at once with a message, unlinking nothing.
 pub(crate) fn serve(pipe: OwnedFd) -> ! {
+    fn fatal(what: &str) -> ! {
+        bootstrap::fatal(Role::Tracker, what)
+    }
     sys::process::ignore_sigint();
     sys::process::ignore_sigterm();
     let mut names: BTreeSet<String> = BTreeSet::new();
@@ -71,22 +97,37 @@ pub(crate) fn serve(pipe: OwnedFd) -> ! {
     let mut buf = [0u8; 4096];
     loop {
         match sys::fd::read(pipe.as_fd(), &mut buf) {
-            Ok(0) | Err(_) => break,
+            Ok(0) => break,
             Ok(n) => pending.extend_from_slice(&buf[..n]),
+            Err(e) => fatal(&format!("cannot read its pipe: {e}")),
         }
-        while let Some(end) = pending.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = pending.drain(..=end).collect();
-            let name = String::from_utf8_lossy(&line[1..line.len() - 1]).into_owned();
-            match line[0] {
-                b'R' => {
-                    names.insert(name);
+        let mut start = 0;
+        while let Some(end) = pending[start..].iter().position(|&b| b == b'\n') {
+            let line = &pending[start..start + end];
+            match parse_line(line) {
+                Some((b'R', name)) => {
+                    names.insert(name.to_owned());
                 }
-                b'U' => {
-                    names.remove(&name);
+                Some((_, name)) => {
+                    names.remove(name);
                 }
-                _ => {}
+                None => fatal(&format!(
+                    "a line its program does not write: {:?}",
+                    String::from_utf8_lossy(&line[..line.len().min(MAX_LINE)])
+                )),
             }
+            start += end + 1;
         }
+        pending.drain(..start);
+        if pending.len() >= MAX_LINE {
+            fatal(&format!(
+                "a line longer than its program writes ({} bytes and no end)",
+                pending.len()
+            ));
+        }
+    }
+    if !pending.is_empty() {
+        fatal("an unfinished line before the end of its pipe");
     }
     for name in names {
         let _ = sys::shm::shm_unlink(&name);

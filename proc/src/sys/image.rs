@@ -6,10 +6,6 @@
 //! executable (not in a library loaded at run time, which the child would not
 //! have); the child checks that it runs the same file before it turns the
 //! offset back into a function pointer.
-//!
-//! The child's bootstrap runs from an `.init_array` constructor, before `main`,
-//! so spawn and forkserver work in every binary that links mp-proc, test
-//! harnesses and doctests included, with no line of set-up.
 
 use std::ffi::{CStr, c_void};
 use std::os::fd::OwnedFd;
@@ -229,22 +225,4 @@ fn run_function<A: crate::Payload, R: crate::Payload>(
     let args: A = crate::payload::decode_with_fds(args, fds)?;
     let value = target(args);
     Ok(Some(crate::payload::encode(&value)?))
-}
-
-extern "C" fn bootstrap_constructor() {
-    crate::bootstrap::run_if_child();
-}
-
-/// Runs the bootstrap of spawn and forkserver children before `main`.
-#[used]
-// SAFETY: .init_array holds pointers to functions the C runtime calls before
-// main with (argc, argv, envp); an extern "C" fn taking no arguments ignores
-// them, which the C calling convention allows.
-#[unsafe(link_section = ".init_array")]
-static BOOTSTRAP_CONSTRUCTOR: extern "C" fn() = bootstrap_constructor;
-
-/// Keeps the constructor in every binary that starts processes, whatever the
-/// linker does with unreferenced sections.
-pub(crate) fn keep_constructor() {
-    std::hint::black_box(&BOOTSTRAP_CONSTRUCTOR);
 }

@@ -1,11 +1,15 @@
 //! Everything below safe Rust: raw fds, fork, posix_spawn, pidfds, signals,
-//! fd passing and the location of functions in the executable image.
+//! fd passing, code before `main` and the location of functions in the
+//! executable image.
 //!
-//! Every `unsafe` block of mp-proc is in this module, each with a `SAFETY:`
-//! comment; the modules above it are safe Rust.
+//! Every `unsafe` operation of mp-proc is in this module, each with a
+//! `SAFETY:` comment. A function whose safety depends on its caller is an
+//! `unsafe fn` with a `# Safety` section; the layer above only calls those,
+//! each call with a `SAFETY:` comment that shows the contract is met.
 
 #![allow(unsafe_code)]
 
+pub(crate) mod ctor;
 pub(crate) mod fd;
 pub(crate) mod image;
 pub(crate) mod process;

@@ -53,13 +53,28 @@ pub(crate) enum Forked {
 /// Forks. In the child, before this returns, only async-signal-safe calls are
 /// made: `dup2` for the planned stdio, `close_range` for every descriptor not
 /// in the plan, and an empty signal mask.
-pub(crate) fn fork(plan: &ForkPlan<'_>) -> io::Result<Forked> {
+///
+/// # Safety
+///
+/// In the child, every descriptor number outside `plan.keep` is closed, but
+/// the objects of the parent that owned them (an `OwnedFd`, a `File`, a
+/// connection, the runtime's state) are still in memory. The caller must
+/// never use or drop any of them in the child: it would read, write or close
+/// a number that may by then belong to a new descriptor. The child must end
+/// with [`exit_immediately`] or `std::process::exit` (which run no
+/// destructor of those objects), never by returning from the caller's frames.
+///
+/// If other threads ran in the parent, any lock one of them held (the
+/// allocator's, stdio's, a mutex) stays held forever in the child; the
+/// caller accepts that risk of deadlock, as the fork start method documents.
+pub(crate) unsafe fn fork(plan: &ForkPlan<'_>) -> io::Result<Forked> {
     // SAFETY: the child branch below only makes async-signal-safe syscalls
-    // before returning; the safe code the caller runs next is the documented
-    // contract of the fork start method (see the crate docs).
+    // before returning; what the caller does next is its contract (above).
     match unsafe { nix::unistd::fork() }? {
         nix::unistd::ForkResult::Parent { child } => Ok(Forked::Parent(child.as_raw() as u32)),
         nix::unistd::ForkResult::Child => {
+            // The plan's descriptors are ours to place and keep: the caller
+            // treats every other number as closed (the contract above).
             for (target, source) in plan.stdio.iter().enumerate() {
                 if let Some(source) = source {
                     super::fd::dup2_raw(*source, target as RawFd);
@@ -72,6 +87,16 @@ pub(crate) fn fork(plan: &ForkPlan<'_>) -> io::Result<Forked> {
             Ok(Forked::Child)
         }
     }
+}
+
+/// Whether this process runs under secure execution: the kernel set
+/// `AT_SECURE` because it runs a setuid or setgid file, or a file with
+/// capabilities, for a user who does not have those privileges (or a
+/// security module asked for it). Such a process must not take orders from
+/// its environment.
+pub(crate) fn secure_execution() -> bool {
+    // SAFETY: getauxval only reads the auxiliary vector the kernel passed.
+    unsafe { libc::getauxval(libc::AT_SECURE) != 0 }
 }
 
 /// Clears the calling thread's signal mask (async-signal-safe).
@@ -249,13 +274,38 @@ pub(crate) fn default_sigint() {
     let _ = unsafe { signal(Signal::SIGINT, SigHandler::SigDfl) };
 }
 
-/// Removes an environment variable during the bootstrap of a child: before
-/// `main`, where the process has one thread, or from `init()`, documented as
-/// the first thing `main` does.
-pub(crate) fn remove_env_early(name: &str) {
-    // SAFETY: no other thread reads or writes the environment at this point
-    // (see above), which is remove_var's requirement.
+/// Removes an environment variable.
+///
+/// # Safety
+///
+/// No other thread may read or write the environment during the call (C
+/// code reads it without Rust's lock): the process has only this thread, as
+/// before `main`. See [`std::env::remove_var`].
+pub(crate) unsafe fn remove_env_early(name: &str) {
+    // SAFETY: the caller guarantees that no other thread uses the
+    // environment (above), which is remove_var's requirement.
     unsafe { std::env::remove_var(name) };
+}
+
+/// Whether this process provably runs one thread, so that nothing else can
+/// touch the environment: glibc says it never had another, or
+/// `/proc/self/task` lists one (only this thread could start a second).
+fn provably_one_thread() -> bool {
+    single_threaded() || std::fs::read_dir("/proc/self/task").is_ok_and(|tasks| tasks.count() == 1)
+}
+
+/// Reads environment variable `name` and removes it, so that no process
+/// started from here sees it. The removal is only made when this process
+/// provably runs one thread (as before `main`); otherwise the variable stays.
+pub(crate) fn take_env_var(name: &str) -> Option<std::ffi::OsString> {
+    let value = std::env::var_os(name)?;
+    if provably_one_thread() {
+        // SAFETY: this process runs only this thread (checked just above;
+        // only this thread could start another), so nothing else reads or
+        // writes the environment during the call.
+        unsafe { remove_env_early(name) };
+    }
+    Some(value)
 }
 
 /// Whether the calling thread may run on more than one CPU (its affinity
