@@ -9,8 +9,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::connection::Connection;
+use crate::runners::Runner;
 use crate::runtime::{self, Me};
-use crate::sys::image::Runner;
 use crate::sys::spawn::Channel;
 use crate::{StartMethod, sys};
 
@@ -198,7 +198,7 @@ pub(crate) fn run_if_child() {
         Role::Child => match read_spawned(fd) {
             Ok((boot, fds)) => {
                 let fingerprint = boot.fingerprint;
-                match sys::image::resolve(boot.runner, boot.target, fingerprint) {
+                match crate::runners::resolve(boot.runner, boot.target, fingerprint) {
                     Some(entry) => {
                         let becoming = boot.becoming();
                         child_main(
@@ -392,7 +392,12 @@ pub(crate) fn child_main(
     logger.info("child process calling self.run()");
     let (runner, target) = entry;
     IN_TARGET.with(|t| t.set(true));
-    let ran = std::panic::catch_unwind(|| runner(target, &boot.args, args));
+    #[allow(unsafe_code)]
+    // SAFETY: `entry` is the runner and target the parent paired (its own
+    // addresses under fork; under spawn and forkserver the offsets it sent
+    // on the channel it set up, found again in this same executable by
+    // `runners::resolve`).
+    let ran = std::panic::catch_unwind(|| unsafe { runner(target, &boot.args, args) });
     IN_TARGET.with(|t| t.set(false));
     let (code, outcome) = match ran {
         Ok(Ok(Some(value))) => (0, Some(Outcome::Returned(value))),

@@ -192,9 +192,10 @@ fn fork_child(mut fds: Vec<OwnedFd>) -> Option<(u32, OwnedFd)> {
             let boot = bootstrap::read_bootstrap(memfd).and_then(|boot| {
                 let fds = ChildFds::from_vec(rest, boot.has_result)
                     .ok_or("missing descriptors in the request")?;
-                let entry = sys::image::resolve(boot.runner, boot.target, boot.fingerprint).ok_or(
-                    "the executable changed since the program started: cannot find the target",
-                )?;
+                let entry = crate::runners::resolve(boot.runner, boot.target, boot.fingerprint)
+                    .ok_or(
+                        "the executable changed since the program started: cannot find the target",
+                    )?;
                 Ok((boot, fds, entry))
             });
             match boot {

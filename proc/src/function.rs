@@ -33,7 +33,8 @@ pub struct Function<A, R> {
 impl<A: Payload, R: Payload> Function<A, R> {
     /// Wraps `f`.
     pub fn new(f: fn(A) -> R) -> Function<A, R> {
-        let erased = ErasedFunction::of(image::value_runner::<A, R>() as usize, f as usize);
+        let erased =
+            ErasedFunction::of(crate::runners::value_runner::<A, R>() as usize, f as usize);
         Function {
             f,
             erased,
@@ -88,7 +89,10 @@ pub trait StarFunction<Args, R>: Copy + Send + Sync + 'static {
 impl<A: Payload, R: Payload> StarFunction<(A,), R> for fn(A) -> R {
     fn erase(self) -> ErasedFunction {
         // postcard encodes a one-tuple exactly as its one field.
-        ErasedFunction::of(image::value_runner::<A, R>() as usize, self as usize)
+        ErasedFunction::of(
+            crate::runners::value_runner::<A, R>() as usize,
+            self as usize,
+        )
     }
 }
 
@@ -96,7 +100,7 @@ macro_rules! star {
     ($runner:ident ($($t:ident),+)) => {
         impl<$($t: Payload,)+ R: Payload> StarFunction<($($t,)+), R> for fn($($t),+) -> R {
             fn erase(self) -> ErasedFunction {
-                ErasedFunction::of(image::$runner::<$($t,)+ R>() as usize, self as usize)
+                ErasedFunction::of(crate::runners::$runner::<$($t,)+ R>() as usize, self as usize)
             }
         }
     };
@@ -228,13 +232,15 @@ impl ErasedFunction {
 
     /// Finds the function in this process, once, for many calls.
     pub fn bind(&self) -> Result<BoundFunction> {
-        let (runner, target) = image::resolve_value(self.runner, self.target, self.fingerprint)
-            .ok_or_else(|| Error::TargetNotInImage {
-                name: "a function".to_owned(),
-                what: "target",
-                object: "another build of this executable".to_owned(),
-                method: StartMethod::Spawn,
-            })?;
+        let (runner, target) =
+            crate::runners::resolve_value(self.runner, self.target, self.fingerprint).ok_or_else(
+                || Error::TargetNotInImage {
+                    name: "a function".to_owned(),
+                    what: "target",
+                    object: "another build of this executable".to_owned(),
+                    method: StartMethod::Spawn,
+                },
+            )?;
         Ok(BoundFunction { runner, target })
     }
 }
@@ -242,7 +248,7 @@ impl ErasedFunction {
 /// An [`ErasedFunction`] found in this process: cheap to call many times.
 #[derive(Copy, Clone)]
 pub struct BoundFunction {
-    runner: image::ValueRunner,
+    runner: crate::runners::ValueRunner,
     target: usize,
 }
 
@@ -258,7 +264,13 @@ impl BoundFunction {
     /// As [`call_encoded`](Self::call_encoded), appending the encoded result
     /// to `out` (no allocation of its own).
     pub fn call_into(&self, args: &[u8], out: &mut Vec<u8>) -> Result<()> {
-        (self.runner)(self.target, args, out)
+        #[allow(unsafe_code)]
+        // SAFETY: a BoundFunction is made only by `ErasedFunction::bind`,
+        // from a runner and target that `ErasedFunction::of` paired (the
+        // pair's tag checked when it was decoded), found again in this image.
+        unsafe {
+            (self.runner)(self.target, args, out)
+        }
     }
 }
 

@@ -16,6 +16,7 @@ mod payload;
 mod probe;
 mod process;
 mod queue;
+mod runners;
 mod runtime;
 mod start;
 mod sync;

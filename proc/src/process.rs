@@ -9,9 +9,9 @@ use std::time::Duration;
 use crate::bootstrap::{self, ExitRequest, Outcome};
 use crate::connection::Connection;
 use crate::error::{Error, OsContext, Result};
+use crate::runners::{self, Runner};
 use crate::runtime::{self, Child};
 use crate::start::{self, Launch};
-use crate::sys::image::{self, Runner};
 use crate::{Payload, StartMethod, payload, sys};
 
 /// Arguments encoded at `start()`, with the value kept alive (its handles'
@@ -73,7 +73,12 @@ impl Process {
     }
 
     pub(crate) fn with_prefix<A: Payload>(prefix: &str, target: fn(A), args: A) -> Process {
-        Process::build(prefix, image::process_runner::<A>(), target as usize, args)
+        Process::build(
+            prefix,
+            runners::process_runner::<A>(),
+            target as usize,
+            args,
+        )
     }
 
     fn build<A: Payload>(prefix: &str, runner: Runner, target: usize, args: A) -> Process {
@@ -363,7 +368,7 @@ pub(crate) fn spawn_with<A: Payload, R: Payload>(
 ) -> Result<JoinHandle<R>> {
     let mut process = Process::build(
         "Process",
-        image::function_runner::<A, R>(),
+        runners::function_runner::<A, R>(),
         f as usize,
         args,
     );

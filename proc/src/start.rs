@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::bootstrap::{self, Bootstrap, ChildFds, Leave};
 use crate::error::{Error, OsContext, Result};
+use crate::runners::Runner;
 use crate::runtime::{self, Child, Watch};
-use crate::sys::image::Runner;
 use crate::{StartMethod, sys};
 
 /// A child about to start.

@@ -116,7 +116,7 @@ fn crafted_bootstrap(exe: &Path) -> Vec<u8> {
         log_stderr: false,
         log_propagate: false,
         fingerprint: (meta.dev(), meta.ino(), sys::image::fingerprint().2),
-        runner: sys::image::offset_of(sys::image::process_runner::<()>() as usize),
+        runner: sys::image::offset_of(crate::runners::process_runner::<()>() as usize),
         target: sys::image::offset_of(evil as fn(()) as usize),
         args: payload::encode(&()).expect("encode ()"),
         nfds: 0,

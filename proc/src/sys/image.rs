@@ -8,12 +8,6 @@
 //! offset back into a function pointer.
 
 use std::ffi::{CStr, c_void};
-use std::os::fd::OwnedFd;
-
-/// The function a child calls: it decodes the arguments with the passed
-/// descriptors, calls the target (given as an address) and returns its encoded
-/// return value, if it has one.
-pub(crate) type Runner = fn(usize, &[u8], Vec<OwnedFd>) -> crate::Result<Option<Vec<u8>>>;
 
 #[inline(never)]
 fn anchor() -> u32 {
@@ -98,131 +92,27 @@ pub(crate) fn fingerprint() -> (u64, u64, i64) {
     })
 }
 
-/// Turns the offsets a parent sent back into the runner and the target's
-/// address, after checking that this is the parent's executable.
-pub(crate) fn resolve(
-    runner: i64,
-    target: i64,
-    parent_fingerprint: (u64, u64, i64),
-) -> Option<(Runner, usize)> {
+/// The address of the function at `offset` from this image's anchor, if
+/// `fingerprint` is this executable's and the address lies in the main
+/// executable (not in a library that another process may not have).
+pub(crate) fn function_at(offset: i64, parent_fingerprint: (u64, u64, i64)) -> Option<usize> {
     if parent_fingerprint != fingerprint() {
         return None;
     }
-    let runner_addr = anchor_addr().wrapping_add(runner as usize);
-    let target_addr = anchor_addr().wrapping_add(target as usize);
-    check_in_main_image(runner_addr).ok()?;
-    check_in_main_image(target_addr).ok()?;
-    // SAFETY: the parent computed `runner` as the offset of a function of type
-    // Runner in the same executable file (same device, inode and layout, checked
-    // above), so the address is that function in this image.
-    let runner: Runner = unsafe { std::mem::transmute::<usize, Runner>(runner_addr) };
-    Some((runner, target_addr))
+    let addr = address_of(offset);
+    check_in_main_image(addr).ok()?;
+    Some(addr)
 }
 
-/// The runner of a [`Process`](crate::Process) whose target is `fn(A)`.
-pub(crate) fn process_runner<A: crate::Payload>() -> Runner {
-    run_process::<A>
-}
-
-/// The runner of a [`spawn`](crate::spawn)ed function `fn(A) -> R`.
-pub(crate) fn function_runner<A: crate::Payload, R: crate::Payload>() -> Runner {
-    run_function::<A, R>
-}
-
-fn run_process<A: crate::Payload>(
-    target: usize,
-    args: &[u8],
-    fds: Vec<OwnedFd>,
-) -> crate::Result<Option<Vec<u8>>> {
-    // SAFETY: a runner is only ever called with the target it was paired with
-    // in Process::new::<A>, an `fn(A)`: its own address under fork, or the
-    // same function found again in the same executable (see `resolve`).
-    let target: fn(A) = unsafe { std::mem::transmute::<usize, fn(A)>(target) };
-    let args: A = crate::payload::decode_with_fds(args, fds)?;
-    target(args);
-    Ok(None)
-}
-
-/// What a [`Function`](crate::Function) runs: decode the argument, call the
-/// target (given as an address), append the encoded result to the buffer.
-pub(crate) type ValueRunner = fn(usize, &[u8], &mut Vec<u8>) -> crate::Result<()>;
-
-/// The value runner of a `fn(A) -> R`.
-pub(crate) fn value_runner<A: crate::Payload, R: crate::Payload>() -> ValueRunner {
-    run_value::<A, R>
-}
-
-fn run_value<A: crate::Payload, R: crate::Payload>(
-    target: usize,
-    args: &[u8],
-    out: &mut Vec<u8>,
-) -> crate::Result<()> {
-    // SAFETY: Function::new::<A, R> pairs this runner with an `fn(A) -> R`,
-    // found again in the same executable (see `resolve_value`).
-    let target: fn(A) -> R = unsafe { std::mem::transmute::<usize, fn(A) -> R>(target) };
-    let args: A = crate::payload::decode(args)?;
-    let value = target(args);
-    crate::payload::append(&value, out)?;
-    Ok(())
-}
-
-/// As [`resolve`], for a value runner.
-pub(crate) fn resolve_value(
-    runner: i64,
-    target: i64,
-    parent_fingerprint: (u64, u64, i64),
-) -> Option<(ValueRunner, usize)> {
-    if parent_fingerprint != fingerprint() {
-        return None;
-    }
-    let runner_addr = anchor_addr().wrapping_add(runner as usize);
-    let target_addr = anchor_addr().wrapping_add(target as usize);
-    check_in_main_image(runner_addr).ok()?;
-    check_in_main_image(target_addr).ok()?;
-    // SAFETY: the offset came from `value_runner` or a star runner (a
-    // ValueRunner) in the same executable file (checked above).
-    let runner: ValueRunner = unsafe { std::mem::transmute::<usize, ValueRunner>(runner_addr) };
-    Some((runner, target_addr))
-}
-
-macro_rules! star_runners {
-    ($($name:ident $run:ident ($($t:ident $v:ident),+);)*) => {$(
-        /// The value runner of a function of several arguments, called with a tuple.
-        pub(crate) fn $name<$($t: crate::Payload,)+ R: crate::Payload>() -> ValueRunner {
-            $run::<$($t,)+ R>
-        }
-
-        fn $run<$($t: crate::Payload,)+ R: crate::Payload>(
-            target: usize,
-            args: &[u8],
-            out: &mut Vec<u8>,
-        ) -> crate::Result<()> {
-            // SAFETY: StarFunction::erase pairs this runner with an
-            // `fn($($t),+) -> R`, found again in the same executable.
-            let target: fn($($t),+) -> R = unsafe { std::mem::transmute::<usize, fn($($t),+) -> R>(target) };
-            let ($($v,)+): ($($t,)+) = crate::payload::decode(args)?;
-            let value = target($($v),+);
-            crate::payload::append(&value, out)?;
-            Ok(())
-        }
-    )*};
-}
-
-star_runners! {
-    star2_runner run_star2 (A a, B b);
-    star3_runner run_star3 (A a, B b, C c);
-    star4_runner run_star4 (A a, B b, C c, D d);
-    star5_runner run_star5 (A a, B b, C c, D d, E e);
-}
-
-fn run_function<A: crate::Payload, R: crate::Payload>(
-    target: usize,
-    args: &[u8],
-    fds: Vec<OwnedFd>,
-) -> crate::Result<Option<Vec<u8>>> {
-    // SAFETY: as in run_process; spawn::<A, R> pairs this runner with an `fn(A) -> R`.
-    let target: fn(A) -> R = unsafe { std::mem::transmute::<usize, fn(A) -> R>(target) };
-    let args: A = crate::payload::decode_with_fds(args, fds)?;
-    let value = target(args);
-    Ok(Some(crate::payload::encode(&value)?))
+/// A function pointer of type `F` from its address.
+///
+/// # Safety
+/// `F` is a function pointer type and `addr` is the address of a function
+/// of exactly that type (or `F` is an `unsafe fn` type whose callers uphold
+/// what the function at `addr` needs).
+pub(crate) unsafe fn fn_from_addr<F: Copy>(addr: usize) -> F {
+    assert_eq!(size_of::<F>(), size_of::<usize>(), "not a function pointer");
+    // SAFETY: F is a function pointer type of usize's size (the caller's
+    // contract, and checked), and addr is such a function (the caller's).
+    unsafe { std::mem::transmute_copy::<usize, F>(&addr) }
 }
