@@ -5,4 +5,5 @@ mod deadlines;
 mod dict;
 mod load;
 mod scenarios;
+mod sessions;
 mod sync;
