@@ -7,7 +7,7 @@ use std::time::Duration;
 use mp_proc::connection::Client;
 
 use super::*;
-use crate::protocol::{DictOp, LockOp};
+use crate::protocol::{self, DictOp, LockOp};
 
 const KEY: &[u8] = b"trust tests";
 
