@@ -14,13 +14,13 @@ use std::sync::{Arc, Mutex, Weak};
 use mp_proc::Connection;
 use mp_proc::connection::{Address, Client};
 
-use crate::protocol::{Failure, Reply, Request};
+use crate::protocol::{Failure, Reply, Request, SessionId};
 use crate::{Error, Result};
 
 pub(crate) struct Link {
     pub(crate) address: Address,
     authkey: Vec<u8>,
-    session: u64,
+    session: SessionId,
     /// Connections not in a call. The first one stays open while the link
     /// lives, so the session does too.
     idle: Mutex<Vec<Connection>>,
@@ -76,7 +76,7 @@ impl Link {
             return Err(Error::Timeout);
         }
         let session = match answer(conn.recv::<Reply>())? {
-            Reply::Id(s) => s,
+            Reply::Session(s) => s,
             r => return Err(unexpected(r)),
         };
         Ok(Link::enter(&mut links, address, authkey, session, conn))
@@ -88,7 +88,7 @@ impl Link {
         links: &mut Vec<(u32, Address, Weak<Link>)>,
         address: &Address,
         authkey: &[u8],
-        session: u64,
+        session: SessionId,
         conn: Connection,
     ) -> Arc<Link> {
         let link = Arc::new(Link {
@@ -107,7 +107,7 @@ impl Link {
     pub(crate) fn owned(
         address: &Address,
         authkey: &[u8],
-        session: u64,
+        session: SessionId,
         conn: Connection,
     ) -> Arc<Link> {
         let mut links = LINKS.lock().unwrap_or_else(|p| p.into_inner());

@@ -16,12 +16,12 @@ use mp_proc::Connection;
 
 use crate::protocol::{
     BarrierOp, Bytes, ConditionOp, DictOp, EventOp, Failure, Kind, ListOp, LockOp, NamespaceOp,
-    QueueOp, Reply, SemaphoreOp, ValueOp, Wait,
+    QueueOp, Reply, SemaphoreOp, SessionId, ValueOp, Wait,
 };
 use crate::served::{Args, Served};
 
 /// The owner of a lock: a session (client process) and a thread in it.
-pub(crate) type Owner = (u64, u64);
+pub(crate) type Owner = (SessionId, u64);
 
 pub(crate) struct LockState {
     reentrant: bool,
@@ -234,7 +234,7 @@ impl Shared {
     }
 
     /// Releases the locks `session` holds (its process is gone).
-    pub(crate) fn release_session(&self, session: u64) {
+    pub(crate) fn release_session(&self, session: SessionId) {
         let mut o = self.lock();
         let lock = match &mut *o {
             Object::Lock(l) => l,

@@ -134,13 +134,20 @@ pub(crate) enum BarrierOp {
 /// A client thread: its process's session and a number unique in that process.
 pub(crate) type Thread = u64;
 
+/// A session (a client process): 128 random bits, told only to the process
+/// that opened it (in the reply to its `Hello(None)`; the owner, in the
+/// server's report on the connection it made), which joins it with more
+/// connections by this id. Another client cannot guess it, so it cannot
+/// join the session and give back its references.
+pub(crate) type SessionId = u128;
+
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Request {
     /// The first request of every connection: joins the session (the
     /// client process) given, or opens a new one (`None`), whose id the
-    /// reply carries. References and locks belong to a session, and are
-    /// given back when its last connection ends.
-    Hello(Option<u64>),
+    /// reply carries ([`Reply::Session`]). References and locks belong to a
+    /// session, and are given back when its last connection ends.
+    Hello(Option<SessionId>),
     /// Is the server there? (a round trip)
     Ping,
     /// Stop serving and exit.
@@ -171,6 +178,35 @@ pub(crate) enum Request {
     Call(u64, String, Bytes),
 }
 
+/// A frame kept for re-encoding requests up to this size (a larger one's
+/// buffer is not kept).
+const KEEP: usize = 64 * 1024;
+
+/// Decodes a request strictly: `bytes` must be its one encoding, which
+/// `scratch` (kept between calls) receives for the comparison. postcard
+/// also decodes a varint padded with continuation bytes (`80 00` for 0) and
+/// a `Duration` whose nanoseconds carry into its seconds; the server takes
+/// neither, so that each request has one form. (No request holds a map,
+/// whose encoding would depend on its order.)
+pub(crate) fn decode_request(bytes: &[u8], scratch: &mut Vec<u8>) -> mp_proc::Result<Request> {
+    let request: Request = mp_proc::codec::decode(bytes)?;
+    scratch.clear();
+    let encoded = mp_proc::codec::encode_into(&request, std::mem::take(scratch))?;
+    let canonical = encoded == bytes;
+    if encoded.capacity() <= KEEP {
+        *scratch = encoded;
+    }
+    if canonical {
+        Ok(request)
+    } else {
+        Err(mp_proc::Error::Decode(
+            "a request not in its canonical encoding (a number padded with zero bytes, or \
+             nanoseconds of a second or more)"
+                .into(),
+        ))
+    }
+}
+
 /// Why a call failed, as the client reports it.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Failure {
@@ -191,6 +227,8 @@ pub(crate) enum Reply {
     Ok,
     Fail(Failure),
     Id(u64),
+    /// The session a `Hello` opened or joined.
+    Session(SessionId),
     Count(u64),
     Bool(bool),
     Maybe(Option<Bytes>),

@@ -11,8 +11,11 @@ use mp_proc::connection::{Address, Listener};
 use serde::{Deserialize, Serialize};
 
 use crate::objects::{self, Object, Shared, Undo};
-use crate::protocol::{Bytes, Failure, Kind, Reply, Request};
+use crate::protocol::{Bytes, Failure, Kind, Reply, Request, SessionId};
 use crate::served::{Maker, Registration, What};
+
+mod session;
+use session::{HangUp, Member, Requests};
 
 struct Entry {
     refs: usize,
@@ -45,7 +48,7 @@ struct Session {
 struct Server {
     table: RwLock<HashMap<u64, Entry>>,
     next: AtomicU64,
-    sessions: Mutex<HashMap<u64, Session>>,
+    sessions: Mutex<HashMap<SessionId, Session>>,
     types: HashMap<String, Type>,
     /// Written to end the serving loop (a shutdown request).
     stop: Connection,
@@ -121,13 +124,23 @@ impl Server {
             .map(|e| e.object.clone())
     }
 
-    /// Joins session `id`, or opens a new one.
-    fn join(&self, id: Option<u64>) -> Option<(u64, Held)> {
+    /// Joins session `id`, or opens a new one under a fresh random id.
+    fn join(&self, id: Option<SessionId>) -> Option<(SessionId, Held)> {
         let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
         let id = match id {
             Some(id) => id,
             None => {
-                let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+                let id = loop {
+                    let mut random = [0u8; 16];
+                    if let Err(e) = getrandom::fill(&mut random) {
+                        mp_logging::get_logger().error(format_args!("no random session id: {e}"));
+                        return None;
+                    }
+                    let id = SessionId::from_ne_bytes(random);
+                    if !sessions.contains_key(&id) {
+                        break id;
+                    }
+                };
                 sessions.insert(
                     id,
                     Session {
@@ -145,7 +158,7 @@ impl Server {
 
     /// A connection of session `id` ended; the last one gives back the
     /// session's references and locks (its process is gone).
-    fn leave(&self, id: u64) {
+    fn leave(&self, id: SessionId) {
         let ended = {
             let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
             match sessions.get_mut(&id) {
@@ -208,7 +221,7 @@ pub(crate) struct ServerArgs {
 }
 
 /// What the owner reads first: the address and its session, or an error.
-pub(crate) type Report = std::result::Result<(String, u64), String>;
+pub(crate) type Report = std::result::Result<(String, SessionId), String>;
 
 /// The target of a manager process: listens, tells the owner the address
 /// (or why it could not), and serves until shut down or until its owner is
@@ -322,7 +335,7 @@ pub(crate) fn serve(
     // Each client's thread, and a handle on its socket to end it with.
     let mut clients: Vec<(std::thread::JoinHandle<()>, std::os::unix::net::UnixStream)> =
         Vec::new();
-    let mut add = |conn: Connection, owner: Option<(u64, Held)>| {
+    let mut add = |conn: Connection, owner: Option<(SessionId, Held)>| {
         clients.retain(|(t, _)| !t.is_finished());
         // shutdown(2) through a duplicate ends the client's thread when
         // serving stops (any socket family).
@@ -373,33 +386,32 @@ pub(crate) fn serve(
 }
 
 /// Serves one client connection until it ends, then ends it for the client
-/// too (the serving loop holds a duplicate of the socket). The owner's
-/// connection comes with its session; when it ends without a shutdown
-/// request, the owner is gone (even SIGKILLed), and so is the server.
-fn serve_client(conn: Connection, server: &Server, owner: Option<(u64, Held)>) {
+/// too. The owner's connection comes with its session.
+fn serve_client(conn: Connection, server: &Server, owner: Option<(SessionId, Held)>) {
+    let _hang_up = HangUp(&conn);
     match owner {
         None => serve_connection(&conn, server),
         Some((session, held)) => {
-            let stopping = serve_session(&conn, server, session, &held);
-            server.leave(session);
-            if !stopping {
-                mp_logging::get_logger().info("the manager's owner is gone: exiting");
-                let _ = server.stop.send_bytes(b"owner gone");
-            }
+            let mut member = Member {
+                server,
+                session,
+                owner: true,
+                stopping: false,
+            };
+            member.stopping = serve_session(&conn, server, session, &held);
         }
-    }
-    if let Ok(fd) = conn.as_fd().try_clone_to_owned() {
-        let _ = std::os::unix::net::UnixStream::from(fd).shutdown(std::net::Shutdown::Both);
     }
 }
 
 fn serve_connection(conn: &Connection, server: &Server) {
     // The first request joins a session.
-    let (session, held) = match conn.recv::<Request>() {
+    let (session, held) = match Requests::default().recv(conn) {
         Ok(Request::Hello(id)) => match server.join(id) {
             Some(s) => s,
             None => {
-                let _ = conn.send(&failure("no such session"));
+                let reply =
+                    failure("no such session (only the process that opened a session joins it)");
+                let _ = conn.send(&reply);
                 return;
             }
         },
@@ -408,10 +420,15 @@ fn serve_connection(conn: &Connection, server: &Server) {
             return;
         }
     };
-    if conn.send(&Reply::Id(session)).is_ok() {
+    let _member = Member {
+        server,
+        session,
+        owner: false,
+        stopping: false,
+    };
+    if conn.send(&Reply::Session(session)).is_ok() {
         serve_session(conn, server, session, &held);
     }
-    server.leave(session);
 }
 
 /// Serves requests until the connection ends; true if it ended with a
@@ -419,7 +436,7 @@ fn serve_connection(conn: &Connection, server: &Server) {
 fn serve_session(
     conn: &Connection,
     server: &Server,
-    session: u64,
+    session: SessionId,
     held: &Mutex<HashMap<u64, usize>>,
 ) -> bool {
     let held = || held.lock().unwrap_or_else(|p| p.into_inner());
@@ -433,8 +450,9 @@ fn serve_session(
         }
         _ => false,
     };
+    let mut requests = Requests::default();
     loop {
-        let request = match conn.recv::<Request>() {
+        let request = match requests.recv(conn) {
             Ok(r) => r,
             Err(mp_proc::Error::Decode(e)) => {
                 let reply = failure(format!("a request that does not decode: {e}"));
@@ -556,6 +574,9 @@ fn undoable(
     }
 }
 
+#[cfg(test)]
+mod trust_tests;
+
 /// The server against bad clients: it answers with an error or drops the
 /// client, never panics, and every other client goes on.
 #[cfg(test)]
@@ -595,7 +616,7 @@ mod tests {
 
         fn client(&self) -> Connection {
             let c = self.raw();
-            assert!(matches!(call(&c, &Request::Hello(None)), Reply::Id(_)));
+            assert!(matches!(call(&c, &Request::Hello(None)), Reply::Session(_)));
             c
         }
 

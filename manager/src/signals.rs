@@ -5,32 +5,33 @@
 
 #![allow(unsafe_code)]
 
-use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Mutex;
 
-use mp_proc::Connection;
+use mp_proc::{Connection, SignalFd, SignalFds};
 
-/// The write end of the server's stop pipe.
-static STOP_FD: AtomicI32 = AtomicI32::new(-1);
+/// What the SIGTERM handler writes to: a duplicate of the serving loop's
+/// stop pipe, which mp-proc's table keeps open while a handler may write to
+/// it (so a stop pipe closed meanwhile, its number taken by another file,
+/// never gets the handler's bytes).
+static STOP: SignalFds<1> = SignalFds::new();
+/// The duplicate in `STOP` while the serving loop runs.
+static INSTALLED: Mutex<Option<SignalFd<OwnedFd, 1>>> = Mutex::new(None);
 
 extern "C" fn on_sigterm(_: libc::c_int) {
-    let fd = STOP_FD.load(Ordering::Acquire);
-    if fd >= 0 {
-        // SAFETY: write(2) is async-signal-safe; the fd stays open for the
-        // life of the server loop (see `install`).
-        unsafe { libc::write(fd, b"term".as_ptr().cast(), 4) };
-    }
+    STOP.write_all(b"term");
 }
 
-/// Installs the server's dispositions; `stop` must outlive the serving loop
-/// (it is the loop's own stop pipe, dropped after it).
+/// Installs the server's dispositions; the handler writes to a duplicate
+/// of `stop` (the serving loop's stop pipe) until [`uninstall`].
 pub(crate) fn install(stop: &Connection) {
-    STOP_FD.store(
-        std::os::fd::AsFd::as_fd(stop).as_raw_fd(),
-        Ordering::Release,
-    );
-    // SAFETY: SIG_IGN runs no code; the SIGTERM handler only loads an atomic
-    // and calls write(2).
+    let Ok(fd) = stop.as_fd().try_clone_to_owned() else {
+        mp_logging::get_logger().error("cannot watch for SIGTERM: no descriptor left");
+        return;
+    };
+    *INSTALLED.lock().unwrap_or_else(|p| p.into_inner()) = Some(STOP.register(fd));
+    // SAFETY: SIG_IGN runs no code; the SIGTERM handler only calls
+    // `SignalFds::write_all`, which is async-signal-safe.
     unsafe {
         libc::signal(libc::SIGINT, libc::SIG_IGN);
         let mut new: libc::sigaction = std::mem::zeroed();
@@ -41,7 +42,9 @@ pub(crate) fn install(stop: &Connection) {
     }
 }
 
-/// The stop pipe is about to close: the handler forgets it.
+/// The serving loop has ended: the handler forgets the stop pipe, and its
+/// duplicate closes once no handler may write to it.
 pub(crate) fn uninstall() {
-    STOP_FD.store(-1, Ordering::Release);
+    let installed = INSTALLED.lock().unwrap_or_else(|p| p.into_inner()).take();
+    drop(installed);
 }

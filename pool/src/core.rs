@@ -4,7 +4,6 @@
 //! that dies, failing exactly the tasks it held.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::AsFd;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -212,7 +211,7 @@ pub(crate) struct Shared {
     pub(crate) changed: Condvar,
     /// The scheduler's wake-up (an eventfd, see [`crate::sys::wake_fd`]):
     /// written by anyone, read by the scheduler, with no lock.
-    wake: File,
+    wake: crate::sys::Wake,
 }
 
 impl Shared {
@@ -222,7 +221,7 @@ impl Shared {
 
     /// Wakes the scheduler.
     pub(crate) fn wake(&self) {
-        let _ = (&self.wake).write(&1u64.to_ne_bytes());
+        let _ = self.wake.get().write(&1u64.to_ne_bytes());
     }
 }
 
@@ -248,7 +247,6 @@ impl Core {
             op: "eventfd",
             source,
         })?;
-        let slot = crate::sys::register(std::os::fd::AsRawFd::as_raw_fd(&wake.as_fd()));
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 run: Run::Running,
@@ -268,7 +266,6 @@ impl Core {
             shared: shared.clone(),
             setup,
             workers: Vec::new(),
-            slot,
         };
         // Start the first workers here, so that a pool that cannot start any
         // is an error of its constructor.
@@ -631,8 +628,6 @@ struct Scheduler {
     shared: Arc<Shared>,
     setup: Setup,
     workers: Vec<Worker>,
-    /// Its wake-up's slot for the SIGINT handler, given up at its end.
-    slot: Option<usize>,
 }
 
 impl Scheduler {
@@ -763,7 +758,7 @@ impl Scheduler {
             // shows on its sentinel even if something else (a process its
             // task started) still holds its end of the connection.
             let n = self.workers.len();
-            let mut fds = vec![self.shared.wake.as_fd()];
+            let mut fds = vec![self.shared.wake.get().as_fd()];
             fds.extend(self.workers.iter().map(|w| w.conn.as_fd()));
             let mut sentinel_of = Vec::new();
             for (i, w) in self.workers.iter().enumerate() {
@@ -787,7 +782,7 @@ impl Scheduler {
             }
             if ready.contains(&0) {
                 let mut buf = [0u8; 256];
-                let _ = (&self.shared.wake).read(&mut buf);
+                let _ = self.shared.wake.get().read(&mut buf);
             }
             let mut dead = Vec::new();
             for &r in ready.iter().filter(|&&r| r > 0 && r <= n) {
@@ -966,10 +961,9 @@ impl Scheduler {
         self.shared.changed.notify_all();
     }
 
+    /// Takes the wake-up out of the SIGINT handler's table (the pool ends).
     fn release_slot(&mut self) {
-        if let Some(slot) = self.slot.take() {
-            crate::sys::unregister(slot);
-        }
+        crate::sys::withdraw(&self.shared.wake);
     }
 
     /// `close()` and all work done: stop the workers and end.

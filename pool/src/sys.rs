@@ -4,17 +4,17 @@
 //! The first time a pool call waits, and only if the program left SIGINT at
 //! its default action, a handler is installed; it stays while a pool is
 //! running (so a call costs no system call for it) and the default action is
-//! restored when the last one ends. The handler, when a call waits, writes
-//! one byte to the wake-up pipe of every running pool (`write(2)` is
-//! async-signal-safe), whose scheduler then terminates its workers and fails
+//! restored when the last one ends. The handler, when a call waits, wakes
+//! every running pool's scheduler through its eventfd (`write(2)` is
+//! async-signal-safe; mp-proc's `SignalFds` keeps each eventfd open while a
+//! handler may write to it), which then terminates its workers and fails
 //! what is pending. When no call waits, it restores the default action and
 //! raises SIGINT again: the program ends as it would have without a pool.
 
 #![allow(unsafe_code)]
 
-use std::os::fd::RawFd;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 /// Ignores SIGINT in this process (a worker).
 pub(crate) fn ignore_sigint() {
@@ -22,26 +22,23 @@ pub(crate) fn ignore_sigint() {
     unsafe { libc::signal(libc::SIGINT, libc::SIG_IGN) };
 }
 
-const SLOTS: usize = 64;
-/// Write ends of the wake-up pipes of live pools (-1: free).
-static WAKE_FDS: [AtomicI32; SLOTS] = [const { AtomicI32::new(-1) }; SLOTS];
+/// The wake-up eventfds of this process's running pools. mp-proc's table
+/// keeps each open until no handler may still write to it: a pool that ends
+/// while a handler runs cannot have its number taken by another file that
+/// the handler then writes into.
+static WAKE_FDS: mp_proc::SignalFds<64> = mp_proc::SignalFds::new();
 /// How many SIGINTs the handler has seen.
 static INTERRUPTS: AtomicU64 = AtomicU64::new(0);
 
-/// Registers a pool's wake-up fd; returns its slot.
-pub(crate) fn register(fd: RawFd) -> Option<usize> {
-    (0..SLOTS).find(|&i| {
-        WAKE_FDS[i]
-            .compare_exchange(-1, fd, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
-    })
-}
+/// A pool scheduler's wake-up, in the handler's table while its pool runs.
+pub(crate) type Wake = mp_proc::SignalFd<std::fs::File, 64>;
 
-/// Unregisters a slot (a pool has ended); the last one restores SIGINT's
-/// default action if the handler is installed.
-pub(crate) fn unregister(slot: usize) {
-    WAKE_FDS[slot].store(-1, Ordering::Release);
-    if WAKE_FDS.iter().all(|s| s.load(Ordering::Acquire) < 0) {
+/// Takes a pool's wake-up out of the handler's table (its pool has ended);
+/// the last one restores SIGINT's default action if the handler is
+/// installed.
+pub(crate) fn withdraw(wake: &Wake) {
+    wake.withdraw();
+    if !WAKE_FDS.any() {
         let mut installed = HANDLER.lock().unwrap_or_else(|p| p.into_inner());
         if *installed {
             // SAFETY: reads the current action into a zeroed struct, and
@@ -78,26 +75,18 @@ extern "C" fn on_sigint(_: libc::c_int) {
         return;
     }
     INTERRUPTS.fetch_add(1, Ordering::AcqRel);
-    for slot in &WAKE_FDS {
-        let fd = slot.load(Ordering::Acquire);
-        if fd >= 0 {
-            // An eventfd adds the 1 it reads.
-            let one = 1u64.to_ne_bytes();
-            // SAFETY: write(2) is async-signal-safe and reads 8 bytes of a
-            // local; a stale fd number at worst gets bytes it ignores (pools
-            // unregister before closing).
-            unsafe { libc::write(fd, one.as_ptr().cast(), one.len()) };
-        }
-    }
+    // An eventfd adds the 1 it reads (async-signal-safe).
+    WAKE_FDS.write_all(&1u64.to_ne_bytes());
 }
 
 /// A pool scheduler's wake-up: an eventfd (written with 8 bytes, drained by
 /// a read of at least 8), which wakes the scheduler's poll(2) with a plain
-/// wake-up. A pipe's write gives the kernel a "sync" hint instead (the
-/// writer is about to sleep), which pulls the scheduler, and the worker it
-/// then wakes, onto the caller's CPU, while a thread pool's caller goes on
-/// running tasks there: a `ThreadPool.map` was 15% slower with a pipe.
-pub(crate) fn wake_fd() -> std::io::Result<std::fs::File> {
+/// wake-up, entered in the SIGINT handler's table. A pipe's write gives the
+/// kernel a "sync" hint instead (the writer is about to sleep), which pulls
+/// the scheduler, and the worker it then wakes, onto the caller's CPU, while
+/// a thread pool's caller goes on running tasks there: a `ThreadPool.map`
+/// was 15% slower with a pipe.
+pub(crate) fn wake_fd() -> std::io::Result<Wake> {
     // SAFETY: eventfd(2) takes no pointers.
     let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
     if fd < 0 {
@@ -105,7 +94,7 @@ pub(crate) fn wake_fd() -> std::io::Result<std::fs::File> {
     }
     // SAFETY: fd is a new descriptor that nothing else owns.
     let owned = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
-    Ok(std::fs::File::from(owned))
+    Ok(WAKE_FDS.register(std::fs::File::from(owned)))
 }
 
 /// Pool calls waiting now.

@@ -46,6 +46,8 @@ pub use sync::{
     Array, Barrier, BoundedSemaphore, Condition, Event, Lock, LockGuard, RLock, RawArray, RawValue,
     Semaphore, Shareable, SharedGuard, SharedMemory, Value, wait_for_with,
 };
+#[doc(hidden)]
+pub use sys::signal_fds::{SignalFd, SignalFds};
 pub use traits::{
     BarrierLike, ConditionLike, Context, EventLike, GuardOf, JoinableQueueLike, LockLike,
     ProcessLike, QueueLike, SemaphoreLike, ValueLike,

@@ -13,6 +13,7 @@ use mp_testkit::guard;
 mp_testkit::for_each_method!(
     calls_with_a_huge_timeout_wait_until_done_and_the_session_goes_on,
     a_lock_holder_killed_in_a_huge_wait_gives_the_lock_back,
+    a_manager_whose_owner_is_killed_in_a_huge_wait_exits,
 );
 
 /// Only so that a bug shows as a failure instead of a hang.
@@ -173,4 +174,53 @@ fn a_lock_holder_killed_in_a_huge_wait_gives_the_lock_back(method: StartMethod) 
     );
     drop(mine);
     m.shutdown().unwrap();
+}
+
+/// Scenario `owner_waiting`: the owner of a manager gets an item with a
+/// huge timeout, then waits again so, on its own connection to the server
+/// (its only one, idle until then); reports; and dies by SIGKILL.
+pub(crate) fn owner_killed_in_a_huge_wait(method: StartMethod) {
+    mp_proc::set_start_method(method).unwrap();
+    let m = SyncManager::start().unwrap();
+    let q = m.queue::<u8>().unwrap();
+    q.put(7).unwrap();
+    let q2 = q.clone();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(q2.get_timeout(Duration::MAX));
+        let _ = q2.get_timeout(Duration::MAX);
+    });
+    let got = rx.recv_timeout(BOUND);
+    let pid = mp_proc::active_children()[0].pid();
+    println!("manager {pid} at {} got {got:?}", m.address());
+    use std::io::Write;
+    std::io::stdout().flush().unwrap();
+    nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL).unwrap();
+}
+
+/// The server watches its owner through the owner's connection: when the
+/// owner dies in a huge wait on it, the server notices and exits.
+fn a_manager_whose_owner_is_killed_in_a_huge_wait_exits(method: StartMethod) {
+    let _g = guard();
+    let out = mp_testkit::scenario_output(&format!("owner_waiting:{method}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report = stdout
+        .lines()
+        .find_map(|l| l.split_once("manager ").map(|(_, r)| r))
+        .unwrap_or_else(|| panic!("no report in {stdout}"));
+    let (pid, rest) = report.split_once(" at ").unwrap();
+    let (socket, got) = rest.split_once(" got ").unwrap();
+    let pid: u32 = pid.parse().unwrap();
+    // It is reparented, so its end can only be watched for.
+    let deadline = std::time::Instant::now() + BOUND;
+    while mp_testkit::exists(pid) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "manager {pid} outlived its owner"
+        );
+        std::thread::yield_now();
+    }
+    assert_eq!(got, "Ok(Ok(7))", "the owner's huge wait failed");
+    let socket = std::path::Path::new(socket);
+    assert!(!socket.exists(), "the socket is left behind");
 }

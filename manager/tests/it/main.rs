@@ -5,5 +5,6 @@ mod deadlines;
 mod dict;
 mod load;
 mod scenarios;
+mod sessions;
 mod sync;
 mod trust;

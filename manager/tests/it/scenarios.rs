@@ -14,6 +14,7 @@ fn scenario() {
     match what.as_str() {
         "session" => session(method),
         "owner_killed" => owner_killed(method),
+        "owner_waiting" => crate::deadlines::owner_killed_in_a_huge_wait(method),
         other => panic!("unknown scenario {other}"),
     }
 }

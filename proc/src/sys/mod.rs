@@ -15,5 +15,6 @@ pub(crate) mod image;
 pub(crate) mod process;
 pub(crate) mod scm;
 pub(crate) mod shm;
+pub(crate) mod signal_fds;
 pub(crate) mod spawn;
 pub(crate) mod sync;
