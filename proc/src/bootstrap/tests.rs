@@ -337,7 +337,15 @@ fn a_setuid_binary_run_by_another_user_ignores_the_bootstrap_variables() {
     }
     let dir = suid_dir();
     let copy = dir.path().join("mp-proc-suid-probe");
-    std::fs::copy(std::env::current_exe().expect("current_exe"), &copy).expect("copy");
+    // Copied by `cp`, not by this process: a child that another test thread
+    // forks meanwhile would inherit our writable descriptor of the copy, and
+    // exec'ing the copy would then fail with ETXTBSY.
+    let status = Command::new("cp")
+        .arg(std::env::current_exe().expect("current_exe"))
+        .arg(&copy)
+        .status()
+        .expect("run cp");
+    assert!(status.success(), "cp failed: {status}");
     std::os::unix::fs::chown(&copy, Some(0), Some(0)).expect("chown root:root");
     std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o4755)).expect("chmod 4755");
 
