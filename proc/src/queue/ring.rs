@@ -19,6 +19,7 @@ use std::time::Instant;
 
 use crate::error::{Error, Result};
 use crate::sync::shared::{RawLock, Shared, spin_until};
+use crate::sys::atomics::{AtomicU32, AtomicU64};
 use crate::sys::sync::{OBJECT, announce, anyone_waiting, futex_wait, futex_wake, word, word64};
 
 // Control page layout.
@@ -115,11 +116,11 @@ impl Ring {
         &self.shared
     }
 
-    fn w(&self, offset: usize) -> &std::sync::atomic::AtomicU32 {
+    fn w(&self, offset: usize) -> &AtomicU32 {
         word(&self.shared.0, offset)
     }
 
-    fn w64(&self, offset: usize) -> &std::sync::atomic::AtomicU64 {
+    fn w64(&self, offset: usize) -> &AtomicU64 {
         word64(&self.shared.0, offset)
     }
 

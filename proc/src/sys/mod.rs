@@ -6,6 +6,7 @@
 
 #![allow(unsafe_code)]
 
+pub(crate) mod atomics;
 pub(crate) mod fd;
 pub(crate) mod image;
 pub(crate) mod process;
