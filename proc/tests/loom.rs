@@ -149,6 +149,35 @@ fn ring_get_lost_wakeup_without_the_wakers_fence() {
     check(Handshake::WeakWaker, ring_put_wakes_getter);
 }
 
+// ---- The ring full: a get wakes the putter (producers' handshake).
+
+fn ring_get_wakes_putter() {
+    let q = SimpleQueue::<u32>::with_capacity(1, 4096).unwrap();
+    q.put(1).unwrap();
+    let producer = q.clone();
+    let t = thread::spawn(move || producer.put(2).unwrap());
+    assert_eq!(q.get().unwrap(), 1);
+    t.join().unwrap();
+    assert_eq!(q.get().unwrap(), 2);
+}
+
+#[test]
+fn ring_put() {
+    check(Handshake::Fenced, ring_get_wakes_putter);
+}
+
+#[test]
+#[should_panic(expected = "deadlock")]
+fn ring_put_lost_wakeup_without_the_waiters_fence() {
+    check(Handshake::WeakWaiter, ring_get_wakes_putter);
+}
+
+#[test]
+#[should_panic(expected = "deadlock")]
+fn ring_put_lost_wakeup_without_the_wakers_fence() {
+    check(Handshake::WeakWaker, ring_get_wakes_putter);
+}
+
 // ---- JoinableQueue: the last task_done wakes the joiner.
 
 fn task_done_wakes_joiner() {

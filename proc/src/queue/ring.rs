@@ -227,6 +227,11 @@ impl Ring {
             if self.is_closed() {
                 break Err(Error::Closed);
             }
+            // The count the wait below sleeps on, read before the room: a get
+            // between the two (it moves the head, then counts) would be seen
+            // by neither, and would not wake this producer either (it looks
+            // for waiters before this one is counted): a lost wake-up.
+            let seen = self.w(POPPED).load(Ordering::Acquire);
             let tail = self.w64(TAIL).load(Ordering::Relaxed);
             let head = self.w64(HEAD).load(Ordering::Acquire);
             let pos = tail % capacity;
@@ -257,7 +262,6 @@ impl Ring {
                 break Ok(());
             }
             // Wait for a get, with the lock released.
-            let seen = self.w(POPPED).load(Ordering::Acquire);
             announce(self.w(PRODUCERS_WAITING));
             let _ = self.producers.unlock();
             let in_time = self.w(POPPED).load(Ordering::Acquire) != seen
