@@ -73,6 +73,56 @@ fn event_lost_wakeup_without_the_wakers_fence() {
     check(Handshake::WeakWaker, event_set_wakes_waiter);
 }
 
+/// Two sleepers: one set wakes both (`futex_wake(_, i32::MAX)`).
+#[test]
+fn event_two_waiters() {
+    check(Handshake::Fenced, || {
+        let event = Event::new().unwrap();
+        let waiters: Vec<_> = (0..2)
+            .map(|_| {
+                let e = event.clone();
+                thread::spawn(move || assert!(e.wait(None).unwrap()))
+            })
+            .collect();
+        event.set();
+        for t in waiters {
+            t.join().unwrap();
+        }
+    });
+}
+
+/// The benchmark that hung: an `Event` ping-pong, two rounds.
+fn event_ping_pong() {
+    let (ping, pong) = (Event::new().unwrap(), Event::new().unwrap());
+    let (ping2, pong2) = (ping.clone(), pong.clone());
+    let t = thread::spawn(move || {
+        for _ in 0..2 {
+            assert!(ping2.wait(None).unwrap());
+            ping2.clear();
+            pong2.set();
+        }
+    });
+    for _ in 0..2 {
+        ping.set();
+        assert!(pong.wait(None).unwrap());
+        pong.clear();
+    }
+    t.join().unwrap();
+}
+
+#[test]
+fn event_ping_pong_rounds() {
+    check(Handshake::Fenced, event_ping_pong);
+}
+
+/// x86 keeps a store ahead of a later load: the waker's side is the one
+/// that hung there.
+#[test]
+#[should_panic(expected = "deadlock")]
+fn event_ping_pong_lost_wakeup_without_the_wakers_fence() {
+    check(Handshake::WeakWaker, event_ping_pong);
+}
+
 // ---- Semaphore: a release wakes the acquirer.
 
 fn semaphore_release_wakes_acquirer() {
