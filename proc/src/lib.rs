@@ -48,6 +48,10 @@ pub use sync::{
 };
 #[doc(hidden)]
 pub use sys::signal_fds::{SignalFd, SignalFds};
+/// The loom model's switch (tests/loom.rs): `--cfg loom` builds only.
+#[cfg(loom)]
+#[doc(hidden)]
+pub use sys::atomics::model::{Handshake, set_handshake};
 pub use traits::{
     BarrierLike, ConditionLike, Context, EventLike, GuardOf, JoinableQueueLike, LockLike,
     ProcessLike, QueueLike, SemaphoreLike, ValueLike,

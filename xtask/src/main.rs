@@ -161,6 +161,8 @@ fn test(root: &Path) -> Result {
         run(root, c)?;
     }
 
+    loom_model_check(root)?;
+
     // Benches are only compiled here; `cargo xtask bench` runs them.
     let mut c = cargo();
     c.args(["build", "--workspace", "--benches", "--examples"]);
@@ -185,6 +187,20 @@ fn test(root: &Path) -> Result {
         total.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// The model check of the futex wait/wake protocols (mp-proc's
+/// `tests/loom.rs`): mp-proc built with `--cfg loom`, in a target directory of
+/// its own (other RUSTFLAGS would throw away the normal build's cache).
+fn loom_model_check(root: &Path) -> Result {
+    eprintln!("\n==> model check (loom) of the wait/wake protocols");
+    let mut c = cargo();
+    c.args(["test", "-p", "mp-proc", "--test", "loom", "--release"])
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env("RUSTFLAGS", "--cfg loom")
+        .env("CARGO_TARGET_DIR", root.join("target").join("loom"))
+        .env("LOOM_MAX_PREEMPTIONS", "3");
+    run(root, c)
 }
 
 /// `(package, example)` for every `examples/*.rs` of every member.

@@ -19,6 +19,7 @@ use std::time::Instant;
 
 use crate::error::{Error, Result};
 use crate::sync::shared::{RawLock, Shared, spin_until};
+use crate::sys::atomics::{AtomicU32, AtomicU64};
 use crate::sys::sync::{OBJECT, announce, anyone_waiting, futex_wait, futex_wake, word, word64};
 
 // Control page layout.
@@ -115,11 +116,11 @@ impl Ring {
         &self.shared
     }
 
-    fn w(&self, offset: usize) -> &std::sync::atomic::AtomicU32 {
+    fn w(&self, offset: usize) -> &AtomicU32 {
         word(&self.shared.0, offset)
     }
 
-    fn w64(&self, offset: usize) -> &std::sync::atomic::AtomicU64 {
+    fn w64(&self, offset: usize) -> &AtomicU64 {
         word64(&self.shared.0, offset)
     }
 
@@ -226,6 +227,11 @@ impl Ring {
             if self.is_closed() {
                 break Err(Error::Closed);
             }
+            // The count the wait below sleeps on, read before the room: a get
+            // between the two (it moves the head, then counts) would be seen
+            // by neither, and would not wake this producer either (it looks
+            // for waiters before this one is counted): a lost wake-up.
+            let seen = self.w(POPPED).load(Ordering::Acquire);
             let tail = self.w64(TAIL).load(Ordering::Relaxed);
             let head = self.w64(HEAD).load(Ordering::Acquire);
             let pos = tail % capacity;
@@ -256,7 +262,6 @@ impl Ring {
                 break Ok(());
             }
             // Wait for a get, with the lock released.
-            let seen = self.w(POPPED).load(Ordering::Acquire);
             announce(self.w(PRODUCERS_WAITING));
             let _ = self.producers.unlock();
             let in_time = self.w(POPPED).load(Ordering::Acquire) != seen

@@ -257,7 +257,7 @@ impl Barrier {
         Ok(Barrier { raw })
     }
 
-    fn w(&self, offset: usize) -> &std::sync::atomic::AtomicU32 {
+    fn w(&self, offset: usize) -> &crate::sys::atomics::AtomicU32 {
         word(&self.raw.shared.0, offset)
     }
 

@@ -1,13 +1,14 @@
 //! `Semaphore`, `BoundedSemaphore` and `Event`: futex words in shared memory.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::shared::{Shared, deadline_after, spin_until};
 use crate::error::{Error, Result};
+use crate::sys::atomics::AtomicU32;
 use crate::sys::sync::{announce, anyone_waiting, futex_wait, futex_wake, word};
 
 const VALUE: usize = 0;

@@ -10,6 +10,7 @@
 #![allow(unsafe_code)]
 
 pub(crate) mod ctor;
+pub(crate) mod atomics;
 pub(crate) mod fd;
 pub(crate) mod image;
 pub(crate) mod process;

@@ -12,6 +12,9 @@ pub(crate) struct Region {
     fd: OwnedFd,
     ptr: NonNull<u8>,
     len: usize,
+    /// Its words as the model's atomics (`--cfg loom` only).
+    #[cfg(loom)]
+    pub(super) model: super::atomics::model::Words,
 }
 
 // SAFETY: the mapping is plain shared memory; every access to it goes
@@ -60,7 +63,13 @@ impl Region {
         }
         let ptr =
             NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned null"))?;
-        Ok(Region { fd, ptr, len })
+        Ok(Region {
+            fd,
+            ptr,
+            len,
+            #[cfg(loom)]
+            model: super::atomics::model::Words::new(len),
+        })
     }
 
     pub(crate) fn fd(&self) -> &OwnedFd {

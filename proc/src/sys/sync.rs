@@ -4,14 +4,26 @@
 //! Every wait takes an absolute `CLOCK_MONOTONIC` deadline, so a wait that a
 //! signal interrupts resumes with the time that is left.
 
+#[cfg(not(loom))]
 use std::io;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::Ordering;
+#[cfg(not(loom))]
 use std::time::Instant;
 
+use super::atomics::{AtomicU32, AtomicU64, fence};
 use super::shm::Region;
+
+// Under the model (`--cfg loom`) the mutexes, conditions and the futex are
+// emulated: see `super::atomics::model`.
+#[cfg(loom)]
+pub(crate) use super::atomics::model::{
+    cond_init, cond_notify, cond_wait, futex_wait, futex_wake, mutex_init, mutex_lock,
+    mutex_try_lock, mutex_unlock,
+};
 
 /// The outcome of taking a mutex.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(loom, allow(dead_code))] // the model's mutex is never robust
 pub(crate) enum Taken {
     /// Taken.
     Yes,
@@ -28,6 +40,7 @@ pub(crate) const OBJECT: usize = 64;
 const _: () = assert!(std::mem::size_of::<libc::pthread_mutex_t>() <= OBJECT);
 const _: () = assert!(std::mem::size_of::<libc::pthread_cond_t>() <= OBJECT);
 
+#[cfg(not(loom))]
 unsafe extern "C" {
     /// glibc 2.30+: `pthread_mutex_timedlock` against a chosen clock.
     fn pthread_mutex_clocklock(
@@ -37,6 +50,7 @@ unsafe extern "C" {
     ) -> libc::c_int;
 }
 
+#[cfg(not(loom))]
 fn check(rc: libc::c_int) -> io::Result<()> {
     if rc == 0 {
         Ok(())
@@ -46,6 +60,7 @@ fn check(rc: libc::c_int) -> io::Result<()> {
 }
 
 /// The `CLOCK_MONOTONIC` time of `deadline` (`Instant` is that clock on Linux).
+#[cfg(not(loom))]
 fn abstime(deadline: Instant) -> libc::timespec {
     let left = deadline.saturating_duration_since(Instant::now());
     let mut now = libc::timespec {
@@ -68,16 +83,19 @@ fn abstime(deadline: Instant) -> libc::timespec {
     }
 }
 
+#[cfg(not(loom))]
 fn mutex(region: &Region, offset: usize) -> *mut libc::pthread_mutex_t {
     region.at(offset, OBJECT).cast()
 }
 
+#[cfg(not(loom))]
 fn cond(region: &Region, offset: usize) -> *mut libc::pthread_cond_t {
     region.at(offset, OBJECT).cast()
 }
 
 /// Initialises a process-shared, robust mutex at `offset` of a new region:
 /// error-checking (a relock by its owner is `EDEADLK`), or recursive.
+#[cfg(not(loom))]
 pub(crate) fn mutex_init(region: &Region, offset: usize, recursive: bool) -> io::Result<()> {
     let kind = if recursive {
         libc::PTHREAD_MUTEX_RECURSIVE
@@ -108,6 +126,7 @@ pub(crate) fn mutex_init(region: &Region, offset: usize, recursive: bool) -> io:
     }
 }
 
+#[cfg(not(loom))]
 fn taken(rc: libc::c_int, region: &Region, offset: usize) -> io::Result<Taken> {
     match rc {
         0 => Ok(Taken::Yes),
@@ -124,6 +143,7 @@ fn taken(rc: libc::c_int, region: &Region, offset: usize) -> io::Result<Taken> {
 
 /// Takes the mutex, waiting until `deadline` (`None`: as long as it takes).
 /// `EDEADLK` (already held by this thread, error-checking kind) is an error.
+#[cfg(not(loom))]
 pub(crate) fn mutex_lock(
     region: &Region,
     offset: usize,
@@ -145,6 +165,7 @@ pub(crate) fn mutex_lock(
 }
 
 /// Takes the mutex if it is free.
+#[cfg(not(loom))]
 pub(crate) fn mutex_try_lock(region: &Region, offset: usize) -> io::Result<Taken> {
     // SAFETY: as in mutex_lock.
     let rc = unsafe { libc::pthread_mutex_trylock(mutex(region, offset)) };
@@ -152,6 +173,7 @@ pub(crate) fn mutex_try_lock(region: &Region, offset: usize) -> io::Result<Taken
 }
 
 /// Releases the mutex. `Ok(false)`: this thread does not hold it.
+#[cfg(not(loom))]
 pub(crate) fn mutex_unlock(region: &Region, offset: usize) -> io::Result<bool> {
     // SAFETY: as in mutex_lock; unlocking a mutex another thread holds is
     // EPERM for error-checking, recursive and robust mutexes, not UB.
@@ -163,6 +185,7 @@ pub(crate) fn mutex_unlock(region: &Region, offset: usize) -> io::Result<bool> {
 }
 
 /// Initialises a process-shared condition variable on `CLOCK_MONOTONIC`.
+#[cfg(not(loom))]
 pub(crate) fn cond_init(region: &Region, offset: usize) -> io::Result<()> {
     // SAFETY: as in mutex_init.
     unsafe {
@@ -185,6 +208,7 @@ pub(crate) fn cond_init(region: &Region, offset: usize) -> io::Result<()> {
 }
 
 /// Waits on the condition with the mutex held (and held again on return).
+#[cfg(not(loom))]
 pub(crate) fn cond_wait(
     cregion: &Region,
     coffset: usize,
@@ -210,6 +234,7 @@ pub(crate) fn cond_wait(
 }
 
 /// Wakes one waiter (`all`: every waiter) of the condition.
+#[cfg(not(loom))]
 pub(crate) fn cond_notify(region: &Region, offset: usize, all: bool) -> io::Result<()> {
     let c = cond(region, offset);
     // SAFETY: an initialised condition variable in a live mapping.
@@ -225,9 +250,14 @@ pub(crate) fn cond_notify(region: &Region, offset: usize, all: bool) -> io::Resu
 /// The 32-bit word at `offset` (4-aligned) as an atomic.
 pub(crate) fn word(region: &Region, offset: usize) -> &AtomicU32 {
     assert_eq!(offset % 4, 0, "unaligned futex word");
+    #[cfg(loom)]
+    return region.model.word32(offset);
+    #[cfg(not(loom))]
     // SAFETY: in bounds and aligned (checked); shared memory accessed only
     // atomically through this reference, valid as long as `region`.
-    unsafe { &*region.at(offset, 4).cast::<AtomicU32>() }
+    unsafe {
+        &*region.at(offset, 4).cast::<AtomicU32>()
+    }
 }
 
 /// A waiter announces itself (one half of the handshake of every futex
@@ -240,19 +270,29 @@ pub(crate) fn word(region: &Region, offset: usize) -> &AtomicU32 {
 /// state that has already changed, for ever. (An `Event` ping-pong between
 /// two processes hung this way after some million rounds.)
 pub(crate) fn announce(waiters: &AtomicU32) {
+    #[cfg(loom)]
+    if super::atomics::model::handshake() == super::atomics::model::Handshake::WeakWaiter {
+        waiters.fetch_add(1, Ordering::AcqRel);
+        return;
+    }
     waiters.fetch_add(1, Ordering::SeqCst);
-    std::sync::atomic::fence(Ordering::SeqCst);
+    fence(Ordering::SeqCst);
 }
 
 /// The waker's half of the handshake (see [`announce`]): called after the
 /// state changed; whether anyone may be waiting, to wake.
 pub(crate) fn anyone_waiting(waiters: &AtomicU32) -> bool {
-    std::sync::atomic::fence(Ordering::SeqCst);
+    #[cfg(loom)]
+    if super::atomics::model::handshake() == super::atomics::model::Handshake::WeakWaker {
+        return waiters.load(Ordering::Acquire) > 0;
+    }
+    fence(Ordering::SeqCst);
     waiters.load(Ordering::SeqCst) > 0
 }
 
 /// Sleeps while `*word == expected`, until woken or `deadline`. Returns false
 /// if the deadline passed. (A spurious return is possible: callers re-check.)
+#[cfg(not(loom))]
 pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -> bool {
     let t = deadline.map(abstime);
     let tp = t
@@ -276,14 +316,20 @@ pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, deadline: Option<Insta
 }
 
 /// Wakes up to `n` sleepers on `word`.
+#[cfg(not(loom))]
 pub(crate) fn futex_wake(word: &AtomicU32, n: i32) {
     // SAFETY: FUTEX_WAKE only wakes threads sleeping on this address.
     unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, n) };
 }
 
 /// The 64-bit word at `offset` (8-aligned) as an atomic.
-pub(crate) fn word64(region: &Region, offset: usize) -> &std::sync::atomic::AtomicU64 {
+pub(crate) fn word64(region: &Region, offset: usize) -> &AtomicU64 {
     assert_eq!(offset % 8, 0, "unaligned 64-bit word");
+    #[cfg(loom)]
+    return region.model.word64(offset);
+    #[cfg(not(loom))]
     // SAFETY: in bounds and aligned (checked); accessed only atomically.
-    unsafe { &*region.at(offset, 8).cast::<std::sync::atomic::AtomicU64>() }
+    unsafe {
+        &*region.at(offset, 8).cast::<AtomicU64>()
+    }
 }
