@@ -46,12 +46,12 @@ pub use sync::{
     Array, Barrier, BoundedSemaphore, Condition, Event, Lock, LockGuard, RLock, RawArray, RawValue,
     Semaphore, Shareable, SharedGuard, SharedMemory, Value, wait_for_with,
 };
-#[doc(hidden)]
-pub use sys::signal_fds::{SignalFd, SignalFds};
 /// The loom model's switch (tests/loom.rs): `--cfg loom` builds only.
 #[cfg(loom)]
 #[doc(hidden)]
 pub use sys::atomics::model::{Handshake, set_handshake};
+#[doc(hidden)]
+pub use sys::signal_fds::{SignalFd, SignalFds};
 pub use traits::{
     BarrierLike, ConditionLike, Context, EventLike, GuardOf, JoinableQueueLike, LockLike,
     ProcessLike, QueueLike, SemaphoreLike, ValueLike,

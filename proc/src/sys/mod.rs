@@ -9,8 +9,8 @@
 
 #![allow(unsafe_code)]
 
-pub(crate) mod ctor;
 pub(crate) mod atomics;
+pub(crate) mod ctor;
 pub(crate) mod fd;
 pub(crate) mod image;
 pub(crate) mod process;
