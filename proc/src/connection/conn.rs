@@ -22,11 +22,11 @@ pub const DEFAULT_MAX_FRAME_LEN: u64 = 1 << 30;
 /// Frames up to this size (header included) go out with one `write` of a copy;
 /// larger ones are gathered with `writev` (CPython's threshold, bpo-20540).
 const COPY_THRESHOLD: usize = 16 * 1024;
-/// The read buffer: small frames are parsed from it, many per `read`.
+/// The read buffer: small frames are parsed from it, many per `read`. Also
+/// the room a large frame's buffer starts with, whatever length its header
+/// claims: past that, the buffer doubles only once the bytes it has room for
+/// have arrived, so a lying length costs no memory.
 const READ_BUF: usize = 64 * 1024;
-/// A large frame's buffer grows by at most this much before its bytes arrive,
-/// so a lying length costs no memory.
-const GROW_STEP: usize = 16 << 20;
 
 /// One end of a pipe, Python's `multiprocessing.connection.Connection`.
 ///
@@ -450,10 +450,13 @@ impl Connection {
         Ok(len)
     }
 
-    /// Reads a payload of `len` bytes into `out`, growing it only as bytes arrive.
+    /// Reads a payload of `len` bytes into `out`. Its memory grows with the
+    /// bytes that arrive, never with the length claimed: it starts with room
+    /// for what is buffered or [`READ_BUF`], and doubles (up to `len`) only
+    /// when that room is full.
     fn read_payload(&self, reader: &mut Reader, len: usize, out: &mut Vec<u8>) -> Result<()> {
         let buffered = (reader.end - reader.start).min(len);
-        out.reserve_exact(len.min(buffered.max(GROW_STEP)));
+        out.reserve_exact(len.min(buffered.max(READ_BUF)));
         out.extend_from_slice(&reader.buf[reader.start..reader.start + buffered]);
         reader.start += buffered;
         while out.len() < len {
@@ -468,8 +471,11 @@ impl Connection {
                 out.extend_from_slice(&reader.buf[reader.start..reader.start + take]);
                 reader.start += take;
             } else {
-                let chunk = left.min(GROW_STEP);
-                let n = sys::fd::read_append(self.inner.fd.as_fd(), out, chunk).os("recv")?;
+                if out.len() == out.capacity() {
+                    // Full: what arrived pays for as much room again.
+                    out.reserve_exact(left.min(out.capacity().max(READ_BUF)));
+                }
+                let n = sys::fd::read_append(self.inner.fd.as_fd(), out, left).os("recv")?;
                 if n == 0 {
                     return Err(self.truncated(reader, len, out.len()));
                 }
@@ -586,5 +592,72 @@ impl<'de> Deserialize<'de> for Connection {
             r.end = end;
         }
         Ok(conn)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Writes `bytes` raw on `conn` from another thread (it may not fit the
+    /// socket's buffer), then closes it.
+    fn send_raw(conn: Connection, bytes: Vec<u8>) -> std::thread::JoinHandle<()> {
+        std::thread::spawn(move || {
+            let _ = sys::fd::write_all(conn.as_fd(), &bytes, true);
+        })
+    }
+
+    /// A 14-byte frame whose header claims 1 GiB: the receiver's buffer
+    /// never has room for more than 64 KiB (it had 32 MiB), and the frame
+    /// is a clear error.
+    #[test]
+    fn a_lying_length_costs_no_memory() {
+        let (a, b) = crate::pipe(true).unwrap();
+        let mut frame = (1u32 << 30).to_be_bytes().to_vec();
+        frame.extend_from_slice(&[7; 10]);
+        send_raw(a, frame).join().unwrap();
+        let mut reader = b.reader().unwrap();
+        let len = b.read_header(&mut reader).unwrap() as usize;
+        assert_eq!(len, 1 << 30);
+        let mut out = Vec::new();
+        let r = b.read_payload(&mut reader, len, &mut out);
+        assert!(
+            matches!(r, Err(Error::TruncatedFrame { expected, got: 10 }) if expected == 1 << 30),
+            "{r:?}"
+        );
+        assert!(out.capacity() <= READ_BUF, "{} bytes", out.capacity());
+        drop(reader);
+        // The public face of it: a clear error, and no more reads.
+        assert!(matches!(b.recv_bytes(), Err(Error::Desynchronized)));
+    }
+
+    /// Past the first 64 KiB, the room grows with the bytes that arrived (at
+    /// most twice them), and a real large frame arrives whole.
+    #[test]
+    fn the_buffer_grows_with_the_bytes_that_arrive() {
+        let arrived = 3 << 20;
+        let (a, b) = crate::pipe(true).unwrap();
+        let mut frame = (1u32 << 30).to_be_bytes().to_vec();
+        frame.extend((0..arrived).map(|i| i as u8));
+        let writer = send_raw(a, frame);
+        let mut reader = b.reader().unwrap();
+        let len = b.read_header(&mut reader).unwrap() as usize;
+        let mut out = Vec::new();
+        let r = b.read_payload(&mut reader, len, &mut out);
+        writer.join().unwrap();
+        assert!(matches!(r, Err(Error::TruncatedFrame { .. })), "{r:?}");
+        assert_eq!(out.len(), arrived);
+        assert!(out.capacity() <= 2 * arrived, "{} bytes", out.capacity());
+        assert!(out.iter().enumerate().all(|(i, &x)| x == i as u8));
+
+        let (a, b) = crate::pipe(true).unwrap();
+        let big: Vec<u8> = (0..arrived + 12345).map(|i| (i % 251) as u8).collect();
+        let sender = {
+            let big = big.clone();
+            std::thread::spawn(move || a.send_bytes(&big))
+        };
+        let got = b.recv_bytes().unwrap();
+        sender.join().unwrap().unwrap();
+        assert!(got == big);
     }
 }

@@ -300,11 +300,19 @@ pub(crate) fn dup2_raw(from: RawFd, to: RawFd) {
     }
 }
 
-/// Reads at most `max` bytes from `fd`, appending them to `vec` without
-/// zero-filling first. `Ok(0)` is end of file (or `max == 0`).
+/// Reads at most `max` bytes from `fd` into the spare capacity of `vec`
+/// (without zero-filling it first), appending them. It never allocates: the
+/// caller decides how much room to make, so that a peer's claimed length
+/// costs no memory before its bytes arrive. `Ok(0)` is end of file (or no
+/// room: `max == 0` or a full `vec`, which the caller must not ask for).
 pub(crate) fn read_append(fd: BorrowedFd<'_>, vec: &mut Vec<u8>, max: usize) -> io::Result<usize> {
-    vec.reserve(max);
-    let spare = &mut vec.spare_capacity_mut()[..max];
+    debug_assert!(
+        max == 0 || vec.capacity() > vec.len(),
+        "no room to read into"
+    );
+    let spare = vec.spare_capacity_mut();
+    let room = spare.len().min(max);
+    let spare = &mut spare[..room];
     loop {
         // SAFETY: `spare` is writable memory of `spare.len()` bytes owned by
         // `vec`; read(2) writes at most that many bytes into it.
@@ -317,7 +325,8 @@ pub(crate) fn read_append(fd: BorrowedFd<'_>, vec: &mut Vec<u8>, max: usize) -> 
             return Err(e);
         }
         let n = n as usize;
-        // SAFETY: read(2) initialised the first `n` bytes of the spare capacity.
+        // SAFETY: read(2) initialised the first `n` bytes of the spare
+        // capacity (n <= spare.len(), so within it).
         unsafe { vec.set_len(vec.len() + n) };
         return Ok(n);
     }
