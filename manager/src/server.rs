@@ -14,6 +14,8 @@ use crate::objects::{self, Object, Shared, Undo};
 use crate::protocol::{Bytes, Failure, Kind, Reply, Request};
 use crate::served::{Maker, Registration, What};
 
+mod accept;
+
 struct Entry {
     refs: usize,
     /// References lent to proxies in transit to another process.
@@ -268,8 +270,17 @@ pub(crate) fn listen(
     Ok((Some(dir), listener))
 }
 
+/// A client for a thread of its own: the owner's connection (trusted, with
+/// its session), or one accepted and still to authenticate, with its place.
+enum Arrival {
+    Owner(Connection, (u64, Held)),
+    Pending(mp_proc::connection::PendingConnection, accept::Slot),
+}
+
 /// Serves clients, each on a thread of its own, until a shutdown request
 /// (or SIGTERM, with `signals`), or until the `owner`'s connection ends.
+/// Clients are accepted at once and authenticated on their own threads (at
+/// most [`accept::HANDSHAKES`] at a time), so a slow one holds only its own.
 pub(crate) fn serve(
     listener: Listener,
     registry: Vec<Registration>,
@@ -322,16 +333,37 @@ pub(crate) fn serve(
     // Each client's thread, and a handle on its socket to end it with.
     let mut clients: Vec<(std::thread::JoinHandle<()>, std::os::unix::net::UnixStream)> =
         Vec::new();
-    let mut add = |conn: Connection, owner: Option<(u64, Held)>| {
+    let mut add = |arrival: Arrival| {
         clients.retain(|(t, _)| !t.is_finished());
         // shutdown(2) through a duplicate ends the client's thread when
-        // serving stops (any socket family).
-        let Ok(socket) = conn.as_fd().try_clone_to_owned() else {
+        // serving stops (any socket family), in its handshake too.
+        let socket = match &arrival {
+            Arrival::Owner(conn, _) => conn.as_fd().try_clone_to_owned(),
+            Arrival::Pending(p, _) => p.as_fd().try_clone_to_owned(),
+        };
+        let Ok(socket) = socket else {
             return;
         };
         let server = server.clone();
-        let thread = std::thread::spawn(move || serve_client(conn, &server, owner));
-        clients.push((thread, socket.into()));
+        let run = move || match arrival {
+            Arrival::Owner(conn, owner) => serve_client(conn, &server, Some(owner)),
+            Arrival::Pending(pending, slot) => {
+                let authenticated = pending.authenticate();
+                drop(slot);
+                match authenticated {
+                    Ok(conn) => serve_client(conn, &server, None),
+                    Err(e) => {
+                        mp_logging::get_logger().debug(format_args!("refused a client: {e}"));
+                    }
+                }
+            }
+        };
+        // A thread that cannot start drops its client (and gives back its
+        // place): the server goes on.
+        match std::thread::Builder::new().spawn(run) {
+            Ok(thread) => clients.push((thread, socket.into())),
+            Err(e) => log.error(format_args!("no thread for a client: {e}")),
+        }
     };
     if let Some(conn) = owner {
         let Some((session, held)) = server.join(None) else {
@@ -341,21 +373,11 @@ pub(crate) fn serve(
         if conn.send(&report).is_err() {
             return;
         }
-        add(conn, Some((session, held)));
+        add(Arrival::Owner(conn, (session, held)));
     }
-    loop {
-        let fds = [listener.as_fd(), stop_r.as_fd()];
-        let ready = mp_proc::connection::wait_fds(&fds, None).unwrap_or_default();
-        if ready.contains(&1) {
-            break;
-        }
-        if ready.contains(&0) {
-            match listener.accept() {
-                Ok(conn) => add(conn, None),
-                Err(e) => log.debug(format_args!("refused a client: {e}")),
-            }
-        }
-    }
+    accept::accept_clients(&listener, &stop_r, |pending, slot| {
+        add(Arrival::Pending(pending, slot))
+    });
     if signals {
         crate::signals::uninstall();
     }

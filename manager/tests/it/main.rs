@@ -2,6 +2,7 @@
 
 mod base;
 mod dict;
+mod handshake;
 mod load;
 mod scenarios;
 mod sync;
