@@ -291,6 +291,9 @@ pub(crate) fn serve(
     let Ok((stop_r, stop_w)) = mp_proc::pipe(false) else {
         return;
     };
+    let Ok(acceptor) = accept::Acceptor::new() else {
+        return;
+    };
     if signals {
         crate::signals::install(&stop_w);
     }
@@ -330,38 +333,44 @@ pub(crate) fn serve(
         server.types.insert(r.typeid, t);
     }
     let server = Arc::new(server);
-    // Each client's thread, and a handle on its socket to end it with.
-    let mut clients: Vec<(std::thread::JoinHandle<()>, std::os::unix::net::UnixStream)> =
-        Vec::new();
+    // Each client's thread, and a duplicate of its socket: shutdown(2)
+    // through it ends the thread when serving stops (any socket family), in
+    // its handshake too. A thread closes its duplicate when it ends.
+    let mut threads: Vec<std::thread::JoinHandle<()>> = Vec::new();
+    let sockets = accept::Sockets::default();
     let mut add = |arrival: Arrival| {
-        clients.retain(|(t, _)| !t.is_finished());
-        // shutdown(2) through a duplicate ends the client's thread when
-        // serving stops (any socket family), in its handshake too.
-        let socket = match &arrival {
-            Arrival::Owner(conn, _) => conn.as_fd().try_clone_to_owned(),
-            Arrival::Pending(p, _) => p.as_fd().try_clone_to_owned(),
+        threads.retain(|t| !t.is_finished());
+        let fd = match &arrival {
+            Arrival::Owner(conn, _) => conn.as_fd(),
+            Arrival::Pending(p, _) => p.as_fd(),
         };
-        let Ok(socket) = socket else {
+        let Ok(socket) = sockets.register(fd) else {
             return;
         };
         let server = server.clone();
         let run = move || match arrival {
-            Arrival::Owner(conn, owner) => serve_client(conn, &server, Some(owner)),
-            Arrival::Pending(pending, slot) => {
-                let authenticated = pending.authenticate();
-                drop(slot);
-                match authenticated {
-                    Ok(conn) => serve_client(conn, &server, None),
-                    Err(e) => {
-                        mp_logging::get_logger().debug(format_args!("refused a client: {e}"));
-                    }
-                }
+            Arrival::Owner(conn, owner) => {
+                let _socket = socket;
+                serve_client(conn, &server, Some(owner));
             }
+            Arrival::Pending(pending, slot) => match pending.authenticate() {
+                Ok(conn) => {
+                    drop(slot);
+                    let _socket = socket;
+                    serve_client(conn, &server, None);
+                }
+                Err(e) => {
+                    // Its descriptors are closed before its place is free.
+                    drop(socket);
+                    drop(slot);
+                    mp_logging::get_logger().debug(format_args!("refused a client: {e}"));
+                }
+            },
         };
         // A thread that cannot start drops its client (and gives back its
         // place): the server goes on.
         match std::thread::Builder::new().spawn(run) {
-            Ok(thread) => clients.push((thread, socket.into())),
+            Ok(thread) => threads.push(thread),
             Err(e) => log.error(format_args!("no thread for a client: {e}")),
         }
     };
@@ -375,7 +384,7 @@ pub(crate) fn serve(
         }
         add(Arrival::Owner(conn, (session, held)));
     }
-    accept::accept_clients(&listener, &stop_r, |pending, slot| {
+    acceptor.run(&listener, &stop_r, |pending, slot| {
         add(Arrival::Pending(pending, slot))
     });
     if signals {
@@ -385,10 +394,9 @@ pub(crate) fn serve(
     // (`serve_forever`, not a server process about to exit), also waits for
     // each client's thread (a waiting call notices within its check
     // interval), so that nothing is left behind.
-    for (thread, socket) in clients {
-        let _ = socket.shutdown(std::net::Shutdown::Both);
-        drop(socket);
-        if !signals {
+    sockets.shutdown_all();
+    if !signals {
+        for thread in threads {
             let _ = thread.join();
         }
     }
