@@ -14,6 +14,7 @@ use crate::objects::{self, Object, Shared, Undo};
 use crate::protocol::{Bytes, Failure, Kind, Reply, Request, SessionId};
 use crate::served::{Maker, Registration, What};
 
+mod accept;
 mod session;
 use session::{HangUp, Member, Requests};
 
@@ -281,8 +282,17 @@ pub(crate) fn listen(
     Ok((Some(dir), listener))
 }
 
+/// A client for a thread of its own: the owner's connection (trusted, with
+/// its session), or one accepted and still to authenticate, with its place.
+enum Arrival {
+    Owner(Connection, (SessionId, Held)),
+    Pending(mp_proc::connection::PendingConnection, accept::Slot),
+}
+
 /// Serves clients, each on a thread of its own, until a shutdown request
 /// (or SIGTERM, with `signals`), or until the `owner`'s connection ends.
+/// Clients are accepted at once and authenticated on their own threads (at
+/// most [`accept::HANDSHAKES`] at a time), so a slow one holds only its own.
 pub(crate) fn serve(
     listener: Listener,
     registry: Vec<Registration>,
@@ -291,6 +301,9 @@ pub(crate) fn serve(
 ) {
     let log = mp_logging::get_logger();
     let Ok((stop_r, stop_w)) = mp_proc::pipe(false) else {
+        return;
+    };
+    let Ok(acceptor) = accept::Acceptor::new() else {
         return;
     };
     if signals {
@@ -332,19 +345,46 @@ pub(crate) fn serve(
         server.types.insert(r.typeid, t);
     }
     let server = Arc::new(server);
-    // Each client's thread, and a handle on its socket to end it with.
-    let mut clients: Vec<(std::thread::JoinHandle<()>, std::os::unix::net::UnixStream)> =
-        Vec::new();
-    let mut add = |conn: Connection, owner: Option<(SessionId, Held)>| {
-        clients.retain(|(t, _)| !t.is_finished());
-        // shutdown(2) through a duplicate ends the client's thread when
-        // serving stops (any socket family).
-        let Ok(socket) = conn.as_fd().try_clone_to_owned() else {
+    // Each client's thread, and a duplicate of its socket: shutdown(2)
+    // through it ends the thread when serving stops (any socket family), in
+    // its handshake too. A thread closes its duplicate when it ends.
+    let mut threads: Vec<std::thread::JoinHandle<()>> = Vec::new();
+    let sockets = accept::Sockets::default();
+    let mut add = |arrival: Arrival| {
+        threads.retain(|t| !t.is_finished());
+        let fd = match &arrival {
+            Arrival::Owner(conn, _) => conn.as_fd(),
+            Arrival::Pending(p, _) => p.as_fd(),
+        };
+        let Ok(socket) = sockets.register(fd) else {
             return;
         };
         let server = server.clone();
-        let thread = std::thread::spawn(move || serve_client(conn, &server, owner));
-        clients.push((thread, socket.into()));
+        let run = move || match arrival {
+            Arrival::Owner(conn, owner) => {
+                let _socket = socket;
+                serve_client(conn, &server, Some(owner));
+            }
+            Arrival::Pending(pending, slot) => match pending.authenticate() {
+                Ok(conn) => {
+                    drop(slot);
+                    let _socket = socket;
+                    serve_client(conn, &server, None);
+                }
+                Err(e) => {
+                    // Its descriptors are closed before its place is free.
+                    drop(socket);
+                    drop(slot);
+                    mp_logging::get_logger().debug(format_args!("refused a client: {e}"));
+                }
+            },
+        };
+        // A thread that cannot start drops its client (and gives back its
+        // place): the server goes on.
+        match std::thread::Builder::new().spawn(run) {
+            Ok(thread) => threads.push(thread),
+            Err(e) => log.error(format_args!("no thread for a client: {e}")),
+        }
     };
     if let Some(conn) = owner {
         let Some((session, held)) = server.join(None) else {
@@ -354,21 +394,11 @@ pub(crate) fn serve(
         if conn.send(&report).is_err() {
             return;
         }
-        add(conn, Some((session, held)));
+        add(Arrival::Owner(conn, (session, held)));
     }
-    loop {
-        let fds = [listener.as_fd(), stop_r.as_fd()];
-        let ready = mp_proc::connection::wait_fds(&fds, None).unwrap_or_default();
-        if ready.contains(&1) {
-            break;
-        }
-        if ready.contains(&0) {
-            match listener.accept() {
-                Ok(conn) => add(conn, None),
-                Err(e) => log.debug(format_args!("refused a client: {e}")),
-            }
-        }
-    }
+    acceptor.run(&listener, &stop_r, |pending, slot| {
+        add(Arrival::Pending(pending, slot))
+    });
     if signals {
         crate::signals::uninstall();
     }
@@ -376,10 +406,9 @@ pub(crate) fn serve(
     // (`serve_forever`, not a server process about to exit), also waits for
     // each client's thread (a waiting call notices within its check
     // interval), so that nothing is left behind.
-    for (thread, socket) in clients {
-        let _ = socket.shutdown(std::net::Shutdown::Both);
-        drop(socket);
-        if !signals {
+    sockets.shutdown_all();
+    if !signals {
+        for thread in threads {
             let _ = thread.join();
         }
     }

@@ -3,6 +3,7 @@
 mod base;
 mod deadlines;
 mod dict;
+mod handshake;
 mod load;
 mod scenarios;
 mod sessions;

@@ -7,7 +7,14 @@
 //! the raw 16-byte HMAC-MD5 of Python 3.11 and earlier. Answering, it
 //! follows the challenge's form (a 20-byte legacy challenge gets raw
 //! HMAC-MD5). Digests are compared in constant time, and every handshake
-//! frame is bounded at 256 bytes, as CPython reads them.
+//! frame is bounded at 256 bytes, as CPython reads them: a header that claims
+//! more is refused as soon as it arrives.
+//!
+//! [`Listener`](super::Listener) and [`Client`](super::Client) run both
+//! halves under one deadline for the whole handshake, so that a peer that
+//! sends nothing, or one byte at a time, is cut off when it passes.
+
+use std::time::Instant;
 
 use hmac::{Hmac, KeyInit, Mac};
 
@@ -20,7 +27,7 @@ const FAILURE: &[u8] = b"#FAILURE#";
 /// Random bytes of a modern challenge.
 const MESSAGE_LENGTH: usize = 40;
 /// The longest handshake frame read (CPython's `recv_bytes(256)`).
-const MAX_FRAME: u64 = 256;
+const MAX_FRAME: usize = 256;
 /// Lengths that mark the legacy form: a challenge (20) or an MD5 reply (16).
 const LEGACY_LENGTHS: [usize; 2] = [20, 16];
 
@@ -111,27 +118,45 @@ fn parse(x: &[u8]) -> Result<(Option<Digest>, &[u8])> {
     )))
 }
 
-/// Reads one handshake frame (at most 256 bytes).
-fn recv_bounded(conn: &Connection) -> Result<Vec<u8>> {
-    let max = conn.max_frame_len();
-    conn.set_max_frame_len(MAX_FRAME);
-    let r = conn.recv_bytes();
-    conn.set_max_frame_len(max);
-    r
+/// Reads one handshake frame (at most 256 bytes), by `deadline`.
+fn recv_bounded(conn: &Connection, deadline: Option<Instant>) -> Result<Vec<u8>> {
+    conn.recv_bytes_by(MAX_FRAME, deadline)
+}
+
+/// Sends one handshake frame, by `deadline`.
+fn send(conn: &Connection, frame: &[u8], deadline: Option<Instant>) -> Result<()> {
+    match deadline {
+        Some(d) => conn.send_bytes_by(frame, d),
+        None => conn.send_bytes(frame),
+    }
 }
 
 /// Sends a challenge and checks the peer's answer (the listening side runs
 /// this first). A wrong answer is told `#FAILURE#` and is
 /// [`Error::Authentication`] (`'digest received was wrong'`).
+///
+/// Like CPython's, it waits for the peer as long as it takes: a server that
+/// faces untrusted peers uses [`Listener`](super::Listener), whose handshake
+/// has a deadline.
 pub fn deliver_challenge(conn: &Connection, authkey: &[u8]) -> Result<()> {
+    deliver_challenge_by(conn, authkey, None)
+}
+
+/// [`deliver_challenge`], every read and write done by `deadline` (`None`:
+/// no bound); [`Error::Timeout`] once it has passed.
+pub(crate) fn deliver_challenge_by(
+    conn: &Connection,
+    authkey: &[u8],
+    deadline: Option<Instant>,
+) -> Result<()> {
     let mut message = b"{sha256}".to_vec();
     let mut random = [0u8; MESSAGE_LENGTH];
     getrandom::fill(&mut random).map_err(|e| failed(format!("no random challenge: {e}")))?;
     message.extend_from_slice(&random);
     let mut frame = CHALLENGE.to_vec();
     frame.extend_from_slice(&message);
-    conn.send_bytes(&frame)?;
-    let response = recv_bounded(conn)?;
+    send(conn, &frame, deadline)?;
+    let response = recv_bounded(conn, deadline)?;
     let verdict = match parse(&response) {
         Err(e) => Err(e),
         Ok((digest, mac)) => {
@@ -151,9 +176,9 @@ pub fn deliver_challenge(conn: &Connection, authkey: &[u8]) -> Result<()> {
         }
     };
     match verdict {
-        Ok(()) => conn.send_bytes(WELCOME),
+        Ok(()) => send(conn, WELCOME, deadline),
         Err(e) => {
-            let _ = conn.send_bytes(FAILURE);
+            let _ = send(conn, FAILURE, deadline);
             Err(e)
         }
     }
@@ -161,8 +186,21 @@ pub fn deliver_challenge(conn: &Connection, authkey: &[u8]) -> Result<()> {
 
 /// Answers the peer's challenge (the connecting side runs this first). A
 /// rejected answer is [`Error::Authentication`] (`'digest sent was rejected'`).
+///
+/// Like CPython's, it waits for the peer as long as it takes: see
+/// [`Client`](super::Client) for a handshake with a deadline.
 pub fn answer_challenge(conn: &Connection, authkey: &[u8]) -> Result<()> {
-    let frame = recv_bounded(conn)?;
+    answer_challenge_by(conn, authkey, None)
+}
+
+/// [`answer_challenge`], every read and write done by `deadline` (`None`:
+/// no bound); [`Error::Timeout`] once it has passed.
+pub(crate) fn answer_challenge_by(
+    conn: &Connection,
+    authkey: &[u8],
+    deadline: Option<Instant>,
+) -> Result<()> {
+    let frame = recv_bounded(conn, deadline)?;
     let Some(message) = frame.strip_prefix(CHALLENGE) else {
         return Err(failed("protocol error: expected a challenge"));
     };
@@ -180,8 +218,8 @@ pub fn answer_challenge(conn: &Connection, authkey: &[u8]) -> Result<()> {
             r
         }
     };
-    conn.send_bytes(&reply)?;
-    if recv_bounded(conn)? != WELCOME {
+    send(conn, &reply, deadline)?;
+    if recv_bounded(conn, deadline)? != WELCOME {
         return Err(failed("digest sent was rejected"));
     }
     Ok(())

@@ -4,7 +4,7 @@ use std::fmt;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -335,6 +335,59 @@ impl Connection {
         Ok(len)
     }
 
+    /// Sends `buf` as one message, waiting for room no later than
+    /// `deadline` ([`Error::Timeout`] after it): for the handshake, where a
+    /// peer that does not read must not hold the sender. `buf` is small (a
+    /// pipe takes it in one atomic write of at most `PIPE_BUF` bytes).
+    pub(crate) fn send_bytes_by(&self, buf: &[u8], deadline: Instant) -> Result<()> {
+        if !self.inner.writable {
+            return Err(Error::ReadOnly);
+        }
+        let (header, n) = frame_header(buf.len());
+        let mut guard = lock(&self.inner.writer);
+        guard.clear();
+        guard.extend_from_slice(&header[..n]);
+        guard.extend_from_slice(buf);
+        let fd = self.inner.fd.as_fd();
+        let mut sent = 0;
+        while sent < guard.len() {
+            let n = sys::fd::write_nonblocking(fd, &guard[sent..], self.inner.socket)
+                .os("send_bytes")?;
+            if n == 0 {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if !sys::fd::wait_ready(&[], &[fd], Some(left)).os("send_bytes")?[0] {
+                    return Err(Error::Timeout);
+                }
+            }
+            sent += n;
+        }
+        Ok(())
+    }
+
+    /// Receives one message of at most `max` bytes (no more than the read
+    /// buffer holds), waiting for its bytes no later than `deadline`
+    /// (`None`: as long as it takes; [`Error::Timeout`] after it). A header
+    /// that claims more than `max` is [`Error::FrameTooLong`] as soon as it
+    /// is read, whatever the connection's own limit: for the handshake, whose
+    /// messages are small.
+    pub(crate) fn recv_bytes_by(&self, max: usize, deadline: Option<Instant>) -> Result<Vec<u8>> {
+        let mut reader = self.reader()?;
+        let max = max.min(READ_BUF) as u64;
+        let len = self.read_header_by(&mut reader, max, deadline)? as usize;
+        match self.need_by(&mut reader, len, deadline) {
+            Ok(()) => {}
+            Err(Error::Eof) => return Err(self.truncated(&mut reader, len, 0)),
+            Err(e) => {
+                // The header is consumed: the stream lost its place.
+                reader.desync = true;
+                return Err(e);
+            }
+        }
+        let frame = reader.buf[reader.start..reader.start + len].to_vec();
+        reader.start += len;
+        Ok(frame)
+    }
+
     /// Whether a message (or end of file) is waiting, waiting up to `timeout`
     /// for one (`None`: as long as it takes). Python's `poll`.
     ///
@@ -380,6 +433,12 @@ impl Connection {
 
     /// Reads more bytes into the buffer (compacting it first). `Ok(0)`: end of file.
     fn fill(&self, reader: &mut Reader) -> Result<usize> {
+        self.fill_by(reader, None)
+    }
+
+    /// As [`fill`](Self::fill), waiting for bytes no later than `deadline`
+    /// (`None`: as long as it takes); [`Error::Timeout`] once it has passed.
+    fn fill_by(&self, reader: &mut Reader, deadline: Option<Instant>) -> Result<usize> {
         if reader.start == reader.end {
             reader.start = 0;
             reader.end = 0;
@@ -390,21 +449,32 @@ impl Connection {
             reader.end = end - start;
         }
         let end = reader.end;
-        // Poll a little before a read that would sleep: a peer that answers
-        // within the poll is seen without a sleep and a cross-CPU wake-up.
         let fd = self.inner.fd.as_fd();
-        crate::sync::shared::poll_until(|| {
-            sys::fd::readable(fd, Some(Duration::ZERO)).unwrap_or(true)
-        });
+        match deadline {
+            // Poll a little before a read that would sleep: a peer that answers
+            // within the poll is seen without a sleep and a cross-CPU wake-up.
+            None => {
+                crate::sync::shared::poll_until(|| {
+                    sys::fd::readable(fd, Some(Duration::ZERO)).unwrap_or(true)
+                });
+            }
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                if !sys::fd::readable(fd, Some(left)).os("recv")? {
+                    return Err(Error::Timeout);
+                }
+            }
+        }
         let n = sys::fd::read(fd, &mut reader.buf[end..]).os("recv")?;
         reader.end += n;
         Ok(n)
     }
 
-    /// Makes at least `want` bytes available; `Err` at end of file.
-    fn need(&self, reader: &mut Reader, want: usize) -> Result<()> {
+    /// Makes at least `want` bytes available, no later than `deadline`
+    /// (`None`: as long as it takes); `Err` at end of file.
+    fn need_by(&self, reader: &mut Reader, want: usize, deadline: Option<Instant>) -> Result<()> {
         while reader.end - reader.start < want {
-            if self.fill(reader)? == 0 {
+            if self.fill_by(reader, deadline)? == 0 {
                 let got = reader.end - reader.start;
                 if got == 0 {
                     return Err(Error::Eof);
@@ -421,12 +491,23 @@ impl Connection {
 
     /// Consumes one frame header and returns the payload's length.
     fn read_header(&self, reader: &mut Reader) -> Result<u64> {
-        self.need(reader, 4)?;
+        self.read_header_by(reader, self.max_frame_len(), None)
+    }
+
+    /// As [`read_header`](Self::read_header), with `max` for the limit and
+    /// no later than `deadline`.
+    fn read_header_by(
+        &self,
+        reader: &mut Reader,
+        max: u64,
+        deadline: Option<Instant>,
+    ) -> Result<u64> {
+        self.need_by(reader, 4, deadline)?;
         let s = reader.start;
         let short = i32::from_be_bytes(reader.buf[s..s + 4].try_into().expect("4 bytes"));
         let len = match short {
             -1 => {
-                self.need(reader, 12)?;
+                self.need_by(reader, 12, deadline)?;
                 let s = reader.start;
                 let len =
                     u64::from_be_bytes(reader.buf[s + 4..s + 12].try_into().expect("8 bytes"));
@@ -442,7 +523,6 @@ impl Connection {
                 n as u64
             }
         };
-        let max = self.max_frame_len();
         if len > max || len > isize::MAX as u64 {
             reader.desync = true;
             return Err(Error::FrameTooLong { len, max });

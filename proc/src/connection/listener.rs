@@ -3,18 +3,22 @@
 
 use std::fmt;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::linux::net::SocketAddrExt;
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
 use std::str::FromStr;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use super::{Connection, answer_challenge, deliver_challenge};
+use super::Connection;
+use super::auth::{answer_challenge_by, deliver_challenge_by};
 use crate::error::{Error, OsContext, Result};
 
-/// How long a peer has to complete the handshake: a silent one cannot hold
-/// `accept` or `connect` for ever (CPython has no bound).
+/// How long a peer has to complete the handshake, from the moment it is
+/// accepted (or starts to connect) to the last message: one deadline for
+/// the whole exchange, so that a silent peer, or one that sends a byte at a
+/// time, cannot hold `accept` or `connect` longer (CPython has no bound).
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Where a [`Listener`] listens (Python's `address` and `family`).
@@ -86,34 +90,6 @@ impl FromStr for Address {
     }
 }
 
-/// Bounds (or unbounds, `None`) a socket's blocking reads and writes.
-fn set_timeouts<F: AsFd>(fd: &F, d: Option<Duration>) {
-    use nix::sys::socket::{setsockopt, sockopt};
-    use nix::sys::time::TimeVal;
-    let t = match d {
-        Some(d) => TimeVal::new(d.as_secs() as _, d.subsec_micros() as _),
-        None => TimeVal::new(0, 0),
-    };
-    let _ = setsockopt(fd, sockopt::ReceiveTimeout, &t);
-    let _ = setsockopt(fd, sockopt::SendTimeout, &t);
-}
-
-/// A handshake read or write that hit the socket's time bound is
-/// [`Error::Timeout`].
-fn timed_out(e: Error) -> Error {
-    match e {
-        Error::Os { source, .. }
-            if matches!(
-                source.kind(),
-                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-            ) =>
-        {
-            Error::Timeout
-        }
-        e => e,
-    }
-}
-
 enum Socket {
     Unix(UnixListener),
     Tcp(TcpListener),
@@ -121,6 +97,12 @@ enum Socket {
 
 /// A server socket that hands out a [`Connection`] per client, after the
 /// handshake when it has a key (Python's `Listener`).
+///
+/// [`accept`](Self::accept) takes the next client and runs the handshake
+/// with it, as CPython's does; a server that must not wait for one client
+/// before it takes the next splits the two with
+/// [`accept_pending`](Self::accept_pending) and
+/// [`PendingConnection::authenticate`].
 ///
 /// ```
 /// use mp_proc::connection::{Address, Client, Listener};
@@ -138,7 +120,7 @@ enum Socket {
 pub struct Listener {
     socket: Socket,
     address: Address,
-    authkey: Option<Vec<u8>>,
+    authkey: Option<Arc<[u8]>>,
     handshake_timeout: Duration,
 }
 
@@ -178,13 +160,13 @@ impl Listener {
         Ok(Listener {
             socket,
             address,
-            authkey: authkey.map(<[u8]>::to_vec),
+            authkey: authkey.map(Arc::from),
             handshake_timeout: HANDSHAKE_TIMEOUT,
         })
     }
 
-    /// How long a client has to complete the handshake in
-    /// [`accept`](Self::accept) ([`HANDSHAKE_TIMEOUT`] unless set).
+    /// How long a client has to complete the handshake, counted from its
+    /// accept ([`HANDSHAKE_TIMEOUT`] unless set; `Duration::MAX`: no bound).
     pub fn set_handshake_timeout(&mut self, timeout: Duration) {
         self.handshake_timeout = timeout;
     }
@@ -194,10 +176,52 @@ impl Listener {
         &self.address
     }
 
-    /// Waits for a client and returns its connection. A client that fails
-    /// the handshake (or does not finish it within [`HANDSHAKE_TIMEOUT`]) is
-    /// an error, and the listener goes on serving.
+    /// Waits for a client and returns its connection: [`accept_pending`]
+    /// then [`authenticate`]. A client that fails the handshake, or does not
+    /// finish it within the handshake timeout, is an error (the timeout is
+    /// [`Error::Timeout`]), and the listener goes on serving.
+    ///
+    /// [`accept_pending`]: Self::accept_pending
+    /// [`authenticate`]: PendingConnection::authenticate
     pub fn accept(&self) -> Result<Connection> {
+        self.accept_pending()?.authenticate()
+    }
+
+    /// Waits for a client and returns it before the handshake (the first
+    /// half of [`accept`](Self::accept)): nothing is read from or written to
+    /// the client, so this returns as soon as one is queued, however slow
+    /// it is. Its handshake deadline starts now; run the handshake with
+    /// [`PendingConnection::authenticate`], on another thread if the server
+    /// must go on accepting meanwhile.
+    ///
+    /// An error here is accept(2)'s (e.g. `EMFILE`, or a TCP client that
+    /// reset before it was taken); the listener stays usable.
+    ///
+    /// ```
+    /// use mp_proc::connection::{Client, Listener};
+    /// let l = Listener::bind("127.0.0.1:0".parse()?, Some(b"key"))?;
+    /// let addr = l.address().clone();
+    /// // A client that connects and says nothing.
+    /// let silent = std::net::TcpStream::connect(addr.to_string())?;
+    /// let good = std::thread::spawn(move || {
+    ///     let c = Client::connect(&addr, Some(b"key"))?;
+    ///     c.send_bytes(b"hello")
+    /// });
+    /// // Each handshake on a thread of its own: the silent client holds only
+    /// // its own thread (until its deadline), not the accept loop.
+    /// let mut handshakes = Vec::new();
+    /// for _ in 0..2 {
+    ///     let pending = l.accept_pending()?;
+    ///     handshakes.push(std::thread::spawn(move || pending.authenticate()));
+    /// }
+    /// let conn = handshakes.pop().unwrap().join().unwrap()?;
+    /// assert_eq!(conn.recv_bytes()?, b"hello");
+    /// good.join().unwrap()?;
+    /// drop(silent); // its handshake ends (an error) as it closes
+    /// assert!(handshakes.pop().unwrap().join().unwrap().is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn accept_pending(&self) -> Result<PendingConnection> {
         let fd: OwnedFd = match &self.socket {
             Socket::Unix(l) => l.accept().os("accept")?.0.into(),
             Socket::Tcp(l) => {
@@ -206,21 +230,17 @@ impl Listener {
                 s.into()
             }
         };
-        set_timeouts(&fd, Some(self.handshake_timeout));
-        let conn = Connection::from_fd(fd, true, true);
-        if let Some(key) = &self.authkey {
-            deliver_challenge(&conn, key)
-                .and_then(|()| answer_challenge(&conn, key))
-                .map_err(timed_out)?;
-        }
-        set_timeouts(&conn, None);
-        Ok(conn)
+        Ok(PendingConnection {
+            conn: Connection::from_fd(fd, true, true),
+            authkey: self.authkey.clone(),
+            deadline: Instant::now().checked_add(self.handshake_timeout),
+        })
     }
 }
 
 impl AsFd for Listener {
     /// The listening socket: readable when a client waits to be accepted.
-    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+    fn as_fd(&self) -> BorrowedFd<'_> {
         match &self.socket {
             Socket::Unix(l) => l.as_fd(),
             Socket::Tcp(l) => l.as_fd(),
@@ -237,35 +257,263 @@ impl Drop for Listener {
     }
 }
 
+/// A client accepted by [`Listener::accept_pending`] that has not passed
+/// the handshake yet: the two halves of CPython's `Listener.accept()` (the
+/// accept, then `deliver_challenge` and `answer_challenge`), so that a
+/// server can accept on one thread and authenticate on others.
+///
+/// Nothing may be read or sent before [`authenticate`](Self::authenticate)
+/// returns the [`Connection`]. Its descriptor ([`AsFd`]) is the client's
+/// socket, for a server to wait on it or to `shutdown(2)` a duplicate of it
+/// to end a handshake early (e.g. when it stops serving). Dropping it
+/// closes the connection. See [`Listener::accept_pending`] for an example.
+pub struct PendingConnection {
+    conn: Connection,
+    authkey: Option<Arc<[u8]>>,
+    /// The end of the handshake's time (`None`: no bound).
+    deadline: Option<Instant>,
+}
+
+impl fmt::Debug for PendingConnection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The key is never shown.
+        f.debug_struct("PendingConnection")
+            .field("conn", &self.conn)
+            .field("authenticates", &self.authkey.is_some())
+            .field("deadline", &self.deadline)
+            .finish()
+    }
+}
+
+impl PendingConnection {
+    /// Runs the handshake (when the listener has a key) and returns the
+    /// connection. The whole handshake must end by the deadline set when
+    /// the client was accepted (the listener's handshake timeout later):
+    /// past it, whatever the client has sent, this is [`Error::Timeout`].
+    /// A wrong key is [`Error::Authentication`]; a client that closes
+    /// midway is [`Error::Eof`] or [`Error::TruncatedFrame`]. On an error
+    /// the connection is closed.
+    ///
+    /// ```
+    /// use mp_proc::connection::{Address, Client, Listener};
+    /// let l = Listener::bind(Address::Abstract(format!("mp-doc-{}", std::process::id())), Some(b"key"))?;
+    /// let addr = l.address().clone();
+    /// let t = std::thread::spawn(move || Client::connect(&addr, Some(b"key")));
+    /// let conn = l.accept_pending()?.authenticate()?;
+    /// conn.send(&"authenticated")?;
+    /// assert_eq!(t.join().unwrap()?.recv::<String>()?, "authenticated");
+    /// # Ok::<(), mp_proc::Error>(())
+    /// ```
+    pub fn authenticate(self) -> Result<Connection> {
+        let deadline = self.deadline;
+        self.handshake(deadline)
+    }
+
+    /// As [`authenticate`](Self::authenticate), with `deadline` in place of
+    /// the one set at accept (a server that queues its pending clients may
+    /// give them less time, or more).
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use mp_proc::connection::Listener;
+    /// let l = Listener::bind("127.0.0.1:0".parse()?, Some(b"key"))?;
+    /// let silent = std::net::TcpStream::connect(l.address().to_string())?;
+    /// let pending = l.accept_pending()?;
+    /// let r = pending.authenticate_by(Instant::now() + Duration::from_millis(10));
+    /// assert!(matches!(r, Err(mp_proc::Error::Timeout)));
+    /// # drop(silent);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn authenticate_by(self, deadline: Instant) -> Result<Connection> {
+        self.handshake(Some(deadline))
+    }
+
+    fn handshake(self, deadline: Option<Instant>) -> Result<Connection> {
+        if let Some(key) = &self.authkey {
+            deliver_challenge_by(&self.conn, key, deadline)?;
+            answer_challenge_by(&self.conn, key, deadline)?;
+        }
+        Ok(self.conn)
+    }
+}
+
+impl AsFd for PendingConnection {
+    /// The client's socket.
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.conn.as_fd()
+    }
+}
+
 /// Connects to a [`Listener`] (Python's `Client`).
 #[derive(Debug)]
 pub struct Client(());
 
 impl Client {
     /// Connects to `address`; with a key, runs CPython's handshake (the
-    /// client's half first). See [`Listener`] for an example.
+    /// client's half first). The connect and the whole handshake must end
+    /// within [`HANDSHAKE_TIMEOUT`] (then [`Error::Timeout`]), whatever the
+    /// server does: a listener whose queue is full, a server that says
+    /// nothing or drips its challenge a byte at a time. See [`Listener`] for
+    /// an example.
     pub fn connect(address: &Address, authkey: Option<&[u8]>) -> Result<Connection> {
+        Client::connect_by(
+            address,
+            authkey,
+            Instant::now().checked_add(HANDSHAKE_TIMEOUT),
+        )
+    }
+
+    /// [`connect`](Self::connect), done by `deadline` (`None`: no bound).
+    pub(crate) fn connect_by(
+        address: &Address,
+        authkey: Option<&[u8]>,
+        deadline: Option<Instant>,
+    ) -> Result<Connection> {
         let fd: OwnedFd = match address {
-            Address::Unix(path) => UnixStream::connect(path).os("connect")?.into(),
-            Address::Abstract(name) => {
-                let a = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
-                    .os("connect")?;
-                UnixStream::connect_addr(&a).os("connect")?.into()
-            }
+            Address::Unix(path) => connect_unix(
+                &nix::sys::socket::UnixAddr::new(path).os("connect")?,
+                deadline,
+            )?,
+            Address::Abstract(name) => connect_unix(
+                &nix::sys::socket::UnixAddr::new_abstract(name.as_bytes()).os("connect")?,
+                deadline,
+            )?,
             Address::Tcp(a) => {
-                let s = TcpStream::connect_timeout(a, HANDSHAKE_TIMEOUT).os("connect")?;
+                let s = match deadline {
+                    None => TcpStream::connect(a),
+                    Some(d) => TcpStream::connect_timeout(a, time_left(d)?),
+                };
+                let s = match s {
+                    Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                        return Err(Error::Timeout);
+                    }
+                    s => s.os("connect")?,
+                };
                 let _ = s.set_nodelay(true);
                 s.into()
             }
         };
-        set_timeouts(&fd, Some(HANDSHAKE_TIMEOUT));
         let conn = Connection::from_fd(fd, true, true);
         if let Some(key) = authkey {
-            answer_challenge(&conn, key)
-                .and_then(|()| deliver_challenge(&conn, key))
-                .map_err(timed_out)?;
+            answer_challenge_by(&conn, key, deadline)?;
+            deliver_challenge_by(&conn, key, deadline)?;
         }
-        set_timeouts(&conn, None);
         Ok(conn)
+    }
+}
+
+/// The time until `deadline`; [`Error::Timeout`] if none is left.
+fn time_left(deadline: Instant) -> Result<Duration> {
+    match deadline.checked_duration_since(Instant::now()) {
+        Some(d) if !d.is_zero() => Ok(d),
+        _ => Err(Error::Timeout),
+    }
+}
+
+/// A Unix stream socket connected to `addr`, by `deadline`: connect(2)
+/// waits while the listener's queue is full, bounded by the socket's send
+/// timeout, which is set for it (at least a microsecond: zero means no
+/// bound) and cleared after.
+fn connect_unix(addr: &nix::sys::socket::UnixAddr, deadline: Option<Instant>) -> Result<OwnedFd> {
+    use nix::errno::Errno;
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, setsockopt, socket, sockopt};
+    use nix::sys::time::TimeVal;
+    let fd = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .os("connect")?;
+    let set_timeout = |d: Duration| {
+        let d = d.max(Duration::from_micros(1));
+        let secs = d.as_secs().min(i32::MAX as u64);
+        let t = TimeVal::new(secs as _, d.subsec_micros() as _);
+        setsockopt(&fd, sockopt::SendTimeout, &t).os("connect")
+    };
+    loop {
+        if let Some(d) = deadline {
+            set_timeout(time_left(d)?)?;
+        }
+        match nix::sys::socket::connect(fd.as_raw_fd(), addr) {
+            Ok(()) => break,
+            Err(Errno::EINTR) => continue,
+            // The send timeout passed with the listener's queue still full.
+            Err(Errno::EAGAIN) if deadline.is_some() => return Err(Error::Timeout),
+            Err(e) => return Err(e).os("connect"),
+        }
+    }
+    if deadline.is_some() {
+        setsockopt(&fd, sockopt::SendTimeout, &TimeVal::new(0, 0)).os("connect")?;
+    }
+    Ok(fd)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// A server that sends the start of a challenge one byte at a time,
+    /// forever (until the client is gone or `stop` is set).
+    fn dripping_server(name: &str, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+        let a = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+        let l = UnixListener::bind_addr(&a).unwrap();
+        std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            let bytes = [0u8, 0, 1, 0].iter().chain(b"#CHALLENGE#".iter().cycle());
+            for b in bytes {
+                if stop.load(Ordering::Relaxed) || s.write_all(&[*b]).is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    }
+
+    /// The client's handshake has one deadline too: a server that drips its
+    /// challenge cannot hold `connect` past it.
+    #[test]
+    fn a_dripping_server_is_cut_off_at_the_clients_deadline() {
+        let name = format!("mp-unit-drip-{}", std::process::id());
+        let stop = Arc::new(AtomicBool::new(false));
+        let server = dripping_server(&name, stop.clone());
+        let deadline = Instant::now() + Duration::from_millis(300);
+        let r = Client::connect_by(&Address::Abstract(name), Some(b"key"), Some(deadline));
+        assert!(matches!(r, Err(Error::Timeout)), "{r:?}");
+        stop.store(true, Ordering::Relaxed);
+        server.join().unwrap();
+    }
+
+    /// A listener whose queue is full makes connect(2) wait: bounded by the
+    /// deadline too.
+    #[test]
+    fn a_full_listen_queue_is_cut_off_at_the_deadline() {
+        use nix::sys::socket::{
+            AddressFamily, Backlog, SockFlag, SockType, UnixAddr, bind, listen, socket,
+        };
+        let name = format!("mp-unit-full-{}", std::process::id());
+        let l = socket(
+            AddressFamily::Unix,
+            SockType::Stream,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .unwrap();
+        let addr = UnixAddr::new_abstract(name.as_bytes()).unwrap();
+        bind(l.as_raw_fd(), &addr).unwrap();
+        listen(&l, Backlog::new(0).unwrap()).unwrap();
+        // Fill the queue (a backlog of 0 still takes one).
+        let mut queued = Vec::new();
+        let r = loop {
+            let deadline = Instant::now() + Duration::from_millis(100);
+            match connect_unix(&addr, Some(deadline)) {
+                Ok(fd) if queued.len() < 8 => queued.push(fd),
+                r => break r,
+            }
+        };
+        assert!(matches!(r, Err(Error::Timeout)), "{r:?}");
+        assert!(!queued.is_empty());
     }
 }

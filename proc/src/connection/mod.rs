@@ -6,7 +6,7 @@ mod listener;
 
 pub use auth::{answer_challenge, deliver_challenge};
 pub use conn::{Connection, DEFAULT_MAX_FRAME_LEN, pipe};
-pub use listener::{Address, Client, HANDSHAKE_TIMEOUT, Listener};
+pub use listener::{Address, Client, HANDSHAKE_TIMEOUT, Listener, PendingConnection};
 
 use std::os::fd::AsFd;
 use std::time::Duration;

@@ -4,6 +4,7 @@
 mod conformance;
 mod connection;
 mod fds;
+mod handshake;
 mod lifecycle;
 mod queues;
 mod scenarios;
