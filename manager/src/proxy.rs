@@ -108,9 +108,12 @@ impl<'de> Deserialize<'de> for Reference {
             serde_bytes::ByteBuf,
         ) = Deserialize::deserialize(d)?;
         let address: Address = text.parse().map_err(D::Error::custom)?;
+        // A key that came with the bytes counts only in what this process
+        // tree made for this process (a child's args): from a peer, a key of
+        // its own would let it choose where this process connects.
         let key = match key {
-            Some(k) => k.into_vec(),
-            None => crate::link::known_key(&address),
+            Some(k) if mp_proc::codec::is_receiving_from_parent() => k.into_vec(),
+            _ => crate::link::known_key(&address),
         };
         if !mp_proc::codec::HandleKey::new(&key).verify(
             PROXY,

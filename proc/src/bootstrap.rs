@@ -45,6 +45,8 @@ pub(crate) struct Bootstrap {
     pub(crate) args: Vec<u8>,
     /// How many descriptors the arguments' handles brought.
     pub(crate) nfds: u32,
+    /// The type of the handle that brought each of them.
+    pub(crate) fd_types: Vec<u64>,
     /// Whether a result pipe follows the alive pipe.
     pub(crate) has_result: bool,
 }
@@ -391,6 +393,13 @@ pub(crate) fn child_main(
 
     logger.info("child process calling self.run()");
     let (runner, target) = entry;
+    if args.len() != boot.fd_types.len() {
+        die("the bootstrap names the types of another number of descriptors than arrived");
+    }
+    let args: Vec<_> = args
+        .into_iter()
+        .zip(boot.fd_types.iter().copied())
+        .collect();
     IN_TARGET.with(|t| t.set(true));
     #[allow(unsafe_code)]
     // SAFETY: `entry` is the runner and target the parent paired (its own

@@ -70,6 +70,18 @@ pub fn is_spawning() -> bool {
     crate::payload::encoding_for_child()
 }
 
+/// The decoding side of [`is_spawning`]: whether the value being decoded on
+/// this thread is one that this process tree made for this process (a
+/// child's `args`, a [`Packed`] value), not bytes from a peer. A type may
+/// then trust what only a parent puts there (a manager proxy's authkey).
+///
+/// ```
+/// assert!(!mp_proc::codec::is_receiving_from_parent());
+/// ```
+pub fn is_receiving_from_parent() -> bool {
+    crate::payload::from_parent()
+}
+
 /// A value encoded once together with the descriptors of its handles, to be
 /// given to many children: serializing a `Packed` into a child's `args`
 /// moves its descriptors there, and [`unpack`](Packed::unpack) in the child
@@ -97,7 +109,8 @@ pub fn is_spawning() -> bool {
 #[derive(Clone, Debug)]
 pub struct Packed {
     bytes: Vec<u8>,
-    fds: Vec<Arc<OwnedFd>>,
+    /// Each descriptor with the type of the handle that brought it.
+    fds: Vec<(Arc<OwnedFd>, u64)>,
     /// The [`type_tag`] of the packed type.
     ty: u64,
 }
@@ -108,7 +121,7 @@ impl Packed {
         let (bytes, raw) = crate::payload::encode_with_fds(value)?;
         let fds = raw
             .into_iter()
-            .map(|fd| crate::sys::fd::dup_at_least(fd, 0).map(Arc::new))
+            .map(|(fd, ty)| crate::sys::fd::dup_at_least(fd, 0).map(|fd| (Arc::new(fd), ty)))
             .collect::<std::io::Result<_>>()
             .map_err(|e| crate::Error::os("dup", e))?;
         Ok(Packed {
@@ -134,10 +147,10 @@ impl Packed {
         crate::payload::decode_with_fds(&self.bytes, fds)
     }
 
-    fn dup_fds(&self) -> Result<Vec<OwnedFd>> {
+    fn dup_fds(&self) -> Result<Vec<(OwnedFd, u64)>> {
         self.fds
             .iter()
-            .map(|fd| fd.try_clone())
+            .map(|(fd, ty)| fd.try_clone().map(|fd| (fd, *ty)))
             .collect::<std::io::Result<_>>()
             .map_err(|e| crate::Error::os("dup", e))
     }
@@ -151,7 +164,9 @@ impl Packed {
     /// code inside it decodes (e.g. a function's runner decoding its argument).
     pub fn with_handles<R>(&self, f: impl FnOnce(&[u8]) -> R) -> Result<R> {
         let fds = self.dup_fds()?;
-        Ok(crate::payload::with_fds(fds, || f(&self.bytes)))
+        Ok(crate::payload::with_fds(fds, || {
+            crate::payload::trusting(true, || f(&self.bytes))
+        }))
     }
 }
 
@@ -160,7 +175,7 @@ impl Serialize for Packed {
         let indices = self
             .fds
             .iter()
-            .map(|fd| crate::payload::push_fd(fd.as_fd(), "packed value"))
+            .map(|(fd, ty)| crate::payload::push_fd(fd.as_fd(), "packed value", *ty))
             .collect::<std::result::Result<Vec<u32>, S::Error>>()?;
         (&self.bytes, indices, self.ty).serialize(s)
     }
@@ -168,10 +183,17 @@ impl Serialize for Packed {
 
 impl<'de> Deserialize<'de> for Packed {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        if !crate::payload::from_parent() {
+            return Err(crate::payload::decode_failure(
+                "a packed value can be received only inside a child's args".to_owned(),
+            ));
+        }
         let (bytes, indices, ty) = <(Vec<u8>, Vec<u32>, u64)>::deserialize(d)?;
         let fds = indices
             .into_iter()
-            .map(|i| crate::payload::take_fd(i, "packed value").map(Arc::new))
+            .map(|i| {
+                crate::payload::take_typed_fd(i, "packed value").map(|(fd, ty)| (Arc::new(fd), ty))
+            })
             .collect::<std::result::Result<_, D::Error>>()?;
         Ok(Packed { bytes, fds, ty })
     }

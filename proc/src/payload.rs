@@ -31,11 +31,18 @@ pub trait Payload: Serialize + DeserializeOwned + Send + 'static {}
 
 impl<T: Serialize + DeserializeOwned + Send + 'static> Payload for T {}
 
+/// A descriptor that travels with a value, and the type of the handle that
+/// owns it (`handle::handle_type`). The type is recorded by the handle's own
+/// `Serialize` when the descriptor goes into the table, and travels next to
+/// the descriptor, not in the value's bytes: bytes can name a descriptor,
+/// never say what it is.
+pub(crate) type TypedFd<F> = (F, u64);
+
 thread_local! {
     /// Descriptors recorded while encoding a child's arguments.
-    static SINK: RefCell<Option<Vec<RawFd>>> = const { RefCell::new(None) };
+    static SINK: RefCell<Option<Vec<TypedFd<RawFd>>>> = const { RefCell::new(None) };
     /// Descriptors available while decoding a child's arguments.
-    static SOURCE: RefCell<Option<Vec<OwnedFd>>> = const { RefCell::new(None) };
+    static SOURCE: RefCell<Option<Vec<TypedFd<OwnedFd>>>> = const { RefCell::new(None) };
     /// The kind of handle that was serialized where it cannot travel.
     static REFUSED: RefCell<Option<&'static str>> = const { RefCell::new(None) };
 }
@@ -111,7 +118,9 @@ pub(crate) fn append<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Res
 
 /// Encodes a child's arguments and returns the descriptors its handles need,
 /// in index order (each distinct descriptor once).
-pub(crate) fn encode_with_fds<T: Serialize + ?Sized>(value: &T) -> Result<(Vec<u8>, Vec<RawFd>)> {
+pub(crate) fn encode_with_fds<T: Serialize + ?Sized>(
+    value: &T,
+) -> Result<(Vec<u8>, Vec<TypedFd<RawFd>>)> {
     // Make this thread's decoding slot now: under fork the child, a copy of
     // this thread, then finds it ready instead of registering its destructor
     // (a lock and an allocation) after the fork.
@@ -136,33 +145,61 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
 }
 
 /// Decodes a child's arguments, whose handles take their descriptors from `fds`.
-pub(crate) fn decode_with_fds<T: DeserializeOwned>(bytes: &[u8], fds: Vec<OwnedFd>) -> Result<T> {
-    with_fds(fds, || decode(bytes))
+pub(crate) fn decode_with_fds<T: DeserializeOwned>(
+    bytes: &[u8],
+    fds: Vec<TypedFd<OwnedFd>>,
+) -> Result<T> {
+    with_fds(fds, || trusting(true, || decode(bytes)))
+}
+
+thread_local! {
+    /// Set while this thread decodes bytes that this process tree made for
+    /// it: a child's arguments (from its parent), a `Packed` value.
+    static FROM_PARENT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with [`from_parent`] set to `yes`.
+pub(crate) fn trusting<R>(yes: bool, f: impl FnOnce() -> R) -> R {
+    let previous = FROM_PARENT.with(|c| c.replace(yes));
+    let r = f();
+    FROM_PARENT.with(|c| c.set(previous));
+    r
+}
+
+/// Whether this thread is decoding bytes its process tree made for it (a
+/// child's arguments, a `Packed` value), not bytes from a peer.
+pub(crate) fn from_parent() -> bool {
+    FROM_PARENT.with(|c| c.get())
 }
 
 /// Runs `f` with `fds` available to the handles it decodes.
-pub(crate) fn with_fds<R>(fds: Vec<OwnedFd>, f: impl FnOnce() -> R) -> R {
+pub(crate) fn with_fds<R>(fds: Vec<TypedFd<OwnedFd>>, f: impl FnOnce() -> R) -> R {
     let previous = SOURCE.with(|s| s.borrow_mut().replace(fds));
     let r = f();
     SOURCE.with(|s| *s.borrow_mut() = previous);
     r
 }
 
-/// Records `fd` for the child being encoded and returns its index. Outside of
-/// a child's arguments, handles cannot travel: the error names the handle.
+/// Records `fd`, owned by a handle of type `ty`, for the child being encoded
+/// and returns its index. Outside of a child's arguments, handles cannot
+/// travel: the error names the handle.
 pub(crate) fn push_fd<E: serde::ser::Error>(
     fd: BorrowedFd<'_>,
     kind: &'static str,
+    ty: u64,
 ) -> Result<u32, E> {
     let raw = fd.as_raw_fd();
     SINK.with(|s| match s.borrow_mut().as_mut() {
-        Some(fds) => Ok(match fds.iter().position(|f| *f == raw) {
-            Some(i) => i as u32,
+        Some(fds) => match fds.iter().position(|(f, _)| *f == raw) {
+            Some(i) if fds[i].1 == ty => Ok(i as u32),
+            Some(_) => Err(E::custom(format!(
+                "descriptor {raw} is a {kind} and a handle of another type"
+            ))),
             None => {
-                fds.push(raw);
-                (fds.len() - 1) as u32
+                fds.push((raw, ty));
+                Ok((fds.len() - 1) as u32)
             }
-        }),
+        },
         None => {
             REFUSED.with(|r| *r.borrow_mut() = Some(kind));
             Err(E::custom(format!(
@@ -172,11 +209,29 @@ pub(crate) fn push_fd<E: serde::ser::Error>(
     })
 }
 
-/// Takes the descriptor at `index` for a handle being decoded in a child.
-pub(crate) fn take_fd<E: serde::de::Error>(index: u32, kind: &'static str) -> Result<OwnedFd, E> {
+/// Takes the descriptor at `index` for a handle of type `ty` being decoded
+/// in a child: a descriptor that a handle of another type brought is an
+/// error, whatever the bytes say.
+pub(crate) fn take_fd<E: serde::de::Error>(
+    index: u32,
+    kind: &'static str,
+    ty: u64,
+) -> Result<OwnedFd, E> {
+    let (fd, recorded) = take_typed_fd(index, kind)?;
+    if recorded != ty {
+        return Err(crate::handle::retyped(kind));
+    }
+    Ok(fd)
+}
+
+/// Takes the descriptor at `index` and the type of the handle that brought it.
+pub(crate) fn take_typed_fd<E: serde::de::Error>(
+    index: u32,
+    kind: &'static str,
+) -> Result<TypedFd<OwnedFd>, E> {
     SOURCE.with(|s| match s.borrow().as_ref() {
         Some(fds) => match fds.get(index as usize) {
-            Some(fd) => fd.try_clone().map_err(|e| {
+            Some((fd, ty)) => fd.try_clone().map(|fd| (fd, *ty)).map_err(|e| {
                 decode_failure(format!("cannot take the descriptor of a {kind}: {e}"))
             }),
             None => Err(decode_failure(format!(

@@ -18,7 +18,7 @@ use crate::{Payload, StartMethod, payload, sys};
 /// descriptors open) until the child has its own copies.
 struct Encoded {
     bytes: Vec<u8>,
-    fds: Vec<RawFd>,
+    fds: Vec<payload::TypedFd<RawFd>>,
     _keep: Box<dyn Send>,
 }
 
@@ -184,7 +184,8 @@ impl Process {
             runner: self.runner,
             target: self.target,
             args: encoded.bytes,
-            fds: encoded.fds,
+            fds: encoded.fds.iter().map(|(fd, _)| *fd).collect(),
+            fd_types: encoded.fds.iter().map(|(_, ty)| *ty).collect(),
             result,
         })?;
         let child = Arc::new(child);

@@ -7,6 +7,7 @@
 use std::os::fd::OwnedFd;
 
 use crate::Payload;
+use crate::payload::TypedFd;
 use crate::sys::image;
 
 /// The function a child calls: it decodes the arguments with the passed
@@ -16,7 +17,8 @@ use crate::sys::image;
 /// Safety of a call: the target is the function the runner was paired with
 /// where the pair was made (`Process::new::<A>` pairs `process_runner::<A>`
 /// with an `fn(A)`), found again in this image.
-pub(crate) type Runner = unsafe fn(usize, &[u8], Vec<OwnedFd>) -> crate::Result<Option<Vec<u8>>>;
+pub(crate) type Runner =
+    unsafe fn(usize, &[u8], Vec<TypedFd<OwnedFd>>) -> crate::Result<Option<Vec<u8>>>;
 
 /// What a [`Function`](crate::Function) runs: decode the argument, call the
 /// target (given as an address), append the encoded result to the buffer.
@@ -75,12 +77,12 @@ pub(crate) fn value_runner<A: Payload, R: Payload>() -> ValueRunner {
 unsafe fn run_process<A: Payload>(
     target: usize,
     args: &[u8],
-    fds: Vec<OwnedFd>,
+    fds: Vec<TypedFd<OwnedFd>>,
 ) -> crate::Result<Option<Vec<u8>>> {
     // SAFETY: the caller's contract.
     let target: fn(A) = unsafe { image::fn_from_addr(target) };
     let args: A = crate::payload::decode_with_fds(args, fds)?;
-    target(args);
+    crate::payload::trusting(false, || target(args));
     Ok(None)
 }
 
@@ -90,12 +92,12 @@ unsafe fn run_process<A: Payload>(
 unsafe fn run_function<A: Payload, R: Payload>(
     target: usize,
     args: &[u8],
-    fds: Vec<OwnedFd>,
+    fds: Vec<TypedFd<OwnedFd>>,
 ) -> crate::Result<Option<Vec<u8>>> {
     // SAFETY: the caller's contract.
     let target: fn(A) -> R = unsafe { image::fn_from_addr(target) };
     let args: A = crate::payload::decode_with_fds(args, fds)?;
-    let value = target(args);
+    let value = crate::payload::trusting(false, || target(args));
     Ok(Some(crate::payload::encode(&value)?))
 }
 
@@ -110,7 +112,7 @@ unsafe fn run_value<A: Payload, R: Payload>(
     // SAFETY: the caller's contract.
     let target: fn(A) -> R = unsafe { image::fn_from_addr(target) };
     let args: A = crate::payload::decode(args)?;
-    let value = target(args);
+    let value = crate::payload::trusting(false, || target(args));
     crate::payload::append(&value, out)?;
     Ok(())
 }
@@ -133,7 +135,7 @@ macro_rules! star_runners {
             // SAFETY: the caller's contract.
             let target: fn($($t),+) -> R = unsafe { image::fn_from_addr(target) };
             let ($($v,)+): ($($t,)+) = crate::payload::decode(args)?;
-            let value = target($($v),+);
+            let value = crate::payload::trusting(false, || target($($v),+));
             crate::payload::append(&value, out)?;
             Ok(())
         }

@@ -21,6 +21,8 @@ pub(crate) struct Launch<'a> {
     pub(crate) args: Vec<u8>,
     /// The descriptors of the handles in the arguments (kept open by the caller).
     pub(crate) fds: Vec<RawFd>,
+    /// The type of the handle that brought each of `fds`.
+    pub(crate) fd_types: Vec<u64>,
     /// The write end of a `spawn` result pipe.
     pub(crate) result: Option<BorrowedFd<'a>>,
 }
@@ -87,6 +89,7 @@ fn bootstrap_for(l: &mut Launch<'_>) -> Bootstrap {
         target,
         args: std::mem::take(&mut l.args),
         nfds: l.fds.len() as u32,
+        fd_types: l.fd_types.clone(),
         has_result: l.result.is_some(),
     }
 }

@@ -56,3 +56,30 @@ fn a_real_proxy_still_travels_and_a_one_bit_edit_does_not() {
     }
     m.shutdown().unwrap();
 }
+
+#[test]
+fn a_proxy_from_a_peer_with_its_own_key_does_not_connect() {
+    let _g = guard();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("attacker");
+    let attacker = UnixListener::bind(&path).unwrap();
+    attacker.set_nonblocking(true).unwrap();
+    let text = path.display().to_string();
+    let key = b"the attacker's own key".to_vec();
+    // Signed under the key that comes along: before, this passed and the
+    // program connected to the attacker's address.
+    let tag = mp_proc::codec::HandleKey::new(&key)
+        .sign("manager proxy", &[text.as_bytes(), &7u64.to_le_bytes()]);
+    let forged = codec::encode(&(
+        text,
+        7u64,
+        Some(ByteBuf::from(key)),
+        ByteBuf::from(tag.to_vec()),
+    ))
+    .unwrap();
+    assert!(codec::decode::<DictProxy<String, String>>(&forged).is_err());
+    match attacker.accept() {
+        Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+        other => panic!("the forged proxy connected to its address: {other:?}"),
+    }
+}

@@ -120,6 +120,7 @@ fn crafted_bootstrap(exe: &Path) -> Vec<u8> {
         target: sys::image::offset_of(evil as fn(()) as usize),
         args: payload::encode(&()).expect("encode ()"),
         nfds: 0,
+        fd_types: Vec::new(),
         has_result: false,
     };
     payload::encode(&boot).expect("encode the bootstrap")

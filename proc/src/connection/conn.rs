@@ -636,7 +636,11 @@ struct Wire {
 
 impl Serialize for Connection {
     fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
-        let fd = payload::push_fd(self.inner.fd.as_fd(), "Connection")?;
+        let fd = payload::push_fd(
+            self.inner.fd.as_fd(),
+            "Connection",
+            crate::handle::handle_type("Connection", 0),
+        )?;
         // A reader blocked in recv holds the lock; its bytes are its own.
         let pending = match self.inner.reader.try_lock() {
             Ok(r) => r
@@ -660,7 +664,11 @@ impl Serialize for Connection {
 impl<'de> Deserialize<'de> for Connection {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
         let wire = Wire::deserialize(deserializer)?;
-        let fd = payload::take_fd(wire.fd, "Connection")?;
+        let fd = payload::take_fd(
+            wire.fd,
+            "Connection",
+            crate::handle::handle_type("Connection", 0),
+        )?;
         let conn = Connection::from_fd(fd, wire.readable, wire.writable);
         conn.set_max_frame_len(wire.max_frame);
         if !wire.pending.is_empty() {

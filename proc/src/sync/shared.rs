@@ -32,7 +32,7 @@ impl Shared {
         elem: u64,
         s: S,
     ) -> std::result::Result<S::Ok, S::Error> {
-        let index = payload::push_fd(self.0.fd().as_fd(), kind)?;
+        let index = payload::push_fd(self.0.fd().as_fd(), kind, handle_type(kind, elem))?;
         (index, handle_type(kind, elem)).serialize(s)
     }
 
@@ -47,7 +47,7 @@ impl Shared {
         if ty != handle_type(kind, elem) {
             return Err(crate::handle::retyped(kind));
         }
-        let fd = payload::take_fd(index, kind)?;
+        let fd = payload::take_fd(index, kind, ty)?;
         let region = Region::from_fd(fd).map_err(serde::de::Error::custom)?;
         Ok(Shared(Arc::new(region)))
     }

@@ -251,8 +251,9 @@ impl Clone for SharedMemory {
 
 impl Serialize for SharedMemory {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        let fd = payload::push_fd(self.region.fd().as_fd(), "SharedMemory")?;
-        (fd, handle_type("SharedMemory", 0), &self.name).serialize(s)
+        let ty = handle_type("SharedMemory", 0);
+        let fd = payload::push_fd(self.region.fd().as_fd(), "SharedMemory", ty)?;
+        (fd, ty, &self.name).serialize(s)
     }
 }
 
@@ -262,7 +263,7 @@ impl<'de> Deserialize<'de> for SharedMemory {
         if ty != handle_type("SharedMemory", 0) {
             return Err(crate::handle::retyped("SharedMemory"));
         }
-        let fd = payload::take_fd(fd, "SharedMemory")?;
+        let fd = payload::take_fd(fd, "SharedMemory", ty)?;
         let region = Region::from_fd(fd).map_err(serde::de::Error::custom)?;
         Ok(SharedMemory { name, region })
     }

@@ -204,3 +204,40 @@ fn handles_from_a_peer_are_errors_and_the_connection_goes_on() {
     assert!(matches!(b.recv::<SharedMemory>(), Err(Error::Decode(_))));
     assert_eq!(b.recv::<u8>().unwrap(), 5);
 }
+
+/// `handle_type("SharedMemory", 0)` as anyone with this executable can
+/// compute it: the type number in a handle's bytes is no secret.
+fn shared_memory_type_number() -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    "SharedMemory".hash(&mut h);
+    0u64.hash(&mut h);
+    h.finish()
+}
+
+#[test]
+fn bytes_cannot_say_what_a_descriptor_is() {
+    let _g = guard();
+    let lock = mp_proc::Lock::new().unwrap();
+    let packed = Packed::pack(&lock).unwrap();
+    // Bytes that name the lock's descriptor as a SharedMemory. Before: this
+    // decoded, and writing the "block" overwrote the robust mutex's list
+    // pointers, which glibc then followed on unlock (SIGSEGV).
+    let bytes = codec::encode(&(0u32, shared_memory_type_number(), "x")).unwrap();
+    let r = packed.with_handles(|_| codec::decode::<SharedMemory>(&bytes));
+    assert!(
+        is_decode_error(&r.unwrap(), "another type"),
+        "a Lock's descriptor became a SharedMemory"
+    );
+    let _held = lock.acquire().unwrap();
+}
+
+#[test]
+fn a_packed_value_from_a_peer_is_an_error() {
+    let _g = guard();
+    let (a, b) = mp_proc::pipe(true).unwrap();
+    a.send(&(Vec::<u8>::new(), Vec::<u32>::new(), 0u64))
+        .unwrap();
+    let r = b.recv::<Packed>();
+    assert!(is_decode_error(&r, "only inside a child's args"));
+}
