@@ -71,6 +71,9 @@ pub(crate) struct Ring {
     shared: Shared,
     producers: RawLock,
     consumers: RawLock,
+    /// The data area's size, read (and checked against the region) once:
+    /// the word in shared memory is never read again.
+    capacity: u64,
 }
 
 impl Ring {
@@ -86,6 +89,7 @@ impl Ring {
             shared,
             producers,
             consumers,
+            capacity,
         })
     }
 
@@ -94,7 +98,13 @@ impl Ring {
             return Err("a queue's shared memory is too small".into());
         }
         let capacity = word64(&shared.0, CAPACITY).load(Ordering::Acquire);
-        if DATA as u64 + capacity > shared.0.len() as u64 {
+        // Checked: the word is in shared memory, which any holder writes.
+        if capacity < 4096
+            || capacity % 8 != 0
+            || (DATA as u64)
+                .checked_add(capacity)
+                .is_none_or(|end| end > shared.0.len() as u64)
+        {
             return Err("a queue's shared memory does not match its capacity".into());
         }
         Ok(Ring {
@@ -109,6 +119,7 @@ impl Ring {
                 what: "Queue",
             },
             shared,
+            capacity,
         })
     }
 
@@ -125,7 +136,7 @@ impl Ring {
     }
 
     fn capacity(&self) -> u64 {
-        self.w64(CAPACITY).load(Ordering::Relaxed)
+        self.capacity
     }
 
     /// The largest item a put accepts.
