@@ -8,6 +8,7 @@ pub mod codec;
 pub mod conformance;
 pub mod connection;
 mod context;
+mod depth;
 mod error;
 mod forkserver;
 mod function;

@@ -5,6 +5,7 @@ mod conformance;
 mod connection;
 mod fds;
 mod lifecycle;
+mod nesting;
 mod queues;
 mod scenarios;
 mod shared_memory;
