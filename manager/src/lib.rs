@@ -1,6 +1,8 @@
 #![doc = include_str!("../README.md")]
 
 mod base;
+#[doc(hidden)]
+pub mod fuzzing;
 mod link;
 mod objects;
 mod protocol;

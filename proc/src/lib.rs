@@ -12,6 +12,8 @@ mod depth;
 mod error;
 mod forkserver;
 mod function;
+#[doc(hidden)]
+pub mod fuzzing;
 mod payload;
 mod probe;
 mod process;

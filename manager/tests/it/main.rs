@@ -2,6 +2,7 @@
 
 mod base;
 mod dict;
+mod fuzz_corpus;
 mod load;
 mod scenarios;
 mod sync;

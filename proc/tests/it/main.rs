@@ -4,6 +4,7 @@
 mod conformance;
 mod connection;
 mod fds;
+mod fuzz_corpus;
 mod lifecycle;
 mod nesting;
 mod queues;
