@@ -6,6 +6,8 @@ pub mod fuzzing;
 mod link;
 mod objects;
 mod protocol;
+#[cfg(test)]
+mod protocol_props;
 mod proxy;
 mod served;
 mod server;

@@ -1,6 +1,7 @@
 //! mp-proc's integration tests. Behaviours are written once as
 //! `fn(StartMethod)` and instantiated for fork, spawn and forkserver.
 
+mod codec_props;
 mod conformance;
 mod connection;
 mod fds;
