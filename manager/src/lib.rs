@@ -1,9 +1,13 @@
 #![doc = include_str!("../README.md")]
 
 mod base;
+#[doc(hidden)]
+pub mod fuzzing;
 mod link;
 mod objects;
 mod protocol;
+#[cfg(test)]
+mod protocol_props;
 mod proxy;
 mod served;
 mod server;

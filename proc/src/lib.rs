@@ -8,9 +8,12 @@ pub mod codec;
 pub mod conformance;
 pub mod connection;
 mod context;
+mod depth;
 mod error;
 mod forkserver;
 mod function;
+#[doc(hidden)]
+pub mod fuzzing;
 mod handle;
 mod payload;
 mod probe;

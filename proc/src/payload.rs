@@ -133,14 +133,21 @@ pub(crate) fn encode_with_fds<T: Serialize + ?Sized>(
     Ok((bytes?, fds))
 }
 
-/// Decodes a value; the bytes must be exactly one value.
+/// Decodes a value; the bytes must be exactly one value, nested at most
+/// [`depth::MAX_DEPTH`](crate::depth::MAX_DEPTH) levels deep (deeper is an
+/// error, not a stack overflow).
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
-    match postcard::take_from_bytes::<T>(bytes) {
-        Ok((value, [])) => Ok(value),
-        Ok((_, rest)) => Err(Error::Decode(
-            format!("{} bytes left over after the value", rest.len()).into(),
-        )),
-        Err(e) => Err(decode_error(e)),
+    let mut de = postcard::Deserializer::from_bytes(bytes);
+    match crate::depth::deserialize::<T, _>(&mut de, crate::depth::MAX_DEPTH) {
+        Ok(value) => match de.finalize() {
+            Ok([]) => Ok(value),
+            Ok(rest) => Err(Error::Decode(
+                format!("{} bytes left over after the value", rest.len()).into(),
+            )),
+            Err(e) => Err(Error::Decode(codec_error(e))),
+        },
+        Err(crate::depth::Failure::Format(e)) => Err(decode_error(e)),
+        Err(e) => Err(Error::Decode(Box::new(e))),
     }
 }
 

@@ -1,4 +1,4 @@
-//! The workspace's task runner: `cargo xtask test | bench | ci | publish-check`.
+//! The workspace's task runner: `cargo xtask test | bench | fuzz | ci | publish-check`.
 //!
 //! Standard library only. Every step prints the command it runs; the first
 //! failing step ends the run with a non-zero exit code.
@@ -18,6 +18,12 @@ commands:
   bench [--quick] [FILTER]
                  run the benchmarks and print one table of ratios: mp against
                  CPython (python3, same run) and against the raw OS loop
+  fuzz TARGET|all [--seconds N] [-- LIBFUZZER ARGS]
+                 run a fuzz target of fuzz/ (cargo fuzz, libFuzzer) for N
+                 seconds (default 60) from its committed corpus
+                 fuzz/corpus/TARGET; new inputs go to fuzz/corpus-work/,
+                 crashes to fuzz/artifacts/. `fuzz list` lists the targets.
+                 Needs cargo-fuzz (cargo install cargo-fuzz --locked).
   publish-check  package every crate as crates.io would (cargo publish --dry-run)
 ";
 
@@ -30,6 +36,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("test") | Some("ci") => test(&root),
         Some("bench") => bench(&root, &args[1..]),
+        Some("fuzz") => fuzz(&root, &args[1..]),
         Some("publish-check") => publish_check(&root),
         Some("-h") | Some("--help") | Some("help") => {
             print!("{USAGE}");
@@ -115,6 +122,7 @@ fn test(root: &Path) -> Result {
         "warnings",
     ]);
     run(root, c)?;
+    check_fuzz_targets(root)?;
 
     check_crate_boundaries(root)?;
     let shm_before = shm_entries();
@@ -423,6 +431,116 @@ fn bench(root: &Path, args: &[String]) -> Result {
             std::fs::read_to_string(&t).map_err(|e| e.to_string())?
         );
         println!();
+    }
+    Ok(())
+}
+
+/// The fuzz crate (outside the workspace): formatted, and its targets
+/// type-check and pass clippy without libFuzzer (no fuzzer needed; the
+/// corpus itself is replayed by each crate's `fuzz_corpus` tests).
+fn check_fuzz_targets(root: &Path) -> Result {
+    let manifest = root.join("fuzz").join("Cargo.toml");
+    let mut c = cargo();
+    c.arg("fmt").arg("--manifest-path").arg(&manifest);
+    c.args(["--", "--check"]);
+    run(root, c)?;
+    let mut c = cargo();
+    c.arg("clippy").arg("--manifest-path").arg(&manifest);
+    c.args(["--no-default-features", "--bins", "--", "-D", "warnings"]);
+    // The workspace's target directory: mp-proc and mp-manager are built already.
+    c.env("CARGO_TARGET_DIR", root.join("target"));
+    run(root, c)
+}
+
+/// The fuzz targets: the `[[bin]]` names of fuzz/Cargo.toml.
+fn fuzz_targets(root: &Path) -> Result<Vec<String>> {
+    let manifest = std::fs::read_to_string(root.join("fuzz").join("Cargo.toml"))
+        .map_err(|e| format!("fuzz/Cargo.toml: {e}"))?;
+    let mut targets = Vec::new();
+    let mut in_bin = false;
+    for line in manifest.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_bin = line == "[[bin]]";
+        } else if in_bin
+            && let Some(name) = line
+                .strip_prefix("name = \"")
+                .and_then(|r| r.strip_suffix('"'))
+        {
+            targets.push(name.to_owned());
+        }
+    }
+    Ok(targets)
+}
+
+/// `cargo xtask fuzz TARGET|all [--seconds N] [-- ARGS]`.
+fn fuzz(root: &Path, args: &[String]) -> Result {
+    let (ours, extra) = match args.iter().position(|a| a == "--") {
+        Some(i) => (&args[..i], &args[i + 1..]),
+        None => (args, &[][..]),
+    };
+    let targets = fuzz_targets(root)?;
+    let mut seconds: u64 = 60;
+    let mut chosen = None;
+    let mut it = ours.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--seconds" => {
+                let n = it.next().ok_or("--seconds needs a number")?;
+                seconds = n
+                    .parse()
+                    .map_err(|_| format!("--seconds: not a number of seconds: {n}"))?;
+            }
+            "list" => {
+                for t in &targets {
+                    println!("{t}");
+                }
+                return Ok(());
+            }
+            name if chosen.is_none() && !name.starts_with('-') => chosen = Some(name),
+            other => return Err(format!("fuzz: unexpected argument {other}\n{USAGE}")),
+        }
+    }
+    let chosen = chosen.ok_or_else(|| format!("fuzz: which target?\n{USAGE}"))?;
+    let run_these: Vec<&String> = if chosen == "all" {
+        targets.iter().collect()
+    } else {
+        let t = targets.iter().find(|t| *t == chosen).ok_or_else(|| {
+            format!(
+                "no fuzz target {chosen}; the targets are: {}",
+                targets.join(", ")
+            )
+        })?;
+        vec![t]
+    };
+    let installed = cargo()
+        .args(["fuzz", "--version"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !installed {
+        return Err("cargo-fuzz is not installed: cargo install cargo-fuzz --locked".into());
+    }
+    for target in run_these {
+        let work = root.join("fuzz").join("corpus-work").join(target);
+        std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
+        let mut c = cargo();
+        // libFuzzer needs -Zsanitizer: allowed on a stable toolchain too.
+        c.env("RUSTC_BOOTSTRAP", "1");
+        c.args(["fuzz", "run", target])
+            .arg(&work)
+            .arg(root.join("fuzz").join("corpus").join(target))
+            .arg("--")
+            .arg(format!("-max_total_time={seconds}"))
+            // A hang shows as a crash, with its input, not as a stuck run.
+            .args(["-timeout=10", "-print_final_stats=1"])
+            .args(extra);
+        run(root, c).map_err(|e| {
+            format!(
+                "{e}\nthe input that failed is in fuzz/artifacts/{target}/; copy it into \
+                 fuzz/corpus/{target}/ to make it a regression test of the corpus replay"
+            )
+        })?;
     }
     Ok(())
 }

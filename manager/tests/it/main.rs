@@ -3,6 +3,7 @@
 mod base;
 mod deadlines;
 mod dict;
+mod fuzz_corpus;
 mod handshake;
 mod load;
 mod scenarios;

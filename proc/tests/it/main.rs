@@ -1,11 +1,14 @@
 //! mp-proc's integration tests. Behaviours are written once as
 //! `fn(StartMethod)` and instantiated for fork, spawn and forkserver.
 
+mod codec_props;
 mod conformance;
 mod connection;
 mod fds;
+mod fuzz_corpus;
 mod handshake;
 mod lifecycle;
+mod nesting;
 mod queues;
 mod scenarios;
 mod shared_memory;

@@ -1,0 +1,156 @@
+//! Entry points for the fuzz targets in `fuzz/` and for the tests that
+//! replay their corpus (`tests/it/fuzz_corpus.rs`), so that both run the
+//! same code. Not part of the API.
+
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::protocol::{
+    BarrierOp, Bytes, ConditionOp, DictOp, EventOp, Failure, Kind, ListOp, LockOp, NamespaceOp,
+    QueueOp, Reply, Request, SemaphoreOp, ValueOp,
+};
+
+/// A fuzz target's entry point.
+pub type Target = fn(&[u8]);
+
+/// The fuzz targets of mp-manager, by name (each a function of this module).
+pub const TARGETS: &[(&str, Target)] = &[("manager_request", request)];
+
+/// Decodes `bytes` as the server (a request) or a proxy (a reply) does;
+/// what decodes must encode, and decode again to the same encoding.
+fn decode_round_trip<T: Serialize + DeserializeOwned>(bytes: &[u8]) {
+    if let Ok(value) = mp_proc::codec::decode::<T>(bytes) {
+        let again = mp_proc::codec::encode(&value).expect("a decoded value encodes");
+        let back = mp_proc::codec::decode::<T>(&again).expect("an encoded value decodes");
+        assert_eq!(
+            mp_proc::codec::encode(&back).expect("a decoded value encodes"),
+            again,
+            "a decoded message re-encodes to different bytes"
+        );
+    }
+}
+
+/// The manager's request decoder (`data[0]` even) and a proxy's reply
+/// decoder (odd), over the rest of `data`.
+pub fn request(data: &[u8]) {
+    match data.split_first() {
+        Some((mode, bytes)) if mode % 2 == 0 => decode_round_trip::<Request>(bytes),
+        Some((_, bytes)) => decode_round_trip::<Reply>(bytes),
+        None => {}
+    }
+}
+
+fn b(x: &[u8]) -> Bytes {
+    Bytes::from(x.to_vec())
+}
+
+/// Every request and reply variant once, and some twice.
+fn messages() -> (Vec<Request>, Vec<Reply>) {
+    let wait = Some(Duration::from_millis(1500));
+    let requests = vec![
+        Request::Hello(None),
+        Request::Hello(Some(3)),
+        Request::Ping,
+        Request::Shutdown,
+        Request::Create(Kind::Dict),
+        Request::Create(Kind::Array(vec![b(b"1"), b(b"22")])),
+        Request::Create(Kind::Queue {
+            maxsize: 10,
+            joinable: true,
+        }),
+        Request::Create(Kind::Barrier {
+            parties: 3,
+            timeout: wait,
+        }),
+        Request::Create(Kind::Registered("my::Type".into())),
+        Request::IncRef(1),
+        Request::DecRef(u64::MAX),
+        Request::Lend(7),
+        Request::Adopt(7),
+        Request::NumberOfObjects,
+        Request::Dict(1, DictOp::Insert(b(b"k"), b(b"v"))),
+        Request::Dict(
+            1,
+            DictOp::Update(vec![(b(b"a"), b(b"1")), (b(b"b"), b(b""))]),
+        ),
+        Request::List(2, ListOp::Set(0, b(&[9; 40]))),
+        Request::List(2, ListOp::Extend(vec![b(b"x"); 3])),
+        Request::Namespace(3, NamespaceOp::Set("field".into(), b(b"1"))),
+        Request::Value(4, ValueOp::Get),
+        Request::Queue(5, QueueOp::Put(b(b"item"), Some(Duration::MAX))),
+        Request::Queue(5, QueueOp::Get(None)),
+        Request::Lock(6, 1 << 40, LockOp::Acquire(Some(Duration::ZERO))),
+        Request::Semaphore(7, SemaphoreOp::Release),
+        Request::Condition(8, 2, ConditionOp::Wait(wait)),
+        Request::Condition(8, 2, ConditionOp::Notify(3)),
+        Request::Event(9, EventOp::Wait(None)),
+        Request::Barrier(10, BarrierOp::Wait(wait)),
+        Request::Call(11, "method".into(), b(b"\x01\x02")),
+    ];
+    let replies = vec![
+        Reply::Ok,
+        Reply::Fail(Failure::Timeout),
+        Reply::Fail(Failure::NotHeld("lock".into())),
+        Reply::Fail(Failure::TooManyReleases(2)),
+        Reply::Fail(Failure::Remote("boom".into())),
+        Reply::Id(12),
+        Reply::Count(0),
+        Reply::Bool(true),
+        Reply::Maybe(Some(b(b"v"))),
+        Reply::Maybe(None),
+        Reply::List(vec![b(b"a"), b(b"")]),
+        Reply::Pairs(vec![(b(b"k"), b(b"v"))]),
+        Reply::Value(b(&[0xff; 8])),
+    ];
+    (requests, replies)
+}
+
+/// Real encodings for `target`'s seed corpus: every message kind, and a
+/// few corruptions (a non-canonical varint, a cut message).
+pub fn seeds(target: &str) -> Vec<Vec<u8>> {
+    if target != "manager_request" {
+        return Vec::new();
+    }
+    let (requests, replies) = messages();
+    let with = |mode: u8, bytes: Vec<u8>| [vec![mode], bytes].concat();
+    let mut seeds: Vec<Vec<u8>> = requests
+        .iter()
+        .map(|r| with(0, mp_proc::codec::encode(r).expect("a request encodes")))
+        .chain(
+            replies
+                .iter()
+                .map(|r| with(1, mp_proc::codec::encode(r).expect("a reply encodes"))),
+        )
+        .collect();
+    // `IncRef(1)` with its id written in two bytes (a non-canonical
+    // varint), and a cut `Dict` request.
+    seeds.push(vec![0, 4, 0x81, 0x00]);
+    seeds.push(with(
+        0,
+        mp_proc::codec::encode(&requests[14]).expect("a request encodes")[..4].to_vec(),
+    ));
+    seeds
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_seeds_of_real_messages_decode_and_a_cut_one_does_not() {
+        let seeds = seeds("manager_request");
+        let (requests, replies) = messages();
+        let real = requests.len() + replies.len();
+        for seed in &seeds[..real] {
+            let decoded = match seed[0] {
+                0 => mp_proc::codec::decode::<Request>(&seed[1..]).is_ok(),
+                _ => mp_proc::codec::decode::<Reply>(&seed[1..]).is_ok(),
+            };
+            assert!(decoded, "{seed:?}");
+        }
+        let cut = seeds.last().unwrap();
+        assert!(mp_proc::codec::decode::<Request>(&cut[1..]).is_err());
+    }
+}

@@ -1,0 +1,236 @@
+//! Property tests of the manager protocol's encoding: every request and
+//! reply decodes to itself, and no cut encoding decodes at all (a message
+//! is never mistaken for a shorter one).
+
+use std::time::Duration;
+
+use proptest::prelude::*;
+use proptest::strategy::LazyJust;
+
+use crate::protocol::{
+    BarrierOp, Bytes, ConditionOp, DictOp, EventOp, Failure, Kind, ListOp, LockOp, NamespaceOp,
+    QueueOp, Reply, Request, SemaphoreOp, ValueOp,
+};
+
+fn bytes() -> impl Strategy<Value = Bytes> {
+    prop::collection::vec(any::<u8>(), 0..24).prop_map(Bytes::from)
+}
+
+fn wait() -> impl Strategy<Value = Option<Duration>> {
+    prop::option::of(prop_oneof![
+        Just(Duration::ZERO),
+        Just(Duration::MAX),
+        (any::<u64>(), 0u32..1_000_000_000).prop_map(|(s, n)| Duration::new(s, n)),
+    ])
+}
+
+fn text() -> impl Strategy<Value = String> {
+    ".{0,12}"
+}
+
+fn kind() -> impl Strategy<Value = Kind> {
+    prop_oneof![
+        Just(Kind::Dict),
+        Just(Kind::List),
+        Just(Kind::Namespace),
+        bytes().prop_map(Kind::Value),
+        prop::collection::vec(bytes(), 0..4).prop_map(Kind::Array),
+        (any::<u64>(), any::<bool>())
+            .prop_map(|(maxsize, joinable)| Kind::Queue { maxsize, joinable }),
+        Just(Kind::Lock),
+        Just(Kind::RLock),
+        (any::<u64>(), any::<bool>())
+            .prop_map(|(value, bounded)| Kind::Semaphore { value, bounded }),
+        Just(Kind::Condition),
+        Just(Kind::Event),
+        (any::<u64>(), wait()).prop_map(|(parties, timeout)| Kind::Barrier { parties, timeout }),
+        text().prop_map(Kind::Registered),
+    ]
+}
+
+fn dict_op() -> impl Strategy<Value = DictOp> {
+    prop_oneof![
+        bytes().prop_map(DictOp::Get),
+        (bytes(), bytes()).prop_map(|(k, v)| DictOp::Insert(k, v)),
+        bytes().prop_map(DictOp::Remove),
+        bytes().prop_map(DictOp::ContainsKey),
+        LazyJust::new(|| DictOp::Len),
+        LazyJust::new(|| DictOp::Keys),
+        LazyJust::new(|| DictOp::Values),
+        LazyJust::new(|| DictOp::Items),
+        LazyJust::new(|| DictOp::Clear),
+        prop::collection::vec((bytes(), bytes()), 0..4).prop_map(DictOp::Update),
+    ]
+}
+
+fn list_op() -> impl Strategy<Value = ListOp> {
+    prop_oneof![
+        bytes().prop_map(ListOp::Push),
+        any::<u64>().prop_map(ListOp::Get),
+        (any::<u64>(), bytes()).prop_map(|(i, v)| ListOp::Set(i, v)),
+        LazyJust::new(|| ListOp::Pop),
+        LazyJust::new(|| ListOp::Len),
+        prop::collection::vec(bytes(), 0..4).prop_map(ListOp::Extend),
+        LazyJust::new(|| ListOp::ToVec),
+    ]
+}
+
+fn request() -> impl Strategy<Value = Request> {
+    let id = any::<u64>;
+    prop_oneof![
+        prop::option::of(id()).prop_map(Request::Hello),
+        LazyJust::new(|| Request::Ping),
+        LazyJust::new(|| Request::Shutdown),
+        kind().prop_map(Request::Create),
+        id().prop_map(Request::IncRef),
+        id().prop_map(Request::DecRef),
+        id().prop_map(Request::Lend),
+        id().prop_map(Request::Adopt),
+        LazyJust::new(|| Request::NumberOfObjects),
+        (id(), dict_op()).prop_map(|(i, op)| Request::Dict(i, op)),
+        (id(), list_op()).prop_map(|(i, op)| Request::List(i, op)),
+        (
+            id(),
+            prop_oneof![
+                (text(), bytes()).prop_map(|(n, v)| NamespaceOp::Set(n, v)),
+                text().prop_map(NamespaceOp::Get),
+            ]
+        )
+            .prop_map(|(i, op)| Request::Namespace(i, op)),
+        (
+            id(),
+            prop_oneof![
+                LazyJust::new(|| ValueOp::Get),
+                bytes().prop_map(ValueOp::Set)
+            ]
+        )
+            .prop_map(|(i, op)| Request::Value(i, op)),
+        (
+            id(),
+            prop_oneof![
+                (bytes(), wait()).prop_map(|(v, w)| QueueOp::Put(v, w)),
+                wait().prop_map(QueueOp::Get),
+                LazyJust::new(|| QueueOp::Qsize),
+                LazyJust::new(|| QueueOp::Full),
+                LazyJust::new(|| QueueOp::TaskDone),
+                wait().prop_map(QueueOp::Join),
+            ]
+        )
+            .prop_map(|(i, op)| Request::Queue(i, op)),
+        (
+            id(),
+            id(),
+            prop_oneof![
+                wait().prop_map(LockOp::Acquire),
+                LazyJust::new(|| LockOp::Release),
+                LazyJust::new(|| LockOp::Locked),
+            ]
+        )
+            .prop_map(|(i, t, op)| Request::Lock(i, t, op)),
+        (
+            id(),
+            prop_oneof![
+                wait().prop_map(SemaphoreOp::Acquire),
+                LazyJust::new(|| SemaphoreOp::Release),
+                LazyJust::new(|| SemaphoreOp::Value),
+            ]
+        )
+            .prop_map(|(i, op)| Request::Semaphore(i, op)),
+        (
+            id(),
+            id(),
+            prop_oneof![
+                wait().prop_map(ConditionOp::Acquire),
+                LazyJust::new(|| ConditionOp::Release),
+                wait().prop_map(ConditionOp::Wait),
+                any::<u64>().prop_map(ConditionOp::Notify),
+                LazyJust::new(|| ConditionOp::NotifyAll),
+            ]
+        )
+            .prop_map(|(i, t, op)| Request::Condition(i, t, op)),
+        (
+            id(),
+            prop_oneof![
+                LazyJust::new(|| EventOp::Set),
+                LazyJust::new(|| EventOp::Clear),
+                LazyJust::new(|| EventOp::IsSet),
+                wait().prop_map(EventOp::Wait),
+            ]
+        )
+            .prop_map(|(i, op)| Request::Event(i, op)),
+        (
+            id(),
+            prop_oneof![
+                wait().prop_map(BarrierOp::Wait),
+                LazyJust::new(|| BarrierOp::Abort),
+                LazyJust::new(|| BarrierOp::Reset),
+                LazyJust::new(|| BarrierOp::Parties),
+                LazyJust::new(|| BarrierOp::NWaiting),
+                LazyJust::new(|| BarrierOp::Broken),
+            ]
+        )
+            .prop_map(|(i, op)| Request::Barrier(i, op)),
+        (id(), text(), bytes()).prop_map(|(i, m, a)| Request::Call(i, m, a)),
+    ]
+}
+
+fn reply() -> impl Strategy<Value = Reply> {
+    let failure = prop_oneof![
+        LazyJust::new(|| Failure::Empty),
+        LazyJust::new(|| Failure::Full),
+        LazyJust::new(|| Failure::Timeout),
+        LazyJust::new(|| Failure::BrokenBarrier),
+        text().prop_map(Failure::NotHeld),
+        LazyJust::new(|| Failure::WouldDeadlock),
+        any::<u64>().prop_map(Failure::TooManyReleases),
+        LazyJust::new(|| Failure::TaskDoneTooManyTimes),
+        text().prop_map(Failure::Remote),
+    ];
+    prop_oneof![
+        LazyJust::new(|| Reply::Ok),
+        failure.prop_map(Reply::Fail),
+        any::<u64>().prop_map(Reply::Id),
+        any::<u64>().prop_map(Reply::Count),
+        any::<bool>().prop_map(Reply::Bool),
+        prop::option::of(bytes()).prop_map(Reply::Maybe),
+        prop::collection::vec(bytes(), 0..4).prop_map(Reply::List),
+        prop::collection::vec((bytes(), bytes()), 0..4).prop_map(Reply::Pairs),
+        bytes().prop_map(Reply::Value),
+    ]
+}
+
+/// `message` decodes from its encoding to itself (the types have no
+/// `PartialEq`: their `Debug` and their encoding compare), and no strict
+/// prefix of its encoding decodes.
+fn round_trips<T>(message: &T) -> Result<(), TestCaseError>
+where
+    T: serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let bytes = mp_proc::codec::encode(message).unwrap();
+    let back: T = mp_proc::codec::decode(&bytes).unwrap();
+    prop_assert_eq!(format!("{back:?}"), format!("{message:?}"));
+    prop_assert_eq!(mp_proc::codec::encode(&back).unwrap(), bytes.clone());
+    for cut in 0..bytes.len() {
+        prop_assert!(
+            mp_proc::codec::decode::<T>(&bytes[..cut]).is_err(),
+            "{} of {} bytes decoded",
+            cut,
+            bytes.len()
+        );
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn requests_round_trip(r in request()) {
+        round_trips(&r)?;
+    }
+
+    #[test]
+    fn replies_round_trip(r in reply()) {
+        round_trips(&r)?;
+    }
+}
