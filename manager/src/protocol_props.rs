@@ -78,7 +78,7 @@ fn list_op() -> impl Strategy<Value = ListOp> {
 fn request() -> impl Strategy<Value = Request> {
     let id = any::<u64>;
     prop_oneof![
-        prop::option::of(id()).prop_map(Request::Hello),
+        prop::option::of(any::<u128>()).prop_map(Request::Hello),
         LazyJust::new(|| Request::Ping),
         LazyJust::new(|| Request::Shutdown),
         kind().prop_map(Request::Create),
@@ -190,6 +190,7 @@ fn reply() -> impl Strategy<Value = Reply> {
         LazyJust::new(|| Reply::Ok),
         failure.prop_map(Reply::Fail),
         any::<u64>().prop_map(Reply::Id),
+        any::<u128>().prop_map(Reply::Session),
         any::<u64>().prop_map(Reply::Count),
         any::<bool>().prop_map(Reply::Bool),
         prop::option::of(bytes()).prop_map(Reply::Maybe),

@@ -100,7 +100,7 @@ impl Ring {
         let capacity = word64(&shared.0, CAPACITY).load(Ordering::Acquire);
         // Checked: the word is in shared memory, which any holder writes.
         if capacity < 4096
-            || capacity % 8 != 0
+            || !capacity.is_multiple_of(8)
             || (DATA as u64)
                 .checked_add(capacity)
                 .is_none_or(|end| end > shared.0.len() as u64)
