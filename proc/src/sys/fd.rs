@@ -242,7 +242,14 @@ pub(crate) fn is_open(fd: RawFd) -> bool {
 
 /// Takes ownership of descriptors this process inherited at known numbers
 /// (placed there by the parent that started it). Fails if one is not open.
-pub(crate) fn take_inherited(raws: impl IntoIterator<Item = RawFd>) -> io::Result<Vec<OwnedFd>> {
+///
+/// # Safety
+/// Nothing else in this process owns these numbers or will use or close
+/// them, and the caller takes each number once (else two owners close it,
+/// and the second close may hit a reused number).
+pub(crate) unsafe fn take_inherited(
+    raws: impl IntoIterator<Item = RawFd>,
+) -> io::Result<Vec<OwnedFd>> {
     let mut out = Vec::new();
     for raw in raws {
         if !is_open(raw) {
@@ -253,8 +260,8 @@ pub(crate) fn take_inherited(raws: impl IntoIterator<Item = RawFd>) -> io::Resul
         }
         // Inherited fds must not leak further into this process's own children.
         let _ = set_cloexec_raw(raw, true);
-        // SAFETY: the number is open (checked above), was placed here by our
-        // parent for us alone, and the caller takes each number once.
+        // SAFETY: the number is open (checked above); nothing else owns it
+        // and it is taken once (the caller's contract).
         out.push(unsafe { OwnedFd::from_raw_fd(raw) });
     }
     Ok(out)
@@ -276,13 +283,20 @@ pub(crate) fn is_socket(fd: BorrowedFd<'_>) -> bool {
 
 /// In a freshly forked child: closes every descriptor except `keep` (which
 /// must be sorted). Async-signal-safe: only the `close_range` syscall.
-pub(crate) fn close_all_except(keep: &[RawFd]) {
+///
+/// # Safety
+/// No object of this process that owns a closed descriptor (an `OwnedFd`, a
+/// `File`, a mapping's fd) may be used or dropped afterwards: its number is
+/// closed, and may be reused by a new one. (In a fork child, that is every
+/// object the parent had, as `fork`'s contract says.)
+pub(crate) unsafe fn close_all_except(keep: &[RawFd]) {
     let mut from: u32 = 0;
     for &k in keep {
         let k = k as u32;
         if k > from {
             // SAFETY: close_range only closes descriptors; the ones we keep are
-            // outside the range, and nothing in this process uses the others.
+            // outside the range, and nothing uses the others (the caller's
+            // contract).
             unsafe { libc::close_range(from, k - 1, 0) };
         }
         from = k + 1;
@@ -293,9 +307,13 @@ pub(crate) fn close_all_except(keep: &[RawFd]) {
 
 /// `dup2(from, to)` for a freshly forked child (async-signal-safe); the
 /// result is not close-on-exec.
-pub(crate) fn dup2_raw(from: RawFd, to: RawFd) {
+///
+/// # Safety
+/// No object of this process owns `to` (dup2 closes what was there), or the
+/// object that does is never used or dropped afterwards.
+pub(crate) unsafe fn dup2_raw(from: RawFd, to: RawFd) {
     if from != to {
-        // SAFETY: dup2 replaces `to`, a descriptor this child reserves for it.
+        // SAFETY: dup2 replaces `to`, which nothing uses (the caller's contract).
         unsafe { libc::dup2(from, to) };
     }
 }

@@ -77,10 +77,14 @@ pub(crate) unsafe fn fork(plan: &ForkPlan<'_>) -> io::Result<Forked> {
             // treats every other number as closed (the contract above).
             for (target, source) in plan.stdio.iter().enumerate() {
                 if let Some(source) = source {
-                    super::fd::dup2_raw(*source, target as RawFd);
+                    // SAFETY: the stdio numbers are the plan's to replace; the
+                    // caller uses no object of the parent's (the contract above).
+                    unsafe { super::fd::dup2_raw(*source, target as RawFd) };
                 }
             }
-            super::fd::close_all_except(plan.keep);
+            // SAFETY: as above: the caller uses or drops no object that owned
+            // a closed descriptor.
+            unsafe { super::fd::close_all_except(plan.keep) };
             if plan.clear_mask {
                 unblock_all_signals();
             }

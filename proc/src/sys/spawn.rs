@@ -294,8 +294,8 @@ pub(crate) fn check_channel(fd: BorrowedFd<'_>, expected: Channel) -> Result<(),
 pub(crate) unsafe fn take_placed(
     raws: impl IntoIterator<Item = RawFd>,
 ) -> io::Result<Vec<OwnedFd>> {
-    // The contract above is take_inherited's.
-    super::fd::take_inherited(raws)
+    // SAFETY: the contract above is take_inherited's.
+    unsafe { super::fd::take_inherited(raws) }
 }
 
 /// Takes ownership of the descriptor a parent placed at `raw`, after
