@@ -1,6 +1,12 @@
 //! Entry points for the fuzz targets in `fuzz/` and for the tests that
 //! replay their corpus (`tests/it/fuzz_corpus.rs`), so that both run the
 //! same code. Not part of the API.
+//!
+//! ```
+//! for seed in mp_manager::fuzzing::seeds("manager_request") {
+//!     mp_manager::fuzzing::request(&seed);
+//! }
+//! ```
 
 use std::time::Duration;
 

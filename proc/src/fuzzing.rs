@@ -3,6 +3,15 @@
 //! same code. Each takes bytes as a peer could send them and must return
 //! whatever they are: no panic, no hang, no crash, no descriptor left open.
 //! Not part of the API.
+//!
+//! ```
+//! for (name, target) in mp_proc::fuzzing::TARGETS {
+//!     for seed in mp_proc::fuzzing::seeds(name) {
+//!         target(&seed);
+//!     }
+//!     target(&[0xff; 40]);
+//! }
+//! ```
 
 use std::collections::BTreeMap;
 use std::io::Write;
