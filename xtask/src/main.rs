@@ -527,6 +527,14 @@ fn fuzz(root: &Path, args: &[String]) -> Result {
         let mut c = cargo();
         // libFuzzer needs -Zsanitizer: allowed on a stable toolchain too.
         c.env("RUSTC_BOOTSTRAP", "1");
+        // glibc's own allocation for a thread-local destructor is not a leak
+        // of ours (fuzz/lsan.supp says why).
+        if std::env::var_os("LSAN_OPTIONS").is_none() {
+            c.env(
+                "LSAN_OPTIONS",
+                format!("suppressions={}", root.join("fuzz").join("lsan.supp").display()),
+            );
+        }
         c.args(["fuzz", "run", target])
             .arg(&work)
             .arg(root.join("fuzz").join("corpus").join(target))
