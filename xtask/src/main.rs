@@ -532,7 +532,10 @@ fn fuzz(root: &Path, args: &[String]) -> Result {
         if std::env::var_os("LSAN_OPTIONS").is_none() {
             c.env(
                 "LSAN_OPTIONS",
-                format!("suppressions={}", root.join("fuzz").join("lsan.supp").display()),
+                format!(
+                    "suppressions={}",
+                    root.join("fuzz").join("lsan.supp").display()
+                ),
             );
         }
         c.args(["fuzz", "run", target])
