@@ -147,8 +147,10 @@ fn function_parts(runner: i64, target: i64, fingerprint: (u64, u64, i64), ty: u6
 const ERASED: &str = "function reference";
 
 thread_local! {
-    /// Function references this thread checked already: a pool worker gets
-    /// the same few again with every task.
+    /// Function references this thread made or checked already (at most
+    /// 16): a pool worker gets the same few again with every task, and a
+    /// caller makes the same few for every call, so each is signed or
+    /// checked once.
     static CHECKED: std::cell::RefCell<Vec<ErasedFunction>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
@@ -175,15 +177,20 @@ impl<'de> Deserialize<'de> for ErasedFunction {
         if !HandleKey::process().verify(ERASED, &[&parts], &tag) {
             return Err(crate::handle::forged(ERASED));
         }
-        CHECKED.with(|c| {
-            let mut c = c.borrow_mut();
-            if c.len() == 16 {
-                c.remove(0);
-            }
-            c.push(f);
-        });
+        remember(f);
         Ok(f)
     }
+}
+
+/// Adds `f`, whose tag is known good, to this thread's [`CHECKED`].
+fn remember(f: ErasedFunction) {
+    CHECKED.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.len() == 16 {
+            c.remove(0);
+        }
+        c.push(f);
+    });
 }
 
 impl ErasedFunction {
@@ -193,13 +200,24 @@ impl ErasedFunction {
             image::offset_of(target),
             image::fingerprint(),
         );
+        let known = CHECKED.with(|c| {
+            c.borrow()
+                .iter()
+                .find(|f| (f.runner, f.target, f.fingerprint) == (runner, target, fingerprint))
+                .copied()
+        });
+        if let Some(f) = known {
+            return f;
+        }
         let parts = function_parts(runner, target, fingerprint, 0);
-        ErasedFunction {
+        let f = ErasedFunction {
             runner,
             target,
             fingerprint,
             tag: HandleKey::process().sign(ERASED, &[&parts]),
-        }
+        };
+        remember(f);
+        f
     }
 
     /// Checks that another process started with `method` can call it: under

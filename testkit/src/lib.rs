@@ -7,6 +7,7 @@
 #![allow(missing_docs, missing_debug_implementations)]
 
 pub mod bench;
+pub mod corpus;
 
 use std::process::{Command, Output, Stdio};
 use std::sync::{Mutex, MutexGuard};

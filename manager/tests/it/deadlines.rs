@@ -212,7 +212,9 @@ fn a_manager_whose_owner_is_killed_in_a_huge_wait_exits(method: StartMethod) {
     let (socket, got) = rest.split_once(" got ").unwrap();
     let pid: u32 = pid.parse().unwrap();
     // It is reparented, so its end can only be watched for.
-    let deadline = std::time::Instant::now() + BOUND;
+    let deadline = std::time::Instant::now()
+        .checked_add(BOUND)
+        .expect("a deadline in range");
     while mp_testkit::exists(pid) {
         assert!(
             std::time::Instant::now() < deadline,

@@ -3,24 +3,9 @@
 //! so that CI needs no fuzzer. A crash the fuzzer finds becomes a
 //! regression test by adding its input to the target's corpus directory.
 
-use std::path::{Path, PathBuf};
-
-fn corpus_dir(target: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../fuzz/corpus")
-        .join(target)
-}
-
 #[test]
 fn manager_request() {
-    let dir = corpus_dir("manager_request");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    assert!(!files.is_empty(), "the corpus is empty");
-    for file in files {
+    for file in mp_testkit::corpus::files("manager_request") {
         let data = std::fs::read(&file).unwrap();
         eprintln!("{}", file.display());
         mp_manager::fuzzing::request(&data);
@@ -34,19 +19,6 @@ fn manager_request() {
 #[ignore = "writes fuzz/corpus/; run by hand to refresh the seeds"]
 fn write_seeds() {
     for (target, _) in mp_manager::fuzzing::TARGETS {
-        let dir = corpus_dir(target);
-        std::fs::create_dir_all(&dir).unwrap();
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path
-                .file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("seed-"))
-            {
-                std::fs::remove_file(path).unwrap();
-            }
-        }
-        for (i, seed) in mp_manager::fuzzing::seeds(target).iter().enumerate() {
-            std::fs::write(dir.join(format!("seed-{i:03}")), seed).unwrap();
-        }
+        mp_testkit::corpus::write_seeds(target, &mp_manager::fuzzing::seeds(target));
     }
 }

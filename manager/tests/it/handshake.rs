@@ -136,7 +136,9 @@ fn challenged(clients: &[UnixStream]) -> Vec<usize> {
 /// Waits until `n` of `clients` have been challenged (a failure after
 /// [`PATIENCE`]), and returns which: no more than `n`.
 fn wait_challenged(clients: &[UnixStream], n: usize) -> Vec<usize> {
-    let give_up = Instant::now() + PATIENCE;
+    let give_up = Instant::now()
+        .checked_add(PATIENCE)
+        .expect("a deadline in range");
     let mut ready = Vec::new();
     while ready.len() < n {
         // Wait for any of the others.
@@ -213,7 +215,9 @@ fn a_flood_of_silent_clients_costs_bounded_threads_and_descriptors(method: Start
 /// read again until it holds, which it does for good once it does (the
 /// clients left are silent and keep their handshakes).
 fn threads_settle(pid: u32, n: usize) {
-    let give_up = Instant::now() + PATIENCE;
+    let give_up = Instant::now()
+        .checked_add(PATIENCE)
+        .expect("a deadline in range");
     while cost(pid).0 > n {
         assert!(
             Instant::now() < give_up,

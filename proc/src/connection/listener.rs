@@ -319,7 +319,8 @@ impl PendingConnection {
     /// let l = Listener::bind("127.0.0.1:0".parse()?, Some(b"key"))?;
     /// let silent = std::net::TcpStream::connect(l.address().to_string())?;
     /// let pending = l.accept_pending()?;
-    /// let r = pending.authenticate_by(Instant::now() + Duration::from_millis(10));
+    /// let deadline = Instant::now().checked_add(Duration::from_millis(10)).expect("in range");
+    /// let r = pending.authenticate_by(deadline);
     /// assert!(matches!(r, Err(mp_proc::Error::Timeout)));
     /// # drop(silent);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -479,7 +480,9 @@ mod tests {
         let name = format!("mp-unit-drip-{}", std::process::id());
         let stop = Arc::new(AtomicBool::new(false));
         let server = dripping_server(&name, stop.clone());
-        let deadline = Instant::now() + Duration::from_millis(300);
+        let deadline = Instant::now()
+            .checked_add(Duration::from_millis(300))
+            .expect("a deadline in range");
         let r = Client::connect_by(&Address::Abstract(name), Some(b"key"), Some(deadline));
         assert!(matches!(r, Err(Error::Timeout)), "{r:?}");
         stop.store(true, Ordering::Relaxed);
@@ -507,7 +510,9 @@ mod tests {
         // Fill the queue (a backlog of 0 still takes one).
         let mut queued = Vec::new();
         let r = loop {
-            let deadline = Instant::now() + Duration::from_millis(100);
+            let deadline = Instant::now()
+                .checked_add(Duration::from_millis(100))
+                .expect("a deadline in range");
             match connect_unix(&addr, Some(deadline)) {
                 Ok(fd) if queued.len() < 8 => queued.push(fd),
                 r => break r,

@@ -4,26 +4,7 @@
 //! leaks. A crash the fuzzer finds becomes a regression test by adding its
 //! input to the target's corpus directory.
 
-use std::path::{Path, PathBuf};
-
 use mp_testkit::guard;
-
-fn corpus_dir(target: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../fuzz/corpus")
-        .join(target)
-}
-
-/// The files of `target`'s corpus, sorted.
-fn corpus(target: &str) -> Vec<PathBuf> {
-    let dir = corpus_dir(target);
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    files
-}
 
 fn replay(target: &str) {
     let _g = guard();
@@ -31,8 +12,7 @@ fn replay(target: &str) {
         .iter()
         .find(|(name, _)| *name == target)
         .expect("a target of mp_proc::fuzzing");
-    let files = corpus(target);
-    assert!(!files.is_empty(), "the corpus of {target} is empty");
+    let files = mp_testkit::corpus::files(target);
     for file in files {
         let data = std::fs::read(&file).unwrap();
         eprintln!("{}", file.display());
@@ -89,24 +69,6 @@ fn every_target_has_a_test_here() {
 #[ignore = "writes fuzz/corpus/; run by hand to refresh the seeds"]
 fn write_seeds() {
     for (target, _) in mp_proc::fuzzing::TARGETS {
-        write_target_seeds(target, mp_proc::fuzzing::seeds(target));
-    }
-}
-
-/// Replaces `target`'s `seed-*` files with `seeds`.
-pub(crate) fn write_target_seeds(target: &str, seeds: Vec<Vec<u8>>) {
-    let dir = corpus_dir(target);
-    std::fs::create_dir_all(&dir).unwrap();
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path
-            .file_name()
-            .is_some_and(|n| n.to_string_lossy().starts_with("seed-"))
-        {
-            std::fs::remove_file(path).unwrap();
-        }
-    }
-    for (i, seed) in seeds.iter().enumerate() {
-        std::fs::write(dir.join(format!("seed-{i:03}")), seed).unwrap();
+        mp_testkit::corpus::write_seeds(target, &mp_proc::fuzzing::seeds(target));
     }
 }
