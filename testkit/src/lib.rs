@@ -8,6 +8,8 @@
 
 pub mod bench;
 pub mod corpus;
+mod drip;
+pub use drip::Dripper;
 
 use std::process::{Command, Output, Stdio};
 use std::sync::{Mutex, MutexGuard};

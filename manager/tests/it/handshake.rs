@@ -2,18 +2,14 @@
 //! client in its handshake delays nobody else, and a flood of silent
 //! clients costs the server a bounded number of threads and descriptors.
 
-use std::io::Write;
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use mp_manager::SyncManager;
 use mp_proc::connection::Address;
 use mp_proc::{Process, StartMethod};
-use mp_testkit::{guard, processes};
+use mp_testkit::{Dripper, guard, processes};
 
 mp_testkit::for_each_method!(
     a_silent_and_a_dripping_client_delay_nobody,
@@ -31,36 +27,6 @@ fn raw(address: &Address) -> UnixStream {
     match address {
         Address::Unix(p) => UnixStream::connect(p).unwrap(),
         a => panic!("a manager on a Unix socket was expected, not {a}"),
-    }
-}
-
-/// A client that answers the challenge one byte at a time, every 20 ms,
-/// forever: until it is told to stop or the server closes.
-struct Dripper {
-    stop: Arc<AtomicBool>,
-    thread: JoinHandle<()>,
-}
-
-impl Dripper {
-    fn start(address: &Address) -> Dripper {
-        let mut s = raw(address);
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::spawn(move || {
-            let bytes = [0u8, 0, 1, 0].into_iter().chain(std::iter::repeat(b'x'));
-            for b in bytes {
-                if flag.load(Ordering::Relaxed) || s.write_all(&[b]).is_err() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        });
-        Dripper { stop, thread }
-    }
-
-    fn stop(self) {
-        self.stop.store(true, Ordering::Relaxed);
-        self.thread.join().unwrap();
     }
 }
 
@@ -90,7 +56,7 @@ fn a_silent_and_a_dripping_client_delay_nobody(method: StartMethod) {
     let m = SyncManager::start_with(method).unwrap();
     let at = m.address().clone();
     let silent = raw(&at);
-    let dripper = Dripper::start(&at);
+    let dripper = Dripper::start(raw(&at));
     a_good_client_is_served(method, &at);
     // And the owner's own connection still is.
     m.dict::<u8, u8>().unwrap().insert(1, 1).unwrap();

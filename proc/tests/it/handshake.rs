@@ -5,14 +5,11 @@
 
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use mp_proc::connection::{Address, Client, Listener, answer_challenge};
 use mp_proc::{Connection, Error};
-use mp_testkit::{guard, open_fds};
+use mp_testkit::{Dripper, guard, open_fds};
 
 const KEY: &[u8] = b"handshake key";
 
@@ -48,38 +45,6 @@ fn file(fd: OwnedFd) -> std::fs::File {
     std::fs::File::from(fd)
 }
 
-/// A client that connects and then answers the challenge one byte at a
-/// time, every 20 ms (well within any per-read timeout), forever: until it
-/// is told to stop, or the server closes.
-struct Dripper {
-    stop: Arc<AtomicBool>,
-    thread: JoinHandle<()>,
-}
-
-impl Dripper {
-    fn start(address: &Address) -> Dripper {
-        let mut s = file(raw(address));
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::spawn(move || {
-            // A frame header that announces the longest answer, then its bytes.
-            let bytes = [0u8, 0, 1, 0].into_iter().chain(std::iter::repeat(b'x'));
-            for b in bytes {
-                if flag.load(Ordering::Relaxed) || s.write_all(&[b]).is_err() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        });
-        Dripper { stop, thread }
-    }
-
-    fn stop(self) {
-        self.stop.store(true, Ordering::Relaxed);
-        self.thread.join().unwrap();
-    }
-}
-
 /// A good client and its round trip, against a listener served by `serve`.
 fn good_client(address: &Address) -> Connection {
     let c = Client::connect(address, Some(KEY)).unwrap();
@@ -103,7 +68,7 @@ fn a_dripping_client_is_cut_off_at_the_handshake_deadline() {
     for address in addresses(dir.path()) {
         let l = listener(address);
         let at = l.address().clone();
-        let dripper = Dripper::start(&at);
+        let dripper = Dripper::start(file(raw(&at)));
         let r = l.accept();
         assert!(matches!(r, Err(Error::Timeout)), "{at}: {r:?}");
         dripper.stop();
@@ -140,7 +105,7 @@ fn a_split_accept_serves_a_good_client_behind_silent_and_dripping_ones() {
             }
         });
         let silent = raw(&at);
-        let dripper = Dripper::start(&at);
+        let dripper = Dripper::start(file(raw(&at)));
         drop(good_client(&at));
         let mut results: Vec<(usize, mp_proc::Result<()>)> = rx.iter().take(3).collect();
         results.sort_by_key(|(i, _)| *i);
