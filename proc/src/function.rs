@@ -423,8 +423,9 @@ impl<F: FnPtr + 'static> FnPointer<F> {
         // same executable file (same fingerprint, checked above), relative
         // to the same anchor: the offset and the type are those `new` signed
         // (a `FnPointer` is made only by `new` or from bytes whose tag
-        // checks under this process tree's key, type included).
-        Ok(unsafe { F::from_addr(addr) })
+        // checks under this process tree's key, type included); `F` is a
+        // function pointer type (FnPtr is sealed to those).
+        Ok(unsafe { image::fn_from_addr::<F>(addr) })
     }
 }
 
@@ -453,11 +454,6 @@ mod sealed {
 pub trait FnPtr: Copy + sealed::Sealed {
     #[doc(hidden)]
     fn to_addr(self) -> usize;
-    /// # Safety
-    /// `addr` must be the address of a function of exactly this type.
-    #[doc(hidden)]
-    #[allow(unsafe_code)] // only `FnPointer::get` calls it, on a checked address
-    unsafe fn from_addr(addr: usize) -> Self;
 }
 
 macro_rules! fn_ptr {
@@ -466,11 +462,6 @@ macro_rules! fn_ptr {
         impl<$($a,)* R> FnPtr for fn($($a),*) -> R {
             fn to_addr(self) -> usize {
                 self as usize
-            }
-            #[allow(unsafe_code)]
-            unsafe fn from_addr(addr: usize) -> Self {
-                // SAFETY: the caller guarantees `addr` is a function of this type.
-                unsafe { std::mem::transmute::<usize, Self>(addr) }
             }
         }
     };
