@@ -20,13 +20,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn error(message: String) -> Error {
-    Error::Os {
-        op: "manager",
-        source: std::io::Error::other(message),
-    }
-}
-
 /// `multiprocessing.dummy.Manager()`: its factories match
 /// `mp_manager::SyncManager`'s, and give in-process objects.
 ///
@@ -216,20 +209,28 @@ impl<T: Clone> List<T> {
 
     /// `l[i]`; out of range is an error.
     pub fn get(&self, i: usize) -> Result<T> {
-        lock(&self.inner)
-            .get(i)
-            .cloned()
-            .ok_or_else(|| error("list index out of range".into()))
+        let items = lock(&self.inner);
+        items.get(i).cloned().ok_or(Error::Index {
+            what: "list",
+            index: i,
+            len: items.len(),
+        })
     }
 
     /// `l[i] = v`.
     pub fn set(&self, i: usize, v: T) -> Result<()> {
-        match lock(&self.inner).get_mut(i) {
+        let mut items = lock(&self.inner);
+        let len = items.len();
+        match items.get_mut(i) {
             Some(slot) => {
                 *slot = v;
                 Ok(())
             }
-            None => Err(error("list index out of range".into())),
+            None => Err(Error::Index {
+                what: "list",
+                index: i,
+                len,
+            }),
         }
     }
 
@@ -282,10 +283,9 @@ impl Namespace {
             .get(name)
             .and_then(|v| v.downcast_ref::<T>())
             .cloned()
-            .ok_or_else(|| {
-                error(format!(
-                    "'Namespace' object has no attribute '{name}' of that type"
-                ))
+            .ok_or_else(|| Error::Attribute {
+                object: "Namespace",
+                name: name.to_owned(),
             })
     }
 }

@@ -73,13 +73,10 @@ impl std::fmt::Debug for Process {
 }
 
 fn cannot(op: &'static str) -> Error {
-    Error::Os {
-        op,
-        source: std::io::Error::new(
-            std::io::ErrorKind::Unsupported,
-            "a thread cannot be killed or terminated: ask it to stop (an Event, a message), \
-             as with Python's threads",
-        ),
+    Error::NotImplemented {
+        what: op,
+        reason: "a thread cannot be killed or terminated: ask it to stop (an Event, a message), \
+                 as with Python's threads",
     }
 }
 

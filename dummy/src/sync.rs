@@ -536,9 +536,9 @@ impl Barrier {
     /// (`None`: never) unless a call says otherwise.
     pub fn new(parties: usize, timeout: Option<Duration>) -> Result<Barrier> {
         if parties == 0 {
-            return Err(Error::Os {
-                op: "Barrier",
-                source: std::io::Error::other("a barrier needs at least one party"),
+            return Err(Error::Invalid {
+                what: "Barrier",
+                reason: "a barrier needs at least one party".into(),
             });
         }
         Ok(Barrier {
@@ -726,14 +726,17 @@ impl<T: Clone> Array<T> {
 
     /// Sets element `i`; an index out of range is an error.
     pub fn set(&self, i: usize, v: T) -> Result<()> {
-        match lock(&self.inner).get_mut(i) {
+        let mut items = lock(&self.inner);
+        let len = items.len();
+        match items.get_mut(i) {
             Some(slot) => {
                 *slot = v;
                 Ok(())
             }
-            None => Err(Error::Os {
-                op: "Array",
-                source: std::io::Error::other("index out of range"),
+            None => Err(Error::Index {
+                what: "Array",
+                index: i,
+                len,
             }),
         }
     }

@@ -188,10 +188,7 @@ fn static_name(what: &str) -> &'static str {
 
 /// An error the server reported (Python's `RemoteError`).
 pub(crate) fn remote(message: String) -> Error {
-    Error::Os {
-        op: "manager",
-        source: std::io::Error::other(message),
-    }
+    Error::Remote { message }
 }
 
 /// A reply of the wrong shape.

@@ -272,6 +272,63 @@ pub enum Error {
     /// The start method was already set (`RuntimeError('context has already been set')`).
     #[error("context has already been set")]
     ContextAlreadySet,
+
+    /// An index past the end (`IndexError`).
+    #[error("{what} index {index} out of range (length {len})")]
+    Index {
+        /// What was indexed (`"Array"`, `"list"`).
+        what: &'static str,
+        /// The index asked for.
+        index: usize,
+        /// The length at the time.
+        len: usize,
+    },
+
+    /// An argument the operation cannot take (`ValueError`).
+    #[error("{what}: {reason}")]
+    Invalid {
+        /// The operation that refused it.
+        what: &'static str,
+        /// Why.
+        reason: String,
+    },
+
+    /// A count or a size past what the object can hold (`OverflowError`).
+    #[error("{what}: {reason}")]
+    Overflow {
+        /// The operation that overflowed.
+        what: &'static str,
+        /// What went past its limit.
+        reason: String,
+    },
+
+    /// The operation is not available on this backend (`NotImplementedError`),
+    /// e.g. killing a thread of mp-dummy.
+    #[error("{what} is not supported: {reason}")]
+    NotImplemented {
+        /// The operation.
+        what: &'static str,
+        /// Why, and what to do instead.
+        reason: &'static str,
+    },
+
+    /// An object has no attribute of that name, or of that type
+    /// (`AttributeError`), e.g. a namespace.
+    #[error("'{object}' object has no attribute '{name}' of that type")]
+    Attribute {
+        /// The kind of object (`"Namespace"`).
+        object: &'static str,
+        /// The attribute asked for.
+        name: String,
+    },
+
+    /// The other side of a call (a manager's server) reported an error
+    /// (`RemoteError`); `message` is its text.
+    #[error("remote error: {message}")]
+    Remote {
+        /// The error as the remote side reported it.
+        message: String,
+    },
 }
 
 /// `Result<T, mp_proc::Error>`.

@@ -82,7 +82,7 @@ fn a_failing_panicking_or_unknown_method_fails_only_its_call() {
         "{panicked}"
     );
     let bad_args = c.call_method::<&str, u64>("add", &"five").unwrap_err();
-    assert!(matches!(bad_args, Error::Os { .. }), "{bad_args}");
+    assert!(matches!(bad_args, Error::Remote { .. }), "{bad_args}");
     assert!(m.create::<BaseProxy>("NoSuchType").is_err());
     // The object and the server go on; `register_shared` gives the same one.
     let same: BaseProxy = m.create("Counter").unwrap();

@@ -62,9 +62,9 @@ impl FromStr for Address {
 
     fn from_str(s: &str) -> Result<Address> {
         if s.is_empty() {
-            return Err(Error::Os {
-                op: "parse an address",
-                source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "empty address"),
+            return Err(Error::Invalid {
+                what: "parse an address",
+                reason: "the address is empty".into(),
             });
         }
         if let Some(name) = s.strip_prefix('@').or_else(|| s.strip_prefix('\0')) {

@@ -241,10 +241,10 @@ impl Barrier {
     /// [`wait`](Barrier::wait).
     pub fn new(parties: usize, timeout: Option<Duration>) -> Result<Barrier> {
         if parties == 0 || parties >= u32::MAX as usize {
-            return Err(Error::os(
-                "Barrier",
-                std::io::Error::from_raw_os_error(libc::EINVAL),
-            ));
+            return Err(Error::Invalid {
+                what: "Barrier",
+                reason: format!("parties must be between 1 and {}", u32::MAX - 1),
+            });
         }
         let shared = Shared::new(3 * OBJECT)?;
         let raw = RawLock::init(shared, 0, false, "Barrier")?;

@@ -26,10 +26,10 @@ impl Counter {
     fn new(value: usize, bound: Option<usize>) -> Result<Counter> {
         let too_big = |v: usize| v >= NO_BOUND as usize;
         if too_big(value) {
-            return Err(Error::os(
-                "semaphore",
-                std::io::Error::from_raw_os_error(libc::EINVAL),
-            ));
+            return Err(Error::Invalid {
+                what: "Semaphore",
+                reason: format!("the initial value must be below {NO_BOUND}"),
+            });
         }
         let shared = Shared::new(64)?;
         word(&shared.0, VALUE).store(value as u32, Ordering::Release);
@@ -87,10 +87,10 @@ impl Counter {
                 });
             }
             if cur == NO_BOUND - 1 {
-                return Err(Error::os(
-                    "semaphore",
-                    std::io::Error::from_raw_os_error(libc::EOVERFLOW),
-                ));
+                return Err(Error::Overflow {
+                    what: "Semaphore",
+                    reason: "the value would exceed the maximum".into(),
+                });
             }
             match v.compare_exchange_weak(cur, cur + 1, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => break,

@@ -65,13 +65,10 @@ fn made_up_name() -> String {
 fn valid(name: &str) -> Result<()> {
     let bare = name.strip_prefix('/').unwrap_or(name);
     if bare.is_empty() || bare.len() > 250 || bare.contains(['/', '\0', '\n']) {
-        return Err(Error::os(
-            "shared memory name",
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                format!("invalid name {name:?}"),
-            ),
-        ));
+        return Err(Error::Invalid {
+            what: "shared memory name",
+            reason: format!("invalid name {name:?}"),
+        });
     }
     Ok(())
 }
@@ -81,13 +78,10 @@ impl SharedMemory {
     /// zero-filled. An existing name is an error.
     pub fn create(name: Option<&str>, size: usize) -> Result<SharedMemory> {
         if size == 0 {
-            return Err(Error::os(
-                "SharedMemory::create",
-                std::io::Error::new(
-                    std::io::ErrorKind::InvalidInput,
-                    "'size' must be a positive number",
-                ),
-            ));
+            return Err(Error::Invalid {
+                what: "SharedMemory::create",
+                reason: "'size' must be a positive number".into(),
+            });
         }
         let name = match name {
             Some(n) => {
@@ -187,10 +181,13 @@ impl SharedMemory {
 
     fn bounds(&self, offset: usize, len: usize) -> Result<()> {
         if offset.checked_add(len).is_none_or(|end| end > self.size()) {
-            return Err(Error::os(
-                "SharedMemory",
-                std::io::Error::new(std::io::ErrorKind::InvalidInput, "range outside the block"),
-            ));
+            return Err(Error::Invalid {
+                what: "SharedMemory",
+                reason: format!(
+                    "bytes {offset}..+{len} are outside the block of {} bytes",
+                    self.size()
+                ),
+            });
         }
         Ok(())
     }

@@ -103,10 +103,10 @@ impl<T: Shareable> Cells<T> {
         let bytes = len
             .checked_mul(std::mem::size_of::<T>())
             .and_then(|b| b.checked_add(DATA))
-            .ok_or(Error::os(
+            .ok_or_else(|| Error::Overflow {
                 what,
-                std::io::Error::from_raw_os_error(libc::ENOMEM),
-            ))?;
+                reason: format!("{len} items do not fit in memory"),
+            })?;
         let shared = Shared::new(bytes)?;
         let raw = RawLock::init(shared, 0, true, what)?;
         // The length as two words (u64 over 4-aligned atomics).
@@ -392,10 +392,11 @@ macro_rules! array_methods {
             /// Replaces item `i`; past the end is an error (`IndexError`).
             pub fn set(&self, i: usize, v: T) -> Result<()> {
                 if i >= self.cells.len {
-                    return Err(Error::os(
-                        "array index out of range",
-                        std::io::Error::from(std::io::ErrorKind::InvalidInput),
-                    ));
+                    return Err(Error::Index {
+                        what: "Array",
+                        index: i,
+                        len: self.cells.len,
+                    });
                 }
                 if $locked {
                     self.cells.locked(|| self.cells.write(i, v));
