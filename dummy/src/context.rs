@@ -248,8 +248,8 @@ impl Context for ThreadContext {
     fn process<A: Payload>(&self, target: fn(A), args: A) -> Process {
         Process::new(target, args)
     }
-    fn start_method(&self) -> Option<mp_proc::StartMethod> {
-        None
+    fn workers(&self) -> mp_proc::Workers {
+        mp_proc::Workers::Threads
     }
     fn queue<T: Payload>(&self) -> Result<Queue<T>> {
         Queue::new()

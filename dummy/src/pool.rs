@@ -833,7 +833,7 @@ impl<T> AsyncResult<T> {
 
     /// Waits at most `timeout` (`None`: forever); whether it is done.
     pub fn wait(&self, timeout: Option<Duration>) -> bool {
-        let deadline = timeout.and_then(mp_proc::deadline_after);
+        let deadline = timeout.and_then(mp_proc::plumbing::deadline_after);
         self.settled.wait_until(deadline)
     }
 
@@ -846,7 +846,7 @@ impl<T> AsyncResult<T> {
         // whole processes at two thirds of the speed (the kernel's placement
         // of the woken caller, we think).
         if self.help() {
-            mp_proc::spin_until_ready(|| self.settled.is_settled());
+            mp_proc::plumbing::spin_until_ready(|| self.settled.is_settled());
         }
         self.settled.wait_until(None);
         (self.finish)()

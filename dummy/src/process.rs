@@ -8,7 +8,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use mp_proc::{Error, ProcessLike, Result, deadline_after};
+use mp_proc::plumbing::deadline_after;
+use mp_proc::{Error, ProcessLike, Result};
 
 use crate::sync::wait_until;
 
@@ -201,7 +202,7 @@ fn run(name: String, daemon: bool, target: Box<dyn FnOnce() + Send>, ending: Arc
         Err(payload) => {
             mp_logging::get_logger().error(format_args!(
                 "thread {name} panicked: {}",
-                mp_proc::panic_message(&*payload)
+                mp_proc::plumbing::panic_message(&*payload)
             ));
             1
         }

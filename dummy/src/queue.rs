@@ -5,7 +5,8 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use mp_proc::{Error, Result, deadline_after};
+use mp_proc::plumbing::deadline_after;
+use mp_proc::{Error, Result};
 
 use crate::registry::handle;
 use crate::sync::wait_until;

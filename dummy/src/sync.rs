@@ -8,7 +8,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
-use mp_proc::{Error, Result, deadline_after};
+use mp_proc::plumbing::deadline_after;
+use mp_proc::{Error, Result};
 
 use crate::registry::handle;
 
@@ -329,7 +330,7 @@ impl Condition {
         predicate: impl FnMut() -> bool,
         timeout: Option<Duration>,
     ) -> Result<(LockGuard<'a>, bool)> {
-        mp_proc::wait_for_with(guard, predicate, timeout, |g, until| {
+        mp_proc::plumbing::wait_for_with(guard, predicate, timeout, |g, until| {
             self.wait_until(g, until)
         })
     }

@@ -174,7 +174,7 @@ impl Shared {
         mut ready: impl FnMut(&mut Object) -> Option<R>,
     ) -> (MutexGuard<'a, Object>, Waited<R>) {
         // A wait too long to represent is a wait without end.
-        let deadline = wait.and_then(mp_proc::deadline_after);
+        let deadline = wait.and_then(mp_proc::plumbing::deadline_after);
         let mut first = true;
         loop {
             if let Some(r) = ready(&mut guard) {
@@ -632,7 +632,7 @@ impl Shared {
             Ok(Err(e)) => fail(Failure::Remote(e.to_string())),
             Err(panic) => fail(Failure::Remote(format!(
                 "method {method:?} panicked: {}",
-                mp_proc::panic_message(&*panic)
+                mp_proc::plumbing::panic_message(&*panic)
             ))),
         }
     }

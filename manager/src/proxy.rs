@@ -67,7 +67,7 @@ impl Serialize for Reference {
     /// dict or a queue.
     ///
     /// The bytes are signed with the manager's key (see
-    /// [`HandleKey`](mp_proc::codec::HandleKey)): a receiver connects only to
+    /// [`HandleKey`](mp_proc::plumbing::HandleKey)): a receiver connects only to
     /// an address that a holder of that key wrote, so bytes from a peer
     /// without it never make a program answer another server's challenge
     /// with its key.
@@ -77,7 +77,7 @@ impl Serialize for Reference {
             .call(&Request::Lend(self.id))
             .map_err(S::Error::custom)?;
         let key =
-            mp_proc::codec::is_spawning().then(|| serde_bytes::Bytes::new(self.link.authkey()));
+            mp_proc::plumbing::is_spawning().then(|| serde_bytes::Bytes::new(self.link.authkey()));
         let address = self.link.address.to_string();
         let tag = reference_tag(self.link.authkey(), &address, self.id);
         (address, self.id, key, serde_bytes::Bytes::new(&tag)).serialize(s)
@@ -89,7 +89,7 @@ const PROXY: &str = "manager proxy";
 
 /// The tag of a reference to object `id` at `address`, under `authkey`.
 fn reference_tag(authkey: &[u8], address: &str, id: u64) -> [u8; 16] {
-    mp_proc::codec::HandleKey::new(authkey).sign(PROXY, &[address.as_bytes(), &id.to_le_bytes()])
+    mp_proc::plumbing::HandleKey::new(authkey).sign(PROXY, &[address.as_bytes(), &id.to_le_bytes()])
 }
 
 impl<'de> Deserialize<'de> for Reference {
@@ -112,15 +112,15 @@ impl<'de> Deserialize<'de> for Reference {
         // tree made for this process (a child's args): from a peer, a key of
         // its own would let it choose where this process connects.
         let key = match key {
-            Some(k) if mp_proc::codec::is_receiving_from_parent() => k.into_vec(),
+            Some(k) if mp_proc::plumbing::is_receiving_from_parent() => k.into_vec(),
             _ => crate::link::known_key(&address),
         };
-        if !mp_proc::codec::HandleKey::new(&key).verify(
+        if !mp_proc::plumbing::HandleKey::new(&key).verify(
             PROXY,
             &[text.as_bytes(), &id.to_le_bytes()],
             &tag,
         ) {
-            return Err(mp_proc::codec::decode_failure(format!(
+            return Err(mp_proc::plumbing::decode_failure(format!(
                 "a proxy to {address} whose signature does not check under the key for that \
                  address: not made by a holder of the manager's key, or changed; not connecting"
             )));
@@ -861,7 +861,7 @@ impl ConditionProxy {
         predicate: impl FnMut() -> bool,
         timeout: Option<Duration>,
     ) -> Result<(ProxyGuard<'a>, bool)> {
-        mp_proc::wait_for_with(guard, predicate, timeout, |g, until| {
+        mp_proc::plumbing::wait_for_with(guard, predicate, timeout, |g, until| {
             let left = until.map(|u| u.saturating_duration_since(std::time::Instant::now()));
             self.wait_until(g, left)
         })

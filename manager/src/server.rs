@@ -203,7 +203,7 @@ fn make(t: &Type, typeid: &str) -> crate::Result<Object> {
         Ok(served) => served.map(Object::Registered),
         Err(p) => Err(crate::link::remote(format!(
             "the factory of {typeid:?} panicked: {}",
-            mp_proc::panic_message(&*p)
+            mp_proc::plumbing::panic_message(&*p)
         ))),
     }
 }

@@ -8,7 +8,8 @@
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Mutex;
 
-use mp_proc::{Connection, SignalFd, SignalFds};
+use mp_proc::Connection;
+use mp_proc::plumbing::{SignalFd, SignalFds};
 
 /// What the SIGTERM handler writes to: a duplicate of the serving loop's
 /// stop pipe, which mp-proc's table keeps open while a handler may write to

@@ -10,7 +10,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use mp_proc::{Connection, ErasedFunction, ProcessLike};
+use mp_proc::plumbing::ErasedFunction;
+use mp_proc::{Connection, ProcessLike};
 
 use crate::error::{Error, Result};
 use crate::records;
@@ -235,7 +236,7 @@ pub(crate) struct Core {
 pub(crate) struct Setup {
     pub(crate) processes: usize,
     pub(crate) spawner: Spawner,
-    pub(crate) initializer: Option<(ErasedFunction, mp_proc::codec::Packed)>,
+    pub(crate) initializer: Option<(ErasedFunction, mp_proc::plumbing::Packed)>,
     pub(crate) maxtasks: Option<usize>,
     /// The workers are threads of this process (no start method).
     pub(crate) threads: bool,
@@ -1040,8 +1041,8 @@ fn spin_then_wait(
     if spin && several_cpus() {
         let end = Instant::now() + SPIN;
         loop {
-            let (r, w) = mp_proc::connection::wait_fds_rw(fds, out, Some(Duration::ZERO))
-                .unwrap_or_default();
+            let (r, w) =
+                mp_proc::plumbing::wait_fds_rw(fds, out, Some(Duration::ZERO)).unwrap_or_default();
             if !r.is_empty() || !w.is_empty() {
                 return (r, w);
             }
@@ -1051,5 +1052,5 @@ fn spin_then_wait(
             std::thread::yield_now();
         }
     }
-    mp_proc::connection::wait_fds_rw(fds, out, None).unwrap_or_default()
+    mp_proc::plumbing::wait_fds_rw(fds, out, None).unwrap_or_default()
 }

@@ -3,7 +3,8 @@
 use std::fmt;
 use std::sync::Arc;
 
-use mp_proc::{Context, Function, Payload, StarFunction};
+use mp_proc::plumbing::StarFunction;
+use mp_proc::{Context, Function, Payload};
 
 use crate::core::{Core, ItemResult, Job, Setup};
 use crate::error::{Error, Result};
@@ -60,7 +61,10 @@ pub struct Pool {
 #[derive(Default)]
 pub struct PoolBuilder {
     processes: Option<usize>,
-    initializer: Option<(mp_proc::ErasedFunction, Result<mp_proc::codec::Packed>)>,
+    initializer: Option<(
+        mp_proc::plumbing::ErasedFunction,
+        Result<mp_proc::plumbing::Packed>,
+    )>,
     maxtasks: Option<usize>,
     spawner: Option<(crate::core::Spawner, Option<mp_proc::StartMethod>, usize)>,
 }
@@ -90,7 +94,7 @@ impl PoolBuilder {
         let erased = Function::new(f).erased();
         self.initializer = Some((
             erased,
-            mp_proc::codec::Packed::pack(&args).map_err(Error::from),
+            mp_proc::plumbing::Packed::pack(&args).map_err(Error::from),
         ));
         self
     }
@@ -210,7 +214,7 @@ fn decode_all<R: Payload>(job: &Job, items: usize) -> Result<Vec<R>> {
 fn encode<A: serde::Serialize + 'static>(a: &A) -> ItemResult {
     mp_proc::codec::encode(a).map_err(|e| {
         let e = Error::from(e);
-        if mp_proc::codec::Packed::pack(a).is_ok() {
+        if mp_proc::plumbing::Packed::pack(a).is_ok() {
             Error::Encoding {
                 message: format!(
                     "{e}: a pool task's arguments cannot hold handles; give them to \
@@ -250,7 +254,7 @@ impl Pool {
         self.core.processes
     }
 
-    fn check(&self, func: &mp_proc::ErasedFunction) -> Result<()> {
+    fn check(&self, func: &mp_proc::plumbing::ErasedFunction) -> Result<()> {
         if let Some(m) = self.method {
             func.check(m, "a pool task")?;
         }
@@ -262,7 +266,7 @@ impl Pool {
     /// one buffer, with no allocation per item.
     fn submit<A: Payload, R: Payload>(
         &self,
-        func: mp_proc::ErasedFunction,
+        func: mp_proc::plumbing::ErasedFunction,
         items: impl IntoIterator<Item = A>,
         chunksize: Option<usize>,
         decode: crate::result::Decode<R>,

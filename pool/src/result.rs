@@ -5,7 +5,8 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mp_proc::{ErasedFunction, Payload};
+use mp_proc::Payload;
+use mp_proc::plumbing::ErasedFunction;
 
 use crate::core::{Chunk, Core, ItemResult, Job, JobId};
 use crate::error::{Error, Result};
@@ -91,7 +92,7 @@ impl<R: Payload> AsyncResult<R> {
         if let Some(e) = &self.failed {
             return Err(e.clone());
         }
-        if !self.wait_until(mp_proc::deadline_after(timeout)) {
+        if !self.wait_until(mp_proc::plumbing::deadline_after(timeout)) {
             return Err(Error::Timeout);
         }
         self.with_job(|job| (self.decode)(job, self.items))
@@ -112,7 +113,7 @@ impl<R: Payload> AsyncResult<R> {
     /// Waits until the result is ready or `timeout` passes (`None`: as long as
     /// it takes); returns whether it is ready.
     pub fn wait(&self, timeout: Option<Duration>) -> bool {
-        self.wait_until(timeout.and_then(mp_proc::deadline_after))
+        self.wait_until(timeout.and_then(mp_proc::plumbing::deadline_after))
     }
 
     /// Whether the result is ready.

@@ -26,12 +26,12 @@ pub(crate) fn ignore_sigint() {
 /// keeps each open until no handler may still write to it: a pool that ends
 /// while a handler runs cannot have its number taken by another file that
 /// the handler then writes into.
-static WAKE_FDS: mp_proc::SignalFds<64> = mp_proc::SignalFds::new();
+static WAKE_FDS: mp_proc::plumbing::SignalFds<64> = mp_proc::plumbing::SignalFds::new();
 /// How many SIGINTs the handler has seen.
 static INTERRUPTS: AtomicU64 = AtomicU64::new(0);
 
 /// A pool scheduler's wake-up, in the handler's table while its pool runs.
-pub(crate) type Wake = mp_proc::SignalFd<std::fs::File, 64>;
+pub(crate) type Wake = mp_proc::plumbing::SignalFd<std::fs::File, 64>;
 
 /// Takes a pool's wake-up out of the handler's table (its pool has ended);
 /// the last one restores SIGINT's default action if the handler is

@@ -6,7 +6,8 @@ use std::cell::Cell;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::time::{Duration, Instant};
 
-use mp_proc::{BoundFunction, Connection, ErasedFunction};
+use mp_proc::Connection;
+use mp_proc::plumbing::{BoundFunction, ErasedFunction};
 use serde::{Deserialize, Serialize};
 
 use crate::records;
@@ -71,7 +72,7 @@ pub(crate) enum FromWorker {
 #[derive(Serialize, Deserialize)]
 pub(crate) struct WorkerArgs {
     pub(crate) conn: Connection,
-    pub(crate) initializer: Option<(ErasedFunction, mp_proc::codec::Packed)>,
+    pub(crate) initializer: Option<(ErasedFunction, mp_proc::plumbing::Packed)>,
     pub(crate) maxtasks: Option<usize>,
     /// `id + 1` of the task the worker is running (0: none yet), written
     /// before each task: if the worker dies, the pool knows which task was
@@ -102,13 +103,13 @@ fn call(func: &BoundFunction, args: &[u8], out: &mut Vec<u8>) -> Result<(), Exit
             out.truncate(at);
             records::push(out, records::ENCODING, e.to_string().as_bytes());
         }
-        Err(payload) if mp_proc::is_exit_request(&*payload) => return Err(payload),
+        Err(payload) if mp_proc::plumbing::is_exit_request(&*payload) => return Err(payload),
         Err(payload) => {
             out.truncate(at);
             records::push(
                 out,
                 records::PANICKED,
-                mp_proc::panic_message(&*payload).as_bytes(),
+                mp_proc::plumbing::panic_message(&*payload).as_bytes(),
             );
         }
     }
@@ -190,9 +191,11 @@ pub(crate) fn catch_task<R>(f: impl FnOnce() -> R) -> crate::Result<R> {
     let _in_tasks = InTasks::enter();
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(v) => Ok(v),
-        Err(payload) if mp_proc::is_exit_request(&*payload) => std::panic::resume_unwind(payload),
+        Err(payload) if mp_proc::plumbing::is_exit_request(&*payload) => {
+            std::panic::resume_unwind(payload)
+        }
         Err(payload) => Err(crate::Error::Panicked {
-            message: mp_proc::panic_message(&*payload),
+            message: mp_proc::plumbing::panic_message(&*payload),
         }),
     }
 }

@@ -421,7 +421,10 @@ pub(crate) fn child_main(
         }
         Err(payload) => match payload.downcast::<ExitRequest>() {
             Ok(exit) => (exit.0, None),
-            Err(payload) => (1, Some(Outcome::Panicked(crate::panic_message(&*payload)))),
+            Err(payload) => (
+                1,
+                Some(Outcome::Panicked(crate::function::panic_message(&*payload))),
+            ),
         },
     };
     if let (Some(fd), Some(outcome)) = (result, outcome) {

@@ -73,7 +73,7 @@ impl<A, R> fmt::Debug for Function<A, R> {
 /// Python's `starmap` applies.
 ///
 /// ```
-/// use mp_proc::StarFunction;
+/// use mp_proc::plumbing::StarFunction;
 /// fn add(a: u32, b: u32) -> u32 {
 ///     a + b
 /// }
@@ -114,7 +114,7 @@ star!(star5_runner(A, B, C, D, E));
 /// A [`Function`] without its types: it takes and returns encoded values.
 ///
 /// Its bytes carry a tag under this process tree's key (see
-/// [`HandleKey`](crate::codec::HandleKey)): bytes that no process of the
+/// [`HandleKey`](crate::handle::HandleKey)): bytes that no process of the
 /// tree made, or that were changed (a runner and a target swapped, an offset
 /// moved), do not decode.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
@@ -303,7 +303,7 @@ impl fmt::Debug for BoundFunction {
 ///
 /// ```
 /// let p = std::panic::catch_unwind(|| panic!("boom {}", 1)).unwrap_err();
-/// assert_eq!(mp_proc::panic_message(&*p), "boom 1");
+/// assert_eq!(mp_proc::plumbing::panic_message(&*p), "boom 1");
 /// ```
 pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {

@@ -21,8 +21,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::codec::{self, Packed};
-use crate::{Connection, ErasedFunction, Error, FnPointer, StartMethod};
+use crate::function::ErasedFunction;
+use crate::wire::codec::{self, Packed};
+use crate::{Connection, Error, FnPointer, StartMethod};
 
 /// The authentication key both handshake targets use.
 pub const AUTHKEY: &[u8] = b"fuzzing key";

@@ -38,7 +38,7 @@ const DERIVATION: &[u8] = b"mp handle signing key, version 1";
 /// never check as another.
 ///
 /// ```
-/// use mp_proc::codec::HandleKey;
+/// use mp_proc::plumbing::HandleKey;
 /// let key = HandleKey::new(b"manager secret");
 /// let tag = key.sign("proxy", &[b"/tmp/socket", &7u64.to_le_bytes()]);
 /// assert!(key.verify("proxy", &[b"/tmp/socket", &7u64.to_le_bytes()], &tag));
@@ -118,7 +118,7 @@ impl HandleKey {
 /// handle records so that it is rebuilt only as the type it was made as.
 ///
 /// ```
-/// use mp_proc::codec::type_tag;
+/// use mp_proc::plumbing::type_tag;
 /// assert_eq!(type_tag::<Vec<u8>>(), type_tag::<Vec<u8>>());
 /// assert_ne!(type_tag::<bool>(), type_tag::<u8>());
 /// ```

@@ -3,7 +3,6 @@
 #![deny(unsafe_code)]
 
 mod bootstrap;
-pub mod codec;
 #[doc(hidden)]
 pub mod conformance;
 pub mod connection;
@@ -26,6 +25,17 @@ mod sync;
 mod sys;
 mod tracker;
 mod traits;
+mod wire;
+
+/// The encoding of typed values between processes (postcard), for crates
+/// that carry values of their own (a pool's arguments and results, a
+/// manager's requests). Handles (`Connection`, queues, ...) cannot be encoded
+/// by [`encode`](codec::encode): they travel inside a child's `args`.
+pub mod codec {
+    pub use crate::wire::codec::{decode, encode, encode_into};
+}
+#[doc(hidden)]
+pub mod plumbing;
 
 pub use connection::{Connection, pipe};
 pub use context::{
@@ -33,31 +43,24 @@ pub use context::{
     set_start_method,
 };
 pub use error::{BoxError, Error, Result};
-pub use function::{
-    BoundFunction, ErasedFunction, FnPointer, FnPtr, Function, StarFunction, is_exit_request,
-    panic_message,
-};
+pub use function::{FnPointer, Function};
 pub use payload::Payload;
 pub use process::{
     JoinHandle, Process, ProcessInfo, active_children, current_process, exit, init, parent_process,
     spawn,
 };
 pub use queue::{JoinableQueue, Queue, SimpleQueue};
-#[doc(hidden)]
-pub use sync::shared::{deadline_after, spin_until_ready};
 pub use sync::{
     Array, Barrier, BoundedSemaphore, Condition, Event, Lock, LockGuard, RLock, RawArray, RawValue,
-    Semaphore, Shareable, SharedGuard, SharedMemory, Value, wait_for_with,
+    Semaphore, Shareable, SharedGuard, SharedMemory, Value,
 };
 /// The loom model's switch (tests/loom.rs): `--cfg loom` builds only.
 #[cfg(loom)]
 #[doc(hidden)]
 pub use sys::atomics::model::{Handshake, set_handshake};
-#[doc(hidden)]
-pub use sys::signal_fds::{SignalFd, SignalFds};
 pub use traits::{
     BarrierLike, ConditionLike, Context, EventLike, GuardOf, JoinableQueueLike, LockLike,
-    ProcessLike, QueueLike, SemaphoreLike, ValueLike,
+    ProcessLike, QueueLike, SemaphoreLike, ValueLike, Workers,
 };
 
 /// The workspace README's examples, compiled and run as doctests.

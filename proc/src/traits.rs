@@ -181,6 +181,25 @@ pub trait ValueLike<T>: Clone + Payload {
     fn update(&self, f: impl FnOnce(&mut T)) -> Result<T>;
 }
 
+/// Where a [`Context`] runs its processes, which decides how a pool's tasks
+/// travel to its workers.
+///
+/// ```
+/// use mp_proc::{Context, StartMethod, Workers, get_context};
+///
+/// let ctx = get_context(StartMethod::Fork);
+/// assert_eq!(ctx.workers(), Workers::Processes(StartMethod::Fork));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Workers {
+    /// Processes of this machine, started by this method: tasks travel
+    /// encoded, over connections.
+    Processes(crate::StartMethod),
+    /// Threads of this process: tasks travel as closures, not encoded.
+    Threads,
+}
+
 /// Python's context objects: one family of processes (or threads) and the
 /// primitives they share.
 ///
@@ -230,8 +249,16 @@ pub trait Context: Clone + Send + Sync + 'static {
     fn name(&self) -> &'static str;
     /// A process (or thread) that will run `target(args)`.
     fn process<A: Payload>(&self, target: fn(A), args: A) -> Self::Process;
+    /// Where this context runs its processes: how a pool's tasks travel to
+    /// its workers.
+    fn workers(&self) -> Workers;
     /// The start method, for processes (`None` for threads).
-    fn start_method(&self) -> Option<crate::StartMethod>;
+    fn start_method(&self) -> Option<crate::StartMethod> {
+        match self.workers() {
+            Workers::Processes(method) => Some(method),
+            Workers::Threads => None,
+        }
+    }
     /// A queue with no item limit.
     fn queue<T: Payload>(&self) -> Result<Self::Queue<T>>;
     /// A queue of at most `maxsize` items.
@@ -512,8 +539,8 @@ impl Context for crate::ProcessContext {
     fn process<A: Payload>(&self, target: fn(A), args: A) -> crate::Process {
         crate::ProcessContext::process(self, target, args)
     }
-    fn start_method(&self) -> Option<crate::StartMethod> {
-        Some(self.get_start_method())
+    fn workers(&self) -> Workers {
+        Workers::Processes(self.get_start_method())
     }
     fn queue<T: Payload>(&self) -> Result<crate::Queue<T>> {
         crate::Queue::new()

@@ -68,7 +68,7 @@ fn a_proxy_from_a_peer_with_its_own_key_does_not_connect() {
     let key = b"the attacker's own key".to_vec();
     // Signed under the key that comes along: before, this passed and the
     // program connected to the attacker's address.
-    let tag = mp_proc::codec::HandleKey::new(&key)
+    let tag = mp_proc::plumbing::HandleKey::new(&key)
         .sign("manager proxy", &[text.as_bytes(), &7u64.to_le_bytes()]);
     let forged = codec::encode(&(
         text,

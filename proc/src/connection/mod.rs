@@ -4,6 +4,7 @@ mod auth;
 mod conn;
 mod listener;
 
+pub(crate) mod fds;
 pub use auth::{answer_challenge, deliver_challenge};
 pub use conn::{Connection, DEFAULT_MAX_FRAME_LEN, pipe};
 pub use listener::{Address, Client, HANDSHAKE_TIMEOUT, Listener, PendingConnection};
@@ -55,19 +56,4 @@ pub fn wait_fds(
 ) -> Result<Vec<usize>> {
     let ready = crate::sys::fd::wait_readable(fds, timeout).os("wait")?;
     Ok((0..fds.len()).filter(|&i| ready[i]).collect())
-}
-
-/// As [`wait_fds`], also waiting for any of `write` to be writable (for a
-/// caller that writes without blocking, see
-/// [`Connection::write_nonblocking`]); returns the indices of the ready ones
-/// of each list.
-pub fn wait_fds_rw(
-    read: &[std::os::fd::BorrowedFd<'_>],
-    write: &[std::os::fd::BorrowedFd<'_>],
-    timeout: Option<Duration>,
-) -> Result<(Vec<usize>, Vec<usize>)> {
-    let ready = crate::sys::fd::wait_ready(read, write, timeout).os("wait")?;
-    let (r, w) = ready.split_at(read.len());
-    let indices = |v: &[bool]| (0..v.len()).filter(|&i| v[i]).collect();
-    Ok((indices(r), indices(w)))
 }

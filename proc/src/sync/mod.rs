@@ -2,14 +2,14 @@
 //! `multiprocessing.synchronize` and `sharedctypes`, process-shared under
 //! every start method.
 
-mod condition;
+pub(crate) mod condition;
 mod lock;
 mod semaphore;
 pub(crate) mod shared;
 mod shared_memory;
 mod value;
 
-pub use condition::{Barrier, Condition, wait_for_with};
+pub use condition::{Barrier, Condition};
 pub use lock::{Lock, LockGuard, RLock};
 pub use semaphore::{BoundedSemaphore, Event, Semaphore};
 pub use shared_memory::SharedMemory;

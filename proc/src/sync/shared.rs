@@ -24,7 +24,7 @@ impl Shared {
     }
 
     /// Writes the descriptor's index and the handle's type: a handle of
-    /// kind `kind` over items of type `elem` ([`type_tag`](crate::codec::type_tag),
+    /// kind `kind` over items of type `elem` ([`type_tag`](crate::handle::type_tag),
     /// 0 for none).
     pub(crate) fn serialize<S: Serializer>(
         &self,
@@ -101,7 +101,7 @@ pub(crate) fn spin_until(ready: impl Fn() -> bool, deadline: Option<Instant>) ->
 ///
 /// ```
 /// let done = std::sync::atomic::AtomicBool::new(true);
-/// assert!(mp_proc::spin_until_ready(|| done.load(std::sync::atomic::Ordering::Acquire)));
+/// assert!(mp_proc::plumbing::spin_until_ready(|| done.load(std::sync::atomic::Ordering::Acquire)));
 /// ```
 #[doc(hidden)]
 pub fn spin_until_ready(ready: impl Fn() -> bool) -> bool {
@@ -140,8 +140,8 @@ pub(crate) fn poll_until(ready: impl Fn() -> bool) -> bool {
 ///
 /// ```
 /// use std::time::Duration;
-/// assert!(mp_proc::deadline_after(Duration::from_secs(1)).is_some());
-/// assert_eq!(mp_proc::deadline_after(Duration::MAX), None);
+/// assert!(mp_proc::plumbing::deadline_after(Duration::from_secs(1)).is_some());
+/// assert_eq!(mp_proc::plumbing::deadline_after(Duration::MAX), None);
 /// ```
 #[doc(hidden)]
 pub fn deadline_after(timeout: Duration) -> Option<Instant> {

@@ -52,7 +52,7 @@ fn set_errno(e: i32) {
 ///
 /// ```
 /// use std::io::Read;
-/// static TABLE: mp_proc::SignalFds<4> = mp_proc::SignalFds::new();
+/// static TABLE: mp_proc::plumbing::SignalFds<4> = mp_proc::plumbing::SignalFds::new();
 /// let (mut r, w) = std::os::unix::net::UnixStream::pair()?;
 /// let w = TABLE.register(w);
 /// // What a signal handler calls (async-signal-safe):

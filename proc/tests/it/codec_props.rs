@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::fd::AsFd;
 
-use mp_proc::codec::{self, Packed};
+use mp_proc::codec;
+use mp_proc::plumbing::Packed;
 use mp_proc::{Connection, Error, pipe};
 use mp_testkit::guard;
 use proptest::prelude::*;

@@ -2,7 +2,8 @@
 //! this tree made, bytes made for another type, and bytes changed by one bit
 //! never become a function reference or a handle.
 
-use mp_proc::codec::{self, Packed};
+use mp_proc::codec;
+use mp_proc::plumbing::Packed;
 use mp_proc::{
     Array, Error, FnPointer, Function, Process, Queue, RawArray, SharedMemory, StartMethod, Value,
 };
@@ -59,8 +60,8 @@ fn function_references_edited_by_one_bit_do_not_decode() {
     let p = codec::encode(&FnPointer::new(square as fn(u64) -> u64)).unwrap();
     every_bit_flip_fails::<FnPointer<fn(u64) -> u64>>(&p);
     let f = codec::encode(&Function::new(square).erased()).unwrap();
-    every_bit_flip_fails::<mp_proc::ErasedFunction>(&f);
-    assert!(codec::decode::<mp_proc::ErasedFunction>(&f).is_ok());
+    every_bit_flip_fails::<mp_proc::plumbing::ErasedFunction>(&f);
+    assert!(codec::decode::<mp_proc::plumbing::ErasedFunction>(&f).is_ok());
 }
 
 /// The fields of an `ErasedFunction` as they go on the wire.
@@ -74,7 +75,7 @@ fn an_erased_function_with_runner_and_target_swapped_does_not_decode() {
     // Before: this decoded and ran `square` as the runner, on a runner's
     // arguments.
     let swapped = codec::encode(&ErasedWire(target, runner, fp, tag)).unwrap();
-    let r = codec::decode::<mp_proc::ErasedFunction>(&swapped);
+    let r = codec::decode::<mp_proc::plumbing::ErasedFunction>(&swapped);
     assert!(
         is_decode_error(&r, "signature does not check"),
         "{:?}",
@@ -82,7 +83,7 @@ fn an_erased_function_with_runner_and_target_swapped_does_not_decode() {
     );
     // Nor with a tag of zeros, nor one from another function.
     let zero = codec::encode(&ErasedWire(target, runner, fp, [0; 16])).unwrap();
-    assert!(codec::decode::<mp_proc::ErasedFunction>(&zero).is_err());
+    assert!(codec::decode::<mp_proc::plumbing::ErasedFunction>(&zero).is_err());
 }
 
 /// Runs in a re-run of this binary (another process tree, another authkey):
@@ -120,7 +121,7 @@ fn function_references_of_another_process_tree_do_not_decode() {
     // The same executable (same fingerprint, same offsets), another authkey.
     let p = codec::decode::<FnPointer<fn(u64) -> u64>>(&field("fnpointer"));
     assert!(is_decode_error(&p, "signature does not check"));
-    let e = codec::decode::<mp_proc::ErasedFunction>(&field("erased"));
+    let e = codec::decode::<mp_proc::plumbing::ErasedFunction>(&field("erased"));
     assert!(is_decode_error(&e, "signature does not check"));
     // Made here, the same function decodes.
     let here = codec::encode(&FnPointer::new(square as fn(u64) -> u64)).unwrap();

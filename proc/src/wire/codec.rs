@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::Result;
-pub use crate::handle::{HandleKey, type_tag};
+use crate::handle::type_tag;
 
 /// Encodes `value`.
 ///
@@ -46,7 +46,7 @@ pub fn encode_into<T: Serialize + ?Sized>(value: &T, out: Vec<u8>) -> Result<Vec
 ///     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Even, D::Error> {
 ///         let n = u8::deserialize(d)?;
 ///         if n % 2 == 1 {
-///             return Err(mp_proc::codec::decode_failure(format!("{n} is odd")));
+///             return Err(mp_proc::plumbing::decode_failure(format!("{n} is odd")));
 ///         }
 ///         Ok(Even(n))
 ///     }
@@ -64,7 +64,7 @@ pub fn decode_failure<E: serde::de::Error>(message: String) -> E {
 /// its own children should get (a manager proxy includes its authkey).
 ///
 /// ```
-/// assert!(!mp_proc::codec::is_spawning());
+/// assert!(!mp_proc::plumbing::is_spawning());
 /// ```
 pub fn is_spawning() -> bool {
     crate::payload::encoding_for_child()
@@ -76,7 +76,7 @@ pub fn is_spawning() -> bool {
 /// then trust what only a parent puts there (a manager proxy's authkey).
 ///
 /// ```
-/// assert!(!mp_proc::codec::is_receiving_from_parent());
+/// assert!(!mp_proc::plumbing::is_receiving_from_parent());
 /// ```
 pub fn is_receiving_from_parent() -> bool {
     crate::payload::from_parent()
@@ -90,7 +90,7 @@ pub fn is_receiving_from_parent() -> bool {
 ///
 /// ```
 /// let q = mp_proc::Queue::<u8>::new()?;
-/// let packed = mp_proc::codec::Packed::pack(&(q.clone(), 7u8))?;
+/// let packed = mp_proc::plumbing::Packed::pack(&(q.clone(), 7u8))?;
 /// let (q2, n): (mp_proc::Queue<u8>, u8) = packed.unpack()?;
 /// q2.put(n)?;
 /// assert_eq!(q.get()?, 7);
@@ -101,7 +101,7 @@ pub fn is_receiving_from_parent() -> bool {
 /// an error, not a value built from bytes made for another type.
 ///
 /// ```
-/// let packed = mp_proc::codec::Packed::pack(&7u8)?;
+/// let packed = mp_proc::plumbing::Packed::pack(&7u8)?;
 /// assert!(packed.unpack::<bool>().is_err());
 /// assert_eq!(packed.unpack::<u8>()?, 7);
 /// # Ok::<(), mp_proc::Error>(())

@@ -1,0 +1,3 @@
+//! The wire: how values, handles and function references become bytes.
+
+pub(crate) mod codec;
