@@ -20,7 +20,7 @@ fn run<C: Context>(ctx: &C) -> Vec<(u32, u64)> {
     for p in &mut ps {
         p.start().unwrap();
     }
-    go.set();
+    go.set().unwrap();
     let mut out: Vec<(u32, u64)> = (0..4).map(|_| q.get().unwrap()).collect();
     for p in &mut ps {
         assert_eq!(p.join().unwrap(), 0);
