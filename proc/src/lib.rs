@@ -3,8 +3,6 @@
 #![deny(unsafe_code)]
 
 mod bootstrap;
-#[doc(hidden)]
-pub mod conformance;
 pub mod connection;
 mod context;
 mod depth;

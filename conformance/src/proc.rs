@@ -4,15 +4,12 @@
 //! runs them for threads. Each check panics with a message when the backend
 //! misbehaves; [`conformance_tests!`](crate::conformance_tests) makes a
 //! `#[test]` of each.
-//!
-//! Hidden from the documentation: a tool for the workspace's own tests, not
-//! part of the stable API.
 
 #![allow(missing_docs, clippy::unwrap_used)]
 
 use std::time::Duration;
 
-use crate::{
+use mp_proc::{
     BarrierLike, ConditionLike, ConnectionLike, Context, Error, EventLike, JoinableQueueLike,
     LockLike, ProcessLike, QueueLike, SemaphoreLike, ValueLike,
 };
@@ -37,7 +34,7 @@ macro_rules! conformance_tests {
             pipe_to_a_worker);
     };
     (@each $ctx:expr, $setup:expr; $($name:ident),*) => {
-        $( #[test] fn $name() { let _setup = $setup; $crate::conformance::$name(&$ctx) } )*
+        $( #[test] fn $name() { let _setup = $setup; $crate::proc::$name(&$ctx) } )*
     };
 }
 
