@@ -81,7 +81,7 @@ fn main() -> mp_proc::Result<()> {
         ),
     ] {
         println!("{what}");
-        let on_threads = timed(&mp_dummy::ThreadContext, n, rounds)?;
+        let on_threads = timed(&mp_dummy::ThreadContext::new(), n, rounds)?;
         for method in [
             StartMethod::Fork,
             StartMethod::Forkserver,

@@ -31,12 +31,34 @@ use crate::{
 ///     q.get()
 /// }
 ///
-/// assert_eq!(run(&mp_dummy::ThreadContext)?, 81);
+/// assert_eq!(run(&mp_dummy::ThreadContext::new())?, 81);
 /// assert_eq!(run(&mp_proc::get_context(mp_proc::StartMethod::Fork))?, 81);
 /// # Ok::<(), mp_proc::Error>(())
 /// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ThreadContext;
+
+impl ThreadContext {
+    /// The thread context (Python's `multiprocessing.dummy` module, which
+    /// plays the part of a context); the same as `ThreadContext::default()`.
+    ///
+    /// ```
+    /// use mp_proc::{Context, Workers};
+    /// use mp_dummy::ThreadContext;
+    ///
+    /// let ctx = ThreadContext::new();
+    /// assert_eq!(ctx.workers(), Workers::Threads);
+    /// assert_eq!(ctx.start_method(), None);
+    /// assert_eq!(ctx.name(), ThreadContext::default().name());
+    /// let q = ctx.queue::<u8>()?;
+    /// q.put(1)?;
+    /// assert_eq!(q.get()?, 1);
+    /// # Ok::<(), mp_proc::Error>(())
+    /// ```
+    pub const fn new() -> ThreadContext {
+        ThreadContext
+    }
+}
 
 // Each core method calls the inherent method of the same wait: a zero
 // timeout is the non-blocking attempt (Python's `block=False`).
