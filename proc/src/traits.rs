@@ -183,6 +183,38 @@ pub trait JoinableQueueLike<T>: QueueLike<T> {
 /// assert!(LockLike::try_acquire(&lock)?.is_some());
 /// # Ok::<(), mp_proc::Error>(())
 /// ```
+///
+/// A backend of its own writes the two core methods and gets the rest:
+///
+/// ```
+/// use std::time::Duration;
+/// use mp_proc::{Lock, LockGuard, LockLike, Result};
+///
+/// /// A lock that says how it was asked to wait (a proxy would send it).
+/// #[derive(Clone, serde::Serialize, serde::Deserialize)]
+/// struct Traced(Lock);
+///
+/// impl LockLike for Traced {
+///     type Guard<'a> = LockGuard<'a>;
+///     fn acquire_within(&self, timeout: Option<Duration>) -> Result<Option<LockGuard<'_>>> {
+///         println!("acquire, timeout {timeout:?}");
+///         match timeout {
+///             None => self.0.acquire().map(Some),
+///             Some(Duration::ZERO) => self.0.try_acquire(),
+///             Some(t) => self.0.acquire_timeout(t),
+///         }
+///     }
+///     fn release(&self) -> Result<()> {
+///         self.0.release()
+///     }
+/// }
+///
+/// let lock = Traced(Lock::new()?);
+/// drop(lock.acquire()?);
+/// drop(lock.acquire_timeout(Duration::from_secs(1))?.expect("free"));
+/// assert!(lock.try_acquire()?.is_some());
+/// # Ok::<(), mp_proc::Error>(())
+/// ```
 pub trait LockLike: Clone + Payload {
     /// What holds the lock until dropped.
     type Guard<'a>
