@@ -47,7 +47,7 @@ fn run<C: Context>(ctx: &C, n: u64, rounds: u64) -> mp_proc::Result<u64> {
     for _ in 0..WORKERS {
         jobs.put(None)?;
     }
-    go.set();
+    go.set()?;
     let mut sum = 0u64;
     for _ in 0..n {
         sum = sum.wrapping_add(results.get()?);
@@ -81,7 +81,7 @@ fn main() -> mp_proc::Result<()> {
         ),
     ] {
         println!("{what}");
-        let on_threads = timed(&mp_dummy::ThreadContext, n, rounds)?;
+        let on_threads = timed(&mp_dummy::ThreadContext::new(), n, rounds)?;
         for method in [
             StartMethod::Fork,
             StartMethod::Forkserver,

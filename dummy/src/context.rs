@@ -31,52 +31,91 @@ use crate::{
 ///     q.get()
 /// }
 ///
-/// assert_eq!(run(&mp_dummy::ThreadContext)?, 81);
+/// assert_eq!(run(&mp_dummy::ThreadContext::new())?, 81);
 /// assert_eq!(run(&mp_proc::get_context(mp_proc::StartMethod::Fork))?, 81);
 /// # Ok::<(), mp_proc::Error>(())
 /// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ThreadContext;
 
-macro_rules! queue_like {
-    ($ty:ident) => {
-        impl<T: Send + 'static> QueueLike<T> for $ty<T> {
-            fn put(&self, item: T) -> Result<()> {
-                $ty::put(self, item)
-            }
-            fn put_timeout(&self, item: T, timeout: Duration) -> Result<()> {
-                $ty::put_timeout(self, item, timeout)
-            }
-            fn try_put(&self, item: T) -> Result<()> {
-                $ty::try_put(self, item)
-            }
-            fn get(&self) -> Result<T> {
-                $ty::get(self)
-            }
-            fn get_timeout(&self, timeout: Duration) -> Result<T> {
-                $ty::get_timeout(self, timeout)
-            }
-            fn try_get(&self) -> Result<T> {
-                $ty::try_get(self)
-            }
-            fn qsize(&self) -> usize {
-                $ty::qsize(self)
-            }
-            fn empty(&self) -> bool {
-                $ty::empty(self)
-            }
-            fn full(&self) -> bool {
-                $ty::full(self)
-            }
-            fn close(&self) {
-                $ty::close(self)
-            }
-        }
-    };
+impl ThreadContext {
+    /// The thread context (Python's `multiprocessing.dummy` module, which
+    /// plays the part of a context); the same as `ThreadContext::default()`.
+    ///
+    /// ```
+    /// use mp_proc::{Context, Workers};
+    /// use mp_dummy::ThreadContext;
+    ///
+    /// let ctx = ThreadContext::new();
+    /// assert_eq!(ctx.workers(), Workers::Threads);
+    /// assert_eq!(ctx.start_method(), None);
+    /// assert_eq!(ctx.name(), ThreadContext::default().name());
+    /// let q = ctx.queue::<u8>()?;
+    /// q.put(1)?;
+    /// assert_eq!(q.get()?, 1);
+    /// # Ok::<(), mp_proc::Error>(())
+    /// ```
+    pub const fn new() -> ThreadContext {
+        ThreadContext
+    }
 }
 
-queue_like!(Queue);
-queue_like!(JoinableQueue);
+// Each core method calls the inherent method of the same wait: a zero
+// timeout is the non-blocking attempt (Python's `block=False`).
+
+impl<T: Send + 'static> QueueLike<T> for Queue<T> {
+    fn put_within(&self, item: T, timeout: Option<Duration>) -> Result<()> {
+        match timeout {
+            None => Queue::put(self, item),
+            Some(Duration::ZERO) => Queue::try_put(self, item),
+            Some(t) => Queue::put_timeout(self, item, t),
+        }
+    }
+    fn get_within(&self, timeout: Option<Duration>) -> Result<T> {
+        match timeout {
+            None => Queue::get(self),
+            Some(Duration::ZERO) => Queue::try_get(self),
+            Some(t) => Queue::get_timeout(self, t),
+        }
+    }
+    fn qsize(&self) -> Result<usize> {
+        Ok(Queue::qsize(self))
+    }
+    fn full(&self) -> Result<bool> {
+        Ok(Queue::full(self))
+    }
+    fn close(&self) -> Result<()> {
+        Queue::close(self);
+        Ok(())
+    }
+}
+
+impl<T: Send + 'static> QueueLike<T> for JoinableQueue<T> {
+    fn put_within(&self, item: T, timeout: Option<Duration>) -> Result<()> {
+        match timeout {
+            None => JoinableQueue::put(self, item),
+            Some(Duration::ZERO) => JoinableQueue::try_put(self, item),
+            Some(t) => JoinableQueue::put_timeout(self, item, t),
+        }
+    }
+    fn get_within(&self, timeout: Option<Duration>) -> Result<T> {
+        match timeout {
+            None => JoinableQueue::get(self),
+            Some(Duration::ZERO) => JoinableQueue::try_get(self),
+            Some(t) => JoinableQueue::get_timeout(self, t),
+        }
+    }
+    fn qsize(&self) -> Result<usize> {
+        Ok(JoinableQueue::qsize(self))
+    }
+    fn full(&self) -> Result<bool> {
+        Ok(JoinableQueue::full(self))
+    }
+    fn close(&self) -> Result<()> {
+        JoinableQueue::close(self);
+        Ok(())
+    }
+}
 
 impl<T: Send + 'static> JoinableQueueLike<T> for JoinableQueue<T> {
     fn task_done(&self) -> Result<()> {
@@ -87,63 +126,51 @@ impl<T: Send + 'static> JoinableQueueLike<T> for JoinableQueue<T> {
     }
 }
 
-macro_rules! lock_like {
-    ($ty:ident) => {
-        impl LockLike for $ty {
-            type Guard<'a> = LockGuard<'a>;
-            fn acquire(&self) -> Result<LockGuard<'_>> {
-                $ty::acquire(self)
-            }
-            fn try_acquire(&self) -> Result<Option<LockGuard<'_>>> {
-                $ty::try_acquire(self)
-            }
-            fn acquire_timeout(&self, timeout: Duration) -> Result<Option<LockGuard<'_>>> {
-                $ty::acquire_timeout(self, timeout)
-            }
-            fn release(&self) -> Result<()> {
-                $ty::release(self)
-            }
+impl LockLike for Lock {
+    type Guard<'a> = LockGuard<'a>;
+    fn acquire_within(&self, timeout: Option<Duration>) -> Result<Option<LockGuard<'_>>> {
+        match timeout {
+            None => Lock::acquire(self).map(Some),
+            Some(Duration::ZERO) => Lock::try_acquire(self),
+            Some(t) => Lock::acquire_timeout(self, t),
         }
-    };
+    }
+    fn release(&self) -> Result<()> {
+        Lock::release(self)
+    }
 }
 
-lock_like!(Lock);
-lock_like!(RLock);
+impl LockLike for RLock {
+    type Guard<'a> = LockGuard<'a>;
+    fn acquire_within(&self, timeout: Option<Duration>) -> Result<Option<LockGuard<'_>>> {
+        match timeout {
+            None => RLock::acquire(self).map(Some),
+            Some(Duration::ZERO) => RLock::try_acquire(self),
+            Some(t) => RLock::acquire_timeout(self, t),
+        }
+    }
+    fn release(&self) -> Result<()> {
+        RLock::release(self)
+    }
+}
 
 impl ConditionLike for Condition {
     type Lock = Lock;
     fn lock(&self) -> &Lock {
         Condition::lock(self)
     }
-    fn acquire(&self) -> Result<LockGuard<'_>> {
-        Condition::acquire(self)
-    }
-    fn wait<'a>(&self, guard: LockGuard<'a>) -> Result<LockGuard<'a>>
-    where
-        Lock: 'a,
-    {
-        Condition::wait(self, guard)
-    }
-    fn wait_timeout<'a>(
+    fn wait_within<'a>(
         &self,
         guard: LockGuard<'a>,
-        timeout: Duration,
-    ) -> Result<(LockGuard<'a>, bool)>
-    where
-        Lock: 'a,
-    {
-        Condition::wait_timeout(self, guard, timeout)
-    }
-    fn wait_for<'a>(
-        &self,
-        guard: LockGuard<'a>,
-        predicate: impl FnMut() -> bool,
         timeout: Option<Duration>,
     ) -> Result<(LockGuard<'a>, bool)>
     where
         Lock: 'a,
     {
-        Condition::wait_for(self, guard, predicate, timeout)
+        match timeout {
+            None => Ok((Condition::wait(self, guard)?, true)),
+            Some(t) => Condition::wait_timeout(self, guard, t),
+        }
     }
     fn notify(&self, n: usize) -> Result<()> {
         Condition::notify(self, n)
@@ -153,40 +180,49 @@ impl ConditionLike for Condition {
     }
 }
 
-macro_rules! semaphore_like {
-    ($ty:ident) => {
-        impl SemaphoreLike for $ty {
-            fn acquire(&self) -> Result<()> {
-                $ty::acquire(self)
-            }
-            fn try_acquire(&self) -> Result<bool> {
-                $ty::try_acquire(self)
-            }
-            fn acquire_timeout(&self, timeout: Duration) -> Result<bool> {
-                $ty::acquire_timeout(self, timeout)
-            }
-            fn release(&self) -> Result<()> {
-                $ty::release(self)
-            }
-            fn value(&self) -> usize {
-                $ty::value(self)
-            }
+impl SemaphoreLike for Semaphore {
+    fn acquire_within(&self, timeout: Option<Duration>) -> Result<bool> {
+        match timeout {
+            None => Semaphore::acquire(self).map(|()| true),
+            Some(Duration::ZERO) => Semaphore::try_acquire(self),
+            Some(t) => Semaphore::acquire_timeout(self, t),
         }
-    };
+    }
+    fn release(&self) -> Result<()> {
+        Semaphore::release(self)
+    }
+    fn value(&self) -> Result<usize> {
+        Ok(Semaphore::value(self))
+    }
 }
 
-semaphore_like!(Semaphore);
-semaphore_like!(BoundedSemaphore);
+impl SemaphoreLike for BoundedSemaphore {
+    fn acquire_within(&self, timeout: Option<Duration>) -> Result<bool> {
+        match timeout {
+            None => BoundedSemaphore::acquire(self).map(|()| true),
+            Some(Duration::ZERO) => BoundedSemaphore::try_acquire(self),
+            Some(t) => BoundedSemaphore::acquire_timeout(self, t),
+        }
+    }
+    fn release(&self) -> Result<()> {
+        BoundedSemaphore::release(self)
+    }
+    fn value(&self) -> Result<usize> {
+        Ok(BoundedSemaphore::value(self))
+    }
+}
 
 impl EventLike for Event {
-    fn set(&self) {
-        Event::set(self)
+    fn set(&self) -> Result<()> {
+        Event::set(self);
+        Ok(())
     }
-    fn clear(&self) {
-        Event::clear(self)
+    fn clear(&self) -> Result<()> {
+        Event::clear(self);
+        Ok(())
     }
-    fn is_set(&self) -> bool {
-        Event::is_set(self)
+    fn is_set(&self) -> Result<bool> {
+        Ok(Event::is_set(self))
     }
     fn wait(&self, timeout: Option<Duration>) -> Result<bool> {
         Event::wait(self, timeout)
@@ -194,11 +230,11 @@ impl EventLike for Event {
 }
 
 impl BarrierLike for Barrier {
-    fn wait(&self) -> Result<usize> {
-        Barrier::wait(self)
-    }
-    fn wait_timeout(&self, timeout: Duration) -> Result<usize> {
-        Barrier::wait_timeout(self, timeout)
+    fn wait_within(&self, timeout: Option<Duration>) -> Result<usize> {
+        match timeout {
+            None => Barrier::wait(self),
+            Some(t) => Barrier::wait_timeout(self, t),
+        }
     }
     fn abort(&self) -> Result<()> {
         Barrier::abort(self)
@@ -206,11 +242,11 @@ impl BarrierLike for Barrier {
     fn reset(&self) -> Result<()> {
         Barrier::reset(self)
     }
-    fn broken(&self) -> bool {
-        Barrier::broken(self)
+    fn broken(&self) -> Result<bool> {
+        Ok(Barrier::broken(self))
     }
-    fn n_waiting(&self) -> usize {
-        Barrier::n_waiting(self)
+    fn n_waiting(&self) -> Result<usize> {
+        Ok(Barrier::n_waiting(self))
     }
     fn parties(&self) -> usize {
         Barrier::parties(self)
@@ -218,11 +254,12 @@ impl BarrierLike for Barrier {
 }
 
 impl<T: Shareable + Payload> ValueLike<T> for Value<T> {
-    fn get(&self) -> T {
-        Value::get(self)
+    fn get(&self) -> Result<T> {
+        Ok(Value::get(self))
     }
-    fn set(&self, value: T) {
-        Value::set(self, value)
+    fn set(&self, value: T) -> Result<()> {
+        Value::set(self, value);
+        Ok(())
     }
     fn update(&self, f: impl FnOnce(&mut T)) -> Result<T> {
         Value::update(self, f)
@@ -241,6 +278,8 @@ impl Context for ThreadContext {
     type Event = Event;
     type Barrier = Barrier;
     type Value<T: Shareable + Payload> = Value<T>;
+    /// mp-proc's connections: threads share them too.
+    type Connection = Connection;
 
     fn name(&self) -> &'static str {
         "threads"

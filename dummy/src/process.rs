@@ -223,11 +223,11 @@ impl ProcessLike for Process {
     fn start(&mut self) -> Result<()> {
         Process::start(self)
     }
-    fn join(&mut self) -> Result<i32> {
-        Process::join(self)
-    }
-    fn join_timeout(&mut self, timeout: Duration) -> Result<Option<i32>> {
-        Process::join_timeout(self, timeout)
+    fn join_within(&mut self, timeout: Option<Duration>) -> Result<Option<i32>> {
+        match timeout {
+            None => Process::join(self).map(Some),
+            Some(t) => Process::join_timeout(self, t),
+        }
     }
     fn is_alive(&mut self) -> bool {
         Process::is_alive(self)

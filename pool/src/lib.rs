@@ -2,8 +2,6 @@
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 #![deny(unsafe_code)]
 
-#[doc(hidden)]
-pub mod conformance;
 mod core;
 mod error;
 #[doc(hidden)]

@@ -3,8 +3,6 @@
 #![deny(unsafe_code)]
 
 mod bootstrap;
-#[doc(hidden)]
-pub mod conformance;
 pub mod connection;
 mod context;
 mod depth;
@@ -59,8 +57,8 @@ pub use sync::{
 #[doc(hidden)]
 pub use sys::atomics::model::{Handshake, set_handshake};
 pub use traits::{
-    BarrierLike, ConditionLike, Context, EventLike, GuardOf, JoinableQueueLike, LockLike,
-    ProcessLike, QueueLike, SemaphoreLike, ValueLike, Workers,
+    BarrierLike, ConditionLike, ConnectionLike, Context, EventLike, GuardOf, JoinableQueueLike,
+    LockLike, ProcessLike, QueueLike, SemaphoreLike, ValueLike, Workers,
 };
 
 /// The workspace README's examples, compiled and run as doctests.

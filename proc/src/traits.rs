@@ -2,37 +2,83 @@
 //! code written against [`Context`] runs on processes under any start
 //! method ([`ProcessContext`](crate::ProcessContext)) and on threads
 //! (`mp_dummy::ThreadContext`).
+//!
+//! Each `*Like` trait is narrow: a backend writes the few methods that do
+//! the work (one wait with an optional timeout, the state queries) and the
+//! trait provides the rest. The convention for the one wait is Python's
+//! `block`/`timeout` pair folded into `timeout: Option<Duration>`: `None`
+//! waits as long as it takes, `Some(Duration::ZERO)` does not wait (Python's
+//! `block=False`), `Some(t)` waits at most `t`. Methods that a backend may
+//! answer with a round trip (a manager's proxy, a process on another host)
+//! return [`Result`]; the concrete types of this crate and of `mp-dummy`
+//! keep infallible inherent methods where nothing can fail.
 
 use std::time::Duration;
 
-use crate::connection::Connection;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
 use crate::error::Result;
 use crate::{Payload, Shareable};
 
+mod local;
+
 /// What a started unit of work (a process, or a thread in `mp-dummy`) offers.
+///
+/// A backend writes [`start`](Self::start), [`join_within`](Self::join_within),
+/// the name and daemon accessors, [`exitcode`](Self::exitcode) and
+/// [`pid`](Self::pid); [`terminate`](Self::terminate) and
+/// [`kill`](Self::kill) default to [`Error::NotImplemented`](crate::Error::NotImplemented)
+/// for units that cannot be stopped from outside (threads).
 pub trait ProcessLike: Send + 'static {
     /// Starts it.
     fn start(&mut self) -> Result<()>;
-    /// Waits for it to end; returns its exit code.
-    fn join(&mut self) -> Result<i32>;
-    /// Waits at most `timeout`; `None` if still running.
-    fn join_timeout(&mut self, timeout: Duration) -> Result<Option<i32>>;
-    /// Whether it has started and not ended.
-    fn is_alive(&mut self) -> bool;
+    /// Waits for it to end, for at most `timeout` (`None`: as long as it
+    /// takes, `Some(Duration::ZERO)`: not at all); its exit code, or `None`
+    /// if it still runs. Not started is
+    /// [`Error::NotStarted`](crate::Error::NotStarted).
+    fn join_within(&mut self, timeout: Option<Duration>) -> Result<Option<i32>>;
     /// Its name.
     fn get_name(&self) -> &str;
     /// Renames it (before it starts).
     fn set_name(&mut self, name: String);
     /// Makes it a daemon (before it starts): it ends when its creator does.
     fn set_daemon(&mut self, daemon: bool);
-    /// Asks it to end now (`SIGTERM` for a process; an error for a thread).
-    fn terminate(&self) -> Result<()>;
-    /// Ends it now (`SIGKILL` for a process; an error for a thread).
-    fn kill(&self) -> Result<()>;
     /// Its exit code, once ended.
     fn exitcode(&self) -> Option<i32>;
     /// Its process id once started (a thread's: its process's).
     fn pid(&self) -> Option<u32>;
+
+    /// Waits for it to end; returns its exit code.
+    fn join(&mut self) -> Result<i32> {
+        loop {
+            if let Some(code) = self.join_within(None)? {
+                return Ok(code);
+            }
+        }
+    }
+    /// Waits at most `timeout`; `None` if still running.
+    fn join_timeout(&mut self, timeout: Duration) -> Result<Option<i32>> {
+        self.join_within(Some(timeout))
+    }
+    /// Whether it has started and not ended.
+    fn is_alive(&mut self) -> bool {
+        matches!(self.join_within(Some(Duration::ZERO)), Ok(None))
+    }
+    /// Asks it to end now (`SIGTERM` for a process; an error for a thread).
+    fn terminate(&self) -> Result<()> {
+        Err(crate::Error::NotImplemented {
+            what: "terminate",
+            reason: "this backend cannot stop its units from outside",
+        })
+    }
+    /// Ends it now (`SIGKILL` for a process; an error for a thread).
+    fn kill(&self) -> Result<()> {
+        Err(crate::Error::NotImplemented {
+            what: "kill",
+            reason: "this backend cannot stop its units from outside",
+        })
+    }
     /// A descriptor that becomes readable when it ends (Python's
     /// `sentinel`); `None` before `start()` or where there is none (a thread).
     fn sentinel(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
@@ -41,27 +87,72 @@ pub trait ProcessLike: Send + 'static {
 }
 
 /// The methods of [`Queue`](crate::Queue).
+///
+/// A backend writes [`put_within`](Self::put_within),
+/// [`get_within`](Self::get_within), [`qsize`](Self::qsize),
+/// [`full`](Self::full) and [`close`](Self::close); the rest is provided.
+///
+/// ```
+/// use mp_proc::{Error, QueueLike};
+///
+/// fn drain<Q: QueueLike<u32>>(q: &Q) -> mp_proc::Result<Vec<u32>> {
+///     let mut out = Vec::new();
+///     while !q.empty()? {
+///         out.push(q.get()?);
+///     }
+///     assert!(matches!(q.try_get(), Err(Error::Empty)));
+///     Ok(out)
+/// }
+///
+/// let q = mp_proc::Queue::new()?;
+/// q.put(1)?;
+/// q.put(2)?;
+/// assert_eq!(drain(&q)?, [1, 2]);
+/// # Ok::<(), mp_proc::Error>(())
+/// ```
 pub trait QueueLike<T>: Clone + Payload {
-    /// See [`Queue::put`](crate::Queue::put).
-    fn put(&self, item: T) -> Result<()>;
-    /// See [`Queue::put_timeout`](crate::Queue::put_timeout).
-    fn put_timeout(&self, item: T, timeout: Duration) -> Result<()>;
-    /// See [`Queue::try_put`](crate::Queue::try_put).
-    fn try_put(&self, item: T) -> Result<()>;
-    /// See [`Queue::get`](crate::Queue::get).
-    fn get(&self) -> Result<T>;
-    /// See [`Queue::get_timeout`](crate::Queue::get_timeout).
-    fn get_timeout(&self, timeout: Duration) -> Result<T>;
-    /// See [`Queue::try_get`](crate::Queue::try_get).
-    fn try_get(&self) -> Result<T>;
+    /// Puts `item` at the end, waiting at most `timeout` for room (see the
+    /// [module](self) for `timeout`); [`Error::Full`](crate::Error::Full)
+    /// when none came.
+    fn put_within(&self, item: T, timeout: Option<Duration>) -> Result<()>;
+    /// Takes the oldest item, waiting at most `timeout` for one;
+    /// [`Error::Empty`](crate::Error::Empty) when none came.
+    fn get_within(&self, timeout: Option<Duration>) -> Result<T>;
     /// See [`Queue::qsize`](crate::Queue::qsize).
-    fn qsize(&self) -> usize;
-    /// See [`Queue::empty`](crate::Queue::empty).
-    fn empty(&self) -> bool;
+    fn qsize(&self) -> Result<usize>;
     /// See [`Queue::full`](crate::Queue::full).
-    fn full(&self) -> bool;
+    fn full(&self) -> Result<bool>;
     /// See [`Queue::close`](crate::Queue::close).
-    fn close(&self);
+    fn close(&self) -> Result<()>;
+
+    /// See [`Queue::put`](crate::Queue::put).
+    fn put(&self, item: T) -> Result<()> {
+        self.put_within(item, None)
+    }
+    /// See [`Queue::put_timeout`](crate::Queue::put_timeout).
+    fn put_timeout(&self, item: T, timeout: Duration) -> Result<()> {
+        self.put_within(item, Some(timeout))
+    }
+    /// See [`Queue::try_put`](crate::Queue::try_put).
+    fn try_put(&self, item: T) -> Result<()> {
+        self.put_within(item, Some(Duration::ZERO))
+    }
+    /// See [`Queue::get`](crate::Queue::get).
+    fn get(&self) -> Result<T> {
+        self.get_within(None)
+    }
+    /// See [`Queue::get_timeout`](crate::Queue::get_timeout).
+    fn get_timeout(&self, timeout: Duration) -> Result<T> {
+        self.get_within(Some(timeout))
+    }
+    /// See [`Queue::try_get`](crate::Queue::try_get).
+    fn try_get(&self) -> Result<T> {
+        self.get_within(Some(Duration::ZERO))
+    }
+    /// See [`Queue::empty`](crate::Queue::empty).
+    fn empty(&self) -> Result<bool> {
+        Ok(self.qsize()? == 0)
+    }
 }
 
 /// The methods of [`JoinableQueue`](crate::JoinableQueue).
@@ -73,49 +164,106 @@ pub trait JoinableQueueLike<T>: QueueLike<T> {
 }
 
 /// The methods of [`Lock`](crate::Lock) and [`RLock`](crate::RLock).
+///
+/// A backend writes [`acquire_within`](Self::acquire_within) and
+/// [`release`](Self::release).
+///
+/// ```
+/// use std::time::Duration;
+/// use mp_proc::LockLike;
+///
+/// fn busy<L: LockLike>(lock: &L) -> mp_proc::Result<bool> {
+///     Ok(lock.acquire_timeout(Duration::from_millis(1))?.is_none())
+/// }
+///
+/// let lock = mp_proc::Lock::new()?;
+/// assert!(!busy(&lock)?);
+/// let held = LockLike::acquire(&lock)?;
+/// drop(held);
+/// assert!(LockLike::try_acquire(&lock)?.is_some());
+/// # Ok::<(), mp_proc::Error>(())
+/// ```
+///
+/// A backend of its own writes the two core methods and gets the rest:
+///
+/// ```
+/// use std::time::Duration;
+/// use mp_proc::{Lock, LockGuard, LockLike, Result};
+///
+/// /// A lock that says how it was asked to wait (a proxy would send it).
+/// #[derive(Clone, serde::Serialize, serde::Deserialize)]
+/// struct Traced(Lock);
+///
+/// impl LockLike for Traced {
+///     type Guard<'a> = LockGuard<'a>;
+///     fn acquire_within(&self, timeout: Option<Duration>) -> Result<Option<LockGuard<'_>>> {
+///         println!("acquire, timeout {timeout:?}");
+///         match timeout {
+///             None => self.0.acquire().map(Some),
+///             Some(Duration::ZERO) => self.0.try_acquire(),
+///             Some(t) => self.0.acquire_timeout(t),
+///         }
+///     }
+///     fn release(&self) -> Result<()> {
+///         self.0.release()
+///     }
+/// }
+///
+/// let lock = Traced(Lock::new()?);
+/// drop(lock.acquire()?);
+/// drop(lock.acquire_timeout(Duration::from_secs(1))?.expect("free"));
+/// assert!(lock.try_acquire()?.is_some());
+/// # Ok::<(), mp_proc::Error>(())
+/// ```
 pub trait LockLike: Clone + Payload {
     /// What holds the lock until dropped.
     type Guard<'a>
     where
         Self: 'a;
-    /// See [`Lock::acquire`](crate::Lock::acquire).
-    fn acquire(&self) -> Result<Self::Guard<'_>>;
-    /// See [`Lock::try_acquire`](crate::Lock::try_acquire).
-    fn try_acquire(&self) -> Result<Option<Self::Guard<'_>>>;
-    /// See [`Lock::acquire_timeout`](crate::Lock::acquire_timeout).
-    fn acquire_timeout(&self, timeout: Duration) -> Result<Option<Self::Guard<'_>>>;
+    /// Takes the lock, waiting at most `timeout` (see the [module](self));
+    /// `None` if it stayed taken. `Some(Duration::ZERO)` is Python's
+    /// `acquire(block=False)`: it never waits, and on a lock this thread
+    /// already holds it answers as [`Lock::try_acquire`](crate::Lock::try_acquire).
+    fn acquire_within(&self, timeout: Option<Duration>) -> Result<Option<Self::Guard<'_>>>;
     /// See [`Lock::release`](crate::Lock::release).
     fn release(&self) -> Result<()>;
+
+    /// See [`Lock::acquire`](crate::Lock::acquire).
+    fn acquire(&self) -> Result<Self::Guard<'_>> {
+        loop {
+            if let Some(guard) = self.acquire_within(None)? {
+                return Ok(guard);
+            }
+        }
+    }
+    /// See [`Lock::try_acquire`](crate::Lock::try_acquire).
+    fn try_acquire(&self) -> Result<Option<Self::Guard<'_>>> {
+        self.acquire_within(Some(Duration::ZERO))
+    }
+    /// See [`Lock::acquire_timeout`](crate::Lock::acquire_timeout).
+    fn acquire_timeout(&self, timeout: Duration) -> Result<Option<Self::Guard<'_>>> {
+        self.acquire_within(Some(timeout))
+    }
 }
 
 /// The guard type of a lock.
 pub type GuardOf<'a, L> = <L as LockLike>::Guard<'a>;
 
 /// The methods of [`Condition`](crate::Condition).
+///
+/// A backend writes [`lock`](Self::lock), [`wait_within`](Self::wait_within),
+/// [`notify`](Self::notify) and [`notify_all`](Self::notify_all).
 pub trait ConditionLike: Clone + Payload {
     /// The lock it is used with.
     type Lock: LockLike;
     /// See [`Condition::lock`](crate::Condition::lock).
     fn lock(&self) -> &Self::Lock;
-    /// See [`Condition::acquire`](crate::Condition::acquire).
-    fn acquire(&self) -> Result<GuardOf<'_, Self::Lock>>;
-    /// See [`Condition::wait`](crate::Condition::wait).
-    fn wait<'a>(&self, guard: GuardOf<'a, Self::Lock>) -> Result<GuardOf<'a, Self::Lock>>
-    where
-        Self::Lock: 'a;
-    /// See [`Condition::wait_timeout`](crate::Condition::wait_timeout).
-    fn wait_timeout<'a>(
+    /// Releases the lock, waits for a notification for at most `timeout`
+    /// (see the [module](self)), and takes the lock again; the flag is false
+    /// when the time ran out.
+    fn wait_within<'a>(
         &self,
         guard: GuardOf<'a, Self::Lock>,
-        timeout: Duration,
-    ) -> Result<(GuardOf<'a, Self::Lock>, bool)>
-    where
-        Self::Lock: 'a;
-    /// See [`Condition::wait_for`](crate::Condition::wait_for).
-    fn wait_for<'a>(
-        &self,
-        guard: GuardOf<'a, Self::Lock>,
-        predicate: impl FnMut() -> bool,
         timeout: Option<Duration>,
     ) -> Result<(GuardOf<'a, Self::Lock>, bool)>
     where
@@ -124,61 +272,154 @@ pub trait ConditionLike: Clone + Payload {
     fn notify(&self, n: usize) -> Result<()>;
     /// See [`Condition::notify_all`](crate::Condition::notify_all).
     fn notify_all(&self) -> Result<()>;
+
+    /// See [`Condition::acquire`](crate::Condition::acquire).
+    fn acquire(&self) -> Result<GuardOf<'_, Self::Lock>> {
+        self.lock().acquire()
+    }
+    /// See [`Condition::wait`](crate::Condition::wait).
+    fn wait<'a>(&self, guard: GuardOf<'a, Self::Lock>) -> Result<GuardOf<'a, Self::Lock>>
+    where
+        Self::Lock: 'a,
+    {
+        Ok(self.wait_within(guard, None)?.0)
+    }
+    /// See [`Condition::wait_timeout`](crate::Condition::wait_timeout).
+    fn wait_timeout<'a>(
+        &self,
+        guard: GuardOf<'a, Self::Lock>,
+        timeout: Duration,
+    ) -> Result<(GuardOf<'a, Self::Lock>, bool)>
+    where
+        Self::Lock: 'a,
+    {
+        self.wait_within(guard, Some(timeout))
+    }
+    /// See [`Condition::wait_for`](crate::Condition::wait_for).
+    fn wait_for<'a>(
+        &self,
+        guard: GuardOf<'a, Self::Lock>,
+        predicate: impl FnMut() -> bool,
+        timeout: Option<Duration>,
+    ) -> Result<(GuardOf<'a, Self::Lock>, bool)>
+    where
+        Self::Lock: 'a,
+    {
+        crate::plumbing::wait_for_with(guard, predicate, timeout, |g, until| {
+            let left = until.map(|u| u.saturating_duration_since(std::time::Instant::now()));
+            self.wait_within(g, left)
+        })
+    }
 }
 
 /// The methods of [`Semaphore`](crate::Semaphore) and [`BoundedSemaphore`](crate::BoundedSemaphore).
+///
+/// A backend writes [`acquire_within`](Self::acquire_within),
+/// [`release`](Self::release) and [`value`](Self::value).
 pub trait SemaphoreLike: Clone + Payload {
-    /// See [`Semaphore::acquire`](crate::Semaphore::acquire).
-    fn acquire(&self) -> Result<()>;
-    /// See [`Semaphore::try_acquire`](crate::Semaphore::try_acquire).
-    fn try_acquire(&self) -> Result<bool>;
-    /// See [`Semaphore::acquire_timeout`](crate::Semaphore::acquire_timeout).
-    fn acquire_timeout(&self, timeout: Duration) -> Result<bool>;
+    /// Takes a unit, waiting at most `timeout` (see the [module](self));
+    /// `false` if none came.
+    fn acquire_within(&self, timeout: Option<Duration>) -> Result<bool>;
     /// See [`Semaphore::release`](crate::Semaphore::release).
     fn release(&self) -> Result<()>;
     /// See [`Semaphore::value`](crate::Semaphore::value).
-    fn value(&self) -> usize;
+    fn value(&self) -> Result<usize>;
+
+    /// See [`Semaphore::acquire`](crate::Semaphore::acquire).
+    fn acquire(&self) -> Result<()> {
+        while !self.acquire_within(None)? {}
+        Ok(())
+    }
+    /// See [`Semaphore::try_acquire`](crate::Semaphore::try_acquire).
+    fn try_acquire(&self) -> Result<bool> {
+        self.acquire_within(Some(Duration::ZERO))
+    }
+    /// See [`Semaphore::acquire_timeout`](crate::Semaphore::acquire_timeout).
+    fn acquire_timeout(&self, timeout: Duration) -> Result<bool> {
+        self.acquire_within(Some(timeout))
+    }
 }
 
-/// The methods of [`Event`](crate::Event).
+/// The methods of [`Event`](crate::Event): each is a backend's own.
 pub trait EventLike: Clone + Payload {
     /// See [`Event::set`](crate::Event::set).
-    fn set(&self);
+    fn set(&self) -> Result<()>;
     /// See [`Event::clear`](crate::Event::clear).
-    fn clear(&self);
+    fn clear(&self) -> Result<()>;
     /// See [`Event::is_set`](crate::Event::is_set).
-    fn is_set(&self) -> bool;
+    fn is_set(&self) -> Result<bool>;
     /// See [`Event::wait`](crate::Event::wait).
     fn wait(&self, timeout: Option<Duration>) -> Result<bool>;
 }
 
 /// The methods of [`Barrier`](crate::Barrier).
+///
+/// A backend writes all but [`wait`](Self::wait) and
+/// [`wait_timeout`](Self::wait_timeout).
 pub trait BarrierLike: Clone + Payload {
-    /// See [`Barrier::wait`](crate::Barrier::wait).
-    fn wait(&self) -> Result<usize>;
-    /// See [`Barrier::wait_timeout`](crate::Barrier::wait_timeout).
-    fn wait_timeout(&self, timeout: Duration) -> Result<usize>;
+    /// Waits for the other parties for at most `timeout`, or, with `None`,
+    /// the barrier's own timeout (Python's `wait(timeout=None)`); running out
+    /// of time breaks the barrier.
+    fn wait_within(&self, timeout: Option<Duration>) -> Result<usize>;
     /// See [`Barrier::abort`](crate::Barrier::abort).
     fn abort(&self) -> Result<()>;
     /// See [`Barrier::reset`](crate::Barrier::reset).
     fn reset(&self) -> Result<()>;
     /// See [`Barrier::broken`](crate::Barrier::broken).
-    fn broken(&self) -> bool;
+    fn broken(&self) -> Result<bool>;
     /// See [`Barrier::n_waiting`](crate::Barrier::n_waiting).
-    fn n_waiting(&self) -> usize;
-    /// See [`Barrier::parties`](crate::Barrier::parties).
+    fn n_waiting(&self) -> Result<usize>;
+    /// See [`Barrier::parties`](crate::Barrier::parties): fixed at creation,
+    /// so a remote backend answers it from its handle.
     fn parties(&self) -> usize;
+
+    /// See [`Barrier::wait`](crate::Barrier::wait).
+    fn wait(&self) -> Result<usize> {
+        self.wait_within(None)
+    }
+    /// See [`Barrier::wait_timeout`](crate::Barrier::wait_timeout).
+    fn wait_timeout(&self, timeout: Duration) -> Result<usize> {
+        self.wait_within(Some(timeout))
+    }
 }
 
-/// The methods of [`Value`](crate::Value).
+/// The methods of [`Value`](crate::Value): each is a backend's own.
 pub trait ValueLike<T>: Clone + Payload {
     /// See [`Value::get`](crate::Value::get).
-    fn get(&self) -> T;
+    fn get(&self) -> Result<T>;
     /// See [`Value::set`](crate::Value::set).
-    fn set(&self, value: T);
+    fn set(&self, value: T) -> Result<()>;
     /// Changes the value with `f` under its lock and returns the new value
     /// (Python's `with v.get_lock(): v.value += 1`).
     fn update(&self, f: impl FnOnce(&mut T)) -> Result<T>;
+}
+
+/// One end of a [`Context::pipe`]: it travels to a process of its context
+/// (it is a [`Payload`]) and carries values both ways. Implemented by
+/// [`Connection`](crate::Connection), the pipe of processes on this machine
+/// and of threads.
+///
+/// ```
+/// use std::time::Duration;
+/// use mp_proc::ConnectionLike;
+///
+/// fn ping<C: ConnectionLike>(a: &C, b: &C) -> mp_proc::Result<String> {
+///     a.send("ping")?;
+///     assert!(b.poll(Some(Duration::from_secs(5)))?);
+///     b.recv()
+/// }
+///
+/// let (a, b) = mp_proc::pipe(true)?;
+/// assert_eq!(ping(&a, &b)?, "ping");
+/// # Ok::<(), mp_proc::Error>(())
+/// ```
+pub trait ConnectionLike: Payload {
+    /// See [`Connection::send`](crate::Connection::send).
+    fn send<T: Serialize + ?Sized>(&self, value: &T) -> Result<()>;
+    /// See [`Connection::recv`](crate::Connection::recv).
+    fn recv<T: DeserializeOwned>(&self) -> Result<T>;
+    /// See [`Connection::poll`](crate::Connection::poll).
+    fn poll(&self, timeout: Option<Duration>) -> Result<bool>;
 }
 
 /// Where a [`Context`] runs its processes, which decides how a pool's tasks
@@ -244,6 +485,11 @@ pub trait Context: Clone + Send + Sync + 'static {
     type Barrier: BarrierLike;
     /// A shared value.
     type Value<T: Shareable + Payload>: ValueLike<T>;
+    /// One end of a [`pipe`](Context::pipe): [`Connection`](crate::Connection)
+    /// for processes of this machine and for threads; a context whose
+    /// processes run on other hosts brings its own (a stream over the
+    /// network), so generic code names `C::Connection`, not `Connection`.
+    type Connection: ConnectionLike;
 
     /// A short name for reports: `fork`, `spawn`, `forkserver`, `threads`.
     fn name(&self) -> &'static str;
@@ -281,304 +527,32 @@ pub trait Context: Clone + Send + Sync + 'static {
     fn barrier(&self, parties: usize, timeout: Option<Duration>) -> Result<Self::Barrier>;
     /// A shared value.
     fn value<T: Shareable + Payload>(&self, value: T) -> Result<Self::Value<T>>;
-    /// A pipe.
-    fn pipe(&self, duplex: bool) -> Result<(Connection, Connection)>;
+    /// A pipe whose ends may be passed to processes of this context (in
+    /// their arguments): two-way if `duplex`, else the first end receives
+    /// and the second sends.
+    ///
+    /// ```
+    /// use mp_proc::{ConnectionLike, Context, ProcessLike, StartMethod, get_context};
+    ///
+    /// fn echo<C: Context>(end: C::Connection) {
+    ///     let n: u32 = end.recv().unwrap();
+    ///     end.send(&(n + 1)).unwrap();
+    /// }
+    ///
+    /// fn run<C: Context>(ctx: &C) -> mp_proc::Result<u32> {
+    ///     let (here, there) = ctx.pipe(true)?;
+    ///     let mut p = ctx.process(echo::<C>, there);
+    ///     p.start()?;
+    ///     here.send(&41u32)?;
+    ///     let answer = here.recv()?;
+    ///     p.join()?;
+    ///     Ok(answer)
+    /// }
+    ///
+    /// assert_eq!(run(&get_context(StartMethod::Fork))?, 42);
+    /// # Ok::<(), mp_proc::Error>(())
+    /// ```
+    fn pipe(&self, duplex: bool) -> Result<(Self::Connection, Self::Connection)>;
     /// How many CPUs this context may use.
     fn cpu_count(&self) -> usize;
-}
-
-impl ProcessLike for crate::Process {
-    fn start(&mut self) -> Result<()> {
-        crate::Process::start(self)
-    }
-    fn join(&mut self) -> Result<i32> {
-        crate::Process::join(self)
-    }
-    fn join_timeout(&mut self, timeout: Duration) -> Result<Option<i32>> {
-        crate::Process::join_timeout(self, timeout)
-    }
-    fn is_alive(&mut self) -> bool {
-        crate::Process::is_alive(self)
-    }
-    fn get_name(&self) -> &str {
-        crate::Process::get_name(self)
-    }
-    fn set_name(&mut self, name: String) {
-        crate::Process::set_name(self, name)
-    }
-    fn set_daemon(&mut self, daemon: bool) {
-        crate::Process::set_daemon(self, daemon)
-    }
-    fn terminate(&self) -> Result<()> {
-        crate::Process::terminate(self)
-    }
-    fn kill(&self) -> Result<()> {
-        crate::Process::kill(self)
-    }
-    fn exitcode(&self) -> Option<i32> {
-        crate::Process::exitcode(self)
-    }
-    fn pid(&self) -> Option<u32> {
-        crate::Process::pid(self)
-    }
-    fn sentinel(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
-        crate::Process::sentinel(self)
-    }
-}
-
-macro_rules! queue_like {
-    ($ty:ident) => {
-        impl<T: Payload> QueueLike<T> for crate::$ty<T> {
-            fn put(&self, item: T) -> Result<()> {
-                crate::$ty::put(self, item)
-            }
-            fn put_timeout(&self, item: T, timeout: Duration) -> Result<()> {
-                crate::$ty::put_timeout(self, item, timeout)
-            }
-            fn try_put(&self, item: T) -> Result<()> {
-                crate::$ty::try_put(self, item)
-            }
-            fn get(&self) -> Result<T> {
-                crate::$ty::get(self)
-            }
-            fn get_timeout(&self, timeout: Duration) -> Result<T> {
-                crate::$ty::get_timeout(self, timeout)
-            }
-            fn try_get(&self) -> Result<T> {
-                crate::$ty::try_get(self)
-            }
-            fn qsize(&self) -> usize {
-                crate::$ty::qsize(self)
-            }
-            fn empty(&self) -> bool {
-                crate::$ty::empty(self)
-            }
-            fn full(&self) -> bool {
-                crate::$ty::full(self)
-            }
-            fn close(&self) {
-                crate::$ty::close(self)
-            }
-        }
-    };
-}
-
-queue_like!(Queue);
-queue_like!(SimpleQueue);
-queue_like!(JoinableQueue);
-
-impl<T: Payload> JoinableQueueLike<T> for crate::JoinableQueue<T> {
-    fn task_done(&self) -> Result<()> {
-        crate::JoinableQueue::task_done(self)
-    }
-    fn join(&self) -> Result<()> {
-        crate::JoinableQueue::join(self)
-    }
-}
-
-macro_rules! lock_like {
-    ($ty:ident) => {
-        impl LockLike for crate::$ty {
-            type Guard<'a> = crate::LockGuard<'a>;
-            fn acquire(&self) -> Result<crate::LockGuard<'_>> {
-                crate::$ty::acquire(self)
-            }
-            fn try_acquire(&self) -> Result<Option<crate::LockGuard<'_>>> {
-                crate::$ty::try_acquire(self)
-            }
-            fn acquire_timeout(&self, timeout: Duration) -> Result<Option<crate::LockGuard<'_>>> {
-                crate::$ty::acquire_timeout(self, timeout)
-            }
-            fn release(&self) -> Result<()> {
-                crate::$ty::release(self)
-            }
-        }
-    };
-}
-
-lock_like!(Lock);
-lock_like!(RLock);
-
-macro_rules! semaphore_like {
-    ($ty:ident) => {
-        impl SemaphoreLike for crate::$ty {
-            fn acquire(&self) -> Result<()> {
-                crate::$ty::acquire(self)
-            }
-            fn try_acquire(&self) -> Result<bool> {
-                crate::$ty::try_acquire(self)
-            }
-            fn acquire_timeout(&self, timeout: Duration) -> Result<bool> {
-                crate::$ty::acquire_timeout(self, timeout)
-            }
-            fn release(&self) -> Result<()> {
-                crate::$ty::release(self)
-            }
-            fn value(&self) -> usize {
-                crate::$ty::value(self)
-            }
-        }
-    };
-}
-
-semaphore_like!(Semaphore);
-semaphore_like!(BoundedSemaphore);
-
-impl EventLike for crate::Event {
-    fn set(&self) {
-        crate::Event::set(self)
-    }
-    fn clear(&self) {
-        crate::Event::clear(self)
-    }
-    fn is_set(&self) -> bool {
-        crate::Event::is_set(self)
-    }
-    fn wait(&self, timeout: Option<Duration>) -> Result<bool> {
-        crate::Event::wait(self, timeout)
-    }
-}
-
-impl BarrierLike for crate::Barrier {
-    fn wait(&self) -> Result<usize> {
-        crate::Barrier::wait(self)
-    }
-    fn wait_timeout(&self, timeout: Duration) -> Result<usize> {
-        crate::Barrier::wait_timeout(self, timeout)
-    }
-    fn abort(&self) -> Result<()> {
-        crate::Barrier::abort(self)
-    }
-    fn reset(&self) -> Result<()> {
-        crate::Barrier::reset(self)
-    }
-    fn broken(&self) -> bool {
-        crate::Barrier::broken(self)
-    }
-    fn n_waiting(&self) -> usize {
-        crate::Barrier::n_waiting(self)
-    }
-    fn parties(&self) -> usize {
-        crate::Barrier::parties(self)
-    }
-}
-
-impl<T: Shareable + Payload> ValueLike<T> for crate::Value<T> {
-    fn get(&self) -> T {
-        crate::Value::get(self)
-    }
-    fn set(&self, value: T) {
-        crate::Value::set(self, value)
-    }
-    fn update(&self, f: impl FnOnce(&mut T)) -> Result<T> {
-        let mut guard = self.lock()?;
-        f(&mut guard);
-        Ok(*guard)
-    }
-}
-
-impl ConditionLike for crate::Condition {
-    type Lock = crate::Lock;
-    fn lock(&self) -> &crate::Lock {
-        crate::Condition::lock(self)
-    }
-    fn acquire(&self) -> Result<crate::LockGuard<'_>> {
-        crate::Condition::acquire(self)
-    }
-    fn wait<'a>(&self, guard: crate::LockGuard<'a>) -> Result<crate::LockGuard<'a>>
-    where
-        crate::Lock: 'a,
-    {
-        crate::Condition::wait(self, guard)
-    }
-    fn wait_timeout<'a>(
-        &self,
-        guard: crate::LockGuard<'a>,
-        timeout: Duration,
-    ) -> Result<(crate::LockGuard<'a>, bool)>
-    where
-        crate::Lock: 'a,
-    {
-        crate::Condition::wait_timeout(self, guard, timeout)
-    }
-    fn wait_for<'a>(
-        &self,
-        guard: crate::LockGuard<'a>,
-        predicate: impl FnMut() -> bool,
-        timeout: Option<Duration>,
-    ) -> Result<(crate::LockGuard<'a>, bool)>
-    where
-        crate::Lock: 'a,
-    {
-        crate::Condition::wait_for(self, guard, predicate, timeout)
-    }
-    fn notify(&self, n: usize) -> Result<()> {
-        crate::Condition::notify(self, n)
-    }
-    fn notify_all(&self) -> Result<()> {
-        crate::Condition::notify_all(self)
-    }
-}
-
-impl Context for crate::ProcessContext {
-    type Process = crate::Process;
-    type Queue<T: Payload> = crate::Queue<T>;
-    type JoinableQueue<T: Payload> = crate::JoinableQueue<T>;
-    type Lock = crate::Lock;
-    type RLock = crate::RLock;
-    type Condition = crate::Condition;
-    type Semaphore = crate::Semaphore;
-    type BoundedSemaphore = crate::BoundedSemaphore;
-    type Event = crate::Event;
-    type Barrier = crate::Barrier;
-    type Value<T: Shareable + Payload> = crate::Value<T>;
-
-    fn name(&self) -> &'static str {
-        self.get_start_method().name()
-    }
-    fn process<A: Payload>(&self, target: fn(A), args: A) -> crate::Process {
-        crate::ProcessContext::process(self, target, args)
-    }
-    fn workers(&self) -> Workers {
-        Workers::Processes(self.get_start_method())
-    }
-    fn queue<T: Payload>(&self) -> Result<crate::Queue<T>> {
-        crate::Queue::new()
-    }
-    fn queue_with_maxsize<T: Payload>(&self, maxsize: usize) -> Result<crate::Queue<T>> {
-        crate::Queue::with_maxsize(maxsize)
-    }
-    fn joinable_queue<T: Payload>(&self) -> Result<crate::JoinableQueue<T>> {
-        crate::JoinableQueue::new()
-    }
-    fn lock(&self) -> Result<crate::Lock> {
-        crate::Lock::new()
-    }
-    fn rlock(&self) -> Result<crate::RLock> {
-        crate::RLock::new()
-    }
-    fn condition(&self, lock: Option<crate::Lock>) -> Result<crate::Condition> {
-        crate::Condition::new(lock)
-    }
-    fn semaphore(&self, value: usize) -> Result<crate::Semaphore> {
-        crate::Semaphore::new(value)
-    }
-    fn bounded_semaphore(&self, value: usize) -> Result<crate::BoundedSemaphore> {
-        crate::BoundedSemaphore::new(value)
-    }
-    fn event(&self) -> Result<crate::Event> {
-        crate::Event::new()
-    }
-    fn barrier(&self, parties: usize, timeout: Option<Duration>) -> Result<crate::Barrier> {
-        crate::Barrier::new(parties, timeout)
-    }
-    fn value<T: Shareable + Payload>(&self, value: T) -> Result<crate::Value<T>> {
-        crate::Value::new(value)
-    }
-    fn pipe(&self, duplex: bool) -> Result<(Connection, Connection)> {
-        crate::pipe(duplex)
-    }
-    fn cpu_count(&self) -> usize {
-        crate::cpu_count()
-    }
 }

@@ -129,8 +129,10 @@ fn test(root: &Path) -> Result {
     let tmp_before = manager_dirs();
 
     if has_nextest() {
-        // The conformance suites (mp-proc's and mp-pool's behaviours, written
-        // once over `Context`), one run per backend so each reports alone.
+        // The conformance suites (mp-conformance: mp-proc's and mp-pool's
+        // behaviours, written once over `Context`, instantiated in each
+        // crate's tests/it/conformance.rs), one run per backend so each
+        // reports alone.
         let mut failed = Vec::new();
         for backend in ["fork", "spawn", "forkserver", "threads"] {
             eprintln!("\n==> conformance suite on {backend}");
@@ -567,6 +569,8 @@ fn publish_check(root: &Path) -> Result {
         "xtask",
         "--exclude",
         "mp-testkit",
+        "--exclude",
+        "mp-conformance",
     ]);
     run(root, c)
 }

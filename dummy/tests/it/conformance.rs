@@ -3,6 +3,6 @@
 //! forkserver.
 
 mod threads {
-    mp_proc::conformance_tests!(mp_dummy::ThreadContext, mp_testkit::guard());
-    mp_pool::pool_conformance_tests!(mp_dummy::ThreadContext, mp_testkit::guard());
+    mp_conformance::conformance_tests!(mp_dummy::ThreadContext, mp_testkit::guard());
+    mp_conformance::pool_conformance_tests!(mp_dummy::ThreadContext, mp_testkit::guard());
 }

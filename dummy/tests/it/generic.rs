@@ -20,7 +20,7 @@ fn run<C: Context>(ctx: &C) -> Vec<(u32, u64)> {
     for p in &mut ps {
         p.start().unwrap();
     }
-    go.set();
+    go.set().unwrap();
     let mut out: Vec<(u32, u64)> = (0..4).map(|_| q.get().unwrap()).collect();
     for p in &mut ps {
         assert_eq!(p.join().unwrap(), 0);
@@ -32,7 +32,7 @@ fn run<C: Context>(ctx: &C) -> Vec<(u32, u64)> {
 #[test]
 fn the_same_generic_code_runs_on_threads_and_on_processes() {
     let _g = guard();
-    let threads = run(&mp_dummy::ThreadContext);
+    let threads = run(&mp_dummy::ThreadContext::new());
     assert_eq!(threads.len(), 4);
     for method in [
         StartMethod::Fork,

@@ -3,8 +3,6 @@
 //! for threads (its `ThreadPool` is this `Pool` over `ThreadContext`).
 //! [`pool_conformance_tests!`](crate::pool_conformance_tests) makes a
 //! `#[test]` of each.
-//!
-//! Hidden from the documentation: a tool for the workspace's own tests.
 
 #![allow(missing_docs, clippy::unwrap_used)]
 
@@ -12,7 +10,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use mp_proc::Context;
 
-use crate::{Error, Pool};
+use mp_pool::{Error, Pool};
 
 /// Generates one `#[test]` per pool conformance check for the context
 /// `$ctx`; `$setup` is evaluated first and kept for the test's duration.
@@ -24,7 +22,7 @@ macro_rules! pool_conformance_tests {
             pool_close_join_and_after, pool_initializer_and_maxtasksperchild);
     };
     (@each $ctx:expr, $setup:expr; $($name:ident),*) => {
-        $( #[test] fn $name() { let _setup = $setup; $crate::conformance::$name($ctx) } )*
+        $( #[test] fn $name() { let _setup = $setup; $crate::pool::$name($ctx) } )*
     };
 }
 

@@ -4,17 +4,14 @@
 //! runs them for threads. Each check panics with a message when the backend
 //! misbehaves; [`conformance_tests!`](crate::conformance_tests) makes a
 //! `#[test]` of each.
-//!
-//! Hidden from the documentation: a tool for the workspace's own tests, not
-//! part of the stable API.
 
 #![allow(missing_docs, clippy::unwrap_used)]
 
 use std::time::Duration;
 
-use crate::{
-    BarrierLike, ConditionLike, Context, Error, EventLike, JoinableQueueLike, LockLike,
-    ProcessLike, QueueLike, SemaphoreLike, ValueLike,
+use mp_proc::{
+    BarrierLike, ConditionLike, ConnectionLike, Context, Error, EventLike, JoinableQueueLike,
+    LockLike, ProcessLike, QueueLike, SemaphoreLike, ValueLike,
 };
 
 /// A generous bound that only keeps a broken backend from hanging a suite.
@@ -33,10 +30,11 @@ macro_rules! conformance_tests {
             queue_many_producers_and_consumers, queue_bounded_and_timeouts, joinable_queue_join,
             lock_excludes_workers, lock_held_elsewhere, lock_misuse, rlock_reentrant, condition_notifies_workers,
             semaphore_counts,
-            event_wakes_workers, barrier_rounds, barrier_breaks, value_shared_updates);
+            event_wakes_workers, barrier_rounds, barrier_breaks, value_shared_updates,
+            pipe_to_a_worker);
     };
     (@each $ctx:expr, $setup:expr; $($name:ident),*) => {
-        $( #[test] fn $name() { let _setup = $setup; $crate::conformance::$name(&$ctx) } )*
+        $( #[test] fn $name() { let _setup = $setup; $crate::proc::$name(&$ctx) } )*
     };
 }
 
@@ -83,7 +81,7 @@ pub fn lifecycle_is_alive_and_join_timeout<C: Context>(ctx: &C) {
     p.start().unwrap();
     assert!(p.is_alive());
     assert_eq!(p.join_timeout(Duration::from_millis(10)).unwrap(), None);
-    ev.set();
+    ev.set().unwrap();
     assert_eq!(p.join_timeout(HANG_GUARD).unwrap(), Some(0));
     assert!(!p.is_alive());
 }
@@ -106,7 +104,7 @@ pub fn queue_fifo_from_a_worker<C: Context>(ctx: &C) {
         assert_eq!(q.get().unwrap(), (1, i));
     }
     assert_eq!(p.join().unwrap(), 0);
-    assert!(q.empty());
+    assert!(q.empty().unwrap());
     assert!(matches!(q.try_get(), Err(Error::Empty)));
 }
 
@@ -140,8 +138,8 @@ pub fn queue_bounded_and_timeouts<C: Context>(ctx: &C) {
     for i in 0..6u8 {
         q.put(i).unwrap();
     }
-    assert!(q.full());
-    assert_eq!(q.qsize(), 6);
+    assert!(q.full().unwrap());
+    assert_eq!(q.qsize().unwrap(), 6);
     assert!(matches!(q.try_put(6), Err(Error::Full)));
     assert!(matches!(
         q.put_timeout(6, Duration::from_millis(10)),
@@ -150,13 +148,13 @@ pub fn queue_bounded_and_timeouts<C: Context>(ctx: &C) {
     for i in 0..6 {
         assert_eq!(q.get_timeout(Duration::MAX).unwrap(), i);
     }
-    assert!(q.empty() && !q.full());
+    assert!(q.empty().unwrap() && !q.full().unwrap());
     assert!(matches!(
         q.get_timeout(Duration::from_millis(10)),
         Err(Error::Empty)
     ));
     assert!(matches!(q.get_timeout(Duration::ZERO), Err(Error::Empty)));
-    q.close();
+    q.close().unwrap();
     assert!(matches!(q.put(1), Err(Error::Closed)));
 }
 
@@ -178,7 +176,7 @@ pub fn joinable_queue_join<C: Context>(ctx: &C) {
         .collect();
     start_all(&mut ps);
     q.join().unwrap();
-    assert!(q.empty());
+    assert!(q.empty().unwrap());
     join_all(&mut ps);
     assert!(matches!(q.task_done(), Err(Error::TaskDoneTooManyTimes)));
 }
@@ -189,8 +187,8 @@ fn add_many<C: Context>((lock, counter, n): (C::Lock, C::Value<u64>, u64)) {
     for _ in 0..n {
         let _held = lock.acquire().unwrap();
         // A read-modify-write that only the lock makes safe.
-        let v = counter.get();
-        counter.set(v + 1);
+        let v = counter.get().unwrap();
+        counter.set(v + 1).unwrap();
     }
 }
 
@@ -203,12 +201,12 @@ pub fn lock_excludes_workers<C: Context>(ctx: &C) {
     start_all(&mut ps);
     add_many::<C>((lock.clone(), counter.clone(), 2000));
     join_all(&mut ps);
-    assert_eq!(counter.get(), 8000);
+    assert_eq!(counter.get().unwrap(), 8000);
 }
 
 fn hold_until_told<C: Context>((lock, held, release): (C::Lock, C::Event, C::Event)) {
     let _guard = lock.acquire().unwrap();
-    held.set();
+    held.set().unwrap();
     release.wait(None).unwrap();
 }
 
@@ -231,7 +229,7 @@ pub fn lock_held_elsewhere<C: Context>(ctx: &C) {
         matches!(lock.release(), Err(Error::NotHeld { .. })),
         "not ours to release"
     );
-    release.set();
+    release.set().unwrap();
     assert!(lock.acquire_timeout(HANG_GUARD).unwrap().is_some());
     assert_eq!(p.join().unwrap(), 0);
 }
@@ -286,14 +284,20 @@ pub fn condition_notifies_workers<C: Context>(ctx: &C) {
         .collect();
     start_all(&mut ps);
     let g = cond.acquire().unwrap();
-    let (g, all_waiting) = ready.wait_for(g, || waiting.get() == 4, None).unwrap();
+    let (g, all_waiting) = ready
+        .wait_for(g, || waiting.get().unwrap() == 4, None)
+        .unwrap();
     assert!(all_waiting);
-    assert_eq!(woken.get(), 0);
+    assert_eq!(woken.get().unwrap(), 0);
     cond.notify(2).unwrap();
-    let (g, two) = ready.wait_for(g, || woken.get() >= 2, None).unwrap();
+    let (g, two) = ready
+        .wait_for(g, || woken.get().unwrap() >= 2, None)
+        .unwrap();
     assert!(two, "notify(2) wakes two waiters");
     cond.notify_all().unwrap();
-    let (g, all) = ready.wait_for(g, || woken.get() == 4, None).unwrap();
+    let (g, all) = ready
+        .wait_for(g, || woken.get().unwrap() == 4, None)
+        .unwrap();
     assert!(all, "notify_all wakes the rest");
     let (g, notified) = cond.wait_timeout(g, Duration::from_millis(10)).unwrap();
     assert!(!notified, "nothing more comes: the wait times out");
@@ -321,7 +325,7 @@ pub fn semaphore_counts<C: Context>(ctx: &C) {
         t.elapsed() >= Duration::from_millis(20),
         "gave up before the timeout"
     );
-    assert_eq!(sem.value(), 0);
+    assert_eq!(sem.value().unwrap(), 0);
     let mut p = ctx.process(release_twice::<C>, sem.clone());
     p.start().unwrap();
     sem.acquire().unwrap();
@@ -330,7 +334,7 @@ pub fn semaphore_counts<C: Context>(ctx: &C) {
     for _ in 0..3 {
         sem.release().unwrap(); // past the initial value: fine
     }
-    assert_eq!(sem.value(), 3);
+    assert_eq!(sem.value().unwrap(), 3);
     let bounded = ctx.bounded_semaphore(1).unwrap();
     assert!(matches!(
         bounded.release(),
@@ -342,7 +346,7 @@ pub fn semaphore_counts<C: Context>(ctx: &C) {
 
 fn set_after<C: Context>((ready, ev): (C::Event, C::Event)) {
     ready.wait(None).unwrap();
-    ev.set();
+    ev.set().unwrap();
 }
 
 pub fn event_wakes_workers<C: Context>(ctx: &C) {
@@ -351,10 +355,10 @@ pub fn event_wakes_workers<C: Context>(ctx: &C) {
     assert!(!ev.wait(Some(Duration::from_millis(5))).unwrap());
     let mut p = ctx.process(set_after::<C>, (ready.clone(), ev.clone()));
     p.start().unwrap();
-    ready.set();
+    ready.set().unwrap();
     assert!(ev.wait(None).unwrap());
-    ev.clear();
-    assert!(!ev.is_set());
+    ev.clear().unwrap();
+    assert!(!ev.is_set().unwrap());
     assert_eq!(p.join().unwrap(), 0);
 }
 
@@ -379,8 +383,8 @@ pub fn barrier_rounds<C: Context>(ctx: &C) {
         assert_eq!(idx, [0, 1, 2], "round {round}: each index once");
     }
     join_all(&mut ps);
-    assert_eq!(b.n_waiting(), 0);
-    assert!(!b.broken());
+    assert_eq!(b.n_waiting().unwrap(), 0);
+    assert!(!b.broken().unwrap());
     assert_eq!(ctx.barrier(1, None).unwrap().wait().unwrap(), 0);
 }
 
@@ -394,25 +398,25 @@ pub fn barrier_breaks<C: Context>(ctx: &C) {
     let out = ctx.queue().unwrap();
     let mut p = ctx.process(wait_broken::<C>, (b.clone(), out.clone()));
     p.start().unwrap();
-    while b.n_waiting() < 1 {
+    while b.n_waiting().unwrap() < 1 {
         std::thread::yield_now();
     }
     b.abort().unwrap();
     assert!(out.get().unwrap(), "the waiting party got BrokenBarrier");
-    assert!(b.broken());
+    assert!(b.broken().unwrap());
     assert!(
         matches!(b.wait(), Err(Error::BrokenBarrier)),
         "waiting on a broken barrier"
     );
     assert_eq!(p.join().unwrap(), 0);
     b.reset().unwrap();
-    assert!(!b.broken());
+    assert!(!b.broken().unwrap());
     let t = ctx.barrier(2, None).unwrap();
     assert!(matches!(
         t.wait_timeout(Duration::from_millis(10)),
         Err(Error::BrokenBarrier)
     ));
-    assert!(t.broken(), "a timeout breaks it for everyone");
+    assert!(t.broken().unwrap(), "a timeout breaks it for everyone");
 }
 
 fn bump<C: Context>((v, n): (C::Value<i64>, i64)) {
@@ -428,7 +432,40 @@ pub fn value_shared_updates<C: Context>(ctx: &C) {
         .collect();
     start_all(&mut ps);
     join_all(&mut ps);
-    assert_eq!(v.get(), 1995);
-    v.set(7);
+    assert_eq!(v.get().unwrap(), 1995);
+    v.set(7).unwrap();
     assert_eq!(v.update(|x| *x *= 2).unwrap(), 14);
+}
+
+// ---------------------------------------------------------------- pipes
+
+/// Answers each number with the next one until the pipe closes.
+fn echo_next<C: Context>(end: C::Connection) {
+    while let Ok(n) = end.recv::<u64>() {
+        end.send(&(n + 1)).unwrap();
+    }
+}
+
+pub fn pipe_to_a_worker<C: Context>(ctx: &C) {
+    let (here, there) = ctx.pipe(true).unwrap();
+    assert!(
+        !here.poll(Some(Duration::ZERO)).unwrap(),
+        "nothing sent yet"
+    );
+    let mut p = ctx.process(echo_next::<C>, there);
+    p.start().unwrap();
+    for n in [0u64, 41, u64::MAX - 1] {
+        here.send(&n).unwrap();
+        assert!(here.poll(Some(HANG_GUARD)).unwrap());
+        assert_eq!(here.recv::<u64>().unwrap(), n + 1);
+    }
+    drop(here);
+    assert_eq!(p.join().unwrap(), 0, "the worker saw the pipe close");
+    let (reader, writer) = ctx.pipe(false).unwrap();
+    writer.send("one way").unwrap();
+    assert_eq!(reader.recv::<String>().unwrap(), "one way");
+    assert!(
+        writer.recv::<String>().is_err(),
+        "the sending end cannot receive"
+    );
 }
