@@ -221,14 +221,16 @@ const MIN_CHECK: Duration = Duration::from_millis(1);
 
 /// How a wait ended without its operation becoming ready.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Ended {
+pub enum Ended {
+    /// The deadline passed.
     Timeout,
+    /// The cancel check said stop.
     Cancelled,
 }
 
 impl Ended {
     /// The refusal for an ended wait, `timeout` when it timed out.
-    pub(crate) fn or(self, timeout: Refused) -> Refused {
+    pub fn or(self, timeout: Refused) -> Refused {
         match self {
             Ended::Timeout => timeout,
             Ended::Cancelled => Refused::Cancelled,
@@ -237,8 +239,21 @@ impl Ended {
 }
 
 /// Waits on `cv` until `ready(state)` gives a value, as `wait` allows:
-/// the one waiting loop of the primitives.
-pub(crate) fn wait_on<'g, S, R>(
+/// the one waiting loop of the primitives, for state of the caller's own
+/// (whoever changes it notifies `cv`). `ready` runs under the lock, first
+/// before any wait, then after each wake-up.
+///
+/// ```
+/// use std::sync::{Condvar, Mutex};
+/// use mp_proc::plumbing::local::{Ended, Wait, wait_on};
+///
+/// let (state, cv) = (Mutex::new(3u32), Condvar::new());
+/// let (_g, r) = wait_on(&cv, state.lock().unwrap(), &Wait::now(), |n| (*n > 2).then_some(*n));
+/// assert_eq!(r, Ok(3));
+/// let (_g, r) = wait_on(&cv, state.lock().unwrap(), &Wait::now(), |n| (*n > 5).then_some(()));
+/// assert_eq!(r, Err(Ended::Timeout));
+/// ```
+pub fn wait_on<'g, S, R>(
     cv: &Condvar,
     mut g: MutexGuard<'g, S>,
     wait: &Wait<'_>,
