@@ -19,7 +19,7 @@ pub use queue::{JoinableQueue, Queue, SimpleQueue};
 pub use sync::{Barrier, BoundedSemaphore, Event, Semaphore};
 pub use value::{Array, SharedGuard, Value};
 
-pub use mp_proc::{Connection, Error, Result};
+pub use mp_proc::{Connection, Error, Result, cpu_count};
 
 /// A pipe between threads (`multiprocessing.dummy.Pipe`, which is
 /// `multiprocessing.Pipe`): mp-proc's connections, which threads share too.

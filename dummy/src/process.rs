@@ -109,6 +109,38 @@ impl Process {
         self
     }
 
+    /// Renames it (before `start`; the thread carries the new name).
+    pub fn set_name(&mut self, name: impl Into<String>) {
+        self.name = name.into();
+    }
+
+    /// As [`daemon`](Self::daemon), on a thread being set up.
+    pub fn set_daemon(&mut self, daemon: bool) {
+        self.daemon = daemon;
+    }
+
+    /// Whether it is (or will be) a daemon.
+    pub fn is_daemon(&self) -> bool {
+        self.daemon
+    }
+
+    /// The id of the process it runs in, once started (threads share their
+    /// process's id, as [`ThreadInfo::pid`] says).
+    ///
+    /// ```
+    /// let mut p = mp_dummy::Process::new(|_: ()| {}, ());
+    /// p.set_name("worker");
+    /// p.set_daemon(true);
+    /// assert_eq!((p.get_name(), p.is_daemon(), p.pid()), ("worker", true, None));
+    /// p.start()?;
+    /// assert_eq!(p.pid(), Some(std::process::id()));
+    /// p.join()?;
+    /// # Ok::<(), mp_proc::Error>(())
+    /// ```
+    pub fn pid(&self) -> Option<u32> {
+        self.started().then(std::process::id)
+    }
+
     /// Starts the thread.
     pub fn start(&mut self) -> Result<()> {
         let Some(target) = self.target.take() else {
