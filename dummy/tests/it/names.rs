@@ -183,6 +183,10 @@ fn group_end(s: &[u8], open: usize) -> usize {
     s.len()
 }
 
+/// A `macro_rules!`: its range, the methods of its `impl $ty` blocks, and
+/// its `pub fn`s outside any impl.
+type Macro = (std::ops::Range<usize>, BTreeSet<String>, BTreeSet<String>);
+
 /// An `impl` block: its type (`$ty` inside a macro) and its range.
 struct Impl {
     ty: String,
@@ -283,10 +287,7 @@ fn methods(dir: &Path, skip: Option<&str>) -> BTreeMap<String, BTreeSet<String>>
         // Each macro_rules!: its range, the methods of its `impl $ty`
         // blocks, and its `pub fn`s outside any impl (spliced into the
         // impl that invokes it).
-        let mut macros: BTreeMap<
-            String,
-            (std::ops::Range<usize>, BTreeSet<String>, BTreeSet<String>),
-        > = BTreeMap::new();
+        let mut macros: BTreeMap<String, Macro> = BTreeMap::new();
         for i in 0..s.len() {
             if word_at(&s, i, "macro_rules") {
                 let (name, end) = ident(&s, skip_ws(&s, skip_ws(&s, i + 11) + 1));
@@ -372,9 +373,8 @@ fn free_functions(lib: &Path) -> BTreeSet<String> {
             '{' => open.push(!text[..i].trim_end().ends_with("::")),
             '}' => {
                 // A block ending at the top level ends an item (`pub mod m { .. }`).
-                if open.pop() == Some(true) && depth == 1 {
-                    at = i + 1;
-                }
+                let block = open.pop() == Some(true);
+                at = if block && depth == 1 { i + 1 } else { at };
             }
             ';' if depth == 0 => {
                 statements.push(&text[at..i]);
