@@ -6,10 +6,11 @@ use std::sync::Arc;
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
-use mp_proc::plumbing::local::{self, Refused, Wait};
+use mp_proc::plumbing::local::{self, Wait};
 use mp_proc::{Error, Result};
 
 use crate::registry::handle;
+use crate::sync::taken;
 
 /// The owner of a lock taken here: the calling thread.
 pub(crate) fn me() -> ThreadId {
@@ -52,11 +53,7 @@ fn take<'a>(
     wait: &Wait<'_>,
     what: &'static str,
 ) -> Result<Option<LockGuard<'a>>> {
-    match lock.acquire(me(), wait) {
-        Ok(()) => Ok(Some(LockGuard::new(lock))),
-        Err(Refused::Timeout) => Ok(None),
-        Err(e) => Err(e.into_error(what)),
-    }
+    Ok(taken(lock.acquire(me(), wait), what)?.then(|| LockGuard::new(lock)))
 }
 
 macro_rules! lock_type {

@@ -216,19 +216,7 @@ impl<T: Clone> List<T> {
 
     /// `l[i] = v`.
     pub fn set(&self, i: usize, v: T) -> Result<()> {
-        let mut items = lock(&self.inner);
-        let len = items.len();
-        match items.get_mut(i) {
-            Some(slot) => {
-                *slot = v;
-                Ok(())
-            }
-            None => Err(Error::Index {
-                what: "list",
-                index: i,
-                len,
-            }),
-        }
+        crate::value::set_at(&mut lock(&self.inner), i, v, "list")
     }
 
     /// `l.pop()`; `None` when empty.

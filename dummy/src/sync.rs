@@ -25,7 +25,7 @@ pub(crate) fn wait_until<'a, T>(
 }
 
 /// Whether an acquire took its unit: a timeout is `false`.
-fn taken(r: std::result::Result<(), Refused>, what: &'static str) -> Result<bool> {
+pub(crate) fn taken(r: std::result::Result<(), Refused>, what: &'static str) -> Result<bool> {
     match r {
         Ok(()) => Ok(true),
         Err(Refused::Timeout) => Ok(false),

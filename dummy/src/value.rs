@@ -9,6 +9,19 @@ use mp_proc::{Error, Result, Shareable};
 use crate::registry::handle;
 use crate::sync::lock;
 
+/// Sets `items[i]` to `v`; an index out of range is [`Error::Index`] of
+/// `what`.
+pub(crate) fn set_at<T>(items: &mut [T], i: usize, v: T, what: &'static str) -> Result<()> {
+    let len = items.len();
+    let slot = items.get_mut(i).ok_or(Error::Index {
+        what,
+        index: i,
+        len,
+    })?;
+    *slot = v;
+    Ok(())
+}
+
 /// Holds the lock of a [`Value`] (`T`) or an [`Array`] (`[T]`) and gives
 /// access to its data until dropped, as mp-proc's `SharedGuard`.
 ///
@@ -156,19 +169,7 @@ impl<T: Clone> Array<T> {
 
     /// Sets element `i`; an index out of range is an error.
     pub fn set(&self, i: usize, v: T) -> Result<()> {
-        let mut items = lock(&self.inner);
-        let len = items.len();
-        match items.get_mut(i) {
-            Some(slot) => {
-                *slot = v;
-                Ok(())
-            }
-            None => Err(Error::Index {
-                what: "Array",
-                index: i,
-                len,
-            }),
-        }
+        set_at(&mut lock(&self.inner), i, v, "Array")
     }
 
     /// A copy of every element.

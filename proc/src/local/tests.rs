@@ -20,22 +20,41 @@ fn until(ready: impl Fn() -> bool) {
     }
 }
 
-/// Cancels the waiter that reports on `done`: sets `flag`, then wakes
-/// (`wake`) until the waiter reports, which, with a cancel interval of an
-/// hour, only a wake-up makes it do.
-fn cancel<R>(flag: &AtomicBool, wake: impl Fn(), done: &mpsc::Receiver<R>) -> R {
-    flag.store(true, Ordering::SeqCst);
-    let end = Instant::now() + HANG_GUARD;
-    loop {
-        wake();
-        match done.recv_timeout(Duration::from_millis(5)) {
-            Ok(r) => return r,
-            Err(_) => assert!(Instant::now() < end, "the waiter was never cancelled"),
+/// A cancel interval no test waits out.
+const HOUR: Duration = Duration::from_secs(3600);
+
+/// Runs `op` on another thread with a wait that has no deadline and
+/// checks its cancel flag only every hour; runs `then` here; then sets the
+/// flag and calls `wake` until `op` returns (so only a wake-up can have
+/// ended it), and returns what `op` returned.
+fn cancelled<R: Send>(
+    op: impl FnOnce(&Wait<'_>) -> R + Send,
+    then: impl FnOnce(),
+    wake: impl Fn(),
+) -> R {
+    let flag = AtomicBool::new(false);
+    let (tx, done) = mpsc::channel();
+    thread::scope(|s| {
+        let flag = &flag;
+        s.spawn(move || {
+            let gone = || flag.load(Ordering::SeqCst);
+            tx.send(op(&Wait::forever().or_cancel(&gone, HOUR)))
+                .unwrap();
+        });
+        then();
+        flag.store(true, Ordering::SeqCst);
+        let end = Instant::now() + HANG_GUARD;
+        loop {
+            wake();
+            match done.recv_timeout(Duration::from_millis(5)) {
+                Ok(r) => return r,
+                Err(_) => assert!(Instant::now() < end, "the waiter was never cancelled"),
+            }
         }
-    }
+    })
 }
 
-const HOUR: Duration = Duration::from_secs(3600);
+fn nothing() {}
 
 #[test]
 fn lock_excludes_across_threads() {
@@ -129,16 +148,8 @@ fn a_dead_owner_is_released_and_its_waiter_proceeds() {
 fn a_cancelled_lock_wait_takes_nothing() {
     let lock = Lock::new(false);
     lock.acquire(1, &Wait::forever()).unwrap();
-    let flag = AtomicBool::new(false);
-    let (tx, rx) = mpsc::channel();
-    thread::scope(|s| {
-        s.spawn(|| {
-            let gone = || flag.load(Ordering::SeqCst);
-            tx.send(lock.acquire(2, &Wait::forever().or_cancel(&gone, HOUR)))
-                .unwrap();
-        });
-        assert_eq!(cancel(&flag, || lock.wake(), &rx), Err(Refused::Cancelled));
-    });
+    let r = cancelled(|w| lock.acquire(2, w), nothing, || lock.wake());
+    assert_eq!(r, Err(Refused::Cancelled));
     assert_eq!(lock.owner(), Some(1));
 }
 
@@ -186,16 +197,8 @@ fn semaphore_counts_and_bounds() {
 #[test]
 fn a_cancelled_semaphore_wait_takes_nothing() {
     let s = Semaphore::new(0, false);
-    let flag = AtomicBool::new(false);
-    let (tx, rx) = mpsc::channel();
-    thread::scope(|sc| {
-        sc.spawn(|| {
-            let gone = || flag.load(Ordering::SeqCst);
-            tx.send(s.acquire(&Wait::forever().or_cancel(&gone, HOUR)))
-                .unwrap();
-        });
-        assert_eq!(cancel(&flag, || s.wake(), &rx), Err(Refused::Cancelled));
-    });
+    let r = cancelled(|w| s.acquire(w), nothing, || s.wake());
+    assert_eq!(r, Err(Refused::Cancelled));
     s.give_back();
     assert_eq!(s.value(), 1);
 }
@@ -262,18 +265,12 @@ fn condition_wait_rules() {
 #[test]
 fn a_cancelled_condition_wait_leaves_the_lock_free() {
     let c = Condition::new(Arc::new(Lock::new(true)));
-    let flag = AtomicBool::new(false);
-    let (tx, rx) = mpsc::channel();
-    thread::scope(|s| {
-        s.spawn(|| {
-            let gone = || flag.load(Ordering::SeqCst);
-            c.lock().acquire(1, &Wait::forever()).unwrap();
-            tx.send(c.wait(1, &Wait::forever().or_cancel(&gone, HOUR)))
-                .unwrap();
-        });
-        until(|| c.n_waiting() == 1);
-        assert_eq!(cancel(&flag, || c.wake(), &rx), Err(Refused::Cancelled));
-    });
+    let wait = |w: &Wait<'_>| {
+        c.lock().acquire(1, &Wait::forever()).unwrap();
+        c.wait(1, w)
+    };
+    let r = cancelled(wait, || until(|| c.n_waiting() == 1), || c.wake());
+    assert_eq!(r, Err(Refused::Cancelled));
     assert_eq!(c.n_waiting(), 0);
     assert!(!c.lock().is_locked());
 }
@@ -281,22 +278,19 @@ fn a_cancelled_condition_wait_leaves_the_lock_free() {
 #[test]
 fn a_cancelled_condition_retake_leaves_the_lock_to_its_holder() {
     let c = Condition::new(Arc::new(Lock::new(false)));
-    let flag = AtomicBool::new(false);
-    let (tx, rx) = mpsc::channel();
-    thread::scope(|s| {
-        s.spawn(|| {
-            let gone = || flag.load(Ordering::SeqCst);
-            c.lock().acquire(1, &Wait::forever()).unwrap();
-            tx.send(c.wait(1, &Wait::forever().or_cancel(&gone, HOUR)))
-                .unwrap();
-        });
+    let wait = |w: &Wait<'_>| {
+        c.lock().acquire(1, &Wait::forever()).unwrap();
+        c.wait(1, w)
+    };
+    // Notified, but the lock is held: it waits for the lock, and is
+    // cancelled there.
+    let notify_holding = || {
         until(|| c.n_waiting() == 1);
-        // Notified, but the lock is held: it waits for the lock, and is
-        // cancelled there.
         c.lock().acquire(2, &Wait::forever()).unwrap();
         c.notify(1);
-        assert_eq!(cancel(&flag, || c.wake(), &rx), Err(Refused::Cancelled));
-    });
+    };
+    let r = cancelled(wait, notify_holding, || c.wake());
+    assert_eq!(r, Err(Refused::Cancelled));
     assert_eq!(c.lock().owner(), Some(2));
 }
 
@@ -316,16 +310,8 @@ fn event_wakes_its_waiters() {
     assert!(e.is_set());
     e.clear();
     assert!(!e.is_set());
-    let flag = AtomicBool::new(false);
-    let (tx, rx) = mpsc::channel();
-    thread::scope(|s| {
-        s.spawn(|| {
-            let gone = || flag.load(Ordering::SeqCst);
-            tx.send(e.wait(&Wait::forever().or_cancel(&gone, HOUR)))
-                .unwrap();
-        });
-        assert_eq!(cancel(&flag, || e.wake(), &rx), Err(Refused::Cancelled));
-    });
+    let r = cancelled(|w| e.wait(w), nothing, || e.wake());
+    assert_eq!(r, Err(Refused::Cancelled));
 }
 
 #[test]
@@ -398,17 +384,8 @@ fn a_barrier_waiter_that_times_out_or_is_cancelled_breaks_it() {
     assert!(b.broken());
     assert_eq!(b.n_waiting(), 0);
     b.reset();
-    let flag = AtomicBool::new(false);
-    let (tx, rx) = mpsc::channel();
-    thread::scope(|s| {
-        s.spawn(|| {
-            let gone = || flag.load(Ordering::SeqCst);
-            tx.send(b.wait(&Wait::forever().or_cancel(&gone, HOUR)))
-                .unwrap();
-        });
-        until(|| b.n_waiting() == 1);
-        assert_eq!(cancel(&flag, || b.wake(), &rx), Err(Refused::Cancelled));
-    });
+    let r = cancelled(|w| b.wait(w), || until(|| b.n_waiting() == 1), || b.wake());
+    assert_eq!(r, Err(Refused::Cancelled));
     assert!(b.broken());
     assert_eq!(b.n_waiting(), 0);
 }
@@ -445,7 +422,7 @@ fn queue_hands_items_between_threads() {
         for i in 0..100 {
             q.put(i, &Wait::forever()).unwrap();
         }
-        assert_eq!(getter.join().unwrap(), (0..100).sum());
+        assert_eq!(getter.join().unwrap(), (0..100u32).sum::<u32>());
     });
 }
 
@@ -500,27 +477,11 @@ fn an_item_put_back_is_first_and_still_pending() {
 #[test]
 fn a_cancelled_queue_wait_takes_and_adds_nothing() {
     let q = Queue::new(1);
-    let flag = AtomicBool::new(false);
-    let (tx, rx) = mpsc::channel();
-    thread::scope(|s| {
-        s.spawn(|| {
-            let gone = || flag.load(Ordering::SeqCst);
-            tx.send(q.get(&Wait::forever().or_cancel(&gone, HOUR)))
-                .unwrap();
-        });
-        assert_eq!(cancel(&flag, || q.wake(), &rx), Err(Refused::Cancelled));
-    });
+    let r = cancelled(|w| q.get(w), nothing, || q.wake());
+    assert_eq!(r, Err(Refused::Cancelled));
     q.put(1, &Wait::now()).unwrap();
-    flag.store(false, Ordering::SeqCst);
-    let (tx, rx) = mpsc::channel();
-    thread::scope(|s| {
-        s.spawn(|| {
-            let gone = || flag.load(Ordering::SeqCst);
-            tx.send(q.put(2, &Wait::forever().or_cancel(&gone, HOUR)))
-                .unwrap();
-        });
-        assert_eq!(cancel(&flag, || q.wake(), &rx), Err(Refused::Cancelled));
-    });
+    let r = cancelled(|w| q.put(2, w), nothing, || q.wake());
+    assert_eq!(r, Err(Refused::Cancelled));
     assert_eq!(q.qsize(), 1);
     q.get(&Wait::now()).unwrap();
     q.task_done().unwrap();
