@@ -5,20 +5,17 @@
 use std::any::Any;
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mp_proc::{Error, Result};
 
 use crate::registry::handle;
+use crate::sync::lock;
 use crate::{
     Array, Barrier, BoundedSemaphore, Condition, Event, JoinableQueue, Lock, Queue, RLock,
     Semaphore, Value,
 };
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// `multiprocessing.dummy.Manager()`: its factories match
 /// `mp_manager::SyncManager`'s, and give in-process objects.
@@ -219,19 +216,7 @@ impl<T: Clone> List<T> {
 
     /// `l[i] = v`.
     pub fn set(&self, i: usize, v: T) -> Result<()> {
-        let mut items = lock(&self.inner);
-        let len = items.len();
-        match items.get_mut(i) {
-            Some(slot) => {
-                *slot = v;
-                Ok(())
-            }
-            None => Err(Error::Index {
-                what: "list",
-                index: i,
-                len,
-            }),
-        }
+        crate::value::set_at(&mut lock(&self.inner), i, v, "list")
     }
 
     /// `l.pop()`; `None` when empty.
