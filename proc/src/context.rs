@@ -6,10 +6,11 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::Payload;
 use crate::connection::{Connection, pipe};
 use crate::error::{Error, Result};
 use crate::process::{JoinHandle, Process, spawn_with};
-use crate::{Payload, runtime};
+use crate::rt::runtime;
 
 /// How a child process is started, Python's start methods.
 ///

@@ -2,28 +2,19 @@
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 #![deny(unsafe_code)]
 
-mod bootstrap;
 #[doc(hidden)]
 pub mod conformance;
 pub mod connection;
 mod context;
-mod depth;
 mod error;
-mod forkserver;
 mod function;
 #[doc(hidden)]
 pub mod fuzzing;
-mod handle;
-mod payload;
-mod probe;
 mod process;
 mod queue;
-mod runners;
-mod runtime;
-mod start;
+mod rt;
 mod sync;
 mod sys;
-mod tracker;
 mod traits;
 mod wire;
 
@@ -44,7 +35,6 @@ pub use context::{
 };
 pub use error::{BoxError, Error, Result};
 pub use function::{FnPointer, Function};
-pub use payload::Payload;
 pub use process::{
     JoinHandle, Process, ProcessInfo, active_children, current_process, exit, init, parent_process,
     spawn,
@@ -62,6 +52,7 @@ pub use traits::{
     BarrierLike, ConditionLike, Context, EventLike, GuardOf, JoinableQueueLike, LockLike,
     ProcessLike, QueueLike, SemaphoreLike, ValueLike, Workers,
 };
+pub use wire::payload::Payload;
 
 /// The workspace README's examples, compiled and run as doctests.
 #[cfg(doctest)]

@@ -6,11 +6,11 @@ pub use crate::connection::fds::wait_fds_rw;
 pub use crate::function::{
     BoundFunction, ErasedFunction, FnPtr, StarFunction, is_exit_request, panic_message,
 };
-pub use crate::handle::{HandleKey, type_tag};
 pub use crate::sync::condition::wait_for_with;
 pub use crate::sync::shared::{deadline_after, spin_until_ready};
 pub use crate::sys::signal_fds::{SignalFd, SignalFds};
 pub use crate::wire::codec::{Packed, decode_failure, is_receiving_from_parent, is_spawning};
+pub use crate::wire::handle::{HandleKey, type_tag};
 
 /// Locks `m`, ignoring poison: the data of every mutex in the workspace
 /// stays consistent across a panic (each critical section either completes

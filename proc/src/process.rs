@@ -6,13 +6,14 @@ use std::os::fd::{AsFd, BorrowedFd, RawFd};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::bootstrap::{self, ExitRequest, Outcome};
 use crate::connection::Connection;
 use crate::error::{Error, OsContext, Result};
-use crate::runners::{self, Runner};
-use crate::runtime::{self, Child};
-use crate::start::{self, Launch};
-use crate::{Payload, StartMethod, payload, sys};
+use crate::rt::bootstrap::{self, ExitRequest, Outcome};
+use crate::rt::runtime::{self, Child};
+use crate::rt::start::{self, Launch};
+use crate::wire::payload;
+use crate::wire::runners::{self, Runner};
+use crate::{Payload, StartMethod, sys};
 
 /// Arguments encoded at `start()`, with the value kept alive (its handles'
 /// descriptors open) until the child has its own copies.

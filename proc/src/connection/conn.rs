@@ -10,8 +10,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, OsContext, Result};
-use crate::payload;
 use crate::sys;
+use crate::wire::payload;
 
 /// The default limit on the length of one received message: 1 GiB.
 ///
@@ -639,7 +639,7 @@ impl Serialize for Connection {
         let fd = payload::push_fd(
             self.inner.fd.as_fd(),
             "Connection",
-            crate::handle::handle_type("Connection", 0),
+            crate::wire::handle::handle_type("Connection", 0),
         )?;
         // A reader blocked in recv holds the lock; its bytes are its own.
         let pending = match self.inner.reader.try_lock() {
@@ -667,7 +667,7 @@ impl<'de> Deserialize<'de> for Connection {
         let fd = payload::take_fd(
             wire.fd,
             "Connection",
-            crate::handle::handle_type("Connection", 0),
+            crate::wire::handle::handle_type("Connection", 0),
         )?;
         let conn = Connection::from_fd(fd, wire.readable, wire.writable);
         conn.set_max_frame_len(wire.max_frame);

@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, OsContext, Result};
-use crate::handle::handle_type;
-use crate::payload;
 use crate::sys::shm::Region;
 use crate::sys::sync::{self, Taken};
+use crate::wire::handle::handle_type;
+use crate::wire::payload;
 
 /// A region shared by every clone of a handle, in every process it reaches.
 #[derive(Clone)]
@@ -24,7 +24,7 @@ impl Shared {
     }
 
     /// Writes the descriptor's index and the handle's type: a handle of
-    /// kind `kind` over items of type `elem` ([`type_tag`](crate::handle::type_tag),
+    /// kind `kind` over items of type `elem` ([`type_tag`](crate::wire::handle::type_tag),
     /// 0 for none).
     pub(crate) fn serialize<S: Serializer>(
         &self,
@@ -45,7 +45,7 @@ impl Shared {
     ) -> std::result::Result<Shared, D::Error> {
         let (index, ty) = <(u32, u64)>::deserialize(d)?;
         if ty != handle_type(kind, elem) {
-            return Err(crate::handle::retyped(kind));
+            return Err(crate::wire::handle::retyped(kind));
         }
         let fd = payload::take_fd(index, kind, ty)?;
         let region = Region::from_fd(fd).map_err(serde::de::Error::custom)?;

@@ -19,8 +19,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use crate::bootstrap::{Bootstrap, ENV_ALL, ENV_CHILD, ENV_FORKSERVER, ENV_TRACKER};
-use crate::{Error, StartMethod, get_context, payload, sys};
+use crate::rt::bootstrap::{Bootstrap, ENV_ALL, ENV_CHILD, ENV_FORKSERVER, ENV_TRACKER};
+use crate::wire::payload;
+use crate::{Error, StartMethod, get_context, sys};
 
 /// Selects the probe in a re-run: `main` (print the marker) or `secure` (also
 /// try every start method and the resource tracker).
@@ -116,7 +117,7 @@ fn crafted_bootstrap(exe: &Path) -> Vec<u8> {
         log_stderr: false,
         log_propagate: false,
         fingerprint: (meta.dev(), meta.ino(), sys::image::fingerprint().2),
-        runner: sys::image::offset_of(crate::runners::process_runner::<()>() as usize),
+        runner: sys::image::offset_of(crate::wire::runners::process_runner::<()>() as usize),
         target: sys::image::offset_of(evil as fn(()) as usize),
         args: payload::encode(&()).expect("encode ()"),
         nfds: 0,

@@ -15,9 +15,9 @@ use std::collections::HashMap;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 
-use crate::bootstrap::{self, ChildFds, Leave, Role};
 use crate::error::{Error, OsContext, Result};
-use crate::runtime::State;
+use crate::rt::bootstrap::{self, ChildFds, Leave, Role};
+use crate::rt::runtime::State;
 use crate::{StartMethod, sys};
 
 /// The program's side of a fork server.
@@ -38,7 +38,7 @@ pub(crate) fn client(state: &mut State) -> Result<Arc<Client>> {
 
 /// Replaces a dead fork server (if nobody replaced it yet).
 pub(crate) fn restart(dead: &Arc<Client>) -> Result<Arc<Client>> {
-    let mut state = crate::runtime::state();
+    let mut state = crate::rt::runtime::state();
     if let Some(current) = &state.forkserver
         && !Arc::ptr_eq(current, dead)
     {
@@ -192,10 +192,14 @@ fn fork_child(mut fds: Vec<OwnedFd>) -> Option<(u32, OwnedFd)> {
             let boot = bootstrap::read_bootstrap(memfd).and_then(|boot| {
                 let fds = ChildFds::from_vec(rest, boot.has_result)
                     .ok_or("missing descriptors in the request")?;
-                let entry = crate::runners::resolve(boot.runner, boot.target, boot.fingerprint)
-                    .ok_or(
-                        "the executable changed since the program started: cannot find the target",
-                    )?;
+                let entry = crate::wire::runners::resolve(
+                    boot.runner,
+                    boot.target,
+                    boot.fingerprint,
+                )
+                .ok_or(
+                    "the executable changed since the program started: cannot find the target",
+                )?;
                 Ok((boot, fds, entry))
             });
             match boot {

@@ -9,9 +9,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::connection::Connection;
-use crate::runners::Runner;
-use crate::runtime::{self, Me};
+use crate::rt::runtime::{self, Me};
 use crate::sys::spawn::Channel;
+use crate::wire::runners::Runner;
 use crate::{StartMethod, sys};
 
 /// Tells a spawned copy of the executable that fd 3 holds its bootstrap.
@@ -186,21 +186,21 @@ pub(crate) fn run_if_child() {
             // SAFETY: the parent placed this fd for this process alone and
             // named it in its variable; it is taken once, here.
             match unsafe { sys::spawn::take_channel(fd, Channel::PipeReadEnd) } {
-                Ok(pipe) => crate::tracker::serve(pipe),
+                Ok(pipe) => crate::rt::tracker::serve(pipe),
                 Err(e) => fatal(role, &e.to_string()),
             }
         }
         Role::Forkserver => {
             // SAFETY: as above.
             match unsafe { sys::spawn::take_channel(fd, Channel::Seqpacket) } {
-                Ok(control) => crate::forkserver::serve(control),
+                Ok(control) => crate::rt::forkserver::serve(control),
                 Err(e) => fatal(role, &e.to_string()),
             }
         }
         Role::Child => match read_spawned(fd) {
             Ok((boot, fds)) => {
                 let fingerprint = boot.fingerprint;
-                match crate::runners::resolve(boot.runner, boot.target, fingerprint) {
+                match crate::wire::runners::resolve(boot.runner, boot.target, fingerprint) {
                     Some(entry) => {
                         let becoming = boot.becoming();
                         child_main(
@@ -298,7 +298,7 @@ pub(crate) fn read_bootstrap(fd: OwnedFd) -> Result<Bootstrap, String> {
     if bytes.is_empty() {
         return Err("the bootstrap is empty".to_owned());
     }
-    crate::payload::decode(&bytes).map_err(|e| format!("the bootstrap does not decode: {e}"))
+    crate::wire::payload::decode(&bytes).map_err(|e| format!("the bootstrap does not decode: {e}"))
 }
 
 /// The end of a process whose bootstrap is not what a parent sets up (a

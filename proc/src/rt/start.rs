@@ -4,10 +4,10 @@ use std::io::Write;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::bootstrap::{self, Bootstrap, ChildFds, Leave};
 use crate::error::{Error, OsContext, Result};
-use crate::runners::Runner;
-use crate::runtime::{self, Child, Watch};
+use crate::rt::bootstrap::{self, Bootstrap, ChildFds, Leave};
+use crate::rt::runtime::{self, Child, Watch};
+use crate::wire::runners::Runner;
 use crate::{StartMethod, sys};
 
 /// A child about to start.
@@ -195,7 +195,7 @@ fn fork(l: &Launch<'_>, boot: Bootstrap) -> Result<Child> {
 /// Writes a bootstrap into a sealed anonymous memory file (the only kind a
 /// child accepts as its bootstrap).
 fn bootstrap_memfd(boot: &Bootstrap) -> Result<OwnedFd> {
-    let bytes = crate::payload::encode(boot)?;
+    let bytes = crate::wire::payload::encode(boot)?;
     sys::spawn::sealed_memfd(c"mp-proc-bootstrap", &bytes).os("write the bootstrap memfd")
 }
 
@@ -223,14 +223,14 @@ fn forkserver(l: &Launch<'_>, boot: &Bootstrap) -> Result<Child> {
     let (client, alive) = {
         let mut state = runtime::state();
         let alive = state.alive_reader()?.as_raw_fd();
-        (crate::forkserver::client(&mut state)?, alive)
+        (crate::rt::forkserver::client(&mut state)?, alive)
     };
     let mut fds = vec![memfd.as_raw_fd(), 1, 2];
     fds.extend(child_fd_list(alive, l));
     let (pid, status, pidfd) = match client.request(&fds) {
         Err(Error::ForkserverDied { .. }) => {
             // A dead server is restarted transparently (as CPython does), once.
-            let client = crate::forkserver::restart(&client)?;
+            let client = crate::rt::forkserver::restart(&client)?;
             client.request(&fds)?
         }
         r => r?,

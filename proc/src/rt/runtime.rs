@@ -51,7 +51,7 @@ pub(crate) struct State {
     /// `(read, write)`: children get the read end; it reaches end of file
     /// when this process dies, however it dies.
     pub(crate) alive: Option<(OwnedFd, OwnedFd)>,
-    pub(crate) forkserver: Option<Arc<crate::forkserver::Client>>,
+    pub(crate) forkserver: Option<Arc<crate::rt::forkserver::Client>>,
     /// `/dev/null`, the stdin of fork children, opened once.
     dev_null: Option<OwnedFd>,
     /// Children whose `Process` was dropped while they ran.
@@ -59,7 +59,7 @@ pub(crate) struct State {
     /// The write end of the reaper thread's wake-up pipe, while it runs.
     reaper: Option<OwnedFd>,
     /// The resource tracker, started with the first named shared memory.
-    pub(crate) tracker: Option<crate::tracker::Tracker>,
+    pub(crate) tracker: Option<crate::rt::tracker::Tracker>,
     exit_hook: bool,
 }
 

@@ -11,9 +11,9 @@
 use std::collections::BTreeSet;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
-use crate::bootstrap::{self, Role};
 use crate::error::{OsContext, Result};
-use crate::runtime::{self, State};
+use crate::rt::bootstrap::{self, Role};
+use crate::rt::runtime::{self, State};
 use crate::sys;
 
 /// This process's tracker: its pid and the write end of its pipe.

@@ -75,7 +75,7 @@ impl HandleKey {
             static CACHE: std::cell::RefCell<Option<(Arc<[u8]>, HandleKey)>> =
                 const { std::cell::RefCell::new(None) };
         }
-        let authkey = crate::runtime::me().authkey.clone();
+        let authkey = crate::rt::runtime::me().authkey.clone();
         CACHE.with(|c| {
             let mut c = c.borrow_mut();
             match &*c {
@@ -141,7 +141,7 @@ pub(crate) fn handle_type(kind: &str, elem: u64) -> u64 {
 
 /// The error of a handle whose bytes were not made by a holder of the key.
 pub(crate) fn forged<E: serde::de::Error>(kind: &str) -> E {
-    crate::payload::decode_failure(format!(
+    crate::wire::payload::decode_failure(format!(
         "a {kind} whose signature does not check: its bytes were not made by this \
          process tree (another authkey), or were changed"
     ))
@@ -149,7 +149,7 @@ pub(crate) fn forged<E: serde::de::Error>(kind: &str) -> E {
 
 /// The error of a handle made as another type.
 pub(crate) fn retyped<E: serde::de::Error>(kind: &str) -> E {
-    crate::payload::decode_failure(format!(
+    crate::wire::payload::decode_failure(format!(
         "a {kind} made for another type: it cannot be received as this one"
     ))
 }

@@ -77,7 +77,7 @@ fn decode_error(e: postcard::Error) -> Error {
 fn encode_error<T: Serialize + ?Sized>(e: postcard::Error, value: &T) -> Error {
     match REFUSED.with(|r| r.borrow_mut().take()) {
         Some(kind) => Error::HandleNotTransferable { kind },
-        None => match (&e, crate::probe::custom_message(value)) {
+        None => match (&e, crate::wire::probe::custom_message(value)) {
             (postcard::Error::SerdeSerCustom, Some(message)) => Error::Encode(message.into()),
             _ => Error::Encode(codec_error(e)),
         },
@@ -134,11 +134,11 @@ pub(crate) fn encode_with_fds<T: Serialize + ?Sized>(
 }
 
 /// Decodes a value; the bytes must be exactly one value, nested at most
-/// [`depth::MAX_DEPTH`](crate::depth::MAX_DEPTH) levels deep (deeper is an
+/// [`depth::MAX_DEPTH`](crate::wire::depth::MAX_DEPTH) levels deep (deeper is an
 /// error, not a stack overflow).
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
     let mut de = postcard::Deserializer::from_bytes(bytes);
-    match crate::depth::deserialize::<T, _>(&mut de, crate::depth::MAX_DEPTH) {
+    match crate::wire::depth::deserialize::<T, _>(&mut de, crate::wire::depth::MAX_DEPTH) {
         Ok(value) => match de.finalize() {
             Ok([]) => Ok(value),
             Ok(rest) => Err(Error::Decode(
@@ -146,7 +146,7 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
             )),
             Err(e) => Err(Error::Decode(codec_error(e))),
         },
-        Err(crate::depth::Failure::Format(e)) => Err(decode_error(e)),
+        Err(crate::wire::depth::Failure::Format(e)) => Err(decode_error(e)),
         Err(e) => Err(Error::Decode(Box::new(e))),
     }
 }
@@ -226,7 +226,7 @@ pub(crate) fn take_fd<E: serde::de::Error>(
 ) -> Result<OwnedFd, E> {
     let (fd, recorded) = take_typed_fd(index, kind)?;
     if recorded != ty {
-        return Err(crate::handle::retyped(kind));
+        return Err(crate::wire::handle::retyped(kind));
     }
     Ok(fd)
 }
