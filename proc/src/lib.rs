@@ -10,6 +10,8 @@ mod error;
 mod function;
 #[doc(hidden)]
 pub mod fuzzing;
+mod method;
+mod mutex;
 mod process;
 mod queue;
 mod rt;
@@ -29,12 +31,10 @@ pub mod codec {
 pub mod plumbing;
 
 pub use connection::{Connection, pipe};
-pub use context::{
-    ParseStartMethodError, ProcessContext, StartMethod, cpu_count, get_context, get_start_method,
-    set_start_method,
-};
+pub use context::{ProcessContext, cpu_count, get_context, get_start_method, set_start_method};
 pub use error::{BoxError, Error, Result};
 pub use function::{FnPointer, Function};
+pub use method::{ParseStartMethodError, StartMethod};
 pub use process::{
     JoinHandle, Process, ProcessInfo, active_children, current_process, exit, init, parent_process,
     spawn,

@@ -6,19 +6,12 @@ pub use crate::connection::fds::wait_fds_rw;
 pub use crate::function::{
     BoundFunction, ErasedFunction, FnPtr, StarFunction, is_exit_request, panic_message,
 };
+pub use crate::mutex::lock;
 pub use crate::sync::condition::wait_for_with;
 pub use crate::sync::shared::{deadline_after, spin_until_ready};
 pub use crate::sys::signal_fds::{SignalFd, SignalFds};
 pub use crate::wire::codec::{Packed, decode_failure, is_receiving_from_parent, is_spawning};
 pub use crate::wire::handle::{HandleKey, type_tag};
-
-/// Locks `m`, ignoring poison: the data of every mutex in the workspace
-/// stays consistent across a panic (each critical section either completes
-/// or changes nothing a reader relies on), so a panic elsewhere is not a
-/// reason to fail here.
-pub fn lock<T: ?Sized>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// Whether the calling thread may run on more than one CPU: a waiter pinned
 /// to one CPU must not spin for a peer that needs that very CPU.

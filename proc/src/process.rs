@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::connection::Connection;
 use crate::error::{Error, OsContext, Result};
+use crate::mutex::lock;
 use crate::rt::bootstrap::{self, ExitRequest, Outcome};
 use crate::rt::runtime::{self, Child};
 use crate::rt::start::{self, Launch};
@@ -163,12 +164,7 @@ impl Process {
         if runtime::me().daemon {
             return Err(Error::DaemonChildren);
         }
-        let encoder = self
-            .encoder
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-            .ok_or(Error::AlreadyStarted)?;
+        let encoder = lock(&self.encoder).take().ok_or(Error::AlreadyStarted)?;
         encoder()
     }
 

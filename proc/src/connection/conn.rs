@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, OsContext, Result};
+use crate::mutex::lock;
 use crate::sys;
 use crate::wire::payload;
 
@@ -601,10 +602,6 @@ impl Connection {
             got: got as u64,
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl AsFd for Connection {

@@ -11,6 +11,7 @@ use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 use std::time::Duration;
 
 use crate::error::{Error, OsContext, Result};
+use crate::mutex::lock;
 use crate::{StartMethod, sys};
 
 /// Who this process is.
@@ -103,7 +104,7 @@ fn new_authkey() -> Arc<[u8]> {
 
 /// Locks the state.
 pub(crate) fn state() -> MutexGuard<'static, State> {
-    STATE.lock().unwrap_or_else(|p| p.into_inner())
+    lock(&STATE)
 }
 
 /// Who this process is.
@@ -179,7 +180,7 @@ impl Child {
     }
 
     fn cached(&self) -> Option<i32> {
-        *self.exitcode.lock().unwrap_or_else(|p| p.into_inner())
+        *lock(&self.exitcode)
     }
 
     /// Waits up to `timeout` (`None`: forever) for the child to end; returns
@@ -191,7 +192,7 @@ impl Child {
         if !sys::fd::readable(self.sentinel(), timeout).os("wait for process")? {
             return Ok(None);
         }
-        let mut cached = self.exitcode.lock().unwrap_or_else(|p| p.into_inner());
+        let mut cached = lock(&self.exitcode);
         if let Some(code) = *cached {
             return Ok(Some(code));
         }
@@ -220,7 +221,7 @@ impl Child {
                         if !sys::fd::readable(pidfd.as_fd(), timeout).os("wait for process")? {
                             return Ok(None);
                         }
-                        cached = self.exitcode.lock().unwrap_or_else(|p| p.into_inner());
+                        cached = lock(&self.exitcode);
                     }
                     255
                 }
