@@ -31,7 +31,7 @@ pub fn set_start_method(method: StartMethod) -> Result<()> {
 /// [`set_start_method`], or [`StartMethod::Forkserver`]. Unlike Python's, it
 /// does not fix the default, so `set_start_method` still works afterwards.
 pub fn get_start_method() -> StartMethod {
-    runtime::state().start_method.unwrap_or_default()
+    runtime::start_method()
 }
 
 /// A context for one start method, Python's `multiprocessing.get_context(method)`.

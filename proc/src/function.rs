@@ -299,29 +299,6 @@ impl fmt::Debug for BoundFunction {
     }
 }
 
-/// The message of a panic payload (a `&str` or a `String`, as `panic!`
-/// makes them), for code that catches panics and reports them.
-///
-/// ```
-/// let p = std::panic::catch_unwind(|| panic!("boom {}", 1)).unwrap_err();
-/// assert_eq!(mp_proc::plumbing::panic_message(&*p), "boom 1");
-/// ```
-pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "Box<dyn Any>".to_owned()
-    }
-}
-
-/// Whether a panic payload is [`exit`](crate::exit) unwinding a child's
-/// target: code that catches panics (a pool worker) must let it go on.
-pub fn is_exit_request(payload: &(dyn std::any::Any + Send)) -> bool {
-    payload.is::<crate::rt::bootstrap::ExitRequest>()
-}
-
 /// A plain function pointer of any of the shapes [`FnPtr`] covers, that
 /// travels to other processes of this executable as its offset (as a
 /// [`Function`] does for `fn(A) -> R` of payloads). A library uses it to

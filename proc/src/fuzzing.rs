@@ -241,8 +241,8 @@ pub fn bootstrap(data: &[u8]) {
     if file.write_all(data).is_err() {
         return;
     }
-    if let Ok(boot) = crate::rt::bootstrap::read_bootstrap(file.into()) {
-        let _ = crate::rt::bootstrap::ChildFds::from_vec(Vec::new(), boot.has_result);
+    if let Ok(boot) = crate::rt::child::read_bootstrap(file.into()) {
+        let _ = crate::rt::child::ChildFds::from_vec(Vec::new(), boot.has_result);
         let _ = crate::wire::runners::resolve(boot.runner, boot.target, boot.fingerprint);
         let _ = boot.becoming();
     }
@@ -451,7 +451,7 @@ fn handles_seeds() -> Vec<Vec<u8>> {
 }
 
 fn bootstrap_seeds() -> Vec<Vec<u8>> {
-    use crate::rt::bootstrap::Bootstrap;
+    use crate::rt::child::Bootstrap;
     use crate::sys::image;
     fn child(_: u32) {}
     let mut seeds = Vec::new();

@@ -3,10 +3,9 @@
 //! One place, so that the public API is what the docs show.
 
 pub use crate::connection::fds::wait_fds_rw;
-pub use crate::function::{
-    BoundFunction, ErasedFunction, FnPtr, StarFunction, is_exit_request, panic_message,
-};
+pub use crate::function::{BoundFunction, ErasedFunction, FnPtr, StarFunction};
 pub use crate::mutex::lock;
+pub use crate::rt::child::{is_exit_request, panic_message};
 pub use crate::sync::condition::wait_for_with;
 pub use crate::sync::shared::{deadline_after, spin_until_ready};
 pub use crate::sys::signal_fds::{SignalFd, SignalFds};

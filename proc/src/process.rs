@@ -8,13 +8,16 @@ use std::time::Duration;
 
 use crate::connection::Connection;
 use crate::error::{Error, OsContext, Result};
+use crate::method::StartMethod;
 use crate::mutex::lock;
-use crate::rt::bootstrap::{self, ExitRequest, Outcome};
+use crate::rt::bootstrap;
+use crate::rt::child::{self, ExitRequest, Outcome};
+use crate::rt::helper;
 use crate::rt::runtime::{self, Child};
 use crate::rt::start::{self, Launch};
 use crate::wire::payload;
 use crate::wire::runners::{self, Runner};
-use crate::{Payload, StartMethod, sys};
+use crate::{Payload, sys};
 
 /// Arguments encoded at `start()`, with the value kept alive (its handles'
 /// descriptors open) until the child has its own copies.
@@ -157,7 +160,7 @@ impl Process {
 
     /// The checks every start makes, then the arguments, encoded.
     fn prepare(&self) -> Result<Encoded> {
-        if bootstrap::bootstrap_pending() {
+        if helper::bootstrap_pending() {
             return Err(Error::NotBootstrapped);
         }
         bootstrap::keep_constructor();
@@ -170,7 +173,7 @@ impl Process {
 
     fn launch(&mut self, encoded: Encoded, result: Option<BorrowedFd<'_>>) -> Result<()> {
         let daemon = self.daemon.unwrap_or(runtime::me().daemon);
-        let method = self.method.unwrap_or_else(crate::get_start_method);
+        let method = self.method.unwrap_or_else(runtime::start_method);
         let _ = runtime::live_children(); // reap finished children first, as CPython does
         runtime::state().ensure_exit_hook();
         let child = start::launch(Launch {
@@ -328,7 +331,7 @@ impl fmt::Debug for Process {
 /// # Ok::<(), mp_proc::Error>(())
 /// ```
 pub fn exit(code: i32) -> ! {
-    if cfg!(panic = "unwind") && bootstrap::IN_TARGET.with(|t| t.get()) {
+    if cfg!(panic = "unwind") && child::IN_TARGET.with(|t| t.get()) {
         std::panic::resume_unwind(Box::new(ExitRequest(code)));
     }
     std::process::exit(code)

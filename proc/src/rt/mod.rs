@@ -3,7 +3,9 @@
 //! bootstrap.
 
 pub(crate) mod bootstrap;
+pub(crate) mod child;
 pub(crate) mod forkserver;
+pub(crate) mod helper;
 pub(crate) mod runtime;
 pub(crate) mod start;
 pub(crate) mod tracker;

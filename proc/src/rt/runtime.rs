@@ -11,8 +11,10 @@ use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 use std::time::Duration;
 
 use crate::error::{Error, OsContext, Result};
+use crate::method::StartMethod;
 use crate::mutex::lock;
-use crate::{StartMethod, sys};
+use crate::rt::helper::Helper;
+use crate::sys;
 
 /// Who this process is.
 #[derive(Clone)]
@@ -52,7 +54,7 @@ pub(crate) struct State {
     /// `(read, write)`: children get the read end; it reaches end of file
     /// when this process dies, however it dies.
     pub(crate) alive: Option<(OwnedFd, OwnedFd)>,
-    pub(crate) forkserver: Option<Arc<crate::rt::forkserver::Client>>,
+    pub(crate) forkserver: Option<Arc<Helper>>,
     /// `/dev/null`, the stdin of fork children, opened once.
     dev_null: Option<OwnedFd>,
     /// Children whose `Process` was dropped while they ran.
@@ -60,7 +62,7 @@ pub(crate) struct State {
     /// The write end of the reaper thread's wake-up pipe, while it runs.
     reaper: Option<OwnedFd>,
     /// The resource tracker, started with the first named shared memory.
-    pub(crate) tracker: Option<crate::rt::tracker::Tracker>,
+    pub(crate) tracker: Option<Helper>,
     exit_hook: bool,
 }
 
@@ -110,6 +112,12 @@ pub(crate) fn state() -> MutexGuard<'static, State> {
 /// Who this process is.
 pub(crate) fn me() -> Arc<Me> {
     state().me.clone()
+}
+
+/// The start method of processes that do not choose one (the one set, or
+/// the default).
+pub(crate) fn start_method() -> StartMethod {
+    state().start_method.unwrap_or_default()
 }
 
 /// The next process number.

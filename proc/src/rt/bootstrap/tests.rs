@@ -19,7 +19,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use crate::rt::bootstrap::{Bootstrap, ENV_ALL, ENV_CHILD, ENV_FORKSERVER, ENV_TRACKER};
+use crate::rt::child::Bootstrap;
+use crate::rt::helper::{ENV_ALL, ENV_CHILD, ENV_FORKSERVER, ENV_TRACKER};
 use crate::wire::payload;
 use crate::{Error, StartMethod, get_context, sys};
 
