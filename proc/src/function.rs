@@ -177,7 +177,7 @@ impl<'de> Deserialize<'de> for ErasedFunction {
         }
         let parts = function_parts(runner, target, fingerprint, 0);
         if !HandleKey::process().verify(ERASED, &[&parts], &tag) {
-            return Err(crate::wire::handle::forged(ERASED));
+            return Err(crate::wire::payload::forged(ERASED));
         }
         remember(f);
         Ok(f)
@@ -338,11 +338,11 @@ impl<'de, F: 'static> Deserialize<'de> for FnPointer<F> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         let (offset, fingerprint, ty, tag) = <(i64, (u64, u64, i64), u64, Tag)>::deserialize(d)?;
         if ty != type_tag::<F>() {
-            return Err(crate::wire::handle::retyped(POINTER));
+            return Err(crate::wire::payload::retyped(POINTER));
         }
         let parts = function_parts(offset, 0, fingerprint, ty);
         if !HandleKey::process().verify(POINTER, &[&parts], &tag) {
-            return Err(crate::wire::handle::forged(POINTER));
+            return Err(crate::wire::payload::forged(POINTER));
         }
         Ok(FnPointer {
             offset,

@@ -15,6 +15,7 @@ use crate::method::StartMethod;
 use crate::mutex::lock;
 use crate::rt::helper::Helper;
 use crate::sys;
+use crate::wire::handle::HandleKey;
 
 /// Who this process is.
 #[derive(Clone)]
@@ -112,6 +113,29 @@ pub(crate) fn state() -> MutexGuard<'static, State> {
 /// Who this process is.
 pub(crate) fn me() -> Arc<Me> {
     state().me.clone()
+}
+
+impl HandleKey {
+    /// The key of this process tree's handles (from this process's authkey,
+    /// which the runtime holds; the wire only signs and checks).
+    pub fn process() -> HandleKey {
+        thread_local! {
+            static CACHE: std::cell::RefCell<Option<(Arc<[u8]>, HandleKey)>> =
+                const { std::cell::RefCell::new(None) };
+        }
+        let authkey = me().authkey.clone();
+        CACHE.with(|c| {
+            let mut c = c.borrow_mut();
+            match &*c {
+                Some((k, key)) if Arc::ptr_eq(k, &authkey) => key.clone(),
+                _ => {
+                    let key = HandleKey::new(&authkey);
+                    *c = Some((authkey, key.clone()));
+                    key
+                }
+            }
+        })
+    }
 }
 
 /// The start method of processes that do not choose one (the one set, or

@@ -45,7 +45,7 @@ impl Shared {
     ) -> std::result::Result<Shared, D::Error> {
         let (index, ty) = <(u32, u64)>::deserialize(d)?;
         if ty != handle_type(kind, elem) {
-            return Err(crate::wire::handle::retyped(kind));
+            return Err(crate::wire::payload::retyped(kind));
         }
         let fd = payload::take_fd(index, kind, ty)?;
         let region = Region::from_fd(fd).map_err(serde::de::Error::custom)?;

@@ -258,7 +258,7 @@ impl<'de> Deserialize<'de> for SharedMemory {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         let (fd, ty, name) = <(u32, u64, String)>::deserialize(d)?;
         if ty != handle_type("SharedMemory", 0) {
-            return Err(crate::wire::handle::retyped("SharedMemory"));
+            return Err(crate::wire::payload::retyped("SharedMemory"));
         }
         let fd = payload::take_fd(fd, "SharedMemory", ty)?;
         let region = Region::from_fd(fd).map_err(serde::de::Error::custom)?;

@@ -64,6 +64,21 @@ pub(crate) fn decode_failure<E: serde::de::Error>(message: String) -> E {
     e
 }
 
+/// The error of a handle whose bytes were not made by a holder of the key.
+pub(crate) fn forged<E: serde::de::Error>(kind: &str) -> E {
+    decode_failure(format!(
+        "a {kind} whose signature does not check: its bytes were not made by this \
+         process tree (another authkey), or were changed"
+    ))
+}
+
+/// The error of a handle made as another type.
+pub(crate) fn retyped<E: serde::de::Error>(kind: &str) -> E {
+    decode_failure(format!(
+        "a {kind} made for another type: it cannot be received as this one"
+    ))
+}
+
 /// The `Error::Decode` for postcard's error `e`, with the message of a
 /// custom error where one was recorded.
 fn decode_error(e: postcard::Error) -> Error {
@@ -226,7 +241,7 @@ pub(crate) fn take_fd<E: serde::de::Error>(
 ) -> Result<OwnedFd, E> {
     let (fd, recorded) = take_typed_fd(index, kind)?;
     if recorded != ty {
-        return Err(crate::wire::handle::retyped(kind));
+        return Err(retyped(kind));
     }
     Ok(fd)
 }
