@@ -66,6 +66,14 @@ pub(crate) const SPIN: Duration = Duration::from_micros(30);
 /// `ready()`. It yields the CPU between rounds, so a peer that shares this CPU
 /// runs instead of waiting behind the poll.
 pub(crate) fn spin_until(ready: impl Fn() -> bool, deadline: Option<Instant>) -> bool {
+    spin_then_yield(ready, deadline, 32)
+}
+
+/// The one spin-then-wait loop of the crate: checks `ready()`, then for
+/// [`SPIN`] (or until `deadline`) rounds of `spins` spin hints with a check
+/// after each, then a yield of the CPU and a check. Returns whether it
+/// became ready; the caller sleeps (on a futex, in `poll`) when it did not.
+fn spin_then_yield(ready: impl Fn() -> bool, deadline: Option<Instant>, spins: u32) -> bool {
     if cfg!(loom) {
         // The model checks every interleaving: a poll is one look there
         // (its length must not depend on the clock).
@@ -77,7 +85,7 @@ pub(crate) fn spin_until(ready: impl Fn() -> bool, deadline: Option<Instant>) ->
     let end = Instant::now() + SPIN;
     let end = deadline.map_or(end, |d| d.min(end));
     loop {
-        for _ in 0..32 {
+        for _ in 0..spins {
             std::hint::spin_loop();
             if ready() {
                 return true;
@@ -112,25 +120,13 @@ pub fn spin_until_ready(ready: impl Fn() -> bool) -> bool {
 }
 
 /// As [`spin_until`], for a `ready()` that is itself a system call (e.g. a
-/// zero-timeout `poll`): it yields after every check, and does not poll at
-/// all in a thread pinned to one CPU (the peer may need that CPU).
+/// zero-timeout `poll`): no spin hints, a yield after every check, and no
+/// polling at all in a thread pinned to one CPU (the peer may need that CPU).
 pub(crate) fn poll_until(ready: impl Fn() -> bool) -> bool {
     if !crate::sys::process::several_cpus() {
         return false;
     }
-    if ready() {
-        return true;
-    }
-    let end = Instant::now() + SPIN;
-    loop {
-        if ready() {
-            return true;
-        }
-        std::thread::yield_now();
-        if Instant::now() >= end {
-            return ready();
-        }
-    }
+    spin_then_yield(ready, None, 0)
 }
 
 /// The instant `timeout` from now; `None` (never) when it is too far to
