@@ -2,6 +2,10 @@
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 #![deny(unsafe_code)]
 
+// Layers, each importing only from itself and below (`cargo xtask layers`
+// checks it, xtask/src/layers.rs has the table): sys/ (the OS) <- error,
+// method, mutex (leaves) <- wire/ (payloads, codec, handles, runners) <- rt/
+// (the runtime) <- the user API (the other modules).
 #[doc(hidden)]
 pub mod conformance;
 pub mod connection;

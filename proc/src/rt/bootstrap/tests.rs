@@ -131,10 +131,12 @@ fn crafted_bootstrap(exe: &Path) -> Vec<u8> {
 /// A re-run of `exe` as the probe: no bootstrap variable of ours, `PROBE`
 /// set to `mode`.
 fn probe_command(exe: &Path, mode: &str) -> Command {
+    // This module's path without the crate's name, as the harness names tests.
+    let here = module_path!().split_once("::").map_or("", |(_, p)| p);
     let mut cmd = Command::new(exe);
     cmd.args([
         "--exact",
-        "bootstrap::tests::probe",
+        &format!("{here}::probe"),
         "--nocapture",
         "--test-threads=1",
     ])
