@@ -4,7 +4,7 @@
 
 // Layers, each importing only from itself and below (`cargo xtask layers`
 // checks it, xtask/src/layers.rs has the table): sys/ (the OS) <- error,
-// method, mutex (leaves) <- wire/ (payloads, codec, handles, runners) <- rt/
+// method, mutex, spin (leaves) <- wire/ (payloads, codec, handles, runners) <- rt/
 // (the runtime) <- the user API (the other modules).
 #[doc(hidden)]
 pub mod conformance;
@@ -19,6 +19,7 @@ mod mutex;
 mod process;
 mod queue;
 mod rt;
+mod spin;
 mod sync;
 mod sys;
 mod traits;

@@ -455,7 +455,7 @@ impl Connection {
             // Poll a little before a read that would sleep: a peer that answers
             // within the poll is seen without a sleep and a cross-CPU wake-up.
             None => {
-                crate::sync::shared::poll_until(|| {
+                crate::spin::poll_until(|| {
                     sys::fd::readable(fd, Some(Duration::ZERO)).unwrap_or(true)
                 });
             }

@@ -11,7 +11,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::Payload;
 use crate::error::{Error, Result};
-use crate::sync::shared::{Shared, deadline_after};
+use crate::spin::deadline_after;
+use crate::sync::shared::Shared;
 use crate::wire::payload;
 use ring::{DEFAULT_CAPACITY, Ring};
 
