@@ -25,8 +25,9 @@ pub(crate) struct Crate {
     /// Lowest first. A layer lists the top-level modules of the crate in it;
     /// `"*"` stands for every module no layer names (the top layer).
     pub(crate) layers: &'static [Layer],
-    /// Edges allowed upwards: a module of `from` (a module path, `rt::bootstrap`)
-    /// may import `to`. Each must still be used, and none may close a loop.
+    /// Edges allowed upwards: a module of `from` (a module path, `rt::child`)
+    /// may import `to`. Each must still be used, none may close a loop, and
+    /// `to` itself may import only from layers below `from`'s.
     pub(crate) exceptions: &'static [Exception],
 }
 
@@ -53,8 +54,8 @@ pub(crate) const CRATES: &[Crate] = &[
                 modules: &["sys"],
             },
             Layer {
-                name: "the leaves every layer uses (errors, start methods, the poison-ignoring lock)",
-                modules: &["error", "method", "mutex"],
+                name: "the leaves (errors, start methods, the poison-ignoring lock, the spin-then-wait loop)",
+                modules: &["error", "method", "mutex", "spin"],
             },
             Layer {
                 name: "the wire (wire/)",
@@ -73,7 +74,8 @@ pub(crate) const CRATES: &[Crate] = &[
             from: "rt::child",
             to: "connection",
             why: "a spawned child writes its outcome as one Connection frame, the framing its \
-                  JoinHandle reads; connection/ imports nothing of rt/ (a loop would fail here)",
+                  JoinHandle reads; connection/ itself imports only the wire and below \
+                  (checked)",
         }],
     },
     // TODO(issue 14, after merging mp-pool's restructuring): mp-pool's layers.
@@ -137,6 +139,7 @@ pub(crate) fn check(src: &Path, krate: &Crate) -> Result<(), String> {
     let mut problems = String::new();
     let mut edges: BTreeMap<(String, String), At> = BTreeMap::new();
     let mut used = vec![false; krate.exceptions.len()];
+    let mut layer_of: BTreeMap<String, usize> = BTreeMap::new();
     for (rel, module) in &files {
         if module.is_empty() || module.iter().any(|m| m == "tests") {
             continue; // lib.rs is the front door; test files may reach anything
@@ -190,7 +193,24 @@ pub(crate) fn check(src: &Path, krate: &Crate) -> Result<(), String> {
                     }
                 }
             }
+            layer_of.insert(from_name.clone(), from_layer);
+            layer_of.insert(to_name.clone(), to_layer);
             edges.entry((from_name, to_name)).or_insert(at);
+        }
+    }
+    // What an exception lets a module reach must itself stay below that
+    // module's layer: else the exception would carry a whole layer upwards.
+    for e in krate.exceptions {
+        let from_layer = resolver.layer(&e.from.split("::").map(String::from).collect::<Vec<_>>());
+        for ((a, b), at) in &edges {
+            if within(a, e.to) && layer_of[b] >= from_layer {
+                let _ = writeln!(
+                    problems,
+                    "  {}:{}: {a} imports {b}, not below {} ({}): the exception {} -> {} holds \
+                     only while {} imports nothing from there up",
+                    at.file, at.line, e.from, krate.layers[from_layer].name, e.from, e.to, e.to,
+                );
+            }
         }
     }
     for (e, used) in krate.exceptions.iter().zip(used) {
@@ -758,6 +778,37 @@ mod tests {
         let err = check(&dir, &EXCEPT).unwrap_err();
         assert!(
             err.contains("the exception low -> api (a reason) is used by no import"),
+            "{err}"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn what_an_exception_reaches_stays_below_its_module() {
+        const EXCEPT: Crate = Crate {
+            exceptions: &[Exception {
+                from: "mid",
+                to: "api",
+                why: "a reason",
+            }],
+            ..TOY
+        };
+        let lib = "mod low;\nmod mid;\nmod other;\npub mod api;\n";
+        let dir = tree(
+            "reach",
+            &[
+                ("lib.rs", lib),
+                ("low.rs", "\n"),
+                ("mid.rs", "use crate::api::Thing;\n"),
+                ("api.rs", "use crate::low;\npub struct Thing;\n"),
+                ("other.rs", "\n"),
+            ],
+        );
+        assert_eq!(check(&dir, &EXCEPT), Ok(()));
+        std::fs::write(dir.join("api.rs"), "use crate::other;\npub struct Thing;\n").unwrap();
+        let err = check(&dir, &EXCEPT).unwrap_err();
+        assert!(
+            err.contains("toy/src/api.rs:1: api imports other, not below mid (mid)"),
             "{err}"
         );
         std::fs::remove_dir_all(dir).unwrap();
