@@ -626,16 +626,22 @@ fn root_modules(lib: &str) -> BTreeSet<String> {
     out
 }
 
-/// What `lib.rs` re-exports with `pub use`: each name and the path it
-/// stands for.
+/// What `lib.rs` re-exports with `use` at its top level: each name and the
+/// path it stands for.
 fn reexports(lib: &str) -> BTreeMap<String, ModPath> {
     let chars: Vec<char> = lib.chars().collect();
     let mut out = BTreeMap::new();
+    let mut depth = 0usize; // `use` inside an inline module is not the root's
     let mut i = 0;
     while i < chars.len() {
+        match chars[i] {
+            '{' => depth += 1,
+            '}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
         let (w, e) = ident_at(&chars, i);
         let start_of_word = i == 0 || !is_ident(chars[i - 1]);
-        if start_of_word && w == "use" {
+        if start_of_word && w == "use" && depth == 0 {
             let mut leaves = Vec::new();
             let mut k = skip_ws(&chars, e);
             let (first, fe) = ident_at(&chars, k);
