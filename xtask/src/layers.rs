@@ -5,7 +5,8 @@
 //!
 //! It reads the sources (standard library only, no parser crate): every
 //! `crate::` and `super::` path outside comments, string literals and
-//! `#[cfg(test)]` modules (tests may reach anything), `use` groups
+//! items under `#[cfg(test)]` or `#[cfg(loom)]` (tests and the loom model
+//! may reach anything; so may files named `tests.rs`), `use` groups
 //! included. A name that `lib.rs` re-exports (`crate::Payload`) counts as the
 //! module it comes from. The unit of the loop check is a top-level module of
 //! the crate (`process`, `connection`), or, in a layer that is one folder
@@ -54,7 +55,7 @@ pub(crate) const CRATES: &[Crate] = &[
                 modules: &["sys"],
             },
             Layer {
-                name: "the leaves (errors, start methods, the poison-ignoring lock, the spin-then-wait loop)",
+                name: "the leaves (errors, start methods, mutex, spin)",
                 modules: &["error", "method", "mutex", "spin"],
             },
             Layer {
