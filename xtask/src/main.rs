@@ -14,8 +14,8 @@ usage: cargo xtask <command>
 
 commands:
   test           fmt check, clippy -D warnings, every test (unit, integration,
-                 doc), the crate-boundary check, and every example run to a
-                 zero exit. This is what CI runs.
+                 doc), the crate-boundary and layer checks, and every example
+                 run to a zero exit. This is what CI runs.
   ci             the same as test
   layers         the layer check alone: each crate's modules import only from
                  their layer and below, with no loop (see xtask/src/layers.rs)
