@@ -7,8 +7,8 @@ use std::marker::PhantomData;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, Result};
-use crate::handle::{HandleKey, Tag, type_tag};
 use crate::sys::image;
+use crate::wire::handle::{HandleKey, Tag, type_tag};
 use crate::{Payload, StartMethod};
 
 /// A plain function that travels to other processes of this executable (it
@@ -33,8 +33,10 @@ pub struct Function<A, R> {
 impl<A: Payload, R: Payload> Function<A, R> {
     /// Wraps `f`.
     pub fn new(f: fn(A) -> R) -> Function<A, R> {
-        let erased =
-            ErasedFunction::of(crate::runners::value_runner::<A, R>() as usize, f as usize);
+        let erased = ErasedFunction::of(
+            crate::wire::runners::value_runner::<A, R>() as usize,
+            f as usize,
+        );
         Function {
             f,
             erased,
@@ -90,7 +92,7 @@ impl<A: Payload, R: Payload> StarFunction<(A,), R> for fn(A) -> R {
     fn erase(self) -> ErasedFunction {
         // postcard encodes a one-tuple exactly as its one field.
         ErasedFunction::of(
-            crate::runners::value_runner::<A, R>() as usize,
+            crate::wire::runners::value_runner::<A, R>() as usize,
             self as usize,
         )
     }
@@ -100,7 +102,7 @@ macro_rules! star {
     ($runner:ident ($($t:ident),+)) => {
         impl<$($t: Payload,)+ R: Payload> StarFunction<($($t,)+), R> for fn($($t),+) -> R {
             fn erase(self) -> ErasedFunction {
-                ErasedFunction::of(crate::runners::$runner::<$($t,)+ R>() as usize, self as usize)
+                ErasedFunction::of(crate::wire::runners::$runner::<$($t,)+ R>() as usize, self as usize)
             }
         }
     };
@@ -114,7 +116,7 @@ star!(star5_runner(A, B, C, D, E));
 /// A [`Function`] without its types: it takes and returns encoded values.
 ///
 /// Its bytes carry a tag under this process tree's key (see
-/// [`HandleKey`](crate::handle::HandleKey)): bytes that no process of the
+/// [`HandleKey`](crate::wire::handle::HandleKey)): bytes that no process of the
 /// tree made, or that were changed (a runner and a target swapped, an offset
 /// moved), do not decode.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
@@ -175,7 +177,7 @@ impl<'de> Deserialize<'de> for ErasedFunction {
         }
         let parts = function_parts(runner, target, fingerprint, 0);
         if !HandleKey::process().verify(ERASED, &[&parts], &tag) {
-            return Err(crate::handle::forged(ERASED));
+            return Err(crate::wire::payload::forged(ERASED));
         }
         remember(f);
         Ok(f)
@@ -251,14 +253,13 @@ impl ErasedFunction {
     /// Finds the function in this process, once, for many calls.
     pub fn bind(&self) -> Result<BoundFunction> {
         let (runner, target) =
-            crate::runners::resolve_value(self.runner, self.target, self.fingerprint).ok_or_else(
-                || Error::TargetNotInImage {
+            crate::wire::runners::resolve_value(self.runner, self.target, self.fingerprint)
+                .ok_or_else(|| Error::TargetNotInImage {
                     name: "a function".to_owned(),
                     what: "target",
                     object: "another build of this executable".to_owned(),
                     method: StartMethod::Spawn,
-                },
-            )?;
+                })?;
         Ok(BoundFunction { runner, target })
     }
 }
@@ -266,7 +267,7 @@ impl ErasedFunction {
 /// An [`ErasedFunction`] found in this process: cheap to call many times.
 #[derive(Copy, Clone)]
 pub struct BoundFunction {
-    runner: crate::runners::ValueRunner,
+    runner: crate::wire::runners::ValueRunner,
     target: usize,
 }
 
@@ -296,29 +297,6 @@ impl fmt::Debug for BoundFunction {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BoundFunction").finish_non_exhaustive()
     }
-}
-
-/// The message of a panic payload (a `&str` or a `String`, as `panic!`
-/// makes them), for code that catches panics and reports them.
-///
-/// ```
-/// let p = std::panic::catch_unwind(|| panic!("boom {}", 1)).unwrap_err();
-/// assert_eq!(mp_proc::plumbing::panic_message(&*p), "boom 1");
-/// ```
-pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "Box<dyn Any>".to_owned()
-    }
-}
-
-/// Whether a panic payload is [`exit`](crate::exit) unwinding a child's
-/// target: code that catches panics (a pool worker) must let it go on.
-pub fn is_exit_request(payload: &(dyn std::any::Any + Send)) -> bool {
-    payload.is::<crate::bootstrap::ExitRequest>()
 }
 
 /// A plain function pointer of any of the shapes [`FnPtr`] covers, that
@@ -360,11 +338,11 @@ impl<'de, F: 'static> Deserialize<'de> for FnPointer<F> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         let (offset, fingerprint, ty, tag) = <(i64, (u64, u64, i64), u64, Tag)>::deserialize(d)?;
         if ty != type_tag::<F>() {
-            return Err(crate::handle::retyped(POINTER));
+            return Err(crate::wire::payload::retyped(POINTER));
         }
         let parts = function_parts(offset, 0, fingerprint, ty);
         if !HandleKey::process().verify(POINTER, &[&parts], &tag) {
-            return Err(crate::handle::forged(POINTER));
+            return Err(crate::wire::payload::forged(POINTER));
         }
         Ok(FnPointer {
             offset,

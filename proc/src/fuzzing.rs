@@ -222,11 +222,11 @@ pub fn handles(data: &[u8]) {
             let Ok((r, w)) = std::io::pipe() else {
                 return;
             };
-            let conn = crate::handle::handle_type("Connection", 0);
+            let conn = crate::wire::handle::handle_type("Connection", 0);
             let fds = vec![(OwnedFd::from(r), conn), (OwnedFd::from(w), conn)];
-            crate::payload::with_fds(fds, || {
-                let _ = crate::payload::decode::<(Packed, Vec<u8>)>(bytes);
-                let _ = crate::payload::decode::<Connection>(bytes);
+            crate::wire::payload::with_fds(fds, || {
+                let _ = crate::wire::payload::decode::<(Packed, Vec<u8>)>(bytes);
+                let _ = crate::wire::payload::decode::<Connection>(bytes);
             });
         }
     }
@@ -241,9 +241,9 @@ pub fn bootstrap(data: &[u8]) {
     if file.write_all(data).is_err() {
         return;
     }
-    if let Ok(boot) = crate::bootstrap::read_bootstrap(file.into()) {
-        let _ = crate::bootstrap::ChildFds::from_vec(Vec::new(), boot.has_result);
-        let _ = crate::runners::resolve(boot.runner, boot.target, boot.fingerprint);
+    if let Ok(boot) = crate::rt::child::read_bootstrap(file.into()) {
+        let _ = crate::rt::child::ChildFds::from_vec(Vec::new(), boot.has_result);
+        let _ = crate::wire::runners::resolve(boot.runner, boot.target, boot.fingerprint);
         let _ = boot.becoming();
     }
 }
@@ -438,11 +438,11 @@ fn handles_seeds() -> Vec<Vec<u8>> {
     seeds.push(prefixed(2, &encoded(&packed)));
     // With descriptors: a connection, and a value packed with one.
     if let Ok((a, _b)) = crate::pipe(true) {
-        if let Ok((bytes, _)) = crate::payload::encode_with_fds(&a) {
+        if let Ok((bytes, _)) = crate::wire::payload::encode_with_fds(&a) {
             seeds.push(prefixed(3, &bytes));
         }
         if let Ok(packed) = Packed::pack(&(a.clone(), 1u8))
-            && let Ok((bytes, _)) = crate::payload::encode_with_fds(&(packed, vec![1u8, 2]))
+            && let Ok((bytes, _)) = crate::wire::payload::encode_with_fds(&(packed, vec![1u8, 2]))
         {
             seeds.push(prefixed(3, &bytes));
         }
@@ -451,12 +451,12 @@ fn handles_seeds() -> Vec<Vec<u8>> {
 }
 
 fn bootstrap_seeds() -> Vec<Vec<u8>> {
-    use crate::bootstrap::Bootstrap;
+    use crate::rt::child::Bootstrap;
     use crate::sys::image;
     fn child(_: u32) {}
     let mut seeds = Vec::new();
     for (i, method) in StartMethod::ALL.into_iter().enumerate() {
-        let runner = crate::runners::process_runner::<u32>() as usize;
+        let runner = crate::wire::runners::process_runner::<u32>() as usize;
         let target = child as fn(u32) as usize;
         let boot = Bootstrap {
             name: format!("Process-{i}"),
@@ -474,7 +474,7 @@ fn bootstrap_seeds() -> Vec<Vec<u8>> {
             target: image::offset_of(target),
             args: encoded(&(i as u32)),
             nfds: i as u32,
-            fd_types: vec![crate::handle::handle_type("Connection", 0); i],
+            fd_types: vec![crate::wire::handle::handle_type("Connection", 0); i],
             has_result: method == StartMethod::Spawn,
         };
         let bytes = encoded(&boot);

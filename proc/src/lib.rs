@@ -2,27 +2,26 @@
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 #![deny(unsafe_code)]
 
-mod bootstrap;
+// Layers, each importing only from itself and below (`cargo xtask layers`
+// checks it, xtask/src/layers.rs has the table): sys/ (the OS) <- error,
+// method, mutex, spin (leaves) <- local/ (in-process primitives) <- wire/
+// (payloads, codec, handles, runners) <- rt/ (the runtime) <- the user API
+// (the other modules).
 pub mod connection;
 mod context;
-mod depth;
 mod error;
-mod forkserver;
 mod function;
 #[doc(hidden)]
 pub mod fuzzing;
-mod handle;
 mod local;
-mod payload;
-mod probe;
+mod method;
+mod mutex;
 mod process;
 mod queue;
-mod runners;
-mod runtime;
-mod start;
+mod rt;
+mod spin;
 mod sync;
 mod sys;
-mod tracker;
 mod traits;
 mod wire;
 
@@ -37,13 +36,10 @@ pub mod codec {
 pub mod plumbing;
 
 pub use connection::{Connection, pipe};
-pub use context::{
-    ParseStartMethodError, ProcessContext, StartMethod, cpu_count, get_context, get_start_method,
-    set_start_method,
-};
+pub use context::{ProcessContext, cpu_count, get_context, get_start_method, set_start_method};
 pub use error::{BoxError, Error, Result};
 pub use function::{FnPointer, Function};
-pub use payload::Payload;
+pub use method::{ParseStartMethodError, StartMethod};
 pub use process::{
     JoinHandle, Process, ProcessInfo, active_children, current_process, exit, init, parent_process,
     spawn,
@@ -61,6 +57,7 @@ pub use traits::{
     BarrierLike, ConditionLike, ConnectionLike, Context, EventLike, GuardOf, JoinableQueueLike,
     LockLike, ProcessLike, QueueLike, SemaphoreLike, ValueLike, Workers,
 };
+pub use wire::payload::Payload;
 
 /// The workspace README's examples, compiled and run as doctests.
 #[cfg(doctest)]

@@ -3,22 +3,14 @@
 //! One place, so that the public API is what the docs show.
 
 pub use crate::connection::fds::wait_fds_rw;
-pub use crate::function::{
-    BoundFunction, ErasedFunction, FnPtr, StarFunction, is_exit_request, panic_message,
-};
-pub use crate::handle::{HandleKey, type_tag};
+pub use crate::function::{BoundFunction, ErasedFunction, FnPtr, StarFunction};
+pub use crate::mutex::lock;
+pub use crate::rt::child::{is_exit_request, panic_message};
+pub use crate::spin::{deadline_after, spin_until_ready};
 pub use crate::sync::condition::wait_for_with;
-pub use crate::sync::shared::{deadline_after, spin_until_ready};
 pub use crate::sys::signal_fds::{SignalFd, SignalFds};
 pub use crate::wire::codec::{Packed, decode_failure, is_receiving_from_parent, is_spawning};
-
-/// Locks `m`, ignoring poison: the data of every mutex in the workspace
-/// stays consistent across a panic (each critical section either completes
-/// or changes nothing a reader relies on), so a panic elsewhere is not a
-/// reason to fail here.
-pub fn lock<T: ?Sized>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
+pub use crate::wire::handle::{HandleKey, type_tag};
 
 /// Whether the calling thread may run on more than one CPU: a waiter pinned
 /// to one CPU must not spin for a peer that needs that very CPU.

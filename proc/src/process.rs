@@ -6,13 +6,18 @@ use std::os::fd::{AsFd, BorrowedFd, RawFd};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::bootstrap::{self, ExitRequest, Outcome};
 use crate::connection::Connection;
 use crate::error::{Error, OsContext, Result};
-use crate::runners::{self, Runner};
-use crate::runtime::{self, Child};
-use crate::start::{self, Launch};
-use crate::{Payload, StartMethod, payload, sys};
+use crate::method::StartMethod;
+use crate::mutex::lock;
+use crate::rt::bootstrap;
+use crate::rt::child::{self, ExitRequest, Outcome};
+use crate::rt::helper;
+use crate::rt::runtime::{self, Child};
+use crate::rt::start::{self, Launch};
+use crate::wire::payload;
+use crate::wire::runners::{self, Runner};
+use crate::{Payload, sys};
 
 /// Arguments encoded at `start()`, with the value kept alive (its handles'
 /// descriptors open) until the child has its own copies.
@@ -155,25 +160,20 @@ impl Process {
 
     /// The checks every start makes, then the arguments, encoded.
     fn prepare(&self) -> Result<Encoded> {
-        if bootstrap::bootstrap_pending() {
+        if helper::bootstrap_pending() {
             return Err(Error::NotBootstrapped);
         }
         bootstrap::keep_constructor();
         if runtime::me().daemon {
             return Err(Error::DaemonChildren);
         }
-        let encoder = self
-            .encoder
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-            .ok_or(Error::AlreadyStarted)?;
+        let encoder = lock(&self.encoder).take().ok_or(Error::AlreadyStarted)?;
         encoder()
     }
 
     fn launch(&mut self, encoded: Encoded, result: Option<BorrowedFd<'_>>) -> Result<()> {
         let daemon = self.daemon.unwrap_or(runtime::me().daemon);
-        let method = self.method.unwrap_or_else(crate::get_start_method);
+        let method = self.method.unwrap_or_else(runtime::start_method);
         let _ = runtime::live_children(); // reap finished children first, as CPython does
         runtime::state().ensure_exit_hook();
         let child = start::launch(Launch {
@@ -331,7 +331,7 @@ impl fmt::Debug for Process {
 /// # Ok::<(), mp_proc::Error>(())
 /// ```
 pub fn exit(code: i32) -> ! {
-    if cfg!(panic = "unwind") && bootstrap::IN_TARGET.with(|t| t.get()) {
+    if cfg!(panic = "unwind") && child::IN_TARGET.with(|t| t.get()) {
         std::panic::resume_unwind(Box::new(ExitRequest(code)));
     }
     std::process::exit(code)

@@ -3,6 +3,8 @@
 //! Standard library only. Every step prints the command it runs; the first
 //! failing step ends the run with a non-zero exit code.
 
+mod layers;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
@@ -12,9 +14,11 @@ usage: cargo xtask <command>
 
 commands:
   test           fmt check, clippy -D warnings, every test (unit, integration,
-                 doc), the crate-boundary check, and every example run to a
-                 zero exit. This is what CI runs.
+                 doc), the crate-boundary and layer checks, and every example
+                 run to a zero exit. This is what CI runs.
   ci             the same as test
+  layers         the layer check alone: each crate's modules import only from
+                 their layer and below, with no loop (see xtask/src/layers.rs)
   bench [--quick] [FILTER]
                  run the benchmarks and print one table of ratios: mp against
                  CPython (python3, same run) and against the raw OS loop
@@ -35,6 +39,7 @@ fn main() -> ExitCode {
     let root = workspace_root();
     let result = match args.first().map(String::as_str) {
         Some("test") | Some("ci") => test(&root),
+        Some("layers") => check_layers(&root),
         Some("bench") => bench(&root, &args[1..]),
         Some("fuzz") => fuzz(&root, &args[1..]),
         Some("publish-check") => publish_check(&root),
@@ -125,6 +130,7 @@ fn test(root: &Path) -> Result {
     check_fuzz_targets(root)?;
 
     check_crate_boundaries(root)?;
+    check_layers(root)?;
     let shm_before = shm_entries();
     let tmp_before = manager_dirs();
 
@@ -323,6 +329,13 @@ fn check_crate_boundaries(root: &Path) -> Result {
         }
     }
     Ok(())
+}
+
+/// Inside each crate, modules in layers that import only downward, and no
+/// loop of imports between modules (xtask/src/layers.rs has the tables).
+fn check_layers(root: &Path) -> Result {
+    eprintln!("\n==> module layers (xtask/src/layers.rs)");
+    layers::check_all(root)
 }
 
 /// Waits (a little: exits and clean-ups are asynchronous) until `left()`

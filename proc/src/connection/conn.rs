@@ -10,8 +10,9 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, OsContext, Result};
-use crate::payload;
+use crate::mutex::lock;
 use crate::sys;
+use crate::wire::payload;
 
 /// The default limit on the length of one received message: 1 GiB.
 ///
@@ -454,7 +455,7 @@ impl Connection {
             // Poll a little before a read that would sleep: a peer that answers
             // within the poll is seen without a sleep and a cross-CPU wake-up.
             None => {
-                crate::sync::shared::poll_until(|| {
+                crate::spin::poll_until(|| {
                     sys::fd::readable(fd, Some(Duration::ZERO)).unwrap_or(true)
                 });
             }
@@ -603,10 +604,6 @@ impl Connection {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
 impl AsFd for Connection {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.inner.fd.as_fd()
@@ -639,7 +636,7 @@ impl Serialize for Connection {
         let fd = payload::push_fd(
             self.inner.fd.as_fd(),
             "Connection",
-            crate::handle::handle_type("Connection", 0),
+            crate::wire::handle::handle_type("Connection", 0),
         )?;
         // A reader blocked in recv holds the lock; its bytes are its own.
         let pending = match self.inner.reader.try_lock() {
@@ -667,7 +664,7 @@ impl<'de> Deserialize<'de> for Connection {
         let fd = payload::take_fd(
             wire.fd,
             "Connection",
-            crate::handle::handle_type("Connection", 0),
+            crate::wire::handle::handle_type("Connection", 0),
         )?;
         let conn = Connection::from_fd(fd, wire.readable, wire.writable);
         conn.set_max_frame_len(wire.max_frame);

@@ -3,7 +3,7 @@
 use std::sync::{Condvar, Mutex};
 
 use super::{Ended, Refused, Wait, wait_on};
-use crate::plumbing::lock;
+use crate::mutex::lock;
 
 struct State {
     waiting: usize,

@@ -3,7 +3,7 @@
 use std::sync::{Condvar, Mutex};
 
 use super::{Refused, Wait, wait_on};
-use crate::plumbing::lock;
+use crate::mutex::lock;
 
 struct Held<O> {
     owner: Option<O>,

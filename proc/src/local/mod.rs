@@ -183,7 +183,7 @@ impl Wait<'static> {
 
     /// For at most `timeout` (one too long to represent is none).
     pub fn timeout(timeout: Duration) -> Wait<'static> {
-        Wait::until(crate::sync::shared::deadline_after(timeout))
+        Wait::until(crate::spin::deadline_after(timeout))
     }
 }
 

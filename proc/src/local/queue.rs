@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex, MutexGuard};
 
 use super::{Refused, Wait, wait_on};
-use crate::plumbing::lock;
+use crate::mutex::lock;
 
 struct State<T> {
     items: VecDeque<T>,

@@ -4,7 +4,7 @@ use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Condvar, Mutex};
 
 use super::{Ended, Lock, Refused, Wait, wait_on};
-use crate::plumbing::lock;
+use crate::mutex::lock;
 
 struct Tickets {
     /// Waiters not yet notified, oldest first.

@@ -9,9 +9,11 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::Payload;
 use crate::error::{Error, Result};
-use crate::sync::shared::{Shared, deadline_after};
-use crate::{Payload, payload};
+use crate::spin::deadline_after;
+use crate::sync::shared::Shared;
+use crate::wire::payload;
 use ring::{DEFAULT_CAPACITY, Ring};
 
 thread_local! {
@@ -166,13 +168,13 @@ macro_rules! queue {
 
         impl<T: 'static> Serialize for $ty<T> {
             fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-                self.ring.shared().serialize($what, crate::handle::type_tag::<T>(), s)
+                self.ring.shared().serialize($what, crate::wire::handle::type_tag::<T>(), s)
             }
         }
 
         impl<'de, T: 'static> Deserialize<'de> for $ty<T> {
             fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-                let shared = Shared::deserialize($what, crate::handle::type_tag::<T>(), d)?;
+                let shared = Shared::deserialize($what, crate::wire::handle::type_tag::<T>(), d)?;
                 let ring = Ring::from_shared(shared).map_err(serde::de::Error::custom)?;
                 Ok($ty { ring, _t: PhantomData })
             }

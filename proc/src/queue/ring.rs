@@ -18,7 +18,8 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use crate::error::{Error, Result};
-use crate::sync::shared::{RawLock, Shared, spin_until};
+use crate::spin::spin_until;
+use crate::sync::shared::{RawLock, Shared};
 use crate::sys::atomics::{AtomicU32, AtomicU64};
 use crate::sys::sync::{OBJECT, announce, anyone_waiting, futex_wait, futex_wake, word, word64};
 

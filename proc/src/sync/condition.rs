@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::lock::{Lock, LockGuard};
-use super::shared::{RawLock, Shared, deadline_after};
+use super::shared::{RawLock, Shared};
 use crate::error::{Error, OsContext, Result};
+use crate::spin::deadline_after;
 use crate::sys::sync::{self, OBJECT, Taken, word};
 
 /// A condition variable shared by processes, Python's `multiprocessing.Condition`.

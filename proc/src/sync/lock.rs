@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::shared::{RawLock, Shared, deadline_after};
+use super::shared::{RawLock, Shared};
 use crate::error::Result;
+use crate::spin::deadline_after;
 
 /// A lock shared by processes, Python's `multiprocessing.Lock`.
 ///

@@ -6,8 +6,9 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::shared::{Shared, deadline_after, spin_until};
+use super::shared::Shared;
 use crate::error::{Error, Result};
+use crate::spin::{deadline_after, spin_until};
 use crate::sys::atomics::AtomicU32;
 use crate::sys::sync::{announce, anyone_waiting, futex_wait, futex_wake, word};
 

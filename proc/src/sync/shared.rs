@@ -2,15 +2,15 @@
 
 use std::os::fd::AsFd;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, OsContext, Result};
-use crate::handle::handle_type;
-use crate::payload;
 use crate::sys::shm::Region;
 use crate::sys::sync::{self, Taken};
+use crate::wire::handle::handle_type;
+use crate::wire::payload;
 
 /// A region shared by every clone of a handle, in every process it reaches.
 #[derive(Clone)]
@@ -24,7 +24,7 @@ impl Shared {
     }
 
     /// Writes the descriptor's index and the handle's type: a handle of
-    /// kind `kind` over items of type `elem` ([`type_tag`](crate::handle::type_tag),
+    /// kind `kind` over items of type `elem` ([`type_tag`](crate::wire::handle::type_tag),
     /// 0 for none).
     pub(crate) fn serialize<S: Serializer>(
         &self,
@@ -45,7 +45,7 @@ impl Shared {
     ) -> std::result::Result<Shared, D::Error> {
         let (index, ty) = <(u32, u64)>::deserialize(d)?;
         if ty != handle_type(kind, elem) {
-            return Err(crate::handle::retyped(kind));
+            return Err(crate::wire::payload::retyped(kind));
         }
         let fd = payload::take_fd(index, kind, ty)?;
         let region = Region::from_fd(fd).map_err(serde::de::Error::custom)?;
@@ -55,97 +55,6 @@ impl Shared {
     pub(crate) fn same(&self, other: &Shared) -> bool {
         Arc::ptr_eq(&self.0, &other.0)
     }
-}
-
-/// How long a waiter polls before it sleeps. On these machines a sleep and a
-/// wake-up across CPUs cost ~20 µs per hop; a peer that answers within that
-/// time is seen without either.
-pub(crate) const SPIN: Duration = Duration::from_micros(30);
-
-/// Polls (bounded by [`SPIN`] and `deadline`) until `ready()`; returns
-/// `ready()`. It yields the CPU between rounds, so a peer that shares this CPU
-/// runs instead of waiting behind the poll.
-pub(crate) fn spin_until(ready: impl Fn() -> bool, deadline: Option<Instant>) -> bool {
-    if cfg!(loom) {
-        // The model checks every interleaving: a poll is one look there
-        // (its length must not depend on the clock).
-        return ready();
-    }
-    if ready() {
-        return true;
-    }
-    let end = Instant::now() + SPIN;
-    let end = deadline.map_or(end, |d| d.min(end));
-    loop {
-        for _ in 0..32 {
-            std::hint::spin_loop();
-            if ready() {
-                return true;
-            }
-        }
-        std::thread::yield_now();
-        if ready() {
-            return true;
-        }
-        if Instant::now() >= end {
-            return false;
-        }
-    }
-}
-
-/// Polls `ready()` for about what a sleep and a wake-up across CPUs cost
-/// (30 µs, yielding the CPU between rounds), as mp's own waits do before
-/// they sleep; whether it became ready. A thread that may run on one CPU
-/// only checks once (the thread it waits for may need that CPU). For the
-/// workspace's crates that wait on other threads (mp-dummy's pool).
-///
-/// ```
-/// let done = std::sync::atomic::AtomicBool::new(true);
-/// assert!(mp_proc::plumbing::spin_until_ready(|| done.load(std::sync::atomic::Ordering::Acquire)));
-/// ```
-#[doc(hidden)]
-pub fn spin_until_ready(ready: impl Fn() -> bool) -> bool {
-    if !crate::sys::process::several_cpus() {
-        return ready();
-    }
-    spin_until(ready, None)
-}
-
-/// As [`spin_until`], for a `ready()` that is itself a system call (e.g. a
-/// zero-timeout `poll`): it yields after every check, and does not poll at
-/// all in a thread pinned to one CPU (the peer may need that CPU).
-pub(crate) fn poll_until(ready: impl Fn() -> bool) -> bool {
-    if !crate::sys::process::several_cpus() {
-        return false;
-    }
-    if ready() {
-        return true;
-    }
-    let end = Instant::now() + SPIN;
-    loop {
-        if ready() {
-            return true;
-        }
-        std::thread::yield_now();
-        if Instant::now() >= end {
-            return ready();
-        }
-    }
-}
-
-/// The instant `timeout` from now; `None` (never) when it is too far to
-/// represent. Every wait of the workspace's crates computes its deadline
-/// here: `Instant::now() + timeout` panics for a huge timeout (a peer's
-/// `Duration::MAX`), where a wait should just be unbounded.
-///
-/// ```
-/// use std::time::Duration;
-/// assert!(mp_proc::plumbing::deadline_after(Duration::from_secs(1)).is_some());
-/// assert_eq!(mp_proc::plumbing::deadline_after(Duration::MAX), None);
-/// ```
-#[doc(hidden)]
-pub fn deadline_after(timeout: Duration) -> Option<Instant> {
-    Instant::now().checked_add(timeout)
 }
 
 /// A robust process-shared mutex at an offset of a shared region.

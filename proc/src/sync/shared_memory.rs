@@ -5,12 +5,12 @@ use std::fmt;
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::handle::handle_type;
+use crate::wire::handle::handle_type;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, OsContext, Result};
-use crate::payload;
 use crate::sys::shm::{self, Region};
+use crate::wire::payload;
 
 /// A named block of shared memory, Python's `SharedMemory`.
 ///
@@ -91,11 +91,11 @@ impl SharedMemory {
             None => made_up_name(),
         };
         // Register first: a death between create and register cannot leak.
-        crate::tracker::register(&name)?;
+        crate::rt::tracker::register(&name)?;
         match shm::shm_create(&name, size) {
             Ok(region) => Ok(SharedMemory { name, region }),
             Err(e) => {
-                let _ = crate::tracker::unregister(&name);
+                let _ = crate::rt::tracker::unregister(&name);
                 Err(Error::os("shm_open", e))
             }
         }
@@ -216,7 +216,7 @@ impl SharedMemory {
     /// is an error, as in Python.
     pub fn unlink(&self) -> Result<()> {
         shm::shm_unlink(&self.name).os("shm_unlink")?;
-        let _ = crate::tracker::unregister(&self.name);
+        let _ = crate::rt::tracker::unregister(&self.name);
         Ok(())
     }
 }
@@ -258,7 +258,7 @@ impl<'de> Deserialize<'de> for SharedMemory {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         let (fd, ty, name) = <(u32, u64, String)>::deserialize(d)?;
         if ty != handle_type("SharedMemory", 0) {
-            return Err(crate::handle::retyped("SharedMemory"));
+            return Err(crate::wire::payload::retyped("SharedMemory"));
         }
         let fd = payload::take_fd(fd, "SharedMemory", ty)?;
         let region = Region::from_fd(fd).map_err(serde::de::Error::custom)?;

@@ -113,7 +113,7 @@ impl<T: Shareable> Cells<T> {
         word(&raw.shared.0, LEN).store(len as u32, Ordering::Release);
         word(&raw.shared.0, LEN + 4).store((len as u64 >> 32) as u32, Ordering::Release);
         word(&raw.shared.0, ELEM).store(std::mem::size_of::<T>() as u32, Ordering::Release);
-        let ty = crate::handle::type_tag::<T>();
+        let ty = crate::wire::handle::type_tag::<T>();
         word(&raw.shared.0, TYPE).store(ty as u32, Ordering::Release);
         word(&raw.shared.0, TYPE + 4).store((ty >> 32) as u32, Ordering::Release);
         let cells = Cells {
@@ -140,7 +140,7 @@ impl<T: Shareable> Cells<T> {
         let elem = word(r, ELEM).load(Ordering::Acquire) as usize;
         let ty = word(r, TYPE).load(Ordering::Acquire) as u64
             | (word(r, TYPE + 4).load(Ordering::Acquire) as u64) << 32;
-        if elem != std::mem::size_of::<T>() || ty != crate::handle::type_tag::<T>() {
+        if elem != std::mem::size_of::<T>() || ty != crate::wire::handle::type_tag::<T>() {
             return Err(format!(
                 "a {what} of another item type ({elem}-byte items) arrived as one of {}",
                 std::any::type_name::<T>()
@@ -475,13 +475,13 @@ macro_rules! handle_impls {
                 self.cells
                     .raw
                     .shared
-                    .serialize($what, crate::handle::type_tag::<T>(), s)
+                    .serialize($what, crate::wire::handle::type_tag::<T>(), s)
             }
         }
 
         impl<'de, T: Shareable> Deserialize<'de> for $ty<T> {
             fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-                let shared = Shared::deserialize($what, crate::handle::type_tag::<T>(), d)?;
+                let shared = Shared::deserialize($what, crate::wire::handle::type_tag::<T>(), d)?;
                 let cells = Cells::from_shared(shared, $what).map_err(serde::de::Error::custom)?;
                 Ok($ty { cells })
             }

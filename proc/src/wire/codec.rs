@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::Result;
-use crate::handle::type_tag;
+use crate::wire::handle::type_tag;
 
 /// Encodes `value`.
 ///
@@ -21,17 +21,17 @@ use crate::handle::type_tag;
 /// # Ok::<(), mp_proc::Error>(())
 /// ```
 pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
-    crate::payload::encode(value)
+    crate::wire::payload::encode(value)
 }
 
 /// Decodes a value of type `T`; the bytes must be exactly one value.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
-    crate::payload::decode(bytes)
+    crate::wire::payload::decode(bytes)
 }
 
 /// Appends the encoding of `value` to `out` and returns it.
 pub fn encode_into<T: Serialize + ?Sized>(value: &T, out: Vec<u8>) -> Result<Vec<u8>> {
-    crate::payload::encode_into(value, out)
+    crate::wire::payload::encode_into(value, out)
 }
 
 /// An error for a `Deserialize` implementation to return whose message
@@ -55,7 +55,7 @@ pub fn encode_into<T: Serialize + ?Sized>(value: &T, out: Vec<u8>) -> Result<Vec
 /// assert!(e.to_string().contains("3 is odd"), "{e}");
 /// ```
 pub fn decode_failure<E: serde::de::Error>(message: String) -> E {
-    crate::payload::decode_failure(message)
+    crate::wire::payload::decode_failure(message)
 }
 
 /// Whether the value being serialized on this thread goes to a child process
@@ -67,7 +67,7 @@ pub fn decode_failure<E: serde::de::Error>(message: String) -> E {
 /// assert!(!mp_proc::plumbing::is_spawning());
 /// ```
 pub fn is_spawning() -> bool {
-    crate::payload::encoding_for_child()
+    crate::wire::payload::encoding_for_child()
 }
 
 /// The decoding side of [`is_spawning`]: whether the value being decoded on
@@ -79,7 +79,7 @@ pub fn is_spawning() -> bool {
 /// assert!(!mp_proc::plumbing::is_receiving_from_parent());
 /// ```
 pub fn is_receiving_from_parent() -> bool {
-    crate::payload::from_parent()
+    crate::wire::payload::from_parent()
 }
 
 /// A value encoded once together with the descriptors of its handles, to be
@@ -118,7 +118,7 @@ pub struct Packed {
 impl Packed {
     /// Encodes `value`, keeping a duplicate of each handle's descriptor.
     pub fn pack<T: Serialize + ?Sized + 'static>(value: &T) -> Result<Packed> {
-        let (bytes, raw) = crate::payload::encode_with_fds(value)?;
+        let (bytes, raw) = crate::wire::payload::encode_with_fds(value)?;
         let fds = raw
             .into_iter()
             .map(|(fd, ty)| crate::sys::fd::dup_at_least(fd, 0).map(|fd| (Arc::new(fd), ty)))
@@ -144,7 +144,7 @@ impl Packed {
             ));
         }
         let fds = self.dup_fds()?;
-        crate::payload::decode_with_fds(&self.bytes, fds)
+        crate::wire::payload::decode_with_fds(&self.bytes, fds)
     }
 
     fn dup_fds(&self) -> Result<Vec<(OwnedFd, u64)>> {
@@ -164,8 +164,8 @@ impl Packed {
     /// code inside it decodes (e.g. a function's runner decoding its argument).
     pub fn with_handles<R>(&self, f: impl FnOnce(&[u8]) -> R) -> Result<R> {
         let fds = self.dup_fds()?;
-        Ok(crate::payload::with_fds(fds, || {
-            crate::payload::trusting(true, || f(&self.bytes))
+        Ok(crate::wire::payload::with_fds(fds, || {
+            crate::wire::payload::trusting(true, || f(&self.bytes))
         }))
     }
 }
@@ -175,7 +175,7 @@ impl Serialize for Packed {
         let indices = self
             .fds
             .iter()
-            .map(|(fd, ty)| crate::payload::push_fd(fd.as_fd(), "packed value", *ty))
+            .map(|(fd, ty)| crate::wire::payload::push_fd(fd.as_fd(), "packed value", *ty))
             .collect::<std::result::Result<Vec<u32>, S::Error>>()?;
         (&self.bytes, indices, self.ty).serialize(s)
     }
@@ -183,8 +183,8 @@ impl Serialize for Packed {
 
 impl<'de> Deserialize<'de> for Packed {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        if !crate::payload::from_parent() {
-            return Err(crate::payload::decode_failure(
+        if !crate::wire::payload::from_parent() {
+            return Err(crate::wire::payload::decode_failure(
                 "a packed value can be received only inside a child's args".to_owned(),
             ));
         }
@@ -192,7 +192,8 @@ impl<'de> Deserialize<'de> for Packed {
         let fds = indices
             .into_iter()
             .map(|i| {
-                crate::payload::take_typed_fd(i, "packed value").map(|(fd, ty)| (Arc::new(fd), ty))
+                crate::wire::payload::take_typed_fd(i, "packed value")
+                    .map(|(fd, ty)| (Arc::new(fd), ty))
             })
             .collect::<std::result::Result<_, D::Error>>()?;
         Ok(Packed { bytes, fds, ty })

@@ -4,11 +4,15 @@ use std::io::Write;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::bootstrap::{self, Bootstrap, ChildFds, Leave};
 use crate::error::{Error, OsContext, Result};
-use crate::runners::Runner;
-use crate::runtime::{self, Child, Watch};
-use crate::{StartMethod, sys};
+use crate::method::StartMethod;
+use crate::rt::child::{self, Bootstrap, ChildFds, Leave};
+use crate::rt::forkserver;
+use crate::rt::helper::{self, refuse_if_secure};
+use crate::rt::runtime::{self, Child, Watch};
+use crate::sys;
+use crate::wire::payload;
+use crate::wire::runners::Runner;
 
 /// A child about to start.
 pub(crate) struct Launch<'a> {
@@ -31,8 +35,8 @@ pub(crate) struct Launch<'a> {
 pub(crate) fn launch(mut l: Launch<'_>) -> Result<Child> {
     match l.method {
         StartMethod::Fork => {}
-        StartMethod::Spawn => bootstrap::refuse_if_secure("spawn", "use fork")?,
-        StartMethod::Forkserver => bootstrap::refuse_if_secure("forkserver", "use fork")?,
+        StartMethod::Spawn => refuse_if_secure("spawn", "use fork")?,
+        StartMethod::Forkserver => refuse_if_secure("forkserver", "use fork")?,
     }
     if matches!(l.method, StartMethod::Spawn | StartMethod::Forkserver) {
         for (what, addr) in [
@@ -174,7 +178,7 @@ fn fork(l: &Launch<'_>, boot: Bootstrap) -> Result<Child> {
                 .ok()
                 .and_then(|fds| ChildFds::from_vec(fds, l.result.is_some()));
             match fds {
-                Some(fds) => bootstrap::child_main(
+                Some(fds) => child::child_main(
                     boot,
                     becoming,
                     (l.runner, l.target),
@@ -195,7 +199,7 @@ fn fork(l: &Launch<'_>, boot: Bootstrap) -> Result<Child> {
 /// Writes a bootstrap into a sealed anonymous memory file (the only kind a
 /// child accepts as its bootstrap).
 fn bootstrap_memfd(boot: &Bootstrap) -> Result<OwnedFd> {
-    let bytes = crate::payload::encode(boot)?;
+    let bytes = payload::encode(boot)?;
     sys::spawn::sealed_memfd(c"mp-proc-bootstrap", &bytes).os("write the bootstrap memfd")
 }
 
@@ -208,8 +212,8 @@ fn spawn(l: &Launch<'_>, boot: &Bootstrap) -> Result<Child> {
         fds.extend(child_fd_list(alive, l));
         sys::spawn::spawn_self(&sys::spawn::SpawnPlan {
             fds: &fds,
-            env: (bootstrap::ENV_CHILD, "3".to_owned()),
-            env_remove: bootstrap::ENV_ALL,
+            env: (helper::ENV_CHILD, "3".to_owned()),
+            env_remove: helper::ENV_ALL,
             marker: "--multiprocessing-fork",
             null_output: false,
         })
@@ -223,15 +227,15 @@ fn forkserver(l: &Launch<'_>, boot: &Bootstrap) -> Result<Child> {
     let (client, alive) = {
         let mut state = runtime::state();
         let alive = state.alive_reader()?.as_raw_fd();
-        (crate::forkserver::client(&mut state)?, alive)
+        (forkserver::client(&mut state)?, alive)
     };
     let mut fds = vec![memfd.as_raw_fd(), 1, 2];
     fds.extend(child_fd_list(alive, l));
-    let (pid, status, pidfd) = match client.request(&fds) {
+    let (pid, status, pidfd) = match forkserver::request(&client, &fds) {
         Err(Error::ForkserverDied { .. }) => {
             // A dead server is restarted transparently (as CPython does), once.
-            let client = crate::forkserver::restart(&client)?;
-            client.request(&fds)?
+            let client = forkserver::restart(&client)?;
+            forkserver::request(&client, &fds)?
         }
         r => r?,
     };

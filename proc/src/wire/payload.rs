@@ -64,6 +64,21 @@ pub(crate) fn decode_failure<E: serde::de::Error>(message: String) -> E {
     e
 }
 
+/// The error of a handle whose bytes were not made by a holder of the key.
+pub(crate) fn forged<E: serde::de::Error>(kind: &str) -> E {
+    decode_failure(format!(
+        "a {kind} whose signature does not check: its bytes were not made by this \
+         process tree (another authkey), or were changed"
+    ))
+}
+
+/// The error of a handle made as another type.
+pub(crate) fn retyped<E: serde::de::Error>(kind: &str) -> E {
+    decode_failure(format!(
+        "a {kind} made for another type: it cannot be received as this one"
+    ))
+}
+
 /// The `Error::Decode` for postcard's error `e`, with the message of a
 /// custom error where one was recorded.
 fn decode_error(e: postcard::Error) -> Error {
@@ -77,7 +92,7 @@ fn decode_error(e: postcard::Error) -> Error {
 fn encode_error<T: Serialize + ?Sized>(e: postcard::Error, value: &T) -> Error {
     match REFUSED.with(|r| r.borrow_mut().take()) {
         Some(kind) => Error::HandleNotTransferable { kind },
-        None => match (&e, crate::probe::custom_message(value)) {
+        None => match (&e, crate::wire::probe::custom_message(value)) {
             (postcard::Error::SerdeSerCustom, Some(message)) => Error::Encode(message.into()),
             _ => Error::Encode(codec_error(e)),
         },
@@ -134,11 +149,11 @@ pub(crate) fn encode_with_fds<T: Serialize + ?Sized>(
 }
 
 /// Decodes a value; the bytes must be exactly one value, nested at most
-/// [`depth::MAX_DEPTH`](crate::depth::MAX_DEPTH) levels deep (deeper is an
+/// [`depth::MAX_DEPTH`](crate::wire::depth::MAX_DEPTH) levels deep (deeper is an
 /// error, not a stack overflow).
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
     let mut de = postcard::Deserializer::from_bytes(bytes);
-    match crate::depth::deserialize::<T, _>(&mut de, crate::depth::MAX_DEPTH) {
+    match crate::wire::depth::deserialize::<T, _>(&mut de, crate::wire::depth::MAX_DEPTH) {
         Ok(value) => match de.finalize() {
             Ok([]) => Ok(value),
             Ok(rest) => Err(Error::Decode(
@@ -146,7 +161,7 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
             )),
             Err(e) => Err(Error::Decode(codec_error(e))),
         },
-        Err(crate::depth::Failure::Format(e)) => Err(decode_error(e)),
+        Err(crate::wire::depth::Failure::Format(e)) => Err(decode_error(e)),
         Err(e) => Err(Error::Decode(Box::new(e))),
     }
 }
@@ -226,7 +241,7 @@ pub(crate) fn take_fd<E: serde::de::Error>(
 ) -> Result<OwnedFd, E> {
     let (fd, recorded) = take_typed_fd(index, kind)?;
     if recorded != ty {
-        return Err(crate::handle::retyped(kind));
+        return Err(retyped(kind));
     }
     Ok(fd)
 }

@@ -7,8 +7,8 @@
 use std::os::fd::OwnedFd;
 
 use crate::Payload;
-use crate::payload::TypedFd;
 use crate::sys::image;
+use crate::wire::payload::TypedFd;
 
 /// The function a child calls: it decodes the arguments with the passed
 /// descriptors, calls the target (given as an address) and returns its encoded
@@ -81,8 +81,8 @@ unsafe fn run_process<A: Payload>(
 ) -> crate::Result<Option<Vec<u8>>> {
     // SAFETY: the caller's contract.
     let target: fn(A) = unsafe { image::fn_from_addr(target) };
-    let args: A = crate::payload::decode_with_fds(args, fds)?;
-    crate::payload::trusting(false, || target(args));
+    let args: A = crate::wire::payload::decode_with_fds(args, fds)?;
+    crate::wire::payload::trusting(false, || target(args));
     Ok(None)
 }
 
@@ -96,9 +96,9 @@ unsafe fn run_function<A: Payload, R: Payload>(
 ) -> crate::Result<Option<Vec<u8>>> {
     // SAFETY: the caller's contract.
     let target: fn(A) -> R = unsafe { image::fn_from_addr(target) };
-    let args: A = crate::payload::decode_with_fds(args, fds)?;
-    let value = crate::payload::trusting(false, || target(args));
-    Ok(Some(crate::payload::encode(&value)?))
+    let args: A = crate::wire::payload::decode_with_fds(args, fds)?;
+    let value = crate::wire::payload::trusting(false, || target(args));
+    Ok(Some(crate::wire::payload::encode(&value)?))
 }
 
 /// # Safety
@@ -111,9 +111,9 @@ unsafe fn run_value<A: Payload, R: Payload>(
 ) -> crate::Result<()> {
     // SAFETY: the caller's contract.
     let target: fn(A) -> R = unsafe { image::fn_from_addr(target) };
-    let args: A = crate::payload::decode(args)?;
-    let value = crate::payload::trusting(false, || target(args));
-    crate::payload::append(&value, out)?;
+    let args: A = crate::wire::payload::decode(args)?;
+    let value = crate::wire::payload::trusting(false, || target(args));
+    crate::wire::payload::append(&value, out)?;
     Ok(())
 }
 
@@ -134,9 +134,9 @@ macro_rules! star_runners {
         ) -> crate::Result<()> {
             // SAFETY: the caller's contract.
             let target: fn($($t),+) -> R = unsafe { image::fn_from_addr(target) };
-            let ($($v,)+): ($($t,)+) = crate::payload::decode(args)?;
-            let value = crate::payload::trusting(false, || target($($v),+));
-            crate::payload::append(&value, out)?;
+            let ($($v,)+): ($($t,)+) = crate::wire::payload::decode(args)?;
+            let value = crate::wire::payload::trusting(false, || target($($v),+));
+            crate::wire::payload::append(&value, out)?;
             Ok(())
         }
     )*};

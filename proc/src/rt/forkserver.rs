@@ -15,104 +15,89 @@ use std::collections::HashMap;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 
-use crate::bootstrap::{self, ChildFds, Leave, Role};
 use crate::error::{Error, OsContext, Result};
-use crate::runtime::State;
-use crate::{StartMethod, sys};
+use crate::method::StartMethod;
+use crate::rt::child::{self, ChildFds, Leave};
+use crate::rt::helper::{self, Helper, Role};
+use crate::rt::runtime::{self, State};
+use crate::sys;
+use crate::wire::runners;
 
-/// The program's side of a fork server.
-pub(crate) struct Client {
-    pid: u32,
-    control: OwnedFd,
-}
-
-/// The running fork server, started on first use.
-pub(crate) fn client(state: &mut State) -> Result<Arc<Client>> {
+/// The running fork server (the program's end of its control socket),
+/// started on first use.
+pub(crate) fn client(state: &mut State) -> Result<Arc<Helper>> {
     if let Some(client) = &state.forkserver {
         return Ok(client.clone());
     }
-    let client = Arc::new(Client::start()?);
+    let (ours, theirs) = sys::fd::socket_pair(true).os("socketpair")?;
+    let client = Arc::new(Helper::start(
+        Role::Forkserver,
+        theirs.as_raw_fd(),
+        ours,
+        "--multiprocessing-forkserver",
+        ("forkserver", "use fork"),
+    )?);
     state.forkserver = Some(client.clone());
     Ok(client)
 }
 
 /// Replaces a dead fork server (if nobody replaced it yet).
-pub(crate) fn restart(dead: &Arc<Client>) -> Result<Arc<Client>> {
-    let mut state = crate::runtime::state();
+pub(crate) fn restart(dead: &Arc<Helper>) -> Result<Arc<Helper>> {
+    let mut state = runtime::state();
     if let Some(current) = &state.forkserver
         && !Arc::ptr_eq(current, dead)
     {
         return Ok(current.clone());
     }
-    let _ = sys::process::try_reap(dead.pid);
+    let _ = sys::process::try_reap(dead.pid());
     state.forkserver = None;
     client(&mut state)
 }
 
-impl Client {
-    fn start() -> Result<Client> {
-        bootstrap::refuse_if_secure("forkserver", "use fork")?;
-        let (ours, theirs) = sys::fd::socket_pair(true).os("socketpair")?;
-        let pid = bootstrap::spawn_helper(
-            theirs.as_raw_fd(),
-            bootstrap::ENV_FORKSERVER,
-            "--multiprocessing-forkserver",
-        )
-        .os("start the fork server")?;
-        Ok(Client { pid, control: ours })
-    }
-
-    /// Asks for a child. `fds` = bootstrap memfd, stdout, stderr, then the
-    /// child's descriptors. Returns its pid, its status socket and its pidfd.
-    pub(crate) fn request(&self, fds: &[RawFd]) -> Result<(u32, OwnedFd, Option<OwnedFd>)> {
-        let (reply, server_end) = sys::fd::socket_pair(false).os("socketpair")?;
-        let mut all = vec![server_end.as_raw_fd()];
-        all.extend_from_slice(fds);
-        match sys::scm::send_with_fds(self.control.as_fd(), b"F", &all) {
-            Ok(()) => {}
-            Err(e)
-                if matches!(
-                    e.raw_os_error(),
-                    Some(libc::EPIPE | libc::ECONNRESET | libc::ENOTCONN)
-                ) =>
-            {
-                return Err(Error::ForkserverDied {
-                    reason: "its socket is closed",
-                });
-            }
-            Err(e) => return Err(Error::os("send to the fork server", e)),
-        }
-        drop(server_end);
-        let mut buf = [0u8; 8];
-        let (n, mut got) =
-            sys::scm::recv_with_fds(reply.as_fd(), &mut buf).os("read from the fork server")?;
-        if n == 0 {
+/// Asks the fork server for a child. `fds` = bootstrap memfd, stdout,
+/// stderr, then the child's descriptors. Returns its pid, its status socket
+/// and its pidfd.
+pub(crate) fn request(server: &Helper, fds: &[RawFd]) -> Result<(u32, OwnedFd, Option<OwnedFd>)> {
+    let (reply, server_end) = sys::fd::socket_pair(false).os("socketpair")?;
+    let mut all = vec![server_end.as_raw_fd()];
+    all.extend_from_slice(fds);
+    match sys::scm::send_with_fds(server.channel().as_fd(), b"F", &all) {
+        Ok(()) => {}
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EPIPE | libc::ECONNRESET | libc::ENOTCONN)
+            ) =>
+        {
             return Err(Error::ForkserverDied {
-                reason: "it closed the request without an answer",
+                reason: "its socket is closed",
             });
         }
-        if n != 8 {
-            return Err(Error::ForkserverDied {
-                reason: "it sent a short answer",
-            });
-        }
-        let tag = u32::from_ne_bytes(buf[..4].try_into().expect("4 bytes"));
-        let value = u32::from_ne_bytes(buf[4..].try_into().expect("4 bytes"));
-        if tag != 0 {
-            return Err(Error::os(
-                "fork (in the fork server)",
-                std::io::Error::from_raw_os_error(value as i32),
-            ));
-        }
-        Ok((value, reply, got.pop()))
+        Err(e) => return Err(Error::os("send to the fork server", e)),
     }
-}
-
-impl Drop for Client {
-    fn drop(&mut self) {
-        // Closing `control` makes the server exit; reap it if it already has.
-        let _ = sys::process::try_reap(self.pid);
+    drop(server_end);
+    let mut buf = [0u8; 8];
+    let (n, mut got) =
+        sys::scm::recv_with_fds(reply.as_fd(), &mut buf).os("read from the fork server")?;
+    if n == 0 {
+        return Err(Error::ForkserverDied {
+            reason: "it closed the request without an answer",
+        });
     }
+    if n != 8 {
+        return Err(Error::ForkserverDied {
+            reason: "it sent a short answer",
+        });
+    }
+    let tag = u32::from_ne_bytes(buf[..4].try_into().expect("4 bytes"));
+    let value = u32::from_ne_bytes(buf[4..].try_into().expect("4 bytes"));
+    if tag != 0 {
+        return Err(Error::os(
+            "fork (in the fork server)",
+            std::io::Error::from_raw_os_error(value as i32),
+        ));
+    }
+    Ok((value, reply, got.pop()))
 }
 
 /// The server's loop. Never returns. It ends with its program (end of file
@@ -120,7 +105,7 @@ impl Drop for Client {
 /// send (a failed read, a malformed request) ends it at once with a message.
 pub(crate) fn serve(control: OwnedFd) -> ! {
     fn fatal(what: &str) -> ! {
-        bootstrap::fatal(Role::Forkserver, what)
+        helper::fatal(Role::Forkserver, what)
     }
     sys::process::ignore_sigint();
     let sigchld = match sys::process::sigchld_fd() {
@@ -189,19 +174,18 @@ fn fork_child(mut fds: Vec<OwnedFd>) -> Option<(u32, OwnedFd)> {
     // process, and so does a bad request. The server runs one thread.
     match unsafe { sys::process::fork(&plan) } {
         Ok(sys::process::Forked::Child) => {
-            let boot = bootstrap::read_bootstrap(memfd).and_then(|boot| {
+            let boot = child::read_bootstrap(memfd).and_then(|boot| {
                 let fds = ChildFds::from_vec(rest, boot.has_result)
                     .ok_or("missing descriptors in the request")?;
-                let entry = crate::runners::resolve(boot.runner, boot.target, boot.fingerprint)
-                    .ok_or(
-                        "the executable changed since the program started: cannot find the target",
-                    )?;
+                let entry = runners::resolve(boot.runner, boot.target, boot.fingerprint).ok_or(
+                    "the executable changed since the program started: cannot find the target",
+                )?;
                 Ok((boot, fds, entry))
             });
             match boot {
                 Ok((boot, fds, entry)) => {
                     let becoming = boot.becoming();
-                    bootstrap::child_main(
+                    child::child_main(
                         boot,
                         becoming,
                         entry,
@@ -210,7 +194,7 @@ fn fork_child(mut fds: Vec<OwnedFd>) -> Option<(u32, OwnedFd)> {
                         Leave::Normally,
                     )
                 }
-                Err(e) => bootstrap::fatal(Role::Child, &e),
+                Err(e) => helper::fatal(Role::Child, &e),
             }
         }
         Ok(sys::process::Forked::Parent(pid)) => {

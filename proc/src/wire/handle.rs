@@ -15,7 +15,6 @@
 use std::any::TypeId;
 use std::fmt;
 use std::hash::{Hash, Hasher};
-use std::sync::Arc;
 
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
@@ -30,8 +29,9 @@ pub(crate) type Tag = [u8; TAG_LEN];
 const DERIVATION: &[u8] = b"mp handle signing key, version 1";
 
 /// The key that signs and checks the handles of one domain: a process tree
-/// (made from its authkey, [`HandleKey::process`]) or a manager (made from
-/// the manager's authkey, [`HandleKey::new`]).
+/// (made from its authkey, [`HandleKey::process`], which the runtime defines:
+/// it holds the authkey) or a manager (made from the manager's authkey,
+/// [`HandleKey::new`]).
 ///
 /// Each tag covers a domain string that names the kind of handle, then the
 /// handle's parts, each with its length: bytes signed as one kind of handle
@@ -67,26 +67,6 @@ impl HandleKey {
             mac: <Hmac<Sha256> as KeyInit>::new_from_slice(&key)
                 .expect("HMAC takes any key length"),
         }
-    }
-
-    /// The key of this process tree's handles (from this process's authkey).
-    pub fn process() -> HandleKey {
-        thread_local! {
-            static CACHE: std::cell::RefCell<Option<(Arc<[u8]>, HandleKey)>> =
-                const { std::cell::RefCell::new(None) };
-        }
-        let authkey = crate::runtime::me().authkey.clone();
-        CACHE.with(|c| {
-            let mut c = c.borrow_mut();
-            match &*c {
-                Some((k, key)) if Arc::ptr_eq(k, &authkey) => key.clone(),
-                _ => {
-                    let key = HandleKey::new(&authkey);
-                    *c = Some((authkey, key.clone()));
-                    key
-                }
-            }
-        })
     }
 
     fn mac(&self, domain: &str, parts: &[&[u8]]) -> Hmac<Sha256> {
@@ -137,21 +117,6 @@ pub(crate) fn handle_type(kind: &str, elem: u64) -> u64 {
     kind.hash(&mut h);
     elem.hash(&mut h);
     h.finish()
-}
-
-/// The error of a handle whose bytes were not made by a holder of the key.
-pub(crate) fn forged<E: serde::de::Error>(kind: &str) -> E {
-    crate::payload::decode_failure(format!(
-        "a {kind} whose signature does not check: its bytes were not made by this \
-         process tree (another authkey), or were changed"
-    ))
-}
-
-/// The error of a handle made as another type.
-pub(crate) fn retyped<E: serde::de::Error>(kind: &str) -> E {
-    crate::payload::decode_failure(format!(
-        "a {kind} made for another type: it cannot be received as this one"
-    ))
 }
 
 #[cfg(test)]

@@ -19,8 +19,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use crate::bootstrap::{Bootstrap, ENV_ALL, ENV_CHILD, ENV_FORKSERVER, ENV_TRACKER};
-use crate::{Error, StartMethod, get_context, payload, sys};
+use crate::rt::child::Bootstrap;
+use crate::rt::helper::{ENV_ALL, ENV_CHILD, ENV_FORKSERVER, ENV_TRACKER};
+use crate::wire::payload;
+use crate::{Error, StartMethod, get_context, sys};
 
 /// Selects the probe in a re-run: `main` (print the marker) or `secure` (also
 /// try every start method and the resource tracker).
@@ -116,7 +118,7 @@ fn crafted_bootstrap(exe: &Path) -> Vec<u8> {
         log_stderr: false,
         log_propagate: false,
         fingerprint: (meta.dev(), meta.ino(), sys::image::fingerprint().2),
-        runner: sys::image::offset_of(crate::runners::process_runner::<()>() as usize),
+        runner: sys::image::offset_of(crate::wire::runners::process_runner::<()>() as usize),
         target: sys::image::offset_of(evil as fn(()) as usize),
         args: payload::encode(&()).expect("encode ()"),
         nfds: 0,
@@ -129,10 +131,12 @@ fn crafted_bootstrap(exe: &Path) -> Vec<u8> {
 /// A re-run of `exe` as the probe: no bootstrap variable of ours, `PROBE`
 /// set to `mode`.
 fn probe_command(exe: &Path, mode: &str) -> Command {
+    // This module's path without the crate's name, as the harness names tests.
+    let here = module_path!().split_once("::").map_or("", |(_, p)| p);
     let mut cmd = Command::new(exe);
     cmd.args([
         "--exact",
-        "bootstrap::tests::probe",
+        &format!("{here}::probe"),
         "--nocapture",
         "--test-threads=1",
     ])

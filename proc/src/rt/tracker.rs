@@ -11,37 +11,27 @@
 use std::collections::BTreeSet;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
-use crate::bootstrap::{self, Role};
 use crate::error::{OsContext, Result};
-use crate::runtime::{self, State};
+use crate::rt::helper::{self, Helper, Role};
+use crate::rt::runtime::{self, State};
 use crate::sys;
 
-/// This process's tracker: its pid and the write end of its pipe.
-pub(crate) struct Tracker {
-    pid: u32,
-    pipe: OwnedFd,
-}
-
-impl Drop for Tracker {
-    fn drop(&mut self) {
-        let _ = sys::process::try_reap(self.pid);
-    }
-}
-
-fn tracker(state: &mut State) -> Result<&Tracker> {
+/// This process's tracker (its pid and the write end of its pipe), started
+/// on first use.
+fn tracker(state: &mut State) -> Result<&Helper> {
     if state.tracker.is_none() {
-        bootstrap::refuse_if_secure(
-            "the resource tracker",
-            "SharedMemory is not available in such a process",
-        )?;
         let (r, w) = sys::fd::pipe().os("pipe")?;
-        let pid = bootstrap::spawn_helper(
+        let tracker = Helper::start(
+            Role::Tracker,
             r.as_raw_fd(),
-            bootstrap::ENV_TRACKER,
+            w,
             "--multiprocessing-resource-tracker",
-        )
-        .os("start the resource tracker")?;
-        state.tracker = Some(Tracker { pid, pipe: w });
+            (
+                "the resource tracker",
+                "SharedMemory is not available in such a process",
+            ),
+        )?;
+        state.tracker = Some(tracker);
     }
     Ok(state.tracker.as_ref().expect("just set"))
 }
@@ -53,7 +43,7 @@ fn send(op: u8, name: &str) -> Result<()> {
     line.push(b'\n');
     let mut state = runtime::state();
     let t = tracker(&mut state)?;
-    sys::fd::write_all(t.pipe.as_fd(), &line, false).os("write to the resource tracker")
+    sys::fd::write_all(t.channel().as_fd(), &line, false).os("write to the resource tracker")
 }
 
 /// Asks the tracker to unlink `name` when this process is gone.
@@ -88,7 +78,7 @@ fn parse_line(line: &[u8]) -> Option<(u8, &str)> {
 /// `U<name>`) ends it at once with a message, unlinking nothing.
 pub(crate) fn serve(pipe: OwnedFd) -> ! {
     fn fatal(what: &str) -> ! {
-        bootstrap::fatal(Role::Tracker, what)
+        helper::fatal(Role::Tracker, what)
     }
     sys::process::ignore_sigint();
     sys::process::ignore_sigterm();

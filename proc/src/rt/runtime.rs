@@ -11,7 +11,11 @@ use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 use std::time::Duration;
 
 use crate::error::{Error, OsContext, Result};
-use crate::{StartMethod, sys};
+use crate::method::StartMethod;
+use crate::mutex::lock;
+use crate::rt::helper::Helper;
+use crate::sys;
+use crate::wire::handle::HandleKey;
 
 /// Who this process is.
 #[derive(Clone)]
@@ -51,7 +55,7 @@ pub(crate) struct State {
     /// `(read, write)`: children get the read end; it reaches end of file
     /// when this process dies, however it dies.
     pub(crate) alive: Option<(OwnedFd, OwnedFd)>,
-    pub(crate) forkserver: Option<Arc<crate::forkserver::Client>>,
+    pub(crate) forkserver: Option<Arc<Helper>>,
     /// `/dev/null`, the stdin of fork children, opened once.
     dev_null: Option<OwnedFd>,
     /// Children whose `Process` was dropped while they ran.
@@ -59,7 +63,7 @@ pub(crate) struct State {
     /// The write end of the reaper thread's wake-up pipe, while it runs.
     reaper: Option<OwnedFd>,
     /// The resource tracker, started with the first named shared memory.
-    pub(crate) tracker: Option<crate::tracker::Tracker>,
+    pub(crate) tracker: Option<Helper>,
     exit_hook: bool,
 }
 
@@ -103,12 +107,41 @@ fn new_authkey() -> Arc<[u8]> {
 
 /// Locks the state.
 pub(crate) fn state() -> MutexGuard<'static, State> {
-    STATE.lock().unwrap_or_else(|p| p.into_inner())
+    lock(&STATE)
 }
 
 /// Who this process is.
 pub(crate) fn me() -> Arc<Me> {
     state().me.clone()
+}
+
+impl HandleKey {
+    /// The key of this process tree's handles (from this process's authkey,
+    /// which the runtime holds; the wire only signs and checks).
+    pub fn process() -> HandleKey {
+        thread_local! {
+            static CACHE: std::cell::RefCell<Option<(Arc<[u8]>, HandleKey)>> =
+                const { std::cell::RefCell::new(None) };
+        }
+        let authkey = me().authkey.clone();
+        CACHE.with(|c| {
+            let mut c = c.borrow_mut();
+            match &*c {
+                Some((k, key)) if Arc::ptr_eq(k, &authkey) => key.clone(),
+                _ => {
+                    let key = HandleKey::new(&authkey);
+                    *c = Some((authkey, key.clone()));
+                    key
+                }
+            }
+        })
+    }
+}
+
+/// The start method of processes that do not choose one (the one set, or
+/// the default).
+pub(crate) fn start_method() -> StartMethod {
+    state().start_method.unwrap_or_default()
 }
 
 /// The next process number.
@@ -179,7 +212,7 @@ impl Child {
     }
 
     fn cached(&self) -> Option<i32> {
-        *self.exitcode.lock().unwrap_or_else(|p| p.into_inner())
+        *lock(&self.exitcode)
     }
 
     /// Waits up to `timeout` (`None`: forever) for the child to end; returns
@@ -191,7 +224,7 @@ impl Child {
         if !sys::fd::readable(self.sentinel(), timeout).os("wait for process")? {
             return Ok(None);
         }
-        let mut cached = self.exitcode.lock().unwrap_or_else(|p| p.into_inner());
+        let mut cached = lock(&self.exitcode);
         if let Some(code) = *cached {
             return Ok(Some(code));
         }
@@ -220,7 +253,7 @@ impl Child {
                         if !sys::fd::readable(pidfd.as_fd(), timeout).os("wait for process")? {
                             return Ok(None);
                         }
-                        cached = self.exitcode.lock().unwrap_or_else(|p| p.into_inner());
+                        cached = lock(&self.exitcode);
                     }
                     255
                 }

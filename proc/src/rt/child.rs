@@ -1,5 +1,7 @@
-//! The child's side of every start method: what a child receives, and the
-//! life of a child from its first instruction to its exit code.
+//! A child's life: what it receives from its parent (its bootstrap and
+//! descriptors), becoming the child, running the target, reporting, exiting.
+//! Every start method ends here: fork in the parent's copy, spawn after the
+//! constructor reads the bootstrap, forkserver in the server's fork.
 
 use std::io::{Read, Seek, SeekFrom};
 use std::os::fd::{AsFd, OwnedFd};
@@ -9,19 +11,13 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::connection::Connection;
-use crate::runners::Runner;
-use crate::runtime::{self, Me};
+use crate::method::StartMethod;
+use crate::rt::helper::die;
+use crate::rt::runtime::{self, Me};
+use crate::sys;
 use crate::sys::spawn::Channel;
-use crate::{StartMethod, sys};
-
-/// Tells a spawned copy of the executable that fd 3 holds its bootstrap.
-pub(crate) const ENV_CHILD: &str = "__MP_PROC_CHILD";
-/// Tells a spawned copy of the executable to be a fork server on fd 3.
-pub(crate) const ENV_FORKSERVER: &str = "__MP_PROC_FORKSERVER";
-/// Tells a spawned copy of the executable to be a resource tracker on fd 3.
-pub(crate) const ENV_TRACKER: &str = "__MP_PROC_TRACKER";
-/// Every variable above: none is passed on to a process's own children.
-pub(crate) const ENV_ALL: &[&str] = &[ENV_CHILD, ENV_FORKSERVER, ENV_TRACKER];
+use crate::wire::payload;
+use crate::wire::runners::Runner;
 
 /// Everything a child needs besides its descriptors.
 #[derive(Serialize, Deserialize)]
@@ -97,193 +93,32 @@ pub(crate) enum Outcome {
 /// `mp_proc::exit(n)` unwinding out of the target with this payload.
 pub(crate) struct ExitRequest(pub(crate) i32);
 
+/// Whether a panic payload is [`exit`](crate::exit) unwinding a child's
+/// target: code that catches panics (a pool worker) must let it go on.
+pub fn is_exit_request(payload: &(dyn std::any::Any + Send)) -> bool {
+    payload.is::<ExitRequest>()
+}
+
+/// The message of a panic payload (a `&str` or a `String`, as `panic!`
+/// makes them), for code that catches panics and reports them.
+///
+/// ```
+/// let p = std::panic::catch_unwind(|| panic!("boom {}", 1)).unwrap_err();
+/// assert_eq!(mp_proc::plumbing::panic_message(&*p), "boom 1");
+/// ```
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "Box<dyn Any>".to_owned()
+    }
+}
+
 thread_local! {
     /// Set on the thread that runs the target, where `exit(n)` may unwind.
     pub(crate) static IN_TARGET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-sys::ctor::before_main! {
-    /// Runs the bootstrap of spawned children and helpers before `main`, so
-    /// that spawn and forkserver work in every binary that links mp-proc,
-    /// test harnesses and doctests included, with no line of set-up.
-    static BOOTSTRAP = run_if_child;
-}
-
-/// Keeps the constructor in every binary that starts processes, whatever the
-/// linker does with unreferenced sections.
-pub(crate) fn keep_constructor() {
-    std::hint::black_box(&BOOTSTRAP);
-}
-
-/// What a spawned copy of the executable was started to be.
-#[derive(Copy, Clone)]
-pub(crate) enum Role {
-    Child,
-    Forkserver,
-    Tracker,
-}
-
-impl Role {
-    fn variable(self) -> &'static str {
-        match self {
-            Role::Child => ENV_CHILD,
-            Role::Forkserver => ENV_FORKSERVER,
-            Role::Tracker => ENV_TRACKER,
-        }
-    }
-
-    fn what(self) -> &'static str {
-        match self {
-            Role::Child => "child bootstrap",
-            Role::Forkserver => "fork server",
-            Role::Tracker => "resource tracker",
-        }
-    }
-}
-
-/// The constructor's and `init()`'s entry: if this process was spawned to run
-/// a target, to be the fork server or to be the resource tracker, do that and
-/// never return.
-///
-/// The variables are removed from the environment (so that no process
-/// started from here sees them) and obeyed only in a process that is not
-/// under secure execution: a setuid or setcap program ignores them and its
-/// `main` runs, whoever set them. A variable whose descriptor is not what a
-/// parent places there ends the process at once with a message on stderr.
-#[allow(unsafe_code)] // calls of sys's unsafe fns, each with its SAFETY
-pub(crate) fn run_if_child() {
-    let set: Vec<(Role, std::ffi::OsString)> = [Role::Tracker, Role::Forkserver, Role::Child]
-        .into_iter()
-        .filter_map(|role| sys::process::take_env_var(role.variable()).map(|v| (role, v)))
-        .collect();
-    let Some((role, value)) = set.first() else {
-        return;
-    };
-    if sys::process::secure_execution() {
-        // Whoever set them may not be the owner of this program's privileges.
-        return;
-    }
-    let role = *role;
-    if set.len() > 1 {
-        let names: Vec<&str> = set.iter().map(|(r, _)| r.variable()).collect();
-        die(&format!(
-            "bootstrap failed: more than one bootstrap variable is set ({}); a parent sets one",
-            names.join(", ")
-        ));
-    }
-    let Some(fd) = value
-        .to_str()
-        .and_then(|v| v.parse::<i32>().ok())
-        .filter(|fd| *fd >= 0)
-    else {
-        fatal(
-            role,
-            &format!("{}={value:?} is not a descriptor number", role.variable()),
-        );
-    };
-    match role {
-        Role::Tracker => {
-            // SAFETY: the parent placed this fd for this process alone and
-            // named it in its variable; it is taken once, here.
-            match unsafe { sys::spawn::take_channel(fd, Channel::PipeReadEnd) } {
-                Ok(pipe) => crate::tracker::serve(pipe),
-                Err(e) => fatal(role, &e.to_string()),
-            }
-        }
-        Role::Forkserver => {
-            // SAFETY: as above.
-            match unsafe { sys::spawn::take_channel(fd, Channel::Seqpacket) } {
-                Ok(control) => crate::forkserver::serve(control),
-                Err(e) => fatal(role, &e.to_string()),
-            }
-        }
-        Role::Child => match read_spawned(fd) {
-            Ok((boot, fds)) => {
-                let fingerprint = boot.fingerprint;
-                match crate::runners::resolve(boot.runner, boot.target, fingerprint) {
-                    Some(entry) => {
-                        let becoming = boot.becoming();
-                        child_main(
-                            boot,
-                            becoming,
-                            entry,
-                            fds,
-                            StartMethod::Spawn,
-                            Leave::Normally,
-                        )
-                    }
-                    None => fatal(
-                        role,
-                        "the executable changed since the parent started: cannot find the target",
-                    ),
-                }
-            }
-            Err(e) => fatal(role, &e),
-        },
-    }
-}
-
-/// Starts a helper process (the fork server, the resource tracker): this
-/// executable again, with `fd` as its fd 3, `env` telling it its role, and no
-/// stdio of the program's. Returns its pid.
-pub(crate) fn spawn_helper(
-    fd: std::os::fd::RawFd,
-    env: &str,
-    marker: &str,
-) -> std::io::Result<u32> {
-    sys::spawn::spawn_self(&sys::spawn::SpawnPlan {
-        fds: &[fd],
-        env: (env, "3".to_owned()),
-        env_remove: ENV_ALL,
-        marker,
-        null_output: true,
-    })
-}
-
-/// `Err(Error::SecureExecution)` in a setuid or setcap process, which must
-/// not run its own executable again: `what` is refused, `instead` works.
-pub(crate) fn refuse_if_secure(what: &'static str, instead: &'static str) -> crate::Result<()> {
-    if sys::process::secure_execution() {
-        return Err(crate::Error::SecureExecution { what, instead });
-    }
-    Ok(())
-}
-
-/// Whether this process was spawned to run a target that has not run (its
-/// bootstrap did not run before `main`). Never under secure execution, where
-/// the variables mean nothing.
-pub(crate) fn bootstrap_pending() -> bool {
-    ENV_ALL.iter().any(|v| std::env::var_os(v).is_some()) && !sys::process::secure_execution()
-}
-
-/// A spawned child's bootstrap: the memfd at `fd`, descriptors after it.
-#[allow(unsafe_code)] // calls of sys's unsafe fns, each with its SAFETY
-fn read_spawned(fd: i32) -> Result<(Bootstrap, ChildFds), String> {
-    // SAFETY: the parent placed this fd for this process alone and named it
-    // in its variable; it is taken once, here.
-    let boot_fd =
-        unsafe { sys::spawn::take_channel(fd, Channel::SealedMemfd) }.map_err(|e| e.to_string())?;
-    let boot = read_bootstrap(boot_fd)?;
-    let count = 1 + boot.has_result as usize + boot.nfds as usize;
-    let first = fd
-        .checked_add(1)
-        .ok_or("no room for descriptors after the bootstrap")?;
-    let alive = {
-        // SAFETY: the parent placed the alive pipe right after the bootstrap,
-        // for this process alone; it is taken once, here.
-        unsafe { sys::spawn::take_channel(first, Channel::PipeReadEnd) }
-            .map_err(|e| format!("the alive pipe: {e}"))?
-    };
-    let rest = (first..=i32::MAX).skip(1).take(count - 1);
-    // SAFETY: the parent placed these after the alive pipe, as many as the
-    // bootstrap says, for this process alone; each is taken once, here.
-    let mut fds = unsafe { sys::spawn::take_placed(rest) }.map_err(|e| e.to_string())?;
-    if fds.len() != count - 1 {
-        return Err("no room for the descriptors the bootstrap announces".to_owned());
-    }
-    fds.insert(0, alive);
-    let fds = ChildFds::from_vec(fds, boot.has_result).ok_or("missing descriptors")?;
-    Ok((boot, fds))
 }
 
 /// Reads a bootstrap from the sealed memfd a parent made.
@@ -298,22 +133,7 @@ pub(crate) fn read_bootstrap(fd: OwnedFd) -> Result<Bootstrap, String> {
     if bytes.is_empty() {
         return Err("the bootstrap is empty".to_owned());
     }
-    crate::payload::decode(&bytes).map_err(|e| format!("the bootstrap does not decode: {e}"))
-}
-
-/// The end of a process whose bootstrap is not what a parent sets up (a
-/// wrong descriptor, a failed read, garbage): one line on stderr and exit
-/// code 1, before anything else runs.
-pub(crate) fn fatal(role: Role, what: &str) -> ! {
-    die(&format!("{} failed: {what}", role.what()))
-}
-
-fn die(message: &str) -> ! {
-    let _ = std::io::Write::write_all(
-        &mut std::io::stderr(),
-        format!("mp-proc: {message}\n").as_bytes(),
-    );
-    std::process::exit(1)
+    payload::decode(&bytes).map_err(|e| format!("the bootstrap does not decode: {e}"))
 }
 
 /// Who a child becomes, made from its bootstrap: in the parent under fork (so
@@ -421,10 +241,7 @@ pub(crate) fn child_main(
         }
         Err(payload) => match payload.downcast::<ExitRequest>() {
             Ok(exit) => (exit.0, None),
-            Err(payload) => (
-                1,
-                Some(Outcome::Panicked(crate::function::panic_message(&*payload))),
-            ),
+            Err(payload) => (1, Some(Outcome::Panicked(panic_message(&*payload)))),
         },
     };
     if let (Some(fd), Some(outcome)) = (result, outcome) {
@@ -477,6 +294,3 @@ fn watch_parent(alive: OwnedFd) {
             .warning("could not start the thread that ends this daemon with its parent");
     }
 }
-
-#[cfg(test)]
-mod tests;

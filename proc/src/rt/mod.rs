@@ -1,0 +1,16 @@
+//! The runtime: who this process is and its children, the three start
+//! methods, the fork server and resource tracker helpers, and the child's
+//! bootstrap. Above the wire, below the user API.
+//!
+//! Inside, from the bottom: `helper` (role variables, a started helper,
+//! fatal ends) <- `runtime` (the process state) <- `child` (a child's life)
+//! <- `tracker`, `forkserver` (the helpers' loops) <- `start` (the parent's
+//! side of the start methods), `bootstrap` (the constructor's entry).
+
+pub(crate) mod bootstrap;
+pub(crate) mod child;
+pub(crate) mod forkserver;
+pub(crate) mod helper;
+pub(crate) mod runtime;
+pub(crate) mod start;
+pub(crate) mod tracker;
