@@ -7,7 +7,8 @@ use std::time::Duration;
 use mp_proc::connection::Client;
 
 use super::*;
-use crate::protocol::{self, DictOp, LockOp};
+use crate::kinds::{dict, lock, queue};
+use crate::protocol;
 
 const KEY: &[u8] = b"trust tests";
 
@@ -84,14 +85,14 @@ fn a_session_is_joined_only_with_its_id_which_no_other_client_can_guess() {
         assert!(matches!(call(&b, &Request::DecRef(dict)), Reply::Ok));
     }
     assert!(matches!(
-        call(&a, &Request::Dict(dict, DictOp::Len)),
+        call(&a, &Request::Dict(dict, dict::Op::Len)),
         Reply::Count(0)
     ));
     // The process that opened the session joins it with more connections.
     let a2 = s.raw();
     assert!(matches!(call(&a2, &Request::Hello(Some(id))), Reply::Session(x) if x == id));
     assert!(matches!(
-        call(&a2, &Request::Dict(dict, DictOp::Len)),
+        call(&a2, &Request::Dict(dict, dict::Op::Len)),
         Reply::Count(0)
     ));
     drop((a, a2, b));
@@ -130,7 +131,7 @@ fn requests_are_decoded_strictly() {
     // Queue(1, Get(Some(1 s))), and as 0 s and 10^9 ns.
     let wait = mp_proc::codec::encode(&Request::Queue(
         1,
-        crate::protocol::QueueOp::Get(Some(Duration::from_secs(1))),
+        queue::Op::Get(Some(Duration::from_secs(1))),
     ))
     .unwrap();
     assert_eq!(wait, [13, 1, 1, 1, 1, 0]);
@@ -182,8 +183,15 @@ fn a_session_thread_that_panics_gives_back_what_its_session_held() {
     held.lock().unwrap().insert(lock, 1);
     let (client, _peer) = mp_proc::pipe(true).unwrap();
     let object = server.get(lock).unwrap();
-    let (taken, _) = object.lock_op((id, 1), LockOp::Acquire(None), &client);
-    assert!(matches!(taken, Reply::Bool(true)));
+    let acquire = |session, wait| {
+        let mut call = Call {
+            client: &client,
+            session,
+            undo: None,
+        };
+        dispatch::<lock::Lock>(object.clone(), (1, lock::Op::Acquire(wait)), &mut call)
+    };
+    assert!(matches!(acquire(id, None), Reply::Bool(true)));
     let (other, _) = server.join(None).unwrap();
     std::thread::scope(|s| {
         let ended = s.spawn(|| {
@@ -197,8 +205,10 @@ fn a_session_thread_that_panics_gives_back_what_its_session_held() {
         });
         assert!(ended.join().is_err());
     });
-    let (taken, _) = object.lock_op((other, 1), LockOp::Acquire(Some(Duration::ZERO)), &client);
-    assert!(matches!(taken, Reply::Bool(true)), "the lock was kept");
+    assert!(
+        matches!(acquire(other, Some(Duration::ZERO)), Reply::Bool(true)),
+        "the lock was kept"
+    );
     assert!(server.get(lock).is_none(), "the lock's reference was kept");
     assert!(
         stop.poll(Some(Duration::ZERO)).unwrap(),
