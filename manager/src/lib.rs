@@ -27,7 +27,7 @@ pub use kinds::condition::ConditionProxy;
 pub use kinds::dict::DictProxy;
 pub use kinds::event::EventProxy;
 pub use kinds::list::{ArrayProxy, ListProxy};
-pub use kinds::lock::{LockProxy, ProxyGuard, RLockProxy};
+pub use kinds::lock::{AcquirerProxy, LockProxy, ProxyGuard, RLockProxy};
 pub use kinds::namespace::NamespaceProxy;
 pub use kinds::queue::{JoinableQueueProxy, QueueProxy};
 pub use kinds::registered::BaseProxy;

@@ -140,8 +140,6 @@ fn request() -> impl Strategy<Value = Request> {
             id(),
             id(),
             prop_oneof![
-                wait().prop_map(condition::Op::Acquire),
-                LazyJust::new(|| condition::Op::Release),
                 wait().prop_map(condition::Op::Wait),
                 any::<u64>().prop_map(condition::Op::Notify),
                 LazyJust::new(|| condition::Op::NotifyAll),

@@ -11,9 +11,7 @@ use mp_proc::connection::{Address, Listener};
 use serde::{Deserialize, Serialize};
 
 use crate::kinds::registered::{Registered, quietly};
-use crate::kinds::{
-    self, barrier, condition, dict, event, list, lock, namespace, queue, semaphore, value,
-};
+use crate::kinds::{self, barrier, dict, event, list, lock, namespace, queue, semaphore, value};
 use crate::protocol::{Bytes, Failure, Kind, Reply, Request, SessionId};
 use crate::served::{Maker, Registration, What};
 
@@ -570,20 +568,22 @@ fn serve_session(
             Request::NumberOfObjects => {
                 Reply::Count(server.table.read().unwrap_or_else(|p| p.into_inner()).len() as u64)
             }
-            Request::Dict(id, op) => server.on::<dict::Dict>(id, op, &mut call),
-            Request::List(id, op) => server.on::<list::List>(id, op, &mut call),
-            Request::Namespace(id, op) => server.on::<namespace::Namespace>(id, op, &mut call),
-            Request::Value(id, op) => server.on::<value::Value>(id, op, &mut call),
-            Request::Queue(id, op) => server.on::<queue::Queue>(id, op, &mut call),
-            Request::Lock(id, thread, op) => server.on::<lock::Lock>(id, (thread, op), &mut call),
-            Request::Semaphore(id, op) => server.on::<semaphore::Semaphore>(id, op, &mut call),
-            Request::Condition(id, thread, op) => {
-                server.on::<condition::Condition>(id, (thread, op), &mut call)
+            Request::Dict(id, op) => server.on::<dict::Dict, _>(id, op, &mut call),
+            Request::List(id, op) => server.on::<list::List, _>(id, op, &mut call),
+            Request::Namespace(id, op) => server.on::<namespace::Namespace, _>(id, op, &mut call),
+            Request::Value(id, op) => server.on::<value::Value, _>(id, op, &mut call),
+            Request::Queue(id, op) => server.on::<queue::Queue, _>(id, op, &mut call),
+            Request::Lock(id, thread, op) => {
+                server.on::<lock::Lock, _>(id, (thread, op), &mut call)
             }
-            Request::Event(id, op) => server.on::<event::Event>(id, op, &mut call),
-            Request::Barrier(id, op) => server.on::<barrier::Barrier>(id, op, &mut call),
+            Request::Semaphore(id, op) => server.on::<semaphore::Semaphore, _>(id, op, &mut call),
+            Request::Condition(id, thread, op) => {
+                server.on::<lock::Lock, _>(id, (thread, op), &mut call)
+            }
+            Request::Event(id, op) => server.on::<event::Event, _>(id, op, &mut call),
+            Request::Barrier(id, op) => server.on::<barrier::Barrier, _>(id, op, &mut call),
             Request::Call(id, method, args) => {
-                server.on::<Registered>(id, (method, args), &mut call)
+                server.on::<Registered, _>(id, (method, args), &mut call)
             }
         };
         if conn.send(&reply).is_err() {
@@ -598,9 +598,9 @@ fn serve_session(
 
 impl Server {
     /// Serves `op` on object `id`, which must be of kind `H`.
-    fn on<H: object::Handler>(&self, id: u64, op: H::Op, call: &mut Call<'_>) -> Reply {
+    fn on<H: object::Handler<Op>, Op>(&self, id: u64, op: Op, call: &mut Call<'_>) -> Reply {
         match self.get(id) {
-            Some(o) => dispatch::<H>(o, op, call),
+            Some(o) => dispatch::<H, _>(o, op, call),
             None => freed(id),
         }
     }

@@ -157,9 +157,7 @@ impl Barrier {
 
 impl Object for Barrier {}
 
-impl Handler for Barrier {
-    type Op = Op;
-
+impl Handler<Op> for Barrier {
     fn serve(self: Arc<Self>, op: Op, call: &mut Call<'_>) -> Reply {
         let b = &self.0;
         match op {

@@ -3,30 +3,30 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::marker::PhantomData;
+use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::Result;
-use crate::kinds::lock::{Acquirer, LockState, ProxyGuard, acquire, acquire_wait, release};
+use crate::kinds::lock::{AcquirerProxy, Lock, ProxyGuard};
 use crate::link::thread_id;
-use crate::protocol::{Failure, Reply, Request, SessionId, Thread, Wait};
-use crate::proxy::{Reference, flag, ok, proxy_handle};
-use crate::server::object::{Call, Handler, Object, Owner, Waitable, Waited, fail};
+use crate::protocol::{Failure, Reply, Request, Thread, Wait};
+use crate::proxy::{Handle, flag, ok, proxy_handle};
+use crate::server::object::{Call, Handler, Owner, Waited, fail, wrong_kind};
 
-/// A `Condition`'s operations (its lock is an `RLock`), for the calling thread.
+/// A `Condition`'s own operations, for the calling thread (its lock takes
+/// a lock's requests).
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Op {
-    Acquire(Wait),
-    Release,
     Wait(Wait),
     Notify(u64),
     NotifyAll,
 }
 
 /// A `threading.Condition` in the manager, with an `RLock`; the methods of
-/// `mp_proc::Condition`.
+/// `mp_proc::Condition`, and its lock's ([`AcquirerProxy`]'s).
 ///
 /// ```
 /// use std::time::Duration;
@@ -40,48 +40,24 @@ pub(crate) enum Op {
 /// # Ok::<(), mp_manager::Error>(())
 /// ```
 pub struct ConditionProxy {
-    inner: Reference,
+    inner: AcquirerProxy,
     _t: PhantomData<()>,
 }
 
 proxy_handle!(ConditionProxy);
 
-impl Acquirer for ConditionProxy {
-    fn acquire_request(id: u64, thread: Thread, wait: Wait) -> Request {
-        Request::Condition(id, thread, Op::Acquire(wait))
-    }
+impl Deref for ConditionProxy {
+    type Target = AcquirerProxy;
 
-    fn release_request(id: u64, thread: Thread) -> Request {
-        Request::Condition(id, thread, Op::Release)
+    fn deref(&self) -> &AcquirerProxy {
+        &self.inner
     }
 }
 
 impl ConditionProxy {
     fn op(&self, op: Op) -> Result<Reply> {
-        self.inner
-            .call(&Request::Condition(self.inner.id, thread_id(), op))
-    }
-
-    /// `acquire()`: waits for the lock (at once if this thread holds it:
-    /// one level more); it is released when the guard is dropped. If this
-    /// process dies holding it, it is released.
-    pub fn acquire(&self) -> Result<ProxyGuard<'_>> {
-        acquire(self)
-    }
-
-    /// `acquire(blocking=False)`.
-    pub fn try_acquire(&self) -> Result<Option<ProxyGuard<'_>>> {
-        acquire_wait(self, Some(Duration::ZERO))
-    }
-
-    /// `acquire(timeout=...)`: `None` if the lock was not free in time.
-    pub fn acquire_timeout(&self, timeout: Duration) -> Result<Option<ProxyGuard<'_>>> {
-        acquire_wait(self, Some(timeout))
-    }
-
-    /// `release()`: one level, by the owning thread.
-    pub fn release(&self) -> Result<()> {
-        release(self)
+        let r = self.inner.reference();
+        r.call(&Request::Condition(r.id, thread_id(), op))
     }
 
     /// `wait()`: releases the lock, waits for a notification, and takes
@@ -130,124 +106,88 @@ impl ConditionProxy {
     }
 }
 
-struct State {
-    lock: LockState,
-    waiters: VecDeque<u64>,
+/// A condition's waiters, by ticket, in the order they came.
+pub(crate) struct Waiters {
+    queue: VecDeque<u64>,
     notified: HashSet<u64>,
     next_ticket: u64,
 }
 
-/// A condition in the server.
-pub(crate) struct Condition(Waitable<State>);
-
-impl Condition {
-    pub(crate) fn new() -> Condition {
-        Condition(Waitable::new(State {
-            lock: LockState::new(true),
-            waiters: VecDeque::new(),
+impl Waiters {
+    pub(crate) fn new() -> Waiters {
+        Waiters {
+            queue: VecDeque::new(),
             notified: HashSet::new(),
             next_ticket: 0,
-        }))
-    }
-
-    /// If the reply is lost, `who` releases the lock it took.
-    fn release_if_lost(self: &Arc<Self>, who: Owner, call: &mut Call<'_>) {
-        let this = self.clone();
-        call.on_lost(move |_| this.0.change(|c| c.lock.release_all(who)));
-    }
-
-    /// `Condition.wait`: releases the lock, waits for a notification (or
-    /// the timeout), and takes the lock again at its depth.
-    fn wait(self: &Arc<Self>, who: Owner, wait: Wait, call: &mut Call<'_>) -> Reply {
-        let c = &self.0;
-        let mut guard = c.lock();
-        if guard.lock.owner != Some(who) {
-            return fail(Failure::NotHeld("Condition".into()));
-        }
-        let depth = guard.lock.depth;
-        guard.lock.release_all(who);
-        let ticket = guard.next_ticket;
-        guard.next_ticket += 1;
-        guard.waiters.push_back(ticket);
-        c.changed();
-        let (mut guard, w) = c.wait_until(guard, call.client, wait, |c| {
-            c.notified.remove(&ticket).then_some(())
-        });
-        let notified = matches!(w, Waited::Ready(()));
-        if !notified {
-            guard.waiters.retain(|t| *t != ticket);
-        }
-        if matches!(w, Waited::Gone) {
-            return Reply::Bool(false);
-        }
-        let (_g, w) = c.wait_until(guard, call.client, None, |c| {
-            c.lock.try_take(who).then(|| c.lock.depth = depth)
-        });
-        match w {
-            Waited::Ready(()) => {
-                self.release_if_lost(who, call);
-                Reply::Bool(notified)
-            }
-            _ => Reply::Bool(false),
         }
     }
 }
 
-impl Object for Condition {
-    fn release_session(&self, session: SessionId) {
-        if self.0.lock().lock.release_session(session) {
-            self.0.changed();
+/// A condition in the server: an `RLock` with [`Waiters`].
+pub(crate) fn new() -> Lock {
+    Lock::new(true, Some(Waiters::new()))
+}
+
+/// `Condition.wait`: releases the lock, waits for a notification (or the
+/// timeout), and takes the lock again at its depth.
+fn wait(this: &Arc<Lock>, who: Owner, wait: Wait, call: &mut Call<'_>) -> Reply {
+    let c = &this.0;
+    let mut guard = c.lock();
+    if !guard.held_by(who) {
+        return fail(Failure::NotHeld("Condition".into()));
+    }
+    let depth = guard.release_all(who);
+    let Some(w) = &mut guard.waiters else {
+        return wrong_kind();
+    };
+    let ticket = w.next_ticket;
+    w.next_ticket += 1;
+    w.queue.push_back(ticket);
+    c.changed();
+    let (mut guard, waited) = c.wait_until(guard, call.client, wait, |c| {
+        c.waiters.as_mut()?.notified.remove(&ticket).then_some(())
+    });
+    let notified = matches!(waited, Waited::Ready(()));
+    if let Some(w) = &mut guard.waiters
+        && !notified
+    {
+        w.queue.retain(|t| *t != ticket);
+    }
+    if matches!(waited, Waited::Gone) {
+        return Reply::Bool(false);
+    }
+    let (_g, retaken) = c.wait_until(guard, call.client, None, |c| {
+        c.try_take_at(who, depth).then_some(())
+    });
+    match retaken {
+        Waited::Ready(()) => {
+            this.release_if_lost(who, call);
+            Reply::Bool(notified)
         }
+        _ => Reply::Bool(false),
     }
 }
 
-impl Handler for Condition {
-    type Op = (Thread, Op);
-
+impl Handler<(Thread, Op)> for Lock {
     fn serve(self: Arc<Self>, (thread, op): (Thread, Op), call: &mut Call<'_>) -> Reply {
         let who = call.owner(thread);
-        let c = &self.0;
-        let reply = match op {
-            Op::Acquire(wait) => {
-                let guard = c.lock();
-                let (_g, w) = c.wait_until(guard, call.client, wait, |c| {
-                    c.lock.try_take(who).then_some(())
-                });
-                return match w {
-                    Waited::Ready(()) => {
-                        self.release_if_lost(who, call);
-                        Reply::Bool(true)
-                    }
-                    _ => Reply::Bool(false),
-                };
-            }
-            Op::Wait(wait) => return self.wait(who, wait, call),
-            Op::Release => c.lock().lock.release(who, "Condition"),
-            Op::Notify(n) => {
-                let mut guard = c.lock();
-                if guard.lock.owner != Some(who) {
-                    return fail(Failure::NotHeld("Condition".into()));
-                }
-                let State {
-                    waiters, notified, ..
-                } = &mut *guard;
-                let n = usize::try_from(n).unwrap_or(usize::MAX).min(waiters.len());
-                notified.extend(waiters.drain(..n));
-                Reply::Ok
-            }
-            Op::NotifyAll => {
-                let mut guard = c.lock();
-                if guard.lock.owner != Some(who) {
-                    return fail(Failure::NotHeld("Condition".into()));
-                }
-                let State {
-                    waiters, notified, ..
-                } = &mut *guard;
-                notified.extend(waiters.drain(..));
-                Reply::Ok
-            }
+        let n = match op {
+            Op::Wait(w) => return wait(&self, who, w, call),
+            Op::Notify(n) => usize::try_from(n).unwrap_or(usize::MAX),
+            Op::NotifyAll => usize::MAX,
         };
-        c.changed();
-        reply
+        let mut guard = self.0.lock();
+        let held = guard.held_by(who);
+        let Some(w) = &mut guard.waiters else {
+            return wrong_kind();
+        };
+        if !held {
+            return fail(Failure::NotHeld("Condition".into()));
+        }
+        let n = n.min(w.queue.len());
+        w.notified.extend(w.queue.drain(..n));
+        drop(guard);
+        self.0.changed();
+        Reply::Ok
     }
 }

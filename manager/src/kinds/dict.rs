@@ -129,9 +129,7 @@ impl Dict {
 
 impl Object for Dict {}
 
-impl Handler for Dict {
-    type Op = Op;
-
+impl Handler<Op> for Dict {
     fn serve(self: Arc<Self>, op: Op, _: &mut Call<'_>) -> Reply {
         self.0.with(|d| match op {
             Op::Get(k) => Reply::Maybe(d.get(&k).cloned()),

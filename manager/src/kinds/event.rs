@@ -73,9 +73,7 @@ impl Event {
 
 impl Object for Event {}
 
-impl Handler for Event {
-    type Op = Op;
-
+impl Handler<Op> for Event {
     fn serve(self: Arc<Self>, op: Op, call: &mut Call<'_>) -> Reply {
         let e = &self.0;
         match op {

@@ -152,9 +152,7 @@ impl List {
 
 impl Object for List {}
 
-impl Handler for List {
-    type Op = Op;
-
+impl Handler<Op> for List {
     fn serve(self: Arc<Self>, op: Op, _: &mut Call<'_>) -> Reply {
         self.items.with(|l| {
             let out_of_range = |index: u64, l: &[Bytes]| {

@@ -1,17 +1,20 @@
 //! A shared `Lock` and `RLock`: their requests, their proxies (with the
-//! guard every lock proxy returns, and the acquire methods written once
-//! for them and the `Condition`) and their server side.
+//! acquire and release every lock proxy has, and the guard it returns)
+//! and their server side, which a `Condition`'s lock is too (an `RLock`
+//! with waiters, see [`condition`](super::condition)).
 
 use std::marker::PhantomData;
+use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::Result;
+use crate::kinds::condition::Waiters;
 use crate::link::thread_id;
 use crate::protocol::{Failure, Reply, Request, SessionId, Thread, Wait};
-use crate::proxy::{Handle, Reference, flag, ok, proxy_handle};
+use crate::proxy::{Reference, flag, ok, proxy_handle};
 use crate::server::object::{Call, Handler, Object, Owner, Waitable, Waited, fail};
 
 /// A `Lock`'s or an `RLock`'s operations, for the calling thread.
@@ -52,59 +55,70 @@ impl std::fmt::Debug for ProxyGuard<'_> {
     }
 }
 
-/// A lock proxy (`Lock`, `RLock`, `Condition`): how its acquire and
-/// release travel.
-pub(crate) trait Acquirer: Handle {
-    fn acquire_request(id: u64, thread: Thread, wait: Wait) -> Request;
-    fn release_request(id: u64, thread: Thread) -> Request;
+/// The acquire and release of the lock proxies (CPython's
+/// `AcquirerProxy`): a [`LockProxy`], an [`RLockProxy`] and a
+/// [`ConditionProxy`](crate::ConditionProxy) have these methods.
+///
+/// ```
+/// let m = mp_manager::SyncManager::start()?;
+/// let lock = m.rlock()?;
+/// let acquirer: &mp_manager::AcquirerProxy = &lock;
+/// let held = acquirer.acquire()?;
+/// assert!(acquirer.acquire_timeout(std::time::Duration::ZERO)?.is_some()); // reentrant
+/// held.release()?;
+/// # Ok::<(), mp_manager::Error>(())
+/// ```
+pub struct AcquirerProxy {
+    inner: Reference,
+    _t: PhantomData<()>,
 }
 
-/// `acquire` for at most `wait`: the guard, or `None` if the lock was not
-/// free in time.
-pub(crate) fn acquire_wait<A: Acquirer>(a: &A, wait: Wait) -> Result<Option<ProxyGuard<'_>>> {
-    let r = a.reference();
-    let thread = thread_id();
-    let got = flag(r.call(&A::acquire_request(r.id, thread, wait))?)?;
-    Ok(got.then(|| ProxyGuard {
-        r,
-        release: A::release_request(r.id, thread),
-        _not_send: PhantomData,
-    }))
-}
+proxy_handle!(AcquirerProxy);
 
-/// `acquire()`, waiting as long as it takes.
-pub(crate) fn acquire<A: Acquirer>(a: &A) -> Result<ProxyGuard<'_>> {
-    acquire_wait(a, None)?
-        .ok_or_else(|| crate::link::remote("acquire without a timeout gave up".into()))
-}
-
-/// `release()` by the calling thread.
-pub(crate) fn release<A: Acquirer>(a: &A) -> Result<()> {
-    let r = a.reference();
-    ok(r.call(&A::release_request(r.id, thread_id()))?)
-}
-
-impl Acquirer for LockProxy {
-    fn acquire_request(id: u64, thread: Thread, wait: Wait) -> Request {
-        Request::Lock(id, thread, Op::Acquire(wait))
+impl AcquirerProxy {
+    fn acquire_wait(&self, wait: Wait) -> Result<Option<ProxyGuard<'_>>> {
+        let r = &self.inner;
+        let thread = thread_id();
+        let got = flag(r.call(&Request::Lock(r.id, thread, Op::Acquire(wait)))?)?;
+        Ok(got.then(|| ProxyGuard {
+            r,
+            release: Request::Lock(r.id, thread, Op::Release),
+            _not_send: PhantomData,
+        }))
     }
 
-    fn release_request(id: u64, thread: Thread) -> Request {
-        Request::Lock(id, thread, Op::Release)
+    /// `acquire()`: waits for the lock; it is released when the guard is
+    /// dropped. If this process dies holding it, it is released. A thread
+    /// takes an `RLock` (a `Condition`) it holds again at once, one level
+    /// more; a `Lock` it holds would never come free:
+    /// [`Error::WouldDeadlock`](crate::Error::WouldDeadlock).
+    pub fn acquire(&self) -> Result<ProxyGuard<'_>> {
+        self.acquire_wait(None)?
+            .ok_or_else(|| crate::link::remote("acquire without a timeout gave up".into()))
+    }
+
+    /// `acquire(blocking=False)`: `None` if another thread holds the lock,
+    /// or this thread holds a `Lock` (as CPython's `acquire(False)` returns
+    /// `False`).
+    pub fn try_acquire(&self) -> Result<Option<ProxyGuard<'_>>> {
+        self.acquire_wait(Some(Duration::ZERO))
+    }
+
+    /// `acquire(timeout=...)`: `None` if the lock was not free in time.
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<Option<ProxyGuard<'_>>> {
+        self.acquire_wait(Some(timeout))
+    }
+
+    /// `release()`: one level. Any thread may release a `Lock` (as
+    /// `threading.Lock`); an `RLock` or a `Condition` only its owner.
+    pub fn release(&self) -> Result<()> {
+        let r = &self.inner;
+        ok(r.call(&Request::Lock(r.id, thread_id(), Op::Release))?)
     }
 }
 
-impl Acquirer for RLockProxy {
-    fn acquire_request(id: u64, thread: Thread, wait: Wait) -> Request {
-        LockProxy::acquire_request(id, thread, wait)
-    }
-
-    fn release_request(id: u64, thread: Thread) -> Request {
-        LockProxy::release_request(id, thread)
-    }
-}
-
-/// A `threading.Lock` in the manager (Python's `Manager().Lock()`).
+/// A `threading.Lock` in the manager (Python's `Manager().Lock()`), with
+/// an [`AcquirerProxy`]'s methods.
 ///
 /// ```
 /// let m = mp_manager::SyncManager::start()?;
@@ -118,46 +132,30 @@ impl Acquirer for RLockProxy {
 /// # Ok::<(), mp_manager::Error>(())
 /// ```
 pub struct LockProxy {
-    inner: Reference,
+    inner: AcquirerProxy,
     _t: PhantomData<()>,
 }
 
 proxy_handle!(LockProxy);
 
+impl Deref for LockProxy {
+    type Target = AcquirerProxy;
+
+    fn deref(&self) -> &AcquirerProxy {
+        &self.inner
+    }
+}
+
 impl LockProxy {
-    /// `acquire()`: waits for the lock; it is released when the guard
-    /// is dropped. If this process dies holding it, it is released. A
-    /// thread that holds it already gets
-    /// [`Error::WouldDeadlock`](crate::Error::WouldDeadlock).
-    pub fn acquire(&self) -> Result<ProxyGuard<'_>> {
-        acquire(self)
-    }
-
-    /// `acquire(blocking=False)`: `None` if the lock is held, also by this
-    /// thread (as CPython's `acquire(False)` returns `False`).
-    pub fn try_acquire(&self) -> Result<Option<ProxyGuard<'_>>> {
-        acquire_wait(self, Some(Duration::ZERO))
-    }
-
-    /// `acquire(timeout=...)`: `None` if the lock was not free in time.
-    pub fn acquire_timeout(&self, timeout: Duration) -> Result<Option<ProxyGuard<'_>>> {
-        acquire_wait(self, Some(timeout))
-    }
-
-    /// `release()`: any thread may release a `Lock` (as `threading.Lock`).
-    pub fn release(&self) -> Result<()> {
-        release(self)
-    }
-
     /// `locked()`.
     pub fn locked(&self) -> Result<bool> {
-        let r = &self.inner;
+        let r = &self.inner.inner;
         flag(r.call(&Request::Lock(r.id, thread_id(), Op::Locked))?)
     }
 }
 
 /// A `threading.RLock` in the manager (Python's `Manager().RLock()`): the
-/// owning thread may take it again.
+/// owning thread may take it again. An [`AcquirerProxy`]'s methods.
 ///
 /// ```
 /// let m = mp_manager::SyncManager::start()?;
@@ -170,55 +168,42 @@ impl LockProxy {
 /// # Ok::<(), mp_manager::Error>(())
 /// ```
 pub struct RLockProxy {
-    inner: Reference,
+    inner: AcquirerProxy,
     _t: PhantomData<()>,
 }
 
 proxy_handle!(RLockProxy);
 
-impl RLockProxy {
-    /// `acquire()`: waits for the lock (at once if this thread holds it:
-    /// one level more); it is released when the guard is dropped. If this
-    /// process dies holding it, it is released.
-    pub fn acquire(&self) -> Result<ProxyGuard<'_>> {
-        acquire(self)
-    }
+impl Deref for RLockProxy {
+    type Target = AcquirerProxy;
 
-    /// `acquire(blocking=False)`.
-    pub fn try_acquire(&self) -> Result<Option<ProxyGuard<'_>>> {
-        acquire_wait(self, Some(Duration::ZERO))
-    }
-
-    /// `acquire(timeout=...)`: `None` if the lock was not free in time.
-    pub fn acquire_timeout(&self, timeout: Duration) -> Result<Option<ProxyGuard<'_>>> {
-        acquire_wait(self, Some(timeout))
-    }
-
-    /// `release()`: one level, by the owning thread.
-    pub fn release(&self) -> Result<()> {
-        release(self)
+    fn deref(&self) -> &AcquirerProxy {
+        &self.inner
     }
 }
 
-/// A lock's state in the server (a `Lock`'s, an `RLock`'s, a
-/// `Condition`'s).
+/// A lock's state in the server: a `Lock`'s, an `RLock`'s, or a
+/// `Condition`'s (an `RLock` with waiters).
 pub(crate) struct LockState {
     reentrant: bool,
-    pub(crate) owner: Option<Owner>,
-    pub(crate) depth: u64,
+    owner: Option<Owner>,
+    depth: u64,
+    /// A condition's waiters; `None` for a plain lock.
+    pub(crate) waiters: Option<Waiters>,
 }
 
 impl LockState {
-    pub(crate) fn new(reentrant: bool) -> LockState {
-        LockState {
-            reentrant,
-            owner: None,
-            depth: 0,
+    fn name(&self) -> &'static str {
+        match (&self.waiters, self.reentrant) {
+            (Some(_), _) => "Condition",
+            (None, true) => "RLock",
+            (None, false) => "Lock",
         }
     }
 
-    fn name(&self) -> &'static str {
-        if self.reentrant { "RLock" } else { "Lock" }
+    /// Whether `who` holds the lock.
+    pub(crate) fn held_by(&self, who: Owner) -> bool {
+        self.owner == Some(who)
     }
 
     /// Takes the lock for `who` if it is free (or held by `who`, reentrant).
@@ -239,7 +224,7 @@ impl LockState {
 
     /// One release by `who`: a `Lock` may be released by any thread (as
     /// `threading.Lock`), an `RLock` only by its owner.
-    pub(crate) fn release(&mut self, who: Owner, what: &str) -> Reply {
+    fn release(&mut self, who: Owner) -> Reply {
         match self.owner {
             Some(o) if o == who || !self.reentrant => {
                 self.depth -= 1;
@@ -249,50 +234,65 @@ impl LockState {
                 }
                 Reply::Ok
             }
-            _ => fail(Failure::NotHeld(what.into())),
+            _ => fail(Failure::NotHeld(self.name().into())),
         }
     }
 
-    /// Releases every level `who` holds.
-    pub(crate) fn release_all(&mut self, who: Owner) {
-        if self.owner == Some(who) {
-            self.owner = None;
-            self.depth = 0;
+    /// Releases every level `who` holds; returns how many.
+    pub(crate) fn release_all(&mut self, who: Owner) -> u64 {
+        if self.owner != Some(who) {
+            return 0;
         }
+        self.owner = None;
+        std::mem::take(&mut self.depth)
     }
 
-    /// Releases every level held by a thread of `session`; true if it did.
-    pub(crate) fn release_session(&mut self, session: SessionId) -> bool {
-        match self.owner {
-            Some((s, t)) if s == session => {
-                self.release_all((s, t));
-                true
-            }
-            _ => false,
+    /// Takes the lock for `who` at `depth` levels if it is free.
+    pub(crate) fn try_take_at(&mut self, who: Owner, depth: u64) -> bool {
+        if self.owner.is_some() {
+            return false;
         }
+        self.owner = Some(who);
+        self.depth = depth;
+        true
     }
 }
 
-/// A `Lock` or an `RLock` in the server.
-pub(crate) struct Lock(Waitable<LockState>);
+/// A lock in the server: a `Lock`, an `RLock`, or a `Condition`'s lock.
+pub(crate) struct Lock(pub(crate) Waitable<LockState>);
 
 impl Lock {
-    pub(crate) fn new(reentrant: bool) -> Lock {
-        Lock(Waitable::new(LockState::new(reentrant)))
+    pub(crate) fn new(reentrant: bool, waiters: Option<Waiters>) -> Lock {
+        Lock(Waitable::new(LockState {
+            reentrant,
+            owner: None,
+            depth: 0,
+            waiters,
+        }))
+    }
+
+    /// If the reply is lost, `who` releases the lock it took.
+    pub(crate) fn release_if_lost(self: &Arc<Self>, who: Owner, call: &mut Call<'_>) {
+        let this = self.clone();
+        call.on_lost(move |_| {
+            this.0.change(|l| l.release_all(who));
+        });
     }
 }
 
 impl Object for Lock {
+    /// Releases the lock if a thread of `session` holds it.
     fn release_session(&self, session: SessionId) {
-        if self.0.lock().release_session(session) {
+        let mut l = self.0.lock();
+        if let Some(who) = l.owner.filter(|(s, _)| *s == session) {
+            l.release_all(who);
+            drop(l);
             self.0.changed();
         }
     }
 }
 
-impl Handler for Lock {
-    type Op = (Thread, Op);
-
+impl Handler<(Thread, Op)> for Lock {
     fn serve(self: Arc<Self>, (thread, op): (Thread, Op), call: &mut Call<'_>) -> Reply {
         let who = call.owner(thread);
         let l = &self.0;
@@ -301,24 +301,20 @@ impl Handler for Lock {
             Op::Acquire(wait) => {
                 // Waiting for itself, a thread would wait forever; a call
                 // that does not wait is only refused (below).
-                if !guard.reentrant && guard.owner == Some(who) && wait.is_none() {
+                if !guard.reentrant && guard.held_by(who) && wait.is_none() {
                     return fail(Failure::WouldDeadlock);
                 }
                 let (_g, w) =
                     l.wait_until(guard, call.client, wait, |l| l.try_take(who).then_some(()));
                 return match w {
                     Waited::Ready(()) => {
-                        let this = self.clone();
-                        call.on_lost(move |_| this.0.change(|l| l.release_all(who)));
+                        self.release_if_lost(who, call);
                         Reply::Bool(true)
                     }
                     _ => Reply::Bool(false),
                 };
             }
-            Op::Release => {
-                let name = guard.name();
-                guard.release(who, name)
-            }
+            Op::Release => guard.release(who),
             Op::Locked => return Reply::Bool(guard.owner.is_some()),
         };
         drop(guard);

@@ -62,9 +62,7 @@ impl Namespace {
 
 impl Object for Namespace {}
 
-impl Handler for Namespace {
-    type Op = Op;
-
+impl Handler<Op> for Namespace {
     fn serve(self: Arc<Self>, op: Op, _: &mut Call<'_>) -> Reply {
         self.0.with(|n| match op {
             Op::Set(name, v) => {

@@ -174,9 +174,7 @@ impl Queue {
 
 impl Object for Queue {}
 
-impl Handler for Queue {
-    type Op = Op;
-
+impl Handler<Op> for Queue {
     fn serve(self: Arc<Self>, op: Op, call: &mut Call<'_>) -> Reply {
         let q = &self.0;
         let guard = q.lock();

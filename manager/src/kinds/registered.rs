@@ -85,10 +85,7 @@ impl Registered {
 
 impl Object for Registered {}
 
-impl Handler for Registered {
-    /// A method's name and its encoded arguments.
-    type Op = (String, Bytes);
-
+impl Handler<(String, Bytes)> for Registered {
     /// A method of a registered type; a panic in it is the call's error.
     fn serve(self: Arc<Self>, (method, args): (String, Bytes), _: &mut Call<'_>) -> Reply {
         let result = self

@@ -119,9 +119,7 @@ impl Semaphore {
 
 impl Object for Semaphore {}
 
-impl Handler for Semaphore {
-    type Op = Op;
-
+impl Handler<Op> for Semaphore {
     fn serve(self: Arc<Self>, op: Op, call: &mut Call<'_>) -> Reply {
         let s = &self.0;
         let mut guard = s.lock();

@@ -61,9 +61,7 @@ impl Value {
 
 impl Object for Value {}
 
-impl Handler for Value {
-    type Op = Op;
-
+impl Handler<Op> for Value {
     fn serve(self: Arc<Self>, op: Op, _: &mut Call<'_>) -> Reply {
         self.0.with(|v| match op {
             Op::Get => Reply::Maybe(Some(v.clone())),

@@ -29,19 +29,17 @@ pub(crate) trait Object: Any + Send + Sync {
     fn release_session(&self, _session: SessionId) {}
 }
 
-/// A kind of object that serves its own requests.
-pub(crate) trait Handler: Object + Sized {
-    /// What a request to this kind carries.
-    type Op;
-
+/// A kind of object that serves requests carrying `Op` (a kind may serve
+/// more than one: a condition's lock takes a lock's requests).
+pub(crate) trait Handler<Op>: Object + Sized {
     /// Serves one request, in `call`.
-    fn serve(self: Arc<Self>, op: Self::Op, call: &mut Call<'_>) -> Reply;
+    fn serve(self: Arc<Self>, op: Op, call: &mut Call<'_>) -> Reply;
 }
 
 /// Serves `op` on `object`, if it is of kind `H`.
-pub(crate) fn dispatch<H: Handler>(
+pub(crate) fn dispatch<H: Handler<Op>, Op>(
     object: Arc<dyn Object>,
-    op: H::Op,
+    op: Op,
     call: &mut Call<'_>,
 ) -> Reply {
     let object: Arc<dyn Any + Send + Sync> = object;

@@ -11,13 +11,14 @@ use crate::kinds::{dict, queue};
 
 const KEY: &[u8] = b"server tests";
 
-struct Running {
+/// A server on a thread of this process (also for `trust_tests`).
+pub(super) struct Running {
     _dir: tempfile::TempDir,
-    address: Address,
+    pub(super) address: Address,
     thread: std::thread::JoinHandle<()>,
 }
 
-fn start() -> Running {
+pub(super) fn start() -> Running {
     let dir = tempfile::tempdir().unwrap();
     let address = Address::Unix(dir.path().join("s"));
     let listener = Listener::bind(address.clone(), Some(KEY)).unwrap();
@@ -30,29 +31,37 @@ fn start() -> Running {
 }
 
 impl Running {
-    fn raw(&self) -> Connection {
+    /// An authenticated connection, in no session yet.
+    pub(super) fn raw(&self) -> Connection {
         Client::connect(&self.address, Some(KEY)).unwrap()
     }
 
-    fn client(&self) -> Connection {
+    /// A new session's connection, and the session's id.
+    pub(super) fn session(&self) -> (Connection, SessionId) {
         let c = self.raw();
-        assert!(matches!(call(&c, &Request::Hello(None)), Reply::Session(_)));
-        c
+        match call(&c, &Request::Hello(None)) {
+            Reply::Session(id) => (c, id),
+            r => panic!("{r:?}"),
+        }
     }
 
-    fn stop(self) {
+    fn client(&self) -> Connection {
+        self.session().0
+    }
+
+    pub(super) fn stop(self) {
         let c = self.client();
         call(&c, &Request::Shutdown);
         self.thread.join().unwrap();
     }
 }
 
-fn call(c: &Connection, r: &Request) -> Reply {
+pub(super) fn call(c: &Connection, r: &Request) -> Reply {
     c.send(r).unwrap();
     c.recv().unwrap()
 }
 
-fn is_failure(r: &Reply) -> bool {
+pub(super) fn is_failure(r: &Reply) -> bool {
     matches!(r, Reply::Fail(_))
 }
 

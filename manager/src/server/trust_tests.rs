@@ -4,65 +4,14 @@
 
 use std::time::Duration;
 
-use mp_proc::connection::Client;
-
+use super::tests::{call, is_failure, start};
 use super::*;
 use crate::kinds::{dict, lock, queue};
 use crate::protocol;
 
-const KEY: &[u8] = b"trust tests";
-
-struct Running {
-    _dir: tempfile::TempDir,
-    address: Address,
-    thread: std::thread::JoinHandle<()>,
-}
-
-fn start() -> Running {
-    let dir = tempfile::tempdir().unwrap();
-    let address = Address::Unix(dir.path().join("s"));
-    let listener = Listener::bind(address.clone(), Some(KEY)).unwrap();
-    let thread = std::thread::spawn(move || serve(listener, Vec::new(), None, false));
-    Running {
-        _dir: dir,
-        address,
-        thread,
-    }
-}
-
-impl Running {
-    fn raw(&self) -> Connection {
-        Client::connect(&self.address, Some(KEY)).unwrap()
-    }
-
-    /// A new session's connection, and the session's id.
-    fn session(&self) -> (Connection, SessionId) {
-        let c = self.raw();
-        match call(&c, &Request::Hello(None)) {
-            Reply::Session(id) => (c, id),
-            r => panic!("{r:?}"),
-        }
-    }
-
-    fn stop(self) {
-        let (c, _) = self.session();
-        call(&c, &Request::Shutdown);
-        self.thread.join().unwrap();
-    }
-}
-
-fn call(c: &Connection, r: &Request) -> Reply {
-    c.send(r).unwrap();
-    c.recv().unwrap()
-}
-
 fn raw_call(c: &Connection, bytes: &[u8]) -> Reply {
     c.send_bytes(bytes).unwrap();
     c.recv().unwrap()
-}
-
-fn is_failure(r: &Reply) -> bool {
-    matches!(r, Reply::Fail(_))
 }
 
 #[test]
@@ -189,7 +138,7 @@ fn a_session_thread_that_panics_gives_back_what_its_session_held() {
             session,
             undo: None,
         };
-        dispatch::<lock::Lock>(object.clone(), (1, lock::Op::Acquire(wait)), &mut call)
+        dispatch::<lock::Lock, _>(object.clone(), (1, lock::Op::Acquire(wait)), &mut call)
     };
     assert!(matches!(acquire(id, None), Reply::Bool(true)));
     let (other, _) = server.join(None).unwrap();
