@@ -1,23 +1,25 @@
 #![doc = include_str!("../README.md")]
 
 mod context;
+mod lock;
 mod manager;
 mod pool;
 mod process;
 mod queue;
 mod registry;
 mod sync;
+mod value;
 
 pub use context::ThreadContext;
+pub use lock::{Condition, Lock, LockGuard, RLock};
 pub use manager::{Dict, List, Manager, Namespace};
 pub use pool::{AsyncResult, IMap, Pool, ThreadPool};
 pub use process::{Process, ThreadInfo, active_children, current_process};
-pub use queue::{JoinableQueue, Queue};
-pub use sync::{
-    Array, Barrier, BoundedSemaphore, Condition, Event, Lock, LockGuard, RLock, Semaphore, Value,
-};
+pub use queue::{JoinableQueue, Queue, SimpleQueue};
+pub use sync::{Barrier, BoundedSemaphore, Event, Semaphore};
+pub use value::{Array, SharedGuard, Value};
 
-pub use mp_proc::{Connection, Error, Result};
+pub use mp_proc::{Connection, Error, Result, cpu_count};
 
 /// A pipe between threads (`multiprocessing.dummy.Pipe`, which is
 /// `multiprocessing.Pipe`): mp-proc's connections, which threads share too.

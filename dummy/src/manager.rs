@@ -5,20 +5,17 @@
 use std::any::Any;
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mp_proc::{Error, Result};
 
 use crate::registry::handle;
+use crate::sync::lock;
 use crate::{
     Array, Barrier, BoundedSemaphore, Condition, Event, JoinableQueue, Lock, Queue, RLock,
     Semaphore, Value,
 };
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// `multiprocessing.dummy.Manager()`: its factories match
 /// `mp_manager::SyncManager`'s, and give in-process objects.

@@ -11,7 +11,7 @@ use std::time::Duration;
 use mp_proc::plumbing::deadline_after;
 use mp_proc::{Error, ProcessLike, Result};
 
-use crate::sync::wait_until;
+use crate::sync::{lock, wait_until};
 
 /// How a thread ended: its exit code once it has.
 struct Ending {
@@ -109,15 +109,45 @@ impl Process {
         self
     }
 
+    /// Renames it (before `start`; the thread carries the new name).
+    pub fn set_name(&mut self, name: impl Into<String>) {
+        self.name = name.into();
+    }
+
+    /// As [`daemon`](Self::daemon), on a thread being set up.
+    pub fn set_daemon(&mut self, daemon: bool) {
+        self.daemon = daemon;
+    }
+
+    /// Whether it is (or will be) a daemon.
+    pub fn is_daemon(&self) -> bool {
+        self.daemon
+    }
+
+    /// The id of the process it runs in, once started (threads share their
+    /// process's id, as [`ThreadInfo::pid`] says).
+    ///
+    /// ```
+    /// let mut p = mp_dummy::Process::new(|_: ()| {}, ());
+    /// p.set_name("worker");
+    /// p.set_daemon(true);
+    /// assert_eq!((p.get_name(), p.is_daemon(), p.pid()), ("worker", true, None));
+    /// p.start()?;
+    /// assert_eq!(p.pid(), Some(std::process::id()));
+    /// p.join()?;
+    /// # Ok::<(), mp_proc::Error>(())
+    /// ```
+    pub fn pid(&self) -> Option<u32> {
+        self.started().then(std::process::id)
+    }
+
     /// Starts the thread.
     pub fn start(&mut self) -> Result<()> {
         let Some(target) = self.target.take() else {
             return Err(Error::AlreadyStarted);
         };
         let (name, daemon, ending) = (self.name.clone(), self.daemon, self.ending.clone());
-        LIVE.lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push((name.clone(), daemon, ending.clone()));
+        lock(&LIVE).push((name.clone(), daemon, ending.clone()));
         let thread = std::thread::Builder::new()
             .name(name.clone())
             .spawn(move || run(name, daemon, target, ending));
@@ -153,7 +183,7 @@ impl Process {
                 name: self.name.clone(),
             });
         }
-        let g = self.ending.code.lock().unwrap_or_else(|p| p.into_inner());
+        let g = lock(&self.ending.code);
         let (g, ended) = wait_until(&self.ending.done, g, until, |c| c.is_some());
         let code = *g;
         drop(g);
@@ -180,7 +210,7 @@ impl Process {
 
     /// Its exit code, once ended.
     pub fn exitcode(&self) -> Option<i32> {
-        *self.ending.code.lock().unwrap_or_else(|p| p.into_inner())
+        *lock(&self.ending.code)
     }
 
     /// An error: threads cannot be terminated.
@@ -212,10 +242,8 @@ fn run(name: String, daemon: bool, target: Box<dyn FnOnce() + Send>, ending: Arc
 
 /// Records the exit code of a thread that ended (or never started).
 fn finish(ending: &Arc<Ending>, code: i32) {
-    LIVE.lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .retain(|(_, _, e)| !Arc::ptr_eq(e, ending));
-    *ending.code.lock().unwrap_or_else(|p| p.into_inner()) = Some(code);
+    lock(&LIVE).retain(|(_, _, e)| !Arc::ptr_eq(e, ending));
+    *lock(&ending.code) = Some(code);
     ending.done.notify_all();
 }
 
@@ -308,8 +336,7 @@ pub fn current_process() -> ThreadInfo {
 /// assert!(mp_dummy::active_children().iter().all(|t| !t.name().is_empty()));
 /// ```
 pub fn active_children() -> Vec<ThreadInfo> {
-    LIVE.lock()
-        .unwrap_or_else(|p| p.into_inner())
+    lock(&LIVE)
         .iter()
         .map(|(name, daemon, _)| ThreadInfo {
             name: name.clone(),

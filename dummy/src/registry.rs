@@ -8,6 +8,7 @@ use std::any::Any;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use mp_proc::plumbing::lock;
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -46,7 +47,7 @@ pub(crate) fn serialize<T: Any + Send + Sync, S: Serializer>(
 ) -> Result<S::Ok, S::Error> {
     let addr = Arc::as_ptr(shared) as usize;
     let id = {
-        let mut r = REGISTRY.lock().unwrap_or_else(|p| p.into_inner());
+        let mut r = lock(&REGISTRY);
         let r = r.get_or_insert_with(|| Registry {
             by_id: HashMap::new(),
             by_addr: HashMap::new(),
@@ -78,9 +79,7 @@ pub(crate) fn deserialize<'de, T: Any + Send + Sync, D: Deserializer<'de>>(
             "a thread handle (mp-dummy) cannot leave its process",
         ));
     }
-    let found = REGISTRY
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
+    let found = lock(&REGISTRY)
         .as_ref()
         .and_then(|r| r.by_id.get(&id).cloned());
     let found = found.ok_or_else(|| D::Error::custom("no such thread handle in this process"))?;

@@ -244,6 +244,11 @@ pub fn lock_misuse<C: Context>(ctx: &C) {
     );
     let g = lock.acquire().unwrap();
     assert!(matches!(lock.acquire(), Err(Error::WouldDeadlock)));
+    // Not free now, as Python's `acquire(False)` is False: no error.
+    assert!(
+        lock.try_acquire().unwrap().is_none(),
+        "try_acquire of a held lock"
+    );
     drop(g);
     assert!(lock.acquire_timeout(Duration::MAX).unwrap().is_some());
 }

@@ -14,6 +14,7 @@ mod function;
 #[doc(hidden)]
 pub mod fuzzing;
 mod handle;
+mod local;
 mod payload;
 mod probe;
 mod process;

@@ -25,3 +25,10 @@ pub fn lock<T: ?Sized>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> 
 pub fn several_cpus() -> bool {
     crate::sys::process::several_cpus()
 }
+
+/// The in-process primitives (locks owned by any id, waits with deadlines
+/// and cancellation) that mp-dummy's thread primitives and mp-manager's
+/// server are made of.
+pub mod local {
+    pub use crate::local::*;
+}

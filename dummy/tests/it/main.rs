@@ -3,6 +3,8 @@
 
 mod conformance;
 mod generic;
+mod names;
 mod pool;
 mod scenarios;
+mod shared;
 mod threads;

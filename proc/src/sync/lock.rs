@@ -105,9 +105,15 @@ macro_rules! lock_methods {
                 Ok(self.guard())
             }
 
-            /// Takes the lock if it is free (Python's `acquire(block=False)`).
+            /// Takes the lock if it is free (Python's `acquire(block=False)`):
+            /// `None` if it is held, by this thread too (a call that does not
+            /// wait cannot deadlock).
             pub fn try_acquire(&self) -> Result<Option<LockGuard<'_>>> {
-                Ok(self.raw.try_lock()?.then(|| self.guard()))
+                match self.raw.try_lock() {
+                    Ok(taken) => Ok(taken.then(|| self.guard())),
+                    Err(crate::Error::WouldDeadlock) => Ok(None),
+                    Err(e) => Err(e),
+                }
             }
 
             /// Waits at most `timeout` for the lock; `None` if it stayed taken.

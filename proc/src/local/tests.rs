@@ -1,0 +1,550 @@
+//! The primitives across threads: exclusion, wake-ups, deadlines,
+//! cancellation, owners released, the barrier's generations.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, mpsc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use super::*;
+
+/// A bug shows as a failure, not a hang.
+const HANG_GUARD: Duration = Duration::from_secs(30);
+
+/// Yields until `ready()`; fails past [`HANG_GUARD`].
+fn until(ready: impl Fn() -> bool) {
+    let end = Instant::now() + HANG_GUARD;
+    while !ready() {
+        assert!(Instant::now() < end, "never became ready");
+        thread::yield_now();
+    }
+}
+
+/// Cancels the waiter that reports on `done`: sets `flag`, then wakes
+/// (`wake`) until the waiter reports, which, with a cancel interval of an
+/// hour, only a wake-up makes it do.
+fn cancel<R>(flag: &AtomicBool, wake: impl Fn(), done: &mpsc::Receiver<R>) -> R {
+    flag.store(true, Ordering::SeqCst);
+    let end = Instant::now() + HANG_GUARD;
+    loop {
+        wake();
+        match done.recv_timeout(Duration::from_millis(5)) {
+            Ok(r) => return r,
+            Err(_) => assert!(Instant::now() < end, "the waiter was never cancelled"),
+        }
+    }
+}
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+#[test]
+fn lock_excludes_across_threads() {
+    let lock = Lock::new(false);
+    let count = AtomicUsize::new(0);
+    thread::scope(|s| {
+        for t in 0..4u32 {
+            let (lock, count) = (&lock, &count);
+            s.spawn(move || {
+                for _ in 0..1000 {
+                    lock.acquire(t, &Wait::forever()).unwrap();
+                    // Not atomic as a whole: only the lock keeps updates.
+                    let v = count.load(Ordering::Relaxed);
+                    count.store(v + 1, Ordering::Relaxed);
+                    lock.release(t).unwrap();
+                }
+            });
+        }
+    });
+    assert_eq!(count.into_inner(), 4000);
+    assert!(!lock.is_locked());
+}
+
+#[test]
+fn plain_lock_rules() {
+    let lock = Lock::new(false);
+    assert_eq!(lock.release(1), Err(Refused::NotHeld));
+    assert_eq!(lock.release_any(), Err(Refused::NotHeld));
+    lock.acquire(1, &Wait::forever()).unwrap();
+    assert_eq!(
+        lock.acquire(1, &Wait::forever()),
+        Err(Refused::WouldDeadlock)
+    );
+    // With a deadline, its owner waits (for a release by anyone) and times out.
+    assert_eq!(lock.acquire(1, &Wait::now()), Err(Refused::Timeout));
+    assert_eq!(lock.acquire(2, &Wait::now()), Err(Refused::Timeout));
+    assert_eq!(lock.release(2), Err(Refused::NotHeld));
+    assert!(lock.is_held_by(1));
+    lock.release_any().unwrap();
+    assert_eq!(lock.owner(), None);
+    lock.acquire(2, &Wait::timeout(Duration::MAX)).unwrap();
+    assert_eq!(lock.owner(), Some(2));
+}
+
+#[test]
+fn reentrant_lock_counts_levels() {
+    let r = Lock::new(true);
+    for _ in 0..3 {
+        r.acquire('a', &Wait::now()).unwrap();
+    }
+    assert_eq!(r.acquire('b', &Wait::now()), Err(Refused::Timeout));
+    r.release('a').unwrap();
+    assert_eq!(r.release('b'), Err(Refused::NotHeld));
+    assert_eq!(r.release_all('a'), Ok(2));
+    assert_eq!(r.release_all('a'), Err(Refused::NotHeld));
+    r.reacquire('b', 2, &Wait::now()).unwrap();
+    r.release('b').unwrap();
+    assert!(r.is_held_by('b'));
+    r.release('b').unwrap();
+    assert!(!r.is_locked());
+}
+
+#[test]
+fn a_waiter_gets_the_lock_on_release() {
+    let lock = Lock::new(false);
+    lock.acquire(1, &Wait::forever()).unwrap();
+    thread::scope(|s| {
+        let waiter = s.spawn(|| lock.acquire(2, &Wait::forever()));
+        lock.release(1).unwrap();
+        assert_eq!(waiter.join().unwrap(), Ok(()));
+    });
+    assert_eq!(lock.owner(), Some(2));
+}
+
+#[test]
+fn a_dead_owner_is_released_and_its_waiter_proceeds() {
+    // Owners are (session, thread), as the manager's server has them.
+    let lock = Lock::new(true);
+    lock.acquire((7u64, 1u64), &Wait::forever()).unwrap();
+    lock.acquire((7, 1), &Wait::forever()).unwrap();
+    assert_eq!(lock.release_if(|(session, _)| *session == 8), None);
+    thread::scope(|s| {
+        let waiter = s.spawn(|| lock.acquire((8, 1), &Wait::forever()));
+        assert_eq!(lock.release_if(|(session, _)| *session == 7), Some(2));
+        assert_eq!(waiter.join().unwrap(), Ok(()));
+    });
+    assert_eq!(lock.owner(), Some((8, 1)));
+}
+
+#[test]
+fn a_cancelled_lock_wait_takes_nothing() {
+    let lock = Lock::new(false);
+    lock.acquire(1, &Wait::forever()).unwrap();
+    let flag = AtomicBool::new(false);
+    let (tx, rx) = mpsc::channel();
+    thread::scope(|s| {
+        s.spawn(|| {
+            let gone = || flag.load(Ordering::SeqCst);
+            tx.send(lock.acquire(2, &Wait::forever().or_cancel(&gone, HOUR)))
+                .unwrap();
+        });
+        assert_eq!(cancel(&flag, || lock.wake(), &rx), Err(Refused::Cancelled));
+    });
+    assert_eq!(lock.owner(), Some(1));
+}
+
+#[test]
+fn the_cancel_check_is_polled() {
+    let lock = Lock::new(false);
+    lock.acquire(1, &Wait::forever()).unwrap();
+    let checks = AtomicUsize::new(0);
+    // Says "gone" on its third check: polled, with no wake-up.
+    let gone = || checks.fetch_add(1, Ordering::SeqCst) >= 2;
+    let wait = Wait::forever().or_cancel(&gone, Duration::ZERO);
+    assert_eq!(lock.acquire(2, &wait), Err(Refused::Cancelled));
+    assert_eq!(checks.into_inner(), 3);
+}
+
+#[test]
+fn a_ready_operation_does_not_check_cancel() {
+    let s = Semaphore::new(1, false);
+    let gone = || panic!("checked");
+    s.acquire(&Wait::forever().or_cancel(&gone, HOUR)).unwrap();
+}
+
+#[test]
+fn semaphore_counts_and_bounds() {
+    let s = Semaphore::new(2, true);
+    assert_eq!(s.bound(), Some(2));
+    s.acquire(&Wait::now()).unwrap();
+    s.acquire(&Wait::now()).unwrap();
+    assert_eq!(s.acquire(&Wait::now()), Err(Refused::Timeout));
+    assert_eq!(s.value(), 0);
+    thread::scope(|sc| {
+        let waiter = sc.spawn(|| s.acquire(&Wait::forever()));
+        s.release().unwrap();
+        assert_eq!(waiter.join().unwrap(), Ok(()));
+    });
+    s.release().unwrap();
+    s.release().unwrap();
+    assert_eq!(s.release(), Err(Refused::TooManyReleases { bound: 2 }));
+    let unbounded = Semaphore::new(usize::MAX, false);
+    assert_eq!(unbounded.release(), Err(Refused::Overflow));
+    unbounded.give_back();
+    assert_eq!(unbounded.value(), usize::MAX);
+}
+
+#[test]
+fn a_cancelled_semaphore_wait_takes_nothing() {
+    let s = Semaphore::new(0, false);
+    let flag = AtomicBool::new(false);
+    let (tx, rx) = mpsc::channel();
+    thread::scope(|sc| {
+        sc.spawn(|| {
+            let gone = || flag.load(Ordering::SeqCst);
+            tx.send(s.acquire(&Wait::forever().or_cancel(&gone, HOUR)))
+                .unwrap();
+        });
+        assert_eq!(cancel(&flag, || s.wake(), &rx), Err(Refused::Cancelled));
+    });
+    s.give_back();
+    assert_eq!(s.value(), 1);
+}
+
+#[test]
+fn condition_wait_and_notify_across_threads() {
+    let c = Condition::new(Arc::new(Lock::new(true)));
+    thread::scope(|s| {
+        let waiter = s.spawn(|| {
+            c.lock().acquire(1, &Wait::forever()).unwrap();
+            c.lock().acquire(1, &Wait::forever()).unwrap();
+            let notified = c.wait(1, &Wait::forever());
+            // Held again, at its depth.
+            (notified, c.lock().release_all(1))
+        });
+        until(|| c.n_waiting() == 1);
+        c.lock().acquire(2, &Wait::forever()).unwrap();
+        c.notify(1);
+        assert_eq!(c.n_waiting(), 0);
+        c.lock().release(2).unwrap();
+        assert_eq!(waiter.join().unwrap(), (Ok(true), Ok(2)));
+    });
+}
+
+#[test]
+fn condition_notifies_the_oldest_first() {
+    let c = Condition::new(Arc::new(Lock::new(false)));
+    let (tx, rx) = mpsc::channel();
+    thread::scope(|s| {
+        for who in 1..=2 {
+            let (c, tx) = (&c, tx.clone());
+            c.lock().acquire(0, &Wait::forever()).unwrap();
+            s.spawn(move || {
+                c.lock().acquire(who, &Wait::forever()).unwrap();
+                c.wait(who, &Wait::forever()).unwrap();
+                c.lock().release(who).unwrap();
+                tx.send(who).unwrap();
+            });
+            c.lock().release(0).unwrap();
+            until(|| c.n_waiting() == who);
+        }
+        c.notify(1);
+        assert_eq!(rx.recv().unwrap(), 1);
+        c.notify_all();
+        assert_eq!(rx.recv().unwrap(), 2);
+    });
+}
+
+#[test]
+fn condition_wait_rules() {
+    let c = Condition::new(Arc::new(Lock::new(false)));
+    assert_eq!(c.wait(1, &Wait::now()), Err(Refused::NotHeld));
+    assert_eq!(c.n_waiting(), 0);
+    c.lock().acquire(1, &Wait::forever()).unwrap();
+    // Timed out: not notified, the lock held again.
+    assert_eq!(c.wait(1, &Wait::now()), Ok(false));
+    assert!(c.lock().is_held_by(1));
+    assert_eq!(c.n_waiting(), 0);
+    // Notified before it waits: nobody to wake.
+    c.notify(1);
+    assert_eq!(c.wait(1, &Wait::now()), Ok(false));
+}
+
+#[test]
+fn a_cancelled_condition_wait_leaves_the_lock_free() {
+    let c = Condition::new(Arc::new(Lock::new(true)));
+    let flag = AtomicBool::new(false);
+    let (tx, rx) = mpsc::channel();
+    thread::scope(|s| {
+        s.spawn(|| {
+            let gone = || flag.load(Ordering::SeqCst);
+            c.lock().acquire(1, &Wait::forever()).unwrap();
+            tx.send(c.wait(1, &Wait::forever().or_cancel(&gone, HOUR)))
+                .unwrap();
+        });
+        until(|| c.n_waiting() == 1);
+        assert_eq!(cancel(&flag, || c.wake(), &rx), Err(Refused::Cancelled));
+    });
+    assert_eq!(c.n_waiting(), 0);
+    assert!(!c.lock().is_locked());
+}
+
+#[test]
+fn a_cancelled_condition_retake_leaves_the_lock_to_its_holder() {
+    let c = Condition::new(Arc::new(Lock::new(false)));
+    let flag = AtomicBool::new(false);
+    let (tx, rx) = mpsc::channel();
+    thread::scope(|s| {
+        s.spawn(|| {
+            let gone = || flag.load(Ordering::SeqCst);
+            c.lock().acquire(1, &Wait::forever()).unwrap();
+            tx.send(c.wait(1, &Wait::forever().or_cancel(&gone, HOUR)))
+                .unwrap();
+        });
+        until(|| c.n_waiting() == 1);
+        // Notified, but the lock is held: it waits for the lock, and is
+        // cancelled there.
+        c.lock().acquire(2, &Wait::forever()).unwrap();
+        c.notify(1);
+        assert_eq!(cancel(&flag, || c.wake(), &rx), Err(Refused::Cancelled));
+    });
+    assert_eq!(c.lock().owner(), Some(2));
+}
+
+#[test]
+fn event_wakes_its_waiters() {
+    let e = Event::new();
+    assert_eq!(e.wait(&Wait::now()), Err(Refused::Timeout));
+    thread::scope(|s| {
+        let waiters: Vec<_> = (0..3)
+            .map(|_| s.spawn(|| e.wait(&Wait::forever())))
+            .collect();
+        e.set();
+        for w in waiters {
+            assert_eq!(w.join().unwrap(), Ok(()));
+        }
+    });
+    assert!(e.is_set());
+    e.clear();
+    assert!(!e.is_set());
+    let flag = AtomicBool::new(false);
+    let (tx, rx) = mpsc::channel();
+    thread::scope(|s| {
+        s.spawn(|| {
+            let gone = || flag.load(Ordering::SeqCst);
+            tx.send(e.wait(&Wait::forever().or_cancel(&gone, HOUR)))
+                .unwrap();
+        });
+        assert_eq!(cancel(&flag, || e.wake(), &rx), Err(Refused::Cancelled));
+    });
+}
+
+#[test]
+fn barrier_lets_its_parties_through_each_generation() {
+    let b = Barrier::new(3).unwrap();
+    assert_eq!(b.parties(), 3);
+    for _ in 0..3 {
+        let mut indices: Vec<usize> = thread::scope(|s| {
+            let hs: Vec<_> = (0..3)
+                .map(|_| s.spawn(|| b.wait(&Wait::forever())))
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap().unwrap()).collect()
+        });
+        indices.sort();
+        assert_eq!(indices, [0, 1, 2]);
+        assert_eq!(b.n_waiting(), 0);
+    }
+    assert!(matches!(Barrier::new(0), Err(Refused::NoParties)));
+}
+
+#[test]
+fn barrier_abort_breaks_waiters_until_reset() {
+    let b = Barrier::new(3).unwrap();
+    thread::scope(|s| {
+        let hs: Vec<_> = (0..2)
+            .map(|_| s.spawn(|| b.wait(&Wait::forever())))
+            .collect();
+        until(|| b.n_waiting() == 2);
+        b.abort();
+        for h in hs {
+            assert_eq!(h.join().unwrap(), Err(Refused::BrokenBarrier));
+        }
+    });
+    assert!(b.broken());
+    assert_eq!(b.n_waiting(), 0);
+    assert_eq!(b.wait(&Wait::forever()), Err(Refused::BrokenBarrier));
+    b.reset();
+    assert!(!b.broken());
+    let one = Barrier::new(1).unwrap();
+    assert_eq!(one.wait(&Wait::now()), Ok(0));
+}
+
+#[test]
+fn barrier_reset_fails_current_waiters_and_is_whole() {
+    let b = Barrier::new(2).unwrap();
+    thread::scope(|s| {
+        let h = s.spawn(|| b.wait(&Wait::forever()));
+        until(|| b.n_waiting() == 1);
+        b.reset();
+        assert_eq!(h.join().unwrap(), Err(Refused::BrokenBarrier));
+    });
+    assert!(!b.broken());
+    assert_eq!(b.n_waiting(), 0);
+    let indices = thread::scope(|s| {
+        let h = s.spawn(|| b.wait(&Wait::forever()));
+        b.wait(&Wait::forever()).unwrap() + h.join().unwrap().unwrap()
+    });
+    assert_eq!(indices, 1);
+}
+
+#[test]
+fn a_barrier_waiter_that_times_out_or_is_cancelled_breaks_it() {
+    let b = Barrier::new(3).unwrap();
+    thread::scope(|s| {
+        let other = s.spawn(|| b.wait(&Wait::forever()));
+        until(|| b.n_waiting() == 1);
+        assert_eq!(b.wait(&Wait::now()), Err(Refused::BrokenBarrier));
+        assert_eq!(other.join().unwrap(), Err(Refused::BrokenBarrier));
+    });
+    assert!(b.broken());
+    assert_eq!(b.n_waiting(), 0);
+    b.reset();
+    let flag = AtomicBool::new(false);
+    let (tx, rx) = mpsc::channel();
+    thread::scope(|s| {
+        s.spawn(|| {
+            let gone = || flag.load(Ordering::SeqCst);
+            tx.send(b.wait(&Wait::forever().or_cancel(&gone, HOUR)))
+                .unwrap();
+        });
+        until(|| b.n_waiting() == 1);
+        assert_eq!(cancel(&flag, || b.wake(), &rx), Err(Refused::Cancelled));
+    });
+    assert!(b.broken());
+    assert_eq!(b.n_waiting(), 0);
+}
+
+#[test]
+fn queue_is_fifo_and_bounded() {
+    let q = Queue::new(2);
+    q.put(1, &Wait::now()).unwrap();
+    q.put(2, &Wait::now()).unwrap();
+    assert!(q.is_full());
+    assert_eq!(q.put(3, &Wait::now()), Err(Refused::Full));
+    assert_eq!(q.qsize(), 2);
+    thread::scope(|s| {
+        let putter = s.spawn(|| q.put(3, &Wait::forever()));
+        assert_eq!(q.get(&Wait::forever()), Ok(1));
+        assert_eq!(putter.join().unwrap(), Ok(()));
+    });
+    assert_eq!(q.get(&Wait::now()), Ok(2));
+    assert_eq!(q.get(&Wait::now()), Ok(3));
+    assert_eq!(q.get(&Wait::now()), Err(Refused::Empty));
+    assert!(q.is_empty());
+    assert_eq!(q.maxsize(), 2);
+}
+
+#[test]
+fn queue_hands_items_between_threads() {
+    let q = Queue::new(0);
+    thread::scope(|s| {
+        let getter = s.spawn(|| {
+            (0..100)
+                .map(|_| q.get(&Wait::forever()).unwrap())
+                .sum::<u32>()
+        });
+        for i in 0..100 {
+            q.put(i, &Wait::forever()).unwrap();
+        }
+        assert_eq!(getter.join().unwrap(), (0..100).sum());
+    });
+}
+
+#[test]
+fn a_closed_queue_drains_then_refuses() {
+    let q = Queue::new(0);
+    q.put("a", &Wait::forever()).unwrap();
+    q.close();
+    assert!(q.is_closed());
+    assert_eq!(q.put("b", &Wait::forever()), Err(Refused::Closed));
+    assert_eq!(q.get(&Wait::forever()), Ok("a"));
+    assert_eq!(q.get(&Wait::forever()), Err(Refused::Closed));
+    let q = Queue::<u8>::new(0);
+    thread::scope(|s| {
+        let getter = s.spawn(|| q.get(&Wait::forever()));
+        q.close();
+        assert_eq!(getter.join().unwrap(), Err(Refused::Closed));
+    });
+}
+
+#[test]
+fn queue_join_waits_for_every_task_done() {
+    let q = Queue::new(0);
+    assert_eq!(q.task_done(), Err(Refused::TaskDoneTooManyTimes));
+    q.join(&Wait::now()).unwrap();
+    q.put(1, &Wait::forever()).unwrap();
+    q.put(2, &Wait::forever()).unwrap();
+    assert_eq!(q.join(&Wait::now()), Err(Refused::Timeout));
+    thread::scope(|s| {
+        let joiner = s.spawn(|| q.join(&Wait::forever()));
+        for _ in 0..2 {
+            q.get(&Wait::forever()).unwrap();
+            q.task_done().unwrap();
+        }
+        assert_eq!(joiner.join().unwrap(), Ok(()));
+    });
+    assert_eq!(q.task_done(), Err(Refused::TaskDoneTooManyTimes));
+}
+
+#[test]
+fn an_item_put_back_is_first_and_still_pending() {
+    let q = Queue::new(0);
+    q.put(1, &Wait::forever()).unwrap();
+    q.put(2, &Wait::forever()).unwrap();
+    let taken = q.get(&Wait::forever()).unwrap();
+    q.put_back(taken);
+    assert_eq!(q.get(&Wait::now()), Ok(1));
+    q.task_done().unwrap();
+    assert_eq!(q.join(&Wait::now()), Err(Refused::Timeout));
+}
+
+#[test]
+fn a_cancelled_queue_wait_takes_and_adds_nothing() {
+    let q = Queue::new(1);
+    let flag = AtomicBool::new(false);
+    let (tx, rx) = mpsc::channel();
+    thread::scope(|s| {
+        s.spawn(|| {
+            let gone = || flag.load(Ordering::SeqCst);
+            tx.send(q.get(&Wait::forever().or_cancel(&gone, HOUR)))
+                .unwrap();
+        });
+        assert_eq!(cancel(&flag, || q.wake(), &rx), Err(Refused::Cancelled));
+    });
+    q.put(1, &Wait::now()).unwrap();
+    flag.store(false, Ordering::SeqCst);
+    let (tx, rx) = mpsc::channel();
+    thread::scope(|s| {
+        s.spawn(|| {
+            let gone = || flag.load(Ordering::SeqCst);
+            tx.send(q.put(2, &Wait::forever().or_cancel(&gone, HOUR)))
+                .unwrap();
+        });
+        assert_eq!(cancel(&flag, || q.wake(), &rx), Err(Refused::Cancelled));
+    });
+    assert_eq!(q.qsize(), 1);
+    q.get(&Wait::now()).unwrap();
+    q.task_done().unwrap();
+    q.join(&Wait::now()).unwrap();
+}
+
+#[test]
+fn refusals_map_to_the_crates_errors() {
+    use crate::Error;
+    assert!(matches!(
+        Refused::NotHeld.into_error("RLock"),
+        Error::NotHeld { what: "RLock" }
+    ));
+    assert!(matches!(
+        Refused::TooManyReleases { bound: 3 }.into_error("BoundedSemaphore"),
+        Error::TooManyReleases { bound: 3 }
+    ));
+    assert!(matches!(
+        Refused::Cancelled.into_error("Lock"),
+        Error::Invalid { .. }
+    ));
+    assert!(matches!(
+        Refused::Overflow.into_error("RLock"),
+        Error::Overflow { .. }
+    ));
+    assert!(matches!(Refused::Empty.into_error("Queue"), Error::Empty));
+}
