@@ -4,12 +4,13 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
+use mp_proc::plumbing::local;
 use serde::{Deserialize, Serialize};
 
 use crate::Result;
 use crate::protocol::{Failure, Reply, Request, Wait};
 use crate::proxy::{Reference, count, flag, ok, proxy_handle};
-use crate::server::object::{Call, Handler, Object, Waitable, Waited, fail};
+use crate::server::object::{Call, Handler, Object, fail};
 
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Op {
@@ -83,75 +84,22 @@ impl BarrierProxy {
     }
 }
 
-struct State {
-    parties: u64,
+/// A barrier in the server: mp-proc's in-process barrier, and the
+/// timeout of a wait that gives none.
+pub(crate) struct Barrier {
+    barrier: local::Barrier,
     timeout: Wait,
-    waiting: u64,
-    generation: u64,
-    broken: bool,
-    /// A generation ended by `reset`: its waiters fail.
-    reset: Option<u64>,
 }
-
-/// A barrier in the server.
-pub(crate) struct Barrier(Waitable<State>);
 
 impl Barrier {
     /// A barrier for `parties` (at least one) waiters, whose waits give up
     /// after `timeout` unless a call says otherwise.
     pub(crate) fn new(parties: u64, timeout: Wait) -> Option<Barrier> {
-        (parties > 0).then(|| {
-            Barrier(Waitable::new(State {
-                parties,
-                timeout,
-                waiting: 0,
-                generation: 0,
-                broken: false,
-                reset: None,
-            }))
+        let parties = usize::try_from(parties).unwrap_or(usize::MAX);
+        Some(Barrier {
+            barrier: local::Barrier::new(parties).ok()?,
+            timeout,
         })
-    }
-
-    fn wait(&self, wait: Wait, call: &Call<'_>) -> Reply {
-        let b = &self.0;
-        let mut guard = b.lock();
-        if guard.broken {
-            return fail(Failure::BrokenBarrier);
-        }
-        let index = guard.waiting;
-        guard.waiting += 1;
-        if guard.waiting == guard.parties {
-            guard.generation += 1;
-            guard.waiting = 0;
-            drop(guard);
-            b.changed();
-            return Reply::Count(index);
-        }
-        let generation = guard.generation;
-        let wait = wait.or(guard.timeout);
-        let (mut guard, w) = b.wait_until(guard, call.client, wait, |b| {
-            if b.generation != generation {
-                Some(b.reset != Some(generation))
-            } else if b.broken {
-                b.waiting = b.waiting.saturating_sub(1);
-                Some(false)
-            } else {
-                None
-            }
-        });
-        let reply = match w {
-            Waited::Ready(true) => Reply::Count(index),
-            Waited::Ready(false) => fail(Failure::BrokenBarrier),
-            _ => {
-                // A waiter that times out breaks the barrier.
-                guard.broken = true;
-                guard.waiting = guard.waiting.saturating_sub(1);
-                fail(Failure::BrokenBarrier)
-            }
-        };
-        drop(guard);
-        b.changed();
-        reply
     }
 }
 
@@ -159,25 +107,24 @@ impl Object for Barrier {}
 
 impl Handler<Op> for Barrier {
     fn serve(self: Arc<Self>, op: Op, call: &mut Call<'_>) -> Reply {
-        let b = &self.0;
+        let b = &self.barrier;
         match op {
-            Op::Wait(wait) => self.wait(wait, call),
-            Op::Abort => b.change(|b| {
-                b.broken = true;
+            // A waiter that times out (or hangs up) breaks the barrier.
+            Op::Wait(wait) => match call.waiting(wait.or(self.timeout), |w| b.wait(w)) {
+                Ok(index) => Reply::Count(index as u64),
+                Err(_) => fail(Failure::BrokenBarrier),
+            },
+            Op::Abort => {
+                b.abort();
                 Reply::Ok
-            }),
-            Op::Reset => b.change(|b| {
-                if b.waiting > 0 {
-                    b.reset = Some(b.generation);
-                    b.generation += 1;
-                    b.waiting = 0;
-                }
-                b.broken = false;
+            }
+            Op::Reset => {
+                b.reset();
                 Reply::Ok
-            }),
-            Op::Parties => Reply::Count(b.lock().parties),
-            Op::NWaiting => Reply::Count(b.lock().waiting),
-            Op::Broken => Reply::Bool(b.lock().broken),
+            }
+            Op::Parties => Reply::Count(b.parties() as u64),
+            Op::NWaiting => Reply::Count(b.n_waiting() as u64),
+            Op::Broken => Reply::Bool(b.broken()),
         }
     }
 }

@@ -1,12 +1,12 @@
 //! A shared `Condition` (its lock an `RLock`): its requests, its proxy and
 //! its server side.
 
-use std::collections::{HashSet, VecDeque};
 use std::marker::PhantomData;
 use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Duration;
 
+use mp_proc::plumbing::local::{self, Refused};
 use serde::{Deserialize, Serialize};
 
 use crate::Result;
@@ -14,7 +14,7 @@ use crate::kinds::lock::{AcquirerProxy, Lock, ProxyGuard};
 use crate::link::thread_id;
 use crate::protocol::{Failure, Reply, Request, Thread, Wait};
 use crate::proxy::{Handle, flag, ok, proxy_handle};
-use crate::server::object::{Call, Handler, Owner, Waited, fail, wrong_kind};
+use crate::server::object::{Call, Handler, fail, wrong_kind};
 
 /// A `Condition`'s own operations, for the calling thread (its lock takes
 /// a lock's requests).
@@ -106,88 +106,43 @@ impl ConditionProxy {
     }
 }
 
-/// A condition's waiters, by ticket, in the order they came.
-pub(crate) struct Waiters {
-    queue: VecDeque<u64>,
-    notified: HashSet<u64>,
-    next_ticket: u64,
-}
-
-impl Waiters {
-    pub(crate) fn new() -> Waiters {
-        Waiters {
-            queue: VecDeque::new(),
-            notified: HashSet::new(),
-            next_ticket: 0,
-        }
-    }
-}
-
-/// A condition in the server: an `RLock` with [`Waiters`].
+/// A condition in the server: an `RLock` with mp-proc's in-process
+/// condition over it.
 pub(crate) fn new() -> Lock {
-    Lock::new(true, Some(Waiters::new()))
-}
-
-/// `Condition.wait`: releases the lock, waits for a notification (or the
-/// timeout), and takes the lock again at its depth.
-fn wait(this: &Arc<Lock>, who: Owner, wait: Wait, call: &mut Call<'_>) -> Reply {
-    let c = &this.0;
-    let mut guard = c.lock();
-    if !guard.held_by(who) {
-        return fail(Failure::NotHeld("Condition".into()));
-    }
-    let depth = guard.release_all(who);
-    let Some(w) = &mut guard.waiters else {
-        return wrong_kind();
-    };
-    let ticket = w.next_ticket;
-    w.next_ticket += 1;
-    w.queue.push_back(ticket);
-    c.changed();
-    let (mut guard, waited) = c.wait_until(guard, call.client, wait, |c| {
-        c.waiters.as_mut()?.notified.remove(&ticket).then_some(())
-    });
-    let notified = matches!(waited, Waited::Ready(()));
-    if let Some(w) = &mut guard.waiters
-        && !notified
-    {
-        w.queue.retain(|t| *t != ticket);
-    }
-    if matches!(waited, Waited::Gone) {
-        return Reply::Bool(false);
-    }
-    let (_g, retaken) = c.wait_until(guard, call.client, None, |c| {
-        c.try_take_at(who, depth).then_some(())
-    });
-    match retaken {
-        Waited::Ready(()) => {
-            this.release_if_lost(who, call);
-            Reply::Bool(notified)
-        }
-        _ => Reply::Bool(false),
+    let lock = Arc::new(local::Lock::new(true));
+    Lock {
+        condition: Some(local::Condition::new(lock.clone())),
+        lock,
     }
 }
 
 impl Handler<(Thread, Op)> for Lock {
     fn serve(self: Arc<Self>, (thread, op): (Thread, Op), call: &mut Call<'_>) -> Reply {
         let who = call.owner(thread);
+        let Some(c) = &self.condition else {
+            return wrong_kind();
+        };
         let n = match op {
-            Op::Wait(w) => return wait(&self, who, w, call),
+            // Releases the lock, waits for a notification (or the
+            // timeout), and takes the lock again at its depth.
+            Op::Wait(wait) => {
+                return match call.waiting(wait, |w| c.wait(who, w)) {
+                    Ok(notified) => {
+                        self.release_if_lost(who, call);
+                        Reply::Bool(notified)
+                    }
+                    Err(Refused::NotHeld) => fail(Failure::NotHeld("Condition".into())),
+                    // The client hung up: it holds nothing.
+                    Err(_) => Reply::Bool(false),
+                };
+            }
             Op::Notify(n) => usize::try_from(n).unwrap_or(usize::MAX),
             Op::NotifyAll => usize::MAX,
         };
-        let mut guard = self.0.lock();
-        let held = guard.held_by(who);
-        let Some(w) = &mut guard.waiters else {
-            return wrong_kind();
-        };
-        if !held {
+        if !self.lock.is_held_by(who) {
             return fail(Failure::NotHeld("Condition".into()));
         }
-        let n = n.min(w.queue.len());
-        w.notified.extend(w.queue.drain(..n));
-        drop(guard);
-        self.0.changed();
+        c.notify(n);
         Reply::Ok
     }
 }

@@ -4,12 +4,13 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
+use mp_proc::plumbing::local;
 use serde::{Deserialize, Serialize};
 
 use crate::Result;
 use crate::protocol::{Reply, Request, Wait};
 use crate::proxy::{Reference, flag, ok, proxy_handle};
-use crate::server::object::{Call, Handler, Object, Waitable, Waited};
+use crate::server::object::{Call, Handler, Object};
 
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Op {
@@ -62,12 +63,12 @@ impl EventProxy {
     }
 }
 
-/// An event in the server: its flag.
-pub(crate) struct Event(Waitable<bool>);
+/// An event in the server: mp-proc's in-process event.
+pub(crate) struct Event(local::Event);
 
 impl Event {
     pub(crate) fn new() -> Event {
-        Event(Waitable::new(false))
+        Event(local::Event::new())
     }
 }
 
@@ -77,15 +78,11 @@ impl Handler<Op> for Event {
     fn serve(self: Arc<Self>, op: Op, call: &mut Call<'_>) -> Reply {
         let e = &self.0;
         match op {
-            Op::Set | Op::Clear => {
-                e.change(|flag| *flag = matches!(op, Op::Set));
-                Reply::Ok
-            }
-            Op::IsSet => Reply::Bool(*e.lock()),
-            Op::Wait(wait) => {
-                let (_g, w) = e.wait_until(e.lock(), call.client, wait, |flag| flag.then_some(()));
-                Reply::Bool(matches!(w, Waited::Ready(())))
-            }
+            Op::Set => e.set(),
+            Op::Clear => e.clear(),
+            Op::IsSet => return Reply::Bool(e.is_set()),
+            Op::Wait(wait) => return Reply::Bool(call.waiting(wait, |w| e.wait(w)).is_ok()),
         }
+        Reply::Ok
     }
 }

@@ -8,14 +8,14 @@ use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Duration;
 
+use mp_proc::plumbing::local::{self, Refused};
 use serde::{Deserialize, Serialize};
 
 use crate::Result;
-use crate::kinds::condition::Waiters;
 use crate::link::thread_id;
 use crate::protocol::{Failure, Reply, Request, SessionId, Thread, Wait};
 use crate::proxy::{Reference, flag, ok, proxy_handle};
-use crate::server::object::{Call, Handler, Object, Owner, Waitable, Waited, fail};
+use crate::server::object::{Call, Handler, Object, Owner, fail};
 
 /// A `Lock`'s or an `RLock`'s operations, for the calling thread.
 #[derive(Debug, Serialize, Deserialize)]
@@ -182,100 +182,37 @@ impl Deref for RLockProxy {
     }
 }
 
-/// A lock's state in the server: a `Lock`'s, an `RLock`'s, or a
-/// `Condition`'s (an `RLock` with waiters).
-pub(crate) struct LockState {
-    reentrant: bool,
-    owner: Option<Owner>,
-    depth: u64,
-    /// A condition's waiters; `None` for a plain lock.
-    pub(crate) waiters: Option<Waiters>,
+/// A lock in the server: a `Lock`, an `RLock`, or a `Condition`'s (an
+/// `RLock` with a condition over it): mp-proc's in-process lock, owned by
+/// a client session and a thread in it.
+pub(crate) struct Lock {
+    pub(crate) lock: Arc<local::Lock<Owner>>,
+    /// A `Condition`'s waiters; `None` for a plain lock.
+    pub(crate) condition: Option<local::Condition<Owner>>,
 }
 
-impl LockState {
-    fn name(&self) -> &'static str {
-        match (&self.waiters, self.reentrant) {
+impl Lock {
+    pub(crate) fn new(reentrant: bool) -> Lock {
+        Lock {
+            lock: Arc::new(local::Lock::new(reentrant)),
+            condition: None,
+        }
+    }
+
+    /// What the lock is, in errors.
+    pub(crate) fn name(&self) -> &'static str {
+        match (&self.condition, self.lock.is_reentrant()) {
             (Some(_), _) => "Condition",
             (None, true) => "RLock",
             (None, false) => "Lock",
         }
     }
 
-    /// Whether `who` holds the lock.
-    pub(crate) fn held_by(&self, who: Owner) -> bool {
-        self.owner == Some(who)
-    }
-
-    /// Takes the lock for `who` if it is free (or held by `who`, reentrant).
-    pub(crate) fn try_take(&mut self, who: Owner) -> bool {
-        match self.owner {
-            None => {
-                self.owner = Some(who);
-                self.depth = 1;
-                true
-            }
-            Some(o) if o == who && self.reentrant => {
-                self.depth += 1;
-                true
-            }
-            _ => false,
-        }
-    }
-
-    /// One release by `who`: a `Lock` may be released by any thread (as
-    /// `threading.Lock`), an `RLock` only by its owner.
-    fn release(&mut self, who: Owner) -> Reply {
-        match self.owner {
-            Some(o) if o == who || !self.reentrant => {
-                self.depth -= 1;
-                if self.depth == 0 || !self.reentrant {
-                    self.owner = None;
-                    self.depth = 0;
-                }
-                Reply::Ok
-            }
-            _ => fail(Failure::NotHeld(self.name().into())),
-        }
-    }
-
-    /// Releases every level `who` holds; returns how many.
-    pub(crate) fn release_all(&mut self, who: Owner) -> u64 {
-        if self.owner != Some(who) {
-            return 0;
-        }
-        self.owner = None;
-        std::mem::take(&mut self.depth)
-    }
-
-    /// Takes the lock for `who` at `depth` levels if it is free.
-    pub(crate) fn try_take_at(&mut self, who: Owner, depth: u64) -> bool {
-        if self.owner.is_some() {
-            return false;
-        }
-        self.owner = Some(who);
-        self.depth = depth;
-        true
-    }
-}
-
-/// A lock in the server: a `Lock`, an `RLock`, or a `Condition`'s lock.
-pub(crate) struct Lock(pub(crate) Waitable<LockState>);
-
-impl Lock {
-    pub(crate) fn new(reentrant: bool, waiters: Option<Waiters>) -> Lock {
-        Lock(Waitable::new(LockState {
-            reentrant,
-            owner: None,
-            depth: 0,
-            waiters,
-        }))
-    }
-
     /// If the reply is lost, `who` releases the lock it took.
     pub(crate) fn release_if_lost(self: &Arc<Self>, who: Owner, call: &mut Call<'_>) {
         let this = self.clone();
         call.on_lost(move |_| {
-            this.0.change(|l| l.release_all(who));
+            let _ = this.lock.release_all(who);
         });
     }
 }
@@ -283,42 +220,37 @@ impl Lock {
 impl Object for Lock {
     /// Releases the lock if a thread of `session` holds it.
     fn release_session(&self, session: SessionId) {
-        let mut l = self.0.lock();
-        if let Some(who) = l.owner.filter(|(s, _)| *s == session) {
-            l.release_all(who);
-            drop(l);
-            self.0.changed();
-        }
+        self.lock.release_if(|(s, _)| *s == session);
     }
 }
 
 impl Handler<(Thread, Op)> for Lock {
     fn serve(self: Arc<Self>, (thread, op): (Thread, Op), call: &mut Call<'_>) -> Reply {
         let who = call.owner(thread);
-        let l = &self.0;
-        let mut guard = l.lock();
-        let reply = match op {
-            Op::Acquire(wait) => {
-                // Waiting for itself, a thread would wait forever; a call
-                // that does not wait is only refused (below).
-                if !guard.reentrant && guard.held_by(who) && wait.is_none() {
-                    return fail(Failure::WouldDeadlock);
+        let l = &self.lock;
+        let done = match op {
+            // Waiting for itself, a thread would wait forever: refused; a
+            // call with a deadline (one that does not wait too) waits for
+            // another thread's release, or times out.
+            Op::Acquire(wait) => match call.waiting(wait, |w| l.acquire(who, w)) {
+                Ok(()) => {
+                    self.release_if_lost(who, call);
+                    return Reply::Bool(true);
                 }
-                let (_g, w) =
-                    l.wait_until(guard, call.client, wait, |l| l.try_take(who).then_some(()));
-                return match w {
-                    Waited::Ready(()) => {
-                        self.release_if_lost(who, call);
-                        Reply::Bool(true)
-                    }
-                    _ => Reply::Bool(false),
-                };
-            }
-            Op::Release => guard.release(who),
-            Op::Locked => return Reply::Bool(guard.owner.is_some()),
+                Err(Refused::Timeout | Refused::Cancelled) => return Reply::Bool(false),
+                Err(r) => Err(r),
+            },
+            // Any thread may release a `Lock` (as `threading.Lock`); an
+            // `RLock` only its owner.
+            Op::Release if l.is_reentrant() => l.release(who),
+            Op::Release => l.release_any(),
+            Op::Locked => return Reply::Bool(l.is_locked()),
         };
-        drop(guard);
-        l.changed();
-        reply
+        match done {
+            Ok(()) => Reply::Ok,
+            Err(Refused::NotHeld) => fail(Failure::NotHeld(self.name().into())),
+            Err(Refused::WouldDeadlock) => fail(Failure::WouldDeadlock),
+            Err(r) => fail(Failure::Remote(format!("{}: {r}", self.name()))),
+        }
     }
 }

@@ -1,19 +1,19 @@
 //! A shared `queue.Queue` and its joinable variant: their requests, their
 //! proxies and their server side (one kind of object).
 
-use std::collections::VecDeque;
 use std::marker::PhantomData;
 use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Duration;
 
 use mp_proc::Payload;
+use mp_proc::plumbing::local::{self, Refused};
 use serde::{Deserialize, Serialize};
 
 use crate::Result;
 use crate::protocol::{Bytes, Failure, Reply, Request, Wait};
 use crate::proxy::{Reference, count, enc, flag, ok, one, proxy_handle};
-use crate::server::object::{Call, Handler, Object, Waitable, Waited, fail};
+use crate::server::object::{Call, Handler, Object, fail};
 
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Op {
@@ -152,23 +152,19 @@ impl<T: Payload> JoinableQueueProxy<T> {
     }
 }
 
-struct State {
-    items: VecDeque<Bytes>,
-    maxsize: u64,
-    /// Items put and not yet marked done, for a joinable queue.
-    unfinished: Option<u64>,
+/// A queue in the server, of encoded items: mp-proc's in-process queue.
+pub(crate) struct Queue {
+    items: local::Queue<Bytes>,
+    /// Whether it has `task_done` and `join` (a `JoinableQueue`).
+    joinable: bool,
 }
-
-/// A queue in the server, of encoded items.
-pub(crate) struct Queue(Waitable<State>);
 
 impl Queue {
     pub(crate) fn new(maxsize: u64, joinable: bool) -> Queue {
-        Queue(Waitable::new(State {
-            items: VecDeque::new(),
-            maxsize,
-            unfinished: joinable.then_some(0),
-        }))
+        Queue {
+            items: local::Queue::new(usize::try_from(maxsize).unwrap_or(usize::MAX)),
+            joinable,
+        }
     }
 }
 
@@ -176,78 +172,47 @@ impl Object for Queue {}
 
 impl Handler<Op> for Queue {
     fn serve(self: Arc<Self>, op: Op, call: &mut Call<'_>) -> Reply {
-        let q = &self.0;
-        let guard = q.lock();
-        let reply = match op {
-            Op::Put(item, wait) => {
-                let mut item = Some(item);
-                let (_g, w) = q.wait_until(guard, call.client, wait, |q| {
-                    if q.maxsize != 0 && q.items.len() as u64 >= q.maxsize {
-                        return None;
-                    }
-                    q.items.extend(item.take());
-                    if let Some(n) = &mut q.unfinished {
-                        *n += 1;
-                    }
-                    Some(())
-                });
-                match w {
-                    Waited::Ready(()) => Reply::Ok,
-                    _ => fail(Failure::Full),
-                }
-            }
-            Op::Get(wait) => {
-                let (_g, w) = q.wait_until(guard, call.client, wait, |q| q.items.pop_front());
-                match w {
-                    Waited::Ready(item) => {
-                        // The item goes back to the front if the client
-                        // does not get it.
-                        let this = self.clone();
-                        call.on_lost(move |reply| {
-                            if let Reply::Maybe(Some(item)) = reply {
-                                this.0.change(|q| q.items.push_front(item));
-                            }
-                        });
-                        Reply::Maybe(Some(item))
-                    }
-                    _ => fail(Failure::Empty),
-                }
-            }
-            Op::Qsize => return Reply::Count(guard.items.len() as u64),
-            Op::Full => {
-                return Reply::Bool(guard.maxsize > 0 && guard.items.len() as u64 >= guard.maxsize);
-            }
-            Op::TaskDone => {
-                let mut guard = guard;
-                match &mut guard.unfinished {
-                    Some(0) => fail(Failure::TaskDoneTooManyTimes),
-                    Some(n) => {
-                        *n -= 1;
-                        Reply::Ok
-                    }
-                    None => not_joinable(),
-                }
-            }
-            Op::Join(wait) => {
-                if guard.unfinished.is_none() {
-                    return not_joinable();
-                }
-                let (_g, w) = q.wait_until(guard, call.client, wait, |q| {
-                    (q.unfinished == Some(0)).then_some(())
-                });
-                match w {
-                    Waited::Ready(()) => Reply::Ok,
-                    _ => fail(Failure::Timeout),
-                }
-            }
+        let q = &self.items;
+        let refused = |r: Refused| {
+            fail(match r {
+                Refused::Full => Failure::Full,
+                Refused::Empty => Failure::Empty,
+                Refused::Timeout | Refused::Cancelled => Failure::Timeout,
+                Refused::TaskDoneTooManyTimes => Failure::TaskDoneTooManyTimes,
+                r => Failure::Remote(format!("queue: {r}")),
+            })
         };
-        q.changed();
-        reply
+        match op {
+            Op::Put(item, wait) => match call.waiting(wait, |w| q.put(item, w)) {
+                Ok(()) => Reply::Ok,
+                // A put given up (the client hung up) put nothing.
+                Err(Refused::Cancelled) => fail(Failure::Full),
+                Err(r) => refused(r),
+            },
+            Op::Get(wait) => match call.waiting(wait, |w| q.get(w)) {
+                Ok(item) => {
+                    // The item goes back to the front if the client does
+                    // not get it.
+                    let this = self.clone();
+                    call.on_lost(move |reply| {
+                        if let Reply::Maybe(Some(item)) = reply {
+                            this.items.put_back(item);
+                        }
+                    });
+                    Reply::Maybe(Some(item))
+                }
+                Err(Refused::Cancelled) => fail(Failure::Empty),
+                Err(r) => refused(r),
+            },
+            Op::Qsize => Reply::Count(q.qsize() as u64),
+            Op::Full => Reply::Bool(q.is_full()),
+            Op::TaskDone if self.joinable => q.task_done().map_or_else(refused, |()| Reply::Ok),
+            Op::Join(wait) if self.joinable => call
+                .waiting(wait, |w| q.join(w))
+                .map_or_else(refused, |()| Reply::Ok),
+            Op::TaskDone | Op::Join(_) => fail(Failure::Remote(
+                "a Queue has no task_done or join (a JoinableQueue has)".into(),
+            )),
+        }
     }
-}
-
-fn not_joinable() -> Reply {
-    fail(Failure::Remote(
-        "a Queue has no task_done or join (a JoinableQueue has)".into(),
-    ))
 }

@@ -6,12 +6,13 @@ use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Duration;
 
+use mp_proc::plumbing::local::{self, Refused};
 use serde::{Deserialize, Serialize};
 
 use crate::Result;
 use crate::protocol::{Failure, Reply, Request, Wait};
 use crate::proxy::{Reference, count, flag, ok, proxy_handle};
-use crate::server::object::{Call, Handler, Object, Waitable, Waited, fail};
+use crate::server::object::{Call, Handler, Object, fail};
 
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Op {
@@ -99,21 +100,13 @@ impl Deref for BoundedSemaphoreProxy {
     }
 }
 
-struct State {
-    value: u64,
-    /// A bounded semaphore's initial value.
-    bound: Option<u64>,
-}
-
-/// A semaphore in the server.
-pub(crate) struct Semaphore(Waitable<State>);
+/// A semaphore in the server: mp-proc's in-process semaphore.
+pub(crate) struct Semaphore(local::Semaphore);
 
 impl Semaphore {
     pub(crate) fn new(value: u64, bounded: bool) -> Semaphore {
-        Semaphore(Waitable::new(State {
-            value,
-            bound: bounded.then_some(value),
-        }))
+        let value = usize::try_from(value).unwrap_or(usize::MAX);
+        Semaphore(local::Semaphore::new(value, bounded))
     }
 }
 
@@ -122,38 +115,25 @@ impl Object for Semaphore {}
 impl Handler<Op> for Semaphore {
     fn serve(self: Arc<Self>, op: Op, call: &mut Call<'_>) -> Reply {
         let s = &self.0;
-        let mut guard = s.lock();
-        let reply = match op {
-            Op::Acquire(wait) => {
-                let (_g, w) = s.wait_until(guard, call.client, wait, |s| {
-                    s.value = s.value.checked_sub(1)?;
-                    Some(())
-                });
-                return match w {
-                    Waited::Ready(()) => {
-                        let this = self.clone();
-                        call.on_lost(move |_| {
-                            this.0.change(|s| s.value = s.value.saturating_add(1))
-                        });
-                        Reply::Bool(true)
-                    }
-                    _ => Reply::Bool(false),
-                };
-            }
-            Op::Release => match guard.bound {
-                Some(b) if guard.value >= b => fail(Failure::TooManyReleases(b)),
-                _ => match guard.value.checked_add(1) {
-                    Some(v) => {
-                        guard.value = v;
-                        Reply::Ok
-                    }
-                    None => fail(Failure::Remote("semaphore value overflow".into())),
-                },
+        match op {
+            Op::Acquire(wait) => match call.waiting(wait, |w| s.acquire(w)) {
+                Ok(()) => {
+                    // A unit taken for a client that never hears of it
+                    // goes back.
+                    let this = self.clone();
+                    call.on_lost(move |_| this.0.give_back());
+                    Reply::Bool(true)
+                }
+                Err(_) => Reply::Bool(false),
             },
-            Op::Value => return Reply::Count(guard.value),
-        };
-        drop(guard);
-        s.changed();
-        reply
+            Op::Release => match s.release() {
+                Ok(()) => Reply::Ok,
+                Err(Refused::TooManyReleases { bound }) => {
+                    fail(Failure::TooManyReleases(bound as u64))
+                }
+                Err(r) => fail(Failure::Remote(format!("semaphore: {r}"))),
+            },
+            Op::Value => Reply::Count(s.value() as u64),
+        }
     }
 }

@@ -1,22 +1,23 @@
 //! What every object in the server shares: the [`Object`] trait the table
-//! holds, the [`Handler`] trait by which a request reaches its kind, the
-//! [`Call`] a handler runs in (its client, its session, what to give back
-//! if the reply is lost), and [`Waitable`], the state and condition
-//! variable of the kinds whose calls wait.
+//! holds, the [`Handler`] trait by which a request reaches its kind, and
+//! the [`Call`] a handler runs in (its client, its session, how it waits,
+//! what to give back if the reply is lost).
 //!
-//! A call that waits (a `get` on an empty queue, an `acquire` of a held
-//! lock) waits on its object's condition variable, and also watches its
-//! client's connection: a client that hangs up mid-call ends the wait, and
-//! what the call took is given back (an item goes back to the front of its
-//! queue, a lock is released), so a dead client loses nothing for the
-//! others.
+//! The synchronisation kinds are mp-proc's in-process primitives
+//! (`mp_proc::plumbing::local`), owned by a client session and a thread in
+//! it. A call that waits (a `get` on an empty queue, an `acquire` of a held
+//! lock) also watches its client's connection: a client that hangs up
+//! mid-call cancels the wait, and what the call took is given back (an item
+//! goes back to the front of its queue, a lock is released), so a dead
+//! client loses nothing for the others.
 
 use std::any::Any;
 use std::os::fd::AsFd;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use mp_proc::Connection;
+use mp_proc::plumbing::local;
 
 use crate::protocol::{Failure, Reply, SessionId, Thread, Wait};
 
@@ -73,7 +74,28 @@ impl Call<'_> {
     pub(crate) fn owner(&self, thread: Thread) -> Owner {
         (self.session, thread)
     }
+
+    /// Runs `f` with a wait of at most `wait` (`None`: no deadline) that
+    /// is cancelled if the client hangs up meanwhile.
+    pub(crate) fn waiting<R>(&self, wait: Wait, f: impl FnOnce(&local::Wait<'_>) -> R) -> R {
+        let client = self.client;
+        // A client sends nothing while it waits for a reply, so a readable
+        // connection means it hung up.
+        let hung_up = move || {
+            mp_proc::connection::wait_fds(&[client.as_fd()], Some(Duration::ZERO))
+                .map(|r| !r.is_empty())
+                .unwrap_or(true)
+        };
+        let until = match wait {
+            None => local::Wait::forever(),
+            Some(d) => local::Wait::timeout(d),
+        };
+        f(&until.or_cancel(&hung_up, CHECK_CLIENT))
+    }
 }
+
+/// The longest a waiting call goes without checking its client.
+const CHECK_CLIENT: Duration = Duration::from_millis(200);
 
 pub(crate) fn fail(f: Failure) -> Reply {
     Reply::Fail(f)
@@ -84,93 +106,6 @@ pub(crate) fn wrong_kind() -> Reply {
     fail(Failure::Remote(
         "the object does not have that method".into(),
     ))
-}
-
-/// How a wait ended.
-pub(crate) enum Waited<R> {
-    Ready(R),
-    TimedOut,
-    /// The client hung up.
-    Gone,
-}
-
-/// The longest a waiting call goes without checking its client.
-const CHECK_CLIENT: Duration = Duration::from_millis(200);
-
-/// An object's state with its lock and its condition variable, notified
-/// on every change.
-pub(crate) struct Waitable<S> {
-    state: Mutex<S>,
-    changed: Condvar,
-}
-
-impl<S> Waitable<S> {
-    pub(crate) fn new(state: S) -> Waitable<S> {
-        Waitable {
-            state: Mutex::new(state),
-            changed: Condvar::new(),
-        }
-    }
-
-    pub(crate) fn lock(&self) -> MutexGuard<'_, S> {
-        mp_proc::plumbing::lock(&self.state)
-    }
-
-    /// Wakes every waiter, to check its condition again.
-    pub(crate) fn changed(&self) {
-        self.changed.notify_all();
-    }
-
-    /// Runs `f` on the state, then wakes the waiters.
-    pub(crate) fn change<R>(&self, f: impl FnOnce(&mut S) -> R) -> R {
-        let r = f(&mut self.lock());
-        self.changed();
-        r
-    }
-
-    /// Waits until `ready` gives a value (checked under the lock), for at
-    /// most `wait`, while `client` is there.
-    pub(crate) fn wait_until<'a, R>(
-        &'a self,
-        mut guard: MutexGuard<'a, S>,
-        client: &Connection,
-        wait: Wait,
-        mut ready: impl FnMut(&mut S) -> Option<R>,
-    ) -> (MutexGuard<'a, S>, Waited<R>) {
-        // A wait too long to represent is a wait without end.
-        let deadline = wait.and_then(mp_proc::plumbing::deadline_after);
-        let mut first = true;
-        loop {
-            if let Some(r) = ready(&mut guard) {
-                return (guard, Waited::Ready(r));
-            }
-            // Checked under the lock, after `ready`: a client that hangs up
-            // gets nothing more. A client sends nothing while it waits for
-            // a reply, so a readable connection means it hung up.
-            if !first {
-                let readable =
-                    mp_proc::connection::wait_fds(&[client.as_fd()], Some(Duration::ZERO))
-                        .map(|r| !r.is_empty())
-                        .unwrap_or(true);
-                if readable {
-                    return (guard, Waited::Gone);
-                }
-            }
-            first = false;
-            let slice = match deadline {
-                None => CHECK_CLIENT,
-                Some(d) => match d.checked_duration_since(Instant::now()) {
-                    Some(left) if !left.is_zero() => left.min(CHECK_CLIENT),
-                    _ => return (guard, Waited::TimedOut),
-                },
-            };
-            guard = self
-                .changed
-                .wait_timeout(guard, slice)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
-        }
-    }
 }
 
 /// A container's state under a lock (nobody waits on a container).

@@ -7,7 +7,7 @@ use std::os::fd::AsFd;
 use mp_proc::connection::Client;
 
 use super::*;
-use crate::kinds::{dict, queue};
+use crate::kinds::{dict, queue, semaphore};
 
 const KEY: &[u8] = b"server tests";
 
@@ -195,5 +195,38 @@ fn a_wrong_authkey_is_refused_before_any_request() {
     let c = s.client();
     assert!(matches!(call(&c, &Request::Ping), Reply::Ok));
     drop(c);
+    s.stop();
+}
+
+/// A client that hangs up while its semaphore `acquire` waits takes
+/// nothing: the unit released meanwhile goes to the next client (given
+/// back if the gone client's wait took it before it noticed).
+#[test]
+fn a_client_gone_mid_acquire_takes_no_unit() {
+    let _g = mp_testkit::guard();
+    let s = start();
+    let b = s.client();
+    let kind = Kind::Semaphore {
+        value: 0,
+        bounded: false,
+    };
+    let Reply::Id(sem) = call(&b, &Request::Create(kind)) else {
+        panic!("no semaphore")
+    };
+    let a = s.client();
+    a.send(&Request::Semaphore(sem, semaphore::Op::Acquire(None)))
+        .unwrap();
+    drop(a);
+    assert!(matches!(
+        call(&b, &Request::Semaphore(sem, semaphore::Op::Release)),
+        Reply::Ok
+    ));
+    let acquire = Request::Semaphore(sem, semaphore::Op::Acquire(None));
+    assert!(matches!(call(&b, &acquire), Reply::Bool(true)));
+    assert!(matches!(
+        call(&b, &Request::Semaphore(sem, semaphore::Op::Value)),
+        Reply::Count(0)
+    ));
+    drop(b);
     s.stop();
 }
