@@ -83,10 +83,8 @@ fn main() -> Result<()> {
 }
 
 fn bad_usage() -> mp_manager::Error {
-    mp_manager::Error::Os {
-        op: "usage",
-        source: std::io::Error::other(
-            "remote_queue [serve PORT | put HOST:PORT MESSAGE | get HOST:PORT]",
-        ),
+    mp_manager::Error::Invalid {
+        what: "usage",
+        reason: "remote_queue [serve PORT | put HOST:PORT MESSAGE | get HOST:PORT]".into(),
     }
 }

@@ -259,7 +259,10 @@ impl BaseManagerBuilder {
     /// handshake's bound if nothing there answers as a manager).
     pub fn connect(self) -> Result<BaseManager> {
         let Some(address) = &self.address else {
-            return Err(crate::link::remote("connect needs an address".into()));
+            return Err(crate::Error::Invalid {
+                what: "BaseManager::connect",
+                reason: "connect needs an address".into(),
+            });
         };
         Core::connect(address, &self.key()).map(|core| BaseManager { core })
     }

@@ -13,10 +13,10 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::protocol::{
-    BarrierOp, Bytes, ConditionOp, DictOp, EventOp, Failure, Kind, ListOp, LockOp, NamespaceOp,
-    QueueOp, Reply, Request, SemaphoreOp, ValueOp,
+use crate::kinds::{
+    barrier, condition, dict, event, list, lock, namespace, queue, semaphore, value,
 };
+use crate::protocol::{Bytes, Failure, Kind, Reply, Request};
 
 /// A fuzz target's entry point.
 pub type Target = fn(&[u8]);
@@ -76,23 +76,23 @@ fn messages() -> (Vec<Request>, Vec<Reply>) {
         Request::Lend(7),
         Request::Adopt(7),
         Request::NumberOfObjects,
-        Request::Dict(1, DictOp::Insert(b(b"k"), b(b"v"))),
+        Request::Dict(1, dict::Op::Insert(b(b"k"), b(b"v"))),
         Request::Dict(
             1,
-            DictOp::Update(vec![(b(b"a"), b(b"1")), (b(b"b"), b(b""))]),
+            dict::Op::Update(vec![(b(b"a"), b(b"1")), (b(b"b"), b(b""))]),
         ),
-        Request::List(2, ListOp::Set(0, b(&[9; 40]))),
-        Request::List(2, ListOp::Extend(vec![b(b"x"); 3])),
-        Request::Namespace(3, NamespaceOp::Set("field".into(), b(b"1"))),
-        Request::Value(4, ValueOp::Get),
-        Request::Queue(5, QueueOp::Put(b(b"item"), Some(Duration::MAX))),
-        Request::Queue(5, QueueOp::Get(None)),
-        Request::Lock(6, 1 << 40, LockOp::Acquire(Some(Duration::ZERO))),
-        Request::Semaphore(7, SemaphoreOp::Release),
-        Request::Condition(8, 2, ConditionOp::Wait(wait)),
-        Request::Condition(8, 2, ConditionOp::Notify(3)),
-        Request::Event(9, EventOp::Wait(None)),
-        Request::Barrier(10, BarrierOp::Wait(wait)),
+        Request::List(2, list::Op::Set(0, b(&[9; 40]))),
+        Request::List(2, list::Op::Extend(vec![b(b"x"); 3])),
+        Request::Namespace(3, namespace::Op::Set("field".into(), b(b"1"))),
+        Request::Value(4, value::Op::Get),
+        Request::Queue(5, queue::Op::Put(b(b"item"), Some(Duration::MAX))),
+        Request::Queue(5, queue::Op::Get(None)),
+        Request::Lock(6, 1 << 40, lock::Op::Acquire(Some(Duration::ZERO))),
+        Request::Semaphore(7, semaphore::Op::Release),
+        Request::Condition(8, 2, condition::Op::Wait(wait)),
+        Request::Condition(8, 2, condition::Op::Notify(3)),
+        Request::Event(9, event::Op::Wait(None)),
+        Request::Barrier(10, barrier::Op::Wait(wait)),
         Request::Call(11, "method".into(), b(b"\x01\x02")),
     ];
     let replies = vec![
@@ -101,6 +101,15 @@ fn messages() -> (Vec<Request>, Vec<Reply>) {
         Reply::Fail(Failure::NotHeld("lock".into())),
         Reply::Fail(Failure::TooManyReleases(2)),
         Reply::Fail(Failure::Remote("boom".into())),
+        Reply::Fail(Failure::Index {
+            what: "list".into(),
+            index: 3,
+            len: 3,
+        }),
+        Reply::Fail(Failure::Attribute {
+            object: "Namespace".into(),
+            name: "x".into(),
+        }),
         Reply::Id(12),
         Reply::Count(0),
         Reply::Bool(true),

@@ -3,8 +3,8 @@
 mod base;
 #[doc(hidden)]
 pub mod fuzzing;
+mod kinds;
 mod link;
-mod objects;
 mod protocol;
 #[cfg(test)]
 mod protocol_props;
@@ -22,13 +22,20 @@ use mp_proc::connection::Address;
 use mp_proc::{Payload, Process};
 
 pub use base::{BaseManager, BaseManagerBuilder, Builtin};
+pub use kinds::barrier::BarrierProxy;
+pub use kinds::condition::ConditionProxy;
+pub use kinds::dict::DictProxy;
+pub use kinds::event::EventProxy;
+pub use kinds::list::{ArrayProxy, ListProxy};
+pub use kinds::lock::{AcquirerProxy, LockProxy, ProxyGuard, RLockProxy};
+pub use kinds::namespace::NamespaceProxy;
+pub use kinds::queue::{JoinableQueueProxy, QueueProxy};
+pub use kinds::registered::BaseProxy;
+pub use kinds::semaphore::{BoundedSemaphoreProxy, SemaphoreProxy};
+pub use kinds::value::ValueProxy;
 use link::{Link, unexpected};
 use protocol::{Kind, Reply, Request};
-pub use proxy::{
-    ArrayProxy, BarrierProxy, BaseProxy, BoundedSemaphoreProxy, ConditionProxy, DictProxy,
-    EventProxy, JoinableQueueProxy, ListProxy, LockProxy, NamespaceProxy, Proxy, ProxyGuard,
-    QueueProxy, RLockProxy, Reference, SemaphoreProxy, ValueProxy,
-};
+pub use proxy::{Proxy, Reference};
 pub use served::{Args, Served, no_such_method, reply};
 
 pub use mp_proc::Error;
@@ -304,7 +311,10 @@ impl SyncManager {
     /// after `timeout` (`None`: never) unless a call says otherwise.
     pub fn barrier(&self, parties: usize, timeout: Option<Duration>) -> Result<BarrierProxy> {
         if parties == 0 {
-            return Err(link::remote("a Barrier needs at least one party".into()));
+            return Err(Error::Invalid {
+                what: "Barrier",
+                reason: "a Barrier needs at least one party".into(),
+            });
         }
         let kind = Kind::Barrier {
             parties: parties as u64,

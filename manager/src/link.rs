@@ -173,17 +173,27 @@ fn failure(f: Failure) -> Error {
         },
         Failure::TaskDoneTooManyTimes => Error::TaskDoneTooManyTimes,
         Failure::Remote(message) => remote(message),
+        Failure::Index { what, index, len } => Error::Index {
+            what: static_name(&what),
+            index: usize::try_from(index).unwrap_or(usize::MAX),
+            len: usize::try_from(len).unwrap_or(usize::MAX),
+        },
+        Failure::Attribute { object, name } => Error::Attribute {
+            object: static_name(&object),
+            name,
+        },
     }
 }
 
-/// `Error::NotHeld` names its primitive with a `&'static str`.
+/// The errors name what failed with a `&'static str`: a name the server
+/// sends is one of these, or the generic word.
 fn static_name(what: &str) -> &'static str {
-    match what {
-        "Lock" => "Lock",
-        "RLock" => "RLock",
-        "Condition" => "Condition",
-        _ => "lock",
-    }
+    const NAMES: &[&str] = &["Lock", "RLock", "Condition", "list", "Array", "Namespace"];
+    NAMES
+        .iter()
+        .find(|n| **n == what)
+        .copied()
+        .unwrap_or("object")
 }
 
 /// An error the server reported (Python's `RemoteError`).

@@ -1,10 +1,18 @@
-//! Requests and replies between proxies and the server: typed messages
-//! (postcard), never code. Keys and values travel encoded; the server keeps
-//! them as bytes and never needs their types.
+//! The envelope of requests and replies between proxies and the server:
+//! typed messages (postcard), never code. Keys and values travel encoded;
+//! the server keeps them as bytes and never needs their types. Each kind
+//! of object's own operations (its `Op`) live in its module under
+//! [`kinds`](crate::kinds); this module holds what every call shares (the
+//! `Request` that carries them, `Reply`, `Failure`) and the kinds of
+//! objects (`Kind`).
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+use crate::kinds::{
+    barrier, condition, dict, event, list, lock, namespace, queue, semaphore, value,
+};
 
 /// Bytes of an encoded key or value.
 pub(crate) type Bytes = serde_bytes::ByteBuf;
@@ -41,96 +49,6 @@ pub(crate) enum Kind {
     Registered(String),
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) enum DictOp {
-    Get(Bytes),
-    Insert(Bytes, Bytes),
-    Remove(Bytes),
-    ContainsKey(Bytes),
-    Len,
-    Keys,
-    Values,
-    Items,
-    Clear,
-    Update(Vec<(Bytes, Bytes)>),
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) enum ListOp {
-    Push(Bytes),
-    Get(u64),
-    Set(u64, Bytes),
-    Pop,
-    Len,
-    Extend(Vec<Bytes>),
-    ToVec,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) enum NamespaceOp {
-    Set(String, Bytes),
-    Get(String),
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) enum ValueOp {
-    Get,
-    Set(Bytes),
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) enum QueueOp {
-    Put(Bytes, Wait),
-    Get(Wait),
-    Qsize,
-    Full,
-    TaskDone,
-    Join(Wait),
-}
-
-/// A `Lock`'s or an `RLock`'s operations, for the calling thread.
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) enum LockOp {
-    Acquire(Wait),
-    Release,
-    Locked,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) enum SemaphoreOp {
-    Acquire(Wait),
-    Release,
-    Value,
-}
-
-/// A `Condition`'s operations (its lock is an `RLock`), for the calling thread.
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) enum ConditionOp {
-    Acquire(Wait),
-    Release,
-    Wait(Wait),
-    Notify(u64),
-    NotifyAll,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) enum EventOp {
-    Set,
-    Clear,
-    IsSet,
-    Wait(Wait),
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) enum BarrierOp {
-    Wait(Wait),
-    Abort,
-    Reset,
-    Parties,
-    NWaiting,
-    Broken,
-}
-
 /// A client thread: its process's session and a number unique in that process.
 pub(crate) type Thread = u64;
 
@@ -164,16 +82,16 @@ pub(crate) enum Request {
     Adopt(u64),
     /// How many objects the server holds (Python's `_number_of_objects`).
     NumberOfObjects,
-    Dict(u64, DictOp),
-    List(u64, ListOp),
-    Namespace(u64, NamespaceOp),
-    Value(u64, ValueOp),
-    Queue(u64, QueueOp),
-    Lock(u64, Thread, LockOp),
-    Semaphore(u64, SemaphoreOp),
-    Condition(u64, Thread, ConditionOp),
-    Event(u64, EventOp),
-    Barrier(u64, BarrierOp),
+    Dict(u64, dict::Op),
+    List(u64, list::Op),
+    Namespace(u64, namespace::Op),
+    Value(u64, value::Op),
+    Queue(u64, queue::Op),
+    Lock(u64, Thread, lock::Op),
+    Semaphore(u64, semaphore::Op),
+    Condition(u64, Thread, condition::Op),
+    Event(u64, event::Op),
+    Barrier(u64, barrier::Op),
     /// A method of a registered type, with its encoded arguments.
     Call(u64, String, Bytes),
 }
@@ -220,6 +138,38 @@ pub(crate) enum Failure {
     TaskDoneTooManyTimes,
     /// Anything else, as a message (Python's `RemoteError`).
     Remote(String),
+    /// An index past the end of `what` (`"list"`, `"Array"`) of `len`
+    /// items (Python's `IndexError`).
+    Index {
+        what: String,
+        index: u64,
+        len: u64,
+    },
+    /// `object` has no attribute `name` (Python's `AttributeError`).
+    Attribute {
+        object: String,
+        name: String,
+    },
+}
+
+impl Failure {
+    /// A failure the server reports for `e`, an error of its own or of a
+    /// registered type's method: an `IndexError` or an `AttributeError`
+    /// keeps its kind; anything else travels as its message.
+    pub(crate) fn of(e: &mp_proc::Error) -> Failure {
+        match e {
+            mp_proc::Error::Index { what, index, len } => Failure::Index {
+                what: (*what).into(),
+                index: *index as u64,
+                len: *len as u64,
+            },
+            mp_proc::Error::Attribute { object, name } => Failure::Attribute {
+                object: (*object).into(),
+                name: name.clone(),
+            },
+            e => Failure::Remote(e.to_string()),
+        }
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]

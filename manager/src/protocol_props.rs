@@ -7,10 +7,10 @@ use std::time::Duration;
 use proptest::prelude::*;
 use proptest::strategy::LazyJust;
 
-use crate::protocol::{
-    BarrierOp, Bytes, ConditionOp, DictOp, EventOp, Failure, Kind, ListOp, LockOp, NamespaceOp,
-    QueueOp, Reply, Request, SemaphoreOp, ValueOp,
+use crate::kinds::{
+    barrier, condition, dict, event, list, lock, namespace, queue, semaphore, value,
 };
+use crate::protocol::{Bytes, Failure, Kind, Reply, Request};
 
 fn bytes() -> impl Strategy<Value = Bytes> {
     prop::collection::vec(any::<u8>(), 0..24).prop_map(Bytes::from)
@@ -48,30 +48,30 @@ fn kind() -> impl Strategy<Value = Kind> {
     ]
 }
 
-fn dict_op() -> impl Strategy<Value = DictOp> {
+fn dict_op() -> impl Strategy<Value = dict::Op> {
     prop_oneof![
-        bytes().prop_map(DictOp::Get),
-        (bytes(), bytes()).prop_map(|(k, v)| DictOp::Insert(k, v)),
-        bytes().prop_map(DictOp::Remove),
-        bytes().prop_map(DictOp::ContainsKey),
-        LazyJust::new(|| DictOp::Len),
-        LazyJust::new(|| DictOp::Keys),
-        LazyJust::new(|| DictOp::Values),
-        LazyJust::new(|| DictOp::Items),
-        LazyJust::new(|| DictOp::Clear),
-        prop::collection::vec((bytes(), bytes()), 0..4).prop_map(DictOp::Update),
+        bytes().prop_map(dict::Op::Get),
+        (bytes(), bytes()).prop_map(|(k, v)| dict::Op::Insert(k, v)),
+        bytes().prop_map(dict::Op::Remove),
+        bytes().prop_map(dict::Op::ContainsKey),
+        LazyJust::new(|| dict::Op::Len),
+        LazyJust::new(|| dict::Op::Keys),
+        LazyJust::new(|| dict::Op::Values),
+        LazyJust::new(|| dict::Op::Items),
+        LazyJust::new(|| dict::Op::Clear),
+        prop::collection::vec((bytes(), bytes()), 0..4).prop_map(dict::Op::Update),
     ]
 }
 
-fn list_op() -> impl Strategy<Value = ListOp> {
+fn list_op() -> impl Strategy<Value = list::Op> {
     prop_oneof![
-        bytes().prop_map(ListOp::Push),
-        any::<u64>().prop_map(ListOp::Get),
-        (any::<u64>(), bytes()).prop_map(|(i, v)| ListOp::Set(i, v)),
-        LazyJust::new(|| ListOp::Pop),
-        LazyJust::new(|| ListOp::Len),
-        prop::collection::vec(bytes(), 0..4).prop_map(ListOp::Extend),
-        LazyJust::new(|| ListOp::ToVec),
+        bytes().prop_map(list::Op::Push),
+        any::<u64>().prop_map(list::Op::Get),
+        (any::<u64>(), bytes()).prop_map(|(i, v)| list::Op::Set(i, v)),
+        LazyJust::new(|| list::Op::Pop),
+        LazyJust::new(|| list::Op::Len),
+        prop::collection::vec(bytes(), 0..4).prop_map(list::Op::Extend),
+        LazyJust::new(|| list::Op::ToVec),
     ]
 }
 
@@ -92,28 +92,28 @@ fn request() -> impl Strategy<Value = Request> {
         (
             id(),
             prop_oneof![
-                (text(), bytes()).prop_map(|(n, v)| NamespaceOp::Set(n, v)),
-                text().prop_map(NamespaceOp::Get),
+                (text(), bytes()).prop_map(|(n, v)| namespace::Op::Set(n, v)),
+                text().prop_map(namespace::Op::Get),
             ]
         )
             .prop_map(|(i, op)| Request::Namespace(i, op)),
         (
             id(),
             prop_oneof![
-                LazyJust::new(|| ValueOp::Get),
-                bytes().prop_map(ValueOp::Set)
+                LazyJust::new(|| value::Op::Get),
+                bytes().prop_map(value::Op::Set)
             ]
         )
             .prop_map(|(i, op)| Request::Value(i, op)),
         (
             id(),
             prop_oneof![
-                (bytes(), wait()).prop_map(|(v, w)| QueueOp::Put(v, w)),
-                wait().prop_map(QueueOp::Get),
-                LazyJust::new(|| QueueOp::Qsize),
-                LazyJust::new(|| QueueOp::Full),
-                LazyJust::new(|| QueueOp::TaskDone),
-                wait().prop_map(QueueOp::Join),
+                (bytes(), wait()).prop_map(|(v, w)| queue::Op::Put(v, w)),
+                wait().prop_map(queue::Op::Get),
+                LazyJust::new(|| queue::Op::Qsize),
+                LazyJust::new(|| queue::Op::Full),
+                LazyJust::new(|| queue::Op::TaskDone),
+                wait().prop_map(queue::Op::Join),
             ]
         )
             .prop_map(|(i, op)| Request::Queue(i, op)),
@@ -121,18 +121,18 @@ fn request() -> impl Strategy<Value = Request> {
             id(),
             id(),
             prop_oneof![
-                wait().prop_map(LockOp::Acquire),
-                LazyJust::new(|| LockOp::Release),
-                LazyJust::new(|| LockOp::Locked),
+                wait().prop_map(lock::Op::Acquire),
+                LazyJust::new(|| lock::Op::Release),
+                LazyJust::new(|| lock::Op::Locked),
             ]
         )
             .prop_map(|(i, t, op)| Request::Lock(i, t, op)),
         (
             id(),
             prop_oneof![
-                wait().prop_map(SemaphoreOp::Acquire),
-                LazyJust::new(|| SemaphoreOp::Release),
-                LazyJust::new(|| SemaphoreOp::Value),
+                wait().prop_map(semaphore::Op::Acquire),
+                LazyJust::new(|| semaphore::Op::Release),
+                LazyJust::new(|| semaphore::Op::Value),
             ]
         )
             .prop_map(|(i, op)| Request::Semaphore(i, op)),
@@ -140,33 +140,31 @@ fn request() -> impl Strategy<Value = Request> {
             id(),
             id(),
             prop_oneof![
-                wait().prop_map(ConditionOp::Acquire),
-                LazyJust::new(|| ConditionOp::Release),
-                wait().prop_map(ConditionOp::Wait),
-                any::<u64>().prop_map(ConditionOp::Notify),
-                LazyJust::new(|| ConditionOp::NotifyAll),
+                wait().prop_map(condition::Op::Wait),
+                any::<u64>().prop_map(condition::Op::Notify),
+                LazyJust::new(|| condition::Op::NotifyAll),
             ]
         )
             .prop_map(|(i, t, op)| Request::Condition(i, t, op)),
         (
             id(),
             prop_oneof![
-                LazyJust::new(|| EventOp::Set),
-                LazyJust::new(|| EventOp::Clear),
-                LazyJust::new(|| EventOp::IsSet),
-                wait().prop_map(EventOp::Wait),
+                LazyJust::new(|| event::Op::Set),
+                LazyJust::new(|| event::Op::Clear),
+                LazyJust::new(|| event::Op::IsSet),
+                wait().prop_map(event::Op::Wait),
             ]
         )
             .prop_map(|(i, op)| Request::Event(i, op)),
         (
             id(),
             prop_oneof![
-                wait().prop_map(BarrierOp::Wait),
-                LazyJust::new(|| BarrierOp::Abort),
-                LazyJust::new(|| BarrierOp::Reset),
-                LazyJust::new(|| BarrierOp::Parties),
-                LazyJust::new(|| BarrierOp::NWaiting),
-                LazyJust::new(|| BarrierOp::Broken),
+                wait().prop_map(barrier::Op::Wait),
+                LazyJust::new(|| barrier::Op::Abort),
+                LazyJust::new(|| barrier::Op::Reset),
+                LazyJust::new(|| barrier::Op::Parties),
+                LazyJust::new(|| barrier::Op::NWaiting),
+                LazyJust::new(|| barrier::Op::Broken),
             ]
         )
             .prop_map(|(i, op)| Request::Barrier(i, op)),
@@ -185,6 +183,12 @@ fn reply() -> impl Strategy<Value = Reply> {
         any::<u64>().prop_map(Failure::TooManyReleases),
         LazyJust::new(|| Failure::TaskDoneTooManyTimes),
         text().prop_map(Failure::Remote),
+        (text(), any::<u64>(), any::<u64>()).prop_map(|(what, index, len)| Failure::Index {
+            what,
+            index,
+            len
+        }),
+        (text(), text()).prop_map(|(object, name)| Failure::Attribute { object, name }),
     ];
     prop_oneof![
         LazyJust::new(|| Reply::Ok),

@@ -10,19 +10,22 @@ use mp_proc::Connection;
 use mp_proc::connection::{Address, Listener};
 use serde::{Deserialize, Serialize};
 
-use crate::objects::{self, Object, Shared, Undo};
+use crate::kinds::registered::{Registered, quietly};
+use crate::kinds::{self, barrier, dict, event, list, lock, namespace, queue, semaphore, value};
 use crate::protocol::{Bytes, Failure, Kind, Reply, Request, SessionId};
 use crate::served::{Maker, Registration, What};
 
 mod accept;
+pub(crate) mod object;
 mod session;
+use object::{Call, Object, dispatch};
 use session::{HangUp, Member, Requests};
 
 struct Entry {
     refs: usize,
     /// References lent to proxies in transit to another process.
     lent: usize,
-    object: Arc<Shared>,
+    object: Arc<dyn Object>,
 }
 
 /// A registered type in the server.
@@ -64,7 +67,7 @@ fn freed(id: u64) -> Reply {
 }
 
 impl Server {
-    fn insert(&self, object: Object, refs: usize) -> u64 {
+    fn insert(&self, object: Arc<dyn Object>, refs: usize) -> u64 {
         let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
         self.table
             .write()
@@ -74,7 +77,7 @@ impl Server {
                 Entry {
                     refs,
                     lent: 0,
-                    object: Arc::new(Shared::new(object)),
+                    object,
                 },
             );
         id
@@ -95,9 +98,9 @@ impl Server {
             let object = make(t, typeid).map_err(|e| failure(e.to_string()))?;
             return Ok(self.insert(object, 1));
         }
-        match Object::new(kind) {
+        match kinds::make(kind) {
             Some(o) => Ok(self.insert(o, 1)),
-            None => Err(failure("not a built-in kind")),
+            None => Err(failure("not a kind of object that can be made")),
         }
     }
 
@@ -117,7 +120,7 @@ impl Server {
         }
     }
 
-    fn get(&self, id: u64) -> Option<Arc<Shared>> {
+    fn get(&self, id: u64) -> Option<Arc<dyn Object>> {
         self.table
             .read()
             .unwrap_or_else(|p| p.into_inner())
@@ -172,7 +175,7 @@ impl Server {
             }
         };
         let Some(session) = ended else { return };
-        let objects: Vec<Arc<Shared>> = self
+        let objects: Vec<Arc<dyn Object>> = self
             .table
             .read()
             .unwrap_or_else(|p| p.into_inner())
@@ -192,15 +195,15 @@ impl Server {
 }
 
 /// A new object of a registered type (a panicking factory is an error).
-fn make(t: &Type, typeid: &str) -> crate::Result<Object> {
+fn make(t: &Type, typeid: &str) -> crate::Result<Arc<dyn Object>> {
     if let Some(kind) = &t.builtin {
-        return Object::new(kind.clone()).ok_or_else(|| crate::link::remote("not built in".into()));
+        return kinds::make(kind.clone()).ok_or_else(|| crate::link::remote("not built in".into()));
     }
     let Some((make, factory)) = &t.make else {
         return Err(crate::link::remote(format!("{typeid:?} has no factory")));
     };
-    match objects::quietly(|| make(factory.clone())) {
-        Ok(served) => served.map(Object::Registered),
+    match quietly(|| make(factory.clone())) {
+        Ok(served) => served.map(|s| Arc::new(Registered::new(s)) as Arc<dyn Object>),
         Err(p) => Err(crate::link::remote(format!(
             "the factory of {typeid:?} panicked: {}",
             mp_proc::plumbing::panic_message(&*p)
@@ -268,14 +271,26 @@ pub(crate) fn listen(
         "created temp directory {}",
         dir.path().display()
     ));
+    // The bind's own error, kept whole (tempfile sees only its kind, to
+    // try another name if the path exists).
+    let mut refused = None;
     let named = tempfile::Builder::new()
         .prefix("listener-")
         .rand_bytes(8)
         .make_in(dir.path(), |path| {
-            Listener::bind(Address::Unix(path.to_path_buf()), Some(authkey))
-                .map_err(std::io::Error::other)
-        })
-        .map_err(|e| os("bind", e))?;
+            Listener::bind(Address::Unix(path.to_path_buf()), Some(authkey)).map_err(|e| {
+                let kind = match &e {
+                    mp_proc::Error::Os { source, .. } => source.kind(),
+                    _ => std::io::ErrorKind::Other,
+                };
+                refused = Some(e);
+                std::io::Error::from(kind)
+            })
+        });
+    let named = match named {
+        Ok(named) => named,
+        Err(e) => return Err(refused.unwrap_or_else(|| os("bind", e))),
+    };
     // The listener removes its socket file itself.
     let (listener, path) = named.into_parts();
     let _ = path.keep();
@@ -492,7 +507,11 @@ fn serve_session(
             }
             Err(_) => return false, // gone, or no longer framed
         };
-        let mut undo: Option<(Arc<Shared>, Undo)> = None;
+        let mut call = Call {
+            client: conn,
+            session,
+            undo: None,
+        };
         let reply = match request {
             Request::Hello(_) => failure("already in a session"),
             Request::Ping => Reply::Ok,
@@ -549,56 +568,40 @@ fn serve_session(
             Request::NumberOfObjects => {
                 Reply::Count(server.table.read().unwrap_or_else(|p| p.into_inner()).len() as u64)
             }
-            Request::Dict(id, op) => on(server, id, |o| o.with(|x| objects::dict(x, op))),
-            Request::List(id, op) => on(server, id, |o| o.with(|x| objects::list(x, op))),
-            Request::Namespace(id, op) => on(server, id, |o| o.with(|x| objects::namespace(x, op))),
-            Request::Value(id, op) => on(server, id, |o| o.with(|x| objects::value(x, op))),
-            Request::Event(id, op) => on(server, id, |o| o.event(op, conn)),
-            Request::Barrier(id, op) => on(server, id, |o| o.barrier(op, conn)),
-            Request::Call(id, method, args) => on(server, id, |o| o.call(&method, &args)),
-            Request::Queue(id, op) => undoable(server, id, &mut undo, |o| o.queue(op, conn)),
-            Request::Lock(id, thread, op) => undoable(server, id, &mut undo, |o| {
-                o.lock_op((session, thread), op, conn)
-            }),
-            Request::Semaphore(id, op) => {
-                undoable(server, id, &mut undo, |o| o.semaphore(op, conn))
+            Request::Dict(id, op) => server.on::<dict::Dict, _>(id, op, &mut call),
+            Request::List(id, op) => server.on::<list::List, _>(id, op, &mut call),
+            Request::Namespace(id, op) => server.on::<namespace::Namespace, _>(id, op, &mut call),
+            Request::Value(id, op) => server.on::<value::Value, _>(id, op, &mut call),
+            Request::Queue(id, op) => server.on::<queue::Queue, _>(id, op, &mut call),
+            Request::Lock(id, thread, op) => {
+                server.on::<lock::Lock, _>(id, (thread, op), &mut call)
             }
-            Request::Condition(id, thread, op) => undoable(server, id, &mut undo, |o| {
-                o.condition((session, thread), op, conn)
-            }),
+            Request::Semaphore(id, op) => server.on::<semaphore::Semaphore, _>(id, op, &mut call),
+            Request::Condition(id, thread, op) => {
+                server.on::<lock::Lock, _>(id, (thread, op), &mut call)
+            }
+            Request::Event(id, op) => server.on::<event::Event, _>(id, op, &mut call),
+            Request::Barrier(id, op) => server.on::<barrier::Barrier, _>(id, op, &mut call),
+            Request::Call(id, method, args) => {
+                server.on::<Registered, _>(id, (method, args), &mut call)
+            }
         };
         if conn.send(&reply).is_err() {
             // The client is gone: give back what its call took.
-            if let Some((o, u)) = undo {
-                o.undo(u, reply);
+            if let Some(undo) = call.undo {
+                undo(reply);
             }
             return false;
         }
     }
 }
 
-/// Runs `f` on object `id`.
-fn on(server: &Server, id: u64, f: impl FnOnce(&Shared) -> Reply) -> Reply {
-    match server.get(id) {
-        Some(o) => f(&o),
-        None => freed(id),
-    }
-}
-
-/// Runs an operation that may take something (an item, a lock), keeping
-/// how to give it back.
-fn undoable(
-    server: &Server,
-    id: u64,
-    undo: &mut Option<(Arc<Shared>, Undo)>,
-    f: impl FnOnce(&Shared) -> (Reply, Option<Undo>),
-) -> Reply {
-    match server.get(id) {
-        None => freed(id),
-        Some(o) => {
-            let (reply, u) = f(&o);
-            *undo = u.map(|u| (o, u));
-            reply
+impl Server {
+    /// Serves `op` on object `id`, which must be of kind `H`.
+    fn on<H: object::Handler<Op>, Op>(&self, id: u64, op: Op, call: &mut Call<'_>) -> Reply {
+        match self.get(id) {
+            Some(o) => dispatch::<H, _>(o, op, call),
+            None => freed(id),
         }
     }
 }
@@ -606,192 +609,5 @@ fn undoable(
 #[cfg(test)]
 mod trust_tests;
 
-/// The server against bad clients: it answers with an error or drops the
-/// client, never panics, and every other client goes on.
 #[cfg(test)]
-mod tests {
-    use std::io::Write;
-    use std::os::fd::AsFd;
-
-    use mp_proc::connection::Client;
-
-    use super::*;
-    use crate::protocol::{DictOp, QueueOp};
-
-    const KEY: &[u8] = b"server tests";
-
-    struct Running {
-        _dir: tempfile::TempDir,
-        address: Address,
-        thread: std::thread::JoinHandle<()>,
-    }
-
-    fn start() -> Running {
-        let dir = tempfile::tempdir().unwrap();
-        let address = Address::Unix(dir.path().join("s"));
-        let listener = Listener::bind(address.clone(), Some(KEY)).unwrap();
-        let thread = std::thread::spawn(move || serve(listener, Vec::new(), None, false));
-        Running {
-            _dir: dir,
-            address,
-            thread,
-        }
-    }
-
-    impl Running {
-        fn raw(&self) -> Connection {
-            Client::connect(&self.address, Some(KEY)).unwrap()
-        }
-
-        fn client(&self) -> Connection {
-            let c = self.raw();
-            assert!(matches!(call(&c, &Request::Hello(None)), Reply::Session(_)));
-            c
-        }
-
-        fn stop(self) {
-            let c = self.client();
-            call(&c, &Request::Shutdown);
-            self.thread.join().unwrap();
-        }
-    }
-
-    fn call(c: &Connection, r: &Request) -> Reply {
-        c.send(r).unwrap();
-        c.recv().unwrap()
-    }
-
-    fn is_failure(r: &Reply) -> bool {
-        matches!(r, Reply::Fail(_))
-    }
-
-    #[test]
-    fn garbage_gets_an_error_and_the_client_goes_on() {
-        let _g = mp_testkit::guard();
-        let s = start();
-        let c = s.client();
-        c.send_bytes(b"\xff\xff\xff\xff garbage").unwrap();
-        assert!(is_failure(&c.recv::<Reply>().unwrap()));
-        assert!(matches!(call(&c, &Request::Ping), Reply::Ok));
-        // Garbage instead of the first request: refused and dropped.
-        let raw = s.raw();
-        raw.send_bytes(b"junk").unwrap();
-        assert!(is_failure(&raw.recv::<Reply>().unwrap()));
-        assert!(raw.recv_bytes().is_err(), "dropped");
-        assert!(matches!(call(&c, &Request::Ping), Reply::Ok));
-        drop((c, raw));
-        s.stop();
-    }
-
-    #[test]
-    fn an_oversized_or_truncated_frame_drops_only_that_client() {
-        let _g = mp_testkit::guard();
-        let s = start();
-        let other = s.client();
-        for frame in [
-            &0x7fff_ffffu32.to_be_bytes()[..],        // over the limit
-            &[0, 0, 0, 100, 1, 2, 3, 4, 5, 6, 7][..], // then the peer hangs up
-        ] {
-            let c = s.client();
-            let fd = c.as_fd().try_clone_to_owned().unwrap();
-            let mut stream = std::os::unix::net::UnixStream::from(fd);
-            stream.write_all(frame).unwrap();
-            if frame.len() > 4 {
-                drop(stream);
-                drop(c);
-                assert!(matches!(call(&other, &Request::Ping), Reply::Ok));
-                continue;
-            }
-            assert!(c.recv_bytes().is_err(), "dropped");
-            assert!(matches!(call(&other, &Request::Ping), Reply::Ok));
-        }
-        drop(other);
-        s.stop();
-    }
-
-    #[test]
-    fn unknown_objects_and_methods_are_errors() {
-        let _g = mp_testkit::guard();
-        let s = start();
-        let c = s.client();
-        assert!(is_failure(&call(&c, &Request::Dict(999, DictOp::Len))));
-        assert!(is_failure(&call(&c, &Request::IncRef(999))));
-        let Reply::Id(q) = call(
-            &c,
-            &Request::Create(Kind::Queue {
-                maxsize: 0,
-                joinable: false,
-            }),
-        ) else {
-            panic!("no queue")
-        };
-        // A dict's method on a queue, a registered method on a built-in,
-        // a queue's join on a plain queue, an unknown type.
-        assert!(is_failure(&call(&c, &Request::Dict(q, DictOp::Len))));
-        assert!(is_failure(&call(
-            &c,
-            &Request::Call(q, "put".into(), Bytes::default())
-        )));
-        assert!(is_failure(&call(&c, &Request::Queue(q, QueueOp::TaskDone))));
-        assert!(is_failure(&call(
-            &c,
-            &Request::Create(Kind::Registered("Nope".into()))
-        )));
-        let barrier = Kind::Barrier {
-            parties: 0,
-            timeout: None,
-        };
-        assert!(is_failure(&call(&c, &Request::Create(barrier))));
-        assert!(is_failure(&call(&c, &Request::Hello(None))));
-        // Joining a session that does not exist.
-        let raw = s.raw();
-        assert!(is_failure(&call(&raw, &Request::Hello(Some(12345)))));
-        assert!(matches!(call(&c, &Request::Ping), Reply::Ok));
-        drop((c, raw));
-        s.stop();
-    }
-
-    /// A client that hangs up while its `get` waits takes nothing: the item
-    /// that arrives goes to the next client.
-    #[test]
-    fn a_client_gone_mid_call_loses_nothing() {
-        let _g = mp_testkit::guard();
-        let s = start();
-        let b = s.client();
-        let Reply::Id(q) = call(
-            &b,
-            &Request::Create(Kind::Queue {
-                maxsize: 0,
-                joinable: false,
-            }),
-        ) else {
-            panic!("no queue")
-        };
-        let a = s.client();
-        a.send(&Request::Queue(q, QueueOp::Get(None))).unwrap();
-        drop(a);
-        let item = Bytes::from(vec![7]);
-        assert!(matches!(
-            call(&b, &Request::Queue(q, QueueOp::Put(item.clone(), None))),
-            Reply::Ok
-        ));
-        match call(&b, &Request::Queue(q, QueueOp::Get(None))) {
-            Reply::Maybe(Some(got)) => assert_eq!(got, item),
-            r => panic!("{r:?}"),
-        }
-        drop(b);
-        s.stop();
-    }
-
-    #[test]
-    fn a_wrong_authkey_is_refused_before_any_request() {
-        let _g = mp_testkit::guard();
-        let s = start();
-        let wrong = Client::connect(&s.address, Some(b"wrong"));
-        assert!(matches!(wrong, Err(mp_proc::Error::Authentication(_))));
-        let c = s.client();
-        assert!(matches!(call(&c, &Request::Ping), Reply::Ok));
-        drop(c);
-        s.stop();
-    }
-}
+mod tests;

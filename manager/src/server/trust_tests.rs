@@ -4,64 +4,14 @@
 
 use std::time::Duration;
 
-use mp_proc::connection::Client;
-
+use super::tests::{call, is_failure, start};
 use super::*;
-use crate::protocol::{self, DictOp, LockOp};
-
-const KEY: &[u8] = b"trust tests";
-
-struct Running {
-    _dir: tempfile::TempDir,
-    address: Address,
-    thread: std::thread::JoinHandle<()>,
-}
-
-fn start() -> Running {
-    let dir = tempfile::tempdir().unwrap();
-    let address = Address::Unix(dir.path().join("s"));
-    let listener = Listener::bind(address.clone(), Some(KEY)).unwrap();
-    let thread = std::thread::spawn(move || serve(listener, Vec::new(), None, false));
-    Running {
-        _dir: dir,
-        address,
-        thread,
-    }
-}
-
-impl Running {
-    fn raw(&self) -> Connection {
-        Client::connect(&self.address, Some(KEY)).unwrap()
-    }
-
-    /// A new session's connection, and the session's id.
-    fn session(&self) -> (Connection, SessionId) {
-        let c = self.raw();
-        match call(&c, &Request::Hello(None)) {
-            Reply::Session(id) => (c, id),
-            r => panic!("{r:?}"),
-        }
-    }
-
-    fn stop(self) {
-        let (c, _) = self.session();
-        call(&c, &Request::Shutdown);
-        self.thread.join().unwrap();
-    }
-}
-
-fn call(c: &Connection, r: &Request) -> Reply {
-    c.send(r).unwrap();
-    c.recv().unwrap()
-}
+use crate::kinds::{dict, lock, queue};
+use crate::protocol;
 
 fn raw_call(c: &Connection, bytes: &[u8]) -> Reply {
     c.send_bytes(bytes).unwrap();
     c.recv().unwrap()
-}
-
-fn is_failure(r: &Reply) -> bool {
-    matches!(r, Reply::Fail(_))
 }
 
 #[test]
@@ -84,14 +34,14 @@ fn a_session_is_joined_only_with_its_id_which_no_other_client_can_guess() {
         assert!(matches!(call(&b, &Request::DecRef(dict)), Reply::Ok));
     }
     assert!(matches!(
-        call(&a, &Request::Dict(dict, DictOp::Len)),
+        call(&a, &Request::Dict(dict, dict::Op::Len)),
         Reply::Count(0)
     ));
     // The process that opened the session joins it with more connections.
     let a2 = s.raw();
     assert!(matches!(call(&a2, &Request::Hello(Some(id))), Reply::Session(x) if x == id));
     assert!(matches!(
-        call(&a2, &Request::Dict(dict, DictOp::Len)),
+        call(&a2, &Request::Dict(dict, dict::Op::Len)),
         Reply::Count(0)
     ));
     drop((a, a2, b));
@@ -130,7 +80,7 @@ fn requests_are_decoded_strictly() {
     // Queue(1, Get(Some(1 s))), and as 0 s and 10^9 ns.
     let wait = mp_proc::codec::encode(&Request::Queue(
         1,
-        crate::protocol::QueueOp::Get(Some(Duration::from_secs(1))),
+        queue::Op::Get(Some(Duration::from_secs(1))),
     ))
     .unwrap();
     assert_eq!(wait, [13, 1, 1, 1, 1, 0]);
@@ -182,8 +132,15 @@ fn a_session_thread_that_panics_gives_back_what_its_session_held() {
     held.lock().unwrap().insert(lock, 1);
     let (client, _peer) = mp_proc::pipe(true).unwrap();
     let object = server.get(lock).unwrap();
-    let (taken, _) = object.lock_op((id, 1), LockOp::Acquire(None), &client);
-    assert!(matches!(taken, Reply::Bool(true)));
+    let acquire = |session, wait| {
+        let mut call = Call {
+            client: &client,
+            session,
+            undo: None,
+        };
+        dispatch::<lock::Lock, _>(object.clone(), (1, lock::Op::Acquire(wait)), &mut call)
+    };
+    assert!(matches!(acquire(id, None), Reply::Bool(true)));
     let (other, _) = server.join(None).unwrap();
     std::thread::scope(|s| {
         let ended = s.spawn(|| {
@@ -197,8 +154,10 @@ fn a_session_thread_that_panics_gives_back_what_its_session_held() {
         });
         assert!(ended.join().is_err());
     });
-    let (taken, _) = object.lock_op((other, 1), LockOp::Acquire(Some(Duration::ZERO)), &client);
-    assert!(matches!(taken, Reply::Bool(true)), "the lock was kept");
+    assert!(
+        matches!(acquire(other, Some(Duration::ZERO)), Reply::Bool(true)),
+        "the lock was kept"
+    );
     assert!(server.get(lock).is_none(), "the lock's reference was kept");
     assert!(
         stop.poll(Some(Duration::ZERO)).unwrap(),

@@ -3,6 +3,7 @@
 mod base;
 mod deadlines;
 mod dict;
+mod errors;
 mod fuzz_corpus;
 mod handshake;
 mod load;

@@ -336,3 +336,25 @@ fn an_rlock_belongs_to_its_thread() {
     assert!(matches!(l.acquire(), Err(Error::WouldDeadlock)));
     m.shutdown().unwrap();
 }
+
+/// A non-blocking acquire cannot deadlock: on a `Lock` this thread holds,
+/// `try_acquire` and `acquire_timeout` give `None` (CPython's
+/// `acquire(False)` returns False), and the lock stays held.
+#[test]
+fn try_acquire_of_a_lock_this_thread_holds_is_none() {
+    let _g = guard();
+    let m = SyncManager::start().unwrap();
+    let l = m.lock().unwrap();
+    let held = l.acquire().unwrap();
+    assert!(l.try_acquire().unwrap().is_none());
+    assert!(
+        l.acquire_timeout(Duration::from_millis(1))
+            .unwrap()
+            .is_none()
+    );
+    assert!(l.locked().unwrap(), "still held");
+    drop(held);
+    assert!(!l.locked().unwrap());
+    assert!(l.try_acquire().unwrap().is_some());
+    m.shutdown().unwrap();
+}

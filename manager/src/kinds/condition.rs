@@ -1,0 +1,148 @@
+//! A shared `Condition` (its lock an `RLock`): its requests, its proxy and
+//! its server side.
+
+use std::marker::PhantomData;
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mp_proc::plumbing::local::{self, Refused};
+use serde::{Deserialize, Serialize};
+
+use crate::Result;
+use crate::kinds::lock::{AcquirerProxy, Lock, ProxyGuard};
+use crate::link::thread_id;
+use crate::protocol::{Failure, Reply, Request, Thread, Wait};
+use crate::proxy::{Handle, flag, ok, proxy_handle};
+use crate::server::object::{Call, Handler, fail, wrong_kind};
+
+/// A `Condition`'s own operations, for the calling thread (its lock takes
+/// a lock's requests).
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum Op {
+    Wait(Wait),
+    Notify(u64),
+    NotifyAll,
+}
+
+/// A `threading.Condition` in the manager, with an `RLock`; the methods of
+/// `mp_proc::Condition`, and its lock's ([`AcquirerProxy`]'s).
+///
+/// ```
+/// use std::time::Duration;
+/// let m = mp_manager::SyncManager::start()?;
+/// let c = m.condition()?;
+/// let held = c.acquire()?;
+/// c.notify_all()?;
+/// let (held, notified) = c.wait_timeout(held, Duration::from_millis(1))?;
+/// assert!(!notified);
+/// drop(held);
+/// # Ok::<(), mp_manager::Error>(())
+/// ```
+pub struct ConditionProxy {
+    inner: AcquirerProxy,
+    _t: PhantomData<()>,
+}
+
+proxy_handle!(ConditionProxy);
+
+impl Deref for ConditionProxy {
+    type Target = AcquirerProxy;
+
+    fn deref(&self) -> &AcquirerProxy {
+        &self.inner
+    }
+}
+
+impl ConditionProxy {
+    fn op(&self, op: Op) -> Result<Reply> {
+        let r = self.inner.reference();
+        r.call(&Request::Condition(r.id, thread_id(), op))
+    }
+
+    /// `wait()`: releases the lock, waits for a notification, and takes
+    /// the lock again.
+    pub fn wait<'a>(&self, guard: ProxyGuard<'a>) -> Result<ProxyGuard<'a>> {
+        Ok(self.wait_until(guard, None)?.0)
+    }
+
+    /// `wait(timeout)`: the flag is false when the time ran out.
+    pub fn wait_timeout<'a>(
+        &self,
+        guard: ProxyGuard<'a>,
+        timeout: Duration,
+    ) -> Result<(ProxyGuard<'a>, bool)> {
+        self.wait_until(guard, Some(timeout))
+    }
+
+    fn wait_until<'a>(&self, guard: ProxyGuard<'a>, wait: Wait) -> Result<(ProxyGuard<'a>, bool)> {
+        let notified = flag(self.op(Op::Wait(wait))?)?;
+        Ok((guard, notified))
+    }
+
+    /// `wait_for(predicate, timeout)`: waits until `predicate()` is true
+    /// (checked with the lock held), for at most `timeout` (`None`:
+    /// forever); returns its last value.
+    pub fn wait_for<'a>(
+        &self,
+        guard: ProxyGuard<'a>,
+        predicate: impl FnMut() -> bool,
+        timeout: Option<Duration>,
+    ) -> Result<(ProxyGuard<'a>, bool)> {
+        mp_proc::plumbing::wait_for_with(guard, predicate, timeout, |g, until| {
+            let left = until.map(|u| u.saturating_duration_since(std::time::Instant::now()));
+            self.wait_until(g, left)
+        })
+    }
+
+    /// `notify(n)`: wakes up to `n` waiters (the lock must be held).
+    pub fn notify(&self, n: usize) -> Result<()> {
+        ok(self.op(Op::Notify(n as u64))?)
+    }
+
+    /// `notify_all()`.
+    pub fn notify_all(&self) -> Result<()> {
+        ok(self.op(Op::NotifyAll)?)
+    }
+}
+
+/// A condition in the server: an `RLock` with mp-proc's in-process
+/// condition over it.
+pub(crate) fn new() -> Lock {
+    let lock = Arc::new(local::Lock::new(true));
+    Lock {
+        condition: Some(local::Condition::new(lock.clone())),
+        lock,
+    }
+}
+
+impl Handler<(Thread, Op)> for Lock {
+    fn serve(self: Arc<Self>, (thread, op): (Thread, Op), call: &mut Call<'_>) -> Reply {
+        let who = call.owner(thread);
+        let Some(c) = &self.condition else {
+            return wrong_kind();
+        };
+        let n = match op {
+            // Releases the lock, waits for a notification (or the
+            // timeout), and takes the lock again at its depth.
+            Op::Wait(wait) => {
+                return match call.waiting(wait, |w| c.wait(who, w)) {
+                    Ok(notified) => {
+                        self.release_if_lost(who, call);
+                        Reply::Bool(notified)
+                    }
+                    Err(Refused::NotHeld) => fail(Failure::NotHeld("Condition".into())),
+                    // The client hung up: it holds nothing.
+                    Err(_) => Reply::Bool(false),
+                };
+            }
+            Op::Notify(n) => usize::try_from(n).unwrap_or(usize::MAX),
+            Op::NotifyAll => usize::MAX,
+        };
+        if !self.lock.is_held_by(who) {
+            return fail(Failure::NotHeld("Condition".into()));
+        }
+        c.notify(n);
+        Reply::Ok
+    }
+}
