@@ -587,3 +587,45 @@ fn publish_check(root: &Path) -> Result {
     ]);
     run(root, c)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::process::Command;
+
+    /// mp-proc's build script stops a build for another OS with one clear
+    /// message (the targets of other OSes are not installed here, so the
+    /// script is built for this machine and told the target is macOS).
+    #[test]
+    fn a_build_for_another_os_stops_with_one_clear_message() {
+        let root = super::workspace_root();
+        let out = tempfile_dir();
+        let exe = out.join("build-script");
+        let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+        let built = Command::new(rustc)
+            .args(["--edition", "2024", "-o"])
+            .arg(&exe)
+            .arg(root.join("proc/build.rs"))
+            .status()
+            .unwrap();
+        assert!(built.success());
+        let run = |os: &str| {
+            Command::new(&exe)
+                .env("CARGO_CFG_TARGET_OS", os)
+                .output()
+                .unwrap()
+        };
+        let mac = run("macos");
+        assert!(!mac.status.success());
+        let message = String::from_utf8_lossy(&mac.stderr);
+        assert!(message.contains("supports Linux only"), "{message}");
+        assert!(message.contains("\"macos\""), "{message}");
+        assert!(run("linux").status.success());
+        std::fs::remove_dir_all(&out).unwrap();
+    }
+
+    fn tempfile_dir() -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("mp-xtask-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+}
