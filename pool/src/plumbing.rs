@@ -1,0 +1,153 @@
+//! What mp-dummy's `ThreadPool` needs from mp-pool and a user does not:
+//! calls whose tasks are closures, for a [`Pool`] whose workers are threads
+//! of this process (built over a context whose
+//! [`workers`](mp_proc::Context::workers) are `Threads`). Hidden from the
+//! docs, no stability promise.
+
+use std::sync::Arc;
+
+use crate::error::Error;
+use crate::job::{JobId, Task};
+use crate::local;
+use crate::result::{AsyncResult, Feed, IMap, Read};
+use crate::{Pool, pool::default_chunksize};
+
+fn no_closures() -> Error {
+    Error::InvalidArgument {
+        what: "closures run only on a pool whose workers are threads of this process".into(),
+    }
+}
+
+/// `f` on every item, `chunksize` items per task (`None`: CPython's
+/// default); the results in input order.
+
+pub fn map_async<A, R, F>(
+    pool: &Pool,
+    f: F,
+    items: impl IntoIterator<Item = A>,
+    chunksize: Option<usize>,
+) -> AsyncResult<Vec<R>>
+where
+    A: Send + 'static,
+    R: Send + 'static,
+    F: Fn(A) -> R + Send + Sync + 'static,
+{
+    let read = Read::moved(local::take_all::<R>);
+    if !pool.core.runs_closures() {
+        return AsyncResult::failed(no_closures(), read);
+    }
+    if chunksize == Some(0) {
+        return AsyncResult::failed(crate::pool::zero_chunksize(), read);
+    }
+    // The input is chunked as it is read; it is collected first only when
+    // its length is not known (the default chunk size needs it).
+    let mut items = items.into_iter();
+    let n = match items.size_hint() {
+        (lo, Some(hi)) if lo == hi => lo,
+        _ => {
+            let all: Vec<A> = items.collect();
+            return map_async(pool, f, all, chunksize);
+        }
+    };
+    let per = chunksize.unwrap_or_else(|| default_chunksize(n, pool.processes()));
+    let mut parts = Vec::with_capacity(n.div_ceil(per));
+    loop {
+        let part: Vec<A> = items.by_ref().take(per).collect();
+        if part.is_empty() {
+            break;
+        }
+        parts.push(part);
+    }
+    let total: usize = parts.iter().map(Vec::len).sum();
+    let job = match pool.core.new_job(Some(total)) {
+        Ok(job) => job,
+        Err(e) => return AsyncResult::failed(e, read),
+    };
+    let f = Arc::new(f);
+    let mut start = 0;
+    let tasks: Vec<Task> = parts
+        .into_iter()
+        .map(|part| {
+            // The first task's buffer has room for every result: the others
+            // are appended to it.
+            let room = if start == 0 { total } else { part.len() };
+            let count = part.len();
+            let t = local::task(job, start, f.clone(), part, room);
+            start += count;
+            t
+        })
+        .collect();
+    pool.core.submit(tasks);
+    AsyncResult::new(pool.core.clone(), job, total, read)
+}
+
+/// `f(args)` once.
+pub fn apply_async<A, R, F>(pool: &Pool, f: F, args: A) -> AsyncResult<R>
+where
+    A: Send + 'static,
+    R: Send + 'static,
+    F: FnOnce(A) -> R + Send + 'static,
+{
+    let read = Read::moved(local::take_one::<R>);
+    if !pool.core.runs_closures() {
+        return AsyncResult::failed(no_closures(), read);
+    }
+    let job = match pool.core.new_job(Some(1)) {
+        Ok(job) => job,
+        Err(e) => return AsyncResult::failed(e, read),
+    };
+    pool.core.submit([local::task_once(job, f, args)]);
+    AsyncResult::new(pool.core.clone(), job, 1, read)
+}
+
+/// `f` on every item, lazily, `chunksize` items per task; results in input
+/// order if `ordered`, else as they finish.
+pub fn imap<A, R, F, I>(pool: &Pool, f: F, items: I, chunksize: usize, ordered: bool) -> IMap<R>
+where
+    A: Send + 'static,
+    R: Send + 'static,
+    F: Fn(A) -> R + Send + Sync + 'static,
+    I: IntoIterator<Item = A>,
+    I::IntoIter: Send + 'static,
+{
+    let take = local::take_next::<R>;
+    if !pool.core.runs_closures() {
+        return IMap::failed(no_closures(), take);
+    }
+    if chunksize == 0 {
+        return IMap::failed(crate::pool::zero_chunksize(), take);
+    }
+    match pool.core.new_job(None) {
+        Ok(job) => {
+            let feed = Box::new(Closures {
+                f: Arc::new(f),
+                items: items.into_iter(),
+            });
+            IMap::new(pool.core.clone(), job, feed, chunksize, ordered, take)
+        }
+        Err(e) => IMap::failed(e, take),
+    }
+}
+
+/// An imap's input, a task of closures at a time.
+struct Closures<F, I> {
+    f: Arc<F>,
+    items: I,
+}
+
+impl<A, R, F, I> Feed for Closures<F, I>
+where
+    A: Send + 'static,
+    R: Send + 'static,
+    F: Fn(A) -> R + Send + Sync + 'static,
+    I: Iterator<Item = A> + Send,
+{
+    fn next_task(&mut self, job: JobId, start: usize, max: usize) -> Option<Task> {
+        let chunk: Vec<A> = self.items.by_ref().take(max).collect();
+        if chunk.is_empty() {
+            return None;
+        }
+        let room = chunk.len();
+        Some(local::task(job, start, self.f.clone(), chunk, room))
+    }
+}
