@@ -13,6 +13,8 @@ pub(crate) struct Core {
     pub(crate) shared: Arc<Shared>,
     transport: Arc<dyn Transport>,
     pub(crate) processes: usize,
+    /// Buffers of calls whose items stay in this process, for the next ones.
+    pub(crate) spare: Arc<crate::spare::Spare>,
 }
 
 /// How often a waiter of a pool whose transport does not watch for Ctrl-C
@@ -29,6 +31,7 @@ impl Core {
             shared,
             transport,
             processes,
+            spare: Arc::default(),
         })
     }
 
@@ -46,7 +49,7 @@ impl Core {
     /// Queues tasks, in order.
     pub(crate) fn submit(&self, tasks: impl IntoIterator<Item = Task>) {
         self.shared.lock().pending.extend(tasks);
-        self.transport.wake();
+        self.transport.queued();
     }
 
     /// Sets the number of items of a job whose input has ended.

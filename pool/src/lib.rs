@@ -19,6 +19,7 @@ pub mod plumbing;
 mod pool;
 mod result;
 mod scheduler;
+mod spare;
 mod sys;
 mod transport;
 mod worker;

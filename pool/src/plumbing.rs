@@ -10,6 +10,7 @@ use crate::error::Error;
 use crate::job::{JobId, Task};
 use crate::local;
 use crate::result::{AsyncResult, Feed, IMap, Read};
+use crate::sys::Slots;
 use crate::{Pool, pool::default_chunksize};
 
 fn no_closures() -> Error {
@@ -32,15 +33,16 @@ where
     R: Send + 'static,
     F: Fn(A) -> R + Send + Sync + 'static,
 {
-    let read = Read::moved(local::take_all::<R>);
+    let read = Read::moved(local::take_map::<R>);
     if !pool.core.runs_closures() {
         return AsyncResult::failed(no_closures(), read);
     }
     if chunksize == Some(0) {
         return AsyncResult::failed(crate::pool::zero_chunksize(), read);
     }
-    // The input is chunked as it is read; it is collected first only when
-    // its length is not known (the default chunk size needs it).
+    // The input is chunked as it is read, into buffers of earlier calls;
+    // it is collected first only when its length is not known (the default
+    // chunk size needs it).
     let mut items = items.into_iter();
     let n = match items.size_hint() {
         (lo, Some(hi)) if lo == hi => lo,
@@ -50,34 +52,30 @@ where
         }
     };
     let per = chunksize.unwrap_or_else(|| default_chunksize(n, pool.processes()));
+    let spare = &pool.core.spare;
     let mut parts = Vec::with_capacity(n.div_ceil(per));
+    let mut ranges = Vec::with_capacity(n.div_ceil(per));
+    let mut total = 0;
     loop {
-        let part: Vec<A> = items.by_ref().take(per).collect();
+        let mut part: Vec<A> = spare.take();
+        part.extend(items.by_ref().take(per));
         if part.is_empty() {
+            spare.give(part);
             break;
         }
+        ranges.push(total..total + part.len());
+        total += part.len();
         parts.push(part);
     }
-    let total: usize = parts.iter().map(Vec::len).sum();
+    let Some(slots) = Slots::new(ranges) else {
+        return AsyncResult::failed(Error::Terminated, read);
+    };
     let job = match pool.core.new_job(Some(total)) {
         Ok(job) => job,
         Err(e) => return AsyncResult::failed(e, read),
     };
-    let f = Arc::new(f);
-    let mut start = 0;
-    let tasks: Vec<Task> = parts
-        .into_iter()
-        .map(|part| {
-            // The first task's buffer has room for every result: the others
-            // are appended to it.
-            let room = if start == 0 { total } else { part.len() };
-            let count = part.len();
-            let t = local::task(job, start, f.clone(), part, room);
-            start += count;
-            t
-        })
-        .collect();
-    pool.core.submit(tasks);
+    pool.core
+        .submit(local::map_tasks(job, f, parts, slots, spare));
     AsyncResult::new(pool.core.clone(), job, total, read)
 }
 
@@ -147,7 +145,6 @@ where
         if chunk.is_empty() {
             return None;
         }
-        let room = chunk.len();
-        Some(local::task(job, start, self.f.clone(), chunk, room))
+        Some(local::task(job, start, self.f.clone(), chunk))
     }
 }

@@ -42,9 +42,13 @@ pub(crate) trait Transport: Send + Sync + 'static {
     /// none could start (the pool's constructor fails).
     fn start(self: Arc<Self>, shared: &Arc<Shared>) -> Result<()>;
 
-    /// Tasks were queued, or the pool's run state changed: whoever hands
-    /// tasks out looks again.
+    /// The pool's run state changed: whoever hands tasks out looks again.
     fn wake(&self);
+
+    /// Tasks were queued.
+    fn queued(&self) {
+        self.wake()
+    }
 
     /// Whether tasks may be closures of this process ([`Work::Local`](crate::job::Work::Local)).
     fn runs_closures(&self) -> bool {

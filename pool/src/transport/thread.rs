@@ -127,6 +127,9 @@ impl Threads {
                     && let Some(took) = self.take_place(&st)
                     && let Some(task) = st.pending.pop_front()
                 {
+                    if !st.pending.is_empty() && self.free.load(Ordering::Relaxed) > 0 {
+                        self.work.notify_one();
+                    }
                     break (task, took);
                 }
                 if st.run == Run::Closed && st.pending.is_empty() {
@@ -194,15 +197,17 @@ impl Threads {
                 (Outcomes::Failed(why), Some(exit))
             }
         };
-        {
+        let more = {
             let st = shared.lock();
             if took {
                 self.free.fetch_add(1, Ordering::Relaxed);
             }
-            drop(st);
-        }
+            !st.pending.is_empty()
+        };
         shared.record_all([((job, start, count), outcomes)]);
-        self.work.notify_one();
+        if took && more {
+            self.work.notify_one();
+        }
         if let Some(exit) = exit {
             resume_unwind(exit);
         }
@@ -237,6 +242,12 @@ impl Transport for Threads {
             }
         }
         self.work.notify_all();
+    }
+
+    fn queued(&self) {
+        // One worker: a caller that waits runs tasks too, and a worker that
+        // takes a task wakes the next if more are queued and a place is free.
+        self.work.notify_one();
     }
 
     fn runs_closures(&self) -> bool {
