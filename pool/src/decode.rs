@@ -3,7 +3,7 @@
 
 use mp_proc::Payload;
 
-use crate::codec::{decode_result, outcome, read};
+use crate::codec::{VALUE, decode_result, outcome, read};
 use crate::error::{Error, Result};
 use crate::job::{Job, Outcomes};
 
@@ -42,6 +42,10 @@ fn each(job: &Job, items: usize, mut f: impl FnMut(Result<&[u8]>)) {
                 let mut p = *pos;
                 for _ in 0..*count {
                     match read(buf, p) {
+                        Some((VALUE, bytes, n)) => {
+                            f(Ok(bytes));
+                            p = n;
+                        }
                         Some((tag, bytes, n)) => {
                             f(outcome(tag, bytes));
                             p = n;

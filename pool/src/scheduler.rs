@@ -254,12 +254,14 @@ impl Scheduler {
             }
             drop(st);
             // Closures cannot travel (no API makes them for this transport).
-            self.shared.record_all(refused.into_iter().map(|t| {
-                let why = Error::InvalidArgument {
-                    what: "a closure cannot run in a worker process".into(),
-                };
-                ((t.job, t.start, t.count), Outcomes::Failed(why))
-            }));
+            if !refused.is_empty() {
+                self.shared.record_all(refused.into_iter().map(|t| {
+                    let why = Error::InvalidArgument {
+                        what: "a closure cannot run in a worker process".into(),
+                    };
+                    ((t.job, t.start, t.count), Outcomes::Failed(why))
+                }));
+            }
 
             // Hand out the tasks, one message per worker (a worker that died
             // is seen below).

@@ -22,7 +22,7 @@ use mp_proc::plumbing::{ErasedFunction, Packed};
 use crate::error::{Error, Result};
 use crate::job::{Outcomes, Run, Shared, State, Task, Work};
 use crate::transport::Transport;
-use crate::worker::{Bound, InTasks, initialize, run_task};
+use crate::worker::{Bound, ExitRequest, InTasks, initialize, run_task};
 
 /// The thread transport of one pool.
 pub(crate) struct Threads {
@@ -142,9 +142,11 @@ impl Threads {
             };
             drop(st);
             let (task, took) = task;
-            self.run(shared, task, took);
+            let exit = self.run(shared, task, took);
             completed += 1;
-            if self.maxtasks.is_some_and(|max| completed >= max) {
+            if exit.is_some() || self.maxtasks.is_some_and(|max| completed >= max) {
+                // Retired, or `mp_proc::exit` in a task: this thread ends
+                // (as a worker process would) and another takes its place.
                 log.debug(format_args!("worker exiting after {completed} tasks"));
                 let running = shared.lock().run != Run::Terminated;
                 if running && let Err(e) = self.spawn(shared) {
@@ -158,8 +160,8 @@ impl Threads {
 
     /// Runs `task` on this thread (which took a place for it if `took`),
     /// records its outcomes and gives the place back. `mp_proc::exit` inside
-    /// it fails the task (as a worker's death would) and goes on unwinding.
-    fn run(&self, shared: &Shared, task: Task, took: bool) {
+    /// it fails the task (as a worker's death would) and is returned.
+    fn run(&self, shared: &Shared, task: Task, took: bool) -> Option<ExitRequest> {
         let Task {
             job,
             start,
@@ -208,9 +210,7 @@ impl Threads {
         if took && more {
             self.work.notify_one();
         }
-        if let Some(exit) = exit {
-            resume_unwind(exit);
-        }
+        exit
     }
 }
 
@@ -274,7 +274,10 @@ impl Transport for Threads {
                 return helped;
             };
             drop(st);
-            self.run(shared, task, took);
+            if let Some(exit) = self.run(shared, task, took) {
+                // The caller's own thread was asked to end.
+                resume_unwind(exit);
+            }
             helped = true;
         }
     }
