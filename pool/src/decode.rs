@@ -89,4 +89,3 @@ pub(crate) fn decode_all<R: Payload>(job: &mut Job, items: usize) -> Result<Vec<
         None => Ok(values),
     }
 }
-

@@ -31,7 +31,10 @@ pub(crate) trait Values: Send {
 pub(crate) enum Work {
     /// A function reference and its items' encoded arguments (records, see
     /// [`codec`]): it runs in any process that has the same executable.
-    Encoded { func: ErasedFunction, items: Vec<u8> },
+    Encoded {
+        func: ErasedFunction,
+        items: Vec<u8>,
+    },
     /// A closure and its items, in memory: it runs only in this process.
     Local(Closure),
 }

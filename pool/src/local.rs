@@ -39,10 +39,10 @@ impl<R> Ran<R> {
     fn take(&mut self) -> Result<R> {
         let i = self.next;
         self.next += 1;
-        if self.errors.front().is_some_and(|(at, _)| *at == i) {
-            if let Some((_, e)) = self.errors.pop_front() {
-                return Err(e);
-            }
+        if self.errors.front().is_some_and(|(at, _)| *at == i)
+            && let Some((_, e)) = self.errors.pop_front()
+        {
+            return Err(e);
         }
         self.values.pop_front().ok_or(Error::Terminated)
     }
@@ -66,7 +66,8 @@ fn run_items<A, R>(f: &dyn Fn(A) -> R, items: Vec<A>) -> Ran<R> {
     let mut values = Vec::with_capacity(items.len());
     let mut errors = VecDeque::new();
     let mut items = items.into_iter();
-    while let Err(payload) = catch_unwind(AssertUnwindSafe(|| values.extend(items.by_ref().map(f)))) {
+    while let Err(payload) = catch_unwind(AssertUnwindSafe(|| values.extend(items.by_ref().map(f))))
+    {
         errors.push_back((values.len() + errors.len(), failure(payload)));
     }
     Ran {

@@ -21,7 +21,6 @@ fn no_closures() -> Error {
 
 /// `f` on every item, `chunksize` items per task (`None`: CPython's
 /// default); the results in input order.
-
 pub fn map_async<A, R, F>(
     pool: &Pool,
     f: F,

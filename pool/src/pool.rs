@@ -7,8 +7,8 @@ use mp_proc::plumbing::{ErasedFunction, Packed, StarFunction};
 use mp_proc::{Context, Function, Payload, Workers};
 
 use crate::codec;
-use crate::decode;
 use crate::core::Core;
+use crate::decode;
 use crate::error::{Error, Result};
 use crate::job::{JobId, Task, Work};
 use crate::result::{AsyncResult, Feed, IMap, Read};
@@ -65,10 +65,7 @@ pub struct Pool {
 #[derive(Default)]
 pub struct PoolBuilder {
     processes: Option<usize>,
-    initializer: Option<(
-        ErasedFunction,
-        Result<Packed>,
-    )>,
+    initializer: Option<(ErasedFunction, Result<Packed>)>,
     maxtasks: Option<usize>,
     /// Starts the pool's core over its context's transport, its start
     /// method (`None`: threads), and its context's CPU count.
@@ -102,10 +99,7 @@ impl PoolBuilder {
     /// [`Error::InitializerFailed`] instead of workers starting and dying forever.
     pub fn initializer<A: Payload>(mut self, f: fn(A), args: A) -> PoolBuilder {
         let erased = Function::new(f).erased();
-        self.initializer = Some((
-            erased,
-            Packed::pack(&args).map_err(Error::from),
-        ));
+        self.initializer = Some((erased, Packed::pack(&args).map_err(Error::from)));
         self
     }
 
@@ -355,7 +349,12 @@ impl Pool {
         f: impl StarFunction<Args, R>,
         items: impl IntoIterator<Item = Args>,
     ) -> AsyncResult<Vec<R>> {
-        self.submit(f.erase(), items, None, Read::decoded(decode::decode_all::<R>))
+        self.submit(
+            f.erase(),
+            items,
+            None,
+            Read::decoded(decode::decode_all::<R>),
+        )
     }
 
     fn lazy<A: Payload, R: Payload, I>(

@@ -229,6 +229,12 @@ fn pid(_: u32) -> u32 {
     std::process::id()
 }
 
+fn thread_name(_: u32) -> String {
+    std::thread::current().name().unwrap_or("").to_owned()
+}
+
+fn nothing(_: ()) {}
+
 /// mp-pool's `Pool` over `ThreadContext` runs on the thread transport: its
 /// workers are threads of this process, with no scheduler thread between
 /// them and the callers (the `mp-pool` thread of a process pool), and none
@@ -238,13 +244,19 @@ fn pid(_: u32) -> u32 {
 fn a_pool_of_threads_has_its_workers_only_and_leaves_no_thread() {
     let _g = guard();
     assert_eq!(workers_alive(), 0);
+    // With an initializer, every task runs on a worker (no caller helps).
     let pool = mp_pool::Pool::builder()
         .processes(3)
+        .initializer(nothing, ())
         .context(mp_dummy::ThreadContext)
         .build()
         .unwrap();
     assert_eq!(pool.map(pid, 0..100).unwrap(), [std::process::id(); 100]);
-    assert_eq!(workers_alive(), 3);
+    let names = pool.map_chunked(thread_name, 0..100, 1).unwrap();
+    assert!(
+        names.iter().all(|n| n.starts_with("ThreadPoolWorker-")),
+        "{names:?}"
+    );
     assert!(!thread_names().iter().any(|n| n == "mp-pool"));
     drop(pool);
     assert_eq!(workers_alive(), 0, "dropped");
@@ -261,7 +273,7 @@ fn a_pool_of_threads_has_its_workers_only_and_leaves_no_thread() {
     let stuck = pool.apply_async(move |_: ()| rx.recv().is_ok(), ());
     let queued = pool.map_async(|x: u32| x, 0..10);
     pool.terminate();
-    tx.send(()).unwrap();
+    let _ = tx.send(()); // the task may never have started (then it is gone)
     pool.join().unwrap();
     assert_eq!(workers_alive(), 0, "terminated and joined");
     drop((stuck, queued));
@@ -288,6 +300,9 @@ fn a_map_gets_what_its_input_yields_whatever_its_size_hint_says() {
         }
     }
     let pool = ThreadPool::new(Some(2)).unwrap();
-    assert_eq!(pool.map(|x: u32| x * 2, Liar(0..5)).unwrap(), [0, 2, 4, 6, 8]);
+    assert_eq!(
+        pool.map(|x: u32| x * 2, Liar(0..5)).unwrap(),
+        [0, 2, 4, 6, 8]
+    );
     assert!(pool.map(|x: u32| x, Liar(0..0)).unwrap().is_empty());
 }

@@ -163,8 +163,18 @@ mod tests {
         drop(w);
         assert_eq!(Arc::strong_count(&token), 2);
         assert!(slots.into_vec().is_none());
-        assert_eq!(Arc::strong_count(&token), 1, "the written value was dropped");
+        assert_eq!(
+            Arc::strong_count(&token),
+            1,
+            "the written value was dropped"
+        );
         assert!(Slots::<u8>::new(vec![0..2, 3..4]).is_none(), "a gap");
-        assert!(Slots::<u8>::new(vec![]).unwrap().into_vec().unwrap().is_empty());
+        assert!(
+            Slots::<u8>::new(vec![])
+                .unwrap()
+                .into_vec()
+                .unwrap()
+                .is_empty()
+        );
     }
 }
