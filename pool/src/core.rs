@@ -46,6 +46,11 @@ impl Core {
         self.shared.lock().new_job(expected)
     }
 
+    /// Tasks are about to be queued (see [`Transport::expect`]).
+    pub(crate) fn expect(&self) {
+        self.transport.expect();
+    }
+
     /// Queues tasks, in order.
     pub(crate) fn submit(&self, tasks: impl IntoIterator<Item = Task>) {
         self.shared.lock().pending.extend(tasks);

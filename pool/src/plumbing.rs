@@ -51,6 +51,11 @@ where
         }
     };
     let per = chunksize.unwrap_or_else(|| default_chunksize(n, pool.processes()));
+    if n > per {
+        // Tasks for a worker are coming: wake one while the items are
+        // gathered.
+        pool.core.expect();
+    }
     let spare = &pool.core.spare;
     let mut parts = Vec::with_capacity(n.div_ceil(per));
     let mut ranges = Vec::with_capacity(n.div_ceil(per));

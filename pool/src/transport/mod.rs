@@ -1,6 +1,6 @@
 //! How tasks travel to workers and their outcomes back.
 //!
-//! The pool's core ([`crate::core`]) keeps one queue of tasks and one table
+//! The pool's core (`core.rs`) keeps one queue of tasks and one table
 //! of jobs (see [`crate::job`]), whatever the workers are; a transport
 //! starts the workers and moves tasks from that queue to them:
 //!
@@ -44,6 +44,11 @@ pub(crate) trait Transport: Send + Sync + 'static {
 
     /// The pool's run state changed: whoever hands tasks out looks again.
     fn wake(&self);
+
+    /// Tasks are about to be queued (their caller is gathering them): a
+    /// transport whose workers sleep may wake one now, so that it is up
+    /// when they come.
+    fn expect(&self) {}
 
     /// Tasks were queued.
     fn queued(&self) {

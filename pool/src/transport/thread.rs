@@ -39,6 +39,12 @@ pub(crate) struct Threads {
     /// Idle workers wait here (with the pool's lock).
     work: Condvar,
     workers: Mutex<Vec<JoinHandle<()>>>,
+    /// Submissions so far, read without the lock by a worker that waits
+    /// for one that was announced.
+    submissions: AtomicU64,
+    /// A submission was announced ([`Transport::expect`]): the worker that
+    /// sees it watches for it a moment instead of sleeping.
+    announced: std::sync::atomic::AtomicBool,
     /// Worker threads started, for their names.
     started: AtomicUsize,
 }
@@ -68,6 +74,8 @@ impl Threads {
             free: AtomicUsize::new(processes),
             work: Condvar::new(),
             workers: Mutex::new(Vec::new()),
+            submissions: AtomicU64::new(0),
+            announced: std::sync::atomic::AtomicBool::new(false),
             started: AtomicUsize::new(0),
         }
     }
@@ -137,6 +145,17 @@ impl Threads {
                     drop(st);
                     self.work.notify_all();
                     return;
+                }
+                if self.announced.swap(false, Ordering::AcqRel) {
+                    // Woken ahead of a submission (its caller is still
+                    // gathering the items): be up when it comes.
+                    let seen = self.submissions.load(Ordering::Acquire);
+                    drop(st);
+                    mp_proc::plumbing::spin_until_ready(|| {
+                        self.submissions.load(Ordering::Acquire) != seen
+                    });
+                    st = shared.lock();
+                    continue;
                 }
                 st = self.work.wait(st).unwrap_or_else(|p| p.into_inner());
             };
@@ -244,7 +263,13 @@ impl Transport for Threads {
         self.work.notify_all();
     }
 
+    fn expect(&self) {
+        self.announced.store(true, Ordering::Release);
+        self.work.notify_one();
+    }
+
     fn queued(&self) {
+        self.submissions.fetch_add(1, Ordering::AcqRel);
         // One worker: a caller that waits runs tasks too, and a worker that
         // takes a task wakes the next if more are queued and a place is free.
         self.work.notify_one();
