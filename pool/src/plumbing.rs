@@ -20,7 +20,15 @@ fn no_closures() -> Error {
 }
 
 /// `f` on every item, `chunksize` items per task (`None`: CPython's
-/// default); the results in input order.
+/// default); the results in input order. A pool whose workers are
+/// processes cannot run closures: the call fails.
+///
+/// ```
+/// let pool = mp_pool::Pool::new(Some(1))?;
+/// let r = mp_pool::plumbing::map_async(&pool, |x: u32| x + 1, [1, 2], None);
+/// assert!(matches!(r.get(), Err(mp_pool::Error::InvalidArgument { .. })));
+/// # Ok::<(), mp_pool::Error>(())
+/// ```
 pub fn map_async<A, R, F>(
     pool: &Pool,
     f: F,
@@ -83,7 +91,14 @@ where
     AsyncResult::new(pool.core.clone(), job, total, read)
 }
 
-/// `f(args)` once.
+/// `f(args)` once (on a pool of threads; see [`map_async`]).
+///
+/// ```
+/// let pool = mp_pool::Pool::new(Some(1))?;
+/// let r = mp_pool::plumbing::apply_async(&pool, |x: u32| x + 1, 1);
+/// assert!(r.get().is_err());
+/// # Ok::<(), mp_pool::Error>(())
+/// ```
 pub fn apply_async<A, R, F>(pool: &Pool, f: F, args: A) -> AsyncResult<R>
 where
     A: Send + 'static,
@@ -103,7 +118,15 @@ where
 }
 
 /// `f` on every item, lazily, `chunksize` items per task; results in input
-/// order if `ordered`, else as they finish.
+/// order if `ordered`, else as they finish (on a pool of threads; see
+/// [`map_async`]).
+///
+/// ```
+/// let pool = mp_pool::Pool::new(Some(1))?;
+/// let mut r = mp_pool::plumbing::imap(&pool, |x: u32| x + 1, 0.., 1, true);
+/// assert!(matches!(r.next(), Some(Err(_))));
+/// # Ok::<(), mp_pool::Error>(())
+/// ```
 pub fn imap<A, R, F, I>(pool: &Pool, f: F, items: I, chunksize: usize, ordered: bool) -> IMap<R>
 where
     A: Send + 'static,
