@@ -306,3 +306,28 @@ fn a_map_gets_what_its_input_yields_whatever_its_size_hint_says() {
     );
     assert!(pool.map(|x: u32| x, Liar(0..0)).unwrap().is_empty());
 }
+
+fn bad_init(_: ()) {
+    panic!("the initializer cannot go on");
+}
+
+/// A panicking initializer breaks a pool of threads as it breaks a pool of
+/// processes: every call fails with its message, none hangs.
+#[test]
+fn a_panicking_initializer_breaks_a_pool_of_threads() {
+    let _g = guard();
+    let pool = ThreadPool::from_builder(
+        mp_pool::Pool::builder()
+            .processes(2)
+            .initializer(bad_init, ()),
+    )
+    .unwrap();
+    let failed = |r: mp_pool::Result<Vec<u32>>| {
+        matches!(r, Err(mp_pool::Error::InitializerFailed { message })
+            if message == "the initializer cannot go on")
+    };
+    assert!(failed(pool.map(|x: u32| x, 0..10)));
+    assert!(failed(pool.map(|x: u32| x, 0..10)), "and again");
+    pool.terminate();
+    pool.join().unwrap();
+}
