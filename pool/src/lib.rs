@@ -2,14 +2,24 @@
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 #![deny(unsafe_code)]
 
+// Layers, each using only those above it: the wire (`codec`), the pool's
+// bookkeeping (`job`), the workers' side (`worker`, `local`), the transports
+// (`scheduler`, `transport`), the core over them (`core`), then the user API
+// (`result`, `pool`).
+mod codec;
 mod core;
+mod decode;
 mod error;
+mod job;
+mod local;
 #[doc(hidden)]
-pub mod in_process;
+pub mod plumbing;
 mod pool;
-mod records;
 mod result;
+mod scheduler;
+mod spare;
 mod sys;
+mod transport;
 mod worker;
 
 pub use error::{Error, ProcError, Result};

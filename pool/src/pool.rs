@@ -1,15 +1,19 @@
-//! `Pool` and `PoolBuilder`: the thin generic shell over the scheduler.
+//! `Pool` and `PoolBuilder`: the thin generic shell over the core.
 
 use std::fmt;
 use std::sync::Arc;
 
-use mp_proc::plumbing::StarFunction;
-use mp_proc::{Context, Function, Payload};
+use mp_proc::plumbing::{ErasedFunction, Packed, StarFunction};
+use mp_proc::{Context, Function, Payload, Workers};
 
-use crate::core::{Core, ItemResult, Job, Setup};
+use crate::codec;
+use crate::core::Core;
+use crate::decode;
 use crate::error::{Error, Result};
-use crate::result::{AsyncResult, IMap};
-use crate::worker::worker_main;
+use crate::job::{JobId, Task, Work};
+use crate::result::{AsyncResult, Feed, IMap, Read};
+use crate::transport::process::Processes;
+use crate::transport::thread::Threads;
 
 /// A pool of worker processes, Python's `multiprocessing.Pool`.
 ///
@@ -36,7 +40,7 @@ use crate::worker::worker_main;
 /// # Ok::<(), mp_pool::Error>(())
 /// ```
 pub struct Pool {
-    core: Arc<Core>,
+    pub(crate) core: Arc<Core>,
     method: Option<mp_proc::StartMethod>,
 }
 
@@ -61,13 +65,16 @@ pub struct Pool {
 #[derive(Default)]
 pub struct PoolBuilder {
     processes: Option<usize>,
-    initializer: Option<(
-        mp_proc::plumbing::ErasedFunction,
-        Result<mp_proc::plumbing::Packed>,
-    )>,
+    initializer: Option<(ErasedFunction, Result<Packed>)>,
     maxtasks: Option<usize>,
-    spawner: Option<(crate::core::Spawner, Option<mp_proc::StartMethod>, usize)>,
+    /// Starts the pool's core over its context's transport, its start
+    /// method (`None`: threads), and its context's CPU count.
+    start: Option<(Starter, Option<mp_proc::StartMethod>, usize)>,
 }
+
+/// Starts a pool's core: `(processes, initializer, maxtasksperchild)`.
+type Starter =
+    Box<dyn FnOnce(usize, Option<(ErasedFunction, Packed)>, Option<usize>) -> Result<Core> + Send>;
 
 impl fmt::Debug for PoolBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -92,18 +99,8 @@ impl PoolBuilder {
     /// [`Error::InitializerFailed`] instead of workers starting and dying forever.
     pub fn initializer<A: Payload>(mut self, f: fn(A), args: A) -> PoolBuilder {
         let erased = Function::new(f).erased();
-        self.initializer = Some((
-            erased,
-            mp_proc::plumbing::Packed::pack(&args).map_err(Error::from),
-        ));
+        self.initializer = Some((erased, Packed::pack(&args).map_err(Error::from)));
         self
-    }
-
-    /// Whether [`initializer`](Self::initializer) was given (mp-dummy's
-    /// callers then leave every task to the workers, which ran it).
-    #[doc(hidden)]
-    pub fn has_initializer(&self) -> bool {
-        self.initializer.is_some()
     }
 
     /// Replaces each worker after it has run `n` tasks (Python's `maxtasksperchild`).
@@ -113,28 +110,44 @@ impl PoolBuilder {
     }
 
     /// The context whose processes (or threads) the workers are (by default,
-    /// the default start method's).
+    /// the default start method's). Its [`workers`](Context::workers) pick
+    /// how tasks travel: encoded over connections to processes, or as
+    /// closures to threads of this process.
     pub fn context<C: Context>(mut self, ctx: C) -> PoolBuilder {
-        let method = ctx.start_method();
+        let workers = ctx.workers();
         let cpus = ctx.cpu_count();
-        let spawner: crate::core::Spawner =
-            Box::new(move |args| Box::new(ctx.process(worker_main, args)));
-        self.spawner = Some((spawner, method, cpus));
+        let (start, method): (Starter, _) = match workers {
+            Workers::Processes(method) => (
+                Box::new(move |n, init, maxtasks| {
+                    Core::start(Processes::new(ctx, n, init, maxtasks)?, n)
+                }),
+                Some(method),
+            ),
+            Workers::Threads => (
+                Box::new(move |n, init, maxtasks| Core::start(Threads::new(n, init, maxtasks), n)),
+                None,
+            ),
+            other => (
+                Box::new(move |_, _, _| {
+                    Err(Error::InvalidArgument {
+                        what: format!("no pool transport for workers {other:?}"),
+                    })
+                }),
+                None,
+            ),
+        };
+        self.start = Some((start, method, cpus));
         self
     }
 
     /// Starts the pool.
     pub fn build(self) -> Result<Pool> {
-        let (spawner, method, cpus) = match self.spawner {
+        let (start, method, cpus) = match self.start {
             Some(s) => s,
             None => {
                 let ctx = mp_proc::get_context(mp_proc::get_start_method());
-                let b = PoolBuilder {
-                    spawner: None,
-                    ..PoolBuilder::default()
-                }
-                .context(ctx);
-                b.spawner.expect("just set")
+                let b = PoolBuilder::default().context(ctx);
+                b.start.expect("just set")
             }
         };
         let processes = self.processes.unwrap_or(cpus);
@@ -157,13 +170,7 @@ impl PoolBuilder {
             }
             None => None,
         };
-        let core = Core::start(Setup {
-            processes,
-            spawner,
-            initializer,
-            maxtasks: self.maxtasks,
-            threads: method.is_none(),
-        })?;
+        let core = start(processes, initializer, self.maxtasks)?;
         Ok(Pool {
             core: Arc::new(core),
             method,
@@ -171,64 +178,8 @@ impl PoolBuilder {
     }
 }
 
-/// Decodes a task's result; the error names the type (postcard keeps no
-/// message of a failing `Deserialize` impl).
-pub(crate) fn decode_result<R: Payload>(bytes: &[u8]) -> Result<R> {
-    mp_proc::codec::decode(bytes).map_err(|e| Error::Encoding {
-        message: format!(
-            "the result does not decode as {}: {}",
-            std::any::type_name::<R>(),
-            match e {
-                mp_proc::Error::Decode(m) => m.to_string(),
-                e => e.to_string(),
-            }
-        ),
-    })
-}
-
-fn decode_one<R: Payload>(job: &Job, _items: usize) -> Result<R> {
-    let mut out = None;
-    job.each(1, |r| out = Some(r.and_then(decode_result)));
-    out.unwrap_or(Err(Error::Terminated))
-}
-
-fn decode_all<R: Payload>(job: &Job, items: usize) -> Result<Vec<R>> {
-    let mut values = Vec::with_capacity(items);
-    let mut first_error = None;
-    job.each(items, |r| {
-        if first_error.is_none() {
-            match r.and_then(decode_result) {
-                Ok(v) => values.push(v),
-                Err(e) => first_error = Some(e),
-            }
-        }
-    });
-    match first_error {
-        Some(e) => Err(e),
-        None => Ok(values),
-    }
-}
-
-/// Encodes a task's argument; an argument that holds a handle gets an error
-/// that says how to give handles to workers instead.
-fn encode<A: serde::Serialize + 'static>(a: &A) -> ItemResult {
-    mp_proc::codec::encode(a).map_err(|e| {
-        let e = Error::from(e);
-        if mp_proc::plumbing::Packed::pack(a).is_ok() {
-            Error::Encoding {
-                message: format!(
-                    "{e}: a pool task's arguments cannot hold handles; give them to \
-                     the workers with PoolBuilder::initializer (Python's initargs)"
-                ),
-            }
-        } else {
-            e
-        }
-    })
-}
-
 /// CPython's default chunk size for `map`: items over four chunks per worker.
-fn default_chunksize(items: usize, processes: usize) -> usize {
+pub(crate) fn default_chunksize(items: usize, processes: usize) -> usize {
     let (chunk, extra) = (items / (processes * 4), items % (processes * 4));
     (chunk + usize::from(extra > 0)).max(1)
 }
@@ -254,7 +205,7 @@ impl Pool {
         self.core.processes
     }
 
-    fn check(&self, func: &mp_proc::plumbing::ErasedFunction) -> Result<()> {
+    fn check(&self, func: &ErasedFunction) -> Result<()> {
         if let Some(m) = self.method {
             func.check(m, "a pool task")?;
         }
@@ -264,69 +215,48 @@ impl Pool {
     /// Submits a call of `func` on every item, `chunksize` items per task
     /// (`None`: CPython's default). Each task's arguments are encoded into
     /// one buffer, with no allocation per item.
-    fn submit<A: Payload, R: Payload>(
+    fn submit<A: Payload, R: Send + 'static>(
         &self,
-        func: mp_proc::plumbing::ErasedFunction,
+        func: ErasedFunction,
         items: impl IntoIterator<Item = A>,
         chunksize: Option<usize>,
-        decode: crate::result::Decode<R>,
+        read: Read<R>,
     ) -> AsyncResult<R> {
         if chunksize == Some(0) {
-            return AsyncResult::failed(
-                Error::InvalidArgument {
-                    what: "chunksize must be at least 1".into(),
-                },
-                decode,
-            );
+            return AsyncResult::failed(zero_chunksize(), read);
         }
         if let Err(e) = self.check(&func) {
-            return AsyncResult::failed(e, decode);
+            return AsyncResult::failed(e, read);
         }
         let items: Vec<A> = items.into_iter().collect();
         let n = items.len();
         let chunksize = chunksize.unwrap_or_else(|| default_chunksize(n, self.processes()));
         let job = match self.core.new_job(Some(n)) {
             Ok(job) => job,
-            Err(e) => return AsyncResult::failed(e, decode),
+            Err(e) => return AsyncResult::failed(e, read),
         };
+        // Each task is queued as soon as it is encoded: the workers start on
+        // the first while the rest are encoded (a map of 100k small items
+        // ran at half the speed when queued all at once).
         for (c, chunk) in items.chunks(chunksize).enumerate() {
-            let mut buf = Vec::with_capacity(chunk.len() * 8);
-            for item in chunk {
-                let at = crate::records::begin(&mut buf);
-                match mp_proc::codec::encode_into(item, std::mem::take(&mut buf)) {
-                    Ok(b) => {
-                        buf = b;
-                        crate::records::finish(&mut buf, at, crate::records::VALUE);
-                    }
-                    Err(_) => {
-                        // The failed encoder handed nothing back: rebuild.
-                        buf = reencode(chunk);
-                        break;
-                    }
-                }
-            }
-            self.core
-                .submit_records(job, func, c * chunksize, chunk.len(), buf);
+            self.core.submit([Task {
+                job,
+                start: c * chunksize,
+                count: chunk.len(),
+                work: Work::Encoded {
+                    func,
+                    items: codec::encode_items(chunk),
+                },
+            }]);
         }
-        AsyncResult::new(self.core.clone(), job, n, decode)
+        AsyncResult::new(self.core.clone(), job, n, read)
     }
 }
 
-/// Rebuilds a task's records when an item fails to encode (rare): every item
-/// again, the failing ones as encoding errors.
-fn reencode<A: Payload>(chunk: &[A]) -> Vec<u8> {
-    let mut buf = Vec::new();
-    for item in chunk {
-        match encode(item) {
-            Ok(bytes) => crate::records::push(&mut buf, crate::records::VALUE, &bytes),
-            Err(e) => crate::records::push(
-                &mut buf,
-                crate::records::ENCODING,
-                e.encoding_message().as_bytes(),
-            ),
-        }
+pub(crate) fn zero_chunksize() -> Error {
+    Error::InvalidArgument {
+        what: "chunksize must be at least 1".into(),
     }
-    buf
 }
 
 impl Pool {
@@ -337,7 +267,12 @@ impl Pool {
 
     /// Calls `f(args)` in a worker (Python's `apply_async`).
     pub fn apply_async<A: Payload, R: Payload>(&self, f: fn(A) -> R, args: A) -> AsyncResult<R> {
-        self.submit(Function::new(f).erased(), [args], Some(1), decode_one::<R>)
+        self.submit(
+            Function::new(f).erased(),
+            [args],
+            Some(1),
+            Read::decoded(decode::decode_one::<R>),
+        )
     }
 
     /// `f` on every item, results in input order (Python's `map`, with its
@@ -366,7 +301,12 @@ impl Pool {
         f: fn(A) -> R,
         items: impl IntoIterator<Item = A>,
     ) -> AsyncResult<Vec<R>> {
-        self.submit(Function::new(f).erased(), items, None, decode_all::<R>)
+        self.submit(
+            Function::new(f).erased(),
+            items,
+            None,
+            Read::decoded(decode::decode_all::<R>),
+        )
     }
 
     /// As [`map_async`](Self::map_async), `chunksize` items per task.
@@ -380,7 +320,7 @@ impl Pool {
             Function::new(f).erased(),
             items,
             Some(chunksize),
-            decode_all::<R>,
+            Read::decoded(decode::decode_all::<R>),
         )
     }
 
@@ -409,7 +349,12 @@ impl Pool {
         f: impl StarFunction<Args, R>,
         items: impl IntoIterator<Item = Args>,
     ) -> AsyncResult<Vec<R>> {
-        self.submit(f.erase(), items, None, decode_all::<R>)
+        self.submit(
+            f.erase(),
+            items,
+            None,
+            Read::decoded(decode::decode_all::<R>),
+        )
     }
 
     fn lazy<A: Payload, R: Payload, I>(
@@ -423,21 +368,23 @@ impl Pool {
         I: IntoIterator<Item = A>,
         I::IntoIter: Send + 'static,
     {
+        let take = decode::take_decoded::<R>;
         if chunksize == 0 {
-            return IMap::failed(Error::InvalidArgument {
-                what: "chunksize must be at least 1".into(),
-            });
+            return IMap::failed(zero_chunksize(), take);
         }
         let func = Function::new(f).erased();
         if let Err(e) = self.check(&func) {
-            return IMap::failed(e);
+            return IMap::failed(e, take);
         }
         match self.core.new_job(None) {
             Ok(job) => {
-                let source = Box::new(items.into_iter().map(|a| encode(&a)));
-                IMap::new(self.core.clone(), job, func, source, chunksize, ordered)
+                let feed = Box::new(Encoded {
+                    func,
+                    items: items.into_iter(),
+                });
+                IMap::new(self.core.clone(), job, feed, chunksize, ordered, take)
             }
-            Err(e) => IMap::failed(e),
+            Err(e) => IMap::failed(e, take),
         }
     }
 
@@ -524,5 +471,29 @@ impl fmt::Debug for Pool {
             .field("processes", &self.core.processes)
             .field("state", &self.core.run_state())
             .finish()
+    }
+}
+
+/// An imap's input, encoded a task at a time.
+struct Encoded<I> {
+    func: ErasedFunction,
+    items: I,
+}
+
+impl<A: Payload, I: Iterator<Item = A> + Send> Feed for Encoded<I> {
+    fn next_task(&mut self, job: JobId, start: usize, max: usize) -> Option<Task> {
+        let chunk: Vec<A> = self.items.by_ref().take(max).collect();
+        if chunk.is_empty() {
+            return None;
+        }
+        Some(Task {
+            job,
+            start,
+            count: chunk.len(),
+            work: Work::Encoded {
+                func: self.func,
+                items: codec::encode_items(&chunk),
+            },
+        })
     }
 }

@@ -1,18 +1,42 @@
-//! `AsyncResult` and `IMap`: results that arrive later.
+//! `AsyncResult` and `IMap`: results that arrive later, whatever the
+//! transport (their outcomes are read by a function chosen by the call).
 
 use std::fmt;
-use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mp_proc::Payload;
-use mp_proc::plumbing::ErasedFunction;
 
-use crate::core::{Chunk, Core, ItemResult, Job, JobId};
+use crate::core::Core;
 use crate::error::{Error, Result};
+use crate::job::{Job, JobId, Outcomes, Task};
 
-/// Turns a job's outcomes (`items` of them, by index) into the caller's value.
-pub(crate) type Decode<R> = fn(&Job, usize) -> Result<R>;
+/// Turns a job's outcomes (`items` of them, by index) into the call's value.
+pub(crate) struct Read<R> {
+    read: fn(&mut Job, usize) -> Result<R>,
+    /// Reading leaves the outcomes in place (they are decoded, not moved), so
+    /// the value may be read again.
+    again: bool,
+}
+
+impl<R> Read<R> {
+    /// Decodes encoded outcomes (the value can be read again).
+    pub(crate) fn decoded(read: fn(&mut Job, usize) -> Result<R>) -> Read<R> {
+        Read { read, again: true }
+    }
+
+    /// Moves values of this process out (the value can be read once).
+    pub(crate) fn moved(read: fn(&mut Job, usize) -> Result<R>) -> Read<R> {
+        Read { read, again: false }
+    }
+}
+
+impl<R> Clone for Read<R> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<R> Copy for Read<R> {}
 
 /// The result of a call that runs in the pool, Python's `AsyncResult`.
 ///
@@ -29,33 +53,28 @@ pub struct AsyncResult<R> {
     core: Option<Arc<Core>>,
     job: JobId,
     items: usize,
-    decode: Decode<R>,
+    read: Read<R>,
     failed: Option<Error>,
 }
 
-impl<R: Payload> AsyncResult<R> {
-    pub(crate) fn new(
-        core: Arc<Core>,
-        job: JobId,
-        items: usize,
-        decode: Decode<R>,
-    ) -> AsyncResult<R> {
+impl<R: Send + 'static> AsyncResult<R> {
+    pub(crate) fn new(core: Arc<Core>, job: JobId, items: usize, read: Read<R>) -> AsyncResult<R> {
         AsyncResult {
             core: Some(core),
             job,
             items,
-            decode,
+            read,
             failed: None,
         }
     }
 
     /// A result that failed before it ran (the pool was not running).
-    pub(crate) fn failed(error: Error, decode: Decode<R>) -> AsyncResult<R> {
+    pub(crate) fn failed(error: Error, read: Read<R>) -> AsyncResult<R> {
         AsyncResult {
             core: None,
             job: 0,
             items: 0,
-            decode,
+            read,
             failed: Some(error),
         }
     }
@@ -69,25 +88,42 @@ impl<R: Payload> AsyncResult<R> {
         }
     }
 
+    fn settled(&self) -> bool {
+        self.core.as_ref().is_none_or(|core| {
+            let st = core.shared.lock();
+            st.jobs.get(&self.job).is_none_or(|j| j.settled())
+        })
+    }
+
     /// Waits for the result and returns it (Python's `get()`): the value, or
     /// the first error among its items (a panic's message, a dead worker, ...).
+    ///
+    /// On a pool of threads, the calling thread meanwhile runs the call's
+    /// tasks that no worker has started, as one of the pool's `processes`.
     pub fn get(self) -> Result<R> {
         if let Some(e) = &self.failed {
             return Err(e.clone());
         }
+        let Some(core) = self.core.as_ref() else {
+            return Err(Error::Terminated);
+        };
+        // After helping, the tasks left are running on workers and mostly
+        // end within a thread wake-up's time: watch for the end that long
+        // before sleeping.
+        if core.help(self.job) {
+            mp_proc::plumbing::spin_until_ready(|| self.settled());
+        }
         self.wait_until(None);
-        let core = self
-            .core
-            .as_ref()
-            .expect("a result that did not fail has a pool");
         match core.take_job(self.job) {
-            Some(job) => (self.decode)(&job, self.items),
+            Some(mut job) => (self.read.read)(&mut job, self.items),
             None => Err(Error::Terminated),
         }
     }
 
     /// As [`get`](Self::get), waiting at most `timeout`: then
-    /// [`Error::Timeout`], and it may be called again later.
+    /// [`Error::Timeout`], and it may be called again later. A value of a
+    /// pool of threads' closure can be taken once (then
+    /// [`Error::Terminated`]).
     pub fn get_timeout(&self, timeout: Duration) -> Result<R> {
         if let Some(e) = &self.failed {
             return Err(e.clone());
@@ -95,17 +131,18 @@ impl<R: Payload> AsyncResult<R> {
         if !self.wait_until(mp_proc::plumbing::deadline_after(timeout)) {
             return Err(Error::Timeout);
         }
-        self.with_job(|job| (self.decode)(job, self.items))
-    }
-
-    fn with_job<T>(&self, f: impl FnOnce(&Job) -> Result<T>) -> Result<T> {
-        let core = self
-            .core
-            .as_ref()
-            .expect("a result that did not fail has a pool");
-        let st = core.shared.lock();
-        match st.jobs.get(&self.job) {
-            Some(job) => f(job),
+        let Some(core) = self.core.as_ref() else {
+            return Err(Error::Terminated);
+        };
+        if !self.read.again {
+            return match core.take_job(self.job) {
+                Some(mut job) => (self.read.read)(&mut job, self.items),
+                None => Err(Error::Terminated),
+            };
+        }
+        let mut st = core.shared.lock();
+        match st.jobs.get_mut(&self.job) {
+            Some(job) => (self.read.read)(job, self.items),
             None => Err(Error::Terminated),
         }
     }
@@ -129,20 +166,32 @@ impl<R: Payload> AsyncResult<R> {
         if !self.ready() {
             return Err(Error::NotReady);
         }
-        self.with_job(|job| {
-            let mut ok = true;
-            job.each(self.items, |r| ok &= r.is_ok());
-            Ok(ok)
-        })
+        let Some(core) = self.core.as_ref() else {
+            return Ok(false);
+        };
+        let st = core.shared.lock();
+        match st.jobs.get(&self.job) {
+            Some(job) => Ok(job.abort.is_none() && job.all_ok(self.items)),
+            None => Err(Error::Terminated),
+        }
     }
 
-    /// Calls `callback` with the value once it is ready, on the pool's
-    /// thread (Python's `callback=`). Not called if the call failed.
+    fn on_complete(self, f: impl FnOnce(&mut Job) + Send + 'static) -> Self {
+        if let Some(core) = &self.core {
+            core.on_complete(self.job, Box::new(f));
+        }
+        self
+    }
+}
+
+impl<R: Payload> AsyncResult<R> {
+    /// Calls `callback` with the value once it is ready, on the thread that
+    /// completes it (the pool's; Python's `callback=`). Not called if the
+    /// call failed.
     pub fn on_success(self, callback: impl FnOnce(R) + Send + 'static) -> Self {
-        let decode = self.decode;
-        let items = self.items;
+        let (read, items) = (self.read.read, self.items);
         self.on_complete(move |job| {
-            if let Ok(v) = decode(job, items) {
+            if let Ok(v) = read(job, items) {
                 callback(v);
             }
         })
@@ -150,24 +199,16 @@ impl<R: Payload> AsyncResult<R> {
 
     /// Calls `callback` with the error if the call fails (Python's `error_callback=`).
     pub fn on_error(self, callback: impl FnOnce(Error) + Send + 'static) -> Self {
-        let decode = self.decode;
-        let items = self.items;
+        let (read, items) = (self.read.read, self.items);
         if let Some(e) = self.failed.clone() {
             callback(e);
             return self;
         }
         self.on_complete(move |job| {
-            if let Err(e) = decode(job, items) {
+            if let Err(e) = read(job, items) {
                 callback(e);
             }
         })
-    }
-
-    fn on_complete(self, f: impl FnOnce(&Job) + Send + 'static) -> Self {
-        if let Some(core) = &self.core {
-            core.on_complete(self.job, Box::new(f));
-        }
-        self
     }
 }
 
@@ -188,6 +229,13 @@ impl<R> fmt::Debug for AsyncResult<R> {
     }
 }
 
+/// Where an imap's tasks come from: its input, pulled a task at a time.
+pub(crate) trait Feed: Send {
+    /// The task of the next (at most) `max` items, from item `start` of
+    /// `job`; `None` once the input has ended.
+    fn next_task(&mut self, job: JobId, start: usize, max: usize) -> Option<Task>;
+}
+
 /// The least look-ahead of an `imap`, in items.
 const LOOKAHEAD_MIN: usize = 256;
 
@@ -206,8 +254,7 @@ const LOOKAHEAD_MIN: usize = 256;
 pub struct IMap<R> {
     core: Option<Arc<Core>>,
     job: JobId,
-    func: ErasedFunction,
-    source: Option<Box<dyn Iterator<Item = ItemResult> + Send>>,
+    feed: Option<Box<dyn Feed>>,
     chunksize: usize,
     lookahead: usize,
     submitted: usize,
@@ -216,26 +263,24 @@ pub struct IMap<R> {
     ordered: bool,
     failed: Option<Error>,
     /// The outcomes of the task being handed out, and how many are left.
-    local: Option<(Chunk, usize)>,
-    _r: PhantomData<fn() -> R>,
+    local: Option<(Outcomes, usize)>,
+    take: fn(&mut Outcomes) -> Result<R>,
 }
 
-impl<R: Payload> IMap<R> {
-    #[allow(clippy::too_many_arguments)]
+impl<R> IMap<R> {
     pub(crate) fn new(
         core: Arc<Core>,
         job: JobId,
-        func: ErasedFunction,
-        source: Box<dyn Iterator<Item = ItemResult> + Send>,
+        feed: Box<dyn Feed>,
         chunksize: usize,
         ordered: bool,
+        take: fn(&mut Outcomes) -> Result<R>,
     ) -> IMap<R> {
         let lookahead = (core.processes * 4 * chunksize).max(LOOKAHEAD_MIN);
         let mut m = IMap {
             core: Some(core),
             job,
-            func,
-            source: Some(source),
+            feed: Some(feed),
             chunksize,
             lookahead,
             submitted: 0,
@@ -244,18 +289,17 @@ impl<R: Payload> IMap<R> {
             ordered,
             failed: None,
             local: None,
-            _r: PhantomData,
+            take,
         };
         m.top_up();
         m
     }
 
-    pub(crate) fn failed(error: Error) -> IMap<R> {
+    pub(crate) fn failed(error: Error, take: fn(&mut Outcomes) -> Result<R>) -> IMap<R> {
         IMap {
             core: None,
             job: 0,
-            func: mp_proc::Function::new(|()| ()).erased(),
-            source: None,
+            feed: None,
             chunksize: 1,
             lookahead: 0,
             submitted: 0,
@@ -264,7 +308,7 @@ impl<R: Payload> IMap<R> {
             ordered: true,
             failed: Some(error),
             local: None,
-            _r: PhantomData,
+            take,
         }
     }
 
@@ -272,7 +316,7 @@ impl<R: Payload> IMap<R> {
     /// whole chunks, once half the look-ahead is free, so that tasks keep
     /// their chunksize and a refill costs one submission, not one per item.
     fn top_up(&mut self) {
-        let (Some(core), Some(source)) = (&self.core, &mut self.source) else {
+        let (Some(core), Some(feed)) = (&self.core, &mut self.feed) else {
             return;
         };
         let room = (self.yielded + self.lookahead).saturating_sub(self.submitted);
@@ -280,20 +324,37 @@ impl<R: Payload> IMap<R> {
         if room == 0 || (self.submitted > 0 && room < self.lookahead / 2) {
             return;
         }
-        let batch: Vec<ItemResult> = source.by_ref().take(room).collect();
-        let got = batch.len();
-        if got > 0 {
-            core.submit(self.job, self.func, self.submitted, batch, self.chunksize);
+        let mut tasks = Vec::new();
+        let mut got = 0;
+        let mut ended = false;
+        while got < room {
+            match feed.next_task(self.job, self.submitted + got, self.chunksize) {
+                Some(t) => {
+                    got += t.count;
+                    ended = t.count < self.chunksize;
+                    tasks.push(t);
+                    if ended {
+                        break;
+                    }
+                }
+                None => {
+                    ended = true;
+                    break;
+                }
+            }
+        }
+        if !tasks.is_empty() {
+            core.submit(tasks);
             self.submitted += got;
         }
-        if got < room {
-            self.source = None;
+        if ended {
+            self.feed = None;
             core.set_expected(self.job, self.submitted);
         }
     }
 }
 
-impl<R: Payload> Iterator for IMap<R> {
+impl<R> Iterator for IMap<R> {
     type Item = Result<R>;
 
     fn next(&mut self) -> Option<Result<R>> {
@@ -302,7 +363,7 @@ impl<R: Payload> Iterator for IMap<R> {
         }
         let core = self.core.clone()?;
         self.top_up();
-        if self.source.is_none() && self.yielded >= self.submitted {
+        if self.feed.is_none() && self.yielded >= self.submitted {
             return None;
         }
         if self.local.is_none() {
@@ -322,11 +383,11 @@ impl<R: Payload> Iterator for IMap<R> {
                     None => j.abort.is_some(),
                 }
             });
-            self.local = taken.map(|(_, count, chunk)| (chunk, count));
+            self.local = taken.map(|(count, outcomes)| (outcomes, count));
         }
         let outcome = match &mut self.local {
-            Some((chunk, left)) => {
-                let r = chunk.take();
+            Some((outcomes, left)) => {
+                let r = (self.take)(outcomes);
                 *left -= 1;
                 if *left == 0 {
                     self.local = None;
@@ -341,7 +402,7 @@ impl<R: Payload> Iterator for IMap<R> {
                     .get(&self.job)
                     .and_then(|j| j.abort.clone());
                 // The pool ended: report it once, then stop.
-                self.source = None;
+                self.feed = None;
                 self.submitted = self.yielded;
                 return Some(Err(abort.unwrap_or(Error::Terminated)));
             }
@@ -349,7 +410,7 @@ impl<R: Payload> Iterator for IMap<R> {
         self.yielded += 1;
         self.next += 1;
         self.top_up();
-        Some(outcome.and_then(|bytes| crate::pool::decode_result::<R>(&bytes)))
+        Some(outcome)
     }
 }
 

@@ -1,5 +1,6 @@
-//! The worker: what every pool process (or thread) runs, and the messages it
-//! exchanges with its pool over its own connection.
+//! The worker: what a pool's worker process runs, and the messages it
+//! exchanges with its pool over its own connection; and running a task's
+//! code, which worker threads do too.
 
 use std::any::Any;
 use std::cell::Cell;
@@ -10,7 +11,7 @@ use mp_proc::Connection;
 use mp_proc::plumbing::{BoundFunction, ErasedFunction};
 use serde::{Deserialize, Serialize};
 
-use crate::records;
+use crate::codec as records;
 
 /// One task: a function and the records of its items' arguments.
 #[derive(Serialize, Deserialize)]
@@ -78,9 +79,6 @@ pub(crate) struct WorkerArgs {
     /// before each task: if the worker dies, the pool knows which task was
     /// running, which had finished and which had not started.
     pub(crate) progress: mp_proc::RawValue<u64>,
-    /// A thread of the pool's process (mp-dummy's `ThreadPool`): it leaves
-    /// the process's signal dispositions alone.
-    pub(crate) thread: bool,
 }
 
 /// A worker that finishes tasks quickly reports them together, at the end of
@@ -90,7 +88,7 @@ const REPORT_EVERY: Duration = Duration::from_millis(1);
 
 /// A request to end the worker (`mp_proc::exit` inside a task), carried out
 /// once the worker has reported what it finished.
-type ExitRequest = Box<dyn Any + Send>;
+pub(crate) type ExitRequest = Box<dyn Any + Send>;
 
 /// Calls `func` on `args`, appending the outcome record to `out`. A panic
 /// is caught; `mp_proc::exit` inside the function comes back as `Err`, to end
@@ -118,7 +116,7 @@ fn call(func: &BoundFunction, args: &[u8], out: &mut Vec<u8>) -> Result<(), Exit
 
 /// Functions found in this process, by their erased form (a pool runs few).
 #[derive(Default)]
-struct Bound(Vec<(ErasedFunction, BoundFunction)>);
+pub(crate) struct Bound(Vec<(ErasedFunction, BoundFunction)>);
 
 impl Bound {
     fn get(&mut self, f: &ErasedFunction) -> mp_proc::Result<BoundFunction> {
@@ -131,10 +129,15 @@ impl Bound {
     }
 }
 
-fn run_task(bound: &mut Bound, task: &TaskMsg) -> Result<Vec<u8>, ExitRequest> {
-    let mut out = Vec::with_capacity(task.items.len() + 64);
-    let func = bound.get(&task.func);
-    for (tag, bytes) in records::iter(&task.items) {
+/// Runs a task's items: the records of their outcomes.
+pub(crate) fn run_task(
+    bound: &mut Bound,
+    func: &ErasedFunction,
+    items: &[u8],
+) -> Result<Vec<u8>, ExitRequest> {
+    let mut out = Vec::with_capacity(items.len() + 64);
+    let func = bound.get(func);
+    for (tag, bytes) in records::iter(items) {
         match (&func, tag) {
             (Ok(f), records::VALUE) => call(f, bytes, &mut out)?,
             (Err(e), records::VALUE) => {
@@ -155,7 +158,7 @@ thread_local! {
 
 /// Silences the panic hook for panics of tasks (see [`IN_TASKS`]); other
 /// panics (an initializer's) are printed as before.
-fn quiet_task_panics() {
+pub(crate) fn quiet_task_panics() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         let previous = std::panic::take_hook();
@@ -169,10 +172,10 @@ fn quiet_task_panics() {
 
 /// Marks this thread as running tasks while it lives (then restores what
 /// it was).
-struct InTasks(bool);
+pub(crate) struct InTasks(bool);
 
 impl InTasks {
-    fn enter() -> InTasks {
+    pub(crate) fn enter() -> InTasks {
         InTasks(IN_TASKS.with(|t| t.replace(true)))
     }
 }
@@ -183,20 +186,28 @@ impl Drop for InTasks {
     }
 }
 
-/// Runs `f` as a worker runs a task's function, on this thread: a panic is
-/// caught, not printed, and becomes [`Error::Panicked`] with its message;
-/// `mp_proc::exit` inside `f` goes on unwinding.
-pub(crate) fn catch_task<R>(f: impl FnOnce() -> R) -> crate::Result<R> {
-    quiet_task_panics();
-    let _in_tasks = InTasks::enter();
-    match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(v) => Ok(v),
-        Err(payload) if mp_proc::plumbing::is_exit_request(&*payload) => {
-            std::panic::resume_unwind(payload)
+/// Runs a worker's initializer (its arguments may hold handles: a Value, a
+/// Queue, whose descriptors came with the packed value); the message of its
+/// panic or of why it could not run. `mp_proc::exit` in it ends the worker,
+/// as asked.
+pub(crate) fn initialize(
+    bound: &mut Bound,
+    (init, init_args): &(ErasedFunction, mp_proc::plumbing::Packed),
+) -> Result<(), String> {
+    let mut out = Vec::new();
+    match bound.get(init) {
+        Ok(f) => match init_args.with_handles(|bytes| call(&f, bytes, &mut out)) {
+            Ok(Ok(())) => {}
+            Ok(Err(exit)) => resume_unwind(exit),
+            Err(e) => records::push(&mut out, records::ENCODING, e.to_string().as_bytes()),
+        },
+        Err(e) => records::push(&mut out, records::ENCODING, e.to_string().as_bytes()),
+    }
+    match records::read(&out, 0) {
+        Some((records::PANICKED | records::ENCODING, message, _)) => {
+            Err(String::from_utf8_lossy(message).into_owned())
         }
-        Err(payload) => Err(crate::Error::Panicked {
-            message: mp_proc::plumbing::panic_message(&*payload),
-        }),
+        _ => Ok(()),
     }
 }
 
@@ -204,41 +215,19 @@ pub(crate) fn catch_task<R>(f: impl FnOnce() -> R) -> crate::Result<R> {
 pub(crate) fn worker_main(args: WorkerArgs) {
     // Ctrl-C goes to the whole process group: the pool handles it, its
     // worker processes do not (no storm of tracebacks).
-    if !args.thread {
-        crate::sys::ignore_sigint();
-    }
+    crate::sys::ignore_sigint();
     quiet_task_panics();
     let log = mp_logging::get_logger();
     let conn = args.conn;
     let mut bound = Bound::default();
-    if let Some((init, init_args)) = args.initializer {
-        let mut out = Vec::new();
-        match bound.get(&init) {
-            // The arguments may hold handles (a Value, a Queue): their
-            // descriptors came with the packed value.
-            Ok(f) => match init_args.with_handles(|bytes| call(&f, bytes, &mut out)) {
-                Ok(Ok(())) => {}
-                // mp_proc::exit in the initializer: the worker ends, as asked.
-                Ok(Err(exit)) => resume_unwind(exit),
-                Err(e) => records::push(&mut out, records::ENCODING, e.to_string().as_bytes()),
-            },
-            Err(e) => records::push(&mut out, records::ENCODING, e.to_string().as_bytes()),
-        }
-        if let Some((records::PANICKED | records::ENCODING, message, _)) = records::read(&out, 0) {
-            let _ = conn.send(&FromWorker::InitFailed(
-                String::from_utf8_lossy(message).into_owned(),
-            ));
-            return;
-        }
+    if let Some(init) = &args.initializer
+        && let Err(message) = initialize(&mut bound, init)
+    {
+        let _ = conn.send(&FromWorker::InitFailed(message));
+        return;
     }
     let mut completed = 0usize;
     'serve: loop {
-        if args.thread {
-            // A thread worker sleeps at once: polling would take the CPU
-            // from the threads of this process that run tasks (a caller
-            // that helps, mp-dummy), which cost twice as long beside it.
-            let _ = mp_proc::connection::wait(&[&conn], None);
-        }
         match conn.recv::<ToWorker>() {
             Ok(ToWorker::Tasks(tasks)) => {
                 let mut done = Vec::with_capacity(tasks.len());
@@ -251,7 +240,7 @@ pub(crate) fn worker_main(args: WorkerArgs) {
                     }
                     args.progress.set(task.id + 1);
                     let in_tasks = InTasks::enter();
-                    let outcome = run_task(&mut bound, task);
+                    let outcome = run_task(&mut bound, &task.func, &task.items);
                     drop(in_tasks);
                     match outcome {
                         Ok(outcomes) => done.push(DoneMsg {

@@ -83,21 +83,40 @@ pub(crate) const CRATES: &[Crate] = &[
                   (checked)",
         }],
     },
-    // TODO(issue 14, after merging mp-pool's restructuring): mp-pool's layers.
-    // The rule there: nothing imports pool.rs from below, result.rs does not
-    // import pool.rs. Something like:
-    //
-    // Crate {
-    //     src: "pool/src",
-    //     layers: &[
-    //         Layer { name: "errors and the OS", modules: &["error", "sys"] },
-    //         Layer { name: "jobs and their codec", modules: &["job", "codec"] },
-    //         Layer { name: "the core", modules: &["core", "scheduler", "transport"] },
-    //         Layer { name: "results", modules: &["result"] },
-    //         Layer { name: "the pool", modules: &["*"] },
-    //     ],
-    //     exceptions: &[],
-    // },
+    Crate {
+        src: "pool/src",
+        layers: &[
+            Layer {
+                name: "the OS, errors and buffers",
+                modules: &["sys", "error", "spare"],
+            },
+            Layer {
+                name: "the wire and the job table",
+                modules: &["codec", "job", "decode"],
+            },
+            Layer {
+                name: "the workers' side",
+                modules: &["worker", "local"],
+            },
+            Layer {
+                name: "the transports",
+                modules: &["scheduler", "transport"],
+            },
+            Layer {
+                name: "the core",
+                modules: &["core"],
+            },
+            Layer {
+                name: "results",
+                modules: &["result"],
+            },
+            Layer {
+                name: "the user API",
+                modules: &["*"],
+            },
+        ],
+        exceptions: &[],
+    },
 ];
 
 /// Checks every crate of [`CRATES`]; the error lists every violation.

@@ -208,3 +208,126 @@ fn chunks_that_finish_out_of_order_give_results_in_order() {
         assert_eq!(out, (0..32).map(|x| x * 10).collect::<Vec<_>>());
     }
 }
+
+/// The names of this process's threads (`comm`, at most 15 bytes).
+fn thread_names() -> Vec<String> {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|n| n.trim_end().to_owned())
+        .collect()
+}
+
+fn workers_alive() -> usize {
+    thread_names()
+        .iter()
+        .filter(|n| n.starts_with("ThreadPoolWork"))
+        .count()
+}
+
+fn pid(_: u32) -> u32 {
+    std::process::id()
+}
+
+fn thread_name(_: u32) -> String {
+    std::thread::current().name().unwrap_or("").to_owned()
+}
+
+fn nothing(_: ()) {}
+
+/// mp-pool's `Pool` over `ThreadContext` runs on the thread transport: its
+/// workers are threads of this process, with no scheduler thread between
+/// them and the callers (the `mp-pool` thread of a process pool), and none
+/// of them outlives the pool, whether it is dropped, closed or terminated,
+/// or its workers were replaced (`maxtasksperchild`).
+#[test]
+fn a_pool_of_threads_has_its_workers_only_and_leaves_no_thread() {
+    let _g = guard();
+    assert_eq!(workers_alive(), 0);
+    // With an initializer, every task runs on a worker (no caller helps).
+    let pool = mp_pool::Pool::builder()
+        .processes(3)
+        .initializer(nothing, ())
+        .context(mp_dummy::ThreadContext)
+        .build()
+        .unwrap();
+    assert_eq!(pool.map(pid, 0..100).unwrap(), [std::process::id(); 100]);
+    let names = pool.map_chunked(thread_name, 0..100, 1).unwrap();
+    assert!(
+        names.iter().all(|n| n.starts_with("ThreadPoolWorker-")),
+        "{names:?}"
+    );
+    assert!(!thread_names().iter().any(|n| n == "mp-pool"));
+    drop(pool);
+    assert_eq!(workers_alive(), 0, "dropped");
+
+    let pool = ThreadPool::from_builder(mp_pool::Pool::builder().processes(2).maxtasksperchild(1))
+        .unwrap();
+    assert_eq!(pool.map_chunked(|x: u32| x, 0..50, 1).unwrap().len(), 50);
+    pool.close();
+    pool.join().unwrap();
+    assert_eq!(workers_alive(), 0, "closed and joined, after replacements");
+
+    let pool = ThreadPool::new(Some(2)).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let stuck = pool.apply_async(move |_: ()| rx.recv().is_ok(), ());
+    let queued = pool.map_async(|x: u32| x, 0..10);
+    pool.terminate();
+    let _ = tx.send(()); // the task may never have started (then it is gone)
+    pool.join().unwrap();
+    assert_eq!(workers_alive(), 0, "terminated and joined");
+    drop((stuck, queued));
+
+    let pool = ThreadPool::new(Some(2)).unwrap();
+    assert_eq!(pool.map(|x: u32| x, 0..10).unwrap().len(), 10);
+    drop(pool);
+    assert_eq!(workers_alive(), 0, "a ThreadPool dropped");
+}
+
+/// A `map` whose input says it has more items than it yields (a wrong
+/// `size_hint`) still gives exactly the items it yielded.
+#[test]
+fn a_map_gets_what_its_input_yields_whatever_its_size_hint_says() {
+    let _g = guard();
+    struct Liar(std::ops::Range<u32>);
+    impl Iterator for Liar {
+        type Item = u32;
+        fn next(&mut self) -> Option<u32> {
+            self.0.next()
+        }
+        fn size_hint(&self) -> (usize, Option<usize>) {
+            (1000, Some(1000))
+        }
+    }
+    let pool = ThreadPool::new(Some(2)).unwrap();
+    assert_eq!(
+        pool.map(|x: u32| x * 2, Liar(0..5)).unwrap(),
+        [0, 2, 4, 6, 8]
+    );
+    assert!(pool.map(|x: u32| x, Liar(0..0)).unwrap().is_empty());
+}
+
+fn bad_init(_: ()) {
+    panic!("the initializer cannot go on");
+}
+
+/// A panicking initializer breaks a pool of threads as it breaks a pool of
+/// processes: every call fails with its message, none hangs.
+#[test]
+fn a_panicking_initializer_breaks_a_pool_of_threads() {
+    let _g = guard();
+    let pool = ThreadPool::from_builder(
+        mp_pool::Pool::builder()
+            .processes(2)
+            .initializer(bad_init, ()),
+    )
+    .unwrap();
+    let failed = |r: mp_pool::Result<Vec<u32>>| {
+        matches!(r, Err(mp_pool::Error::InitializerFailed { message })
+            if message == "the initializer cannot go on")
+    };
+    assert!(failed(pool.map(|x: u32| x, 0..10)));
+    assert!(failed(pool.map(|x: u32| x, 0..10)), "and again");
+    pool.terminate();
+    pool.join().unwrap();
+}

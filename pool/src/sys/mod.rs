@@ -13,6 +13,9 @@
 
 #![allow(unsafe_code)]
 
+mod slots;
+pub(crate) use slots::Slots;
+
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 

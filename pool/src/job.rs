@@ -1,0 +1,357 @@
+//! The pool's bookkeeping, whatever the transport: the queue of tasks not
+//! handed out yet, and the jobs (one per call) whose outcomes arrive task by
+//! task, with their callbacks. Everything here is under one lock
+//! ([`Shared::lock`]), held briefly.
+
+use std::any::Any;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Condvar, Mutex, MutexGuard};
+
+use mp_proc::plumbing::ErasedFunction;
+
+use crate::codec;
+use crate::error::{Error, Result};
+
+pub(crate) type JobId = u64;
+/// Called once when a job completes, with its outcomes (it may take them).
+pub(crate) type Callback = Box<dyn FnOnce(&mut Job) + Send>;
+/// A task's code that runs in this process, returning its outcomes.
+pub(crate) type Closure = Box<dyn FnOnce() -> Outcomes + Send>;
+
+/// The outcomes of a task that ran in this process, typed (see
+/// `local::Ran`); the job table sees only whether they all succeeded.
+pub(crate) trait Values: Send {
+    /// Whether every item succeeded.
+    fn all_ok(&self) -> bool;
+    /// The typed outcomes, to downcast.
+    fn as_any(&mut self) -> &mut dyn Any;
+}
+
+/// What a task runs.
+pub(crate) enum Work {
+    /// A function reference and its items' encoded arguments (records, see
+    /// [`codec`]): it runs in any process that has the same executable.
+    Encoded {
+        func: ErasedFunction,
+        items: Vec<u8>,
+    },
+    /// A closure and its items, in memory: it runs only in this process.
+    Local(Closure),
+}
+
+/// A piece of a job: `count` items from item `start`.
+pub(crate) struct Task {
+    pub(crate) job: JobId,
+    pub(crate) start: usize,
+    pub(crate) count: usize,
+    pub(crate) work: Work,
+}
+
+/// The outcomes of one task, one per item.
+pub(crate) enum Outcomes {
+    /// Encoded outcome records, read from `pos` (items before it were taken).
+    Records { buf: Vec<u8>, pos: usize },
+    /// Values of this process (a `local::Ran<R>`, read by the typed side).
+    Local(Box<dyn Values>),
+    /// Every item failed the same way (a dead worker).
+    Failed(Error),
+}
+
+impl Outcomes {
+    /// Whether every item succeeded.
+    fn all_ok(&self) -> bool {
+        match self {
+            Outcomes::Records { buf, pos } => {
+                codec::iter(&buf[(*pos).min(buf.len())..]).all(|(tag, _)| tag == codec::VALUE)
+            }
+            Outcomes::Local(values) => values.all_ok(),
+            Outcomes::Failed(_) => false,
+        }
+    }
+}
+
+#[derive(Copy, Clone, PartialEq, Eq, Debug)]
+pub(crate) enum Run {
+    Running,
+    Closed,
+    Terminated,
+}
+
+pub(crate) struct Job {
+    /// Outcomes by the index of their first item: `(count, outcomes)`.
+    pub(crate) chunks: BTreeMap<usize, (usize, Outcomes)>,
+    /// The number of items, once known (an imap learns it at the end).
+    pub(crate) expected: Option<usize>,
+    pub(crate) received: usize,
+    /// Set when the pool ended (terminated, interrupted, broken): every item
+    /// not received yet has this error.
+    pub(crate) abort: Option<Error>,
+    callbacks: Vec<Callback>,
+    /// Its callbacks are running (on its outcomes, moved out, without the
+    /// lock): waiters see it as not settled until they have run, as
+    /// CPython's `get()` returns after the callback.
+    in_callbacks: bool,
+    /// Its handle is gone: forget the job once complete.
+    orphaned: bool,
+    /// An imap's: its consumer takes outcomes one by one, so it is woken for
+    /// each (others only when the job completes).
+    pub(crate) lazy: bool,
+}
+
+impl Job {
+    fn new(expected: Option<usize>) -> Job {
+        Job {
+            chunks: BTreeMap::new(),
+            expected,
+            received: 0,
+            abort: None,
+            callbacks: Vec::new(),
+            in_callbacks: false,
+            orphaned: false,
+            lazy: expected.is_none(),
+        }
+    }
+
+    /// Every outcome is in (or the pool ended).
+    pub(crate) fn complete(&self) -> bool {
+        self.abort.is_some() || self.expected.is_some_and(|n| self.received >= n)
+    }
+
+    /// Complete, and its callbacks have run: what `get()` waits for.
+    pub(crate) fn settled(&self) -> bool {
+        self.complete() && !self.in_callbacks
+    }
+
+    /// The error of an item that never ran (the pool ended first).
+    pub(crate) fn missing(&self) -> Error {
+        self.abort.clone().unwrap_or(Error::Terminated)
+    }
+
+    /// Whether all of its first `items` items succeeded.
+    pub(crate) fn all_ok(&self, items: usize) -> bool {
+        let mut next = 0;
+        for (&start, (count, outcomes)) in &self.chunks {
+            if start > next || !outcomes.all_ok() {
+                return false;
+            }
+            next = start + count;
+        }
+        next >= items
+    }
+
+    /// Takes the outcomes of the task that starts at item `start`, or of
+    /// any task for `None`: `(count, outcomes)`.
+    pub(crate) fn take_chunk(&mut self, start: Option<usize>) -> Option<(usize, Outcomes)> {
+        match start {
+            Some(s) => self.chunks.remove(&s),
+            None => self.chunks.pop_first().map(|(_, c)| c),
+        }
+    }
+}
+
+pub(crate) struct State {
+    pub(crate) run: Run,
+    /// Tasks not handed out yet, in order.
+    pub(crate) pending: VecDeque<Task>,
+    pub(crate) jobs: HashMap<JobId, Job>,
+    next_job: JobId,
+    /// Why the pool can run nothing (its initializer failed).
+    pub(crate) broken: Option<Error>,
+    /// The workers have ended.
+    pub(crate) finished: bool,
+    /// Why it was terminated, for the jobs it failed.
+    pub(crate) end: Option<Error>,
+}
+
+/// The pool's state and its waiters, shared by the pool's handles and its
+/// transport.
+pub(crate) struct Shared {
+    state: Mutex<State>,
+    /// Signalled whenever outcomes arrive or the state changes.
+    pub(crate) changed: Condvar,
+}
+
+impl Shared {
+    pub(crate) fn new() -> Shared {
+        Shared {
+            state: Mutex::new(State {
+                run: Run::Running,
+                pending: VecDeque::new(),
+                jobs: HashMap::new(),
+                next_job: 0,
+                broken: None,
+                finished: false,
+                end: None,
+            }),
+            changed: Condvar::new(),
+        }
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        mp_proc::plumbing::lock(&self.state)
+    }
+
+    /// Records what tasks left (`(job, start, count)` and their outcomes)
+    /// and wakes who waits for them: the consumer of an imap for any
+    /// outcome, others when their job completes.
+    pub(crate) fn record_all(
+        &self,
+        outcomes: impl IntoIterator<Item = ((JobId, usize, usize), Outcomes)>,
+    ) {
+        let mut st = self.lock();
+        let mut callbacks = Vec::new();
+        let mut notify = false;
+        for ((job, start, count), o) in outcomes {
+            notify |= st.jobs.get(&job).is_some_and(|j| j.lazy);
+            callbacks.extend(record(&mut st, job, start, count, o));
+            notify |= st.jobs.get(&job).is_none_or(|j| j.complete());
+        }
+        drop(st);
+        for cb in callbacks {
+            run_callbacks(Some(cb), self);
+        }
+        if notify {
+            self.changed.notify_all();
+        }
+    }
+
+    /// Drops what is queued and fails every unfinished job with `why`; runs
+    /// the callbacks now due (without the lock) and wakes the waiters.
+    pub(crate) fn abort_all(&self, mut st: MutexGuard<'_, State>, why: Error) {
+        st.pending.clear();
+        let ids: Vec<JobId> = st.jobs.keys().copied().collect();
+        for id in &ids {
+            if let Some(j) = st.jobs.get_mut(id)
+                && !j.complete()
+            {
+                j.abort = Some(why.clone());
+            }
+        }
+        let callbacks: Vec<_> = ids
+            .into_iter()
+            .filter_map(|id| completed(&mut st, id))
+            .collect();
+        drop(st);
+        for cb in callbacks {
+            run_callbacks(Some(cb), self);
+        }
+        self.changed.notify_all();
+    }
+
+    /// The pool can run nothing any more: fail what is queued and every job.
+    pub(crate) fn fail_everything(&self, why: Error) {
+        let mut st = self.lock();
+        st.broken.get_or_insert(why.clone());
+        self.abort_all(st, why);
+    }
+}
+
+impl State {
+    /// Registers a new job of `expected` items.
+    pub(crate) fn new_job(&mut self, expected: Option<usize>) -> Result<JobId> {
+        if self.run != Run::Running {
+            return Err(Error::NotRunning);
+        }
+        if let Some(e) = &self.broken {
+            return Err(e.clone());
+        }
+        let id = self.next_job;
+        self.next_job += 1;
+        self.jobs.insert(id, Job::new(expected));
+        Ok(id)
+    }
+
+    /// Adds a callback to a job; returns the job if its callbacks are due.
+    pub(crate) fn add_callback(&mut self, job: JobId, callback: Callback) -> Option<JobId> {
+        self.jobs.get_mut(&job)?.callbacks.push(callback);
+        completed(self, job)
+    }
+
+    /// Sets the number of items of a job whose input has ended; returns the
+    /// job if its callbacks are due.
+    pub(crate) fn set_expected(&mut self, job: JobId, n: usize) -> Option<JobId> {
+        self.jobs.get_mut(&job)?.expected = Some(n);
+        completed(self, job)
+    }
+
+    /// Forgets a job whose handle is gone (now if complete, else when it is).
+    pub(crate) fn forget(&mut self, job: JobId) {
+        if let Some(j) = self.jobs.get_mut(&job) {
+            if j.settled() && j.callbacks.is_empty() {
+                self.jobs.remove(&job);
+            } else {
+                j.orphaned = true;
+            }
+        }
+    }
+}
+
+/// Records a task's outcomes; returns the job if its callbacks are now due.
+pub(crate) fn record(
+    st: &mut State,
+    job: JobId,
+    start: usize,
+    count: usize,
+    outcomes: Outcomes,
+) -> Option<JobId> {
+    let j = st.jobs.get_mut(&job)?;
+    j.chunks.insert(start, (count, outcomes));
+    j.received += count;
+    completed(st, job)
+}
+
+/// A complete job with callbacks is marked as running them and returned
+/// (the caller runs them with [`run_callbacks`] once it let go of the lock);
+/// a complete job nobody waits for is forgotten.
+fn completed(st: &mut State, job: JobId) -> Option<JobId> {
+    let j = st.jobs.get_mut(&job)?;
+    if !j.complete() || j.in_callbacks {
+        return None;
+    }
+    if !j.callbacks.is_empty() {
+        j.in_callbacks = true;
+        return Some(job);
+    }
+    if j.orphaned {
+        st.jobs.remove(&job);
+    }
+    None
+}
+
+/// Runs a job's callbacks (on the thread that completed it, as CPython's
+/// result handler does), without the lock, so that they may use the pool;
+/// then lets its waiters see it settled.
+pub(crate) fn run_callbacks(job: Option<JobId>, shared: &Shared) {
+    let Some(id) = job else {
+        return;
+    };
+    loop {
+        let mut st = shared.lock();
+        let Some(j) = st.jobs.get_mut(&id) else {
+            return;
+        };
+        if j.callbacks.is_empty() {
+            j.in_callbacks = false;
+            if j.orphaned {
+                st.jobs.remove(&id);
+            }
+            drop(st);
+            shared.changed.notify_all();
+            return;
+        }
+        let callbacks = std::mem::take(&mut j.callbacks);
+        // The outcomes move out while the callbacks read them; the entry
+        // stays, unsettled, so waiters keep waiting.
+        let mut job = Job::new(j.expected);
+        job.chunks = std::mem::take(&mut j.chunks);
+        job.received = j.received;
+        job.abort = j.abort.clone();
+        drop(st);
+        for cb in callbacks {
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cb(&mut job)));
+        }
+        if let Some(j) = shared.lock().jobs.get_mut(&id) {
+            j.chunks = job.chunks;
+        }
+    }
+}

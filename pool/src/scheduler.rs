@@ -1,0 +1,554 @@
+//! The scheduler of a pool whose workers are elsewhere (other processes;
+//! other hosts, later): one thread per pool, non-generic, that starts
+//! workers through a [`Spawn`], hands each its tasks over its own
+//! connection, collects outcomes, and replaces a worker that dies, failing
+//! exactly the task it was running.
+
+use std::collections::VecDeque;
+use std::io::Read;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mp_proc::Connection;
+use mp_proc::plumbing::ErasedFunction;
+
+use crate::error::{Error, Result};
+use crate::job::{Outcomes, Run, Shared, Task, Work, record, run_callbacks};
+use crate::worker::{DoneMsg, FromWorker, TaskRef, ToWorker, ToWorkerRef};
+
+/// A worker is given tasks ahead, so that it never idles between them, as
+/// long as what it holds is estimated to take less than this; a worker of
+/// slow tasks holds one at a time, so that no task waits behind a slow one
+/// while another worker idles (CPython's workers take tasks one by one from
+/// a shared queue).
+const PREFETCH_WINDOW: Duration = Duration::from_millis(5);
+/// At most this many tasks are held by one worker.
+const PREFETCH_TASKS: usize = 256;
+
+/// How long a worker that closed its connection gets to exit before it is
+/// killed (only a guard: it normally exits at once).
+pub(crate) const EXIT_GRACE: Duration = Duration::from_secs(5);
+
+/// Makes the workers of a pool: each runs [`worker_main`](crate::worker::worker_main)
+/// at the other end of a [`Link`].
+pub(crate) trait Spawn: Send {
+    /// Starts one worker.
+    fn spawn(&mut self) -> Result<Link>;
+}
+
+/// The pool's side of one worker.
+pub(crate) struct Link {
+    /// Its end of the worker's connection.
+    pub(crate) conn: Connection,
+    pub(crate) name: String,
+    pub(crate) pid: u32,
+    pub(crate) worker: Box<dyn Remote>,
+}
+
+/// A worker as the scheduler watches and ends it.
+pub(crate) trait Remote: Send {
+    /// Readable once the worker has ended (a process's sentinel); `None`:
+    /// its connection's end says so.
+    fn sentinel(&self) -> Option<BorrowedFd<'_>>;
+    /// `id + 1` of the task it is running (0: none yet).
+    fn running(&self) -> u64;
+    /// Asks it to end now.
+    fn terminate(&mut self);
+    /// Waits for it to end (killing it after [`EXIT_GRACE`]); its exit code.
+    fn reap(&mut self) -> i32;
+}
+
+/// One task handed to a worker, kept until it reports the outcome (to run
+/// it elsewhere if the worker dies first).
+struct Sent {
+    id: u64,
+    job: crate::job::JobId,
+    start: usize,
+    count: usize,
+    func: ErasedFunction,
+    items: Vec<u8>,
+}
+
+impl Sent {
+    /// The task again, to queue it for another worker.
+    fn requeue(self) -> Task {
+        Task {
+            job: self.job,
+            start: self.start,
+            count: self.count,
+            work: Work::Encoded {
+                func: self.func,
+                items: self.items,
+            },
+        }
+    }
+}
+
+struct Worker {
+    link: Link,
+    /// The tasks it was given and has not reported, in the order it runs them.
+    in_flight: VecDeque<Sent>,
+    /// What one item costs it, from its last report (`None`: not known yet,
+    /// it is given one task at a time).
+    item_cost: Option<Duration>,
+    /// Since when it has been working on what it holds now.
+    busy_since: Instant,
+    /// Frames written for it that its connection has not taken yet, and how
+    /// many bytes of them went.
+    outbox: Vec<u8>,
+    sent: usize,
+    /// How many more tasks it may be given (`maxtasksperchild`): it retires
+    /// after running that many, so it is never handed one it would not run.
+    left: Option<usize>,
+}
+
+impl Worker {
+    /// Writes what its connection takes now of the outbox.
+    fn flush(&mut self) {
+        while self.sent < self.outbox.len() {
+            match self.link.conn.write_nonblocking(&self.outbox[self.sent..]) {
+                Ok(0) => return,
+                Ok(n) => self.sent += n,
+                // A dead worker: its sentinel says so.
+                Err(_) => return,
+            }
+        }
+        self.outbox.clear();
+        self.sent = 0;
+    }
+
+    /// Whether it should be given another task, holding `tasks` tasks of
+    /// `items` items.
+    fn wants(&self, tasks: usize, items: usize) -> bool {
+        if self.left == Some(0) || tasks >= PREFETCH_TASKS {
+            return false;
+        }
+        if tasks == 0 {
+            return true;
+        }
+        match self.item_cost {
+            Some(cost) => {
+                cost.saturating_mul(u32::try_from(items).unwrap_or(u32::MAX)) < PREFETCH_WINDOW
+            }
+            None => false,
+        }
+    }
+}
+
+/// What a scheduler needs: the pool's state, how to make workers, how
+/// many, and how many tasks each runs before it is replaced.
+pub(crate) struct Scheduler {
+    shared: Arc<Shared>,
+    spawn: Box<dyn Spawn>,
+    processes: usize,
+    maxtasks: Option<usize>,
+    /// Its wake-up (an eventfd, see [`crate::sys::wake_fd`]): written by
+    /// anyone, read by the scheduler, with no lock.
+    wake: Arc<crate::sys::Wake>,
+    workers: Vec<Worker>,
+    next_task: u64,
+}
+
+impl Scheduler {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        spawn: Box<dyn Spawn>,
+        processes: usize,
+        maxtasks: Option<usize>,
+        wake: Arc<crate::sys::Wake>,
+    ) -> Scheduler {
+        Scheduler {
+            shared,
+            spawn,
+            processes,
+            maxtasks,
+            wake,
+            workers: Vec::new(),
+            next_task: 0,
+        }
+    }
+
+    /// Starts workers until there are `processes` of them.
+    pub(crate) fn fill(&mut self) -> Result<()> {
+        while self.workers.len() < self.processes {
+            let link = self.spawn.spawn()?;
+            mp_logging::get_logger().debug("added worker");
+            self.workers.push(Worker {
+                link,
+                in_flight: VecDeque::new(),
+                item_cost: None,
+                busy_since: Instant::now(),
+                outbox: Vec::new(),
+                sent: 0,
+                left: self.maxtasks,
+            });
+        }
+        Ok(())
+    }
+
+    pub(crate) fn run(mut self) {
+        let log = mp_logging::get_logger();
+        let interrupts = crate::sys::interrupts();
+        loop {
+            // Decide, under the lock.
+            let mut st = self.shared.lock();
+            if crate::sys::interrupts() != interrupts && st.run != Run::Terminated {
+                st.run = Run::Terminated;
+                st.end = Some(Error::Interrupted);
+            }
+            if st.run == Run::Terminated {
+                let why = st.end.clone().unwrap_or(Error::Terminated);
+                drop(st);
+                self.end(why);
+                return;
+            }
+            let idle = st.pending.is_empty() && self.workers.iter().all(|w| w.in_flight.is_empty());
+            if st.run == Run::Closed && idle {
+                drop(st);
+                self.stop();
+                return;
+            }
+            let mut sends: Vec<(usize, Vec<Task>)> = Vec::new();
+            let mut refused: Vec<Task> = Vec::new();
+            if st.broken.is_none() {
+                // One task to each worker that wants more, round after round,
+                // so that a short queue is spread over the workers.
+                let mut held: Vec<(usize, usize, Vec<Task>)> = self
+                    .workers
+                    .iter()
+                    .map(|w| {
+                        let items = w.in_flight.iter().map(|s| s.count).sum();
+                        (w.in_flight.len(), items, Vec::new())
+                    })
+                    .collect();
+                let mut more = true;
+                while more && !st.pending.is_empty() {
+                    more = false;
+                    for (w, (tasks, items, batch)) in self.workers.iter_mut().zip(&mut held) {
+                        if !w.wants(*tasks, *items) {
+                            continue;
+                        }
+                        let Some(t) = st.pending.pop_front() else {
+                            break;
+                        };
+                        if matches!(t.work, Work::Local(_)) {
+                            refused.push(t);
+                            more = true;
+                            continue;
+                        }
+                        if let Some(left) = &mut w.left {
+                            *left -= 1;
+                        }
+                        *tasks += 1;
+                        *items += t.count;
+                        batch.push(t);
+                        more = true;
+                    }
+                }
+                for (i, (_, _, batch)) in held.into_iter().enumerate() {
+                    if !batch.is_empty() {
+                        sends.push((i, batch));
+                    }
+                }
+            }
+            drop(st);
+            // Closures cannot travel (no API makes them for this transport).
+            if !refused.is_empty() {
+                self.shared.record_all(refused.into_iter().map(|t| {
+                    let why = Error::InvalidArgument {
+                        what: "a closure cannot run in a worker process".into(),
+                    };
+                    ((t.job, t.start, t.count), Outcomes::Failed(why))
+                }));
+            }
+
+            // Hand out the tasks, one message per worker (a worker that died
+            // is seen below).
+            for (i, batch) in sends {
+                let w = &mut self.workers[i];
+                let first = w.in_flight.len();
+                if first == 0 {
+                    w.busy_since = Instant::now();
+                }
+                for task in batch {
+                    let Task {
+                        job,
+                        start,
+                        count,
+                        work: Work::Encoded { func, items },
+                    } = task
+                    else {
+                        continue; // refused above
+                    };
+                    let id = self.next_task;
+                    self.next_task += 1;
+                    w.in_flight.push_back(Sent {
+                        id,
+                        job,
+                        start,
+                        count,
+                        func,
+                        items,
+                    });
+                }
+                let msgs = w
+                    .in_flight
+                    .range(first..)
+                    .map(|t| TaskRef {
+                        id: t.id,
+                        func: t.func,
+                        items: &t.items,
+                    })
+                    .collect();
+                // Never a blocking write: a worker may itself be blocked
+                // writing its outcomes to us, and only we read them. What
+                // the worker's buffer does not take now waits in its outbox
+                // until poll says it is writable.
+                let _ = Connection::encode_frame(&ToWorkerRef::Tasks(msgs), &mut w.outbox);
+                w.flush();
+            }
+
+            // Wait for outcomes, a dead worker, or a wake-up. A worker's end
+            // shows on its sentinel even if something else (a process its
+            // task started) still holds its end of the connection.
+            let n = self.workers.len();
+            let mut fds = vec![self.wake.get().as_fd()];
+            fds.extend(self.workers.iter().map(|w| w.link.conn.as_fd()));
+            let mut sentinel_of = Vec::new();
+            for (i, w) in self.workers.iter().enumerate() {
+                if let Some(fd) = w.link.worker.sentinel() {
+                    fds.push(fd);
+                    sentinel_of.push(i);
+                }
+            }
+            // Workers with frames waiting in their outbox: wait for room too.
+            let pending: Vec<usize> = (0..n)
+                .filter(|&i| self.workers[i].sent < self.workers[i].outbox.len())
+                .collect();
+            let out: Vec<_> = pending
+                .iter()
+                .map(|&i| self.workers[i].link.conn.as_fd())
+                .collect();
+            let (ready, writable) = spin_then_wait(&fds, &out);
+            drop((out, fds));
+            for k in writable {
+                self.workers[pending[k]].flush();
+            }
+            if ready.contains(&0) {
+                let mut buf = [0u8; 256];
+                let _ = self.wake.get().read(&mut buf);
+            }
+            let mut dead = Vec::new();
+            for &r in ready.iter().filter(|&&r| r > 0 && r <= n) {
+                if !self.collect(r - 1) {
+                    dead.push(r - 1);
+                }
+            }
+            for &r in ready.iter().filter(|&&r| r > n) {
+                let i = sentinel_of[r - n - 1];
+                if dead.contains(&i) {
+                    continue;
+                }
+                // It has ended: what it sent before is in the connection.
+                if matches!(
+                    self.workers[i].link.conn.poll(Some(Duration::ZERO)),
+                    Ok(true)
+                ) {
+                    self.collect(i);
+                }
+                dead.push(i);
+            }
+            dead.sort_unstable();
+            for i in dead.into_iter().rev() {
+                self.bury(i);
+            }
+            let needed = {
+                let st = self.shared.lock();
+                st.broken.is_none()
+                    && match st.run {
+                        Run::Running => true,
+                        Run::Closed => !st.pending.is_empty(),
+                        Run::Terminated => false,
+                    }
+            };
+            if needed && let Err(e) = self.fill() {
+                log.warning(format_args!("could not replace a pool worker: {e}"));
+                self.shared.fail_everything(e);
+            }
+        }
+    }
+
+    /// Reads what worker `i` sent; false if it is gone.
+    fn collect(&mut self, i: usize) -> bool {
+        loop {
+            match self.workers[i].link.conn.recv::<FromWorker>() {
+                Ok(FromWorker::Done { done, returned }) => self.done(i, done, returned),
+                Ok(FromWorker::InitFailed(message)) => {
+                    self.shared
+                        .fail_everything(Error::InitializerFailed { message });
+                    return false;
+                }
+                Err(_) => return false,
+            }
+            if !matches!(
+                self.workers[i].link.conn.poll(Some(Duration::ZERO)),
+                Ok(true)
+            ) {
+                return true;
+            }
+        }
+    }
+
+    /// Records finished tasks of worker `i`, and re-queues the ones it gave back.
+    fn done(&mut self, i: usize, done: Vec<DoneMsg>, returned: Vec<u64>) {
+        let w = &mut self.workers[i];
+        let now = Instant::now();
+        let items: usize = done
+            .iter()
+            .filter_map(|d| w.in_flight.iter().find(|t| t.id == d.id))
+            .map(|t| t.count)
+            .sum();
+        if items > 0 {
+            w.item_cost = Some((now - w.busy_since) / u32::try_from(items).unwrap_or(u32::MAX));
+            w.busy_since = now;
+        }
+        let mut finished = Vec::with_capacity(done.len());
+        for d in done {
+            let Some(pos) = w.in_flight.iter().position(|t| t.id == d.id) else {
+                continue;
+            };
+            let Some(t) = w.in_flight.remove(pos) else {
+                continue;
+            };
+            let outcomes = Outcomes::Records {
+                buf: d.outcomes,
+                pos: 0,
+            };
+            finished.push(((t.job, t.start, t.count), outcomes));
+        }
+        if !returned.is_empty() {
+            let mut st = self.shared.lock();
+            for id in returned.into_iter().rev() {
+                if let Some(pos) = w.in_flight.iter().position(|t| t.id == id)
+                    && let Some(t) = w.in_flight.remove(pos)
+                {
+                    st.pending.push_front(t.requeue());
+                }
+            }
+        }
+        self.shared.record_all(finished);
+    }
+
+    /// Worker `i` is gone: reap it, fail the task it was running, and queue
+    /// the others it held again (the ones it had not started, and the few it
+    /// finished in its last moments without reporting them).
+    fn bury(&mut self, i: usize) {
+        let mut w = self.workers.remove(i);
+        let exitcode = w.link.worker.reap();
+        mp_logging::get_logger().debug(format_args!("cleaning up worker {}", w.link.pid));
+        if w.in_flight.is_empty() {
+            return; // retired (maxtasksperchild), or stopped
+        }
+        if self.shared.lock().broken.is_some() {
+            return; // every job has failed already: nothing to run again
+        }
+        // The running task; if none of those held is (it died between two),
+        // the first is blamed, so that every death fails a task and a worker
+        // that cannot run anything cannot make the pool spin.
+        let running = w.link.worker.running();
+        let culprit = w
+            .in_flight
+            .iter()
+            .position(|t| t.id + 1 == running)
+            .unwrap_or(0);
+        let Some(task) = w.in_flight.remove(culprit) else {
+            return;
+        };
+        let why = Error::WorkerDied {
+            worker: w.link.name.clone(),
+            pid: w.link.pid,
+            exitcode,
+        };
+        let mut st = self.shared.lock();
+        while let Some(t) = w.in_flight.pop_back() {
+            st.pending.push_front(t.requeue());
+        }
+        let callbacks = record(
+            &mut st,
+            task.job,
+            task.start,
+            task.count,
+            Outcomes::Failed(why),
+        );
+        drop(st);
+        run_callbacks(callbacks, &self.shared);
+        self.shared.changed.notify_all();
+    }
+
+    /// Takes the wake-up out of the SIGINT handler's table (the pool ends).
+    fn release_slot(&mut self) {
+        crate::sys::withdraw(&self.wake);
+    }
+
+    /// `close()` and all work done: stop the workers and end.
+    fn stop(&mut self) {
+        self.release_slot();
+        for w in &self.workers {
+            let _ = w.link.conn.send(&ToWorker::Stop);
+        }
+        for mut w in self.workers.drain(..) {
+            w.link.worker.reap();
+        }
+        mp_logging::get_logger().debug("worker handler exiting");
+        self.shared.lock().finished = true;
+        self.shared.changed.notify_all();
+    }
+
+    /// `terminate()`: end the workers now and fail what is left.
+    pub(crate) fn end(&mut self, why: Error) {
+        self.release_slot();
+        let log = mp_logging::get_logger();
+        log.debug("finalizing pool");
+        log.debug("terminating workers");
+        for w in &mut self.workers {
+            w.link.worker.terminate();
+        }
+        for w in self.workers.drain(..) {
+            let Link {
+                mut worker, conn, ..
+            } = w.link;
+            drop(conn); // a worker that is not killed sees end of file
+            worker.reap();
+        }
+        let mut st = self.shared.lock();
+        st.finished = true;
+        self.shared.abort_all(st, why);
+    }
+}
+
+/// How long the scheduler polls before it sleeps: on these machines a sleep
+/// and a wake-up across CPUs cost ~20 µs per hop (mp-proc's connections spin
+/// as long). (A waiting caller does not spin: it would take CPU from the
+/// workers.)
+const SPIN: Duration = Duration::from_micros(30);
+
+/// The scheduler's wait: zero-timeout polls (yielding between them) for
+/// [`SPIN`], then a blocking one.
+fn spin_then_wait(fds: &[BorrowedFd<'_>], out: &[BorrowedFd<'_>]) -> (Vec<usize>, Vec<usize>) {
+    if mp_proc::plumbing::several_cpus() {
+        let end = Instant::now() + SPIN;
+        loop {
+            let (r, w) =
+                mp_proc::plumbing::wait_fds_rw(fds, out, Some(Duration::ZERO)).unwrap_or_default();
+            if !r.is_empty() || !w.is_empty() {
+                return (r, w);
+            }
+            if Instant::now() >= end {
+                break;
+            }
+            std::thread::yield_now();
+        }
+    }
+    mp_proc::plumbing::wait_fds_rw(fds, out, None).unwrap_or_default()
+}

@@ -1,0 +1,79 @@
+//! How tasks travel to workers and their outcomes back.
+//!
+//! The pool's core (`core.rs`) keeps one queue of tasks and one table
+//! of jobs (see [`crate::job`]), whatever the workers are; a transport
+//! starts the workers and moves tasks from that queue to them:
+//!
+//! - [`process`]: workers are processes of a [`mp_proc::Context`]. A task
+//!   is encoded (a function reference and its items' argument records) and
+//!   sent over the worker's own connection by the pool's scheduler thread
+//!   ([`crate::scheduler`]), which also reads the outcomes, notices a worker
+//!   that dies (its sentinel), fails only the task it was running and
+//!   replaces it, and retires workers after `maxtasksperchild`.
+//! - [`thread`]: workers are threads of this process. A task is a boxed
+//!   closure (or an encoded task, run in place): no encoding, no ids, no
+//!   scheduler thread. Workers take tasks from the queue themselves, and a
+//!   caller that waits runs its own call's tasks that no worker has started.
+//!
+//! A third transport, workers on other hosts over TCP, is an addition: its
+//! tasks are the encoded ones the process transport sends, and the
+//! scheduler already speaks to each worker through a [`Connection`] it
+//! polls, so it needs a `Spawn` (see [`scheduler::Spawn`](crate::scheduler::Spawn))
+//! whose `spawn` connects to (or accepts) a remote worker that runs
+//! [`worker_main`](crate::worker::worker_main) over that connection, and
+//! whose [`Link`](crate::scheduler::Link) reports the worker's death when
+//! its connection breaks instead of by a process sentinel. The core, the
+//! job table, the results and `Pool`'s API stay as they are; the pool picks
+//! the transport from [`mp_proc::Context::workers`].
+//!
+//! [`Connection`]: mp_proc::Connection
+
+pub(crate) mod process;
+pub(crate) mod thread;
+
+use std::sync::Arc;
+
+use crate::error::Result;
+use crate::job::{JobId, Shared};
+
+/// What the core asks of a transport.
+pub(crate) trait Transport: Send + Sync + 'static {
+    /// Starts the workers of the pool whose state is `shared`; an error if
+    /// none could start (the pool's constructor fails).
+    fn start(self: Arc<Self>, shared: &Arc<Shared>) -> Result<()>;
+
+    /// The pool's run state changed: whoever hands tasks out looks again.
+    fn wake(&self);
+
+    /// Tasks are about to be queued (their caller is gathering them): a
+    /// transport whose workers sleep may wake one now, so that it is up
+    /// when they come.
+    fn expect(&self) {}
+
+    /// Tasks were queued.
+    fn queued(&self) {
+        self.wake()
+    }
+
+    /// Whether tasks may be closures of this process ([`Work::Local`](crate::job::Work::Local)).
+    fn runs_closures(&self) -> bool {
+        false
+    }
+
+    /// Runs, on the calling thread, tasks of `job` that no worker has
+    /// started, while the caller would wait for them; whether it ran any.
+    /// Only a transport whose workers are threads of this process can.
+    fn help(&self, _shared: &Shared, _job: JobId) -> bool {
+        false
+    }
+
+    /// Whether the transport itself turns Ctrl-C into the pool's end (a
+    /// scheduler thread woken by the SIGINT handler); if not, waiters check
+    /// for it.
+    fn watches_interrupts(&self) -> bool {
+        true
+    }
+
+    /// Waits for the workers to end, after `close` or `terminate`.
+    fn join(&self);
+}
