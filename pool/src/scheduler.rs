@@ -527,28 +527,22 @@ impl Scheduler {
     }
 }
 
-/// How long the scheduler polls before it sleeps: on these machines a sleep
-/// and a wake-up across CPUs cost ~20 µs per hop (mp-proc's connections spin
-/// as long). (A waiting caller does not spin: it would take CPU from the
-/// workers.)
-const SPIN: Duration = Duration::from_micros(30);
-
-/// The scheduler's wait: zero-timeout polls (yielding between them) for
-/// [`SPIN`], then a blocking one.
+/// The scheduler's wait: zero-timeout polls, as mp-proc's waits poll before
+/// they sleep (`plumbing::poll_until`: about a cross-CPU sleep and wake-up,
+/// yielding between polls, none on one CPU), then a blocking one. (A waiting
+/// caller does not spin: it would take CPU from the workers.)
 fn spin_then_wait(fds: &[BorrowedFd<'_>], out: &[BorrowedFd<'_>]) -> (Vec<usize>, Vec<usize>) {
-    if mp_proc::plumbing::several_cpus() {
-        let end = Instant::now() + SPIN;
-        loop {
-            let (r, w) =
-                mp_proc::plumbing::wait_fds_rw(fds, out, Some(Duration::ZERO)).unwrap_or_default();
-            if !r.is_empty() || !w.is_empty() {
-                return (r, w);
-            }
-            if Instant::now() >= end {
-                break;
-            }
-            std::thread::yield_now();
+    let found = std::cell::Cell::new(None);
+    mp_proc::plumbing::poll_until(|| {
+        let (r, w) =
+            mp_proc::plumbing::wait_fds_rw(fds, out, Some(Duration::ZERO)).unwrap_or_default();
+        let any = !r.is_empty() || !w.is_empty();
+        if any {
+            found.set(Some((r, w)));
         }
-    }
-    mp_proc::plumbing::wait_fds_rw(fds, out, None).unwrap_or_default()
+        any
+    });
+    found
+        .take()
+        .unwrap_or_else(|| mp_proc::plumbing::wait_fds_rw(fds, out, None).unwrap_or_default())
 }

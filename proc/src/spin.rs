@@ -71,7 +71,14 @@ pub fn spin_until_ready(ready: impl Fn() -> bool) -> bool {
 /// As [`spin_until`], for a `ready()` that is itself a system call (e.g. a
 /// zero-timeout `poll`): no spin hints, a yield after every check, and no
 /// polling at all in a thread pinned to one CPU (the peer may need that CPU).
-pub(crate) fn poll_until(ready: impl Fn() -> bool) -> bool {
+/// mp-pool's scheduler polls its workers' connections with it.
+///
+/// ```
+/// // Pinned to one CPU it does not poll (false); else a ready check is true.
+/// let _ = mp_proc::plumbing::poll_until(|| true);
+/// ```
+#[doc(hidden)]
+pub fn poll_until(ready: impl Fn() -> bool) -> bool {
     if !crate::sys::process::several_cpus() {
         return false;
     }

@@ -213,7 +213,9 @@ impl Threads {
                 let why = Error::WorkerDied {
                     worker: current.name().unwrap_or("a thread").to_owned(),
                     pid: std::process::id(),
-                    exitcode: 0,
+                    // `mp_proc::exit(n)` in a task: n; a panic outside a
+                    // task's items: 1, as a process's.
+                    exitcode: mp_proc::plumbing::exit_request_code(&*exit).unwrap_or(1),
                 };
                 (Outcomes::Failed(why), Some(exit))
             }
@@ -300,7 +302,9 @@ impl Transport for Threads {
             };
             drop(st);
             if let Some(exit) = self.run(shared, task, took) {
-                // The caller's own thread was asked to end.
+                // The caller's own thread was asked to end: `mp_proc::exit`
+                // unwinds only in a child's target thread (elsewhere it
+                // ends the process, on a worker thread too).
                 resume_unwind(exit);
             }
             helped = true;

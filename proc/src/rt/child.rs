@@ -99,6 +99,18 @@ pub fn is_exit_request(payload: &(dyn std::any::Any + Send)) -> bool {
     payload.is::<ExitRequest>()
 }
 
+/// The exit code a panic payload asks for: `n` for [`exit(n)`](crate::exit)
+/// unwinding, `None` for a panic (a caller reports those as 1, as a child's
+/// exit code).
+///
+/// ```
+/// let p = std::panic::catch_unwind(|| panic!("boom")).unwrap_err();
+/// assert_eq!(mp_proc::plumbing::exit_request_code(&*p), None);
+/// ```
+pub fn exit_request_code(payload: &(dyn std::any::Any + Send)) -> Option<i32> {
+    payload.downcast_ref::<ExitRequest>().map(|r| r.0)
+}
+
 /// The message of a panic payload (a `&str` or a `String`, as `panic!`
 /// makes them), for code that catches panics and reports them.
 ///
