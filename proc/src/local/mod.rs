@@ -248,8 +248,9 @@ impl Ended {
 /// use mp_proc::plumbing::local::{Ended, Wait, wait_on};
 ///
 /// let (state, cv) = (Mutex::new(3u32), Condvar::new());
-/// let (_g, r) = wait_on(&cv, state.lock().unwrap(), &Wait::now(), |n| (*n > 2).then_some(*n));
+/// let (g, r) = wait_on(&cv, state.lock().unwrap(), &Wait::now(), |n| (*n > 2).then_some(*n));
 /// assert_eq!(r, Ok(3));
+/// drop(g); // the state's lock, given back
 /// let (_g, r) = wait_on(&cv, state.lock().unwrap(), &Wait::now(), |n| (*n > 5).then_some(()));
 /// assert_eq!(r, Err(Ended::Timeout));
 /// ```
