@@ -509,3 +509,41 @@ fn refusals_map_to_the_crates_errors() {
     ));
     assert!(matches!(Refused::Empty.into_error("Queue"), Error::Empty));
 }
+
+/// A waiter of a generation that was reset fails, even when it wakes only
+/// after a second reset (of the next generation, which others joined):
+/// CPython's barrier fails every waiter of a reset generation. The
+/// barrier kept only the last reset generation, so a slow waiter of the
+/// first took the second's reset for a pass. A race: the test repeats it,
+/// with spinning threads that keep the first waiter from running at once.
+#[test]
+fn a_waiter_of_a_reset_generation_fails_after_a_later_reset_too() {
+    let stop = AtomicBool::new(false);
+    let passed = AtomicUsize::new(0);
+    thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                while !stop.load(Ordering::Relaxed) {
+                    std::hint::spin_loop();
+                }
+            });
+        }
+        for _ in 0..300 {
+            let b = Barrier::new(3).unwrap();
+            thread::scope(|s| {
+                let a = s.spawn(|| b.wait(&Wait::forever()));
+                until(|| b.n_waiting() == 1);
+                b.reset(); // a's generation
+                let c = s.spawn(|| b.wait(&Wait::forever()));
+                until(|| b.n_waiting() == 1);
+                b.reset(); // c's generation
+                if a.join().unwrap().is_ok() {
+                    passed.fetch_add(1, Ordering::Relaxed);
+                }
+                assert_eq!(c.join().unwrap(), Err(Refused::BrokenBarrier));
+            });
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    assert_eq!(passed.load(Ordering::Relaxed), 0, "waiters of a reset generation passed");
+}
