@@ -545,5 +545,9 @@ fn a_waiter_of_a_reset_generation_fails_after_a_later_reset_too() {
         }
         stop.store(true, Ordering::Relaxed);
     });
-    assert_eq!(passed.load(Ordering::Relaxed), 0, "waiters of a reset generation passed");
+    assert_eq!(
+        passed.load(Ordering::Relaxed),
+        0,
+        "waiters of a reset generation passed"
+    );
 }
