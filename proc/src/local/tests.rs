@@ -551,3 +551,41 @@ fn a_waiter_of_a_reset_generation_fails_after_a_later_reset_too() {
         "waiters of a reset generation passed"
     );
 }
+
+/// A waiter notified and then cancelled while it waits for the lock (a
+/// client that hung up) does not keep the notification: the next waiter
+/// gets it, so a `notify(1)` is not lost for the others.
+#[test]
+fn a_notification_taken_by_a_cancelled_waiter_goes_to_the_next() {
+    let c = Condition::new(Arc::new(Lock::new(true)));
+    let gone = AtomicBool::new(false);
+    thread::scope(|s| {
+        let first = s.spawn(|| {
+            c.lock().acquire(1, &Wait::forever()).unwrap();
+            let check = || gone.load(Ordering::SeqCst);
+            c.wait(1, &Wait::forever().or_cancel(&check, HOUR))
+        });
+        until(|| c.n_waiting() == 1);
+        let second = s.spawn(|| {
+            c.lock().acquire(2, &Wait::forever()).unwrap();
+            let r = c.wait(2, &Wait::timeout(HANG_GUARD));
+            c.lock().release_all(2).unwrap();
+            r
+        });
+        until(|| c.n_waiting() == 2);
+        c.lock().acquire(0, &Wait::forever()).unwrap();
+        gone.store(true, Ordering::SeqCst);
+        c.notify(1); // the first, the oldest
+        until(|| {
+            c.wake(); // the first polls its cancel check, waiting for the lock
+            first.is_finished()
+        });
+        assert_eq!(first.join().unwrap(), Err(Refused::Cancelled));
+        c.lock().release(0).unwrap();
+        assert_eq!(
+            second.join().unwrap(),
+            Ok(true),
+            "the notification was lost"
+        );
+    });
+}
