@@ -326,10 +326,7 @@ impl SyncManager {
     /// How many objects the server holds (Python's `_number_of_objects`).
     #[doc(hidden)]
     pub fn number_of_objects(&self) -> Result<usize> {
-        match self.core.link.call(&Request::NumberOfObjects)? {
-            Reply::Count(n) => Ok(n as usize),
-            r => Err(unexpected(r)),
-        }
+        proxy::count(self.core.link.call(&Request::NumberOfObjects)?)
     }
 
     /// Stops the manager process (when this `SyncManager` started it) and

@@ -169,7 +169,7 @@ fn failure(f: Failure) -> Error {
         },
         Failure::WouldDeadlock => Error::WouldDeadlock,
         Failure::TooManyReleases(bound) => Error::TooManyReleases {
-            bound: bound as usize,
+            bound: usize::try_from(bound).unwrap_or(usize::MAX),
         },
         Failure::TaskDoneTooManyTimes => Error::TaskDoneTooManyTimes,
         Failure::Remote(message) => remote(message),

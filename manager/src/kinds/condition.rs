@@ -128,7 +128,16 @@ impl Handler<(Thread, Op)> for Lock {
             Op::Wait(wait) => {
                 return match call.waiting(wait, |w| c.wait(who, w)) {
                     Ok(notified) => {
-                        self.release_if_lost(who, call);
+                        // A reply lost: the lock is released, and a
+                        // notification the client never heard of goes to
+                        // the next waiter.
+                        let this = self.clone();
+                        call.on_lost(move |_| {
+                            let _ = this.lock.release_all(who);
+                            if let (true, Some(c)) = (notified, &this.condition) {
+                                c.notify(1);
+                            }
+                        });
                         Reply::Bool(notified)
                     }
                     Err(Refused::NotHeld) => fail(Failure::NotHeld("Condition".into())),

@@ -230,3 +230,258 @@ fn a_client_gone_mid_acquire_takes_no_unit() {
     drop(b);
     s.stop();
 }
+
+/// Long enough for any server to answer; a bug shows as `Bool(false)`.
+const LONG: Option<std::time::Duration> = Some(std::time::Duration::from_secs(30));
+
+fn create(c: &Connection, kind: Kind) -> u64 {
+    match call(c, &Request::Create(kind)) {
+        Reply::Id(id) => id,
+        r => panic!("{r:?}"),
+    }
+}
+
+fn lock_op(c: &Connection, id: u64, thread: u64, op: crate::kinds::lock::Op) -> Reply {
+    call(c, &Request::Lock(id, thread, op))
+}
+
+/// A client that hangs up while it waits for a lock, or in a condition's
+/// wait, takes nothing: the lock comes free for the others (given back
+/// if the gone client's wait took it before it noticed).
+#[test]
+fn a_client_gone_mid_lock_or_condition_wait_leaves_the_lock_to_others() {
+    use crate::kinds::condition;
+    use crate::kinds::lock::Op::{Acquire, Release};
+    let _g = mp_testkit::guard();
+    let s = start();
+    let a = s.client();
+    let c = create(&a, Kind::Condition);
+    assert!(matches!(
+        lock_op(&a, c, 1, Acquire(None)),
+        Reply::Bool(true)
+    ));
+    // Gone mid-acquire.
+    let b = s.client();
+    b.send(&Request::Lock(c, 1, Acquire(None))).unwrap();
+    drop(b);
+    assert!(matches!(lock_op(&a, c, 1, Release), Reply::Ok));
+    let d = s.client();
+    assert!(matches!(
+        lock_op(&d, c, 1, Acquire(LONG)),
+        Reply::Bool(true)
+    ));
+    assert!(matches!(lock_op(&d, c, 1, Release), Reply::Ok));
+    // Gone mid-wait (the wait released the lock), then notified.
+    let e = s.client();
+    assert!(matches!(
+        lock_op(&e, c, 1, Acquire(None)),
+        Reply::Bool(true)
+    ));
+    e.send(&Request::Condition(c, 1, condition::Op::Wait(None)))
+        .unwrap();
+    assert!(matches!(
+        lock_op(&d, c, 1, Acquire(LONG)),
+        Reply::Bool(true)
+    ));
+    drop(e);
+    let notify_all = Request::Condition(c, 1, condition::Op::NotifyAll);
+    assert!(matches!(call(&d, &notify_all), Reply::Ok));
+    assert!(matches!(lock_op(&d, c, 1, Release), Reply::Ok));
+    let f = s.client();
+    assert!(matches!(
+        lock_op(&f, c, 7, Acquire(LONG)),
+        Reply::Bool(true)
+    ));
+    drop((a, d, f));
+    s.stop();
+}
+
+/// An RLock (a Condition's lock too) is owned by a session's thread:
+/// another thread of the session, or the same thread number in another
+/// session, neither takes nor releases it; its owner takes it again; a
+/// session that ends gives it back.
+#[test]
+fn an_rlock_is_owned_by_a_sessions_thread_and_freed_with_its_session() {
+    use crate::kinds::lock::Op::{Acquire, Locked, Release};
+    let _g = mp_testkit::guard();
+    let s = start();
+    let (a, session) = s.session();
+    let a2 = s.raw();
+    assert!(matches!(
+        call(&a2, &Request::Hello(Some(session))),
+        Reply::Session(_)
+    ));
+    let b = s.client();
+    for kind in [Kind::RLock, Kind::Condition] {
+        let r = create(&a, kind);
+        assert!(matches!(call(&b, &Request::IncRef(r)), Reply::Ok)); // outlives a
+        let now = Some(std::time::Duration::ZERO);
+        assert!(matches!(
+            lock_op(&a, r, 1, Acquire(None)),
+            Reply::Bool(true)
+        ));
+        assert!(matches!(
+            lock_op(&a2, r, 1, Acquire(None)),
+            Reply::Bool(true)
+        ));
+        assert!(matches!(
+            lock_op(&a2, r, 2, Acquire(now)),
+            Reply::Bool(false)
+        ));
+        assert!(matches!(
+            lock_op(&b, r, 1, Acquire(now)),
+            Reply::Bool(false)
+        ));
+        assert!(is_failure(&lock_op(&a, r, 2, Release)));
+        assert!(is_failure(&lock_op(&b, r, 1, Release)));
+        assert!(matches!(lock_op(&a2, r, 1, Release), Reply::Ok));
+        assert!(matches!(lock_op(&a, r, 1, Release), Reply::Ok));
+        assert!(is_failure(&lock_op(&a, r, 1, Release)));
+        assert!(matches!(
+            lock_op(&a, r, 1, Acquire(None)),
+            Reply::Bool(true)
+        ));
+        assert!(matches!(lock_op(&b, r, 1, Locked), Reply::Bool(true)));
+    }
+    // The session ends with its last connection: its locks come free.
+    drop(a);
+    drop(a2);
+    for r in [1, 2] {
+        assert!(matches!(
+            lock_op(&b, r, 1, Acquire(LONG)),
+            Reply::Bool(true)
+        ));
+    }
+    drop(b);
+    s.stop();
+}
+
+/// The extremes of every number a request carries (counts, bounds,
+/// indices, waits) are answered, never a panic or an overflow, and the
+/// client goes on.
+#[test]
+fn extreme_numbers_in_requests_are_answered() {
+    use crate::kinds::{barrier, condition, event, list, lock};
+    use std::time::Duration;
+    let _g = mp_testkit::guard();
+    let s = start();
+    let c = s.client();
+    let huge = Some(Duration::MAX);
+    let now = Some(Duration::ZERO);
+    let sem = create(
+        &c,
+        Kind::Semaphore {
+            value: u64::MAX,
+            bounded: false,
+        },
+    );
+    assert!(is_failure(&call(
+        &c,
+        &Request::Semaphore(sem, semaphore::Op::Release)
+    )));
+    assert!(matches!(
+        call(&c, &Request::Semaphore(sem, semaphore::Op::Acquire(huge))),
+        Reply::Bool(true)
+    ));
+    let bounded = create(
+        &c,
+        Kind::Semaphore {
+            value: u64::MAX,
+            bounded: true,
+        },
+    );
+    assert!(is_failure(&call(
+        &c,
+        &Request::Semaphore(bounded, semaphore::Op::Release)
+    )));
+    let q = create(
+        &c,
+        Kind::Queue {
+            maxsize: u64::MAX,
+            joinable: true,
+        },
+    );
+    let item = Bytes::from(vec![1]);
+    assert!(matches!(
+        call(&c, &Request::Queue(q, queue::Op::Put(item, huge))),
+        Reply::Ok
+    ));
+    assert!(matches!(
+        call(&c, &Request::Queue(q, queue::Op::Get(huge))),
+        Reply::Maybe(Some(_))
+    ));
+    assert!(matches!(
+        call(&c, &Request::Queue(q, queue::Op::Join(now))),
+        Reply::Fail(_)
+    ));
+    assert!(matches!(
+        call(&c, &Request::Queue(q, queue::Op::TaskDone)),
+        Reply::Ok
+    ));
+    assert!(is_failure(&call(
+        &c,
+        &Request::Queue(q, queue::Op::TaskDone)
+    )));
+    assert!(matches!(
+        call(&c, &Request::Queue(q, queue::Op::Join(huge))),
+        Reply::Ok
+    ));
+    let cond = create(&c, Kind::Condition);
+    let thread = u64::MAX;
+    assert!(matches!(
+        lock_op(&c, cond, thread, lock::Op::Acquire(huge)),
+        Reply::Bool(true)
+    ));
+    let notify = condition::Op::Notify(u64::MAX);
+    assert!(matches!(
+        call(&c, &Request::Condition(cond, thread, notify)),
+        Reply::Ok
+    ));
+    let wait = condition::Op::Wait(now);
+    assert!(matches!(
+        call(&c, &Request::Condition(cond, thread, wait)),
+        Reply::Bool(false)
+    ));
+    assert!(matches!(
+        lock_op(&c, cond, thread, lock::Op::Release),
+        Reply::Ok
+    ));
+    let b = create(
+        &c,
+        Kind::Barrier {
+            parties: u64::MAX,
+            timeout: huge,
+        },
+    );
+    assert!(matches!(
+        call(&c, &Request::Barrier(b, barrier::Op::Wait(now))),
+        Reply::Fail(Failure::BrokenBarrier)
+    ));
+    assert!(matches!(
+        call(&c, &Request::Barrier(b, barrier::Op::Parties)),
+        Reply::Count(_)
+    ));
+    let e = create(&c, Kind::Event);
+    assert!(matches!(
+        call(&c, &Request::Event(e, event::Op::Set)),
+        Reply::Ok
+    ));
+    assert!(matches!(
+        call(&c, &Request::Event(e, event::Op::Wait(huge))),
+        Reply::Bool(true)
+    ));
+    let l = create(&c, Kind::Array(vec![Bytes::from(vec![0])]));
+    for i in [1, u64::MAX] {
+        assert!(matches!(
+            call(&c, &Request::List(l, list::Op::Get(i))),
+            Reply::Fail(Failure::Index { .. })
+        ));
+    }
+    for id in [0, u64::MAX] {
+        assert!(is_failure(&call(&c, &Request::Queue(id, queue::Op::Qsize))));
+        assert!(matches!(call(&c, &Request::DecRef(id)), Reply::Ok));
+    }
+    assert!(matches!(call(&c, &Request::Ping), Reply::Ok));
+    drop(c);
+    s.stop();
+}

@@ -1,17 +1,31 @@
 //! [`Barrier`]: parties wait for each other (`threading.Barrier`).
 
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 
 use super::{Ended, Refused, Wait, wait_on};
 use crate::mutex::lock;
 
+/// How a generation ended, shared with its waiters: `true` when its
+/// parties went through, `false` when it was reset (its waiters fail).
+/// Each waiter keeps its own generation's, so one that wakes late still
+/// learns how its generation ended, whatever came after.
+type Outcome = Arc<OnceLock<bool>>;
+
 struct State {
     waiting: usize,
-    /// Ends each time the barrier lets its parties through (or is reset).
-    generation: u64,
+    /// The current generation's outcome, not set yet.
+    generation: Outcome,
     broken: bool,
-    /// A generation ended by `reset`: its waiters fail.
-    reset: Option<u64>,
+}
+
+impl State {
+    /// Ends the current generation (`passed`: its parties go through;
+    /// else it was reset) and starts the next.
+    fn end_generation(&mut self, passed: bool) {
+        let _ = self.generation.set(passed);
+        self.generation = Outcome::default();
+        self.waiting = 0;
+    }
 }
 
 /// A barrier for a number of parties (`threading.Barrier`, without its
@@ -48,9 +62,8 @@ impl Barrier {
             parties,
             state: Mutex::new(State {
                 waiting: 0,
-                generation: 0,
+                generation: Outcome::default(),
                 broken: false,
-                reset: None,
             }),
             changed: Condvar::new(),
         })
@@ -68,16 +81,15 @@ impl Barrier {
         let index = st.waiting;
         st.waiting += 1;
         if st.waiting == self.parties {
-            st.generation = st.generation.wrapping_add(1);
-            st.waiting = 0;
+            st.end_generation(true);
             drop(st);
             self.changed.notify_all();
             return Ok(index);
         }
-        let generation = st.generation;
+        let generation = st.generation.clone();
         let (mut st, r) = wait_on(&self.changed, st, wait, |s| {
-            if s.generation != generation {
-                Some(s.reset != Some(generation))
+            if let Some(&passed) = generation.get() {
+                Some(passed)
             } else if s.broken {
                 s.waiting = s.waiting.saturating_sub(1);
                 Some(false)
@@ -113,9 +125,7 @@ impl Barrier {
     pub fn reset(&self) {
         let mut st = lock(&self.state);
         if st.waiting > 0 {
-            st.reset = Some(st.generation);
-            st.generation = st.generation.wrapping_add(1);
-            st.waiting = 0;
+            st.end_generation(false);
         }
         st.broken = false;
         drop(st);

@@ -56,7 +56,8 @@ impl<O: Copy + Eq> Condition<O> {
     /// depth: whether it was notified (false: the deadline passed).
     /// [`Refused::NotHeld`] if `who` does not hold the lock;
     /// [`Refused::Cancelled`] if cancelled, and then `who` does not hold
-    /// the lock any more.
+    /// the lock any more (and a notification it took goes to the next
+    /// waiter).
     pub fn wait(&self, who: O, wait: &Wait<'_>) -> Result<bool, Refused> {
         // Registered before the lock is released: no notification is lost.
         let mut t = lock(&self.tickets);
@@ -81,8 +82,15 @@ impl<O: Copy + Eq> Condition<O> {
             return Err(Refused::Cancelled);
         }
         // The lock again, however long that takes (as CPython's wait).
-        self.lock.reacquire(who, depth, &wait.with_deadline(None))?;
-        Ok(r.is_ok())
+        let notified = r.is_ok();
+        if let Err(e) = self.lock.reacquire(who, depth, &wait.with_deadline(None)) {
+            // Cancelled: a notification this waiter took goes to the next.
+            if notified {
+                self.notify(1);
+            }
+            return Err(e);
+        }
+        Ok(notified)
     }
 
     /// Wakes up to `n` waiters (the oldest).

@@ -509,3 +509,83 @@ fn refusals_map_to_the_crates_errors() {
     ));
     assert!(matches!(Refused::Empty.into_error("Queue"), Error::Empty));
 }
+
+/// A waiter of a generation that was reset fails, even when it wakes only
+/// after a second reset (of the next generation, which others joined):
+/// CPython's barrier fails every waiter of a reset generation. The
+/// barrier kept only the last reset generation, so a slow waiter of the
+/// first took the second's reset for a pass. A race: the test repeats it,
+/// with spinning threads that keep the first waiter from running at once.
+#[test]
+fn a_waiter_of_a_reset_generation_fails_after_a_later_reset_too() {
+    let stop = AtomicBool::new(false);
+    let passed = AtomicUsize::new(0);
+    thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                while !stop.load(Ordering::Relaxed) {
+                    std::hint::spin_loop();
+                }
+            });
+        }
+        for _ in 0..300 {
+            let b = Barrier::new(3).unwrap();
+            thread::scope(|s| {
+                let a = s.spawn(|| b.wait(&Wait::forever()));
+                until(|| b.n_waiting() == 1);
+                b.reset(); // a's generation
+                let c = s.spawn(|| b.wait(&Wait::forever()));
+                until(|| b.n_waiting() == 1);
+                b.reset(); // c's generation
+                if a.join().unwrap().is_ok() {
+                    passed.fetch_add(1, Ordering::Relaxed);
+                }
+                assert_eq!(c.join().unwrap(), Err(Refused::BrokenBarrier));
+            });
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    assert_eq!(
+        passed.load(Ordering::Relaxed),
+        0,
+        "waiters of a reset generation passed"
+    );
+}
+
+/// A waiter notified and then cancelled while it waits for the lock (a
+/// client that hung up) does not keep the notification: the next waiter
+/// gets it, so a `notify(1)` is not lost for the others.
+#[test]
+fn a_notification_taken_by_a_cancelled_waiter_goes_to_the_next() {
+    let c = Condition::new(Arc::new(Lock::new(true)));
+    let gone = AtomicBool::new(false);
+    thread::scope(|s| {
+        let first = s.spawn(|| {
+            c.lock().acquire(1, &Wait::forever()).unwrap();
+            let check = || gone.load(Ordering::SeqCst);
+            c.wait(1, &Wait::forever().or_cancel(&check, HOUR))
+        });
+        until(|| c.n_waiting() == 1);
+        let second = s.spawn(|| {
+            c.lock().acquire(2, &Wait::forever()).unwrap();
+            let r = c.wait(2, &Wait::timeout(HANG_GUARD));
+            c.lock().release_all(2).unwrap();
+            r
+        });
+        until(|| c.n_waiting() == 2);
+        c.lock().acquire(0, &Wait::forever()).unwrap();
+        gone.store(true, Ordering::SeqCst);
+        c.notify(1); // the first, the oldest
+        until(|| {
+            c.wake(); // the first polls its cancel check, waiting for the lock
+            first.is_finished()
+        });
+        assert_eq!(first.join().unwrap(), Err(Refused::Cancelled));
+        c.lock().release(0).unwrap();
+        assert_eq!(
+            second.join().unwrap(),
+            Ok(true),
+            "the notification was lost"
+        );
+    });
+}
