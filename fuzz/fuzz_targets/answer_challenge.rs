@@ -1,4 +1,4 @@
 //! Fuzzes the connecting side of the handshake, answering a peer's bytes.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| mp_proc::fuzzing::answer_challenge(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| mp_proc::plumbing::fuzzing::answer_challenge(data));

@@ -1,4 +1,4 @@
 //! Fuzzes a child's bootstrap reader.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| mp_proc::fuzzing::bootstrap(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| mp_proc::plumbing::fuzzing::bootstrap(data));

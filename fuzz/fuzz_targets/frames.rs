@@ -1,4 +1,4 @@
 //! Fuzzes the frame reader: a byte stream from a peer, read frame by frame.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| mp_proc::fuzzing::frames(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| mp_proc::plumbing::fuzzing::frames(data));

@@ -1,4 +1,4 @@
 //! Fuzzes the payload decoder, over a nested value of every serde shape.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| mp_proc::fuzzing::payload(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| mp_proc::plumbing::fuzzing::payload(data));

@@ -3,8 +3,8 @@
 //! same code. Not part of the API.
 //!
 //! ```
-//! for seed in mp_manager::fuzzing::seeds("manager_request") {
-//!     mp_manager::fuzzing::request(&seed);
+//! for seed in mp_manager::plumbing::fuzzing::seeds("manager_request") {
+//!     mp_manager::plumbing::fuzzing::request(&seed);
 //! }
 //! ```
 

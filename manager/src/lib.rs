@@ -1,8 +1,16 @@
 #![doc = include_str!("../README.md")]
 
 mod base;
+mod fuzzing;
+/// What the workspace's fuzz targets and tests need and users do not:
+/// hidden from the docs, no stability promise.
 #[doc(hidden)]
-pub mod fuzzing;
+pub mod plumbing {
+    /// The manager's decoders, as the fuzz targets drive them.
+    pub mod fuzzing {
+        pub use crate::fuzzing::*;
+    }
+}
 mod kinds;
 mod link;
 mod protocol;
@@ -323,8 +331,16 @@ impl SyncManager {
         Ok(Proxy::from_reference(self.create(kind)?))
     }
 
-    /// How many objects the server holds (Python's `_number_of_objects`).
-    #[doc(hidden)]
+    /// How many objects the server holds (Python's `_number_of_objects`, a
+    /// debugging aid): each lives while a proxy to it exists anywhere.
+    ///
+    /// ```
+    /// let m = mp_manager::SyncManager::start()?;
+    /// let d = m.dict::<String, u32>()?;
+    /// assert_eq!(m.number_of_objects()?, 1);
+    /// drop(d);
+    /// # Ok::<(), mp_proc::Error>(())
+    /// ```
     pub fn number_of_objects(&self) -> Result<usize> {
         proxy::count(self.core.link.call(&Request::NumberOfObjects)?)
     }

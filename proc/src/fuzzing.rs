@@ -5,8 +5,8 @@
 //! Not part of the API.
 //!
 //! ```
-//! for (name, target) in mp_proc::fuzzing::TARGETS {
-//!     for seed in mp_proc::fuzzing::seeds(name) {
+//! for (name, target) in mp_proc::plumbing::fuzzing::TARGETS {
+//!     for seed in mp_proc::plumbing::fuzzing::seeds(name) {
 //!         target(&seed);
 //!     }
 //!     target(&[0xff; 40]);

@@ -11,8 +11,7 @@ pub mod connection;
 mod context;
 mod error;
 mod function;
-#[doc(hidden)]
-pub mod fuzzing;
+mod fuzzing;
 mod local;
 mod method;
 mod mutex;

@@ -24,3 +24,9 @@ pub fn several_cpus() -> bool {
 pub mod local {
     pub use crate::local::*;
 }
+
+/// mp-proc's decoders, as the fuzz targets (fuzz/) and the corpus replay
+/// tests drive them.
+pub mod fuzzing {
+    pub use crate::fuzzing::*;
+}

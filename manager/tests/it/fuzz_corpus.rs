@@ -11,7 +11,7 @@ fn manager_request() {
     for file in mp_testkit::corpus::files("manager_request") {
         let data = std::fs::read(&file).unwrap();
         eprintln!("{}", file.display());
-        mp_manager::fuzzing::request(&data);
+        mp_manager::plumbing::fuzzing::request(&data);
     }
 }
 
@@ -21,7 +21,7 @@ fn manager_request() {
 #[test]
 #[ignore = "writes fuzz/corpus/; run by hand to refresh the seeds"]
 fn write_seeds() {
-    for (target, _) in mp_manager::fuzzing::TARGETS {
-        mp_testkit::corpus::write_seeds(target, &mp_manager::fuzzing::seeds(target));
+    for (target, _) in mp_manager::plumbing::fuzzing::TARGETS {
+        mp_testkit::corpus::write_seeds(target, &mp_manager::plumbing::fuzzing::seeds(target));
     }
 }

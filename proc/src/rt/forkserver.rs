@@ -58,6 +58,19 @@ pub(crate) fn restart(dead: &Arc<Helper>) -> Result<Arc<Helper>> {
 /// stderr, then the child's descriptors. Returns its pid, its status socket
 /// and its pidfd.
 pub(crate) fn request(server: &Helper, fds: &[RawFd]) -> Result<(u32, OwnedFd, Option<OwnedFd>)> {
+    // One message carries them all: more is the caller's argument, not an
+    // OS failure (a child's args with hundreds of handles).
+    if fds.len() + 1 > sys::scm::MAX_FDS {
+        return Err(Error::Invalid {
+            what: "start a process under forkserver",
+            reason: format!(
+                "the child needs {} descriptors (those in its args and its own set-up): the fork \
+                 server takes at most {} per child",
+                fds.len(),
+                sys::scm::MAX_FDS - 1
+            ),
+        });
+    }
     let (reply, server_end) = sys::fd::socket_pair(false).os("socketpair")?;
     let mut all = vec![server_end.as_raw_fd()];
     all.extend_from_slice(fds);

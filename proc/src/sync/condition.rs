@@ -120,8 +120,14 @@ impl Condition {
         })
     }
 
-    /// Wakes up to `n` waiters.
+    /// Wakes up to `n` waiters. An `n` over 1024 wakes every
+    /// waiter, as [`notify_all`](Self::notify_all) (a condition allows a
+    /// waiter to wake without a notification, and one signal per unit of a
+    /// huge `n` would take forever).
     pub fn notify(&self, n: usize) -> Result<()> {
+        if n > NOTIFY_EACH {
+            return self.notify_all();
+        }
         for _ in 0..n {
             sync::cond_notify(&self.cond.0, 0, false).os("notify")?;
         }
@@ -161,6 +167,9 @@ pub fn wait_for_with<G>(
         }
     }
 }
+
+/// The most waiters [`Condition::notify`] wakes one by one.
+const NOTIFY_EACH: usize = 1024;
 
 impl fmt::Debug for Condition {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -112,3 +112,25 @@ fn only_the_passed_descriptors_reach_the_child(method: StartMethod) {
     );
     drop((canary, other_a, other_b, other_r, other_w));
 }
+
+fn hold(_: Vec<Connection>) {}
+
+/// More descriptors than one message to the fork server carries is the
+/// caller's argument, refused as such (not an OS error), and nothing leaks;
+/// fork and spawn have no such limit.
+#[test]
+fn args_with_more_descriptors_than_the_fork_server_takes_are_refused() {
+    let _g = guard();
+    let ends: Vec<Connection> = (0..130)
+        .flat_map(|_| {
+            let (a, b) = pipe(false).unwrap();
+            [a, b]
+        })
+        .collect();
+    let mut p = get_context(StartMethod::Forkserver).process(hold, ends);
+    let r = p.start();
+    assert!(
+        matches!(&r, Err(mp_proc::Error::Invalid { reason, .. }) if reason.contains("descriptors")),
+        "{r:?}"
+    );
+}

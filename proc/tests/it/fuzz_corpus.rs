@@ -8,10 +8,10 @@ use mp_testkit::guard;
 
 fn replay(target: &str) {
     let _g = guard();
-    let (_, run) = mp_proc::fuzzing::TARGETS
+    let (_, run) = mp_proc::plumbing::fuzzing::TARGETS
         .iter()
         .find(|(name, _)| *name == target)
-        .expect("a target of mp_proc::fuzzing");
+        .expect("a target of mp_proc::plumbing::fuzzing");
     let files = mp_testkit::corpus::files(target);
     for file in files {
         let data = std::fs::read(&file).unwrap();
@@ -52,7 +52,10 @@ fn bootstrap() {
 
 #[test]
 fn every_target_has_a_test_here() {
-    let names: Vec<&str> = mp_proc::fuzzing::TARGETS.iter().map(|t| t.0).collect();
+    let names: Vec<&str> = mp_proc::plumbing::fuzzing::TARGETS
+        .iter()
+        .map(|t| t.0)
+        .collect();
     let this = include_str!("fuzz_corpus.rs");
     for name in names {
         assert!(
@@ -68,7 +71,7 @@ fn every_target_has_a_test_here() {
 #[test]
 #[ignore = "writes fuzz/corpus/; run by hand to refresh the seeds"]
 fn write_seeds() {
-    for (target, _) in mp_proc::fuzzing::TARGETS {
-        mp_testkit::corpus::write_seeds(target, &mp_proc::fuzzing::seeds(target));
+    for (target, _) in mp_proc::plumbing::fuzzing::TARGETS {
+        mp_testkit::corpus::write_seeds(target, &mp_proc::plumbing::fuzzing::seeds(target));
     }
 }

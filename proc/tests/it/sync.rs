@@ -160,3 +160,14 @@ fn values_and_arrays_are_shared(method: StartMethod) {
     assert_eq!(ra.to_vec(), [255, 2]);
     assert_eq!(a.len(), 4);
 }
+
+/// `notify(n)` for a huge `n` (a caller's "everyone") returns at once; it
+/// used to signal once per unit, for ever.
+#[test]
+fn notify_of_a_huge_count_returns() {
+    let _g = mp_testkit::guard();
+    let c = Condition::new(None).unwrap();
+    c.notify(usize::MAX).unwrap();
+    c.notify(1025).unwrap();
+    c.notify(3).unwrap();
+}
