@@ -23,6 +23,8 @@ pub(crate) type Closure = Box<dyn FnOnce() -> Outcomes + Send>;
 pub(crate) trait Values: Send {
     /// Whether every item succeeded.
     fn all_ok(&self) -> bool;
+    /// The first failure, if any (left in place for the call's reader).
+    fn first_error(&self) -> Option<Error>;
     /// The typed outcomes, to downcast.
     fn as_any(&mut self) -> &mut dyn Any;
 }
@@ -137,6 +139,28 @@ impl Job {
             next = start + count;
         }
         next >= items
+    }
+
+    /// The error a read of its first `items` items gives, if any, without
+    /// taking anything: for an error callback of a call whose values are
+    /// moved out by the read (its `get` reads them after the callback).
+    pub(crate) fn first_error(&self, items: usize) -> Option<Error> {
+        let mut next = 0;
+        for (&start, (count, outcomes)) in &self.chunks {
+            if start > next {
+                return Some(self.missing());
+            }
+            let error = match outcomes {
+                Outcomes::Local(values) => values.first_error(),
+                Outcomes::Failed(e) => Some(e.clone()),
+                Outcomes::Records { .. } => None,
+            };
+            if error.is_some() {
+                return error;
+            }
+            next = start + count;
+        }
+        (next < items).then(|| self.missing())
     }
 
     /// Takes the outcomes of the task that starts at item `start`, or of

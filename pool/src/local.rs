@@ -29,6 +29,10 @@ impl<R: Send + 'static> Values for Ran<R> {
         self.errors.is_empty()
     }
 
+    fn first_error(&self) -> Option<Error> {
+        self.errors.front().map(|(_, e)| e.clone())
+    }
+
     fn as_any(&mut self) -> &mut dyn std::any::Any {
         self
     }
@@ -104,6 +108,10 @@ struct Written<R> {
 impl<R: Send + 'static> Values for Written<R> {
     fn all_ok(&self) -> bool {
         self.error.is_none()
+    }
+
+    fn first_error(&self) -> Option<Error> {
+        self.error.clone()
     }
 
     fn as_any(&mut self) -> &mut dyn std::any::Any {

@@ -204,6 +204,15 @@ impl<R: Payload> AsyncResult<R> {
             callback(e);
             return self;
         }
+        if !self.read.again {
+            // Reading moves the values out: leave them to `get` and report
+            // the failure, if any, without reading.
+            return self.on_complete(move |job| {
+                if let Some(e) = job.first_error(items) {
+                    callback(e);
+                }
+            });
+        }
         self.on_complete(move |job| {
             if let Err(e) = read(job, items) {
                 callback(e);

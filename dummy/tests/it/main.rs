@@ -5,6 +5,7 @@ mod conformance;
 mod generic;
 mod names;
 mod pool;
+mod results;
 mod scenarios;
 mod shared;
 mod threads;
