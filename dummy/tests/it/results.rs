@@ -177,3 +177,38 @@ fn an_error_callback_leaves_a_successful_value_to_get() {
     assert!(matches!(r.get(), Err(mp_pool::Error::Panicked { .. })));
     assert_eq!(called.load(Ordering::SeqCst), 2);
 }
+
+/// A result whose `Drop` panics.
+struct Bomb;
+
+impl Drop for Bomb {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            panic!("a result's drop panics");
+        }
+    }
+}
+
+fn init(_: ()) {}
+
+/// A call whose handle is gone is forgotten, with its values, on the worker
+/// that completes it: a value whose `Drop` panics must not end that worker
+/// (a pool with an initializer, where callers do not help, then hung).
+#[test]
+fn a_panicking_drop_of_a_forgotten_result_leaves_the_workers_running() {
+    let _g = guard();
+    let pool =
+        ThreadPool::from_builder(mp_pool::Pool::builder().processes(1).initializer(init, ()))
+            .unwrap();
+    for _ in 0..3 {
+        drop(pool.map_async(|_: u32| Bomb, 0..4));
+    }
+    let pool = Arc::new(pool);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let p = pool.clone();
+    let caller = std::thread::spawn(move || tx.send(p.map(|x: u32| x + 1, 0..4)));
+    // A deadline only so that a hang fails the test.
+    let got = rx.recv_timeout(std::time::Duration::from_secs(60));
+    assert_eq!(got.expect("the pool hung").unwrap(), [1, 2, 3, 4]);
+    caller.join().unwrap().unwrap();
+}

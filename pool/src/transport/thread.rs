@@ -227,7 +227,13 @@ impl Threads {
             }
             !st.pending.is_empty()
         };
-        shared.record_all([((job, start, count), outcomes)]);
+        // Recording may drop values of the call (a job whose handle is gone
+        // is forgotten with its values): a panicking `Drop` of one ends
+        // nothing but that drop, not this worker (a pool left without
+        // workers hangs its callers).
+        let _ = catch_unwind(AssertUnwindSafe(|| {
+            shared.record_all([((job, start, count), outcomes)])
+        }));
         if took && more {
             self.work.notify_one();
         }
