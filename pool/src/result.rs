@@ -187,7 +187,10 @@ impl<R: Send + 'static> AsyncResult<R> {
 impl<R: Payload> AsyncResult<R> {
     /// Calls `callback` with the value once it is ready, on the thread that
     /// completes it (the pool's; Python's `callback=`). Not called if the
-    /// call failed.
+    /// call failed. On a pool whose results are not encoded (closures on
+    /// threads, `mp_dummy::ThreadPool`), the callback takes the value: a
+    /// later `get` is then `Err(Terminated)` (the value is not `Clone`);
+    /// a process pool decodes it twice and `get` has it too.
     pub fn on_success(self, callback: impl FnOnce(R) + Send + 'static) -> Self {
         let (read, items) = (self.read.read, self.items);
         self.on_complete(move |job| {
