@@ -340,6 +340,15 @@ pub struct ShareableList {
 impl ShareableList {
     /// Creates a block named `name` (or a made-up name) holding `items`.
     /// An existing name is an error.
+    ///
+    /// ```
+    /// use mp_proc::{ShareableItem, ShareableList};
+    /// let list = ShareableList::create(None, &[1.into(), "two".into(), ShareableItem::None])?;
+    /// assert_eq!(list.len(), 3);
+    /// assert_eq!(list.get(1)?, ShareableItem::Str("two".into()));
+    /// list.shm().unlink()?;
+    /// # Ok::<(), mp_proc::Error>(())
+    /// ```
     pub fn create(name: Option<&str>, items: &[ShareableItem]) -> Result<ShareableList> {
         let slots = items.iter().map(slot_for).collect::<Result<Vec<_>>>()?;
         let size = Layout::size_for(&slots).ok_or_else(|| Error::Invalid {
@@ -379,11 +388,31 @@ impl ShareableList {
     /// Opens the list in the existing block `name` (made here or by
     /// `python3`). A block that is not a `ShareableList` is
     /// [`Error::Decode`].
+    ///
+    /// ```
+    /// use mp_proc::{Error, ShareableList, SharedMemory};
+    /// let list = ShareableList::create(None, &[7.into()])?;
+    /// assert_eq!(ShareableList::attach(list.name())?.get(0)?, 7.into());
+    /// let zeros = SharedMemory::create(None, 4)?; // not a list
+    /// assert!(matches!(ShareableList::attach(zeros.name()), Err(Error::Decode(_))));
+    /// # zeros.unlink()?;
+    /// list.shm().unlink()?;
+    /// # Ok::<(), mp_proc::Error>(())
+    /// ```
     pub fn attach(name: &str) -> Result<ShareableList> {
         ShareableList::from_shm(SharedMemory::attach(name)?)
     }
 
     /// The list in an open block (checks its header).
+    ///
+    /// ```
+    /// use mp_proc::{ShareableList, SharedMemory};
+    /// let list = ShareableList::create(None, &[true.into()])?;
+    /// let again = ShareableList::from_shm(SharedMemory::attach(list.name())?)?;
+    /// assert_eq!(again.get(0)?, true.into());
+    /// again.into_shm().unlink()?;
+    /// # Ok::<(), mp_proc::Error>(())
+    /// ```
     pub fn from_shm(shm: SharedMemory) -> Result<ShareableList> {
         let layout = Layout::read(&shm)?;
         Ok(ShareableList { shm, layout })
@@ -442,6 +471,15 @@ impl ShareableList {
 
     /// Item `i` ([`Error::Index`] past the end; [`Error::Decode`] if the
     /// block holds no valid item there, e.g. a `str` that is not UTF-8).
+    ///
+    /// ```
+    /// use mp_proc::{Error, ShareableList};
+    /// let list = ShareableList::create(None, &[2.5.into()])?;
+    /// assert_eq!(list.get(0)?, 2.5.into());
+    /// assert!(matches!(list.get(1), Err(Error::Index { index: 1, len: 1, .. })));
+    /// # list.shm().unlink()?;
+    /// # Ok::<(), mp_proc::Error>(())
+    /// ```
     pub fn get(&self, i: usize) -> Result<ShareableItem> {
         self.check(i)?;
         let format = self.format_at(i)?;
@@ -485,6 +523,16 @@ impl ShareableList {
     /// Sets item `i` ([`Error::Index`] past the end). A `str` or `bytes`
     /// longer than the item's slot is [`Error::Invalid`] and changes
     /// nothing.
+    ///
+    /// ```
+    /// use mp_proc::{Error, ShareableItem, ShareableList};
+    /// let list = ShareableList::create(None, &[0.into()])?;
+    /// list.set(0, "8 bytes!".into())?; // a number's slot holds 8 bytes
+    /// assert!(matches!(list.set(0, "9 bytes!!".into()), Err(Error::Invalid { .. })));
+    /// assert_eq!(list.get(0)?, ShareableItem::Str("8 bytes!".into()));
+    /// # list.shm().unlink()?;
+    /// # Ok::<(), mp_proc::Error>(())
+    /// ```
     pub fn set(&self, i: usize, item: ShareableItem) -> Result<()> {
         self.check(i)?;
         let (at, slot) = self.layout.slot(i);
@@ -506,6 +554,18 @@ impl ShareableList {
     }
 
     /// The items, read one by one.
+    ///
+    /// ```
+    /// let list = mp_proc::ShareableList::create(None, &[1.into(), 2.into()])?;
+    /// let sum: i64 = list.iter().map(|item| match item? {
+    ///     mp_proc::ShareableItem::Int(n) => Ok(n),
+    ///     _ => Ok(0),
+    /// }).sum::<mp_proc::Result<i64>>()?;
+    /// assert_eq!(sum, 3);
+    /// assert_eq!(list.to_vec()?, vec![1.into(), 2.into()]);
+    /// # list.shm().unlink()?;
+    /// # Ok::<(), mp_proc::Error>(())
+    /// ```
     pub fn iter(&self) -> impl Iterator<Item = Result<ShareableItem>> + '_ {
         (0..self.len()).map(|i| self.get(i))
     }
@@ -523,6 +583,15 @@ impl ShareableList {
     }
 
     /// How many items equal `value`.
+    ///
+    /// ```
+    /// let list = mp_proc::ShareableList::create(None, &[1.into(), 1.into(), true.into()])?;
+    /// assert_eq!(list.count(&1.into())?, 2);
+    /// assert_eq!(list.index(&true.into())?, 2);
+    /// assert!(list.index(&"absent".into()).is_err());
+    /// # list.shm().unlink()?;
+    /// # Ok::<(), mp_proc::Error>(())
+    /// ```
     pub fn count(&self, value: &ShareableItem) -> Result<usize> {
         let mut n = 0;
         for item in self.iter() {
