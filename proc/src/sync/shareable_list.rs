@@ -638,6 +638,12 @@ impl<'de> Deserialize<'de> for ShareableList {
     /// The block, whose header is checked again on arrival.
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         let shm = SharedMemory::deserialize(d)?;
-        ShareableList::from_shm(shm).map_err(serde::de::Error::custom)
+        ShareableList::from_shm(shm).map_err(|e| {
+            let message = match e {
+                Error::Decode(inner) => inner.to_string(),
+                other => other.to_string(),
+            };
+            crate::wire::payload::decode_failure(message)
+        })
     }
 }

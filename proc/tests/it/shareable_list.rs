@@ -10,7 +10,10 @@ use mp_proc::{
 };
 use mp_testkit::guard;
 
-mp_testkit::for_each_method!(a_list_in_a_childs_args_is_the_same_list);
+mp_testkit::for_each_method!(
+    a_list_in_a_childs_args_is_the_same_list,
+    a_corrupt_list_in_a_childs_args_is_refused_on_arrival,
+);
 
 /// `python3 -c script args..` with piped stdio, or `None` if there is no
 /// `python3` (then the test passes vacuously; CI has one).
@@ -317,6 +320,33 @@ fn a_list_in_a_childs_args_is_the_same_list(method: StartMethod) {
     sl.set(3, "newvalue".into()).unwrap();
     here.send(&()).unwrap();
     assert_eq!(p.join().unwrap(), 0);
+    sl.shm().unlink().unwrap();
+}
+
+fn first_item(sl: ShareableList) -> I {
+    sl.get(0).unwrap()
+}
+
+/// The child checks the header again on arrival: a list whose block was
+/// damaged after the parent attached is `Error::Decode` from the child's
+/// arguments, not a panic in the child.
+fn a_corrupt_list_in_a_childs_args_is_refused_on_arrival(method: StartMethod) {
+    let _g = guard();
+    let sl = ShareableList::create(None, &[1.into(), 2.into()]).unwrap();
+    let ok = mp_proc::get_context(method)
+        .spawn(first_item, sl.clone())
+        .unwrap();
+    assert_eq!(ok.join().unwrap(), 1.into());
+    sl.shm().write_at(0, &(-5i64).to_ne_bytes()).unwrap();
+    let refused = mp_proc::get_context(method)
+        .spawn(first_item, sl.clone())
+        .unwrap();
+    match refused.join() {
+        Err(Error::Decode(e)) => {
+            assert!(e.to_string().contains("not a valid ShareableList"), "{e}")
+        }
+        other => panic!("a corrupt list arrived: {other:?}"),
+    }
     sl.shm().unlink().unwrap();
 }
 
