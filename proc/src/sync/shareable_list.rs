@@ -190,7 +190,7 @@ fn encode(item: &ShareableItem, slot: usize) -> Result<(Format, u8, Vec<u8>)> {
 /// The slot CPython gives an item at creation: 8 bytes, or for `str` and
 /// `bytes` the next multiple of 8 strictly above its length. CPython counts
 /// a `str`'s characters, and cuts its UTF-8 short when that is too few
-/// bytes; there the slot is counted in bytes instead.
+/// bytes (python/cpython#145261); there the slot is counted in bytes.
 fn slot_for(item: &ShareableItem) -> Result<usize> {
     let (chars, len) = match item {
         ShareableItem::Str(s) => (s.chars().count(), s.len()),
@@ -283,10 +283,13 @@ impl Layout {
                 usize::try_from(i64::from_ne_bytes(w)).unwrap_or(usize::MAX)
             })
             .collect();
-        if offsets[0] != 0 || offsets.windows(2).any(|w| w[1] < w[0]) {
+        if offsets[0] != 0 {
+            return Err(corrupt(name, "its first offset is not 0"));
+        }
+        if let Some(i) = offsets.windows(2).position(|w| w[1] < w[0]) {
             return Err(corrupt(
                 name,
-                format!("its offsets {offsets:?} are not in order"),
+                format!("its offsets are not in order (item {i} ends before it starts)"),
             ));
         }
         let slots: Vec<usize> = offsets.windows(2).map(|w| w[1] - w[0]).collect();
@@ -307,7 +310,8 @@ impl Layout {
 ///
 /// The length is fixed at creation, and so is each item's slot: 8 bytes for
 /// a number, a bool or `None`; for `str` and `bytes` the next multiple of 8
-/// above its length. An item may change type; a `str` or `bytes` longer
+/// above its length (CPython counts a `str` in characters; where its UTF-8
+/// would not fit that, in bytes). An item may change type; a `str` or `bytes` longer
 /// than its slot is [`Error::Invalid`] and changes nothing. There is no lock
 /// (as in CPython): processes that write the same item at once need one of
 /// their own.
