@@ -48,7 +48,9 @@ impl Shared {
             return Err(crate::wire::payload::retyped(kind));
         }
         let fd = payload::take_fd(index, kind, ty)?;
-        let region = Region::from_fd(fd).map_err(serde::de::Error::custom)?;
+        let region = Region::from_fd(fd).map_err(|e| {
+            crate::wire::payload::decode_failure(format!("a shared memory block: {e}"))
+        })?;
         Ok(Shared(Arc::new(region)))
     }
 

@@ -261,7 +261,9 @@ impl<'de> Deserialize<'de> for SharedMemory {
             return Err(crate::wire::payload::retyped("SharedMemory"));
         }
         let fd = payload::take_fd(fd, "SharedMemory", ty)?;
-        let region = Region::from_fd(fd).map_err(serde::de::Error::custom)?;
+        let region = Region::from_fd(fd).map_err(|e| {
+            crate::wire::payload::decode_failure(format!("a shared memory block: {e}"))
+        })?;
         Ok(SharedMemory { name, region })
     }
 }
