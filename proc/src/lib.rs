@@ -46,7 +46,7 @@ pub use process::{
 pub use queue::{JoinableQueue, Queue, SimpleQueue};
 pub use sync::{
     Array, Barrier, BoundedSemaphore, Condition, Event, Lock, LockGuard, RLock, RawArray, RawValue,
-    Semaphore, Shareable, SharedGuard, SharedMemory, Value,
+    Semaphore, Shareable, ShareableItem, ShareableList, SharedGuard, SharedMemory, Value,
 };
 /// The loom model's switch (tests/loom.rs): `--cfg loom` builds only.
 #[cfg(loom)]

@@ -5,6 +5,7 @@
 pub(crate) mod condition;
 mod lock;
 mod semaphore;
+mod shareable_list;
 pub(crate) mod shared;
 mod shared_memory;
 mod value;
@@ -12,5 +13,6 @@ mod value;
 pub use condition::{Barrier, Condition};
 pub use lock::{Lock, LockGuard, RLock};
 pub use semaphore::{BoundedSemaphore, Event, Semaphore};
+pub use shareable_list::{ShareableItem, ShareableList};
 pub use shared_memory::SharedMemory;
 pub use value::{Array, RawArray, RawValue, Shareable, SharedGuard, Value};

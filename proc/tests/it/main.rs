@@ -11,6 +11,7 @@ mod lifecycle;
 mod nesting;
 mod queues;
 mod scenarios;
+mod shareable_list;
 mod shared_memory;
 mod spawn_fn;
 mod sync;
