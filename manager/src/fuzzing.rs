@@ -98,6 +98,14 @@ fn messages() -> (Vec<Request>, Vec<Reply>) {
         Request::Segment(shared_memory::Op::Create(4096)),
         Request::Segment(shared_memory::Op::Release("psm_1_2_abcdef".into())),
         Request::Segment(shared_memory::Op::List),
+        Request::Segment(shared_memory::Op::CreateList(vec![
+            mp_proc::ShareableItem::Int(-1),
+            mp_proc::ShareableItem::Float(2.5),
+            mp_proc::ShareableItem::Bool(true),
+            mp_proc::ShareableItem::Str("howdy".into()),
+            mp_proc::ShareableItem::Bytes(b"HoWdY".to_vec()),
+            mp_proc::ShareableItem::None,
+        ])),
     ];
     let replies = vec![
         Reply::Ok,

@@ -13,8 +13,8 @@
 use std::collections::BTreeSet;
 use std::sync::Mutex;
 
-use mp_proc::SharedMemory;
 use mp_proc::connection::Address;
+use mp_proc::{ShareableItem, ShareableList, SharedMemory};
 use serde::{Deserialize, Serialize};
 
 use crate::link::unexpected;
@@ -30,6 +30,8 @@ pub(crate) enum Op {
     Release(String),
     /// The names of the blocks it made and has not unlinked (`list_segments`).
     List,
+    /// Makes a `ShareableList` of these items; the reply is its block's name.
+    CreateList(Vec<ShareableItem>),
 }
 
 /// The names of the blocks a server made and has not unlinked yet.
@@ -61,6 +63,13 @@ impl Segments {
                 Ok(name) => Reply::Name(name),
                 Err(e) => fail(&e),
             },
+            Op::CreateList(items) => {
+                let made = self.make(|| Ok(ShareableList::create(None, &items)?.into_shm()));
+                match made {
+                    Ok(name) => Reply::Name(name),
+                    Err(e) => fail(&e),
+                }
+            }
             Op::Release(name) => {
                 if !self.inner().names.remove(&name) {
                     return fail(&Error::Invalid {
@@ -82,6 +91,11 @@ impl Segments {
             what: "SharedMemoryManager",
             reason: format!("a block of {size} bytes does not fit in memory"),
         })?;
+        self.make(|| SharedMemory::create(None, size))
+    }
+
+    /// Makes a block with `create` and tracks its name.
+    fn make(&self, create: impl FnOnce() -> Result<SharedMemory>) -> Result<String> {
         let mut inner = self.inner();
         if inner.closed {
             return Err(Error::Invalid {
@@ -91,7 +105,7 @@ impl Segments {
         }
         // Made and recorded under the lock: the stop that takes the names
         // sees this one too.
-        let block = SharedMemory::create(None, size)?;
+        let block = create()?;
         inner.names.insert(block.name().to_owned());
         Ok(block.name().to_owned())
     }
@@ -123,9 +137,10 @@ fn unlink(name: &str) -> Result<()> {
 /// the manager that started it is dropped, and when the process that
 /// started it is gone, however it ended (even `SIGKILL`).
 ///
-/// Each block is an ordinary [`mp_proc::SharedMemory`], attached by name:
-/// use it, pass it to child processes; it stays until the manager stops
-/// (or [`release`](Self::release) is called).
+/// Each block is an ordinary [`mp_proc::SharedMemory`] (or
+/// [`mp_proc::ShareableList`]), attached by name: use it, pass it to child
+/// processes; it stays until the manager stops (or
+/// [`release`](Self::release) is called).
 ///
 /// ```
 /// use mp_manager::SharedMemoryManager;
@@ -224,6 +239,30 @@ impl SharedMemoryManager {
             Reply::Name(name) => Ok(name),
             r => Err(unexpected(r)),
         }
+    }
+
+    /// A new [`ShareableList`] of `items` (Python's
+    /// `smm.ShareableList(sequence)`), made and tracked by the server.
+    ///
+    /// ```
+    /// use mp_proc::ShareableItem;
+    /// let smm = mp_manager::SharedMemoryManager::start()?;
+    /// let list = smm.shareable_list(&["howdy".into(), 42.into(), ShareableItem::None])?;
+    /// assert_eq!(list.get(1)?, ShareableItem::Int(42));
+    /// let name = list.name().to_owned();
+    /// smm.shutdown()?;
+    /// assert!(mp_proc::ShareableList::attach(&name).is_err());
+    /// # Ok::<(), mp_manager::Error>(())
+    /// ```
+    pub fn shareable_list(&self, items: &[ShareableItem]) -> Result<ShareableList> {
+        let request = Request::Segment(Op::CreateList(items.to_vec()));
+        let name = match self.core.link.call(&request)? {
+            Reply::Name(name) => name,
+            r => return Err(unexpected(r)),
+        };
+        ShareableList::attach(&name).inspect_err(|_| {
+            let _ = self.release(&name);
+        })
     }
 
     /// The names of the blocks the server made and has not unlinked
