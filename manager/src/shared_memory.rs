@@ -301,3 +301,54 @@ impl SharedMemoryManager {
         self.core.stop()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(reply: Reply) -> String {
+        match reply {
+            Reply::Name(n) => n,
+            r => panic!("{r:?}"),
+        }
+    }
+
+    /// Once the blocks are unlinked (the server stopping), a create that
+    /// comes after is refused: nothing is made that no stop would unlink.
+    #[test]
+    fn a_create_after_the_stop_is_refused_and_leaves_nothing() {
+        let segments = Segments::default();
+        let made = name(segments.serve(Op::Create(8)));
+        segments.unlink_all();
+        assert!(SharedMemory::attach(&made).is_err());
+        let late = segments.serve(Op::Create(8));
+        assert!(
+            matches!(&late, Reply::Fail(Failure::Remote(m)) if m.contains("shutting down")),
+            "{late:?}"
+        );
+        let late = segments.serve(Op::CreateList(vec![ShareableItem::Int(1)]));
+        assert!(matches!(late, Reply::Fail(_)), "{late:?}");
+        assert!(matches!(segments.serve(Op::List), Reply::Names(n) if n.is_empty()));
+    }
+
+    /// Release takes only a name this server made, once; a zero size is
+    /// an error that makes nothing.
+    #[test]
+    fn bad_requests_are_errors_that_make_and_unlink_nothing() {
+        let segments = Segments::default();
+        let foreign = SharedMemory::create(None, 8).unwrap();
+        let refused = segments.serve(Op::Release(foreign.name().to_owned()));
+        assert!(matches!(refused, Reply::Fail(_)), "{refused:?}");
+        assert!(SharedMemory::attach(foreign.name()).is_ok());
+        foreign.unlink().unwrap();
+        let zero = segments.serve(Op::Create(0));
+        assert!(matches!(zero, Reply::Fail(_)), "{zero:?}");
+        assert!(matches!(segments.serve(Op::List), Reply::Names(n) if n.is_empty()));
+        let made = name(segments.serve(Op::Create(8)));
+        assert!(matches!(
+            segments.serve(Op::Release(made.clone())),
+            Reply::Ok
+        ));
+        assert!(matches!(segments.serve(Op::Release(made)), Reply::Fail(_)));
+    }
+}
