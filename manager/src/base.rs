@@ -277,7 +277,7 @@ impl BaseManagerBuilder {
         let address = self.address.as_ref().map(|a| a.to_string());
         let (dir, listener) = crate::server::listen(address.as_deref(), &key)?;
         mp_logging::get_logger().info(format_args!("manager serving at '{}'", listener.address()));
-        crate::server::serve(listener, self.registry, None, false);
+        crate::server::serve(listener, self.registry, None, false, false);
         drop(dir);
         Ok(())
     }

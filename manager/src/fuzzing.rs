@@ -17,6 +17,7 @@ use crate::kinds::{
     barrier, condition, dict, event, list, lock, namespace, queue, semaphore, value,
 };
 use crate::protocol::{Bytes, Failure, Kind, Reply, Request};
+use crate::shared_memory;
 
 /// A fuzz target's entry point.
 pub type Target = fn(&[u8]);
@@ -94,6 +95,17 @@ fn messages() -> (Vec<Request>, Vec<Reply>) {
         Request::Event(9, event::Op::Wait(None)),
         Request::Barrier(10, barrier::Op::Wait(wait)),
         Request::Call(11, "method".into(), b(b"\x01\x02")),
+        Request::Segment(shared_memory::Op::Create(4096)),
+        Request::Segment(shared_memory::Op::Release("psm_1_2_abcdef".into())),
+        Request::Segment(shared_memory::Op::List),
+        Request::Segment(shared_memory::Op::CreateList(vec![
+            mp_proc::ShareableItem::Int(-1),
+            mp_proc::ShareableItem::Float(2.5),
+            mp_proc::ShareableItem::Bool(true),
+            mp_proc::ShareableItem::Str("howdy".into()),
+            mp_proc::ShareableItem::Bytes(b"HoWdY".to_vec()),
+            mp_proc::ShareableItem::None,
+        ])),
     ];
     let replies = vec![
         Reply::Ok,
@@ -118,6 +130,8 @@ fn messages() -> (Vec<Request>, Vec<Reply>) {
         Reply::List(vec![b(b"a"), b(b"")]),
         Reply::Pairs(vec![(b(b"k"), b(b"v"))]),
         Reply::Value(b(&[0xff; 8])),
+        Reply::Name("psm_1_2_abcdef".into()),
+        Reply::Names(vec!["a".into(), "b".into()]),
     ];
     (requests, replies)
 }

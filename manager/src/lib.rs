@@ -19,6 +19,7 @@ mod protocol_props;
 mod proxy;
 mod served;
 mod server;
+mod shared_memory;
 mod signals;
 
 use std::hash::Hash;
@@ -45,6 +46,7 @@ use link::{Link, unexpected};
 use protocol::{Kind, Reply, Request};
 pub use proxy::{Proxy, Reference};
 pub use served::{Args, Served, no_such_method, reply};
+pub use shared_memory::SharedMemoryManager;
 
 pub use mp_proc::Error;
 
@@ -81,6 +83,20 @@ impl Core {
         authkey: &[u8],
         registry: Vec<served::Registration>,
     ) -> Result<Core> {
+        Core::start_serving(kind, method, address, authkey, registry, false)
+    }
+
+    /// As [`start`](Self::start); with `segments`, the server also makes
+    /// shared memory blocks, and unlinks them when it stops (a
+    /// `SharedMemoryManager`'s).
+    pub(crate) fn start_serving(
+        kind: &str,
+        method: mp_proc::StartMethod,
+        address: Option<&Address>,
+        authkey: &[u8],
+        registry: Vec<served::Registration>,
+        segments: bool,
+    ) -> Result<Core> {
         let n = STARTED.fetch_add(1, Ordering::Relaxed) + 1;
         let name = format!("{kind}-{n}");
         for r in &registry {
@@ -95,6 +111,7 @@ impl Core {
             address: address.map(|a| a.to_string()),
             authkey: protocol::Bytes::from(authkey.to_vec()),
             registry,
+            segments,
         };
         let mut process = Process::new(server::run_server, args)
             .name(name)

@@ -94,6 +94,9 @@ pub(crate) enum Request {
     Barrier(u64, barrier::Op),
     /// A method of a registered type, with its encoded arguments.
     Call(u64, String, Bytes),
+    /// About the shared memory blocks a `SharedMemoryManager`'s server
+    /// makes.
+    Segment(crate::shared_memory::Op),
 }
 
 /// A frame kept for re-encoding requests up to this size (a larger one's
@@ -186,4 +189,8 @@ pub(crate) enum Reply {
     Pairs(Vec<(Bytes, Bytes)>),
     /// A registered method's encoded result.
     Value(Bytes),
+    /// The name of a shared memory block the server made.
+    Name(String),
+    /// The names of the blocks the server made and has not unlinked.
+    Names(Vec<String>),
 }

@@ -14,6 +14,7 @@ use crate::kinds::registered::{Registered, quietly};
 use crate::kinds::{self, barrier, dict, event, list, lock, namespace, queue, semaphore, value};
 use crate::protocol::{Bytes, Failure, Kind, Reply, Request, SessionId};
 use crate::served::{Maker, Registration, What};
+use crate::shared_memory::Segments;
 
 mod accept;
 pub(crate) mod object;
@@ -56,6 +57,9 @@ struct Server {
     types: HashMap<String, Type>,
     /// Written to end the serving loop (a shutdown request).
     stop: Connection,
+    /// The shared memory blocks made here (a `SharedMemoryManager`'s
+    /// server), unlinked when serving stops.
+    segments: Option<Segments>,
 }
 
 fn failure(message: impl Into<String>) -> Reply {
@@ -222,6 +226,9 @@ pub(crate) struct ServerArgs {
     pub(crate) address: Option<String>,
     pub(crate) authkey: Bytes,
     pub(crate) registry: Vec<Registration>,
+    /// Whether the server makes shared memory blocks (and unlinks them
+    /// when it stops).
+    pub(crate) segments: bool,
 }
 
 /// What the owner reads first: the address and its session, or an error.
@@ -241,7 +248,13 @@ pub(crate) fn run_server(args: ServerArgs) {
         }
     };
     log.info(format_args!("manager serving at '{}'", listener.address()));
-    serve(listener, args.registry, Some(args.owner), true);
+    serve(
+        listener,
+        args.registry,
+        Some(args.owner),
+        true,
+        args.segments,
+    );
     log.info("manager exiting with exitcode 0");
     drop(dir); // after the listener (which removes the socket)
 }
@@ -308,11 +321,14 @@ enum Arrival {
 /// (or SIGTERM, with `signals`), or until the `owner`'s connection ends.
 /// Clients are accepted at once and authenticated on their own threads (at
 /// most [`accept::HANDSHAKES`] at a time), so a slow one holds only its own.
+/// With `segments`, it makes shared memory blocks for its clients, and
+/// unlinks them when it stops, however it stops.
 pub(crate) fn serve(
     listener: Listener,
     registry: Vec<Registration>,
     owner: Option<Connection>,
     signals: bool,
+    segments: bool,
 ) {
     let log = mp_logging::get_logger();
     let Ok((stop_r, stop_w)) = mp_proc::pipe(false) else {
@@ -330,6 +346,7 @@ pub(crate) fn serve(
         sessions: Mutex::default(),
         types: HashMap::new(),
         stop: stop_w,
+        segments: segments.then(Segments::default),
     };
     for r in registry {
         let mut t = Type {
@@ -414,6 +431,12 @@ pub(crate) fn serve(
     acceptor.run(&listener, &stop_r, |pending, slot| {
         add(Arrival::Pending(pending, slot))
     });
+    // Stopped (a shutdown request unlinked them already; the owner gone,
+    // SIGTERM): the blocks go first, while SIGTERM only writes to the stop
+    // pipe.
+    if let Some(segments) = &server.segments {
+        segments.unlink_all();
+    }
     if signals {
         crate::signals::uninstall();
     }
@@ -517,6 +540,11 @@ fn serve_session(
             Request::Ping => Reply::Ok,
             Request::Shutdown => {
                 mp_logging::get_logger().debug("manager received shutdown message");
+                // Before the reply: when `shutdown()` returns, the blocks
+                // are gone (CPython's SharedMemoryServer.shutdown).
+                if let Some(segments) = &server.segments {
+                    segments.unlink_all();
+                }
                 let _ = conn.send(&Reply::Ok);
                 let _ = server.stop.send_bytes(b"stop");
                 return true;
@@ -585,6 +613,10 @@ fn serve_session(
             Request::Call(id, method, args) => {
                 server.on::<Registered, _>(id, (method, args), &mut call)
             }
+            Request::Segment(op) => match &server.segments {
+                Some(segments) => segments.serve(op),
+                None => failure("this manager makes no shared memory (a SharedMemoryManager does)"),
+            },
         };
         if conn.send(&reply).is_err() {
             // The client is gone: give back what its call took.

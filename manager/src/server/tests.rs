@@ -22,7 +22,7 @@ pub(super) fn start() -> Running {
     let dir = tempfile::tempdir().unwrap();
     let address = Address::Unix(dir.path().join("s"));
     let listener = Listener::bind(address.clone(), Some(KEY)).unwrap();
-    let thread = std::thread::spawn(move || serve(listener, Vec::new(), None, false));
+    let thread = std::thread::spawn(move || serve(listener, Vec::new(), None, false, false));
     Running {
         _dir: dir,
         address,

@@ -117,6 +117,7 @@ fn bare() -> (Server, Connection) {
         sessions: Mutex::default(),
         types: HashMap::new(),
         stop: stop_w,
+        segments: None,
     };
     (server, stop_r)
 }

@@ -9,5 +9,6 @@ mod handshake;
 mod load;
 mod scenarios;
 mod sessions;
+mod shared_memory;
 mod sync;
 mod trust;

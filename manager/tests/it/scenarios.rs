@@ -15,6 +15,7 @@ fn scenario() {
         "session" => session(method),
         "owner_killed" => owner_killed(method),
         "owner_waiting" => crate::deadlines::owner_killed_in_a_huge_wait(method),
+        "smm_quiet" => crate::shared_memory::a_list_released_on_shutdown(method),
         other => panic!("unknown scenario {other}"),
     }
 }
