@@ -31,7 +31,8 @@ fn spin_then_yield(ready: impl Fn() -> bool, deadline: Option<Instant>, spins: u
     if ready() {
         return true;
     }
-    let end = Instant::now() + SPIN;
+    let now = Instant::now();
+    let end = now.checked_add(SPIN).unwrap_or(now);
     let end = deadline.map_or(end, |d| d.min(end));
     loop {
         for _ in 0..spins {

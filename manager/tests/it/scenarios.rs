@@ -49,7 +49,8 @@ fn a_manager_whose_owner_is_killed_exits_and_cleans_up(method: StartMethod) {
     let pid: u32 = pid.parse().unwrap();
     let socket = std::path::PathBuf::from(socket);
     // It is reparented, so its end can only be watched for.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let deadline = mp_proc::plumbing::deadline_after(std::time::Duration::from_secs(20))
+        .expect("a near deadline");
     while mp_testkit::exists(pid) {
         assert!(
             std::time::Instant::now() < deadline,

@@ -215,7 +215,7 @@ fn blocks_are_gone_when_the_owner_is_killed(method: StartMethod) {
     drop(seen);
     owner.kill().unwrap();
     assert_eq!(owner.join().unwrap(), -9);
-    let deadline = Instant::now() + BOUND;
+    let deadline = mp_proc::plumbing::deadline_after(BOUND).expect("a near deadline");
     while names.iter().any(|n| in_dev_shm(n)) || mp_testkit::exists(server) {
         if Instant::now() >= deadline {
             let alive = mp_testkit::exists(server);

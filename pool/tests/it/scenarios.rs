@@ -106,7 +106,8 @@ fn idle_sigint(method: StartMethod) {
     .unwrap();
     // The signal may be handled on another thread: the program ends while
     // this one waits here (a bounded wait, reached in full only on failure).
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let deadline = mp_proc::plumbing::deadline_after(std::time::Duration::from_secs(10))
+        .expect("a near deadline");
     while std::time::Instant::now() < deadline {
         std::thread::park_timeout(deadline - std::time::Instant::now());
     }
@@ -126,7 +127,8 @@ fn ctrl_c_while_no_call_waits_ends_the_program_as_by_default(method: StartMethod
         .lines()
         .find_map(|l| l.split_once("workers [").map(|(_, w)| w))
         .unwrap_or_else(|| panic!("no report in {stdout}"));
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let deadline = mp_proc::plumbing::deadline_after(std::time::Duration::from_secs(10))
+        .expect("a near deadline");
     for w in line.trim_end_matches(']').split(", ") {
         let w: u32 = w.parse().unwrap();
         while exists(w) {

@@ -13,7 +13,7 @@ const HANG_GUARD: Duration = Duration::from_secs(30);
 
 /// Yields until `ready()`; fails past [`HANG_GUARD`].
 fn until(ready: impl Fn() -> bool) {
-    let end = Instant::now() + HANG_GUARD;
+    let end = crate::spin::deadline_after(HANG_GUARD).expect("a near deadline");
     while !ready() {
         assert!(Instant::now() < end, "never became ready");
         thread::yield_now();
@@ -43,7 +43,7 @@ fn cancelled<R: Send>(
         });
         then();
         flag.store(true, Ordering::SeqCst);
-        let end = Instant::now() + HANG_GUARD;
+        let end = crate::spin::deadline_after(HANG_GUARD).expect("a near deadline");
         loop {
             wake();
             match done.recv_timeout(Duration::from_millis(5)) {
