@@ -322,6 +322,34 @@ pub enum Error {
         name: String,
     },
 
+    /// A received message claims descriptors that did not come with it
+    /// (CPython's `RuntimeError('received 0 items of ancdata')`). The message
+    /// was consumed (whatever descriptors did come were closed) and the
+    /// connection stays usable.
+    #[error(
+        "the message claims {claimed} descriptor(s) but {arrived} came with it: \
+         it was not sent with them, or they were lost on the way"
+    )]
+    DescriptorsMissing {
+        /// How many descriptors the message's handles refer to.
+        claimed: usize,
+        /// How many came with it.
+        arrived: usize,
+    },
+
+    /// A handle that travelled as a ticket (through a `Queue`, a one-way
+    /// pipe, a manager: anywhere its descriptor cannot go along) could not
+    /// be redeemed from the process that sent it.
+    #[error("a {kind} sent as a ticket by process {pid} cannot be redeemed: {reason}")]
+    TicketUnavailable {
+        /// The kind of handle (`"Connection"`, `"Lock"`).
+        kind: &'static str,
+        /// The process that issued the ticket.
+        pid: u32,
+        /// Why.
+        reason: TicketFailure,
+    },
+
     /// The other side of a call (a manager's server) reported an error
     /// (`RemoteError`); `message` is its text.
     #[error("remote error: {message}")]
@@ -329,6 +357,34 @@ pub enum Error {
         /// The error as the remote side reported it.
         message: String,
     },
+}
+
+/// Why a handle's ticket could not be redeemed ([`Error::TicketUnavailable`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TicketFailure {
+    /// It was redeemed before: a ticket is good for one receiver.
+    AlreadyRedeemed,
+    /// Its lifetime ([`reduction::ticket_lifetime`](crate::reduction::ticket_lifetime))
+    /// passed before it was redeemed; the sender closed its copy.
+    Expired,
+    /// The sending process has exited, so nothing holds the descriptor.
+    SenderGone,
+    /// The sender did not answer in time, or broke the exchange.
+    NoAnswer,
+}
+
+impl std::fmt::Display for TicketFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TicketFailure::AlreadyRedeemed => {
+                "it was already redeemed (each ticket is good for one receiver)"
+            }
+            TicketFailure::Expired => "it expired before it was redeemed",
+            TicketFailure::SenderGone => "the sending process has exited",
+            TicketFailure::NoAnswer => "the sending process did not answer in time",
+        })
+    }
 }
 
 /// `Result<T, mp_proc::Error>`.

@@ -17,6 +17,7 @@ mod method;
 mod mutex;
 mod process;
 mod queue;
+pub mod reduction;
 mod rt;
 mod spin;
 mod sync;
@@ -36,7 +37,7 @@ pub mod plumbing;
 
 pub use connection::{Connection, pipe};
 pub use context::{ProcessContext, cpu_count, get_context, get_start_method, set_start_method};
-pub use error::{BoxError, Error, Result};
+pub use error::{BoxError, Error, Result, TicketFailure};
 pub use function::{FnPointer, Function};
 pub use method::{ParseStartMethodError, StartMethod};
 pub use process::{

@@ -149,6 +149,22 @@ impl Connection {
         Connection::new(fd, readable, writable, socket)
     }
 
+    /// [`reduction::send_handle`](crate::reduction::send_handle).
+    pub(crate) fn send_handle(&self, _fd: BorrowedFd<'_>) -> Result<()> {
+        Err(Error::NotImplemented {
+            what: "send_handle",
+            reason: "not yet",
+        })
+    }
+
+    /// [`reduction::recv_handle`](crate::reduction::recv_handle).
+    pub(crate) fn recv_handle(&self) -> Result<OwnedFd> {
+        Err(Error::NotImplemented {
+            what: "recv_handle",
+            reason: "not yet",
+        })
+    }
+
     /// Whether this end can receive.
     pub fn readable(&self) -> bool {
         self.inner.readable

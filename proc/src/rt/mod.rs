@@ -4,7 +4,8 @@
 //!
 //! Inside, from the bottom: `helper` (role variables, a started helper,
 //! fatal ends) <- `runtime` (the process state) <- `child` (a child's life)
-//! <- `tracker`, `forkserver` (the helpers' loops) <- `start` (the parent's
+//! <- `tracker`, `forkserver` (the helpers' loops), `sharer` (handles
+//! redeemed by ticket) <- `start` (the parent's
 //! side of the start methods), `bootstrap` (the constructor's entry).
 
 pub(crate) mod bootstrap;
@@ -12,5 +13,6 @@ pub(crate) mod child;
 pub(crate) mod forkserver;
 pub(crate) mod helper;
 pub(crate) mod runtime;
+pub(crate) mod sharer;
 pub(crate) mod start;
 pub(crate) mod tracker;
