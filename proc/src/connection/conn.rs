@@ -12,7 +12,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::error::{Error, OsContext, Result};
 use crate::mutex::lock;
 use crate::sys;
-use crate::wire::payload;
+use crate::wire::{frame, payload};
 
 use super::intake::{Claimed, Intake};
 
@@ -116,20 +116,6 @@ pub fn pipe(duplex: bool) -> Result<(Connection, Connection)> {
             Connection::new(r, true, false, false),
             Connection::new(w, false, true, false),
         ))
-    }
-}
-
-/// The header of a frame of `len` bytes, CPython's: a big-endian `i32`, or
-/// for a frame over 2 GiB `-1` then a big-endian `u64`. Returns the bytes
-/// and how many of them are the header.
-fn frame_header(len: usize) -> ([u8; 12], usize) {
-    let mut header = [0xffu8; 12];
-    if len > i32::MAX as usize {
-        header[4..].copy_from_slice(&(len as u64).to_be_bytes());
-        (header, 12)
-    } else {
-        header[..4].copy_from_slice(&(len as i32).to_be_bytes());
-        (header, 4)
     }
 }
 
@@ -241,17 +227,7 @@ impl Connection {
     /// # Ok::<(), mp_proc::Error>(())
     /// ```
     pub fn encode_frame<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<()> {
-        let at = out.len();
-        out.extend_from_slice(&[0; 4]);
-        if let Err(e) = payload::append(value, out) {
-            out.truncate(at);
-            return Err(e);
-        }
-        match frame_header(out.len() - at - 4) {
-            (header, 4) => out[at..at + 4].copy_from_slice(&header[..4]),
-            (header, n) => drop(out.splice(at..at + 4, header[..n].iter().copied())),
-        }
-        Ok(())
+        frame::append(value, out)
     }
 
     /// Writes the start of `buf` without blocking and returns how many bytes
@@ -342,7 +318,7 @@ impl Connection {
         if !self.inner.writable {
             return Err(Error::ReadOnly);
         }
-        let (header, n) = frame_header(buf.len());
+        let (header, n) = frame::header(buf.len());
         let header = &header[..n];
         let fd = self.inner.fd.as_fd();
         if header.len() + buf.len() <= COPY_THRESHOLD {
@@ -422,7 +398,7 @@ impl Connection {
         if !self.inner.writable {
             return Err(Error::ReadOnly);
         }
-        let (header, n) = frame_header(buf.len());
+        let (header, n) = frame::header(buf.len());
         let mut guard = lock(&self.inner.writer);
         guard.clear();
         guard.extend_from_slice(&header[..n]);
@@ -639,9 +615,12 @@ impl Connection {
                     // Full: what arrived pays for as much room again.
                     out.reserve_exact(left.min(out.capacity().max(READ_BUF)));
                 }
-                let n = reader
-                    .intake
-                    .read_append(self.inner.fd.as_fd(), self.inner.socket, out, left)?;
+                let n = reader.intake.read_append(
+                    self.inner.fd.as_fd(),
+                    self.inner.socket,
+                    out,
+                    left,
+                )?;
                 if n == 0 {
                     return Err(self.truncated(reader, len, out.len()));
                 }
@@ -778,68 +757,5 @@ impl<'de> Deserialize<'de> for Connection {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Writes `bytes` raw on `conn` from another thread (it may not fit the
-    /// socket's buffer), then closes it.
-    fn send_raw(conn: Connection, bytes: Vec<u8>) -> std::thread::JoinHandle<()> {
-        std::thread::spawn(move || {
-            let _ = sys::fd::write_all(conn.as_fd(), &bytes, true);
-        })
-    }
-
-    /// A 14-byte frame whose header claims 1 GiB: the receiver's buffer
-    /// never has room for more than 64 KiB (it had 32 MiB), and the frame
-    /// is a clear error.
-    #[test]
-    fn a_lying_length_costs_no_memory() {
-        let (a, b) = crate::pipe(true).unwrap();
-        let mut frame = (1u32 << 30).to_be_bytes().to_vec();
-        frame.extend_from_slice(&[7; 10]);
-        send_raw(a, frame).join().unwrap();
-        let mut reader = b.reader().unwrap();
-        let len = b.read_header(&mut reader).unwrap() as usize;
-        assert_eq!(len, 1 << 30);
-        let mut out = Vec::new();
-        let r = b.read_payload(&mut reader, len, &mut out);
-        assert!(
-            matches!(r, Err(Error::TruncatedFrame { expected, got: 10 }) if expected == 1 << 30),
-            "{r:?}"
-        );
-        assert!(out.capacity() <= READ_BUF, "{} bytes", out.capacity());
-        drop(reader);
-        // The public face of it: a clear error, and no more reads.
-        assert!(matches!(b.recv_bytes(), Err(Error::Desynchronized)));
-    }
-
-    /// Past the first 64 KiB, the room grows with the bytes that arrived (at
-    /// most twice them), and a real large frame arrives whole.
-    #[test]
-    fn the_buffer_grows_with_the_bytes_that_arrive() {
-        let arrived = 3 << 20;
-        let (a, b) = crate::pipe(true).unwrap();
-        let mut frame = (1u32 << 30).to_be_bytes().to_vec();
-        frame.extend((0..arrived).map(|i| i as u8));
-        let writer = send_raw(a, frame);
-        let mut reader = b.reader().unwrap();
-        let len = b.read_header(&mut reader).unwrap() as usize;
-        let mut out = Vec::new();
-        let r = b.read_payload(&mut reader, len, &mut out);
-        writer.join().unwrap();
-        assert!(matches!(r, Err(Error::TruncatedFrame { .. })), "{r:?}");
-        assert_eq!(out.len(), arrived);
-        assert!(out.capacity() <= 2 * arrived, "{} bytes", out.capacity());
-        assert!(out.iter().enumerate().all(|(i, &x)| x == i as u8));
-
-        let (a, b) = crate::pipe(true).unwrap();
-        let big: Vec<u8> = (0..arrived + 12345).map(|i| (i % 251) as u8).collect();
-        let sender = {
-            let big = big.clone();
-            std::thread::spawn(move || a.send_bytes(&big))
-        };
-        let got = b.recv_bytes().unwrap();
-        sender.join().unwrap().unwrap();
-        assert!(got == big);
-    }
-}
+#[path = "conn_tests.rs"]
+mod tests;

@@ -55,7 +55,12 @@ impl Claimed {
 impl Intake {
     /// Reads into `buf` from `fd` (`socket`: with the descriptors that
     /// come). `Ok(0)` is end of file.
-    pub(super) fn read(&mut self, fd: BorrowedFd<'_>, socket: bool, buf: &mut [u8]) -> Result<usize> {
+    pub(super) fn read(
+        &mut self,
+        fd: BorrowedFd<'_>,
+        socket: bool,
+        buf: &mut [u8],
+    ) -> Result<usize> {
         if !socket {
             let n = sys::fd::read(fd, buf).os("recv")?;
             self.pos += n as u64;
@@ -136,7 +141,9 @@ mod tests {
     #[test]
     fn a_batch_belongs_to_the_message_its_read_ended_in() {
         let mut intake = Intake::default();
-        intake.batches.extend([batch(3, 1), batch(10, 2), batch(25, 3)]);
+        intake
+            .batches
+            .extend([batch(3, 1), batch(10, 2), batch(25, 3)]);
         // Message 4..10 holds byte 9: the read that ended at 10 is its.
         let c = intake.claim(4, 10);
         assert_eq!(c.fds.len(), 2);
