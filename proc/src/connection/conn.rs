@@ -46,7 +46,10 @@ const READ_BUF: usize = 64 * 1024;
 ///
 /// A `Connection` is `Clone` (clones share the descriptor, which closes with
 /// the last clone) and can be passed to a child process inside its `args`
-/// under every start method.
+/// under every start method, or sent after start like any handle (see
+/// [`reduction`](crate::reduction)). Handles sent with [`send`](Self::send)
+/// on a duplex connection take their descriptors along (`SCM_RIGHTS`); on a
+/// one-way pipe they go as tickets.
 ///
 /// ```
 /// let (left, right) = mp_proc::pipe(true)?;
