@@ -70,6 +70,8 @@ struct Inner {
     readable: bool,
     writable: bool,
     socket: bool,
+    /// A Unix socket: descriptors can go with its messages.
+    unix: bool,
     max_frame: AtomicU64,
     reader: Mutex<Reader>,
     writer: Mutex<Vec<u8>>,
@@ -126,6 +128,7 @@ impl Connection {
     pub(crate) fn new(fd: OwnedFd, readable: bool, writable: bool, socket: bool) -> Connection {
         Connection {
             inner: Arc::new(Inner {
+                unix: socket && sys::fd::is_unix_socket(fd.as_fd()),
                 fd,
                 readable,
                 writable,
@@ -197,7 +200,7 @@ impl Connection {
         let mut buf = std::mem::take(&mut *guard);
         buf.clear();
         let fd = self.inner.fd.as_fd();
-        let r = if self.inner.socket {
+        let r = if self.inner.unix {
             // The descriptors of its handles go with the message.
             let (r, fds) = payload::with_message_sink(|| Self::encode_frame(value, &mut buf));
             r.and_then(|()| match fds.is_empty() {
@@ -275,10 +278,10 @@ impl Connection {
         if !self.inner.writable {
             return Err(Error::ReadOnly);
         }
-        if !self.inner.socket {
+        if !self.inner.unix {
             return Err(Error::Invalid {
                 what: "send_handle",
-                reason: "a one-way pipe cannot carry descriptors: use a duplex connection".into(),
+                reason: "only a Unix socket (a duplex pipe) can carry descriptors".into(),
             });
         }
         let _guard = lock(&self.inner.writer);
@@ -288,10 +291,10 @@ impl Connection {
 
     /// [`reduction::recv_handle`](crate::reduction::recv_handle).
     pub(crate) fn recv_handle(&self) -> Result<OwnedFd> {
-        if self.inner.readable && !self.inner.socket {
+        if self.inner.readable && !self.inner.unix {
             return Err(Error::Invalid {
                 what: "recv_handle",
-                reason: "a one-way pipe cannot carry descriptors: use a duplex connection".into(),
+                reason: "only a Unix socket (a duplex pipe) can carry descriptors".into(),
             });
         }
         let mut reader = self.reader()?;
@@ -528,7 +531,7 @@ impl Connection {
         }
         let n = reader
             .intake
-            .read(fd, self.inner.socket, &mut reader.buf[end..])?;
+            .read(fd, self.inner.unix, &mut reader.buf[end..])?;
         reader.end += n;
         Ok(n)
     }
@@ -618,12 +621,10 @@ impl Connection {
                     // Full: what arrived pays for as much room again.
                     out.reserve_exact(left.min(out.capacity().max(READ_BUF)));
                 }
-                let n = reader.intake.read_append(
-                    self.inner.fd.as_fd(),
-                    self.inner.socket,
-                    out,
-                    left,
-                )?;
+                let n =
+                    reader
+                        .intake
+                        .read_append(self.inner.fd.as_fd(), self.inner.unix, out, left)?;
                 if n == 0 {
                     return Err(self.truncated(reader, len, out.len()));
                 }
@@ -654,7 +655,7 @@ impl Connection {
             } else {
                 reader
                     .intake
-                    .read(self.inner.fd.as_fd(), self.inner.socket, &mut dest[done..])?
+                    .read(self.inner.fd.as_fd(), self.inner.unix, &mut dest[done..])?
             };
             if n == 0 {
                 return Err(self.truncated(reader, len, done));

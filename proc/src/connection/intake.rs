@@ -53,15 +53,10 @@ impl Claimed {
 }
 
 impl Intake {
-    /// Reads into `buf` from `fd` (`socket`: with the descriptors that
-    /// come). `Ok(0)` is end of file.
-    pub(super) fn read(
-        &mut self,
-        fd: BorrowedFd<'_>,
-        socket: bool,
-        buf: &mut [u8],
-    ) -> Result<usize> {
-        if !socket {
+    /// Reads into `buf` from `fd`; `unix`: a Unix socket, read with
+    /// `recvmsg` for the descriptors that come. `Ok(0)` is end of file.
+    pub(super) fn read(&mut self, fd: BorrowedFd<'_>, unix: bool, buf: &mut [u8]) -> Result<usize> {
+        if !unix {
             let n = sys::fd::read(fd, buf).os("recv")?;
             self.pos += n as u64;
             return Ok(n);
@@ -76,11 +71,11 @@ impl Intake {
     pub(super) fn read_append(
         &mut self,
         fd: BorrowedFd<'_>,
-        socket: bool,
+        unix: bool,
         out: &mut Vec<u8>,
         max: usize,
     ) -> Result<usize> {
-        if !socket {
+        if !unix {
             let n = sys::fd::read_append(fd, out, max).os("recv")?;
             self.pos += n as u64;
             return Ok(n);
