@@ -59,6 +59,10 @@ const MAX_CLIENTS: usize = 64;
 /// `connection::HANDSHAKE_TIMEOUT` (which `rt` does not import).
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// How long the sharer waits for a client's id, in nanoseconds:
+/// [`ANSWER_TIMEOUT`] (a test shortens it, in a forked child of its own).
+static CLIENT_TIMEOUT_NS: AtomicU64 = AtomicU64::new(ANSWER_TIMEOUT.as_nanos() as u64);
+
 /// The lifetime of tickets unless [`set_lifetime`] changed it.
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(300);
 
@@ -398,7 +402,8 @@ fn accept(
         if stream.set_nonblocking(true).is_err() {
             continue;
         }
-        let Some(deadline) = Instant::now().checked_add(ANSWER_TIMEOUT) else {
+        let timeout = Duration::from_nanos(CLIENT_TIMEOUT_NS.load(Ordering::Relaxed));
+        let Some(deadline) = Instant::now().checked_add(timeout) else {
             continue;
         };
         if clients.len() >= MAX_CLIENTS {

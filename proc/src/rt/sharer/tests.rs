@@ -557,10 +557,37 @@ fn the_oldest_waiting_client_is_dropped_for_a_new_one() {
             reaches_eof(oldest.as_fd()),
             "the oldest client was not dropped",
         )?;
+        // Dropped for the new one, not for its deadline: the next oldest
+        // (whose deadline is as near) still waits.
+        let next_heard = sys::fd::readable(others[0].as_fd(), Some(Duration::ZERO));
+        check(
+            matches!(next_heard, Ok(false)),
+            "the next oldest was dropped too",
+        )?;
         let got = redeem(&ticket).map_err(|e| e.to_string())?;
         check(same_file(got.as_fd(), w.as_fd()), "same file")?;
         drop(others);
         Ok(())
+    })
+    .finish();
+}
+
+#[test]
+fn a_silent_client_is_dropped_at_its_deadline() {
+    fork_child(|_| {
+        // This child's sharer waits 50 ms for a client's id.
+        CLIENT_TIMEOUT_NS.store(50_000_000, Ordering::Relaxed);
+        let (_r, w) = sys::fd::pipe().map_err(|e| e.to_string())?;
+        let ticket = issue(w.as_fd()).map_err(|e| e.to_string())?;
+        let silent = raw_client(&ticket);
+        let mut slow = raw_client(&ticket);
+        slow.write_all(&ticket.id[..15])
+            .map_err(|e| e.to_string())?;
+        check(reaches_eof(silent.as_fd()), "a silent client was kept")?;
+        check(reaches_eof(slow.as_fd()), "a slow client was kept")?;
+        // The ticket is still good, for a client that sends its id.
+        let got = redeem(&ticket).map_err(|e| e.to_string())?;
+        check(same_file(got.as_fd(), w.as_fd()), "same file")
     })
     .finish();
 }
