@@ -243,10 +243,11 @@ fn running() -> Result<&'static Sharer> {
     let pid = std::process::id();
     loop {
         let current = SHARER.get();
-        if let Some(s) = current {
-            if s.pid == pid && s.serving.load(Ordering::Acquire) {
-                return Ok(s);
-            }
+        if let Some(s) = current
+            && s.pid == pid
+            && s.serving.load(Ordering::Acquire)
+        {
+            return Ok(s);
         }
         let (new, listener, wake) = bind(pid)?;
         match SHARER.replace(current, Box::new(new)) {
