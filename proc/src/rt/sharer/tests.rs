@@ -216,6 +216,22 @@ fn fake_sharer() -> (UnixListener, Ticket) {
     (listener, ticket)
 }
 
+/// A listening socket under abstract `name` whose backlog holds one.
+fn listen_with_backlog_1(name: &str) -> OwnedFd {
+    use nix::sys::socket::{AddressFamily, Backlog, SockFlag, SockType, UnixAddr};
+    let sock = nix::sys::socket::socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .expect("socket");
+    let addr = UnixAddr::new_abstract(name.as_bytes()).expect("name");
+    nix::sys::socket::bind(sock.as_raw_fd(), &addr).expect("bind");
+    nix::sys::socket::listen(&sock, Backlog::new(1).expect("backlog")).expect("listen");
+    sock
+}
+
 #[test]
 fn a_sharer_that_does_not_answer_is_no_answer_within_the_deadline() {
     let (listener, ticket) = fake_sharer();
@@ -224,11 +240,31 @@ fn a_sharer_that_does_not_answer_is_no_answer_within_the_deadline() {
         redeem_within(&ticket, Duration::from_millis(100)).err(),
         Some(TicketFailure::NoAnswer)
     );
+    drop(listener);
+    // A backlog so full that the connect itself must wait: it waits no
+    // longer than the deadline either.
+    let listener = listen_with_backlog_1(&ticket.name);
+    let mut queued = Vec::new();
+    let full = loop {
+        match sys::sharer_sock::connect_abstract(ticket.name.as_bytes(), Duration::ZERO) {
+            Ok(c) => queued.push(c),
+            Err(e) => break e,
+        }
+        assert!(queued.len() < 100, "the backlog never filled");
+    };
+    assert_eq!(full.kind(), io::ErrorKind::WouldBlock, "{full}");
+    assert_eq!(
+        redeem_within(&ticket, Duration::from_millis(100)).err(),
+        Some(TicketFailure::NoAnswer)
+    );
+    drop((queued, listener));
     // Accepted and read, never answered.
+    let (listener, ticket) = fake_sharer();
     let t = std::thread::spawn(move || {
         let (mut s, _) = listener.accept().expect("accept");
         let mut id = [0u8; ID_LEN];
         s.read_exact(&mut id).expect("read id");
+        assert_eq!(id, [9; ID_LEN]);
         let _ = s.read(&mut [0u8; 1]); // until the client gives up
     });
     assert_eq!(
