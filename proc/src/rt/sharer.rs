@@ -63,6 +63,10 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(20);
 /// [`ANSWER_TIMEOUT`] (a test shortens it, in a forked child of its own).
 static CLIENT_TIMEOUT_NS: AtomicU64 = AtomicU64::new(ANSWER_TIMEOUT.as_nanos() as u64);
 
+/// How long the listener rests when accepting fails for want of memory or
+/// descriptors (rather than the thread spinning on it).
+const ACCEPT_REST: Duration = Duration::from_millis(100);
+
 /// The lifetime of tickets unless [`set_lifetime`] changed it.
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(300);
 
@@ -336,65 +340,78 @@ fn serve(sharer: &'static Sharer, listener: UnixListener, wake: OwnedFd) {
     let _stopped = Stopped(sharer);
     let uid = sys::sharer_sock::effective_uid();
     // Closed to make room when this process is out of descriptors, so that
-    // a waiting connection can be taken and refused instead of spinning.
+    // a waiting connection can be taken and refused.
     let mut reserve = sys::fd::dev_null(false).ok();
     let mut clients: VecDeque<Client> = VecDeque::new();
+    // While accepting fails (out of memory, or of descriptors with no
+    // reserve), the listener rests instead of waking the thread at once.
+    let mut resting_until: Option<Instant> = None;
     loop {
         let now_ns = monotonic_ns();
         let next_expiry = lock(&sharer.table).purge(now_ns);
         let now = Instant::now();
         clients.retain(|c| c.deadline > now);
-        let mut wait = next_expiry.map(|t| Duration::from_nanos(t.saturating_sub(now_ns)));
-        if let Some(first) = clients.iter().map(|c| c.deadline).min() {
-            let d = first.saturating_duration_since(now);
-            wait = Some(wait.map_or(d, |w| w.min(d)));
-        }
+        resting_until = resting_until.filter(|&t| t > now);
+        let wait = next_expiry
+            // None past what an Instant can hold: no expiry to wake for.
+            .and_then(|t| now.checked_add(Duration::from_nanos(t.saturating_sub(now_ns))))
+            .into_iter()
+            .chain(clients.iter().map(|c| c.deadline))
+            .chain(resting_until)
+            .min()
+            .map(|t| t.saturating_duration_since(now));
         let ready = {
-            let mut fds = vec![listener.as_fd(), wake.as_fd()];
+            let mut fds = vec![wake.as_fd()];
             fds.extend(clients.iter().map(|c| c.stream.as_fd()));
+            if resting_until.is_none() {
+                fds.push(listener.as_fd());
+            }
             match sys::fd::wait_readable(&fds, wait) {
                 Ok(ready) => ready,
                 Err(_) => return, // out of memory: `Stopped` shuts it down
             }
         };
-        let mut at = 2;
+        if ready[0] {
+            let mut buf = [0u8; 64];
+            let _ = sys::fd::read(wake.as_fd(), &mut buf);
+        }
+        let mut at = 1;
         clients.retain_mut(|c| {
             let heard = ready[at];
             at += 1;
             !heard || hear(sharer, c)
         });
-        if ready[1] {
-            let mut buf = [0u8; 64];
-            let _ = sys::fd::read(wake.as_fd(), &mut buf);
-        }
-        if ready[0] {
-            accept(&listener, uid, &mut clients, &mut reserve);
+        if ready.get(at) == Some(&true) && !accept(&listener, uid, &mut clients, &mut reserve) {
+            resting_until = now.checked_add(ACCEPT_REST);
         }
     }
 }
 
 /// Takes the waiting connections (a bounded number per round, so that the
-/// clients already heard are served too).
+/// clients already heard are served too). False if accepting failed for
+/// want of memory or descriptors (then the listener rests a moment).
 fn accept(
     listener: &UnixListener,
     uid: u32,
     clients: &mut VecDeque<Client>,
     reserve: &mut Option<OwnedFd>,
-) {
+) -> bool {
     for _ in 0..MAX_CLIENTS {
         let stream = match listener.accept() {
             Ok((stream, _)) => stream,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if e.raw_os_error() == Some(libc::ECONNABORTED) => continue,
             Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
                 // Out of descriptors: refuse one with the reserve's number.
                 if reserve.take().is_none() {
-                    return;
+                    return false;
                 }
                 drop(listener.accept());
                 *reserve = sys::fd::dev_null(false).ok();
                 continue;
             }
-            Err(_) => return, // none left (or a connection aborted)
+            Err(_) => return false,
         };
         // Another user's process gets nothing, not even an answer.
         if !matches!(sys::sharer_sock::peer(stream.as_fd()), Ok((_, peer)) if peer == uid) {
@@ -417,6 +434,7 @@ fn accept(
             deadline,
         });
     }
+    true // more may wait: the next round takes them
 }
 
 /// Reads what client `c` sent; once its id is whole, answers it. Returns

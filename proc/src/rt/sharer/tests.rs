@@ -629,6 +629,35 @@ fn a_silent_client_is_dropped_at_its_deadline() {
 }
 
 #[test]
+fn out_of_descriptors_the_sharer_refuses_a_client_and_recovers() {
+    fork_child(|_| {
+        let (_r, w) = sys::fd::pipe().map_err(|e| e.to_string())?;
+        let ticket = issue(w.as_fd()).map_err(|e| e.to_string())?;
+        // Every descriptor of this process taken but one, for the client.
+        let mut filler = Vec::new();
+        loop {
+            match w.try_clone() {
+                Ok(fd) => filler.push(fd),
+                Err(e) if e.raw_os_error() == Some(libc::EMFILE) => break,
+                Err(e) => return Err(format!("dup: {e}")),
+            }
+            check(filler.len() < 1 << 20, "no descriptor limit")?;
+        }
+        filler.pop();
+        let c = raw_client(&ticket);
+        // The sharer cannot take it but with its reserve: it refuses it.
+        check(
+            reaches_eof(c.as_fd()),
+            "a client it could not take is kept waiting",
+        )?;
+        drop((c, filler));
+        let got = redeem(&ticket).map_err(|e| format!("after: {e}"))?;
+        check(same_file(got.as_fd(), w.as_fd()), "same file")
+    })
+    .finish();
+}
+
+#[test]
 fn a_client_of_another_user_gets_nothing() {
     if sys::sharer_sock::effective_uid() != 0 {
         if std::env::var_os("MP_SKIP_SETUID_TEST").is_some() {
