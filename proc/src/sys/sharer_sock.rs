@@ -1,7 +1,8 @@
 //! The OS side of the sharer (`rt::sharer`): the monotonic clock in
 //! nanoseconds, who this process is and who a socket's peer is, a connect to
-//! an abstract Unix socket that cannot wait forever, and the receive of a
-//! short answer with at most one descriptor.
+//! an abstract Unix socket that cannot wait forever, the receive of a
+//! short answer with at most one descriptor, and [`Forever`], the lock-free
+//! slot that holds a process's sharer across a fork.
 
 // Until the handles issue and redeem tickets (the lead removes this).
 #![allow(dead_code)]
