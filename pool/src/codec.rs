@@ -83,22 +83,10 @@ pub(crate) fn decode_result<R: Payload>(bytes: &[u8]) -> Result<R> {
     })
 }
 
-/// Encodes a task's argument; an argument that holds a handle gets an error
-/// that says how to give handles to workers instead.
+/// Encodes a task's argument. Handles in it travel as tickets that the
+/// worker redeems (see `mp_proc::reduction`).
 fn encode<A: serde::Serialize + 'static>(a: &A) -> Result<Vec<u8>> {
-    mp_proc::codec::encode(a).map_err(|e| {
-        let e = Error::from(e);
-        if mp_proc::plumbing::Packed::pack(a).is_ok() {
-            Error::Encoding {
-                message: format!(
-                    "{e}: a pool task's arguments cannot hold handles; give them to \
-                     the workers with PoolBuilder::initializer (Python's initargs)"
-                ),
-            }
-        } else {
-            e
-        }
-    })
+    mp_proc::codec::encode(a).map_err(Error::from)
 }
 
 /// The argument records of a task's items, in one buffer with no

@@ -47,7 +47,8 @@ fn noop(_: ()) {}
 
 /// Takes the test lock and records the open descriptors. It first starts one
 /// child with fork and one with forkserver, so that the process-wide helpers
-/// (the alive pipe, the fork server's socket) exist before the count.
+/// (the alive pipe, the fork server's socket, the resource tracker, the
+/// sharer of tickets) exist before the count.
 pub fn guard() -> Guard {
     let serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     for method in [StartMethod::Fork, StartMethod::Forkserver] {
@@ -60,6 +61,12 @@ pub fn guard() -> Guard {
         .unwrap()
         .unlink()
         .unwrap();
+    // And the sharer (handles sent as tickets): a ticket issued and redeemed.
+    {
+        let lock = mp_proc::Lock::new().unwrap();
+        let bytes = mp_proc::codec::encode(&lock).unwrap();
+        let _: mp_proc::Lock = mp_proc::codec::decode(&bytes).unwrap();
+    }
     Guard {
         _serial: serial,
         fds: open_fds(),

@@ -503,7 +503,17 @@ fn ask(ticket: &Ticket, timeout: Duration) -> std::result::Result<OwnedFd, Ticke
     let (n, fd) = sys::sharer_sock::recv_with_one_fd(sock.as_fd(), &mut buf)
         .map_err(|_| TicketFailure::NoAnswer)?;
     match (n, buf[0], fd) {
-        (1, OK, Some(fd)) => Ok(fd),
+        (1, OK, Some(fd)) => {
+            // Wait for the sharer to close: it has then closed its own copy
+            // of the descriptor, so that once this returns no copy but the
+            // caller's is open (a pipe's reader sees its end of file when
+            // the caller closes it, not some time later).
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            match sys::fd::readable(sock.as_fd(), left) {
+                Ok(true) if matches!(sys::fd::read(sock.as_fd(), &mut buf), Ok(0)) => Ok(fd),
+                _ => Err(TicketFailure::NoAnswer),
+            }
+        }
         (1, UNKNOWN, None) if monotonic_ns() >= ticket.expires => Err(TicketFailure::Expired),
         (1, UNKNOWN, None) => Err(TicketFailure::AlreadyRedeemed),
         (1, EXPIRED, None) => Err(TicketFailure::Expired),
