@@ -36,6 +36,7 @@ fn main() {
         pin(parent_cpu);
         by_connection(&mut g, StartMethod::Fork, sfx, child_cpu);
         by_queue(&mut g, sfx, child_cpu);
+        by_send_handle(&mut g, sfx, child_cpu);
         raw(&mut g, sfx, child_cpu);
         pin(None);
     }
@@ -153,6 +154,57 @@ fn by_queue(g: &mut Group<'_>, sfx: &str, child_cpu: Option<usize>) {
     child.join().unwrap();
 }
 
+// ---------------------------------------------------------------- mp, send_handle
+
+/// The child: `recv_handle` until end of file, one byte on each descriptor.
+fn fd_echo((conn, cpu): (Connection, Option<usize>)) {
+    pin_child(cpu);
+    while let Ok(fd) = mp_proc::reduction::recv_handle(&conn) {
+        if write(fd.as_fd(), b"x").is_err() {
+            return;
+        }
+    }
+}
+
+fn by_send_handle(g: &mut Group<'_>, sfx: &str, child_cpu: Option<usize>) {
+    let (ours, child_end) = pipe(true).unwrap();
+    let mut child = Process::new(fd_echo, (child_end, child_cpu)).start_method(StartMethod::Fork);
+    child.start().unwrap();
+    let one = || -> Result<(), String> {
+        let (mine, theirs) = socket_pair();
+        mp_proc::reduction::send_handle(&ours, theirs.as_fd()).map_err(|e| e.to_string())?;
+        drop(theirs);
+        let mut byte = [0u8; 1];
+        match read(mine.as_fd(), &mut byte) {
+            Ok(1) => Ok(()),
+            Ok(_) => Err("end of file instead of the child's byte".into()),
+            Err(e) => Err(e.to_string()),
+        }
+    };
+    let name = format!("mp_send_handle_fork{sfx}");
+    // The child answers or dies (then `theirs` has no other holder: end of
+    // file), so the probe needs no deadline.
+    match one() {
+        Ok(()) => {
+            let id = format!("handles/{name}");
+            g.bench_function(&name, |b| {
+                b.iter_custom(|iters| {
+                    timed(&id, iters, |n| {
+                        for _ in 0..n {
+                            one().unwrap();
+                        }
+                    })
+                })
+            });
+        }
+        Err(e) => eprintln!("{name}: skipped, reduction::send_handle does not work here: {e}"),
+    }
+    // End of file for the child, whoever else holds a copy of `ours`.
+    let _ = nix::sys::socket::shutdown(ours.as_fd().as_raw_fd(), nix::sys::socket::Shutdown::Write);
+    drop(ours);
+    child.join().unwrap();
+}
+
 // ---------------------------------------------------------------- raw OS
 
 fn socket_pair() -> (OwnedFd, OwnedFd) {
@@ -265,6 +317,14 @@ fn table(python: &support::Python) -> Table {
             format!("Queue.put(Connection) after start (a ticket), fork{sfx}"),
             format!("mp_queue_fork{sfx}"),
             ("handle_queue_rtt", format!("connection_fork{sfx}")),
+            raw(sfx),
+        ));
+    }
+    for (sfx, _, _) in placements() {
+        rows.push((
+            format!("reduction.send_handle + recv_handle (bare fd), fork{sfx}"),
+            format!("mp_send_handle_fork{sfx}"),
+            ("send_handle_rtt", format!("fork{sfx}")),
             raw(sfx),
         ));
     }
