@@ -14,6 +14,8 @@ use crate::mutex::lock;
 use crate::sys;
 use crate::wire::payload;
 
+use super::intake::{Claimed, Intake};
+
 /// The default limit on the length of one received message: 1 GiB.
 ///
 /// A peer that announces more gets [`Error::FrameTooLong`] instead of an
@@ -77,6 +79,15 @@ struct Reader {
     end: usize,
     /// An earlier error lost the frame boundary.
     desync: bool,
+    /// Where the stream is, and the descriptors that came with it.
+    intake: Intake,
+}
+
+impl Reader {
+    /// The stream position of the first byte not yet consumed.
+    fn consumed(&self) -> u64 {
+        self.intake.pos - (self.end - self.start) as u64
+    }
 }
 
 /// Python's `Pipe(duplex)`: a connected pair of [`Connection`]s.
@@ -136,6 +147,7 @@ impl Connection {
                     start: 0,
                     end: 0,
                     desync: false,
+                    intake: Intake::default(),
                 }),
                 writer: Mutex::new(Vec::new()),
             }),
@@ -147,22 +159,6 @@ impl Connection {
     pub fn from_fd(fd: OwnedFd, readable: bool, writable: bool) -> Connection {
         let socket = sys::fd::is_socket(fd.as_fd());
         Connection::new(fd, readable, writable, socket)
-    }
-
-    /// [`reduction::send_handle`](crate::reduction::send_handle).
-    pub(crate) fn send_handle(&self, _fd: BorrowedFd<'_>) -> Result<()> {
-        Err(Error::NotImplemented {
-            what: "send_handle",
-            reason: "not yet",
-        })
-    }
-
-    /// [`reduction::recv_handle`](crate::reduction::recv_handle).
-    pub(crate) fn recv_handle(&self) -> Result<OwnedFd> {
-        Err(Error::NotImplemented {
-            what: "recv_handle",
-            reason: "not yet",
-        })
     }
 
     /// Whether this end can receive.
@@ -211,9 +207,18 @@ impl Connection {
         let mut guard = lock(&self.inner.writer);
         let mut buf = std::mem::take(&mut *guard);
         buf.clear();
-        let r = Self::encode_frame(value, &mut buf).and_then(|()| {
-            sys::fd::write_all(self.inner.fd.as_fd(), &buf, self.inner.socket).os("send")
-        });
+        let fd = self.inner.fd.as_fd();
+        let r = if self.inner.socket {
+            // The descriptors of its handles go with the message.
+            let (r, fds) = payload::with_message_sink(|| Self::encode_frame(value, &mut buf));
+            r.and_then(|()| match fds.is_empty() {
+                true => sys::fd::write_all(fd, &buf, true).os("send"),
+                false => sys::scm::send_with_fds(fd, &buf, &fds).os("send"),
+            })
+        } else {
+            Self::encode_frame(value, &mut buf)
+                .and_then(|()| sys::fd::write_all(fd, &buf, false).os("send"))
+        };
         if buf.capacity() <= READ_BUF {
             *guard = buf;
         }
@@ -269,19 +274,67 @@ impl Connection {
     /// [`Error::Eof`]; it never blocks forever on a peer that is gone.
     pub fn recv<T: DeserializeOwned>(&self) -> Result<T> {
         let mut reader = self.reader()?;
-        let len = self.read_header(&mut reader)?;
-        let len = len as usize;
-        if reader.end - reader.start >= len {
+        let r = &mut *reader;
+        let from = r.consumed();
+        let len = self.read_header(r)? as usize;
+        if r.end - r.start >= len {
             // The whole frame is buffered: decode in place.
-            let frame = &reader.buf[reader.start..reader.start + len];
-            let value = payload::decode(frame);
-            reader.start += len;
-            return value;
+            let at = r.start;
+            r.start += len;
+            let fds = r.intake.claim(from, r.consumed());
+            return decode_message(&r.buf[at..at + len], fds);
         }
         let mut frame = Vec::new();
-        self.read_payload(&mut reader, len, &mut frame)?;
+        self.read_payload(r, len, &mut frame)?;
+        let fds = r.intake.claim(from, r.consumed());
         drop(reader);
-        payload::decode(&frame)
+        decode_message(&frame, fds)
+    }
+
+    /// [`reduction::send_handle`](crate::reduction::send_handle).
+    pub(crate) fn send_handle(&self, fd: BorrowedFd<'_>) -> Result<()> {
+        if !self.inner.writable {
+            return Err(Error::ReadOnly);
+        }
+        if !self.inner.socket {
+            return Err(Error::Invalid {
+                what: "send_handle",
+                reason: "a one-way pipe cannot carry descriptors: use a duplex connection".into(),
+            });
+        }
+        let _guard = lock(&self.inner.writer);
+        // CPython's `sendfds`: one byte, the number of descriptors.
+        sys::scm::send_with_fds(self.inner.fd.as_fd(), &[1], &[fd.as_raw_fd()]).os("send_handle")
+    }
+
+    /// [`reduction::recv_handle`](crate::reduction::recv_handle).
+    pub(crate) fn recv_handle(&self) -> Result<OwnedFd> {
+        if self.inner.readable && !self.inner.socket {
+            return Err(Error::Invalid {
+                what: "recv_handle",
+                reason: "a one-way pipe cannot carry descriptors: use a duplex connection".into(),
+            });
+        }
+        let mut reader = self.reader()?;
+        let r = &mut *reader;
+        let from = r.consumed();
+        self.need_by(r, 1, None)?;
+        r.start += 1;
+        let mut claimed = r.intake.claim(from, from + 1);
+        match claimed.fds.len() {
+            1 if !claimed.lost => Ok(claimed.fds.remove(0)),
+            0 => Err(Error::DescriptorsMissing {
+                claimed: 1,
+                arrived: 0,
+            }),
+            n => Err(Error::Invalid {
+                what: "recv_handle",
+                reason: format!(
+                    "{n} descriptors{} came with the byte, not 1 (all closed)",
+                    if claimed.lost { " and some lost" } else { "" }
+                ),
+            }),
+        }
     }
 
     /// Sends `buf` as one message (Python's `send_bytes`).
@@ -317,9 +370,13 @@ impl Connection {
     /// ```
     pub fn recv_bytes(&self) -> Result<Vec<u8>> {
         let mut reader = self.reader()?;
+        let from = reader.consumed();
         let len = self.read_header(&mut reader)?;
         let mut frame = Vec::new();
         self.read_payload(&mut reader, len as usize, &mut frame)?;
+        // Bytes claim no descriptors: any that came are closed.
+        let to = reader.consumed();
+        drop(reader.intake.claim(from, to));
         Ok(frame)
     }
 
@@ -342,14 +399,19 @@ impl Connection {
     /// ```
     pub fn recv_bytes_into(&self, buf: &mut [u8]) -> Result<usize> {
         let mut reader = self.reader()?;
+        let from = reader.consumed();
         let len = self.read_header(&mut reader)? as usize;
-        if len > buf.len() {
+        let r = if len > buf.len() {
             let mut whole = Vec::new();
             self.read_payload(&mut reader, len, &mut whole)?;
-            return Err(Error::BufferTooShort(whole));
-        }
-        self.read_payload_into(&mut reader, &mut buf[..len])?;
-        Ok(len)
+            Err(Error::BufferTooShort(whole))
+        } else {
+            self.read_payload_into(&mut reader, &mut buf[..len])?;
+            Ok(len)
+        };
+        let to = reader.consumed();
+        drop(reader.intake.claim(from, to));
+        r
     }
 
     /// Sends `buf` as one message, waiting for room no later than
@@ -389,6 +451,7 @@ impl Connection {
     /// messages are small.
     pub(crate) fn recv_bytes_by(&self, max: usize, deadline: Option<Instant>) -> Result<Vec<u8>> {
         let mut reader = self.reader()?;
+        let from = reader.consumed();
         let max = max.min(READ_BUF) as u64;
         let len = self.read_header_by(&mut reader, max, deadline)? as usize;
         match self.need_by(&mut reader, len, deadline) {
@@ -402,6 +465,8 @@ impl Connection {
         }
         let frame = reader.buf[reader.start..reader.start + len].to_vec();
         reader.start += len;
+        let to = reader.consumed();
+        drop(reader.intake.claim(from, to));
         Ok(frame)
     }
 
@@ -482,7 +547,9 @@ impl Connection {
                 }
             }
         }
-        let n = sys::fd::read(fd, &mut reader.buf[end..]).os("recv")?;
+        let n = reader
+            .intake
+            .read(fd, self.inner.socket, &mut reader.buf[end..])?;
         reader.end += n;
         Ok(n)
     }
@@ -572,7 +639,9 @@ impl Connection {
                     // Full: what arrived pays for as much room again.
                     out.reserve_exact(left.min(out.capacity().max(READ_BUF)));
                 }
-                let n = sys::fd::read_append(self.inner.fd.as_fd(), out, left).os("recv")?;
+                let n = reader
+                    .intake
+                    .read_append(self.inner.fd.as_fd(), self.inner.socket, out, left)?;
                 if n == 0 {
                     return Err(self.truncated(reader, len, out.len()));
                 }
@@ -601,7 +670,9 @@ impl Connection {
                     take
                 }
             } else {
-                sys::fd::read(self.inner.fd.as_fd(), &mut dest[done..]).os("recv")?
+                reader
+                    .intake
+                    .read(self.inner.fd.as_fd(), self.inner.socket, &mut dest[done..])?
             };
             if n == 0 {
                 return Err(self.truncated(reader, len, done));
@@ -618,6 +689,15 @@ impl Connection {
             got: got as u64,
         }
     }
+}
+
+/// Decodes a received message, whose handles take their descriptors from
+/// those that came with it (the rest are closed).
+fn decode_message<T: DeserializeOwned>(bytes: &[u8], fds: Claimed) -> Result<T> {
+    if fds.is_empty() {
+        return payload::decode(bytes);
+    }
+    payload::with_message_fds(fds.fds, || payload::decode(bytes))
 }
 
 impl AsFd for Connection {
@@ -640,7 +720,7 @@ impl fmt::Debug for Connection {
 /// its state, including bytes already read from the OS but not yet consumed.
 #[derive(Serialize, Deserialize)]
 struct Wire {
-    fd: u32,
+    fd: crate::rt::handles::FdRef,
     readable: bool,
     writable: bool,
     max_frame: u64,
@@ -649,7 +729,7 @@ struct Wire {
 
 impl Serialize for Connection {
     fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
-        let fd = payload::push_fd(
+        let fd = crate::rt::handles::push(
             self.inner.fd.as_fd(),
             "Connection",
             crate::wire::handle::handle_type("Connection", 0),
@@ -677,7 +757,7 @@ impl Serialize for Connection {
 impl<'de> Deserialize<'de> for Connection {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
         let wire = Wire::deserialize(deserializer)?;
-        let fd = payload::take_fd(
+        let fd = crate::rt::handles::take(
             wire.fd,
             "Connection",
             crate::wire::handle::handle_type("Connection", 0),
@@ -691,6 +771,7 @@ impl<'de> Deserialize<'de> for Connection {
             buf.resize(end.max(READ_BUF), 0);
             r.buf = buf.into_boxed_slice();
             r.end = end;
+            r.intake.pos = end as u64;
         }
         Ok(conn)
     }

@@ -2,6 +2,7 @@
 
 mod auth;
 mod conn;
+mod intake;
 mod listener;
 
 pub(crate) mod fds;

@@ -5,12 +5,13 @@
 //! Inside, from the bottom: `helper` (role variables, a started helper,
 //! fatal ends) <- `runtime` (the process state) <- `child` (a child's life)
 //! <- `tracker`, `forkserver` (the helpers' loops), `sharer` (handles
-//! redeemed by ticket) <- `start` (the parent's
+//! redeemed by ticket) <- `handles` (where a handle's descriptor goes) <- `start` (the parent's
 //! side of the start methods), `bootstrap` (the constructor's entry).
 
 pub(crate) mod bootstrap;
 pub(crate) mod child;
 pub(crate) mod forkserver;
+pub(crate) mod handles;
 pub(crate) mod helper;
 pub(crate) mod runtime;
 pub(crate) mod sharer;

@@ -10,7 +10,7 @@ use crate::error::{Error, OsContext, Result};
 use crate::sys::shm::Region;
 use crate::sys::sync::{self, Taken};
 use crate::wire::handle::handle_type;
-use crate::wire::payload;
+use crate::rt::handles::FdRef;
 
 /// A region shared by every clone of a handle, in every process it reaches.
 #[derive(Clone)]
@@ -23,7 +23,7 @@ impl Shared {
         )))
     }
 
-    /// Writes the descriptor's index and the handle's type: a handle of
+    /// Writes where the descriptor is ([`FdRef`]) and the handle's type: a handle of
     /// kind `kind` over items of type `elem` ([`type_tag`](crate::wire::handle::type_tag),
     /// 0 for none).
     pub(crate) fn serialize<S: Serializer>(
@@ -32,8 +32,8 @@ impl Shared {
         elem: u64,
         s: S,
     ) -> std::result::Result<S::Ok, S::Error> {
-        let index = payload::push_fd(self.0.fd().as_fd(), kind, handle_type(kind, elem))?;
-        (index, handle_type(kind, elem)).serialize(s)
+        let fd = crate::rt::handles::push(self.0.fd().as_fd(), kind, handle_type(kind, elem))?;
+        (fd, handle_type(kind, elem)).serialize(s)
     }
 
     /// Rebuilds a handle that [`serialize`](Self::serialize) wrote with the
@@ -43,11 +43,11 @@ impl Shared {
         elem: u64,
         d: D,
     ) -> std::result::Result<Shared, D::Error> {
-        let (index, ty) = <(u32, u64)>::deserialize(d)?;
+        let (fd, ty) = <(FdRef, u64)>::deserialize(d)?;
         if ty != handle_type(kind, elem) {
             return Err(crate::wire::payload::retyped(kind));
         }
-        let fd = payload::take_fd(index, kind, ty)?;
+        let fd = crate::rt::handles::take(fd, kind, ty)?;
         let region = Region::from_fd(fd).map_err(|e| {
             crate::wire::payload::decode_failure(format!("a shared memory block: {e}"))
         })?;

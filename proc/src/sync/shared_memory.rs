@@ -10,7 +10,6 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, OsContext, Result};
 use crate::sys::shm::{self, Region};
-use crate::wire::payload;
 
 /// A named block of shared memory, Python's `SharedMemory`.
 ///
@@ -249,18 +248,18 @@ impl Clone for SharedMemory {
 impl Serialize for SharedMemory {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         let ty = handle_type("SharedMemory", 0);
-        let fd = payload::push_fd(self.region.fd().as_fd(), "SharedMemory", ty)?;
+        let fd = crate::rt::handles::push(self.region.fd().as_fd(), "SharedMemory", ty)?;
         (fd, ty, &self.name).serialize(s)
     }
 }
 
 impl<'de> Deserialize<'de> for SharedMemory {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let (fd, ty, name) = <(u32, u64, String)>::deserialize(d)?;
+        let (fd, ty, name) = <(crate::rt::handles::FdRef, u64, String)>::deserialize(d)?;
         if ty != handle_type("SharedMemory", 0) {
             return Err(crate::wire::payload::retyped("SharedMemory"));
         }
-        let fd = payload::take_fd(fd, "SharedMemory", ty)?;
+        let fd = crate::rt::handles::take(fd, "SharedMemory", ty)?;
         let region = Region::from_fd(fd).map_err(|e| {
             crate::wire::payload::decode_failure(format!("a shared memory block: {e}"))
         })?;

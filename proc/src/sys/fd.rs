@@ -318,6 +318,13 @@ pub(crate) unsafe fn dup2_raw(from: RawFd, to: RawFd) {
     }
 }
 
+/// The identity of the file `fd` refers to: its device and inode numbers
+/// (the same through every duplicate, in every process).
+pub(crate) fn identity(fd: BorrowedFd<'_>) -> io::Result<(u64, u64)> {
+    let st = nix::sys::stat::fstat(fd)?;
+    Ok((st.st_dev as u64, st.st_ino as u64))
+}
+
 /// Reads at most `max` bytes from `fd` into the spare capacity of `vec`
 /// (without zero-filling it first), appending them. It never allocates: the
 /// caller decides how much room to make, so that a peer's claimed length

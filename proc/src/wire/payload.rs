@@ -38,13 +38,45 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Payload for T {}
 /// never say what it is.
 pub(crate) type TypedFd<F> = (F, u64);
 
+/// Where the descriptors of the handles being encoded on this thread go.
+enum Sink {
+    /// Into a child being started (its `args`, a `Packed` value): each with
+    /// its handle's type, which travels beside it, not in the bytes.
+    Child(Vec<TypedFd<RawFd>>),
+    /// With a message on a Unix socket (`SCM_RIGHTS`).
+    Message(Vec<RawFd>),
+}
+
+/// Where the descriptors of the handles being decoded on this thread come from.
+enum Source {
+    /// A child's arguments (or a `Packed` value): trusted types.
+    Child(Vec<TypedFd<OwnedFd>>),
+    /// The descriptors that came with a received message.
+    Message(Vec<OwnedFd>),
+}
+
+/// Which way a handle's descriptor travels from the value being encoded on
+/// this thread.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Way {
+    /// Into a child being started ([`push_fd`]).
+    Child,
+    /// With the message, by `SCM_RIGHTS` ([`push_message_fd`]).
+    Message,
+    /// Neither: the handle must go as a ticket.
+    Elsewhere,
+}
+
 thread_local! {
-    /// Descriptors recorded while encoding a child's arguments.
-    static SINK: RefCell<Option<Vec<TypedFd<RawFd>>>> = const { RefCell::new(None) };
-    /// Descriptors available while decoding a child's arguments.
-    static SOURCE: RefCell<Option<Vec<TypedFd<OwnedFd>>>> = const { RefCell::new(None) };
+    /// Descriptors recorded while encoding.
+    static SINK: RefCell<Option<Sink>> = const { RefCell::new(None) };
+    /// Descriptors available while decoding.
+    static SOURCE: RefCell<Option<Source>> = const { RefCell::new(None) };
     /// The kind of handle that was serialized where it cannot travel.
     static REFUSED: RefCell<Option<&'static str>> = const { RefCell::new(None) };
+    /// The error a handle's decoding failed with, for the caller (serde
+    /// keeps only a message).
+    static DECODE_ERROR: RefCell<Option<Error>> = const { RefCell::new(None) };
 }
 
 fn codec_error(e: postcard::Error) -> crate::error::BoxError {
@@ -61,6 +93,15 @@ thread_local! {
 pub(crate) fn decode_failure<E: serde::de::Error>(message: String) -> E {
     let e = E::custom(&message);
     DECODE_MESSAGE.with(|m| *m.borrow_mut() = Some(message));
+    e
+}
+
+/// A decoding error that reaches the caller as `error` itself (not as
+/// [`Error::Decode`]): a handle whose descriptor did not come, or whose
+/// ticket cannot be redeemed.
+pub(crate) fn decode_failure_as<E: serde::de::Error>(error: Error) -> E {
+    let e = E::custom(&error);
+    DECODE_ERROR.with(|m| *m.borrow_mut() = Some(error));
     e
 }
 
@@ -83,6 +124,11 @@ pub(crate) fn retyped<E: serde::de::Error>(kind: &str) -> E {
 /// custom error where one was recorded.
 fn decode_error(e: postcard::Error) -> Error {
     let message = DECODE_MESSAGE.with(|m| m.borrow_mut().take());
+    if let (postcard::Error::SerdeDeCustom, Some(error)) =
+        (&e, DECODE_ERROR.with(|m| m.borrow_mut().take()))
+    {
+        return error;
+    }
     match (e, message) {
         (postcard::Error::SerdeDeCustom, Some(message)) => Error::Decode(message.into()),
         (e, _) => Error::Decode(codec_error(e)),
@@ -140,18 +186,43 @@ pub(crate) fn encode_with_fds<T: Serialize + ?Sized>(
     // this thread, then finds it ready instead of registering its destructor
     // (a lock and an allocation) after the fork.
     SOURCE.with(|_| ());
-    let previous = SINK.with(|s| s.borrow_mut().replace(Vec::new()));
+    let previous = SINK.with(|s| s.borrow_mut().replace(Sink::Child(Vec::new())));
     let bytes = encode(value);
-    let fds = SINK
-        .with(|s| std::mem::replace(&mut *s.borrow_mut(), previous))
-        .unwrap_or_default();
+    let fds = match SINK.with(|s| std::mem::replace(&mut *s.borrow_mut(), previous)) {
+        Some(Sink::Child(fds)) => fds,
+        _ => Vec::new(),
+    };
     Ok((bytes?, fds))
+}
+
+/// Runs `f` (which encodes a message for a Unix socket) with the handles it
+/// encodes recording their descriptors to go with the message; returns
+/// what `f` returned and the descriptors, in index order.
+pub(crate) fn with_message_sink<R>(f: impl FnOnce() -> R) -> (R, Vec<RawFd>) {
+    let previous = SINK.with(|s| s.borrow_mut().replace(Sink::Message(Vec::new())));
+    let r = f();
+    let fds = match SINK.with(|s| std::mem::replace(&mut *s.borrow_mut(), previous)) {
+        Some(Sink::Message(fds)) => fds,
+        _ => Vec::new(),
+    };
+    (r, fds)
+}
+
+/// Runs `f` (which decodes a received message) with `fds`, the descriptors
+/// that came with it, available to its handles. Those no handle claims are
+/// closed when it returns.
+pub(crate) fn with_message_fds<R>(fds: Vec<OwnedFd>, f: impl FnOnce() -> R) -> R {
+    let previous = SOURCE.with(|s| s.borrow_mut().replace(Source::Message(fds)));
+    let r = f();
+    SOURCE.with(|s| *s.borrow_mut() = previous);
+    r
 }
 
 /// Decodes a value; the bytes must be exactly one value, nested at most
 /// [`depth::MAX_DEPTH`](crate::wire::depth::MAX_DEPTH) levels deep (deeper is an
 /// error, not a stack overflow).
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    DECODE_ERROR.with(|m| m.borrow_mut().take());
     let mut de = postcard::Deserializer::from_bytes(bytes);
     match crate::wire::depth::deserialize::<T, _>(&mut de, crate::wire::depth::MAX_DEPTH) {
         Ok(value) => match de.finalize() {
@@ -180,10 +251,20 @@ thread_local! {
     static FROM_PARENT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-/// Runs `f` with [`from_parent`] set to `yes`.
+/// Runs `f` with [`from_parent`] set to `yes`. With `no`, `f` (a target:
+/// code that receives from peers) also runs without the descriptors of the
+/// args being decoded, so that no bytes it decodes reach them.
 pub(crate) fn trusting<R>(yes: bool, f: impl FnOnce() -> R) -> R {
     let previous = FROM_PARENT.with(|c| c.replace(yes));
+    let source = if yes {
+        None
+    } else {
+        SOURCE.with(|s| s.borrow_mut().take())
+    };
     let r = f();
+    if source.is_some() {
+        SOURCE.with(|s| *s.borrow_mut() = source);
+    }
     FROM_PARENT.with(|c| c.set(previous));
     r
 }
@@ -196,7 +277,7 @@ pub(crate) fn from_parent() -> bool {
 
 /// Runs `f` with `fds` available to the handles it decodes.
 pub(crate) fn with_fds<R>(fds: Vec<TypedFd<OwnedFd>>, f: impl FnOnce() -> R) -> R {
-    let previous = SOURCE.with(|s| s.borrow_mut().replace(fds));
+    let previous = SOURCE.with(|s| s.borrow_mut().replace(Source::Child(fds)));
     let r = f();
     SOURCE.with(|s| *s.borrow_mut() = previous);
     r
@@ -212,7 +293,7 @@ pub(crate) fn push_fd<E: serde::ser::Error>(
 ) -> Result<u32, E> {
     let raw = fd.as_raw_fd();
     SINK.with(|s| match s.borrow_mut().as_mut() {
-        Some(fds) => match fds.iter().position(|(f, _)| *f == raw) {
+        Some(Sink::Child(fds)) => match fds.iter().position(|(f, _)| *f == raw) {
             Some(i) if fds[i].1 == ty => Ok(i as u32),
             Some(_) => Err(E::custom(format!(
                 "descriptor {raw} is a {kind} and a handle of another type"
@@ -222,12 +303,75 @@ pub(crate) fn push_fd<E: serde::ser::Error>(
                 Ok((fds.len() - 1) as u32)
             }
         },
-        None => {
+        _ => {
             REFUSED.with(|r| *r.borrow_mut() = Some(kind));
             Err(E::custom(format!(
                 "a {kind} can be passed to a child process only inside its args"
             )))
         }
+    })
+}
+
+/// Which way the descriptor of a handle encoded now travels.
+pub(crate) fn way() -> Way {
+    SINK.with(|s| match s.borrow().as_ref() {
+        Some(Sink::Child(_)) => Way::Child,
+        Some(Sink::Message(_)) => Way::Message,
+        None => Way::Elsewhere,
+    })
+}
+
+/// Records `fd`, owned by a handle of kind `kind`, to go with the message
+/// being encoded, and returns its index (one index per distinct descriptor;
+/// at most [`MAX_FDS`](crate::sys::scm::MAX_FDS) in one message).
+pub(crate) fn push_message_fd<E: serde::ser::Error>(
+    fd: BorrowedFd<'_>,
+    kind: &'static str,
+) -> Result<u32, E> {
+    let raw = fd.as_raw_fd();
+    SINK.with(|s| match s.borrow_mut().as_mut() {
+        Some(Sink::Message(fds)) => match fds.iter().position(|f| *f == raw) {
+            Some(i) => Ok(i as u32),
+            None if fds.len() >= crate::sys::scm::MAX_FDS => Err(E::custom(format!(
+                "a {kind} would be descriptor #{} of one message: at most {} can go with one",
+                fds.len() + 1,
+                crate::sys::scm::MAX_FDS
+            ))),
+            None => {
+                fds.push(raw);
+                Ok((fds.len() - 1) as u32)
+            }
+        },
+        _ => Err(E::custom(format!(
+            "a {kind} can go with a message only while the message is encoded for a socket"
+        ))),
+    })
+}
+
+/// Takes (a duplicate of) the descriptor at `index` among those that came
+/// with the message being decoded, for a handle of kind `kind`. One that did
+/// not come is [`Error::DescriptorsMissing`].
+pub(crate) fn take_message_fd<E: serde::de::Error>(
+    index: u32,
+    kind: &'static str,
+) -> Result<OwnedFd, E> {
+    SOURCE.with(|s| match s.borrow().as_ref() {
+        Some(Source::Message(fds)) => match fds.get(index as usize) {
+            Some(fd) => fd.try_clone().map_err(|e| {
+                decode_failure(format!("cannot take the descriptor of a {kind}: {e}"))
+            }),
+            None => Err(decode_failure_as(Error::DescriptorsMissing {
+                claimed: index as usize + 1,
+                arrived: fds.len(),
+            })),
+        },
+        Some(Source::Child(_)) => Err(decode_failure(format!(
+            "a {kind} sent with a message, inside a child's args: its descriptor did not come"
+        ))),
+        None => Err(decode_failure_as(Error::DescriptorsMissing {
+            claimed: index as usize + 1,
+            arrived: 0,
+        })),
     })
 }
 
@@ -252,7 +396,7 @@ pub(crate) fn take_typed_fd<E: serde::de::Error>(
     kind: &'static str,
 ) -> Result<TypedFd<OwnedFd>, E> {
     SOURCE.with(|s| match s.borrow().as_ref() {
-        Some(fds) => match fds.get(index as usize) {
+        Some(Source::Child(fds)) => match fds.get(index as usize) {
             Some((fd, ty)) => fd.try_clone().map(|fd| (fd, *ty)).map_err(|e| {
                 decode_failure(format!("cannot take the descriptor of a {kind}: {e}"))
             }),
@@ -261,13 +405,13 @@ pub(crate) fn take_typed_fd<E: serde::de::Error>(
                 fds.len()
             ))),
         },
-        None => Err(decode_failure(format!(
-            "a {kind} can be received only inside a child's args"
+        _ => Err(decode_failure(format!(
+            "a {kind} made for a child's args can be received only there"
         ))),
     })
 }
 
-/// Whether this thread is encoding a child's arguments (handles can travel).
+/// Whether this thread is encoding a child's arguments.
 pub(crate) fn encoding_for_child() -> bool {
-    SINK.with(|s| s.borrow().is_some())
+    way() == Way::Child
 }

@@ -348,16 +348,22 @@ fn one_way_ends_refuse_the_other_direction() {
     assert_eq!(r.recv::<u8>().unwrap(), 5);
 }
 
+/// Issue 15: a connection sent through a duplex connection arrives usable
+/// (its descriptor goes with the message), and both keep working.
 #[test]
-fn a_connection_cannot_be_sent_through_a_connection() {
+fn a_connection_travels_through_a_connection() {
     let _g = guard();
-    let (a, _b) = pipe(true).unwrap();
-    let (c, _d) = pipe(true).unwrap();
-    assert!(matches!(
-        a.send(&c),
-        Err(Error::HandleNotTransferable { kind: "Connection" })
-    ));
+    let (a, b) = pipe(true).unwrap();
+    let (c, d) = pipe(true).unwrap();
+    a.send(&(7u8, c.clone(), Some(c))).unwrap();
+    let (n, c2, c3): (u8, mp_proc::Connection, Option<mp_proc::Connection>) = b.recv().unwrap();
+    assert_eq!(n, 7);
+    c2.send(&"through c2").unwrap();
+    assert_eq!(d.recv::<String>().unwrap(), "through c2");
+    d.send(&"to c3").unwrap();
+    assert_eq!(c3.unwrap().recv::<String>().unwrap(), "to c3");
     a.send(&1u8).unwrap(); // still usable
+    assert_eq!(b.recv::<u8>().unwrap(), 1);
 }
 
 #[test]

@@ -192,11 +192,14 @@ fn handles_from_a_peer_are_errors_and_the_connection_goes_on() {
     let (a, b) = mp_proc::pipe(true).unwrap();
     // What a peer can put in a frame: an index and a type number, as a
     // handle with a descriptor writes them, but no descriptor comes along.
+    // (A handle's descriptor reference is an enum: variant 0 is an index
+    // into a child's args, variant 1 an index among the descriptors that
+    // came with the message, with a signature.)
     let ty_guess = 0u64;
     for _ in 0..4 {
-        a.send(&(0u32, ty_guess)).unwrap();
+        a.send(&(0u32, 0u32, ty_guess)).unwrap();
     }
-    a.send(&(0u32, ty_guess, String::from("psm_x"))).unwrap();
+    a.send(&(0u32, 0u32, ty_guess, String::from("psm_x"))).unwrap();
     a.send(&5u8).unwrap();
     assert!(matches!(b.recv::<Value<u8>>(), Err(Error::Decode(_))));
     assert!(matches!(b.recv::<Queue<u8>>(), Err(Error::Decode(_))));
@@ -224,7 +227,8 @@ fn bytes_cannot_say_what_a_descriptor_is() {
     // Bytes that name the lock's descriptor as a SharedMemory. Before: this
     // decoded, and writing the "block" overwrote the robust mutex's list
     // pointers, which glibc then followed on unlock (SIGSEGV).
-    let bytes = codec::encode(&(0u32, shared_memory_type_number(), "x")).unwrap();
+    // (Variant 0 of a handle's descriptor reference: index 0 of a child's args.)
+    let bytes = codec::encode(&(0u32, 0u32, shared_memory_type_number(), "x")).unwrap();
     let r = packed.with_handles(|_| codec::decode::<SharedMemory>(&bytes));
     assert!(
         is_decode_error(&r.unwrap(), "another type"),
