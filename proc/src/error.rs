@@ -86,8 +86,9 @@ pub enum Error {
     #[error("could not deserialize the value: {0}")]
     Decode(#[source] BoxError),
 
-    /// A handle (a `Connection`, ...) was serialized outside of a child's
-    /// arguments, where its file descriptors cannot travel.
+    /// A value that can travel only into a child being started (a
+    /// `plumbing::Packed`) was serialized elsewhere. (Handles themselves
+    /// travel anywhere: see [`reduction`](crate::reduction).)
     #[error("a {kind} can be passed to a child process only inside its args")]
     HandleNotTransferable {
         /// The kind of handle.

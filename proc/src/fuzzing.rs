@@ -168,6 +168,68 @@ pub fn frames(data: &[u8]) {
     })
 }
 
+/// The frame reader with descriptors: `data[0]` chooses the order of the
+/// reading calls; the rest is what a peer sends, one `sendmsg` per chunk
+/// `[n, len, len bytes]` with `n % 4` descriptors attached, then end of
+/// file. The descriptors are duplicates of a pipe's write end: afterwards
+/// the pipe's read end must see end of file, so no descriptor that came was
+/// kept open (each was claimed and dropped, or closed unclaimed).
+pub fn fd_frames(data: &[u8]) {
+    use std::os::fd::AsRawFd;
+    let Some((&mode, mut rest)) = data.split_first() else {
+        return;
+    };
+    let (Ok((ours, theirs)), Ok((probe_r, probe_w))) = (UnixStream::pair(), std::io::pipe()) else {
+        return;
+    };
+    let mut chunks = Vec::new();
+    while let [n, len, tail @ ..] = rest {
+        let (bytes, next) = tail.split_at(usize::from(*len).min(tail.len()));
+        if !bytes.is_empty() {
+            chunks.push((usize::from(n % 4), bytes));
+        }
+        rest = next;
+    }
+    let conn = Connection::from_fd(ours.into(), true, true);
+    std::thread::scope(|s| {
+        let probe_w = &probe_w;
+        s.spawn(move || {
+            for (n, bytes) in chunks {
+                let fds = vec![probe_w.as_raw_fd(); n];
+                if crate::sys::scm::send_with_fds(theirs.as_fd(), bytes, &fds).is_err() {
+                    break;
+                }
+            }
+        });
+        for i in 0..=data.len() + 1 {
+            let r = match (usize::from(mode) + i) % 5 {
+                0 => conn.recv::<(Connection, u8)>().map(drop),
+                1 => conn.recv::<(u8, Option<crate::Lock>)>().map(drop),
+                2 => conn.recv_bytes().map(drop),
+                3 => crate::reduction::recv_handle(&conn).map(drop),
+                _ => conn.recv::<Sample>().map(drop),
+            };
+            match r {
+                Ok(())
+                | Err(Error::Decode(_))
+                | Err(Error::DescriptorsMissing { .. })
+                | Err(Error::Invalid { .. }) => {}
+                Err(_) => break,
+            }
+        }
+        // Let the writer finish (plain reads: the kernel closes what comes).
+        if let Ok(fd) = conn.as_fd().try_clone_to_owned() {
+            let _ = std::io::copy(&mut std::fs::File::from(fd), &mut std::io::sink());
+        }
+    });
+    drop(conn);
+    drop(probe_w);
+    assert!(
+        crate::sys::fd::readable(probe_r.as_fd(), Some(Duration::ZERO)).unwrap_or(true),
+        "a descriptor that came with a message is still open"
+    );
+}
+
 /// A connection whose peer wrote `data` (at most 64 KiB: it must fit the
 /// socket's buffer) and then shut its sending side down. The peer's end
 /// stays open, so what this end sends is not an error.
@@ -259,6 +321,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("payload", payload),
     ("handles", handles),
     ("bootstrap", bootstrap),
+    ("fd_frames", fd_frames),
 ];
 
 fn sample(n: u8) -> Sample {
@@ -489,6 +552,50 @@ fn bootstrap_seeds() -> Vec<Vec<u8>> {
     seeds
 }
 
+/// Chunks of [`fd_frames`]: real frames with and without handles, sent with
+/// the right descriptors, none, or too many.
+fn fd_frames_seeds() -> Vec<Vec<u8>> {
+    let chunk = |n: u8, bytes: &[u8]| -> Vec<u8> {
+        bytes
+            .chunks(255)
+            .enumerate()
+            .flat_map(|(i, c)| {
+                let mut v = vec![if i == 0 { n } else { 0 }, c.len() as u8];
+                v.extend_from_slice(c);
+                v
+            })
+            .collect()
+    };
+    let (Ok((a, _b)), Ok(lock)) = (crate::pipe(true), crate::Lock::new()) else {
+        return Vec::new();
+    };
+    let attached = |value: &dyn Fn(&mut Vec<u8>) -> crate::Result<()>| {
+        let mut frame = Vec::new();
+        let (r, _fds) = crate::wire::payload::with_message_sink(|| value(&mut frame));
+        r.map(|()| frame).unwrap_or_default()
+    };
+    let conn = attached(&|out| Connection::encode_frame(&(a.clone(), 7u8), out));
+    let block = attached(&|out| Connection::encode_frame(&(3u8, Some(lock.clone())), out));
+    let plain = framed(&codec::encode(&sample(3)).unwrap_or_default());
+    let mut seeds = Vec::new();
+    for mode in [0u8, 1, 3] {
+        seeds.push(prefixed(
+            mode,
+            &[chunk(1, &conn), chunk(0, &plain)].concat(),
+        ));
+        seeds.push(prefixed(
+            mode,
+            &[chunk(0, &conn), chunk(3, &plain)].concat(),
+        ));
+        seeds.push(prefixed(mode, &[chunk(2, &block), chunk(1, &[1])].concat()));
+        seeds.push(prefixed(
+            mode,
+            &[chunk(1, &[1]), chunk(0, &[1]), chunk(3, &conn)].concat(),
+        ));
+    }
+    seeds
+}
+
 /// Real encodings for `target`'s seed corpus: a few dozen inputs made from
 /// the values and frames mp itself sends, and their usual corruptions.
 pub fn seeds(target: &str) -> Vec<Vec<u8>> {
@@ -499,6 +606,7 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
         "payload" => payload_seeds(),
         "handles" => handles_seeds(),
         "bootstrap" => bootstrap_seeds(),
+        "fd_frames" => fd_frames_seeds(),
         _ => Vec::new(),
     }
 }

@@ -75,13 +75,7 @@ pub(crate) const CRATES: &[Crate] = &[
                 modules: &["*"],
             },
         ],
-        exceptions: &[Exception {
-            from: "rt::child",
-            to: "connection",
-            why: "a spawned child writes its outcome as one Connection frame, the framing its \
-                  JoinHandle reads; connection/ itself imports only the wire and below \
-                  (checked)",
-        }],
+        exceptions: &[],
     },
     Crate {
         src: "pool/src",

@@ -12,7 +12,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::error::{Error, OsContext, Result};
 use crate::mutex::lock;
 use crate::sys;
-use crate::wire::payload;
+use crate::wire::{frame, payload};
 
 use super::intake::{Claimed, Intake};
 
@@ -46,7 +46,10 @@ const READ_BUF: usize = 64 * 1024;
 ///
 /// A `Connection` is `Clone` (clones share the descriptor, which closes with
 /// the last clone) and can be passed to a child process inside its `args`
-/// under every start method.
+/// under every start method, or sent after start like any handle (see
+/// [`reduction`](crate::reduction)). Handles sent with [`send`](Self::send)
+/// on a duplex connection take their descriptors along (`SCM_RIGHTS`); on a
+/// one-way pipe they go as tickets.
 ///
 /// ```
 /// let (left, right) = mp_proc::pipe(true)?;
@@ -67,6 +70,8 @@ struct Inner {
     readable: bool,
     writable: bool,
     socket: bool,
+    /// A Unix socket: descriptors can go with its messages.
+    unix: bool,
     max_frame: AtomicU64,
     reader: Mutex<Reader>,
     writer: Mutex<Vec<u8>>,
@@ -119,24 +124,11 @@ pub fn pipe(duplex: bool) -> Result<(Connection, Connection)> {
     }
 }
 
-/// The header of a frame of `len` bytes, CPython's: a big-endian `i32`, or
-/// for a frame over 2 GiB `-1` then a big-endian `u64`. Returns the bytes
-/// and how many of them are the header.
-fn frame_header(len: usize) -> ([u8; 12], usize) {
-    let mut header = [0xffu8; 12];
-    if len > i32::MAX as usize {
-        header[4..].copy_from_slice(&(len as u64).to_be_bytes());
-        (header, 12)
-    } else {
-        header[..4].copy_from_slice(&(len as i32).to_be_bytes());
-        (header, 4)
-    }
-}
-
 impl Connection {
     pub(crate) fn new(fd: OwnedFd, readable: bool, writable: bool, socket: bool) -> Connection {
         Connection {
             inner: Arc::new(Inner {
+                unix: socket && sys::fd::is_unix_socket(fd.as_fd()),
                 fd,
                 readable,
                 writable,
@@ -208,7 +200,7 @@ impl Connection {
         let mut buf = std::mem::take(&mut *guard);
         buf.clear();
         let fd = self.inner.fd.as_fd();
-        let r = if self.inner.socket {
+        let r = if self.inner.unix {
             // The descriptors of its handles go with the message.
             let (r, fds) = payload::with_message_sink(|| Self::encode_frame(value, &mut buf));
             r.and_then(|()| match fds.is_empty() {
@@ -241,17 +233,7 @@ impl Connection {
     /// # Ok::<(), mp_proc::Error>(())
     /// ```
     pub fn encode_frame<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<()> {
-        let at = out.len();
-        out.extend_from_slice(&[0; 4]);
-        if let Err(e) = payload::append(value, out) {
-            out.truncate(at);
-            return Err(e);
-        }
-        match frame_header(out.len() - at - 4) {
-            (header, 4) => out[at..at + 4].copy_from_slice(&header[..4]),
-            (header, n) => drop(out.splice(at..at + 4, header[..n].iter().copied())),
-        }
-        Ok(())
+        frame::append(value, out)
     }
 
     /// Writes the start of `buf` without blocking and returns how many bytes
@@ -296,10 +278,10 @@ impl Connection {
         if !self.inner.writable {
             return Err(Error::ReadOnly);
         }
-        if !self.inner.socket {
+        if !self.inner.unix {
             return Err(Error::Invalid {
                 what: "send_handle",
-                reason: "a one-way pipe cannot carry descriptors: use a duplex connection".into(),
+                reason: "only a Unix socket (a duplex pipe) can carry descriptors".into(),
             });
         }
         let _guard = lock(&self.inner.writer);
@@ -309,10 +291,10 @@ impl Connection {
 
     /// [`reduction::recv_handle`](crate::reduction::recv_handle).
     pub(crate) fn recv_handle(&self) -> Result<OwnedFd> {
-        if self.inner.readable && !self.inner.socket {
+        if self.inner.readable && !self.inner.unix {
             return Err(Error::Invalid {
                 what: "recv_handle",
-                reason: "a one-way pipe cannot carry descriptors: use a duplex connection".into(),
+                reason: "only a Unix socket (a duplex pipe) can carry descriptors".into(),
             });
         }
         let mut reader = self.reader()?;
@@ -342,7 +324,7 @@ impl Connection {
         if !self.inner.writable {
             return Err(Error::ReadOnly);
         }
-        let (header, n) = frame_header(buf.len());
+        let (header, n) = frame::header(buf.len());
         let header = &header[..n];
         let fd = self.inner.fd.as_fd();
         if header.len() + buf.len() <= COPY_THRESHOLD {
@@ -422,7 +404,7 @@ impl Connection {
         if !self.inner.writable {
             return Err(Error::ReadOnly);
         }
-        let (header, n) = frame_header(buf.len());
+        let (header, n) = frame::header(buf.len());
         let mut guard = lock(&self.inner.writer);
         guard.clear();
         guard.extend_from_slice(&header[..n]);
@@ -549,7 +531,7 @@ impl Connection {
         }
         let n = reader
             .intake
-            .read(fd, self.inner.socket, &mut reader.buf[end..])?;
+            .read(fd, self.inner.unix, &mut reader.buf[end..])?;
         reader.end += n;
         Ok(n)
     }
@@ -639,9 +621,10 @@ impl Connection {
                     // Full: what arrived pays for as much room again.
                     out.reserve_exact(left.min(out.capacity().max(READ_BUF)));
                 }
-                let n = reader
-                    .intake
-                    .read_append(self.inner.fd.as_fd(), self.inner.socket, out, left)?;
+                let n =
+                    reader
+                        .intake
+                        .read_append(self.inner.fd.as_fd(), self.inner.unix, out, left)?;
                 if n == 0 {
                     return Err(self.truncated(reader, len, out.len()));
                 }
@@ -672,7 +655,7 @@ impl Connection {
             } else {
                 reader
                     .intake
-                    .read(self.inner.fd.as_fd(), self.inner.socket, &mut dest[done..])?
+                    .read(self.inner.fd.as_fd(), self.inner.unix, &mut dest[done..])?
             };
             if n == 0 {
                 return Err(self.truncated(reader, len, done));
@@ -778,68 +761,5 @@ impl<'de> Deserialize<'de> for Connection {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Writes `bytes` raw on `conn` from another thread (it may not fit the
-    /// socket's buffer), then closes it.
-    fn send_raw(conn: Connection, bytes: Vec<u8>) -> std::thread::JoinHandle<()> {
-        std::thread::spawn(move || {
-            let _ = sys::fd::write_all(conn.as_fd(), &bytes, true);
-        })
-    }
-
-    /// A 14-byte frame whose header claims 1 GiB: the receiver's buffer
-    /// never has room for more than 64 KiB (it had 32 MiB), and the frame
-    /// is a clear error.
-    #[test]
-    fn a_lying_length_costs_no_memory() {
-        let (a, b) = crate::pipe(true).unwrap();
-        let mut frame = (1u32 << 30).to_be_bytes().to_vec();
-        frame.extend_from_slice(&[7; 10]);
-        send_raw(a, frame).join().unwrap();
-        let mut reader = b.reader().unwrap();
-        let len = b.read_header(&mut reader).unwrap() as usize;
-        assert_eq!(len, 1 << 30);
-        let mut out = Vec::new();
-        let r = b.read_payload(&mut reader, len, &mut out);
-        assert!(
-            matches!(r, Err(Error::TruncatedFrame { expected, got: 10 }) if expected == 1 << 30),
-            "{r:?}"
-        );
-        assert!(out.capacity() <= READ_BUF, "{} bytes", out.capacity());
-        drop(reader);
-        // The public face of it: a clear error, and no more reads.
-        assert!(matches!(b.recv_bytes(), Err(Error::Desynchronized)));
-    }
-
-    /// Past the first 64 KiB, the room grows with the bytes that arrived (at
-    /// most twice them), and a real large frame arrives whole.
-    #[test]
-    fn the_buffer_grows_with_the_bytes_that_arrive() {
-        let arrived = 3 << 20;
-        let (a, b) = crate::pipe(true).unwrap();
-        let mut frame = (1u32 << 30).to_be_bytes().to_vec();
-        frame.extend((0..arrived).map(|i| i as u8));
-        let writer = send_raw(a, frame);
-        let mut reader = b.reader().unwrap();
-        let len = b.read_header(&mut reader).unwrap() as usize;
-        let mut out = Vec::new();
-        let r = b.read_payload(&mut reader, len, &mut out);
-        writer.join().unwrap();
-        assert!(matches!(r, Err(Error::TruncatedFrame { .. })), "{r:?}");
-        assert_eq!(out.len(), arrived);
-        assert!(out.capacity() <= 2 * arrived, "{} bytes", out.capacity());
-        assert!(out.iter().enumerate().all(|(i, &x)| x == i as u8));
-
-        let (a, b) = crate::pipe(true).unwrap();
-        let big: Vec<u8> = (0..arrived + 12345).map(|i| (i % 251) as u8).collect();
-        let sender = {
-            let big = big.clone();
-            std::thread::spawn(move || a.send_bytes(&big))
-        };
-        let got = b.recv_bytes().unwrap();
-        sender.join().unwrap().unwrap();
-        assert!(got == big);
-    }
-}
+#[path = "conn_tests.rs"]
+mod tests;

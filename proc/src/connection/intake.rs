@@ -53,10 +53,10 @@ impl Claimed {
 }
 
 impl Intake {
-    /// Reads into `buf` from `fd` (`socket`: with the descriptors that
-    /// come). `Ok(0)` is end of file.
-    pub(super) fn read(&mut self, fd: BorrowedFd<'_>, socket: bool, buf: &mut [u8]) -> Result<usize> {
-        if !socket {
+    /// Reads into `buf` from `fd`; `unix`: a Unix socket, read with
+    /// `recvmsg` for the descriptors that come. `Ok(0)` is end of file.
+    pub(super) fn read(&mut self, fd: BorrowedFd<'_>, unix: bool, buf: &mut [u8]) -> Result<usize> {
+        if !unix {
             let n = sys::fd::read(fd, buf).os("recv")?;
             self.pos += n as u64;
             return Ok(n);
@@ -71,11 +71,11 @@ impl Intake {
     pub(super) fn read_append(
         &mut self,
         fd: BorrowedFd<'_>,
-        socket: bool,
+        unix: bool,
         out: &mut Vec<u8>,
         max: usize,
     ) -> Result<usize> {
-        if !socket {
+        if !unix {
             let n = sys::fd::read_append(fd, out, max).os("recv")?;
             self.pos += n as u64;
             return Ok(n);
@@ -136,7 +136,9 @@ mod tests {
     #[test]
     fn a_batch_belongs_to_the_message_its_read_ended_in() {
         let mut intake = Intake::default();
-        intake.batches.extend([batch(3, 1), batch(10, 2), batch(25, 3)]);
+        intake
+            .batches
+            .extend([batch(3, 1), batch(10, 2), batch(25, 3)]);
         // Message 4..10 holds byte 9: the read that ended at 10 is its.
         let c = intake.claim(4, 10);
         assert_eq!(c.fds.len(), 2);

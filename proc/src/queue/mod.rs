@@ -185,7 +185,8 @@ macro_rules! queue {
 queue!(
     /// A first-in first-out queue shared by processes, Python's
     /// `multiprocessing.Queue`: many producers and consumers, in any
-    /// processes that have a clone of it (pass one in a child's `args`).
+    /// processes that have a clone of it (pass one in a child's `args`, or send
+    /// one after start).
     ///
     /// Items live in shared memory, not in a feeder thread: `put` encodes the
     /// item and stores it before it returns, so an item that cannot be

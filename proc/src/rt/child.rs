@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::connection::Connection;
 use crate::method::StartMethod;
 use crate::rt::helper::die;
 use crate::rt::runtime::{self, Me};
@@ -257,7 +256,11 @@ pub(crate) fn child_main(
         },
     };
     if let (Some(fd), Some(outcome)) = (result, outcome) {
-        let _ = Connection::new(fd, false, true, false).send(&outcome);
+        // One frame, as the parent's JoinHandle reads it with a Connection.
+        let mut frame = Vec::new();
+        if crate::wire::frame::append(&outcome, &mut frame).is_ok() {
+            let _ = crate::sys::fd::write_all(fd.as_fd(), &frame, false);
+        }
     }
     finish(code, leave)
 }

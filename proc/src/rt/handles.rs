@@ -41,11 +41,7 @@ pub(crate) enum FdRef {
     /// Index in the descriptors of a child's args.
     Inherited(u32),
     /// Index among the descriptors that came with the message.
-    Attached {
-        index: u32,
-        id: Identity,
-        tag: Tag,
-    },
+    Attached { index: u32, id: Identity, tag: Tag },
     /// To be redeemed from the sender.
     Ticket {
         ticket: Ticket,
@@ -107,7 +103,11 @@ pub(crate) fn push<E: serde::ser::Error>(
 }
 
 /// The descriptor of a handle of kind `kind` and type `ty` that `r` names.
-pub(crate) fn take<E: serde::de::Error>(r: FdRef, kind: &'static str, ty: u64) -> Result<OwnedFd, E> {
+pub(crate) fn take<E: serde::de::Error>(
+    r: FdRef,
+    kind: &'static str,
+    ty: u64,
+) -> Result<OwnedFd, E> {
     let (fd, id) = match r {
         FdRef::Inherited(index) => return payload::take_fd(index, kind, ty),
         FdRef::Attached { index, id, tag } => {

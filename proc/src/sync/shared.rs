@@ -7,10 +7,10 @@ use std::time::Instant;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, OsContext, Result};
+use crate::rt::handles::FdRef;
 use crate::sys::shm::Region;
 use crate::sys::sync::{self, Taken};
 use crate::wire::handle::handle_type;
-use crate::rt::handles::FdRef;
 
 /// A region shared by every clone of a handle, in every process it reaches.
 #[derive(Clone)]

@@ -281,6 +281,13 @@ pub(crate) fn is_socket(fd: BorrowedFd<'_>) -> bool {
     nix::sys::stat::fstat(fd).is_ok_and(|st| (st.st_mode & libc::S_IFMT) == libc::S_IFSOCK)
 }
 
+/// Whether `fd` is a Unix domain socket (one that can carry descriptors).
+pub(crate) fn is_unix_socket(fd: BorrowedFd<'_>) -> bool {
+    use nix::sys::socket::{AddressFamily, SockaddrLike, SockaddrStorage, getsockname};
+    getsockname::<SockaddrStorage>(fd.as_raw_fd())
+        .is_ok_and(|a| a.family() == Some(AddressFamily::Unix))
+}
+
 /// In a freshly forked child: closes every descriptor except `keep` (which
 /// must be sorted). Async-signal-safe: only the `close_range` syscall.
 ///

@@ -15,6 +15,7 @@ pub(crate) mod fd;
 pub(crate) mod image;
 pub(crate) mod process;
 pub(crate) mod scm;
+pub(crate) mod sharer_sock;
 pub(crate) mod shm;
 pub(crate) mod signal_fds;
 pub(crate) mod spawn;

@@ -19,8 +19,10 @@ use crate::error::{Error, Result};
 /// A value that can cross a process boundary: `Serialize + DeserializeOwned +
 /// Send + 'static`. Implemented for every such type.
 ///
-/// Handles (`Connection`, and in time queues, locks and shared memory) are
-/// payloads too: inside a child's `args` they arrive usable in the child.
+/// Handles (`Connection`, the queues, locks and other primitives, shared
+/// memory) are payloads too: inside a child's `args` they arrive usable in
+/// the child, and sent after start they arrive usable in the receiver (see
+/// [`reduction`](crate::reduction)).
 ///
 /// ```
 /// fn needs_payload<T: mp_proc::Payload>() {}

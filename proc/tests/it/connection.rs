@@ -366,6 +366,34 @@ fn a_connection_travels_through_a_connection() {
     assert_eq!(b.recv::<u8>().unwrap(), 1);
 }
 
+/// Messages with and without descriptors, all written before any is read:
+/// each gets exactly its own (the kernel ends a read after the bytes that
+/// brought descriptors, and the connection matches them by position).
+#[test]
+fn descriptors_stay_with_their_own_message() {
+    let _g = guard();
+    let (a, b) = pipe(true).unwrap();
+    let (c, d) = pipe(true).unwrap();
+    let (e, f) = pipe(true).unwrap();
+    a.send(&1u8).unwrap();
+    a.send(&c).unwrap();
+    a.send(&2u8).unwrap();
+    a.send_bytes(&[9; 100_000]).unwrap();
+    a.send(&(e, 3u8)).unwrap();
+    a.send(&4u8).unwrap();
+    assert_eq!(b.recv::<u8>().unwrap(), 1);
+    let c2: mp_proc::Connection = b.recv().unwrap();
+    assert_eq!(b.recv::<u8>().unwrap(), 2);
+    assert_eq!(b.recv_bytes().unwrap().len(), 100_000);
+    let (e2, n): (mp_proc::Connection, u8) = b.recv().unwrap();
+    assert_eq!(n, 3);
+    assert_eq!(b.recv::<u8>().unwrap(), 4);
+    c2.send(&"c").unwrap();
+    e2.send(&"e").unwrap();
+    assert_eq!(d.recv::<String>().unwrap(), "c");
+    assert_eq!(f.recv::<String>().unwrap(), "e");
+}
+
 #[test]
 fn poll_and_wait_time_out_with_nothing_pending() {
     let _g = guard();

@@ -51,6 +51,11 @@ fn bootstrap() {
 }
 
 #[test]
+fn fd_frames() {
+    replay("fd_frames");
+}
+
+#[test]
 fn every_target_has_a_test_here() {
     let names: Vec<&str> = mp_proc::plumbing::fuzzing::TARGETS
         .iter()

@@ -199,7 +199,8 @@ fn handles_from_a_peer_are_errors_and_the_connection_goes_on() {
     for _ in 0..4 {
         a.send(&(0u32, 0u32, ty_guess)).unwrap();
     }
-    a.send(&(0u32, 0u32, ty_guess, String::from("psm_x"))).unwrap();
+    a.send(&(0u32, 0u32, ty_guess, String::from("psm_x")))
+        .unwrap();
     a.send(&5u8).unwrap();
     assert!(matches!(b.recv::<Value<u8>>(), Err(Error::Decode(_))));
     assert!(matches!(b.recv::<Queue<u8>>(), Err(Error::Decode(_))));
