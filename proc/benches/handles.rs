@@ -13,7 +13,9 @@
 use mp_testkit::bench as support;
 
 use std::io::{IoSlice, IoSliceMut};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
 use std::time::Duration;
 
 use mp_proc::{Connection, Process, Queue, StartMethod, pipe};
@@ -33,12 +35,13 @@ fn main() {
     let mut c = support::criterion();
     let mut g = c.benchmark_group("handles");
     for (sfx, parent_cpu, child_cpu) in placements() {
-        pin(parent_cpu);
+        pin_threads(parent_cpu);
         by_connection(&mut g, StartMethod::Fork, sfx, child_cpu);
         by_queue(&mut g, sfx, child_cpu);
         by_send_handle(&mut g, sfx, child_cpu);
         raw(&mut g, sfx, child_cpu);
-        pin(None);
+        raw_ticket(&mut g, sfx, child_cpu);
+        pin_threads(None);
     }
     for method in [StartMethod::Spawn, StartMethod::Forkserver] {
         by_connection(&mut g, method, "", None);
@@ -50,6 +53,30 @@ fn main() {
 }
 
 type Group<'a> = criterion::BenchmarkGroup<'a, criterion::measurement::WallTime>;
+
+/// Pins every thread of this process (and the children it forks from now
+/// on) to `cpu`, or to every CPU for `None`: the sharer's thread, started
+/// by the first ticket under another placement, goes with the parent.
+fn pin_threads(cpu: Option<usize>) {
+    pin(cpu);
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return;
+    };
+    let mut set = nix::sched::CpuSet::new();
+    match cpu {
+        Some(c) => set.set(c).unwrap(),
+        None => {
+            for c in 0..mp_proc::cpu_count().max(2).min(nix::sched::CpuSet::count()) {
+                let _ = set.set(c);
+            }
+        }
+    }
+    for task in tasks.flatten() {
+        if let Some(tid) = task.file_name().to_str().and_then(|t| t.parse().ok()) {
+            let _ = nix::sched::sched_setaffinity(Pid::from_raw(tid), &set);
+        }
+    }
+}
 
 fn pin_child(cpu: Option<usize>) {
     if cpu.is_some() {
@@ -217,45 +244,62 @@ fn socket_pair() -> (OwnedFd, OwnedFd) {
     .unwrap()
 }
 
-/// A raw child: for each byte on `ctl` it takes the descriptor that came
-/// with it, writes one byte on it and closes it; it ends at end of file.
-/// `parent` is the parent's end of `ctl`, which the child closes.
-fn raw_fd_echo(ctl: OwnedFd, parent: &OwnedFd, cpu: Option<usize>) -> Pid {
-    // Allocated before fork: the child only makes syscalls (nix's recvmsg
-    // parses the descriptors into a Vec; glibc's fork leaves malloc usable).
-    let mut space = nix::cmsg_space!([RawFd; 1]);
-    // SAFETY: the child pins itself, makes close/recvmsg/write syscalls and
+/// In a raw child: one byte and the descriptor that came with it on
+/// `sock`; `None` at end of file or on an error. `space` is the control
+/// buffer (allocated before fork).
+fn recv_fd(sock: BorrowedFd<'_>, space: &mut [u8]) -> Option<OwnedFd> {
+    let mut byte = [0u8; 1];
+    let mut iov = [IoSliceMut::new(&mut byte)];
+    let msg = recvmsg::<()>(
+        sock.as_raw_fd(),
+        &mut iov,
+        Some(space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .ok()?;
+    if msg.bytes == 0 {
+        return None;
+    }
+    let mut got = None;
+    for cmsg in msg.cmsgs().ok()? {
+        if let ControlMessageOwned::ScmRights(fds) = cmsg {
+            for fd in fds {
+                // SAFETY: a descriptor just received is ours alone; any
+                // beyond the first is closed as it drops.
+                let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+                got.get_or_insert(fd);
+            }
+        }
+    }
+    got
+}
+
+/// Sends one byte with `fd` attached on `sock`.
+fn send_fd(sock: BorrowedFd<'_>, byte: u8, fd: BorrowedFd<'_>) {
+    let fds = [fd.as_raw_fd()];
+    sendmsg::<()>(
+        sock.as_raw_fd(),
+        &[IoSlice::new(&[byte])],
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::empty(),
+        None,
+    )
+    .unwrap();
+}
+
+/// Forks a raw child that closes `parent` (its copy of the parent's end),
+/// pins itself and runs `body`, then exits. `body` makes only syscalls
+/// (nix's recvmsg parses descriptors into a Vec: glibc's fork leaves malloc
+/// usable in the child).
+fn raw_child(parent: &OwnedFd, cpu: Option<usize>, body: impl FnOnce()) -> Pid {
+    // SAFETY: the child pins itself, runs `body` (syscalls only) and
     // _exits; it never returns into the parent's code.
     match unsafe { fork() }.unwrap() {
         ForkResult::Child => {
             // SAFETY: the child's copy of the parent's end; nothing else uses it here.
             unsafe { nix::libc::close(parent.as_raw_fd()) };
             pin_child(cpu);
-            loop {
-                let mut byte = [0u8; 1];
-                let mut iov = [IoSliceMut::new(&mut byte)];
-                let Ok(msg) = recvmsg::<()>(
-                    ctl.as_raw_fd(),
-                    &mut iov,
-                    Some(&mut space),
-                    MsgFlags::MSG_CMSG_CLOEXEC,
-                ) else {
-                    break;
-                };
-                if msg.bytes == 0 {
-                    break;
-                }
-                let Ok(cmsgs) = msg.cmsgs() else { break };
-                for cmsg in cmsgs {
-                    if let ControlMessageOwned::ScmRights(fds) = cmsg {
-                        for fd in fds {
-                            // SAFETY: the descriptor just received is ours alone.
-                            let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-                            let _ = write(fd.as_fd(), b"x");
-                        }
-                    }
-                }
-            }
+            body();
             // SAFETY: _exit ends a forked child at once.
             unsafe { nix::libc::_exit(0) }
         }
@@ -263,21 +307,20 @@ fn raw_fd_echo(ctl: OwnedFd, parent: &OwnedFd, cpu: Option<usize>) -> Pid {
     }
 }
 
+/// The floor of `Connection::send`: a fresh socketpair end goes with one
+/// byte by `SCM_RIGHTS` to a running child, which writes one byte on it.
 fn raw(g: &mut Group<'_>, sfx: &str, child_cpu: Option<usize>) {
     let (ctl, child_ctl) = socket_pair();
-    let pid = raw_fd_echo(child_ctl, &ctl, child_cpu);
+    let mut space = nix::cmsg_space!([RawFd; 1]);
+    let pid = raw_child(&ctl, child_cpu, || {
+        while let Some(fd) = recv_fd(child_ctl.as_fd(), &mut space) {
+            let _ = write(fd.as_fd(), b"x");
+        }
+    });
     support::measure(g, "handles", &format!("raw_scm_rights{sfx}"), |n| {
         for _ in 0..n {
             let (mine, theirs) = socket_pair();
-            let fds = [theirs.as_raw_fd()];
-            sendmsg::<()>(
-                ctl.as_raw_fd(),
-                &[IoSlice::new(b"h")],
-                &[ControlMessage::ScmRights(&fds)],
-                MsgFlags::empty(),
-                None,
-            )
-            .unwrap();
+            send_fd(ctl.as_fd(), b'h', theirs.as_fd());
             drop(theirs);
             let mut byte = [0u8; 1];
             assert_eq!(read(mine.as_fd(), &mut byte).unwrap(), 1);
@@ -287,21 +330,67 @@ fn raw(g: &mut Group<'_>, sfx: &str, child_cpu: Option<usize>) {
     nix::sys::wait::waitpid(pid, None).unwrap();
 }
 
+/// The floor of a ticket: one byte (the ticket) on a pipe to a running
+/// child, which connects to the parent's listening Unix socket (abstract
+/// name), asks with one byte and gets the descriptor by `SCM_RIGHTS`, then
+/// writes one byte on it. The parent accepts and answers on the measuring
+/// thread (mp's sharer answers from a thread of its own: one more wake-up).
+fn raw_ticket(g: &mut Group<'_>, sfx: &str, child_cpu: Option<usize>) {
+    let name = format!("mp-bench-raw-ticket-{}{sfx}", std::process::id());
+    let addr = SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+    let listener = UnixListener::bind_addr(&addr).unwrap();
+    let (ctl_r, ctl_w) = nix::unistd::pipe().unwrap();
+    let mut space = nix::cmsg_space!([RawFd; 1]);
+    let pid = raw_child(&ctl_w, child_cpu, || {
+        let mut ticket = [0u8; 1];
+        while let Ok(1) = read(ctl_r.as_fd(), &mut ticket) {
+            let Ok(conn) = UnixStream::connect_addr(&addr) else {
+                return;
+            };
+            if write(conn.as_fd(), &ticket).is_err() {
+                return;
+            }
+            let Some(fd) = recv_fd(conn.as_fd(), &mut space) else {
+                return;
+            };
+            drop(conn);
+            let _ = write(fd.as_fd(), b"x");
+        }
+    });
+    drop(ctl_r);
+    support::measure(g, "handles", &format!("raw_ticket{sfx}"), |n| {
+        for _ in 0..n {
+            let (mine, theirs) = socket_pair();
+            write(ctl_w.as_fd(), b"t").unwrap();
+            let (conn, _) = listener.accept().unwrap();
+            let mut ticket = [0u8; 1];
+            assert_eq!(read(conn.as_fd(), &mut ticket).unwrap(), 1);
+            send_fd(conn.as_fd(), b'k', theirs.as_fd());
+            drop((conn, theirs));
+            let mut byte = [0u8; 1];
+            assert_eq!(read(mine.as_fd(), &mut byte).unwrap(), 1);
+        }
+    });
+    drop(ctl_w);
+    nix::sys::wait::waitpid(pid, None).unwrap();
+}
+
 // ---------------------------------------------------------------- the table
 
 fn table(python: &support::Python) -> Table {
     let mut t = Table::new(
         "mp-proc: a handle sent to a running child (medians; CPython via python3 in the same run)",
     );
-    let raw_what = "sendmsg(SCM_RIGHTS) of a fresh socketpair end, 1 B back";
-    let raw = |sfx: &str| us(median_per_iter(&format!("handles/raw_scm_rights{sfx}")));
+    const SCM: &str = "sendmsg(SCM_RIGHTS) of a fresh socketpair end, 1 B back";
+    const TICKET: &str = "1 B on a pipe, connect+accept, SCM_RIGHTS, 1 B back";
+    // (row, mp's id, CPython's bench and param, the raw id, what the raw loop does)
     let mut rows = Vec::new();
     for (sfx, _, _) in placements() {
         rows.push((
             format!("send a Connection after start, fork{sfx}"),
             format!("mp_send_fork{sfx}"),
             ("handle_send_rtt", format!("connection_fork{sfx}")),
-            raw(sfx),
+            (format!("raw_scm_rights{sfx}"), SCM),
         ));
     }
     for method in [StartMethod::Spawn, StartMethod::Forkserver] {
@@ -309,15 +398,7 @@ fn table(python: &support::Python) -> Table {
             format!("send a Connection after start, {method}"),
             format!("mp_send_{method}"),
             ("handle_send_rtt", format!("connection_{method}")),
-            raw(""),
-        ));
-    }
-    for (sfx, _, _) in placements() {
-        rows.push((
-            format!("Queue.put(Connection) after start (a ticket), fork{sfx}"),
-            format!("mp_queue_fork{sfx}"),
-            ("handle_queue_rtt", format!("connection_fork{sfx}")),
-            raw(sfx),
+            ("raw_scm_rights".to_owned(), SCM),
         ));
     }
     for (sfx, _, _) in placements() {
@@ -325,17 +406,25 @@ fn table(python: &support::Python) -> Table {
             format!("reduction.send_handle + recv_handle (bare fd), fork{sfx}"),
             format!("mp_send_handle_fork{sfx}"),
             ("send_handle_rtt", format!("fork{sfx}")),
-            raw(sfx),
+            (format!("raw_scm_rights{sfx}"), SCM),
         ));
     }
-    for (name, id, (py_bench, py_param), raw) in rows {
+    for (sfx, _, _) in placements() {
+        rows.push((
+            format!("Queue.put(Connection) after start (a ticket), fork{sfx}"),
+            format!("mp_queue_fork{sfx}"),
+            ("handle_queue_rtt", format!("connection_fork{sfx}")),
+            (format!("raw_ticket{sfx}"), TICKET),
+        ));
+    }
+    for (name, id, (py_bench, py_param), (raw_id, raw_what)) in rows {
         t.rows.push(Row::new(
             name,
             "us",
             Kind::Latency,
             us(median_per_iter(&format!("handles/{id}"))),
             py(python, py_bench, &py_param),
-            raw,
+            us(median_per_iter(&format!("handles/{raw_id}"))),
             raw_what,
             None,
         ));
