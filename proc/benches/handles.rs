@@ -1,9 +1,11 @@
 //! mp-proc's benchmark of handles sent after start: a running child gets a
 //! fresh `Connection` each time (over a duplex connection, its descriptor
 //! travels by `SCM_RIGHTS`; on a `Queue`, as a ticket it redeems from the
-//! sender) and answers one byte on it. Beside CPython (the same loop in
-//! python3, same run: `resource_sharer`) and the raw OS loop in this binary
-//! (`sendmsg` of a fresh socketpair end with `SCM_RIGHTS`, one byte back).
+//! sender; or a bare descriptor by `reduction::send_handle`) and answers one
+//! byte on it. Beside CPython (the same loops in python3, same run: its
+//! `Connection` goes through `resource_sharer`) and raw OS loops in this
+//! binary (`sendmsg` of a fresh socketpair end with `SCM_RIGHTS`; for
+//! tickets, a `connect`/`accept` before it), one byte back.
 //!
 //! `cargo xtask bench` runs it and prints the table; alone:
 //! `cargo bench -p mp-proc --bench handles` (`-- FILTER` for some rows).
