@@ -27,7 +27,6 @@
 //! never dropped, and starts its own.
 
 // Until the handles issue and redeem tickets (the lead removes this).
-#![allow(dead_code)]
 
 use std::collections::{HashMap, VecDeque};
 use std::io;

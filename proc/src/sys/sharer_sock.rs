@@ -5,7 +5,6 @@
 //! slot that holds a process's sharer across a fork.
 
 // Until the handles issue and redeem tickets (the lead removes this).
-#![allow(dead_code)]
 
 use std::io;
 use std::io::IoSliceMut;
