@@ -149,4 +149,33 @@ mod tests {
         assert_eq!(intake.claim(20, 30).fds.len(), 3);
         assert!(intake.batches.is_empty());
     }
+
+    /// A peer that writes one message a byte at a time, each byte with a
+    /// full batch of descriptors, cannot make this process hold more than
+    /// two messages' worth of them (a sender of whole messages attaches all
+    /// of a message's descriptors to one write): the rest are closed as they
+    /// come, and the message learns that some were lost.
+    #[test]
+    fn a_peer_cannot_pile_up_descriptors_within_one_message() {
+        use std::os::fd::{AsFd, AsRawFd};
+        let (a, b) = sys::fd::socket_pair(false).expect("socketpair");
+        let null = sys::fd::dev_null(false).expect("/dev/null");
+        let batch = vec![null.as_raw_fd(); sys::scm::MAX_FDS];
+        let mut intake = Intake::default();
+        let mut buf = [0u8; 16];
+        for _ in 0..20 {
+            sys::scm::send_with_fds(a.as_fd(), &[0], &batch).expect("sendmsg");
+            // The read stops at the bytes that brought descriptors: one byte.
+            assert_eq!(intake.read(b.as_fd(), true, &mut buf).expect("recvmsg"), 1);
+        }
+        let held: usize = intake.batches.iter().map(|b| b.fds.len()).sum();
+        assert!(
+            held <= 2 * sys::scm::MAX_FDS && intake.batches.len() <= 2,
+            "{held} descriptors held in {} batches",
+            intake.batches.len()
+        );
+        let c = intake.claim(0, 20);
+        assert!(c.lost, "the message is told that descriptors were dropped");
+        assert!(intake.batches.is_empty());
+    }
 }
