@@ -18,6 +18,14 @@ use std::os::fd::{BorrowedFd, OwnedFd};
 use crate::error::{OsContext, Result};
 use crate::sys;
 
+/// The most batches that wait at once. A sender attaches all of a message's
+/// descriptors to one write, so a message brings at most one batch; and a
+/// read runs past the message being received only to end it, so at most two
+/// wait: that message's, and the next one's. More is a hostile peer, whose
+/// extra batches are closed on arrival (bounding the descriptors held to two
+/// messages' worth, `2 * MAX_FDS`).
+const MAX_BATCHES: usize = 2;
+
 /// Bytes and descriptors read from one descriptor so far.
 #[derive(Default)]
 pub(super) struct Intake {
@@ -88,6 +96,16 @@ impl Intake {
     fn arrived(&mut self, got: sys::scm::Received) -> usize {
         self.pos += got.n as u64;
         if !got.fds.is_empty() || got.lost {
+            if self.batches.len() >= MAX_BATCHES {
+                // More batches than whole messages bring: a peer that spreads
+                // descriptors over one message's bytes to fill this process's
+                // table. These are closed now (as `got.fds` drops); the batch
+                // before them is marked, so that its message learns of the loss.
+                if let Some(last) = self.batches.back_mut() {
+                    last.lost = true;
+                }
+                return got.n;
+            }
             self.batches.push_back(Batch {
                 end: self.pos,
                 fds: got.fds,
