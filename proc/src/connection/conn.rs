@@ -708,7 +708,22 @@ struct Wire {
     writable: bool,
     max_frame: u64,
     pending: Vec<u8>,
+    /// The descriptors that came with `pending`'s messages, by batch.
+    pending_fds: Vec<PendingBatch>,
 }
+
+/// A batch of descriptors read with `pending` bytes: where its read ended
+/// (counted from the first pending byte), its descriptors, whether some were
+/// lost.
+#[derive(Serialize, Deserialize)]
+struct PendingBatch {
+    end: u64,
+    fds: Vec<crate::rt::handles::FdRef>,
+    lost: bool,
+}
+
+/// What the descriptors of a connection's buffered messages are, on the wire.
+const PENDING_FD: &str = "a Connection's buffered descriptor";
 
 impl Serialize for Connection {
     fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
@@ -718,13 +733,26 @@ impl Serialize for Connection {
             crate::wire::handle::handle_type("Connection", 0),
         )?;
         // A reader blocked in recv holds the lock; its bytes are its own.
-        let pending = match self.inner.reader.try_lock() {
-            Ok(r) => r
-                .buf
-                .get(r.start..r.end)
-                .map(<[u8]>::to_vec)
-                .unwrap_or_default(),
-            Err(_) => Vec::new(),
+        // Buffered bytes take the descriptors that came with them along.
+        let ty = crate::wire::handle::handle_type(PENDING_FD, 0);
+        let (pending, pending_fds) = match self.inner.reader.try_lock() {
+            Ok(r) => {
+                let bytes = r
+                    .buf
+                    .get(r.start..r.end)
+                    .map(<[u8]>::to_vec)
+                    .unwrap_or_default();
+                let mut batches = Vec::new();
+                for (end, fds, lost) in r.intake.pending(r.consumed()) {
+                    let fds = fds
+                        .iter()
+                        .map(|fd| crate::rt::handles::push(fd.as_fd(), PENDING_FD, ty))
+                        .collect::<std::result::Result<_, _>>()?;
+                    batches.push(PendingBatch { end, fds, lost });
+                }
+                (bytes, batches)
+            }
+            Err(_) => (Vec::new(), Vec::new()),
         };
         Wire {
             fd,
@@ -732,6 +760,7 @@ impl Serialize for Connection {
             writable: self.inner.writable,
             max_frame: self.max_frame_len(),
             pending,
+            pending_fds,
         }
         .serialize(serializer)
     }
@@ -745,6 +774,16 @@ impl<'de> Deserialize<'de> for Connection {
             "Connection",
             crate::wire::handle::handle_type("Connection", 0),
         )?;
+        let ty = crate::wire::handle::handle_type(PENDING_FD, 0);
+        let mut batches = Vec::with_capacity(wire.pending_fds.len().min(2));
+        for batch in wire.pending_fds {
+            let fds = batch
+                .fds
+                .into_iter()
+                .map(|r| crate::rt::handles::take(r, PENDING_FD, ty))
+                .collect::<std::result::Result<_, _>>()?;
+            batches.push((batch.end, fds, batch.lost));
+        }
         let conn = Connection::from_fd(fd, wire.readable, wire.writable);
         conn.set_max_frame_len(wire.max_frame);
         if !wire.pending.is_empty() {
@@ -754,7 +793,7 @@ impl<'de> Deserialize<'de> for Connection {
             buf.resize(end.max(READ_BUF), 0);
             r.buf = buf.into_boxed_slice();
             r.end = end;
-            r.intake.pos = end as u64;
+            r.intake = Intake::restored(end as u64, batches);
         }
         Ok(conn)
     }

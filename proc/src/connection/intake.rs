@@ -115,6 +115,33 @@ impl Intake {
         got.n
     }
 
+    /// The batches not yet claimed by a message that ends at or before
+    /// `from` (the first byte not consumed): for each, where its read ended,
+    /// counted from `from`, its descriptors, and whether some were lost.
+    /// What a connection sent elsewhere takes along with its buffered bytes.
+    pub(super) fn pending(&self, from: u64) -> impl Iterator<Item = (u64, &[OwnedFd], bool)> {
+        self.batches
+            .iter()
+            .filter(move |b| b.end > from)
+            .map(move |b| (b.end - from, b.fds.as_slice(), b.lost))
+    }
+
+    /// The intake of a connection that arrives with `len` bytes buffered
+    /// and these batches among them (as [`pending`](Self::pending) gave
+    /// them; those that end past the bytes are closed).
+    pub(super) fn restored(len: u64, batches: Vec<(u64, Vec<OwnedFd>, bool)>) -> Intake {
+        Intake {
+            pos: len,
+            batches: batches
+                .into_iter()
+                .filter(|&(end, _, _)| end > 0 && end <= len)
+                .take(MAX_BATCHES)
+                .map(|(end, fds, lost)| Batch { end, fds, lost })
+                .collect(),
+            space: None,
+        }
+    }
+
     /// The descriptors of the message at stream positions `from..to`, now
     /// consumed: the batches whose reads ended within it. Earlier batches,
     /// which no message claimed, are closed.
