@@ -722,8 +722,9 @@ struct PendingBatch {
     lost: bool,
 }
 
-/// What the descriptors of a connection's buffered messages are, on the wire.
-const PENDING_FD: &str = "a Connection's buffered descriptor";
+/// The kind of the descriptors of a connection's buffered messages (errors
+/// say "a {kind}").
+const PENDING_FD: &str = "Connection's buffered descriptor";
 
 impl Serialize for Connection {
     fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
