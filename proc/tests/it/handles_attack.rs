@@ -59,3 +59,22 @@ fn a_connection_with_a_buffered_message_reaches_a_child_whole(method: StartMetho
     assert_eq!(p.join().unwrap(), 0);
     assert_eq!(y.recv::<u8>().unwrap(), 6);
 }
+
+/// More handles in one message than one `sendmsg` can carry (the kernel's
+/// 253): the message still goes, the descriptors past the 253rd as tickets
+/// (before: an encode error, where CPython sends them all).
+#[test]
+fn more_handles_than_one_message_carries_still_travel() {
+    let _g = guard();
+    let (a, b) = pipe(true).unwrap();
+    let (near, far): (Vec<Connection>, Vec<Connection>) =
+        (0..300).map(|_| pipe(true).unwrap()).unzip();
+    a.send(&near).unwrap();
+    drop(near);
+    let got: Vec<Connection> = b.recv().unwrap();
+    assert_eq!(got.len(), 300);
+    for (i, (c, f)) in got.iter().zip(&far).enumerate() {
+        c.send(&(i as u32)).unwrap();
+        assert_eq!(f.recv::<u32>().unwrap(), i as u32);
+    }
+}
