@@ -6,7 +6,8 @@
 //!   descriptors, and their types travel beside them.
 //! - With a message on a Unix socket (`Connection::send`): the descriptor's
 //!   index among those that go with the message by `SCM_RIGHTS`
-//!   ([`FdRef::Attached`]).
+//!   ([`FdRef::Attached`]), for at most `MAX_FDS` (253) descriptors of one
+//!   message; the others go as tickets.
 //! - Anywhere else (a `Queue`'s ring, a one-way pipe, a manager, a pool's
 //!   tasks): a ticket that the receiver redeems from the sender's
 //!   [`sharer`](super::sharer) ([`FdRef::Ticket`]).
@@ -88,7 +89,8 @@ pub(crate) fn push<E: serde::ser::Error>(
     }
     let id = identity(fd).map_err(|e| E::custom(format!("cannot fstat a {kind}: {e}")))?;
     match way {
-        Way::Message => {
+        // Past the most one message carries, the rest go as tickets.
+        Way::Message if payload::message_has_room(fd) => {
             let index = payload::push_message_fd(fd, kind)?;
             let tag = sign(ty, id, &index.to_le_bytes());
             Ok(FdRef::Attached { index, id, tag })

@@ -323,6 +323,16 @@ pub(crate) fn way() -> Way {
     })
 }
 
+/// Whether `fd` can go with the message being encoded: it goes already, or
+/// fewer than [`MAX_FDS`](crate::sys::scm::MAX_FDS) do.
+pub(crate) fn message_has_room(fd: BorrowedFd<'_>) -> bool {
+    let raw = fd.as_raw_fd();
+    SINK.with(|s| match s.borrow().as_ref() {
+        Some(Sink::Message(fds)) => fds.len() < crate::sys::scm::MAX_FDS || fds.contains(&raw),
+        _ => false,
+    })
+}
+
 /// Records `fd`, owned by a handle of kind `kind`, to go with the message
 /// being encoded, and returns its index (one index per distinct descriptor;
 /// at most [`MAX_FDS`](crate::sys::scm::MAX_FDS) in one message).
