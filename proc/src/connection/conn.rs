@@ -699,11 +699,18 @@ impl fmt::Debug for Connection {
     }
 }
 
-/// What a `Connection` is on the wire into a child: its descriptor's index and
-/// its state, including bytes already read from the OS but not yet consumed.
+/// What a `Connection` is on the wire: where its descriptor is, and its
+/// state, including bytes already read from the OS but not yet consumed.
 #[derive(Serialize, Deserialize)]
 struct Wire {
     fd: crate::rt::handles::FdRef,
+    state: State,
+}
+
+/// A `Connection`'s state on the wire (signed with its descriptor when it
+/// comes from a peer: see [`handles::push`](crate::rt::handles::push)).
+#[derive(Serialize, Deserialize)]
+struct State {
     readable: bool,
     writable: bool,
     max_frame: u64,
@@ -712,11 +719,7 @@ struct Wire {
 
 impl Serialize for Connection {
     fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
-        let fd = crate::rt::handles::push(
-            self.inner.fd.as_fd(),
-            "Connection",
-            crate::wire::handle::handle_type("Connection", 0),
-        )?;
+        use serde::ser::Error as _;
         // A reader blocked in recv holds the lock; its bytes are its own.
         let pending = match self.inner.reader.try_lock() {
             Ok(r) => r
@@ -726,30 +729,39 @@ impl Serialize for Connection {
                 .unwrap_or_default(),
             Err(_) => Vec::new(),
         };
-        Wire {
-            fd,
+        let state = State {
             readable: self.inner.readable,
             writable: self.inner.writable,
             max_frame: self.max_frame_len(),
             pending,
-        }
-        .serialize(serializer)
+        };
+        let body = payload::encode(&state).map_err(S::Error::custom)?;
+        let fd = crate::rt::handles::push(
+            self.inner.fd.as_fd(),
+            "Connection",
+            crate::wire::handle::handle_type("Connection", 0),
+            &body,
+        )?;
+        Wire { fd, state }.serialize(serializer)
     }
 }
 
 impl<'de> Deserialize<'de> for Connection {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
-        let wire = Wire::deserialize(deserializer)?;
+        use serde::de::Error as _;
+        let Wire { fd, state } = Wire::deserialize(deserializer)?;
+        let body = payload::encode(&state).map_err(D::Error::custom)?;
         let fd = crate::rt::handles::take(
-            wire.fd,
+            fd,
             "Connection",
             crate::wire::handle::handle_type("Connection", 0),
+            &body,
         )?;
-        let conn = Connection::from_fd(fd, wire.readable, wire.writable);
-        conn.set_max_frame_len(wire.max_frame);
-        if !wire.pending.is_empty() {
+        let conn = Connection::from_fd(fd, state.readable, state.writable);
+        conn.set_max_frame_len(state.max_frame);
+        if !state.pending.is_empty() {
             let mut r = lock(&conn.inner.reader);
-            let mut buf = wire.pending;
+            let mut buf = state.pending;
             let end = buf.len();
             buf.resize(end.max(READ_BUF), 0);
             r.buf = buf.into_boxed_slice();
