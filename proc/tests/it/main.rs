@@ -6,6 +6,7 @@ mod conformance;
 mod connection;
 mod fds;
 mod fuzz_corpus;
+mod handles;
 mod handshake;
 mod lifecycle;
 mod nesting;
