@@ -21,6 +21,27 @@ use serde::{Deserialize, Serialize};
 /// A deadline only so that a bug shows as a failure instead of a hang.
 pub(crate) const LONG: Duration = Duration::from_secs(120);
 
+/// A started child that is killed and reaped if the test fails, so that a
+/// failure leaves no process behind to upset the tests that follow.
+pub(crate) struct Child(pub(crate) Process);
+
+impl Child {
+    pub(crate) fn start<A: mp_proc::Payload>(method: StartMethod, f: fn(A), args: A) -> Child {
+        let mut p = Process::new(f, args).start_method(method);
+        p.start().unwrap();
+        Child(p)
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let _ = self.0.kill();
+            let _ = self.0.join();
+        }
+    }
+}
+
 /// What the parent asks the running child to do with the handle(s) it sends.
 #[derive(Serialize, Deserialize)]
 enum Job {
@@ -245,7 +266,7 @@ enum Tx {
 struct Link {
     tx: Tx,
     rx: Connection,
-    p: Process,
+    p: Child,
 }
 
 impl Link {
@@ -274,8 +295,7 @@ impl Link {
                 )
             }
         };
-        let mut p = Process::new(serve, args).start_method(method);
-        p.start().unwrap();
+        let p = Child::start(method, serve, args);
         Link { tx, rx, p }
     }
 
@@ -314,7 +334,7 @@ impl Link {
 
     fn stop(mut self) {
         self.send(Msg::Stop);
-        assert_eq!(self.p.join().unwrap(), 0);
+        assert_eq!(self.p.0.join().unwrap(), 0);
     }
 }
 
