@@ -360,10 +360,11 @@ fn connections(method: StartMethod, via: Via) {
     let _g = guard();
     let link = Link::start(method, via);
     let (here, there) = pipe(true).unwrap();
-    assert_eq!(link.job(Job::Duplex(there)), 0);
+    link.send(Msg::Job(Job::Duplex(there)));
     assert_eq!(here.recv::<String>().unwrap(), "hello from the child");
     here.send(&41u32).unwrap();
     assert_eq!(here.recv::<u32>().unwrap(), 42);
+    assert_eq!(link.reply(), 0);
 
     let (r, w) = pipe(false).unwrap();
     assert_eq!(link.job(Job::Writer(w)), 0);

@@ -6,15 +6,20 @@
 //! connection stays usable where that makes sense.
 
 use std::fs::File;
-use std::io::IoSlice;
+use std::io::{IoSlice, IoSliceMut};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use mp_proc::codec::{decode, encode};
 use mp_proc::reduction::{MAX_TICKETS, set_ticket_lifetime, ticket_lifetime};
-use mp_proc::{Connection, Error, Event, Lock, StartMethod, TicketFailure, pipe};
+use mp_proc::{
+    Array, Connection, Error, Event, Lock, Queue, ShareableList, SharedMemory, StartMethod,
+    TicketFailure, Value, pipe,
+};
 use mp_testkit::{guard, open_fds};
-use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+use nix::sys::socket::{ControlMessage, ControlMessageOwned, MsgFlags, recvmsg, sendmsg};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use crate::handles::{Child, LONG};
 
@@ -136,34 +141,116 @@ fn a_frame_that_claims_descriptors_that_never_came_is_an_error() {
     assert_eq!(open_fds().len(), before);
 }
 
-/// Edited bytes of a frame that carries a `Connection`, sent with the very
-/// descriptor they name, are an error, never a handle; the unedited bytes
-/// with the same descriptor are the handle (so the edit is what is refused).
-#[test]
-fn an_edited_frame_with_its_descriptor_is_never_a_handle() {
-    let _g = guard();
-    let (x, y) = pipe(true).unwrap();
-    let bytes = bytes_of_a_sent_connection(&x);
+/// Sends `handle` over a socket pair and captures the frame and the
+/// descriptors as they arrive, as a raw peer would see them. The caller
+/// closes the descriptors.
+fn capture<T: Serialize>(handle: &T) -> (Vec<u8>, Vec<RawFd>) {
+    let (a, b) = pipe(true).unwrap();
+    if let Err(e) = a.send(handle) {
+        panic!("sending a handle over a socket: {e:?}");
+    }
+    let (mut frame, mut fds) = (Vec::new(), Vec::new());
+    let mut buf = vec![0u8; 1 << 16];
+    let mut space = nix::cmsg_space!([RawFd; 253]);
+    while frame.len() < 4
+        || frame.len() < 4 + u32::from_be_bytes(frame[..4].try_into().unwrap()) as usize
+    {
+        let mut iov = [IoSliceMut::new(&mut buf)];
+        let msg = recvmsg::<()>(
+            b.as_fd().as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        )
+        .unwrap();
+        for c in msg.cmsgs().unwrap() {
+            if let ControlMessageOwned::ScmRights(got) = c {
+                fds.extend(got);
+            }
+        }
+        let n = msg.bytes;
+        assert!(n > 0, "end of file in a frame");
+        frame.extend_from_slice(&buf[..n]);
+    }
+    (frame, fds)
+}
+
+/// One line for the edits of a handle's bytes that gave a handle, if any.
+fn summary(what: &str, edits: Vec<String>, bytes: &[u8]) -> Vec<String> {
+    if edits.is_empty() {
+        return edits;
+    }
+    vec![format!(
+        "{what}: byte^flip {} of {bytes:?}",
+        edits.join(", ")
+    )]
+}
+
+/// Each byte of `handle`'s frame payload edited (two ways), sent again with
+/// the very descriptors that came with it: the edits that still gave a
+/// handle. The unedited frame with the same descriptors must give one (so it
+/// is the edit that is refused), and nothing may leak.
+fn edits_accepted<T: Serialize + DeserializeOwned>(what: &str, handle: &T) -> Vec<String> {
+    let (frame, fds) = capture(handle);
+    let payload = &frame[4..];
     let (a, b) = pipe(true).unwrap();
     let before = open_fds().len();
-    for i in 0..bytes.len() {
+    let mut edits = Vec::new();
+    for i in 0..payload.len() {
         for flip in [0x01u8, 0x80] {
-            let mut edited = bytes.clone();
+            let mut edited = payload.to_vec();
             edited[i] ^= flip;
-            send_with_fds(&a, &frame_of_bytes(&edited), &[x.as_fd().as_raw_fd()]);
-            let r = b.recv::<Connection>();
-            assert!(r.is_err(), "byte {i} ^ {flip:#x} gave a handle");
+            send_with_fds(&a, &frame_of_bytes(&edited), &fds);
+            if b.recv::<T>().is_ok() {
+                edits.push(format!("{i}^{flip:#x}"));
+            }
         }
     }
-    assert_eq!(
-        open_fds().len(),
-        before,
-        "every descriptor that came was closed"
+    let accepted = summary(what, edits, payload);
+    assert_eq!(open_fds().len(), before, "{what}: a descriptor leaked");
+    send_with_fds(&a, &frame_of_bytes(payload), &fds);
+    if let Err(e) = b.recv::<T>() {
+        panic!("{what}: the unedited frame with its descriptors: {e:?}");
+    }
+    for fd in fds {
+        nix::unistd::close(fd).unwrap();
+    }
+    accepted
+}
+
+/// Edited bytes of a frame that carries a handle, sent with the very
+/// descriptors they name, are an error, never a handle (the trust rule:
+/// "forged, edited, foreign or retyped bytes are an Err").
+#[test]
+fn an_edited_frame_with_its_descriptors_is_never_a_handle() {
+    let _g = guard();
+    let (x, y) = pipe(true).unwrap();
+    let shm = SharedMemory::create(None, 64).unwrap();
+    let list = ShareableList::create(None, &[1.into(), "two".into()]).unwrap();
+    let mut accepted = edits_accepted("Connection", &x);
+    accepted.extend(edits_accepted("Event", &Event::new().unwrap()));
+    accepted.extend(edits_accepted("Lock", &Lock::new().unwrap()));
+    accepted.extend(edits_accepted("Queue", &Queue::<u32>::new().unwrap()));
+    accepted.extend(edits_accepted("Value", &Value::new(1u64).unwrap()));
+    accepted.extend(edits_accepted("Array", &Array::<u32>::new(4).unwrap()));
+    accepted.extend(edits_accepted("SharedMemory", &shm));
+    accepted.extend(edits_accepted("ShareableList", &list));
+    shm.unlink().unwrap();
+    list.shm().unlink().unwrap();
+    assert!(
+        accepted.is_empty(),
+        "edits that gave a handle: {accepted:#?}"
     );
-    send_with_fds(&a, &frame_of_bytes(&bytes), &[x.as_fd().as_raw_fd()]);
+    // And the unedited Connection works (the capture and resend are sound).
+    let (frame, fds) = capture(&x);
+    let (a, b) = pipe(true).unwrap();
+    send_with_fds(&a, &frame, &fds);
     let got = b.recv::<Connection>().unwrap();
     got.send(&"through the received copy").unwrap();
     assert_eq!(y.recv::<String>().unwrap(), "through the received copy");
+    for fd in fds {
+        nix::unistd::close(fd).unwrap();
+    }
 }
 
 fn ticket_error(r: mp_proc::Result<impl std::fmt::Debug>) -> (&'static str, u32, TicketFailure) {
@@ -190,29 +277,54 @@ fn a_ticket_redeemed_twice_is_already_redeemed() {
     );
 }
 
-/// Edited ticket bytes are an error, never a handle; the unedited ticket is
-/// still good afterwards (the attempts did not use it up).
+/// Each byte of a ticket of `handle` edited (two ways, a fresh ticket each
+/// time): the edits that still gave a handle. The unedited ticket must still
+/// be good after each attempt (the attempt did not use it up; redeeming it
+/// also leaves no ticket outstanding).
+fn ticket_edits_accepted<T: Serialize + DeserializeOwned>(what: &str, handle: &T) -> Vec<String> {
+    let len = encode(handle)
+        .unwrap_or_else(|e| panic!("encoding a {what}: {e:?}"))
+        .len();
+    let mut edits = Vec::new();
+    for i in 0..len {
+        for flip in [0x01u8, 0x80] {
+            let bytes = encode(handle).unwrap();
+            let mut edited = bytes.clone();
+            edited[i] ^= flip;
+            if decode::<T>(&edited).is_ok() {
+                edits.push(format!("{i}^{flip:#x} of {bytes:?}"));
+            }
+            if let Err(e) = decode::<T>(&bytes) {
+                panic!("{what}: the unedited ticket after editing byte {i}: {e:?}");
+            }
+        }
+    }
+    summary(what, edits, &[])
+}
+
+/// Edited ticket bytes are an error, never a handle.
 #[test]
 fn edited_ticket_bytes_are_never_a_handle() {
     let _g = guard();
-    let ev = Event::new().unwrap();
-    let len = encode(&ev)
-        .unwrap_or_else(|e| panic!("encoding an Event: {e:?}"))
-        .len();
-    decode::<Event>(&encode(&ev).unwrap()).unwrap();
-    for i in 0..len {
-        for flip in [0x01u8, 0x80] {
-            let bytes = encode(&ev).unwrap();
-            let mut edited = bytes.clone();
-            edited[i] ^= flip;
-            assert!(
-                decode::<Event>(&edited).is_err(),
-                "byte {i} ^ {flip:#x} gave a handle"
-            );
-            decode::<Event>(&bytes)
-                .unwrap_or_else(|e| panic!("the unedited ticket after editing byte {i}: {e}"));
-        }
-    }
+    let (x, _y) = pipe(true).unwrap();
+    let shm = SharedMemory::create(None, 64).unwrap();
+    let mut accepted = ticket_edits_accepted("Connection", &x);
+    accepted.extend(ticket_edits_accepted("Event", &Event::new().unwrap()));
+    accepted.extend(ticket_edits_accepted(
+        "Queue",
+        &Queue::<u32>::new().unwrap(),
+    ));
+    accepted.extend(ticket_edits_accepted("Value", &Value::new(1u64).unwrap()));
+    accepted.extend(ticket_edits_accepted(
+        "Array",
+        &Array::<u32>::new(4).unwrap(),
+    ));
+    accepted.extend(ticket_edits_accepted("SharedMemory", &shm));
+    shm.unlink().unwrap();
+    assert!(
+        accepted.is_empty(),
+        "edits that gave a handle: {accepted:#?}"
+    );
 }
 
 /// Encodes an `Event` and sends the bytes, then exits.
