@@ -218,6 +218,37 @@ fn edits_accepted<T: Serialize + DeserializeOwned>(what: &str, handle: &T) -> Ve
     accepted
 }
 
+/// A frame that claims one descriptor and comes with 253 (its own first):
+/// the handle is received and works, the 252 it does not claim are closed.
+#[test]
+fn descriptors_beyond_those_a_frame_claims_are_closed() {
+    let _g = guard();
+    let (x, y) = pipe(true).unwrap();
+    let (frame, fds) = capture(&x);
+    let (a, b) = pipe(true).unwrap();
+    let before = open_fds().len();
+    {
+        let extra = many_fds();
+        let mut raw = fds.clone();
+        raw.extend(extra.iter().take(253 - fds.len()).map(|f| f.as_raw_fd()));
+        send_with_fds(&a, &frame, &raw);
+    }
+    let got = b.recv::<Connection>().unwrap_or_else(|e| panic!("{e:?}"));
+    got.send(&"through the received copy").unwrap();
+    assert_eq!(y.recv::<String>().unwrap(), "through the received copy");
+    drop(got);
+    assert_eq!(
+        open_fds().len(),
+        before,
+        "the unclaimed descriptors were closed"
+    );
+    a.send(&3u32).unwrap();
+    assert_eq!(b.recv::<u32>().unwrap(), 3);
+    for fd in fds {
+        nix::unistd::close(fd).unwrap();
+    }
+}
+
 /// Edited bytes of a frame that carries a handle, sent with the very
 /// descriptors they name, are an error, never a handle (the trust rule:
 /// "forged, edited, foreign or retyped bytes are an Err").
