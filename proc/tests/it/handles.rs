@@ -42,6 +42,18 @@ impl Drop for Child {
     }
 }
 
+/// Unlinks a block's name when dropped (also when the test fails), so that
+/// a failure leaves nothing in /dev/shm to upset the tests that follow.
+pub(crate) struct Unlink(pub(crate) String);
+
+impl Drop for Unlink {
+    fn drop(&mut self) {
+        if let Ok(m) = SharedMemory::attach(&self.0) {
+            let _ = m.unlink();
+        }
+    }
+}
+
 /// What the parent asks the running child to do with the handle(s) it sends.
 #[derive(Serialize, Deserialize)]
 enum Job {
@@ -495,18 +507,18 @@ fn memory(method: StartMethod, via: Via) {
     assert_eq!(a.to_vec(), [10, 20, 30, 40]);
 
     let m = SharedMemory::create(None, 64).unwrap();
+    let _unlink = Unlink(m.name().to_owned());
     link.job(Job::Shm(m.clone()));
     let mut got = [0u8; 10];
     m.read_at(0, &mut got).unwrap();
     assert_eq!(&got, b"from child");
-    m.unlink().unwrap();
 
     let l = ShareableList::create(None, &["0123456789".into(), 7.into()]).unwrap();
     let name = l.name().to_owned();
+    let _unlink_list = Unlink(name.clone());
     assert_eq!(link.job(Job::List(l)), 7);
     let l = ShareableList::attach(&name).unwrap();
     assert_eq!(l.get(0).unwrap(), I::Str("from child".into()));
-    l.shm().unlink().unwrap();
     link.stop();
 }
 
