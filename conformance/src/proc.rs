@@ -31,7 +31,7 @@ macro_rules! conformance_tests {
             lock_excludes_workers, lock_held_elsewhere, lock_misuse, rlock_reentrant, condition_notifies_workers,
             semaphore_counts,
             event_wakes_workers, barrier_rounds, barrier_breaks, value_shared_updates,
-            pipe_to_a_worker);
+            pipe_to_a_worker, handles_sent_after_start);
     };
     (@each $ctx:expr, $setup:expr; $($name:ident),*) => {
         $( #[test] fn $name() { let _setup = $setup; $crate::proc::$name(&$ctx) } )*
@@ -473,4 +473,29 @@ pub fn pipe_to_a_worker<C: Context>(ctx: &C) {
         writer.recv::<String>().is_err(),
         "the sending end cannot receive"
     );
+}
+
+/// The worker: a queue and an event that did not exist when it started,
+/// received on its connection; it puts on the one and sets the other.
+fn use_received<C: Context>(end: C::Connection) {
+    let (q, ev): (C::Queue<u64>, C::Event) = end.recv().unwrap();
+    q.put(7).unwrap();
+    ev.set().unwrap();
+}
+
+/// Handles made after the worker started reach it through its connection
+/// (issue 15) and work there: the same generic body on every backend.
+pub fn handles_sent_after_start<C: Context>(ctx: &C) {
+    let (here, there) = ctx.pipe(true).unwrap();
+    let mut p = ctx.process(use_received::<C>, there);
+    p.start().unwrap();
+    let q = ctx.queue::<u64>().unwrap();
+    let ev = ctx.event().unwrap();
+    here.send(&(q.clone(), ev.clone())).unwrap();
+    assert_eq!(q.get_timeout(HANG_GUARD).unwrap(), 7);
+    assert!(
+        ev.wait(Some(HANG_GUARD)).unwrap(),
+        "the worker set the event"
+    );
+    assert_eq!(p.join().unwrap(), 0);
 }

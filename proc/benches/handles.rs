@@ -28,8 +28,8 @@ use nix::sys::socket::{
 use nix::unistd::{ForkResult, Pid, fork, read, write};
 use support::{Kind, Row, Table, median_per_iter, pin, placements, py, timed, us};
 
-/// How long the probe waits for the child's byte before it calls the
-/// mechanism absent (a bug shows as a missing row, not a hang).
+/// How long the first operation waits for the child's byte (a bug shows
+/// as an error, not a hang).
 const PROBE: Duration = Duration::from_secs(10);
 
 fn main() {
@@ -95,7 +95,31 @@ fn once(send: impl Fn(&Connection) -> mp_proc::Result<()>) -> mp_proc::Result<()
     mine.recv_bytes().map(drop)
 }
 
-/// The first operation, with a deadline: whether the mechanism works here.
+/// Benchmarks `op` as the row `name`, once `first` (the first operation)
+/// has worked: a failure is a bug of the mechanism, and stops the run.
+fn row(
+    g: &mut Group<'_>,
+    name: &str,
+    first: impl FnOnce() -> Result<(), String>,
+    op: impl Fn() -> Result<(), String>,
+) {
+    if let Err(e) = first() {
+        panic!("{name}: the first operation failed: {e}");
+    }
+    let id = format!("handles/{name}");
+    g.bench_function(name, |b| {
+        b.iter_custom(|iters| {
+            timed(&id, iters, |n| {
+                for _ in 0..n {
+                    op().unwrap();
+                }
+            })
+        })
+    });
+}
+
+/// The first operation, with a deadline (a bug shows as an error, not a
+/// hang).
 fn works(send: impl Fn(&Connection) -> mp_proc::Result<()>) -> Result<(), String> {
     let (mine, theirs) = pipe(true).map_err(|e| e.to_string())?;
     send(&theirs).map_err(|e| e.to_string())?;
@@ -124,22 +148,12 @@ fn by_connection(g: &mut Group<'_>, method: StartMethod, sfx: &str, child_cpu: O
     let mut child = Process::new(conn_echo, (child_end, child_cpu)).start_method(method);
     child.start().unwrap();
     let send = |c: &Connection| ours.send(&Some(c));
-    let name = format!("mp_send_{method}{sfx}");
-    match works(send) {
-        Ok(()) => {
-            let id = format!("handles/{name}");
-            g.bench_function(&name, |b| {
-                b.iter_custom(|iters| {
-                    timed(&id, iters, |n| {
-                        for _ in 0..n {
-                            once(send).unwrap();
-                        }
-                    })
-                })
-            });
-        }
-        Err(e) => eprintln!("{name}: skipped, a Connection cannot be sent after start here: {e}"),
-    }
+    row(
+        g,
+        &format!("mp_send_{method}{sfx}"),
+        || works(send),
+        || once(send).map_err(|e| e.to_string()),
+    );
     let _ = ours.send(&None::<Connection>);
     drop(ours);
     child.join().unwrap();
@@ -163,22 +177,12 @@ fn by_queue(g: &mut Group<'_>, sfx: &str, child_cpu: Option<usize>) {
         Process::new(queue_echo, (q.clone(), child_cpu)).start_method(StartMethod::Fork);
     child.start().unwrap();
     let send = |c: &Connection| q.put(Some(c.clone()));
-    let name = format!("mp_queue_fork{sfx}");
-    match works(send) {
-        Ok(()) => {
-            let id = format!("handles/{name}");
-            g.bench_function(&name, |b| {
-                b.iter_custom(|iters| {
-                    timed(&id, iters, |n| {
-                        for _ in 0..n {
-                            once(send).unwrap();
-                        }
-                    })
-                })
-            });
-        }
-        Err(e) => eprintln!("{name}: skipped, a Connection cannot be put on a Queue here: {e}"),
-    }
+    row(
+        g,
+        &format!("mp_queue_fork{sfx}"),
+        || works(send),
+        || once(send).map_err(|e| e.to_string()),
+    );
     let _ = q.put(None);
     child.join().unwrap();
 }
@@ -210,24 +214,9 @@ fn by_send_handle(g: &mut Group<'_>, sfx: &str, child_cpu: Option<usize>) {
             Err(e) => Err(e.to_string()),
         }
     };
-    let name = format!("mp_send_handle_fork{sfx}");
     // The child answers or dies (then `theirs` has no other holder: end of
-    // file), so the probe needs no deadline.
-    match one() {
-        Ok(()) => {
-            let id = format!("handles/{name}");
-            g.bench_function(&name, |b| {
-                b.iter_custom(|iters| {
-                    timed(&id, iters, |n| {
-                        for _ in 0..n {
-                            one().unwrap();
-                        }
-                    })
-                })
-            });
-        }
-        Err(e) => eprintln!("{name}: skipped, reduction::send_handle does not work here: {e}"),
-    }
+    // file), so the first operation needs no deadline.
+    row(g, &format!("mp_send_handle_fork{sfx}"), one, one);
     // End of file for the child, whoever else holds a copy of `ours`.
     let _ = nix::sys::socket::shutdown(ours.as_fd().as_raw_fd(), nix::sys::socket::Shutdown::Write);
     drop(ours);

@@ -5,6 +5,7 @@ mod deadlines;
 mod dict;
 mod errors;
 mod fuzz_corpus;
+mod handles;
 mod handshake;
 mod load;
 mod scenarios;

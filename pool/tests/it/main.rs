@@ -4,6 +4,7 @@
 mod api;
 mod conformance;
 mod faults;
+mod handles;
 mod lazy;
 mod lifetime;
 mod scenarios;

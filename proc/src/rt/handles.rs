@@ -59,16 +59,17 @@ fn identity(fd: BorrowedFd<'_>) -> std::io::Result<Identity> {
 }
 
 /// The tag of a descriptor of a handle of type `ty`, of file `id`, at
-/// `place` (its index in the message, or its whole ticket).
-fn sign(ty: u64, id: Identity, place: &[u8]) -> Tag {
+/// `place` (its index in the message, or its whole ticket), for a handle
+/// whose other fields encode as `body`.
+fn sign(ty: u64, id: Identity, place: &[u8], body: &[u8]) -> Tag {
     let [a, b, c] = [ty, id.dev, id.ino].map(u64::to_le_bytes);
-    HandleKey::process().sign(DOMAIN, &[&a, &b, &c, place])
+    HandleKey::process().sign(DOMAIN, &[&a, &b, &c, place, body])
 }
 
 /// Whether `tag` is [`sign`]'s for these parts (in constant time).
-fn verify(ty: u64, id: Identity, place: &[u8], tag: &Tag) -> bool {
+fn verify(ty: u64, id: Identity, place: &[u8], body: &[u8], tag: &Tag) -> bool {
     let [a, b, c] = [ty, id.dev, id.ino].map(u64::to_le_bytes);
-    HandleKey::process().verify(DOMAIN, &[&a, &b, &c, place], tag)
+    HandleKey::process().verify(DOMAIN, &[&a, &b, &c, place, body], tag)
 }
 
 fn ticket_place(t: &Ticket) -> Vec<u8> {
@@ -77,11 +78,14 @@ fn ticket_place(t: &Ticket) -> Vec<u8> {
 }
 
 /// The reference a handle of kind `kind` and type `ty` writes for `fd`,
-/// by the way the value being encoded travels.
+/// by the way the value being encoded travels. `body` is the encoding of
+/// the handle's other fields (its name, its state): the tag covers them too,
+/// so that no field of a handle from a peer can be edited.
 pub(crate) fn push<E: serde::ser::Error>(
     fd: BorrowedFd<'_>,
     kind: &'static str,
     ty: u64,
+    body: &[u8],
 ) -> Result<FdRef, E> {
     let way = payload::way();
     if way == Way::Child {
@@ -92,34 +96,36 @@ pub(crate) fn push<E: serde::ser::Error>(
         // Past the most one message carries, the rest go as tickets.
         Way::Message if payload::message_has_room(fd) => {
             let index = payload::push_message_fd(fd, kind)?;
-            let tag = sign(ty, id, &index.to_le_bytes());
+            let tag = sign(ty, id, &index.to_le_bytes(), body);
             Ok(FdRef::Attached { index, id, tag })
         }
         _ => {
             let ticket = sharer::issue(fd)
-                .map_err(|e| E::custom(format!("a {kind} cannot travel as a ticket: {e}")))?;
-            let tag = sign(ty, id, &ticket_place(&ticket));
+                .map_err(|e| E::custom(format!("this {kind} cannot travel as a ticket: {e}")))?;
+            let tag = sign(ty, id, &ticket_place(&ticket), body);
             Ok(FdRef::Ticket { ticket, id, tag })
         }
     }
 }
 
-/// The descriptor of a handle of kind `kind` and type `ty` that `r` names.
+/// The descriptor of a handle of kind `kind` and type `ty` that `r` names,
+/// for a handle whose other fields encode as `body` (see [`push`]).
 pub(crate) fn take<E: serde::de::Error>(
     r: FdRef,
     kind: &'static str,
     ty: u64,
+    body: &[u8],
 ) -> Result<OwnedFd, E> {
     let (fd, id) = match r {
         FdRef::Inherited(index) => return payload::take_fd(index, kind, ty),
         FdRef::Attached { index, id, tag } => {
-            if !verify(ty, id, &index.to_le_bytes(), &tag) {
+            if !verify(ty, id, &index.to_le_bytes(), body, &tag) {
                 return Err(payload::forged(kind));
             }
             (payload::take_message_fd(index, kind)?, id)
         }
         FdRef::Ticket { ticket, id, tag } => {
-            if !verify(ty, id, &ticket_place(&ticket), &tag) {
+            if !verify(ty, id, &ticket_place(&ticket), body, &tag) {
                 return Err(payload::forged(kind));
             }
             let fd = sharer::redeem(&ticket).map_err(|reason| {

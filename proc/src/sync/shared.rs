@@ -32,7 +32,7 @@ impl Shared {
         elem: u64,
         s: S,
     ) -> std::result::Result<S::Ok, S::Error> {
-        let fd = crate::rt::handles::push(self.0.fd().as_fd(), kind, handle_type(kind, elem))?;
+        let fd = crate::rt::handles::push(self.0.fd().as_fd(), kind, handle_type(kind, elem), &[])?;
         (fd, handle_type(kind, elem)).serialize(s)
     }
 
@@ -47,7 +47,7 @@ impl Shared {
         if ty != handle_type(kind, elem) {
             return Err(crate::wire::payload::retyped(kind));
         }
-        let fd = crate::rt::handles::take(fd, kind, ty)?;
+        let fd = crate::rt::handles::take(fd, kind, ty, &[])?;
         let region = Region::from_fd(fd).map_err(|e| {
             crate::wire::payload::decode_failure(format!("a shared memory block: {e}"))
         })?;

@@ -248,7 +248,12 @@ impl Clone for SharedMemory {
 impl Serialize for SharedMemory {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         let ty = handle_type("SharedMemory", 0);
-        let fd = crate::rt::handles::push(self.region.fd().as_fd(), "SharedMemory", ty)?;
+        let fd = crate::rt::handles::push(
+            self.region.fd().as_fd(),
+            "SharedMemory",
+            ty,
+            self.name.as_bytes(),
+        )?;
         (fd, ty, &self.name).serialize(s)
     }
 }
@@ -259,7 +264,7 @@ impl<'de> Deserialize<'de> for SharedMemory {
         if ty != handle_type("SharedMemory", 0) {
             return Err(crate::wire::payload::retyped("SharedMemory"));
         }
-        let fd = crate::rt::handles::take(fd, "SharedMemory", ty)?;
+        let fd = crate::rt::handles::take(fd, "SharedMemory", ty, name.as_bytes())?;
         let region = Region::from_fd(fd).map_err(|e| {
             crate::wire::payload::decode_failure(format!("a shared memory block: {e}"))
         })?;
