@@ -502,18 +502,21 @@ fn ask(ticket: &Ticket, timeout: Duration) -> std::result::Result<OwnedFd, Ticke
     let mut buf = [0u8; 2];
     let (n, fd) = sys::sharer_sock::recv_with_one_fd(sock.as_fd(), &mut buf)
         .map_err(|_| TicketFailure::NoAnswer)?;
-    match (n, buf[0], fd) {
-        (1, OK, Some(fd)) => {
-            // Wait for the sharer to close: it has then closed its own copy
-            // of the descriptor, so that once this returns no copy but the
-            // caller's is open (a pipe's reader sees its end of file when
-            // the caller closes it, not some time later).
-            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            match sys::fd::readable(sock.as_fd(), left) {
-                Ok(true) if matches!(sys::fd::read(sock.as_fd(), &mut buf), Ok(0)) => Ok(fd),
-                _ => Err(TicketFailure::NoAnswer),
-            }
-        }
+    let answer = (n, buf[0], fd);
+    // A well-formed answer: wait for the sharer to close, whatever it said.
+    // It has then closed its own copy of the descriptor, and its end of this
+    // socket, so that once this returns no copy but the caller's is open (a
+    // pipe's reader sees its end of file when the caller closes it, not some
+    // time later; this process's descriptors are as many as before).
+    let closed = matches!(answer, (1, OK, Some(_)) | (1, UNKNOWN | EXPIRED, None)) && {
+        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        let mut rest = [0u8; 1];
+        matches!(sys::fd::readable(sock.as_fd(), left), Ok(true))
+            && matches!(sys::fd::read(sock.as_fd(), &mut rest), Ok(0))
+    };
+    match answer {
+        (1, OK, Some(fd)) if closed => Ok(fd),
+        (1, OK, Some(_)) => Err(TicketFailure::NoAnswer),
         (1, UNKNOWN, None) if monotonic_ns() >= ticket.expires => Err(TicketFailure::Expired),
         (1, UNKNOWN, None) => Err(TicketFailure::AlreadyRedeemed),
         (1, EXPIRED, None) => Err(TicketFailure::Expired),
