@@ -224,7 +224,10 @@ pub(crate) fn with_message_fds<R>(fds: Vec<OwnedFd>, f: impl FnOnce() -> R) -> R
 /// [`depth::MAX_DEPTH`](crate::wire::depth::MAX_DEPTH) levels deep (deeper is an
 /// error, not a stack overflow).
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    // Nothing recorded by an earlier decode (whose error a custom
+    // `Deserialize` swallowed) labels this one's.
     DECODE_ERROR.with(|m| m.borrow_mut().take());
+    DECODE_MESSAGE.with(|m| m.borrow_mut().take());
     let mut de = postcard::Deserializer::from_bytes(bytes);
     match crate::wire::depth::deserialize::<T, _>(&mut de, crate::wire::depth::MAX_DEPTH) {
         Ok(value) => match de.finalize() {
