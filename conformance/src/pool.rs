@@ -19,7 +19,9 @@ macro_rules! pool_conformance_tests {
     ($ctx:expr, $setup:expr) => {
         $crate::pool_conformance_tests!(@each $ctx, $setup;
             pool_map_apply_starmap, pool_imap_in_order_and_unordered, pool_a_panicking_task_fails_only_its_call,
-            pool_close_join_and_after, pool_initializer_and_maxtasksperchild);
+            pool_close_join_and_after, pool_initializer_and_maxtasksperchild,
+            pool_map_handle_iterable_exception, pool_imap_handle_iterable_exception,
+            pool_imap_unordered_handle_iterable_exception);
     };
     (@each $ctx:expr, $setup:expr; $($name:ident),*) => {
         $( #[test] fn $name() { let _setup = $setup; $crate::pool::$name($ctx) } )*
@@ -123,4 +125,127 @@ pub fn pool_initializer_and_maxtasksperchild<C: Context>(ctx: C) {
     assert_eq!(p.map_chunked(seen, 0..20, 1).unwrap(), [7; 20]);
     p.close();
     p.join().unwrap();
+}
+
+/// CPython's `exception_throwing_generator(total, when)`: `0..total`, whose
+/// item `when` panics (`None`: the first pull panics, CPython's `-1`).
+fn throwing(total: u64, when: Option<u64>) -> impl Iterator<Item = u64> + Send + 'static {
+    (0..total).map(move |i| {
+        if when.is_none_or(|w| w == i) {
+            panic!("Somebody said when");
+        }
+        i
+    })
+}
+
+/// CPython's `SpecialIterable`: says it has one item, panics on the first pull.
+struct SpecialIterable;
+
+impl Iterator for SpecialIterable {
+    type Item = u64;
+    fn next(&mut self) -> Option<u64> {
+        panic!("Somebody said when")
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (1, Some(1))
+    }
+}
+
+/// `SayWhenError`, as mp reports it: the input's panic.
+fn said_when<T: std::fmt::Debug>(r: Option<Result<T, Error>>) {
+    match r {
+        Some(Err(Error::InputPanicked { message })) => assert_eq!(message, "Somebody said when"),
+        other => panic!("expected the input's panic, got {other:?}"),
+    }
+}
+
+/// The pool is unharmed by its inputs' panics: it runs more work, then
+/// closes and joins (the test's guard then finds no descriptor leaked).
+fn still_usable(p: Pool) {
+    let expected: Vec<u64> = (0..50).map(square).collect();
+    assert_eq!(p.map(square, 0..50).unwrap(), expected);
+    let lazy: Vec<u64> = p.imap(square, 0..50).map(Result::unwrap).collect();
+    assert_eq!(lazy, expected);
+    p.close();
+    p.join().unwrap();
+}
+
+/// CPython's `_TestPool.test_map_handle_iterable_exception`.
+pub fn pool_map_handle_iterable_exception<C: Context>(ctx: C) {
+    let p = pool(ctx);
+    // SayWhenError seen at the very first of the iterable; again, to make
+    // sure it's reentrant.
+    said_when(Some(p.map_chunked(square, throwing(1, None), 1)));
+    said_when(Some(p.map_chunked(square, throwing(1, None), 1)));
+    said_when(Some(p.map_chunked(square, throwing(10, Some(3)), 1)));
+    said_when(Some(p.map_chunked(square, SpecialIterable, 1)));
+    said_when(Some(p.map_chunked(square, SpecialIterable, 1)));
+    // The same through map's default chunksize, map_async and starmap.
+    said_when(Some(p.map(square, throwing(10, Some(3)))));
+    said_when(Some(p.map_async(square, throwing(10, Some(3))).get()));
+    let add: fn(u64, u64) -> u64 = add;
+    said_when(Some(p.starmap(add, throwing(10, Some(3)).map(|i| (i, i)))));
+    still_usable(p);
+}
+
+/// CPython's `_TestPool.test_imap_handle_iterable_exception`; beyond it,
+/// the iterator ends after the error.
+pub fn pool_imap_handle_iterable_exception<C: Context>(ctx: C) {
+    let p = pool(ctx);
+    // SayWhenError seen at the very first of the iterable; again, to make
+    // sure it's reentrant.
+    for _ in 0..2 {
+        let mut it = p.imap_chunked(square, throwing(1, None), 1);
+        said_when(it.next());
+        assert!(it.next().is_none(), "the iterator ends after the error");
+    }
+    let mut it = p.imap_chunked(square, throwing(10, Some(3)), 1);
+    for i in 0..3 {
+        assert_eq!(it.next().unwrap().unwrap(), i * i);
+    }
+    said_when(it.next());
+    assert!(it.next().is_none(), "the iterator ends after the error");
+    // SayWhenError seen at start of problematic chunk's results.
+    for (chunksize, before) in [(2, 6), (4, 4)] {
+        let mut it = p.imap_chunked(square, throwing(20, Some(7)), chunksize);
+        for i in 0..before {
+            assert_eq!(it.next().unwrap().unwrap(), i * i);
+        }
+        said_when(it.next());
+        assert!(it.next().is_none(), "the iterator ends after the error");
+    }
+    still_usable(p);
+}
+
+/// CPython's `_TestPool.test_imap_unordered_handle_iterable_exception`;
+/// beyond it, the error comes after every item before the failing task,
+/// then the iterator ends.
+pub fn pool_imap_unordered_handle_iterable_exception<C: Context>(ctx: C) {
+    let p = pool(ctx);
+    for _ in 0..2 {
+        let mut it = p.imap_unordered_chunked(square, throwing(1, None), 1);
+        said_when(it.next());
+        assert!(it.next().is_none(), "the iterator ends after the error");
+    }
+    for (total, when, chunksize, before) in [(10, 3, 1, 3), (20, 7, 2, 6)] {
+        let mut it = p.imap_unordered_chunked(square, throwing(total, Some(when)), chunksize);
+        let mut expected: Vec<u64> = (0..total).map(square).collect();
+        let mut got = Vec::new();
+        let error = loop {
+            match it.next() {
+                Some(Ok(value)) => {
+                    let at = expected.iter().position(|&v| v == value);
+                    let at = at.unwrap_or_else(|| panic!("unexpected or repeated value {value}"));
+                    expected.remove(at);
+                    got.push(value);
+                }
+                other => break other,
+            }
+        };
+        said_when(error);
+        got.sort_unstable();
+        assert_eq!(got, (0..before).map(square).collect::<Vec<_>>());
+        assert!(it.next().is_none(), "the iterator ends after the error");
+    }
+    still_usable(p);
 }

@@ -13,6 +13,32 @@ pub enum Error {
         message: String,
     },
 
+    /// The call's input iterator panicked while the pool pulled an item from
+    /// it (Python's `imap` raising the input's exception from `next()`):
+    /// `message` is the panic's message. An `imap` yields it in place of
+    /// the items from the start of the task being pulled (CPython's
+    /// position), then ends; a `map` or `starmap` fails with it.
+    ///
+    /// ```
+    /// fn square(x: u64) -> u64 {
+    ///     x * x
+    /// }
+    /// let pool = mp_pool::Pool::new(Some(2))?;
+    /// let input = (0..10).map(|i| if i == 3 { panic!("no item {i}") } else { i });
+    /// let mut it = pool.imap(square, input);
+    /// for i in 0..3 {
+    ///     assert_eq!(it.next().unwrap()?, i * i);
+    /// }
+    /// assert!(matches!(it.next(), Some(Err(mp_pool::Error::InputPanicked { .. }))));
+    /// assert!(it.next().is_none());
+    /// # Ok::<(), mp_pool::Error>(())
+    /// ```
+    #[error("the input iterator panicked: {message}")]
+    InputPanicked {
+        /// The panic message.
+        message: String,
+    },
+
     /// The worker running the task died (killed, aborted, or `mp_proc::exit`
     /// inside the task). Only the tasks that worker held fail; it is replaced.
     /// CPython's pool waits forever here (bpo-22393).

@@ -10,6 +10,7 @@ mod codec;
 mod core;
 mod decode;
 mod error;
+mod input;
 mod job;
 mod local;
 #[doc(hidden)]

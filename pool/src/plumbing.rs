@@ -6,7 +6,8 @@
 
 use std::sync::Arc;
 
-use crate::error::Error;
+use crate::error::{Error, Result};
+use crate::input;
 use crate::job::{JobId, Task};
 use crate::local;
 use crate::result::{AsyncResult, Feed, IMap, Read};
@@ -50,13 +51,18 @@ where
     // The input is chunked as it is read, into buffers of earlier calls;
     // it is collected first only when its length is not known (the default
     // chunk size needs it).
-    let mut items = items.into_iter();
-    let n = match items.size_hint() {
-        (lo, Some(hi)) if lo == hi => lo,
-        _ => {
-            let all: Vec<A> = items.collect();
-            return map_async(pool, f, all, chunksize);
+    // A panic of the input is the call's error (`Error::InputPanicked`).
+    let sized = input::guard(|| {
+        let items = items.into_iter();
+        match items.size_hint() {
+            (lo, Some(hi)) if lo == hi => Ok((items, lo)),
+            _ => Err(items.collect::<Vec<A>>()),
         }
+    });
+    let (mut items, n) = match sized {
+        Ok(Ok(sized)) => sized,
+        Ok(Err(all)) => return map_async(pool, f, all, chunksize),
+        Err(e) => return AsyncResult::failed(e, read),
     };
     let per = chunksize.unwrap_or_else(|| default_chunksize(n, pool.processes()));
     if n > per {
@@ -68,16 +74,21 @@ where
     let mut parts = Vec::with_capacity(n.div_ceil(per));
     let mut ranges = Vec::with_capacity(n.div_ceil(per));
     let mut total = 0;
-    loop {
-        let mut part: Vec<A> = spare.take();
-        part.extend(items.by_ref().take(per));
-        if part.is_empty() {
-            spare.give(part);
-            break;
+    let gathered = input::guard(|| {
+        loop {
+            let mut part: Vec<A> = spare.take();
+            part.extend(items.by_ref().take(per));
+            if part.is_empty() {
+                spare.give(part);
+                break;
+            }
+            ranges.push(total..total + part.len());
+            total += part.len();
+            parts.push(part);
         }
-        ranges.push(total..total + part.len());
-        total += part.len();
-        parts.push(part);
+    });
+    if let Err(e) = gathered {
+        return AsyncResult::failed(e, read);
     }
     let Some(slots) = Slots::new(ranges) else {
         return AsyncResult::failed(Error::Terminated, read);
@@ -167,11 +178,11 @@ where
     F: Fn(A) -> R + Send + Sync + 'static,
     I: Iterator<Item = A> + Send,
 {
-    fn next_task(&mut self, job: JobId, start: usize, max: usize) -> Option<Task> {
-        let chunk: Vec<A> = self.items.by_ref().take(max).collect();
+    fn next_task(&mut self, job: JobId, start: usize, max: usize) -> Result<Option<Task>> {
+        let chunk: Vec<A> = input::pull(&mut self.items, max)?;
         if chunk.is_empty() {
-            return None;
+            return Ok(None);
         }
-        Some(local::task(job, start, self.f.clone(), chunk))
+        Ok(Some(local::task(job, start, self.f.clone(), chunk)))
     }
 }

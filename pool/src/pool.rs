@@ -10,6 +10,7 @@ use crate::codec;
 use crate::core::Core;
 use crate::decode;
 use crate::error::{Error, Result};
+use crate::input;
 use crate::job::{JobId, Task, Work};
 use crate::result::{AsyncResult, Feed, IMap, Read};
 use crate::transport::process::Processes;
@@ -228,7 +229,10 @@ impl Pool {
         if let Err(e) = self.check(&func) {
             return AsyncResult::failed(e, read);
         }
-        let items: Vec<A> = items.into_iter().collect();
+        let items: Vec<A> = match input::collect(items) {
+            Ok(items) => items,
+            Err(e) => return AsyncResult::failed(e, read),
+        };
         let n = items.len();
         let chunksize = chunksize.unwrap_or_else(|| default_chunksize(n, self.processes()));
         let job = match self.core.new_job(Some(n)) {
@@ -276,7 +280,9 @@ impl Pool {
     }
 
     /// `f` on every item, results in input order (Python's `map`, with its
-    /// default chunk size).
+    /// default chunk size). The input is read first, on the calling thread:
+    /// if it panics the call fails with [`Error::InputPanicked`] and runs
+    /// nothing.
     pub fn map<A: Payload, R: Payload>(
         &self,
         f: fn(A) -> R,
@@ -391,6 +397,12 @@ impl Pool {
     /// `f` on every item, as an iterator of results in input order (Python's
     /// `imap`). The input is pulled as workers free up, a bounded number of
     /// items ahead (`max(4 * processes * chunksize, 256)`), so it may be endless.
+    ///
+    /// If pulling the input panics, the iterator yields the results of the
+    /// tasks before, then [`Error::InputPanicked`] in place of the task being
+    /// pulled (its items pulled so far are dropped, as CPython's chunk), then
+    /// ends: as CPython's `next()` raises the input's exception at its
+    /// position. The panic does not unwind out of `imap` or `next`.
     pub fn imap<A: Payload, R: Payload, I>(&self, f: fn(A) -> R, items: I) -> IMap<R>
     where
         I: IntoIterator<Item = A>,
@@ -481,12 +493,12 @@ struct Encoded<I> {
 }
 
 impl<A: Payload, I: Iterator<Item = A> + Send> Feed for Encoded<I> {
-    fn next_task(&mut self, job: JobId, start: usize, max: usize) -> Option<Task> {
-        let chunk: Vec<A> = self.items.by_ref().take(max).collect();
+    fn next_task(&mut self, job: JobId, start: usize, max: usize) -> Result<Option<Task>> {
+        let chunk: Vec<A> = input::pull(&mut self.items, max)?;
         if chunk.is_empty() {
-            return None;
+            return Ok(None);
         }
-        Some(Task {
+        Ok(Some(Task {
             job,
             start,
             count: chunk.len(),
@@ -494,6 +506,6 @@ impl<A: Payload, I: Iterator<Item = A> + Send> Feed for Encoded<I> {
                 func: self.func,
                 items: codec::encode_items(&chunk),
             },
-        })
+        }))
     }
 }

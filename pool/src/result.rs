@@ -244,8 +244,9 @@ impl<R> fmt::Debug for AsyncResult<R> {
 /// Where an imap's tasks come from: its input, pulled a task at a time.
 pub(crate) trait Feed: Send {
     /// The task of the next (at most) `max` items, from item `start` of
-    /// `job`; `None` once the input has ended.
-    fn next_task(&mut self, job: JobId, start: usize, max: usize) -> Option<Task>;
+    /// `job`; `None` once the input has ended;
+    /// [`Error::InputPanicked`] if pulling the input panicked.
+    fn next_task(&mut self, job: JobId, start: usize, max: usize) -> Result<Option<Task>>;
 }
 
 /// The least look-ahead of an `imap`, in items.
@@ -277,6 +278,8 @@ pub struct IMap<R> {
     /// The outcomes of the task being handed out, and how many are left.
     local: Option<(Outcomes, usize)>,
     take: fn(&mut Outcomes) -> Result<R>,
+    /// The input's panic, yielded after the items before it.
+    input_error: Option<Error>,
 }
 
 impl<R> IMap<R> {
@@ -302,6 +305,7 @@ impl<R> IMap<R> {
             failed: None,
             local: None,
             take,
+            input_error: None,
         };
         m.top_up();
         m
@@ -321,6 +325,7 @@ impl<R> IMap<R> {
             failed: Some(error),
             local: None,
             take,
+            input_error: None,
         }
     }
 
@@ -341,7 +346,7 @@ impl<R> IMap<R> {
         let mut ended = false;
         while got < room {
             match feed.next_task(self.job, self.submitted + got, self.chunksize) {
-                Some(t) => {
+                Ok(Some(t)) => {
                     got += t.count;
                     ended = t.count < self.chunksize;
                     tasks.push(t);
@@ -349,7 +354,14 @@ impl<R> IMap<R> {
                         break;
                     }
                 }
-                None => {
+                Ok(None) => {
+                    ended = true;
+                    break;
+                }
+                Err(e) => {
+                    // The input failed: it ends here, with its error after
+                    // the items pulled before it.
+                    self.input_error = Some(e);
                     ended = true;
                     break;
                 }
@@ -376,7 +388,7 @@ impl<R> Iterator for IMap<R> {
         let core = self.core.clone()?;
         self.top_up();
         if self.feed.is_none() && self.yielded >= self.submitted {
-            return None;
+            return self.input_error.take().map(Err);
         }
         if self.local.is_none() {
             // Take the next task's outcomes whole (one lock per task), then
@@ -416,6 +428,7 @@ impl<R> Iterator for IMap<R> {
                 // The pool ended: report it once, then stop.
                 self.feed = None;
                 self.submitted = self.yielded;
+                self.input_error = None;
                 return Some(Err(abort.unwrap_or(Error::Terminated)));
             }
         };

@@ -3,6 +3,7 @@
 
 mod conformance;
 mod generic;
+mod input_panics;
 mod names;
 mod pool;
 mod results;

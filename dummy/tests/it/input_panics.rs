@@ -1,0 +1,95 @@
+//! `ThreadPool`'s closure calls over an input that panics: CPython's
+//! `test_map_handle_iterable_exception`,
+//! `test_imap_handle_iterable_exception` and
+//! `test_imap_unordered_handle_iterable_exception` (the fn-pointer `Pool`
+//! on threads runs them in the conformance suite).
+
+use mp_dummy::ThreadPool;
+use mp_pool::Error;
+use mp_testkit::guard;
+
+/// CPython's `exception_throwing_generator(total, when)`: `0..total`, whose
+/// item `when` panics (`None`: the first pull panics, CPython's `-1`).
+fn throwing(total: u64, when: Option<u64>) -> impl Iterator<Item = u64> + Send + 'static {
+    (0..total).map(move |i| {
+        if when.is_none_or(|w| w == i) {
+            panic!("Somebody said when");
+        }
+        i
+    })
+}
+
+/// CPython's `SpecialIterable`: says it has one item, panics on the first pull.
+struct SpecialIterable;
+
+impl Iterator for SpecialIterable {
+    type Item = u64;
+    fn next(&mut self) -> Option<u64> {
+        panic!("Somebody said when")
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (1, Some(1))
+    }
+}
+
+fn said_when<T: std::fmt::Debug>(r: Option<Result<T, Error>>) {
+    match r {
+        Some(Err(Error::InputPanicked { message })) => assert_eq!(message, "Somebody said when"),
+        other => panic!("expected the input's panic, got {other:?}"),
+    }
+}
+
+fn sqr(x: u64) -> u64 {
+    x * x
+}
+
+#[test]
+fn an_input_panic_is_the_calls_error_in_order() {
+    let _g = guard();
+    let pool = ThreadPool::new(Some(2)).unwrap();
+    // test_map_handle_iterable_exception
+    said_when(Some(pool.map_chunked(sqr, throwing(1, None), 1)));
+    said_when(Some(pool.map_chunked(sqr, throwing(1, None), 1)));
+    said_when(Some(pool.map_chunked(sqr, throwing(10, Some(3)), 1)));
+    said_when(Some(pool.map_chunked(sqr, SpecialIterable, 1)));
+    said_when(Some(pool.map(sqr, SpecialIterable)));
+    said_when(Some(pool.map_async(sqr, throwing(10, Some(3))).get()));
+    // test_imap_handle_iterable_exception
+    for (total, when, chunksize, before) in [
+        (1, None, 1, 0),
+        (10, Some(3), 1, 3),
+        (20, Some(7), 2, 6),
+        (20, Some(7), 4, 4),
+    ] {
+        let mut it = pool.imap_chunked(sqr, throwing(total, when), chunksize);
+        for i in 0..before {
+            assert_eq!(it.next().unwrap().unwrap(), i * i);
+        }
+        said_when(it.next());
+        assert!(it.next().is_none(), "the iterator ends after the error");
+    }
+    // test_imap_unordered_handle_iterable_exception
+    for (total, when, chunksize, before) in
+        [(1, None, 1, 0), (10, Some(3), 1, 3), (20, Some(7), 2, 6)]
+    {
+        let mut it = pool.imap_unordered_chunked(sqr, throwing(total, when), chunksize);
+        let mut got: Vec<u64> = Vec::new();
+        let error = loop {
+            match it.next() {
+                Some(Ok(v)) => got.push(v),
+                other => break other,
+            }
+        };
+        said_when(error);
+        got.sort_unstable();
+        assert_eq!(got, (0..before).map(sqr).collect::<Vec<_>>());
+        assert!(it.next().is_none(), "the iterator ends after the error");
+    }
+    // The pool goes on, and ends cleanly (the guard counts descriptors).
+    assert_eq!(
+        pool.map(sqr, 0..10).unwrap(),
+        (0..10).map(sqr).collect::<Vec<_>>()
+    );
+    pool.close();
+    pool.join().unwrap();
+}
