@@ -21,7 +21,7 @@ macro_rules! pool_conformance_tests {
             pool_map_apply_starmap, pool_imap_in_order_and_unordered, pool_a_panicking_task_fails_only_its_call,
             pool_close_join_and_after, pool_initializer_and_maxtasksperchild,
             pool_map_handle_iterable_exception, pool_imap_handle_iterable_exception,
-            pool_imap_unordered_handle_iterable_exception);
+            pool_imap_unordered_handle_iterable_exception, pool_starmap, pool_starmap_async);
     };
     (@each $ctx:expr, $setup:expr; $($name:ident),*) => {
         $( #[test] fn $name() { let _setup = $setup; $crate::pool::$name($ctx) } )*
@@ -248,4 +248,44 @@ pub fn pool_imap_unordered_handle_iterable_exception<C: Context>(ctx: C) {
         assert!(it.next().is_none(), "the iterator ends after the error");
     }
     still_usable(p);
+}
+
+fn mul(a: u64, b: u64) -> u64 {
+    a * b
+}
+
+/// `list(zip(range(n), range(n - 1, -1, -1)))`.
+fn tuples(n: u64) -> Vec<(u64, u64)> {
+    (0..n).zip((0..n).rev()).collect()
+}
+
+/// `list(itertools.starmap(mul, tuples))`.
+fn products(tuples: &[(u64, u64)]) -> Vec<u64> {
+    tuples.iter().map(|&(a, b)| a * b).collect()
+}
+
+/// CPython's `_TestPool.test_starmap`.
+pub fn pool_starmap<C: Context>(ctx: C) {
+    let p = pool(ctx);
+    let mul: fn(u64, u64) -> u64 = mul;
+    let t = tuples(10);
+    assert_eq!(p.starmap(mul, t.clone()).unwrap(), products(&t));
+    let t = tuples(100);
+    assert_eq!(p.starmap_chunked(mul, t.clone(), 20).unwrap(), products(&t));
+    assert!(matches!(
+        p.starmap_chunked(mul, t, 0),
+        Err(Error::InvalidArgument { .. })
+    ));
+}
+
+/// CPython's `_TestPool.test_starmap_async`; and chunked.
+pub fn pool_starmap_async<C: Context>(ctx: C) {
+    let p = pool(ctx);
+    let mul: fn(u64, u64) -> u64 = mul;
+    let t = tuples(100);
+    assert_eq!(p.starmap_async(mul, t.clone()).get().unwrap(), products(&t));
+    for chunksize in [1, 7, 20, 100, 1000] {
+        let r = p.starmap_async_chunked(mul, t.clone(), chunksize);
+        assert_eq!(r.get().unwrap(), products(&t), "chunksize {chunksize}");
+    }
 }

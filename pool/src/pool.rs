@@ -363,6 +363,56 @@ impl Pool {
         )
     }
 
+    /// As [`starmap`](Self::starmap), `chunksize` tuples per task (Python's
+    /// `starmap(func, iterable, chunksize)`).
+    ///
+    /// ```
+    /// fn mul(a: u64, b: u64) -> u64 {
+    ///     a * b
+    /// }
+    /// let pool = mp_pool::Pool::new(Some(2))?;
+    /// let f: fn(u64, u64) -> u64 = mul;
+    /// let tuples: Vec<(u64, u64)> = (0..100).zip((0..100).rev()).collect();
+    /// let expected: Vec<u64> = tuples.iter().map(|&(a, b)| a * b).collect();
+    /// assert_eq!(pool.starmap_chunked(f, tuples, 20)?, expected);
+    /// # Ok::<(), mp_pool::Error>(())
+    /// ```
+    pub fn starmap_chunked<Args: Payload, R: Payload>(
+        &self,
+        f: impl StarFunction<Args, R>,
+        items: impl IntoIterator<Item = Args>,
+        chunksize: usize,
+    ) -> Result<Vec<R>> {
+        self.starmap_async_chunked(f, items, chunksize).get()
+    }
+
+    /// As [`starmap_async`](Self::starmap_async), `chunksize` tuples per task
+    /// (Python's `starmap_async(func, iterable, chunksize)`).
+    ///
+    /// ```
+    /// fn mul(a: u64, b: u64) -> u64 {
+    ///     a * b
+    /// }
+    /// let pool = mp_pool::Pool::new(Some(2))?;
+    /// let f: fn(u64, u64) -> u64 = mul;
+    /// let r = pool.starmap_async_chunked(f, [(2, 3), (4, 5), (6, 7)], 2);
+    /// assert_eq!(r.get()?, [6, 20, 42]);
+    /// # Ok::<(), mp_pool::Error>(())
+    /// ```
+    pub fn starmap_async_chunked<Args: Payload, R: Payload>(
+        &self,
+        f: impl StarFunction<Args, R>,
+        items: impl IntoIterator<Item = Args>,
+        chunksize: usize,
+    ) -> AsyncResult<Vec<R>> {
+        self.submit(
+            f.erase(),
+            items,
+            Some(chunksize),
+            Read::decoded(decode::decode_all::<R>),
+        )
+    }
+
     fn lazy<A: Payload, R: Payload, I>(
         &self,
         f: fn(A) -> R,
