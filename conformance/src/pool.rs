@@ -130,11 +130,10 @@ pub fn pool_initializer_and_maxtasksperchild<C: Context>(ctx: C) {
 /// CPython's `exception_throwing_generator(total, when)`: `0..total`, whose
 /// item `when` panics (`None`: the first pull panics, CPython's `-1`).
 fn throwing(total: u64, when: Option<u64>) -> impl Iterator<Item = u64> + Send + 'static {
-    (0..total).map(move |i| {
+    (0..total).inspect(move |&i| {
         if when.is_none_or(|w| w == i) {
             panic!("Somebody said when");
         }
-        i
     })
 }
 
