@@ -8,6 +8,7 @@ mod fuzz_corpus;
 mod handles;
 mod handshake;
 mod load;
+mod nested;
 mod scenarios;
 mod sessions;
 mod shared_memory;
