@@ -87,6 +87,7 @@ fn request() -> impl Strategy<Value = Request> {
         id().prop_map(Request::Lend),
         id().prop_map(Request::Adopt),
         LazyJust::new(|| Request::NumberOfObjects),
+        LazyJust::new(|| Request::Leave),
         (id(), dict_op()).prop_map(|(i, op)| Request::Dict(i, op)),
         (id(), list_op()).prop_map(|(i, op)| Request::List(i, op)),
         (

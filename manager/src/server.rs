@@ -248,6 +248,19 @@ impl Server {
             }
         };
         let Some(session) = ended else { return };
+        self.release_locks(id);
+        let held = std::mem::take(&mut *session.held.lock().unwrap_or_else(|p| p.into_inner()));
+        for (object, n) in held {
+            for _ in 0..n {
+                self.decref(object);
+            }
+        }
+    }
+}
+
+impl Server {
+    /// Releases what the threads of session `id` hold (its locks).
+    fn release_locks(&self, id: SessionId) {
         let objects: Vec<Arc<dyn Object>> = self
             .table
             .read()
@@ -257,12 +270,6 @@ impl Server {
             .collect();
         for o in objects {
             o.release_session(id);
-        }
-        let held = std::mem::take(&mut *session.held.lock().unwrap_or_else(|p| p.into_inner()));
-        for (object, n) in held {
-            for _ in 0..n {
-                self.decref(object);
-            }
         }
     }
 }
@@ -661,6 +668,10 @@ fn serve_session(
                 if release(id) {
                     server.decref(id);
                 }
+                Reply::Ok
+            }
+            Request::Leave => {
+                server.release_locks(session);
                 Reply::Ok
             }
             Request::NumberOfObjects => {
