@@ -21,6 +21,8 @@ pub(crate) struct Link {
     pub(crate) address: Address,
     authkey: Vec<u8>,
     session: SessionId,
+    /// The process whose session this is.
+    session_pid: u32,
     /// Connections not in a call. The first one stays open while the link
     /// lives, so the session does too.
     idle: Mutex<Vec<Connection>>,
@@ -95,6 +97,7 @@ impl Link {
             address: address.clone(),
             authkey: authkey.to_vec(),
             session,
+            session_pid: std::process::id(),
             idle: Mutex::new(vec![conn]),
         });
         remember_key(address, authkey);
@@ -141,6 +144,23 @@ impl Link {
                 .push(conn);
         }
         answer(reply)
+    }
+}
+
+impl Drop for Link {
+    /// The last proxy of this process to the server is gone: the locks its
+    /// threads still hold are released before this returns (so before the
+    /// process ends, for a target that returns), on a connection already
+    /// open (none is made now; the server releases them anyway when the
+    /// connections end).
+    fn drop(&mut self) {
+        if self.session_pid != std::process::id() {
+            return; // a forked child's copy: the session is the parent's
+        }
+        let idle = self.idle.get_mut().unwrap_or_else(|p| p.into_inner()).pop();
+        if let Some(conn) = idle {
+            let _ = exchange(&conn, &Request::Leave);
+        }
     }
 }
 

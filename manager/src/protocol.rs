@@ -97,6 +97,17 @@ pub(crate) enum Request {
     /// About the shared memory blocks a `SharedMemoryManager`'s server
     /// makes.
     Segment(crate::shared_memory::Op),
+    /// A dict operation whose values hold proxies to this server's objects:
+    /// for each value the op stores, in order, the ids of the references
+    /// lent to it, which the dict keeps while it keeps the value.
+    DictHolding(u64, Vec<Vec<u64>>, dict::Op),
+    /// The same for a list or an array.
+    ListHolding(u64, Vec<Vec<u64>>, list::Op),
+    /// The client process has no proxy left to this server (its link is
+    /// dropping): the locks its threads hold are released before the reply,
+    /// so that they are free when the process is seen to end, instead of
+    /// whenever the server notices its connections end.
+    Leave,
 }
 
 /// A frame kept for re-encoding requests up to this size (a larger one's

@@ -87,6 +87,7 @@ fn request() -> impl Strategy<Value = Request> {
         id().prop_map(Request::Lend),
         id().prop_map(Request::Adopt),
         LazyJust::new(|| Request::NumberOfObjects),
+        LazyJust::new(|| Request::Leave),
         (id(), dict_op()).prop_map(|(i, op)| Request::Dict(i, op)),
         (id(), list_op()).prop_map(|(i, op)| Request::List(i, op)),
         (
@@ -169,7 +170,14 @@ fn request() -> impl Strategy<Value = Request> {
         )
             .prop_map(|(i, op)| Request::Barrier(i, op)),
         (id(), text(), bytes()).prop_map(|(i, m, a)| Request::Call(i, m, a)),
+        (id(), held(), dict_op()).prop_map(|(i, h, op)| Request::DictHolding(i, h, op)),
+        (id(), held(), list_op()).prop_map(|(i, h, op)| Request::ListHolding(i, h, op)),
     ]
+}
+
+/// The references each stored value holds.
+fn held() -> impl Strategy<Value = Vec<Vec<u64>>> {
+    prop::collection::vec(prop::collection::vec(any::<u64>(), 0..3), 0..3)
 }
 
 fn reply() -> impl Strategy<Value = Reply> {

@@ -57,9 +57,12 @@ impl Drop for Reference {
 
 impl Serialize for Reference {
     /// Lends the receiver a reference, so that the object outlives this copy
-    /// until the receiver adopts it. A copy never received (or stored in a
-    /// dict or list entry that is later overwritten) keeps the object until
-    /// the manager ends. The authkey goes along only to a child
+    /// until the receiver adopts it. A copy stored in a dict or a list of
+    /// the same manager is held by the stored value instead (each read-back
+    /// is a reference of its own), and given back when the value leaves
+    /// the container. A copy never received (or stored in a namespace, a
+    /// value, or another manager's container) keeps the object until the
+    /// manager ends. The authkey goes along only to a child
     /// being started (CPython's rule: `get_spawning_popen()`), never into a
     /// dict or a queue.
     ///
@@ -73,6 +76,11 @@ impl Serialize for Reference {
         self.link
             .call(&Request::Lend(self.id))
             .map_err(S::Error::custom)?;
+        LENT.with(|l| {
+            if let Some(lent) = l.borrow_mut().as_mut() {
+                lent.push((self.link.address.clone(), self.id));
+            }
+        });
         let key =
             mp_proc::plumbing::is_spawning().then(|| serde_bytes::Bytes::new(self.link.authkey()));
         let address = self.link.address.to_string();
@@ -207,6 +215,30 @@ pub(crate) use proxy_handle;
 /// A value encoded for a request.
 pub(crate) fn enc<T: Serialize + ?Sized>(v: &T) -> Result<Bytes> {
     Ok(Bytes::from(encode(v)?))
+}
+
+std::thread_local! {
+    /// The references lent while a value is encoded by [`enc_stored`].
+    static LENT: std::cell::RefCell<Option<Vec<(Address, u64)>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// A value encoded to be stored in a container of the server at `at`,
+/// and the ids of the references to that server's objects it holds (the
+/// proxies in it, each lent a reference while it is encoded): the server
+/// keeps those references as long as it keeps the value (CPython's rule:
+/// a proxy stored in a managed container keeps its object alive).
+pub(crate) fn enc_stored<T: Serialize + ?Sized>(v: &T, at: &Address) -> Result<(Bytes, Vec<u64>)> {
+    let outer = LENT.with(|l| l.borrow_mut().replace(Vec::new()));
+    let bytes = enc(v);
+    let lent = LENT.with(|l| std::mem::replace(&mut *l.borrow_mut(), outer));
+    let ids = lent
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(a, _)| a == at)
+        .map(|(_, id)| id)
+        .collect();
+    Ok((bytes?, ids))
 }
 
 // The replies' shapes, checked and decoded.

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 
 use mp_proc::Connection;
 use mp_proc::connection::{Address, Listener};
@@ -29,6 +29,54 @@ struct Entry {
     object: Arc<dyn Object>,
 }
 
+/// The objects, by id.
+type Table = RwLock<HashMap<u64, Entry>>;
+
+/// One fewer reference to object `id`; the last frees it, after the
+/// table's lock is let go (the object may hold pins, whose drop takes it).
+fn decref(table: &Table, id: u64) {
+    let freed = {
+        let mut t = table.write().unwrap_or_else(|p| p.into_inner());
+        match t.get_mut(&id) {
+            Some(e) if e.refs > 1 => {
+                e.refs -= 1;
+                None
+            }
+            Some(_) => t.remove(&id),
+            None => None,
+        }
+    };
+    drop(freed);
+}
+
+/// A reference held by a value stored in a container of the server (a
+/// proxy in a dict's value): the object lives while the value is kept,
+/// and the reference is given back when the value is dropped (removed,
+/// overwritten, or its container freed).
+pub(crate) struct Pin {
+    table: Weak<Table>,
+    id: u64,
+    /// Its value goes to a client in a reply: the reference is lent to
+    /// the proxy in it (which the client adopts) instead of given back.
+    pub(crate) lend: bool,
+}
+
+impl Drop for Pin {
+    fn drop(&mut self) {
+        let Some(table) = self.table.upgrade() else {
+            return;
+        };
+        if self.lend {
+            let mut t = table.write().unwrap_or_else(|p| p.into_inner());
+            if let Some(e) = t.get_mut(&self.id) {
+                e.lent += 1;
+                return;
+            }
+        }
+        decref(&table, self.id);
+    }
+}
+
 /// A registered type in the server.
 struct Type {
     /// A user type's maker and factory; `None` for a built-in kind.
@@ -51,7 +99,7 @@ struct Session {
 /// count; each object has its own lock, so clients of different objects
 /// never wait on each other.
 struct Server {
-    table: RwLock<HashMap<u64, Entry>>,
+    table: Arc<Table>,
     next: AtomicU64,
     sessions: Mutex<HashMap<SessionId, Session>>,
     types: HashMap<String, Type>,
@@ -115,13 +163,34 @@ impl Server {
     }
 
     fn decref(&self, id: u64) {
-        let mut t = self.table.write().unwrap_or_else(|p| p.into_inner());
-        if let Some(e) = t.get_mut(&id) {
-            e.refs -= 1;
-            if e.refs == 0 {
-                t.remove(&id);
-            }
-        }
+        decref(&self.table, id);
+    }
+
+    /// Pins for the values a request stores, each holding the references
+    /// lent to it: a lent reference is taken over (or, none left to take, a
+    /// new one is counted, as an `Adopt` does); an id of no object gets none.
+    /// In reverse order, for [`Call::next_pins`] to pop.
+    fn pin(&self, values: Vec<Vec<u64>>) -> Vec<Vec<Pin>> {
+        let mut pins: Vec<Vec<Pin>> = values
+            .into_iter()
+            .map(|ids| {
+                ids.into_iter()
+                    .filter(|&id| {
+                        self.entry(id, |e| match e.lent {
+                            0 => e.refs += 1,
+                            _ => e.lent -= 1,
+                        })
+                    })
+                    .map(|id| Pin {
+                        table: Arc::downgrade(&self.table),
+                        id,
+                        lend: false,
+                    })
+                    .collect()
+            })
+            .collect();
+        pins.reverse();
+        pins
     }
 
     fn get(&self, id: u64) -> Option<Arc<dyn Object>> {
@@ -179,6 +248,19 @@ impl Server {
             }
         };
         let Some(session) = ended else { return };
+        self.release_locks(id);
+        let held = std::mem::take(&mut *session.held.lock().unwrap_or_else(|p| p.into_inner()));
+        for (object, n) in held {
+            for _ in 0..n {
+                self.decref(object);
+            }
+        }
+    }
+}
+
+impl Server {
+    /// Releases what the threads of session `id` hold (its locks).
+    fn release_locks(&self, id: SessionId) {
         let objects: Vec<Arc<dyn Object>> = self
             .table
             .read()
@@ -188,12 +270,6 @@ impl Server {
             .collect();
         for o in objects {
             o.release_session(id);
-        }
-        let held = std::mem::take(&mut *session.held.lock().unwrap_or_else(|p| p.into_inner()));
-        for (object, n) in held {
-            for _ in 0..n {
-                self.decref(object);
-            }
         }
     }
 }
@@ -341,7 +417,7 @@ pub(crate) fn serve(
         crate::signals::install(&stop_w);
     }
     let mut server = Server {
-        table: RwLock::default(),
+        table: Arc::default(),
         next: AtomicU64::new(0),
         sessions: Mutex::default(),
         types: HashMap::new(),
@@ -534,6 +610,7 @@ fn serve_session(
             client: conn,
             session,
             undo: None,
+            pins: Vec::new(),
         };
         let reply = match request {
             Request::Hello(_) => failure("already in a session"),
@@ -593,11 +670,23 @@ fn serve_session(
                 }
                 Reply::Ok
             }
+            Request::Leave => {
+                server.release_locks(session);
+                Reply::Ok
+            }
             Request::NumberOfObjects => {
                 Reply::Count(server.table.read().unwrap_or_else(|p| p.into_inner()).len() as u64)
             }
             Request::Dict(id, op) => server.on::<dict::Dict, _>(id, op, &mut call),
             Request::List(id, op) => server.on::<list::List, _>(id, op, &mut call),
+            Request::DictHolding(id, values, op) => {
+                call.pins = server.pin(values);
+                server.on::<dict::Dict, _>(id, op, &mut call)
+            }
+            Request::ListHolding(id, values, op) => {
+                call.pins = server.pin(values);
+                server.on::<list::List, _>(id, op, &mut call)
+            }
             Request::Namespace(id, op) => server.on::<namespace::Namespace, _>(id, op, &mut call),
             Request::Value(id, op) => server.on::<value::Value, _>(id, op, &mut call),
             Request::Queue(id, op) => server.on::<queue::Queue, _>(id, op, &mut call),

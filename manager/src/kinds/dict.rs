@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 use crate::Result;
 use crate::link::unexpected;
 use crate::protocol::{Bytes, Reply, Request};
-use crate::proxy::{Reference, count, enc, flag, list, maybe, ok, proxy_handle};
-use crate::server::object::{Call, Guarded, Handler, Object};
+use crate::proxy::{Reference, count, enc, enc_stored, flag, list, maybe, ok, proxy_handle};
+use crate::server::object::{Call, Guarded, Handler, Object, Stored};
 
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Op {
@@ -52,14 +52,31 @@ impl<K: Payload + Eq + Hash, V: Payload> DictProxy<K, V> {
         self.inner.call(&Request::Dict(self.inner.id, op))
     }
 
+    /// `op`, which stores values holding the references `held` (one list
+    /// per value, in order).
+    fn storing(&self, held: Vec<Vec<u64>>, op: Op) -> Result<Reply> {
+        if held.iter().all(Vec::is_empty) {
+            return self.op(op);
+        }
+        let id = self.inner.id;
+        self.inner.call(&Request::DictHolding(id, held, op))
+    }
+
+    /// `v` encoded to be stored here.
+    fn value(&self, v: &V) -> Result<(Bytes, Vec<u64>)> {
+        enc_stored(v, &self.inner.link.address)
+    }
+
     /// `d.get(k)`.
     pub fn get(&self, k: &K) -> Result<Option<V>> {
         maybe(self.op(Op::Get(enc(k)?))?)
     }
 
-    /// `d[k] = v`; returns the value it replaced.
+    /// `d[k] = v`; returns the value it replaced. A proxy in `v` keeps its
+    /// object alive while the dict keeps `v`.
     pub fn insert(&self, k: K, v: V) -> Result<Option<V>> {
-        maybe(self.op(Op::Insert(enc(&k)?, enc(&v)?))?)
+        let (v, held) = self.value(&v)?;
+        maybe(self.storing(vec![held], Op::Insert(enc(&k)?, v))?)
     }
 
     /// `d.pop(k, None)`.
@@ -110,16 +127,21 @@ impl<K: Payload + Eq + Hash, V: Payload> DictProxy<K, V> {
 
     /// `d.update(pairs)`, in one round trip.
     pub fn update(&self, pairs: impl IntoIterator<Item = (K, V)>) -> Result<()> {
+        let mut held = Vec::new();
         let pairs = pairs
             .into_iter()
-            .map(|(k, v)| Ok((enc(&k)?, enc(&v)?)))
+            .map(|(k, v)| {
+                let (v, h) = self.value(&v)?;
+                held.push(h);
+                Ok((enc(&k)?, v))
+            })
             .collect::<Result<Vec<_>>>()?;
-        ok(self.op(Op::Update(pairs))?)
+        ok(self.storing(held, Op::Update(pairs))?)
     }
 }
 
 /// A dict in the server: encoded keys to encoded values.
-pub(crate) struct Dict(Guarded<HashMap<Bytes, Bytes>>);
+pub(crate) struct Dict(Guarded<HashMap<Bytes, Stored>>);
 
 impl Dict {
     pub(crate) fn new() -> Dict {
@@ -130,24 +152,38 @@ impl Dict {
 impl Object for Dict {}
 
 impl Handler<Op> for Dict {
-    fn serve(self: Arc<Self>, op: Op, _: &mut Call<'_>) -> Reply {
-        self.0.with(|d| match op {
-            Op::Get(k) => Reply::Maybe(d.get(&k).cloned()),
-            Op::Insert(k, v) => Reply::Maybe(d.insert(k, v)),
-            Op::Remove(k) => Reply::Maybe(d.remove(&k)),
+    fn serve(self: Arc<Self>, op: Op, call: &mut Call<'_>) -> Reply {
+        // Values taken out are dropped (their references given back) after
+        // the dict's lock is let go.
+        let mut out = Vec::new();
+        let reply = self.0.with(|d| match op {
+            Op::Get(k) => Reply::Maybe(d.get(&k).map(|v| v.bytes.clone())),
+            Op::Insert(k, v) => {
+                let old = d.insert(k, call.stored(v));
+                Reply::Maybe(old.map(Stored::into_reply))
+            }
+            Op::Remove(k) => Reply::Maybe(d.remove(&k).map(Stored::into_reply)),
             Op::ContainsKey(k) => Reply::Bool(d.contains_key(&k)),
             Op::Len => Reply::Count(d.len() as u64),
             Op::Keys => Reply::List(d.keys().cloned().collect()),
-            Op::Values => Reply::List(d.values().cloned().collect()),
-            Op::Items => Reply::Pairs(d.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
+            Op::Values => Reply::List(d.values().map(|v| v.bytes.clone()).collect()),
+            Op::Items => Reply::Pairs(
+                d.iter()
+                    .map(|(k, v)| (k.clone(), v.bytes.clone()))
+                    .collect(),
+            ),
             Op::Clear => {
-                d.clear();
+                out.extend(d.drain().map(|(_, v)| v));
                 Reply::Ok
             }
             Op::Update(pairs) => {
-                d.extend(pairs);
+                for (k, v) in pairs {
+                    out.extend(d.insert(k, call.stored(v)));
+                }
                 Reply::Ok
             }
-        })
+        });
+        drop(out);
+        reply
     }
 }

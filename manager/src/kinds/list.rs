@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::Result;
 use crate::protocol::{Bytes, Failure, Reply, Request};
-use crate::proxy::{Reference, count, enc, list, maybe, ok, one, proxy_handle};
-use crate::server::object::{Call, Guarded, Handler, Object, fail};
+use crate::proxy::{Reference, count, enc_stored, list, maybe, ok, one, proxy_handle};
+use crate::server::object::{Call, Guarded, Handler, Object, Stored, fail};
 
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Op {
@@ -49,6 +49,21 @@ impl<T: Payload> ArrayProxy<T> {
         self.inner.call(&Request::List(self.inner.id, op))
     }
 
+    /// `op`, which stores values holding the references `held` (one list
+    /// per value, in order).
+    fn storing(&self, held: Vec<Vec<u64>>, op: Op) -> Result<Reply> {
+        if held.iter().all(Vec::is_empty) {
+            return self.op(op);
+        }
+        let id = self.inner.id;
+        self.inner.call(&Request::ListHolding(id, held, op))
+    }
+
+    /// `v` encoded to be stored here.
+    fn value(&self, v: &T) -> Result<(Bytes, Vec<u64>)> {
+        enc_stored(v, &self.inner.link.address)
+    }
+
     /// `l[i]`; an index out of range is
     /// [`Error::Index`](crate::Error::Index) (`IndexError`).
     pub fn get(&self, i: usize) -> Result<T> {
@@ -58,7 +73,8 @@ impl<T: Payload> ArrayProxy<T> {
     /// `l[i] = v`; an index out of range is
     /// [`Error::Index`](crate::Error::Index).
     pub fn set(&self, i: usize, v: T) -> Result<()> {
-        ok(self.op(Op::Set(i as u64, enc(&v)?))?)
+        let (v, held) = self.value(&v)?;
+        ok(self.storing(vec![held], Op::Set(i as u64, v))?)
     }
 
     /// `len(l)`.
@@ -107,9 +123,11 @@ impl<T> Deref for ListProxy<T> {
 }
 
 impl<T: Payload> ListProxy<T> {
-    /// `l.append(v)`.
+    /// `l.append(v)`. A proxy in `v` keeps its object alive while the list
+    /// keeps `v`.
     pub fn push(&self, v: T) -> Result<()> {
-        ok(self.op(Op::Push(enc(&v)?))?)
+        let (v, held) = self.value(&v)?;
+        ok(self.storing(vec![held], Op::Push(v))?)
     }
 
     /// `l.pop()`; `None` when empty.
@@ -119,18 +137,23 @@ impl<T: Payload> ListProxy<T> {
 
     /// `l.extend(items)`, in one round trip.
     pub fn extend(&self, items: impl IntoIterator<Item = T>) -> Result<()> {
+        let mut held = Vec::new();
         let items = items
             .into_iter()
-            .map(|v| enc(&v))
+            .map(|v| {
+                let (v, h) = self.value(&v)?;
+                held.push(h);
+                Ok(v)
+            })
             .collect::<Result<Vec<_>>>()?;
-        ok(self.op(Op::Extend(items))?)
+        ok(self.storing(held, Op::Extend(items))?)
     }
 }
 
 /// A list in the server, or an array (`what` says which, for its
 /// `IndexError`).
 pub(crate) struct List {
-    items: Guarded<Vec<Bytes>>,
+    items: Guarded<Vec<Stored>>,
     what: &'static str,
 }
 
@@ -144,7 +167,7 @@ impl List {
 
     pub(crate) fn array(items: Vec<Bytes>) -> List {
         List {
-            items: Guarded::new(items),
+            items: Guarded::new(items.into_iter().map(Stored::plain).collect()),
             what: "Array",
         }
     }
@@ -153,9 +176,12 @@ impl List {
 impl Object for List {}
 
 impl Handler<Op> for List {
-    fn serve(self: Arc<Self>, op: Op, _: &mut Call<'_>) -> Reply {
-        self.items.with(|l| {
-            let out_of_range = |index: u64, l: &[Bytes]| {
+    fn serve(self: Arc<Self>, op: Op, call: &mut Call<'_>) -> Reply {
+        // Values taken out are dropped (their references given back) after
+        // the list's lock is let go.
+        let mut out = None;
+        let reply = self.items.with(|l| {
+            let out_of_range = |index: u64, l: &[Stored]| {
                 fail(Failure::Index {
                     what: self.what.into(),
                     index,
@@ -164,28 +190,30 @@ impl Handler<Op> for List {
             };
             match op {
                 Op::Push(v) => {
-                    l.push(v);
+                    l.push(call.stored(v));
                     Reply::Ok
                 }
                 Op::Get(i) => match usize::try_from(i).ok().and_then(|i| l.get(i)) {
-                    Some(v) => Reply::Maybe(Some(v.clone())),
+                    Some(v) => Reply::Maybe(Some(v.bytes.clone())),
                     None => out_of_range(i, l),
                 },
                 Op::Set(i, v) => match usize::try_from(i).ok().and_then(|i| l.get_mut(i)) {
                     Some(slot) => {
-                        *slot = v;
+                        out = Some(std::mem::replace(slot, call.stored(v)));
                         Reply::Ok
                     }
                     None => out_of_range(i, l),
                 },
-                Op::Pop => Reply::Maybe(l.pop()),
+                Op::Pop => Reply::Maybe(l.pop().map(Stored::into_reply)),
                 Op::Len => Reply::Count(l.len() as u64),
                 Op::Extend(items) => {
-                    l.extend(items);
+                    l.extend(items.into_iter().map(|v| call.stored(v)));
                     Reply::Ok
                 }
-                Op::ToVec => Reply::List(l.clone()),
+                Op::ToVec => Reply::List(l.iter().map(|v| v.bytes.clone()).collect()),
             }
-        })
+        });
+        drop(out);
+        reply
     }
 }

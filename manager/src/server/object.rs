@@ -19,7 +19,7 @@ use std::time::Duration;
 use mp_proc::Connection;
 use mp_proc::plumbing::local;
 
-use crate::protocol::{Failure, Reply, SessionId, Thread, Wait};
+use crate::protocol::{Bytes, Failure, Reply, SessionId, Thread, Wait};
 
 /// The owner of a lock: a session (client process) and a thread in it.
 pub(crate) type Owner = (SessionId, Thread);
@@ -62,12 +62,30 @@ pub(crate) struct Call<'a> {
     pub(crate) client: &'a Connection,
     pub(crate) session: SessionId,
     pub(crate) undo: Option<Undo>,
+    /// For each value the request stores, in order, the references it
+    /// holds (see [`Pin`](super::Pin)); those a handler does not keep are
+    /// given back when the call ends.
+    pub(crate) pins: Vec<Vec<super::Pin>>,
 }
 
 impl Call<'_> {
     /// If the reply is lost, `undo` gives back what the call took.
     pub(crate) fn on_lost(&mut self, undo: impl FnOnce(Reply) + Send + 'static) {
         self.undo = Some(Box::new(undo));
+    }
+
+    /// The pins of the next value the request stores (none if it holds no
+    /// proxy).
+    pub(crate) fn next_pins(&mut self) -> Vec<super::Pin> {
+        self.pins.pop().unwrap_or_default()
+    }
+
+    /// `bytes`, the next value the request stores, with its pins.
+    pub(crate) fn stored(&mut self, bytes: Bytes) -> Stored {
+        Stored {
+            bytes,
+            _pins: self.next_pins(),
+        }
     }
 
     /// The owner of a lock taken by `thread` in this call's session.
@@ -106,6 +124,32 @@ pub(crate) fn wrong_kind() -> Reply {
     fail(Failure::Remote(
         "the object does not have that method".into(),
     ))
+}
+
+/// A value in a container, with the references it holds (the proxies
+/// in it), given back when it is dropped.
+pub(crate) struct Stored {
+    pub(crate) bytes: Bytes,
+    _pins: Vec<super::Pin>,
+}
+
+impl Stored {
+    /// The value, taken out of its container for a reply: its references
+    /// are lent to the proxies in it, which the client adopts.
+    pub(crate) fn into_reply(mut self) -> Bytes {
+        for pin in &mut self._pins {
+            pin.lend = true;
+        }
+        std::mem::take(&mut self.bytes)
+    }
+
+    /// A value that holds no references (an array's initial items).
+    pub(crate) fn plain(bytes: Bytes) -> Stored {
+        Stored {
+            bytes,
+            _pins: Vec::new(),
+        }
+    }
 }
 
 /// A container's state under a lock (nobody waits on a container).

@@ -112,7 +112,7 @@ fn requests_are_decoded_strictly() {
 fn bare() -> (Server, Connection) {
     let (stop_r, stop_w) = mp_proc::pipe(false).unwrap();
     let server = Server {
-        table: RwLock::default(),
+        table: Arc::default(),
         next: AtomicU64::new(0),
         sessions: Mutex::default(),
         types: HashMap::new(),
@@ -138,6 +138,7 @@ fn a_session_thread_that_panics_gives_back_what_its_session_held() {
             client: &client,
             session,
             undo: None,
+            pins: Vec::new(),
         };
         dispatch::<lock::Lock, _>(object.clone(), (1, lock::Op::Acquire(wait)), &mut call)
     };

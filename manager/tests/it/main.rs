@@ -8,6 +8,8 @@ mod fuzz_corpus;
 mod handles;
 mod handshake;
 mod load;
+mod lock_holder;
+mod nested;
 mod scenarios;
 mod sessions;
 mod shared_memory;
