@@ -1,13 +1,18 @@
 //! Issue 16's ports of CPython's `_test_multiprocessing` (3.14's additions
 //! included), under fork, spawn and forkserver.
 
-use mp_proc::{Error, Event, Lock, Process, RLock, StartMethod};
+use std::time::Duration;
+
+use mp_proc::{Error, Event, Lock, Process, RLock, StartMethod, active_children};
 
 use mp_testkit::guard;
 
 mp_testkit::for_each_method!(
     an_rlock_held_elsewhere_is_locked,
     a_dead_holders_lock_is_free_and_its_death_still_reported,
+    test_interrupt_no_handler,
+    test_interrupt,
+    interrupting_an_ended_process_is_already_exited,
 );
 
 /// `_TestLock.test_lock` (3.14, with `locked()`).
@@ -93,4 +98,81 @@ fn a_dead_holders_lock_is_free_and_its_death_still_reported(method: StartMethod)
         Err(Error::OwnerDied { what: "Lock" })
     ));
     assert!(!lock.locked());
+}
+
+/// CPython's `_sleep_some_event`: says it is ready, then waits for ever (on
+/// an event nobody sets).
+fn sleep_some_event((ready, never): (Event, Event)) {
+    ready.set();
+    never.wait(None).unwrap();
+}
+
+extern "C" fn exit_as_keyboard_interrupt(_: libc::c_int) {
+    // SAFETY: _exit is async-signal-safe.
+    unsafe { libc::_exit(1) }
+}
+
+/// A child with a SIGINT handler: it ends with 1, as CPython's child that
+/// raises an uncaught `KeyboardInterrupt`.
+fn sleep_with_int_handler(events: (Event, Event)) {
+    use nix::sys::signal::{SigHandler, Signal, signal};
+    // SAFETY: the handler only calls _exit, which is async-signal-safe.
+    unsafe {
+        signal(
+            Signal::SIGINT,
+            SigHandler::Handler(exit_as_keyboard_interrupt),
+        )
+    }
+    .unwrap();
+    sleep_some_event(events);
+}
+
+/// CPython's `_kill_process(meth)`: the checks around a signal sent to a
+/// running child; returns its exit code.
+fn kill_process(method: StartMethod, target: fn((Event, Event))) -> i32 {
+    let (ready, never) = (Event::new().unwrap(), Event::new().unwrap());
+    let mut p = Process::new(target, (ready.clone(), never.clone()))
+        .daemon(true)
+        .start_method(method);
+    p.start().unwrap();
+    let pid = p.pid().unwrap();
+    assert!(p.is_alive());
+    assert!(active_children().iter().any(|c| c.pid() == pid));
+    assert_eq!(p.exitcode(), None);
+    assert_eq!(p.join_timeout(Duration::ZERO).unwrap(), None);
+    assert!(p.is_alive());
+    assert!(
+        ready.wait(Some(Duration::from_secs(300))).unwrap(),
+        "the child never got ready"
+    );
+    p.interrupt().unwrap();
+    let code = p.join().unwrap();
+    assert!(!p.is_alive());
+    assert!(!active_children().iter().any(|c| c.pid() == pid));
+    code
+}
+
+/// `_TestProcess.test_interrupt_no_handler` (3.14): the default action.
+fn test_interrupt_no_handler(method: StartMethod) {
+    let _g = guard();
+    assert_eq!(kill_process(method, sleep_some_event), -libc::SIGINT);
+}
+
+/// `_TestProcess.test_interrupt` (3.14): CPython's child turns SIGINT into
+/// `KeyboardInterrupt` and exit code 1; here the child's handler does.
+fn test_interrupt(method: StartMethod) {
+    let _g = guard();
+    assert_eq!(kill_process(method, sleep_with_int_handler), 1);
+}
+
+fn interrupting_an_ended_process_is_already_exited(method: StartMethod) {
+    let _g = guard();
+    let mut p = Process::new(|_: ()| {}, ()).start_method(method);
+    assert!(matches!(p.interrupt(), Err(Error::NotStarted { .. })));
+    p.start().unwrap();
+    assert_eq!(p.join().unwrap(), 0);
+    assert!(matches!(
+        p.interrupt(),
+        Err(Error::AlreadyExited { exitcode: 0, .. })
+    ));
 }
