@@ -13,6 +13,7 @@ mp_testkit::for_each_method!(
     test_interrupt_no_handler,
     test_interrupt,
     interrupting_an_ended_process_is_already_exited,
+    test_level,
 );
 
 /// `_TestLock.test_lock` (3.14, with `locked()`).
@@ -175,4 +176,38 @@ fn interrupting_an_ended_process_is_already_exited(method: StartMethod) {
         p.interrupt(),
         Err(Error::AlreadyExited { exitcode: 0, .. })
     ));
+}
+
+/// CPython's `_test_level`: the child's logger's effective level.
+fn send_level(conn: mp_proc::Connection) {
+    conn.send(&(mp_logging::get_logger().effective_level() as u8))
+        .unwrap();
+}
+
+/// `_TestLogging.test_level`. CPython's levels 32 and 37 are not among
+/// mp-logging's named levels: `ERROR` and `CRITICAL` stand for them.
+fn test_level(method: StartMethod) {
+    use mp_logging::{Level, get_logger, root_level, set_root_level};
+    let _g = guard();
+    let (level1, level2) = (Level::Error, Level::Critical);
+    let logger = get_logger();
+    let (old_level, old_root) = (logger.level(), root_level());
+    let child_level = || {
+        let (reader, writer) = mp_proc::pipe(false).unwrap();
+        let mut p = Process::new(send_level, writer).start_method(method);
+        p.start().unwrap();
+        let got: u8 = reader.recv().unwrap();
+        assert_eq!(p.join().unwrap(), 0);
+        got
+    };
+
+    logger.set_level(level1);
+    let got1 = child_level();
+    logger.set_level(Level::NotSet);
+    set_root_level(level2);
+    let got2 = child_level();
+    set_root_level(old_root);
+    logger.set_level(old_level);
+    assert_eq!(got1, level1 as u8);
+    assert_eq!(got2, level2 as u8);
 }
