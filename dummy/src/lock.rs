@@ -91,6 +91,21 @@ macro_rules! lock_type {
                 take(&self.inner, &Wait::timeout(timeout), stringify!($name))
             }
 
+            /// Whether some thread holds the lock now (Python 3.14's
+            /// `locked()`); for an `RLock`, this thread too.
+            ///
+            /// ```
+            #[doc = concat!("let lock = mp_dummy::", stringify!($name), "::new()?;")]
+            /// let held = lock.acquire()?;
+            /// assert!(lock.locked());
+            /// drop(held);
+            /// assert!(!lock.locked());
+            /// # Ok::<(), mp_proc::Error>(())
+            /// ```
+            pub fn locked(&self) -> bool {
+                self.inner.is_locked()
+            }
+
             /// Releases one level held by this thread (for a guard given up
             /// with `std::mem::forget`); [`Error::NotHeld`] otherwise.
             pub fn release(&self) -> Result<()> {
@@ -112,22 +127,6 @@ lock_type!(
     true,
     "A re-entrant lock for threads (`threading.RLock`).\n\n```\nlet lock = mp_dummy::RLock::new()?;\nlet a = lock.acquire()?;\nlet b = lock.acquire()?;\ndrop((b, a));\n# Ok::<(), mp_proc::Error>(())\n```"
 );
-
-impl Lock {
-    /// Whether some thread holds the lock (Python 3.14's `locked()`).
-    ///
-    /// ```
-    /// let lock = mp_dummy::Lock::new()?;
-    /// let held = lock.acquire()?;
-    /// assert!(lock.locked());
-    /// drop(held);
-    /// assert!(!lock.locked());
-    /// # Ok::<(), mp_proc::Error>(())
-    /// ```
-    pub fn locked(&self) -> bool {
-        self.inner.is_locked()
-    }
-}
 
 pub(crate) struct ConditionInner {
     lock: Lock,

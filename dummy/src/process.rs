@@ -76,7 +76,7 @@ impl std::fmt::Debug for Process {
 fn cannot(op: &'static str) -> Error {
     Error::NotImplemented {
         what: op,
-        reason: "a thread cannot be killed or terminated: ask it to stop (an Event, a message), \
+        reason: "a thread cannot be killed, terminated or interrupted: ask it to stop (an Event, a message), \
                  as with Python's threads",
     }
 }
@@ -216,6 +216,20 @@ impl Process {
     /// An error: threads cannot be terminated.
     pub fn terminate(&self) -> Result<()> {
         Err(cannot("terminate"))
+    }
+
+    /// An error: threads cannot be interrupted (Python 3.14's
+    /// `interrupt()` sends `SIGINT` to a process).
+    ///
+    /// ```
+    /// let mut t = mp_dummy::Process::new(|_: ()| {}, ());
+    /// t.start()?;
+    /// assert!(t.interrupt().is_err());
+    /// t.join()?;
+    /// # Ok::<(), mp_proc::Error>(())
+    /// ```
+    pub fn interrupt(&self) -> Result<()> {
+        Err(cannot("interrupt"))
     }
 
     /// An error: threads cannot be killed.

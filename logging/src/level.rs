@@ -18,6 +18,11 @@ use std::str::FromStr;
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[repr(u8)]
 pub enum Level {
+    /// `logging.NOTSET` (0): on the library's logger, "not set here": its
+    /// [effective level](crate::Logger::effective_level) is then the root
+    /// level ([`set_root_level`](crate::set_root_level)). Not a level records
+    /// are written at, so not in [`Level::ALL`].
+    NotSet = 0,
     /// `multiprocessing.SUBDEBUG` (5): the finest library detail.
     SubDebug = 5,
     /// `logging.DEBUG` (10).
@@ -35,7 +40,8 @@ pub enum Level {
 }
 
 impl Level {
-    /// Every level, from the lowest to the highest.
+    /// Every level records are written at, from the lowest to the highest
+    /// ([`Level::NotSet`] is not one).
     pub const ALL: [Level; 7] = [
         Level::SubDebug,
         Level::Debug,
@@ -53,6 +59,7 @@ impl Level {
     /// ```
     pub fn name(self) -> &'static str {
         match self {
+            Level::NotSet => "NOTSET",
             Level::SubDebug => "SUBDEBUG",
             Level::Debug => "DEBUG",
             Level::Info => "INFO",
@@ -63,20 +70,23 @@ impl Level {
         }
     }
 
-    /// The level with this number, if it is one of the seven.
+    /// The level with this number, if it is one of the seven or `NOTSET` (0).
     ///
     /// ```
+    /// assert_eq!(mp_logging::Level::from_number(0), Some(mp_logging::Level::NotSet));
     /// assert_eq!(mp_logging::Level::from_number(25), Some(mp_logging::Level::SubWarning));
     /// assert_eq!(mp_logging::Level::from_number(26), None);
     /// ```
     pub fn from_number(number: u8) -> Option<Level> {
-        Level::ALL.into_iter().find(|l| *l as u8 == number)
+        std::iter::once(Level::NotSet)
+            .chain(Level::ALL)
+            .find(|l| *l as u8 == number)
     }
 
     /// The closest level of the `log` facade (used when records are propagated).
     pub fn to_log(self) -> log::Level {
         match self {
-            Level::SubDebug => log::Level::Trace,
+            Level::NotSet | Level::SubDebug => log::Level::Trace,
             Level::Debug => log::Level::Debug,
             Level::Info => log::Level::Info,
             Level::SubWarning | Level::Warning => log::Level::Warn,
@@ -111,8 +121,8 @@ impl FromStr for Level {
     /// Parses a level name (any case) or its number.
     fn from_str(s: &str) -> Result<Level, ParseLevelError> {
         let t = s.trim();
-        Level::ALL
-            .into_iter()
+        std::iter::once(Level::NotSet)
+            .chain(Level::ALL)
             .find(|l| l.name().eq_ignore_ascii_case(t))
             .or_else(|| t.parse::<u8>().ok().and_then(Level::from_number))
             .ok_or_else(|| ParseLevelError {

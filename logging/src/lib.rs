@@ -6,4 +6,7 @@ mod logger;
 mod sys;
 
 pub use level::{Level, ParseLevelError};
-pub use logger::{Logger, TARGET, get_logger, log_to_stderr, process_name, set_process_name};
+pub use logger::{
+    Logger, TARGET, get_logger, log_to_stderr, process_name, root_level, set_process_name,
+    set_root_level,
+};

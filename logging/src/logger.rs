@@ -10,6 +10,9 @@ use crate::{Level, sys};
 /// no lock that a fork could copy in its taken state.
 struct Shared {
     level: AtomicU8,
+    /// The root logger's level (Python's `logging.getLogger().level`): the
+    /// effective level while `level` is `NOTSET`.
+    root: AtomicU8,
     propagate: AtomicBool,
     /// The stderr handler, a `fern` dispatch that writes each record with one
     /// `write(2)`. Installed once; `log_to_stderr` never adds a second one.
@@ -18,6 +21,7 @@ struct Shared {
 
 static SHARED: Shared = Shared {
     level: AtomicU8::new(Level::Warning as u8),
+    root: AtomicU8::new(Level::Warning as u8),
     propagate: AtomicBool::new(false),
     stderr: OnceLock::new(),
 };
@@ -108,13 +112,38 @@ pub fn set_process_name(name: impl Into<String>) {
     sys::set_name(name.into())
 }
 
+/// Sets the root level (Python's `logging.getLogger().setLevel`): the
+/// library logger's effective level while its own is [`Level::NotSet`]. A
+/// child started afterwards gets the effective level as its logger's level,
+/// as in CPython. `WARNING` until set.
+///
+/// ```
+/// use mp_logging::{Level, get_logger, set_root_level};
+/// let logger = get_logger();
+/// logger.set_level(Level::NotSet);
+/// set_root_level(Level::Error);
+/// assert_eq!(logger.effective_level(), Level::Error);
+/// assert!(!logger.is_enabled_for(Level::Warning));
+/// ```
+pub fn set_root_level(level: Level) {
+    if SHARED.root.load(Ordering::Relaxed) != level as u8 {
+        SHARED.root.store(level as u8, Ordering::Relaxed);
+    }
+}
+
+/// The root level set by [`set_root_level`]; `WARNING` until set.
+pub fn root_level() -> Level {
+    Level::from_number(SHARED.root.load(Ordering::Relaxed)).unwrap_or(Level::Warning)
+}
+
 /// The name records carry: the current process's name.
 pub fn process_name() -> &'static str {
     sys::name()
 }
 
 impl Logger {
-    /// Sets the lowest level that is logged (Python's `logger.setLevel`).
+    /// Sets the lowest level that is logged (Python's `logger.setLevel`);
+    /// [`Level::NotSet`] defers to the root level.
     pub fn set_level(&self, level: Level) {
         // Skipping a store that changes nothing spares a forked child a
         // copy-on-write fault.
@@ -128,9 +157,26 @@ impl Logger {
         Level::from_number(SHARED.level.load(Ordering::Relaxed)).unwrap_or(Level::Warning)
     }
 
+    /// The level that decides what is logged (Python's
+    /// `getEffectiveLevel()`): [`level`](Self::level), or the
+    /// [root level](root_level) when that is [`Level::NotSet`].
+    ///
+    /// ```
+    /// use mp_logging::{Level, get_logger};
+    /// let logger = get_logger();
+    /// logger.set_level(Level::Info);
+    /// assert_eq!(logger.effective_level(), Level::Info);
+    /// ```
+    pub fn effective_level(&self) -> Level {
+        match self.level() {
+            Level::NotSet => root_level(),
+            level => level,
+        }
+    }
+
     /// Whether a record at `level` would be logged.
     pub fn is_enabled_for(&self, level: Level) -> bool {
-        level >= self.level()
+        level >= self.effective_level()
     }
 
     /// Whether [`log_to_stderr`] has installed the stderr handler in this process.

@@ -272,6 +272,35 @@ impl Process {
         self.started()?.signal(libc::SIGTERM)
     }
 
+    /// Sends `SIGINT` (Python 3.14's `interrupt()`), as Ctrl-C would. A
+    /// child with no handler of its own ends with exit code `-SIGINT`
+    /// (Rust has no `KeyboardInterrupt`: CPython's child raises one and ends
+    /// with 1); a child that handles the signal runs its handler. A process
+    /// that has already ended is [`Error::AlreadyExited`].
+    ///
+    /// Under forkserver, as in CPython, a child ignores `SIGINT` (the fork
+    /// server's setting) until its bootstrap restores the default action:
+    /// interrupt a child once it has shown that it runs (below, an event),
+    /// not right after `start()`.
+    ///
+    /// ```
+    /// use mp_proc::{Event, Process};
+    /// fn wait_for_ever((running, never): (Event, Event)) {
+    ///     running.set();
+    ///     let _ = never.wait(None); // nobody sets it
+    /// }
+    /// let (running, never) = (Event::new()?, Event::new()?);
+    /// let mut p = Process::new(wait_for_ever, (running.clone(), never));
+    /// p.start()?;
+    /// running.wait(None)?;
+    /// p.interrupt()?;
+    /// assert_eq!(p.join()?, -libc::SIGINT);
+    /// # Ok::<(), mp_proc::Error>(())
+    /// ```
+    pub fn interrupt(&self) -> Result<()> {
+        self.started()?.signal(libc::SIGINT)
+    }
+
     /// Sends `SIGKILL` (Python's `kill()`).
     pub fn kill(&self) -> Result<()> {
         self.started()?.signal(libc::SIGKILL)

@@ -83,3 +83,36 @@ fn the_manager_hands_out_in_process_objects_with_the_proxies_names() {
     assert_eq!(q.get().unwrap(), 4);
     p.join().unwrap();
 }
+
+/// `_TestLock.test_rlock` (3.14's `locked()`), and an RLock another thread
+/// holds is locked.
+#[test]
+fn an_rlock_is_locked_while_any_thread_holds_it() {
+    let _g = guard();
+    let lock = mp_dummy::RLock::new().unwrap();
+    let a = lock.acquire().unwrap();
+    let b = lock.acquire().unwrap();
+    drop(b);
+    assert!(lock.locked());
+    drop(a);
+    assert!(!lock.locked());
+    let (held, release) = (
+        mp_dummy::Event::new().unwrap(),
+        mp_dummy::Event::new().unwrap(),
+    );
+    let (l, h, r) = (lock.clone(), held.clone(), release.clone());
+    let mut p = Process::new(
+        move |_: ()| {
+            let _g = l.acquire().unwrap();
+            h.set();
+            r.wait(None).unwrap();
+        },
+        (),
+    );
+    p.start().unwrap();
+    held.wait(None).unwrap();
+    assert!(lock.locked());
+    release.set();
+    assert_eq!(p.join().unwrap(), 0);
+    assert!(!lock.locked());
+}

@@ -63,6 +63,22 @@ fn scenario() {
                 logger.log(level, level as u8);
             }
         }
+        "notset" => {
+            let logger = log_to_stderr(Some(Level::NotSet));
+            assert_eq!(logger.level(), Level::NotSet);
+            assert_eq!(
+                logger.effective_level(),
+                Level::Warning,
+                "the root's default"
+            );
+            logger.info("dropped: the root level is WARNING");
+            mp_logging::set_root_level(Level::Info);
+            assert_eq!(mp_logging::root_level(), Level::Info);
+            logger.info("the root decides");
+            logger.debug("dropped: below the root level");
+            logger.set_level(Level::Error);
+            logger.warning("dropped: the logger's own level decides");
+        }
         "no_handler" => {
             let logger = get_logger();
             logger.set_level(Level::SubDebug);
@@ -260,6 +276,26 @@ fn messages_below_the_level_are_never_formatted() {
     logger.debug(Counted(&formatted));
     logger.info(Counted(&formatted));
     assert_eq!(formatted.get(), 0);
+}
+
+/// `logging.NOTSET`: the logger defers to the root level
+/// (`_TestLogging.test_level`'s second half, in one process).
+#[test]
+fn a_notset_logger_logs_at_the_root_level() {
+    assert_eq!(
+        records(&run_scenario("notset")),
+        ["[INFO/MainProcess] the root decides"]
+    );
+}
+
+#[test]
+fn notset_parses_and_is_not_a_record_level() {
+    assert_eq!("NOTSET".parse::<Level>(), Ok(Level::NotSet));
+    assert_eq!("0".parse::<Level>(), Ok(Level::NotSet));
+    assert_eq!(Level::from_number(0), Some(Level::NotSet));
+    assert_eq!(Level::NotSet.to_string(), "NOTSET");
+    assert!(Level::NotSet < Level::SubDebug);
+    assert!(!Level::ALL.contains(&Level::NotSet));
 }
 
 #[test]

@@ -82,7 +82,7 @@ fn bootstrap_for(l: &mut Launch<'_>) -> Bootstrap {
         parent_name: me.name.clone(),
         parent_pid: std::process::id(),
         start_method,
-        log_level: logger.level() as u8,
+        log_level: logger.effective_level() as u8,
         log_stderr: logger.has_stderr_handler(),
         log_propagate: logger.propagate(),
         fingerprint: match l.method {

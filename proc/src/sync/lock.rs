@@ -137,6 +137,26 @@ macro_rules! lock_methods {
                 }
             }
 
+            /// Whether some thread, in any process, holds the lock now
+            /// (Python 3.14's `locked()`); for an `RLock`, this thread
+            /// too. A snapshot: another process may take or release it
+            /// right after. It does not take the lock, so the death of a
+            /// holder is still reported by the next
+            /// [`acquire`](Self::acquire).
+            ///
+            /// ```
+            #[doc = concat!("let lock = mp_proc::", $what, "::new()?;")]
+            /// assert!(!lock.locked());
+            /// let held = lock.acquire()?;
+            /// assert!(lock.locked());
+            /// drop(held);
+            /// assert!(!lock.locked());
+            /// # Ok::<(), mp_proc::Error>(())
+            /// ```
+            pub fn locked(&self) -> bool {
+                crate::sys::sync::mutex_held(&self.raw.shared.0, self.raw.offset)
+            }
+
             #[allow(dead_code)]
             pub(crate) fn raw(&self) -> &RawLock {
                 &self.raw
@@ -172,18 +192,3 @@ macro_rules! lock_methods {
 
 lock_methods!(Lock, "Lock", false);
 lock_methods!(RLock, "RLock", true);
-
-impl Lock {
-    /// Whether some thread, anywhere, holds the lock (Python 3.14's `locked()`).
-    pub fn locked(&self) -> bool {
-        match self.raw.try_lock() {
-            Ok(true) => {
-                let _ = self.raw.unlock();
-                false
-            }
-            Ok(false) => true,
-            Err(crate::Error::WouldDeadlock) => true,
-            Err(_) => false,
-        }
-    }
-}

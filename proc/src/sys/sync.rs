@@ -184,6 +184,30 @@ pub(crate) fn mutex_unlock(region: &Region, offset: usize) -> io::Result<bool> {
     }
 }
 
+/// Whether some thread, in any process, holds the mutex, read without
+/// taking it (so a dead owner's state is left for the next lock to report).
+/// glibc's `pthread_mutex_t` begins with its futex word (`__data.__lock`);
+/// a robust mutex keeps its owner's thread id there (`FUTEX_TID_MASK`), and
+/// the kernel clears it when the owner dies. (mp-proc is glibc-only already:
+/// see `pthread_mutex_clocklock`.)
+#[cfg(not(loom))]
+pub(crate) fn mutex_held(region: &Region, offset: usize) -> bool {
+    const FUTEX_TID_MASK: u32 = 0x3fff_ffff;
+    word(region, offset).load(std::sync::atomic::Ordering::Acquire) & FUTEX_TID_MASK != 0
+}
+
+/// The model's mutex: held if a try-lock fails.
+#[cfg(loom)]
+pub(crate) fn mutex_held(region: &Region, offset: usize) -> bool {
+    match mutex_try_lock(region, offset) {
+        Ok(Taken::Yes) => {
+            let _ = mutex_unlock(region, offset);
+            false
+        }
+        _ => true,
+    }
+}
+
 /// Initialises a process-shared condition variable on `CLOCK_MONOTONIC`.
 #[cfg(not(loom))]
 pub(crate) fn cond_init(region: &Region, offset: usize) -> io::Result<()> {

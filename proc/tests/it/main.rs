@@ -4,6 +4,7 @@
 mod codec_props;
 mod conformance;
 mod connection;
+mod cpython_i16;
 mod fds;
 mod fuzz_corpus;
 mod handles;
