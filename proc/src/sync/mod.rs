@@ -14,5 +14,5 @@ pub use condition::{Barrier, Condition};
 pub use lock::{Lock, LockGuard, RLock};
 pub use semaphore::{BoundedSemaphore, Event, Semaphore};
 pub use shareable_list::{ShareableItem, ShareableList};
-pub use shared_memory::SharedMemory;
+pub use shared_memory::{SharedMemory, SharedMemoryOptions};
 pub use value::{Array, RawArray, RawValue, Shareable, SharedGuard, Value};

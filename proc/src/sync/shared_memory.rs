@@ -72,10 +72,34 @@ fn valid(name: &str) -> Result<()> {
     Ok(())
 }
 
-impl SharedMemory {
+/// How to create a [`SharedMemory`] (Python's `SharedMemory(..., track=...)`,
+/// 3.13): made by [`SharedMemory::options`].
+///
+/// ```
+/// use mp_proc::SharedMemory;
+/// // Not registered with the resource tracker: it outlives this process
+/// // unless someone unlinks it (here, at once).
+/// let block = SharedMemory::options().track(false).create(None, 64)?;
+/// block.unlink()?;
+/// # Ok::<(), mp_proc::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct SharedMemoryOptions {
+    track: bool,
+}
+
+impl SharedMemoryOptions {
+    /// Whether the resource tracker unlinks the segment once its creator has
+    /// ended without unlinking it (default `true`). With `false`, the segment
+    /// stays until someone calls [`unlink`](SharedMemory::unlink) (another
+    /// program may own its lifetime).
+    pub fn track(self, track: bool) -> SharedMemoryOptions {
+        SharedMemoryOptions { track }
+    }
+
     /// Creates a segment of `size` bytes named `name` (or a made-up name),
-    /// zero-filled. An existing name is an error.
-    pub fn create(name: Option<&str>, size: usize) -> Result<SharedMemory> {
+    /// zero-filled, with these options. An existing name is an error.
+    pub fn create(self, name: Option<&str>, size: usize) -> Result<SharedMemory> {
         if size == 0 {
             return Err(Error::Invalid {
                 what: "SharedMemory::create",
@@ -89,6 +113,10 @@ impl SharedMemory {
             }
             None => made_up_name(),
         };
+        if !self.track {
+            let region = shm::shm_create(&name, size).os("shm_open")?;
+            return Ok(SharedMemory { name, region });
+        }
         // Register first: a death between create and register cannot leak.
         crate::rt::tracker::register(&name)?;
         match shm::shm_create(&name, size) {
@@ -98,6 +126,20 @@ impl SharedMemory {
                 Err(Error::os("shm_open", e))
             }
         }
+    }
+}
+
+impl SharedMemory {
+    /// Options for [`create`](SharedMemoryOptions::create): whether to
+    /// track the segment.
+    pub fn options() -> SharedMemoryOptions {
+        SharedMemoryOptions { track: true }
+    }
+
+    /// Creates a segment of `size` bytes named `name` (or a made-up name),
+    /// zero-filled. An existing name is an error.
+    pub fn create(name: Option<&str>, size: usize) -> Result<SharedMemory> {
+        SharedMemory::options().create(name, size)
     }
 
     /// Opens the existing segment `name`, whatever its size. A name that does

@@ -12,6 +12,7 @@ mp_testkit::for_each_method!(
     nothing_is_left_after_a_normal_exit,
     nothing_is_left_after_a_panic,
     nothing_is_left_after_sigkill,
+    an_untracked_block_outlives_its_creator,
 );
 
 fn write_hello(block: SharedMemory) {
@@ -87,6 +88,41 @@ fn nothing_is_left_after_sigkill(method: StartMethod) {
     p.kill().unwrap();
     assert_eq!(p.join().unwrap(), -libc::SIGKILL);
     wait_until_unlinked(&name);
+}
+
+/// Creates the untracked block (`track(false)`, Python 3.13) and the tracked
+/// one that `names` give, and returns without unlinking either.
+fn create_both((report, untracked, tracked): (Connection, String, String)) {
+    let kept = SharedMemory::options()
+        .track(false)
+        .create(Some(&untracked), 64)
+        .unwrap();
+    kept.write_at(0, b"kept").unwrap();
+    let _tracked = SharedMemory::create(Some(&tracked), 64).unwrap();
+    report.send(&()).unwrap();
+}
+
+/// CPython's `track=False` (3.13): the tracker unlinks the creator's tracked
+/// block once the creator has ended, and leaves the untracked one, which
+/// still holds what was written. (The tracker unlinks in name order and the
+/// untracked name sorts first: were it tracked, it would be gone too by the
+/// time the tracked one is.)
+fn an_untracked_block_outlives_its_creator(method: StartMethod) {
+    let _g = guard();
+    let tag = format!("{}_{method}", std::process::id());
+    let (untracked, tracked) = (format!("mp_test_a_{tag}"), format!("mp_test_b_{tag}"));
+    let (here, there) = pipe(true).unwrap();
+    let mut p =
+        Process::new(create_both, (there, untracked.clone(), tracked.clone())).start_method(method);
+    p.start().unwrap();
+    here.recv::<()>().unwrap();
+    assert_eq!(p.join().unwrap(), 0);
+    wait_until_unlinked(&tracked);
+    let kept = SharedMemory::attach(&untracked).unwrap();
+    let mut four = [0; 4];
+    kept.read_at(0, &mut four).unwrap();
+    assert_eq!(&four, b"kept");
+    kept.unlink().unwrap();
 }
 
 #[test]
