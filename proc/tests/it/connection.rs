@@ -566,6 +566,35 @@ mod listener {
         ]
     }
 
+    /// CPython 3.13 (`Listener(authkey=b'')`): an empty key is a
+    /// key, not "no authentication". A client with another key is refused;
+    /// one with the empty key gets in.
+    #[test]
+    fn an_empty_authkey_still_authenticates() {
+        let _g = guard();
+        let l = Listener::bind(
+            Address::Abstract(format!("mp-test-empty-{}", std::process::id())),
+            Some(b""),
+        )
+        .unwrap();
+        let at = l.address().clone();
+        let clients = std::thread::spawn(move || {
+            let wrong = Client::connect(&at, Some(b"not empty"));
+            let right = Client::connect(&at, Some(b"")).unwrap();
+            right.send_bytes(b"in").unwrap();
+            wrong.map(|_| ())
+        });
+        let refused = l.accept();
+        assert!(
+            matches!(refused, Err(Error::Authentication(_))),
+            "{refused:?}"
+        );
+        let conn = l.accept().unwrap();
+        assert_eq!(conn.recv_bytes().unwrap(), b"in");
+        let wrong = clients.join().unwrap();
+        assert!(matches!(wrong, Err(Error::Authentication(_))), "{wrong:?}");
+    }
+
     /// Every family: a right key connects, a wrong key fails on both sides,
     /// and the listener goes on serving.
     #[test]
