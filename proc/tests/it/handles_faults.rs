@@ -402,8 +402,8 @@ fn expire(out: Connection) {
         let bytes = encode(&ev).map_err(|e| format!("encode: {e}"))?;
         // The ticket was issued before now: once now + lifetime is past, so
         // is its expiry.
-        let past = Instant::now() + lifetime;
-        while Instant::now() <= past {
+        let past = mp_proc::plumbing::deadline_after(lifetime);
+        while past.is_none_or(|p| Instant::now() <= p) {
             std::thread::yield_now();
         }
         match decode::<Event>(&bytes) {
@@ -416,13 +416,13 @@ fn expire(out: Connection) {
         }
         // The sender closes its copy at the expiry (its thread wakes then):
         // wait for it, bounded only so that a leak is a failure, not a hang.
-        let deadline = Instant::now() + LONG;
+        let deadline = mp_proc::plumbing::deadline_after(LONG);
         loop {
             let after = open_fds().len();
             if after == before {
                 return Ok(());
             }
-            if Instant::now() > deadline {
+            if deadline.is_some_and(|d| Instant::now() > d) {
                 return Err(format!("{before} descriptors before, {after} after"));
             }
             std::thread::yield_now();

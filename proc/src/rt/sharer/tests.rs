@@ -10,6 +10,7 @@ use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
 use std::time::Duration;
 
 use super::*;
+use crate::Connection;
 use crate::wire::codec;
 
 /// How long a test waits for something that must happen before it calls
@@ -29,10 +30,10 @@ fn same_file(a: BorrowedFd<'_>, b: BorrowedFd<'_>) -> bool {
 /// Waits until `fd` (a pipe's read end, or a socket) reaches end of file,
 /// discarding what comes before; false if it did not within [`GUARD`].
 fn reaches_eof(fd: BorrowedFd<'_>) -> bool {
-    let deadline = Instant::now() + GUARD;
+    let deadline = crate::spin::deadline_after(GUARD);
     let mut buf = [0u8; 64];
     loop {
-        let left = deadline.saturating_duration_since(Instant::now());
+        let left = deadline.map_or(GUARD, |d| d.saturating_duration_since(Instant::now()));
         if !sys::fd::readable(fd, Some(left)).expect("poll") {
             return false;
         }
@@ -385,40 +386,28 @@ fn sharer_names_are_strict() {
 
 // ---- across processes ------------------------------------------------
 
-/// A forked child and the pipes to talk to it.
+/// A forked child and the pipes to talk to it (CPython's framing, by
+/// `Connection`).
 struct Forked {
     pid: u32,
-    from_child: OwnedFd,
-    to_child: OwnedFd,
+    from_child: Connection,
+    to_child: Connection,
 }
 
 /// The child's ends of the pipes.
 struct Link {
-    to_parent: OwnedFd,
-    from_parent: OwnedFd,
+    to_parent: Connection,
+    from_parent: Connection,
 }
 
-fn send_frame(fd: BorrowedFd<'_>, bytes: &[u8]) {
-    let len = u32::try_from(bytes.len()).expect("short").to_le_bytes();
-    sys::fd::write_all_vectored(fd, &[&len, bytes], false).expect("write a frame");
+fn send_frame(conn: &Connection, bytes: &[u8]) {
+    conn.send_bytes(bytes).expect("write a frame");
 }
 
-fn recv_frame(fd: BorrowedFd<'_>) -> Vec<u8> {
-    let deadline = Instant::now() + GUARD;
-    let read_exact = |n: usize| {
-        let mut out = vec![0u8; n];
-        let mut got = 0;
-        while got < n {
-            let left = deadline.saturating_duration_since(Instant::now());
-            assert!(sys::fd::readable(fd, Some(left)).expect("poll"), "no frame");
-            let k = sys::fd::read(fd, &mut out[got..]).expect("read a frame");
-            assert!(k > 0, "the other side ended");
-            got += k;
-        }
-        out
-    };
-    let len = u32::from_le_bytes(read_exact(4).try_into().expect("4 bytes"));
-    read_exact(len as usize)
+/// The next frame, within [`GUARD`] (a bug is a failure, not a hang).
+fn recv_frame(conn: &Connection) -> Vec<u8> {
+    assert!(conn.poll(Some(GUARD)).expect("poll"), "no frame");
+    conn.recv_bytes().expect("read a frame")
 }
 
 /// Runs `f` in a forked child that has only the pipes to this process. Its
@@ -444,28 +433,22 @@ fn fork_child(f: impl FnOnce(&Link) -> std::result::Result<(), String>) -> Forke
             std::mem::forget(from_child);
             std::mem::forget(to_child);
             let link = Link {
-                to_parent: child_w,
-                from_parent: child_r,
+                to_parent: Connection::from_fd(child_w, false, true),
+                from_parent: Connection::from_fd(child_r, true, false),
             };
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&link)))
-                .unwrap_or_else(|p| {
-                    Err(p
-                        .downcast_ref::<String>()
-                        .cloned()
-                        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                        .unwrap_or_else(|| "panicked".into()))
-                });
+                .unwrap_or_else(|p| Err(crate::rt::child::panic_message(&*p)));
             let last = match result {
                 Ok(()) => "ok".to_string(),
                 Err(e) => format!("failed: {e}"),
             };
-            send_frame(link.to_parent.as_fd(), last.as_bytes());
+            send_frame(&link.to_parent, last.as_bytes());
             sys::process::exit_immediately(0);
         }
         sys::process::Forked::Parent(pid) => Forked {
             pid,
-            from_child,
-            to_child,
+            from_child: Connection::from_fd(from_child, true, false),
+            to_child: Connection::from_fd(to_child, false, true),
         },
     }
 }
@@ -473,7 +456,7 @@ fn fork_child(f: impl FnOnce(&Link) -> std::result::Result<(), String>) -> Forke
 impl Forked {
     /// Reads the child's last frame, asserts it is "ok", and reaps it.
     fn finish(self) {
-        let last = recv_frame(self.from_child.as_fd());
+        let last = recv_frame(&self.from_child);
         self.reap();
         assert_eq!(String::from_utf8_lossy(&last), "ok");
     }
@@ -516,10 +499,10 @@ fn a_forked_child_starts_its_own_sharer_and_redeems_from_its_parent() {
         let got = redeem(&for_child).map_err(|e| format!("parent's ticket: {e}"))?;
         sys::fd::write_all(got.as_fd(), b"child", false).map_err(|e| e.to_string())?;
         drop(got);
-        send_frame(link.to_parent.as_fd(), b"done");
+        send_frame(&link.to_parent, b"done");
         Ok(())
     });
-    assert_eq!(recv_frame(child.from_child.as_fd()), b"done");
+    assert_eq!(recv_frame(&child.from_child), b"done");
     child.finish();
     let mut buf = [0u8; 5];
     assert_eq!(sys::fd::read(r.as_fd(), &mut buf).expect("read"), 5);
@@ -537,20 +520,19 @@ fn a_ticket_redeemed_across_processes_then_its_sender_gone() {
         let a = issue(memfd.as_fd()).map_err(|e| e.to_string())?;
         let b = issue(memfd.as_fd()).map_err(|e| e.to_string())?;
         let wire = codec::encode(&(a, b)).map_err(|e| e.to_string())?;
-        send_frame(link.to_parent.as_fd(), &wire);
+        send_frame(&link.to_parent, &wire);
         // Serves until the parent says so.
-        let _ = recv_frame(link.from_parent.as_fd());
+        let _ = recv_frame(&link.from_parent);
         Ok(())
     });
-    let (a, b): (Ticket, Ticket) =
-        codec::decode(&recv_frame(child.from_child.as_fd())).expect("tickets");
+    let (a, b): (Ticket, Ticket) = codec::decode(&recv_frame(&child.from_child)).expect("tickets");
     assert_eq!(a.pid, child.pid);
     let got = redeem(&a).expect("redeem from a live child");
     let mut buf = [0u8; 14];
     let n = nix::sys::uio::pread(got.as_fd(), &mut buf, 0).expect("pread");
     assert_eq!(&buf[..n], b"from the child");
     assert_eq!(redeem(&a).err(), Some(TicketFailure::AlreadyRedeemed));
-    send_frame(child.to_child.as_fd(), b"exit");
+    send_frame(&child.to_child, b"exit");
     let pid = child.pid;
     child.finish(); // reaped: its sharer is gone
     assert_eq!(b.pid, pid);
