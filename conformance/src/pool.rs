@@ -129,7 +129,7 @@ pub fn pool_initializer_and_maxtasksperchild<C: Context>(ctx: C) {
 
 /// CPython's `exception_throwing_generator(total, when)`: `0..total`, whose
 /// item `when` panics (`None`: the first pull panics, CPython's `-1`).
-fn throwing(total: u64, when: Option<u64>) -> impl Iterator<Item = u64> + Send + 'static {
+pub fn throwing(total: u64, when: Option<u64>) -> impl Iterator<Item = u64> + Send + 'static {
     (0..total).inspect(move |&i| {
         if when.is_none_or(|w| w == i) {
             panic!("Somebody said when");
@@ -138,7 +138,7 @@ fn throwing(total: u64, when: Option<u64>) -> impl Iterator<Item = u64> + Send +
 }
 
 /// CPython's `SpecialIterable`: says it has one item, panics on the first pull.
-struct SpecialIterable;
+pub struct SpecialIterable;
 
 impl Iterator for SpecialIterable {
     type Item = u64;
@@ -151,7 +151,7 @@ impl Iterator for SpecialIterable {
 }
 
 /// `SayWhenError`, as mp reports it: the input's panic.
-fn said_when<T: std::fmt::Debug>(r: Option<Result<T, Error>>) {
+pub fn said_when<T: std::fmt::Debug>(r: Option<Result<T, Error>>) {
     match r {
         Some(Err(Error::InputPanicked { message })) => assert_eq!(message, "Somebody said when"),
         other => panic!("expected the input's panic, got {other:?}"),

@@ -4,39 +4,9 @@
 //! `test_imap_unordered_handle_iterable_exception` (the fn-pointer `Pool`
 //! on threads runs them in the conformance suite).
 
+use mp_conformance::pool::{SpecialIterable, said_when, throwing};
 use mp_dummy::ThreadPool;
-use mp_pool::Error;
 use mp_testkit::guard;
-
-/// CPython's `exception_throwing_generator(total, when)`: `0..total`, whose
-/// item `when` panics (`None`: the first pull panics, CPython's `-1`).
-fn throwing(total: u64, when: Option<u64>) -> impl Iterator<Item = u64> + Send + 'static {
-    (0..total).inspect(move |&i| {
-        if when.is_none_or(|w| w == i) {
-            panic!("Somebody said when");
-        }
-    })
-}
-
-/// CPython's `SpecialIterable`: says it has one item, panics on the first pull.
-struct SpecialIterable;
-
-impl Iterator for SpecialIterable {
-    type Item = u64;
-    fn next(&mut self) -> Option<u64> {
-        panic!("Somebody said when")
-    }
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        (1, Some(1))
-    }
-}
-
-fn said_when<T: std::fmt::Debug>(r: Option<Result<T, Error>>) {
-    match r {
-        Some(Err(Error::InputPanicked { message })) => assert_eq!(message, "Somebody said when"),
-        other => panic!("expected the input's panic, got {other:?}"),
-    }
-}
 
 fn sqr(x: u64) -> u64 {
     x * x
