@@ -138,6 +138,7 @@ pub fn throwing(total: u64, when: Option<u64>) -> impl Iterator<Item = u64> + Se
 }
 
 /// CPython's `SpecialIterable`: says it has one item, panics on the first pull.
+#[derive(Debug)]
 pub struct SpecialIterable;
 
 impl Iterator for SpecialIterable {
