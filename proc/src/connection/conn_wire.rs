@@ -73,7 +73,11 @@ impl Serialize for Connection {
             pending,
             pending_fds,
         };
-        let body = payload::encode(&state).map_err(S::Error::custom)?;
+        // Signed only when it goes to a peer (a child's args are trusted).
+        let body = match payload::way() {
+            payload::Way::Child => Vec::new(),
+            _ => payload::encode(&state).map_err(S::Error::custom)?,
+        };
         let fd = crate::rt::handles::push(
             self.inner.fd.as_fd(),
             "Connection",
@@ -88,7 +92,10 @@ impl<'de> Deserialize<'de> for Connection {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
         use serde::de::Error as _;
         let Wire { fd, state } = Wire::deserialize(deserializer)?;
-        let body = payload::encode(&state).map_err(D::Error::custom)?;
+        let body = match fd {
+            crate::rt::handles::FdRef::Inherited(_) => Vec::new(),
+            _ => payload::encode(&state).map_err(D::Error::custom)?,
+        };
         let fd = crate::rt::handles::take(
             fd,
             "Connection",
