@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::os::fd::{AsFd, BorrowedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -463,6 +463,20 @@ impl<R> fmt::Debug for JoinHandle<R> {
 /// What is known of a process: Python's `current_process()`,
 /// `parent_process()` and the entries of `active_children()`.
 ///
+/// It can be watched: [`is_alive`](ProcessInfo::is_alive),
+/// [`join`](ProcessInfo::join) and [`join_timeout`](ProcessInfo::join_timeout)
+/// mean, for each kind of info:
+///
+/// - `parent_process()`: the parent's end, seen through a sentinel the
+///   parent gave this child at start (the read end of a pipe whose write end
+///   only the parent holds: it reaches end of file when the parent dies,
+///   however it dies, under every start method). No pid is polled, so a
+///   reused pid is never mistaken for the parent.
+/// - `active_children()`: the child's end, as [`Process::join`] sees it (the
+///   child is reaped when it has ended).
+/// - `current_process()`: always alive; joining it is an error, as CPython's
+///   `AssertionError: can only join a child process`.
+///
 /// Its `Debug` output never shows the authentication key.
 ///
 /// ```
@@ -472,6 +486,8 @@ impl<R> fmt::Debug for JoinHandle<R> {
 /// assert_eq!(me.authkey().len(), 32);
 /// assert!(!format!("{me:?}").contains(&format!("{:?}", me.authkey())));
 /// assert!(mp_proc::parent_process().is_none());
+/// assert!(me.is_alive());
+/// assert!(me.join().is_err());
 /// ```
 #[derive(Clone)]
 pub struct ProcessInfo {
@@ -479,6 +495,18 @@ pub struct ProcessInfo {
     pid: u32,
     daemon: bool,
     authkey: Arc<[u8]>,
+    watched: Watched,
+}
+
+/// How a [`ProcessInfo`]'s process is watched.
+#[derive(Clone)]
+enum Watched {
+    /// This very process.
+    Current,
+    /// The parent, through its alive pipe's read end.
+    Parent(Arc<OwnedFd>),
+    /// A child of this process.
+    Child(Arc<Child>),
 }
 
 impl ProcessInfo {
@@ -502,6 +530,90 @@ impl ProcessInfo {
     pub fn authkey(&self) -> &[u8] {
         &self.authkey
     }
+
+    /// Whether the process still runs (Python's `is_alive()`): always true
+    /// for [`current_process`]; for [`parent_process`], false once the
+    /// parent has died; for an [`active_children`] entry, false once the
+    /// child has ended.
+    ///
+    /// ```
+    /// fn report(conn: mp_proc::Connection) {
+    ///     let parent = mp_proc::parent_process().unwrap();
+    ///     conn.send(&parent.is_alive()).unwrap();
+    /// }
+    /// let (here, there) = mp_proc::pipe(false)?;
+    /// let mut p = mp_proc::Process::new(report, there);
+    /// p.start()?;
+    /// assert!(here.recv::<bool>()?, "the parent is alive while it reads");
+    /// assert_eq!(p.join()?, 0);
+    /// # Ok::<(), mp_proc::Error>(())
+    /// ```
+    pub fn is_alive(&self) -> bool {
+        match &self.watched {
+            Watched::Current => true,
+            Watched::Parent(_) | Watched::Child(_) => {
+                matches!(self.ended(Duration::ZERO), Ok(false))
+            }
+        }
+    }
+
+    /// Waits at most `timeout` for the process to end: `true` once it has,
+    /// `false` if it still runs (Python's `join(timeout)`, then
+    /// `is_alive()`).
+    ///
+    /// Errors: [`Error::Invalid`] on [`current_process`] (a process cannot
+    /// wait for its own end); the OS's failures to wait.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// fn wait_for_parent(conn: mp_proc::Connection) {
+    ///     let parent = mp_proc::parent_process().unwrap();
+    ///     let ended = parent.join_timeout(Duration::from_millis(1)).unwrap();
+    ///     conn.send(&ended).unwrap();
+    /// }
+    /// let (here, there) = mp_proc::pipe(false)?;
+    /// let mut p = mp_proc::Process::new(wait_for_parent, there);
+    /// p.start()?;
+    /// assert!(!here.recv::<bool>()?);
+    /// assert_eq!(p.join()?, 0);
+    /// # Ok::<(), mp_proc::Error>(())
+    /// ```
+    pub fn join_timeout(&self, timeout: Duration) -> Result<bool> {
+        self.ended(timeout)
+    }
+
+    /// Waits for the process to end (Python's `join()`); see
+    /// [`join_timeout`](ProcessInfo::join_timeout) for the errors.
+    pub fn join(&self) -> Result<()> {
+        while !self.ended(Duration::MAX)? {}
+        Ok(())
+    }
+
+    /// A descriptor that becomes readable when the process ends (Python's
+    /// `sentinel`, which `parent_process()` has too): `None` for
+    /// [`current_process`].
+    pub fn sentinel(&self) -> Option<BorrowedFd<'_>> {
+        match &self.watched {
+            Watched::Current => None,
+            Watched::Parent(alive) => Some(alive.as_fd()),
+            Watched::Child(child) => Some(child.sentinel()),
+        }
+    }
+
+    fn ended(&self, timeout: Duration) -> Result<bool> {
+        match &self.watched {
+            Watched::Current => Err(Error::Invalid {
+                what: "join the current process",
+                reason: "a process cannot wait for its own end (only a child or the parent \
+                         can be joined)"
+                    .to_owned(),
+            }),
+            Watched::Parent(alive) => {
+                sys::fd::readable(alive.as_fd(), Some(timeout)).os("wait for the parent process")
+            }
+            Watched::Child(child) => Ok(child.wait(Some(timeout))?.is_some()),
+        }
+    }
 }
 
 impl fmt::Debug for ProcessInfo {
@@ -523,24 +635,31 @@ pub fn current_process() -> ProcessInfo {
         pid: std::process::id(),
         daemon: me.daemon,
         authkey: me.authkey.clone(),
+        watched: Watched::Current,
     }
 }
 
 /// The process that created this one, `None` in the main process (Python's
 /// `parent_process()`). Under forkserver it is the process that asked for the
-/// child, not the fork server.
+/// child, not the fork server. It can be watched: see [`ProcessInfo`].
 pub fn parent_process() -> Option<ProcessInfo> {
-    let me = runtime::me();
-    me.parent.as_ref().map(|(name, pid)| ProcessInfo {
+    let (me, alive) = {
+        let state = runtime::state();
+        (state.me.clone(), state.parent_alive.clone())
+    };
+    let ((name, pid), alive) = me.parent.as_ref().zip(alive)?;
+    Some(ProcessInfo {
         name: name.clone(),
         pid: *pid,
         daemon: false,
         authkey: me.authkey.clone(),
+        watched: Watched::Parent(alive),
     })
 }
 
 /// The children of this process that are still running; finished ones are
-/// reaped on the way (Python's `active_children()`).
+/// reaped on the way (Python's `active_children()`). Each can be watched
+/// and joined: see [`ProcessInfo`].
 pub fn active_children() -> Vec<ProcessInfo> {
     let authkey = runtime::me().authkey.clone();
     runtime::live_children()
@@ -550,6 +669,7 @@ pub fn active_children() -> Vec<ProcessInfo> {
             pid: c.pid,
             daemon: c.daemon,
             authkey: authkey.clone(),
+            watched: Watched::Child(c),
         })
         .collect()
 }

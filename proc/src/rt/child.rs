@@ -201,20 +201,25 @@ pub(crate) fn child_main(
     if how == StartMethod::Forkserver {
         sys::process::default_sigint();
     }
-    {
-        let mut state = runtime::state();
-        runtime::become_child(&mut state, becoming.me, becoming.start_method);
-    }
     let ChildFds {
         alive,
         result,
         args,
     } = fds;
+    // Kept open for the life of the child: CPython's parent sentinel, which
+    // `parent_process()` watches.
+    let alive = Arc::new(alive);
+    {
+        let mut state = runtime::state();
+        runtime::become_child(
+            &mut state,
+            becoming.me,
+            becoming.start_method,
+            alive.clone(),
+        );
+    }
     if boot.daemon {
         watch_parent(alive);
-    } else {
-        // Kept open for the life of the child, as CPython's parent sentinel.
-        std::mem::forget(alive);
     }
     if how != StartMethod::Fork {
         // A fork child keeps its parent's hook: setting one takes a lock that
@@ -293,7 +298,7 @@ fn install_panic_hook(name: String) {
 /// A daemon child ends when its parent dies, however the parent dies: a
 /// thread waits for end of file on the parent's alive pipe, then sends this
 /// process SIGTERM (and SIGKILL if that was not enough).
-fn watch_parent(alive: OwnedFd) {
+fn watch_parent(alive: Arc<OwnedFd>) {
     let spawned = std::thread::Builder::new()
         .name("mp-parent-watch".into())
         .stack_size(64 * 1024)

@@ -55,6 +55,9 @@ pub(crate) struct State {
     /// `(read, write)`: children get the read end; it reaches end of file
     /// when this process dies, however it dies.
     pub(crate) alive: Option<(OwnedFd, OwnedFd)>,
+    /// The read end of the parent's alive pipe (in a child): readable (end
+    /// of file) once the parent has died. Python's parent sentinel.
+    pub(crate) parent_alive: Option<Arc<OwnedFd>>,
     pub(crate) forkserver: Option<Arc<Helper>>,
     /// `/dev/null`, the stdin of fork children, opened once.
     dev_null: Option<OwnedFd>,
@@ -79,6 +82,7 @@ static STATE: LazyLock<Mutex<State>> = LazyLock::new(|| {
         start_method: None,
         children: Vec::new(),
         alive: None,
+        parent_alive: None,
         forkserver: None,
         dev_null: None,
         orphans: Vec::new(),
@@ -177,9 +181,16 @@ impl State {
 /// Becomes a new child: called in the child right after fork, or in a fresh
 /// image. The parent's children and helpers are not ours: under fork their
 /// descriptors are already closed, so they are forgotten, never dropped.
-pub(crate) fn become_child(state: &mut State, me: Arc<Me>, start_method: StartMethod) {
+/// `parent_alive` is the parent's alive pipe, this child's parent sentinel.
+pub(crate) fn become_child(
+    state: &mut State,
+    me: Arc<Me>,
+    start_method: StartMethod,
+    parent_alive: Arc<OwnedFd>,
+) {
     std::mem::forget(std::mem::take(&mut state.children));
     std::mem::forget(state.alive.take());
+    std::mem::forget(state.parent_alive.replace(parent_alive));
     std::mem::forget(state.forkserver.take());
     std::mem::forget(state.dev_null.take());
     std::mem::forget(std::mem::take(&mut state.orphans));

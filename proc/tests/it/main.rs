@@ -15,6 +15,7 @@ mod handles_relay;
 mod handshake;
 mod lifecycle;
 mod nesting;
+mod parent;
 mod queues;
 mod scenarios;
 mod shareable_list;
