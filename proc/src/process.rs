@@ -278,21 +278,19 @@ impl Process {
     /// with 1); a child that handles the signal runs its handler. A process
     /// that has already ended is [`Error::AlreadyExited`].
     ///
-    /// Under forkserver, as in CPython, a child ignores `SIGINT` (the fork
-    /// server's setting) until its bootstrap restores the default action:
-    /// interrupt a child once it has shown that it runs (below, an event),
-    /// not right after `start()`.
+    /// The signal is never lost, even right after `start()`, under every
+    /// start method: a child that has not yet reached its target ends with
+    /// `-SIGINT` (its handler, installed by the target, is not there yet).
+    /// Unlike CPython's, whose forkserver children ignore `SIGINT` until
+    /// their bootstrap restores it (a `SIGINT` sent meanwhile is dropped).
     ///
     /// ```
     /// use mp_proc::{Event, Process};
-    /// fn wait_for_ever((running, never): (Event, Event)) {
-    ///     running.set();
+    /// fn wait_for_ever(never: Event) {
     ///     let _ = never.wait(None); // nobody sets it
     /// }
-    /// let (running, never) = (Event::new()?, Event::new()?);
-    /// let mut p = Process::new(wait_for_ever, (running.clone(), never));
+    /// let mut p = Process::new(wait_for_ever, Event::new()?);
     /// p.start()?;
-    /// running.wait(None)?;
     /// p.interrupt()?;
     /// assert_eq!(p.join()?, -libc::SIGINT);
     /// # Ok::<(), mp_proc::Error>(())

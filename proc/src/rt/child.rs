@@ -198,9 +198,6 @@ pub(crate) fn child_main(
     if becoming.ignore_sigpipe {
         sys::process::ignore_sigpipe();
     }
-    if how == StartMethod::Forkserver {
-        sys::process::default_sigint();
-    }
     let ChildFds {
         alive,
         result,

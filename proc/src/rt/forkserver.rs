@@ -120,7 +120,9 @@ pub(crate) fn serve(control: OwnedFd) -> ! {
     fn fatal(what: &str) -> ! {
         helper::fatal(Role::Forkserver, what)
     }
-    sys::process::ignore_sigint();
+    if let Err(e) = sys::process::hold_sigint() {
+        fatal(&format!("cannot hold SIGINT: {e}"));
+    }
     let sigchld = match sys::process::sigchld_fd() {
         Ok(fd) => fd,
         Err(e) => fatal(&format!("cannot watch its children: {e}")),
@@ -177,7 +179,9 @@ fn fork_child(mut fds: Vec<OwnedFd>) -> Option<(u32, OwnedFd)> {
     let plan = sys::process::ForkPlan {
         keep: &keep,
         stdio: [None, Some(stdout.as_raw_fd()), Some(stderr.as_raw_fd())],
-        clear_mask: true, // the server blocks SIGCHLD
+        // The server blocks SIGCHLD and SIGINT: the child unblocks them at
+        // once, so a SIGINT sent to it from now on is delivered.
+        clear_mask: true,
     };
     // SAFETY: in the child only the descriptors in plan.keep are used (the
     // memfd and `rest`, taken by this frame); everything else (the control

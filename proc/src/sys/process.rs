@@ -257,7 +257,25 @@ pub(crate) fn sigchld_fd() -> io::Result<nix::sys::signalfd::SignalFd> {
     )?)
 }
 
-/// Ignores `SIGINT` (the fork server, like CPython's, is not interrupted by Ctrl-C).
+/// Holds `SIGINT` pending in the fork server: blocked first (so that Ctrl-C
+/// never ends the server, as CPython's ignores it), then given its default
+/// action. A child forked from the server inherits that default action and
+/// has its mask cleared at the fork, so a `SIGINT` sent to it as soon as it
+/// exists is delivered, never dropped (an ignored `SIGINT` would be lost
+/// until the child's bootstrap restored the default). Signals pending in the
+/// server are not inherited by its children.
+pub(crate) fn hold_sigint() -> io::Result<()> {
+    use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal, pthread_sigmask, signal};
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGINT);
+    pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), None)?;
+    // SAFETY: installing SIG_DFL runs no handler code.
+    unsafe { signal(Signal::SIGINT, SigHandler::SigDfl) }?;
+    Ok(())
+}
+
+/// Ignores `SIGINT` (the resource tracker, like CPython's, is not interrupted
+/// by Ctrl-C).
 pub(crate) fn ignore_sigint() {
     use nix::sys::signal::{SigHandler, Signal, signal};
     // SAFETY: installing SIG_IGN runs no handler code.
@@ -269,13 +287,6 @@ pub(crate) fn ignore_sigterm() {
     use nix::sys::signal::{SigHandler, Signal, signal};
     // SAFETY: installing SIG_IGN runs no handler code.
     let _ = unsafe { signal(Signal::SIGTERM, SigHandler::SigIgn) };
-}
-
-/// Restores the default action of `SIGINT` (in a child of the fork server).
-pub(crate) fn default_sigint() {
-    use nix::sys::signal::{SigHandler, Signal, signal};
-    // SAFETY: installing SIG_DFL runs no handler code.
-    let _ = unsafe { signal(Signal::SIGINT, SigHandler::SigDfl) };
 }
 
 /// Removes an environment variable.

@@ -13,6 +13,7 @@ mod handles_cpython;
 mod handles_faults;
 mod handles_relay;
 mod handshake;
+mod interrupt;
 mod lifecycle;
 mod nesting;
 mod parent;

@@ -262,7 +262,7 @@ fn a_child_whose_bootstrap_did_not_run_refuses_to_start_processes() {
 }
 
 /// The fork server of this process: a child whose command line has the marker.
-fn forkserver_pid() -> Option<u32> {
+pub(crate) fn forkserver_pid() -> Option<u32> {
     let me = std::process::id();
     mp_testkit::processes()
         .into_iter()
