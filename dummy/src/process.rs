@@ -221,11 +221,24 @@ impl Process {
     /// An error: threads cannot be interrupted (Python 3.14's
     /// `interrupt()` sends `SIGINT` to a process).
     ///
+    /// The same through [`ProcessLike::interrupt`], for code generic over
+    /// a [`Context`](mp_proc::Context):
+    ///
     /// ```
+    /// use mp_proc::{Context, Error, ProcessLike};
+    ///
     /// let mut t = mp_dummy::Process::new(|_: ()| {}, ());
     /// t.start()?;
     /// assert!(t.interrupt().is_err());
     /// t.join()?;
+    ///
+    /// let mut t = mp_dummy::ThreadContext::new().process(|_: ()| {}, ());
+    /// ProcessLike::start(&mut t)?;
+    /// assert!(matches!(
+    ///     ProcessLike::interrupt(&t),
+    ///     Err(Error::NotImplemented { what: "interrupt", .. })
+    /// ));
+    /// ProcessLike::join(&mut t)?;
     /// # Ok::<(), mp_proc::Error>(())
     /// ```
     pub fn interrupt(&self) -> Result<()> {
@@ -285,6 +298,9 @@ impl ProcessLike for Process {
     }
     fn terminate(&self) -> Result<()> {
         Process::terminate(self)
+    }
+    fn interrupt(&self) -> Result<()> {
+        Process::interrupt(self)
     }
     fn kill(&self) -> Result<()> {
         Process::kill(self)

@@ -27,8 +27,8 @@ mod local;
 ///
 /// A backend writes [`start`](Self::start), [`join_within`](Self::join_within),
 /// the name and daemon accessors, [`exitcode`](Self::exitcode) and
-/// [`pid`](Self::pid); [`terminate`](Self::terminate) and
-/// [`kill`](Self::kill) default to [`Error::NotImplemented`](crate::Error::NotImplemented)
+/// [`pid`](Self::pid); [`terminate`](Self::terminate),
+/// [`interrupt`](Self::interrupt) and [`kill`](Self::kill) default to [`Error::NotImplemented`](crate::Error::NotImplemented)
 /// for units that cannot be stopped from outside (threads).
 pub trait ProcessLike: Send + 'static {
     /// Starts it.
@@ -69,6 +69,35 @@ pub trait ProcessLike: Send + 'static {
     fn terminate(&self) -> Result<()> {
         Err(crate::Error::NotImplemented {
             what: "terminate",
+            reason: "this backend cannot stop its units from outside",
+        })
+    }
+    /// Interrupts it (`SIGINT` for a process, as Ctrl-C would: see
+    /// [`Process::interrupt`](crate::Process::interrupt); an error for a
+    /// thread, as [`terminate`](Self::terminate) is).
+    ///
+    /// ```
+    /// use mp_proc::{Context, EventLike, ProcessLike, StartMethod, get_context};
+    ///
+    /// fn wait_for_ever<C: Context>(never: C::Event) {
+    ///     let _ = never.wait(None); // nobody sets it
+    /// }
+    ///
+    /// fn interrupted<C: Context>(ctx: &C) -> mp_proc::Result<i32> {
+    ///     let mut p = ctx.process(wait_for_ever::<C>, ctx.event()?);
+    ///     p.start()?;
+    ///     p.interrupt()?;
+    ///     p.join()
+    /// }
+    ///
+    /// for method in StartMethod::ALL {
+    ///     assert_eq!(interrupted(&get_context(method))?, -libc::SIGINT);
+    /// }
+    /// # Ok::<(), mp_proc::Error>(())
+    /// ```
+    fn interrupt(&self) -> Result<()> {
+        Err(crate::Error::NotImplemented {
+            what: "interrupt",
             reason: "this backend cannot stop its units from outside",
         })
     }

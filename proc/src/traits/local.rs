@@ -46,6 +46,9 @@ impl ProcessLike for Process {
     fn terminate(&self) -> Result<()> {
         Process::terminate(self)
     }
+    fn interrupt(&self) -> Result<()> {
+        Process::interrupt(self)
+    }
     fn kill(&self) -> Result<()> {
         Process::kill(self)
     }

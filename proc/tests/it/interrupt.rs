@@ -112,3 +112,34 @@ fn a_sigint_to_the_fork_server_neither_ends_it_nor_reaches_its_children() {
     let status = std::fs::read_to_string(format!("/proc/{server}/status")).unwrap();
     assert!(!status.contains("State:\tZ"), "the fork server died");
 }
+
+fn wait_for_ever_in<C: mp_proc::Context>(never: C::Event) {
+    use mp_proc::EventLike;
+    let _ = never.wait(None);
+}
+
+/// Code generic over a `Context` interrupts through `ProcessLike`.
+fn interrupted_through_process_like<C: mp_proc::Context>(ctx: &C) -> Option<i32> {
+    use mp_proc::ProcessLike;
+    let mut p = ctx.process(wait_for_ever_in::<C>, ctx.event().unwrap());
+    p.start().unwrap();
+    p.interrupt().unwrap();
+    let code = p.join_timeout(LONG).unwrap();
+    if code.is_none() {
+        p.kill().unwrap();
+        p.join().unwrap();
+    }
+    code
+}
+
+#[test]
+fn process_like_interrupt_sends_sigint_under_every_method() {
+    let _g = guard();
+    for method in StartMethod::ALL {
+        assert_eq!(
+            interrupted_through_process_like(&mp_proc::get_context(method)),
+            Some(-libc::SIGINT),
+            "{method}"
+        );
+    }
+}
