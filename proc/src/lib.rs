@@ -45,6 +45,7 @@ pub use process::{
     spawn,
 };
 pub use queue::{JoinableQueue, Queue, SimpleQueue};
+pub use rt::forkserver::set_forkserver_preload;
 pub use sync::{
     Array, Barrier, BoundedSemaphore, Condition, Event, Lock, LockGuard, RLock, RawArray, RawValue,
     Semaphore, Shareable, ShareableItem, ShareableList, SharedGuard, SharedMemory,

@@ -1,9 +1,13 @@
-//! The fork server: a copy of the executable, started by spawn, that never
-//! runs user code or threads and forks a child on every request. Forking from
-//! it is fast and safe however many threads the program runs.
+//! The fork server: a copy of the executable, started by spawn, that runs no
+//! user code but the program's preload functions and no threads, and forks a
+//! child on every request. Forking from it is fast and safe however many
+//! threads the program runs.
 //!
 //! The program talks to it over a private seqpacket socket pair (no name in
-//! the filesystem, so no other user can reach it). A request is one message
+//! the filesystem, so no other user can reach it). Its first message is the
+//! preload list (always sent, maybe empty): the functions' offsets in the
+//! executable and a socket for the server's report on them; the server runs
+//! them once, reports, then serves. A request is one message
 //! carrying descriptors: a reply socket, the child's bootstrap (a memfd), the
 //! program's stdout and stderr, and the child's own descriptors. The server
 //! forks, answers with the child's pid and a pidfd, and writes the child's
@@ -14,6 +18,7 @@
 use std::collections::HashMap;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::error::{Error, OsContext, Result};
 use crate::method::StartMethod;
@@ -21,7 +26,101 @@ use crate::rt::child::{self, ChildFds, Leave};
 use crate::rt::helper::{self, Helper, Role};
 use crate::rt::runtime::{self, State};
 use crate::sys;
-use crate::wire::runners;
+use crate::wire::{payload, runners};
+
+/// At most this many preload functions (one control message carries them).
+const MAX_PRELOAD: usize = 64;
+/// The largest preload message the server reads: `P`, then the encoded
+/// fingerprint and offsets (64 offsets take at most 650 bytes).
+const PRELOAD_MESSAGE: usize = 1024;
+/// The longest line of the server's report (a panic message is cut there).
+const REPORT_LINE: usize = 300;
+/// The largest report the program reads: a line per function and one more.
+const REPORT_MAX: usize = (MAX_PRELOAD + 1) * (REPORT_LINE + 8) + 16;
+
+/// Python's `set_forkserver_preload`: functions that every fork server this
+/// process starts runs once, in order, before it serves, so that each child
+/// it forks starts with what they set up (statics, loaded data, warmed
+/// caches), without paying for it.
+///
+/// A preload function that panics does not break the server: the server
+/// goes on with the next one and serves, and the program logs a warning
+/// (`fork server: preload function N panicked: ...`, at the first start
+/// the server answers). CPython 3.15's `on_error='warn'`: a failed preload
+/// is never silent and never ends the program. (Built with `panic = "abort"`,
+/// such a function ends the server instead, and starts under forkserver fail
+/// with [`Error::ForkserverDied`].)
+///
+/// The functions run in the fork server, before its `main`, with no stdout
+/// or stderr (`/dev/null`): they must not start threads (the server would
+/// fork from a multi-threaded process; the program is warned) or processes.
+/// They never run in this process, nor in spawn or fork children.
+///
+/// Errors: [`Error::Invalid`] when this process's fork server already runs
+/// (CPython stores the list for the next server; a running server is not
+/// restarted here, which would lose its running children's exit codes:
+/// set the list before the first forkserver start), when there are more
+/// than 64 functions, or when one does not live in the main executable
+/// (the server finds functions there only).
+///
+/// ```
+/// use std::sync::atomic::{AtomicBool, Ordering};
+/// use mp_proc::{Process, StartMethod, pipe};
+///
+/// static WARM: AtomicBool = AtomicBool::new(false);
+///
+/// fn warm_up() {
+///     WARM.store(true, Ordering::Relaxed); // load a model, fill a cache, ...
+/// }
+///
+/// fn report(conn: mp_proc::Connection) {
+///     conn.send(&WARM.load(Ordering::Relaxed)).unwrap();
+/// }
+///
+/// mp_proc::set_forkserver_preload(&[warm_up])?;
+/// let (here, there) = pipe(false)?;
+/// let mut p = Process::new(report, there).start_method(StartMethod::Forkserver);
+/// p.start()?;
+/// assert!(here.recv::<bool>()?, "forked from a warmed-up server");
+/// assert_eq!(p.join()?, 0);
+/// assert!(!WARM.load(Ordering::Relaxed), "not run in this process");
+/// assert!(mp_proc::set_forkserver_preload(&[]).is_err(), "the server runs");
+/// # Ok::<(), mp_proc::Error>(())
+/// ```
+pub fn set_forkserver_preload(fns: &[fn()]) -> Result<()> {
+    let what = "set the forkserver preload";
+    if fns.len() > MAX_PRELOAD {
+        return Err(Error::Invalid {
+            what,
+            reason: format!(
+                "{} functions: the fork server takes at most {MAX_PRELOAD}",
+                fns.len()
+            ),
+        });
+    }
+    for (i, f) in fns.iter().enumerate() {
+        if let Err(object) = sys::image::check_in_main_image(*f as usize) {
+            return Err(Error::Invalid {
+                what,
+                reason: format!(
+                    "preload function {i} lives in {object}, not in the executable the fork \
+                     server runs: only functions of the main executable can be preloaded"
+                ),
+            });
+        }
+    }
+    let mut state = runtime::state();
+    if state.forkserver.is_some() {
+        return Err(Error::Invalid {
+            what,
+            reason: "the fork server already runs: set the list before the first start under \
+                     forkserver (restarting the server would lose its children's exit codes)"
+                .to_owned(),
+        });
+    }
+    state.preload = fns.to_vec();
+    Ok(())
+}
 
 /// The running fork server (the program's end of its control socket),
 /// started on first use.
@@ -30,15 +129,71 @@ pub(crate) fn client(state: &mut State) -> Result<Arc<Helper>> {
         return Ok(client.clone());
     }
     let (ours, theirs) = sys::fd::socket_pair(true).os("socketpair")?;
-    let client = Arc::new(Helper::start(
+    let server = Helper::start(
         Role::Forkserver,
         theirs.as_raw_fd(),
         ours,
         "--multiprocessing-forkserver",
         ("forkserver", "use fork"),
-    )?);
+    )?;
+    state.preload_report = Some(send_preload(&server, &state.preload)?);
+    let client = Arc::new(server);
     state.forkserver = Some(client.clone());
     Ok(client)
+}
+
+/// Sends a new server its first message, the preload list (maybe empty);
+/// returns the socket its report comes back on.
+fn send_preload(server: &Helper, preload: &[fn()]) -> Result<OwnedFd> {
+    let offsets: Vec<i64> = preload
+        .iter()
+        .map(|f| sys::image::offset_of(*f as usize))
+        .collect();
+    let mut message = vec![b'P'];
+    message.extend(payload::encode(&(sys::image::fingerprint(), offsets))?);
+    let (report, server_end) = sys::fd::socket_pair(true).os("socketpair")?;
+    match sys::scm::send_with_fds(
+        server.channel().as_fd(),
+        &message,
+        &[server_end.as_raw_fd()],
+    ) {
+        Ok(()) => Ok(report),
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EPIPE | libc::ECONNRESET | libc::ENOTCONN)
+            ) =>
+        {
+            Err(Error::ForkserverDied {
+                reason: "it ended before it read its preload list",
+            })
+        }
+        Err(e) => Err(Error::os("send to the fork server", e)),
+    }
+}
+
+/// Logs the running server's report on its preload functions (a warning a
+/// line), once. Called after a start the server answered: it wrote the
+/// report before it read that request, so the report is there.
+pub(crate) fn log_preload_report() {
+    let Some(report) = runtime::state().preload_report.take() else {
+        return;
+    };
+    if !matches!(
+        sys::fd::readable(report.as_fd(), Some(Duration::ZERO)),
+        Ok(true)
+    ) {
+        return;
+    }
+    let mut buf = vec![0u8; REPORT_MAX];
+    let lines: Vec<String> = match sys::scm::recv_with_fds(report.as_fd(), &mut buf) {
+        Ok((n, _)) if n > 0 => payload::decode(&buf[..n]).unwrap_or_default(),
+        _ => return,
+    };
+    let logger = mp_logging::get_logger();
+    for line in lines {
+        logger.warning(format_args!("fork server: {line}"));
+    }
 }
 
 /// Replaces a dead fork server (if nobody replaced it yet).
@@ -127,6 +282,7 @@ pub(crate) fn serve(control: OwnedFd) -> ! {
         Ok(fd) => fd,
         Err(e) => fatal(&format!("cannot watch its children: {e}")),
     };
+    preload(&control);
     let mut waiting: HashMap<u32, OwnedFd> = HashMap::new();
     let mut buf = [0u8; 16];
     loop {
@@ -161,6 +317,80 @@ pub(crate) fn serve(control: OwnedFd) -> ! {
                 waiting.insert(pid, reply);
             }
         }
+    }
+}
+
+/// The server's first message: its program's preload functions, run once,
+/// in order; the report (a line per failure) goes back on the socket that
+/// came with them. Anything else ends the server, as a malformed request
+/// does; end of file (the program is gone) ends it quietly.
+#[allow(unsafe_code)] // a call of sys's unsafe fn_from_addr, with its SAFETY
+fn preload(control: &OwnedFd) {
+    fn fatal(what: &str) -> ! {
+        helper::fatal(Role::Forkserver, what)
+    }
+    let mut buf = [0u8; PRELOAD_MESSAGE + 1];
+    let (n, mut fds) = match sys::scm::recv_with_fds(control.as_fd(), &mut buf) {
+        Ok(r) => r,
+        Err(e) => fatal(&format!("cannot read its preload list: {e}")),
+    };
+    if n == 0 && fds.is_empty() {
+        std::process::exit(0);
+    }
+    if n > PRELOAD_MESSAGE || buf[0] != b'P' || fds.len() != 1 {
+        fatal(&format!(
+            "a first message that its program does not send ({n} bytes, {} descriptors)",
+            fds.len()
+        ));
+    }
+    let report_to = fds.pop();
+    let (fingerprint, offsets): ((u64, u64, i64), Vec<i64>) = match payload::decode(&buf[1..n]) {
+        Ok(list) => list,
+        Err(e) => fatal(&format!("its preload list does not decode: {e}")),
+    };
+    if offsets.len() > MAX_PRELOAD {
+        fatal(&format!("{} preload functions", offsets.len()));
+    }
+    let mut report = Vec::new();
+    for (i, offset) in offsets.into_iter().enumerate() {
+        let Some(addr) = sys::image::function_at(offset, fingerprint) else {
+            report.push(format!(
+                "preload function {i} is not in this executable (it changed since the program \
+                 started): skipped"
+            ));
+            continue;
+        };
+        // SAFETY: `addr` is where the program found an `fn()` (its
+        // `set_forkserver_preload` takes only those), sent as its offset on
+        // this private socket (which only the program holds, as it holds the
+        // bootstrap memfds whose targets this server's children call), found
+        // again in this same executable (fingerprint and main image checked).
+        let f: fn() = unsafe { sys::image::fn_from_addr(addr) };
+        if let Err(panic) = std::panic::catch_unwind(f) {
+            report.push(format!(
+                "preload function {i} panicked: {}",
+                child::panic_message(&*panic)
+            ));
+        }
+    }
+    if !sys::process::single_threaded() && sys::process::thread_count() > 1 {
+        report.push(
+            "a preload function left a thread running: every child is forked from a \
+             multi-threaded process, where a lock that thread held stays held"
+                .to_owned(),
+        );
+    }
+    for line in &mut report {
+        if line.len() > REPORT_LINE {
+            let mut end = REPORT_LINE;
+            while !line.is_char_boundary(end) {
+                end -= 1;
+            }
+            line.truncate(end);
+        }
+    }
+    if let (Some(to), Ok(bytes)) = (report_to, payload::encode(&report)) {
+        let _ = sys::scm::send_with_fds(to.as_fd(), &bytes, &[]);
     }
 }
 

@@ -59,6 +59,12 @@ pub(crate) struct State {
     /// of file) once the parent has died. Python's parent sentinel.
     pub(crate) parent_alive: Option<Arc<OwnedFd>>,
     pub(crate) forkserver: Option<Arc<Helper>>,
+    /// The functions every fork server this process starts runs once, before
+    /// it serves (`set_forkserver_preload`).
+    pub(crate) preload: Vec<fn()>,
+    /// The running fork server's report on its preload functions, read at
+    /// the first start it answers.
+    pub(crate) preload_report: Option<OwnedFd>,
     /// `/dev/null`, the stdin of fork children, opened once.
     dev_null: Option<OwnedFd>,
     /// Children whose `Process` was dropped while they ran.
@@ -84,6 +90,8 @@ static STATE: LazyLock<Mutex<State>> = LazyLock::new(|| {
         alive: None,
         parent_alive: None,
         forkserver: None,
+        preload: Vec::new(),
+        preload_report: None,
         dev_null: None,
         orphans: Vec::new(),
         reaper: None,
@@ -192,6 +200,7 @@ pub(crate) fn become_child(
     std::mem::forget(state.alive.take());
     std::mem::forget(state.parent_alive.replace(parent_alive));
     std::mem::forget(state.forkserver.take());
+    std::mem::forget(state.preload_report.take());
     std::mem::forget(state.dev_null.take());
     std::mem::forget(std::mem::take(&mut state.orphans));
     std::mem::forget(state.reaper.take());

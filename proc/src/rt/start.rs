@@ -239,6 +239,7 @@ fn forkserver(l: &Launch<'_>, boot: &Bootstrap) -> Result<Child> {
         }
         r => r?,
     };
+    forkserver::log_preload_report();
     Ok(Child::new(
         l.name.to_owned(),
         pid,

@@ -17,6 +17,7 @@ mod interrupt;
 mod lifecycle;
 mod nesting;
 mod parent;
+mod preload;
 mod queues;
 mod scenarios;
 mod shareable_list;

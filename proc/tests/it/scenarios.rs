@@ -25,6 +25,7 @@ fn scenario() {
         "not_bootstrapped" => not_bootstrapped(),
         "helpers_end" => helpers_end(),
         "foreign_handles" => crate::trust::print_foreign_handles(),
+        "preload" => crate::preload::scenario(),
         other => panic!("unknown scenario {other}"),
     }
 }
