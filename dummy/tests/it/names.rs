@@ -45,6 +45,7 @@ const FREE_NOT_ON_THREADS: &[(&str, &str)] = &[
     ("get_context", "start methods are for processes"),
     ("get_start_method", "start methods are for processes"),
     ("set_start_method", "start methods are for processes"),
+    ("set_forkserver_preload", "start methods are for processes"),
     (
         "set_handshake",
         "the loom model's switch (--cfg loom builds only)",
