@@ -313,12 +313,39 @@ impl ProcessLike for Process {
     }
 }
 
-/// A thread, as [`current_process`] and [`active_children`] describe it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A thread, as [`current_process`] and [`active_children`] describe it:
+/// the twin of `mp_proc::ProcessInfo`, watched the same way. An
+/// [`active_children`] entry is alive until its thread ends and can be
+/// joined; [`current_process`] is always alive and joining it is an error
+/// (Python's `RuntimeError: cannot join current thread`).
+///
+/// ```
+/// let me = mp_dummy::current_process();
+/// assert!(me.is_alive());
+/// assert!(me.join().is_err());
+/// ```
+#[derive(Debug, Clone)]
 pub struct ThreadInfo {
     name: String,
     daemon: bool,
+    /// The end of a started dummy `Process` (`None`: the calling thread).
+    ending: Option<Arc<Ending>>,
 }
+
+impl std::fmt::Debug for Ending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ending").finish_non_exhaustive()
+    }
+}
+
+/// Two infos are equal when they name the same thread the same way.
+impl PartialEq for ThreadInfo {
+    fn eq(&self, other: &ThreadInfo) -> bool {
+        (&self.name, self.daemon) == (&other.name, other.daemon)
+    }
+}
+
+impl Eq for ThreadInfo {}
 
 impl ThreadInfo {
     /// Its name (`MainThread` for a thread that is not a dummy `Process`).
@@ -335,6 +362,58 @@ impl ThreadInfo {
     pub fn daemon(&self) -> bool {
         self.daemon
     }
+
+    /// Whether the thread still runs: always true for [`current_process`].
+    pub fn is_alive(&self) -> bool {
+        match &self.ending {
+            None => true,
+            Some(ending) => lock(&ending.code).is_none(),
+        }
+    }
+
+    /// Waits at most `timeout` for the thread to end: `true` once it has.
+    /// [`Error::Invalid`] on [`current_process`] (a thread cannot wait for
+    /// its own end).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let (tx, rx) = std::sync::mpsc::channel::<()>();
+    /// let mut t = mp_dummy::Process::new(move |_: ()| drop(rx.recv()), ());
+    /// t.start()?;
+    /// let info = mp_dummy::active_children()
+    ///     .into_iter()
+    ///     .find(|c| c.name() == t.get_name())
+    ///     .unwrap();
+    /// assert!(!info.join_timeout(Duration::ZERO)?);
+    /// drop(tx);
+    /// info.join()?;
+    /// assert!(!info.is_alive());
+    /// assert_eq!(t.join()?, 0);
+    /// # Ok::<(), mp_proc::Error>(())
+    /// ```
+    pub fn join_timeout(&self, timeout: Duration) -> Result<bool> {
+        self.ended(deadline_after(timeout))
+    }
+
+    /// Waits for the thread to end; see
+    /// [`join_timeout`](ThreadInfo::join_timeout) for the error.
+    pub fn join(&self) -> Result<()> {
+        self.ended(None).map(|_| ())
+    }
+
+    fn ended(&self, until: Option<std::time::Instant>) -> Result<bool> {
+        let Some(ending) = &self.ending else {
+            return Err(Error::Invalid {
+                what: "join the current thread",
+                reason: "a thread cannot wait for its own end (only another can be joined)"
+                    .to_owned(),
+            });
+        };
+        let g = lock(&ending.code);
+        let (g, ended) = wait_until(&ending.done, g, until, |c| c.is_some());
+        drop(g);
+        Ok(ended)
+    }
 }
 
 /// The calling thread (`multiprocessing.dummy.current_process()`, which is
@@ -348,6 +427,7 @@ pub fn current_process() -> ThreadInfo {
         Some((name, daemon)) => ThreadInfo {
             name: name.clone(),
             daemon: *daemon,
+            ending: None,
         },
         None => ThreadInfo {
             name: std::thread::current()
@@ -356,6 +436,7 @@ pub fn current_process() -> ThreadInfo {
                 .unwrap_or("MainThread")
                 .to_owned(),
             daemon: false,
+            ending: None,
         },
     })
 }
@@ -368,9 +449,10 @@ pub fn current_process() -> ThreadInfo {
 pub fn active_children() -> Vec<ThreadInfo> {
     lock(&LIVE)
         .iter()
-        .map(|(name, daemon, _)| ThreadInfo {
+        .map(|(name, daemon, ending)| ThreadInfo {
             name: name.clone(),
             daemon: *daemon,
+            ending: Some(ending.clone()),
         })
         .collect()
 }
