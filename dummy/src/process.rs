@@ -25,8 +25,9 @@ static LIVE: Mutex<Vec<(String, bool, Arc<Ending>)>> = Mutex::new(Vec::new());
 static COUNT: AtomicUsize = AtomicUsize::new(0);
 
 thread_local! {
-    /// The name and daemon flag of this thread, when it is a dummy `Process`.
-    static CURRENT: RefCell<Option<(String, bool)>> = const { RefCell::new(None) };
+    /// The name, daemon flag and end of this thread, when it is a dummy
+    /// `Process`.
+    static CURRENT: RefCell<Option<(String, bool, Arc<Ending>)>> = const { RefCell::new(None) };
 }
 
 /// A unit of work on a thread, with `multiprocessing.Process`'s methods:
@@ -253,7 +254,7 @@ impl Process {
 
 /// The thread's body: runs the target, records the exit code, logs a panic.
 fn run(name: String, daemon: bool, target: Box<dyn FnOnce() + Send>, ending: Arc<Ending>) {
-    CURRENT.with(|c| *c.borrow_mut() = Some((name.clone(), daemon)));
+    CURRENT.with(|c| *c.borrow_mut() = Some((name.clone(), daemon, ending.clone())));
     let code = match catch_unwind(AssertUnwindSafe(target)) {
         Ok(()) => 0,
         Err(payload) => {
@@ -323,6 +324,21 @@ impl ProcessLike for Process {
 /// let me = mp_dummy::current_process();
 /// assert!(me.is_alive());
 /// assert!(me.join().is_err());
+///
+/// // Nor can a thread join its own entry of `active_children()`.
+/// let mut t = mp_dummy::Process::new(
+///     |_: ()| {
+///         let name = mp_dummy::current_process().name().to_owned();
+///         let children = mp_dummy::active_children();
+///         let me = children.iter().find(|c| c.name() == name).unwrap();
+///         assert!(me.is_alive());
+///         assert!(me.join().is_err());
+///     },
+///     (),
+/// );
+/// t.start()?;
+/// assert_eq!(t.join()?, 0);
+/// # Ok::<(), mp_proc::Error>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct ThreadInfo {
@@ -402,12 +418,16 @@ impl ThreadInfo {
     }
 
     fn ended(&self, until: Option<std::time::Instant>) -> Result<bool> {
-        let Some(ending) = &self.ending else {
-            return Err(Error::Invalid {
-                what: "join the current thread",
-                reason: "a thread cannot wait for its own end (only another can be joined)"
-                    .to_owned(),
-            });
+        let me = CURRENT.with(|c| c.borrow().as_ref().map(|(_, _, e)| e.clone()));
+        let ending = match &self.ending {
+            Some(ending) if !me.is_some_and(|me| Arc::ptr_eq(&me, ending)) => ending,
+            _ => {
+                return Err(Error::Invalid {
+                    what: "join the current thread",
+                    reason: "a thread cannot wait for its own end (only another can be joined)"
+                        .to_owned(),
+                });
+            }
         };
         let g = lock(&ending.code);
         let (g, ended) = wait_until(&ending.done, g, until, |c| c.is_some());
@@ -424,7 +444,7 @@ impl ThreadInfo {
 /// ```
 pub fn current_process() -> ThreadInfo {
     CURRENT.with(|c| match &*c.borrow() {
-        Some((name, daemon)) => ThreadInfo {
+        Some((name, daemon, _)) => ThreadInfo {
             name: name.clone(),
             daemon: *daemon,
             ending: None,
