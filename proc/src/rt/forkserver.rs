@@ -54,7 +54,11 @@ const REPORT_MAX: usize = (MAX_PRELOAD + 1) * (REPORT_LINE + 8) + 16;
 /// The functions run in the fork server, before its `main`, with no stdout
 /// or stderr (`/dev/null`): they must not start threads (the server would
 /// fork from a multi-threaded process; the program is warned) or processes.
-/// They never run in this process, nor in spawn or fork children.
+/// They never run in this process, nor in spawn or fork children. The first
+/// start under forkserver waits for them (the server serves once they have
+/// run); a server started again after its death runs them again. A child
+/// started with fork inherits the list, for a fork server of its own; spawn
+/// and forkserver children start with none.
 ///
 /// Errors: [`Error::Invalid`] when this process's fork server already runs
 /// (CPython stores the list for the next server; a running server is not
