@@ -276,9 +276,6 @@ pub(crate) fn request(server: &Helper, fds: &[RawFd]) -> Result<(u32, OwnedFd, O
 /// on the control socket); anything on that socket that the program does not
 /// send (a failed read, a malformed request) ends it at once with a message.
 pub(crate) fn serve(control: OwnedFd) -> ! {
-    fn fatal(what: &str) -> ! {
-        helper::fatal(Role::Forkserver, what)
-    }
     if let Err(e) = sys::process::hold_sigint() {
         fatal(&format!("cannot hold SIGINT: {e}"));
     }
@@ -324,15 +321,17 @@ pub(crate) fn serve(control: OwnedFd) -> ! {
     }
 }
 
+/// The end of a server whose program sent what it does not send.
+fn fatal(what: &str) -> ! {
+    helper::fatal(Role::Forkserver, what)
+}
+
 /// The server's first message: its program's preload functions, run once,
 /// in order; the report (a line per failure) goes back on the socket that
 /// came with them. Anything else ends the server, as a malformed request
 /// does; end of file (the program is gone) ends it quietly.
 #[allow(unsafe_code)] // a call of sys's unsafe fn_from_addr, with its SAFETY
 fn preload(control: &OwnedFd) {
-    fn fatal(what: &str) -> ! {
-        helper::fatal(Role::Forkserver, what)
-    }
     let mut buf = [0u8; PRELOAD_MESSAGE + 1];
     let (n, mut fds) = match sys::scm::recv_with_fds(control.as_fd(), &mut buf) {
         Ok(r) => r,
