@@ -736,6 +736,9 @@ impl Server {
     }
 }
 
+#[cfg(all(test, feature = "pool"))]
+mod pool_tests;
+
 #[cfg(test)]
 mod trust_tests;
 

@@ -8,7 +8,7 @@
 //! items encoded; it goes through mp-pool's one job path
 //! (`mp_pool::plumbing::submit_erased`). The results of calls that a client
 //! collects later (`apply_async`, `map_async`) are kept per client session,
-//! at most [`MAX_PENDING`] per pool, and dropped with the session.
+//! at most [`MAX_PENDING`] each, and dropped with the session.
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -147,9 +147,14 @@ impl Fault {
 /// as a whole (it never ran, or [`Fault::Timeout`]: not done yet).
 pub(crate) type Answer = Result<Vec<Result<Bytes, Fault>>, Fault>;
 
-/// The most results a pool keeps for its clients to collect: a client that
-/// submits and never collects gets [`Fault::InvalidArgument`] past it.
+/// The most results a pool keeps for one client to collect: a client that
+/// submits and never collects gets [`Fault::InvalidArgument`] past it (the
+/// others are not held up).
 pub(crate) const MAX_PENDING: usize = 1 << 16;
+
+/// The most workers a client may ask a manager's pool for (each is a
+/// process of the server's machine).
+pub(crate) const MAX_PROCESSES: usize = 1024;
 
 /// The longest a waiting call goes without checking its client.
 const CHECK_CLIENT: Duration = Duration::from_millis(200);
@@ -171,9 +176,9 @@ pub(crate) struct PoolObject {
 pub(crate) fn make(processes: Option<u64>) -> Arc<PoolObject> {
     let pool = match processes.map(usize::try_from) {
         None => Pool::new(None),
-        Some(Ok(n)) => Pool::new(Some(n)),
-        Some(Err(_)) => Err(mp_pool::Error::InvalidArgument {
-            what: "more processes than this machine can count".into(),
+        Some(Ok(n)) if n <= MAX_PROCESSES => Pool::new(Some(n)),
+        Some(_) => Err(mp_pool::Error::InvalidArgument {
+            what: format!("a manager's pool has at most {MAX_PROCESSES} processes"),
         }),
     };
     Arc::new(PoolObject {
@@ -282,6 +287,12 @@ impl PoolObject {
         )))
     }
 
+    /// How many results `session` has not collected.
+    fn pending_of(&self, session: SessionId) -> usize {
+        let pending = mp_proc::plumbing::lock(&self.pending);
+        pending.values().filter(|(s, _)| *s == session).count()
+    }
+
     /// Job `job` of `session`.
     fn job(&self, job: u64, session: SessionId) -> Option<Arc<AsyncResult<Outcomes>>> {
         match mp_proc::plumbing::lock(&self.pending).get(&job) {
@@ -308,9 +319,10 @@ impl PoolObject {
             Some(Ok(n)) => Some(n),
             Some(Err(_)) => return failed(Fault::InvalidArgument("chunksize too large".into())),
         };
-        if !wait && mp_proc::plumbing::lock(&self.pending).len() >= MAX_PENDING {
+        if !wait && self.pending_of(call.session) >= MAX_PENDING {
             return failed(Fault::InvalidArgument(format!(
-                "this pool holds {MAX_PENDING} results not collected: get() some first"
+                "this pool holds {MAX_PENDING} results of this client not collected: get() or \
+                 drop some first"
             )));
         }
         let items = items.into_iter().map(|b| b.into_vec()).collect();
