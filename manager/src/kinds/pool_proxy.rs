@@ -99,6 +99,17 @@ fn answer<R>(reply: Reply, read: Read<R>) -> Result<R> {
     }
 }
 
+/// The error of a reply that is not the expected one: the call's failure,
+/// or a reply of the wrong shape.
+fn refusal(reply: Reply) -> Error {
+    if let Reply::Value(b) = &reply
+        && let Ok(Err(f)) = decode::<Answer>(b)
+    {
+        return f.into_error();
+    }
+    unexpected(reply).into()
+}
+
 /// A function reference, encoded for a request.
 fn function(f: ErasedFunction) -> Result<Bytes> {
     Ok(enc(&f)?)
@@ -150,7 +161,7 @@ impl PoolProxy {
             };
             match self.call(op)? {
                 Reply::Id(job) => Ok(job),
-                r => answer(r, |_| Err(Error::NotRunning)),
+                r => Err(refusal(r)),
             }
         })();
         PoolResult {
@@ -394,7 +405,7 @@ impl PoolProxy {
     pub fn join(&self) -> Result<()> {
         match self.call(Op::Join)? {
             Reply::Ok => Ok(()),
-            r => answer(r, |_| Ok(())),
+            r => Err(refusal(r)),
         }
     }
 }
