@@ -354,8 +354,9 @@ impl SyncManager {
     }
 
     /// A new `multiprocessing.Pool` of `processes` workers (`None`: one
-    /// per CPU) in the server process, whose children they are (Python's
-    /// `Manager().Pool()`); an error if it cannot start. The pool ends when
+    /// per CPU) in the server process, whose descendants they are, started
+    /// by the server's default start method (Python's `Manager().Pool()`);
+    /// an error if it cannot start. The pool ends when
     /// its last proxy is dropped, or with the server.
     ///
     /// ```
@@ -370,6 +371,36 @@ impl SyncManager {
     /// ```
     #[cfg(feature = "pool")]
     pub fn pool(&self, processes: Option<usize>) -> Result<PoolProxy> {
+        self.make_pool(processes, None)
+    }
+
+    /// As [`pool`](Self::pool), its workers started by `method` (Python's
+    /// `Pool(processes, context=get_context(method))` in the server).
+    ///
+    /// ```
+    /// fn double(x: u32) -> u32 {
+    ///     2 * x
+    /// }
+    /// let m = mp_manager::SyncManager::start()?;
+    /// let pool = m.pool_with(Some(1), mp_proc::StartMethod::Spawn)?;
+    /// assert_eq!(pool.apply(double, 21)?, 42);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[cfg(feature = "pool")]
+    pub fn pool_with(
+        &self,
+        processes: Option<usize>,
+        method: mp_proc::StartMethod,
+    ) -> Result<PoolProxy> {
+        self.make_pool(processes, Some(method))
+    }
+
+    #[cfg(feature = "pool")]
+    fn make_pool(
+        &self,
+        processes: Option<usize>,
+        method: Option<mp_proc::StartMethod>,
+    ) -> Result<PoolProxy> {
         if processes == Some(0) {
             return Err(Error::Invalid {
                 what: "Pool",
@@ -378,6 +409,7 @@ impl SyncManager {
         }
         let kind = Kind::Pool {
             processes: processes.map(|n| n as u64),
+            method,
         };
         let pool: PoolProxy = Proxy::from_reference(self.create(kind)?);
         // A pool that could not start says why now.

@@ -47,10 +47,12 @@ pub(crate) enum Kind {
     },
     /// A type registered with a `BaseManager`, by its type id.
     Registered(String),
-    /// A `multiprocessing.Pool` of `processes` workers (`None`: one per CPU).
+    /// A `multiprocessing.Pool` of `processes` workers (`None`: one per
+    /// CPU), started by `method` (`None`: the server's default).
     #[cfg(feature = "pool")]
     Pool {
         processes: Option<u64>,
+        method: Option<mp_proc::StartMethod>,
     },
 }
 

@@ -42,7 +42,7 @@ pub(crate) fn make(kind: Kind) -> Option<Arc<dyn Object>> {
         Kind::Event => Arc::new(event::Event::new()),
         Kind::Barrier { parties, timeout } => Arc::new(barrier::Barrier::new(parties, timeout)?),
         #[cfg(feature = "pool")]
-        Kind::Pool { processes } => pool::make(processes),
+        Kind::Pool { processes, method } => pool::make(processes, method),
         Kind::Registered(_) => return None,
     })
 }

@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 
 use mp_pool::plumbing::Outcomes;
 use mp_pool::{AsyncResult, Pool};
-use mp_proc::Connection;
 use mp_proc::plumbing::ErasedFunction;
+use mp_proc::{Connection, StartMethod};
 use serde::{Deserialize, Serialize};
 
 use crate::protocol::{Bytes, Reply, SessionId, Wait};
@@ -171,12 +171,14 @@ pub(crate) struct PoolObject {
     next: AtomicU64,
 }
 
-/// A new pool of `processes` workers (`None`: one per CPU), children of
-/// this process, with its default start method.
-pub(crate) fn make(processes: Option<u64>) -> Arc<PoolObject> {
+/// A new pool of `processes` workers (`None`: one per CPU), descendants
+/// of this process, started by `method` (`None`: this process's default).
+pub(crate) fn make(processes: Option<u64>, method: Option<StartMethod>) -> Arc<PoolObject> {
+    let method = method.unwrap_or_else(mp_proc::get_start_method);
+    let builder = Pool::builder().context(mp_proc::get_context(method));
     let pool = match processes.map(usize::try_from) {
-        None => Pool::new(None),
-        Some(Ok(n)) if n <= MAX_PROCESSES => Pool::new(Some(n)),
+        None => builder.build(),
+        Some(Ok(n)) if n <= MAX_PROCESSES => builder.processes(n).build(),
         Some(_) => Err(mp_pool::Error::InvalidArgument {
             what: format!("a manager's pool has at most {MAX_PROCESSES} processes"),
         }),

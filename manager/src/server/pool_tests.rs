@@ -39,7 +39,10 @@ fn forged_functions_bad_items_and_foreign_results_are_errors_and_the_pool_goes_o
     let s = start();
     let (a, _) = s.session();
     let (b, _) = s.session();
-    let kind = Kind::Pool { processes: Some(1) };
+    let kind = Kind::Pool {
+        processes: Some(1),
+        method: None,
+    };
     let Reply::Id(pool) = call(&a, &Request::Create(kind)) else {
         panic!("no pool")
     };
@@ -104,6 +107,7 @@ fn forged_functions_bad_items_and_foreign_results_are_errors_and_the_pool_goes_o
     ));
     let huge = Kind::Pool {
         processes: Some(MAX_PROCESSES as u64 + 1),
+        method: None,
     };
     let Reply::Id(big) = call(&a, &Request::Create(huge)) else {
         panic!("no object")

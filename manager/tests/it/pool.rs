@@ -23,6 +23,7 @@ mp_testkit::for_each_method!(
     close_then_join_finishes_the_work,
     the_workers_end_with_the_last_proxy,
     the_workers_end_with_the_manager,
+    workers_of_every_start_method_run_the_calls,
 );
 
 fn sqr(x: u64) -> u64 {
@@ -361,4 +362,36 @@ fn the_workers_end_with_the_manager(method: StartMethod) {
     }
     // The proxy left says the manager is gone.
     assert!(matches!(pool.apply(sqr, 1), Err(Error::Proc(_))));
+}
+
+fn use_pool(pool: PoolProxy) {
+    assert_eq!(pool.apply(sqr, 5).unwrap(), 25);
+    assert_eq!(pool.map(sqr, 0..10).unwrap(), squares(10));
+}
+
+/// The workers' own start method (`pool_with`) under each server start
+/// method: the calls run, from this process and from a child, and the
+/// workers end with the pool.
+fn workers_of_every_start_method_run_the_calls(method: StartMethod) {
+    let _g = guard();
+    let m = SyncManager::start_with(method).unwrap();
+    let server = mp_proc::active_children()[0].pid();
+    for workers in StartMethod::ALL {
+        let pool = m.pool_with(Some(2), workers).unwrap();
+        let pids = worker_pids(&pool);
+        assert!(pids.iter().all(|&w| descends_from(w, server)), "{workers}");
+        let mut p = Process::new(use_pool, pool.clone()).start_method(method);
+        p.start().unwrap();
+        assert_eq!(p.join().unwrap(), 0, "{workers}");
+        let f: fn(u64, u64) -> u64 = mul;
+        assert_eq!(pool.starmap(f, [(2, 3), (4, 5)]).unwrap(), [6, 20]);
+        drop(pool);
+        for w in pids {
+            assert!(
+                !mp_testkit::exists(w),
+                "{workers} worker {w} outlived its pool"
+            );
+        }
+    }
+    m.shutdown().unwrap();
 }
