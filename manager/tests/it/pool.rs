@@ -8,7 +8,7 @@ use std::time::Duration;
 use mp_manager::{EventProxy, PoolProxy, SyncManager};
 use mp_pool::Error;
 use mp_proc::{Process, StartMethod};
-use mp_testkit::guard;
+use mp_testkit::{Undecodable, Unserializable, guard};
 
 mp_testkit::for_each_method!(
     apply_map_and_starmap_give_the_results,
@@ -24,6 +24,7 @@ mp_testkit::for_each_method!(
     the_workers_end_with_the_last_proxy,
     the_workers_end_with_the_manager,
     workers_of_every_start_method_run_the_calls,
+    values_that_do_not_encode_or_decode_are_encoding_errors,
 );
 
 fn sqr(x: u64) -> u64 {
@@ -393,5 +394,33 @@ fn workers_of_every_start_method_run_the_calls(method: StartMethod) {
             );
         }
     }
+    m.shutdown().unwrap();
+}
+
+fn take(_: Unserializable) -> u64 {
+    0
+}
+
+fn give(_: u64) -> Undecodable {
+    Undecodable
+}
+
+/// `test_map_unplicklable` (an argument that does not encode fails the
+/// call, without a hang), and a result that does not decode here.
+fn values_that_do_not_encode_or_decode_are_encoding_errors(method: StartMethod) {
+    let _g = guard();
+    let (m, pool) = pool_of(method, 2);
+    let items: Vec<Unserializable> = (0..10).map(|_| Unserializable).collect();
+    assert!(matches!(pool.map(take, items), Err(Error::Encoding { .. })));
+    assert!(matches!(
+        pool.apply_async(take, Unserializable).get(),
+        Err(Error::Encoding { .. })
+    ));
+    match pool.apply(give, 1) {
+        Err(Error::Encoding { message }) => assert!(message.contains("Undecodable"), "{message}"),
+        other => panic!("{:?}", other.map(|_| ())),
+    }
+    assert_eq!(pool.apply(sqr, 3).unwrap(), 9);
+    drop(pool);
     m.shutdown().unwrap();
 }
