@@ -25,6 +25,7 @@ mp_testkit::for_each_method!(
     the_workers_end_with_the_manager,
     workers_of_every_start_method_run_the_calls,
     values_that_do_not_encode_or_decode_are_encoding_errors,
+    a_client_killed_mid_call_leaves_the_pool_serving,
 );
 
 fn sqr(x: u64) -> u64 {
@@ -422,5 +423,40 @@ fn values_that_do_not_encode_or_decode_are_encoding_errors(method: StartMethod) 
     }
     assert_eq!(pool.apply(sqr, 3).unwrap(), 9);
     drop(pool);
+    m.shutdown().unwrap();
+}
+
+/// Sets `running`, then blocks until `release` is set (at most a minute).
+fn block((running, release): (EventProxy, EventProxy)) -> u64 {
+    running.set().unwrap();
+    u64::from(release.wait(Some(Duration::from_secs(60))).unwrap_or(false))
+}
+
+fn call_and_block(args: (PoolProxy, EventProxy, EventProxy)) {
+    let (pool, running, release) = args;
+    let _ = pool.apply(block, (running, release));
+}
+
+/// A client killed while its call runs: the server gives up waiting for it
+/// (its reply has nowhere to go), and the pool serves the others.
+fn a_client_killed_mid_call_leaves_the_pool_serving(method: StartMethod) {
+    let _g = guard();
+    let (m, pool) = pool_of(method, 2);
+    let running = m.event().unwrap();
+    let release = m.event().unwrap();
+    let args = (pool.clone(), running.clone(), release.clone());
+    let mut p = Process::new(call_and_block, args).start_method(method);
+    p.start().unwrap();
+    assert!(running.wait(Some(Duration::from_secs(60))).unwrap());
+    p.kill().unwrap();
+    assert_eq!(p.join().unwrap(), -9);
+    // One worker is still in the killed client's task: the other serves.
+    assert_eq!(pool.apply(sqr, 3).unwrap(), 9);
+    assert_eq!(pool.map(sqr, 0..10).unwrap(), squares(10));
+    release.set().unwrap();
+    let r = pool.apply_async(block, (running.clone(), release.clone()));
+    assert_eq!(r.get().unwrap(), 1);
+    drop((pool, running, release));
+    assert_eq!(m.number_of_objects().unwrap(), 0);
     m.shutdown().unwrap();
 }
