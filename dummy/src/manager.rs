@@ -119,6 +119,27 @@ impl Manager {
     pub fn barrier(&self, parties: usize, timeout: Option<Duration>) -> Result<Barrier> {
         Barrier::new(parties, timeout)
     }
+
+    /// A pool of `processes` worker threads (`None`: one per CPU), as
+    /// `SyncManager::pool` makes a pool in its server: a
+    /// [`ThreadPool`](crate::ThreadPool), with the proxy's method names.
+    ///
+    /// ```
+    /// fn double(x: u32) -> u32 {
+    ///     2 * x
+    /// }
+    /// let m = mp_dummy::Manager::new();
+    /// let pool = m.pool(Some(2))?;
+    /// assert_eq!(pool.apply(double, 4)?, 8);
+    /// assert!(m.pool(Some(0)).is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn pool(&self, processes: Option<usize>) -> Result<crate::ThreadPool> {
+        crate::ThreadPool::new(processes).map_err(|e| Error::Invalid {
+            what: "Pool",
+            reason: e.to_string(),
+        })
+    }
 }
 
 /// A dict shared by threads, with `DictProxy`'s methods.

@@ -38,11 +38,16 @@ pub use kinds::event::EventProxy;
 pub use kinds::list::{ArrayProxy, ListProxy};
 pub use kinds::lock::{AcquirerProxy, LockProxy, ProxyGuard, RLockProxy};
 pub use kinds::namespace::NamespaceProxy;
+#[cfg(feature = "pool")]
+pub use kinds::pool_proxy::{PoolIter, PoolProxy, PoolResult};
 pub use kinds::queue::{JoinableQueueProxy, QueueProxy};
 pub use kinds::registered::BaseProxy;
 pub use kinds::semaphore::{BoundedSemaphoreProxy, SemaphoreProxy};
 pub use kinds::value::ValueProxy;
 use link::{Link, unexpected};
+/// The error of a [`PoolProxy`]'s calls: mp-pool's, as a local pool's.
+#[cfg(feature = "pool")]
+pub use mp_pool::Error as PoolError;
 use protocol::{Kind, Reply, Request};
 pub use proxy::{Proxy, Reference};
 pub use served::{Args, Served, no_such_method, reply};
@@ -346,6 +351,77 @@ impl SyncManager {
             timeout,
         };
         Ok(Proxy::from_reference(self.create(kind)?))
+    }
+
+    /// A new `multiprocessing.Pool` of `processes` workers (`None`: one
+    /// per CPU) in the server process, whose descendants they are, started
+    /// by the server's default start method (Python's `Manager().Pool()`);
+    /// an error if it cannot start. The pool ends when
+    /// its last proxy is dropped, or with the server.
+    ///
+    /// ```
+    /// fn double(x: u32) -> u32 {
+    ///     2 * x
+    /// }
+    /// let m = mp_manager::SyncManager::start()?;
+    /// let pool = m.pool(Some(2))?;
+    /// assert_eq!(pool.processes()?, 2);
+    /// assert_eq!(pool.map(double, [1, 2, 3])?, [2, 4, 6]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[cfg(feature = "pool")]
+    pub fn pool(&self, processes: Option<usize>) -> Result<PoolProxy> {
+        self.make_pool(processes, None)
+    }
+
+    /// As [`pool`](Self::pool), its workers started by `method` (Python's
+    /// `Pool(processes, context=get_context(method))` in the server).
+    ///
+    /// ```
+    /// fn double(x: u32) -> u32 {
+    ///     2 * x
+    /// }
+    /// let m = mp_manager::SyncManager::start()?;
+    /// let pool = m.pool_with(Some(1), mp_proc::StartMethod::Spawn)?;
+    /// assert_eq!(pool.apply(double, 21)?, 42);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[cfg(feature = "pool")]
+    pub fn pool_with(
+        &self,
+        processes: Option<usize>,
+        method: mp_proc::StartMethod,
+    ) -> Result<PoolProxy> {
+        self.make_pool(processes, Some(method))
+    }
+
+    #[cfg(feature = "pool")]
+    fn make_pool(
+        &self,
+        processes: Option<usize>,
+        method: Option<mp_proc::StartMethod>,
+    ) -> Result<PoolProxy> {
+        if processes == Some(0) {
+            return Err(Error::Invalid {
+                what: "Pool",
+                reason: "processes must be at least 1".into(),
+            });
+        }
+        let kind = Kind::Pool {
+            processes: processes.map(|n| n as u64),
+            method,
+        };
+        let pool: PoolProxy = Proxy::from_reference(self.create(kind)?);
+        // A pool that could not start says why now.
+        pool.processes().map_err(|e| match e {
+            mp_pool::Error::Proc(p) => Arc::try_unwrap(p.0).unwrap_or_else(|p| Error::Remote {
+                message: p.to_string(),
+            }),
+            e => Error::Remote {
+                message: format!("the manager's pool did not start: {e}"),
+            },
+        })?;
+        Ok(pool)
     }
 
     /// How many objects the server holds (Python's `_number_of_objects`, a

@@ -47,6 +47,13 @@ pub(crate) enum Kind {
     },
     /// A type registered with a `BaseManager`, by its type id.
     Registered(String),
+    /// A `multiprocessing.Pool` of `processes` workers (`None`: one per
+    /// CPU), started by `method` (`None`: the server's default).
+    #[cfg(feature = "pool")]
+    Pool {
+        processes: Option<u64>,
+        method: Option<mp_proc::StartMethod>,
+    },
 }
 
 /// A client thread: its process's session and a number unique in that process.
@@ -108,6 +115,8 @@ pub(crate) enum Request {
     /// so that they are free when the process is seen to end, instead of
     /// whenever the server notices its connections end.
     Leave,
+    #[cfg(feature = "pool")]
+    Pool(u64, crate::kinds::pool::Op),
 }
 
 /// A frame kept for re-encoding requests up to this size (a larger one's

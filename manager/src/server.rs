@@ -259,16 +259,19 @@ impl Server {
 }
 
 impl Server {
-    /// Releases what the threads of session `id` hold (its locks).
-    fn release_locks(&self, id: SessionId) {
-        let objects: Vec<Arc<dyn Object>> = self
-            .table
+    /// The objects the server holds now.
+    fn objects(&self) -> Vec<Arc<dyn Object>> {
+        self.table
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .values()
             .map(|e| e.object.clone())
-            .collect();
-        for o in objects {
+            .collect()
+    }
+
+    /// Releases what the threads of session `id` hold (its locks).
+    fn release_locks(&self, id: SessionId) {
+        for o in self.objects() {
             o.release_session(id);
         }
     }
@@ -513,6 +516,10 @@ pub(crate) fn serve(
     if let Some(segments) = &server.segments {
         segments.unlink_all();
     }
+    // No pool worker outlives the server (before SIGTERM's default action
+    // is back: a server killed now would leave them behind).
+    #[cfg(feature = "pool")]
+    kinds::pool::terminate_all(server.objects());
     if signals {
         crate::signals::uninstall();
     }
@@ -702,6 +709,8 @@ fn serve_session(
             Request::Call(id, method, args) => {
                 server.on::<Registered, _>(id, (method, args), &mut call)
             }
+            #[cfg(feature = "pool")]
+            Request::Pool(id, op) => server.on::<kinds::pool::PoolObject, _>(id, op, &mut call),
             Request::Segment(op) => match &server.segments {
                 Some(segments) => segments.serve(op),
                 None => failure("this manager makes no shared memory (a SharedMemoryManager does)"),
@@ -726,6 +735,9 @@ impl Server {
         }
     }
 }
+
+#[cfg(all(test, feature = "pool"))]
+mod pool_tests;
 
 #[cfg(test)]
 mod trust_tests;

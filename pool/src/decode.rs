@@ -30,7 +30,7 @@ pub(crate) fn take_decoded<R: Payload>(outcomes: &mut Outcomes) -> Result<R> {
 
 /// Visits the outcomes of a job's first `items` items in index order,
 /// without taking them; missing ones (the pool ended) are the abort error.
-fn each(job: &Job, items: usize, mut f: impl FnMut(Result<&[u8]>)) {
+pub(crate) fn each(job: &Job, items: usize, mut f: impl FnMut(Result<&[u8]>)) {
     let mut next = 0;
     for (&start, (count, outcomes)) in &job.chunks {
         while next < start.min(items) {

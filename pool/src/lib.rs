@@ -9,6 +9,7 @@
 mod codec;
 mod core;
 mod decode;
+mod erased;
 mod error;
 mod input;
 mod job;

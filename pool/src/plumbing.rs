@@ -3,6 +3,10 @@
 //! of this process (built over a context whose
 //! [`workers`](mp_proc::Context::workers) are `Threads`). Hidden from the
 //! docs, no stability promise.
+//!
+//! And what mp-manager's `Pool()` needs: calls whose function and items
+//! arrive encoded from another process ([`submit_erased`]), and the pull
+//! of an input that may panic ([`pull_input`]).
 
 use std::sync::Arc;
 
@@ -13,6 +17,8 @@ use crate::local;
 use crate::result::{AsyncResult, Feed, IMap, Read};
 use crate::sys::Slots;
 use crate::{Pool, pool::default_chunksize};
+
+pub use crate::erased::{Outcomes, pull_input, submit_erased};
 
 fn no_closures() -> Error {
     Error::InvalidArgument {

@@ -206,7 +206,7 @@ impl Pool {
         self.core.processes
     }
 
-    fn check(&self, func: &ErasedFunction) -> Result<()> {
+    pub(crate) fn check(&self, func: &ErasedFunction) -> Result<()> {
         if let Some(m) = self.method {
             func.check(m, "a pool task")?;
         }

@@ -16,6 +16,10 @@ pub(crate) mod event;
 pub(crate) mod list;
 pub(crate) mod lock;
 pub(crate) mod namespace;
+#[cfg(feature = "pool")]
+pub(crate) mod pool;
+#[cfg(feature = "pool")]
+pub(crate) mod pool_proxy;
 pub(crate) mod queue;
 pub(crate) mod registered;
 pub(crate) mod semaphore;
@@ -37,6 +41,8 @@ pub(crate) fn make(kind: Kind) -> Option<Arc<dyn Object>> {
         Kind::Condition => Arc::new(condition::new()),
         Kind::Event => Arc::new(event::Event::new()),
         Kind::Barrier { parties, timeout } => Arc::new(barrier::Barrier::new(parties, timeout)?),
+        #[cfg(feature = "pool")]
+        Kind::Pool { processes, method } => pool::make(processes, method),
         Kind::Registered(_) => return None,
     })
 }

@@ -10,6 +10,10 @@ mod handshake;
 mod load;
 mod lock_holder;
 mod nested;
+#[cfg(feature = "pool")]
+mod pool;
+#[cfg(feature = "pool")]
+mod pool_foreign;
 mod scenarios;
 mod sessions;
 mod shared_memory;

@@ -1,0 +1,448 @@
+//! A `multiprocessing.Pool` in the manager's server (Python's
+//! `Manager().Pool()`): its requests and its server side. Its proxy is in
+//! [`pool_proxy`](super::pool_proxy).
+//!
+//! The pool's workers are children of the server process. A call carries
+//! its function as a signed reference (mp-proc's `ErasedFunction`), which
+//! the server decodes only if a process of its own tree made it, and its
+//! items encoded; it goes through mp-pool's one job path
+//! (`mp_pool::plumbing::submit_erased`). The results of calls that a client
+//! collects later (`apply_async`, `map_async`) are kept per client session,
+//! at most [`MAX_PENDING`] each, and dropped with the session.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use mp_pool::plumbing::Outcomes;
+use mp_pool::{AsyncResult, Pool};
+use mp_proc::plumbing::ErasedFunction;
+use mp_proc::{Connection, StartMethod};
+use serde::{Deserialize, Serialize};
+
+use crate::protocol::{Bytes, Reply, SessionId, Wait};
+use crate::server::object::{Call, Handler, Object};
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum Op {
+    /// Runs `func` (an encoded `ErasedFunction`) on `items` (each its
+    /// argument, encoded), `chunksize` items per task (`None`: CPython's
+    /// default). With `wait`, the reply is the outcomes ([`Answer`]);
+    /// without, the call's job number ([`Reply::Id`]) for
+    /// [`Get`](Op::Get), or its failure.
+    Submit {
+        func: Bytes,
+        items: Vec<Bytes>,
+        chunksize: Option<u64>,
+        wait: bool,
+    },
+    /// The outcomes of job `job` ([`Answer`]), waiting at most `wait`;
+    /// with `take`, the job is forgotten once they are sent.
+    Get {
+        job: u64,
+        wait: Wait,
+        take: bool,
+    },
+    /// Whether job `job` is done, waiting at most `wait`.
+    Ready {
+        job: u64,
+        wait: Wait,
+    },
+    /// The client drops its handle to job `job`.
+    Forget(u64),
+    /// The number of workers, or why the pool could not start.
+    Processes,
+    Close,
+    Terminate,
+    /// Waits for the workers to exit (after `Close` or `Terminate`).
+    Join,
+}
+
+/// Why a pool call failed: `mp_pool::Error` on the wire.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum Fault {
+    Panicked(String),
+    InputPanicked(String),
+    WorkerDied {
+        worker: String,
+        pid: u32,
+        exitcode: i32,
+    },
+    Encoding(String),
+    NotRunning,
+    StillRunning,
+    Terminated,
+    Interrupted,
+    Timeout,
+    NotReady,
+    InitializerFailed(String),
+    InvalidArgument(String),
+    /// Any other error, as its message.
+    Other(String),
+}
+
+impl From<&mp_pool::Error> for Fault {
+    fn from(e: &mp_pool::Error) -> Fault {
+        use mp_pool::Error as E;
+        match e {
+            E::Panicked { message } => Fault::Panicked(message.clone()),
+            E::InputPanicked { message } => Fault::InputPanicked(message.clone()),
+            E::WorkerDied {
+                worker,
+                pid,
+                exitcode,
+            } => Fault::WorkerDied {
+                worker: worker.clone(),
+                pid: *pid,
+                exitcode: *exitcode,
+            },
+            E::Encoding { message } => Fault::Encoding(message.clone()),
+            E::NotRunning => Fault::NotRunning,
+            E::StillRunning => Fault::StillRunning,
+            E::Terminated => Fault::Terminated,
+            E::Interrupted => Fault::Interrupted,
+            E::Timeout => Fault::Timeout,
+            E::NotReady => Fault::NotReady,
+            E::InitializerFailed { message } => Fault::InitializerFailed(message.clone()),
+            E::InvalidArgument { what } => Fault::InvalidArgument(what.clone()),
+            e => Fault::Other(e.to_string()),
+        }
+    }
+}
+
+impl Fault {
+    /// The error the client's call returns.
+    pub(crate) fn into_error(self) -> mp_pool::Error {
+        use mp_pool::Error as E;
+        match self {
+            Fault::Panicked(message) => E::Panicked { message },
+            Fault::InputPanicked(message) => E::InputPanicked { message },
+            Fault::WorkerDied {
+                worker,
+                pid,
+                exitcode,
+            } => E::WorkerDied {
+                worker,
+                pid,
+                exitcode,
+            },
+            Fault::Encoding(message) => E::Encoding { message },
+            Fault::NotRunning => E::NotRunning,
+            Fault::StillRunning => E::StillRunning,
+            Fault::Terminated => E::Terminated,
+            Fault::Interrupted => E::Interrupted,
+            Fault::Timeout => E::Timeout,
+            Fault::NotReady => E::NotReady,
+            Fault::InitializerFailed(message) => E::InitializerFailed { message },
+            Fault::InvalidArgument(what) => E::InvalidArgument { what },
+            Fault::Other(message) => E::from(mp_proc::Error::Remote { message }),
+        }
+    }
+}
+
+/// A call's outcomes as they travel: one per item, or why the call failed
+/// as a whole (it never ran, or [`Fault::Timeout`]: not done yet).
+pub(crate) type Answer = Result<Vec<Result<Bytes, Fault>>, Fault>;
+
+/// The most results a pool keeps for one client to collect: a client that
+/// submits and never collects gets [`Fault::InvalidArgument`] past it (the
+/// others are not held up).
+pub(crate) const MAX_PENDING: usize = 1 << 16;
+
+/// The most workers a client may ask a manager's pool for (each is a
+/// process of the server's machine).
+pub(crate) const MAX_PROCESSES: usize = 1024;
+
+/// The longest a waiting call goes without checking its client.
+const CHECK_CLIENT: Duration = Duration::from_millis(200);
+
+/// The results a pool keeps, by job: the session that submitted each, and
+/// its handle.
+type Pending = HashMap<u64, (SessionId, Arc<AsyncResult<Outcomes>>)>;
+
+/// A pool in the server, or why it could not start.
+pub(crate) struct PoolObject {
+    pool: Result<Pool, mp_pool::Error>,
+    /// Results to collect: the session that submitted each, and its handle.
+    pending: Mutex<Pending>,
+    next: AtomicU64,
+}
+
+/// A new pool of `processes` workers (`None`: one per CPU), descendants
+/// of this process, started by `method` (`None`: this process's default).
+pub(crate) fn make(processes: Option<u64>, method: Option<StartMethod>) -> Arc<PoolObject> {
+    let method = method.unwrap_or_else(mp_proc::get_start_method);
+    let builder = Pool::builder().context(mp_proc::get_context(method));
+    let pool = match processes.map(usize::try_from) {
+        None => builder.build(),
+        Some(Ok(n)) if n <= MAX_PROCESSES => builder.processes(n).build(),
+        Some(_) => Err(mp_pool::Error::InvalidArgument {
+            what: format!("a manager's pool has at most {MAX_PROCESSES} processes"),
+        }),
+    };
+    Arc::new(PoolObject {
+        pool,
+        pending: Mutex::default(),
+        next: AtomicU64::new(0),
+    })
+}
+
+/// Terminates the pools among a server's `objects` and waits for their
+/// workers (the server stops: clients still holding one see their calls
+/// fail).
+pub(crate) fn terminate_all(objects: Vec<Arc<dyn Object>>) {
+    for object in objects {
+        let object: &dyn Any = &*object;
+        if let Some(PoolObject { pool: Ok(p), .. }) = object.downcast_ref::<PoolObject>() {
+            p.terminate();
+            let _ = p.join();
+        }
+    }
+}
+
+impl Object for PoolObject {
+    /// A gone client's uncollected results are dropped.
+    fn release_session(&self, session: SessionId) {
+        let dropped: Vec<_> = {
+            let mut pending = mp_proc::plumbing::lock(&self.pending);
+            let jobs: Vec<u64> = pending
+                .iter()
+                .filter(|(_, (s, _))| *s == session)
+                .map(|(&job, _)| job)
+                .collect();
+            jobs.into_iter()
+                .filter_map(|job| pending.remove(&job))
+                .collect()
+        };
+        drop(dropped);
+    }
+}
+
+fn value<T: Serialize>(v: &T) -> Reply {
+    match mp_proc::codec::encode(v) {
+        Ok(b) => Reply::Value(Bytes::from(b)),
+        Err(e) => crate::server::object::fail(crate::protocol::Failure::of(&e)),
+    }
+}
+
+fn failed(f: Fault) -> Reply {
+    value::<Answer>(&Err(f))
+}
+
+/// The outcomes of a done call, as they travel.
+fn answer(r: &AsyncResult<Outcomes>) -> Answer {
+    match r.get_timeout(Duration::ZERO) {
+        Ok(outcomes) => Ok(outcomes
+            .into_iter()
+            .map(|o| o.map(Bytes::from).map_err(|e| Fault::from(&e)))
+            .collect()),
+        Err(e) => Err(Fault::from(&e)),
+    }
+}
+
+/// Waits at most `wait` for `r` to be done, and gives up if `client` hangs
+/// up meanwhile; whether it is done.
+fn wait_for(r: &AsyncResult<Outcomes>, wait: Wait, client: &Connection) -> bool {
+    // A deadline too far to represent is none.
+    let deadline: Option<Instant> = wait.and_then(mp_proc::plumbing::deadline_after);
+    loop {
+        let slice = match deadline {
+            None => CHECK_CLIENT,
+            Some(t) => t
+                .saturating_duration_since(Instant::now())
+                .min(CHECK_CLIENT),
+        };
+        if r.wait(Some(slice)) {
+            return true;
+        }
+        if deadline.is_some_and(|t| Instant::now() >= t) {
+            return false;
+        }
+        // A client sends nothing while it waits for a reply, so a readable
+        // connection means it hung up.
+        let hung_up = mp_proc::connection::wait_fds(&[client.as_fd()], Some(Duration::ZERO))
+            .map(|r| !r.is_empty())
+            .unwrap_or(true);
+        if hung_up {
+            return false;
+        }
+    }
+}
+
+/// The function of a call: a reference this server's process tree made.
+fn function(bytes: &[u8]) -> Result<ErasedFunction, Fault> {
+    mp_proc::codec::decode::<ErasedFunction>(bytes).map_err(|e| {
+        Fault::InvalidArgument(format!(
+            "the pool's function is refused: {e}. A manager's pool runs only functions sent by \
+             processes of the program and process tree that started the manager"
+        ))
+    })
+}
+
+impl PoolObject {
+    fn no_such_job(job: u64) -> Reply {
+        failed(Fault::InvalidArgument(format!(
+            "no pool result {job} of this client: it was collected, or never existed"
+        )))
+    }
+
+    /// How many results `session` has not collected.
+    fn pending_of(&self, session: SessionId) -> usize {
+        let pending = mp_proc::plumbing::lock(&self.pending);
+        pending.values().filter(|(s, _)| *s == session).count()
+    }
+
+    /// Job `job` of `session`.
+    fn job(&self, job: u64, session: SessionId) -> Option<Arc<AsyncResult<Outcomes>>> {
+        match mp_proc::plumbing::lock(&self.pending).get(&job) {
+            Some((s, r)) if *s == session => Some(r.clone()),
+            _ => None,
+        }
+    }
+
+    fn submit(
+        &self,
+        pool: &Pool,
+        func: &[u8],
+        items: Vec<Bytes>,
+        chunksize: Option<u64>,
+        wait: bool,
+        call: &Call<'_>,
+    ) -> Reply {
+        let func = match function(func) {
+            Ok(f) => f,
+            Err(f) => return failed(f),
+        };
+        let chunksize = match chunksize.map(usize::try_from) {
+            None => None,
+            Some(Ok(n)) => Some(n),
+            Some(Err(_)) => return failed(Fault::InvalidArgument("chunksize too large".into())),
+        };
+        if !wait && self.pending_of(call.session) >= MAX_PENDING {
+            return failed(Fault::InvalidArgument(format!(
+                "this pool holds {MAX_PENDING} results of this client not collected: get() or \
+                 drop some first"
+            )));
+        }
+        let items = items.into_iter().map(|b| b.into_vec()).collect();
+        let r = mp_pool::plumbing::submit_erased(pool, func, items, chunksize);
+        if wait {
+            if !wait_for(&r, None, call.client) {
+                return failed(Fault::Other("the client hung up".into()));
+            }
+            return value(&answer(&r));
+        }
+        let job = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+        mp_proc::plumbing::lock(&self.pending).insert(job, (call.session, Arc::new(r)));
+        Reply::Id(job)
+    }
+}
+
+impl Handler<Op> for PoolObject {
+    fn serve(self: Arc<Self>, op: Op, call: &mut Call<'_>) -> Reply {
+        let pool = match &self.pool {
+            Ok(p) => p,
+            // Forgetting needs no pool; anything else reports why there is none.
+            Err(_) if matches!(op, Op::Forget(_)) => return Reply::Ok,
+            Err(e) => return failed(Fault::from(e)),
+        };
+        match op {
+            Op::Submit {
+                func,
+                items,
+                chunksize,
+                wait,
+            } => self.submit(pool, &func, items, chunksize, wait, call),
+            Op::Get { job, wait, take } => {
+                let Some(r) = self.job(job, call.session) else {
+                    return Self::no_such_job(job);
+                };
+                if !wait_for(&r, wait, call.client) {
+                    return failed(Fault::Timeout);
+                }
+                let reply = value(&answer(&r));
+                if take {
+                    mp_proc::plumbing::lock(&self.pending).remove(&job);
+                }
+                reply
+            }
+            Op::Ready { job, wait } => match self.job(job, call.session) {
+                Some(r) => Reply::Bool(wait_for(&r, wait, call.client)),
+                None => Self::no_such_job(job),
+            },
+            Op::Forget(job) => {
+                let mut pending = mp_proc::plumbing::lock(&self.pending);
+                if pending.get(&job).is_some_and(|(s, _)| *s == call.session) {
+                    let r = pending.remove(&job);
+                    drop(pending);
+                    drop(r);
+                }
+                Reply::Ok
+            }
+            Op::Processes => Reply::Count(pool.processes() as u64),
+            Op::Close => {
+                pool.close();
+                Reply::Ok
+            }
+            Op::Terminate => {
+                pool.terminate();
+                Reply::Ok
+            }
+            Op::Join => match pool.join() {
+                Ok(()) => Reply::Ok,
+                Err(e) => failed(Fault::from(&e)),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn double(x: u32) -> u32 {
+        2 * x
+    }
+
+    #[test]
+    fn a_changed_function_reference_is_refused_with_a_clear_error() {
+        let f = mp_proc::codec::encode(&mp_proc::Function::new(double).erased()).unwrap();
+        assert!(function(&f).is_ok());
+        for i in 0..f.len() {
+            let mut changed = f.clone();
+            changed[i] ^= 1;
+            match function(&changed) {
+                Err(Fault::InvalidArgument(m)) => assert!(m.contains("refused"), "{m}"),
+                Err(other) => panic!("byte {i}: {other:?}"),
+                // A flip that postcard reads as the same value (none
+                // expected: the encoding is checked to be canonical).
+                Ok(_) => panic!("byte {i} changed and still accepted"),
+            }
+        }
+    }
+
+    #[test]
+    fn errors_travel_as_their_variant() {
+        let e = mp_pool::Error::Panicked {
+            message: "boom".into(),
+        };
+        let back = Fault::from(&e).into_error();
+        assert!(matches!(back, mp_pool::Error::Panicked { message } if message == "boom"));
+        let died = mp_pool::Error::WorkerDied {
+            worker: "w".into(),
+            pid: 7,
+            exitcode: -9,
+        };
+        assert!(matches!(
+            Fault::from(&died).into_error(),
+            mp_pool::Error::WorkerDied {
+                pid: 7,
+                exitcode: -9,
+                ..
+            }
+        ));
+    }
+}
