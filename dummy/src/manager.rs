@@ -244,6 +244,97 @@ impl<T: Clone> List<T> {
     pub fn to_vec(&self) -> Result<Vec<T>> {
         Ok(lock(&self.inner).clone())
     }
+
+    /// `l.copy()`: Python's name for [`to_vec`](Self::to_vec).
+    pub fn copy(&self) -> Result<Vec<T>> {
+        self.to_vec()
+    }
+
+    /// `l.pop(i)`; out of range is [`Error::Index`].
+    pub fn pop_at(&self, i: usize) -> Result<T> {
+        let mut items = lock(&self.inner);
+        if i < items.len() {
+            Ok(items.remove(i))
+        } else {
+            Err(Error::Index {
+                what: "list",
+                index: i,
+                len: items.len(),
+            })
+        }
+    }
+
+    /// `l.insert(i, v)`; an index past the end appends.
+    pub fn insert(&self, i: usize, v: T) -> Result<()> {
+        let mut items = lock(&self.inner);
+        let at = i.min(items.len());
+        items.insert(at, v);
+        Ok(())
+    }
+
+    /// `l.reverse()`.
+    pub fn reverse(&self) -> Result<()> {
+        lock(&self.inner).reverse();
+        Ok(())
+    }
+
+    /// `l.clear()`.
+    pub fn clear(&self) -> Result<()> {
+        lock(&self.inner).clear();
+        Ok(())
+    }
+}
+
+impl<T: Clone + PartialEq> List<T> {
+    /// `l.count(v)`.
+    pub fn count(&self, v: &T) -> Result<usize> {
+        Ok(lock(&self.inner).iter().filter(|x| *x == v).count())
+    }
+
+    /// `l.index(v)`; absent is [`Error::Invalid`] (`ValueError`).
+    ///
+    /// ```
+    /// let l = mp_dummy::Manager::new().list::<char>()?;
+    /// l.extend(['b', 'a'])?;
+    /// assert_eq!(l.index(&'a')?, 1);
+    /// assert!(matches!(l.index(&'z'), Err(mp_proc::Error::Invalid { .. })));
+    /// l.sort()?;
+    /// assert_eq!(l.to_vec()?, ['a', 'b']);
+    /// # Ok::<(), mp_proc::Error>(())
+    /// ```
+    pub fn index(&self, v: &T) -> Result<usize> {
+        lock(&self.inner)
+            .iter()
+            .position(|x| x == v)
+            .ok_or_else(|| not_in_list("list.index"))
+    }
+
+    /// `l.remove(v)`: the first equal item; absent is [`Error::Invalid`].
+    pub fn remove(&self, v: &T) -> Result<()> {
+        let mut items = lock(&self.inner);
+        let i = items
+            .iter()
+            .position(|x| x == v)
+            .ok_or_else(|| not_in_list("list.remove"))?;
+        items.remove(i);
+        Ok(())
+    }
+}
+
+impl<T: Clone + Ord> List<T> {
+    /// `l.sort()`, stable.
+    pub fn sort(&self) -> Result<()> {
+        lock(&self.inner).sort();
+        Ok(())
+    }
+}
+
+/// Python's `ValueError: list.index(x): x not in list`.
+fn not_in_list(what: &'static str) -> Error {
+    Error::Invalid {
+        what,
+        reason: "no item of the list equals the value".into(),
+    }
 }
 
 type Attributes = HashMap<String, Box<dyn Any + Send>>;

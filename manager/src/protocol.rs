@@ -204,4 +204,6 @@ pub(crate) enum Reply {
     Name(String),
     /// The names of the blocks the server made and has not unlinked.
     Names(Vec<String>),
+    /// A list's items and its version (see `list::Op::Snapshot`).
+    Versioned(u64, Vec<Bytes>),
 }

@@ -72,6 +72,16 @@ fn list_op() -> impl Strategy<Value = list::Op> {
         LazyJust::new(|| list::Op::Len),
         prop::collection::vec(bytes(), 0..4).prop_map(list::Op::Extend),
         LazyJust::new(|| list::Op::ToVec),
+        bytes().prop_map(list::Op::Count),
+        bytes().prop_map(list::Op::Index),
+        LazyJust::new(|| list::Op::Reverse),
+        any::<u64>().prop_map(list::Op::PopAt),
+        (any::<u64>(), bytes()).prop_map(|(i, v)| list::Op::Insert(i, v)),
+        bytes().prop_map(list::Op::Remove),
+        LazyJust::new(|| list::Op::Clear),
+        LazyJust::new(|| list::Op::Snapshot),
+        (any::<u64>(), prop::collection::vec(any::<u64>(), 0..4))
+            .prop_map(|(v, p)| list::Op::Permute(v, p)),
     ]
 }
 
@@ -209,6 +219,8 @@ fn reply() -> impl Strategy<Value = Reply> {
         prop::collection::vec(bytes(), 0..4).prop_map(Reply::List),
         prop::collection::vec((bytes(), bytes()), 0..4).prop_map(Reply::Pairs),
         bytes().prop_map(Reply::Value),
+        (any::<u64>(), prop::collection::vec(bytes(), 0..4))
+            .prop_map(|(v, l)| Reply::Versioned(v, l)),
     ]
 }
 

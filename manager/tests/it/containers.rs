@@ -1,0 +1,144 @@
+//! The list, dict and namespace proxies' full method sets, ported from
+//! CPython's `TestSyncManagerTypes` (3.14) and `_TestContainers`: the
+//! object is made in the parent, a child uses it through the manager, and
+//! the parent sees what the child did.
+
+use mp_manager::{Error, ListProxy, SyncManager};
+use mp_proc::{Process, StartMethod};
+use mp_testkit::guard;
+
+mp_testkit::for_each_method!(list_methods_in_a_child);
+
+/// Runs `worker(obj)` in a child started by `method`; it must exit 0
+/// (CPython's `TestSyncManagerTypes.run_worker`).
+fn run_worker<A: mp_proc::Payload>(method: StartMethod, worker: fn(A), obj: A) {
+    let mut p = Process::new(worker, obj).start_method(method);
+    p.start().unwrap();
+    assert_eq!(p.join().unwrap(), 0, "the worker failed");
+}
+
+/// CPython's `TestSyncManagerTypes._test_list` (3.14), in the child.
+fn list_worker(obj: ListProxy<i32>) {
+    assert_eq!(obj.get(0).unwrap(), 5);
+    assert_eq!(obj.count(&5).unwrap(), 1);
+    assert_eq!(obj.index(&5).unwrap(), 0);
+    // obj += [7]
+    obj.extend([7]).unwrap();
+    assert_eq!(obj.to_vec().unwrap(), [5, 7]);
+    // obj *= 2
+    obj.extend(obj.to_vec().unwrap()).unwrap();
+    assert_eq!(obj.to_vec().unwrap(), [5, 7, 5, 7]);
+    // double_obj = obj * 2: a plain list
+    let double_obj = [obj.to_vec().unwrap(), obj.to_vec().unwrap()].concat();
+    assert_eq!(double_obj, [5, 7, 5, 7, 5, 7, 5, 7]);
+    let copied_obj: Vec<i32> = obj.copy().unwrap();
+    assert_eq!(copied_obj, [5, 7, 5, 7]);
+    obj.extend([double_obj, copied_obj].concat()).unwrap();
+    obj.sort().unwrap();
+    obj.reverse().unwrap();
+    assert_eq!(obj.len().unwrap(), 16);
+    assert_eq!(obj.pop_at(0).unwrap(), 7);
+    obj.clear().unwrap();
+    assert_eq!(obj.len().unwrap(), 0);
+}
+
+/// CPython's `TestSyncManagerTypes.test_list` (3.14).
+fn list_methods_in_a_child(method: StartMethod) {
+    let _g = guard();
+    let m = SyncManager::start_with(method).unwrap();
+    let o = m.list::<i32>().unwrap();
+    o.push(5).unwrap();
+    run_worker(method, list_worker, o.clone());
+    assert_eq!(o.len().unwrap(), 0);
+    m.shutdown().unwrap();
+}
+
+#[test]
+fn list_methods_behave_as_pythons() {
+    let _g = guard();
+    let m = SyncManager::start().unwrap();
+    let l = m.list::<String>().unwrap();
+    l.extend(["b", "a", "c", "a"].map(String::from)).unwrap();
+    assert_eq!(l.count(&"a".into()).unwrap(), 2);
+    assert_eq!(l.count(&"z".into()).unwrap(), 0);
+    assert_eq!(l.index(&"a".into()).unwrap(), 1);
+    // ValueError: 'z' is not in list
+    assert!(matches!(
+        l.index(&"z".into()),
+        Err(Error::Invalid {
+            what: "list.index",
+            ..
+        })
+    ));
+    // remove takes the first equal item only.
+    l.remove(&"a".into()).unwrap();
+    assert_eq!(l.to_vec().unwrap(), ["b", "c", "a"]);
+    assert!(matches!(
+        l.remove(&"z".into()),
+        Err(Error::Invalid {
+            what: "list.remove",
+            ..
+        })
+    ));
+    // insert: before the index; past the end appends; 0 prepends.
+    l.insert(1, "x".into()).unwrap();
+    l.insert(usize::MAX, "end".into()).unwrap();
+    l.insert(0, "start".into()).unwrap();
+    assert_eq!(l.to_vec().unwrap(), ["start", "b", "x", "c", "a", "end"]);
+    // pop(i), and IndexError past the end.
+    assert_eq!(l.pop_at(2).unwrap(), "x");
+    assert!(matches!(
+        l.pop_at(5),
+        Err(Error::Index {
+            what: "list",
+            index: 5,
+            len: 5
+        })
+    ));
+    l.sort().unwrap();
+    assert_eq!(l.to_vec().unwrap(), ["a", "b", "c", "end", "start"]);
+    l.reverse().unwrap();
+    assert_eq!(l.to_vec().unwrap(), ["start", "end", "c", "b", "a"]);
+    assert_eq!(l.copy().unwrap(), l.to_vec().unwrap());
+    l.clear().unwrap();
+    assert!(l.is_empty().unwrap());
+    // Sorting or reversing an empty list is nothing.
+    l.sort().unwrap();
+    l.reverse().unwrap();
+    assert!(matches!(l.pop_at(0), Err(Error::Index { len: 0, .. })));
+    m.shutdown().unwrap();
+}
+
+/// Python's sort is stable: items that compare equal keep their order.
+#[test]
+fn list_sort_is_stable() {
+    /// Ordered by its number only.
+    #[derive(serde::Serialize, serde::Deserialize, Debug, Clone, PartialEq, Eq)]
+    struct Keyed(u8, String);
+    impl Ord for Keyed {
+        fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+            self.0.cmp(&other.0)
+        }
+    }
+    impl PartialOrd for Keyed {
+        fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+            Some(self.cmp(other))
+        }
+    }
+    let _g = guard();
+    let m = SyncManager::start().unwrap();
+    let l = m.list::<Keyed>().unwrap();
+    let items = [(2, "b"), (1, "one"), (2, "a"), (0, "zero"), (2, "c")];
+    l.extend(items.map(|(k, v)| Keyed(k, v.to_owned())))
+        .unwrap();
+    l.sort().unwrap();
+    let sorted: Vec<(u8, String)> = l
+        .to_vec()
+        .unwrap()
+        .into_iter()
+        .map(|k| (k.0, k.1))
+        .collect();
+    let expected = [(0, "zero"), (1, "one"), (2, "b"), (2, "a"), (2, "c")];
+    assert_eq!(sorted, expected.map(|(k, v)| (k, v.to_owned())));
+    m.shutdown().unwrap();
+}
