@@ -60,6 +60,8 @@ fn dict_op() -> impl Strategy<Value = dict::Op> {
         LazyJust::new(|| dict::Op::Items),
         LazyJust::new(|| dict::Op::Clear),
         prop::collection::vec((bytes(), bytes()), 0..4).prop_map(dict::Op::Update),
+        LazyJust::new(|| dict::Op::PopItem),
+        (bytes(), bytes()).prop_map(|(k, v)| dict::Op::SetDefault(k, v)),
     ]
 }
 

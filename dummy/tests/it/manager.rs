@@ -86,3 +86,69 @@ fn list_methods_behave_as_pythons() {
     l.clear().unwrap();
     assert!(l.is_empty().unwrap());
 }
+
+/// CPython's `TestSyncManagerTypes.test_dict` (3.14).
+#[test]
+fn dict_methods_in_a_worker() {
+    use std::collections::HashMap;
+    let _g = guard();
+    let m = Manager::new();
+    let o = m.dict::<&str, i32>().unwrap();
+    o.insert("foo", 5).unwrap();
+    run_worker(
+        |obj: mp_dummy::Dict<&str, i32>| {
+            let map = |p: &[(&'static str, i32)]| p.iter().copied().collect::<HashMap<_, _>>();
+            assert_eq!(obj.len().unwrap(), 1);
+            assert_eq!(obj.get(&"foo").unwrap(), Some(5));
+            assert_eq!(obj.items().unwrap(), [("foo", 5)]);
+            assert_eq!(obj.keys().unwrap(), ["foo"]);
+            assert_eq!(obj.values().unwrap(), [5]);
+            assert_eq!(obj.copy().unwrap(), map(&[("foo", 5)]));
+            obj.update([("bar", 6)]).unwrap();
+            assert_eq!(obj.copy().unwrap(), map(&[("foo", 5), ("bar", 6)]));
+            let x: Vec<&str> = obj.keys().unwrap().into_iter().rev().collect();
+            assert_eq!(x, ["bar", "foo"]);
+            let mut x = map(&[("bar", 7), ("baz", 7)]);
+            x.extend(obj.items().unwrap());
+            assert_eq!(x, map(&[("foo", 5), ("bar", 6), ("baz", 7)]));
+            let x = obj.union([("bar", 7), ("baz", 7)]).unwrap();
+            assert_eq!(x, map(&[("foo", 5), ("bar", 7), ("baz", 7)]));
+            assert_eq!(obj.popitem().unwrap(), Some(("bar", 6)));
+            obj.setdefault("bar", 0).unwrap();
+            obj.update([("bar", 7)]).unwrap();
+            assert_eq!(obj.remove(&"bar").unwrap(), Some(7));
+            obj.clear().unwrap();
+            assert_eq!(obj.len().unwrap(), 0);
+        },
+        o.clone(),
+    );
+    assert_eq!(o.len().unwrap(), 0);
+    let x = m.dict_fromkeys(["bar"], 6).unwrap();
+    assert_eq!(x.items().unwrap(), [("bar", 6)]);
+}
+
+/// Insertion order, as mp-manager's dict keeps it.
+#[test]
+fn dict_keeps_insertion_order() {
+    let _g = guard();
+    let d = Manager::new().dict::<u32, char>().unwrap();
+    let many: Vec<u32> = (0..200).map(|i| (i * 7919) % 1000).collect();
+    d.update(many.iter().map(|&k| (k, 'x'))).unwrap();
+    assert_eq!(d.keys().unwrap(), many);
+    d.clear().unwrap();
+    for i in 65..70 {
+        d.insert(i, char::from_u32(i).unwrap()).unwrap();
+    }
+    d.insert(66, 'b').unwrap();
+    d.remove(&65).unwrap();
+    d.insert(65, 'a').unwrap();
+    assert_eq!(d.keys().unwrap(), [66, 67, 68, 69, 65]);
+    assert_eq!(d.popitem().unwrap(), Some((65, 'a')));
+    assert_eq!(d.setdefault(66, 'x').unwrap(), 'b');
+    assert_eq!(d.setdefault(1, 'x').unwrap(), 'x');
+    assert_eq!(d.keys().unwrap(), [66, 67, 68, 69, 1]);
+    assert_eq!(d.pop_or(&67, '?').unwrap(), 'C');
+    assert_eq!(d.pop_or(&67, '?').unwrap(), '?');
+    d.clear().unwrap();
+    assert_eq!(d.popitem().unwrap(), None);
+}

@@ -3,11 +3,13 @@
 //! object is made in the parent, a child uses it through the manager, and
 //! the parent sees what the child did.
 
-use mp_manager::{Error, ListProxy, SyncManager};
+use std::collections::HashMap;
+
+use mp_manager::{DictProxy, Error, ListProxy, SyncManager};
 use mp_proc::{Process, StartMethod};
 use mp_testkit::guard;
 
-mp_testkit::for_each_method!(list_methods_in_a_child);
+mp_testkit::for_each_method!(list_methods_in_a_child, dict_methods_in_a_child);
 
 /// Runs `worker(obj)` in a child started by `method`; it must exit 0
 /// (CPython's `TestSyncManagerTypes.run_worker`).
@@ -140,5 +142,124 @@ fn list_sort_is_stable() {
         .collect();
     let expected = [(0, "zero"), (1, "one"), (2, "b"), (2, "a"), (2, "c")];
     assert_eq!(sorted, expected.map(|(k, v)| (k, v.to_owned())));
+    m.shutdown().unwrap();
+}
+
+fn map<const N: usize>(pairs: [(&str, i32); N]) -> HashMap<String, i32> {
+    pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+}
+
+/// CPython's `TestSyncManagerTypes._test_dict` (3.14), in the child.
+fn dict_worker(obj: DictProxy<String, i32>) {
+    let foo = || "foo".to_string();
+    let bar = || "bar".to_string();
+    assert_eq!(obj.len().unwrap(), 1);
+    assert_eq!(obj.get(&foo()).unwrap(), Some(5));
+    assert_eq!(obj.items().unwrap(), [(foo(), 5)]);
+    assert_eq!(obj.keys().unwrap(), [foo()]);
+    assert_eq!(obj.values().unwrap(), [5]);
+    assert_eq!(obj.copy().unwrap(), map([("foo", 5)]));
+    // obj |= {'bar': 6}
+    obj.update([(bar(), 6)]).unwrap();
+    assert_eq!(obj.copy().unwrap(), map([("foo", 5), ("bar", 6)]));
+    // reversed(obj)
+    let x: Vec<String> = obj.keys().unwrap().into_iter().rev().collect();
+    assert_eq!(x, [bar(), foo()]);
+    // {'bar': 7, 'baz': 7} | obj
+    let mut x = map([("bar", 7), ("baz", 7)]);
+    x.extend(obj.items().unwrap());
+    assert_eq!(x, map([("foo", 5), ("bar", 6), ("baz", 7)]));
+    // obj | {'bar': 7, 'baz': 7}
+    let x = obj.union(map([("bar", 7), ("baz", 7)])).unwrap();
+    assert_eq!(x, map([("foo", 5), ("bar", 7), ("baz", 7)]));
+    // (obj.fromkeys(['bar'], 6) is `SyncManager::dict_fromkeys`, tested
+    // in the parent: a child holds no manager.)
+    assert_eq!(obj.popitem().unwrap(), Some((bar(), 6)));
+    obj.setdefault(bar(), 0).unwrap();
+    obj.update([(bar(), 7)]).unwrap();
+    assert_eq!(obj.remove(&bar()).unwrap(), Some(7));
+    obj.clear().unwrap();
+    assert_eq!(obj.len().unwrap(), 0);
+}
+
+/// CPython's `TestSyncManagerTypes.test_dict` (3.14).
+fn dict_methods_in_a_child(method: StartMethod) {
+    let _g = guard();
+    let m = SyncManager::start_with(method).unwrap();
+    let o = m.dict::<String, i32>().unwrap();
+    o.insert("foo".into(), 5).unwrap();
+    run_worker(method, dict_worker, o.clone());
+    assert_eq!(o.len().unwrap(), 0);
+    // x = obj.fromkeys(['bar'], 6)
+    let x = m.dict_fromkeys(["bar".to_string()], 6).unwrap();
+    assert_eq!(x.copy().unwrap(), map([("bar", 6)]));
+    m.shutdown().unwrap();
+}
+
+/// A managed dict keeps its keys in insertion order, as a Python dict: a
+/// new value keeps the key's place, a key removed and inserted again goes
+/// last, and `popitem` takes the last (`_TestContainers.test_dict_iter`'s
+/// order, and `popitem`'s LIFO).
+#[test]
+fn dict_keeps_insertion_order() {
+    let _g = guard();
+    let m = SyncManager::start().unwrap();
+    let d = m.dict::<u32, char>().unwrap();
+    // CPython's test_dict_iter: keys 65..70 come back in that order.
+    let indices: Vec<u32> = (65..70).collect();
+    for &i in &indices {
+        d.insert(i, char::from_u32(i).unwrap()).unwrap();
+    }
+    assert_eq!(d.keys().unwrap(), indices);
+    assert_eq!(d.values().unwrap(), ['A', 'B', 'C', 'D', 'E']);
+    // Many keys, in an order no hash keeps.
+    let many: Vec<u32> = (0..200).map(|i| (i * 7919) % 1000).collect();
+    let big = m.dict::<u32, u32>().unwrap();
+    big.update(many.iter().map(|&k| (k, k))).unwrap();
+    assert_eq!(big.keys().unwrap(), many);
+    // A new value keeps its key's place.
+    d.insert(66, 'b').unwrap();
+    assert_eq!(d.keys().unwrap(), indices);
+    // Removed and inserted again: last.
+    d.remove(&65).unwrap();
+    d.insert(65, 'a').unwrap();
+    assert_eq!(d.keys().unwrap(), [66, 67, 68, 69, 65]);
+    assert_eq!(d.items().unwrap()[0], (66, 'b'));
+    assert_eq!(d.popitem().unwrap(), Some((65, 'a')));
+    assert_eq!(d.popitem().unwrap(), Some((69, 'E')));
+    // setdefault: an existing key keeps its value and place.
+    assert_eq!(d.setdefault(66, 'x').unwrap(), 'b');
+    assert_eq!(d.setdefault(1, 'x').unwrap(), 'x');
+    assert_eq!(d.keys().unwrap(), [66, 67, 68, 1]);
+    // pop(k, default)
+    assert_eq!(d.pop_or(&67, '?').unwrap(), 'C');
+    assert_eq!(d.pop_or(&67, '?').unwrap(), '?');
+    d.clear().unwrap();
+    assert_eq!(d.popitem().unwrap(), None);
+    d.insert(3, 'c').unwrap();
+    assert_eq!(d.keys().unwrap(), [3]);
+    m.shutdown().unwrap();
+}
+
+/// A proxy stored by `setdefault` keeps its object alive while the dict
+/// keeps it, as one stored by `insert` does.
+#[test]
+fn a_proxy_stored_by_setdefault_keeps_its_object() {
+    let _g = guard();
+    let m = SyncManager::start().unwrap();
+    let d = m.dict::<u32, ListProxy<u32>>().unwrap();
+    let l = m.list::<u32>().unwrap();
+    l.push(1).unwrap();
+    let back = d.setdefault(0, l).unwrap();
+    drop(back);
+    assert_eq!(m.number_of_objects().unwrap(), 2);
+    let again = d.get(&0).unwrap().unwrap();
+    assert_eq!(again.to_vec().unwrap(), [1]);
+    drop(again);
+    assert_eq!(
+        d.pop_or(&0, m.list().unwrap()).unwrap().to_vec().unwrap(),
+        [1]
+    );
+    assert_eq!(m.number_of_objects().unwrap(), 1);
     m.shutdown().unwrap();
 }
