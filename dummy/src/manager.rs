@@ -67,7 +67,7 @@ impl Manager {
     /// A namespace.
     pub fn namespace(&self) -> Result<Namespace> {
         Ok(Namespace {
-            inner: Arc::new(Mutex::new(HashMap::new())),
+            inner: Arc::new(Mutex::new(BTreeMap::new())),
         })
     }
 
@@ -457,7 +457,7 @@ fn not_in_list(what: &'static str) -> Error {
     }
 }
 
-type Attributes = HashMap<String, Box<dyn Any + Send>>;
+type Attributes = BTreeMap<String, Box<dyn Any + Send>>;
 
 /// A namespace shared by threads, with `NamespaceProxy`'s methods.
 pub struct Namespace {
@@ -483,5 +483,44 @@ impl Namespace {
                 object: "Namespace",
                 name: name.to_owned(),
             })
+    }
+
+    /// `del ns.name`; missing is [`Error::Attribute`].
+    ///
+    /// ```
+    /// let ns = mp_dummy::Manager::new().namespace()?;
+    /// ns.set("name", &"Bob")?;
+    /// ns.set("job", &"Builder")?;
+    /// ns.remove("job")?;
+    /// assert!(ns.remove("job").is_err());
+    /// assert_eq!(ns.to_string(), "Namespace(name=…)");
+    /// # Ok::<(), mp_proc::Error>(())
+    /// ```
+    pub fn remove(&self, name: &str) -> Result<()> {
+        match lock(&self.inner).remove(name) {
+            Some(_) => Ok(()),
+            None => Err(Error::Attribute {
+                object: "Namespace",
+                name: name.to_owned(),
+            }),
+        }
+    }
+
+    /// The names of the attributes, sorted.
+    pub fn names(&self) -> Result<Vec<String>> {
+        Ok(lock(&self.inner).keys().cloned().collect())
+    }
+}
+
+impl std::fmt::Display for Namespace {
+    /// `Namespace(job=…, name=…)`, as mp-manager's `NamespaceProxy` shows
+    /// itself: the names not starting with `_`, sorted, values elided.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names = lock(&self.inner)
+            .keys()
+            .filter(|n| !n.starts_with('_'))
+            .map(|n| format!("{n}=…"))
+            .collect::<Vec<_>>();
+        write!(f, "Namespace({})", names.join(", "))
     }
 }

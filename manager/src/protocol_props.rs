@@ -107,6 +107,8 @@ fn request() -> impl Strategy<Value = Request> {
             prop_oneof![
                 (text(), bytes()).prop_map(|(n, v)| namespace::Op::Set(n, v)),
                 text().prop_map(namespace::Op::Get),
+                text().prop_map(namespace::Op::Remove),
+                LazyJust::new(|| namespace::Op::Names),
             ]
         )
             .prop_map(|(i, op)| Request::Namespace(i, op)),

@@ -152,3 +152,26 @@ fn dict_keeps_insertion_order() {
     d.clear().unwrap();
     assert_eq!(d.popitem().unwrap(), None);
 }
+
+/// CPython's `_TestContainers.test_namespace`.
+#[test]
+fn namespace_deletes_and_shows_its_attributes() {
+    let _g = guard();
+    let n = Manager::new().namespace().unwrap();
+    n.set("name", &"Bob").unwrap();
+    n.set("job", &"Builder").unwrap();
+    n.set("_hidden", &"hidden").unwrap();
+    assert_eq!(
+        (
+            n.get::<&str>("name").unwrap(),
+            n.get::<&str>("job").unwrap()
+        ),
+        ("Bob", "Builder")
+    );
+    n.remove("job").unwrap();
+    assert_eq!(n.to_string(), "Namespace(name=…)");
+    assert!(n.get::<&str>("name").is_ok());
+    assert!(matches!(n.get::<&str>("job"), Err(Error::Attribute { .. })));
+    assert!(matches!(n.remove("job"), Err(Error::Attribute { .. })));
+    assert_eq!(n.names().unwrap(), ["_hidden", "name"]);
+}

@@ -1,12 +1,13 @@
 //! A shared `Namespace`: its requests, its proxy and its server side.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::Result;
+use crate::link::unexpected;
 use crate::protocol::{Bytes, Failure, Reply, Request};
 use crate::proxy::{Reference, enc, ok, one, proxy_handle};
 use crate::server::object::{Call, Guarded, Handler, Object, fail};
@@ -15,6 +16,10 @@ use crate::server::object::{Call, Guarded, Handler, Object, fail};
 pub(crate) enum Op {
     Set(String, Bytes),
     Get(String),
+    /// `del ns.name`.
+    Remove(String),
+    /// The attributes' names, sorted (`Reply::Names`).
+    Names,
 }
 
 /// A `Namespace` in the manager: named attributes of any type.
@@ -49,14 +54,69 @@ impl NamespaceProxy {
     pub fn get<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<T> {
         one(self.op(Op::Get(name.into()))?)
     }
+
+    /// `del ns.name`; a missing one is
+    /// [`Error::Attribute`](crate::Error::Attribute) (`AttributeError`).
+    ///
+    /// ```
+    /// let m = mp_manager::SyncManager::start()?;
+    /// let ns = m.namespace()?;
+    /// ns.set("name", "Bob")?;
+    /// ns.set("job", "Builder")?;
+    /// ns.remove("job")?;
+    /// assert!(matches!(ns.get::<String>("job"), Err(mp_manager::Error::Attribute { .. })));
+    /// assert!(matches!(ns.remove("job"), Err(mp_manager::Error::Attribute { .. })));
+    /// assert_eq!(ns.to_string(), "Namespace(name=…)");
+    /// # Ok::<(), mp_manager::Error>(())
+    /// ```
+    pub fn remove(&self, name: &str) -> Result<()> {
+        ok(self.op(Op::Remove(name.into()))?)
+    }
+
+    /// The names of the attributes, sorted (Python's `vars(ns)`'s keys).
+    pub fn names(&self) -> Result<Vec<String>> {
+        match self.op(Op::Names)? {
+            Reply::Names(names) => Ok(names),
+            r => Err(unexpected(r)),
+        }
+    }
 }
 
-/// A namespace in the server: names to encoded values.
-pub(crate) struct Namespace(Guarded<HashMap<String, Bytes>>);
+impl std::fmt::Display for NamespaceProxy {
+    /// Python's `str(ns)`, `Namespace(job=…, name=…)`: the attributes
+    /// whose names do not start with `_`, sorted, each value shown as `…`
+    /// (the manager holds values encoded, without their types, so it cannot
+    /// show them; [`get`](Self::get) one to see it). A manager that cannot
+    /// be reached shows as `Namespace(<unreachable: the error>)` rather than
+    /// failing the formatting.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.names() {
+            Ok(names) => write_namespace(f, &names),
+            Err(e) => write!(f, "Namespace(<unreachable: {e}>)"),
+        }
+    }
+}
+
+/// `Namespace(a=…, b=…)` of the `names` not starting with `_` (mp-dummy's
+/// `Namespace` shows itself the same way).
+fn write_namespace(f: &mut std::fmt::Formatter<'_>, names: &[String]) -> std::fmt::Result {
+    f.write_str("Namespace(")?;
+    let public = names.iter().filter(|n| !n.starts_with('_'));
+    for (i, name) in public.enumerate() {
+        if i > 0 {
+            f.write_str(", ")?;
+        }
+        write!(f, "{name}=…")?;
+    }
+    f.write_str(")")
+}
+
+/// A namespace in the server: names to encoded values, sorted by name.
+pub(crate) struct Namespace(Guarded<BTreeMap<String, Bytes>>);
 
 impl Namespace {
     pub(crate) fn new() -> Namespace {
-        Namespace(Guarded::new(HashMap::new()))
+        Namespace(Guarded::new(BTreeMap::new()))
     }
 }
 
@@ -71,11 +131,21 @@ impl Handler<Op> for Namespace {
             }
             Op::Get(name) => match n.get(&name) {
                 Some(v) => Reply::Maybe(Some(v.clone())),
-                None => fail(Failure::Attribute {
-                    object: "Namespace".into(),
-                    name,
-                }),
+                None => no_attribute(name),
             },
+            Op::Remove(name) => match n.remove(&name) {
+                Some(_) => Reply::Ok,
+                None => no_attribute(name),
+            },
+            Op::Names => Reply::Names(n.keys().cloned().collect()),
         })
     }
+}
+
+/// `AttributeError: 'Namespace' object has no attribute 'name'`.
+fn no_attribute(name: String) -> Reply {
+    fail(Failure::Attribute {
+        object: "Namespace".into(),
+        name,
+    })
 }

@@ -5,11 +5,15 @@
 
 use std::collections::HashMap;
 
-use mp_manager::{DictProxy, Error, ListProxy, SyncManager};
+use mp_manager::{DictProxy, Error, ListProxy, NamespaceProxy, SyncManager};
 use mp_proc::{Process, StartMethod};
 use mp_testkit::guard;
 
-mp_testkit::for_each_method!(list_methods_in_a_child, dict_methods_in_a_child);
+mp_testkit::for_each_method!(
+    list_methods_in_a_child,
+    dict_methods_in_a_child,
+    namespace_attributes_in_a_child,
+);
 
 /// Runs `worker(obj)` in a child started by `method`; it must exit 0
 /// (CPython's `TestSyncManagerTypes.run_worker`).
@@ -261,5 +265,62 @@ fn a_proxy_stored_by_setdefault_keeps_its_object() {
         [1]
     );
     assert_eq!(m.number_of_objects().unwrap(), 1);
+    m.shutdown().unwrap();
+}
+
+/// CPython's `_TestContainers.test_namespace`.
+#[test]
+fn namespace_deletes_and_shows_its_attributes() {
+    let _g = guard();
+    let m = SyncManager::start().unwrap();
+    let n = m.namespace().unwrap();
+    n.set("name", "Bob").unwrap();
+    n.set("job", "Builder").unwrap();
+    n.set("_hidden", "hidden").unwrap();
+    let get = |a: &str| n.get::<String>(a);
+    assert_eq!(
+        (get("name").unwrap(), get("job").unwrap()),
+        ("Bob".into(), "Builder".into())
+    );
+    // del n.job
+    n.remove("job").unwrap();
+    // str(n) == "Namespace(name='Bob')": the values are opaque to the
+    // manager, so mp shows each as `…`.
+    assert_eq!(n.to_string(), "Namespace(name=…)");
+    assert!(get("name").is_ok());
+    assert!(
+        matches!(get("job"), Err(Error::Attribute { object: "Namespace", name }) if name == "job")
+    );
+    // del of a missing attribute: AttributeError.
+    assert!(matches!(n.remove("job"), Err(Error::Attribute { .. })));
+    assert_eq!(n.names().unwrap(), ["_hidden", "name"]);
+    n.set("age", &3u8).unwrap();
+    assert_eq!(n.to_string(), "Namespace(age=…, name=…)");
+    n.remove("name").unwrap();
+    n.remove("age").unwrap();
+    assert_eq!(n.to_string(), "Namespace()");
+    // A manager gone: shown as such, not a panic in `to_string`.
+    m.shutdown().unwrap();
+    assert!(n.to_string().starts_with("Namespace(<unreachable: "), "{n}");
+}
+
+/// CPython's `TestSyncManagerTypes._test_namespace`, and an attribute the
+/// child deletes.
+fn namespace_worker(obj: NamespaceProxy) {
+    assert_eq!(obj.get::<i32>("x").unwrap(), 0);
+    assert_eq!(obj.get::<i32>("y").unwrap(), 1);
+    obj.remove("x").unwrap();
+}
+
+/// CPython's `TestSyncManagerTypes.test_namespace`.
+fn namespace_attributes_in_a_child(method: StartMethod) {
+    let _g = guard();
+    let m = SyncManager::start_with(method).unwrap();
+    let o = m.namespace().unwrap();
+    o.set("x", &0i32).unwrap();
+    o.set("y", &1i32).unwrap();
+    run_worker(method, namespace_worker, o.clone());
+    assert!(matches!(o.get::<i32>("x"), Err(Error::Attribute { .. })));
+    assert_eq!(o.to_string(), "Namespace(y=…)");
     m.shutdown().unwrap();
 }
