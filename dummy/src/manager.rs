@@ -96,6 +96,11 @@ impl Manager {
         JoinableQueue::new()
     }
 
+    /// A joinable queue of at most `maxsize` items (0: unbounded).
+    pub fn joinable_queue_with_maxsize<T>(&self, maxsize: usize) -> Result<JoinableQueue<T>> {
+        JoinableQueue::with_maxsize(maxsize)
+    }
+
     /// A lock.
     pub fn lock(&self) -> Result<Lock> {
         Lock::new()

@@ -175,3 +175,32 @@ fn namespace_deletes_and_shows_its_attributes() {
     assert!(matches!(n.remove("job"), Err(Error::Attribute { .. })));
     assert_eq!(n.names().unwrap(), ["_hidden", "name"]);
 }
+
+/// CPython's `TestSyncManagerTypes.test_joinable_queue`: `JoinableQueue(2)`.
+#[test]
+fn bounded_joinable_queue_in_a_worker() {
+    let _g = guard();
+    let o = Manager::new()
+        .joinable_queue_with_maxsize::<i32>(2)
+        .unwrap();
+    o.put(5).unwrap();
+    o.put(6).unwrap();
+    assert!(matches!(o.try_put(7), Err(Error::Full)));
+    run_worker(
+        |obj: mp_dummy::JoinableQueue<i32>| {
+            assert_eq!(obj.qsize(), 2);
+            assert!(obj.full());
+            assert!(!obj.empty());
+            assert_eq!(obj.get().unwrap(), 5);
+            assert!(!obj.empty());
+            assert_eq!(obj.get().unwrap(), 6);
+            assert!(obj.empty());
+            obj.task_done().unwrap();
+            obj.task_done().unwrap();
+        },
+        o.clone(),
+    );
+    assert!(o.empty());
+    assert!(!o.full());
+    o.join().unwrap();
+}

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use mp_manager::{DictProxy, Error, ListProxy, NamespaceProxy, SyncManager};
+use mp_manager::{DictProxy, Error, ListProxy, NamespaceProxy, QueueProxy, SyncManager};
 use mp_proc::{Process, StartMethod};
 use mp_testkit::guard;
 
@@ -13,6 +13,8 @@ mp_testkit::for_each_method!(
     list_methods_in_a_child,
     dict_methods_in_a_child,
     namespace_attributes_in_a_child,
+    bounded_queue_in_a_child,
+    bounded_joinable_queue_in_a_child,
 );
 
 /// Runs `worker(obj)` in a child started by `method`; it must exit 0
@@ -322,5 +324,62 @@ fn namespace_attributes_in_a_child(method: StartMethod) {
     run_worker(method, namespace_worker, o.clone());
     assert!(matches!(o.get::<i32>("x"), Err(Error::Attribute { .. })));
     assert_eq!(o.to_string(), "Namespace(y=…)");
+    m.shutdown().unwrap();
+}
+
+/// CPython's `TestSyncManagerTypes._test_queue`, in the child.
+fn queue_worker(obj: QueueProxy<i32>) {
+    assert_eq!(obj.qsize().unwrap(), 2);
+    assert!(obj.full().unwrap());
+    assert!(!obj.empty().unwrap());
+    assert_eq!(obj.get().unwrap(), 5);
+    assert!(!obj.empty().unwrap());
+    assert_eq!(obj.get().unwrap(), 6);
+    assert!(obj.empty().unwrap());
+}
+
+/// CPython's `TestSyncManagerTypes.test_queue`.
+fn bounded_queue_in_a_child(method: StartMethod) {
+    let _g = guard();
+    let m = SyncManager::start_with(method).unwrap();
+    let o = m.queue_with_maxsize::<i32>(2).unwrap();
+    o.put(5).unwrap();
+    o.put(6).unwrap();
+    run_worker(method, queue_worker, o.clone());
+    assert!(o.empty().unwrap());
+    assert!(!o.full().unwrap());
+    m.shutdown().unwrap();
+}
+
+/// CPython's `TestSyncManagerTypes._test_queue` on a `JoinableQueue`, and
+/// the items marked done.
+fn joinable_queue_worker(obj: mp_manager::JoinableQueueProxy<i32>) {
+    queue_worker((*obj).clone());
+    assert!(matches!(obj.try_put(7), Ok(())));
+    obj.task_done().unwrap();
+    obj.task_done().unwrap();
+}
+
+/// CPython's `TestSyncManagerTypes.test_joinable_queue`: `JoinableQueue(2)`.
+fn bounded_joinable_queue_in_a_child(method: StartMethod) {
+    let _g = guard();
+    let m = SyncManager::start_with(method).unwrap();
+    let o = m.joinable_queue_with_maxsize::<i32>(2).unwrap();
+    o.put(5).unwrap();
+    o.put(6).unwrap();
+    // Full at 2: Python's queue.Full.
+    assert!(matches!(o.try_put(7), Err(Error::Full)));
+    run_worker(method, joinable_queue_worker, o.clone());
+    assert!(!o.empty().unwrap());
+    assert_eq!(o.get().unwrap(), 7);
+    assert!(o.empty().unwrap());
+    assert!(!o.full().unwrap());
+    // 5 and 6 are done; 7 is not yet.
+    assert!(matches!(
+        o.join_timeout(std::time::Duration::ZERO),
+        Err(Error::Timeout)
+    ));
+    o.task_done().unwrap();
+    o.join().unwrap();
     m.shutdown().unwrap();
 }
