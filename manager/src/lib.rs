@@ -41,6 +41,7 @@ pub use kinds::namespace::NamespaceProxy;
 pub use kinds::queue::{JoinableQueueProxy, QueueProxy};
 pub use kinds::registered::BaseProxy;
 pub use kinds::semaphore::{BoundedSemaphoreProxy, SemaphoreProxy};
+pub use kinds::set::SetProxy;
 pub use kinds::value::ValueProxy;
 use link::{Link, unexpected};
 use protocol::{Kind, Reply, Request};

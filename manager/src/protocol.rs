@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::kinds::{
-    barrier, condition, dict, event, list, lock, namespace, queue, semaphore, value,
+    barrier, condition, dict, event, list, lock, namespace, queue, semaphore, set, value,
 };
 
 /// Bytes of an encoded key or value.
@@ -47,6 +47,8 @@ pub(crate) enum Kind {
     },
     /// A type registered with a `BaseManager`, by its type id.
     Registered(String),
+    /// A `set` (CPython 3.14).
+    Set,
 }
 
 /// A client thread: its process's session and a number unique in that process.
@@ -108,6 +110,7 @@ pub(crate) enum Request {
     /// so that they are free when the process is seen to end, instead of
     /// whenever the server notices its connections end.
     Leave,
+    Set(u64, set::Op),
 }
 
 /// A frame kept for re-encoding requests up to this size (a larger one's

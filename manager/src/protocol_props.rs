@@ -8,7 +8,7 @@ use proptest::prelude::*;
 use proptest::strategy::LazyJust;
 
 use crate::kinds::{
-    barrier, condition, dict, event, list, lock, namespace, queue, semaphore, value,
+    barrier, condition, dict, event, list, lock, namespace, queue, semaphore, set, value,
 };
 use crate::protocol::{Bytes, Failure, Kind, Reply, Request};
 
@@ -45,6 +45,7 @@ fn kind() -> impl Strategy<Value = Kind> {
         Just(Kind::Event),
         (any::<u64>(), wait()).prop_map(|(parties, timeout)| Kind::Barrier { parties, timeout }),
         text().prop_map(Kind::Registered),
+        Just(Kind::Set),
     ]
 }
 
@@ -84,6 +85,23 @@ fn list_op() -> impl Strategy<Value = list::Op> {
         LazyJust::new(|| list::Op::Snapshot),
         (any::<u64>(), prop::collection::vec(any::<u64>(), 0..4))
             .prop_map(|(v, p)| list::Op::Permute(v, p)),
+    ]
+}
+
+fn set_op() -> impl Strategy<Value = set::Op> {
+    let items = || prop::collection::vec(bytes(), 0..4);
+    prop_oneof![
+        bytes().prop_map(set::Op::Add),
+        bytes().prop_map(set::Op::Discard),
+        bytes().prop_map(set::Op::Contains),
+        LazyJust::new(|| set::Op::Len),
+        LazyJust::new(|| set::Op::Pop),
+        LazyJust::new(|| set::Op::Clear),
+        LazyJust::new(|| set::Op::Items),
+        items().prop_map(set::Op::Update),
+        items().prop_map(set::Op::IntersectionUpdate),
+        items().prop_map(set::Op::DifferenceUpdate),
+        items().prop_map(set::Op::SymmetricDifferenceUpdate),
     ]
 }
 
@@ -186,6 +204,7 @@ fn request() -> impl Strategy<Value = Request> {
         (id(), text(), bytes()).prop_map(|(i, m, a)| Request::Call(i, m, a)),
         (id(), held(), dict_op()).prop_map(|(i, h, op)| Request::DictHolding(i, h, op)),
         (id(), held(), list_op()).prop_map(|(i, h, op)| Request::ListHolding(i, h, op)),
+        (id(), set_op()).prop_map(|(i, op)| Request::Set(i, op)),
     ]
 }
 

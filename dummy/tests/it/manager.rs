@@ -204,3 +204,60 @@ fn bounded_joinable_queue_in_a_worker() {
     assert!(!o.full());
     o.join().unwrap();
 }
+
+/// CPython's `TestSyncManagerTypes.test_set` and `test_set_init` (3.14),
+/// condensed: each method once, in a worker.
+#[test]
+fn set_methods_in_a_worker() {
+    use std::collections::HashSet;
+    let _g = guard();
+    let m = Manager::new();
+    let o = m.set::<&str>().unwrap();
+    run_worker(
+        |obj: mp_dummy::Set<&str>| {
+            let set = |i: &[&'static str]| i.iter().copied().collect::<HashSet<_>>();
+            obj.update(["a", "b", "c"]).unwrap();
+            assert_eq!(obj.len().unwrap(), 3);
+            assert!(obj.contains(&"a").unwrap() && !obj.contains(&"d").unwrap());
+            assert_eq!(
+                obj.union(["d", "e"]).unwrap(),
+                set(&["a", "b", "c", "d", "e"])
+            );
+            assert_eq!(obj.difference(["a", "b"]).unwrap(), set(&["c"]));
+            assert_eq!(obj.intersection(["b", "c", "d"]).unwrap(), set(&["b", "c"]));
+            let sym = obj.symmetric_difference(["b", "c", "d"]).unwrap();
+            assert_eq!(sym, set(&["a", "d"]));
+            assert!(obj.isdisjoint(["d", "e"]).unwrap());
+            assert!(!obj.isdisjoint(["a", "d"]).unwrap());
+            assert!(obj.issubset(["a", "b", "c", "d"]).unwrap());
+            assert!(!obj.issubset(["a", "b"]).unwrap());
+            assert!(obj.issuperset(["a", "b"]).unwrap());
+            assert!(!obj.issuperset(["a", "b", "d"]).unwrap());
+            obj.remove(&"a").unwrap();
+            assert!(matches!(
+                obj.remove(&"a"),
+                Err(Error::Invalid {
+                    what: "set.remove",
+                    ..
+                })
+            ));
+            assert!(!obj.discard(&"a").unwrap());
+            obj.symmetric_difference_update(["b", "c", "d"]).unwrap();
+            assert_eq!(obj.copy().unwrap(), set(&["d"]));
+            obj.update(["a", "b", "c"]).unwrap();
+            obj.intersection_update(["b", "c", "d"]).unwrap();
+            obj.difference_update(["b"]).unwrap();
+            assert_eq!(obj.copy().unwrap(), set(&["c", "d"]));
+            let popped = obj.pop().unwrap().unwrap();
+            assert!(!obj.contains(&popped).unwrap());
+            assert!(obj.add("z").unwrap());
+            assert_eq!(obj.to_vec().unwrap().len(), 2);
+        },
+        o.clone(),
+    );
+    assert_eq!(o.len().unwrap(), 2);
+    o.clear().unwrap();
+    assert_eq!(o.pop().unwrap(), None);
+    let o = m.set_from(["a", "b", "c", "a"]).unwrap();
+    assert_eq!(o.len().unwrap(), 3);
+}

@@ -13,6 +13,7 @@ mod lock_holder;
 mod nested;
 mod scenarios;
 mod sessions;
+mod set;
 mod shared_memory;
 mod sync;
 mod trust;
