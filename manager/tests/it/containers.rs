@@ -157,20 +157,19 @@ fn map<const N: usize>(pairs: [(&str, i32); N]) -> HashMap<String, i32> {
 
 /// CPython's `TestSyncManagerTypes._test_dict` (3.14), in the child.
 fn dict_worker(obj: DictProxy<String, i32>) {
-    let foo = || "foo".to_string();
-    let bar = || "bar".to_string();
+    let (key_foo, key_bar) = (|| "foo".to_string(), || "bar".to_string());
     assert_eq!(obj.len().unwrap(), 1);
-    assert_eq!(obj.get(&foo()).unwrap(), Some(5));
-    assert_eq!(obj.items().unwrap(), [(foo(), 5)]);
-    assert_eq!(obj.keys().unwrap(), [foo()]);
+    assert_eq!(obj.get(&key_foo()).unwrap(), Some(5));
+    assert_eq!(obj.items().unwrap(), [(key_foo(), 5)]);
+    assert_eq!(obj.keys().unwrap(), [key_foo()]);
     assert_eq!(obj.values().unwrap(), [5]);
     assert_eq!(obj.copy().unwrap(), map([("foo", 5)]));
     // obj |= {'bar': 6}
-    obj.update([(bar(), 6)]).unwrap();
+    obj.update([(key_bar(), 6)]).unwrap();
     assert_eq!(obj.copy().unwrap(), map([("foo", 5), ("bar", 6)]));
     // reversed(obj)
     let x: Vec<String> = obj.keys().unwrap().into_iter().rev().collect();
-    assert_eq!(x, [bar(), foo()]);
+    assert_eq!(x, [key_bar(), key_foo()]);
     // {'bar': 7, 'baz': 7} | obj
     let mut x = map([("bar", 7), ("baz", 7)]);
     x.extend(obj.items().unwrap());
@@ -180,10 +179,10 @@ fn dict_worker(obj: DictProxy<String, i32>) {
     assert_eq!(x, map([("foo", 5), ("bar", 7), ("baz", 7)]));
     // (obj.fromkeys(['bar'], 6) is `SyncManager::dict_fromkeys`, tested
     // in the parent: a child holds no manager.)
-    assert_eq!(obj.popitem().unwrap(), Some((bar(), 6)));
-    obj.setdefault(bar(), 0).unwrap();
-    obj.update([(bar(), 7)]).unwrap();
-    assert_eq!(obj.remove(&bar()).unwrap(), Some(7));
+    assert_eq!(obj.popitem().unwrap(), Some((key_bar(), 6)));
+    obj.setdefault(key_bar(), 0).unwrap();
+    obj.update([(key_bar(), 7)]).unwrap();
+    assert_eq!(obj.remove(&key_bar()).unwrap(), Some(7));
     obj.clear().unwrap();
     assert_eq!(obj.len().unwrap(), 0);
 }
