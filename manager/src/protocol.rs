@@ -111,6 +111,11 @@ pub(crate) enum Request {
     /// whenever the server notices its connections end.
     Leave,
     Set(u64, set::Op),
+    /// A namespace operation storing a value that holds proxies (as
+    /// `DictHolding`).
+    NamespaceHolding(u64, Vec<Vec<u64>>, namespace::Op),
+    /// The same for a value.
+    ValueHolding(u64, Vec<Vec<u64>>, value::Op),
 }
 
 /// A frame kept for re-encoding requests up to this size (a larger one's

@@ -205,6 +205,16 @@ fn request() -> impl Strategy<Value = Request> {
         (id(), held(), dict_op()).prop_map(|(i, h, op)| Request::DictHolding(i, h, op)),
         (id(), held(), list_op()).prop_map(|(i, h, op)| Request::ListHolding(i, h, op)),
         (id(), set_op()).prop_map(|(i, op)| Request::Set(i, op)),
+        (id(), held(), text(), bytes()).prop_map(|(i, h, n, v)| Request::NamespaceHolding(
+            i,
+            h,
+            namespace::Op::Set(n, v)
+        )),
+        (id(), held(), bytes()).prop_map(|(i, h, v)| Request::ValueHolding(
+            i,
+            h,
+            value::Op::Set(v)
+        )),
     ]
 }
 

@@ -693,6 +693,14 @@ fn serve_session(
             Request::Value(id, op) => server.on::<value::Value, _>(id, op, &mut call),
             Request::Queue(id, op) => server.on::<queue::Queue, _>(id, op, &mut call),
             Request::Set(id, op) => server.on::<set::Set, _>(id, op, &mut call),
+            Request::NamespaceHolding(id, values, op) => {
+                call.pins = server.pin(values);
+                server.on::<namespace::Namespace, _>(id, op, &mut call)
+            }
+            Request::ValueHolding(id, values, op) => {
+                call.pins = server.pin(values);
+                server.on::<value::Value, _>(id, op, &mut call)
+            }
             Request::Lock(id, thread, op) => {
                 server.on::<lock::Lock, _>(id, (thread, op), &mut call)
             }

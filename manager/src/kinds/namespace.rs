@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use crate::Result;
 use crate::link::unexpected;
 use crate::protocol::{Bytes, Failure, Reply, Request};
-use crate::proxy::{Reference, enc, ok, one, proxy_handle};
-use crate::server::object::{Call, Guarded, Handler, Object, fail};
+use crate::proxy::{Reference, enc_stored, ok, one, proxy_handle};
+use crate::server::object::{Call, Guarded, Handler, Object, Stored, fail};
 
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Op {
@@ -44,9 +44,18 @@ impl NamespaceProxy {
         self.inner.call(&Request::Namespace(self.inner.id, op))
     }
 
-    /// `ns.name = value`.
+    /// `ns.name = value`. A proxy in `value` keeps its object alive while
+    /// the namespace keeps `value`.
     pub fn set<T: Serialize + ?Sized>(&self, name: &str, value: &T) -> Result<()> {
-        ok(self.op(Op::Set(name.into(), enc(value)?))?)
+        let (v, held) = enc_stored(value, &self.inner.link.address)?;
+        let op = Op::Set(name.into(), v);
+        let id = self.inner.id;
+        ok(match held.is_empty() {
+            true => self.op(op)?,
+            false => self
+                .inner
+                .call(&Request::NamespaceHolding(id, vec![held], op))?,
+        })
     }
 
     /// `ns.name`; a missing one is
@@ -111,8 +120,9 @@ fn write_namespace(f: &mut std::fmt::Formatter<'_>, names: &[String]) -> std::fm
     f.write_str(")")
 }
 
-/// A namespace in the server: names to encoded values, sorted by name.
-pub(crate) struct Namespace(Guarded<BTreeMap<String, Bytes>>);
+/// A namespace in the server: names to encoded values (with the
+/// references they hold), sorted by name.
+pub(crate) struct Namespace(Guarded<BTreeMap<String, Stored>>);
 
 impl Namespace {
     pub(crate) fn new() -> Namespace {
@@ -123,22 +133,30 @@ impl Namespace {
 impl Object for Namespace {}
 
 impl Handler<Op> for Namespace {
-    fn serve(self: Arc<Self>, op: Op, _: &mut Call<'_>) -> Reply {
-        self.0.with(|n| match op {
+    fn serve(self: Arc<Self>, op: Op, call: &mut Call<'_>) -> Reply {
+        // A value replaced or removed is dropped (its references given
+        // back) after the namespace's lock is let go.
+        let mut out = None;
+        let reply = self.0.with(|n| match op {
             Op::Set(name, v) => {
-                n.insert(name, v);
+                out = n.insert(name, call.stored(v));
                 Reply::Ok
             }
             Op::Get(name) => match n.get(&name) {
-                Some(v) => Reply::Maybe(Some(v.clone())),
+                Some(v) => Reply::Maybe(Some(v.bytes.clone())),
                 None => no_attribute(name),
             },
             Op::Remove(name) => match n.remove(&name) {
-                Some(_) => Reply::Ok,
+                Some(v) => {
+                    out = Some(v);
+                    Reply::Ok
+                }
                 None => no_attribute(name),
             },
             Op::Names => Reply::Names(n.keys().cloned().collect()),
-        })
+        });
+        drop(out);
+        reply
     }
 }
 
