@@ -1,7 +1,7 @@
 //! Proxies stored in a managed dict, list, namespace or value, or put on a
-//! managed queue: the stored value keeps its
-//! object alive (each read-back is a new reference), and the object is
-//! freed once it is out of every container and every proxy is dropped.
+//! managed queue: the stored value keeps its object alive (each read-back
+//! is a new reference), and the object is freed once it is out of every
+//! container and every proxy is dropped.
 //! CPython's `_TestContainers.test_dict_proxy_nested` and
 //! `test_nested_queue`, under every start method.
 
