@@ -11,6 +11,7 @@ use mp_testkit::guard;
 
 mp_testkit::for_each_method!(
     list_methods_in_a_child,
+    a_sort_loses_nothing_a_child_pushes_meanwhile,
     dict_methods_in_a_child,
     namespace_attributes_in_a_child,
     bounded_queue_in_a_child,
@@ -148,6 +149,32 @@ fn list_sort_is_stable() {
         .collect();
     let expected = [(0, "zero"), (1, "one"), (2, "b"), (2, "a"), (2, "c")];
     assert_eq!(sorted, expected.map(|(k, v)| (k, v.to_owned())));
+    m.shutdown().unwrap();
+}
+
+fn push_scrambled(l: ListProxy<u32>) {
+    for i in 0..50 {
+        l.push((i * 37) % 50).unwrap();
+    }
+}
+
+/// `sort` is atomic with respect to other clients: sorts racing with a
+/// child's pushes lose and duplicate nothing (a sort that read the list
+/// before a push reads it again). At most 50 pushes can make a sort read
+/// again, fewer than the attempts a sort makes, so no sort gives up.
+fn a_sort_loses_nothing_a_child_pushes_meanwhile(method: StartMethod) {
+    let _g = guard();
+    let m = SyncManager::start_with(method).unwrap();
+    let l = m.list::<u32>().unwrap();
+    l.extend((50..60).rev()).unwrap();
+    let mut p = Process::new(push_scrambled, l.clone()).start_method(method);
+    p.start().unwrap();
+    for _ in 0..20 {
+        l.sort().unwrap();
+    }
+    assert_eq!(p.join().unwrap(), 0);
+    l.sort().unwrap();
+    assert_eq!(l.to_vec().unwrap(), (0..60).collect::<Vec<_>>());
     m.shutdown().unwrap();
 }
 
