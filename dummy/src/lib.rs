@@ -7,6 +7,7 @@ mod pool;
 mod process;
 mod queue;
 mod registry;
+mod set;
 mod sync;
 mod value;
 
@@ -16,6 +17,7 @@ pub use manager::{Dict, List, Manager, Namespace};
 pub use pool::{AsyncResult, IMap, Pool, ThreadPool};
 pub use process::{Process, ThreadInfo, active_children, current_process};
 pub use queue::{JoinableQueue, Queue, SimpleQueue};
+pub use set::Set;
 pub use sync::{Barrier, BoundedSemaphore, Event, Semaphore};
 pub use value::{Array, SharedGuard, Value};
 

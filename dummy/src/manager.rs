@@ -3,7 +3,7 @@
 //! `SyncManager` reads the same.
 
 use std::any::Any;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -42,8 +42,19 @@ impl Manager {
     /// A shared dict.
     pub fn dict<K: Eq + Hash + Clone, V: Clone>(&self) -> Result<Dict<K, V>> {
         Ok(Dict {
-            inner: Arc::new(Mutex::new(HashMap::new())),
+            inner: Arc::new(Mutex::new(Ordered::default())),
         })
+    }
+
+    /// A shared dict of `keys`, each with `value` (`dict.fromkeys`).
+    pub fn dict_fromkeys<K: Eq + Hash + Clone, V: Clone>(
+        &self,
+        keys: impl IntoIterator<Item = K>,
+        value: V,
+    ) -> Result<Dict<K, V>> {
+        let d = self.dict()?;
+        d.update(keys.into_iter().map(|k| (k, value.clone())))?;
+        Ok(d)
     }
 
     /// A shared list.
@@ -56,7 +67,7 @@ impl Manager {
     /// A namespace.
     pub fn namespace(&self) -> Result<Namespace> {
         Ok(Namespace {
-            inner: Arc::new(Mutex::new(HashMap::new())),
+            inner: Arc::new(Mutex::new(BTreeMap::new())),
         })
     }
 
@@ -83,6 +94,11 @@ impl Manager {
     /// A joinable queue.
     pub fn joinable_queue<T>(&self) -> Result<JoinableQueue<T>> {
         JoinableQueue::new()
+    }
+
+    /// A joinable queue of at most `maxsize` items (0: unbounded).
+    pub fn joinable_queue_with_maxsize<T>(&self, maxsize: usize) -> Result<JoinableQueue<T>> {
+        JoinableQueue::with_maxsize(maxsize)
     }
 
     /// A lock.
@@ -142,9 +158,10 @@ impl Manager {
     }
 }
 
-/// A dict shared by threads, with `DictProxy`'s methods.
+/// A dict shared by threads, with `DictProxy`'s methods; its keys keep
+/// the order they were first inserted in (as a Python `dict`'s).
 pub struct Dict<K, V> {
-    inner: Arc<Mutex<HashMap<K, V>>>,
+    inner: Arc<Mutex<Ordered<K, V>>>,
 }
 
 handle!(Dict<K, V>);
@@ -167,47 +184,155 @@ impl<K: Eq + Hash + Clone, V: Clone> Dict<K, V> {
 
     /// `k in d`.
     pub fn contains_key(&self, k: &K) -> Result<bool> {
-        Ok(lock(&self.inner).contains_key(k))
+        Ok(lock(&self.inner).slots.contains_key(k))
     }
 
     /// `len(d)`.
     pub fn len(&self) -> Result<usize> {
-        Ok(lock(&self.inner).len())
+        Ok(lock(&self.inner).entries.len())
     }
 
     /// `len(d) == 0`.
     pub fn is_empty(&self) -> Result<bool> {
-        Ok(lock(&self.inner).is_empty())
+        Ok(lock(&self.inner).entries.is_empty())
     }
 
-    /// `list(d.keys())`.
+    /// `list(d.keys())`, in insertion order (`reversed(d)` is
+    /// `d.keys()?.into_iter().rev()`).
     pub fn keys(&self) -> Result<Vec<K>> {
-        Ok(lock(&self.inner).keys().cloned().collect())
+        Ok(lock(&self.inner)
+            .entries
+            .values()
+            .map(|(k, _)| k.clone())
+            .collect())
     }
 
     /// `list(d.values())`.
     pub fn values(&self) -> Result<Vec<V>> {
-        Ok(lock(&self.inner).values().cloned().collect())
+        Ok(lock(&self.inner)
+            .entries
+            .values()
+            .map(|(_, v)| v.clone())
+            .collect())
     }
 
     /// `list(d.items())`.
     pub fn items(&self) -> Result<Vec<(K, V)>> {
-        Ok(lock(&self.inner)
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect())
+        Ok(lock(&self.inner).entries.values().cloned().collect())
     }
 
     /// `d.clear()`.
     pub fn clear(&self) -> Result<()> {
-        lock(&self.inner).clear();
+        let mut d = lock(&self.inner);
+        d.slots.clear();
+        d.entries.clear();
         Ok(())
     }
 
     /// `d.update(pairs)`.
     pub fn update(&self, pairs: impl IntoIterator<Item = (K, V)>) -> Result<()> {
-        lock(&self.inner).extend(pairs);
+        let mut d = lock(&self.inner);
+        for (k, v) in pairs {
+            d.insert(k, v);
+        }
         Ok(())
+    }
+
+    /// `d.popitem()`: the pair inserted last; `None` when empty.
+    ///
+    /// ```
+    /// let d = mp_dummy::Manager::new().dict_fromkeys(["a", "b"], 0)?;
+    /// assert_eq!(d.popitem()?, Some(("b", 0)));
+    /// assert_eq!(d.setdefault("c", 1)?, 1);
+    /// assert_eq!(d.pop_or(&"z", 9)?, 9);
+    /// # Ok::<(), mp_proc::Error>(())
+    /// ```
+    pub fn popitem(&self) -> Result<Option<(K, V)>> {
+        let mut d = lock(&self.inner);
+        let (_, (k, v)) = match d.entries.pop_last() {
+            Some(last) => last,
+            None => return Ok(None),
+        };
+        d.slots.remove(&k);
+        Ok(Some((k, v)))
+    }
+
+    /// `d.copy()`.
+    pub fn copy(&self) -> Result<HashMap<K, V>> {
+        Ok(self.items()?.into_iter().collect())
+    }
+
+    /// `d.setdefault(k, v)`.
+    pub fn setdefault(&self, k: K, v: V) -> Result<V> {
+        let mut d = lock(&self.inner);
+        if let Some(old) = d.get(&k) {
+            return Ok(old.clone());
+        }
+        d.insert(k, v.clone());
+        Ok(v)
+    }
+
+    /// `d.pop(k, default)`.
+    pub fn pop_or(&self, k: &K, default: V) -> Result<V> {
+        Ok(self.remove(k)?.unwrap_or(default))
+    }
+
+    /// `d | other`, as a plain `HashMap`.
+    pub fn union(&self, other: impl IntoIterator<Item = (K, V)>) -> Result<HashMap<K, V>> {
+        let mut all = self.copy()?;
+        all.extend(other);
+        Ok(all)
+    }
+}
+
+/// A map that keeps its keys' insertion order (mp-manager's server keeps
+/// its dicts the same way): each key has a slot number, the next one when
+/// it is first inserted.
+struct Ordered<K, V> {
+    slots: HashMap<K, u64>,
+    entries: BTreeMap<u64, (K, V)>,
+    next: u64,
+}
+
+impl<K, V> Default for Ordered<K, V> {
+    fn default() -> Self {
+        Ordered {
+            slots: HashMap::new(),
+            entries: BTreeMap::new(),
+            next: 0,
+        }
+    }
+}
+
+impl<K: Eq + Hash + Clone, V> Ordered<K, V> {
+    fn get(&self, k: &K) -> Option<&V> {
+        let slot = self.slots.get(k)?;
+        self.entries.get(slot).map(|(_, v)| v)
+    }
+
+    fn insert(&mut self, k: K, v: V) -> Option<V> {
+        if let Some((_, old)) = self.slots.get(&k).and_then(|s| self.entries.get_mut(s)) {
+            return Some(std::mem::replace(old, v));
+        }
+        if self.next == u64::MAX {
+            // Once every 2^64 inserts: number the slots from 0 again.
+            let entries = std::mem::take(&mut self.entries);
+            for (slot, (k, v)) in (0..).zip(entries.into_values()) {
+                self.slots.insert(k.clone(), slot);
+                self.entries.insert(slot, (k, v));
+            }
+            self.next = self.entries.len() as u64;
+        }
+        let slot = self.next;
+        self.next += 1;
+        self.slots.insert(k.clone(), slot);
+        self.entries.insert(slot, (k, v));
+        None
+    }
+
+    fn remove(&mut self, k: &K) -> Option<V> {
+        let slot = self.slots.remove(k)?;
+        self.entries.remove(&slot).map(|(_, v)| v)
     }
 }
 
@@ -265,9 +390,100 @@ impl<T: Clone> List<T> {
     pub fn to_vec(&self) -> Result<Vec<T>> {
         Ok(lock(&self.inner).clone())
     }
+
+    /// `l.copy()`: Python's name for [`to_vec`](Self::to_vec).
+    pub fn copy(&self) -> Result<Vec<T>> {
+        self.to_vec()
+    }
+
+    /// `l.pop(i)`; out of range is [`Error::Index`].
+    pub fn pop_at(&self, i: usize) -> Result<T> {
+        let mut items = lock(&self.inner);
+        if i < items.len() {
+            Ok(items.remove(i))
+        } else {
+            Err(Error::Index {
+                what: "list",
+                index: i,
+                len: items.len(),
+            })
+        }
+    }
+
+    /// `l.insert(i, v)`; an index past the end appends.
+    pub fn insert(&self, i: usize, v: T) -> Result<()> {
+        let mut items = lock(&self.inner);
+        let at = i.min(items.len());
+        items.insert(at, v);
+        Ok(())
+    }
+
+    /// `l.reverse()`.
+    pub fn reverse(&self) -> Result<()> {
+        lock(&self.inner).reverse();
+        Ok(())
+    }
+
+    /// `l.clear()`.
+    pub fn clear(&self) -> Result<()> {
+        lock(&self.inner).clear();
+        Ok(())
+    }
 }
 
-type Attributes = HashMap<String, Box<dyn Any + Send>>;
+impl<T: Clone + PartialEq> List<T> {
+    /// `l.count(v)`.
+    pub fn count(&self, v: &T) -> Result<usize> {
+        Ok(lock(&self.inner).iter().filter(|x| *x == v).count())
+    }
+
+    /// `l.index(v)`; absent is [`Error::Invalid`] (`ValueError`).
+    ///
+    /// ```
+    /// let l = mp_dummy::Manager::new().list::<char>()?;
+    /// l.extend(['b', 'a'])?;
+    /// assert_eq!(l.index(&'a')?, 1);
+    /// assert!(matches!(l.index(&'z'), Err(mp_proc::Error::Invalid { .. })));
+    /// l.sort()?;
+    /// assert_eq!(l.to_vec()?, ['a', 'b']);
+    /// # Ok::<(), mp_proc::Error>(())
+    /// ```
+    pub fn index(&self, v: &T) -> Result<usize> {
+        lock(&self.inner)
+            .iter()
+            .position(|x| x == v)
+            .ok_or_else(|| not_in_list("list.index"))
+    }
+
+    /// `l.remove(v)`: the first equal item; absent is [`Error::Invalid`].
+    pub fn remove(&self, v: &T) -> Result<()> {
+        let mut items = lock(&self.inner);
+        let i = items
+            .iter()
+            .position(|x| x == v)
+            .ok_or_else(|| not_in_list("list.remove"))?;
+        items.remove(i);
+        Ok(())
+    }
+}
+
+impl<T: Clone + Ord> List<T> {
+    /// `l.sort()`, stable.
+    pub fn sort(&self) -> Result<()> {
+        lock(&self.inner).sort();
+        Ok(())
+    }
+}
+
+/// Python's `ValueError: list.index(x): x not in list`.
+fn not_in_list(what: &'static str) -> Error {
+    Error::Invalid {
+        what,
+        reason: "no item of the list equals the value".into(),
+    }
+}
+
+type Attributes = BTreeMap<String, Box<dyn Any + Send>>;
 
 /// A namespace shared by threads, with `NamespaceProxy`'s methods.
 pub struct Namespace {
@@ -293,5 +509,44 @@ impl Namespace {
                 object: "Namespace",
                 name: name.to_owned(),
             })
+    }
+
+    /// `del ns.name`; missing is [`Error::Attribute`].
+    ///
+    /// ```
+    /// let ns = mp_dummy::Manager::new().namespace()?;
+    /// ns.set("name", &"Bob")?;
+    /// ns.set("job", &"Builder")?;
+    /// ns.remove("job")?;
+    /// assert!(ns.remove("job").is_err());
+    /// assert_eq!(ns.to_string(), "Namespace(name=…)");
+    /// # Ok::<(), mp_proc::Error>(())
+    /// ```
+    pub fn remove(&self, name: &str) -> Result<()> {
+        match lock(&self.inner).remove(name) {
+            Some(_) => Ok(()),
+            None => Err(Error::Attribute {
+                object: "Namespace",
+                name: name.to_owned(),
+            }),
+        }
+    }
+
+    /// The names of the attributes, sorted.
+    pub fn names(&self) -> Result<Vec<String>> {
+        Ok(lock(&self.inner).keys().cloned().collect())
+    }
+}
+
+impl std::fmt::Display for Namespace {
+    /// `Namespace(job=…, name=…)`, as mp-manager's `NamespaceProxy` shows
+    /// itself: the names not starting with `_`, sorted, values elided.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names = lock(&self.inner)
+            .keys()
+            .filter(|n| !n.starts_with('_'))
+            .map(|n| format!("{n}=…"))
+            .collect::<Vec<_>>();
+        write!(f, "Namespace({})", names.join(", "))
     }
 }

@@ -43,6 +43,7 @@ pub use kinds::pool_proxy::{PoolIter, PoolProxy, PoolResult};
 pub use kinds::queue::{JoinableQueueProxy, QueueProxy};
 pub use kinds::registered::BaseProxy;
 pub use kinds::semaphore::{BoundedSemaphoreProxy, SemaphoreProxy};
+pub use kinds::set::SetProxy;
 pub use kinds::value::ValueProxy;
 use link::{Link, unexpected};
 /// The error of a [`PoolProxy`]'s calls: mp-pool's, as a local pool's.

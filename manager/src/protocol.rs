@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::kinds::{
-    barrier, condition, dict, event, list, lock, namespace, queue, semaphore, value,
+    barrier, condition, dict, event, list, lock, namespace, queue, semaphore, set, value,
 };
 
 /// Bytes of an encoded key or value.
@@ -47,6 +47,8 @@ pub(crate) enum Kind {
     },
     /// A type registered with a `BaseManager`, by its type id.
     Registered(String),
+    /// A `set` (CPython 3.14).
+    Set,
     /// A `multiprocessing.Pool` of `processes` workers (`None`: one per
     /// CPU), started by `method` (`None`: the server's default).
     #[cfg(feature = "pool")]
@@ -115,6 +117,12 @@ pub(crate) enum Request {
     /// so that they are free when the process is seen to end, instead of
     /// whenever the server notices its connections end.
     Leave,
+    Set(u64, set::Op),
+    /// A namespace operation storing a value that holds proxies (as
+    /// `DictHolding`).
+    NamespaceHolding(u64, Vec<Vec<u64>>, namespace::Op),
+    /// The same for a value.
+    ValueHolding(u64, Vec<Vec<u64>>, value::Op),
     #[cfg(feature = "pool")]
     Pool(u64, crate::kinds::pool::Op),
 }
@@ -213,4 +221,6 @@ pub(crate) enum Reply {
     Name(String),
     /// The names of the blocks the server made and has not unlinked.
     Names(Vec<String>),
+    /// A list's items and its version (see `list::Op::Snapshot`).
+    Versioned(u64, Vec<Bytes>),
 }

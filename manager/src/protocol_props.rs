@@ -8,7 +8,7 @@ use proptest::prelude::*;
 use proptest::strategy::LazyJust;
 
 use crate::kinds::{
-    barrier, condition, dict, event, list, lock, namespace, queue, semaphore, value,
+    barrier, condition, dict, event, list, lock, namespace, queue, semaphore, set, value,
 };
 use crate::protocol::{Bytes, Failure, Kind, Reply, Request};
 
@@ -45,6 +45,7 @@ fn kind() -> impl Strategy<Value = Kind> {
         Just(Kind::Event),
         (any::<u64>(), wait()).prop_map(|(parties, timeout)| Kind::Barrier { parties, timeout }),
         text().prop_map(Kind::Registered),
+        Just(Kind::Set),
     ]
 }
 
@@ -60,6 +61,8 @@ fn dict_op() -> impl Strategy<Value = dict::Op> {
         LazyJust::new(|| dict::Op::Items),
         LazyJust::new(|| dict::Op::Clear),
         prop::collection::vec((bytes(), bytes()), 0..4).prop_map(dict::Op::Update),
+        LazyJust::new(|| dict::Op::PopItem),
+        (bytes(), bytes()).prop_map(|(k, v)| dict::Op::SetDefault(k, v)),
     ]
 }
 
@@ -72,6 +75,33 @@ fn list_op() -> impl Strategy<Value = list::Op> {
         LazyJust::new(|| list::Op::Len),
         prop::collection::vec(bytes(), 0..4).prop_map(list::Op::Extend),
         LazyJust::new(|| list::Op::ToVec),
+        bytes().prop_map(list::Op::Count),
+        bytes().prop_map(list::Op::Index),
+        LazyJust::new(|| list::Op::Reverse),
+        any::<u64>().prop_map(list::Op::PopAt),
+        (any::<u64>(), bytes()).prop_map(|(i, v)| list::Op::Insert(i, v)),
+        bytes().prop_map(list::Op::Remove),
+        LazyJust::new(|| list::Op::Clear),
+        LazyJust::new(|| list::Op::Snapshot),
+        (any::<u64>(), prop::collection::vec(any::<u64>(), 0..4))
+            .prop_map(|(v, p)| list::Op::Permute(v, p)),
+    ]
+}
+
+fn set_op() -> impl Strategy<Value = set::Op> {
+    let items = || prop::collection::vec(bytes(), 0..4);
+    prop_oneof![
+        bytes().prop_map(set::Op::Add),
+        bytes().prop_map(set::Op::Discard),
+        bytes().prop_map(set::Op::Contains),
+        LazyJust::new(|| set::Op::Len),
+        LazyJust::new(|| set::Op::Pop),
+        LazyJust::new(|| set::Op::Clear),
+        LazyJust::new(|| set::Op::Items),
+        items().prop_map(set::Op::Update),
+        items().prop_map(set::Op::IntersectionUpdate),
+        items().prop_map(set::Op::DifferenceUpdate),
+        items().prop_map(set::Op::SymmetricDifferenceUpdate),
     ]
 }
 
@@ -95,6 +125,8 @@ fn request() -> impl Strategy<Value = Request> {
             prop_oneof![
                 (text(), bytes()).prop_map(|(n, v)| namespace::Op::Set(n, v)),
                 text().prop_map(namespace::Op::Get),
+                text().prop_map(namespace::Op::Remove),
+                LazyJust::new(|| namespace::Op::Names),
             ]
         )
             .prop_map(|(i, op)| Request::Namespace(i, op)),
@@ -172,6 +204,17 @@ fn request() -> impl Strategy<Value = Request> {
         (id(), text(), bytes()).prop_map(|(i, m, a)| Request::Call(i, m, a)),
         (id(), held(), dict_op()).prop_map(|(i, h, op)| Request::DictHolding(i, h, op)),
         (id(), held(), list_op()).prop_map(|(i, h, op)| Request::ListHolding(i, h, op)),
+        (id(), set_op()).prop_map(|(i, op)| Request::Set(i, op)),
+        (id(), held(), text(), bytes()).prop_map(|(i, h, n, v)| Request::NamespaceHolding(
+            i,
+            h,
+            namespace::Op::Set(n, v)
+        )),
+        (id(), held(), bytes()).prop_map(|(i, h, v)| Request::ValueHolding(
+            i,
+            h,
+            value::Op::Set(v)
+        )),
     ]
 }
 
@@ -209,6 +252,8 @@ fn reply() -> impl Strategy<Value = Reply> {
         prop::collection::vec(bytes(), 0..4).prop_map(Reply::List),
         prop::collection::vec((bytes(), bytes()), 0..4).prop_map(Reply::Pairs),
         bytes().prop_map(Reply::Value),
+        (any::<u64>(), prop::collection::vec(bytes(), 0..4))
+            .prop_map(|(v, l)| Reply::Versioned(v, l)),
     ]
 }
 

@@ -57,12 +57,13 @@ impl Drop for Reference {
 
 impl Serialize for Reference {
     /// Lends the receiver a reference, so that the object outlives this copy
-    /// until the receiver adopts it. A copy stored in a dict or a list of
-    /// the same manager is held by the stored value instead (each read-back
-    /// is a reference of its own), and given back when the value leaves
-    /// the container. A copy never received (or stored in a namespace, a
-    /// value, or another manager's container) keeps the object until the
-    /// manager ends. The authkey goes along only to a child
+    /// until the receiver adopts it (a copy put on a queue: the getter). A
+    /// copy stored in a dict, a list, a namespace or a value of the same
+    /// manager is held by the stored value instead (each read-back is a
+    /// reference of its own), and given back when the value leaves the
+    /// container. A copy never received (or in the initial value of
+    /// `SyncManager::value`, or stored in another manager's container)
+    /// keeps the object until the manager ends. The authkey goes along only to a child
     /// being started (CPython's rule: `get_spawning_popen()`), never into a
     /// dict or a queue.
     ///

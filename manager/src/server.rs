@@ -11,7 +11,9 @@ use mp_proc::connection::{Address, Listener};
 use serde::{Deserialize, Serialize};
 
 use crate::kinds::registered::{Registered, quietly};
-use crate::kinds::{self, barrier, dict, event, list, lock, namespace, queue, semaphore, value};
+use crate::kinds::{
+    self, barrier, dict, event, list, lock, namespace, queue, semaphore, set, value,
+};
 use crate::protocol::{Bytes, Failure, Kind, Reply, Request, SessionId};
 use crate::served::{Maker, Registration, What};
 use crate::shared_memory::Segments;
@@ -697,6 +699,15 @@ fn serve_session(
             Request::Namespace(id, op) => server.on::<namespace::Namespace, _>(id, op, &mut call),
             Request::Value(id, op) => server.on::<value::Value, _>(id, op, &mut call),
             Request::Queue(id, op) => server.on::<queue::Queue, _>(id, op, &mut call),
+            Request::Set(id, op) => server.on::<set::Set, _>(id, op, &mut call),
+            Request::NamespaceHolding(id, values, op) => {
+                call.pins = server.pin(values);
+                server.on::<namespace::Namespace, _>(id, op, &mut call)
+            }
+            Request::ValueHolding(id, values, op) => {
+                call.pins = server.pin(values);
+                server.on::<value::Value, _>(id, op, &mut call)
+            }
             Request::Lock(id, thread, op) => {
                 server.on::<lock::Lock, _>(id, (thread, op), &mut call)
             }

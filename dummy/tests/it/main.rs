@@ -4,6 +4,7 @@
 mod conformance;
 mod generic;
 mod input_panics;
+mod manager;
 mod names;
 mod pool;
 mod results;

@@ -507,3 +507,67 @@ fn the_scanner_reads_impls_and_macros() {
     assert_eq!(names("A"), Some(vec!["from_macro".into(), "plain".into()]));
     assert_eq!(names("B"), Some(vec!["spliced_in".into()]));
 }
+
+/// mp-manager's proxies with a thread twin in mp-dummy's `Manager`:
+/// `(proxy types, twin)` (a `ListProxy` has its `ArrayProxy`'s methods too).
+const MANAGER_TWINS: &[(&[&str], &str)] = &[
+    (&["SyncManager"], "Manager"),
+    (&["ListProxy", "ArrayProxy"], "List"),
+    (&["DictProxy"], "Dict"),
+    (&["NamespaceProxy"], "Namespace"),
+    (&["SetProxy"], "Set"),
+    (&["QueueProxy"], "Queue"),
+    (&["QueueProxy", "JoinableQueueProxy"], "JoinableQueue"),
+];
+
+/// Manager methods that cannot exist on threads: `(type, method, why)`.
+const NOT_IN_THE_THREAD_MANAGER: &[(&str, &str, &str)] = &[
+    ("SyncManager", "start", "starts a server process"),
+    ("SyncManager", "start_with", "starts a server process"),
+    ("SyncManager", "connect", "connects to a server process"),
+    ("SyncManager", "address", "a server process's address"),
+    ("SyncManager", "shutdown", "stops a server process"),
+    (
+        "SyncManager",
+        "number_of_objects",
+        "the objects a server process holds",
+    ),
+    (
+        "SyncManager",
+        "pool_with",
+        "chooses the start method of a process pool's workers",
+    ),
+];
+
+#[test]
+fn every_manager_proxy_method_has_a_thread_twin() {
+    let proxies = methods(&crate_dir("manager").join("src"), None);
+    let dummies = methods(&crate_dir("dummy").join("src"), None);
+    let mut missing = Vec::new();
+    for (theirs, ours) in MANAGER_TWINS {
+        let twin = dummies.get(*ours).cloned().unwrap_or_default();
+        for ty in *theirs {
+            let names = proxies
+                .get(*ty)
+                .unwrap_or_else(|| panic!("no `impl {ty}` in manager/src"));
+            for m in names {
+                let allowed = NOT_IN_THE_THREAD_MANAGER
+                    .iter()
+                    .any(|(t, n, _)| t == ty && n == m);
+                if !twin.contains(m) && !allowed {
+                    missing.push(format!("{ty}::{m} (as {ours}::{m})"));
+                }
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "mp-dummy lacks the thread twins of: {missing:?}"
+    );
+    for (ty, m, why) in NOT_IN_THE_THREAD_MANAGER {
+        assert!(
+            proxies[*ty].contains(*m),
+            "mp-manager no longer has {ty}::{m} ({why})"
+        );
+    }
+}

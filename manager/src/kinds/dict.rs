@@ -1,6 +1,6 @@
 //! A shared `dict`: its requests, its proxy and its server side.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::hash::Hash;
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::Result;
 use crate::link::unexpected;
 use crate::protocol::{Bytes, Reply, Request};
-use crate::proxy::{Reference, count, enc, enc_stored, flag, list, maybe, ok, proxy_handle};
+use crate::proxy::{Reference, count, enc, enc_stored, flag, list, maybe, ok, one, proxy_handle};
 use crate::server::object::{Call, Guarded, Handler, Object, Stored};
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -27,10 +27,15 @@ pub(crate) enum Op {
     Items,
     Clear,
     Update(Vec<(Bytes, Bytes)>),
+    /// Takes out the last pair inserted: `Pairs` of none or one.
+    PopItem,
+    /// The key's value, inserting this one first if the key has none.
+    SetDefault(Bytes, Bytes),
 }
 
 /// A `dict` in the manager (Python's `DictProxy`). Keys are compared by
-/// their encoding.
+/// their encoding, and kept in the order they were first inserted (as a
+/// Python `dict`'s).
 ///
 /// ```
 /// let m = mp_manager::SyncManager::start()?;
@@ -99,17 +104,29 @@ impl<K: Payload + Eq + Hash, V: Payload> DictProxy<K, V> {
         Ok(self.len()? == 0)
     }
 
-    /// `list(d.keys())`, in one round trip.
+    /// `list(d.keys())`, in one round trip, in the order the keys were
+    /// first inserted (as a Python `dict`; a key removed and inserted again
+    /// goes last). Python's `reversed(d)` is `d.keys()?.into_iter().rev()`.
+    ///
+    /// ```
+    /// let m = mp_manager::SyncManager::start()?;
+    /// let d = m.dict::<String, u32>()?;
+    /// d.update([("foo".into(), 5), ("bar".into(), 6)])?;
+    /// assert_eq!(d.keys()?, ["foo", "bar"]);
+    /// let reversed: Vec<String> = d.keys()?.into_iter().rev().collect();
+    /// assert_eq!(reversed, ["bar", "foo"]);
+    /// # Ok::<(), mp_manager::Error>(())
+    /// ```
     pub fn keys(&self) -> Result<Vec<K>> {
         list(self.op(Op::Keys)?)
     }
 
-    /// `list(d.values())`, in one round trip.
+    /// `list(d.values())`, in one round trip, in the keys' order.
     pub fn values(&self) -> Result<Vec<V>> {
         list(self.op(Op::Values)?)
     }
 
-    /// `list(d.items())`, in one round trip.
+    /// `list(d.items())`, in one round trip, in the keys' order.
     pub fn items(&self) -> Result<Vec<(K, V)>> {
         match self.op(Op::Items)? {
             Reply::Pairs(l) => l
@@ -123,6 +140,75 @@ impl<K: Payload + Eq + Hash, V: Payload> DictProxy<K, V> {
     /// `d.clear()`.
     pub fn clear(&self) -> Result<()> {
         ok(self.op(Op::Clear)?)
+    }
+
+    /// `d.popitem()`: takes out the pair inserted last (LIFO, as Python's
+    /// dict); `None` when empty (Python's `KeyError`).
+    ///
+    /// ```
+    /// let m = mp_manager::SyncManager::start()?;
+    /// let d = m.dict::<String, u32>()?;
+    /// d.update([("a".into(), 1), ("b".into(), 2)])?;
+    /// assert_eq!(d.popitem()?, Some(("b".into(), 2)));
+    /// assert_eq!(d.popitem()?, Some(("a".into(), 1)));
+    /// assert_eq!(d.popitem()?, None);
+    /// # Ok::<(), mp_manager::Error>(())
+    /// ```
+    pub fn popitem(&self) -> Result<Option<(K, V)>> {
+        match self.op(Op::PopItem)? {
+            Reply::Pairs(mut l) if l.len() <= 1 => l
+                .pop()
+                .map(|(k, v)| Ok((decode(&k)?, decode(&v)?)))
+                .transpose(),
+            r => Err(unexpected(r)),
+        }
+    }
+
+    /// `d.copy()`: the pairs as a plain `HashMap`, in one round trip.
+    pub fn copy(&self) -> Result<HashMap<K, V>> {
+        Ok(self.items()?.into_iter().collect())
+    }
+
+    /// `d.setdefault(k, v)`: the value of `k`, after inserting `v` under it
+    /// if it had none, in one round trip (atomic).
+    ///
+    /// ```
+    /// let m = mp_manager::SyncManager::start()?;
+    /// let d = m.dict::<String, u32>()?;
+    /// assert_eq!(d.setdefault("a".into(), 1)?, 1);
+    /// assert_eq!(d.setdefault("a".into(), 2)?, 1);
+    /// assert_eq!(d.pop_or(&"a".into(), 0)?, 1);
+    /// assert_eq!(d.pop_or(&"a".into(), 0)?, 0);
+    /// # Ok::<(), mp_manager::Error>(())
+    /// ```
+    pub fn setdefault(&self, k: K, v: V) -> Result<V> {
+        let (v, held) = self.value(&v)?;
+        one(self.storing(vec![held], Op::SetDefault(enc(&k)?, v))?)
+    }
+
+    /// `d.pop(k, default)`: takes out the value of `k`, or gives `default`
+    /// if it has none ([`remove`](Self::remove) is `d.pop(k, None)`).
+    pub fn pop_or(&self, k: &K, default: V) -> Result<V> {
+        Ok(self.remove(k)?.unwrap_or(default))
+    }
+
+    /// `d | other`: a plain `HashMap` of this dict's pairs and `other`'s,
+    /// `other`'s value winning for a key in both. `d |= other` is
+    /// [`update`](Self::update).
+    ///
+    /// ```
+    /// let m = mp_manager::SyncManager::start()?;
+    /// let d = m.dict::<String, u32>()?;
+    /// d.insert("foo".into(), 5)?;
+    /// let x = d.union([("foo".into(), 7), ("baz".into(), 7)])?;
+    /// assert_eq!(x, [("foo".into(), 7), ("baz".into(), 7)].into());
+    /// assert_eq!(d.len()?, 1);
+    /// # Ok::<(), mp_manager::Error>(())
+    /// ```
+    pub fn union(&self, other: impl IntoIterator<Item = (K, V)>) -> Result<HashMap<K, V>> {
+        let mut all = self.copy()?;
+        all.extend(other);
+        Ok(all)
     }
 
     /// `d.update(pairs)`, in one round trip.
@@ -140,12 +226,102 @@ impl<K: Payload + Eq + Hash, V: Payload> DictProxy<K, V> {
     }
 }
 
-/// A dict in the server: encoded keys to encoded values.
-pub(crate) struct Dict(Guarded<HashMap<Bytes, Stored>>);
+impl crate::SyncManager {
+    /// A new shared `dict` of `keys`, each with `value` (Python's
+    /// `Manager().dict(dict.fromkeys(keys, value))`), in the keys' order.
+    ///
+    /// ```
+    /// let m = mp_manager::SyncManager::start()?;
+    /// let d = m.dict_fromkeys(["a".to_string(), "b".to_string()], 0u32)?;
+    /// assert_eq!(d.items()?, [("a".into(), 0), ("b".into(), 0)]);
+    /// # Ok::<(), mp_manager::Error>(())
+    /// ```
+    pub fn dict_fromkeys<K: Payload + Eq + Hash, V: Payload + Clone>(
+        &self,
+        keys: impl IntoIterator<Item = K>,
+        value: V,
+    ) -> Result<DictProxy<K, V>> {
+        let d = self.dict()?;
+        d.update(keys.into_iter().map(|k| (k, value.clone())))?;
+        Ok(d)
+    }
+}
+
+/// A dict in the server: encoded keys to encoded values, in the order the
+/// keys were first inserted (as a Python `dict`).
+pub(crate) struct Dict(Guarded<Ordered>);
 
 impl Dict {
     pub(crate) fn new() -> Dict {
-        Dict(Guarded::new(HashMap::new()))
+        Dict(Guarded::new(Ordered::default()))
+    }
+}
+
+/// A map that keeps its keys' insertion order: each key has a slot number,
+/// the next one when it is first inserted (a new value for a key keeps its
+/// slot; a key removed and inserted again goes last).
+#[derive(Default)]
+struct Ordered {
+    slots: HashMap<Bytes, u64>,
+    entries: BTreeMap<u64, (Bytes, Stored)>,
+    next: u64,
+}
+
+impl Ordered {
+    fn get(&self, k: &Bytes) -> Option<&Stored> {
+        let slot = self.slots.get(k)?;
+        self.entries.get(slot).map(|(_, v)| v)
+    }
+
+    /// Inserts `v` under `k`; the value it replaced.
+    fn insert(&mut self, k: Bytes, v: Stored) -> Option<Stored> {
+        if let Some((_, old)) = self.slots.get(&k).and_then(|s| self.entries.get_mut(s)) {
+            return Some(std::mem::replace(old, v));
+        }
+        if self.next == u64::MAX {
+            self.renumber();
+        }
+        let slot = self.next;
+        self.next += 1;
+        self.slots.insert(k.clone(), slot);
+        self.entries.insert(slot, (k, v));
+        None
+    }
+
+    /// Numbers the slots from 0 again, in order (once every 2^64 inserts).
+    fn renumber(&mut self) {
+        let entries = std::mem::take(&mut self.entries);
+        for (slot, (k, v)) in (0..).zip(entries.into_values()) {
+            self.slots.insert(k.clone(), slot);
+            self.entries.insert(slot, (k, v));
+        }
+        self.next = self.entries.len() as u64;
+    }
+
+    fn remove(&mut self, k: &Bytes) -> Option<Stored> {
+        let slot = self.slots.remove(k)?;
+        self.entries.remove(&slot).map(|(_, v)| v)
+    }
+
+    fn pop_last(&mut self) -> Option<(Bytes, Stored)> {
+        let (_, (k, v)) = self.entries.pop_last()?;
+        self.slots.remove(&k);
+        Some((k, v))
+    }
+
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&Bytes, &Stored)> {
+        self.entries.values().map(|(k, v)| (k, v))
+    }
+
+    fn drain(&mut self) -> impl Iterator<Item = Stored> {
+        self.slots.clear();
+        std::mem::take(&mut self.entries)
+            .into_values()
+            .map(|(_, v)| v)
     }
 }
 
@@ -163,17 +339,17 @@ impl Handler<Op> for Dict {
                 Reply::Maybe(old.map(Stored::into_reply))
             }
             Op::Remove(k) => Reply::Maybe(d.remove(&k).map(Stored::into_reply)),
-            Op::ContainsKey(k) => Reply::Bool(d.contains_key(&k)),
+            Op::ContainsKey(k) => Reply::Bool(d.slots.contains_key(&k)),
             Op::Len => Reply::Count(d.len() as u64),
-            Op::Keys => Reply::List(d.keys().cloned().collect()),
-            Op::Values => Reply::List(d.values().map(|v| v.bytes.clone()).collect()),
+            Op::Keys => Reply::List(d.iter().map(|(k, _)| k.clone()).collect()),
+            Op::Values => Reply::List(d.iter().map(|(_, v)| v.bytes.clone()).collect()),
             Op::Items => Reply::Pairs(
                 d.iter()
                     .map(|(k, v)| (k.clone(), v.bytes.clone()))
                     .collect(),
             ),
             Op::Clear => {
-                out.extend(d.drain().map(|(_, v)| v));
+                out.extend(d.drain());
                 Reply::Ok
             }
             Op::Update(pairs) => {
@@ -181,6 +357,18 @@ impl Handler<Op> for Dict {
                     out.extend(d.insert(k, call.stored(v)));
                 }
                 Reply::Ok
+            }
+            Op::PopItem => Reply::Pairs(
+                d.pop_last()
+                    .map(|(k, v)| (k, v.into_reply()))
+                    .into_iter()
+                    .collect(),
+            ),
+            Op::SetDefault(k, v) => {
+                if d.get(&k).is_none() {
+                    d.insert(k.clone(), call.stored(v));
+                }
+                Reply::Maybe(d.get(&k).map(|v| v.bytes.clone()))
             }
         });
         drop(out);

@@ -23,6 +23,7 @@ pub(crate) mod pool_proxy;
 pub(crate) mod queue;
 pub(crate) mod registered;
 pub(crate) mod semaphore;
+pub(crate) mod set;
 pub(crate) mod value;
 
 /// A new object of a built-in kind (`None` for a registered type, or a
@@ -41,6 +42,7 @@ pub(crate) fn make(kind: Kind) -> Option<Arc<dyn Object>> {
         Kind::Condition => Arc::new(condition::new()),
         Kind::Event => Arc::new(event::Event::new()),
         Kind::Barrier { parties, timeout } => Arc::new(barrier::Barrier::new(parties, timeout)?),
+        Kind::Set => Arc::new(set::Set::new()),
         #[cfg(feature = "pool")]
         Kind::Pool { processes, method } => pool::make(processes, method),
         Kind::Registered(_) => return None,

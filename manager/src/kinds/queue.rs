@@ -152,6 +152,33 @@ impl<T: Payload> JoinableQueueProxy<T> {
     }
 }
 
+impl crate::SyncManager {
+    /// A new shared joinable queue of at most `maxsize` items, 0 for
+    /// unbounded (Python's `Manager().JoinableQueue(maxsize)`).
+    ///
+    /// ```
+    /// let m = mp_manager::SyncManager::start()?;
+    /// let q = m.joinable_queue_with_maxsize::<u32>(1)?;
+    /// q.put(1)?;
+    /// assert!(q.full()?);
+    /// assert!(matches!(q.try_put(2), Err(mp_manager::Error::Full)));
+    /// assert_eq!(q.get()?, 1);
+    /// q.task_done()?;
+    /// q.join()?;
+    /// # Ok::<(), mp_manager::Error>(())
+    /// ```
+    pub fn joinable_queue_with_maxsize<T: Payload>(
+        &self,
+        maxsize: usize,
+    ) -> Result<JoinableQueueProxy<T>> {
+        let kind = crate::protocol::Kind::Queue {
+            maxsize: maxsize as u64,
+            joinable: true,
+        };
+        Ok(crate::Proxy::from_reference(self.create(kind)?))
+    }
+}
+
 /// A queue in the server, of encoded items: mp-proc's in-process queue.
 pub(crate) struct Queue {
     items: local::Queue<Bytes>,

@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::Result;
 use crate::protocol::{Bytes, Reply, Request};
-use crate::proxy::{Reference, enc, ok, one, proxy_handle};
-use crate::server::object::{Call, Guarded, Handler, Object};
+use crate::proxy::{Reference, enc_stored, ok, one, proxy_handle};
+use crate::server::object::{Call, Guarded, Handler, Object, Stored};
 
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Op {
@@ -44,31 +44,44 @@ impl<T: Payload> ValueProxy<T> {
         one(self.op(Op::Get)?)
     }
 
-    /// `v.value = new`.
+    /// `v.value = new`. A proxy in `new` keeps its object alive while the
+    /// value keeps it.
     pub fn set(&self, new: T) -> Result<()> {
-        ok(self.op(Op::Set(enc(&new)?))?)
+        let (v, held) = enc_stored(&new, &self.inner.link.address)?;
+        let id = self.inner.id;
+        ok(match held.is_empty() {
+            true => self.op(Op::Set(v))?,
+            false => self
+                .inner
+                .call(&Request::ValueHolding(id, vec![held], Op::Set(v)))?,
+        })
     }
 }
 
-/// A value in the server, encoded.
-pub(crate) struct Value(Guarded<Bytes>);
+/// A value in the server, encoded (with the references it holds).
+pub(crate) struct Value(Guarded<Stored>);
 
 impl Value {
     pub(crate) fn new(v: Bytes) -> Value {
-        Value(Guarded::new(v))
+        Value(Guarded::new(Stored::plain(v)))
     }
 }
 
 impl Object for Value {}
 
 impl Handler<Op> for Value {
-    fn serve(self: Arc<Self>, op: Op, _: &mut Call<'_>) -> Reply {
-        self.0.with(|v| match op {
-            Op::Get => Reply::Maybe(Some(v.clone())),
+    fn serve(self: Arc<Self>, op: Op, call: &mut Call<'_>) -> Reply {
+        // The value replaced is dropped (its references given back) after
+        // the lock is let go.
+        let mut out = None;
+        let reply = self.0.with(|v| match op {
+            Op::Get => Reply::Maybe(Some(v.bytes.clone())),
             Op::Set(new) => {
-                *v = new;
+                out = Some(std::mem::replace(v, call.stored(new)));
                 Reply::Ok
             }
-        })
+        });
+        drop(out);
+        reply
     }
 }

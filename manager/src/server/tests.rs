@@ -485,3 +485,66 @@ fn extreme_numbers_in_requests_are_answered() {
     drop(c);
     s.stop();
 }
+
+/// A sort's reordering (`Permute`) applies only to the version of the list
+/// it read: a change in between makes it a no (the client reads again),
+/// and anything but a permutation of the items is refused.
+#[test]
+fn a_list_reorders_only_the_version_it_was_read_at() {
+    use crate::kinds::list::Op;
+    let _g = mp_testkit::guard();
+    let s = start();
+    let c = s.client();
+    let id = match call(&c, &Request::Create(Kind::List)) {
+        Reply::Id(id) => id,
+        r => panic!("{r:?}"),
+    };
+    let b = |x: &[u8]| Bytes::from(x.to_vec());
+    let list = |op| call(&c, &Request::List(id, op));
+    assert!(matches!(
+        list(Op::Extend(vec![b(b"b"), b(b"a")])),
+        Reply::Ok
+    ));
+    let version = |r: Reply| match r {
+        Reply::Versioned(v, items) => (v, items),
+        r => panic!("{r:?}"),
+    };
+    let (v, items) = version(list(Op::Snapshot));
+    assert_eq!(items, [b(b"b"), b(b"a")]);
+    // Someone else's change in between: not applied.
+    assert!(matches!(list(Op::Push(b(b"c"))), Reply::Ok));
+    assert!(matches!(
+        list(Op::Permute(v, vec![1, 0])),
+        Reply::Bool(false)
+    ));
+    let (v2, items) = version(list(Op::Snapshot));
+    assert_ne!(v, v2);
+    assert_eq!(items, [b(b"b"), b(b"a"), b(b"c")]);
+    // Not a permutation of the 3 items: too short, a repeat, out of range.
+    for perm in [
+        vec![1, 0],
+        vec![0, 0, 1],
+        vec![0, 1, 3],
+        vec![0, 1, u64::MAX],
+    ] {
+        assert!(is_failure(&list(Op::Permute(v2, perm))));
+    }
+    // Nothing moved, and a read leaves the version alone.
+    let (v3, items) = version(list(Op::Snapshot));
+    assert_eq!((v3, &items[..]), (v2, &[b(b"b"), b(b"a"), b(b"c")][..]));
+    assert!(matches!(
+        list(Op::Permute(v2, vec![1, 0, 2])),
+        Reply::Bool(true)
+    ));
+    match list(Op::ToVec) {
+        Reply::List(items) => assert_eq!(items, [b(b"a"), b(b"b"), b(b"c")]),
+        r => panic!("{r:?}"),
+    }
+    // The same version again: it moved on with the reordering.
+    assert!(matches!(
+        list(Op::Permute(v2, vec![1, 0, 2])),
+        Reply::Bool(false)
+    ));
+    drop(c);
+    s.stop();
+}

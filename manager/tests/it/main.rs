@@ -1,6 +1,7 @@
 //! mp-manager's integration tests, for fork, spawn and forkserver.
 
 mod base;
+mod containers;
 mod deadlines;
 mod dict;
 mod errors;
@@ -16,6 +17,7 @@ mod pool;
 mod pool_foreign;
 mod scenarios;
 mod sessions;
+mod set;
 mod shared_memory;
 mod sync;
 mod trust;

@@ -1,6 +1,7 @@
-//! Proxies stored in a managed dict or list: the stored value keeps its
-//! object alive (each read-back is a new reference), and the object is
-//! freed once it is out of every container and every proxy is dropped.
+//! Proxies stored in a managed dict, list, namespace or value, or put on a
+//! managed queue: the stored value keeps its object alive (each read-back
+//! is a new reference), and the object is freed once it is out of every
+//! container and every proxy is dropped.
 //! CPython's `_TestContainers.test_dict_proxy_nested` and
 //! `test_nested_queue`, under every start method.
 
@@ -13,6 +14,8 @@ mp_testkit::for_each_method!(
     test_nested_queue,
     a_stored_proxy_is_freed_once_removed_and_dropped,
     a_child_uses_a_queue_it_reads_from_a_dict,
+    a_proxy_in_a_namespace_or_a_value_keeps_its_object,
+    a_proxy_on_a_queue_keeps_its_object,
 );
 
 type Inner = DictProxy<String, u32>;
@@ -172,5 +175,94 @@ fn a_child_uses_a_queue_it_reads_from_a_dict(method: StartMethod) {
     assert_eq!(l.get(0).unwrap().get().unwrap(), 9);
     drop((p, q));
     assert_eq!(m.number_of_objects().unwrap(), 4);
+    m.shutdown().unwrap();
+}
+
+/// A proxy stored in a managed namespace or value keeps its object alive
+/// while stored, as one in a dict or a list does: read back and dropped
+/// any number of times, it still works; replaced or removed, and dropped,
+/// its object is freed (`_TestContainers.test_nested_queue`'s shape, on a
+/// namespace and a value).
+fn a_proxy_in_a_namespace_or_a_value_keeps_its_object(method: StartMethod) {
+    let _g = guard();
+    let m = SyncManager::start_with(method).unwrap();
+    let ns = m.namespace().unwrap();
+    ns.set("q", &m.queue::<u32>().unwrap()).unwrap();
+    let v = m.value(m.queue::<u32>().unwrap()).unwrap();
+    v.set(m.queue::<u32>().unwrap()).unwrap();
+    // The namespace, the value, and the queues each holds (the value's
+    // first queue is still lent: a value made with a proxy in it keeps
+    // that proxy's object until the manager ends).
+    assert_eq!(m.number_of_objects().unwrap(), 5);
+    for i in 0..3 {
+        let q = ns.get::<QueueProxy<u32>>("q").unwrap();
+        q.put(i).unwrap();
+        drop(q);
+        assert_eq!(ns.get::<QueueProxy<u32>>("q").unwrap().get().unwrap(), i);
+        v.get().unwrap().put(i).unwrap();
+        assert_eq!(v.get().unwrap().get().unwrap(), i);
+    }
+    // A child reads them too.
+    let mut p =
+        Process::new(through_namespace_and_value, (ns.clone(), v.clone())).start_method(method);
+    p.start().unwrap();
+    assert_eq!(p.join().unwrap(), 0);
+    assert_eq!(ns.get::<QueueProxy<u32>>("q").unwrap().get().unwrap(), 7);
+    assert_eq!(v.get().unwrap().get().unwrap(), 8);
+    assert_eq!(m.number_of_objects().unwrap(), 5);
+    // Removed, replaced: given back.
+    ns.remove("q").unwrap();
+    assert_eq!(m.number_of_objects().unwrap(), 4);
+    ns.set("q", &1u8).unwrap();
+    v.set(m.queue::<u32>().unwrap()).unwrap();
+    assert_eq!(m.number_of_objects().unwrap(), 4);
+    drop(v);
+    assert_eq!(m.number_of_objects().unwrap(), 2);
+    m.shutdown().unwrap();
+}
+
+fn through_namespace_and_value(
+    (ns, v): (
+        mp_manager::NamespaceProxy,
+        mp_manager::ValueProxy<QueueProxy<u32>>,
+    ),
+) {
+    ns.get::<QueueProxy<u32>>("q").unwrap().put(7).unwrap();
+    v.get().unwrap().put(8).unwrap();
+}
+
+fn take_and_push(q: QueueProxy<ListProxy<u32>>) {
+    let l = q.get().unwrap();
+    l.push(2).unwrap();
+}
+
+/// A proxy put on a managed queue keeps its object alive while it waits
+/// there, though the putter dropped its own: the getter (here, a child)
+/// takes over the reference the item holds, and the object is freed once
+/// the getter's proxy is gone too.
+fn a_proxy_on_a_queue_keeps_its_object(method: StartMethod) {
+    let _g = guard();
+    let m = SyncManager::start_with(method).unwrap();
+    let q = m.queue::<ListProxy<u32>>().unwrap();
+    let l = m.list::<u32>().unwrap();
+    l.push(1).unwrap();
+    let watch = m.list::<ListProxy<u32>>().unwrap();
+    q.put(l).unwrap();
+    // q, watch, and the list, held by the item alone.
+    assert_eq!(m.number_of_objects().unwrap(), 3);
+    let mut p = Process::new(take_and_push, q.clone()).start_method(method);
+    p.start().unwrap();
+    assert_eq!(p.join().unwrap(), 0);
+    // The child's reference went with it: the list is freed.
+    assert_eq!(m.number_of_objects().unwrap(), 2);
+    // Put, got back here, used.
+    let l = m.list::<u32>().unwrap();
+    q.put(l.clone()).unwrap();
+    drop(l);
+    let back = q.get().unwrap();
+    back.push(3).unwrap();
+    watch.push(back).unwrap();
+    assert_eq!(watch.get(0).unwrap().to_vec().unwrap(), [3]);
+    assert_eq!(m.number_of_objects().unwrap(), 3);
     m.shutdown().unwrap();
 }
