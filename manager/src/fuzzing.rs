@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::kinds::{
-    barrier, condition, dict, event, list, lock, namespace, queue, semaphore, value,
+    barrier, condition, dict, event, list, lock, namespace, queue, semaphore, set, value,
 };
 use crate::protocol::{Bytes, Failure, Kind, Reply, Request};
 use crate::shared_memory;
@@ -84,7 +84,22 @@ fn messages() -> (Vec<Request>, Vec<Reply>) {
         ),
         Request::List(2, list::Op::Set(0, b(&[9; 40]))),
         Request::List(2, list::Op::Extend(vec![b(b"x"); 3])),
+        Request::Dict(1, dict::Op::PopItem),
+        Request::DictHolding(1, vec![vec![5, 6]], dict::Op::SetDefault(b(b"k"), b(b"p"))),
+        Request::List(2, list::Op::Insert(u64::MAX, b(b"x"))),
+        Request::List(2, list::Op::Permute(7, vec![2, 0, 1])),
+        Request::List(2, list::Op::Snapshot),
+        Request::ListHolding(2, vec![vec![9]], list::Op::Push(b(b"proxy"))),
         Request::Namespace(3, namespace::Op::Set("field".into(), b(b"1"))),
+        Request::Namespace(3, namespace::Op::Remove("field".into())),
+        Request::NamespaceHolding(3, vec![vec![4]], namespace::Op::Names),
+        Request::ValueHolding(4, vec![vec![4]], value::Op::Get),
+        Request::Create(Kind::Set),
+        Request::Set(12, set::Op::Add(b(b"item"))),
+        Request::Set(
+            12,
+            set::Op::SymmetricDifferenceUpdate(vec![b(b"a"), b(b"")]),
+        ),
         Request::Value(4, value::Op::Get),
         Request::Queue(5, queue::Op::Put(b(b"item"), Some(Duration::MAX))),
         Request::Queue(5, queue::Op::Get(None)),
@@ -107,6 +122,38 @@ fn messages() -> (Vec<Request>, Vec<Reply>) {
             mp_proc::ShareableItem::None,
         ])),
     ];
+    #[cfg(feature = "pool")]
+    let requests = {
+        use crate::kinds::pool::Op;
+        let mut requests = requests;
+        requests.extend([
+            Request::Create(Kind::Pool {
+                processes: Some(2),
+                method: Some(mp_proc::StartMethod::Spawn),
+            }),
+            Request::Pool(
+                13,
+                Op::Submit {
+                    func: b(&[7; 48]),
+                    items: vec![b(b"1"), b(b"")],
+                    chunksize: Some(4),
+                    wait: true,
+                },
+            ),
+            Request::Pool(
+                13,
+                Op::Get {
+                    job: 1,
+                    wait: Some(Duration::MAX),
+                    take: true,
+                },
+            ),
+            Request::Pool(13, Op::Ready { job: 2, wait: None }),
+            Request::Pool(13, Op::Forget(u64::MAX)),
+            Request::Pool(13, Op::Join),
+        ]);
+        requests
+    };
     let replies = vec![
         Reply::Ok,
         Reply::Fail(Failure::Timeout),
@@ -132,6 +179,7 @@ fn messages() -> (Vec<Request>, Vec<Reply>) {
         Reply::Value(b(&[0xff; 8])),
         Reply::Name("psm_1_2_abcdef".into()),
         Reply::Names(vec!["a".into(), "b".into()]),
+        Reply::Versioned(3, vec![b(b"a"), b(b"bc")]),
     ];
     (requests, replies)
 }
