@@ -5,6 +5,7 @@ mod codec_props;
 mod conformance;
 mod connection;
 mod cpython_i16;
+mod cpython_port;
 mod fds;
 mod fuzz_corpus;
 mod handles;
