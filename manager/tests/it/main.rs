@@ -1,6 +1,7 @@
 //! mp-manager's integration tests, for fork, spawn and forkserver.
 
 mod base;
+mod cpython_port;
 mod deadlines;
 mod dict;
 mod errors;
