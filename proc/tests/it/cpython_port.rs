@@ -25,6 +25,7 @@ mp_testkit::for_each_method!(
     test_ignore,
     test_ignore_listener,
     test_stderr_flush,
+    test_shared_memory_pickle_unpickle_dead_object,
 );
 
 /// Only turns a hang into a failure.
@@ -557,4 +558,33 @@ fn test_mixed_startmethod() {
             );
         }
     }
+}
+
+/// Reads the first six bytes of `block` and sends them back.
+fn read_six((block, report): (mp_proc::SharedMemory, Connection)) {
+    let mut six = [0u8; 6];
+    block.read_at(0, &mut six).unwrap();
+    report.send(&six.to_vec()).unwrap();
+}
+
+/// CPython: `_TestSharedMemory.test_shared_memory_pickle_unpickle_dead_object`.
+/// A pickled block is its name: once unlinked, unpickling it is
+/// `FileNotFoundError`, as attaching by name is here. A difference: an mp
+/// handle carries the block's descriptor, so a child it is passed to still
+/// has the memory.
+fn test_shared_memory_pickle_unpickle_dead_object(method: StartMethod) {
+    let _g = guard();
+    let sms = mp_proc::SharedMemory::create(None, 512).unwrap();
+    sms.write_at(0, b"pickle").unwrap();
+    let name = sms.name().to_owned();
+    sms.unlink().unwrap();
+    match mp_proc::SharedMemory::attach(&name) {
+        Err(Error::Os { source, .. }) => assert_eq!(source.kind(), std::io::ErrorKind::NotFound),
+        other => panic!("{name} is still there: {other:?}"),
+    }
+    let (here, there) = pipe(true).unwrap();
+    let mut p = Process::new(read_six, (sms, there)).start_method(method);
+    p.start().unwrap();
+    assert_eq!(here.recv::<Vec<u8>>().unwrap(), b"pickle");
+    assert_eq!(p.join().unwrap(), 0);
 }
