@@ -4,6 +4,8 @@
 //!
 //! - [`proc`]: lifecycle, queues, locks and the other primitives, shared
 //!   values; [`conformance_tests!`] makes a `#[test]` of each check.
+//! - [`cpython_queue`], [`cpython_sync`]: CPython's own tests of queues and
+//!   of the primitives, ported (in [`conformance_tests!`] too).
 //! - `pool` (feature `pool`): the pool's behaviours;
 //!   [`pool_conformance_tests!`] makes a `#[test]` of each check.
 //!
@@ -22,6 +24,8 @@
 //! mp_conformance::proc::queue_bounded_and_timeouts(&mp_proc::get_context(mp_proc::StartMethod::Fork));
 //! ```
 
+pub mod cpython_queue;
+pub mod cpython_sync;
 #[cfg(feature = "pool")]
 pub mod pool;
 pub mod proc;

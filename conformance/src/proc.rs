@@ -25,16 +25,26 @@ macro_rules! conformance_tests {
         $crate::conformance_tests!($ctx, ());
     };
     ($ctx:expr, $setup:expr) => {
-        $crate::conformance_tests!(@each $ctx, $setup;
+        $crate::conformance_tests!(@each $ctx, $setup; proc;
             lifecycle_exit_codes, lifecycle_is_alive_and_join_timeout, queue_fifo_from_a_worker,
             queue_many_producers_and_consumers, queue_bounded_and_timeouts, joinable_queue_join,
             lock_excludes_workers, lock_held_elsewhere, lock_misuse, rlock_reentrant, condition_notifies_workers,
             semaphore_counts,
             event_wakes_workers, barrier_rounds, barrier_breaks, value_shared_updates,
             pipe_to_a_worker, handles_sent_after_start);
+        // CPython's own tests of the same (Lib/test/_test_multiprocessing.py).
+        $crate::conformance_tests!(@each $ctx, $setup; cpython_queue;
+            test_queue_put, test_queue_get, test_queue_qsize, test_queue_timeout,
+            test_queue_closed_queue_put_get_exceptions);
+        $crate::conformance_tests!(@each $ctx, $setup; cpython_sync;
+            test_semaphore_semaphore, test_semaphore_bounded_semaphore, test_semaphore_timeout,
+            test_condition_notify_n, test_condition_waitfor, test_condition_waitfor_timeout,
+            test_condition_wait_result, test_event_event, test_barrier_abort, test_barrier_reset,
+            test_barrier_abort_and_reset, test_barrier_timeout, test_barrier_default_timeout,
+            test_barrier_single_thread, test_barrier_thousand);
     };
-    (@each $ctx:expr, $setup:expr; $($name:ident),*) => {
-        $( #[test] fn $name() { let _setup = $setup; $crate::proc::$name(&$ctx) } )*
+    (@each $ctx:expr, $setup:expr; $module:ident; $($name:ident),*) => {
+        $( #[test] fn $name() { let _setup = $setup; $crate::$module::$name(&$ctx) } )*
     };
 }
 

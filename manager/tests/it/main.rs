@@ -2,6 +2,7 @@
 
 mod base;
 mod containers;
+mod cpython_port;
 mod deadlines;
 mod dict;
 mod errors;

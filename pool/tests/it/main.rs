@@ -3,6 +3,7 @@
 
 mod api;
 mod conformance;
+mod cpython_port;
 mod faults;
 mod handles;
 mod lazy;

@@ -5,6 +5,8 @@ mod codec_props;
 mod conformance;
 mod connection;
 mod cpython_i16;
+mod cpython_port;
+mod cpython_port_tracker;
 mod fds;
 mod fuzz_corpus;
 mod handles;
