@@ -32,8 +32,30 @@ impl Shared {
         elem: u64,
         s: S,
     ) -> std::result::Result<S::Ok, S::Error> {
-        let fd = crate::rt::handles::push(self.0.fd().as_fd(), kind, handle_type(kind, elem), &[])?;
-        (fd, handle_type(kind, elem)).serialize(s)
+        // `()` encodes as nothing: the bytes are the pair's.
+        self.serialize_with(kind, elem, &(), s)
+    }
+
+    /// As [`serialize`](Self::serialize), followed by `extra`: plain data
+    /// (no handle: it is encoded twice) that the descriptor's tag covers
+    /// when the handle goes to a peer, so that no relay can pair this region
+    /// with the `extra` of another handle.
+    pub(crate) fn serialize_with<S: Serializer, X: Serialize>(
+        &self,
+        kind: &'static str,
+        elem: u64,
+        extra: &X,
+        s: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::Error as _;
+        // A child's args are trusted as they are: nothing to sign.
+        let body = match crate::wire::payload::way() {
+            crate::wire::payload::Way::Child => Vec::new(),
+            _ => crate::wire::payload::encode(extra).map_err(S::Error::custom)?,
+        };
+        let ty = handle_type(kind, elem);
+        let fd = crate::rt::handles::push(self.0.fd().as_fd(), kind, ty, &body)?;
+        (fd, ty, extra).serialize(s)
     }
 
     /// Rebuilds a handle that [`serialize`](Self::serialize) wrote with the
@@ -43,15 +65,33 @@ impl Shared {
         elem: u64,
         d: D,
     ) -> std::result::Result<Shared, D::Error> {
-        let (fd, ty) = <(FdRef, u64)>::deserialize(d)?;
+        Ok(Self::deserialize_with::<D, ()>(kind, elem, d)?.0)
+    }
+
+    /// Rebuilds a handle that [`serialize_with`](Self::serialize_with)
+    /// wrote, with its `extra`, checked with the descriptor's tag.
+    pub(crate) fn deserialize_with<'de, D: Deserializer<'de>, X>(
+        kind: &'static str,
+        elem: u64,
+        d: D,
+    ) -> std::result::Result<(Shared, X), D::Error>
+    where
+        X: Serialize + Deserialize<'de>,
+    {
+        use serde::de::Error as _;
+        let (fd, ty, extra) = <(FdRef, u64, X)>::deserialize(d)?;
         if ty != handle_type(kind, elem) {
             return Err(crate::wire::payload::retyped(kind));
         }
-        let fd = crate::rt::handles::take(fd, kind, ty, &[])?;
+        let body = match fd {
+            FdRef::Inherited(_) => Vec::new(),
+            _ => crate::wire::payload::encode(&extra).map_err(D::Error::custom)?,
+        };
+        let fd = crate::rt::handles::take(fd, kind, ty, &body)?;
         let region = Region::from_fd(fd).map_err(|e| {
             crate::wire::payload::decode_failure(format!("a shared memory block: {e}"))
         })?;
-        Ok(Shared(Arc::new(region)))
+        Ok((Shared(Arc::new(region)), extra))
     }
 
     pub(crate) fn same(&self, other: &Shared) -> bool {

@@ -21,5 +21,6 @@ mod shareable_list;
 mod shared_memory;
 mod spawn_fn;
 mod sync;
+mod sync_i16;
 mod tree;
 mod trust;
