@@ -94,9 +94,67 @@ impl Shared {
         Ok((Shared(Arc::new(region)), extra))
     }
 
+    /// Writes where the descriptor is, as a field of another handle (whose
+    /// own tag must cover the [`RegionRef`]: see
+    /// [`serialize_with`](Self::serialize_with)).
+    pub(crate) fn push_ref<E: serde::ser::Error>(
+        &self,
+        kind: &'static str,
+        elem: u64,
+    ) -> std::result::Result<RegionRef, E> {
+        let ty = handle_type(kind, elem);
+        let fd = crate::rt::handles::push(self.0.fd().as_fd(), kind, ty, &[])?;
+        Ok(RegionRef { fd, ty })
+    }
+
+    /// The region that [`push_ref`](Self::push_ref) wrote with the same
+    /// `kind` and `elem`.
+    pub(crate) fn take_ref<E: serde::de::Error>(
+        r: RegionRef,
+        kind: &'static str,
+        elem: u64,
+    ) -> std::result::Result<Shared, E> {
+        if r.ty != handle_type(kind, elem) {
+            return Err(crate::wire::payload::retyped(kind));
+        }
+        let fd = crate::rt::handles::take(r.fd, kind, r.ty, &[])?;
+        let region = Region::from_fd(fd).map_err(|e| {
+            crate::wire::payload::decode_failure(format!("a shared memory block: {e}"))
+        })?;
+        Ok(Shared(Arc::new(region)))
+    }
+
+    /// Another mapping of the same memory, on a descriptor of its own: a
+    /// view of the region as a handle of another type, which may go in
+    /// one child's args beside this one (a descriptor travels as one type).
+    pub(crate) fn another_mapping(&self) -> Result<Shared> {
+        let fd = self
+            .0
+            .fd()
+            .try_clone()
+            .os("dup a shared memory descriptor")?;
+        Ok(Shared(Arc::new(
+            Region::from_fd(fd).os("map shared memory again")?,
+        )))
+    }
+
     pub(crate) fn same(&self, other: &Shared) -> bool {
         Arc::ptr_eq(&self.0, &other.0)
     }
+
+    /// Whether both are the same memory: the same mapping, or mappings of
+    /// the same file (a handle that went to a child and came back).
+    pub(crate) fn same_memory(&self, other: &Shared) -> bool {
+        let id = |s: &Shared| crate::sys::fd::identity(s.0.fd().as_fd()).ok();
+        self.same(other) || id(self).is_some_and(|a| id(other) == Some(a))
+    }
+}
+
+/// A region's descriptor as a field of another handle (a `Value`'s lock).
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct RegionRef {
+    fd: FdRef,
+    ty: u64,
 }
 
 /// A robust process-shared mutex at an offset of a shared region.

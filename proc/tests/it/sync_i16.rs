@@ -1,15 +1,25 @@
 //! Issue 16's synchronisation bullets: CPython's `_TestBarrier.test_action`
-//! (and what `threading.Barrier` does when the action raises), under fork,
-//! spawn and forkserver.
+//! (and what `threading.Barrier` does when the action raises), and
+//! `Value`/`Array` with `lock=`, `get_lock()` and `get_obj()`
+//! (`_TestValue.test_getobj_getlock`, `_TestArray.test_getobj_getlock_obj`),
+//! under fork, spawn and forkserver.
 
 use std::sync::Mutex;
 use std::time::Duration;
 
 use mp_proc::codec::{decode, encode};
-use mp_proc::{Array, Barrier, Error, FnPointer, Process, StartMethod, Value};
+use mp_proc::{
+    AnyLock, Array, Barrier, Error, Event, FnPointer, Lock, Process, RLock, RawArray, RawValue,
+    StartMethod, Value,
+};
 use mp_testkit::guard;
 
-mp_testkit::for_each_method!(test_action, an_action_that_panics_breaks_the_barrier);
+mp_testkit::for_each_method!(
+    test_action,
+    an_action_that_panics_breaks_the_barrier,
+    get_lock_excludes_lock_guards_of_every_value_behind_it,
+    a_shared_lock_whose_holder_died_is_reported_once,
+);
 
 /// CPython's `_TestBarrier.N`: the parties of a barrier test (the caller
 /// and `N - 1` others).
@@ -137,4 +147,128 @@ fn a_barrier_does_not_decode_with_another_action() {
     added.extend_from_slice(&theirs);
     assert!(matches!(decode::<Barrier>(&added), Err(Error::Decode(_))));
     decode::<Barrier>(&bytes).unwrap();
+}
+
+/// `_TestValue.test_getobj_getlock`. CPython's `lock=False` is
+/// [`RawValue`], which has no `get_lock`/`get_obj` (`hasattr` is false: here
+/// they do not compile), and `lock='navalue'` (`AttributeError`) does not
+/// compile either: `with_lock` takes a `Lock` or an `RLock`.
+#[test]
+fn test_getobj_getlock() {
+    let _g = guard();
+    // lock=True (and None): a lock of its own, an RLock as CPython's.
+    let val1 = Value::new(5i32).unwrap();
+    let lock1 = val1.get_lock().unwrap();
+    let obj1: RawValue<i32> = val1.get_obj().unwrap();
+    assert!(lock1.is_reentrant());
+    assert_eq!(obj1.get(), 5);
+    assert_eq!(lock1, val1.get_lock().unwrap(), "the same lock every time");
+
+    let lock = Lock::new().unwrap();
+    let val3 = Value::with_lock(5i32, lock.clone()).unwrap();
+    let lock3 = val3.get_lock().unwrap();
+    let obj3 = val3.get_obj().unwrap();
+    assert_eq!(AnyLock::from(lock.clone()), lock3);
+    assert_ne!(lock1, lock3);
+    obj3.set(6);
+    assert_eq!(val3.get(), 6, "the raw object is the same memory");
+
+    let _arr4 = RawValue::new(5i32).unwrap();
+}
+
+/// `_TestArray.test_getobj_getlock_obj`, as [`test_getobj_getlock`].
+#[test]
+fn test_getobj_getlock_obj() {
+    let _g = guard();
+    let items: Vec<i32> = (0..10).collect();
+    let arr1 = Array::from_slice(&items).unwrap();
+    let lock1 = arr1.get_lock().unwrap();
+    let obj1: RawArray<i32> = arr1.get_obj().unwrap();
+    assert!(lock1.is_reentrant());
+    assert_eq!(obj1.to_vec(), items);
+
+    let lock = Lock::new().unwrap();
+    let arr3 = Array::with_lock(&items, lock.clone()).unwrap();
+    let lock3 = arr3.get_lock().unwrap();
+    let obj3 = arr3.get_obj().unwrap();
+    assert_eq!(AnyLock::from(lock), lock3);
+    obj3.set(9, 90).unwrap();
+    assert_eq!(arr3.get(9), Some(90));
+
+    let _arr5 = RawArray::from_slice(&items).unwrap();
+}
+
+/// Rounds of each side: enough that the two sides overlap.
+const ROUNDS: u64 = 300;
+
+/// Adds 1 to `raw` `ROUNDS` times, each under `lock` only.
+fn add_under((lock, raw): (AnyLock, RawValue<u64>)) {
+    for _ in 0..ROUNDS {
+        let _held = lock.acquire().unwrap();
+        raw.set(raw.get() + 1);
+    }
+}
+
+/// A child holding a value's `get_lock()` (and adding to its `get_obj()`)
+/// excludes this process's guards of another value made with that lock: no
+/// update is lost. For a value's own lock (an RLock), a `Lock` and an
+/// `RLock`.
+fn get_lock_excludes_lock_guards_of_every_value_behind_it(method: StartMethod) {
+    let _g = guard();
+    let counters = [
+        Value::new(0u64).unwrap(),
+        Value::with_lock(0u64, Lock::new().unwrap()).unwrap(),
+        Value::with_lock(0u64, RLock::new().unwrap()).unwrap(),
+    ];
+    for counter in counters {
+        let lock = counter.get_lock().unwrap();
+        let other = Value::with_lock(0u64, lock.clone()).unwrap();
+        assert_eq!(other.get_lock().unwrap(), lock);
+        let raw = counter.get_obj().unwrap();
+        let mut p = Process::new(add_under, (lock.clone(), raw.clone())).start_method(method);
+        p.start().unwrap();
+        for _ in 0..ROUNDS {
+            let mut g = other.lock().unwrap();
+            raw.set(raw.get() + 1);
+            *g += 1;
+        }
+        assert_eq!(p.join().unwrap(), 0);
+        assert_eq!(counter.get(), 2 * ROUNDS, "{lock:?}: no update lost");
+        assert_eq!(other.get(), ROUNDS);
+        assert!(!lock.locked());
+    }
+}
+
+fn hold_and_die((v, held): (Value<u64>, Event)) {
+    let mut guard = v.lock().unwrap();
+    *guard = 7;
+    held.set();
+    std::mem::forget(guard);
+    std::process::abort();
+}
+
+/// The mixed case: a process that holds one value's guard dies. The next
+/// taker of the lock that two values share, through either value or the
+/// lock, learns of the death (`Error::OwnerDied`, once) and the lock is
+/// free again, as mp's `Lock` (CPython's stays held forever).
+fn a_shared_lock_whose_holder_died_is_reported_once(method: StartMethod) {
+    let _g = guard();
+    let lock = Lock::new().unwrap();
+    let a = Value::with_lock(0u64, lock.clone()).unwrap();
+    let b = Value::with_lock(0u64, lock.clone()).unwrap();
+    let held = Event::new().unwrap();
+    let mut p = Process::new(hold_and_die, (a.clone(), held.clone())).start_method(method);
+    p.start().unwrap();
+    assert!(held.wait(Some(LONG)).unwrap());
+    assert_eq!(p.join().unwrap(), -libc::SIGABRT);
+    // As mp's `Lock`: free once its holder died, the death reported once.
+    assert!(!lock.locked());
+    match b.lock() {
+        Err(Error::OwnerDied { what: "Value" }) => {}
+        other => panic!("{other:?}"),
+    }
+    assert!(!lock.locked());
+    *b.lock().unwrap() += 1;
+    assert_eq!((a.get(), b.get()), (7, 1));
+    drop(lock.acquire().unwrap());
 }
