@@ -79,10 +79,14 @@ impl Shared {
         X: Serialize + Deserialize<'de>,
     {
         use serde::de::Error as _;
-        let (fd, ty, extra) = <(FdRef, u64, X)>::deserialize(d)?;
-        if ty != handle_type(kind, elem) {
-            return Err(crate::wire::payload::retyped(kind));
-        }
+        let (fd, ty, extra) = d.deserialize_tuple(
+            3,
+            WireVisitor::<X> {
+                kind,
+                elem,
+                _x: std::marker::PhantomData,
+            },
+        )?;
         let body = match fd {
             FdRef::Inherited(_) => Vec::new(),
             _ => crate::wire::payload::encode(&extra).map_err(D::Error::custom)?,
@@ -209,5 +213,37 @@ impl RawLock {
             true => Ok(()),
             false => Err(Error::NotHeld { what: self.what }),
         }
+    }
+}
+
+/// Reads a handle's `(descriptor, type, extra)` and refuses a handle of
+/// another type before it reads its `extra` (whose bytes, in another type's
+/// handle, mean something else).
+struct WireVisitor<X> {
+    kind: &'static str,
+    elem: u64,
+    _x: std::marker::PhantomData<X>,
+}
+
+impl<'de, X: Deserialize<'de>> serde::de::Visitor<'de> for WireVisitor<X> {
+    type Value = (FdRef, u64, X);
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "a {} handle", self.kind)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(
+        self,
+        mut seq: A,
+    ) -> std::result::Result<Self::Value, A::Error> {
+        use serde::de::Error as _;
+        let missing = |i| A::Error::invalid_length(i, &self);
+        let fd: FdRef = seq.next_element()?.ok_or_else(|| missing(0))?;
+        let ty: u64 = seq.next_element()?.ok_or_else(|| missing(1))?;
+        if ty != handle_type(self.kind, self.elem) {
+            return Err(crate::wire::payload::retyped(self.kind));
+        }
+        let extra: X = seq.next_element()?.ok_or_else(|| missing(2))?;
+        Ok((fd, ty, extra))
     }
 }
