@@ -1,11 +1,12 @@
 //! Issue 16's synchronisation bullets on threads: CPython's
 //! `_TestBarrier.test_action` (and what `threading.Barrier` does when the
-//! action raises).
+//! action raises), and `Value`/`Array` with `lock=` and `get_lock()`
+//! (`_TestValue.test_getobj_getlock`, without `get_obj`: see names.rs).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use mp_dummy::{Barrier, Error, Value};
+use mp_dummy::{AnyLock, Array, Barrier, Error, Lock, RLock, Value};
 use mp_testkit::guard;
 
 /// CPython's `_TestBarrier.N`.
@@ -85,4 +86,71 @@ fn an_action_that_panics_breaks_the_barrier() {
     assert!(matches!(barrier.wait(), Err(Error::BrokenBarrier)));
     barrier.reset().unwrap();
     assert!(!barrier.broken());
+}
+
+/// `_TestValue.test_getobj_getlock` and `_TestArray.test_getobj_getlock_obj`
+/// on threads (`get_obj` is processes' only).
+#[test]
+fn test_getobj_getlock() {
+    let _g = guard();
+    let val1 = Value::new(5i32).unwrap();
+    let lock1 = val1.get_lock().unwrap();
+    assert!(lock1.is_reentrant());
+    assert_eq!(lock1, val1.get_lock().unwrap());
+
+    let lock = Lock::new().unwrap();
+    let val3 = Value::with_lock(5i32, lock.clone()).unwrap();
+    assert_eq!(val3.get_lock().unwrap(), AnyLock::from(lock.clone()));
+    assert_ne!(val3.get_lock().unwrap(), lock1);
+
+    let arr3 = Array::with_lock(&[0i32, 1, 2], lock.clone()).unwrap();
+    assert_eq!(arr3.get_lock().unwrap(), AnyLock::from(lock));
+    assert!(
+        Array::from_slice(&[1])
+            .unwrap()
+            .get_lock()
+            .unwrap()
+            .is_reentrant()
+    );
+}
+
+/// Rounds of each side: enough that the two sides overlap.
+const ROUNDS: u64 = 300;
+
+/// A thread holding a value's `get_lock()` excludes the guards of another
+/// value made with that lock: a read-modify-write of one value under its
+/// lock taken through the other loses no update. For a value's own lock, a
+/// `Lock` and an `RLock`.
+#[test]
+fn get_lock_excludes_lock_guards_of_every_value_behind_it() {
+    let _g = guard();
+    let counters = [
+        Value::new(0u64).unwrap(),
+        Value::with_lock(0u64, Lock::new().unwrap()).unwrap(),
+        Value::with_lock(0u64, RLock::new().unwrap()).unwrap(),
+    ];
+    for counter in counters {
+        let lock = counter.get_lock().unwrap();
+        let other = Value::with_lock(0u64, lock.clone()).unwrap();
+        // The counter's own reads and writes, each under the lock, and a
+        // read-modify-write spanning two of them under the other's guard.
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                for _ in 0..ROUNDS {
+                    let _held = lock.acquire().unwrap();
+                    let n = counter.get();
+                    counter.set(n + 1);
+                }
+            });
+            for _ in 0..ROUNDS {
+                let mut g = other.lock().unwrap();
+                let n = counter.get();
+                counter.set(n + 1);
+                *g += 1;
+            }
+        });
+        assert_eq!(counter.get(), 2 * ROUNDS, "{lock:?}: no update lost");
+        assert_eq!(other.get(), ROUNDS);
+        assert!(!lock.locked());
+    }
 }
