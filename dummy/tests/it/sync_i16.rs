@@ -114,13 +114,10 @@ fn test_getobj_getlock() {
     );
 }
 
-/// Rounds of each side: enough that the two sides overlap.
-const ROUNDS: u64 = 300;
-
-/// A thread holding a value's `get_lock()` excludes the guards of another
-/// value made with that lock: a read-modify-write of one value under its
-/// lock taken through the other loses no update. For a value's own lock, a
-/// `Lock` and an `RLock`.
+/// A value's `get_lock()` is the lock that the guards of every value made
+/// with it take: while a thread holds the guard of another value made with
+/// `counter.get_lock()`, that lock is held, and the counter's own guard
+/// holds it too. For a value's own lock (an RLock), a `Lock` and an `RLock`.
 #[test]
 fn get_lock_excludes_lock_guards_of_every_value_behind_it() {
     let _g = guard();
@@ -129,28 +126,26 @@ fn get_lock_excludes_lock_guards_of_every_value_behind_it() {
         Value::with_lock(0u64, Lock::new().unwrap()).unwrap(),
         Value::with_lock(0u64, RLock::new().unwrap()).unwrap(),
     ];
+    let taken_elsewhere = |lock: &AnyLock| {
+        std::thread::scope(|s| {
+            let free = s.spawn(|| lock.try_acquire().unwrap().is_some());
+            !free.join().unwrap()
+        })
+    };
     for counter in counters {
         let lock = counter.get_lock().unwrap();
         let other = Value::with_lock(0u64, lock.clone()).unwrap();
-        // The counter's own reads and writes, each under the lock, and a
-        // read-modify-write spanning two of them under the other's guard.
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                for _ in 0..ROUNDS {
-                    let _held = lock.acquire().unwrap();
-                    let n = counter.get();
-                    counter.set(n + 1);
-                }
-            });
-            for _ in 0..ROUNDS {
-                let mut g = other.lock().unwrap();
-                let n = counter.get();
-                counter.set(n + 1);
-                *g += 1;
-            }
-        });
-        assert_eq!(counter.get(), 2 * ROUNDS, "{lock:?}: no update lost");
-        assert_eq!(other.get(), ROUNDS);
+        assert_eq!(other.get_lock().unwrap(), lock);
+        {
+            let _g = other.lock().unwrap();
+            assert!(lock.locked() && taken_elsewhere(&lock), "{lock:?}");
+        }
         assert!(!lock.locked());
+        let mut g = counter.lock().unwrap();
+        *g += 1;
+        assert!(lock.locked() && taken_elsewhere(&lock), "{lock:?}");
+        drop(g);
+        assert_eq!(counter.get(), 1);
+        assert!(!lock.locked() && !taken_elsewhere(&lock));
     }
 }

@@ -198,21 +198,18 @@ fn test_getobj_getlock_obj() {
     let _arr5 = RawArray::from_slice(&items).unwrap();
 }
 
-/// Rounds of each side: enough that the two sides overlap.
-const ROUNDS: u64 = 300;
-
-/// Adds 1 to `raw` `ROUNDS` times, each under `lock` only.
-fn add_under((lock, raw): (AnyLock, RawValue<u64>)) {
-    for _ in 0..ROUNDS {
-        let _held = lock.acquire().unwrap();
-        raw.set(raw.get() + 1);
-    }
+/// Holds `v`'s guard until told.
+fn hold_guard((v, held, release): (Value<u64>, Event, Event)) {
+    let _g = v.lock().unwrap();
+    held.set();
+    release.wait(Some(LONG)).unwrap();
 }
 
-/// A child holding a value's `get_lock()` (and adding to its `get_obj()`)
-/// excludes this process's guards of another value made with that lock: no
-/// update is lost. For a value's own lock (an RLock), a `Lock` and an
-/// `RLock`.
+/// A value's `get_lock()` is the lock that the guards of every value made
+/// with it take, in any process: while a child holds the guard of another
+/// value made with `counter.get_lock()`, that lock is held here; and the
+/// counter's own guard holds it too. For a value's own lock (an RLock), a
+/// `Lock` and an `RLock`.
 fn get_lock_excludes_lock_guards_of_every_value_behind_it(method: StartMethod) {
     let _g = guard();
     let counters = [
@@ -224,17 +221,29 @@ fn get_lock_excludes_lock_guards_of_every_value_behind_it(method: StartMethod) {
         let lock = counter.get_lock().unwrap();
         let other = Value::with_lock(0u64, lock.clone()).unwrap();
         assert_eq!(other.get_lock().unwrap(), lock);
-        let raw = counter.get_obj().unwrap();
-        let mut p = Process::new(add_under, (lock.clone(), raw.clone())).start_method(method);
+        let (held, release) = (Event::new().unwrap(), Event::new().unwrap());
+        let mut p = Process::new(hold_guard, (other.clone(), held.clone(), release.clone()))
+            .start_method(method);
         p.start().unwrap();
-        for _ in 0..ROUNDS {
-            let mut g = other.lock().unwrap();
-            raw.set(raw.get() + 1);
-            *g += 1;
-        }
+        assert!(held.wait(Some(LONG)).unwrap());
+        assert!(
+            lock.locked(),
+            "{lock:?}: held by the child's guard of the other value"
+        );
+        assert!(lock.try_acquire().unwrap().is_none());
+        release.set();
         assert_eq!(p.join().unwrap(), 0);
-        assert_eq!(counter.get(), 2 * ROUNDS, "{lock:?}: no update lost");
-        assert_eq!(other.get(), ROUNDS);
+        assert!(!lock.locked());
+        // The counter's own guard is that lock too: held, for other threads.
+        let mut g = counter.lock().unwrap();
+        *g += 1;
+        assert!(lock.locked());
+        std::thread::scope(|s| {
+            let free = s.spawn(|| lock.try_acquire().unwrap().is_some());
+            assert!(!free.join().unwrap());
+        });
+        drop(g);
+        assert_eq!(counter.get(), 1);
         assert!(!lock.locked());
     }
 }
