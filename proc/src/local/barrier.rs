@@ -32,9 +32,10 @@ impl State {
     }
 }
 
-/// A barrier for a number of parties (`threading.Barrier`; its action
-/// is the caller's, given to [`wait_then`](Self::wait_then)). A waiter that times out or is cancelled breaks it, as
-/// CPython's does, so that the others do not wait forever.
+/// A barrier for a number of parties (`threading.Barrier`; its action is
+/// the caller's, given to [`wait_then`](Self::wait_then)). A waiter that
+/// times out or is cancelled breaks it, as CPython's does, so that the
+/// others do not wait forever.
 ///
 /// ```
 /// use mp_proc::plumbing::local::{Barrier, Refused, Wait};
