@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use mp_proc::codec::{decode, encode};
 use mp_proc::{
-    AnyLock, Array, Barrier, Error, Event, FnPointer, Lock, Process, RLock, RawArray, RawValue,
-    StartMethod, Value,
+    AnyLock, Array, Barrier, Connection, Error, Event, FnPointer, Lock, Process, Queue, RLock,
+    RawArray, RawValue, StartMethod, Value, pipe,
 };
 use mp_testkit::guard;
 
@@ -19,6 +19,7 @@ mp_testkit::for_each_method!(
     an_action_that_panics_breaks_the_barrier,
     get_lock_excludes_lock_guards_of_every_value_behind_it,
     a_shared_lock_whose_holder_died_is_reported_once,
+    a_value_sent_after_start_keeps_its_lock,
 );
 
 /// CPython's `_TestBarrier.N`: the parties of a barrier test (the caller
@@ -280,4 +281,45 @@ fn a_shared_lock_whose_holder_died_is_reported_once(method: StartMethod) {
     *b.lock().unwrap() += 1;
     assert_eq!((a.get(), b.get()), (7, 1));
     drop(lock.acquire().unwrap());
+}
+
+/// Takes a value from the socket, then one from the queue, and holds each
+/// one's guard until told (on the socket).
+fn hold_sent_values((conn, queue): (Connection, Queue<Value<u64>>)) {
+    for from_queue in [false, true] {
+        let v: Value<u64> = if from_queue {
+            queue.get_timeout(LONG).unwrap()
+        } else {
+            conn.recv().unwrap()
+        };
+        let _g = v.lock().unwrap();
+        conn.send(&1u8).unwrap();
+        assert!(conn.poll(Some(LONG)).unwrap(), "told to let go");
+        assert_eq!(conn.recv::<u8>().unwrap(), 2);
+    }
+}
+
+/// A value made with a lock, sent after the start (with a socket's message,
+/// then through a queue as a ticket), still takes that lock in the child.
+fn a_value_sent_after_start_keeps_its_lock(method: StartMethod) {
+    let _g = guard();
+    let (mine, theirs) = pipe(true).unwrap();
+    let queue = Queue::new().unwrap();
+    let mut p = Process::new(hold_sent_values, (theirs, queue.clone())).start_method(method);
+    p.start().unwrap();
+    for from_queue in [false, true] {
+        let lock = RLock::new().unwrap();
+        let v = Value::with_lock(0u64, lock.clone()).unwrap();
+        if from_queue {
+            queue.put(v).unwrap();
+        } else {
+            mine.send(&v).unwrap();
+        }
+        assert!(mine.poll(Some(LONG)).unwrap(), "the child's answer came");
+        assert_eq!(mine.recv::<u8>().unwrap(), 1);
+        assert!(lock.locked(), "the child's guard holds this lock");
+        assert!(lock.try_acquire().unwrap().is_none());
+        mine.send(&2u8).unwrap();
+    }
+    assert_eq!(p.join().unwrap(), 0);
 }
