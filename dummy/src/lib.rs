@@ -12,7 +12,7 @@ mod sync;
 mod value;
 
 pub use context::ThreadContext;
-pub use lock::{Condition, Lock, LockGuard, RLock};
+pub use lock::{AnyLock, Condition, Lock, LockGuard, RLock};
 pub use manager::{Dict, List, Manager, Namespace};
 pub use pool::{AsyncResult, IMap, Pool, ThreadPool};
 pub use process::{Process, ThreadInfo, active_children, current_process};

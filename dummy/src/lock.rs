@@ -117,6 +117,22 @@ macro_rules! lock_type {
     };
 }
 
+/// The same lock: clones, or handles of it.
+macro_rules! lock_eq {
+    ($name:ident) => {
+        impl PartialEq for $name {
+            fn eq(&self, other: &$name) -> bool {
+                Arc::ptr_eq(&self.inner, &other.inner)
+            }
+        }
+
+        impl Eq for $name {}
+    };
+}
+
+lock_eq!(Lock);
+lock_eq!(RLock);
+
 lock_type!(
     Lock,
     false,
@@ -127,6 +143,78 @@ lock_type!(
     true,
     "A re-entrant lock for threads (`threading.RLock`).\n\n```\nlet lock = mp_dummy::RLock::new()?;\nlet a = lock.acquire()?;\nlet b = lock.acquire()?;\ndrop((b, a));\n# Ok::<(), mp_proc::Error>(())\n```"
 );
+
+/// A [`Lock`] or an [`RLock`]: the lock of a [`Value`](crate::Value) or an
+/// [`Array`](crate::Array), as mp-proc's `AnyLock`.
+///
+/// ```
+/// use mp_dummy::{AnyLock, Lock, Value};
+///
+/// let lock = Lock::new()?;
+/// let v = Value::with_lock(5i32, lock.clone())?;
+/// assert_eq!(v.get_lock()?, AnyLock::Lock(lock));
+/// # Ok::<(), mp_proc::Error>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum AnyLock {
+    /// A [`Lock`].
+    Lock(Lock),
+    /// An [`RLock`].
+    RLock(RLock),
+}
+
+impl From<Lock> for AnyLock {
+    fn from(l: Lock) -> AnyLock {
+        AnyLock::Lock(l)
+    }
+}
+
+impl From<RLock> for AnyLock {
+    fn from(l: RLock) -> AnyLock {
+        AnyLock::RLock(l)
+    }
+}
+
+macro_rules! either {
+    ($self:ident, $l:ident => $e:expr) => {
+        match $self {
+            AnyLock::Lock($l) => $e,
+            AnyLock::RLock($l) => $e,
+        }
+    };
+}
+
+impl AnyLock {
+    /// Waits for the lock and takes it.
+    pub fn acquire(&self) -> Result<LockGuard<'_>> {
+        either!(self, l => l.acquire())
+    }
+
+    /// Takes the lock if it is free now.
+    pub fn try_acquire(&self) -> Result<Option<LockGuard<'_>>> {
+        either!(self, l => l.try_acquire())
+    }
+
+    /// Waits at most `timeout` for the lock.
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<Option<LockGuard<'_>>> {
+        either!(self, l => l.acquire_timeout(timeout))
+    }
+
+    /// Releases one level held by this thread.
+    pub fn release(&self) -> Result<()> {
+        either!(self, l => l.release())
+    }
+
+    /// Whether some thread holds it now.
+    pub fn locked(&self) -> bool {
+        either!(self, l => l.locked())
+    }
+
+    /// Whether it is an [`RLock`].
+    pub fn is_reentrant(&self) -> bool {
+        matches!(self, AnyLock::RLock(_))
+    }
+}
 
 pub(crate) struct ConditionInner {
     lock: Lock,

@@ -139,10 +139,15 @@ impl Event {
     }
 }
 
+/// What a barrier runs when it trips.
+type Action = Box<dyn Fn() + Send + Sync>;
+
 pub(crate) struct BarrierInner {
     barrier: local::Barrier,
     /// The wait of a `wait()` (`None`: forever).
     timeout: Option<Duration>,
+    /// Run by the last party to arrive (`threading.Barrier`'s `action`).
+    action: Option<Action>,
 }
 
 /// A barrier for threads (`threading.Barrier`).
@@ -162,9 +167,53 @@ impl Barrier {
     /// A barrier for `parties` threads, whose waits give up after `timeout`
     /// (`None`: never) unless a call says otherwise.
     pub fn new(parties: usize, timeout: Option<Duration>) -> Result<Barrier> {
+        Barrier::make(parties, None, timeout)
+    }
+
+    /// A barrier for `parties` threads whose `action` runs once each time
+    /// it trips, in the last thread to arrive, before any thread goes
+    /// through (`threading.Barrier(parties, action, timeout)`), as
+    /// mp-proc's `Barrier::with_action`; here any closure will do. If the
+    /// action panics, the barrier breaks: its thread gets
+    /// [`Error::ActionPanicked`](mp_proc::Error::ActionPanicked), the
+    /// others `BrokenBarrier`.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use std::sync::Arc;
+    ///
+    /// let trips = Arc::new(AtomicUsize::new(0));
+    /// let counted = trips.clone();
+    /// let b = mp_dummy::Barrier::with_action(
+    ///     2,
+    ///     move || {
+    ///         counted.fetch_add(1, Ordering::SeqCst);
+    ///     },
+    ///     None,
+    /// )?;
+    /// std::thread::scope(|s| {
+    ///     s.spawn(|| b.wait().unwrap());
+    ///     b.wait().unwrap();
+    /// });
+    /// assert_eq!(trips.load(Ordering::SeqCst), 1);
+    /// # Ok::<(), mp_proc::Error>(())
+    /// ```
+    pub fn with_action(
+        parties: usize,
+        action: impl Fn() + Send + Sync + 'static,
+        timeout: Option<Duration>,
+    ) -> Result<Barrier> {
+        Barrier::make(parties, Some(Box::new(action)), timeout)
+    }
+
+    fn make(parties: usize, action: Option<Action>, timeout: Option<Duration>) -> Result<Barrier> {
         let barrier = local::Barrier::new(parties).map_err(|e| e.into_error("Barrier"))?;
         Ok(Barrier {
-            inner: Arc::new(BarrierInner { barrier, timeout }),
+            inner: Arc::new(BarrierInner {
+                barrier,
+                timeout,
+                action,
+            }),
         })
     }
 
@@ -179,10 +228,26 @@ impl Barrier {
     }
 
     fn wait_with(&self, wait: &Wait<'_>) -> Result<usize> {
-        self.inner
-            .barrier
-            .wait(wait)
-            .map_err(|e| e.into_error("Barrier"))
+        let mut panicked = None;
+        let r = self.inner.barrier.wait_then(wait, || {
+            let Some(action) = &self.inner.action else {
+                return true;
+            };
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(action)) {
+                Ok(()) => true,
+                Err(p) => {
+                    panicked = Some(mp_proc::plumbing::panic_message(&*p));
+                    false
+                }
+            }
+        });
+        match panicked {
+            Some(message) => Err(mp_proc::Error::ActionPanicked {
+                what: "Barrier",
+                message,
+            }),
+            None => r.map_err(|e| e.into_error("Barrier")),
+        }
     }
 
     /// Breaks the barrier: waiters get `BrokenBarrier`.

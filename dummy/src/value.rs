@@ -6,8 +6,46 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use mp_proc::{Error, Result, Shareable};
 
+use crate::lock::{AnyLock, LockGuard, RLock};
 use crate::registry::handle;
 use crate::sync::lock;
+
+/// The data of a [`Value`] (`T`) or an [`Array`] (`[T]`) and the lock that
+/// guards it: its own `RLock` (CPython's default) or the one it was made
+/// with (`lock=`).
+pub(crate) struct Guarded<T: ?Sized> {
+    lock: AnyLock,
+    data: Mutex<Box<T>>,
+}
+
+impl<T: ?Sized> Guarded<T> {
+    fn new(data: Box<T>, lock: Option<AnyLock>) -> Result<Arc<Guarded<T>>> {
+        let lock = match lock {
+            Some(l) => l,
+            None => AnyLock::RLock(RLock::new()?),
+        };
+        Ok(Arc::new(Guarded {
+            lock,
+            data: Mutex::new(data),
+        }))
+    }
+
+    /// Runs `f` on the data with the lock held (or, if this thread holds a
+    /// `Lock` it guards, as it is: mp-proc's values do the same).
+    fn with<R>(&self, f: impl FnOnce(&mut Box<T>) -> R) -> R {
+        let _held = self.lock.acquire().ok();
+        f(&mut lock(&self.data))
+    }
+
+    /// Takes the lock, then the data, until the guard drops.
+    fn guard(&self) -> Result<SharedGuard<'_, T>> {
+        let held = self.lock.acquire()?;
+        Ok(SharedGuard {
+            guard: lock(&self.data),
+            _held: held,
+        })
+    }
+}
 
 /// Sets `items[i]` to `v`; an index out of range is [`Error::Index`] of
 /// `what`.
@@ -32,7 +70,9 @@ pub(crate) fn set_at<T>(items: &mut [T], i: usize, v: T, what: &'static str) -> 
 /// # Ok::<(), mp_proc::Error>(())
 /// ```
 pub struct SharedGuard<'a, T: ?Sized> {
+    // Released before the lock.
     guard: MutexGuard<'a, Box<T>>,
+    _held: LockGuard<'a>,
 }
 
 impl<T: ?Sized> Deref for SharedGuard<'_, T> {
@@ -65,7 +105,7 @@ impl<T: ?Sized + std::fmt::Debug> std::fmt::Debug for SharedGuard<'_, T> {
 /// # Ok::<(), mp_proc::Error>(())
 /// ```
 pub struct Value<T> {
-    inner: Arc<Mutex<Box<T>>>,
+    inner: Arc<Guarded<T>>,
 }
 
 handle!(Value<T>);
@@ -74,18 +114,56 @@ impl<T: Clone> Value<T> {
     /// A new shared value.
     pub fn new(v: T) -> Result<Value<T>> {
         Ok(Value {
-            inner: Arc::new(Mutex::new(Box::new(v))),
+            inner: Guarded::new(Box::new(v), None)?,
         })
+    }
+
+    /// A value guarded by `lock` instead of a lock of its own, as
+    /// mp-proc's `Value::with_lock` (CPython's `lock=`): values made with
+    /// one lock exclude each other.
+    ///
+    /// ```
+    /// let lock = mp_dummy::RLock::new()?;
+    /// let a = mp_dummy::Value::with_lock(1u32, lock.clone())?;
+    /// let b = mp_dummy::Value::with_lock(2u32, lock.clone())?;
+    /// let both = lock.acquire()?;
+    /// *a.lock()? -= 1;
+    /// *b.lock()? += 1;
+    /// drop(both);
+    /// assert_eq!((a.get(), b.get()), (0, 3));
+    /// # Ok::<(), mp_proc::Error>(())
+    /// ```
+    pub fn with_lock(v: T, lock: impl Into<AnyLock>) -> Result<Value<T>> {
+        Ok(Value {
+            inner: Guarded::new(Box::new(v), Some(lock.into()))?,
+        })
+    }
+
+    /// The lock that guards it (CPython's `get_lock()`): the one it was
+    /// made with, or its own `RLock`. Holding it excludes
+    /// [`lock`](Self::lock), [`get`](Self::get) and [`set`](Self::set) in
+    /// other threads.
+    ///
+    /// ```
+    /// let v = mp_dummy::Value::new(1u8)?;
+    /// let lock = v.get_lock()?;
+    /// let held = lock.acquire()?;
+    /// assert!(lock.is_reentrant() && lock.locked());
+    /// drop(held);
+    /// # Ok::<(), mp_proc::Error>(())
+    /// ```
+    pub fn get_lock(&self) -> Result<AnyLock> {
+        Ok(self.inner.lock.clone())
     }
 
     /// The value.
     pub fn get(&self) -> T {
-        T::clone(&lock(&self.inner))
+        self.inner.with(|v| T::clone(v))
     }
 
     /// Replaces the value.
     pub fn set(&self, v: T) {
-        **lock(&self.inner) = v;
+        self.inner.with(|slot| **slot = v)
     }
 
     /// Changes the value with `f` under its lock; returns the new value
@@ -106,9 +184,7 @@ impl<T: Clone> Value<T> {
     /// # Ok::<(), mp_proc::Error>(())
     /// ```
     pub fn lock(&self) -> Result<SharedGuard<'_, T>> {
-        Ok(SharedGuard {
-            guard: lock(&self.inner),
-        })
+        self.inner.guard()
     }
 }
 
@@ -122,7 +198,7 @@ impl<T: Clone> Value<T> {
 /// # Ok::<(), mp_proc::Error>(())
 /// ```
 pub struct Array<T> {
-    inner: Arc<Mutex<Box<[T]>>>,
+    inner: Arc<Guarded<[T]>>,
 }
 
 handle!(Array<T>);
@@ -148,13 +224,33 @@ impl<T: Clone> Array<T> {
     /// A copy of `values`.
     pub fn from_slice(values: &[T]) -> Result<Array<T>> {
         Ok(Array {
-            inner: Arc::new(Mutex::new(values.into())),
+            inner: Guarded::new(values.into(), None)?,
         })
     }
 
-    /// Its length.
+    /// A copy of `values` guarded by `lock` instead of a lock of its own,
+    /// as mp-proc's `Array::with_lock`.
+    ///
+    /// ```
+    /// let lock = mp_dummy::Lock::new()?;
+    /// let a = mp_dummy::Array::with_lock(&[1, 2], lock.clone())?;
+    /// assert_eq!(a.get_lock()?, lock.into());
+    /// # Ok::<(), mp_proc::Error>(())
+    /// ```
+    pub fn with_lock(values: &[T], lock: impl Into<AnyLock>) -> Result<Array<T>> {
+        Ok(Array {
+            inner: Guarded::new(values.into(), Some(lock.into()))?,
+        })
+    }
+
+    /// The lock that guards it, as [`Value::get_lock`].
+    pub fn get_lock(&self) -> Result<AnyLock> {
+        Ok(self.inner.lock.clone())
+    }
+
+    /// Its length (fixed: no lock needed).
     pub fn len(&self) -> usize {
-        lock(&self.inner).len()
+        lock(&self.inner.data).len()
     }
 
     /// Whether it has no element.
@@ -164,17 +260,17 @@ impl<T: Clone> Array<T> {
 
     /// Element `i`, if there is one.
     pub fn get(&self, i: usize) -> Option<T> {
-        lock(&self.inner).get(i).cloned()
+        self.inner.with(|items| items.get(i).cloned())
     }
 
     /// Sets element `i`; an index out of range is an error.
     pub fn set(&self, i: usize, v: T) -> Result<()> {
-        set_at(&mut lock(&self.inner), i, v, "Array")
+        self.inner.with(|items| set_at(items, i, v, "Array"))
     }
 
     /// A copy of every element.
     pub fn to_vec(&self) -> Vec<T> {
-        lock(&self.inner).to_vec()
+        self.inner.with(|items| items.to_vec())
     }
 
     /// Takes its lock and gives access to the items until the guard drops,
@@ -187,8 +283,6 @@ impl<T: Clone> Array<T> {
     /// # Ok::<(), mp_proc::Error>(())
     /// ```
     pub fn lock(&self) -> Result<SharedGuard<'_, [T]>> {
-        Ok(SharedGuard {
-            guard: lock(&self.inner),
-        })
+        self.inner.guard()
     }
 }

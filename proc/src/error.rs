@@ -229,6 +229,17 @@ pub enum Error {
     #[error("the barrier is broken")]
     BrokenBarrier,
 
+    /// The action of a barrier panicked in the party that ran it (Python:
+    /// the action's exception, raised from that party's `wait`). The
+    /// barrier is broken: the other parties get [`Error::BrokenBarrier`].
+    #[error("the action of the {what} panicked: {message}")]
+    ActionPanicked {
+        /// The object whose action it was (`"Barrier"`).
+        what: &'static str,
+        /// The panic's message.
+        message: String,
+    },
+
     /// A wait did not finish in time (`multiprocessing.TimeoutError`).
     #[error("timed out")]
     Timeout,

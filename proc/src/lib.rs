@@ -47,8 +47,8 @@ pub use process::{
 pub use queue::{JoinableQueue, Queue, SimpleQueue};
 pub use rt::forkserver::set_forkserver_preload;
 pub use sync::{
-    Array, Barrier, BoundedSemaphore, Condition, Event, Lock, LockGuard, RLock, RawArray, RawValue,
-    Semaphore, Shareable, ShareableItem, ShareableList, SharedGuard, SharedMemory,
+    AnyLock, Array, Barrier, BoundedSemaphore, Condition, Event, Lock, LockGuard, RLock, RawArray,
+    RawValue, Semaphore, Shareable, ShareableItem, ShareableList, SharedGuard, SharedMemory,
     SharedMemoryOptions, Value,
 };
 /// The loom model's switch (tests/loom.rs): `--cfg loom` builds only.

@@ -10,4 +10,5 @@ mod pool;
 mod results;
 mod scenarios;
 mod shared;
+mod sync_i16;
 mod threads;

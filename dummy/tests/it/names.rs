@@ -23,6 +23,7 @@ const TWINS: &[&str] = &[
     "Barrier",
     "Value",
     "Array",
+    "AnyLock",
 ];
 
 /// Methods that cannot exist on threads: `(type, method, why)`.
@@ -31,6 +32,18 @@ const NOT_ON_THREADS: &[(&str, &str, &str)] = &[
     ("Process", "start_method", "how a process starts"),
     // A process's exit is a file descriptor to poll; a thread has none.
     ("Process", "sentinel", "a process's file descriptor"),
+    // A thread's value is behind a Mutex (Rust's aliasing rules): there is
+    // no unsynchronised view of it to hand out (CPython's dummy has none).
+    (
+        "Value",
+        "get_obj",
+        "an unsynchronised view of shared memory",
+    ),
+    (
+        "Array",
+        "get_obj",
+        "an unsynchronised view of shared memory",
+    ),
 ];
 
 /// Free functions that cannot exist on threads: `(function, why)`.

@@ -13,6 +13,10 @@ type Outcome = Arc<OnceLock<bool>>;
 
 struct State {
     waiting: usize,
+    /// The last party runs the action: the others wait for it, whatever
+    /// their deadlines (as CPython's, which wait for the lock the action
+    /// holds).
+    acting: bool,
     /// The current generation's outcome, not set yet.
     generation: Outcome,
     broken: bool,
@@ -28,9 +32,10 @@ impl State {
     }
 }
 
-/// A barrier for a number of parties (`threading.Barrier`, without its
-/// action). A waiter that times out or is cancelled breaks it, as
-/// CPython's does, so that the others do not wait forever.
+/// A barrier for a number of parties (`threading.Barrier`; its action is
+/// the caller's, given to [`wait_then`](Self::wait_then)). A waiter that
+/// times out or is cancelled breaks it, as CPython's does, so that the
+/// others do not wait forever.
 ///
 /// ```
 /// use mp_proc::plumbing::local::{Barrier, Refused, Wait};
@@ -62,6 +67,7 @@ impl Barrier {
             parties,
             state: Mutex::new(State {
                 waiting: 0,
+                acting: false,
                 generation: Outcome::default(),
                 broken: false,
             }),
@@ -74,20 +80,73 @@ impl Barrier {
     /// gets broken, or reset, or the deadline passes (which breaks it);
     /// [`Refused::Cancelled`] if cancelled (which breaks it too).
     pub fn wait(&self, wait: &Wait<'_>) -> Result<usize, Refused> {
-        let mut st = lock(&self.state);
+        self.wait_then(wait, || true)
+    }
+
+    /// As [`wait`](Self::wait); the last party to arrive runs `action`
+    /// first (without the barrier's state locked: it may look at the
+    /// barrier), while the others wait for it past their deadlines, and a
+    /// party of the next round waits for it before it counts. If it returns
+    /// false (the caller's action failed) or panics (the panic goes on to
+    /// the caller), the barrier breaks: every party, this one too, gets
+    /// [`Refused::BrokenBarrier`], and the caller knows its action failed.
+    ///
+    /// ```
+    /// use mp_proc::plumbing::local::{Barrier, Refused, Wait};
+    ///
+    /// let b = Barrier::new(1)?;
+    /// let mut ran = 0;
+    /// assert_eq!(b.wait_then(&Wait::forever(), || { ran += 1; true }), Ok(0));
+    /// assert_eq!(ran, 1);
+    /// assert_eq!(b.wait_then(&Wait::forever(), || false), Err(Refused::BrokenBarrier));
+    /// assert!(b.broken());
+    /// # Ok::<(), Refused>(())
+    /// ```
+    pub fn wait_then(
+        &self,
+        wait: &Wait<'_>,
+        action: impl FnOnce() -> bool,
+    ) -> Result<usize, Refused> {
+        let st = lock(&self.state);
+        // A party of the next round waits for the action of this one.
+        let (mut st, r) = wait_on(&self.changed, st, &wait.with_deadline(None), |s| {
+            (!s.acting).then_some(())
+        });
+        if let Err(ended) = r {
+            return Err(ended.or(Refused::BrokenBarrier));
+        }
         if st.broken {
             return Err(Refused::BrokenBarrier);
         }
         let index = st.waiting;
         st.waiting += 1;
+        let generation = st.generation.clone();
         if st.waiting == self.parties {
-            st.end_generation(true);
+            st.acting = true;
+            drop(st);
+            // A panic breaks the barrier too, and goes on to the caller.
+            let acted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(action));
+            let mut st = lock(&self.state);
+            st.acting = false;
+            let r = if generation.get().is_some() {
+                // Reset while it acted: its waiters failed already.
+                Err(Refused::BrokenBarrier)
+            } else if matches!(acted, Ok(true)) && !st.broken {
+                st.end_generation(true);
+                Ok(index)
+            } else {
+                st.broken = true;
+                st.waiting = st.waiting.saturating_sub(1);
+                Err(Refused::BrokenBarrier)
+            };
             drop(st);
             self.changed.notify_all();
-            return Ok(index);
+            if let Err(panic) = acted {
+                std::panic::resume_unwind(panic);
+            }
+            return r;
         }
-        let generation = st.generation.clone();
-        let (mut st, r) = wait_on(&self.changed, st, wait, |s| {
+        let ready = |s: &mut State| {
             if let Some(&passed) = generation.get() {
                 Some(passed)
             } else if s.broken {
@@ -96,7 +155,15 @@ impl Barrier {
             } else {
                 None
             }
-        });
+        };
+        let (st, r) = wait_on(&self.changed, st, wait, ready);
+        // Past the deadline while the action runs: wait for the action.
+        let (mut st, r) = match r {
+            Err(Ended::Timeout) if st.acting => {
+                wait_on(&self.changed, st, &wait.with_deadline(None), ready)
+            }
+            r => (st, r),
+        };
         match r {
             Ok(true) => Ok(index),
             Ok(false) => Err(Refused::BrokenBarrier),

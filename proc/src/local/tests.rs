@@ -373,6 +373,67 @@ fn barrier_reset_fails_current_waiters_and_is_whole() {
 }
 
 #[test]
+fn a_barrier_action_runs_once_in_the_last_party_and_a_failed_one_breaks_it() {
+    let b = Barrier::new(2).unwrap();
+    let ran = std::sync::atomic::AtomicUsize::new(0);
+    let action = || {
+        ran.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        true
+    };
+    let r = thread::scope(|s| {
+        let h = s.spawn(|| b.wait_then(&Wait::forever(), action));
+        until(|| b.n_waiting() == 1);
+        let mine = b.wait_then(&Wait::forever(), action);
+        (mine, h.join().unwrap())
+    });
+    assert_eq!(r, (Ok(1), Ok(0)));
+    assert_eq!(ran.into_inner(), 1, "only the last party ran it");
+
+    for panics in [false, true] {
+        b.reset();
+        thread::scope(|s| {
+            let h = s.spawn(|| b.wait(&Wait::forever()));
+            until(|| b.n_waiting() == 1);
+            let mine = std::panic::catch_unwind(|| {
+                b.wait_then(&Wait::forever(), || {
+                    assert!(!panics, "the action panics");
+                    false
+                })
+            });
+            match mine {
+                Ok(r) => assert!(!panics && r == Err(Refused::BrokenBarrier)),
+                Err(_) => assert!(panics, "the panic went on to the caller"),
+            }
+            assert_eq!(h.join().unwrap(), Err(Refused::BrokenBarrier));
+        });
+        assert!(b.broken());
+        assert_eq!(b.n_waiting(), 0);
+    }
+}
+
+#[test]
+fn a_barrier_reset_by_its_action_fails_the_round_and_is_whole() {
+    let b = Barrier::new(2).unwrap();
+    thread::scope(|s| {
+        let h = s.spawn(|| b.wait(&Wait::forever()));
+        until(|| b.n_waiting() == 1);
+        let mine = b.wait_then(&Wait::forever(), || {
+            b.reset();
+            true
+        });
+        assert_eq!(mine, Err(Refused::BrokenBarrier));
+        assert_eq!(h.join().unwrap(), Err(Refused::BrokenBarrier));
+    });
+    assert!(!b.broken());
+    assert_eq!(b.n_waiting(), 0);
+    let indices = thread::scope(|s| {
+        let h = s.spawn(|| b.wait(&Wait::forever()));
+        b.wait(&Wait::forever()).unwrap() + h.join().unwrap().unwrap()
+    });
+    assert_eq!(indices, 1);
+}
+
+#[test]
 fn a_barrier_waiter_that_times_out_or_is_cancelled_breaks_it() {
     let b = Barrier::new(3).unwrap();
     thread::scope(|s| {

@@ -9,6 +9,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use super::lock::{Lock, LockGuard};
 use super::shared::{RawLock, Shared};
 use crate::error::{Error, OsContext, Result};
+use crate::function::FnPointer;
 use crate::spin::deadline_after;
 use crate::sys::sync::{self, OBJECT, Taken, word};
 
@@ -241,15 +242,64 @@ const NO_TIMEOUT: u32 = u32::MAX;
 /// assert_eq!(p.join()?, 0);
 /// # Ok::<(), mp_proc::Error>(())
 /// ```
+///
+/// A barrier made [`with_action`](Barrier::with_action) runs a function
+/// when it trips, in the last party to arrive, before any party goes on.
 #[derive(Clone)]
 pub struct Barrier {
     raw: RawLock,
+    /// Run by the party that trips the barrier (`threading.Barrier`'s
+    /// `action`): a signed function reference, which the barrier's
+    /// descriptor tag binds to this barrier.
+    action: Option<FnPointer<fn()>>,
 }
 
 impl Barrier {
     /// A barrier for `parties` (at least 1) with a default `timeout` for
     /// [`wait`](Barrier::wait).
     pub fn new(parties: usize, timeout: Option<Duration>) -> Result<Barrier> {
+        Barrier::make(parties, None, timeout)
+    }
+
+    /// A barrier for `parties` whose `action` runs once each time the
+    /// barrier trips (CPython's `Barrier(parties, action, timeout)`): in the
+    /// last party to arrive, with the barrier's lock held, before any party
+    /// goes through. The action travels with every clone of the barrier, in
+    /// any process of this program, as a signed reference to the function (a
+    /// process of another program cannot call it: its party gets
+    /// [`Error::TargetNotInImage`] and the barrier breaks).
+    ///
+    /// If the action panics, the barrier breaks: the party that ran it gets
+    /// [`Error::ActionPanicked`] with the panic's message, the others
+    /// [`Error::BrokenBarrier`] (`threading.Barrier` raises the action's
+    /// exception in its party and breaks the barrier).
+    ///
+    /// ```
+    /// use mp_proc::{Barrier, Process};
+    ///
+    /// fn announce() {
+    ///     println!("every party arrived");
+    /// }
+    /// fn party(barrier: Barrier) {
+    ///     barrier.wait().unwrap();
+    /// }
+    ///
+    /// let barrier = Barrier::with_action(2, announce, None)?;
+    /// let mut p = Process::new(party, barrier.clone());
+    /// p.start()?;
+    /// barrier.wait()?; // one of the two parties printed the line first
+    /// assert_eq!(p.join()?, 0);
+    /// # Ok::<(), mp_proc::Error>(())
+    /// ```
+    pub fn with_action(parties: usize, action: fn(), timeout: Option<Duration>) -> Result<Barrier> {
+        Barrier::make(parties, Some(FnPointer::new(action)), timeout)
+    }
+
+    fn make(
+        parties: usize,
+        action: Option<FnPointer<fn()>>,
+        timeout: Option<Duration>,
+    ) -> Result<Barrier> {
         if parties == 0 || parties >= u32::MAX as usize {
             return Err(Error::Invalid {
                 what: "Barrier",
@@ -264,7 +314,19 @@ impl Barrier {
             t.as_millis().min(NO_TIMEOUT as u128 - 1) as u32
         });
         word(&raw.shared.0, B_TIMEOUT_MS).store(ms, Ordering::Release);
-        Ok(Barrier { raw })
+        Ok(Barrier { raw, action })
+    }
+
+    /// Runs the action, if any: a panic is [`Error::ActionPanicked`].
+    fn run_action(&self) -> Result<()> {
+        let Some(action) = self.action else {
+            return Ok(());
+        };
+        let f = action.get()?;
+        std::panic::catch_unwind(f).map_err(|p| Error::ActionPanicked {
+            what: "Barrier",
+            message: crate::rt::child::panic_message(&*p),
+        })
     }
 
     fn w(&self, offset: usize) -> &crate::sys::atomics::AtomicU32 {
@@ -334,9 +396,11 @@ impl Barrier {
         let parties = self.w(B_PARTIES).load(Ordering::Acquire);
         let index = self.w(B_COUNT).fetch_add(1, Ordering::AcqRel);
         let outcome = if index + 1 == parties {
-            self.set_state(DRAINING);
+            // The action first: the others go through only if it returns.
+            let acted = self.run_action();
+            self.set_state(if acted.is_ok() { DRAINING } else { BROKEN });
             self.notify_all();
-            Ok(index as usize)
+            acted.map(|()| index as usize)
         } else {
             self.wait_released(deadline).map(|()| index as usize)
         };
@@ -422,19 +486,22 @@ impl fmt::Debug for Barrier {
 
 impl Serialize for Barrier {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        self.raw.shared.serialize("Barrier", 0, s)
+        self.raw
+            .shared
+            .serialize_with("Barrier", 0, &self.action, s)
     }
 }
 
 impl<'de> Deserialize<'de> for Barrier {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let shared = Shared::deserialize("Barrier", 0, d)?;
+        let (shared, action) = Shared::deserialize_with("Barrier", 0, d)?;
         Ok(Barrier {
             raw: RawLock {
                 shared,
                 offset: 0,
                 what: "Barrier",
             },
+            action,
         })
     }
 }

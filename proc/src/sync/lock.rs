@@ -161,7 +161,28 @@ macro_rules! lock_methods {
             pub(crate) fn raw(&self) -> &RawLock {
                 &self.raw
             }
+
+            /// The lock at `offset` of `shared`, initialized already.
+            pub(crate) fn from_region(shared: Shared, offset: usize) -> $ty {
+                $ty {
+                    raw: RawLock {
+                        shared,
+                        offset,
+                        what: $what,
+                    },
+                }
+            }
         }
+
+        /// The same lock: clones, or handles of it that travelled.
+        impl PartialEq for $ty {
+            fn eq(&self, other: &$ty) -> bool {
+                self.raw.offset == other.raw.offset
+                    && self.raw.shared.same_memory(&other.raw.shared)
+            }
+        }
+
+        impl Eq for $ty {}
 
         impl fmt::Debug for $ty {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -192,3 +213,82 @@ macro_rules! lock_methods {
 
 lock_methods!(Lock, "Lock", false);
 lock_methods!(RLock, "RLock", true);
+
+/// A [`Lock`] or an [`RLock`]: the lock of a [`Value`](crate::Value) or an
+/// [`Array`](crate::Array), which CPython's `lock=` argument takes and
+/// `get_lock()` returns. Its methods are those of both.
+///
+/// ```
+/// use mp_proc::{AnyLock, Lock, Value};
+///
+/// let lock = Lock::new()?;
+/// let v = Value::with_lock(5i32, lock.clone())?;
+/// assert_eq!(v.get_lock()?, AnyLock::Lock(lock));
+/// let held = v.get_lock()?.try_acquire()?.is_some();
+/// assert!(held);
+/// # Ok::<(), mp_proc::Error>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AnyLock {
+    /// A [`Lock`].
+    Lock(Lock),
+    /// An [`RLock`].
+    RLock(RLock),
+}
+
+impl From<Lock> for AnyLock {
+    fn from(l: Lock) -> AnyLock {
+        AnyLock::Lock(l)
+    }
+}
+
+impl From<RLock> for AnyLock {
+    fn from(l: RLock) -> AnyLock {
+        AnyLock::RLock(l)
+    }
+}
+
+macro_rules! either {
+    ($self:ident, $l:ident => $e:expr) => {
+        match $self {
+            AnyLock::Lock($l) => $e,
+            AnyLock::RLock($l) => $e,
+        }
+    };
+}
+
+impl AnyLock {
+    /// Waits for the lock and takes it ([`Lock::acquire`]).
+    pub fn acquire(&self) -> Result<LockGuard<'_>> {
+        either!(self, l => l.acquire())
+    }
+
+    /// Takes the lock if it is free ([`Lock::try_acquire`]).
+    pub fn try_acquire(&self) -> Result<Option<LockGuard<'_>>> {
+        either!(self, l => l.try_acquire())
+    }
+
+    /// Waits at most `timeout` for the lock ([`Lock::acquire_timeout`]).
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<Option<LockGuard<'_>>> {
+        either!(self, l => l.acquire_timeout(timeout))
+    }
+
+    /// Releases the lock held by this thread ([`Lock::release`]).
+    pub fn release(&self) -> Result<()> {
+        either!(self, l => l.release())
+    }
+
+    /// Whether some thread holds it now ([`Lock::locked`]).
+    pub fn locked(&self) -> bool {
+        either!(self, l => l.locked())
+    }
+
+    /// Whether it is an [`RLock`].
+    pub fn is_reentrant(&self) -> bool {
+        matches!(self, AnyLock::RLock(_))
+    }
+
+    pub(crate) fn raw(&self) -> &RawLock {
+        either!(self, l => &l.raw)
+    }
+}

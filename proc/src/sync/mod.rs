@@ -11,7 +11,7 @@ mod shared_memory;
 mod value;
 
 pub use condition::{Barrier, Condition};
-pub use lock::{Lock, LockGuard, RLock};
+pub use lock::{AnyLock, Lock, LockGuard, RLock};
 pub use semaphore::{BoundedSemaphore, Event, Semaphore};
 pub use shareable_list::{ShareableItem, ShareableList};
 pub use shared_memory::{SharedMemory, SharedMemoryOptions};

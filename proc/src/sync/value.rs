@@ -7,7 +7,8 @@ use std::sync::atomic::Ordering;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::shared::{RawLock, Shared};
+use super::lock::{AnyLock, Lock, RLock};
+use super::shared::{RawLock, RegionRef, Shared};
 use crate::error::{Error, Result};
 use crate::sys::sync::{OBJECT, word};
 
@@ -77,9 +78,15 @@ const ELEM: usize = OBJECT + 8;
 const TYPE: usize = OBJECT + 16;
 const DATA: usize = 2 * OBJECT;
 
-/// Shared storage of `len` values of `T` behind a robust lock.
+/// Shared storage of `len` values of `T` behind a robust lock: its own
+/// (an `RLock` at the head of its region), or another (CPython's `lock=`).
 struct Cells<T> {
+    /// The region of the items (and of their own lock).
+    data: Shared,
+    /// The lock that `get`, `set` and `lock` take.
     raw: RawLock,
+    /// The lock it was made with, when not its own.
+    external: Option<AnyLock>,
     len: usize,
     _t: PhantomData<T>,
 }
@@ -87,7 +94,9 @@ struct Cells<T> {
 impl<T: Shareable> Clone for Cells<T> {
     fn clone(&self) -> Self {
         Cells {
+            data: self.data.clone(),
             raw: self.raw.clone(),
+            external: self.external.clone(),
             len: self.len,
             _t: PhantomData,
         }
@@ -117,7 +126,9 @@ impl<T: Shareable> Cells<T> {
         word(&raw.shared.0, TYPE).store(ty as u32, Ordering::Release);
         word(&raw.shared.0, TYPE + 4).store((ty >> 32) as u32, Ordering::Release);
         let cells = Cells {
+            data: raw.shared.clone(),
             raw,
+            external: None,
             len,
             _t: PhantomData,
         };
@@ -158,19 +169,60 @@ impl<T: Shareable> Cells<T> {
             ));
         }
         Ok(Cells {
+            data: shared.clone(),
             raw: RawLock {
                 shared,
                 offset: 0,
                 what,
             },
+            external: None,
             len,
             _t: PhantomData,
         })
     }
 
+    /// The same cells behind `lock` instead of their own.
+    fn behind(mut self, lock: AnyLock) -> Cells<T> {
+        self.raw = RawLock {
+            what: self.raw.what,
+            ..lock.raw().clone()
+        };
+        self.external = Some(lock);
+        self
+    }
+
+    /// The lock that guards them, as a handle: the one they were made
+    /// with, or their own (an `RLock`, as CPython's default, on a mapping
+    /// of its own: it may go in a child's args beside the value).
+    fn get_lock(&self) -> Result<AnyLock> {
+        match &self.external {
+            Some(lock) => Ok(lock.clone()),
+            None => Ok(AnyLock::RLock(RLock::from_region(
+                self.data.another_mapping()?,
+                0,
+            ))),
+        }
+    }
+
+    /// The same items without a lock (`what`: the raw kind's name), on a
+    /// mapping of their own (it may go in a child's args beside the value).
+    fn raw_view(&self, what: &'static str) -> Result<Cells<T>> {
+        let data = self.data.another_mapping()?;
+        Ok(Cells {
+            data: data.clone(),
+            raw: RawLock {
+                shared: data,
+                offset: 0,
+                what,
+            },
+            external: None,
+            len: self.len,
+            _t: PhantomData,
+        })
+    }
+
     fn ptr(&self) -> *mut T {
-        self.raw
-            .shared
+        self.data
             .0
             .at(DATA, self.len * std::mem::size_of::<T>())
             .cast()
@@ -327,6 +379,78 @@ impl<T: Shareable> Value<T> {
     }
 }
 
+impl<T: Shareable> Value<T> {
+    /// A shared value, initially `v`, guarded by `lock` (a [`Lock`] or an
+    /// [`RLock`]) instead of a lock of its own: CPython's
+    /// `Value(typecode, v, lock=lock)`. Values made with one lock exclude
+    /// each other: a holder of that lock, or of a guard of either,
+    /// excludes [`get`](Self::get), [`set`](Self::set) and
+    /// [`lock`](Self::lock) of both. The pairing travels with the handle:
+    /// signed, no relay can give the value another lock.
+    ///
+    /// `Value::new` is CPython's `lock=True` (its own lock, an `RLock`),
+    /// [`RawValue`] is `lock=False`; anything else than a lock is not
+    /// a lock (Python's `AttributeError`) at compile time.
+    ///
+    /// ```
+    /// use mp_proc::{RLock, Value};
+    ///
+    /// let lock = RLock::new()?;
+    /// let (a, b) = (Value::with_lock(1u32, lock.clone())?, Value::with_lock(2u32, lock.clone())?);
+    /// {
+    ///     // One lock for both: a transfer that no reader sees half done.
+    ///     let _both = lock.acquire()?;
+    ///     *a.lock()? -= 1;
+    ///     *b.lock()? += 1;
+    /// }
+    /// assert_eq!((a.get(), b.get()), (0, 3));
+    /// # Ok::<(), mp_proc::Error>(())
+    /// ```
+    pub fn with_lock(v: T, lock: impl Into<AnyLock>) -> Result<Value<T>> {
+        Ok(Value {
+            cells: Cells::new(1, Some(&|_| v), "Value")?.behind(lock.into()),
+        })
+    }
+
+    /// The lock that guards it (CPython's `get_lock()`): the one it was
+    /// made with, or its own, an [`RLock`] (then on a new mapping of the
+    /// same memory: an error only if no descriptor is left). Holding it
+    /// excludes [`lock`](Self::lock) guards, [`get`](Self::get) and
+    /// [`set`](Self::set) in other threads and processes.
+    ///
+    /// ```
+    /// let v = mp_proc::Value::new(5i32)?;
+    /// let lock = v.get_lock()?;
+    /// let held = lock.acquire()?;
+    /// assert!(lock.is_reentrant() && lock.locked());
+    /// *v.lock()? += 1; // an RLock: this thread may take it again
+    /// drop(held);
+    /// assert_eq!(v.get(), 6);
+    /// # Ok::<(), mp_proc::Error>(())
+    /// ```
+    pub fn get_lock(&self) -> Result<AnyLock> {
+        self.cells.get_lock()
+    }
+
+    /// The value without its lock (CPython's `get_obj()`): a [`RawValue`]
+    /// of the same memory (a new mapping: an error only if no descriptor is
+    /// left), whose reads and writes do not wait.
+    ///
+    /// ```
+    /// let v = mp_proc::Value::new(5i32)?;
+    /// let raw = v.get_obj()?;
+    /// let _held = v.lock()?;
+    /// raw.set(7); // does not wait for the lock
+    /// assert_eq!(raw.get(), 7);
+    /// # Ok::<(), mp_proc::Error>(())
+    /// ```
+    pub fn get_obj(&self) -> Result<RawValue<T>> {
+        Ok(RawValue {
+            cells: self.cells.raw_view("RawValue")?,
+        })
+    }
+}
+
 impl<T: Shareable> RawValue<T> {
     /// A shared value, initially `v`.
     pub fn new(v: T) -> Result<RawValue<T>> {
@@ -431,6 +555,42 @@ array_methods!(Array, "Array", true);
 array_methods!(RawArray, "RawArray", false);
 
 impl<T: Shareable> Array<T> {
+    /// An array holding a copy of `values`, guarded by `lock` instead of a
+    /// lock of its own: CPython's `Array(typecode, values, lock=lock)`. As
+    /// [`Value::with_lock`].
+    ///
+    /// ```
+    /// use mp_proc::{AnyLock, Array, Lock};
+    ///
+    /// let lock = Lock::new()?;
+    /// let a = Array::with_lock(&[1u8, 2, 3], lock.clone())?;
+    /// assert_eq!(a.get_lock()?, AnyLock::Lock(lock.clone()));
+    /// let held = lock.acquire()?;
+    /// a.get_obj()?.set(0, 10)?; // the raw view does not wait
+    /// drop(held);
+    /// assert_eq!(a.to_vec(), [10, 2, 3]);
+    /// # Ok::<(), mp_proc::Error>(())
+    /// ```
+    pub fn with_lock(values: &[T], lock: impl Into<AnyLock>) -> Result<Array<T>> {
+        Ok(Array {
+            cells: Cells::new(values.len(), Some(&|i| values[i]), "Array")?.behind(lock.into()),
+        })
+    }
+
+    /// The lock that guards it (CPython's `get_lock()`), as
+    /// [`Value::get_lock`].
+    pub fn get_lock(&self) -> Result<AnyLock> {
+        self.cells.get_lock()
+    }
+
+    /// The items without their lock (CPython's `get_obj()`): a
+    /// [`RawArray`] of the same memory.
+    pub fn get_obj(&self) -> Result<RawArray<T>> {
+        Ok(RawArray {
+            cells: self.cells.raw_view("RawArray")?,
+        })
+    }
+
     /// Takes the lock and gives access to the items until the guard drops.
     #[allow(unsafe_code)] // a reference into shared memory, exclusive by the lock
     pub fn lock(&self) -> Result<SharedGuard<'_, [T]>> {
@@ -449,6 +609,36 @@ impl<T: Shareable> Array<T> {
             raw: &self.cells.raw,
             data,
             _not_send: PhantomData,
+        })
+    }
+}
+
+/// The lock a `Value` or an `Array` was made with, as a field of its
+/// handle (covered by the handle's tag).
+#[derive(Serialize, Deserialize)]
+struct LockRef {
+    reentrant: bool,
+    region: RegionRef,
+}
+
+const fn lock_kind(reentrant: bool) -> &'static str {
+    if reentrant { "RLock" } else { "Lock" }
+}
+
+impl LockRef {
+    fn push<E: serde::ser::Error>(lock: &AnyLock) -> std::result::Result<LockRef, E> {
+        let reentrant = lock.is_reentrant();
+        Ok(LockRef {
+            reentrant,
+            region: lock.raw().shared.push_ref(lock_kind(reentrant), 0)?,
+        })
+    }
+
+    fn take<E: serde::de::Error>(self) -> std::result::Result<AnyLock, E> {
+        let shared = Shared::take_ref(self.region, lock_kind(self.reentrant), 0)?;
+        Ok(match self.reentrant {
+            true => AnyLock::RLock(RLock::from_region(shared, 0)),
+            false => AnyLock::Lock(Lock::from_region(shared, 0)),
         })
     }
 }
@@ -472,17 +662,25 @@ macro_rules! handle_impls {
 
         impl<T: Shareable> Serialize for $ty<T> {
             fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-                self.cells
-                    .raw
-                    .shared
-                    .serialize($what, crate::wire::handle::type_tag::<T>(), s)
+                // Its lock, when not its own: a field its tag covers.
+                let lock = match &self.cells.external {
+                    Some(l) => Some(LockRef::push(l)?),
+                    None => None,
+                };
+                let ty = crate::wire::handle::type_tag::<T>();
+                self.cells.data.serialize_with($what, ty, &lock, s)
             }
         }
 
         impl<'de, T: Shareable> Deserialize<'de> for $ty<T> {
             fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-                let shared = Shared::deserialize($what, crate::wire::handle::type_tag::<T>(), d)?;
+                let ty = crate::wire::handle::type_tag::<T>();
+                let (shared, lock) = Shared::deserialize_with::<D, Option<LockRef>>($what, ty, d)?;
                 let cells = Cells::from_shared(shared, $what).map_err(serde::de::Error::custom)?;
+                let cells = match lock {
+                    Some(l) => cells.behind(l.take()?),
+                    None => cells,
+                };
                 Ok($ty { cells })
             }
         }
@@ -495,39 +693,4 @@ handle_impls!(Array, "Array");
 handle_impls!(RawArray, "RawArray");
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_length_that_overflows_is_refused() {
-        let cells = Cells::<u16>::new(4, None, "RawArray").unwrap();
-        let r = &cells.raw.shared.0;
-        // What a region whose header was overwritten would claim: 2^63 items
-        // (times 2 bytes wraps to 0 without checked arithmetic).
-        word(r, LEN).store(0, Ordering::Release);
-        word(r, LEN + 4).store(1 << 31, Ordering::Release);
-        let e = Cells::<u16>::from_shared(cells.raw.shared.clone(), "RawArray").err();
-        assert!(e.is_some_and(|e| e.contains("more than its")));
-    }
-
-    #[test]
-    fn a_region_of_another_item_type_is_refused() {
-        let cells = Cells::<u8>::new(1, None, "Value").unwrap();
-        assert!(Cells::<bool>::from_shared(cells.raw.shared.clone(), "Value").is_err());
-        assert!(Cells::<i8>::from_shared(cells.raw.shared.clone(), "Value").is_err());
-        assert!(Cells::<u8>::from_shared(cells.raw.shared.clone(), "Value").is_ok());
-    }
-
-    #[test]
-    fn a_bool_reads_as_a_bool_whatever_the_byte() {
-        let a = Array::<bool>::new(4).unwrap();
-        // Another process may write any byte: here a 2, through the region.
-        let r = &a.cells.raw.shared.0;
-        word(r, DATA).store(2, Ordering::Release);
-        assert_eq!(a.get(0), Some(true));
-        let guard = a.lock().unwrap();
-        assert!(guard[0]);
-        drop(guard);
-        assert_eq!(word(r, DATA).load(Ordering::Acquire) & 0xff, 1, "repaired");
-    }
-}
+mod tests;

@@ -26,5 +26,6 @@ mod shareable_list;
 mod shared_memory;
 mod spawn_fn;
 mod sync;
+mod sync_i16;
 mod tree;
 mod trust;
