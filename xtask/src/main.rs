@@ -286,15 +286,21 @@ fn run_examples(root: &Path) -> Result {
 }
 
 /// mp-logging stands alone: it may not depend on any other mp crate;
-/// mp-proc depends on no mp crate but mp-logging; mp-pool and mp-manager on
-/// those two.
+/// mp-proc depends on no mp crate but mp-logging; mp-pool on those two;
+/// mp-manager on those three (mp-pool for `Manager().Pool()`), never the
+/// other way round.
 fn check_crate_boundaries(root: &Path) -> Result {
     eprintln!("\n==> crate boundaries (cargo tree)");
     for (package, allowed) in [
         ("mp-logging", &["mp-logging"][..]),
         ("mp-proc", &["mp-proc", "mp-logging"][..]),
         ("mp-pool", &["mp-pool", "mp-proc", "mp-logging"][..]),
-        ("mp-manager", &["mp-manager", "mp-proc", "mp-logging"][..]),
+        // mp-pool only through the `pool` feature (on by default), for
+        // `SyncManager::pool`, CPython's `Manager().Pool()`.
+        (
+            "mp-manager",
+            &["mp-manager", "mp-pool", "mp-proc", "mp-logging"][..],
+        ),
         (
             "mp-dummy",
             &["mp-dummy", "mp-pool", "mp-proc", "mp-logging"][..],
