@@ -8,6 +8,7 @@ use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use mp_proc::plumbing::local::OrderedMap;
 use mp_proc::{Error, Result};
 
 use crate::registry::handle;
@@ -42,7 +43,7 @@ impl Manager {
     /// A shared dict.
     pub fn dict<K: Eq + Hash + Clone, V: Clone>(&self) -> Result<Dict<K, V>> {
         Ok(Dict {
-            inner: Arc::new(Mutex::new(Ordered::default())),
+            inner: Arc::new(Mutex::new(OrderedMap::default())),
         })
     }
 
@@ -161,7 +162,7 @@ impl Manager {
 /// A dict shared by threads, with `DictProxy`'s methods; its keys keep
 /// the order they were first inserted in (as a Python `dict`'s).
 pub struct Dict<K, V> {
-    inner: Arc<Mutex<Ordered<K, V>>>,
+    inner: Arc<Mutex<OrderedMap<K, V>>>,
 }
 
 handle!(Dict<K, V>);
@@ -184,48 +185,41 @@ impl<K: Eq + Hash + Clone, V: Clone> Dict<K, V> {
 
     /// `k in d`.
     pub fn contains_key(&self, k: &K) -> Result<bool> {
-        Ok(lock(&self.inner).slots.contains_key(k))
+        Ok(lock(&self.inner).contains_key(k))
     }
 
     /// `len(d)`.
     pub fn len(&self) -> Result<usize> {
-        Ok(lock(&self.inner).entries.len())
+        Ok(lock(&self.inner).len())
     }
 
     /// `len(d) == 0`.
     pub fn is_empty(&self) -> Result<bool> {
-        Ok(lock(&self.inner).entries.is_empty())
+        Ok(lock(&self.inner).is_empty())
     }
 
     /// `list(d.keys())`, in insertion order (`reversed(d)` is
     /// `d.keys()?.into_iter().rev()`).
     pub fn keys(&self) -> Result<Vec<K>> {
-        Ok(lock(&self.inner)
-            .entries
-            .values()
-            .map(|(k, _)| k.clone())
-            .collect())
+        Ok(lock(&self.inner).iter().map(|(k, _)| k.clone()).collect())
     }
 
     /// `list(d.values())`.
     pub fn values(&self) -> Result<Vec<V>> {
-        Ok(lock(&self.inner)
-            .entries
-            .values()
-            .map(|(_, v)| v.clone())
-            .collect())
+        Ok(lock(&self.inner).iter().map(|(_, v)| v.clone()).collect())
     }
 
     /// `list(d.items())`.
     pub fn items(&self) -> Result<Vec<(K, V)>> {
-        Ok(lock(&self.inner).entries.values().cloned().collect())
+        Ok(lock(&self.inner)
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
     }
 
     /// `d.clear()`.
     pub fn clear(&self) -> Result<()> {
-        let mut d = lock(&self.inner);
-        d.slots.clear();
-        d.entries.clear();
+        lock(&self.inner).drain().for_each(drop);
         Ok(())
     }
 
@@ -248,13 +242,7 @@ impl<K: Eq + Hash + Clone, V: Clone> Dict<K, V> {
     /// # Ok::<(), mp_proc::Error>(())
     /// ```
     pub fn popitem(&self) -> Result<Option<(K, V)>> {
-        let mut d = lock(&self.inner);
-        let (_, (k, v)) = match d.entries.pop_last() {
-            Some(last) => last,
-            None => return Ok(None),
-        };
-        d.slots.remove(&k);
-        Ok(Some((k, v)))
+        Ok(lock(&self.inner).pop_last())
     }
 
     /// `d.copy()`.
@@ -282,57 +270,6 @@ impl<K: Eq + Hash + Clone, V: Clone> Dict<K, V> {
         let mut all = self.copy()?;
         all.extend(other);
         Ok(all)
-    }
-}
-
-/// A map that keeps its keys' insertion order (mp-manager's server keeps
-/// its dicts the same way): each key has a slot number, the next one when
-/// it is first inserted.
-struct Ordered<K, V> {
-    slots: HashMap<K, u64>,
-    entries: BTreeMap<u64, (K, V)>,
-    next: u64,
-}
-
-impl<K, V> Default for Ordered<K, V> {
-    fn default() -> Self {
-        Ordered {
-            slots: HashMap::new(),
-            entries: BTreeMap::new(),
-            next: 0,
-        }
-    }
-}
-
-impl<K: Eq + Hash + Clone, V> Ordered<K, V> {
-    fn get(&self, k: &K) -> Option<&V> {
-        let slot = self.slots.get(k)?;
-        self.entries.get(slot).map(|(_, v)| v)
-    }
-
-    fn insert(&mut self, k: K, v: V) -> Option<V> {
-        if let Some((_, old)) = self.slots.get(&k).and_then(|s| self.entries.get_mut(s)) {
-            return Some(std::mem::replace(old, v));
-        }
-        if self.next == u64::MAX {
-            // Once every 2^64 inserts: number the slots from 0 again.
-            let entries = std::mem::take(&mut self.entries);
-            for (slot, (k, v)) in (0..).zip(entries.into_values()) {
-                self.slots.insert(k.clone(), slot);
-                self.entries.insert(slot, (k, v));
-            }
-            self.next = self.entries.len() as u64;
-        }
-        let slot = self.next;
-        self.next += 1;
-        self.slots.insert(k.clone(), slot);
-        self.entries.insert(slot, (k, v));
-        None
-    }
-
-    fn remove(&mut self, k: &K) -> Option<V> {
-        let slot = self.slots.remove(k)?;
-        self.entries.remove(&slot).map(|(_, v)| v)
     }
 }
 

@@ -1,12 +1,13 @@
 //! A shared `dict`: its requests, its proxy and its server side.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::hash::Hash;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
 use mp_proc::Payload;
 use mp_proc::codec::decode;
+use mp_proc::plumbing::local::OrderedMap;
 use serde::{Deserialize, Serialize};
 
 use crate::Result;
@@ -257,73 +258,7 @@ impl Dict {
     }
 }
 
-/// A map that keeps its keys' insertion order: each key has a slot number,
-/// the next one when it is first inserted (a new value for a key keeps its
-/// slot; a key removed and inserted again goes last).
-#[derive(Default)]
-struct Ordered {
-    slots: HashMap<Bytes, u64>,
-    entries: BTreeMap<u64, (Bytes, Stored)>,
-    next: u64,
-}
-
-impl Ordered {
-    fn get(&self, k: &Bytes) -> Option<&Stored> {
-        let slot = self.slots.get(k)?;
-        self.entries.get(slot).map(|(_, v)| v)
-    }
-
-    /// Inserts `v` under `k`; the value it replaced.
-    fn insert(&mut self, k: Bytes, v: Stored) -> Option<Stored> {
-        if let Some((_, old)) = self.slots.get(&k).and_then(|s| self.entries.get_mut(s)) {
-            return Some(std::mem::replace(old, v));
-        }
-        if self.next == u64::MAX {
-            self.renumber();
-        }
-        let slot = self.next;
-        self.next += 1;
-        self.slots.insert(k.clone(), slot);
-        self.entries.insert(slot, (k, v));
-        None
-    }
-
-    /// Numbers the slots from 0 again, in order (once every 2^64 inserts).
-    fn renumber(&mut self) {
-        let entries = std::mem::take(&mut self.entries);
-        for (slot, (k, v)) in (0..).zip(entries.into_values()) {
-            self.slots.insert(k.clone(), slot);
-            self.entries.insert(slot, (k, v));
-        }
-        self.next = self.entries.len() as u64;
-    }
-
-    fn remove(&mut self, k: &Bytes) -> Option<Stored> {
-        let slot = self.slots.remove(k)?;
-        self.entries.remove(&slot).map(|(_, v)| v)
-    }
-
-    fn pop_last(&mut self) -> Option<(Bytes, Stored)> {
-        let (_, (k, v)) = self.entries.pop_last()?;
-        self.slots.remove(&k);
-        Some((k, v))
-    }
-
-    fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    fn iter(&self) -> impl Iterator<Item = (&Bytes, &Stored)> {
-        self.entries.values().map(|(k, v)| (k, v))
-    }
-
-    fn drain(&mut self) -> impl Iterator<Item = Stored> {
-        self.slots.clear();
-        std::mem::take(&mut self.entries)
-            .into_values()
-            .map(|(_, v)| v)
-    }
-}
+type Ordered = OrderedMap<Bytes, Stored>;
 
 impl Object for Dict {}
 
@@ -339,7 +274,7 @@ impl Handler<Op> for Dict {
                 Reply::Maybe(old.map(Stored::into_reply))
             }
             Op::Remove(k) => Reply::Maybe(d.remove(&k).map(Stored::into_reply)),
-            Op::ContainsKey(k) => Reply::Bool(d.slots.contains_key(&k)),
+            Op::ContainsKey(k) => Reply::Bool(d.contains_key(&k)),
             Op::Len => Reply::Count(d.len() as u64),
             Op::Keys => Reply::List(d.iter().map(|(k, _)| k.clone()).collect()),
             Op::Values => Reply::List(d.iter().map(|(_, v)| v.bytes.clone()).collect()),
@@ -349,7 +284,7 @@ impl Handler<Op> for Dict {
                     .collect(),
             ),
             Op::Clear => {
-                out.extend(d.drain());
+                out.extend(d.drain().map(|(_, v)| v));
                 Reply::Ok
             }
             Op::Update(pairs) => {

@@ -33,6 +33,7 @@
 
 mod barrier;
 mod lock;
+mod ordered;
 mod queue;
 mod signal;
 #[cfg(test)]
@@ -43,6 +44,7 @@ use std::time::{Duration, Instant};
 
 pub use barrier::Barrier;
 pub use lock::{Lock, Semaphore};
+pub use ordered::OrderedMap;
 pub use queue::Queue;
 pub use signal::{Condition, Event};
 
