@@ -163,9 +163,75 @@ const CHECK_CLIENT: Duration = Duration::from_millis(200);
 /// its handle.
 type Pending = HashMap<u64, (SessionId, Arc<AsyncResult<Outcomes>>)>;
 
+/// The most workers of all the pools of this process together: without
+/// it, a client (any holder of the manager's key, of any process tree)
+/// that asks for pool after pool starts [`MAX_PROCESSES`] processes each,
+/// without end.
+pub(crate) const MAX_WORKERS: usize = MAX_PROCESSES;
+
+/// Workers that pools may still start: of `max`, those the live pools'
+/// [`Seat`]s do not hold.
+pub(crate) struct Budget {
+    used: Mutex<usize>,
+    max: usize,
+}
+
+/// The workers a live pool holds of its [`Budget`], given back when the
+/// pool is dropped (after its workers are joined).
+pub(crate) struct Seat {
+    budget: Arc<Budget>,
+    workers: usize,
+}
+
+impl Budget {
+    pub(crate) fn new(max: usize) -> Arc<Budget> {
+        Arc::new(Budget {
+            used: Mutex::new(0),
+            max,
+        })
+    }
+
+    /// `workers` more of the budget, or why not.
+    fn take(self: &Arc<Self>, workers: usize) -> Result<Seat, mp_pool::Error> {
+        let mut used = mp_proc::plumbing::lock(&self.used);
+        match used.checked_add(workers) {
+            Some(total) if total <= self.max => {
+                *used = total;
+                Ok(Seat {
+                    budget: self.clone(),
+                    workers,
+                })
+            }
+            _ => Err(mp_pool::Error::InvalidArgument {
+                what: format!(
+                    "the manager's pools have {used} workers of at most {} together: {workers} \
+                     more are refused (close and drop a pool first)",
+                    self.max
+                ),
+            }),
+        }
+    }
+}
+
+impl Drop for Seat {
+    fn drop(&mut self) {
+        *mp_proc::plumbing::lock(&self.budget.used) -= self.workers;
+    }
+}
+
+/// The budget of this process's pools.
+fn budget() -> &'static Arc<Budget> {
+    static BUDGET: std::sync::LazyLock<Arc<Budget>> =
+        std::sync::LazyLock::new(|| Budget::new(MAX_WORKERS));
+    &BUDGET
+}
+
 /// A pool in the server, or why it could not start.
 pub(crate) struct PoolObject {
     pool: Result<Pool, mp_pool::Error>,
+    /// Its workers' place in the budget (after `pool`: given back once the
+    /// pool's drop has joined them).
+    _seat: Option<Seat>,
     /// Results to collect: the session that submitted each, and its handle.
     pending: Mutex<Pending>,
     next: AtomicU64,
@@ -174,17 +240,37 @@ pub(crate) struct PoolObject {
 /// A new pool of `processes` workers (`None`: one per CPU), descendants
 /// of this process, started by `method` (`None`: this process's default).
 pub(crate) fn make(processes: Option<u64>, method: Option<StartMethod>) -> Arc<PoolObject> {
+    make_within(budget(), processes, method)
+}
+
+/// [`make`], its workers taken from `budget` first.
+pub(crate) fn make_within(
+    budget: &Arc<Budget>,
+    processes: Option<u64>,
+    method: Option<StartMethod>,
+) -> Arc<PoolObject> {
     let method = method.unwrap_or_else(mp_proc::get_start_method);
-    let builder = Pool::builder().context(mp_proc::get_context(method));
-    let pool = match processes.map(usize::try_from) {
-        None => builder.build(),
-        Some(Ok(n)) if n <= MAX_PROCESSES => builder.processes(n).build(),
+    let context = mp_proc::get_context(method);
+    let cpus = context.cpu_count();
+    let builder = Pool::builder().context(context);
+    let workers = match processes.map(usize::try_from) {
+        None => Ok(cpus),
+        Some(Ok(n)) if n <= MAX_PROCESSES => Ok(n),
         Some(_) => Err(mp_pool::Error::InvalidArgument {
             what: format!("a manager's pool has at most {MAX_PROCESSES} processes"),
         }),
     };
+    let (pool, seat) = match workers.and_then(|n| Ok((n, budget.take(n)?))) {
+        // A pool that did not start holds no workers.
+        Ok((n, seat)) => match builder.processes(n).build() {
+            Ok(pool) => (Ok(pool), Some(seat)),
+            Err(e) => (Err(e), None),
+        },
+        Err(e) => (Err(e), None),
+    };
     Arc::new(PoolObject {
         pool,
+        _seat: seat,
         pending: Mutex::default(),
         next: AtomicU64::new(0),
     })
@@ -402,6 +488,39 @@ impl Handler<Op> for PoolObject {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn started(p: &PoolObject) -> bool {
+        p.pool.is_ok()
+    }
+
+    /// A client that asks for pool after pool gets workers up to the
+    /// budget of all the pools together, then a refusal (no process
+    /// started for it); a dropped pool gives its workers back.
+    #[test]
+    fn the_pools_of_a_server_have_a_bounded_number_of_workers_together() {
+        let budget = Budget::new(3);
+        let first = make_within(&budget, Some(2), Some(StartMethod::Fork));
+        assert!(started(&first));
+        let refused = make_within(&budget, Some(2), Some(StartMethod::Fork));
+        match &refused.pool {
+            Err(mp_pool::Error::InvalidArgument { what }) => {
+                assert!(what.contains("at most 3 together"), "{what}")
+            }
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("a pool past the budget started"),
+        }
+        drop(refused);
+        let one_more = make_within(&budget, Some(1), Some(StartMethod::Fork));
+        assert!(started(&one_more));
+        drop(first);
+        let again = make_within(&budget, Some(2), Some(StartMethod::Fork));
+        assert!(started(&again), "a dropped pool gives its workers back");
+        drop((one_more, again));
+        assert_eq!(*mp_proc::plumbing::lock(&budget.used), 0);
+        // More than a usize can count is refused, not wrapped.
+        assert!(budget.take(usize::MAX).is_err());
+        assert_eq!(*mp_proc::plumbing::lock(&budget.used), 0);
+    }
 
     fn double(x: u32) -> u32 {
         2 * x
