@@ -18,6 +18,7 @@
 use std::collections::HashMap;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::error::{Error, OsContext, Result};
@@ -53,7 +54,9 @@ const REPORT_MAX: usize = (MAX_PRELOAD + 1) * (REPORT_LINE + 8) + 16;
 ///
 /// The functions run in the fork server, before its `main`, with no stdout
 /// or stderr (`/dev/null`): they must not start threads (the server would
-/// fork from a multi-threaded process; the program is warned) or processes.
+/// fork from a multi-threaded process; the program is warned) or processes
+/// (a start there is [`Error::Invalid`]: under forkserver it would start a
+/// fork server running the same preloads, without end).
 /// They never run in this process, nor in spawn or fork children. The first
 /// start under forkserver waits for them (the server serves once they have
 /// run); a server started again after its death runs them again. A child
@@ -321,6 +324,26 @@ pub(crate) fn serve(control: OwnedFd) -> ! {
     }
 }
 
+/// Set while this process, a fork server, runs its preload functions.
+static PRELOADING: AtomicBool = AtomicBool::new(false);
+
+/// An error if this process is a fork server running its preload
+/// functions: a process started there would be the server's child, and
+/// under forkserver it would start a fork server of its own, which runs the
+/// same preloads and starts another, without end.
+pub(crate) fn refuse_in_preload() -> Result<()> {
+    if PRELOADING.load(Ordering::Relaxed) {
+        return Err(Error::Invalid {
+            what: "start a process",
+            reason: "from a forkserver preload function (it runs in the fork server, which \
+                     would start a fork server of its own running the same preloads, without \
+                     end): start processes from the program"
+                .to_owned(),
+        });
+    }
+    Ok(())
+}
+
 /// The end of a server whose program sent what it does not send.
 fn fatal(what: &str) -> ! {
     helper::fatal(Role::Forkserver, what)
@@ -355,6 +378,7 @@ fn preload(control: &OwnedFd) {
         fatal(&format!("{} preload functions", offsets.len()));
     }
     let mut report = Vec::new();
+    PRELOADING.store(true, Ordering::Relaxed);
     for (i, offset) in offsets.into_iter().enumerate() {
         let Some(addr) = sys::image::function_at(offset, fingerprint) else {
             report.push(format!(
@@ -376,6 +400,8 @@ fn preload(control: &OwnedFd) {
             ));
         }
     }
+    // Its children (forked from now on) start processes as any process does.
+    PRELOADING.store(false, Ordering::Relaxed);
     if !sys::process::single_threaded() && sys::process::thread_count() > 1 {
         report.push(
             "a preload function left a thread running: every child is forked from a \
