@@ -110,3 +110,106 @@ fn a_preload_cannot_start_a_fork_server_of_its_own() {
         "the preload's start was not refused:\n{stdout}"
     );
 }
+
+mp_testkit::for_each_method!(
+    no_thread_of_a_child_blocks_or_ignores_sigint,
+    a_childs_parent_sentinel_never_reaches_an_exec,
+);
+
+/// Whether the line `field:\t<hex mask>` of a `/proc/.../status` text has
+/// SIGINT's bit.
+fn has_sigint(status: &str, field: &str) -> bool {
+    let line = status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .unwrap_or_else(|| panic!("no {field} in {status}"));
+    let mask = u64::from_str_radix(line[field.len()..].trim(), 16).unwrap();
+    mask & (1 << (libc::SIGINT - 1)) != 0
+}
+
+/// `(blocked, ignored)` for SIGINT in the thread whose status this is.
+fn sigint_of(status: &str) -> (bool, bool) {
+    (has_sigint(status, "SigBlk:"), has_sigint(status, "SigIgn:"))
+}
+
+/// A child's report: SIGINT in its main thread, in a thread it starts, and
+/// in a program it runs (each `(blocked, ignored)`).
+fn report_sigint(conn: Connection) {
+    let main = sigint_of(&std::fs::read_to_string("/proc/thread-self/status").unwrap());
+    let thread = std::thread::spawn(|| {
+        sigint_of(&std::fs::read_to_string("/proc/thread-self/status").unwrap())
+    })
+    .join()
+    .unwrap();
+    let out = Command::new("cat")
+        .arg("/proc/self/status")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let exec = sigint_of(&String::from_utf8_lossy(&out.stdout));
+    conn.send(&[main, thread, exec]).unwrap();
+}
+
+/// The fork server holds SIGINT blocked (so that Ctrl-C does not end it):
+/// none of that reaches its children, their threads or the programs they
+/// run, under any start method (a blocked SIGINT there would make Ctrl-C
+/// and `Process::interrupt` do nothing).
+fn no_thread_of_a_child_blocks_or_ignores_sigint(method: StartMethod) {
+    let _g = guard();
+    let (here, there) = pipe(false).unwrap();
+    let mut p = Process::new(report_sigint, there).start_method(method);
+    p.start().unwrap();
+    let seen: [(bool, bool); 3] = here.recv().unwrap();
+    assert_eq!(p.join().unwrap(), 0);
+    assert_eq!(
+        seen.map(|s| s.0),
+        [false; 3],
+        "blocked in [main, thread, exec]"
+    );
+    // Ignored only where this program ignores it (a runner may start the
+    // tests with SIGINT ignored, which fork and spawn children inherit).
+    let (_, ignored_here) =
+        sigint_of(&std::fs::read_to_string("/proc/thread-self/status").unwrap());
+    if !ignored_here {
+        assert_eq!(
+            seen.map(|s| s.1),
+            [false; 3],
+            "ignored in [main, thread, exec]"
+        );
+    }
+}
+
+/// A child's report: whether its parent sentinel closes on exec, and
+/// whether a program it runs holds that pipe.
+fn report_sentinel_on_exec(conn: Connection) {
+    use std::os::fd::AsRawFd;
+    let parent = mp_proc::parent_process().unwrap();
+    let fd = parent.sentinel().unwrap();
+    // SAFETY: F_GETFD only reads the flags of a descriptor this borrows.
+    let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFD) };
+    let target = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).unwrap();
+    let out = Command::new("ls")
+        .args(["-l", "/proc/self/fd/"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&out.stdout);
+    let held = listing.contains(&*target.to_string_lossy());
+    conn.send(&(flags & libc::FD_CLOEXEC != 0, held)).unwrap();
+}
+
+/// The parent sentinel a child keeps is close-on-exec: a program the child
+/// runs does not inherit its parent's alive pipe.
+fn a_childs_parent_sentinel_never_reaches_an_exec(method: StartMethod) {
+    let _g = guard();
+    let (here, there) = pipe(false).unwrap();
+    let mut p = Process::new(report_sentinel_on_exec, there).start_method(method);
+    p.start().unwrap();
+    let (cloexec, held): (bool, bool) = here.recv().unwrap();
+    assert_eq!(p.join().unwrap(), 0);
+    assert!(cloexec, "the sentinel is inherited by exec");
+    assert!(
+        !held,
+        "a program the child ran holds its parent's alive pipe"
+    );
+}
