@@ -159,9 +159,75 @@ pub(crate) const MAX_PROCESSES: usize = 1024;
 /// The longest a waiting call goes without checking its client.
 const CHECK_CLIENT: Duration = Duration::from_millis(200);
 
-/// The results a pool keeps, by job: the session that submitted each, and
-/// its handle.
-type Pending = HashMap<u64, (SessionId, Arc<AsyncResult<Outcomes>>)>;
+/// A kept result: the session that submitted it, and its handle.
+type Kept = (SessionId, Arc<AsyncResult<Outcomes>>);
+
+/// The results a pool keeps, by job, and how many each session has: a
+/// submission checks its session's count at no cost (counting a session's
+/// results by scanning them all made `n` submissions cost `n²`, under the
+/// lock the other clients' calls take), and reserves its place in the same
+/// step (so concurrent submissions of one session cannot pass the bound).
+#[derive(Default)]
+struct Pending {
+    jobs: HashMap<u64, Kept>,
+    /// Results kept or reserved, per session (no entry: none).
+    counts: HashMap<SessionId, usize>,
+}
+
+impl Pending {
+    /// Reserves a place for one more result of `session`, if it has fewer
+    /// than [`MAX_PENDING`].
+    fn reserve(&mut self, session: SessionId) -> bool {
+        let n = self.counts.entry(session).or_default();
+        if *n >= MAX_PENDING {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    /// Gives back a place of `session` (a reserved one, or its result's).
+    fn unreserve(&mut self, session: SessionId) {
+        if let Some(n) = self.counts.get_mut(&session) {
+            *n -= 1;
+            if *n == 0 {
+                self.counts.remove(&session);
+            }
+        }
+    }
+
+    /// Keeps a result in a place reserved for its session.
+    fn keep(&mut self, job: u64, kept: Kept) {
+        self.jobs.insert(job, kept);
+    }
+
+    fn get(&self, job: u64) -> Option<&Kept> {
+        self.jobs.get(&job)
+    }
+
+    /// Forgets job `job`.
+    fn remove(&mut self, job: u64) -> Option<Kept> {
+        let kept = self.jobs.remove(&job)?;
+        self.unreserve(kept.0);
+        Some(kept)
+    }
+
+    /// Forgets every result of `session`.
+    fn remove_session(&mut self, session: SessionId) -> Vec<Kept> {
+        if self.counts.remove(&session).is_none() {
+            return Vec::new();
+        }
+        let jobs: Vec<u64> = self
+            .jobs
+            .iter()
+            .filter(|(_, (s, _))| *s == session)
+            .map(|(&job, _)| job)
+            .collect();
+        jobs.into_iter()
+            .filter_map(|job| self.jobs.remove(&job))
+            .collect()
+    }
+}
 
 /// The most workers of all the pools of this process together: without
 /// it, a client (any holder of the manager's key, of any process tree)
@@ -292,17 +358,7 @@ pub(crate) fn terminate_all(objects: Vec<Arc<dyn Object>>) {
 impl Object for PoolObject {
     /// A gone client's uncollected results are dropped.
     fn release_session(&self, session: SessionId) {
-        let dropped: Vec<_> = {
-            let mut pending = mp_proc::plumbing::lock(&self.pending);
-            let jobs: Vec<u64> = pending
-                .iter()
-                .filter(|(_, (s, _))| *s == session)
-                .map(|(&job, _)| job)
-                .collect();
-            jobs.into_iter()
-                .filter_map(|job| pending.remove(&job))
-                .collect()
-        };
+        let dropped: Vec<_> = { mp_proc::plumbing::lock(&self.pending).remove_session(session) };
         drop(dropped);
     }
 }
@@ -375,15 +431,9 @@ impl PoolObject {
         )))
     }
 
-    /// How many results `session` has not collected.
-    fn pending_of(&self, session: SessionId) -> usize {
-        let pending = mp_proc::plumbing::lock(&self.pending);
-        pending.values().filter(|(s, _)| *s == session).count()
-    }
-
     /// Job `job` of `session`.
     fn job(&self, job: u64, session: SessionId) -> Option<Arc<AsyncResult<Outcomes>>> {
-        match mp_proc::plumbing::lock(&self.pending).get(&job) {
+        match mp_proc::plumbing::lock(&self.pending).get(job) {
             Some((s, r)) if *s == session => Some(r.clone()),
             _ => None,
         }
@@ -407,7 +457,7 @@ impl PoolObject {
             Some(Ok(n)) => Some(n),
             Some(Err(_)) => return failed(Fault::InvalidArgument("chunksize too large".into())),
         };
-        if !wait && self.pending_of(call.session) >= MAX_PENDING {
+        if !wait && !mp_proc::plumbing::lock(&self.pending).reserve(call.session) {
             return failed(Fault::InvalidArgument(format!(
                 "this pool holds {MAX_PENDING} results of this client not collected: get() or \
                  drop some first"
@@ -422,7 +472,8 @@ impl PoolObject {
             return value(&answer(&r));
         }
         let job = self.next.fetch_add(1, Ordering::Relaxed) + 1;
-        mp_proc::plumbing::lock(&self.pending).insert(job, (call.session, Arc::new(r)));
+        // In the place reserved above.
+        mp_proc::plumbing::lock(&self.pending).keep(job, (call.session, Arc::new(r)));
         Reply::Id(job)
     }
 }
@@ -451,7 +502,7 @@ impl Handler<Op> for PoolObject {
                 }
                 let reply = value(&answer(&r));
                 if take {
-                    mp_proc::plumbing::lock(&self.pending).remove(&job);
+                    mp_proc::plumbing::lock(&self.pending).remove(job);
                 }
                 reply
             }
@@ -461,8 +512,8 @@ impl Handler<Op> for PoolObject {
             },
             Op::Forget(job) => {
                 let mut pending = mp_proc::plumbing::lock(&self.pending);
-                if pending.get(&job).is_some_and(|(s, _)| *s == call.session) {
-                    let r = pending.remove(&job);
+                if pending.get(job).is_some_and(|(s, _)| *s == call.session) {
+                    let r = pending.remove(job);
                     drop(pending);
                     drop(r);
                 }
@@ -541,6 +592,37 @@ mod tests {
                 Ok(_) => panic!("byte {i} changed and still accepted"),
             }
         }
+    }
+
+    /// A session's places are counted as its results come and go, bounded
+    /// at [`MAX_PENDING`] (reserved ones included), and all given back with
+    /// the session.
+    #[test]
+    fn a_sessions_kept_results_are_counted_and_bounded() {
+        let pool = Pool::new(Some(1)).unwrap();
+        let result = || {
+            let f = mp_proc::Function::new(double).erased();
+            Arc::new(mp_pool::plumbing::submit_erased(&pool, f, Vec::new(), None))
+        };
+        let (a, b): (SessionId, SessionId) = (1, 2);
+        let mut p = Pending::default();
+        for job in 0..MAX_PENDING as u64 {
+            assert!(p.reserve(a));
+            if job < 3 {
+                p.keep(job, (a, result()));
+            }
+        }
+        assert!(!p.reserve(a), "past the bound, reserved places included");
+        assert!(p.reserve(b), "another session has its own");
+        p.keep(u64::MAX, (b, result()));
+        assert!(p.remove(0).is_some());
+        assert!(p.remove(0).is_none());
+        assert!(p.reserve(a), "a collected result gives its place back");
+        assert!(!p.reserve(a));
+        assert_eq!(p.remove_session(a).len(), 2);
+        assert!(p.reserve(a), "a gone session's places are all given back");
+        assert_eq!(p.counts[&b], 1);
+        assert_eq!(p.get(u64::MAX).map(|k| k.0), Some(b));
     }
 
     #[test]
