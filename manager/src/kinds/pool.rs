@@ -549,6 +549,7 @@ mod tests {
     /// started for it); a dropped pool gives its workers back.
     #[test]
     fn the_pools_of_a_server_have_a_bounded_number_of_workers_together() {
+        let _g = mp_testkit::guard();
         let budget = Budget::new(3);
         let first = make_within(&budget, Some(2), Some(StartMethod::Fork));
         assert!(started(&first));
@@ -599,6 +600,7 @@ mod tests {
     /// the session.
     #[test]
     fn a_sessions_kept_results_are_counted_and_bounded() {
+        let _g = mp_testkit::guard();
         let pool = Pool::new(Some(1)).unwrap();
         let result = || {
             let f = mp_proc::Function::new(double).erased();
