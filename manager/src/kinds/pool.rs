@@ -212,11 +212,10 @@ impl Pending {
         Some(kept)
     }
 
-    /// Forgets every result of `session`.
+    /// Forgets every result of `session` (all of them: one kept in a
+    /// place reserved before the session's `Leave` has no count left).
     fn remove_session(&mut self, session: SessionId) -> Vec<Kept> {
-        if self.counts.remove(&session).is_none() {
-            return Vec::new();
-        }
+        self.counts.remove(&session);
         let jobs: Vec<u64> = self
             .jobs
             .iter()
@@ -623,6 +622,14 @@ mod tests {
         assert!(!p.reserve(a));
         assert_eq!(p.remove_session(a).len(), 2);
         assert!(p.reserve(a), "a gone session's places are all given back");
+        // A result kept in a place reserved before its session left is
+        // still forgotten with the session.
+        p.keep(7, (a, result()));
+        assert_eq!(p.remove_session(a).len(), 1);
+        p.keep(8, (a, result()));
+        assert_eq!(p.remove_session(a).len(), 1);
+        assert!(p.remove(8).is_none());
+        assert!(!p.counts.contains_key(&a));
         assert_eq!(p.counts[&b], 1);
         assert_eq!(p.get(u64::MAX).map(|k| k.0), Some(b));
     }
