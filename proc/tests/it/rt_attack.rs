@@ -21,6 +21,7 @@ fn rt_attack_scenario() {
     };
     match what.as_str() {
         "preload_starts_a_process" => preload_starts_a_process(),
+        "forkserver_start_without_descriptors" => forkserver_start_without_descriptors(),
         other => panic!("unknown scenario {other}"),
     }
 }
@@ -212,4 +213,74 @@ fn a_childs_parent_sentinel_never_reaches_an_exec(method: StartMethod) {
         !held,
         "a program the child ran holds its parent's alive pipe"
     );
+}
+
+/// Whether a child of this process has ended and not been reaped: waits
+/// for one to end if one runs (none runs here: a child either ended or
+/// never started), `false` at once if there is none.
+fn an_ended_child_unreaped() -> bool {
+    use nix::sys::wait::{Id, WaitPidFlag, waitid};
+    // WNOWAIT: the child, if any, is left as it is (a zombie) to be seen.
+    match waitid(Id::All, WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT) {
+        Ok(_) => true,
+        Err(nix::errno::Errno::ECHILD) => false,
+        Err(e) => panic!("waitid: {e}"),
+    }
+}
+
+/// Forkserver starts with `free` descriptors left, for `free` = 0, 1, ...
+/// until one starts: each failed start leaves no child behind.
+fn forkserver_start_without_descriptors() {
+    use std::os::fd::OwnedFd;
+    // A spawn child first: the runtime's own descriptors (the alive pipe)
+    // exist before the count starts.
+    let mut first = Process::new(noop, ()).start_method(StartMethod::Spawn);
+    first.start().unwrap();
+    assert_eq!(first.join().unwrap(), 0);
+    // Few descriptors, so that using them all up is quick (the fork
+    // server inherits the limit: it needs far fewer).
+    let limit = libc::rlimit {
+        rlim_cur: 256,
+        rlim_max: 256,
+    };
+    // SAFETY: setrlimit reads the struct it is given.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) }, 0);
+    let null = std::fs::File::open("/dev/null").unwrap();
+    for free in 0..32 {
+        let mut filler: Vec<OwnedFd> = Vec::new();
+        while let Ok(fd) = null.try_clone() {
+            filler.push(fd.into());
+        }
+        filler.truncate(filler.len().saturating_sub(free));
+        let mut p = Process::new(noop, ()).start_method(StartMethod::Forkserver);
+        let started = p.start();
+        drop(filler);
+        match started {
+            Ok(()) => {
+                assert_eq!(p.join().unwrap(), 0);
+                println!("started with {free} free");
+                return;
+            }
+            Err(e) => {
+                drop(p);
+                assert!(
+                    !an_ended_child_unreaped(),
+                    "a forkserver start that failed ({e}) with {free} free descriptors left \
+                     a child unreaped"
+                );
+            }
+        }
+    }
+    panic!("no forkserver start succeeded");
+}
+
+/// A forkserver start that fails for want of descriptors (after the server
+/// started, before its preload list was sent) leaves no zombie: the server
+/// it started is killed and reaped, not dropped with a non-blocking reap
+/// that runs before it has ended.
+#[test]
+fn a_failed_forkserver_start_leaves_no_zombie() {
+    let _g = guard();
+    let out = run("forkserver_start_without_descriptors");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("started with"));
 }
