@@ -136,6 +136,8 @@ pub(crate) fn client(state: &mut State) -> Result<Arc<Helper>> {
         return Ok(client.clone());
     }
     let (ours, theirs) = sys::fd::socket_pair(true).os("socketpair")?;
+    // Every descriptor first: a failure once the server runs must end it.
+    let (report, report_theirs) = sys::fd::socket_pair(true).os("socketpair")?;
     let server = Helper::start(
         Role::Forkserver,
         theirs.as_raw_fd(),
@@ -143,28 +145,40 @@ pub(crate) fn client(state: &mut State) -> Result<Arc<Helper>> {
         "--multiprocessing-forkserver",
         ("forkserver", "use fork"),
     )?;
-    state.preload_report = Some(send_preload(&server, &state.preload)?);
+    if let Err(e) = send_preload(&server, &state.preload, report_theirs) {
+        abandon(server);
+        return Err(e);
+    }
+    state.preload_report = Some(report);
     let client = Arc::new(server);
     state.forkserver = Some(client.clone());
     Ok(client)
 }
 
-/// Sends a new server its first message, the preload list (maybe empty);
-/// returns the socket its report comes back on.
-fn send_preload(server: &Helper, preload: &[fn()]) -> Result<OwnedFd> {
+/// Ends a server that was started but cannot serve (its first message
+/// was not sent): killed and reaped now, never left a zombie (dropped, it
+/// would end at the end of file on its channel, after the drop's
+/// non-blocking reap).
+fn abandon(server: Helper) {
+    use nix::sys::signal::{Signal, kill};
+    use nix::sys::wait::waitpid;
+    let pid = nix::unistd::Pid::from_raw(server.pid() as i32);
+    // The pid is this process's unreaped child: not reused before the wait.
+    let _ = kill(pid, Signal::SIGKILL);
+    let _ = waitpid(pid, None);
+}
+
+/// Sends a new server its first message, the preload list (maybe empty),
+/// with `report_to`, the socket its report goes back on.
+fn send_preload(server: &Helper, preload: &[fn()], report_to: OwnedFd) -> Result<()> {
     let offsets: Vec<i64> = preload
         .iter()
         .map(|f| sys::image::offset_of(*f as usize))
         .collect();
     let mut message = vec![b'P'];
     message.extend(payload::encode(&(sys::image::fingerprint(), offsets))?);
-    let (report, server_end) = sys::fd::socket_pair(true).os("socketpair")?;
-    match sys::scm::send_with_fds(
-        server.channel().as_fd(),
-        &message,
-        &[server_end.as_raw_fd()],
-    ) {
-        Ok(()) => Ok(report),
+    match sys::scm::send_with_fds(server.channel().as_fd(), &message, &[report_to.as_raw_fd()]) {
+        Ok(()) => Ok(()),
         Err(e)
             if matches!(
                 e.raw_os_error(),
