@@ -159,13 +159,144 @@ pub(crate) const MAX_PROCESSES: usize = 1024;
 /// The longest a waiting call goes without checking its client.
 const CHECK_CLIENT: Duration = Duration::from_millis(200);
 
-/// The results a pool keeps, by job: the session that submitted each, and
-/// its handle.
-type Pending = HashMap<u64, (SessionId, Arc<AsyncResult<Outcomes>>)>;
+/// A kept result: the session that submitted it, and its handle.
+type Kept = (SessionId, Arc<AsyncResult<Outcomes>>);
+
+/// The results a pool keeps, by job, and how many each session has: a
+/// submission checks its session's count at no cost (counting a session's
+/// results by scanning them all made `n` submissions cost `n²`, under the
+/// lock the other clients' calls take), and reserves its place in the same
+/// step (so concurrent submissions of one session cannot pass the bound).
+#[derive(Default)]
+struct Pending {
+    jobs: HashMap<u64, Kept>,
+    /// Results kept or reserved, per session (no entry: none).
+    counts: HashMap<SessionId, usize>,
+}
+
+impl Pending {
+    /// Reserves a place for one more result of `session`, if it has fewer
+    /// than [`MAX_PENDING`].
+    fn reserve(&mut self, session: SessionId) -> bool {
+        let n = self.counts.entry(session).or_default();
+        if *n >= MAX_PENDING {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    /// Gives back a place of `session` (a reserved one, or its result's).
+    fn unreserve(&mut self, session: SessionId) {
+        if let Some(n) = self.counts.get_mut(&session) {
+            *n -= 1;
+            if *n == 0 {
+                self.counts.remove(&session);
+            }
+        }
+    }
+
+    /// Keeps a result in a place reserved for its session.
+    fn keep(&mut self, job: u64, kept: Kept) {
+        self.jobs.insert(job, kept);
+    }
+
+    fn get(&self, job: u64) -> Option<&Kept> {
+        self.jobs.get(&job)
+    }
+
+    /// Forgets job `job`.
+    fn remove(&mut self, job: u64) -> Option<Kept> {
+        let kept = self.jobs.remove(&job)?;
+        self.unreserve(kept.0);
+        Some(kept)
+    }
+
+    /// Forgets every result of `session` (all of them: one kept in a
+    /// place reserved before the session's `Leave` has no count left).
+    fn remove_session(&mut self, session: SessionId) -> Vec<Kept> {
+        self.counts.remove(&session);
+        let jobs: Vec<u64> = self
+            .jobs
+            .iter()
+            .filter(|(_, (s, _))| *s == session)
+            .map(|(&job, _)| job)
+            .collect();
+        jobs.into_iter()
+            .filter_map(|job| self.jobs.remove(&job))
+            .collect()
+    }
+}
+
+/// The most workers of all the pools of this process together: without
+/// it, a client (any holder of the manager's key, of any process tree)
+/// that asks for pool after pool starts [`MAX_PROCESSES`] processes each,
+/// without end.
+pub(crate) const MAX_WORKERS: usize = MAX_PROCESSES;
+
+/// Workers that pools may still start: of `max`, those the live pools'
+/// [`Seat`]s do not hold.
+pub(crate) struct Budget {
+    used: Mutex<usize>,
+    max: usize,
+}
+
+/// The workers a live pool holds of its [`Budget`], given back when the
+/// pool is dropped (after its workers are joined).
+pub(crate) struct Seat {
+    budget: Arc<Budget>,
+    workers: usize,
+}
+
+impl Budget {
+    pub(crate) fn new(max: usize) -> Arc<Budget> {
+        Arc::new(Budget {
+            used: Mutex::new(0),
+            max,
+        })
+    }
+
+    /// `workers` more of the budget, or why not.
+    fn take(self: &Arc<Self>, workers: usize) -> Result<Seat, mp_pool::Error> {
+        let mut used = mp_proc::plumbing::lock(&self.used);
+        match used.checked_add(workers) {
+            Some(total) if total <= self.max => {
+                *used = total;
+                Ok(Seat {
+                    budget: self.clone(),
+                    workers,
+                })
+            }
+            _ => Err(mp_pool::Error::InvalidArgument {
+                what: format!(
+                    "the manager's pools have {used} workers of at most {} together: {workers} \
+                     more are refused (close and drop a pool first)",
+                    self.max
+                ),
+            }),
+        }
+    }
+}
+
+impl Drop for Seat {
+    fn drop(&mut self) {
+        *mp_proc::plumbing::lock(&self.budget.used) -= self.workers;
+    }
+}
+
+/// The budget of this process's pools.
+fn budget() -> &'static Arc<Budget> {
+    static BUDGET: std::sync::LazyLock<Arc<Budget>> =
+        std::sync::LazyLock::new(|| Budget::new(MAX_WORKERS));
+    &BUDGET
+}
 
 /// A pool in the server, or why it could not start.
 pub(crate) struct PoolObject {
     pool: Result<Pool, mp_pool::Error>,
+    /// Its workers' place in the budget (after `pool`: given back once the
+    /// pool's drop has joined them).
+    _seat: Option<Seat>,
     /// Results to collect: the session that submitted each, and its handle.
     pending: Mutex<Pending>,
     next: AtomicU64,
@@ -174,17 +305,37 @@ pub(crate) struct PoolObject {
 /// A new pool of `processes` workers (`None`: one per CPU), descendants
 /// of this process, started by `method` (`None`: this process's default).
 pub(crate) fn make(processes: Option<u64>, method: Option<StartMethod>) -> Arc<PoolObject> {
+    make_within(budget(), processes, method)
+}
+
+/// [`make`], its workers taken from `budget` first.
+pub(crate) fn make_within(
+    budget: &Arc<Budget>,
+    processes: Option<u64>,
+    method: Option<StartMethod>,
+) -> Arc<PoolObject> {
     let method = method.unwrap_or_else(mp_proc::get_start_method);
-    let builder = Pool::builder().context(mp_proc::get_context(method));
-    let pool = match processes.map(usize::try_from) {
-        None => builder.build(),
-        Some(Ok(n)) if n <= MAX_PROCESSES => builder.processes(n).build(),
+    let context = mp_proc::get_context(method);
+    let cpus = context.cpu_count();
+    let builder = Pool::builder().context(context);
+    let workers = match processes.map(usize::try_from) {
+        None => Ok(cpus),
+        Some(Ok(n)) if n <= MAX_PROCESSES => Ok(n),
         Some(_) => Err(mp_pool::Error::InvalidArgument {
             what: format!("a manager's pool has at most {MAX_PROCESSES} processes"),
         }),
     };
+    let (pool, seat) = match workers.and_then(|n| Ok((n, budget.take(n)?))) {
+        // A pool that did not start holds no workers.
+        Ok((n, seat)) => match builder.processes(n).build() {
+            Ok(pool) => (Ok(pool), Some(seat)),
+            Err(e) => (Err(e), None),
+        },
+        Err(e) => (Err(e), None),
+    };
     Arc::new(PoolObject {
         pool,
+        _seat: seat,
         pending: Mutex::default(),
         next: AtomicU64::new(0),
     })
@@ -206,17 +357,7 @@ pub(crate) fn terminate_all(objects: Vec<Arc<dyn Object>>) {
 impl Object for PoolObject {
     /// A gone client's uncollected results are dropped.
     fn release_session(&self, session: SessionId) {
-        let dropped: Vec<_> = {
-            let mut pending = mp_proc::plumbing::lock(&self.pending);
-            let jobs: Vec<u64> = pending
-                .iter()
-                .filter(|(_, (s, _))| *s == session)
-                .map(|(&job, _)| job)
-                .collect();
-            jobs.into_iter()
-                .filter_map(|job| pending.remove(&job))
-                .collect()
-        };
+        let dropped: Vec<_> = { mp_proc::plumbing::lock(&self.pending).remove_session(session) };
         drop(dropped);
     }
 }
@@ -289,15 +430,9 @@ impl PoolObject {
         )))
     }
 
-    /// How many results `session` has not collected.
-    fn pending_of(&self, session: SessionId) -> usize {
-        let pending = mp_proc::plumbing::lock(&self.pending);
-        pending.values().filter(|(s, _)| *s == session).count()
-    }
-
     /// Job `job` of `session`.
     fn job(&self, job: u64, session: SessionId) -> Option<Arc<AsyncResult<Outcomes>>> {
-        match mp_proc::plumbing::lock(&self.pending).get(&job) {
+        match mp_proc::plumbing::lock(&self.pending).get(job) {
             Some((s, r)) if *s == session => Some(r.clone()),
             _ => None,
         }
@@ -321,7 +456,7 @@ impl PoolObject {
             Some(Ok(n)) => Some(n),
             Some(Err(_)) => return failed(Fault::InvalidArgument("chunksize too large".into())),
         };
-        if !wait && self.pending_of(call.session) >= MAX_PENDING {
+        if !wait && !mp_proc::plumbing::lock(&self.pending).reserve(call.session) {
             return failed(Fault::InvalidArgument(format!(
                 "this pool holds {MAX_PENDING} results of this client not collected: get() or \
                  drop some first"
@@ -336,7 +471,8 @@ impl PoolObject {
             return value(&answer(&r));
         }
         let job = self.next.fetch_add(1, Ordering::Relaxed) + 1;
-        mp_proc::plumbing::lock(&self.pending).insert(job, (call.session, Arc::new(r)));
+        // In the place reserved above.
+        mp_proc::plumbing::lock(&self.pending).keep(job, (call.session, Arc::new(r)));
         Reply::Id(job)
     }
 }
@@ -365,7 +501,7 @@ impl Handler<Op> for PoolObject {
                 }
                 let reply = value(&answer(&r));
                 if take {
-                    mp_proc::plumbing::lock(&self.pending).remove(&job);
+                    mp_proc::plumbing::lock(&self.pending).remove(job);
                 }
                 reply
             }
@@ -375,8 +511,8 @@ impl Handler<Op> for PoolObject {
             },
             Op::Forget(job) => {
                 let mut pending = mp_proc::plumbing::lock(&self.pending);
-                if pending.get(&job).is_some_and(|(s, _)| *s == call.session) {
-                    let r = pending.remove(&job);
+                if pending.get(job).is_some_and(|(s, _)| *s == call.session) {
+                    let r = pending.remove(job);
                     drop(pending);
                     drop(r);
                 }
@@ -403,6 +539,40 @@ impl Handler<Op> for PoolObject {
 mod tests {
     use super::*;
 
+    fn started(p: &PoolObject) -> bool {
+        p.pool.is_ok()
+    }
+
+    /// A client that asks for pool after pool gets workers up to the
+    /// budget of all the pools together, then a refusal (no process
+    /// started for it); a dropped pool gives its workers back.
+    #[test]
+    fn the_pools_of_a_server_have_a_bounded_number_of_workers_together() {
+        let _g = mp_testkit::guard();
+        let budget = Budget::new(3);
+        let first = make_within(&budget, Some(2), Some(StartMethod::Fork));
+        assert!(started(&first));
+        let refused = make_within(&budget, Some(2), Some(StartMethod::Fork));
+        match &refused.pool {
+            Err(mp_pool::Error::InvalidArgument { what }) => {
+                assert!(what.contains("at most 3 together"), "{what}")
+            }
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("a pool past the budget started"),
+        }
+        drop(refused);
+        let one_more = make_within(&budget, Some(1), Some(StartMethod::Fork));
+        assert!(started(&one_more));
+        drop(first);
+        let again = make_within(&budget, Some(2), Some(StartMethod::Fork));
+        assert!(started(&again), "a dropped pool gives its workers back");
+        drop((one_more, again));
+        assert_eq!(*mp_proc::plumbing::lock(&budget.used), 0);
+        // More than a usize can count is refused, not wrapped.
+        assert!(budget.take(usize::MAX).is_err());
+        assert_eq!(*mp_proc::plumbing::lock(&budget.used), 0);
+    }
+
     fn double(x: u32) -> u32 {
         2 * x
     }
@@ -422,6 +592,46 @@ mod tests {
                 Ok(_) => panic!("byte {i} changed and still accepted"),
             }
         }
+    }
+
+    /// A session's places are counted as its results come and go, bounded
+    /// at [`MAX_PENDING`] (reserved ones included), and all given back with
+    /// the session.
+    #[test]
+    fn a_sessions_kept_results_are_counted_and_bounded() {
+        let _g = mp_testkit::guard();
+        let pool = Pool::new(Some(1)).unwrap();
+        let result = || {
+            let f = mp_proc::Function::new(double).erased();
+            Arc::new(mp_pool::plumbing::submit_erased(&pool, f, Vec::new(), None))
+        };
+        let (a, b): (SessionId, SessionId) = (1, 2);
+        let mut p = Pending::default();
+        for job in 0..MAX_PENDING as u64 {
+            assert!(p.reserve(a));
+            if job < 3 {
+                p.keep(job, (a, result()));
+            }
+        }
+        assert!(!p.reserve(a), "past the bound, reserved places included");
+        assert!(p.reserve(b), "another session has its own");
+        p.keep(u64::MAX, (b, result()));
+        assert!(p.remove(0).is_some());
+        assert!(p.remove(0).is_none());
+        assert!(p.reserve(a), "a collected result gives its place back");
+        assert!(!p.reserve(a));
+        assert_eq!(p.remove_session(a).len(), 2);
+        assert!(p.reserve(a), "a gone session's places are all given back");
+        // A result kept in a place reserved before its session left is
+        // still forgotten with the session.
+        p.keep(7, (a, result()));
+        assert_eq!(p.remove_session(a).len(), 1);
+        p.keep(8, (a, result()));
+        assert_eq!(p.remove_session(a).len(), 1);
+        assert!(p.remove(8).is_none());
+        assert!(!p.counts.contains_key(&a));
+        assert_eq!(p.counts[&b], 1);
+        assert_eq!(p.get(u64::MAX).map(|k| k.0), Some(b));
     }
 
     #[test]

@@ -18,6 +18,7 @@
 use std::collections::HashMap;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::error::{Error, OsContext, Result};
@@ -53,7 +54,9 @@ const REPORT_MAX: usize = (MAX_PRELOAD + 1) * (REPORT_LINE + 8) + 16;
 ///
 /// The functions run in the fork server, before its `main`, with no stdout
 /// or stderr (`/dev/null`): they must not start threads (the server would
-/// fork from a multi-threaded process; the program is warned) or processes.
+/// fork from a multi-threaded process; the program is warned) or processes
+/// (a start there is [`Error::Invalid`]: under forkserver it would start a
+/// fork server running the same preloads, without end).
 /// They never run in this process, nor in spawn or fork children. The first
 /// start under forkserver waits for them (the server serves once they have
 /// run); a server started again after its death runs them again. A child
@@ -133,6 +136,8 @@ pub(crate) fn client(state: &mut State) -> Result<Arc<Helper>> {
         return Ok(client.clone());
     }
     let (ours, theirs) = sys::fd::socket_pair(true).os("socketpair")?;
+    // Every descriptor first: a failure once the server runs must end it.
+    let (report, report_theirs) = sys::fd::socket_pair(true).os("socketpair")?;
     let server = Helper::start(
         Role::Forkserver,
         theirs.as_raw_fd(),
@@ -140,28 +145,40 @@ pub(crate) fn client(state: &mut State) -> Result<Arc<Helper>> {
         "--multiprocessing-forkserver",
         ("forkserver", "use fork"),
     )?;
-    state.preload_report = Some(send_preload(&server, &state.preload)?);
+    if let Err(e) = send_preload(&server, &state.preload, report_theirs) {
+        abandon(server);
+        return Err(e);
+    }
+    state.preload_report = Some(report);
     let client = Arc::new(server);
     state.forkserver = Some(client.clone());
     Ok(client)
 }
 
-/// Sends a new server its first message, the preload list (maybe empty);
-/// returns the socket its report comes back on.
-fn send_preload(server: &Helper, preload: &[fn()]) -> Result<OwnedFd> {
+/// Ends a server that was started but cannot serve (its first message
+/// was not sent): killed and reaped now, never left a zombie (dropped, it
+/// would end at the end of file on its channel, after the drop's
+/// non-blocking reap).
+fn abandon(server: Helper) {
+    use nix::sys::signal::{Signal, kill};
+    use nix::sys::wait::waitpid;
+    let pid = nix::unistd::Pid::from_raw(server.pid() as i32);
+    // The pid is this process's unreaped child: not reused before the wait.
+    let _ = kill(pid, Signal::SIGKILL);
+    let _ = waitpid(pid, None);
+}
+
+/// Sends a new server its first message, the preload list (maybe empty),
+/// with `report_to`, the socket its report goes back on.
+fn send_preload(server: &Helper, preload: &[fn()], report_to: OwnedFd) -> Result<()> {
     let offsets: Vec<i64> = preload
         .iter()
         .map(|f| sys::image::offset_of(*f as usize))
         .collect();
     let mut message = vec![b'P'];
     message.extend(payload::encode(&(sys::image::fingerprint(), offsets))?);
-    let (report, server_end) = sys::fd::socket_pair(true).os("socketpair")?;
-    match sys::scm::send_with_fds(
-        server.channel().as_fd(),
-        &message,
-        &[server_end.as_raw_fd()],
-    ) {
-        Ok(()) => Ok(report),
+    match sys::scm::send_with_fds(server.channel().as_fd(), &message, &[report_to.as_raw_fd()]) {
+        Ok(()) => Ok(()),
         Err(e)
             if matches!(
                 e.raw_os_error(),
@@ -321,6 +338,26 @@ pub(crate) fn serve(control: OwnedFd) -> ! {
     }
 }
 
+/// Set while this process, a fork server, runs its preload functions.
+static PRELOADING: AtomicBool = AtomicBool::new(false);
+
+/// An error if this process is a fork server running its preload
+/// functions: a process started there would be the server's child, and
+/// under forkserver it would start a fork server of its own, which runs the
+/// same preloads and starts another, without end.
+pub(crate) fn refuse_in_preload() -> Result<()> {
+    if PRELOADING.load(Ordering::Relaxed) {
+        return Err(Error::Invalid {
+            what: "start a process",
+            reason: "from a forkserver preload function (it runs in the fork server, which \
+                     would start a fork server of its own running the same preloads, without \
+                     end): start processes from the program"
+                .to_owned(),
+        });
+    }
+    Ok(())
+}
+
 /// The end of a server whose program sent what it does not send.
 fn fatal(what: &str) -> ! {
     helper::fatal(Role::Forkserver, what)
@@ -355,6 +392,7 @@ fn preload(control: &OwnedFd) {
         fatal(&format!("{} preload functions", offsets.len()));
     }
     let mut report = Vec::new();
+    PRELOADING.store(true, Ordering::Relaxed);
     for (i, offset) in offsets.into_iter().enumerate() {
         let Some(addr) = sys::image::function_at(offset, fingerprint) else {
             report.push(format!(
@@ -376,6 +414,8 @@ fn preload(control: &OwnedFd) {
             ));
         }
     }
+    // Its children (forked from now on) start processes as any process does.
+    PRELOADING.store(false, Ordering::Relaxed);
     if !sys::process::single_threaded() && sys::process::thread_count() > 1 {
         report.push(
             "a preload function left a thread running: every child is forked from a \

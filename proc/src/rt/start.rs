@@ -33,6 +33,7 @@ pub(crate) struct Launch<'a> {
 
 /// Starts the child and returns its record.
 pub(crate) fn launch(mut l: Launch<'_>) -> Result<Child> {
+    forkserver::refuse_in_preload()?;
     match l.method {
         StartMethod::Fork => {}
         StartMethod::Spawn => refuse_if_secure("spawn", "use fork")?,

@@ -21,6 +21,7 @@ mod nesting;
 mod parent;
 mod preload;
 mod queues;
+mod rt_attack;
 mod scenarios;
 mod shareable_list;
 mod shared_memory;
