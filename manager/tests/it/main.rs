@@ -1,5 +1,6 @@
 //! mp-manager's integration tests, for fork, spawn and forkserver.
 
+mod barrier_action;
 mod base;
 mod containers;
 mod cpython_port;
