@@ -3,6 +3,7 @@
 mod barrier_action;
 mod base;
 mod containers;
+mod cpython_containers;
 mod cpython_port;
 mod deadlines;
 mod dict;
