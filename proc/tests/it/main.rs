@@ -20,6 +20,7 @@ mod lifecycle;
 mod nesting;
 mod parent;
 mod preload;
+mod preload_resources;
 mod queues;
 mod scenarios;
 mod shareable_list;
