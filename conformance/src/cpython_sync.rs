@@ -508,3 +508,48 @@ pub fn test_barrier_thousand<C: Context>(ctx: &C) {
         assert_eq!(p.join().unwrap(), 0);
     }
 }
+
+/// What [`append_true`], the action of [`test_barrier_action`]'s barrier,
+/// counts into in this process: set by each party from its args before it
+/// waits (an action is a plain `fn()`, so it finds its list here, as
+/// CPython's `AppendTrue(results)` carries it).
+static ACTION_RESULTS: std::sync::Mutex<Option<Box<dyn Fn() + Send>>> = std::sync::Mutex::new(None);
+
+/// The calls of [`test_barrier_action`] in one process, one at a time (they
+/// share [`ACTION_RESULTS`]).
+static ACTION_SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// CPython's `AppendTrue(results)`.
+fn append_true() {
+    if let Some(append) = &*ACTION_RESULTS.lock().unwrap() {
+        append();
+    }
+}
+
+type Action<C> = (<C as Context>::Barrier, <C as Context>::Value<u32>);
+
+/// CPython's `_TestBarrier._test_action_f`, waiting twice: after each trip
+/// the action ran exactly once more, before any party went through.
+fn action_f<C: Context>((barrier, results): Action<C>) {
+    let counted = results.clone();
+    *ACTION_RESULTS.lock().unwrap() = Some(Box::new(move || append(&counted)));
+    barrier.wait().unwrap();
+    // CPython: `if len(results) != 1: raise RuntimeError`.
+    assert_eq!(results.get().unwrap(), 1, "the action ran once, before");
+    barrier.wait().unwrap();
+    assert_eq!(results.get().unwrap(), 2, "and once more at the 2nd trip");
+}
+
+/// CPython: `_TestBarrier.test_action` (with a second trip): the action runs
+/// exactly once each time the barrier trips, before any party passes.
+pub fn test_barrier_action<C: Context>(ctx: &C) {
+    let _one_at_a_time = ACTION_SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let results = ctx.value(0u32).unwrap();
+    let barrier = ctx
+        .barrier_with_action(N, append_true, Some(DEFAULT_TIMEOUT))
+        .unwrap();
+    run_threads(ctx, action_f::<C>, (barrier.clone(), results.clone()));
+    assert_eq!(results.get().unwrap(), 2);
+    assert!(!barrier.broken().unwrap());
+    *ACTION_RESULTS.lock().unwrap() = None;
+}

@@ -41,7 +41,7 @@ macro_rules! conformance_tests {
             test_condition_notify_n, test_condition_waitfor, test_condition_waitfor_timeout,
             test_condition_wait_result, test_event_event, test_barrier_abort, test_barrier_reset,
             test_barrier_abort_and_reset, test_barrier_timeout, test_barrier_default_timeout,
-            test_barrier_single_thread, test_barrier_thousand);
+            test_barrier_single_thread, test_barrier_thousand, test_barrier_action);
     };
     (@each $ctx:expr, $setup:expr; $module:ident; $($name:ident),*) => {
         $( #[test] fn $name() { let _setup = $setup; $crate::$module::$name(&$ctx) } )*

@@ -320,6 +320,14 @@ impl Context for ThreadContext {
     fn barrier(&self, parties: usize, timeout: Option<Duration>) -> Result<Barrier> {
         Barrier::new(parties, timeout)
     }
+    fn barrier_with_action(
+        &self,
+        parties: usize,
+        action: fn(),
+        timeout: Option<Duration>,
+    ) -> Result<Barrier> {
+        Barrier::with_action(parties, action, timeout)
+    }
     fn value<T: Shareable + Payload>(&self, value: T) -> Result<Value<T>> {
         Value::new(value)
     }

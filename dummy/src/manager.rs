@@ -137,6 +137,31 @@ impl Manager {
         Barrier::new(parties, timeout)
     }
 
+    /// A barrier whose `action` runs once each time it trips, before any
+    /// party goes through, as `SyncManager::barrier_with_action` (here in
+    /// the last thread to arrive; see [`Barrier::with_action`]).
+    ///
+    /// ```
+    /// fn announce() {
+    ///     println!("both threads arrived");
+    /// }
+    /// let m = mp_dummy::Manager::new();
+    /// let b = m.barrier_with_action(2, announce, None)?;
+    /// std::thread::scope(|s| {
+    ///     s.spawn(|| b.wait().unwrap());
+    ///     b.wait().unwrap();
+    /// });
+    /// # Ok::<(), mp_proc::Error>(())
+    /// ```
+    pub fn barrier_with_action(
+        &self,
+        parties: usize,
+        action: fn(),
+        timeout: Option<Duration>,
+    ) -> Result<Barrier> {
+        Barrier::with_action(parties, action, timeout)
+    }
+
     /// A pool of `processes` worker threads (`None`: one per CPU), as
     /// `SyncManager::pool` makes a pool in its server: a
     /// [`ThreadPool`](crate::ThreadPool), with the proxy's method names.

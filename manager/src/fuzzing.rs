@@ -121,6 +121,11 @@ fn messages() -> (Vec<Request>, Vec<Reply>) {
             mp_proc::ShareableItem::Bytes(b"HoWdY".to_vec()),
             mp_proc::ShareableItem::None,
         ])),
+        Request::Create(Kind::BarrierWithAction {
+            parties: 3,
+            timeout: wait,
+            action: b(b"not a signed function"),
+        }),
     ];
     #[cfg(feature = "pool")]
     let requests = {
@@ -169,6 +174,7 @@ fn messages() -> (Vec<Request>, Vec<Reply>) {
             object: "Namespace".into(),
             name: "x".into(),
         }),
+        Reply::Fail(Failure::ActionPanicked("boom".into())),
         Reply::Id(12),
         Reply::Count(0),
         Reply::Bool(true),

@@ -202,6 +202,10 @@ fn failure(f: Failure) -> Error {
             object: static_name(&object),
             name,
         },
+        Failure::ActionPanicked(message) => Error::ActionPanicked {
+            what: "Barrier",
+            message,
+        },
     }
 }
 

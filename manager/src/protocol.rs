@@ -56,6 +56,14 @@ pub(crate) enum Kind {
         processes: Option<u64>,
         method: Option<mp_proc::StartMethod>,
     },
+    /// A `Barrier` whose `action` (an encoded `FnPointer<fn()>`, which the
+    /// server decodes only if a process of its own tree made it) runs in the
+    /// server each time it trips.
+    BarrierWithAction {
+        parties: u64,
+        timeout: Wait,
+        action: Bytes,
+    },
 }
 
 /// A client thread: its process's session and a number unique in that process.
@@ -181,6 +189,9 @@ pub(crate) enum Failure {
         object: String,
         name: String,
     },
+    /// A barrier's action panicked in the server, with this message, in
+    /// the wait of this caller (`mp_proc::Error::ActionPanicked`).
+    ActionPanicked(String),
 }
 
 impl Failure {

@@ -44,6 +44,13 @@ fn kind() -> impl Strategy<Value = Kind> {
         Just(Kind::Condition),
         Just(Kind::Event),
         (any::<u64>(), wait()).prop_map(|(parties, timeout)| Kind::Barrier { parties, timeout }),
+        (any::<u64>(), wait(), bytes()).prop_map(|(parties, timeout, action)| {
+            Kind::BarrierWithAction {
+                parties,
+                timeout,
+                action,
+            }
+        }),
         text().prop_map(Kind::Registered),
         Just(Kind::Set),
     ]
@@ -240,6 +247,7 @@ fn reply() -> impl Strategy<Value = Reply> {
             len
         }),
         (text(), text()).prop_map(|(object, name)| Failure::Attribute { object, name }),
+        text().prop_map(Failure::ActionPanicked),
     ];
     prop_oneof![
         LazyJust::new(|| Reply::Ok),

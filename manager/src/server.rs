@@ -153,8 +153,8 @@ impl Server {
             return Ok(self.insert(object, 1));
         }
         match kinds::make(kind) {
-            Some(o) => Ok(self.insert(o, 1)),
-            None => Err(failure("not a kind of object that can be made")),
+            Ok(o) => Ok(self.insert(o, 1)),
+            Err(why) => Err(failure(why)),
         }
     }
 
@@ -282,7 +282,7 @@ impl Server {
 /// A new object of a registered type (a panicking factory is an error).
 fn make(t: &Type, typeid: &str) -> crate::Result<Arc<dyn Object>> {
     if let Some(kind) = &t.builtin {
-        return kinds::make(kind.clone()).ok_or_else(|| crate::link::remote("not built in".into()));
+        return kinds::make(kind.clone()).map_err(crate::link::remote);
     }
     let Some((make, factory)) = &t.make else {
         return Err(crate::link::remote(format!("{typeid:?} has no factory")));

@@ -554,6 +554,52 @@ pub trait Context: Clone + Send + Sync + 'static {
     fn event(&self) -> Result<Self::Event>;
     /// A barrier for `parties`.
     fn barrier(&self, parties: usize, timeout: Option<Duration>) -> Result<Self::Barrier>;
+    /// A barrier for `parties` whose `action` runs once each time it trips,
+    /// in the last party to arrive, before any party goes through (CPython's
+    /// `ctx.Barrier(parties, action, timeout)`). If the action panics, the
+    /// barrier breaks: the party that ran it gets
+    /// [`Error::ActionPanicked`](crate::Error::ActionPanicked), the others
+    /// [`Error::BrokenBarrier`](crate::Error::BrokenBarrier). See
+    /// [`Barrier::with_action`](crate::Barrier::with_action) for processes.
+    ///
+    /// The provided method is
+    /// [`Error::NotImplemented`](crate::Error::NotImplemented), for a
+    /// backend that cannot run an action; every backend of this workspace
+    /// (processes, threads) runs it.
+    ///
+    /// ```
+    /// use mp_proc::{BarrierLike, Context, ProcessLike, StartMethod, get_context};
+    ///
+    /// fn trip() {
+    ///     println!("both parties arrived");
+    /// }
+    /// fn party<C: Context>(barrier: C::Barrier) {
+    ///     barrier.wait().unwrap();
+    /// }
+    ///
+    /// fn run<C: Context>(ctx: &C) -> mp_proc::Result<i32> {
+    ///     let barrier = ctx.barrier_with_action(2, trip, None)?;
+    ///     let mut p = ctx.process(party::<C>, barrier.clone());
+    ///     p.start()?;
+    ///     barrier.wait()?; // one of the two printed the line, once
+    ///     p.join()
+    /// }
+    ///
+    /// assert_eq!(run(&get_context(StartMethod::Spawn))?, 0);
+    /// # Ok::<(), mp_proc::Error>(())
+    /// ```
+    fn barrier_with_action(
+        &self,
+        parties: usize,
+        action: fn(),
+        timeout: Option<Duration>,
+    ) -> Result<Self::Barrier> {
+        let _ = (parties, action, timeout);
+        Err(crate::Error::NotImplemented {
+            what: "barrier_with_action",
+            reason: "this backend cannot run a barrier's action",
+        })
+    }
     /// A shared value.
     fn value<T: Shareable + Payload>(&self, value: T) -> Result<Self::Value<T>>;
     /// A pipe whose ends may be passed to processes of this context (in

@@ -1,16 +1,73 @@
-//! A shared `Barrier`: its requests, its proxy and its server side.
+//! A shared `Barrier`: its requests, its proxy and its server side, and
+//! [`SyncManager::barrier_with_action`].
 
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
+use mp_proc::FnPointer;
 use mp_proc::plumbing::local;
 use serde::{Deserialize, Serialize};
 
-use crate::Result;
-use crate::protocol::{Failure, Reply, Request, Wait};
-use crate::proxy::{Reference, count, flag, ok, proxy_handle};
+use crate::kinds::registered::quietly;
+use crate::protocol::{Bytes, Failure, Kind, Reply, Request, Wait};
+use crate::proxy::{Proxy, Reference, count, flag, ok, proxy_handle};
 use crate::server::object::{Call, Handler, Object, fail};
+use crate::{Error, Result, SyncManager};
+
+impl SyncManager {
+    /// A new shared `Barrier` for `parties` waiters whose `action` runs
+    /// once each time it trips, before any party goes through (Python's
+    /// `Manager().Barrier(parties, action, timeout)`); its `wait` gives up
+    /// after `timeout` (`None`: never) unless a call says otherwise.
+    ///
+    /// The action runs in the manager's server process, as Python's does
+    /// (there, in the thread serving the last party to arrive). It travels
+    /// as a signed reference to the function, which the server takes only
+    /// from processes of the program and process tree that started it: a
+    /// client of another tree gets an error here. If the action panics,
+    /// the barrier breaks: the wait of the party whose arrival ran it is
+    /// [`Error::ActionPanicked`], the others' [`Error::BrokenBarrier`].
+    ///
+    /// ```
+    /// use mp_manager::SyncManager;
+    ///
+    /// fn announce() {
+    ///     println!("every party arrived"); // in the server
+    /// }
+    /// fn party(b: mp_manager::BarrierProxy) {
+    ///     b.wait().unwrap();
+    /// }
+    ///
+    /// let m = SyncManager::start()?;
+    /// let b = m.barrier_with_action(2, announce, None)?;
+    /// let mut p = mp_proc::Process::new(party, b.clone());
+    /// p.start()?;
+    /// b.wait()?;
+    /// assert_eq!(p.join()?, 0);
+    /// # Ok::<(), mp_manager::Error>(())
+    /// ```
+    pub fn barrier_with_action(
+        &self,
+        parties: usize,
+        action: fn(),
+        timeout: Option<Duration>,
+    ) -> Result<BarrierProxy> {
+        if parties == 0 {
+            return Err(Error::Invalid {
+                what: "Barrier",
+                reason: "a Barrier needs at least one party".into(),
+            });
+        }
+        let action = mp_proc::codec::encode(&FnPointer::new(action))?;
+        let kind = Kind::BarrierWithAction {
+            parties: parties as u64,
+            timeout,
+            action: Bytes::from(action),
+        };
+        Ok(Proxy::from_reference(self.create(kind)?))
+    }
+}
 
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Op {
@@ -84,23 +141,71 @@ impl BarrierProxy {
     }
 }
 
-/// A barrier in the server: mp-proc's in-process barrier, and the
-/// timeout of a wait that gives none.
+/// A barrier in the server: mp-proc's in-process barrier, the timeout of
+/// a wait that gives none, and the action it runs when it trips.
 pub(crate) struct Barrier {
     barrier: local::Barrier,
     timeout: Wait,
+    action: Option<fn()>,
 }
 
 impl Barrier {
     /// A barrier for `parties` (at least one) waiters, whose waits give up
-    /// after `timeout` unless a call says otherwise.
-    pub(crate) fn new(parties: u64, timeout: Wait) -> Option<Barrier> {
+    /// after `timeout` unless a call says otherwise, and which runs
+    /// `action` (an encoded `FnPointer<fn()>`) when it trips; why not.
+    pub(crate) fn new(
+        parties: u64,
+        timeout: Wait,
+        action: Option<&[u8]>,
+    ) -> std::result::Result<Barrier, String> {
         let parties = usize::try_from(parties).unwrap_or(usize::MAX);
-        Some(Barrier {
-            barrier: local::Barrier::new(parties).ok()?,
+        let barrier =
+            local::Barrier::new(parties).map_err(|_| "a Barrier needs at least one party")?;
+        let action = match action {
+            None => None,
+            Some(bytes) => Some(action_of(bytes).map_err(|e| {
+                format!(
+                    "the barrier's action is refused: {e}. A manager runs only functions sent \
+                     by processes of the program and process tree that started it"
+                )
+            })?),
+        };
+        Ok(Barrier {
+            barrier,
             timeout,
+            action,
         })
     }
+
+    /// Waits with `wait`, running the action if this caller trips the
+    /// barrier: a panicking (or unusable) action breaks it, and this
+    /// caller's reply says why.
+    fn wait(&self, wait: &local::Wait<'_>) -> Reply {
+        let mut failed = None;
+        let r = self.barrier.wait_then(wait, || {
+            let Some(action) = self.action else {
+                return true;
+            };
+            match quietly(action) {
+                Ok(()) => true,
+                Err(p) => {
+                    failed = Some(mp_proc::plumbing::panic_message(&*p));
+                    false
+                }
+            }
+        });
+        match (failed, r) {
+            (Some(message), _) => fail(Failure::ActionPanicked(message)),
+            (None, Ok(index)) => Reply::Count(index as u64),
+            (None, Err(_)) => fail(Failure::BrokenBarrier),
+        }
+    }
+}
+
+/// The function an encoded `FnPointer<fn()>` names, if this server's
+/// process tree made it.
+fn action_of(bytes: &[u8]) -> mp_proc::Result<fn()> {
+    mp_proc::codec::decode::<FnPointer<fn()>>(bytes)?.get()
 }
 
 impl Object for Barrier {}
@@ -110,10 +215,7 @@ impl Handler<Op> for Barrier {
         let b = &self.barrier;
         match op {
             // A waiter that times out (or hangs up) breaks the barrier.
-            Op::Wait(wait) => match call.waiting(wait.or(self.timeout), |w| b.wait(w)) {
-                Ok(index) => Reply::Count(index as u64),
-                Err(_) => fail(Failure::BrokenBarrier),
-            },
+            Op::Wait(wait) => call.waiting(wait.or(self.timeout), |w| self.wait(w)),
             Op::Abort => {
                 b.abort();
                 Reply::Ok

@@ -26,10 +26,10 @@ pub(crate) mod semaphore;
 pub(crate) mod set;
 pub(crate) mod value;
 
-/// A new object of a built-in kind (`None` for a registered type, or a
-/// kind that cannot be made: a barrier of no parties).
-pub(crate) fn make(kind: Kind) -> Option<Arc<dyn Object>> {
-    Some(match kind {
+/// A new object of a built-in kind, or why it cannot be made (a registered
+/// type; a barrier of no parties, or whose action is refused).
+pub(crate) fn make(kind: Kind) -> Result<Arc<dyn Object>, String> {
+    Ok(match kind {
         Kind::Dict => Arc::new(dict::Dict::new()),
         Kind::List => Arc::new(list::List::new()),
         Kind::Array(items) => Arc::new(list::List::array(items)),
@@ -41,10 +41,17 @@ pub(crate) fn make(kind: Kind) -> Option<Arc<dyn Object>> {
         Kind::Semaphore { value, bounded } => Arc::new(semaphore::Semaphore::new(value, bounded)),
         Kind::Condition => Arc::new(condition::new()),
         Kind::Event => Arc::new(event::Event::new()),
-        Kind::Barrier { parties, timeout } => Arc::new(barrier::Barrier::new(parties, timeout)?),
+        Kind::Barrier { parties, timeout } => {
+            Arc::new(barrier::Barrier::new(parties, timeout, None)?)
+        }
+        Kind::BarrierWithAction {
+            parties,
+            timeout,
+            action,
+        } => Arc::new(barrier::Barrier::new(parties, timeout, Some(&action))?),
         Kind::Set => Arc::new(set::Set::new()),
         #[cfg(feature = "pool")]
         Kind::Pool { processes, method } => pool::make(processes, method),
-        Kind::Registered(_) => return None,
+        Kind::Registered(_) => return Err("not a kind of object that can be made".into()),
     })
 }

@@ -145,6 +145,16 @@ fn unknown_objects_and_methods_are_errors() {
         timeout: None,
     };
     assert!(is_failure(&call(&c, &Request::Create(barrier))));
+    // A barrier whose action is not a function this tree signed.
+    let forged = Kind::BarrierWithAction {
+        parties: 2,
+        timeout: None,
+        action: Bytes::from(vec![0xff; 40]),
+    };
+    assert!(matches!(
+        call(&c, &Request::Create(forged)),
+        Reply::Fail(Failure::Remote(m)) if m.contains("action is refused")
+    ));
     assert!(is_failure(&call(&c, &Request::Hello(None))));
     // Joining a session that does not exist.
     let raw = s.raw();

@@ -1,7 +1,9 @@
 //! mp-manager's integration tests, for fork, spawn and forkserver.
 
+mod barrier_action;
 mod base;
 mod containers;
+mod cpython_containers;
 mod cpython_port;
 mod deadlines;
 mod dict;

@@ -9,6 +9,7 @@ mod handles;
 mod lazy;
 mod lifetime;
 mod scenarios;
+mod start_failure;
 
 use mp_pool::{Pool, PoolBuilder};
 use mp_proc::StartMethod;

@@ -20,6 +20,7 @@ mod lifecycle;
 mod nesting;
 mod parent;
 mod preload;
+mod preload_resources;
 mod queues;
 mod rt_attack;
 mod scenarios;
