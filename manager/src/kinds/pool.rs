@@ -387,6 +387,17 @@ fn answer(r: &AsyncResult<Outcomes>) -> Answer {
 /// Waits at most `wait` for `r` to be done, and gives up if `client` hangs
 /// up meanwhile; whether it is done.
 fn wait_for(r: &AsyncResult<Outcomes>, wait: Wait, client: &Connection) -> bool {
+    wait_unless_hung_up(wait, client, |slice| r.wait(Some(slice)))
+}
+
+/// Waits at most `wait` for `done` (which waits at most the time it is
+/// given) to say yes, checking every [`CHECK_CLIENT`] that `client` is
+/// still there (giving up if it hung up); whether `done` said yes.
+fn wait_unless_hung_up(
+    wait: Wait,
+    client: &Connection,
+    mut done: impl FnMut(Duration) -> bool,
+) -> bool {
     // A deadline too far to represent is none.
     let deadline: Option<Instant> = wait.and_then(mp_proc::plumbing::deadline_after);
     loop {
@@ -396,7 +407,7 @@ fn wait_for(r: &AsyncResult<Outcomes>, wait: Wait, client: &Connection) -> bool 
                 .saturating_duration_since(Instant::now())
                 .min(CHECK_CLIENT),
         };
-        if r.wait(Some(slice)) {
+        if done(slice) {
             return true;
         }
         if deadline.is_some_and(|t| Instant::now() >= t) {
@@ -410,6 +421,27 @@ fn wait_for(r: &AsyncResult<Outcomes>, wait: Wait, client: &Connection) -> bool 
         if hung_up {
             return false;
         }
+    }
+}
+
+/// Joins `pool` for `client`: gives up (with the reply nobody reads) if the
+/// client hangs up meanwhile, as the other waiting calls do, so that a dead
+/// client's references are dropped without waiting for the pool's work.
+fn join(pool: &Pool, client: &Connection) -> Reply {
+    let mut failure = None;
+    let joined = wait_unless_hung_up(None, client, |slice| {
+        match mp_pool::plumbing::join_until(pool, mp_proc::plumbing::deadline_after(slice)) {
+            Ok(joined) => joined,
+            Err(e) => {
+                failure = Some(e);
+                true
+            }
+        }
+    });
+    match failure {
+        Some(e) => failed(Fault::from(&e)),
+        None if joined => Reply::Ok,
+        None => failed(Fault::Other("the client hung up".into())),
     }
 }
 
@@ -527,10 +559,7 @@ impl Handler<Op> for PoolObject {
                 pool.terminate();
                 Reply::Ok
             }
-            Op::Join => match pool.join() {
-                Ok(()) => Reply::Ok,
-                Err(e) => failed(Fault::from(&e)),
-            },
+            Op::Join => join(pool, call.client),
         }
     }
 }
