@@ -14,7 +14,7 @@ use std::any::Any;
 use std::collections::HashMap;
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use mp_pool::plumbing::Outcomes;
@@ -354,6 +354,33 @@ pub(crate) fn terminate_all(objects: Vec<Arc<dyn Object>>) {
     }
 }
 
+/// The pools a server made, whoever holds them now: a pool whose last
+/// reference was dropped while a call on it runs is out of the server's
+/// table but alive, and the server's end must reach it too.
+#[derive(Default)]
+pub(crate) struct Pools(Mutex<Vec<Weak<dyn Object>>>);
+
+impl Pools {
+    /// Notes `object` if it is a pool (the others are not kept).
+    pub(crate) fn note(&self, object: &Arc<dyn Object>) {
+        let any: &dyn Any = &**object;
+        if any.is::<PoolObject>() {
+            let mut pools = mp_proc::plumbing::lock(&self.0);
+            // Bounded by the live pools: the dead are forgotten here.
+            pools.retain(|w| w.strong_count() > 0);
+            pools.push(Arc::downgrade(object));
+        }
+    }
+
+    /// The pools still alive.
+    pub(crate) fn live(&self) -> Vec<Arc<dyn Object>> {
+        mp_proc::plumbing::lock(&self.0)
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect()
+    }
+}
+
 impl Object for PoolObject {
     /// A gone client's uncollected results are dropped.
     fn release_session(&self, session: SessionId) {
@@ -570,6 +597,37 @@ mod tests {
 
     fn started(p: &PoolObject) -> bool {
         p.pool.is_ok()
+    }
+
+    /// A pool out of the server's table (its last reference dropped) but
+    /// held by a running call is still reached by the server's end.
+    #[test]
+    fn the_servers_end_reaches_a_pool_only_a_call_holds() {
+        let _g = mp_testkit::guard();
+        let pools = Pools::default();
+        let budget = Budget::new(2);
+        let pool: Arc<dyn Object> = make_within(&budget, Some(1), Some(StartMethod::Fork));
+        pools.note(&pool);
+        let other: Arc<dyn Object> = Arc::new(crate::kinds::event::Event::new());
+        pools.note(&other);
+        let call = pool.clone();
+        drop(pool);
+        let live = pools.live();
+        assert_eq!(live.len(), 1, "only the pool is kept");
+        terminate_all(live);
+        let any: &dyn Any = &*call;
+        let Some(PoolObject { pool: Ok(p), .. }) = any.downcast_ref::<PoolObject>() else {
+            panic!("not a started pool");
+        };
+        // Terminated (a running pool's join is refused), its workers gone.
+        assert!(p.join().is_ok());
+        assert!(matches!(
+            p.apply(double, 1),
+            Err(mp_pool::Error::NotRunning)
+        ));
+        drop(call);
+        assert!(pools.live().is_empty(), "a dropped pool is not kept alive");
+        assert_eq!(*mp_proc::plumbing::lock(&budget.used), 0);
     }
 
     /// A client that asks for pool after pool gets workers up to the
