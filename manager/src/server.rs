@@ -110,6 +110,9 @@ struct Server {
     /// The shared memory blocks made here (a `SharedMemoryManager`'s
     /// server), unlinked when serving stops.
     segments: Option<Segments>,
+    /// Every pool made here, for the server's end to reach each one.
+    #[cfg(feature = "pool")]
+    pools: kinds::pool::Pools,
 }
 
 fn failure(message: impl Into<String>) -> Reply {
@@ -122,6 +125,8 @@ fn freed(id: u64) -> Reply {
 
 impl Server {
     fn insert(&self, object: Arc<dyn Object>, refs: usize) -> u64 {
+        #[cfg(feature = "pool")]
+        self.pools.note(&object);
         let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
         self.table
             .write()
@@ -428,6 +433,8 @@ pub(crate) fn serve(
         types: HashMap::new(),
         stop: stop_w,
         segments: segments.then(Segments::default),
+        #[cfg(feature = "pool")]
+        pools: kinds::pool::Pools::default(),
     };
     for r in registry {
         let mut t = Type {
@@ -519,9 +526,10 @@ pub(crate) fn serve(
         segments.unlink_all();
     }
     // No pool worker outlives the server (before SIGTERM's default action
-    // is back: a server killed now would leave them behind).
+    // is back: a server killed now would leave them behind), those of pools
+    // held only by a running call too.
     #[cfg(feature = "pool")]
-    kinds::pool::terminate_all(server.objects());
+    kinds::pool::terminate_all(server.pools.live());
     if signals {
         crate::signals::uninstall();
     }

@@ -170,12 +170,17 @@ impl Core {
 
     /// Waits for every worker to end.
     pub(crate) fn join(&self) -> Result<()> {
+        self.join_until(None).map(|_| ())
+    }
+
+    /// Waits until `deadline` (`None`: no limit) for every worker to end;
+    /// whether they did. Concurrent joiners all wait for the same end.
+    pub(crate) fn join_until(&self, deadline: Option<Instant>) -> Result<bool> {
         if self.run_state() == Run::Running {
             return Err(Error::StillRunning);
         }
         mp_logging::get_logger().debug("joining pool");
         let _sigint = crate::sys::WaitGuard::new();
-        self.transport.join();
-        Ok(())
+        Ok(self.transport.join(deadline))
     }
 }

@@ -20,6 +20,25 @@ use crate::{Pool, pool::default_chunksize};
 
 pub use crate::erased::{Outcomes, pull_input, submit_erased};
 
+/// [`Pool::join`], waiting at most until `deadline` (`None`: no limit):
+/// whether the workers ended (`false`: not yet, the pool is unchanged).
+/// For a waiter that must look at something else meanwhile (a manager's
+/// server checks that its client is still there). Any number of callers
+/// may wait at once; they all wait for the same end.
+///
+/// ```
+/// use std::time::{Duration, Instant};
+///
+/// let pool = mp_pool::Pool::new(Some(1))?;
+/// pool.close();
+/// let deadline = Instant::now() + Duration::from_secs(60);
+/// assert!(mp_pool::plumbing::join_until(&pool, Some(deadline))?);
+/// # Ok::<(), mp_pool::Error>(())
+/// ```
+pub fn join_until(pool: &Pool, deadline: Option<std::time::Instant>) -> Result<bool> {
+    pool.core.join_until(deadline)
+}
+
 fn no_closures() -> Error {
     Error::InvalidArgument {
         what: "closures run only on a pool whose workers are threads of this process".into(),

@@ -4,6 +4,7 @@
 mod conformance;
 mod generic;
 mod input_panics;
+mod join_twice;
 mod manager;
 mod names;
 mod pool;

@@ -14,7 +14,7 @@ use std::any::Any;
 use std::collections::HashMap;
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use mp_pool::plumbing::Outcomes;
@@ -354,6 +354,33 @@ pub(crate) fn terminate_all(objects: Vec<Arc<dyn Object>>) {
     }
 }
 
+/// The pools a server made, whoever holds them now: a pool whose last
+/// reference was dropped while a call on it runs is out of the server's
+/// table but alive, and the server's end must reach it too.
+#[derive(Default)]
+pub(crate) struct Pools(Mutex<Vec<Weak<dyn Object>>>);
+
+impl Pools {
+    /// Notes `object` if it is a pool (the others are not kept).
+    pub(crate) fn note(&self, object: &Arc<dyn Object>) {
+        let any: &dyn Any = &**object;
+        if any.is::<PoolObject>() {
+            let mut pools = mp_proc::plumbing::lock(&self.0);
+            // Bounded by the live pools: the dead are forgotten here.
+            pools.retain(|w| w.strong_count() > 0);
+            pools.push(Arc::downgrade(object));
+        }
+    }
+
+    /// The pools still alive.
+    pub(crate) fn live(&self) -> Vec<Arc<dyn Object>> {
+        mp_proc::plumbing::lock(&self.0)
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect()
+    }
+}
+
 impl Object for PoolObject {
     /// A gone client's uncollected results are dropped.
     fn release_session(&self, session: SessionId) {
@@ -387,6 +414,17 @@ fn answer(r: &AsyncResult<Outcomes>) -> Answer {
 /// Waits at most `wait` for `r` to be done, and gives up if `client` hangs
 /// up meanwhile; whether it is done.
 fn wait_for(r: &AsyncResult<Outcomes>, wait: Wait, client: &Connection) -> bool {
+    wait_unless_hung_up(wait, client, |slice| r.wait(Some(slice)))
+}
+
+/// Waits at most `wait` for `done` (which waits at most the time it is
+/// given) to say yes, checking every [`CHECK_CLIENT`] that `client` is
+/// still there (giving up if it hung up); whether `done` said yes.
+fn wait_unless_hung_up(
+    wait: Wait,
+    client: &Connection,
+    mut done: impl FnMut(Duration) -> bool,
+) -> bool {
     // A deadline too far to represent is none.
     let deadline: Option<Instant> = wait.and_then(mp_proc::plumbing::deadline_after);
     loop {
@@ -396,7 +434,7 @@ fn wait_for(r: &AsyncResult<Outcomes>, wait: Wait, client: &Connection) -> bool 
                 .saturating_duration_since(Instant::now())
                 .min(CHECK_CLIENT),
         };
-        if r.wait(Some(slice)) {
+        if done(slice) {
             return true;
         }
         if deadline.is_some_and(|t| Instant::now() >= t) {
@@ -410,6 +448,27 @@ fn wait_for(r: &AsyncResult<Outcomes>, wait: Wait, client: &Connection) -> bool 
         if hung_up {
             return false;
         }
+    }
+}
+
+/// Joins `pool` for `client`: gives up (with the reply nobody reads) if the
+/// client hangs up meanwhile, as the other waiting calls do, so that a dead
+/// client's references are dropped without waiting for the pool's work.
+fn join(pool: &Pool, client: &Connection) -> Reply {
+    let mut failure = None;
+    let joined = wait_unless_hung_up(None, client, |slice| {
+        match mp_pool::plumbing::join_until(pool, mp_proc::plumbing::deadline_after(slice)) {
+            Ok(joined) => joined,
+            Err(e) => {
+                failure = Some(e);
+                true
+            }
+        }
+    });
+    match failure {
+        Some(e) => failed(Fault::from(&e)),
+        None if joined => Reply::Ok,
+        None => failed(Fault::Other("the client hung up".into())),
     }
 }
 
@@ -527,10 +586,7 @@ impl Handler<Op> for PoolObject {
                 pool.terminate();
                 Reply::Ok
             }
-            Op::Join => match pool.join() {
-                Ok(()) => Reply::Ok,
-                Err(e) => failed(Fault::from(&e)),
-            },
+            Op::Join => join(pool, call.client),
         }
     }
 }
@@ -541,6 +597,37 @@ mod tests {
 
     fn started(p: &PoolObject) -> bool {
         p.pool.is_ok()
+    }
+
+    /// A pool out of the server's table (its last reference dropped) but
+    /// held by a running call is still reached by the server's end.
+    #[test]
+    fn the_servers_end_reaches_a_pool_only_a_call_holds() {
+        let _g = mp_testkit::guard();
+        let pools = Pools::default();
+        let budget = Budget::new(2);
+        let pool: Arc<dyn Object> = make_within(&budget, Some(1), Some(StartMethod::Fork));
+        pools.note(&pool);
+        let other: Arc<dyn Object> = Arc::new(crate::kinds::event::Event::new());
+        pools.note(&other);
+        let call = pool.clone();
+        drop(pool);
+        let live = pools.live();
+        assert_eq!(live.len(), 1, "only the pool is kept");
+        terminate_all(live);
+        let any: &dyn Any = &*call;
+        let Some(PoolObject { pool: Ok(p), .. }) = any.downcast_ref::<PoolObject>() else {
+            panic!("not a started pool");
+        };
+        // Terminated (a running pool's join is refused), its workers gone.
+        assert!(p.join().is_ok());
+        assert!(matches!(
+            p.apply(double, 1),
+            Err(mp_pool::Error::NotRunning)
+        ));
+        drop(call);
+        assert!(pools.live().is_empty(), "a dropped pool is not kept alive");
+        assert_eq!(*mp_proc::plumbing::lock(&budget.used), 0);
     }
 
     /// A client that asks for pool after pool gets workers up to the

@@ -118,6 +118,8 @@ fn bare() -> (Server, Connection) {
         types: HashMap::new(),
         stop: stop_w,
         segments: None,
+        #[cfg(feature = "pool")]
+        pools: Default::default(),
     };
     (server, stop_r)
 }

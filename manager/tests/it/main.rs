@@ -17,6 +17,8 @@ mod nested;
 #[cfg(feature = "pool")]
 mod pool;
 #[cfg(feature = "pool")]
+mod pool_faults;
+#[cfg(feature = "pool")]
 mod pool_foreign;
 mod scenarios;
 mod sessions;

@@ -31,7 +31,8 @@
 pub(crate) mod process;
 pub(crate) mod thread;
 
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Instant;
 
 use crate::error::Result;
 use crate::job::{JobId, Shared};
@@ -74,6 +75,60 @@ pub(crate) trait Transport: Send + Sync + 'static {
         true
     }
 
-    /// Waits for the workers to end, after `close` or `terminate`.
-    fn join(&self);
+    /// Waits until `deadline` (`None`: no limit) for the workers to end,
+    /// after `close` or `terminate`; whether they ended. Every caller waits
+    /// for the same end, however many wait at once.
+    fn join(&self, deadline: Option<Instant>) -> bool;
+}
+
+/// The threads of a transport that have not ended yet (its scheduler, or
+/// its workers), for any number of joiners to wait on at once: a joiner
+/// that took the threads' handles is not the only one that waits.
+#[derive(Default)]
+pub(crate) struct Live {
+    count: Mutex<usize>,
+    ended: Condvar,
+}
+
+impl Live {
+    /// A thread is about to start: it is counted until its [`Alive`] drops.
+    pub(crate) fn start(self: &Arc<Self>) -> Alive {
+        *mp_proc::plumbing::lock(&self.count) += 1;
+        Alive(self.clone())
+    }
+
+    /// Waits until at most `floor` threads are left, or `deadline`
+    /// passes; whether they are.
+    pub(crate) fn wait(&self, floor: usize, deadline: Option<Instant>) -> bool {
+        let mut count = mp_proc::plumbing::lock(&self.count);
+        while *count > floor {
+            count = match deadline {
+                None => self.ended.wait(count).unwrap_or_else(|p| p.into_inner()),
+                Some(t) => {
+                    let left = t.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return false;
+                    }
+                    self.ended
+                        .wait_timeout(count, left)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0
+                }
+            };
+        }
+        true
+    }
+}
+
+/// One counted thread of a [`Live`]; dropping it (when the thread returns
+/// or unwinds, or never started) counts it out.
+pub(crate) struct Alive(Arc<Live>);
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        let mut count = mp_proc::plumbing::lock(&self.0.count);
+        *count = count.saturating_sub(1);
+        drop(count);
+        self.0.ended.notify_all();
+    }
 }

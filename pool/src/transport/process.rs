@@ -6,6 +6,7 @@ use std::io::Write;
 use std::os::fd::BorrowedFd;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use mp_proc::plumbing::{ErasedFunction, Packed};
 use mp_proc::{Context, ProcessLike};
@@ -13,7 +14,7 @@ use mp_proc::{Context, ProcessLike};
 use crate::error::Result;
 use crate::job::Shared;
 use crate::scheduler::{EXIT_GRACE, Link, Remote, Scheduler, Spawn};
-use crate::transport::Transport;
+use crate::transport::{Live, Transport};
 use crate::worker::{WorkerArgs, worker_main};
 
 /// Makes a worker process (not started) for the pool's context.
@@ -24,6 +25,9 @@ pub(crate) struct Processes {
     setup: Mutex<Option<(ProcessSpawn, usize)>>,
     wake: Arc<crate::sys::Wake>,
     scheduler: Mutex<Option<JoinHandle<()>>>,
+    /// The scheduler thread while it runs (it reaps the workers before it
+    /// ends), for every joiner to wait on.
+    live: Arc<Live>,
 }
 
 impl Processes {
@@ -49,6 +53,7 @@ impl Processes {
             setup: Mutex::new(Some((spawn, processes))),
             wake: Arc::new(wake),
             scheduler: Mutex::new(None),
+            live: Arc::default(),
         })
     }
 }
@@ -72,9 +77,13 @@ impl Transport for Processes {
             scheduler.end(crate::Error::Terminated);
             return Err(e);
         }
+        let alive = self.live.start();
         let handle = std::thread::Builder::new()
             .name("mp-pool".into())
-            .spawn(move || scheduler.run())
+            .spawn(move || {
+                let _alive = alive;
+                scheduler.run()
+            })
             .map_err(|e| mp_proc::Error::Os {
                 op: "start the pool's thread",
                 source: e,
@@ -87,11 +96,17 @@ impl Transport for Processes {
         let _ = self.wake.get().write(&1u64.to_ne_bytes());
     }
 
-    fn join(&self) {
-        let handle = mp_proc::plumbing::lock(&self.scheduler).take();
-        if let Some(h) = handle {
+    fn join(&self, deadline: Option<Instant>) -> bool {
+        if !self.live.wait(0, deadline) {
+            return false;
+        }
+        // The scheduler has returned: its thread is ending. The lock is held
+        // while it is joined, so that a concurrent joiner returns after it.
+        let mut handle = mp_proc::plumbing::lock(&self.scheduler);
+        if let Some(h) = handle.take() {
             let _ = h.join();
         }
+        true
     }
 }
 

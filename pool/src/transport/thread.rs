@@ -11,17 +11,18 @@
 //! maps on its own pool) runs the inner call's tasks under it. A pool with
 //! an initializer leaves every task to its workers, which ran it.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use mp_proc::plumbing::{ErasedFunction, Packed};
 
 use crate::error::{Error, Result};
 use crate::job::{Outcomes, Run, Shared, State, Task, Work};
-use crate::transport::Transport;
+use crate::transport::{Live, Transport};
 use crate::worker::{Bound, ExitRequest, InTasks, initialize, run_task};
 
 /// The thread transport of one pool.
@@ -39,6 +40,8 @@ pub(crate) struct Threads {
     /// Idle workers wait here (with the pool's lock).
     work: Condvar,
     workers: Mutex<Vec<JoinHandle<()>>>,
+    /// The worker threads that have not ended, for every joiner to wait on.
+    live: Arc<Live>,
     /// Submissions so far, read without the lock by a worker that waits
     /// for one that was announced.
     submissions: AtomicU64,
@@ -57,6 +60,8 @@ thread_local! {
     static HELD: RefCell<Vec<u64>> = const { RefCell::new(Vec::new()) };
     /// The functions of encoded tasks this thread has run.
     static BOUND: RefCell<Bound> = RefCell::new(Bound::default());
+    /// The pool (by id) this thread is a worker of (0: none).
+    static WORKER_OF: Cell<u64> = const { Cell::new(0) };
 }
 
 impl Threads {
@@ -74,6 +79,7 @@ impl Threads {
             free: AtomicUsize::new(processes),
             work: Condvar::new(),
             workers: Mutex::new(Vec::new()),
+            live: Arc::default(),
             submissions: AtomicU64::new(0),
             announced: std::sync::atomic::AtomicBool::new(false),
             started: AtomicUsize::new(0),
@@ -102,9 +108,14 @@ impl Threads {
     fn spawn(self: &Arc<Self>, shared: &Arc<Shared>) -> Result<()> {
         let n = self.started.fetch_add(1, Ordering::Relaxed) + 1;
         let (me, shared) = (self.clone(), shared.clone());
+        let alive = self.live.start();
         let handle = std::thread::Builder::new()
             .name(format!("ThreadPoolWorker-{n}"))
-            .spawn(move || me.serve(&shared))
+            .spawn(move || {
+                let _alive = alive;
+                WORKER_OF.with(|w| w.set(me.id));
+                me.serve(&shared)
+            })
             .map_err(|source| mp_proc::Error::Os {
                 op: "start a pool's worker thread",
                 source,
@@ -249,7 +260,7 @@ impl Transport for Threads {
             if let Err(e) = self.spawn(shared) {
                 shared.lock().run = Run::Terminated;
                 self.wake();
-                self.join();
+                self.join(None);
                 return Err(e);
             }
         }
@@ -321,20 +332,23 @@ impl Transport for Threads {
         false
     }
 
-    fn join(&self) {
+    fn join(&self, deadline: Option<Instant>) -> bool {
+        // A pool joined (dropped) by one of its own tasks: that worker ends
+        // after it, so the others are waited for.
+        let mine = WORKER_OF.with(|w| w.get()) == self.id;
+        if !self.live.wait(usize::from(mine), deadline) {
+            return false;
+        }
+        // The workers have returned: their threads are ending. The lock is
+        // held while they are joined, so that a concurrent joiner returns
+        // after them.
         let me = std::thread::current().id();
-        loop {
-            let handles = std::mem::take(&mut *mp_proc::plumbing::lock(&self.workers));
-            if handles.is_empty() {
-                return;
-            }
-            for h in handles {
-                // A pool dropped by one of its own tasks: that thread ends
-                // after it.
-                if h.thread().id() != me {
-                    let _ = h.join();
-                }
+        let mut workers = mp_proc::plumbing::lock(&self.workers);
+        for h in workers.drain(..) {
+            if h.thread().id() != me {
+                let _ = h.join();
             }
         }
+        true
     }
 }

@@ -6,6 +6,7 @@ mod conformance;
 mod cpython_port;
 mod faults;
 mod handles;
+mod join_twice;
 mod lazy;
 mod lifetime;
 mod scenarios;

@@ -160,12 +160,7 @@ pub(crate) fn client(state: &mut State) -> Result<Arc<Helper>> {
 /// would end at the end of file on its channel, after the drop's
 /// non-blocking reap).
 fn abandon(server: Helper) {
-    use nix::sys::signal::{Signal, kill};
-    use nix::sys::wait::waitpid;
-    let pid = nix::unistd::Pid::from_raw(server.pid() as i32);
-    // The pid is this process's unreaped child: not reused before the wait.
-    let _ = kill(pid, Signal::SIGKILL);
-    let _ = waitpid(pid, None);
+    server.kill_and_reap();
 }
 
 /// Sends a new server its first message, the preload list (maybe empty),
@@ -225,7 +220,9 @@ pub(crate) fn restart(dead: &Arc<Helper>) -> Result<Arc<Helper>> {
     {
         return Ok(current.clone());
     }
-    let _ = sys::process::try_reap(dead.pid());
+    // Its channel broke, but it may not have exited yet (a non-blocking
+    // reap now could miss it and leave a zombie), or not be ending at all.
+    dead.kill_and_reap();
     state.forkserver = None;
     client(&mut state)
 }

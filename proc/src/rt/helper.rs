@@ -4,6 +4,7 @@
 //! running helper (the fork server, the resource tracker).
 
 use std::os::fd::{OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::error::{Error, OsContext, Result};
 use crate::sys;
@@ -49,6 +50,9 @@ impl Role {
 pub(crate) struct Helper {
     pid: u32,
     channel: OwnedFd,
+    /// Reaped by [`Helper::kill_and_reap`]: its pid may be another
+    /// process's by now, so the drop reaps nothing.
+    reaped: AtomicBool,
 }
 
 impl Helper {
@@ -76,7 +80,28 @@ impl Helper {
             Role::Tracker => "start the resource tracker",
             Role::Child => "start a child",
         })?;
-        Ok(Helper { pid, channel: ours })
+        Ok(Helper {
+            pid,
+            channel: ours,
+            reaped: AtomicBool::new(false),
+        })
+    }
+
+    /// Ends the helper for sure: killed unless it has exited, and reaped by
+    /// a blocking wait (which SIGKILL bounds), never left a zombie by a
+    /// non-blocking reap that ran before it ended. Once; its drop then
+    /// reaps nothing.
+    pub(crate) fn kill_and_reap(&self) {
+        if self.reaped.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        // Our unreaped child until reaped here: its pid is not reused
+        // before (one that another waiter already reaped is ECHILD here).
+        if let Ok(None) = sys::process::try_reap(self.pid()) {
+            let pid = nix::unistd::Pid::from_raw(self.pid() as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            while let Err(nix::errno::Errno::EINTR) = nix::sys::wait::waitpid(pid, None) {}
+        }
     }
 
     pub(crate) fn pid(&self) -> u32 {
@@ -91,7 +116,9 @@ impl Helper {
 
 impl Drop for Helper {
     fn drop(&mut self) {
-        let _ = sys::process::try_reap(self.pid);
+        if !*self.reaped.get_mut() {
+            let _ = sys::process::try_reap(self.pid);
+        }
     }
 }
 
@@ -125,4 +152,40 @@ pub(crate) fn die(message: &str) -> ! {
         format!("mp-proc: {message}\n").as_bytes(),
     );
     std::process::exit(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A helper whose channel broke while it still runs (or has not exited
+    /// yet) is killed and reaped: no process, no zombie is left (a
+    /// non-blocking reap left it running, then a zombie).
+    #[test]
+    fn kill_and_reap_ends_a_running_helper_for_sure() {
+        let child = std::process::Command::new("sleep")
+            .arg("600")
+            .spawn()
+            .expect("sleep");
+        let (ours, _theirs) = sys::fd::socket_pair(true).unwrap();
+        let helper = Helper {
+            pid: child.id(),
+            channel: ours,
+            reaped: AtomicBool::new(false),
+        };
+        assert_eq!(
+            sys::process::try_reap(helper.pid()).unwrap(),
+            None,
+            "running"
+        );
+        helper.kill_and_reap();
+        let pid = nix::unistd::Pid::from_raw(helper.pid() as i32);
+        assert_eq!(
+            nix::sys::wait::waitpid(pid, Some(nix::sys::wait::WaitPidFlag::WNOHANG)),
+            Err(nix::errno::Errno::ECHILD),
+            "reaped"
+        );
+        helper.kill_and_reap(); // once: nothing more to do
+        drop((helper, child));
+    }
 }
