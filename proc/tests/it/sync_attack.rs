@@ -1,0 +1,65 @@
+//! An attacker's review of issue 16's shared values: what safe code can do
+//! to a `Value` or an `Array` that its guard's `&mut` promises cannot
+//! happen. No processes: the holes are within one thread.
+
+use mp_proc::{Array, Error, RLock, Value};
+
+/// A value's own lock is an `RLock` (CPython's default), so the thread that
+/// holds a guard may take the lock again: a second guard of the same memory
+/// would be a second `&mut T` to it while the first lives (undefined
+/// behaviour from safe code). The second guard is refused, the first still
+/// works, and once it is dropped the value can be locked again.
+#[test]
+fn a_second_guard_of_one_value_in_one_thread_is_refused() {
+    let v = Value::new(1u64).unwrap();
+    let mut first = v.lock().unwrap();
+    assert!(matches!(v.lock(), Err(Error::Invalid { .. })));
+    // Another handle of the same memory: a clone, and a copy that went
+    // through the codec (another mapping, another address).
+    let clone = v.clone();
+    assert!(matches!(clone.lock(), Err(Error::Invalid { .. })));
+    *first += 1;
+    drop(first);
+    assert_eq!(*v.lock().unwrap(), 2);
+    // The refusal did not leave the lock held: another thread takes it.
+    std::thread::scope(|s| {
+        s.spawn(|| *clone.lock().unwrap() += 1).join().unwrap();
+    });
+    assert_eq!(v.get(), 3);
+}
+
+/// The same with a lock given (`Value::with_lock` with an `RLock`), and an
+/// array: the refusal is by memory, not by lock, so two values behind one
+/// `RLock` may still be guarded at once (`Value::with_lock`'s example).
+#[test]
+fn a_second_guard_behind_a_shared_rlock_is_refused_but_other_memory_is_not() {
+    let lock = RLock::new().unwrap();
+    let a = Value::with_lock(1u32, lock.clone()).unwrap();
+    let b = Value::with_lock(2u32, lock.clone()).unwrap();
+    let arr = Array::with_lock(&[1u8, 2, 3], lock.clone()).unwrap();
+    let _held = lock.acquire().unwrap();
+    let mut ga = a.lock().unwrap();
+    let mut gb = b.lock().unwrap(); // other memory: allowed
+    let mut garr = arr.lock().unwrap();
+    assert!(matches!(a.lock(), Err(Error::Invalid { .. })));
+    assert!(matches!(arr.clone().lock(), Err(Error::Invalid { .. })));
+    *ga += 10;
+    *gb += 10;
+    garr[0] = 9;
+    drop((ga, gb, garr));
+    assert_eq!((a.get(), b.get(), arr.to_vec()), (11, 12, vec![9, 2, 3]));
+}
+
+/// A guard of a value decoded in this process (another mapping of the same
+/// memory) is refused while a guard of the original lives.
+#[test]
+fn a_guard_of_a_decoded_copy_is_refused_while_the_original_is_guarded() {
+    let v = Value::new(7i32).unwrap();
+    let bytes = mp_proc::codec::encode(&v).unwrap();
+    let copy: Value<i32> = mp_proc::codec::decode(&bytes).unwrap();
+    let g = v.lock().unwrap();
+    assert!(matches!(copy.lock(), Err(Error::Invalid { .. })));
+    drop(g);
+    *copy.lock().unwrap() += 1;
+    assert_eq!(v.get(), 8);
+}
