@@ -257,9 +257,26 @@ impl<T: Shareable> Cells<T> {
 }
 
 /// A guard giving exclusive access to shared values while it holds their lock.
+///
+/// One thread holds at most one guard of a memory at a time: the lock may
+/// be reentrant (a value's own lock is an `RLock`), and a second guard
+/// would be a second `&mut` to the same memory, so it is
+/// [`Error::Invalid`] (from any handle of that memory).
+///
+/// ```
+/// let v = mp_proc::Value::new(1u8)?;
+/// let g = v.lock()?;
+/// assert!(matches!(v.clone().lock(), Err(mp_proc::Error::Invalid { .. })));
+/// drop(g);
+/// *v.lock()? += 1;
+/// assert_eq!(v.get(), 2);
+/// # Ok::<(), mp_proc::Error>(())
+/// ```
 pub struct SharedGuard<'a, T: ?Sized> {
     raw: &'a RawLock,
     data: &'a mut T,
+    /// This thread's claim on the memory (given up after the unlock).
+    _claim: guarded::Claim,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -361,6 +378,7 @@ impl<T: Shareable> Value<T> {
     /// Takes the lock and gives access to the value until the guard drops.
     #[allow(unsafe_code)] // a reference into shared memory, exclusive by the lock
     pub fn lock(&self) -> Result<SharedGuard<'_, T>> {
+        let claim = guarded::Claim::take(&self.cells.data, "Value::lock")?;
         self.cells.raw.lock(None)?;
         if T::REPAIRS {
             // SAFETY: the value's aligned slot in a live mapping, under its lock.
@@ -368,12 +386,14 @@ impl<T: Shareable> Value<T> {
         }
         // SAFETY: the pointer is the value's aligned slot in a live mapping,
         // repaired above (a valid T); every access to it from any process
-        // takes this lock first (get/set do), so the reference is exclusive
-        // while the guard lives.
+        // takes this lock first (get/set do), and this thread, which may
+        // hold it again, holds no other guard of this memory (the claim),
+        // so the reference is exclusive while the guard lives.
         let data = unsafe { &mut *self.cells.ptr() };
         Ok(SharedGuard {
             raw: &self.cells.raw,
             data,
+            _claim: claim,
             _not_send: PhantomData,
         })
     }
@@ -594,6 +614,7 @@ impl<T: Shareable> Array<T> {
     /// Takes the lock and gives access to the items until the guard drops.
     #[allow(unsafe_code)] // a reference into shared memory, exclusive by the lock
     pub fn lock(&self) -> Result<SharedGuard<'_, [T]>> {
+        let claim = guarded::Claim::take(&self.cells.data, "Array::lock")?;
         self.cells.raw.lock(None)?;
         if T::REPAIRS {
             // SAFETY: `len` aligned slots in a live mapping, under their lock.
@@ -603,11 +624,13 @@ impl<T: Shareable> Array<T> {
         }
         // SAFETY: the items are `len` aligned slots in a live mapping,
         // repaired above (valid Ts); every access from any process takes this
-        // lock first, so the slice is exclusive while the guard lives.
+        // lock first, and this thread holds no other guard of this memory
+        // (the claim), so the slice is exclusive while the guard lives.
         let data = unsafe { std::slice::from_raw_parts_mut(self.cells.ptr(), self.cells.len) };
         Ok(SharedGuard {
             raw: &self.cells.raw,
             data,
+            _claim: claim,
             _not_send: PhantomData,
         })
     }
@@ -691,6 +714,8 @@ handle_impls!(Value, "Value");
 handle_impls!(RawValue, "RawValue");
 handle_impls!(Array, "Array");
 handle_impls!(RawArray, "RawArray");
+
+mod guarded;
 
 #[cfg(test)]
 mod tests;
