@@ -16,6 +16,7 @@ mod nested;
 mod pool;
 #[cfg(feature = "pool")]
 mod pool_foreign;
+mod proxies_attack;
 mod scenarios;
 mod sessions;
 mod set;

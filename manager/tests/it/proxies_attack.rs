@@ -1,0 +1,91 @@
+//! An attacker's review of issue 16's managed proxies: references that a
+//! list, dict or set operation takes and never gives back (an object that
+//! outlives every proxy and every container), or gives back while a
+//! container still stores the proxy (an object freed while stored), seen
+//! through `number_of_objects`, under every start method.
+
+use std::hash::{Hash, Hasher};
+
+use mp_manager::{QueueProxy, SyncManager};
+use mp_proc::StartMethod;
+use mp_testkit::guard;
+
+mp_testkit::for_each_method!(
+    a_proxy_compared_in_a_list_is_not_kept,
+    a_proxy_in_a_dict_key_lives_while_stored_and_no_longer,
+);
+
+/// An item that holds a proxy but is compared by its name: a set's item
+/// or a dict's key may hold a proxy this way.
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug)]
+struct Named {
+    name: u32,
+    queue: QueueProxy<u32>,
+}
+
+impl PartialEq for Named {
+    fn eq(&self, other: &Named) -> bool {
+        self.name == other.name
+    }
+}
+
+impl Eq for Named {}
+
+impl Hash for Named {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        self.name.hash(h);
+    }
+}
+
+/// `count`, `index` and `remove` send the value they compare, which for a
+/// proxy lent a reference that nobody adopted: each call kept the object
+/// alive until the manager ended. Once the list no longer stores the
+/// proxy and its last proxy is dropped, the object is freed.
+fn a_proxy_compared_in_a_list_is_not_kept(method: StartMethod) {
+    let _g = guard();
+    let m = SyncManager::start_with(method).unwrap();
+    let objects = || m.number_of_objects().unwrap();
+    let l = m.list::<QueueProxy<u32>>().unwrap();
+    let q = m.queue::<u32>().unwrap();
+    l.push(q.clone()).unwrap();
+    assert_eq!(l.count(&q).unwrap(), 1);
+    assert_eq!(l.index(&q).unwrap(), 0);
+    l.remove(&q).unwrap();
+    assert!(l.remove(&q).is_err(), "removed once");
+    assert_eq!(objects(), 2);
+    drop(q);
+    assert_eq!(objects(), 1, "the queue outlived its last proxy");
+}
+
+/// A dict's key is sent as plain bytes: a proxy in it lent a reference
+/// that the dict did not keep, so reading the keys back (each adopting
+/// the lent reference) and dropping them freed the object while the dict
+/// still stored its proxy. The dict keeps it while the key is stored, a
+/// lookup by it keeps nothing, and it is freed once the key is removed.
+fn a_proxy_in_a_dict_key_lives_while_stored_and_no_longer(method: StartMethod) {
+    let _g = guard();
+    let m = SyncManager::start_with(method).unwrap();
+    let objects = || m.number_of_objects().unwrap();
+    let d = m.dict::<Named, u32>().unwrap();
+    let key = Named {
+        name: 1,
+        queue: m.queue().unwrap(),
+    };
+    key.queue.put(5).unwrap();
+    assert_eq!(d.insert(key.clone(), 10).unwrap(), None);
+    drop(key);
+    for _ in 0..2 {
+        let keys = d.keys().unwrap();
+        assert_eq!(keys.len(), 1);
+        drop(keys);
+        assert_eq!(objects(), 2, "the dict's key keeps its queue");
+    }
+    let key = d.keys().unwrap().pop().unwrap();
+    assert_eq!(key.queue.get().unwrap(), 5);
+    assert_eq!(d.get(&key).unwrap(), Some(10));
+    assert!(d.contains_key(&key).unwrap());
+    assert_eq!(d.remove(&key).unwrap(), Some(10));
+    assert_eq!(objects(), 2);
+    drop(key);
+    assert_eq!(objects(), 1, "the queue outlived its key and its proxies");
+}
