@@ -13,6 +13,7 @@ use mp_testkit::guard;
 mp_testkit::for_each_method!(
     a_proxy_compared_in_a_list_is_not_kept,
     a_proxy_in_a_dict_key_lives_while_stored_and_no_longer,
+    a_dict_key_proxy_is_counted_once_through_every_op,
 );
 
 /// An item that holds a proxy but is compared by its name: a set's item
@@ -88,4 +89,41 @@ fn a_proxy_in_a_dict_key_lives_while_stored_and_no_longer(method: StartMethod) {
     assert_eq!(objects(), 2);
     drop(key);
     assert_eq!(objects(), 1, "the queue outlived its key and its proxies");
+}
+
+/// A key holding a proxy through every op that stores, replaces or takes
+/// out keys: a key stored again (`insert`, `update`, `setdefault` of a key
+/// already there) keeps one reference, `popitem` hands its key's reference
+/// to the caller, `clear` gives them back. No reference is lost or kept.
+fn a_dict_key_proxy_is_counted_once_through_every_op(method: StartMethod) {
+    let _g = guard();
+    let m = SyncManager::start_with(method).unwrap();
+    let objects = || m.number_of_objects().unwrap();
+    let d = m.dict::<Named, u32>().unwrap();
+    let key = |name| Named {
+        name,
+        queue: m.queue().unwrap(),
+    };
+    let (a, b) = (key(1), key(2));
+    d.insert(a.clone(), 1).unwrap();
+    assert_eq!(d.insert(a.clone(), 2).unwrap(), Some(1));
+    d.update([(a.clone(), 3), (b.clone(), 4)]).unwrap();
+    assert_eq!(d.setdefault(a.clone(), 5).unwrap(), 3);
+    assert_eq!(d.setdefault(b.clone(), 6).unwrap(), 4);
+    drop((a, b));
+    assert_eq!(objects(), 3, "the dict keeps its two keys' queues");
+    drop(d.items().unwrap());
+    assert_eq!(objects(), 3);
+    let (popped, v) = d.popitem().unwrap().unwrap();
+    assert_eq!((popped.name, v), (2, 4));
+    popped.queue.put(1).unwrap();
+    assert_eq!(objects(), 3);
+    drop(popped);
+    assert_eq!(
+        objects(),
+        2,
+        "the popped key's queue is freed with its proxy"
+    );
+    d.clear().unwrap();
+    assert_eq!(objects(), 1, "cleared: the last key's queue is freed");
 }
