@@ -16,6 +16,33 @@ mp_testkit::for_each_method!(
     a_dict_key_proxy_is_counted_once_through_every_op,
 );
 
+// Not in `for_each_method!`: ignored, one start method shows it.
+#[test]
+#[ignore = "finding: a managed set does not hold the proxies in its items (Request::Set has no \
+            holding variant): each add/contains/discard lends a reference nobody adopts, and \
+            reading items back adopts those, so the object is freed while the set stores it"]
+fn a_proxy_in_a_set_item_lives_while_stored_and_no_longer() {
+    let _g = guard();
+    let m = SyncManager::start_with(StartMethod::Fork).unwrap();
+    let objects = || m.number_of_objects().unwrap();
+    let s = m.set::<Named>().unwrap();
+    let item = Named {
+        name: 1,
+        queue: m.queue().unwrap(),
+    };
+    assert!(s.add(item.clone()).unwrap());
+    drop(item);
+    for _ in 0..2 {
+        drop(s.copy().unwrap());
+        assert_eq!(objects(), 2, "the set's item keeps its queue");
+    }
+    let item = s.copy().unwrap().into_iter().next().unwrap();
+    assert!(s.contains(&item).unwrap());
+    assert!(s.discard(&item).unwrap());
+    drop(item);
+    assert_eq!(objects(), 1, "the queue outlived its item and its proxies");
+}
+
 /// An item that holds a proxy but is compared by its name: a set's item
 /// or a dict's key may hold a proxy this way.
 #[derive(serde::Serialize, serde::Deserialize, Clone, Debug)]
