@@ -1,8 +1,30 @@
 //! An attacker's review of issue 16's shared values: what safe code can do
 //! to a `Value` or an `Array` that its guard's `&mut` promises cannot
-//! happen. No processes: the holes are within one thread.
+//! happen (within one thread), and that refusing it does not refuse a
+//! child (every start method).
 
-use mp_proc::{Array, Error, RLock, Value};
+use mp_proc::{Array, Error, Process, RLock, StartMethod, Value};
+use mp_testkit::guard;
+
+mp_testkit::for_each_method!(a_child_started_while_a_guard_is_held_waits_for_it);
+
+fn add_one(v: Value<u64>) {
+    *v.lock().unwrap() += 1;
+}
+
+/// A guard held while a child starts: the child (under fork, a copy of
+/// this very thread) is another holder, which waits for the lock and then
+/// takes it, rather than being refused as if it held the guard.
+fn a_child_started_while_a_guard_is_held_waits_for_it(method: StartMethod) {
+    let _g = guard();
+    let v = Value::new(1u64).unwrap();
+    let held = v.lock().unwrap();
+    let mut p = Process::new(add_one, v.clone()).start_method(method);
+    p.start().unwrap();
+    drop(held);
+    assert_eq!(p.join().unwrap(), 0);
+    assert_eq!(v.get(), 2);
+}
 
 /// A value's own lock is an `RLock` (CPython's default), so the thread that
 /// holds a guard may take the lock again: a second guard of the same memory
