@@ -13,22 +13,29 @@ use crate::sync::shared::Shared;
 
 std::thread_local! {
     /// The memory (device and inode of its file) of each live guard of
-    /// this thread.
-    static GUARDED: RefCell<Vec<(u64, u64)>> = const { RefCell::new(Vec::new()) };
+    /// this thread, and the process that took it: a fork child, a copy of
+    /// the thread, inherits the list but holds none of those locks.
+    static GUARDED: RefCell<Vec<Id>> = const { RefCell::new(Vec::new()) };
 }
 
 /// This thread's claim on a value's memory, given up when dropped (a
 /// guard is not `Send`: it drops in the thread that made it).
-pub(super) struct Claim((u64, u64));
+pub(super) struct Claim(Id);
+
+/// A memory (device, inode) claimed in a process.
+type Id = ((u64, u64), u32);
 
 impl Claim {
     /// Claims `data` for a guard (`what`: the value's kind, for the
     /// error); a memory this thread already holds a guard of is
     /// [`Error::Invalid`].
     pub(super) fn take(data: &Shared, what: &'static str) -> Result<Claim> {
-        let id = crate::sys::fd::identity(data.0.fd().as_fd()).os("fstat shared memory")?;
+        let memory = crate::sys::fd::identity(data.0.fd().as_fd()).os("fstat shared memory")?;
+        let id = (memory, std::process::id());
         GUARDED.with(|g| {
             let mut g = g.borrow_mut();
+            // A forked copy of this thread: its parent's claims are not its own.
+            g.retain(|(_, pid)| *pid == id.1);
             if g.contains(&id) {
                 return Err(Error::Invalid {
                     what,
