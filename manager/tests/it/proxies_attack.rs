@@ -6,14 +6,16 @@
 
 use std::hash::{Hash, Hasher};
 
-use mp_manager::{QueueProxy, SyncManager};
+use mp_manager::{ListProxy, QueueProxy, SyncManager};
 use mp_proc::StartMethod;
+use mp_proc::codec::{decode, encode};
 use mp_testkit::guard;
 
 mp_testkit::for_each_method!(
     a_proxy_compared_in_a_list_is_not_kept,
     a_proxy_in_a_dict_key_lives_while_stored_and_no_longer,
     a_dict_key_proxy_is_counted_once_through_every_op,
+    an_array_read_as_a_list_does_not_change_length,
 );
 
 // Not in `for_each_method!`: ignored, one start method shows it.
@@ -153,4 +155,27 @@ fn a_dict_key_proxy_is_counted_once_through_every_op(method: StartMethod) {
     );
     d.clear().unwrap();
     assert_eq!(objects(), 1, "cleared: the last key's queue is freed");
+}
+
+/// A proxy's bytes do not say its kind: an `ArrayProxy` decoded as a
+/// `ListProxy` reaches the same array, which must keep its length
+/// (`Manager().Array` has no `append`, `pop`, `insert`, `remove`,
+/// `extend` or `clear`): each is refused, and the items stay as they were.
+fn an_array_read_as_a_list_does_not_change_length(method: StartMethod) {
+    let _g = guard();
+    let m = SyncManager::start_with(method).unwrap();
+    let a = m.array(&[1i32, 2, 3]).unwrap();
+    let l: ListProxy<i32> = decode(&encode(&a).unwrap()).unwrap();
+    assert!(l.push(4).is_err());
+    assert!(l.extend([4, 5]).is_err());
+    assert!(l.insert(0, 4).is_err());
+    assert!(l.pop().is_err());
+    assert!(l.pop_at(0).is_err());
+    assert!(l.remove(&2).is_err());
+    assert!(l.clear().is_err());
+    assert_eq!(a.to_vec().unwrap(), [1, 2, 3]);
+    // What an array has still works through either proxy.
+    l.set(0, 7).unwrap();
+    l.reverse().unwrap();
+    assert_eq!(a.to_vec().unwrap(), [3, 2, 7]);
 }
