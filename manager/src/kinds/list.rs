@@ -356,6 +356,19 @@ impl List {
 impl Object for List {}
 
 impl Op {
+    /// Python's name of the op, if it may change the list's length.
+    fn resizes(&self) -> Option<&'static str> {
+        match self {
+            Op::Push(_) => Some("append"),
+            Op::Pop | Op::PopAt(_) => Some("pop"),
+            Op::Extend(_) => Some("extend"),
+            Op::Insert(..) => Some("insert"),
+            Op::Remove(_) => Some("remove"),
+            Op::Clear => Some("clear"),
+            _ => None,
+        }
+    }
+
     /// Whether the op may change the list (and so moves its version on).
     fn changes(&self) -> bool {
         !matches!(
@@ -374,6 +387,14 @@ impl Op {
 
 impl Handler<Op> for List {
     fn serve(self: Arc<Self>, op: Op, call: &mut Call<'_>) -> Reply {
+        // An array keeps its length, whatever proxy the request came from
+        // (a proxy's bytes do not say its kind).
+        if let Some(name) = op.resizes().filter(|_| self.what == "Array") {
+            return fail(Failure::Attribute {
+                object: self.what.into(),
+                name: name.into(),
+            });
+        }
         // Values taken out are dropped (their references given back) after
         // the list's lock is let go.
         let mut out = Vec::new();
