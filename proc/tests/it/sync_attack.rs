@@ -3,7 +3,10 @@
 //! happen (within one thread), and that refusing it does not refuse a
 //! child (every start method).
 
-use mp_proc::{Array, Error, Process, RLock, StartMethod, Value};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use mp_proc::{Array, Barrier, Error, Event, Process, RLock, StartMethod, Value};
 use mp_testkit::guard;
 
 mp_testkit::for_each_method!(a_child_started_while_a_guard_is_held_waits_for_it);
@@ -84,4 +87,74 @@ fn a_guard_of_a_decoded_copy_is_refused_while_the_original_is_guarded() {
     drop(g);
     *copy.lock().unwrap() += 1;
     assert_eq!(v.get(), 8);
+}
+
+/// A wait that a bug turns into a failure instead of a hang.
+const LONG: Duration = Duration::from_secs(30);
+
+/// Set in the child party of the barrier tests: its action dies there only.
+static IN_CHILD: AtomicBool = AtomicBool::new(false);
+
+/// A barrier action that kills its process (a crash, an `exit`, a kill
+/// while it runs), in the child only.
+fn die_in_child() {
+    if IN_CHILD.load(Ordering::SeqCst) {
+        std::process::abort();
+    }
+}
+
+fn last_party((barrier, go): (Barrier, Event)) {
+    IN_CHILD.store(true, Ordering::SeqCst);
+    assert!(go.wait(Some(LONG)).unwrap());
+    let _ = barrier.wait();
+}
+
+/// A party that waits with no timeout while the last party's action kills
+/// its process (the action runs with the barrier's lock held) learns that
+/// the barrier is broken (`BrokenBarrier` or `OwnerDied`), as a waiter of
+/// a lock whose holder died does, instead of waiting for ever: nobody is
+/// left to wake it.
+fn a_party_whose_action_dies_breaks_the_barrier(method: StartMethod) {
+    let _g = guard();
+    let barrier = Barrier::with_action(2, die_in_child, None).unwrap();
+    let go = Event::new().unwrap();
+    let mut p = Process::new(last_party, (barrier.clone(), go.clone())).start_method(method);
+    p.start().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let waiter = barrier.clone();
+    std::thread::spawn(move || {
+        let _ = tx.send(waiter.wait());
+    });
+    // The child is last: this process's party waits first.
+    let until = Instant::now() + LONG;
+    while barrier.n_waiting() != 1 {
+        assert!(Instant::now() < until, "the waiter never arrived");
+        std::thread::yield_now();
+    }
+    go.set();
+    assert_eq!(p.join().unwrap(), -libc::SIGABRT);
+    match rx.recv_timeout(LONG) {
+        Ok(Err(Error::BrokenBarrier | Error::OwnerDied { .. })) => {}
+        Ok(other) => panic!("{other:?}"),
+        Err(_) => panic!("the other party still waits, {LONG:?} after the action's process died"),
+    }
+}
+
+#[test]
+#[ignore = "finding: a barrier's action runs with its lock held; if its process dies, the \
+            parties in pthread_cond_wait are never woken (no deadline: they wait for ever)"]
+fn fork_a_party_whose_action_dies_breaks_the_barrier() {
+    a_party_whose_action_dies_breaks_the_barrier(StartMethod::Fork);
+}
+
+#[test]
+#[ignore = "finding: as fork_a_party_whose_action_dies_breaks_the_barrier"]
+fn spawn_a_party_whose_action_dies_breaks_the_barrier() {
+    a_party_whose_action_dies_breaks_the_barrier(StartMethod::Spawn);
+}
+
+#[test]
+#[ignore = "finding: as fork_a_party_whose_action_dies_breaks_the_barrier"]
+fn forkserver_a_party_whose_action_dies_breaks_the_barrier() {
+    a_party_whose_action_dies_breaks_the_barrier(StartMethod::Forkserver);
 }
