@@ -87,6 +87,9 @@ struct Cells<T> {
     raw: RawLock,
     /// The lock it was made with, when not its own.
     external: Option<AnyLock>,
+    /// Which memory it is, in every mapping and process (device, inode):
+    /// what a guard claims.
+    memory: (u64, u64),
     len: usize,
     _t: PhantomData<T>,
 }
@@ -97,6 +100,7 @@ impl<T: Shareable> Clone for Cells<T> {
             data: self.data.clone(),
             raw: self.raw.clone(),
             external: self.external.clone(),
+            memory: self.memory,
             len: self.len,
             _t: PhantomData,
         }
@@ -117,6 +121,7 @@ impl<T: Shareable> Cells<T> {
                 reason: format!("{len} items do not fit in memory"),
             })?;
         let shared = Shared::new(bytes)?;
+        let memory = guarded::memory(&shared)?;
         let raw = RawLock::init(shared, 0, true, what)?;
         // The length as two words (u64 over 4-aligned atomics).
         word(&raw.shared.0, LEN).store(len as u32, Ordering::Release);
@@ -129,6 +134,7 @@ impl<T: Shareable> Cells<T> {
             data: raw.shared.clone(),
             raw,
             external: None,
+            memory,
             len,
             _t: PhantomData,
         };
@@ -168,6 +174,7 @@ impl<T: Shareable> Cells<T> {
                 r.len()
             ));
         }
+        let memory = guarded::memory(&shared).map_err(|e| e.to_string())?;
         Ok(Cells {
             data: shared.clone(),
             raw: RawLock {
@@ -176,6 +183,7 @@ impl<T: Shareable> Cells<T> {
                 what,
             },
             external: None,
+            memory,
             len,
             _t: PhantomData,
         })
@@ -216,6 +224,7 @@ impl<T: Shareable> Cells<T> {
                 what,
             },
             external: None,
+            memory: self.memory,
             len: self.len,
             _t: PhantomData,
         })
@@ -378,7 +387,7 @@ impl<T: Shareable> Value<T> {
     /// Takes the lock and gives access to the value until the guard drops.
     #[allow(unsafe_code)] // a reference into shared memory, exclusive by the lock
     pub fn lock(&self) -> Result<SharedGuard<'_, T>> {
-        let claim = guarded::Claim::take(&self.cells.data, "Value::lock")?;
+        let claim = guarded::Claim::take(self.cells.memory, "Value::lock")?;
         self.cells.raw.lock(None)?;
         if T::REPAIRS {
             // SAFETY: the value's aligned slot in a live mapping, under its lock.
@@ -614,7 +623,7 @@ impl<T: Shareable> Array<T> {
     /// Takes the lock and gives access to the items until the guard drops.
     #[allow(unsafe_code)] // a reference into shared memory, exclusive by the lock
     pub fn lock(&self) -> Result<SharedGuard<'_, [T]>> {
-        let claim = guarded::Claim::take(&self.cells.data, "Array::lock")?;
+        let claim = guarded::Claim::take(self.cells.memory, "Array::lock")?;
         self.cells.raw.lock(None)?;
         if T::REPAIRS {
             // SAFETY: `len` aligned slots in a live mapping, under their lock.

@@ -18,6 +18,12 @@ std::thread_local! {
     static GUARDED: RefCell<Vec<Id>> = const { RefCell::new(Vec::new()) };
 }
 
+/// Which memory `data` is, in every mapping and process: the device and
+/// inode of its file.
+pub(super) fn memory(data: &Shared) -> Result<(u64, u64)> {
+    crate::sys::fd::identity(data.0.fd().as_fd()).os("fstat shared memory")
+}
+
 /// This thread's claim on a value's memory, given up when dropped (a
 /// guard is not `Send`: it drops in the thread that made it).
 pub(super) struct Claim(Id);
@@ -26,11 +32,10 @@ pub(super) struct Claim(Id);
 type Id = ((u64, u64), u32);
 
 impl Claim {
-    /// Claims `data` for a guard (`what`: the value's kind, for the
-    /// error); a memory this thread already holds a guard of is
-    /// [`Error::Invalid`].
-    pub(super) fn take(data: &Shared, what: &'static str) -> Result<Claim> {
-        let memory = crate::sys::fd::identity(data.0.fd().as_fd()).os("fstat shared memory")?;
+    /// Claims `memory` (see [`memory`]) for a guard (`what`: the value's
+    /// kind, for the error); a memory this thread already holds a guard of
+    /// is [`Error::Invalid`].
+    pub(super) fn take(memory: (u64, u64), what: &'static str) -> Result<Claim> {
         let id = (memory, std::process::id());
         GUARDED.with(|g| {
             let mut g = g.borrow_mut();
