@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 use crate::Result;
 use crate::link::unexpected;
 use crate::protocol::{Bytes, Reply, Request};
-use crate::proxy::{Reference, count, enc, enc_stored, flag, list, maybe, ok, one, proxy_handle};
-use crate::server::object::{Call, Guarded, Handler, Object, Stored};
+use crate::proxy::{Reference, count, enc_stored, flag, list, maybe, ok, one, proxy_handle};
+use crate::server::object::{Call, Guarded, Handler, Held, Object, Stored};
 
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Op {
@@ -59,13 +59,21 @@ impl<K: Payload + Eq + Hash, V: Payload> DictProxy<K, V> {
     }
 
     /// `op`, which stores values holding the references `held` (one list
-    /// per value, in order).
+    /// per value, in order: a key's, then its value's, when it stores
+    /// pairs).
     fn storing(&self, held: Vec<Vec<u64>>, op: Op) -> Result<Reply> {
         if held.iter().all(Vec::is_empty) {
             return self.op(op);
         }
         let id = self.inner.id;
         self.inner.call(&Request::DictHolding(id, held, op))
+    }
+
+    /// `k` encoded as a key here: a proxy in it is held by the dict while
+    /// the key is stored, and only while the call runs when the key is
+    /// looked up (the reference lent to encode it is given back).
+    fn key(&self, k: &K) -> Result<(Bytes, Vec<u64>)> {
+        enc_stored(k, &self.inner.link.address)
     }
 
     /// `v` encoded to be stored here.
@@ -75,24 +83,28 @@ impl<K: Payload + Eq + Hash, V: Payload> DictProxy<K, V> {
 
     /// `d.get(k)`.
     pub fn get(&self, k: &K) -> Result<Option<V>> {
-        maybe(self.op(Op::Get(enc(k)?))?)
+        let (k, held) = self.key(k)?;
+        maybe(self.storing(vec![held], Op::Get(k))?)
     }
 
     /// `d[k] = v`; returns the value it replaced. A proxy in `v` keeps its
     /// object alive while the dict keeps `v`.
     pub fn insert(&self, k: K, v: V) -> Result<Option<V>> {
+        let (k, key_held) = self.key(&k)?;
         let (v, held) = self.value(&v)?;
-        maybe(self.storing(vec![held], Op::Insert(enc(&k)?, v))?)
+        maybe(self.storing(vec![key_held, held], Op::Insert(k, v))?)
     }
 
     /// `d.pop(k, None)`.
     pub fn remove(&self, k: &K) -> Result<Option<V>> {
-        maybe(self.op(Op::Remove(enc(k)?))?)
+        let (k, held) = self.key(k)?;
+        maybe(self.storing(vec![held], Op::Remove(k))?)
     }
 
     /// `k in d`.
     pub fn contains_key(&self, k: &K) -> Result<bool> {
-        flag(self.op(Op::ContainsKey(enc(k)?))?)
+        let (k, held) = self.key(k)?;
+        flag(self.storing(vec![held], Op::ContainsKey(k))?)
     }
 
     /// `len(d)`.
@@ -183,8 +195,9 @@ impl<K: Payload + Eq + Hash, V: Payload> DictProxy<K, V> {
     /// # Ok::<(), mp_manager::Error>(())
     /// ```
     pub fn setdefault(&self, k: K, v: V) -> Result<V> {
+        let (k, key_held) = self.key(&k)?;
         let (v, held) = self.value(&v)?;
-        one(self.storing(vec![held], Op::SetDefault(enc(&k)?, v))?)
+        one(self.storing(vec![key_held, held], Op::SetDefault(k, v))?)
     }
 
     /// `d.pop(k, default)`: takes out the value of `k`, or gives `default`
@@ -218,9 +231,10 @@ impl<K: Payload + Eq + Hash, V: Payload> DictProxy<K, V> {
         let pairs = pairs
             .into_iter()
             .map(|(k, v)| {
+                let (k, key_held) = self.key(&k)?;
                 let (v, h) = self.value(&v)?;
-                held.push(h);
-                Ok((enc(&k)?, v))
+                held.extend([key_held, h]);
+                Ok((k, v))
             })
             .collect::<Result<Vec<_>>>()?;
         ok(self.storing(held, Op::Update(pairs))?)
@@ -249,7 +263,8 @@ impl crate::SyncManager {
 }
 
 /// A dict in the server: encoded keys to encoded values, in the order the
-/// keys were first inserted (as a Python `dict`).
+/// keys were first inserted (as a Python `dict`); each value beside the
+/// references its key holds (the proxies in the key).
 pub(crate) struct Dict(Guarded<Ordered>);
 
 impl Dict {
@@ -258,55 +273,85 @@ impl Dict {
     }
 }
 
-type Ordered = OrderedMap<Bytes, Stored>;
+type Ordered = OrderedMap<Bytes, (Held, Stored)>;
 
 impl Object for Dict {}
 
 impl Handler<Op> for Dict {
     fn serve(self: Arc<Self>, op: Op, call: &mut Call<'_>) -> Reply {
-        // Values taken out are dropped (their references given back) after
-        // the dict's lock is let go.
-        let mut out = Vec::new();
+        // Values and keys taken out are dropped (their references given
+        // back) after the dict's lock is let go.
+        let mut keys = Vec::new();
+        let mut values = Vec::new();
         let reply = self.0.with(|d| match op {
-            Op::Get(k) => Reply::Maybe(d.get(&k).map(|v| v.bytes.clone())),
+            Op::Get(k) => Reply::Maybe(d.get(&k).map(|(_, v)| v.bytes.clone())),
             Op::Insert(k, v) => {
-                let old = d.insert(k, call.stored(v));
+                let key = call.held();
+                let old = insert(d, k, key, call.stored(v), &mut keys);
                 Reply::Maybe(old.map(Stored::into_reply))
             }
-            Op::Remove(k) => Reply::Maybe(d.remove(&k).map(Stored::into_reply)),
+            Op::Remove(k) => Reply::Maybe(d.remove(&k).map(|(key, v)| {
+                keys.push(key);
+                v.into_reply()
+            })),
             Op::ContainsKey(k) => Reply::Bool(d.contains_key(&k)),
             Op::Len => Reply::Count(d.len() as u64),
             Op::Keys => Reply::List(d.iter().map(|(k, _)| k.clone()).collect()),
-            Op::Values => Reply::List(d.iter().map(|(_, v)| v.bytes.clone()).collect()),
+            Op::Values => Reply::List(d.iter().map(|(_, (_, v))| v.bytes.clone()).collect()),
             Op::Items => Reply::Pairs(
                 d.iter()
-                    .map(|(k, v)| (k.clone(), v.bytes.clone()))
+                    .map(|(k, (_, v))| (k.clone(), v.bytes.clone()))
                     .collect(),
             ),
             Op::Clear => {
-                out.extend(d.drain().map(|(_, v)| v));
+                for (_, (key, v)) in d.drain() {
+                    keys.push(key);
+                    values.push(v);
+                }
                 Reply::Ok
             }
             Op::Update(pairs) => {
                 for (k, v) in pairs {
-                    out.extend(d.insert(k, call.stored(v)));
+                    let key = call.held();
+                    values.extend(insert(d, k, key, call.stored(v), &mut keys));
                 }
                 Reply::Ok
             }
             Op::PopItem => Reply::Pairs(
                 d.pop_last()
-                    .map(|(k, v)| (k, v.into_reply()))
+                    .map(|(k, (key, v))| {
+                        key.lend();
+                        (k, v.into_reply())
+                    })
                     .into_iter()
                     .collect(),
             ),
             Op::SetDefault(k, v) => {
                 if d.get(&k).is_none() {
-                    d.insert(k.clone(), call.stored(v));
+                    let key = call.held();
+                    d.insert(k.clone(), (key, call.stored(v)));
                 }
-                Reply::Maybe(d.get(&k).map(|v| v.bytes.clone()))
+                Reply::Maybe(d.get(&k).map(|(_, v)| v.bytes.clone()))
             }
         });
-        drop(out);
+        drop((keys, values));
         reply
+    }
+}
+
+/// `d[k] = v`, where `key` holds the references of `k`: a key already in
+/// the dict keeps its references (Python keeps its first key object), and
+/// those of the new one go to `out`, to be given back once the dict's lock
+/// is let go. The value replaced, if any.
+fn insert(d: &mut Ordered, k: Bytes, key: Held, v: Stored, out: &mut Vec<Held>) -> Option<Stored> {
+    match d.get_mut(&k) {
+        Some((_, slot)) => {
+            out.push(key);
+            Some(std::mem::replace(slot, v))
+        }
+        None => {
+            d.insert(k, (key, v));
+            None
+        }
     }
 }

@@ -14,7 +14,7 @@ use crate::Result;
 
 use crate::link::unexpected;
 use crate::protocol::{Bytes, Failure, Reply, Request};
-use crate::proxy::{Reference, count, enc, enc_stored, flag, list, maybe, ok, one, proxy_handle};
+use crate::proxy::{Reference, count, enc_stored, flag, list, maybe, ok, one, proxy_handle};
 use crate::server::object::{Call, Guarded, Handler, Object, Stored, fail};
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -72,7 +72,9 @@ impl<T: Payload> ArrayProxy<T> {
     }
 
     /// `op`, which stores values holding the references `held` (one list
-    /// per value, in order).
+    /// per value, in order). The references of a value that the op only
+    /// compares (`count`, `index`, `remove`) are given back when it ends:
+    /// a proxy in it was lent one to be encoded.
     fn storing(&self, held: Vec<Vec<u64>>, op: Op) -> Result<Reply> {
         if held.iter().all(Vec::is_empty) {
             return self.op(op);
@@ -176,7 +178,8 @@ impl<T: Payload> ListProxy<T> {
     /// for integers, strings, and structs, enums and sequences of them;
     /// a float's `0.0` and `-0.0` differ, and a `NaN` equals itself.
     pub fn count(&self, v: &T) -> Result<usize> {
-        count(self.op(Op::Count(enc(v)?))?)
+        let (v, held) = self.value(v)?;
+        count(self.storing(vec![held], Op::Count(v))?)
     }
 
     /// `l.index(v)`: the index of the first item equal to `v` (compared as
@@ -193,7 +196,8 @@ impl<T: Payload> ListProxy<T> {
     /// # Ok::<(), mp_manager::Error>(())
     /// ```
     pub fn index(&self, v: &T) -> Result<usize> {
-        match self.op(Op::Index(enc(v)?))? {
+        let (v, held) = self.value(v)?;
+        match self.storing(vec![held], Op::Index(v))? {
             Reply::Bool(false) => Err(not_in_list("list.index")),
             r => count(r),
         }
@@ -203,7 +207,8 @@ impl<T: Payload> ListProxy<T> {
     /// [`count`](Self::count)); none is
     /// [`Error::Invalid`](crate::Error::Invalid) (Python's `ValueError`).
     pub fn remove(&self, v: &T) -> Result<()> {
-        match flag(self.op(Op::Remove(enc(v)?))?)? {
+        let (v, held) = self.value(v)?;
+        match flag(self.storing(vec![held], Op::Remove(v))?)? {
             true => Ok(()),
             false => Err(not_in_list("list.remove")),
         }
@@ -351,6 +356,19 @@ impl List {
 impl Object for List {}
 
 impl Op {
+    /// Python's name of the op, if it may change the list's length.
+    fn resizes(&self) -> Option<&'static str> {
+        match self {
+            Op::Push(_) => Some("append"),
+            Op::Pop | Op::PopAt(_) => Some("pop"),
+            Op::Extend(_) => Some("extend"),
+            Op::Insert(..) => Some("insert"),
+            Op::Remove(_) => Some("remove"),
+            Op::Clear => Some("clear"),
+            _ => None,
+        }
+    }
+
     /// Whether the op may change the list (and so moves its version on).
     fn changes(&self) -> bool {
         !matches!(
@@ -369,6 +387,14 @@ impl Op {
 
 impl Handler<Op> for List {
     fn serve(self: Arc<Self>, op: Op, call: &mut Call<'_>) -> Reply {
+        // An array keeps its length, whatever proxy the request came from
+        // (a proxy's bytes do not say its kind).
+        if let Some(name) = op.resizes().filter(|_| self.what == "Array") {
+            return fail(Failure::Attribute {
+                object: self.what.into(),
+                name: name.into(),
+            });
+        }
         // Values taken out are dropped (their references given back) after
         // the list's lock is let go.
         let mut out = Vec::new();

@@ -80,6 +80,12 @@ impl Call<'_> {
         self.pins.pop().unwrap_or_default()
     }
 
+    /// The references of the next value the request stores beside
+    /// another (a dict's key, beside its value).
+    pub(crate) fn held(&mut self) -> Held {
+        Held(self.next_pins())
+    }
+
     /// `bytes`, the next value the request stores, with its pins.
     pub(crate) fn stored(&mut self, bytes: Bytes) -> Stored {
         Stored {
@@ -148,6 +154,21 @@ impl Stored {
         Stored {
             bytes,
             _pins: Vec::new(),
+        }
+    }
+}
+
+/// The references held by a value a container keeps beside a [`Stored`]
+/// one (a dict's key: a proxy in it keeps its object while the key is
+/// stored), given back when dropped.
+pub(crate) struct Held(Vec<super::Pin>);
+
+impl Held {
+    /// The value goes to a client in a reply: its references are lent to
+    /// the proxies in it, which the client adopts.
+    pub(crate) fn lend(mut self) {
+        for pin in &mut self.0 {
+            pin.lend = true;
         }
     }
 }

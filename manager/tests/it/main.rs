@@ -20,6 +20,7 @@ mod pool;
 mod pool_faults;
 #[cfg(feature = "pool")]
 mod pool_foreign;
+mod proxies_attack;
 mod scenarios;
 mod sessions;
 mod set;

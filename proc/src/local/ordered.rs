@@ -43,6 +43,12 @@ impl<K: Eq + Hash + Clone, V> OrderedMap<K, V> {
         self.entries.get(slot).map(|(_, v)| v)
     }
 
+    /// The value of `k`, to change in place (its order stays).
+    pub fn get_mut(&mut self, k: &K) -> Option<&mut V> {
+        let slot = self.slots.get(k)?;
+        self.entries.get_mut(slot).map(|(_, v)| v)
+    }
+
     /// Whether `k` is in the map.
     pub fn contains_key(&self, k: &K) -> bool {
         self.slots.contains_key(k)

@@ -87,6 +87,9 @@ struct Cells<T> {
     raw: RawLock,
     /// The lock it was made with, when not its own.
     external: Option<AnyLock>,
+    /// Which memory it is, in every mapping and process (device, inode):
+    /// what a guard claims.
+    memory: (u64, u64),
     len: usize,
     _t: PhantomData<T>,
 }
@@ -97,6 +100,7 @@ impl<T: Shareable> Clone for Cells<T> {
             data: self.data.clone(),
             raw: self.raw.clone(),
             external: self.external.clone(),
+            memory: self.memory,
             len: self.len,
             _t: PhantomData,
         }
@@ -117,6 +121,7 @@ impl<T: Shareable> Cells<T> {
                 reason: format!("{len} items do not fit in memory"),
             })?;
         let shared = Shared::new(bytes)?;
+        let memory = guarded::memory(&shared)?;
         let raw = RawLock::init(shared, 0, true, what)?;
         // The length as two words (u64 over 4-aligned atomics).
         word(&raw.shared.0, LEN).store(len as u32, Ordering::Release);
@@ -129,6 +134,7 @@ impl<T: Shareable> Cells<T> {
             data: raw.shared.clone(),
             raw,
             external: None,
+            memory,
             len,
             _t: PhantomData,
         };
@@ -168,6 +174,7 @@ impl<T: Shareable> Cells<T> {
                 r.len()
             ));
         }
+        let memory = guarded::memory(&shared).map_err(|e| e.to_string())?;
         Ok(Cells {
             data: shared.clone(),
             raw: RawLock {
@@ -176,6 +183,7 @@ impl<T: Shareable> Cells<T> {
                 what,
             },
             external: None,
+            memory,
             len,
             _t: PhantomData,
         })
@@ -216,6 +224,7 @@ impl<T: Shareable> Cells<T> {
                 what,
             },
             external: None,
+            memory: self.memory,
             len: self.len,
             _t: PhantomData,
         })
@@ -257,9 +266,26 @@ impl<T: Shareable> Cells<T> {
 }
 
 /// A guard giving exclusive access to shared values while it holds their lock.
+///
+/// One thread holds at most one guard of a memory at a time: the lock may
+/// be reentrant (a value's own lock is an `RLock`), and a second guard
+/// would be a second `&mut` to the same memory, so it is
+/// [`Error::Invalid`] (from any handle of that memory).
+///
+/// ```
+/// let v = mp_proc::Value::new(1u8)?;
+/// let g = v.lock()?;
+/// assert!(matches!(v.clone().lock(), Err(mp_proc::Error::Invalid { .. })));
+/// drop(g);
+/// *v.lock()? += 1;
+/// assert_eq!(v.get(), 2);
+/// # Ok::<(), mp_proc::Error>(())
+/// ```
 pub struct SharedGuard<'a, T: ?Sized> {
     raw: &'a RawLock,
     data: &'a mut T,
+    /// This thread's claim on the memory (given up after the unlock).
+    _claim: guarded::Claim,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -361,6 +387,7 @@ impl<T: Shareable> Value<T> {
     /// Takes the lock and gives access to the value until the guard drops.
     #[allow(unsafe_code)] // a reference into shared memory, exclusive by the lock
     pub fn lock(&self) -> Result<SharedGuard<'_, T>> {
+        let claim = guarded::Claim::take(self.cells.memory, "Value::lock")?;
         self.cells.raw.lock(None)?;
         if T::REPAIRS {
             // SAFETY: the value's aligned slot in a live mapping, under its lock.
@@ -368,12 +395,14 @@ impl<T: Shareable> Value<T> {
         }
         // SAFETY: the pointer is the value's aligned slot in a live mapping,
         // repaired above (a valid T); every access to it from any process
-        // takes this lock first (get/set do), so the reference is exclusive
-        // while the guard lives.
+        // takes this lock first (get/set do), and this thread, which may
+        // hold it again, holds no other guard of this memory (the claim),
+        // so the reference is exclusive while the guard lives.
         let data = unsafe { &mut *self.cells.ptr() };
         Ok(SharedGuard {
             raw: &self.cells.raw,
             data,
+            _claim: claim,
             _not_send: PhantomData,
         })
     }
@@ -594,6 +623,7 @@ impl<T: Shareable> Array<T> {
     /// Takes the lock and gives access to the items until the guard drops.
     #[allow(unsafe_code)] // a reference into shared memory, exclusive by the lock
     pub fn lock(&self) -> Result<SharedGuard<'_, [T]>> {
+        let claim = guarded::Claim::take(self.cells.memory, "Array::lock")?;
         self.cells.raw.lock(None)?;
         if T::REPAIRS {
             // SAFETY: `len` aligned slots in a live mapping, under their lock.
@@ -603,11 +633,13 @@ impl<T: Shareable> Array<T> {
         }
         // SAFETY: the items are `len` aligned slots in a live mapping,
         // repaired above (valid Ts); every access from any process takes this
-        // lock first, so the slice is exclusive while the guard lives.
+        // lock first, and this thread holds no other guard of this memory
+        // (the claim), so the slice is exclusive while the guard lives.
         let data = unsafe { std::slice::from_raw_parts_mut(self.cells.ptr(), self.cells.len) };
         Ok(SharedGuard {
             raw: &self.cells.raw,
             data,
+            _claim: claim,
             _not_send: PhantomData,
         })
     }
@@ -691,6 +723,8 @@ handle_impls!(Value, "Value");
 handle_impls!(RawValue, "RawValue");
 handle_impls!(Array, "Array");
 handle_impls!(RawArray, "RawArray");
+
+mod guarded;
 
 #[cfg(test)]
 mod tests;

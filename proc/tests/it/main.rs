@@ -29,6 +29,7 @@ mod shareable_list;
 mod shared_memory;
 mod spawn_fn;
 mod sync;
+mod sync_attack;
 mod sync_i16;
 mod tree;
 mod trust;

@@ -1,0 +1,68 @@
+//! Which shared values this thread holds a guard of: a value's lock may be
+//! reentrant (its own is an `RLock`, as CPython's), so the thread holding a
+//! [`SharedGuard`](super::SharedGuard) could take it again and get a second
+//! `&mut` to the same memory. A second guard of the same memory, from any
+//! handle of it (a clone, a decoded copy on another mapping), is refused
+//! instead.
+
+use std::cell::RefCell;
+use std::os::fd::AsFd;
+
+use crate::error::{Error, OsContext, Result};
+use crate::sync::shared::Shared;
+
+std::thread_local! {
+    /// The memory (device and inode of its file) of each live guard of
+    /// this thread, and the process that took it: a fork child, a copy of
+    /// the thread, inherits the list but holds none of those locks.
+    static GUARDED: RefCell<Vec<Id>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Which memory `data` is, in every mapping and process: the device and
+/// inode of its file.
+pub(super) fn memory(data: &Shared) -> Result<(u64, u64)> {
+    crate::sys::fd::identity(data.0.fd().as_fd()).os("fstat shared memory")
+}
+
+/// This thread's claim on a value's memory, given up when dropped (a
+/// guard is not `Send`: it drops in the thread that made it).
+pub(super) struct Claim(Id);
+
+/// A memory (device, inode) claimed in a process.
+type Id = ((u64, u64), u32);
+
+impl Claim {
+    /// Claims `memory` (see [`memory`]) for a guard (`what`: the value's
+    /// kind, for the error); a memory this thread already holds a guard of
+    /// is [`Error::Invalid`].
+    pub(super) fn take(memory: (u64, u64), what: &'static str) -> Result<Claim> {
+        let id = (memory, std::process::id());
+        GUARDED.with(|g| {
+            let mut g = g.borrow_mut();
+            // A forked copy of this thread: its parent's claims are not its own.
+            g.retain(|(_, pid)| *pid == id.1);
+            if g.contains(&id) {
+                return Err(Error::Invalid {
+                    what,
+                    reason: "this thread already holds a guard of it: a second guard would \
+                             be a second mutable reference to the same memory"
+                        .into(),
+                });
+            }
+            g.push(id);
+            Ok(Claim(id))
+        })
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        // `try_with`: a guard dropped while the thread's locals are torn down.
+        let _ = GUARDED.try_with(|g| {
+            let mut g = g.borrow_mut();
+            if let Some(i) = g.iter().position(|id| *id == self.0) {
+                g.swap_remove(i);
+            }
+        });
+    }
+}
