@@ -253,10 +253,38 @@ impl<T: Shareable> Cells<T> {
         unsafe { crate::sys::shm::write_volatile(self.ptr(), i, v) }
     }
 
-    /// Runs `f` with the lock held (or, if its last owner died, after
-    /// reporting nothing: plain reads and writes stay possible).
+    /// Runs `f` without the lock (a raw kind's access).
+    ///
+    /// Panics if this thread holds a guard of this memory (a `get_obj`
+    /// view beside its value's guard; see [`guarded::refuse_beside_guard`]).
+    fn unlocked<R>(&self, f: impl FnOnce() -> R) -> R {
+        guarded::refuse_beside_guard(self.memory, self.raw.what);
+        f()
+    }
+
+    /// Runs `f` with the lock held. A dead last owner is not reported here
+    /// (`get` and `set` cannot fail): the lock, freed, is taken again. A
+    /// lock this thread holds already (a `Lock` given to `with_lock` and
+    /// acquired) is not taken twice: `f` runs under it.
+    ///
+    /// Panics if this thread holds a guard of this memory (see
+    /// [`guarded::refuse_beside_guard`]).
     fn locked<R>(&self, f: impl FnOnce() -> R) -> R {
-        let held = matches!(self.raw.lock(None), Ok(true));
+        guarded::refuse_beside_guard(self.memory, self.raw.what);
+        let mut held = false;
+        for _ in 0..2 {
+            match self.raw.lock(None) {
+                Ok(taken) => {
+                    held = taken;
+                    break;
+                }
+                // Released again by `lock`: take it once more.
+                Err(Error::OwnerDied { .. }) => continue,
+                // This thread holds it (a plain `Lock`), or the lock is
+                // broken: nothing to take.
+                Err(_) => break,
+            }
+        }
         let r = f();
         if held {
             let _ = self.raw.unlock();
@@ -465,15 +493,28 @@ impl<T: Shareable> Value<T> {
     /// of the same memory (a new mapping: an error only if no descriptor is
     /// left), whose reads and writes do not wait.
     ///
+    /// # Safety
+    /// A guard from [`lock`](Self::lock) is a `&mut` to the memory, which
+    /// the view bypasses: while such a guard of this memory lives, in any
+    /// thread or process, the view (and every copy of it) must not be read
+    /// or written. (In the guard's own thread the view panics instead; a
+    /// guard elsewhere cannot be seen.) Hold [`get_lock`](Self::get_lock)
+    /// around the view's accesses, or use it only where no guard is taken.
+    ///
     /// ```
     /// let v = mp_proc::Value::new(5i32)?;
-    /// let raw = v.get_obj()?;
-    /// let _held = v.lock()?;
-    /// raw.set(7); // does not wait for the lock
-    /// assert_eq!(raw.get(), 7);
+    /// let lock = v.get_lock()?;
+    /// // SAFETY: every access to `raw` below holds the value's lock, so no
+    /// // `lock()` guard of it lives meanwhile.
+    /// let raw = unsafe { v.get_obj()? };
+    /// let held = lock.acquire()?;
+    /// raw.set(raw.get() + 2);
+    /// drop(held);
+    /// assert_eq!(v.get(), 7);
     /// # Ok::<(), mp_proc::Error>(())
     /// ```
-    pub fn get_obj(&self) -> Result<RawValue<T>> {
+    #[allow(unsafe_code)] // its contract, not its body: see `# Safety`
+    pub unsafe fn get_obj(&self) -> Result<RawValue<T>> {
         Ok(RawValue {
             cells: self.cells.raw_view("RawValue")?,
         })
@@ -489,13 +530,20 @@ impl<T: Shareable> RawValue<T> {
     }
 
     /// A copy of the value (another process may be writing it meanwhile).
+    ///
+    /// # Panics
+    /// If this thread holds a guard of the same memory (a view from
+    /// [`Value::get_obj`] while its value's `lock()` guard lives).
     pub fn get(&self) -> T {
-        self.cells.read(0)
+        self.cells.unlocked(|| self.cells.read(0))
     }
 
     /// Replaces the value.
+    ///
+    /// # Panics
+    /// As [`get`](Self::get).
     pub fn set(&self, v: T) {
-        self.cells.write(0, v)
+        self.cells.unlocked(|| self.cells.write(0, v))
     }
 }
 
@@ -554,7 +602,7 @@ macro_rules! array_methods {
                 if $locked {
                     self.cells.locked(|| self.cells.write(i, v));
                 } else {
-                    self.cells.write(i, v);
+                    self.cells.unlocked(|| self.cells.write(i, v));
                 }
                 Ok(())
             }
@@ -565,7 +613,7 @@ macro_rules! array_methods {
                 if $locked {
                     self.cells.locked(copy)
                 } else {
-                    copy()
+                    self.cells.unlocked(copy)
                 }
             }
 
@@ -573,7 +621,7 @@ macro_rules! array_methods {
                 if $locked {
                     self.cells.locked(|| self.cells.read(i))
                 } else {
-                    self.cells.read(i)
+                    self.cells.unlocked(|| self.cells.read(i))
                 }
             }
         }
@@ -595,7 +643,8 @@ impl<T: Shareable> Array<T> {
     /// let a = Array::with_lock(&[1u8, 2, 3], lock.clone())?;
     /// assert_eq!(a.get_lock()?, AnyLock::Lock(lock.clone()));
     /// let held = lock.acquire()?;
-    /// a.get_obj()?.set(0, 10)?; // the raw view does not wait
+    /// // SAFETY: the view is used while the lock is held: no guard lives.
+    /// unsafe { a.get_obj()? }.set(0, 10)?;
     /// drop(held);
     /// assert_eq!(a.to_vec(), [10, 2, 3]);
     /// # Ok::<(), mp_proc::Error>(())
@@ -614,7 +663,13 @@ impl<T: Shareable> Array<T> {
 
     /// The items without their lock (CPython's `get_obj()`): a
     /// [`RawArray`] of the same memory.
-    pub fn get_obj(&self) -> Result<RawArray<T>> {
+    ///
+    /// # Safety
+    /// As [`Value::get_obj`]: while a guard from [`lock`](Self::lock) of
+    /// this memory lives, in any thread or process, the view must not be
+    /// read or written.
+    #[allow(unsafe_code)] // its contract, not its body: see `# Safety`
+    pub unsafe fn get_obj(&self) -> Result<RawArray<T>> {
         Ok(RawArray {
             cells: self.cells.raw_view("RawArray")?,
         })

@@ -158,3 +158,81 @@ fn spawn_a_party_whose_action_dies_breaks_the_barrier() {
 fn forkserver_a_party_whose_action_dies_breaks_the_barrier() {
     a_party_whose_action_dies_breaks_the_barrier(StartMethod::Forkserver);
 }
+
+/// The panic of `f`, as a string (it must panic).
+fn panic_message(f: impl FnOnce()) -> String {
+    let payload = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+        .expect_err("the call must panic, not reach memory beside a live guard");
+    match payload.downcast::<String>() {
+        Ok(s) => *s,
+        Err(p) => p
+            .downcast::<&str>()
+            .map(|s| s.to_string())
+            .unwrap_or_default(),
+    }
+}
+
+/// `get`/`set` of a value (through any handle of it) in the thread that
+/// holds its guard would read or write the memory the guard's `&mut`
+/// covers: like `RefCell`, they panic instead, and take no lock, so the
+/// guard still works and the value is usable once it is dropped.
+#[test]
+fn get_and_set_beside_a_live_guard_panic_instead_of_aliasing() {
+    let v = Value::new(1u64).unwrap();
+    let other = v.clone();
+    let mut g = v.lock().unwrap();
+    assert!(
+        panic_message(|| {
+            let _ = other.get();
+        })
+        .contains("holds a guard")
+    );
+    assert!(panic_message(|| v.set(5)).contains("holds a guard"));
+    *g += 1;
+    drop(g);
+    assert_eq!(v.get(), 2);
+    v.set(3);
+    assert_eq!(other.get(), 3);
+
+    let a = Array::from_slice(&[1u8, 2]).unwrap();
+    let g = a.lock().unwrap();
+    assert!(panic_message(|| drop(a.to_vec())).contains("holds a guard"));
+    assert!(panic_message(|| drop(a.set(0, 9))).contains("holds a guard"));
+    drop(g);
+    assert_eq!(a.to_vec(), [1, 2]);
+}
+
+/// A `get_obj` view beside its value's guard in the same thread panics too
+/// (a guard in another thread or process cannot be seen: that is the
+/// `# Safety` contract of `get_obj`).
+#[test]
+fn a_raw_view_beside_its_values_guard_panics() {
+    let v = Value::new(1u64).unwrap();
+    // SAFETY: the view is used only beside this thread's guard, where it
+    // panics before it reads or writes, and after the guard is dropped.
+    let raw = unsafe { v.get_obj() }.unwrap();
+    let g = v.lock().unwrap();
+    assert!(
+        panic_message(|| {
+            let _ = raw.get();
+        })
+        .contains("holds a guard")
+    );
+    assert!(panic_message(|| raw.set(4)).contains("holds a guard"));
+    drop(g);
+    raw.set(4);
+    assert_eq!(v.get(), 4);
+
+    let a = Array::from_slice(&[1u8, 2]).unwrap();
+    // SAFETY: as above.
+    let raw = unsafe { a.get_obj() }.unwrap();
+    let g = a.lock().unwrap();
+    assert!(
+        panic_message(|| {
+            let _ = raw.get(0);
+        })
+        .contains("holds a guard")
+    );
+    drop(g);
+    assert_eq!(raw.to_vec(), [1, 2]);
+}

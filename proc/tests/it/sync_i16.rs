@@ -160,7 +160,8 @@ fn test_getobj_getlock() {
     // lock=True (and None): a lock of its own, an RLock as CPython's.
     let val1 = Value::new(5i32).unwrap();
     let lock1 = val1.get_lock().unwrap();
-    let obj1: RawValue<i32> = val1.get_obj().unwrap();
+    // SAFETY: no `lock()` guard of these values is ever taken in this test.
+    let obj1: RawValue<i32> = unsafe { val1.get_obj() }.unwrap();
     assert!(lock1.is_reentrant());
     assert_eq!(obj1.get(), 5);
     assert_eq!(lock1, val1.get_lock().unwrap(), "the same lock every time");
@@ -168,7 +169,8 @@ fn test_getobj_getlock() {
     let lock = Lock::new().unwrap();
     let val3 = Value::with_lock(5i32, lock.clone()).unwrap();
     let lock3 = val3.get_lock().unwrap();
-    let obj3 = val3.get_obj().unwrap();
+    // SAFETY: as above.
+    let obj3 = unsafe { val3.get_obj() }.unwrap();
     assert_eq!(AnyLock::from(lock.clone()), lock3);
     assert_ne!(lock1, lock3);
     obj3.set(6);
@@ -184,14 +186,16 @@ fn test_getobj_getlock_obj() {
     let items: Vec<i32> = (0..10).collect();
     let arr1 = Array::from_slice(&items).unwrap();
     let lock1 = arr1.get_lock().unwrap();
-    let obj1: RawArray<i32> = arr1.get_obj().unwrap();
+    // SAFETY: no `lock()` guard of these arrays is ever taken in this test.
+    let obj1: RawArray<i32> = unsafe { arr1.get_obj() }.unwrap();
     assert!(lock1.is_reentrant());
     assert_eq!(obj1.to_vec(), items);
 
     let lock = Lock::new().unwrap();
     let arr3 = Array::with_lock(&items, lock.clone()).unwrap();
     let lock3 = arr3.get_lock().unwrap();
-    let obj3 = arr3.get_obj().unwrap();
+    // SAFETY: as above.
+    let obj3 = unsafe { arr3.get_obj() }.unwrap();
     assert_eq!(AnyLock::from(lock), lock3);
     obj3.set(9, 90).unwrap();
     assert_eq!(arr3.get(9), Some(90));

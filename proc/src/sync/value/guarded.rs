@@ -24,6 +24,28 @@ pub(super) fn memory(data: &Shared) -> Result<(u64, u64)> {
     crate::sys::fd::identity(data.0.fd().as_fd()).os("fstat shared memory")
 }
 
+/// Whether this thread holds a live guard of `memory`: then a plain read
+/// or write of it (`get`, `set`, a `get_obj` view) would reach memory that
+/// the guard's `&mut` covers.
+pub(super) fn held_here(memory: (u64, u64)) -> bool {
+    let id = (memory, std::process::id());
+    GUARDED
+        .try_with(|g| g.borrow().contains(&id))
+        .unwrap_or(false)
+}
+
+/// Panics if this thread holds a live guard of `memory` (`what`: the call,
+/// for the message): like `RefCell::borrow` while it is mutably borrowed,
+/// a read or write beside a live `&mut` is refused, not made.
+pub(super) fn refuse_beside_guard(memory: (u64, u64), what: &str) {
+    if held_here(memory) {
+        panic!(
+            "{what} while this thread holds a guard of the same memory from `lock()`: \
+             read or write through the guard instead"
+        );
+    }
+}
+
 /// This thread's claim on a value's memory, given up when dropped (a
 /// guard is not `Send`: it drops in the thread that made it).
 pub(super) struct Claim(Id);
