@@ -264,13 +264,17 @@ fn impls(s: &[u8]) -> Vec<Impl> {
     out
 }
 
-/// The names after `pub fn` in `s[range]`, and the macros it invokes.
+/// The names after `pub fn` (or `pub unsafe fn`) in `s[range]`, and the
+/// macros it invokes.
 fn fns_and_calls(s: &[u8], range: std::ops::Range<usize>) -> (BTreeSet<String>, BTreeSet<String>) {
     let (mut fns, mut calls) = (BTreeSet::new(), BTreeSet::new());
     let mut i = range.start;
     while i < range.end {
         if word_at(s, i, "pub") {
-            let j = skip_ws(s, i + 3);
+            let mut j = skip_ws(s, i + 3);
+            if word_at(s, j, "unsafe") {
+                j = skip_ws(s, j + 6);
+            }
             if word_at(s, j, "fn") {
                 fns.insert(ident(s, skip_ws(s, j + 2)).0);
             }
