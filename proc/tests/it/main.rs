@@ -26,5 +26,6 @@ mod shareable_list;
 mod shared_memory;
 mod spawn_fn;
 mod sync;
+mod tracker_restart;
 mod tree;
 mod trust;
