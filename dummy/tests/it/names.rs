@@ -537,6 +537,11 @@ const NOT_IN_THE_THREAD_MANAGER: &[(&str, &str, &str)] = &[
     ("SyncManager", "shutdown", "stops a server process"),
     (
         "SyncManager",
+        "builder",
+        "the options of a server process (its start method, an initializer run in it); mp-dummy's Manager has no builder",
+    ),
+    (
+        "SyncManager",
         "number_of_objects",
         "the objects a server process holds",
     ),
