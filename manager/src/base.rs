@@ -102,6 +102,7 @@ pub struct BaseManagerBuilder {
     authkey: Option<Vec<u8>>,
     registry: Vec<Registration>,
     method: Option<mp_proc::StartMethod>,
+    initializer: Option<crate::init::Initializer>,
     error: Option<crate::Error>,
 }
 
@@ -189,6 +190,31 @@ impl BaseManagerBuilder {
         self
     }
 
+    /// Runs `f(args)` in the server process that [`start`](Self::start)
+    /// starts, before it serves (Python's `BaseManager.start(initializer,
+    /// initargs)`). The arguments may hold handles and proxies. If `f`
+    /// panics, `start` fails with [`Error::Panicked`](crate::Error::Panicked)
+    /// and no server is left running.
+    ///
+    /// ```
+    /// use mp_manager::{BaseManager, QueueProxy};
+    ///
+    /// fn init(q: QueueProxy<String>) {
+    ///     q.put("initialized".into()).unwrap();
+    /// }
+    ///
+    /// let outer = mp_manager::SyncManager::start()?;
+    /// let q = outer.queue::<String>()?;
+    /// let m = BaseManager::builder().initializer(init, q.clone()).start()?;
+    /// assert_eq!(q.get()?, "initialized");
+    /// m.shutdown()?;
+    /// # Ok::<(), mp_manager::Error>(())
+    /// ```
+    pub fn initializer<A: mp_proc::Payload>(mut self, f: fn(A), args: A) -> Self {
+        self.initializer = Some(crate::init::Initializer::new(f, args));
+        self
+    }
+
     /// The key clients must prove they know (CPython's handshake).
     pub fn authkey(mut self, key: &[u8]) -> Self {
         self.authkey = Some(key.to_vec());
@@ -245,12 +271,14 @@ impl BaseManagerBuilder {
         }
         let key = self.key();
         let method = self.method.unwrap_or_else(mp_proc::get_start_method);
+        let init = self.initializer.map(|i| i.resolve(method)).transpose()?;
         Core::start(
             "BaseManager",
             method,
             self.address.as_ref(),
             &key,
             self.registry,
+            init,
         )
         .map(|core| BaseManager { core })
     }

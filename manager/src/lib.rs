@@ -2,6 +2,7 @@
 
 mod base;
 mod fuzzing;
+mod init;
 /// What the workspace's fuzz targets and tests need and users do not:
 /// hidden from the docs, no stability promise.
 #[doc(hidden)]
@@ -31,6 +32,7 @@ use mp_proc::connection::Address;
 use mp_proc::{Payload, Process};
 
 pub use base::{BaseManager, BaseManagerBuilder, Builtin};
+pub use init::SyncManagerBuilder;
 pub use kinds::barrier::BarrierProxy;
 pub use kinds::condition::ConditionProxy;
 pub use kinds::dict::DictProxy;
@@ -81,15 +83,17 @@ impl std::fmt::Debug for Core {
 
 impl Core {
     /// Starts a server process named `{kind}-N` listening at `address` (a
-    /// fresh temp directory when `None`) and connects to it.
+    /// fresh temp directory when `None`) and connects to it; with `init`,
+    /// the server runs it first (an error if it panics).
     pub(crate) fn start(
         kind: &str,
         method: mp_proc::StartMethod,
         address: Option<&Address>,
         authkey: &[u8],
         registry: Vec<served::Registration>,
+        init: Option<init::Init>,
     ) -> Result<Core> {
-        Core::start_serving(kind, method, address, authkey, registry, false)
+        Core::start_full(kind, method, address, authkey, registry, false, init)
     }
 
     /// As [`start`](Self::start); with `segments`, the server also makes
@@ -102,6 +106,19 @@ impl Core {
         authkey: &[u8],
         registry: Vec<served::Registration>,
         segments: bool,
+    ) -> Result<Core> {
+        Core::start_full(kind, method, address, authkey, registry, segments, None)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn start_full(
+        kind: &str,
+        method: mp_proc::StartMethod,
+        address: Option<&Address>,
+        authkey: &[u8],
+        registry: Vec<served::Registration>,
+        segments: bool,
+        init: Option<init::Init>,
     ) -> Result<Core> {
         let n = STARTED.fetch_add(1, Ordering::Relaxed) + 1;
         let name = format!("{kind}-{n}");
@@ -119,10 +136,16 @@ impl Core {
             registry,
             segments,
         };
-        let mut process = Process::new(server::run_server, args)
-            .name(name)
-            .start_method(method);
+        let initialized = init.is_some();
+        let process = match init {
+            None => Process::new(server::run_server, args),
+            Some(init) => Process::new(init::run_server_initialized, (init, args)),
+        };
+        let mut process = process.name(name.clone()).start_method(method);
         process.start()?;
+        if initialized {
+            init::started(&name, mine.recv::<init::Initialized>(), &mut process)?;
+        }
         let reported = match mine.recv::<server::Report>() {
             Ok(Ok((a, session))) => a.parse::<Address>().map(|a| (a, session)),
             Ok(Err(e)) => Err(link::remote(e)),
@@ -227,9 +250,22 @@ impl SyncManager {
     /// # Ok::<(), mp_manager::Error>(())
     /// ```
     pub fn start_with(method: mp_proc::StartMethod) -> Result<SyncManager> {
-        let authkey = mp_proc::current_process().authkey().to_vec();
-        Core::start("SyncManager", method, None, &authkey, Vec::new())
-            .map(|core| SyncManager { core })
+        SyncManager::builder().start_method(method).start()
+    }
+
+    /// The options of a manager to start: its start method, and an
+    /// initializer run in the server process before it serves (Python's
+    /// `SyncManager().start(initializer, initargs)`).
+    ///
+    /// ```
+    /// let m = mp_manager::SyncManager::builder()
+    ///     .start_method(mp_proc::StartMethod::Spawn)
+    ///     .start()?;
+    /// m.shutdown()?;
+    /// # Ok::<(), mp_manager::Error>(())
+    /// ```
+    pub fn builder() -> SyncManagerBuilder {
+        SyncManagerBuilder::default()
     }
 
     /// Connects to a running manager at `address` with `authkey` (an error

@@ -85,8 +85,11 @@ impl Core {
     }
 
     /// Forgets a job whose handle is gone (now if complete, else when it is).
+    /// A complete one's values are dropped here, on this thread, after the
+    /// lock is let go: their `Drop` may use the pool (or panic).
     pub(crate) fn forget(&self, job: JobId) {
-        self.shared.lock().forget(job);
+        let done = self.shared.lock().forget(job);
+        drop(done);
     }
 
     /// Runs tasks of `job` on this thread while no worker has started them,

@@ -298,14 +298,17 @@ impl State {
         completed(self, job)
     }
 
-    /// Forgets a job whose handle is gone (now if complete, else when it is).
-    pub(crate) fn forget(&mut self, job: JobId) {
-        if let Some(j) = self.jobs.get_mut(&job) {
-            if j.settled() && j.callbacks.is_empty() {
-                self.jobs.remove(&job);
-            } else {
-                j.orphaned = true;
-            }
+    /// Forgets a job whose handle is gone: returns it if complete (for the
+    /// caller to drop once it let go of the lock: its values' `Drop` may use
+    /// the pool, or panic), else marks it to be forgotten when it is.
+    #[must_use = "a forgotten job's values are dropped without the lock"]
+    pub(crate) fn forget(&mut self, job: JobId) -> Option<Job> {
+        let j = self.jobs.get_mut(&job)?;
+        if j.settled() && j.callbacks.is_empty() {
+            self.jobs.remove(&job)
+        } else {
+            j.orphaned = true;
+            None
         }
     }
 }

@@ -178,11 +178,12 @@ fn an_error_callback_leaves_a_successful_value_to_get() {
     assert_eq!(called.load(Ordering::SeqCst), 2);
 }
 
-/// A result whose `Drop` panics.
-struct Bomb;
+/// A result whose `Drop` panics, after noting the thread it was dropped on.
+struct Bomb(Arc<Mutex<Vec<std::thread::ThreadId>>>);
 
 impl Drop for Bomb {
     fn drop(&mut self) {
+        self.0.lock().unwrap().push(std::thread::current().id());
         if !std::thread::panicking() {
             panic!("a result's drop panics");
         }
@@ -193,16 +194,28 @@ fn init(_: ()) {}
 
 /// A call whose handle is gone is forgotten, with its values, on the worker
 /// that completes it: a value whose `Drop` panics must not end that worker
-/// (a pool with an initializer, where callers do not help, then hung).
+/// (a pool with an initializer, where callers do not help, then hung). The
+/// one worker is held at a gate until every handle is gone, so that the
+/// calls complete after (a call complete before its handle is dropped has
+/// its values dropped with the handle, on the thread that drops it: the test
+/// once raced on that).
 #[test]
 fn a_panicking_drop_of_a_forgotten_result_leaves_the_workers_running() {
     let _g = guard();
     let pool =
         ThreadPool::from_builder(mp_pool::Pool::builder().processes(1).initializer(init, ()))
             .unwrap();
+    let gate = Arc::new(Gate::default());
+    let g = gate.clone();
+    let held = pool.apply_async(move |()| g.pass(), ());
+    gate.wait_for(1);
+    let dropped_on = Arc::new(Mutex::new(Vec::new()));
     for _ in 0..3 {
-        drop(pool.map_async(|_: u32| Bomb, 0..4));
+        let d = dropped_on.clone();
+        drop(pool.map_async(move |_: u32| Bomb(d.clone()), 0..4));
     }
+    gate.open();
+    held.get().unwrap();
     let pool = Arc::new(pool);
     let (tx, rx) = std::sync::mpsc::channel();
     let p = pool.clone();
@@ -211,4 +224,42 @@ fn a_panicking_drop_of_a_forgotten_result_leaves_the_workers_running() {
     let got = rx.recv_timeout(std::time::Duration::from_secs(60));
     assert_eq!(got.expect("the pool hung").unwrap(), [1, 2, 3, 4]);
     caller.join().unwrap().unwrap();
+    // The worker ran the calls in order: the forgotten ones completed, and
+    // their values were dropped, before the last map's.
+    let dropped_on = dropped_on.lock().unwrap();
+    assert_eq!(dropped_on.len(), 12, "every value dropped once");
+    let me = std::thread::current().id();
+    assert!(dropped_on.iter().all(|t| *t != me), "dropped on the worker");
+}
+
+/// A value whose `Drop` uses the pool it came from.
+struct UsesPool(Arc<ThreadPool>);
+
+impl Drop for UsesPool {
+    fn drop(&mut self) {
+        assert_eq!(self.0.map(|x: u32| x * 2, 0..3).unwrap(), [0, 2, 4]);
+    }
+}
+
+/// A call complete before its handle is dropped has its values dropped by
+/// that drop, on the dropping thread, without the pool's lock held: a value
+/// whose `Drop` uses the pool does not deadlock (it did: the values were
+/// dropped under the lock), and the pool goes on.
+#[test]
+fn the_values_of_a_complete_call_are_dropped_with_its_handle_outside_the_pools_lock() {
+    let _g = guard();
+    let pool = Arc::new(ThreadPool::new(Some(2)).unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let p = pool.clone();
+    let dropper = std::thread::spawn(move || {
+        let q = p.clone();
+        let r = p.apply_async(move |()| UsesPool(q), ());
+        assert!(r.wait(None), "the call completes");
+        drop(r);
+        tx.send(p.map(|x: u32| x + 1, 0..2)).unwrap();
+    });
+    // A deadline only so that a hang fails the test.
+    let got = rx.recv_timeout(std::time::Duration::from_secs(60));
+    assert_eq!(got.expect("the pool deadlocked").unwrap(), [1, 2]);
+    dropper.join().unwrap();
 }

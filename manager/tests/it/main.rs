@@ -11,6 +11,7 @@ mod errors;
 mod fuzz_corpus;
 mod handles;
 mod handshake;
+mod initializer;
 mod load;
 mod lock_holder;
 mod nested;

@@ -82,20 +82,54 @@ impl<R> Slots<R> {
     }
 }
 
+impl<R> Slots<R> {
+    /// Drops the values written in range `i`.
+    ///
+    /// # Safety
+    ///
+    /// Called at most once for each range, from `drop`: nothing reads them after.
+    unsafe fn drop_range(&self, i: usize) {
+        let n = self.written[i].load(Ordering::Acquire);
+        // SAFETY: the first `n` values of range `i` were written (and not
+        // moved out): the caller drops them once, here.
+        unsafe {
+            let first = self.ptr.as_ptr().add(self.ranges[i].start);
+            std::ptr::drop_in_place(std::ptr::slice_from_raw_parts_mut(first, n));
+        }
+    }
+}
+
 impl<R> Drop for Slots<R> {
     fn drop(&mut self) {
-        for (r, w) in self.ranges.iter().zip(&self.written) {
-            let n = w.load(Ordering::Acquire);
-            // SAFETY: the first `n` values of range `r` were written (and
-            // not moved out): they are dropped once, here.
-            unsafe {
-                let first = self.ptr.as_ptr().add(r.start);
-                std::ptr::drop_in_place(std::ptr::slice_from_raw_parts_mut(first, n));
+        /// Drops the ranges from `next` on and frees the buffer, also when a
+        /// value's `Drop` panics (the values after it are dropped, as a
+        /// `Vec`'s are, and nothing leaks).
+        struct Rest<'a, R> {
+            slots: &'a Slots<R>,
+            next: usize,
+        }
+        impl<R> Drop for Rest<'_, R> {
+            fn drop(&mut self) {
+                while self.next < self.slots.ranges.len() {
+                    self.next += 1;
+                    // SAFETY: each range once: `next` moved past it first.
+                    unsafe { self.slots.drop_range(self.next - 1) };
+                }
+                // SAFETY: the buffer came from a `Vec<R>` of capacity `cap`;
+                // with a length of 0 it frees the memory and drops nothing.
+                drop(unsafe { Vec::from_raw_parts(self.slots.ptr.as_ptr(), 0, self.slots.cap) });
             }
         }
-        // SAFETY: the buffer came from a `Vec<R>` of capacity `cap`; with a
-        // length of 0 it frees the memory and drops nothing.
-        drop(unsafe { Vec::from_raw_parts(self.ptr.as_ptr(), 0, self.cap) });
+        let mut rest = Rest {
+            slots: self,
+            next: 0,
+        };
+        while rest.next < rest.slots.ranges.len() {
+            rest.next += 1;
+            // SAFETY: each range once: `next` moved past it first; a panic
+            // here leaves the ranges after it to `rest`'s drop.
+            unsafe { rest.slots.drop_range(rest.next - 1) };
+        }
     }
 }
 

@@ -162,6 +162,24 @@ pub(crate) fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8], socket: bool) -> io:
     Ok(())
 }
 
+/// Whether the write end `fd` of a pipe has no reader left (`POLLERR`):
+/// a write would raise `SIGPIPE` or fail with `EPIPE`. A failed poll counts
+/// as no (the write then says what is wrong).
+pub(crate) fn reader_gone(fd: BorrowedFd<'_>) -> bool {
+    let mut pfd = [PollFd::new(fd, PollFlags::empty())];
+    loop {
+        match poll(&mut pfd, PollTimeout::ZERO) {
+            Err(Errno::EINTR) => continue,
+            Ok(n) if n > 0 => {
+                return pfd[0]
+                    .revents()
+                    .is_some_and(|r| r.contains(PollFlags::POLLERR));
+            }
+            _ => return false,
+        }
+    }
+}
+
 /// Waits until any of `fds` is readable (data, end of file, hang-up or error)
 /// or the timeout passes (`None`, or one too large to represent: forever).
 /// Returns which fds are ready; all false means the timeout passed. `EINTR`

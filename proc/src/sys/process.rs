@@ -169,6 +169,22 @@ pub(crate) fn try_reap(pid: u32) -> io::Result<Option<i32>> {
     }
 }
 
+/// Waits for child `pid` to exit and reaps it (for a child known to be
+/// ending). A child already reaped by someone else reports exit code 255.
+pub(crate) fn reap(pid: u32) -> io::Result<i32> {
+    loop {
+        match waitpid(Pid::from_raw(pid as i32), None) {
+            Err(Errno::EINTR) => continue,
+            Err(Errno::ECHILD) => return Ok(255),
+            Err(e) => return Err(e.into()),
+            Ok(status) => match exitcode(status) {
+                Some(code) => return Ok(code),
+                None => continue, // stopped/continued: not an exit
+            },
+        }
+    }
+}
+
 /// Reaps any exited child: `Some((pid, exitcode))`, or `None` if none is ready.
 pub(crate) fn reap_any() -> io::Result<Option<(u32, i32)>> {
     loop {

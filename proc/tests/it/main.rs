@@ -31,5 +31,6 @@ mod spawn_fn;
 mod sync;
 mod sync_attack;
 mod sync_i16;
+mod tracker_restart;
 mod tree;
 mod trust;
