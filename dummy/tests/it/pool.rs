@@ -218,11 +218,26 @@ fn thread_names() -> Vec<String> {
         .collect()
 }
 
+/// The pool's worker threads still listed: after `join` of a thread has
+/// returned, the kernel may list it for a moment more (its tid is cleared,
+/// which wakes the join, before the task is released), so a count above 0
+/// is read again until it is 0 or a deadline passes (the deadline only
+/// turns a leak into a failure instead of a hang).
 fn workers_alive() -> usize {
-    thread_names()
-        .iter()
-        .filter(|n| n.starts_with("ThreadPoolWork"))
-        .count()
+    let count = || {
+        thread_names()
+            .iter()
+            .filter(|n| n.starts_with("ThreadPoolWork"))
+            .count()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let n = count();
+        if n == 0 || std::time::Instant::now() >= deadline {
+            return n;
+        }
+        std::thread::yield_now();
+    }
 }
 
 fn pid(_: u32) -> u32 {
