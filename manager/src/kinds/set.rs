@@ -301,12 +301,11 @@ impl Handler<Op> for Set {
             Op::Len => Reply::Count(s.len() as u64),
             Op::Pop => {
                 let any = s.keys().next().cloned();
-                Reply::Maybe(any.map(|v| {
-                    // Its references go to the caller, which adopts them.
-                    if let Some(held) = s.remove(&v) {
+                // Its references go to the caller, which adopts them.
+                Reply::Maybe(any.inspect(|v| {
+                    if let Some(held) = s.remove(v) {
                         held.lend();
                     }
-                    v
                 }))
             }
             Op::Clear => {
