@@ -100,6 +100,11 @@ fn messages() -> (Vec<Request>, Vec<Reply>) {
             12,
             set::Op::SymmetricDifferenceUpdate(vec![b(b"a"), b(b"")]),
         ),
+        Request::SetHolding(
+            12,
+            vec![vec![5], vec![]],
+            set::Op::Update(vec![b(b"p"), b(b"x")]),
+        ),
         Request::Value(4, value::Op::Get),
         Request::Queue(5, queue::Op::Put(b(b"item"), Some(Duration::MAX))),
         Request::Queue(5, queue::Op::Get(None)),

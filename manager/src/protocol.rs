@@ -131,6 +131,10 @@ pub(crate) enum Request {
     NamespaceHolding(u64, Vec<Vec<u64>>, namespace::Op),
     /// The same for a value.
     ValueHolding(u64, Vec<Vec<u64>>, value::Op),
+    /// The same for a set: for each item the op sends, in order, the ids
+    /// of the references lent to it; the set keeps those of the items it
+    /// stores while it stores them.
+    SetHolding(u64, Vec<Vec<u64>>, set::Op),
     #[cfg(feature = "pool")]
     Pool(u64, crate::kinds::pool::Op),
 }

@@ -222,6 +222,7 @@ fn request() -> impl Strategy<Value = Request> {
             h,
             value::Op::Set(v)
         )),
+        (id(), held(), set_op()).prop_map(|(i, h, op)| Request::SetHolding(i, h, op)),
     ]
 }
 

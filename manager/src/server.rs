@@ -716,6 +716,10 @@ fn serve_session(
                 call.pins = server.pin(values);
                 server.on::<value::Value, _>(id, op, &mut call)
             }
+            Request::SetHolding(id, values, op) => {
+                call.pins = server.pin(values);
+                server.on::<set::Set, _>(id, op, &mut call)
+            }
             Request::Lock(id, thread, op) => {
                 server.on::<lock::Lock, _>(id, (thread, op), &mut call)
             }

@@ -1,7 +1,7 @@
 //! A shared `set` (CPython 3.14's `Manager().set()`): its requests, its
 //! proxy and its server side.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::Result;
 use crate::protocol::{Bytes, Kind, Reply, Request};
-use crate::proxy::{Reference, count, enc, flag, list, maybe, ok, proxy_handle};
-use crate::server::object::{Call, Guarded, Handler, Object};
+use crate::proxy::{Reference, count, enc_stored, flag, list, maybe, ok, proxy_handle};
+use crate::server::object::{Call, Guarded, Handler, Held, Object};
 
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Op {
@@ -34,7 +34,10 @@ pub(crate) enum Op {
 }
 
 /// A `set` in the manager (CPython 3.14's `SetProxy`). Items are compared
-/// by their encoding, as a [`DictProxy`](crate::DictProxy)'s keys are.
+/// by their encoding, as a [`DictProxy`](crate::DictProxy)'s keys are. A
+/// proxy in an item keeps its object alive while the set stores the item
+/// (as a proxy in a dict's key does); an item only looked up (`contains`,
+/// `discard`, the items given to `*_update`) keeps nothing.
 ///
 /// The methods that change the set (`add`, `discard`, `remove`, `pop`,
 /// `clear`, `update` and the other `*_update`) are each one atomic step on
@@ -91,18 +94,57 @@ impl<T: Payload + Eq + Hash> SetProxy<T> {
         self.inner.call(&Request::Set(self.inner.id, op))
     }
 
-    fn encoded(items: impl IntoIterator<Item = T>) -> Result<Vec<Bytes>> {
-        items.into_iter().map(|v| enc(&v)).collect()
+    /// `op`, whose items hold the references `held` (one list per item, in
+    /// order): the set keeps those of the items it stores while it stores
+    /// them, and gives back the others when the call ends (a proxy in an
+    /// item was lent a reference to be encoded).
+    fn storing(&self, held: Vec<Vec<u64>>, op: Op) -> Result<Reply> {
+        if held.iter().all(Vec::is_empty) {
+            return self.op(op);
+        }
+        let id = self.inner.id;
+        self.inner.call(&Request::SetHolding(id, held, op))
     }
 
-    /// `s.add(v)`; whether `v` was new.
+    /// `v` encoded as an item here, with the references it holds.
+    fn item(&self, v: &T) -> Result<(Bytes, Vec<u64>)> {
+        enc_stored(v, &self.inner.link.address)
+    }
+
+    /// `op` made of `items`, encoded, with their references.
+    fn items_op(
+        &self,
+        items: impl IntoIterator<Item = T>,
+        op: impl FnOnce(Vec<Bytes>) -> Op,
+    ) -> Result<Reply> {
+        let mut held = Vec::new();
+        let items = items
+            .into_iter()
+            .map(|v| {
+                let (v, h) = self.item(&v)?;
+                held.push(h);
+                Ok(v)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.storing(held, op(items))
+    }
+
+    /// `op` on the one item `v`.
+    fn item_op(&self, v: &T, op: impl FnOnce(Bytes) -> Op) -> Result<Reply> {
+        let (v, held) = self.item(v)?;
+        self.storing(vec![held], op(v))
+    }
+
+    /// `s.add(v)`; whether `v` was new. A proxy in `v` keeps its object
+    /// alive while the set keeps `v` (an item already there keeps the first
+    /// one, as Python's set does).
     pub fn add(&self, v: T) -> Result<bool> {
-        flag(self.op(Op::Add(enc(&v)?))?)
+        flag(self.item_op(&v, Op::Add)?)
     }
 
     /// `s.discard(v)`; whether `v` was there.
     pub fn discard(&self, v: &T) -> Result<bool> {
-        flag(self.op(Op::Discard(enc(v)?))?)
+        flag(self.item_op(v, Op::Discard)?)
     }
 
     /// `s.remove(v)`; absent is [`Error::Invalid`](crate::Error::Invalid)
@@ -119,7 +161,7 @@ impl<T: Payload + Eq + Hash> SetProxy<T> {
 
     /// `v in s`.
     pub fn contains(&self, v: &T) -> Result<bool> {
-        flag(self.op(Op::Contains(enc(v)?))?)
+        flag(self.item_op(v, Op::Contains)?)
     }
 
     /// `len(s)`.
@@ -155,25 +197,25 @@ impl<T: Payload + Eq + Hash> SetProxy<T> {
 
     /// `s.update(items)` (`s |= items`), in one round trip.
     pub fn update(&self, items: impl IntoIterator<Item = T>) -> Result<()> {
-        ok(self.op(Op::Update(Self::encoded(items)?))?)
+        ok(self.items_op(items, Op::Update)?)
     }
 
     /// `s.intersection_update(items)` (`s &= items`): keeps the items also
     /// in `items`.
     pub fn intersection_update(&self, items: impl IntoIterator<Item = T>) -> Result<()> {
-        ok(self.op(Op::IntersectionUpdate(Self::encoded(items)?))?)
+        ok(self.items_op(items, Op::IntersectionUpdate)?)
     }
 
     /// `s.difference_update(items)` (`s -= items`): drops the items in
     /// `items`.
     pub fn difference_update(&self, items: impl IntoIterator<Item = T>) -> Result<()> {
-        ok(self.op(Op::DifferenceUpdate(Self::encoded(items)?))?)
+        ok(self.items_op(items, Op::DifferenceUpdate)?)
     }
 
     /// `s.symmetric_difference_update(items)` (`s ^= items`): keeps the
     /// items in exactly one of the two.
     pub fn symmetric_difference_update(&self, items: impl IntoIterator<Item = T>) -> Result<()> {
-        ok(self.op(Op::SymmetricDifferenceUpdate(Self::encoded(items)?))?)
+        ok(self.items_op(items, Op::SymmetricDifferenceUpdate)?)
     }
 
     /// `s | items` (`s.union(items)`), a plain `HashSet`.
@@ -231,60 +273,99 @@ impl<T: Payload + Eq + Hash> SetProxy<T> {
     }
 }
 
-/// A set in the server, of encoded items.
-pub(crate) struct Set(Guarded<HashSet<Bytes>>);
+/// A set in the server, of encoded items, each beside the references it
+/// holds (the proxies in it).
+pub(crate) struct Set(Guarded<HashMap<Bytes, Held>>);
 
 impl Set {
     pub(crate) fn new() -> Set {
-        Set(Guarded::new(HashSet::new()))
+        Set(Guarded::new(HashMap::new()))
     }
 }
 
 impl Object for Set {}
 
 impl Handler<Op> for Set {
-    fn serve(self: Arc<Self>, op: Op, _: &mut Call<'_>) -> Reply {
-        self.0.with(|s| match op {
-            Op::Add(v) => Reply::Bool(s.insert(v)),
-            Op::Discard(v) => Reply::Bool(s.remove(&v)),
-            Op::Contains(v) => Reply::Bool(s.contains(&v)),
+    fn serve(self: Arc<Self>, op: Op, call: &mut Call<'_>) -> Reply {
+        // The references of the items taken out, and of items not stored
+        // (already there), are given back after the set's lock is let go;
+        // those of items only looked up, when the call ends.
+        let mut out = Vec::new();
+        let reply = self.0.with(|s| match op {
+            Op::Add(v) => {
+                let held = call.held();
+                Reply::Bool(insert(s, v, held, &mut out))
+            }
+            Op::Discard(v) => Reply::Bool(s.remove(&v).map(|h| out.push(h)).is_some()),
+            Op::Contains(v) => Reply::Bool(s.contains_key(&v)),
             Op::Len => Reply::Count(s.len() as u64),
             Op::Pop => {
-                let any = s.iter().next().cloned();
+                let any = s.keys().next().cloned();
+                // Its references go to the caller, which adopts them.
                 Reply::Maybe(any.inspect(|v| {
-                    s.remove(v);
+                    if let Some(held) = s.remove(v) {
+                        held.lend();
+                    }
                 }))
             }
             Op::Clear => {
-                s.clear();
+                out.extend(s.drain().map(|(_, h)| h));
                 Reply::Ok
             }
-            Op::Items => Reply::List(s.iter().cloned().collect()),
+            Op::Items => Reply::List(s.keys().cloned().collect()),
             Op::Update(items) => {
-                s.extend(items);
+                for v in items {
+                    let held = call.held();
+                    insert(s, v, held, &mut out);
+                }
                 Reply::Ok
             }
             Op::IntersectionUpdate(items) => {
                 let keep: HashSet<Bytes> = items.into_iter().collect();
-                s.retain(|v| keep.contains(v));
+                let gone: Vec<Bytes> = s.keys().filter(|v| !keep.contains(*v)).cloned().collect();
+                out.extend(gone.iter().filter_map(|v| s.remove(v)));
                 Reply::Ok
             }
             Op::DifferenceUpdate(items) => {
-                for v in items {
-                    s.remove(&v);
-                }
+                out.extend(items.iter().filter_map(|v| s.remove(v)));
                 Reply::Ok
             }
             Op::SymmetricDifferenceUpdate(items) => {
-                // Each distinct item once, as Python makes a set of them.
-                let theirs: HashSet<Bytes> = items.into_iter().collect();
-                for v in theirs {
-                    if !s.remove(&v) {
-                        s.insert(v);
+                // Each distinct item once (the first), as Python makes a set
+                // of them first.
+                let mut theirs: HashMap<Bytes, Held> = HashMap::new();
+                for v in items {
+                    let held = call.held();
+                    insert(&mut theirs, v, held, &mut out);
+                }
+                for (v, held) in theirs {
+                    match s.remove(&v) {
+                        Some(old) => out.extend([old, held]),
+                        None => {
+                            s.insert(v, held);
+                        }
                     }
                 }
                 Reply::Ok
             }
-        })
+        });
+        drop(out);
+        reply
+    }
+}
+
+/// Adds `v`, whose references `held` holds, unless it is there: an item
+/// already there keeps its references (Python keeps its first object), and
+/// those of the new one go to `out`. Whether `v` was new.
+fn insert(s: &mut HashMap<Bytes, Held>, v: Bytes, held: Held, out: &mut Vec<Held>) -> bool {
+    match s.entry(v) {
+        std::collections::hash_map::Entry::Occupied(_) => {
+            out.push(held);
+            false
+        }
+        std::collections::hash_map::Entry::Vacant(e) => {
+            e.insert(held);
+            true
+        }
     }
 }

@@ -219,6 +219,9 @@ const DRAINING: u32 = 1;
 const RESETTING: u32 = 2;
 const BROKEN: u32 = 3;
 const NO_TIMEOUT: u32 = u32::MAX;
+/// The longest a party waits on the barrier's condition before it takes the
+/// lock again, to learn whether the lock's owner died (see `Barrier::cond_wait`).
+const SLICE: Duration = Duration::from_millis(100);
 
 /// A barrier for a fixed number of parties, Python's `multiprocessing.Barrier`
 /// (`threading.Barrier` semantics): [`wait`](Barrier::wait) returns when all
@@ -346,12 +349,27 @@ impl Barrier {
     }
 
     /// Waits on the barrier's condition (the lock held); false on timeout.
+    ///
+    /// The wait lasts at most [`SLICE`] before it takes the lock again: a
+    /// party whose process dies while it holds the lock (in the action)
+    /// wakes nobody, and a waiter blocked on the condition alone would never
+    /// learn of it; taking the robust lock again reports the dead owner. A
+    /// slice that ends before `deadline` counts as a wake-up (a timed-out
+    /// wait may have consumed a notification, so it is not simply waited
+    /// again): every caller re-checks the barrier's state and waits again
+    /// with its own, unchanged deadline.
     fn cond_wait(&self, deadline: Option<Instant>) -> Result<bool> {
-        match sync::cond_wait(&self.raw.shared.0, B_COND, &self.raw.shared.0, 0, deadline)
+        let slice_end = Instant::now().checked_add(SLICE);
+        let (until, sliced) = match (deadline, slice_end) {
+            (Some(d), Some(s)) if s < d => (Some(s), true),
+            (Some(d), _) => (Some(d), false),
+            (None, s) => (s, s.is_some()),
+        };
+        match sync::cond_wait(&self.raw.shared.0, B_COND, &self.raw.shared.0, 0, until)
             .os("wait")?
         {
             Taken::Yes => Ok(true),
-            Taken::No => Ok(false),
+            Taken::No => Ok(sliced),
             Taken::OwnerDied => {
                 // A party died inside the barrier: it can never be whole again.
                 self.set_state(BROKEN);

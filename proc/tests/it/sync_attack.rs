@@ -141,20 +141,16 @@ fn a_party_whose_action_dies_breaks_the_barrier(method: StartMethod) {
 }
 
 #[test]
-#[ignore = "finding: a barrier's action runs with its lock held; if its process dies, the \
-            parties in pthread_cond_wait are never woken (no deadline: they wait for ever)"]
 fn fork_a_party_whose_action_dies_breaks_the_barrier() {
     a_party_whose_action_dies_breaks_the_barrier(StartMethod::Fork);
 }
 
 #[test]
-#[ignore = "finding: as fork_a_party_whose_action_dies_breaks_the_barrier"]
 fn spawn_a_party_whose_action_dies_breaks_the_barrier() {
     a_party_whose_action_dies_breaks_the_barrier(StartMethod::Spawn);
 }
 
 #[test]
-#[ignore = "finding: as fork_a_party_whose_action_dies_breaks_the_barrier"]
 fn forkserver_a_party_whose_action_dies_breaks_the_barrier() {
     a_party_whose_action_dies_breaks_the_barrier(StartMethod::Forkserver);
 }
