@@ -205,3 +205,43 @@ fn a_panicking_drop_of_a_calls_values_leaves_the_pool_usable() {
     workers_still_run(&pool);
     assert_eq!(pool.map(|x: u32| x + 1, 0..3).unwrap(), [1, 2, 3]);
 }
+
+/// A `terminate` drops the queued tasks, with their inputs, after the
+/// pool's lock is let go: an input whose `Drop` calls the (terminated)
+/// pool gets its error instead of deadlocking the terminating thread.
+#[test]
+fn the_inputs_a_terminate_drops_are_dropped_outside_the_pools_lock() {
+    let _g = guard();
+    let pool = Arc::new(ThreadPool::new(Some(1)).unwrap());
+    let (tx, rx) = mpsc::channel();
+    let gate = Arc::new(Barrier::new(2));
+    let g = gate.clone();
+    let busy = pool.apply_async(
+        move |()| {
+            g.wait();
+            g.wait();
+        },
+        (),
+    );
+    gate.wait(); // the one worker is busy: what follows stays queued
+    let queued = pool.map_async(drop, [uses_pool(&pool, &tx), uses_pool(&pool, &tx)]);
+    let p = pool.clone();
+    let terminator = std::thread::spawn(move || p.terminate());
+    let got: Vec<_> = (0..2)
+        .map(|_| rx.recv_timeout(Duration::from_secs(60)))
+        .collect();
+    if got.iter().any(Result::is_err) {
+        // The terminating thread holds the pool's lock for good: the
+        // handles' drops would wait for it.
+        std::mem::forget((busy, queued, pool));
+        panic!("a queued input's Drop deadlocked on the pool");
+    }
+    for got in got.into_iter().flatten() {
+        assert!(matches!(got, Err(mp_pool::Error::NotRunning)), "{got:?}");
+    }
+    gate.wait();
+    terminator.join().unwrap();
+    assert!(matches!(queued.get(), Err(mp_pool::Error::Terminated)));
+    drop(busy);
+    pool.join().unwrap();
+}
