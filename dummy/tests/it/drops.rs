@@ -10,6 +10,7 @@ use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
 use mp_dummy::ThreadPool;
+use mp_pool::AsyncResult;
 use mp_testkit::guard;
 
 /// Runs its closure when dropped.
@@ -29,13 +30,16 @@ impl Drop for OnDrop {
     }
 }
 
-type Sent = mp_pool::Result<Vec<u32>>;
+type Sent = AsyncResult<Vec<u32>>;
 
-/// A value whose `Drop` calls `map` on `pool` and sends what it returned.
+/// A value whose `Drop` calls `map_async` on `pool` (which takes the pool's
+/// lock) and sends its handle. (Not a blocking `map`: on a pool's only
+/// worker thread, with another thread helping with its calls, it would wait
+/// for a worker that is itself.)
 fn uses_pool(pool: &Arc<ThreadPool>, tx: &Sender<Sent>) -> OnDrop {
     let (pool, tx) = (pool.clone(), tx.clone());
     OnDrop::new(move || {
-        let _ = tx.send(pool.map(|x: u32| x * 2, 0..3));
+        let _ = tx.send(pool.map_async(|x: u32| x * 2, 0..3));
     })
 }
 
@@ -44,11 +48,12 @@ fn panics_on_drop() -> OnDrop {
     OnDrop::new(|| panic!("a Drop that panics"))
 }
 
-/// The next `map` a dropped value made; a deadline only so that a deadlock
-/// fails the test instead of hanging it.
+/// The result of the next `map_async` a dropped value made; a deadline
+/// only so that a deadlock fails the test instead of hanging it.
 fn next_map(rx: &Receiver<Sent>) -> Vec<u32> {
     rx.recv_timeout(Duration::from_secs(60))
         .expect("a value's Drop deadlocked on the pool")
+        .get()
         .expect("its map succeeds")
 }
 
@@ -61,7 +66,7 @@ fn workers_still_run(pool: &ThreadPool) {
 }
 
 /// (a) `apply_async` forgotten while it runs: the worker that finishes it
-/// drops its result, whose `Drop` maps on the same pool.
+/// drops its result, whose `Drop` submits a map to the same pool.
 #[test]
 fn a_forgotten_calls_result_is_dropped_by_its_worker_outside_the_pools_lock() {
     let _g = guard();
@@ -84,7 +89,8 @@ fn a_forgotten_calls_result_is_dropped_by_its_worker_outside_the_pools_lock() {
 
 /// (b) A dropped `imap`: its outcome not read yet and its input not handed
 /// out yet are dropped by the drop, the outcome of its running task by the
-/// worker that finishes it; each one's `Drop` maps on the same pool.
+/// worker that finishes it; each one's `Drop` submits a map to the same
+/// pool.
 #[test]
 fn a_dropped_imaps_values_are_dropped_outside_the_pools_lock() {
     let _g = guard();
@@ -118,8 +124,8 @@ fn a_dropped_imaps_values_are_dropped_outside_the_pools_lock() {
 
 /// (c) `on_success` callbacks that call the pool, one of a call whose
 /// handle is kept, one of a call forgotten while it runs; and the captured
-/// state of a callback that never runs (its call failed), whose `Drop` maps
-/// on the pool.
+/// state of a callback that never runs (its call failed), whose `Drop`
+/// submits a map to the pool.
 #[test]
 fn callbacks_and_their_captured_state_may_call_the_pool() {
     let _g = guard();
@@ -128,7 +134,7 @@ fn callbacks_and_their_captured_state_may_call_the_pool() {
     let (p, t) = (pool.clone(), tx.clone());
     let r = pool
         .apply_async(|x: u32| x + 1, 1)
-        .on_success(move |v| t.send(p.map(move |x: u32| x + v, 0..3)).unwrap());
+        .on_success(move |v| t.send(p.map_async(move |x: u32| x + v, 0..3)).unwrap());
     assert_eq!(next_map(&rx), [2, 3, 4]);
     assert!(r.wait(None));
 
@@ -142,7 +148,7 @@ fn callbacks_and_their_captured_state_may_call_the_pool() {
             },
             3,
         )
-        .on_success(move |v| t.send(p.map(move |x: u32| x * v, 0..3)).unwrap());
+        .on_success(move |v| t.send(p.map_async(move |x: u32| x * v, 0..3)).unwrap());
     drop(r);
     gate.wait();
     assert_eq!(next_map(&rx), [0, 3, 6]);
@@ -237,6 +243,7 @@ fn the_inputs_a_terminate_drops_are_dropped_outside_the_pools_lock() {
         panic!("a queued input's Drop deadlocked on the pool");
     }
     for got in got.into_iter().flatten() {
+        let got = got.get();
         assert!(matches!(got, Err(mp_pool::Error::NotRunning)), "{got:?}");
     }
     gate.wait();
