@@ -2,11 +2,12 @@
 //! transport, and what the pool's handles (`Pool`, `AsyncResult`, `IMap`)
 //! do with them. Non-generic: one copy is compiled whatever the item types.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::job::{Callback, Job, JobId, Run, Shared, State, Task, run_callbacks};
+use crate::job::{Callback, Garbage, Job, JobId, Run, Shared, State, Task, run_callbacks};
 use crate::transport::Transport;
 
 pub(crate) struct Core {
@@ -59,7 +60,9 @@ impl Core {
 
     /// Sets the number of items of a job whose input has ended.
     pub(crate) fn set_expected(&self, job: JobId, n: usize) {
-        let due = self.shared.lock().set_expected(job, n);
+        let mut garbage = Garbage::default();
+        let due = self.shared.lock().set_expected(job, n, &mut garbage);
+        garbage.dispose();
         run_callbacks(due, &self.shared);
         self.shared.changed.notify_all();
     }
@@ -67,7 +70,9 @@ impl Core {
     /// Adds a callback, run once the job is complete (now, on this thread,
     /// if it is).
     pub(crate) fn on_complete(&self, job: JobId, callback: Callback) {
-        let due = self.shared.lock().add_callback(job, callback);
+        let mut garbage = Garbage::default();
+        let due = self.shared.lock().add_callback(job, callback, &mut garbage);
+        garbage.dispose();
         run_callbacks(due, &self.shared);
     }
 
@@ -77,11 +82,20 @@ impl Core {
     }
 
     /// Forgets an imap's job whose iterator was dropped: its tasks not handed
-    /// out yet are dropped, and outcomes still to come are ignored.
+    /// out yet are dropped, and outcomes still to come are ignored. Its
+    /// values (outcomes not read, items not sent) are dropped after the lock
+    /// is let go: their `Drop` may use the pool (or panic).
     pub(crate) fn discard(&self, job: JobId) {
+        let mut garbage = Garbage::default();
         let mut st = self.shared.lock();
-        st.jobs.remove(&job);
-        st.pending.retain(|t| t.job != job);
+        garbage.put(st.jobs.remove(&job));
+        let (dropped, kept): (VecDeque<Task>, VecDeque<Task>) = std::mem::take(&mut st.pending)
+            .into_iter()
+            .partition(|t| t.job == job);
+        st.pending = kept;
+        drop(st);
+        garbage.put(dropped);
+        garbage.dispose();
     }
 
     /// Forgets a job whose handle is gone (now if complete, else when it is).

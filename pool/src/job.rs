@@ -13,6 +13,29 @@ use crate::codec;
 use crate::error::{Error, Result};
 
 pub(crate) type JobId = u64;
+
+/// Values of calls taken out of the pool's state under its lock (jobs with
+/// their outcomes, tasks with their items, outcomes nobody waits for), to
+/// drop once the lock is let go: their `Drop` may use the pool (which takes
+/// the lock) or panic (which would unwind through the pool's bookkeeping).
+#[derive(Default)]
+#[must_use = "values taken out under the lock are dropped without it"]
+pub(crate) struct Garbage(Vec<Box<dyn Any + Send>>);
+
+impl Garbage {
+    pub(crate) fn put(&mut self, value: impl Any + Send) {
+        self.0.push(Box::new(value));
+    }
+
+    /// Drops them (call it without the lock), each on its own: a panicking
+    /// `Drop` ends that drop only, not the thread's work for the pool.
+    pub(crate) fn dispose(self) {
+        for value in self.0 {
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(value)));
+        }
+    }
+}
+
 /// Called once when a job completes, with its outcomes (it may take them).
 pub(crate) type Callback = Box<dyn FnOnce(&mut Job) + Send>;
 /// A task's code that runs in this process, returning its outcomes.
@@ -225,9 +248,10 @@ impl Shared {
         let mut st = self.lock();
         let mut callbacks = Vec::new();
         let mut notify = false;
+        let mut garbage = Garbage::default();
         for ((job, start, count), o) in outcomes {
             notify |= st.jobs.get(&job).is_some_and(|j| j.lazy);
-            callbacks.extend(record(&mut st, job, start, count, o));
+            callbacks.extend(record(&mut st, job, start, count, o, &mut garbage));
             notify |= st.jobs.get(&job).is_none_or(|j| j.complete());
         }
         drop(st);
@@ -237,12 +261,14 @@ impl Shared {
         if notify {
             self.changed.notify_all();
         }
+        garbage.dispose();
     }
 
     /// Drops what is queued and fails every unfinished job with `why`; runs
     /// the callbacks now due (without the lock) and wakes the waiters.
     pub(crate) fn abort_all(&self, mut st: MutexGuard<'_, State>, why: Error) {
-        st.pending.clear();
+        let mut garbage = Garbage::default();
+        garbage.put(std::mem::take(&mut st.pending));
         let ids: Vec<JobId> = st.jobs.keys().copied().collect();
         for id in &ids {
             if let Some(j) = st.jobs.get_mut(id)
@@ -253,13 +279,14 @@ impl Shared {
         }
         let callbacks: Vec<_> = ids
             .into_iter()
-            .filter_map(|id| completed(&mut st, id))
+            .filter_map(|id| completed(&mut st, id, &mut garbage))
             .collect();
         drop(st);
         for cb in callbacks {
             run_callbacks(Some(cb), self);
         }
         self.changed.notify_all();
+        garbage.dispose();
     }
 
     /// The pool can run nothing any more: fail what is queued and every job.
@@ -286,16 +313,30 @@ impl State {
     }
 
     /// Adds a callback to a job; returns the job if its callbacks are due.
-    pub(crate) fn add_callback(&mut self, job: JobId, callback: Callback) -> Option<JobId> {
-        self.jobs.get_mut(&job)?.callbacks.push(callback);
-        completed(self, job)
+    pub(crate) fn add_callback(
+        &mut self,
+        job: JobId,
+        callback: Callback,
+        garbage: &mut Garbage,
+    ) -> Option<JobId> {
+        let Some(j) = self.jobs.get_mut(&job) else {
+            garbage.put(callback);
+            return None;
+        };
+        j.callbacks.push(callback);
+        completed(self, job, garbage)
     }
 
     /// Sets the number of items of a job whose input has ended; returns the
     /// job if its callbacks are due.
-    pub(crate) fn set_expected(&mut self, job: JobId, n: usize) -> Option<JobId> {
+    pub(crate) fn set_expected(
+        &mut self,
+        job: JobId,
+        n: usize,
+        garbage: &mut Garbage,
+    ) -> Option<JobId> {
         self.jobs.get_mut(&job)?.expected = Some(n);
-        completed(self, job)
+        completed(self, job, garbage)
     }
 
     /// Forgets a job whose handle is gone: returns it if complete (for the
@@ -314,23 +355,30 @@ impl State {
 }
 
 /// Records a task's outcomes; returns the job if its callbacks are now due.
+/// Outcomes nobody waits for (the job is gone) go to `garbage`.
 pub(crate) fn record(
     st: &mut State,
     job: JobId,
     start: usize,
     count: usize,
     outcomes: Outcomes,
+    garbage: &mut Garbage,
 ) -> Option<JobId> {
-    let j = st.jobs.get_mut(&job)?;
-    j.chunks.insert(start, (count, outcomes));
+    let Some(j) = st.jobs.get_mut(&job) else {
+        garbage.put(outcomes);
+        return None;
+    };
+    if let Some(twice) = j.chunks.insert(start, (count, outcomes)) {
+        garbage.put(twice);
+    }
     j.received += count;
-    completed(st, job)
+    completed(st, job, garbage)
 }
 
 /// A complete job with callbacks is marked as running them and returned
 /// (the caller runs them with [`run_callbacks`] once it let go of the lock);
-/// a complete job nobody waits for is forgotten.
-fn completed(st: &mut State, job: JobId) -> Option<JobId> {
+/// a complete job nobody waits for is forgotten (into `garbage`).
+fn completed(st: &mut State, job: JobId, garbage: &mut Garbage) -> Option<JobId> {
     let j = st.jobs.get_mut(&job)?;
     if !j.complete() || j.in_callbacks {
         return None;
@@ -339,8 +387,10 @@ fn completed(st: &mut State, job: JobId) -> Option<JobId> {
         j.in_callbacks = true;
         return Some(job);
     }
-    if j.orphaned {
-        st.jobs.remove(&job);
+    if j.orphaned
+        && let Some(j) = st.jobs.remove(&job)
+    {
+        garbage.put(j);
     }
     None
 }
@@ -359,11 +409,15 @@ pub(crate) fn run_callbacks(job: Option<JobId>, shared: &Shared) {
         };
         if j.callbacks.is_empty() {
             j.in_callbacks = false;
-            if j.orphaned {
-                st.jobs.remove(&id);
+            let mut garbage = Garbage::default();
+            if j.orphaned
+                && let Some(gone) = st.jobs.remove(&id)
+            {
+                garbage.put(gone);
             }
             drop(st);
             shared.changed.notify_all();
+            garbage.dispose();
             return;
         }
         let callbacks = std::mem::take(&mut j.callbacks);
@@ -377,8 +431,15 @@ pub(crate) fn run_callbacks(job: Option<JobId>, shared: &Shared) {
         for cb in callbacks {
             let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cb(&mut job)));
         }
-        if let Some(j) = shared.lock().jobs.get_mut(&id) {
-            j.chunks = job.chunks;
+        // Outcomes that came meanwhile (after the pool ended) are replaced,
+        // and dropped after the lock, as the job is if it is gone.
+        let mut garbage = Garbage::default();
+        let mut st = shared.lock();
+        match st.jobs.get_mut(&id) {
+            Some(j) => garbage.put(std::mem::replace(&mut j.chunks, job.chunks)),
+            None => garbage.put(job),
         }
+        drop(st);
+        garbage.dispose();
     }
 }

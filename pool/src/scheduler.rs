@@ -14,7 +14,7 @@ use mp_proc::Connection;
 use mp_proc::plumbing::ErasedFunction;
 
 use crate::error::{Error, Result};
-use crate::job::{Outcomes, Run, Shared, Task, Work, record, run_callbacks};
+use crate::job::{Garbage, Outcomes, Run, Shared, Task, Work, record, run_callbacks};
 use crate::worker::{DoneMsg, FromWorker, TaskRef, ToWorker, ToWorkerRef};
 
 /// A worker is given tasks ahead, so that it never idles between them, as
@@ -474,14 +474,17 @@ impl Scheduler {
         while let Some(t) = w.in_flight.pop_back() {
             st.pending.push_front(t.requeue());
         }
+        let mut garbage = Garbage::default();
         let callbacks = record(
             &mut st,
             task.job,
             task.start,
             task.count,
             Outcomes::Failed(why),
+            &mut garbage,
         );
         drop(st);
+        garbage.dispose();
         run_callbacks(callbacks, &self.shared);
         self.shared.changed.notify_all();
     }

@@ -2,6 +2,7 @@
 //! what only threads do.
 
 mod conformance;
+mod drops;
 mod generic;
 mod input_panics;
 mod join_twice;
