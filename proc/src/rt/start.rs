@@ -148,7 +148,14 @@ fn fork(l: &Launch<'_>, boot: Bootstrap) -> Result<Child> {
         ));
     }
     let becoming = boot.becoming();
-    let _ = std::io::stdout().flush();
+    // Rust's stdout and stderr locks are held by this thread across the
+    // fork, as the runtime's lock below: a lock another thread held at the
+    // fork (the test harness printing, a user's `println!`) would stay held
+    // forever in the child, whose first print or final flush would hang.
+    // The child's copy is this thread's (the same thread id): it unlocks.
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.flush();
+    let stderr = std::io::stderr().lock();
     let mut state = runtime::state();
     let stdin = state.dev_null()?.as_raw_fd();
     let alive = state.alive_reader()?.as_raw_fd();
@@ -163,14 +170,17 @@ fn fork(l: &Launch<'_>, boot: Bootstrap) -> Result<Child> {
         clear_mask: sys::process::signals_blocked(),
     };
     // SAFETY: in the child, nothing of the parent's that owns a descriptor
-    // is used or dropped: `state` is a guard (its drop only unlocks), the
-    // kept descriptors are taken below once each, become_child forgets the
-    // runtime's objects, and child_main never returns (it ends with _exit).
+    // is used or dropped: `state`, `stdout` and `stderr` are guards (their
+    // drops only unlock), the kept descriptors are taken below once each,
+    // become_child forgets the runtime's objects, and child_main never
+    // returns (it ends with _exit).
     match unsafe { sys::process::fork(&plan) }.os("fork")? {
         sys::process::Forked::Child => {
-            // The lock was taken before fork by this very thread: release it
-            // here too, then become the child.
+            // The locks were taken before fork by this very thread: release
+            // them here too, then become the child.
             drop(state);
+            drop(stderr);
+            drop(stdout);
             // SAFETY: these numbers were kept across the fork for this child
             // (plan.keep); the objects that own them in the parent (the
             // runtime's alive pipe, the caller's handles) are never used or
@@ -192,6 +202,8 @@ fn fork(l: &Launch<'_>, boot: Bootstrap) -> Result<Child> {
         }
         sys::process::Forked::Parent(pid) => {
             drop(state);
+            drop(stderr);
+            drop(stdout);
             direct_child(l, pid)
         }
     }

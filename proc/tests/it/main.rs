@@ -8,6 +8,7 @@ mod cpython_i16;
 mod cpython_port;
 mod cpython_port_tracker;
 mod fds;
+mod fork_stdio;
 mod forkserver_restart;
 mod fuzz_corpus;
 mod handles;
