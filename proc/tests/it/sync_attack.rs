@@ -36,6 +36,7 @@ fn a_child_started_while_a_guard_is_held_waits_for_it(method: StartMethod) {
 /// works, and once it is dropped the value can be locked again.
 #[test]
 fn a_second_guard_of_one_value_in_one_thread_is_refused() {
+    let _g = guard();
     let v = Value::new(1u64).unwrap();
     let mut first = v.lock().unwrap();
     assert!(matches!(v.lock(), Err(Error::Invalid { .. })));
@@ -58,6 +59,7 @@ fn a_second_guard_of_one_value_in_one_thread_is_refused() {
 /// `RLock` may still be guarded at once (`Value::with_lock`'s example).
 #[test]
 fn a_second_guard_behind_a_shared_rlock_is_refused_but_other_memory_is_not() {
+    let _g = guard();
     let lock = RLock::new().unwrap();
     let a = Value::with_lock(1u32, lock.clone()).unwrap();
     let b = Value::with_lock(2u32, lock.clone()).unwrap();
@@ -79,6 +81,7 @@ fn a_second_guard_behind_a_shared_rlock_is_refused_but_other_memory_is_not() {
 /// memory) is refused while a guard of the original lives.
 #[test]
 fn a_guard_of_a_decoded_copy_is_refused_while_the_original_is_guarded() {
+    let _g = guard();
     let v = Value::new(7i32).unwrap();
     let bytes = mp_proc::codec::encode(&v).unwrap();
     let copy: Value<i32> = mp_proc::codec::decode(&bytes).unwrap();
@@ -174,6 +177,7 @@ fn panic_message(f: impl FnOnce()) -> String {
 /// guard still works and the value is usable once it is dropped.
 #[test]
 fn get_and_set_beside_a_live_guard_panic_instead_of_aliasing() {
+    let _g = guard();
     let v = Value::new(1u64).unwrap();
     let other = v.clone();
     let mut g = v.lock().unwrap();
@@ -203,6 +207,7 @@ fn get_and_set_beside_a_live_guard_panic_instead_of_aliasing() {
 /// `# Safety` contract of `get_obj`).
 #[test]
 fn a_raw_view_beside_its_values_guard_panics() {
+    let _g = guard();
     let v = Value::new(1u64).unwrap();
     // SAFETY: the view is used only beside this thread's guard, where it
     // panics before it reads or writes, and after the guard is dropped.
