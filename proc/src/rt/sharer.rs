@@ -253,6 +253,11 @@ fn running() -> Result<&'static Sharer> {
             return Ok(s);
         }
         let (new, listener, wake) = bind(pid)?;
+        // Opened here, before the first ticket is issued, not in the thread:
+        // a caller that then uses up the process's descriptors must not
+        // leave the thread without its reserve (it could then never refuse
+        // a waiting client).
+        let reserve = sys::fd::dev_null(false).ok();
         match SHARER.replace(current, Box::new(new)) {
             Err(_lost) => continue, // another thread started one first: use it
             Ok(sharer) => {
@@ -265,7 +270,7 @@ fn running() -> Result<&'static Sharer> {
                 let started = std::thread::Builder::new()
                     .name("mp-sharer".into())
                     .stack_size(128 * 1024)
-                    .spawn(move || serve(sharer, listener, wake));
+                    .spawn(move || serve(sharer, listener, wake, reserve));
                 if let Err(e) = started {
                     sharer.serving.store(false, Ordering::Release);
                     return Err(Error::os("start the sharer thread", e));
@@ -335,12 +340,17 @@ impl Drop for Stopped {
 
 /// The sharer's thread: answers clients and closes expired descriptors,
 /// waking only for a client, a new ticket or the next expiry.
-fn serve(sharer: &'static Sharer, listener: UnixListener, wake: OwnedFd) {
+///
+/// `reserve` is closed to make room when this process is out of
+/// descriptors, so that a waiting connection can be taken and refused.
+fn serve(
+    sharer: &'static Sharer,
+    listener: UnixListener,
+    wake: OwnedFd,
+    mut reserve: Option<OwnedFd>,
+) {
     let _stopped = Stopped(sharer);
     let uid = sys::sharer_sock::effective_uid();
-    // Closed to make room when this process is out of descriptors, so that
-    // a waiting connection can be taken and refused.
-    let mut reserve = sys::fd::dev_null(false).ok();
     let mut clients: VecDeque<Client> = VecDeque::new();
     // While accepting fails (out of memory, or of descriptors with no
     // reserve), the listener rests instead of waking the thread at once.
