@@ -27,12 +27,12 @@ pub use crate::erased::{Outcomes, pull_input, submit_erased};
 /// may wait at once; they all wait for the same end.
 ///
 /// ```
-/// use std::time::{Duration, Instant};
+/// use std::time::Duration;
 ///
 /// let pool = mp_pool::Pool::new(Some(1))?;
 /// pool.close();
-/// let deadline = Instant::now() + Duration::from_secs(60);
-/// assert!(mp_pool::plumbing::join_until(&pool, Some(deadline))?);
+/// let deadline = mp_proc::plumbing::deadline_after(Duration::from_secs(60));
+/// assert!(mp_pool::plumbing::join_until(&pool, deadline)?);
 /// # Ok::<(), mp_pool::Error>(())
 /// ```
 pub fn join_until(pool: &Pool, deadline: Option<std::time::Instant>) -> Result<bool> {

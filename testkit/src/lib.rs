@@ -253,3 +253,34 @@ pub fn our_shm(pid: u32) -> Vec<String> {
         })
         .unwrap_or_default()
 }
+
+/// Checks `ready` until it is true (`true`) or `limit` has passed (`false`),
+/// yielding between checks: a test waiting for a state it cannot be told
+/// of (a process gone from `/proc`, a count settled). The limit only turns
+/// a bug into a failure instead of a hang; it is never a timing assertion.
+pub fn wait_until(limit: std::time::Duration, mut ready: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now().checked_add(limit);
+    loop {
+        if ready() {
+            return true;
+        }
+        if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+            return false;
+        }
+        std::thread::yield_now();
+    }
+}
+
+/// This process's (soft, hard) limit on open descriptors.
+pub fn descriptor_limits() -> (u64, u64) {
+    use nix::sys::resource::{Resource, getrlimit};
+    getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit")
+}
+
+/// Sets this process's soft limit on open descriptors (at most the hard
+/// one): a test that runs a process out of descriptors on purpose.
+pub fn limit_descriptors(soft: u64) {
+    use nix::sys::resource::{Resource, setrlimit};
+    let (_, hard) = descriptor_limits();
+    setrlimit(Resource::RLIMIT_NOFILE, soft.min(hard), hard).expect("setrlimit");
+}

@@ -230,14 +230,8 @@ fn workers_alive() -> usize {
             .filter(|n| n.starts_with("ThreadPoolWork"))
             .count()
     };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let n = count();
-        if n == 0 || std::time::Instant::now() >= deadline {
-            return n;
-        }
-        std::thread::yield_now();
-    }
+    mp_testkit::wait_until(std::time::Duration::from_secs(10), || count() == 0);
+    count()
 }
 
 fn pid(_: u32) -> u32 {

@@ -10,7 +10,7 @@
 //! ended and was reaped.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mp_pool::Pool;
 use mp_proc::{
@@ -18,6 +18,7 @@ use mp_proc::{
     Process, ProcessContext, ProcessLike, Queue, RLock, Result, Semaphore, Shareable, StartMethod,
     Value, Workers,
 };
+use mp_testkit::{descriptor_limits, limit_descriptors};
 use mp_testkit::{guard, open_fds, processes};
 
 /// The env var that makes a re-run of this binary run [`starts_until_it_fails`]
@@ -152,37 +153,14 @@ fn square(x: u32) -> u32 {
     x * x
 }
 
-/// This process's limits of open descriptors.
-fn descriptor_limits() -> libc::rlimit {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes the struct it is given.
-    let r = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
-    assert_eq!(r, 0, "getrlimit");
-    limit
-}
-
-/// Sets this process's soft limit of open descriptors.
-fn limit_descriptors(soft: u64) {
-    let mut limit = descriptor_limits();
-    limit.rlim_cur = soft.min(limit.rlim_max);
-    // SAFETY: setrlimit reads the struct it is given.
-    let r = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) };
-    assert_eq!(r, 0, "setrlimit");
-}
-
 /// Waits until process `pid` is gone, neither running nor a zombie; the
 /// deadline only turns a leak into a failure instead of a hang (a worker
 /// of the fork server is reaped by the server).
 fn gone(pid: u32) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while processes().iter().any(|&(p, _, _)| p == pid) {
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::yield_now();
+    if !mp_testkit::wait_until(Duration::from_secs(30), || {
+        !processes().iter().any(|&(p, _, _)| p == pid)
+    }) {
+        return false;
     }
     true
 }
@@ -207,12 +185,8 @@ fn descendants() -> Vec<u32> {
 /// child, which no `start` returned, ends too); the deadline only turns a
 /// leak into a failure instead of a hang.
 fn back_to(before: &[u32]) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while descendants() != before {
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::yield_now();
+    if !mp_testkit::wait_until(Duration::from_secs(30), || descendants() == before) {
+        return false;
     }
     true
 }
@@ -237,7 +211,7 @@ fn starts_until_it_fails(method: StartMethod) {
     drop(warm);
     let before = open_fds();
     let helpers = descendants();
-    let full = descriptor_limits().rlim_cur;
+    let full = descriptor_limits().0;
     let mut partway = 0;
     for free in 0..(WORKERS as u64 * 8) {
         let started = Started::default();

@@ -186,8 +186,7 @@ fn report_sentinel_on_exec(conn: Connection) {
     use std::os::fd::AsRawFd;
     let parent = mp_proc::parent_process().unwrap();
     let fd = parent.sentinel().unwrap();
-    // SAFETY: F_GETFD only reads the flags of a descriptor this borrows.
-    let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFD) };
+    let flags = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFD).expect("F_GETFD");
     let target = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).unwrap();
     let out = Command::new("ls")
         .args(["-l", "/proc/self/fd/"])
@@ -239,12 +238,7 @@ fn forkserver_start_without_descriptors() {
     assert_eq!(first.join().unwrap(), 0);
     // Few descriptors, so that using them all up is quick (the fork
     // server inherits the limit: it needs far fewer).
-    let limit = libc::rlimit {
-        rlim_cur: 256,
-        rlim_max: 256,
-    };
-    // SAFETY: setrlimit reads the struct it is given.
-    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) }, 0);
+    mp_testkit::limit_descriptors(256);
     let null = std::fs::File::open("/dev/null").unwrap();
     for free in 0..32 {
         let mut filler: Vec<OwnedFd> = Vec::new();

@@ -4,7 +4,7 @@
 //! child (every start method).
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mp_proc::{Array, Barrier, Error, Event, Process, RLock, StartMethod, Value};
 use mp_testkit::guard;
@@ -129,11 +129,10 @@ fn a_party_whose_action_dies_breaks_the_barrier(method: StartMethod) {
         let _ = tx.send(waiter.wait());
     });
     // The child is last: this process's party waits first.
-    let until = Instant::now() + LONG;
-    while barrier.n_waiting() != 1 {
-        assert!(Instant::now() < until, "the waiter never arrived");
-        std::thread::yield_now();
-    }
+    assert!(
+        mp_testkit::wait_until(LONG, || barrier.n_waiting() == 1),
+        "the waiter never arrived"
+    );
     go.set();
     assert_eq!(p.join().unwrap(), -libc::SIGABRT);
     match rx.recv_timeout(LONG) {
