@@ -199,6 +199,62 @@ impl ThreadPool {
         plumbing::imap(&self.pool, f, items, chunksize, false)
     }
 
+    /// As [`imap_chunked`](Self::imap_chunked), with at most `buffersize`
+    /// tasks submitted ahead of the consumer (mp-pool's
+    /// [`Pool::imap_buffered`](mp_pool::Pool::imap_buffered)).
+    ///
+    /// ```
+    /// let pool = mp_dummy::ThreadPool::new(Some(2))?;
+    /// let it = pool.imap_buffered(|x: u64| x * 2, 0..5, 1, 2);
+    /// assert_eq!(it.collect::<Result<Vec<_>, _>>()?, [0, 2, 4, 6, 8]);
+    /// # Ok::<(), mp_pool::Error>(())
+    /// ```
+    pub fn imap_buffered<A, R, F, I>(
+        &self,
+        f: F,
+        items: I,
+        chunksize: usize,
+        buffersize: usize,
+    ) -> IMap<R>
+    where
+        A: Send + 'static,
+        R: Send + 'static,
+        F: Fn(A) -> R + Send + Sync + 'static,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: Send + 'static,
+    {
+        plumbing::imap_buffered(&self.pool, f, items, (chunksize, Some(buffersize)), true)
+    }
+
+    /// As [`imap_unordered_chunked`](Self::imap_unordered_chunked), with at
+    /// most `buffersize` tasks submitted ahead of the consumer.
+    ///
+    /// ```
+    /// let pool = mp_dummy::ThreadPool::new(Some(2))?;
+    /// let mut got = pool
+    ///     .imap_unordered_buffered(|x: u64| x * 2, 0..5, 2, 1)
+    ///     .collect::<Result<Vec<_>, _>>()?;
+    /// got.sort();
+    /// assert_eq!(got, [0, 2, 4, 6, 8]);
+    /// # Ok::<(), mp_pool::Error>(())
+    /// ```
+    pub fn imap_unordered_buffered<A, R, F, I>(
+        &self,
+        f: F,
+        items: I,
+        chunksize: usize,
+        buffersize: usize,
+    ) -> IMap<R>
+    where
+        A: Send + 'static,
+        R: Send + 'static,
+        F: Fn(A) -> R + Send + Sync + 'static,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: Send + 'static,
+    {
+        plumbing::imap_buffered(&self.pool, f, items, (chunksize, Some(buffersize)), false)
+    }
+
     /// No more tasks; workers exit when the queued ones are done.
     pub fn close(&self) {
         self.pool.close()

@@ -98,11 +98,32 @@ impl Core {
         garbage.dispose();
     }
 
+    /// Cancels a job none of whose tasks has started (see
+    /// [`State::cancel`]): runs its callbacks and wakes its waiters; whether
+    /// it did.
+    pub(crate) fn cancel(&self, job: JobId) -> bool {
+        let mut garbage = Garbage::default();
+        let cancelled = self.shared.lock().cancel(job, &mut garbage);
+        garbage.dispose();
+        let Some(due) = cancelled else {
+            return false;
+        };
+        run_callbacks(due, &self.shared);
+        self.shared.changed.notify_all();
+        true
+    }
+
     /// Forgets a job whose handle is gone (now if complete, else when it is).
     /// A complete one's values are dropped here, on this thread, after the
     /// lock is let go: their `Drop` may use the pool (or panic).
     pub(crate) fn forget(&self, job: JobId) {
-        let done = self.shared.lock().forget(job);
+        let mut st = self.shared.lock();
+        // The waker of its future, if any, is let go now (not when the job
+        // completes): the task that polled it may be gone too.
+        let waker = st.jobs.get_mut(&job).and_then(Job::take_waker);
+        let done = st.forget(job);
+        drop(st);
+        drop(waker);
         drop(done);
     }
 

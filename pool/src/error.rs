@@ -83,6 +83,11 @@ pub enum Error {
     #[error("timed out waiting for the result")]
     Timeout,
 
+    /// The call was cancelled by [`AsyncResult::cancel`](crate::AsyncResult::cancel)
+    /// before any of its tasks started (`concurrent.futures.CancelledError`).
+    #[error("the call was cancelled before it started")]
+    Cancelled,
+
     /// `successful()` on a result that is not ready (`ValueError`).
     #[error("the result is not ready")]
     NotReady,

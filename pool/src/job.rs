@@ -6,6 +6,7 @@
 use std::any::Any;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Condvar, Mutex, MutexGuard};
+use std::task::Waker;
 
 use mp_proc::plumbing::ErasedFunction;
 
@@ -18,18 +19,29 @@ pub(crate) type JobId = u64;
 /// their outcomes, tasks with their items, outcomes nobody waits for), to
 /// drop once the lock is let go: their `Drop` may use the pool (which takes
 /// the lock) or panic (which would unwind through the pool's bookkeeping).
+/// Also the wakers of futures whose job settled, to wake without the lock
+/// (a waker may poll the future at once, on this thread: it takes the lock).
 #[derive(Default)]
 #[must_use = "values taken out under the lock are dropped without it"]
-pub(crate) struct Garbage(Vec<Box<dyn Any + Send>>);
+pub(crate) struct Garbage(Vec<Box<dyn Any + Send>>, Vec<Waker>);
 
 impl Garbage {
     pub(crate) fn put(&mut self, value: impl Any + Send) {
         self.0.push(Box::new(value));
     }
 
-    /// Drops them (call it without the lock), each on its own: a panicking
-    /// `Drop` ends that drop only, not the thread's work for the pool.
+    /// A waker to wake once the lock is let go.
+    pub(crate) fn wake(&mut self, waker: Option<Waker>) {
+        self.1.extend(waker);
+    }
+
+    /// Wakes the wakers, then drops the values (call it without the lock),
+    /// each on its own: a panicking `Drop` or `wake` ends that one only, not
+    /// the thread's work for the pool.
     pub(crate) fn dispose(self) {
+        for waker in self.1 {
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| waker.wake()));
+        }
         for value in self.0 {
             let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(value)));
         }
@@ -121,6 +133,9 @@ pub(crate) struct Job {
     /// An imap's: its consumer takes outcomes one by one, so it is woken for
     /// each (others only when the job completes).
     pub(crate) lazy: bool,
+    /// The waker of the future (or stream) that waits for it: woken when it
+    /// settles (a lazy job's: on each outcome), after the lock is let go.
+    waker: Option<Waker>,
 }
 
 impl Job {
@@ -134,6 +149,21 @@ impl Job {
             in_callbacks: false,
             orphaned: false,
             lazy: expected.is_none(),
+            waker: None,
+        }
+    }
+
+    /// Takes the waker out (its future is gone: drop it without the lock).
+    pub(crate) fn take_waker(&mut self) -> Option<Waker> {
+        self.waker.take()
+    }
+
+    /// Leaves the waker of the task that polls its handle (replacing the
+    /// one of a previous poll, unless it wakes the same task).
+    pub(crate) fn set_waker(&mut self, waker: &Waker) {
+        match &mut self.waker {
+            Some(w) if w.will_wake(waker) => {}
+            w => *w = Some(waker.clone()),
         }
     }
 
@@ -339,6 +369,34 @@ impl State {
         completed(self, job, garbage)
     }
 
+    /// Cancels a job none of whose items has started: all of them are still
+    /// queued (`pending`) and none has an outcome. Its tasks go to
+    /// `garbage` and it fails with [`Error::Cancelled`]. `None` if it could
+    /// not be cancelled (started, complete, gone); else whether its
+    /// callbacks are due (the job to run them for).
+    pub(crate) fn cancel(&mut self, job: JobId, garbage: &mut Garbage) -> Option<Option<JobId>> {
+        let j = self.jobs.get(&job)?;
+        if j.complete() || j.received > 0 {
+            return None;
+        }
+        let queued: usize = self
+            .pending
+            .iter()
+            .filter(|t| t.job == job)
+            .map(|t| t.count)
+            .sum();
+        if j.expected != Some(queued) {
+            return None;
+        }
+        let (dropped, kept): (VecDeque<Task>, VecDeque<Task>) = std::mem::take(&mut self.pending)
+            .into_iter()
+            .partition(|t| t.job == job);
+        self.pending = kept;
+        garbage.put(dropped);
+        self.jobs.get_mut(&job)?.abort = Some(Error::Cancelled);
+        Some(completed(self, job, garbage))
+    }
+
     /// Forgets a job whose handle is gone: returns it if complete (for the
     /// caller to drop once it let go of the lock: its values' `Drop` may use
     /// the pool, or panic), else marks it to be forgotten when it is.
@@ -372,6 +430,9 @@ pub(crate) fn record(
         garbage.put(twice);
     }
     j.received += count;
+    if j.lazy {
+        garbage.wake(j.waker.take());
+    }
     completed(st, job, garbage)
 }
 
@@ -387,6 +448,7 @@ fn completed(st: &mut State, job: JobId, garbage: &mut Garbage) -> Option<JobId>
         j.in_callbacks = true;
         return Some(job);
     }
+    garbage.wake(j.waker.take());
     if j.orphaned
         && let Some(j) = st.jobs.remove(&job)
     {
@@ -410,6 +472,7 @@ pub(crate) fn run_callbacks(job: Option<JobId>, shared: &Shared) {
         if j.callbacks.is_empty() {
             j.in_callbacks = false;
             let mut garbage = Garbage::default();
+            garbage.wake(j.waker.take());
             if j.orphaned
                 && let Some(gone) = st.jobs.remove(&id)
             {

@@ -5,12 +5,14 @@
 // Layers, each using only those above it: the wire (`codec`), the pool's
 // bookkeeping (`job`), the workers' side (`worker`, `local`), the transports
 // (`scheduler`, `transport`), the core over them (`core`), then the user API
-// (`result`, `pool`).
+// (`result`, `future`, `imap`, `pool`).
 mod codec;
 mod core;
 mod decode;
 mod erased;
 mod error;
+mod future;
+mod imap;
 mod input;
 mod job;
 mod local;
@@ -25,5 +27,7 @@ mod transport;
 mod worker;
 
 pub use error::{Error, ProcError, Result};
+pub use future::ResultFuture;
+pub use imap::IMap;
 pub use pool::{Pool, PoolBuilder};
-pub use result::{AsyncResult, IMap};
+pub use result::AsyncResult;

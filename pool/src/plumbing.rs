@@ -11,10 +11,11 @@
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
+use crate::imap::{Feed, IMap};
 use crate::input;
 use crate::job::{JobId, Task};
 use crate::local;
-use crate::result::{AsyncResult, Feed, IMap, Read};
+use crate::result::{AsyncResult, Read};
 use crate::sys::Slots;
 use crate::{Pool, pool::default_chunksize};
 
@@ -171,6 +172,32 @@ where
     I: IntoIterator<Item = A>,
     I::IntoIter: Send + 'static,
 {
+    imap_buffered(pool, f, items, (chunksize, None), ordered)
+}
+
+/// As [`imap`], at most `buffersize` tasks ahead of the consumer (`None`:
+/// the default look-ahead; `Some(0)` fails as a `chunksize` of 0 does).
+///
+/// ```
+/// let pool = mp_pool::Pool::new(Some(1))?;
+/// let mut r = mp_pool::plumbing::imap_buffered(&pool, |x: u32| x + 1, 0.., (1, Some(2)), true);
+/// assert!(matches!(r.next(), Some(Err(_))));
+/// # Ok::<(), mp_pool::Error>(())
+/// ```
+pub fn imap_buffered<A, R, F, I>(
+    pool: &Pool,
+    f: F,
+    items: I,
+    (chunksize, buffersize): (usize, Option<usize>),
+    ordered: bool,
+) -> IMap<R>
+where
+    A: Send + 'static,
+    R: Send + 'static,
+    F: Fn(A) -> R + Send + Sync + 'static,
+    I: IntoIterator<Item = A>,
+    I::IntoIter: Send + 'static,
+{
     let take = local::take_next::<R>;
     if !pool.core.runs_closures() {
         return IMap::failed(no_closures(), take);
@@ -178,13 +205,23 @@ where
     if chunksize == 0 {
         return IMap::failed(crate::pool::zero_chunksize(), take);
     }
+    if buffersize == Some(0) {
+        return IMap::failed(crate::imap::zero_buffersize(), take);
+    }
     match pool.core.new_job(None) {
         Ok(job) => {
             let feed = Box::new(Closures {
                 f: Arc::new(f),
                 items: items.into_iter(),
             });
-            IMap::new(pool.core.clone(), job, feed, chunksize, ordered, take)
+            IMap::new(
+                pool.core.clone(),
+                job,
+                feed,
+                (chunksize, buffersize),
+                ordered,
+                take,
+            )
         }
         Err(e) => IMap::failed(e, take),
     }

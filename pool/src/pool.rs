@@ -10,9 +10,10 @@ use crate::codec;
 use crate::core::Core;
 use crate::decode;
 use crate::error::{Error, Result};
+use crate::imap::{Feed, IMap};
 use crate::input;
 use crate::job::{JobId, Task, Work};
-use crate::result::{AsyncResult, Feed, IMap, Read};
+use crate::result::{AsyncResult, Read};
 use crate::transport::process::Processes;
 use crate::transport::thread::Threads;
 
@@ -417,7 +418,7 @@ impl Pool {
         &self,
         f: fn(A) -> R,
         items: I,
-        chunksize: usize,
+        (chunksize, buffersize): (usize, Option<usize>),
         ordered: bool,
     ) -> IMap<R>
     where
@@ -427,6 +428,9 @@ impl Pool {
         let take = decode::take_decoded::<R>;
         if chunksize == 0 {
             return IMap::failed(zero_chunksize(), take);
+        }
+        if buffersize == Some(0) {
+            return IMap::failed(crate::imap::zero_buffersize(), take);
         }
         let func = Function::new(f).erased();
         if let Err(e) = self.check(&func) {
@@ -438,7 +442,14 @@ impl Pool {
                     func,
                     items: items.into_iter(),
                 });
-                IMap::new(self.core.clone(), job, feed, chunksize, ordered, take)
+                IMap::new(
+                    self.core.clone(),
+                    job,
+                    feed,
+                    (chunksize, buffersize),
+                    ordered,
+                    take,
+                )
             }
             Err(e) => IMap::failed(e, take),
         }
@@ -458,7 +469,7 @@ impl Pool {
         I: IntoIterator<Item = A>,
         I::IntoIter: Send + 'static,
     {
-        self.lazy(f, items, 1, true)
+        self.lazy(f, items, (1, None), true)
     }
 
     /// As [`imap`](Self::imap), `chunksize` items per task.
@@ -472,7 +483,45 @@ impl Pool {
         I: IntoIterator<Item = A>,
         I::IntoIter: Send + 'static,
     {
-        self.lazy(f, items, chunksize, true)
+        self.lazy(f, items, (chunksize, None), true)
+    }
+
+    /// As [`imap_chunked`](Self::imap_chunked), with at most `buffersize`
+    /// tasks submitted ahead of the consumer (CPython 3.14's
+    /// `Executor.map(buffersize=)`): the input is pulled only as results are
+    /// taken, so it holds at most `buffersize * chunksize` items not yet
+    /// yielded. `buffersize` 0 is [`Error::InvalidArgument`] (yielded by
+    /// the iterator, as a `chunksize` of 0).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// fn square(x: u64) -> u64 {
+    ///     x * x
+    /// }
+    /// let pool = mp_pool::Pool::new(Some(2))?;
+    /// let pulled = Arc::new(AtomicUsize::new(0));
+    /// let counter = pulled.clone();
+    /// let input = (0..100).inspect(move |_| {
+    ///     counter.fetch_add(1, Ordering::SeqCst);
+    /// });
+    /// let mut it = pool.imap_buffered(square, input, 1, 3);
+    /// assert_eq!(it.next().transpose()?, Some(0));
+    /// assert!(pulled.load(Ordering::SeqCst) <= 1 + 3);
+    /// # Ok::<(), mp_pool::Error>(())
+    /// ```
+    pub fn imap_buffered<A: Payload, R: Payload, I>(
+        &self,
+        f: fn(A) -> R,
+        items: I,
+        chunksize: usize,
+        buffersize: usize,
+    ) -> IMap<R>
+    where
+        I: IntoIterator<Item = A>,
+        I::IntoIter: Send + 'static,
+    {
+        self.lazy(f, items, (chunksize, Some(buffersize)), true)
     }
 
     /// As [`imap`](Self::imap), results in the order they finish (Python's
@@ -482,7 +531,7 @@ impl Pool {
         I: IntoIterator<Item = A>,
         I::IntoIter: Send + 'static,
     {
-        self.lazy(f, items, 1, false)
+        self.lazy(f, items, (1, None), false)
     }
 
     /// As [`imap_unordered`](Self::imap_unordered), `chunksize` items per task.
@@ -496,7 +545,37 @@ impl Pool {
         I: IntoIterator<Item = A>,
         I::IntoIter: Send + 'static,
     {
-        self.lazy(f, items, chunksize, false)
+        self.lazy(f, items, (chunksize, None), false)
+    }
+
+    /// As [`imap_unordered_chunked`](Self::imap_unordered_chunked), with at
+    /// most `buffersize` tasks submitted ahead of the consumer (see
+    /// [`imap_buffered`](Self::imap_buffered)).
+    ///
+    /// ```
+    /// fn square(x: u64) -> u64 {
+    ///     x * x
+    /// }
+    /// let pool = mp_pool::Pool::new(Some(2))?;
+    /// let mut got: Vec<u64> = pool
+    ///     .imap_unordered_buffered(square, 0..10, 2, 2)
+    ///     .collect::<Result<_, _>>()?;
+    /// got.sort();
+    /// assert_eq!(got, [0, 1, 4, 9, 16, 25, 36, 49, 64, 81]);
+    /// # Ok::<(), mp_pool::Error>(())
+    /// ```
+    pub fn imap_unordered_buffered<A: Payload, R: Payload, I>(
+        &self,
+        f: fn(A) -> R,
+        items: I,
+        chunksize: usize,
+        buffersize: usize,
+    ) -> IMap<R>
+    where
+        I: IntoIterator<Item = A>,
+        I::IntoIter: Send + 'static,
+    {
+        self.lazy(f, items, (chunksize, Some(buffersize)), false)
     }
 
     /// Takes no more work; the workers finish what was submitted, then exit

@@ -9,7 +9,7 @@ use mp_proc::Payload;
 
 use crate::core::Core;
 use crate::error::{Error, Result};
-use crate::job::{Job, JobId, Outcomes, Task};
+use crate::job::{Job, JobId};
 
 /// Turns a job's outcomes (`items` of them, by index) into the call's value.
 pub(crate) struct Read<R> {
@@ -118,6 +118,62 @@ impl<R: Send + 'static> AsyncResult<R> {
             Some(mut job) => (self.read.read)(&mut job, self.items),
             None => Err(Error::Terminated),
         }
+    }
+
+    /// Whether it is settled; if not, leaves `waker` in its job, to be
+    /// woken (without the pool's lock) once it is. For its future.
+    pub(crate) fn poll_settled(&self, waker: &std::task::Waker) -> bool {
+        let Some(core) = &self.core else {
+            return true;
+        };
+        let mut st = core.shared.lock();
+        match st.jobs.get_mut(&self.job) {
+            Some(j) if !j.settled() => {
+                j.set_waker(waker);
+                false
+            }
+            _ => true,
+        }
+    }
+
+    /// The value of a settled result, as [`get`](Self::get) gives it
+    /// (without helping or waiting: it is settled).
+    pub(crate) fn take_settled(self) -> Result<R> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
+        let Some(core) = self.core.as_ref() else {
+            return Err(Error::Terminated);
+        };
+        match core.take_job(self.job) {
+            Some(mut job) => (self.read.read)(&mut job, self.items),
+            None => Err(Error::Terminated),
+        }
+    }
+
+    /// Cancels the call if none of its tasks has started (they are all
+    /// still queued): they are dropped, the call fails with
+    /// [`Error::Cancelled`] (its error callback gets it, its waiters and
+    /// future wake), and it returns true. If a task has started (or the call
+    /// finished, failed, or was cancelled already): false, and nothing
+    /// changes (a running task is stopped only by its pool's end). A task
+    /// sent ahead to a busy worker process counts as started.
+    ///
+    /// ```
+    /// fn square(x: u64) -> u64 {
+    ///     x * x
+    /// }
+    /// let pool = mp_pool::Pool::new(Some(1))?;
+    /// let r = pool.apply_async(square, 3);
+    /// if r.cancel() {
+    ///     assert!(matches!(r.get(), Err(mp_pool::Error::Cancelled)));
+    /// } else {
+    ///     assert_eq!(r.get()?, 9); // it had started
+    /// }
+    /// # Ok::<(), mp_pool::Error>(())
+    /// ```
+    pub fn cancel(&self) -> bool {
+        self.failed.is_none() && self.core.as_ref().is_some_and(|c| c.cancel(self.job))
     }
 
     /// As [`get`](Self::get), waiting at most `timeout`: then
@@ -237,222 +293,6 @@ impl<R> fmt::Debug for AsyncResult<R> {
         f.debug_struct("AsyncResult")
             .field("job", &self.job)
             .field("items", &self.items)
-            .finish()
-    }
-}
-
-/// Where an imap's tasks come from: its input, pulled a task at a time.
-pub(crate) trait Feed: Send {
-    /// The task of the next (at most) `max` items, from item `start` of
-    /// `job`; `None` once the input has ended;
-    /// [`Error::InputPanicked`] if pulling the input panicked.
-    fn next_task(&mut self, job: JobId, start: usize, max: usize) -> Result<Option<Task>>;
-}
-
-/// The least look-ahead of an `imap`, in items.
-const LOOKAHEAD_MIN: usize = 256;
-
-/// Python's `imap` and `imap_unordered`: an iterator of results that pulls
-/// its input as workers free up, so an endless input works in bounded memory.
-///
-/// ```
-/// fn square(x: u64) -> u64 {
-///     x * x
-/// }
-/// let pool = mp_pool::Pool::new(Some(2))?;
-/// let squares: Vec<u64> = pool.imap(square, 1..).take(5).collect::<Result<_, _>>()?;
-/// assert_eq!(squares, [1, 4, 9, 16, 25]);
-/// # Ok::<(), mp_pool::Error>(())
-/// ```
-pub struct IMap<R> {
-    core: Option<Arc<Core>>,
-    job: JobId,
-    feed: Option<Box<dyn Feed>>,
-    chunksize: usize,
-    lookahead: usize,
-    submitted: usize,
-    yielded: usize,
-    next: usize,
-    ordered: bool,
-    failed: Option<Error>,
-    /// The outcomes of the task being handed out, and how many are left.
-    local: Option<(Outcomes, usize)>,
-    take: fn(&mut Outcomes) -> Result<R>,
-    /// The input's panic, yielded after the items before it.
-    input_error: Option<Error>,
-}
-
-impl<R> IMap<R> {
-    pub(crate) fn new(
-        core: Arc<Core>,
-        job: JobId,
-        feed: Box<dyn Feed>,
-        chunksize: usize,
-        ordered: bool,
-        take: fn(&mut Outcomes) -> Result<R>,
-    ) -> IMap<R> {
-        let lookahead = (core.processes * 4 * chunksize).max(LOOKAHEAD_MIN);
-        let mut m = IMap {
-            core: Some(core),
-            job,
-            feed: Some(feed),
-            chunksize,
-            lookahead,
-            submitted: 0,
-            yielded: 0,
-            next: 0,
-            ordered,
-            failed: None,
-            local: None,
-            take,
-            input_error: None,
-        };
-        m.top_up();
-        m
-    }
-
-    pub(crate) fn failed(error: Error, take: fn(&mut Outcomes) -> Result<R>) -> IMap<R> {
-        IMap {
-            core: None,
-            job: 0,
-            feed: None,
-            chunksize: 1,
-            lookahead: 0,
-            submitted: 0,
-            yielded: 0,
-            next: 0,
-            ordered: true,
-            failed: Some(error),
-            local: None,
-            take,
-            input_error: None,
-        }
-    }
-
-    /// Pulls input until `lookahead` items are in the pool or it ends; in
-    /// whole chunks, once half the look-ahead is free, so that tasks keep
-    /// their chunksize and a refill costs one submission, not one per item.
-    fn top_up(&mut self) {
-        let (Some(core), Some(feed)) = (&self.core, &mut self.feed) else {
-            return;
-        };
-        let room = (self.yielded + self.lookahead).saturating_sub(self.submitted);
-        let room = room - room % self.chunksize;
-        if room == 0 || (self.submitted > 0 && room < self.lookahead / 2) {
-            return;
-        }
-        let mut tasks = Vec::new();
-        let mut got = 0;
-        let mut ended = false;
-        while got < room {
-            match feed.next_task(self.job, self.submitted + got, self.chunksize) {
-                Ok(Some(t)) => {
-                    got += t.count;
-                    ended = t.count < self.chunksize;
-                    tasks.push(t);
-                    if ended {
-                        break;
-                    }
-                }
-                Ok(None) => {
-                    ended = true;
-                    break;
-                }
-                Err(e) => {
-                    // The input failed: it ends here, with its error after
-                    // the items pulled before it.
-                    self.input_error = Some(e);
-                    ended = true;
-                    break;
-                }
-            }
-        }
-        if !tasks.is_empty() {
-            core.submit(tasks);
-            self.submitted += got;
-        }
-        if ended {
-            self.feed = None;
-            core.set_expected(self.job, self.submitted);
-        }
-    }
-}
-
-impl<R> Iterator for IMap<R> {
-    type Item = Result<R>;
-
-    fn next(&mut self) -> Option<Result<R>> {
-        if let Some(e) = self.failed.take() {
-            return Some(Err(e));
-        }
-        let core = self.core.clone()?;
-        self.top_up();
-        if self.feed.is_none() && self.yielded >= self.submitted {
-            return self.input_error.take().map(Err);
-        }
-        if self.local.is_none() {
-            // Take the next task's outcomes whole (one lock per task), then
-            // hand them out one by one.
-            let (job, ordered, want) = (self.job, self.ordered, self.next);
-            let mut taken = None;
-            core.wait_until(None, |st| {
-                let Some(j) = st.jobs.get_mut(&job) else {
-                    return true;
-                };
-                match j.take_chunk(ordered.then_some(want)) {
-                    Some(c) => {
-                        taken = Some(c);
-                        true
-                    }
-                    None => j.abort.is_some(),
-                }
-            });
-            self.local = taken.map(|(count, outcomes)| (outcomes, count));
-        }
-        let outcome = match &mut self.local {
-            Some((outcomes, left)) => {
-                let r = (self.take)(outcomes);
-                *left -= 1;
-                if *left == 0 {
-                    self.local = None;
-                }
-                r
-            }
-            None => {
-                let abort = core
-                    .shared
-                    .lock()
-                    .jobs
-                    .get(&self.job)
-                    .and_then(|j| j.abort.clone());
-                // The pool ended: report it once, then stop.
-                self.feed = None;
-                self.submitted = self.yielded;
-                self.input_error = None;
-                return Some(Err(abort.unwrap_or(Error::Terminated)));
-            }
-        };
-        self.yielded += 1;
-        self.next += 1;
-        self.top_up();
-        Some(outcome)
-    }
-}
-
-impl<R> Drop for IMap<R> {
-    fn drop(&mut self) {
-        if let Some(core) = &self.core {
-            core.discard(self.job);
-        }
-    }
-}
-
-impl<R> fmt::Debug for IMap<R> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("IMap")
-            .field("ordered", &self.ordered)
-            .field("submitted", &self.submitted)
-            .field("yielded", &self.yielded)
             .finish()
     }
 }

@@ -1,6 +1,7 @@
 //! mp-dummy's integration tests: the conformance suites on threads, and
 //! what only threads do.
 
+mod asyncs;
 mod conformance;
 mod drops;
 mod generic;

@@ -2,11 +2,14 @@
 //! `fn(StartMethod)` and instantiated for fork, spawn and forkserver.
 
 mod api;
+mod asyncs;
+mod cancel;
 mod conformance;
 mod cpython_port;
 mod drops;
 mod faults;
 mod handles;
+mod imap_window;
 mod join_twice;
 mod lazy;
 mod lifetime;
