@@ -102,7 +102,7 @@ pub(crate) const CRATES: &[Crate] = &[
             },
             Layer {
                 name: "results",
-                modules: &["result"],
+                modules: &["result", "future", "imap"],
             },
             Layer {
                 name: "the user API",

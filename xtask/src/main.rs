@@ -31,6 +31,10 @@ commands:
   publish-check  package every crate as crates.io would (cargo publish --dry-run)
 ";
 
+/// The arguments that select mp-pool with its optional `async` feature
+/// (its `IMap` is a `Stream`), checked and tested beside the defaults.
+const ASYNC_POOL: [&str; 4] = ["-p", "mp-pool", "--features", "async"];
+
 /// A generous bound on one example's run: only a guard against a hang.
 const EXAMPLE_HANG_GUARD: Duration = Duration::from_secs(300);
 
@@ -127,6 +131,11 @@ fn test(root: &Path) -> Result {
         "warnings",
     ]);
     run(root, c)?;
+    // mp-pool's `async` feature (`IMap` as a `Stream`): its code and tests.
+    let mut c = cargo();
+    c.arg("clippy").args(ASYNC_POOL);
+    c.args(["--all-targets", "--", "-D", "warnings"]);
+    run(root, c)?;
     check_fuzz_targets(root)?;
 
     check_crate_boundaries(root)?;
@@ -161,6 +170,11 @@ fn test(root: &Path) -> Result {
             "not test(/^conformance::/)",
         ]);
         run(root, c)?;
+        // Built with mp-pool's `async` feature, its tests that need it.
+        let mut c = cargo();
+        c.args(["nextest", "run"]).args(ASYNC_POOL);
+        c.args(["--no-fail-fast", "-E", "test(/::stream::/)"]);
+        run(root, c)?;
         if !failed.is_empty() {
             return Err(format!(
                 "the conformance suite failed on: {}",
@@ -174,6 +188,9 @@ fn test(root: &Path) -> Result {
         eprintln!("\nnote: cargo-nextest not found; running the tests with cargo test");
         let mut c = cargo();
         c.args(["test", "--workspace"]);
+        run(root, c)?;
+        let mut c = cargo();
+        c.arg("test").args(ASYNC_POOL).args(["--", "::stream::"]);
         run(root, c)?;
     }
 
@@ -257,6 +274,11 @@ fn run_examples(root: &Path) -> Result {
         let mut c = cargo();
         c.args(["run", "-q", "-p", &package, "--example", &example])
             .current_dir(root);
+        // mp-pool's examples with its optional feature too (tokio_pool's
+        // stream); they are built without it by `build --examples` above.
+        if package == "mp-pool" {
+            c.args(["--features", "async"]);
+        }
         let shown = format!("cargo run -q -p {package} --example {example}");
         eprintln!("\n==> {shown}");
         let start = Instant::now();
