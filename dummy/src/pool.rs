@@ -12,11 +12,16 @@ use crate::ThreadContext;
 /// The pending result of [`ThreadPool::apply_async`] (a value) or
 /// [`ThreadPool::map_async`] (the values in order): mp-pool's. Its
 /// [`get`](mp_pool::AsyncResult::get) runs the call's tasks that no worker
-/// has started while it waits; its value can be taken once.
+/// has started while it waits; its value can be taken once. It can be
+/// awaited (its future only polls: the tasks run on the workers, never on
+/// the executor's thread) and [`cancel`](mp_pool::AsyncResult::cancel)led
+/// before it starts.
 pub type AsyncResult<T> = mp_pool::AsyncResult<T>;
 
 /// The results of [`ThreadPool::imap`] and friends, in input order or as
 /// they finish: mp-pool's.
+/// [`next_timeout`](mp_pool::IMap::next_timeout) waits for one at most so
+/// long.
 pub type IMap<R> = mp_pool::IMap<R>;
 
 /// A pool of worker threads: Python's `multiprocessing.dummy.Pool` (and
