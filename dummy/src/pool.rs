@@ -14,7 +14,7 @@ use crate::ThreadContext;
 /// [`get`](mp_pool::AsyncResult::get) runs the call's tasks that no worker
 /// has started while it waits; its value can be taken once. It can be
 /// awaited (its future only polls: the tasks run on the workers, never on
-/// the executor's thread) and [`cancel`](mp_pool::AsyncResult::cancel)led
+/// the executor's thread) and [cancelled](mp_pool::AsyncResult::cancel)
 /// before it starts.
 pub type AsyncResult<T> = mp_pool::AsyncResult<T>;
 
