@@ -202,6 +202,7 @@ mod stream {
     mp_testkit::for_each_method!(
         an_imap_is_a_stream_of_its_results,
         a_pending_stream_is_woken_by_each_result,
+        a_pending_stream_dropped_early_lets_its_waker_go,
     );
 
     /// The stream's next item (`poll_next` through a future).
@@ -290,6 +291,29 @@ mod stream {
             Pin::new(&mut it).poll_next(&mut cx),
             Poll::Ready(None)
         ));
+        pool.join().unwrap();
+    }
+
+    fn a_pending_stream_dropped_early_lets_its_waker_go(method: StartMethod) {
+        let _g = guard();
+        let (pool, gate) = crate::gated(method, 1);
+        let mut it = pool.imap(gated, 0u64..);
+        gate.started.get_timeout(LONG).unwrap();
+        let count = Arc::new(Count::default());
+        let waker = Waker::from(count.clone());
+        assert!(
+            Pin::new(&mut it)
+                .poll_next(&mut Context::from_waker(&waker))
+                .is_pending()
+        );
+        // The consumer stops: its queued tasks go, its waker is let go.
+        drop(it);
+        drop(waker);
+        assert_eq!(Arc::strong_count(&count), 1);
+        gate.go.set();
+        assert_eq!(pool.apply(square, 5).unwrap(), 25);
+        assert_eq!(count.woken(), 0);
+        pool.close();
         pool.join().unwrap();
     }
 }
