@@ -568,32 +568,22 @@ impl Connection {
         max: u64,
         deadline: Option<Instant>,
     ) -> Result<u64> {
-        self.need_by(reader, 4, deadline)?;
-        let s = reader.start;
-        let short = i32::from_be_bytes(reader.buf[s..s + 4].try_into().expect("4 bytes"));
-        let len = match short {
-            -1 => {
-                self.need_by(reader, 12, deadline)?;
-                let s = reader.start;
-                let len =
-                    u64::from_be_bytes(reader.buf[s + 4..s + 12].try_into().expect("8 bytes"));
-                reader.start += 12;
-                len
+        let mut want = 4;
+        loop {
+            self.need_by(reader, want, deadline)?;
+            match frame_header(&reader.buf[reader.start..reader.end], max) {
+                Ok(Some((head, len))) => {
+                    reader.start += head;
+                    return Ok(len);
+                }
+                // CPython's escape, whose 8-byte length has not all arrived.
+                Ok(None) => want = 12,
+                Err(e) => {
+                    reader.desync = true;
+                    return Err(e);
+                }
             }
-            n if n < 0 => {
-                reader.desync = true;
-                return Err(Error::NegativeFrameLength { len: n });
-            }
-            n => {
-                reader.start += 4;
-                n as u64
-            }
-        };
-        if len > max || len > isize::MAX as u64 {
-            reader.desync = true;
-            return Err(Error::FrameTooLong { len, max });
         }
-        Ok(len)
     }
 
     /// Reads a payload of `len` bytes into `out`. Its memory grows with the
@@ -674,6 +664,27 @@ impl Connection {
     }
 }
 
+/// Parses the frame header at the start of `bytes`: how many bytes it takes
+/// and the payload's length; `None` while it has not all arrived. A negative
+/// length, or one over `max`, is the error [`Connection::recv`] gives.
+fn frame_header(bytes: &[u8], max: u64) -> Result<Option<(usize, u64)>> {
+    let Some(short) = bytes.first_chunk::<4>() else {
+        return Ok(None);
+    };
+    let (head, len) = match i32::from_be_bytes(*short) {
+        -1 => match bytes.get(4..).and_then(<[u8]>::first_chunk::<8>) {
+            Some(long) => (12, u64::from_be_bytes(*long)),
+            None => return Ok(None),
+        },
+        n if n < 0 => return Err(Error::NegativeFrameLength { len: n }),
+        n => (4, n as u64),
+    };
+    if len > max || len > isize::MAX as u64 {
+        return Err(Error::FrameTooLong { len, max });
+    }
+    Ok(Some((head, len)))
+}
+
 /// Decodes a received message, whose handles take their descriptors from
 /// those that came with it (the rest are closed).
 fn decode_message<T: DeserializeOwned>(bytes: &[u8], fds: Claimed) -> Result<T> {
@@ -701,6 +712,9 @@ impl fmt::Debug for Connection {
 
 #[path = "conn_wire.rs"]
 mod wire;
+
+#[path = "conn_try.rs"]
+mod try_recv;
 
 #[cfg(test)]
 #[path = "conn_tests.rs"]

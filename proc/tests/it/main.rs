@@ -35,3 +35,4 @@ mod sync_i16;
 mod tracker_restart;
 mod tree;
 mod trust;
+mod try_recv;
