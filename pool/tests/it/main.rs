@@ -11,6 +11,7 @@ mod join_twice;
 mod lazy;
 mod lifetime;
 mod scenarios;
+mod sizing;
 mod start_failure;
 
 use mp_pool::{Pool, PoolBuilder};

@@ -209,7 +209,10 @@ mod tests {
         raw(&a).write_all(&4096u32.to_be_bytes()[..]).unwrap();
         assert!(matches!(
             b.try_recv::<u8>(),
-            Err(Error::FrameTooLong { len: 4096, max: 1024 })
+            Err(Error::FrameTooLong {
+                len: 4096,
+                max: 1024
+            })
         ));
         assert!(matches!(b.try_recv::<u8>(), Err(Error::Desynchronized)));
     }

@@ -97,7 +97,10 @@ fn two_frames_from_one_read_come_out_without_the_fd_waking_again(method: StartMe
     wait_readable(&here);
     assert_eq!(here.try_recv::<u32>().unwrap(), Some(1));
     assert!(!fd_readable(&here), "the second frame is in the buffer");
-    assert!(here.poll(Some(Duration::ZERO)).unwrap(), "poll sees the buffer");
+    assert!(
+        here.poll(Some(Duration::ZERO)).unwrap(),
+        "poll sees the buffer"
+    );
     assert_eq!(here.try_recv::<u32>().unwrap(), Some(2));
     assert_eq!(here.try_recv::<u32>().unwrap(), None);
     here.send(&"quit").unwrap();
@@ -111,7 +114,10 @@ fn half_a_frame_stays_buffered_until_the_rest_comes(method: StartMethod) {
     wait_readable(&here);
     // The peer stalls inside a frame: no wait, no loss.
     assert_eq!(here.try_recv::<String>().unwrap(), None);
-    assert!(!fd_readable(&here), "the half frame was read into the buffer");
+    assert!(
+        !fd_readable(&here),
+        "the half frame was read into the buffer"
+    );
     assert_eq!(here.try_recv::<String>().unwrap(), None);
     here.send(&"second half").unwrap();
     let mut got = None;
