@@ -4,6 +4,7 @@
 mod api;
 mod conformance;
 mod cpython_port;
+mod crash;
 mod drops;
 mod faults;
 mod handles;
