@@ -700,6 +700,15 @@ impl AsFd for Connection {
     }
 }
 
+/// For event loops whose registrations take an [`AsRawFd`] (tokio's
+/// `AsyncFd<Connection>`): wait for it to be readable, then receive with
+/// [`try_recv`](Connection::try_recv), draining it before each wait.
+impl AsRawFd for Connection {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.inner.fd.as_raw_fd()
+    }
+}
+
 impl fmt::Debug for Connection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Connection")

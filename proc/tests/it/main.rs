@@ -26,6 +26,7 @@ mod preload_resources;
 mod queues;
 mod rt_attack;
 mod scenarios;
+mod sentinel;
 mod shareable_list;
 mod shared_memory;
 mod spawn_fn;
