@@ -485,7 +485,11 @@ impl Connection {
         if !self.inner.readable {
             return Err(Error::WriteOnly);
         }
-        let mut reader = lock(&self.inner.reader);
+        Self::prepared(lock(&self.inner.reader))
+    }
+
+    /// The locked reader, checked (not desynchronized) and with its buffer.
+    fn prepared(mut reader: MutexGuard<'_, Reader>) -> Result<MutexGuard<'_, Reader>> {
         if reader.desync {
             return Err(Error::Desynchronized);
         }

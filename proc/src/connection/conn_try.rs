@@ -2,6 +2,8 @@
 //! [`Connection::try_recv_bytes`], over the same buffer, frame parser and
 //! descriptor intake as `recv`.
 
+use std::sync::TryLockError;
+
 use super::*;
 
 impl Connection {
@@ -24,10 +26,12 @@ impl Connection {
     /// One read can bring several messages into the buffer, and those never
     /// make the descriptor readable again (see `examples/tokio_connection.rs`).
     ///
-    /// Never waiting assumes this process is the only one reading the
-    /// descriptor: another reader could take the bytes between the check
-    /// that they are there and the read (as with [`poll`](Self::poll) then
-    /// [`recv`](Self::recv)).
+    /// While another thread receives on this connection (a clone of it, in
+    /// `recv`), `try_recv` gives `None` rather than wait for it: what is here
+    /// is that thread's. Never waiting assumes this process is the only one
+    /// reading the descriptor: a reader elsewhere could take the bytes
+    /// between the check that they are there and the read (as with
+    /// [`poll`](Self::poll) then [`recv`](Self::recv)).
     ///
     /// ```
     /// let (a, b) = mp_proc::pipe(true)?;
@@ -42,7 +46,9 @@ impl Connection {
     /// # Ok::<(), mp_proc::Error>(())
     /// ```
     pub fn try_recv<T: DeserializeOwned>(&self) -> Result<Option<T>> {
-        let mut reader = self.reader()?;
+        let Some(mut reader) = self.try_reader()? else {
+            return Ok(None);
+        };
         let r = &mut *reader;
         let Some((from, len)) = self.try_frame(r)? else {
             return Ok(None);
@@ -66,7 +72,9 @@ impl Connection {
     /// # Ok::<(), mp_proc::Error>(())
     /// ```
     pub fn try_recv_bytes(&self) -> Result<Option<Vec<u8>>> {
-        let mut reader = self.reader()?;
+        let Some(mut reader) = self.try_reader()? else {
+            return Ok(None);
+        };
         let r = &mut *reader;
         let Some((from, len)) = self.try_frame(r)? else {
             return Ok(None);
@@ -77,6 +85,18 @@ impl Connection {
         drop(r.intake.claim(from, r.consumed()));
         shrink(r);
         Ok(Some(bytes))
+    }
+
+    /// The reader, or `None` while another thread holds it (receiving).
+    fn try_reader(&self) -> Result<Option<MutexGuard<'_, Reader>>> {
+        if !self.inner.readable {
+            return Err(Error::WriteOnly);
+        }
+        match self.inner.reader.try_lock() {
+            Ok(r) => Self::prepared(r).map(Some),
+            Err(TryLockError::Poisoned(p)) => Self::prepared(p.into_inner()).map(Some),
+            Err(TryLockError::WouldBlock) => Ok(None),
+        }
     }
 
     /// Makes the next frame whole in the buffer with what the descriptor
@@ -191,6 +211,22 @@ mod tests {
         assert_eq!(b.try_recv_bytes().unwrap(), Some(payload));
         assert_eq!(lock(&b.inner.reader).buf.len(), READ_BUF);
         assert_eq!(b.try_recv_bytes().unwrap(), None);
+    }
+
+    /// While another thread receives (holds the reader), `try_recv` does not
+    /// wait for it: `None`, and the message is there once it is done.
+    #[test]
+    fn a_receiving_thread_makes_try_recv_none_not_a_wait() {
+        let (a, b) = pipe(true).unwrap();
+        a.send(&1u32).unwrap();
+        let held = lock(&b.inner.reader);
+        assert_eq!(b.try_recv::<u32>().unwrap(), None);
+        assert_eq!(b.try_recv_bytes().unwrap(), None);
+        drop(held);
+        assert_eq!(b.try_recv::<u32>().unwrap(), Some(1));
+        let (reader, writer) = pipe(false).unwrap();
+        assert!(matches!(writer.try_recv::<u32>(), Err(Error::WriteOnly)));
+        drop(reader);
     }
 
     /// A header that claims more than the limit is the error `recv` gives,
