@@ -337,4 +337,7 @@ impl Context for ThreadContext {
     fn cpu_count(&self) -> usize {
         mp_proc::cpu_count()
     }
+    fn available_cpus(&self) -> usize {
+        mp_proc::available_cpus()
+    }
 }

@@ -21,7 +21,7 @@ pub use set::Set;
 pub use sync::{Barrier, BoundedSemaphore, Event, Semaphore};
 pub use value::{Array, SharedGuard, Value};
 
-pub use mp_proc::{Connection, Error, Result, cpu_count};
+pub use mp_proc::{Connection, Error, Result, available_cpus, cpu_count};
 
 /// A pipe between threads (`multiprocessing.dummy.Pipe`, which is
 /// `multiprocessing.Pipe`): mp-proc's connections, which threads share too.

@@ -117,7 +117,7 @@ impl PoolBuilder {
     /// closures to threads of this process.
     pub fn context<C: Context>(mut self, ctx: C) -> PoolBuilder {
         let workers = ctx.workers();
-        let cpus = ctx.cpu_count();
+        let cpus = ctx.available_cpus();
         let (start, method): (Starter, _) = match workers {
             Workers::Processes(method) => (
                 Box::new(move |n, init, maxtasks| {

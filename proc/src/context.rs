@@ -86,6 +86,11 @@ impl ProcessContext {
     pub fn cpu_count(&self) -> usize {
         crate::cpu_count()
     }
+
+    /// See [`available_cpus`](crate::available_cpus).
+    pub fn available_cpus(&self) -> usize {
+        crate::available_cpus()
+    }
 }
 
 /// The number of CPUs this process may run on: the size of its affinity mask
@@ -105,4 +110,23 @@ pub fn cpu_count() -> usize {
             .map(|n| n.get())
             .unwrap_or(1),
     }
+}
+
+/// The number of CPUs this process can keep busy: its affinity mask (as
+/// [`cpu_count`]) bounded by its cgroup's CPU quota (cgroup v1's
+/// `cpu.cfs_quota_us` / `cpu.cfs_period_us`, v2's `cpu.max`, rounded down),
+/// as [`std::thread::available_parallelism`] computes it. Never 0. A
+/// container given 2 CPUs on a 64-CPU machine has a `cpu_count()` of 64 but
+/// an `available_cpus()` of 2; `mp_pool`'s default number of workers is
+/// this (unlike CPython's `Pool`, which ignores the quota).
+///
+/// ```
+/// let n = mp_proc::available_cpus();
+/// assert!(n >= 1 && n <= mp_proc::cpu_count());
+/// ```
+pub fn available_cpus() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or_else(|_| cpu_count())
+        .clamp(1, cpu_count())
 }

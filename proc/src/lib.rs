@@ -36,7 +36,9 @@ pub mod codec {
 pub mod plumbing;
 
 pub use connection::{Connection, pipe};
-pub use context::{ProcessContext, cpu_count, get_context, get_start_method, set_start_method};
+pub use context::{
+    ProcessContext, available_cpus, cpu_count, get_context, get_start_method, set_start_method,
+};
 pub use error::{BoxError, Error, Result, TicketFailure};
 pub use function::{FnPointer, Function};
 pub use method::{ParseStartMethodError, StartMethod};

@@ -306,6 +306,29 @@ impl Process {
 
     /// A descriptor that becomes readable when the process ends (Python's
     /// `sentinel`), for use with `poll`/`epoll`; `None` before `start()`.
+    ///
+    /// Under fork and spawn it is a pidfd; under forkserver, the pipe on
+    /// which the fork server reports the child's status. Both wake `poll`,
+    /// `epoll` and so an event loop's waiter (tokio's `AsyncFd`, see
+    /// `examples/tokio_connection.rs`), then [`join`](Self::join) returns at
+    /// once. Only wait on it: reading it or closing it is not yours to do.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use mp_proc::{Event, Process, connection::wait_fds};
+    /// fn wait_for(go: Event) {
+    ///     go.wait(None).unwrap();
+    /// }
+    /// let go = Event::new()?;
+    /// let mut p = Process::new(wait_for, go.clone());
+    /// p.start()?;
+    /// let sentinel = p.sentinel().unwrap();
+    /// assert!(wait_fds(&[sentinel], Some(Duration::ZERO))?.is_empty()); // running
+    /// go.set();
+    /// assert_eq!(wait_fds(&[sentinel], None)?, [0]); // it ended
+    /// assert_eq!(p.join()?, 0);
+    /// # Ok::<(), mp_proc::Error>(())
+    /// ```
     pub fn sentinel(&self) -> Option<BorrowedFd<'_>> {
         self.child.as_ref().map(|c| c.sentinel())
     }

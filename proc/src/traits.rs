@@ -630,4 +630,19 @@ pub trait Context: Clone + Send + Sync + 'static {
     fn pipe(&self, duplex: bool) -> Result<(Self::Connection, Self::Connection)>;
     /// How many CPUs this context may use.
     fn cpu_count(&self) -> usize;
+    /// How many CPUs this context's workers can keep busy: for this
+    /// machine's processes and threads [`available_cpus`](crate::available_cpus)
+    /// (the affinity mask bounded by the cgroup CPU quota). The provided
+    /// method is [`cpu_count`](Self::cpu_count), for a backend that knows
+    /// no quota. A pool's default number of workers.
+    ///
+    /// ```
+    /// use mp_proc::{Context, StartMethod, get_context};
+    /// let ctx = get_context(StartMethod::Fork);
+    /// assert!(ctx.available_cpus() >= 1);
+    /// assert!(Context::available_cpus(&ctx) <= Context::cpu_count(&ctx));
+    /// ```
+    fn available_cpus(&self) -> usize {
+        self.cpu_count()
+    }
 }

@@ -6,6 +6,7 @@ mod asyncs;
 mod cancel;
 mod conformance;
 mod cpython_port;
+mod crash;
 mod drops;
 mod faults;
 mod handles;
@@ -14,6 +15,7 @@ mod join_twice;
 mod lazy;
 mod lifetime;
 mod scenarios;
+mod sizing;
 mod start_failure;
 
 use mp_pool::{Pool, PoolBuilder};

@@ -485,7 +485,11 @@ impl Connection {
         if !self.inner.readable {
             return Err(Error::WriteOnly);
         }
-        let mut reader = lock(&self.inner.reader);
+        Self::prepared(lock(&self.inner.reader))
+    }
+
+    /// The locked reader, checked (not desynchronized) and with its buffer.
+    fn prepared(mut reader: MutexGuard<'_, Reader>) -> Result<MutexGuard<'_, Reader>> {
         if reader.desync {
             return Err(Error::Desynchronized);
         }
@@ -568,32 +572,22 @@ impl Connection {
         max: u64,
         deadline: Option<Instant>,
     ) -> Result<u64> {
-        self.need_by(reader, 4, deadline)?;
-        let s = reader.start;
-        let short = i32::from_be_bytes(reader.buf[s..s + 4].try_into().expect("4 bytes"));
-        let len = match short {
-            -1 => {
-                self.need_by(reader, 12, deadline)?;
-                let s = reader.start;
-                let len =
-                    u64::from_be_bytes(reader.buf[s + 4..s + 12].try_into().expect("8 bytes"));
-                reader.start += 12;
-                len
+        let mut want = 4;
+        loop {
+            self.need_by(reader, want, deadline)?;
+            match frame_header(&reader.buf[reader.start..reader.end], max) {
+                Ok(Some((head, len))) => {
+                    reader.start += head;
+                    return Ok(len);
+                }
+                // CPython's escape, whose 8-byte length has not all arrived.
+                Ok(None) => want = 12,
+                Err(e) => {
+                    reader.desync = true;
+                    return Err(e);
+                }
             }
-            n if n < 0 => {
-                reader.desync = true;
-                return Err(Error::NegativeFrameLength { len: n });
-            }
-            n => {
-                reader.start += 4;
-                n as u64
-            }
-        };
-        if len > max || len > isize::MAX as u64 {
-            reader.desync = true;
-            return Err(Error::FrameTooLong { len, max });
         }
-        Ok(len)
     }
 
     /// Reads a payload of `len` bytes into `out`. Its memory grows with the
@@ -674,6 +668,27 @@ impl Connection {
     }
 }
 
+/// Parses the frame header at the start of `bytes`: how many bytes it takes
+/// and the payload's length; `None` while it has not all arrived. A negative
+/// length, or one over `max`, is the error [`Connection::recv`] gives.
+fn frame_header(bytes: &[u8], max: u64) -> Result<Option<(usize, u64)>> {
+    let Some(short) = bytes.first_chunk::<4>() else {
+        return Ok(None);
+    };
+    let (head, len) = match i32::from_be_bytes(*short) {
+        -1 => match bytes.get(4..).and_then(<[u8]>::first_chunk::<8>) {
+            Some(long) => (12, u64::from_be_bytes(*long)),
+            None => return Ok(None),
+        },
+        n if n < 0 => return Err(Error::NegativeFrameLength { len: n }),
+        n => (4, n as u64),
+    };
+    if len > max || len > isize::MAX as u64 {
+        return Err(Error::FrameTooLong { len, max });
+    }
+    Ok(Some((head, len)))
+}
+
 /// Decodes a received message, whose handles take their descriptors from
 /// those that came with it (the rest are closed).
 fn decode_message<T: DeserializeOwned>(bytes: &[u8], fds: Claimed) -> Result<T> {
@@ -689,6 +704,15 @@ impl AsFd for Connection {
     }
 }
 
+/// For event loops whose registrations take an [`AsRawFd`] (tokio's
+/// `AsyncFd<Connection>`): wait for it to be readable, then receive with
+/// [`try_recv`](Connection::try_recv), draining it before each wait.
+impl AsRawFd for Connection {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.inner.fd.as_raw_fd()
+    }
+}
+
 impl fmt::Debug for Connection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Connection")
@@ -701,6 +725,9 @@ impl fmt::Debug for Connection {
 
 #[path = "conn_wire.rs"]
 mod wire;
+
+#[path = "conn_try.rs"]
+mod try_recv;
 
 #[cfg(test)]
 #[path = "conn_tests.rs"]

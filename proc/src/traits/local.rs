@@ -375,4 +375,7 @@ impl Context for ProcessContext {
     fn cpu_count(&self) -> usize {
         crate::cpu_count()
     }
+    fn available_cpus(&self) -> usize {
+        crate::available_cpus()
+    }
 }
