@@ -69,7 +69,8 @@ pub struct ThreadPool {
 pub type Pool = ThreadPool;
 
 impl ThreadPool {
-    /// A pool of `threads` workers (`None`: [`mp_proc::cpu_count`]).
+    /// A pool of `threads` workers (`None`: [`mp_proc::available_cpus`], the
+    /// CPUs this process may use, bounded by its cgroup quota).
     pub fn new(threads: Option<usize>) -> Result<ThreadPool> {
         let b = mp_pool::Pool::builder();
         Self::from_builder(match threads {

@@ -316,7 +316,7 @@ pub(crate) fn make_within(
 ) -> Arc<PoolObject> {
     let method = method.unwrap_or_else(mp_proc::get_start_method);
     let context = mp_proc::get_context(method);
-    let cpus = context.cpu_count();
+    let cpus = context.available_cpus();
     let builder = Pool::builder().context(context);
     let workers = match processes.map(usize::try_from) {
         None => Ok(cpus),
