@@ -17,6 +17,7 @@ mod local;
 #[doc(hidden)]
 pub mod plumbing;
 mod pool;
+mod progress;
 mod result;
 mod scheduler;
 mod spare;

@@ -7,11 +7,14 @@ mod cpython_port;
 mod drops;
 mod faults;
 mod handles;
+mod idle;
 mod join_twice;
 mod lazy;
 mod lifetime;
+mod memory;
 mod scenarios;
 mod start_failure;
+mod timeout;
 
 use mp_pool::{Pool, PoolBuilder};
 use mp_proc::StartMethod;
