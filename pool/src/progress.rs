@@ -59,7 +59,7 @@ impl Progress {
                 began: self.word(BEGAN),
             };
             fence(Ordering::Acquire);
-            if seq % 2 == 0 && self.word(SEQ) == seq {
+            if seq.is_multiple_of(2) && self.word(SEQ) == seq {
                 return p;
             }
             std::hint::spin_loop();

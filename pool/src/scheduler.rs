@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use mp_proc::Connection;
 use mp_proc::plumbing::ErasedFunction;
 
-use crate::error::{Error, Result};
 use crate::codec;
+use crate::error::{Error, Result};
 use crate::job::{Garbage, Outcomes, Run, Shared, Task, Work, record, run_callbacks};
 use crate::progress::Position;
 use crate::worker::{DoneMsg, FromWorker, TaskRef, ToWorker, ToWorkerRef};

@@ -154,7 +154,11 @@ fn a_map_fails_as_soon_as_an_item_times_out(method: StartMethod) {
         rx.recv_timeout(Duration::from_secs(60)),
         Ok(Error::TaskTimeout { item: 0, .. })
     ));
-    assert_ne!(gate.started.get().unwrap(), killed, "item 1 ran on a fresh worker");
+    assert_ne!(
+        gate.started.get().unwrap(),
+        killed,
+        "item 1 ran on a fresh worker"
+    );
     assert_eq!(pool.map(square, 0..10).unwrap()[9], 81);
 }
 
@@ -185,7 +189,10 @@ fn a_zero_timeout_is_refused_and_a_huge_one_is_none(method: StartMethod) {
         Err(Error::InvalidArgument { what }) => assert!(what.contains("task_timeout"), "{what}"),
         other => panic!("expected InvalidArgument, got {other:?}"),
     }
-    for huge in [Duration::MAX, Duration::from_secs(u64::MAX / 1_000_000_000 + 1)] {
+    for huge in [
+        Duration::MAX,
+        Duration::from_secs(u64::MAX / 1_000_000_000 + 1),
+    ] {
         let pool = crate::builder(method, 2)
             .task_timeout(huge)
             .build()
@@ -254,10 +261,7 @@ fn terminate_workers_requeues_what_had_not_started(method: StartMethod) {
     pool.terminate_workers();
     assert!(matches!(
         hung.get(),
-        Err(Error::WorkerDied {
-            exitcode: -15,
-            ..
-        })
+        Err(Error::WorkerDied { exitcode: -15, .. })
     ));
     let squares: Vec<u64> = (0..20).map(|x| x * x).collect();
     assert_eq!(later.get().unwrap(), squares);
