@@ -17,6 +17,8 @@ use mp_proc::plumbing::ErasedFunction;
 use crate::codec;
 use crate::error::{Error, Result};
 use crate::job::{Garbage, Outcomes, Run, Shared, Task, Work, record, run_callbacks};
+use crate::limits::Cause;
+pub(crate) use crate::limits::Limits;
 use crate::progress::Position;
 use crate::worker::{DoneMsg, FromWorker, TaskRef, ToWorker, ToWorkerRef};
 
@@ -32,21 +34,6 @@ const PREFETCH_TASKS: usize = 256;
 /// How long a worker that closed its connection gets to exit before it is
 /// killed (only a guard: it normally exits at once).
 pub(crate) const EXIT_GRACE: Duration = Duration::from_secs(5);
-
-/// What a pool asks of its workers beyond running tasks (the builder's
-/// settings).
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct Limits {
-    /// Replace a worker after this many tasks (`maxtasksperchild`).
-    pub(crate) maxtasks: Option<usize>,
-    /// Kill a worker whose call runs longer (`task_timeout`).
-    pub(crate) task_timeout: Option<Duration>,
-    /// Replace a worker whose resident memory is above this many bytes
-    /// after a task (`max_memory_per_child`).
-    pub(crate) max_memory: Option<u64>,
-    /// Stop a worker that holds no task for this long (`idle_timeout`).
-    pub(crate) idle: Option<Duration>,
-}
 
 /// Makes the workers of a pool: each runs [`worker_main`](crate::worker::worker_main)
 /// at the other end of a [`Link`].
@@ -135,18 +122,6 @@ impl Sent {
             piece(self.start + item + 1, after, &self.items[past..]),
         ]
     }
-}
-
-/// Why a worker is buried.
-enum Cause {
-    /// It ended (crashed, exited, was ended from outside, or retired).
-    Ended,
-    /// It was killed because item `item` of its task `id` ran past `limit`.
-    TimedOut {
-        id: u64,
-        item: usize,
-        limit: Duration,
-    },
 }
 
 struct Worker {
