@@ -226,9 +226,15 @@ impl Scheduler {
         self.fill_to(self.processes)
     }
 
-    /// Starts workers until `n` of them are not retiring.
+    /// Starts workers until `n` of them are neither retiring nor ending.
     fn fill_to(&mut self, n: usize) -> Result<()> {
-        while self.workers.iter().filter(|w| !w.retiring).count() < n {
+        while self
+            .workers
+            .iter()
+            .filter(|w| !w.retiring && !w.ended)
+            .count()
+            < n
+        {
             let link = self.spawn.spawn()?;
             mp_logging::get_logger().debug("added worker");
             self.workers.push(Worker {
@@ -266,7 +272,11 @@ impl Scheduler {
         let n = match self.limits.idle {
             None => self.processes,
             Some(_) => {
-                let live = self.workers.iter().filter(|w| !w.retiring).count();
+                let live = self
+                    .workers
+                    .iter()
+                    .filter(|w| !w.retiring && !w.ended)
+                    .count();
                 self.processes.min(live.saturating_add(waiting))
             }
         };
