@@ -202,6 +202,12 @@ impl Core {
         self.transport.wake();
     }
 
+    /// Ends the current workers with `signal`; the pool goes on with fresh
+    /// ones (see [`Transport::end_workers`]).
+    pub(crate) fn end_workers(&self, signal: i32) {
+        self.transport.end_workers(signal);
+    }
+
     pub(crate) fn run_state(&self) -> Run {
         self.shared.lock().run
     }

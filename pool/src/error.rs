@@ -52,6 +52,40 @@ pub enum Error {
         exitcode: i32,
     },
 
+    /// A call of the task's function ran longer than the pool's
+    /// [`task_timeout`](crate::PoolBuilder::task_timeout): its worker was
+    /// killed (`SIGKILL`) and replaced. `item` is the index of the item in
+    /// its call's input. CPython's pool has no such limit.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let e = mp_pool::Error::TaskTimeout {
+    ///     worker: "ForkPoolWorker-3".into(),
+    ///     pid: 123,
+    ///     item: 7,
+    ///     limit: Duration::from_secs(2),
+    /// };
+    /// assert_eq!(
+    ///     e.to_string(),
+    ///     "item 7 ran past the task timeout of 2s in worker ForkPoolWorker-3 (pid 123); \
+    ///      the worker was killed"
+    /// );
+    /// ```
+    #[error(
+        "item {item} ran past the task timeout of {limit:?} in worker {worker} (pid {pid}); \
+         the worker was killed"
+    )]
+    TaskTimeout {
+        /// The worker's name (`ForkPoolWorker-3`).
+        worker: String,
+        /// Its process id.
+        pid: u32,
+        /// The index of the item in its call's input.
+        item: usize,
+        /// The pool's task timeout.
+        limit: std::time::Duration,
+    },
+
     /// The task's argument or result could not be encoded or decoded
     /// (`MaybeEncodingError`).
     #[error("could not encode or decode the task's value: {message}")]

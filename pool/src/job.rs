@@ -426,6 +426,15 @@ pub(crate) fn record(
         garbage.put(outcomes);
         return None;
     };
+    // A call's item that ran past the task timeout fails the call at once
+    // (the other items' outcomes, still to come, are dropped); an imap
+    // yields it in the item's place and goes on.
+    if let Outcomes::Failed(e @ Error::TaskTimeout { .. }) = &outcomes
+        && !j.lazy
+        && j.abort.is_none()
+    {
+        j.abort = Some(e.clone());
+    }
     if let Some(twice) = j.chunks.insert(start, (count, outcomes)) {
         garbage.put(twice);
     }

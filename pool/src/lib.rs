@@ -15,10 +15,12 @@ mod future;
 mod imap;
 mod input;
 mod job;
+mod limits;
 mod local;
 #[doc(hidden)]
 pub mod plumbing;
 mod pool;
+mod progress;
 mod result;
 mod scheduler;
 mod spare;

@@ -8,13 +8,18 @@ use std::collections::VecDeque;
 use std::io::Read;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
 use mp_proc::Connection;
 use mp_proc::plumbing::ErasedFunction;
 
+use crate::codec;
 use crate::error::{Error, Result};
 use crate::job::{Garbage, Outcomes, Run, Shared, Task, Work, record, run_callbacks};
+use crate::limits::Cause;
+pub(crate) use crate::limits::Limits;
+use crate::progress::Position;
 use crate::worker::{DoneMsg, FromWorker, TaskRef, ToWorker, ToWorkerRef};
 
 /// A worker is given tasks ahead, so that it never idles between them, as
@@ -51,10 +56,12 @@ pub(crate) trait Remote: Send {
     /// Readable once the worker has ended (a process's sentinel); `None`:
     /// its connection's end says so.
     fn sentinel(&self) -> Option<BorrowedFd<'_>>;
-    /// `id + 1` of the task it is running (0: none yet).
-    fn running(&self) -> u64;
-    /// Asks it to end now.
+    /// The task and item it says it runs.
+    fn position(&self) -> Position;
+    /// Asks it to end now (`SIGTERM`).
     fn terminate(&mut self);
+    /// Ends it now (`SIGKILL`: a hung task may ignore `SIGTERM`).
+    fn kill(&mut self);
     /// Waits for it to end (killing it after [`EXIT_GRACE`]); its exit code.
     fn reap(&mut self) -> i32;
 }
@@ -83,6 +90,38 @@ impl Sent {
             },
         }
     }
+
+    /// The task without its item `item`, which failed: the items before
+    /// and after it, as tasks to queue again (none if empty).
+    fn split_around(&self, item: usize) -> [Option<Task>; 2] {
+        let offset = |n: usize| {
+            let mut pos = 0;
+            for _ in 0..n {
+                match codec::read(&self.items, pos) {
+                    Some((_, _, next)) => pos = next,
+                    None => break,
+                }
+            }
+            pos
+        };
+        let (at, past) = (offset(item), offset(item.saturating_add(1)));
+        let piece = |start: usize, count: usize, items: &[u8]| {
+            (count > 0).then(|| Task {
+                job: self.job,
+                start,
+                count,
+                work: Work::Encoded {
+                    func: self.func,
+                    items: items.to_vec(),
+                },
+            })
+        };
+        let after = self.count.saturating_sub(item.saturating_add(1));
+        [
+            piece(self.start, item, &self.items[..at]),
+            piece(self.start + item + 1, after, &self.items[past..]),
+        ]
+    }
 }
 
 struct Worker {
@@ -101,6 +140,15 @@ struct Worker {
     /// How many more tasks it may be given (`maxtasksperchild`): it retires
     /// after running that many, so it is never handed one it would not run.
     left: Option<usize>,
+    /// It is ending on its own (its memory is over the limit, or it was
+    /// idle too long and was told to stop): it is given nothing more, and
+    /// tasks it holds are not its to fail.
+    retiring: bool,
+    /// It was ended from outside (`terminate_workers`, `kill_workers`):
+    /// tasks it held and had not started run again.
+    ended: bool,
+    /// Since when it has held no task.
+    idle_since: Instant,
 }
 
 impl Worker {
@@ -121,7 +169,7 @@ impl Worker {
     /// Whether it should be given another task, holding `tasks` tasks of
     /// `items` items.
     fn wants(&self, tasks: usize, items: usize) -> bool {
-        if self.left == Some(0) || tasks >= PREFETCH_TASKS {
+        if self.retiring || self.ended || self.left == Some(0) || tasks >= PREFETCH_TASKS {
             return false;
         }
         if tasks == 0 {
@@ -142,7 +190,9 @@ pub(crate) struct Scheduler {
     shared: Arc<Shared>,
     spawn: Box<dyn Spawn>,
     processes: usize,
-    maxtasks: Option<usize>,
+    limits: Limits,
+    /// A request to end the workers: the signal (0: none).
+    end_workers: Arc<AtomicI32>,
     /// Its wake-up (an eventfd, see [`crate::sys::wake_fd`]): written by
     /// anyone, read by the scheduler, with no lock.
     wake: Arc<crate::sys::Wake>,
@@ -155,14 +205,16 @@ impl Scheduler {
         shared: Arc<Shared>,
         spawn: Box<dyn Spawn>,
         processes: usize,
-        maxtasks: Option<usize>,
+        limits: Limits,
         wake: Arc<crate::sys::Wake>,
+        end_workers: Arc<AtomicI32>,
     ) -> Scheduler {
         Scheduler {
             shared,
             spawn,
             processes,
-            maxtasks,
+            limits,
+            end_workers,
             wake,
             workers: Vec::new(),
             next_task: 0,
@@ -171,7 +223,18 @@ impl Scheduler {
 
     /// Starts workers until there are `processes` of them.
     pub(crate) fn fill(&mut self) -> Result<()> {
-        while self.workers.len() < self.processes {
+        self.fill_to(self.processes)
+    }
+
+    /// Starts workers until `n` of them are neither retiring nor ending.
+    fn fill_to(&mut self, n: usize) -> Result<()> {
+        while self
+            .workers
+            .iter()
+            .filter(|w| !w.retiring && !w.ended)
+            .count()
+            < n
+        {
             let link = self.spawn.spawn()?;
             mp_logging::get_logger().debug("added worker");
             self.workers.push(Worker {
@@ -181,16 +244,149 @@ impl Scheduler {
                 busy_since: Instant::now(),
                 outbox: Vec::new(),
                 sent: 0,
-                left: self.maxtasks,
+                left: self.limits.maxtasks,
+                retiring: false,
+                ended: false,
+                idle_since: Instant::now(),
             });
         }
         Ok(())
     }
 
+    /// Replaces workers that ended, while there is work for them: all of
+    /// them, or with an idle timeout as many as tasks wait.
+    fn refill(&mut self) {
+        let (needed, waiting) = {
+            let st = self.shared.lock();
+            let needed = st.broken.is_none()
+                && match st.run {
+                    Run::Running => true,
+                    Run::Closed => !st.pending.is_empty(),
+                    Run::Terminated => false,
+                };
+            (needed, st.pending.len())
+        };
+        if !needed {
+            return;
+        }
+        let n = match self.limits.idle {
+            None => self.processes,
+            Some(_) => {
+                let live = self
+                    .workers
+                    .iter()
+                    .filter(|w| !w.retiring && !w.ended)
+                    .count();
+                self.processes.min(live.saturating_add(waiting))
+            }
+        };
+        if let Err(e) = self.fill_to(n) {
+            mp_logging::get_logger().warning(format_args!("could not replace a pool worker: {e}"));
+            self.shared.fail_everything(e);
+        }
+    }
+
+    /// Ends the workers now if asked to (`terminate_workers`, `kill_workers`):
+    /// their ends are seen as deaths.
+    fn end_if_asked(&mut self) {
+        // A load first: the common case costs no read-modify-write.
+        if self.end_workers.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        let signal = self.end_workers.swap(0, Ordering::AcqRel);
+        for w in self.workers.iter_mut().filter(|w| !w.retiring && !w.ended) {
+            w.ended = true;
+            if signal == libc::SIGKILL {
+                w.link.worker.kill();
+            } else {
+                w.link.worker.terminate();
+            }
+        }
+    }
+
+    /// With a task timeout: kills and buries the workers whose call has run
+    /// past it (whether any). With an idle timeout: tells the workers idle
+    /// for longer to stop. Either way, how long until the next deadline
+    /// (`None`: none). A worker that holds tasks but is not in a call is
+    /// looked at again a whole timeout later (its next call starts after
+    /// now), so the scheduler never wakes late and never spins.
+    fn deadlines(&mut self) -> (bool, Option<Duration>) {
+        let mut next: Option<Duration> = None;
+        let mut soonest = |d: Duration| next = Some(next.map_or(d, |n: Duration| n.min(d)));
+        let mut expired = Vec::new();
+        if let Some(limit) = self.limits.task_timeout {
+            let limit_ns = u64::try_from(limit.as_nanos()).unwrap_or(u64::MAX);
+            let now = crate::sys::monotonic_ns();
+            for (i, w) in self.workers.iter().enumerate() {
+                if w.in_flight.is_empty() || w.retiring || w.ended {
+                    continue;
+                }
+                let at = w.link.worker.position();
+                let in_call = at.began != 0 && w.in_flight.iter().any(|t| t.id + 1 == at.task);
+                let deadline = if in_call {
+                    at.began.saturating_add(limit_ns)
+                } else {
+                    now.saturating_add(limit_ns)
+                };
+                if deadline == u64::MAX {
+                    continue; // a limit past any clock: none
+                }
+                if in_call && deadline <= now {
+                    expired.push((i, at));
+                } else {
+                    soonest(Duration::from_nanos(deadline.saturating_sub(now)));
+                }
+            }
+            for &(i, at) in expired.iter().rev() {
+                self.time_out(i, at, limit);
+            }
+        }
+        if let Some(idle) = self.limits.idle {
+            let now = Instant::now();
+            for w in &mut self.workers {
+                if !w.in_flight.is_empty() || w.retiring || w.ended {
+                    continue;
+                }
+                let Some(due) = w.idle_since.checked_add(idle) else {
+                    continue;
+                };
+                if due <= now {
+                    mp_logging::get_logger().debug("stopping an idle worker");
+                    let _ = w.link.conn.send(&ToWorker::Stop);
+                    w.retiring = true;
+                } else {
+                    soonest(due - now);
+                }
+            }
+        }
+        (!expired.is_empty(), next)
+    }
+
+    /// Worker `i`'s call `at` ran past the task timeout: kill it, read what
+    /// it reported before, and bury it blaming that call.
+    fn time_out(&mut self, i: usize, at: Position, limit: Duration) {
+        let w = &mut self.workers[i];
+        mp_logging::get_logger().debug(format_args!(
+            "worker {} ran past the task timeout: killing it",
+            w.link.pid
+        ));
+        w.link.worker.kill();
+        let _ = w.link.worker.reap();
+        if matches!(w.link.conn.poll(Some(Duration::ZERO)), Ok(true)) {
+            self.collect(i);
+        }
+        let cause = Cause::TimedOut {
+            id: at.task.wrapping_sub(1),
+            item: at.item,
+            limit,
+        };
+        self.bury(i, cause);
+    }
+
     pub(crate) fn run(mut self) {
-        let log = mp_logging::get_logger();
         let interrupts = crate::sys::interrupts();
         loop {
+            self.end_if_asked();
             // Decide, under the lock.
             let mut st = self.shared.lock();
             if crate::sys::interrupts() != interrupts && st.run != Run::Terminated {
@@ -309,6 +505,18 @@ impl Scheduler {
                 w.flush();
             }
 
+            // Kill the workers whose call ran too long; wake up for the
+            // next deadline (none without timeouts: no clock is read).
+            let mut wake_in = None;
+            if self.limits.task_timeout.is_some() || self.limits.idle.is_some() {
+                let (killed, next) = self.deadlines();
+                if killed {
+                    self.refill();
+                    continue;
+                }
+                wake_in = next;
+            }
+
             // Wait for outcomes, a dead worker, or a wake-up. A worker's end
             // shows on its sentinel even if something else (a process its
             // task started) still holds its end of the connection.
@@ -330,7 +538,7 @@ impl Scheduler {
                 .iter()
                 .map(|&i| self.workers[i].link.conn.as_fd())
                 .collect();
-            let (ready, writable) = spin_then_wait(&fds, &out);
+            let (ready, writable) = spin_then_wait(&fds, &out, wake_in);
             drop((out, fds));
             for k in writable {
                 self.workers[pending[k]].flush();
@@ -361,21 +569,9 @@ impl Scheduler {
             }
             dead.sort_unstable();
             for i in dead.into_iter().rev() {
-                self.bury(i);
+                self.bury(i, Cause::Ended);
             }
-            let needed = {
-                let st = self.shared.lock();
-                st.broken.is_none()
-                    && match st.run {
-                        Run::Running => true,
-                        Run::Closed => !st.pending.is_empty(),
-                        Run::Terminated => false,
-                    }
-            };
-            if needed && let Err(e) = self.fill() {
-                log.warning(format_args!("could not replace a pool worker: {e}"));
-                self.shared.fail_everything(e);
-            }
+            self.refill();
         }
     }
 
@@ -384,6 +580,7 @@ impl Scheduler {
         loop {
             match self.workers[i].link.conn.recv::<FromWorker>() {
                 Ok(FromWorker::Done { done, returned }) => self.done(i, done, returned),
+                Ok(FromWorker::Retiring) => self.workers[i].retiring = true,
                 Ok(FromWorker::InitFailed(message)) => {
                     self.shared
                         .fail_everything(Error::InitializerFailed { message });
@@ -437,13 +634,17 @@ impl Scheduler {
                 }
             }
         }
+        if w.in_flight.is_empty() {
+            w.idle_since = now;
+        }
         self.shared.record_all(finished);
     }
 
-    /// Worker `i` is gone: reap it, fail the task it was running, and queue
-    /// the others it held again (the ones it had not started, and the few it
-    /// finished in its last moments without reporting them).
-    fn bury(&mut self, i: usize) {
+    /// Worker `i` is gone: reap it, fail the item it was running (or that
+    /// ran past the task timeout), and queue the others it held again: the
+    /// other items of that task, the tasks it had not started, and the few
+    /// it finished in its last moments without reporting them.
+    fn bury(&mut self, i: usize, cause: Cause) {
         let mut w = self.workers.remove(i);
         let exitcode = w.link.worker.reap();
         mp_logging::get_logger().debug(format_args!("cleaning up worker {}", w.link.pid));
@@ -453,36 +654,73 @@ impl Scheduler {
         if self.shared.lock().broken.is_some() {
             return; // every job has failed already: nothing to run again
         }
-        // The running task; if none of those held is (it died between two),
-        // the first is blamed, so that every death fails a task and a worker
-        // that cannot run anything cannot make the pool spin.
-        let running = w.link.worker.running();
-        let culprit = w
-            .in_flight
-            .iter()
-            .position(|t| t.id + 1 == running)
-            .unwrap_or(0);
-        let Some(task) = w.in_flight.remove(culprit) else {
+        let (blamed, why) = match cause {
+            Cause::TimedOut { id, item, limit } => {
+                // Not found: it reported the call after all, just in time.
+                let k = w.in_flight.iter().position(|t| t.id == id);
+                let item = k.and_then(|k| {
+                    let t = &w.in_flight[k];
+                    t.start.checked_add(item.min(t.count.saturating_sub(1)))
+                });
+                let why = Error::TaskTimeout {
+                    worker: w.link.name.clone(),
+                    pid: w.link.pid,
+                    item: item.unwrap_or(0),
+                    limit,
+                };
+                (k.map(|k| (k, item)), why)
+            }
+            Cause::Ended => {
+                // The running item; if none of those held is running (it
+                // died between two), the first is blamed, so that every
+                // death fails an item and a worker that cannot run anything
+                // cannot make the pool spin. A worker that retired, or that
+                // was ended from outside between two calls, fails nothing.
+                let at = w.link.worker.position();
+                let running = w.in_flight.iter().position(|t| t.id + 1 == at.task);
+                let blamed = match running {
+                    _ if w.retiring => None,
+                    Some(k) => Some((k, at.item)),
+                    None if w.ended => None,
+                    None => Some((0, 0)),
+                };
+                let why = Error::WorkerDied {
+                    worker: w.link.name.clone(),
+                    pid: w.link.pid,
+                    exitcode,
+                };
+                (blamed.map(|(k, item)| (k, Some(item))), why)
+            }
+        };
+        let mut again = Vec::with_capacity(w.in_flight.len() + 1);
+        let mut failed = None;
+        for (k, t) in w.in_flight.drain(..).enumerate() {
+            match blamed {
+                Some((b, item)) if b == k && t.count > 0 => {
+                    // `item` is an index into the call's input for a timeout;
+                    // into the task for a death.
+                    let item = match &why {
+                        Error::TaskTimeout { item, .. } => item.saturating_sub(t.start),
+                        _ => item.unwrap_or(0),
+                    }
+                    .min(t.count - 1);
+                    let [before, after] = t.split_around(item);
+                    again.extend(before);
+                    again.extend(after);
+                    failed = Some((t.job, t.start + item));
+                }
+                _ => again.push(t.requeue()),
+            }
+        }
+        let mut st = self.shared.lock();
+        for t in again.into_iter().rev() {
+            st.pending.push_front(t);
+        }
+        let Some((job, item)) = failed else {
             return;
         };
-        let why = Error::WorkerDied {
-            worker: w.link.name.clone(),
-            pid: w.link.pid,
-            exitcode,
-        };
-        let mut st = self.shared.lock();
-        while let Some(t) = w.in_flight.pop_back() {
-            st.pending.push_front(t.requeue());
-        }
         let mut garbage = Garbage::default();
-        let callbacks = record(
-            &mut st,
-            task.job,
-            task.start,
-            task.count,
-            Outcomes::Failed(why),
-            &mut garbage,
-        );
+        let callbacks = record(&mut st, job, item, 1, Outcomes::Failed(why), &mut garbage);
         drop(st);
         garbage.dispose();
         run_callbacks(callbacks, &self.shared);
@@ -534,7 +772,14 @@ impl Scheduler {
 /// they sleep (`plumbing::poll_until`: about a cross-CPU sleep and wake-up,
 /// yielding between polls, none on one CPU), then a blocking one. (A waiting
 /// caller does not spin: it would take CPU from the workers.)
-fn spin_then_wait(fds: &[BorrowedFd<'_>], out: &[BorrowedFd<'_>]) -> (Vec<usize>, Vec<usize>) {
+///
+/// `timeout`: the next deadline (a task timeout's, an idle worker's);
+/// `None` without one, as long as it takes.
+fn spin_then_wait(
+    fds: &[BorrowedFd<'_>],
+    out: &[BorrowedFd<'_>],
+    timeout: Option<Duration>,
+) -> (Vec<usize>, Vec<usize>) {
     let found = std::cell::Cell::new(None);
     mp_proc::plumbing::poll_until(|| {
         let (r, w) =
@@ -547,5 +792,5 @@ fn spin_then_wait(fds: &[BorrowedFd<'_>], out: &[BorrowedFd<'_>]) -> (Vec<usize>
     });
     found
         .take()
-        .unwrap_or_else(|| mp_proc::plumbing::wait_fds_rw(fds, out, None).unwrap_or_default())
+        .unwrap_or_else(|| mp_proc::plumbing::wait_fds_rw(fds, out, timeout).unwrap_or_default())
 }

@@ -67,6 +67,10 @@ pub(crate) enum FromWorker {
     },
     /// The initializer panicked; the worker exits.
     InitFailed(String),
+    /// The worker exits after the tasks it reported (its memory is over
+    /// `max_memory_per_child`): it runs nothing more, and tasks it holds
+    /// are not its to fail.
+    Retiring,
 }
 
 /// A worker's arguments (a `Process` target takes one value).
@@ -75,10 +79,15 @@ pub(crate) struct WorkerArgs {
     pub(crate) conn: Connection,
     pub(crate) initializer: Option<(ErasedFunction, mp_proc::plumbing::Packed)>,
     pub(crate) maxtasks: Option<usize>,
-    /// `id + 1` of the task the worker is running (0: none yet), written
-    /// before each task: if the worker dies, the pool knows which task was
-    /// running, which had finished and which had not started.
-    pub(crate) progress: mp_proc::RawValue<u64>,
+    /// The task and item the worker is running, written before each call:
+    /// if the worker dies, the pool knows which item was running, which
+    /// had finished and which had not started.
+    pub(crate) progress: crate::progress::Progress,
+    /// Whether calls are timed (the pool has a task timeout).
+    pub(crate) timed: bool,
+    /// Retire after a task that leaves the worker's resident memory above
+    /// this many bytes (`max_memory_per_child`).
+    pub(crate) max_memory: Option<u64>,
 }
 
 /// A worker that finishes tasks quickly reports them together, at the end of
@@ -135,11 +144,24 @@ pub(crate) fn run_task(
     func: &ErasedFunction,
     items: &[u8],
 ) -> Result<Vec<u8>, ExitRequest> {
+    run_items(bound, func, items, |_| {})
+}
+
+/// As [`run_task`], telling `enter` the index of each item before its call.
+fn run_items(
+    bound: &mut Bound,
+    func: &ErasedFunction,
+    items: &[u8],
+    mut enter: impl FnMut(usize),
+) -> Result<Vec<u8>, ExitRequest> {
     let mut out = Vec::with_capacity(items.len() + 64);
     let func = bound.get(func);
-    for (tag, bytes) in records::iter(items) {
+    for (i, (tag, bytes)) in records::iter(items).enumerate() {
         match (&func, tag) {
-            (Ok(f), records::VALUE) => call(f, bytes, &mut out)?,
+            (Ok(f), records::VALUE) => {
+                enter(i);
+                call(f, bytes, &mut out)?
+            }
             (Err(e), records::VALUE) => {
                 records::push(&mut out, records::ENCODING, e.to_string().as_bytes())
             }
@@ -227,6 +249,10 @@ pub(crate) fn worker_main(args: WorkerArgs) {
         return;
     }
     let mut completed = 0usize;
+    let mut position = crate::progress::Writer::new(args.progress, args.timed);
+    // Opened once, read with one pread after each task (only with a limit).
+    let statm = args.max_memory.and_then(|_| crate::sys::Statm::open());
+    let mut over_memory = false;
     'serve: loop {
         match conn.recv::<ToWorker>() {
             Ok(ToWorker::Tasks(tasks)) => {
@@ -234,13 +260,14 @@ pub(crate) fn worker_main(args: WorkerArgs) {
                 let mut returned = Vec::new();
                 let mut reported = Instant::now();
                 for (i, task) in tasks.iter().enumerate() {
-                    if args.maxtasks.is_some_and(|max| completed >= max) {
+                    if over_memory || args.maxtasks.is_some_and(|max| completed >= max) {
                         returned.push(task.id);
                         continue;
                     }
-                    args.progress.set(task.id + 1);
                     let in_tasks = InTasks::enter();
-                    let outcome = run_task(&mut bound, &task.func, &task.items);
+                    let outcome = run_items(&mut bound, &task.func, &task.items, |item| {
+                        position.enter(task.id, item)
+                    });
                     drop(in_tasks);
                     match outcome {
                         Ok(outcomes) => done.push(DoneMsg {
@@ -258,6 +285,14 @@ pub(crate) fn worker_main(args: WorkerArgs) {
                         }
                     }
                     completed += 1;
+                    if let (Some(limit), Some(statm)) = (args.max_memory, &statm)
+                        && statm.resident().is_some_and(|rss| rss > limit)
+                    {
+                        log.debug(format_args!(
+                            "worker's resident memory is over {limit} bytes -- retiring"
+                        ));
+                        over_memory = true;
+                    }
                     if i + 1 < tasks.len() && reported.elapsed() >= REPORT_EVERY {
                         let done = std::mem::take(&mut done);
                         if conn
@@ -277,6 +312,11 @@ pub(crate) fn worker_main(args: WorkerArgs) {
                     && conn.send(&FromWorker::Done { done, returned }).is_err()
                 {
                     log.debug("worker got EOFError or OSError -- exiting");
+                    break 'serve;
+                }
+                if over_memory {
+                    // Tasks sent after these are given back by the pool.
+                    let _ = conn.send(&FromWorker::Retiring);
                     break 'serve;
                 }
                 if args.maxtasks.is_some_and(|max| completed >= max) {

@@ -144,3 +144,53 @@ impl Drop for WaitGuard {
         WAITING.fetch_sub(1, Ordering::AcqRel);
     }
 }
+
+/// `CLOCK_MONOTONIC` now, in nanoseconds: one clock for every process of
+/// the machine, so a worker's "my call began at" compares with its pool's
+/// "now" (`Instant` hides its value).
+pub(crate) fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec into `ts`, which we own;
+    // CLOCK_MONOTONIC always exists on Linux (the vDSO answers it).
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    let secs = u64::try_from(ts.tv_sec).unwrap_or(0);
+    let nanos = u64::try_from(ts.tv_nsec).unwrap_or(0);
+    secs.saturating_mul(1_000_000_000).saturating_add(nanos)
+}
+
+/// The size of a memory page, in bytes.
+pub(crate) fn page_size() -> u64 {
+    // SAFETY: sysconf takes no pointers.
+    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u64::try_from(n).ok().filter(|&n| n > 0).unwrap_or(4096)
+}
+
+/// This process's `/proc/self/statm`, kept open: its resident memory costs
+/// one `pread(2)` (see `PoolBuilder::max_memory_per_child`).
+pub(crate) struct Statm {
+    file: std::fs::File,
+    page: u64,
+}
+
+impl Statm {
+    pub(crate) fn open() -> Option<Statm> {
+        let file = std::fs::File::open("/proc/self/statm").ok()?;
+        Some(Statm {
+            file,
+            page: page_size(),
+        })
+    }
+
+    /// The resident memory, in bytes (`None`: unreadable).
+    pub(crate) fn resident(&self) -> Option<u64> {
+        use std::os::unix::fs::FileExt;
+        let mut buf = [0u8; 128];
+        let n = self.file.read_at(&mut buf, 0).ok()?;
+        let text = std::str::from_utf8(buf.get(..n)?).ok()?;
+        let pages: u64 = text.split_ascii_whitespace().nth(1)?.parse().ok()?;
+        Some(pages.saturating_mul(self.page))
+    }
+}

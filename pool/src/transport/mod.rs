@@ -56,6 +56,11 @@ pub(crate) trait Transport: Send + Sync + 'static {
         self.wake()
     }
 
+    /// Ends the current workers now with `signal` (`SIGTERM`, `SIGKILL`);
+    /// the pool goes on with fresh ones. Threads cannot be ended from
+    /// outside: a transport of threads does nothing.
+    fn end_workers(&self, _signal: i32) {}
+
     /// Whether tasks may be closures of this process ([`Work::Local`](crate::job::Work::Local)).
     fn runs_closures(&self) -> bool {
         false

@@ -4,6 +4,7 @@
 
 use std::io::Write;
 use std::os::fd::BorrowedFd;
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -13,7 +14,8 @@ use mp_proc::{Context, ProcessLike};
 
 use crate::error::Result;
 use crate::job::Shared;
-use crate::scheduler::{EXIT_GRACE, Link, Remote, Scheduler, Spawn};
+use crate::progress::{Position, Progress};
+use crate::scheduler::{EXIT_GRACE, Limits, Link, Remote, Scheduler, Spawn};
 use crate::transport::{Live, Transport};
 use crate::worker::{WorkerArgs, worker_main};
 
@@ -28,16 +30,19 @@ pub(crate) struct Processes {
     /// The scheduler thread while it runs (it reaps the workers before it
     /// ends), for every joiner to wait on.
     live: Arc<Live>,
+    /// A request to end the current workers: the signal to send them (0:
+    /// none), carried out by the scheduler.
+    end_workers: Arc<AtomicI32>,
 }
 
 impl Processes {
     /// Workers of `ctx`, `processes` of them, each running `initializer`
-    /// first and replaced after `maxtasks` tasks.
+    /// first, within `limits`.
     pub(crate) fn new<C: Context>(
         ctx: C,
         processes: usize,
         initializer: Option<(ErasedFunction, Packed)>,
-        maxtasks: Option<usize>,
+        limits: Limits,
     ) -> Result<Processes> {
         let wake = crate::sys::wake_fd().map_err(|source| mp_proc::Error::Os {
             op: "eventfd",
@@ -47,13 +52,14 @@ impl Processes {
         let spawn = ProcessSpawn {
             spawner,
             initializer,
-            maxtasks,
+            limits,
         };
         Ok(Processes {
             setup: Mutex::new(Some((spawn, processes))),
             wake: Arc::new(wake),
             scheduler: Mutex::new(None),
             live: Arc::default(),
+            end_workers: Arc::default(),
         })
     }
 }
@@ -63,13 +69,14 @@ impl Transport for Processes {
         let Some((spawn, processes)) = mp_proc::plumbing::lock(&self.setup).take() else {
             return Ok(());
         };
-        let maxtasks = spawn.maxtasks;
+        let limits = spawn.limits;
         let mut scheduler = Scheduler::new(
             shared.clone(),
             Box::new(spawn),
             processes,
-            maxtasks,
+            limits,
             self.wake.clone(),
+            self.end_workers.clone(),
         );
         // Start the first workers here, so that a pool that cannot start any
         // is an error of its constructor.
@@ -96,6 +103,12 @@ impl Transport for Processes {
         let _ = self.wake.get().write(&1u64.to_ne_bytes());
     }
 
+    fn end_workers(&self, signal: i32) {
+        // SIGKILL wins over a SIGTERM asked for at the same time.
+        self.end_workers.fetch_max(signal, Ordering::AcqRel);
+        self.wake();
+    }
+
     fn join(&self, deadline: Option<Instant>) -> bool {
         if !self.live.wait(0, deadline) {
             return false;
@@ -114,18 +127,20 @@ impl Transport for Processes {
 struct ProcessSpawn {
     spawner: Spawner,
     initializer: Option<(ErasedFunction, Packed)>,
-    maxtasks: Option<usize>,
+    limits: Limits,
 }
 
 impl Spawn for ProcessSpawn {
     fn spawn(&mut self) -> Result<Link> {
         let (ours, theirs) = mp_proc::pipe(true)?;
-        let progress = mp_proc::RawValue::new(0u64)?;
+        let progress = Progress::new()?;
         let args = WorkerArgs {
             conn: theirs,
             initializer: self.initializer.clone(),
-            maxtasks: self.maxtasks,
+            maxtasks: self.limits.maxtasks,
             progress: progress.clone(),
+            timed: self.limits.task_timeout.is_some(),
+            max_memory: self.limits.max_memory,
         };
         let mut process = (self.spawner)(args);
         let name = process.get_name().replacen("Process", "PoolWorker", 1);
@@ -146,7 +161,7 @@ impl Spawn for ProcessSpawn {
 struct WorkerProcess {
     process: Box<dyn ProcessLike>,
     /// See [`WorkerArgs::progress`].
-    progress: mp_proc::RawValue<u64>,
+    progress: Progress,
 }
 
 impl Remote for WorkerProcess {
@@ -154,12 +169,16 @@ impl Remote for WorkerProcess {
         self.process.sentinel()
     }
 
-    fn running(&self) -> u64 {
-        self.progress.get()
+    fn position(&self) -> Position {
+        self.progress.read()
     }
 
     fn terminate(&mut self) {
         let _ = self.process.terminate();
+    }
+
+    fn kill(&mut self) {
+        let _ = self.process.kill();
     }
 
     fn reap(&mut self) -> i32 {

@@ -11,12 +11,15 @@ mod drops;
 mod faults;
 mod handles;
 mod imap_window;
+mod idle;
 mod join_twice;
 mod lazy;
 mod lifetime;
+mod memory;
 mod scenarios;
 mod sizing;
 mod start_failure;
+mod timeout;
 
 use mp_pool::{Pool, PoolBuilder};
 use mp_proc::StartMethod;
