@@ -172,7 +172,7 @@ impl PoolBuilder {
     /// task. For a hard cap, set `RLIMIT_AS` in an initializer (an
     /// allocation past it then fails in the task). The measure is one
     /// `pread(2)` of `/proc/self/statm` (kept open) after each task, about
-    /// 2 µs; without the setting, none.
+    /// 1 µs; without the setting, none.
     ///
     /// ```
     /// fn cap(bytes: u64) {
@@ -751,11 +751,7 @@ mod limits {
     /// `mp_dummy::ThreadContext`'s), which never starts.
     fn threads() -> PoolBuilder {
         PoolBuilder {
-            start: Some((
-                Box::new(|_, _, _| Err(Error::Terminated)),
-                None,
-                1,
-            )),
+            start: Some((Box::new(|_, _, _| Err(Error::Terminated)), None, 1)),
             ..PoolBuilder::default()
         }
     }

@@ -59,7 +59,7 @@ impl Progress {
                 began: self.word(BEGAN),
             };
             fence(Ordering::Acquire);
-            if seq % 2 == 0 && self.word(SEQ) == seq {
+            if seq.is_multiple_of(2) && self.word(SEQ) == seq {
                 return p;
             }
             std::hint::spin_loop();
@@ -72,6 +72,8 @@ impl Progress {
 pub(crate) struct Writer {
     progress: Progress,
     seq: u64,
+    /// The task word as last written.
+    task: u64,
     /// Whether calls are timed (the pool has a task timeout): only then is
     /// the clock read, once per call.
     timed: bool,
@@ -79,10 +81,11 @@ pub(crate) struct Writer {
 
 impl Writer {
     pub(crate) fn new(progress: Progress, timed: bool) -> Writer {
-        let seq = progress.word(SEQ);
+        let (seq, task) = (progress.word(SEQ), progress.word(TASK));
         Writer {
             progress,
             seq: seq + seq % 2,
+            task,
             timed,
         }
     }
@@ -95,12 +98,19 @@ impl Writer {
             0
         };
         let a = &self.progress.0;
+        let task = id.wrapping_add(1);
         self.seq = self.seq.wrapping_add(1);
         let _ = a.set(SEQ, self.seq);
         fence(Ordering::Release);
-        let _ = a.set(TASK, id.wrapping_add(1));
+        // Only what changed: the item, and the task and time when they do.
+        if task != self.task {
+            let _ = a.set(TASK, task);
+            self.task = task;
+        }
         let _ = a.set(ITEM, item as u64);
-        let _ = a.set(BEGAN, began);
+        if self.timed {
+            let _ = a.set(BEGAN, began);
+        }
         fence(Ordering::Release);
         self.seq = self.seq.wrapping_add(1);
         let _ = a.set(SEQ, self.seq);

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use mp_proc::Connection;
 use mp_proc::plumbing::ErasedFunction;
 
-use crate::error::{Error, Result};
 use crate::codec;
+use crate::error::{Error, Result};
 use crate::job::{Garbage, Outcomes, Run, Shared, Task, Work, record, run_callbacks};
 use crate::progress::Position;
 use crate::worker::{DoneMsg, FromWorker, TaskRef, ToWorker, ToWorkerRef};
@@ -304,10 +304,11 @@ impl Scheduler {
     /// Ends the workers now if asked to (`terminate_workers`, `kill_workers`):
     /// their ends are seen as deaths.
     fn end_if_asked(&mut self) {
-        let signal = self.end_workers.swap(0, Ordering::AcqRel);
-        if signal == 0 {
+        // A load first: the common case costs no read-modify-write.
+        if self.end_workers.load(Ordering::Acquire) == 0 {
             return;
         }
+        let signal = self.end_workers.swap(0, Ordering::AcqRel);
         for w in self.workers.iter_mut().filter(|w| !w.retiring && !w.ended) {
             w.ended = true;
             if signal == libc::SIGKILL {

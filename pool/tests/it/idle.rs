@@ -72,7 +72,10 @@ fn terminate_with_no_workers(method: StartMethod) {
 
 fn a_zero_idle_timeout_is_refused(method: StartMethod) {
     let _g = guard();
-    match crate::builder(method, 1).idle_timeout(Duration::ZERO).build() {
+    match crate::builder(method, 1)
+        .idle_timeout(Duration::ZERO)
+        .build()
+    {
         Err(Error::InvalidArgument { what }) => assert!(what.contains("idle_timeout"), "{what}"),
         other => panic!("expected InvalidArgument, got {other:?}"),
     }

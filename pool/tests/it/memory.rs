@@ -57,7 +57,9 @@ fn a_task_that_leaks_past_the_limit_succeeds_and_its_worker_is_replaced(method: 
     assert_eq!(pool.apply(leak, 64).unwrap(), first);
     let next = pool.apply(leak, 0).unwrap();
     assert_ne!(next, first, "the worker that leaked was replaced");
-    assert!(mp_testkit::wait_until(Duration::from_secs(60), || !exists(first)));
+    assert!(mp_testkit::wait_until(Duration::from_secs(60), || !exists(
+        first
+    )));
     // Many tasks, some leaking, in chunks: all succeed.
     let outcomes: Vec<_> = pool
         .imap_chunked(leak, (0..12).map(|i| if i % 4 == 1 { 48 } else { 0 }), 2)
@@ -105,7 +107,10 @@ fn a_timeout_while_the_worker_is_replaced_for_memory(method: StartMethod) {
     // run again on a fresh worker.
     let outcomes: Vec<_> = pool.imap_chunked(leak_or_hang, [1, 1000, 3], 3).collect();
     assert!(outcomes[0].is_ok(), "{:?}", outcomes[0]);
-    assert!(matches!(outcomes[1], Err(Error::TaskTimeout { item: 1, .. })));
+    assert!(matches!(
+        outcomes[1],
+        Err(Error::TaskTimeout { item: 1, .. })
+    ));
     assert_eq!(outcomes[2].as_ref().ok(), Some(&9));
     assert_eq!(pool.map(square, 0..10).unwrap()[9], 81);
 }

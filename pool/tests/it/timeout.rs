@@ -20,6 +20,7 @@ mp_testkit::for_each_method!(
     a_timeout_while_the_pool_closes,
     terminate_during_a_hanging_task,
     kill_workers_ends_a_hanging_task_and_the_pool_goes_on,
+    kill_workers_in_a_chunk_fails_only_the_running_item,
     terminate_workers_requeues_what_had_not_started,
 );
 
@@ -154,7 +155,11 @@ fn a_map_fails_as_soon_as_an_item_times_out(method: StartMethod) {
         rx.recv_timeout(Duration::from_secs(60)),
         Ok(Error::TaskTimeout { item: 0, .. })
     ));
-    assert_ne!(gate.started.get().unwrap(), killed, "item 1 ran on a fresh worker");
+    assert_ne!(
+        gate.started.get().unwrap(),
+        killed,
+        "item 1 ran on a fresh worker"
+    );
     assert_eq!(pool.map(square, 0..10).unwrap()[9], 81);
 }
 
@@ -185,7 +190,10 @@ fn a_zero_timeout_is_refused_and_a_huge_one_is_none(method: StartMethod) {
         Err(Error::InvalidArgument { what }) => assert!(what.contains("task_timeout"), "{what}"),
         other => panic!("expected InvalidArgument, got {other:?}"),
     }
-    for huge in [Duration::MAX, Duration::from_secs(u64::MAX / 1_000_000_000 + 1)] {
+    for huge in [
+        Duration::MAX,
+        Duration::from_secs(u64::MAX / 1_000_000_000 + 1),
+    ] {
         let pool = crate::builder(method, 2)
             .task_timeout(huge)
             .build()
@@ -254,13 +262,45 @@ fn terminate_workers_requeues_what_had_not_started(method: StartMethod) {
     pool.terminate_workers();
     assert!(matches!(
         hung.get(),
-        Err(Error::WorkerDied {
-            exitcode: -15,
-            ..
-        })
+        Err(Error::WorkerDied { exitcode: -15, .. })
     ));
     let squares: Vec<u64> = (0..20).map(|x| x * x).collect();
     assert_eq!(later.get().unwrap(), squares);
     pool.close();
     pool.join().unwrap();
+}
+
+/// Item 1000 waits for the gate (which stays closed); others square.
+fn square_or_wait(x: u64) -> u64 {
+    if x >= 1000 {
+        return crate::tasks::gated(x);
+    }
+    x * x
+}
+
+/// A worker ended in the middle of a chunk fails only the item it was
+/// running: the chunk's items before and after it run again and succeed.
+/// (Not with handles in the items: a handle's ticket is redeemed once, so
+/// an item that runs again cannot redeem it.)
+fn kill_workers_in_a_chunk_fails_only_the_running_item(method: StartMethod) {
+    let _g = guard();
+    let (pool, gate) = crate::gated(method, 1);
+    let mut it = pool.imap_chunked(square_or_wait, [0, 1, 1000, 3, 4], 5);
+    gate.started.get().unwrap();
+    pool.kill_workers();
+    let outcomes: Vec<_> = it.by_ref().collect();
+    assert_eq!(outcomes.len(), 5);
+    for (i, r) in outcomes.iter().enumerate() {
+        match i {
+            2 => assert!(
+                matches!(r, Err(Error::WorkerDied { exitcode: -9, .. })),
+                "{r:?}"
+            ),
+            _ => assert_eq!(
+                r.as_ref().ok(),
+                Some(&(i as u64 * i as u64)),
+                "item {i}: {r:?}"
+            ),
+        }
+    }
 }
