@@ -13,6 +13,7 @@ mod erased;
 mod error;
 mod input;
 mod job;
+mod limits;
 mod local;
 #[doc(hidden)]
 pub mod plumbing;

@@ -656,8 +656,10 @@ impl Pool {
     /// ones (the name of CPython 3.14's executors): the items they were
     /// running fail with [`Error::WorkerDied`] (exit code -15), tasks they
     /// held but had not started run on the new workers, and later calls
-    /// succeed. On a pool of threads it does nothing: threads cannot be
-    /// ended from outside.
+    /// succeed; fresh workers start at once. A task that ignores `SIGTERM`
+    /// keeps its worker (and the tasks it holds) until it ends:
+    /// [`kill_workers`](Self::kill_workers) ends it. On a pool of threads it
+    /// does nothing: threads cannot be ended from outside.
     ///
     /// ```
     /// fn square(x: u64) -> u64 {

@@ -17,6 +17,8 @@ use mp_proc::plumbing::ErasedFunction;
 use crate::codec;
 use crate::error::{Error, Result};
 use crate::job::{Garbage, Outcomes, Run, Shared, Task, Work, record, run_callbacks};
+use crate::limits::Cause;
+pub(crate) use crate::limits::Limits;
 use crate::progress::Position;
 use crate::worker::{DoneMsg, FromWorker, TaskRef, ToWorker, ToWorkerRef};
 
@@ -32,21 +34,6 @@ const PREFETCH_TASKS: usize = 256;
 /// How long a worker that closed its connection gets to exit before it is
 /// killed (only a guard: it normally exits at once).
 pub(crate) const EXIT_GRACE: Duration = Duration::from_secs(5);
-
-/// What a pool asks of its workers beyond running tasks (the builder's
-/// settings).
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct Limits {
-    /// Replace a worker after this many tasks (`maxtasksperchild`).
-    pub(crate) maxtasks: Option<usize>,
-    /// Kill a worker whose call runs longer (`task_timeout`).
-    pub(crate) task_timeout: Option<Duration>,
-    /// Replace a worker whose resident memory is above this many bytes
-    /// after a task (`max_memory_per_child`).
-    pub(crate) max_memory: Option<u64>,
-    /// Stop a worker that holds no task for this long (`idle_timeout`).
-    pub(crate) idle: Option<Duration>,
-}
 
 /// Makes the workers of a pool: each runs [`worker_main`](crate::worker::worker_main)
 /// at the other end of a [`Link`].
@@ -135,18 +122,6 @@ impl Sent {
             piece(self.start + item + 1, after, &self.items[past..]),
         ]
     }
-}
-
-/// Why a worker is buried.
-enum Cause {
-    /// It ended (crashed, exited, was ended from outside, or retired).
-    Ended,
-    /// It was killed because item `item` of its task `id` ran past `limit`.
-    TimedOut {
-        id: u64,
-        item: usize,
-        limit: Duration,
-    },
 }
 
 struct Worker {
@@ -251,9 +226,15 @@ impl Scheduler {
         self.fill_to(self.processes)
     }
 
-    /// Starts workers until `n` of them are not retiring.
+    /// Starts workers until `n` of them are neither retiring nor ending.
     fn fill_to(&mut self, n: usize) -> Result<()> {
-        while self.workers.iter().filter(|w| !w.retiring).count() < n {
+        while self
+            .workers
+            .iter()
+            .filter(|w| !w.retiring && !w.ended)
+            .count()
+            < n
+        {
             let link = self.spawn.spawn()?;
             mp_logging::get_logger().debug("added worker");
             self.workers.push(Worker {
@@ -291,7 +272,11 @@ impl Scheduler {
         let n = match self.limits.idle {
             None => self.processes,
             Some(_) => {
-                let live = self.workers.iter().filter(|w| !w.retiring).count();
+                let live = self
+                    .workers
+                    .iter()
+                    .filter(|w| !w.retiring && !w.ended)
+                    .count();
                 self.processes.min(live.saturating_add(waiting))
             }
         };

@@ -87,7 +87,7 @@ fn a_timeout_while_the_worker_is_replaced_for_memory(method: StartMethod) {
     let _g = guard();
     let pool = crate::builder(method, 2)
         .max_memory_per_child(limit(method, 32 * MIB))
-        .task_timeout(Duration::from_millis(300))
+        .task_timeout(Duration::from_secs(1))
         .build()
         .unwrap();
     let outcomes: Vec<_> = pool

@@ -24,7 +24,7 @@ mp_testkit::for_each_method!(
     terminate_workers_requeues_what_had_not_started,
 );
 
-const LIMIT: Duration = Duration::from_millis(300);
+const LIMIT: Duration = Duration::from_millis(500);
 
 /// Never returns.
 fn hang_forever() -> ! {
