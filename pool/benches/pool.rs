@@ -2,18 +2,23 @@
 //! `apply`'s round trip, `imap_unordered`, pool start + close + join, and the
 //! peak memory of an `imap` over 10 million items; each beside CPython's
 //! `Pool(2)` (python3, same run), procspawn's pool, and a raw pipe round
-//! trip in this very binary.
+//! trip in this very binary. The default `map` and `apply` run again with a
+//! `task_timeout` that is never reached (the cost of watching for it,
+//! beside CPython's plain figures: it has no task timeout), the `map` with
+//! a `max_memory_per_child` never reached (the cost of measuring), and 100 tasks
+//! that hang past a short `task_timeout` measure how soon their errors
+//! reach the caller.
 
 #![allow(missing_docs, clippy::print_stdout, clippy::print_stderr)]
 
 use mp_testkit::bench as support;
 
 use std::os::fd::AsFd;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use criterion::Criterion;
-use mp_pool::Pool;
-use mp_proc::StartMethod;
+use mp_pool::{Pool, PoolBuilder};
+use mp_proc::{RawArray, StartMethod};
 use support::{Kind, Row, Table, Target, median_per_iter, ms, pin, placements, py, timed, us};
 
 /// Set in the environment of the child that measures `imap`'s memory.
@@ -22,6 +27,17 @@ const RSS_CHILD: &str = "MP_POOL_BENCH_RSS";
 const RSS_ITEMS: u64 = 10_000_000;
 /// Tasks of a `map` (CPython's side uses the same).
 const MAP_TASKS: u64 = 100_000;
+/// The `task_timeout` of the cost rows: never reached by a trivial task.
+const NEVER_TIMEOUT: Duration = Duration::from_secs(10);
+/// The `max_memory_per_child` of the cost row: never reached (1 TiB).
+const NEVER_BYTES: u64 = 1 << 40;
+/// The `task_timeout` that the hanging tasks of the latency rows run past.
+const HANG_LIMIT: Duration = Duration::from_millis(50);
+/// Timed-out tasks behind the latency rows.
+const TIMEOUTS: usize = 100;
+/// Hanging tasks submitted at a time (two per worker: the second waits for
+/// a replaced worker).
+const HANGING_AT_ONCE: usize = 4;
 
 fn main() {
     procspawn::init();
@@ -34,6 +50,7 @@ fn main() {
     maps(&mut c, &mut figures);
     apply(&mut c);
     starts(&mut c);
+    figures.timeout_latency_ms = timeout_latencies();
     procspawn_side(&mut figures);
     figures.rss_mib = imap_rss();
     c.final_summary();
@@ -47,6 +64,8 @@ struct Figures {
     procspawn_apply_us: Option<f64>,
     procspawn_start_ms: Option<f64>,
     rss_mib: Option<f64>,
+    /// How long after its limit each timed-out task's error reached `get`, sorted.
+    timeout_latency_ms: Vec<f64>,
 }
 
 fn square(x: u64) -> u64 {
@@ -54,31 +73,36 @@ fn square(x: u64) -> u64 {
 }
 
 fn fork_pool() -> Pool {
-    Pool::builder()
-        .processes(2)
-        .context(mp_proc::get_context(StartMethod::Fork))
-        .build()
-        .unwrap()
+    fork_pool_with(|b| b)
+}
+
+/// A fork pool of 2, with `setup`'s options.
+fn fork_pool_with(setup: impl FnOnce(PoolBuilder) -> PoolBuilder) -> Pool {
+    setup(
+        Pool::builder()
+            .processes(2)
+            .context(mp_proc::get_context(StartMethod::Fork)),
+    )
+    .build()
+    .unwrap()
 }
 
 // ---------------------------------------------------------------- map, imap
 
 /// One call of a benchmark over `n` tasks.
 type Run = Box<dyn Fn(&Pool, u64)>;
+/// Options set on a pool's builder.
+type Setup = fn(PoolBuilder) -> PoolBuilder;
 
 fn maps(c: &mut Criterion, _figures: &mut Figures) {
     let mut g = c.benchmark_group("pool");
     let pool = fork_pool();
     pool.map(square, 0..1000).unwrap(); // warm-up
-    let runs: [(&str, u64, Run); 4] = [
-        (
-            "map_default",
-            MAP_TASKS,
-            Box::new(|p: &Pool, n| {
-                let r = p.map(square, 0..n).unwrap();
-                assert_eq!(r.len() as u64, n);
-            }),
-        ),
+    let map_default: Run = Box::new(|p: &Pool, n| {
+        let r = p.map(square, 0..n).unwrap();
+        assert_eq!(r.len() as u64, n);
+    });
+    let runs: [(&str, u64, Run); 3] = [
         (
             "map_chunksize1",
             20_000,
@@ -105,22 +129,52 @@ fn maps(c: &mut Criterion, _figures: &mut Figures) {
             }),
         ),
     ];
-    for (name, tasks, run) in runs {
-        let id = format!("pool/{name}");
-        g.bench_function(name, |b| {
-            b.iter_custom(|iters| {
-                // Recorded per task (the table's unit); criterion's own
-                // iteration is one call.
-                timed(&id, iters * tasks, |_| {
-                    for _ in 0..iters {
-                        run(&pool, tasks);
-                    }
-                })
-            })
-        });
+    per_task(&mut g, &pool, "map_default", MAP_TASKS, &map_default);
+    drop(pool);
+    // The same map with a watch set that never fires: its cost when set.
+    // Run right after the plain one, so that both see the same machine.
+    let watched: [(&str, Setup); 2] = [
+        ("map_default_task_timeout", |b| {
+            b.task_timeout(NEVER_TIMEOUT)
+        }),
+        ("map_default_max_memory", |b| {
+            b.max_memory_per_child(NEVER_BYTES)
+        }),
+    ];
+    for (name, setup) in watched {
+        let pool = fork_pool_with(setup);
+        pool.map(square, 0..1000).unwrap();
+        per_task(&mut g, &pool, name, MAP_TASKS, &map_default);
+        drop(pool);
+    }
+    let pool = fork_pool();
+    pool.map(square, 0..1000).unwrap();
+    for (name, tasks, run) in &runs {
+        per_task(&mut g, &pool, name, *tasks, run);
     }
     drop(pool);
     g.finish();
+}
+
+/// Benchmarks `run` over `tasks` tasks as `pool/{name}`, recorded per task
+/// (the table's unit); criterion's own iteration is one call.
+fn per_task(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    pool: &Pool,
+    name: &str,
+    tasks: u64,
+    run: &Run,
+) {
+    let id = format!("pool/{name}");
+    g.bench_function(name, |b| {
+        b.iter_custom(|iters| {
+            timed(&id, iters * tasks, |_| {
+                for _ in 0..iters {
+                    run(pool, tasks);
+                }
+            })
+        })
+    });
 }
 
 // ---------------------------------------------------------------- apply
@@ -135,6 +189,15 @@ fn apply(c: &mut Criterion) {
             let pool = fork_pool();
             pool.apply(square, 3).unwrap();
             support::measure(&mut g, "apply", &format!("mp{sfx}"), |n| {
+                for i in 0..n {
+                    std::hint::black_box(pool.apply(square, i).unwrap());
+                }
+            });
+            drop(pool);
+            // The same with a task timeout that never fires.
+            let pool = fork_pool_with(|b| b.task_timeout(NEVER_TIMEOUT));
+            pool.apply(square, 3).unwrap();
+            support::measure(&mut g, "apply", &format!("mp_task_timeout{sfx}"), |n| {
                 for i in 0..n {
                     std::hint::black_box(pool.apply(square, i).unwrap());
                 }
@@ -176,6 +239,76 @@ fn starts(c: &mut Criterion) {
         });
     }
     g.finish();
+}
+
+// ---------------------------------------------------------------- timeouts
+
+/// CLOCK_MONOTONIC in nanoseconds: one clock for the worker that records a
+/// task's start and the caller that sees its error.
+fn monotonic_ns() -> u64 {
+    let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .expect("CLOCK_MONOTONIC is always there");
+    let ns = i128::from(t.tv_sec()) * 1_000_000_000 + i128::from(t.tv_nsec());
+    u64::try_from(ns).expect("CLOCK_MONOTONIC is not negative")
+}
+
+/// Records when this call began in `starts[i]`, then never returns (it
+/// sleeps until its worker is killed).
+fn hang((starts, i): (RawArray<u64>, usize)) -> u64 {
+    if let Err(e) = starts.set(i, monotonic_ns()) {
+        eprintln!("hanging task {i}: its start was not recorded ({e})");
+    }
+    loop {
+        std::thread::park();
+    }
+}
+
+/// `TIMEOUTS` tasks that hang past a `HANG_LIMIT` task timeout, on a fork
+/// pool of 2, `HANGING_AT_ONCE` at a time: how long after its limit (the
+/// task's own recorded start + the limit) each one's `TaskTimeout` reached
+/// a thread waiting in `get`, in ms, sorted. A thread per task waits, so
+/// that no error waits for another's.
+fn timeout_latencies() -> Vec<f64> {
+    eprintln!("\n{TIMEOUTS} tasks past a task_timeout of {HANG_LIMIT:?}: error latency");
+    let pool = fork_pool_with(|b| b.task_timeout(HANG_LIMIT));
+    pool.map(square, 0..1000).unwrap(); // warm-up
+    let starts = RawArray::<u64>::new(TIMEOUTS).unwrap();
+    let limit_ns = i128::try_from(HANG_LIMIT.as_nanos()).unwrap();
+    // Only a bug waits this long: then the benchmark fails instead of hanging.
+    let bug = HANG_LIMIT + Duration::from_secs(30);
+    let mut late = Vec::with_capacity(TIMEOUTS);
+    let ids: Vec<usize> = (0..TIMEOUTS).collect();
+    for batch in ids.chunks(HANGING_AT_ONCE) {
+        let pending: Vec<_> = batch
+            .iter()
+            .map(|&i| (i, pool.apply_async(hang, (starts.clone(), i))))
+            .collect();
+        let ended: Vec<(usize, u64)> = std::thread::scope(|s| {
+            let waiters: Vec<_> = pending
+                .into_iter()
+                .map(|(i, r)| {
+                    s.spawn(move || {
+                        let got = r.get_timeout(bug);
+                        let now = monotonic_ns();
+                        match got {
+                            Err(mp_pool::Error::TaskTimeout { .. }) => (i, now),
+                            other => panic!("hanging task {i}: {other:?}, not a TaskTimeout"),
+                        }
+                    })
+                })
+                .collect();
+            waiters.into_iter().map(|w| w.join().unwrap()).collect()
+        });
+        for (i, now) in ended {
+            let start = starts.get(i).unwrap();
+            assert_ne!(start, 0, "hanging task {i} never recorded its start");
+            let ns = i128::from(now) - (i128::from(start) + limit_ns);
+            late.push(ns as f64 / 1e6);
+        }
+    }
+    drop(pool);
+    late.sort_by(|a, b| a.total_cmp(b));
+    late
 }
 
 // ---------------------------------------------------------------- procspawn
@@ -292,6 +425,28 @@ fn table(python: &support::Python, f: &Figures) -> Table {
         Some(Target::cpython(3.0)),
     ));
     t.rows.push(row(
+        "map of 100k trivial tasks, default chunksize, task_timeout(10 s)",
+        "tasks/s",
+        Kind::Rate,
+        rate("pool/map_default_task_timeout"),
+        py(python, "pool_map_tput", "default_chunksize"),
+        None,
+        None,
+        "",
+        Some(Target::cpython(3.0)),
+    ));
+    t.rows.push(row(
+        "map of 100k trivial tasks, default chunksize, max_memory_per_child(1 TiB)",
+        "tasks/s",
+        Kind::Rate,
+        rate("pool/map_default_max_memory"),
+        py(python, "pool_map_tput", "default_chunksize"),
+        None,
+        None,
+        "",
+        Some(Target::cpython(3.0)),
+    ));
+    t.rows.push(row(
         "map, chunksize 1 (procspawn: one spawn per task)",
         "tasks/s",
         Kind::Rate,
@@ -345,6 +500,20 @@ fn table(python: &support::Python, f: &Figures) -> Table {
             &format!("1 B pipe round trip{sfx}"),
             mp.map(|_| Target::raw(3.0)),
         ));
+        let mp = us(median_per_iter(&format!("apply/mp_task_timeout{sfx}")));
+        if mp.is_some() {
+            t.rows.push(row(
+                &format!("apply round trip{sfx}, task_timeout(10 s)"),
+                "us",
+                Kind::Latency,
+                mp,
+                cpython,
+                None,
+                us(median_per_iter(&format!("apply/raw_pipe{sfx}"))),
+                &format!("1 B pipe round trip{sfx}"),
+                Some(Target::raw(3.0)),
+            ));
+        }
     }
     for method in [
         StartMethod::Fork,
@@ -379,5 +548,31 @@ fn table(python: &support::Python, f: &Figures) -> Table {
         "the issue's bound",
         Some(Target::raw(1.0)),
     ));
+    // No CPython column: its pool cannot time out a task.
+    let late = &f.timeout_latency_ms;
+    let n = late.len();
+    let median = match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(late[n / 2]),
+        _ => Some((late[n / 2 - 1] + late[n / 2]) / 2.0),
+    };
+    let p90 = (n * 9).div_ceil(10).checked_sub(1).map(|i| late[i]);
+    for (what, figure) in [
+        ("median", median),
+        ("p90", p90),
+        ("worst", late.last().copied()),
+    ] {
+        t.rows.push(row(
+            &format!("task_timeout(50 ms): its error reaches get() after the limit, {what} of {n}"),
+            "ms",
+            Kind::Latency,
+            figure,
+            None,
+            None,
+            None,
+            "",
+            None,
+        ));
+    }
     t
 }
