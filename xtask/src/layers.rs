@@ -85,8 +85,8 @@ pub(crate) const CRATES: &[Crate] = &[
                 modules: &["sys", "error", "spare"],
             },
             Layer {
-                name: "the wire and the job table",
-                modules: &["codec", "job", "decode"],
+                name: "the wire, the job table, the workers' shared progress and the pool's limits",
+                modules: &["codec", "job", "decode", "progress", "limits"],
             },
             Layer {
                 name: "the workers' side",
