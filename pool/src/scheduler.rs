@@ -168,12 +168,22 @@ impl Worker {
 
     /// Whether it should be given another task, holding `tasks` tasks of
     /// `items` items.
-    fn wants(&self, tasks: usize, items: usize) -> bool {
+    /// A worker that holds tasks and has reported nothing for
+    /// [`PREFETCH_WINDOW`] is in a call slower than its estimate (a worker
+    /// reports at least every millisecond between calls): it is given
+    /// nothing more, so that no task waits behind that call while another
+    /// worker could run it.
+    fn wants(&self, tasks: usize, items: usize, now: Instant) -> bool {
         if self.retiring || self.ended || self.left == Some(0) || tasks >= PREFETCH_TASKS {
             return false;
         }
         if tasks == 0 {
             return true;
+        }
+        if !self.in_flight.is_empty()
+            && now.saturating_duration_since(self.busy_since) >= PREFETCH_WINDOW
+        {
+            return false;
         }
         match self.item_cost {
             Some(cost) => {
@@ -418,11 +428,17 @@ impl Scheduler {
                         (w.in_flight.len(), items, Vec::new())
                     })
                     .collect();
+                // Idle workers first: a task never waits in a busy worker's
+                // prefetch while one is idle.
+                let mut order: Vec<usize> = (0..self.workers.len()).collect();
+                order.sort_by_key(|&i| held[i].0 > 0);
+                let now = Instant::now();
                 let mut more = true;
                 while more && !st.pending.is_empty() {
                     more = false;
-                    for (w, (tasks, items, batch)) in self.workers.iter_mut().zip(&mut held) {
-                        if !w.wants(*tasks, *items) {
+                    for &i in &order {
+                        let (w, (tasks, items, batch)) = (&mut self.workers[i], &mut held[i]);
+                        if !w.wants(*tasks, *items, now) {
                             continue;
                         }
                         let Some(t) = st.pending.pop_front() else {

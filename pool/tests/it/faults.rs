@@ -21,6 +21,7 @@ mp_testkit::for_each_method!(
     bad_settings_are_errors,
     a_panicking_initializer_breaks_the_pool_with_a_clear_error,
     terminate_stops_running_tasks,
+    a_task_never_waits_behind_a_blocked_call_while_a_worker_is_idle,
 );
 
 fn unlucky(x: u64) -> u64 {
@@ -346,4 +347,24 @@ fn terminate_stops_running_tasks(method: StartMethod) {
     pool.join().unwrap();
     assert!(matches!(r.get(), Err(Error::Terminated)));
     assert!(matches!(later.get(), Err(Error::Terminated)));
+}
+
+/// A worker that ran fast tasks is estimated to finish what it holds
+/// quickly, and the scheduler gives such a worker tasks ahead. A task
+/// submitted while that worker is blocked in a call must go to the idle
+/// worker, not wait behind the call (it did: the first worker of the round
+/// got it, and it waited until the gate opened).
+fn a_task_never_waits_behind_a_blocked_call_while_a_worker_is_idle(method: StartMethod) {
+    let _g = guard();
+    let (pool, gate) = crate::gated(method, 2);
+    // Both workers learn that tasks are fast.
+    assert_eq!(pool.map_chunked(square, 0..2000, 10).unwrap().len(), 2000);
+    let blocked = pool.apply_async(gated, 1);
+    gate.started.get().unwrap();
+    let quick = pool.apply_async(square, 7);
+    // The deadline only turns the bug into a failure instead of a hang.
+    let got = quick.get_timeout(std::time::Duration::from_secs(60));
+    gate.go.set();
+    assert_eq!(got.unwrap(), 49);
+    assert_eq!(blocked.get().unwrap(), 1);
 }
