@@ -91,26 +91,34 @@ impl Writer {
     }
 
     /// The worker is about to call item `item` of task `id`.
+    ///
+    /// Untimed (no task timeout), the record is read only once the worker
+    /// has died, when nothing writes it any more: the item (and the task,
+    /// when it changes) is stored alone, one store per call, with no
+    /// sequence. Timed, the scheduler reads it while the worker runs, so
+    /// the words change under the sequence lock, with the call's start.
     pub(crate) fn enter(&mut self, id: u64, item: usize) {
-        let began = if self.timed {
-            crate::sys::monotonic_ns()
-        } else {
-            0
-        };
         let a = &self.progress.0;
         let task = id.wrapping_add(1);
+        if !self.timed {
+            if task != self.task {
+                let _ = a.set(TASK, task);
+                self.task = task;
+            }
+            let _ = a.set(ITEM, item as u64);
+            return;
+        }
+        let began = crate::sys::monotonic_ns();
         self.seq = self.seq.wrapping_add(1);
         let _ = a.set(SEQ, self.seq);
         fence(Ordering::Release);
-        // Only what changed: the item, and the task and time when they do.
+        // Only what changed: the item and time, and the task when it does.
         if task != self.task {
             let _ = a.set(TASK, task);
             self.task = task;
         }
         let _ = a.set(ITEM, item as u64);
-        if self.timed {
-            let _ = a.set(BEGAN, began);
-        }
+        let _ = a.set(BEGAN, began);
         fence(Ordering::Release);
         self.seq = self.seq.wrapping_add(1);
         let _ = a.set(SEQ, self.seq);
