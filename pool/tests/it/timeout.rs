@@ -22,6 +22,7 @@ mp_testkit::for_each_method!(
     kill_workers_ends_a_hanging_task_and_the_pool_goes_on,
     kill_workers_in_a_chunk_fails_only_the_running_item,
     terminate_workers_requeues_what_had_not_started,
+    an_imap_dropped_while_its_item_hangs,
 );
 
 const LIMIT: Duration = Duration::from_millis(500);
@@ -303,4 +304,24 @@ fn kill_workers_in_a_chunk_fails_only_the_running_item(method: StartMethod) {
             ),
         }
     }
+}
+
+/// The consumer of an imap stops early (drops it) while one of its items
+/// hangs: the item is still killed at its limit (nobody reads its
+/// outcome), the pool goes on, and its close and join end with nothing
+/// left behind.
+fn an_imap_dropped_while_its_item_hangs(method: StartMethod) {
+    let _g = guard();
+    let fds = open_fds().len();
+    let pool = timed(method, 2);
+    let mut it = pool.imap(square_or_hang, [2, 1000, 3, 4, 5]);
+    assert_eq!(it.next().unwrap().unwrap(), 4);
+    drop(it);
+    assert_eq!(pool.map(square, 0..100).unwrap()[99], 99 * 99);
+    // Join returns only once the hanging worker was killed at its limit.
+    pool.close();
+    pool.join().unwrap();
+    drop(pool);
+    assert!(zombies().is_empty());
+    assert_eq!(open_fds().len(), fds, "no descriptor left behind");
 }
