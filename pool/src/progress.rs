@@ -1,26 +1,33 @@
 //! Where a worker process is, for its pool to read without asking it: which
 //! task and which item of it it runs, and (only when the pool has a task
 //! timeout) since when. One small shared record per worker, written by the
-//! worker alone under a sequence lock, read by the pool's scheduler: when
-//! the worker dies or its call runs too long, the pool fails exactly that
-//! item and runs the others again.
+//! worker alone, read by the pool's scheduler: when the worker dies or its
+//! call runs too long, the pool fails exactly that item and runs the others
+//! again.
+//!
+//! Untimed, the record is read only once its worker has died (nothing
+//! writes it then): the worker stores the item of each call, and the task
+//! when it changes, one store per call. Timed, the scheduler reads it while
+//! the worker runs: the worker stores the call's start first, then the
+//! task and item, and a reader that sees the same start before and after
+//! reading them has a consistent record (a call's start changes with every
+//! call, so it serves as the record's sequence, with no store of its own).
 
 use std::sync::atomic::{Ordering, fence};
 
 use mp_proc::RawArray;
 use serde::{Deserialize, Serialize};
 
-/// The record's words: the sequence (odd while the worker writes), `id + 1`
-/// of the task (0: none yet), the item's index in the task, and when its
-/// call began (`CLOCK_MONOTONIC` ns; 0: not measured).
-const SEQ: usize = 0;
-const TASK: usize = 1;
-const ITEM: usize = 2;
-const BEGAN: usize = 3;
-const WORDS: usize = 4;
+/// The record's words: `id + 1` of the task (0: none yet), the item's index
+/// in the task, and when its call began (`CLOCK_MONOTONIC` ns; 0: not
+/// measured).
+const TASK: usize = 0;
+const ITEM: usize = 1;
+const BEGAN: usize = 2;
+const WORDS: usize = 3;
 
 /// How often a reader retries a record being written before it takes what
-/// it read (a writer killed in the middle of its four stores never ends it).
+/// it read (a writer stopped between its stores never ends it).
 const RETRIES: usize = 64;
 
 /// A worker's position, as the pool last saw it.
@@ -47,19 +54,20 @@ impl Progress {
         self.0.get(i).unwrap_or(0)
     }
 
-    /// The worker's position; retried while the worker is writing it.
+    /// The worker's position; retried while the worker is writing it (its
+    /// call's start changed while the task and item were read).
     pub(crate) fn read(&self) -> Position {
         let mut p = Position::default();
         for _ in 0..RETRIES {
-            let seq = self.word(SEQ);
+            let began = self.word(BEGAN);
             fence(Ordering::Acquire);
             p = Position {
                 task: self.word(TASK),
                 item: usize::try_from(self.word(ITEM)).unwrap_or(usize::MAX),
-                began: self.word(BEGAN),
+                began,
             };
             fence(Ordering::Acquire);
-            if seq.is_multiple_of(2) && self.word(SEQ) == seq {
+            if self.word(BEGAN) == began {
                 return p;
             }
             std::hint::spin_loop();
@@ -71,7 +79,6 @@ impl Progress {
 /// The worker's end: the only writer of its record.
 pub(crate) struct Writer {
     progress: Progress,
-    seq: u64,
     /// The task word as last written.
     task: u64,
     /// Whether calls are timed (the pool has a task timeout): only then is
@@ -81,46 +88,28 @@ pub(crate) struct Writer {
 
 impl Writer {
     pub(crate) fn new(progress: Progress, timed: bool) -> Writer {
-        let (seq, task) = (progress.word(SEQ), progress.word(TASK));
+        let task = progress.word(TASK);
         Writer {
             progress,
-            seq: seq + seq % 2,
             task,
             timed,
         }
     }
 
-    /// The worker is about to call item `item` of task `id`.
-    ///
-    /// Untimed (no task timeout), the record is read only once the worker
-    /// has died, when nothing writes it any more: the item (and the task,
-    /// when it changes) is stored alone, one store per call, with no
-    /// sequence. Timed, the scheduler reads it while the worker runs, so
-    /// the words change under the sequence lock, with the call's start.
+    /// The worker is about to call item `item` of task `id`: one store
+    /// (the item; and the task when it changes), and the call's start
+    /// before them when timed (see the module's doc).
     pub(crate) fn enter(&mut self, id: u64, item: usize) {
         let a = &self.progress.0;
-        let task = id.wrapping_add(1);
-        if !self.timed {
-            if task != self.task {
-                let _ = a.set(TASK, task);
-                self.task = task;
-            }
-            let _ = a.set(ITEM, item as u64);
-            return;
+        if self.timed {
+            let _ = a.set(BEGAN, crate::sys::monotonic_ns());
+            fence(Ordering::Release);
         }
-        let began = crate::sys::monotonic_ns();
-        self.seq = self.seq.wrapping_add(1);
-        let _ = a.set(SEQ, self.seq);
-        fence(Ordering::Release);
-        // Only what changed: the item and time, and the task when it does.
+        let task = id.wrapping_add(1);
         if task != self.task {
             let _ = a.set(TASK, task);
             self.task = task;
         }
         let _ = a.set(ITEM, item as u64);
-        let _ = a.set(BEGAN, began);
-        fence(Ordering::Release);
-        self.seq = self.seq.wrapping_add(1);
-        let _ = a.set(SEQ, self.seq);
     }
 }
