@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll, ppoll};
 use nix::sys::socket::{AddressFamily, MsgFlags, SockFlag, SockType, socketpair};
+use nix::sys::time::TimeSpec;
 
 /// A one-way pipe `(read end, write end)`.
 pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
@@ -200,23 +201,16 @@ pub(crate) fn wait_ready(
 ) -> io::Result<Vec<bool>> {
     let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
     loop {
-        let wait = match deadline {
-            None => PollTimeout::NONE,
-            Some(d) => {
-                // Round up, so that a sub-millisecond remainder still waits.
-                let ms = d
-                    .saturating_duration_since(Instant::now())
-                    .as_nanos()
-                    .div_ceil(1_000_000);
-                PollTimeout::try_from(ms.min(i32::MAX as u128)).unwrap_or(PollTimeout::MAX)
-            }
-        };
+        // ppoll: the time left to the nanosecond (poll's milliseconds,
+        // rounded up, woke a pool's scheduler up to 1 ms after a task's
+        // timeout).
+        let wait = deadline.map(|d| TimeSpec::from(d.saturating_duration_since(Instant::now())));
         let mut pfds: Vec<PollFd<'_>> = read
             .iter()
             .map(|fd| PollFd::new(*fd, PollFlags::POLLIN))
             .chain(write.iter().map(|fd| PollFd::new(*fd, PollFlags::POLLOUT)))
             .collect();
-        match poll(&mut pfds, wait) {
+        match ppoll(&mut pfds, wait, None) {
             Err(Errno::EINTR) => continue,
             Err(e) => return Err(e.into()),
             Ok(0) => {
