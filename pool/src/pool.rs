@@ -96,7 +96,7 @@ impl fmt::Debug for PoolBuilder {
 }
 
 impl PoolBuilder {
-    /// The number of workers (Python's `processes`; by default `cpu_count()`).
+    /// The number of workers (Python's `processes`; by default [`mp_proc::available_cpus`]: the affinity mask bounded by the cgroup CPU quota).
     pub fn processes(mut self, n: usize) -> PoolBuilder {
         self.processes = Some(n);
         self
@@ -134,8 +134,9 @@ impl PoolBuilder {
     /// before and after the one that timed out are queued again, whether they
     /// had run or not): use chunksize 1 for tasks with side effects.
     ///
-    /// It costs one clock read (vDSO, no system call) per call in the
-    /// worker; without it, none. It is not a sandbox: workers hold the
+    /// It costs the worker one clock read (vDSO, no system call, 23 ns
+    /// here) and one more store to shared memory per call; the scheduler
+    /// then wakes for the earliest deadline. Without it, no clock is read. It is not a sandbox: workers hold the
     /// authkey and run with the caller's rights.
     ///
     /// ```
