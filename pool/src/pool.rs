@@ -96,7 +96,9 @@ impl fmt::Debug for PoolBuilder {
 }
 
 impl PoolBuilder {
-    /// The number of workers (Python's `processes`; by default [`mp_proc::available_cpus`]: the affinity mask bounded by the cgroup CPU quota).
+    /// The number of workers (Python's `processes`; by default
+    /// [`mp_proc::available_cpus`]: the affinity mask bounded by the cgroup
+    /// CPU quota).
     pub fn processes(mut self, n: usize) -> PoolBuilder {
         self.processes = Some(n);
         self
@@ -329,7 +331,7 @@ pub(crate) fn default_chunksize(items: usize, processes: usize) -> usize {
 }
 
 impl Pool {
-    /// A pool of `processes` workers (`None`: [`mp_proc::cpu_count`]) with
+    /// A pool of `processes` workers (`None`: [`mp_proc::available_cpus`]) with
     /// the default start method (Python's `Pool(processes)`).
     pub fn new(processes: Option<usize>) -> Result<Pool> {
         let b = Pool::builder();
