@@ -318,7 +318,9 @@ impl Scheduler {
             let limit_ns = u64::try_from(limit.as_nanos()).unwrap_or(u64::MAX);
             let now = crate::sys::monotonic_ns();
             for (i, w) in self.workers.iter().enumerate() {
-                if w.in_flight.is_empty() || w.retiring || w.ended {
+                // An ended worker is watched too: one that did not end on
+                // `SIGTERM` (`terminate_workers`) may still be in its call.
+                if w.in_flight.is_empty() || w.retiring {
                     continue;
                 }
                 let at = w.link.worker.position();
