@@ -294,9 +294,16 @@ impl Scheduler {
             return;
         }
         let signal = self.end_workers.swap(0, Ordering::AcqRel);
-        for w in self.workers.iter_mut().filter(|w| !w.retiring && !w.ended) {
+        // `SIGKILL` also ends the workers a `SIGTERM` did not (CPython's
+        // `kill_workers` after `terminate_workers`).
+        let kill = signal == libc::SIGKILL;
+        for w in self
+            .workers
+            .iter_mut()
+            .filter(|w| !w.retiring && (kill || !w.ended))
+        {
             w.ended = true;
-            if signal == libc::SIGKILL {
+            if kill {
                 w.link.worker.kill();
             } else {
                 w.link.worker.terminate();

@@ -6,13 +6,16 @@
 
 use std::time::Duration;
 
-use mp_pool::Error;
+use mp_pool::{Error, Pool};
 use mp_proc::StartMethod;
 use mp_testkit::{exists, guard, zombies};
 
 use crate::tasks::square;
 
-mp_testkit::for_each_method!(a_task_that_survives_terminate_workers_still_times_out,);
+mp_testkit::for_each_method!(
+    a_task_that_survives_terminate_workers_still_times_out,
+    kill_workers_after_terminate_workers_kills_a_survivor,
+);
 
 /// How long a test waits for what must happen (a bug shows as a failure).
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -45,6 +48,30 @@ fn a_task_that_survives_terminate_workers_still_times_out(method: StartMethod) {
     }
     assert_eq!(pool.apply(square, 3).unwrap(), 9);
     assert_eq!(pool.processes(), 1);
+    pool.close();
+    pool.join().unwrap();
+    assert!(zombies().is_empty());
+}
+
+/// CPython's escalation: `terminate_workers()`, then `kill_workers()` for
+/// the workers that did not end. However quickly the second follows the
+/// first (before or after the pool has acted on it), the worker is killed.
+fn kill_workers_after_terminate_workers_kills_a_survivor(method: StartMethod) {
+    let _g = guard();
+    let pool: Pool = crate::builder(method, 1).build().unwrap();
+    let started = mp_proc::Event::new().unwrap();
+    let r = pool.apply_async(deaf_to_sigterm_then_hang, started.clone());
+    started.wait(None).unwrap();
+    pool.terminate_workers();
+    pool.kill_workers();
+    match r.get_timeout(DEADLINE) {
+        Err(Error::WorkerDied { exitcode, pid, .. }) => {
+            assert_eq!(exitcode, -libc::SIGKILL);
+            assert!(!exists(pid));
+        }
+        other => panic!("expected WorkerDied by SIGKILL, got {other:?}"),
+    }
+    assert_eq!(pool.apply(square, 3).unwrap(), 9);
     pool.close();
     pool.join().unwrap();
     assert!(zombies().is_empty());
