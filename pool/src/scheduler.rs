@@ -304,9 +304,16 @@ impl Scheduler {
             return;
         }
         let signal = self.end_workers.swap(0, Ordering::AcqRel);
-        for w in self.workers.iter_mut().filter(|w| !w.retiring && !w.ended) {
+        // `SIGKILL` also ends the workers a `SIGTERM` did not (CPython's
+        // `kill_workers` after `terminate_workers`).
+        let kill = signal == libc::SIGKILL;
+        for w in self
+            .workers
+            .iter_mut()
+            .filter(|w| !w.retiring && (kill || !w.ended))
+        {
             w.ended = true;
-            if signal == libc::SIGKILL {
+            if kill {
                 w.link.worker.kill();
             } else {
                 w.link.worker.terminate();
@@ -328,7 +335,9 @@ impl Scheduler {
             let limit_ns = u64::try_from(limit.as_nanos()).unwrap_or(u64::MAX);
             let now = crate::sys::monotonic_ns();
             for (i, w) in self.workers.iter().enumerate() {
-                if w.in_flight.is_empty() || w.retiring || w.ended {
+                // An ended worker is watched too: one that did not end on
+                // `SIGTERM` (`terminate_workers`) may still be in its call.
+                if w.in_flight.is_empty() || w.retiring {
                     continue;
                 }
                 let at = w.link.worker.position();

@@ -104,8 +104,11 @@ impl Transport for Processes {
     }
 
     fn end_workers(&self, signal: i32) {
-        // SIGKILL wins over a SIGTERM asked for at the same time.
-        self.end_workers.fetch_max(signal, Ordering::AcqRel);
+        let _ = self
+            .end_workers
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |asked| {
+                Some(stronger(asked, signal))
+            });
         self.wake();
     }
 
@@ -189,5 +192,30 @@ impl Remote for WorkerProcess {
                 self.process.join().unwrap_or(-libc::SIGKILL)
             }
         }
+    }
+}
+
+/// Of two requests to end the workers (a signal; 0: none), the one to carry
+/// out: `SIGKILL` wins over a `SIGTERM` asked for at the same time, whatever
+/// the order (their numbers, 9 and 15, do not say it).
+fn stronger(asked: i32, signal: i32) -> i32 {
+    if asked == libc::SIGKILL || signal == 0 {
+        asked
+    } else {
+        signal
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stronger;
+
+    #[test]
+    fn sigkill_wins_over_sigterm_in_either_order() {
+        let (term, kill) = (libc::SIGTERM, libc::SIGKILL);
+        assert_eq!(stronger(stronger(0, kill), term), kill);
+        assert_eq!(stronger(stronger(0, term), kill), kill);
+        assert_eq!(stronger(stronger(0, term), term), term);
+        assert_eq!(stronger(0, 0), 0);
     }
 }

@@ -16,6 +16,7 @@ mod join_twice;
 mod lazy;
 mod lifetime;
 mod memory;
+mod review;
 mod scenarios;
 mod sizing;
 mod start_failure;
