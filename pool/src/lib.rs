@@ -6,6 +6,7 @@
 // bookkeeping (`job`), the workers' side (`worker`, `local`), the transports
 // (`scheduler`, `transport`), the core over them (`core`), then the user API
 // (`result`, `future`, `imap`, `pool`).
+mod builder;
 mod codec;
 mod core;
 mod decode;
@@ -28,8 +29,9 @@ mod sys;
 mod transport;
 mod worker;
 
+pub use builder::PoolBuilder;
 pub use error::{Error, ProcError, Result};
 pub use future::ResultFuture;
 pub use imap::IMap;
-pub use pool::{Pool, PoolBuilder};
+pub use pool::Pool;
 pub use result::AsyncResult;
