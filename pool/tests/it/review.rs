@@ -20,14 +20,37 @@ mp_testkit::for_each_method!(
 /// How long a test waits for what must happen (a bug shows as a failure).
 const DEADLINE: Duration = Duration::from_secs(20);
 
-/// Says it started, then stops its process (`SIGSTOP`): a stopped process
-/// does not end on `SIGTERM` (which waits, pending, for a `SIGCONT`), as a
-/// task that handles or ignores `SIGTERM` does not; `SIGKILL` ends it.
-fn deaf_to_sigterm_then_hang(started: mp_proc::Event) -> u64 {
-    started.set();
+/// Says it started (its worker's pid), then stops its process (`SIGSTOP`):
+/// a stopped process does not end on `SIGTERM` (which waits, pending, for a
+/// `SIGCONT`), as a task that handles or ignores `SIGTERM` does not;
+/// `SIGKILL` ends it.
+fn deaf_to_sigterm_then_hang(started: mp_proc::Queue<u32>) -> u64 {
+    started.put(std::process::id()).unwrap();
     loop {
         let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGSTOP);
     }
+}
+
+/// Starts `deaf_to_sigterm_then_hang` and waits until its process is
+/// stopped (a `SIGTERM` before that would end it).
+fn start_deaf(pool: &Pool) -> mp_pool::AsyncResult<u64> {
+    let started = mp_proc::Queue::new().unwrap();
+    let r = pool.apply_async(deaf_to_sigterm_then_hang, started.clone());
+    let pid = started.get().unwrap();
+    let stopped = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| {
+                s.rsplit_once(')')
+                    .map(|(_, rest)| rest.trim_start().starts_with('T'))
+            })
+            .unwrap_or(false)
+    };
+    assert!(
+        mp_testkit::wait_until(DEADLINE, stopped),
+        "worker {pid} stopped"
+    );
+    r
 }
 
 fn a_task_that_survives_terminate_workers_still_times_out(method: StartMethod) {
@@ -37,9 +60,7 @@ fn a_task_that_survives_terminate_workers_still_times_out(method: StartMethod) {
         .task_timeout(limit)
         .build()
         .unwrap();
-    let started = mp_proc::Event::new().unwrap();
-    let r = pool.apply_async(deaf_to_sigterm_then_hang, started.clone());
-    started.wait(None).unwrap();
+    let r = start_deaf(&pool);
     pool.terminate_workers();
     // The worker lives on in its call: the task timeout still ends it.
     match r.get_timeout(DEADLINE) {
@@ -59,9 +80,7 @@ fn a_task_that_survives_terminate_workers_still_times_out(method: StartMethod) {
 fn kill_workers_after_terminate_workers_kills_a_survivor(method: StartMethod) {
     let _g = guard();
     let pool: Pool = crate::builder(method, 1).build().unwrap();
-    let started = mp_proc::Event::new().unwrap();
-    let r = pool.apply_async(deaf_to_sigterm_then_hang, started.clone());
-    started.wait(None).unwrap();
+    let r = start_deaf(&pool);
     pool.terminate_workers();
     pool.kill_workers();
     match r.get_timeout(DEADLINE) {
