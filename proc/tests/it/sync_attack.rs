@@ -125,7 +125,7 @@ fn a_party_whose_action_dies_breaks_the_barrier(method: StartMethod) {
     p.start().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     let waiter = barrier.clone();
-    std::thread::spawn(move || {
+    let waiting = std::thread::spawn(move || {
         let _ = tx.send(waiter.wait());
     });
     // The child is last: this process's party waits first.
@@ -140,6 +140,8 @@ fn a_party_whose_action_dies_breaks_the_barrier(method: StartMethod) {
         Ok(other) => panic!("{other:?}"),
         Err(_) => panic!("the other party still waits, {LONG:?} after the action's process died"),
     }
+    // Its clone of the barrier (a descriptor) is gone before the guard counts.
+    waiting.join().unwrap();
 }
 
 #[test]
