@@ -119,7 +119,11 @@ impl PoolBuilder {
     ///
     /// A chunk's items may run again after its worker was killed (the items
     /// before and after the one that timed out are queued again, whether they
-    /// had run or not): use chunksize 1 for tasks with side effects.
+    /// had run or not): use chunksize 1 for tasks with side effects. An item
+    /// whose arguments hold a handle (a `Queue`, an `Event`) cannot run a
+    /// second time (its handle travels as a ticket, redeemed once): run
+    /// again, it fails with [`Error::Encoding`]; pass handles through the
+    /// pool's `initializer` instead.
     ///
     /// It costs the worker one clock read (vDSO, no system call, 23 ns
     /// here) and one more store to shared memory per call; the scheduler
