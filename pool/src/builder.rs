@@ -169,9 +169,8 @@ impl PoolBuilder {
     ///
     /// ```
     /// fn cap(bytes: u64) {
-    ///     let limit = libc::rlimit { rlim_cur: bytes, rlim_max: bytes };
-    ///     // SAFETY: setrlimit reads one rlimit we own.
-    ///     unsafe { libc::setrlimit(libc::RLIMIT_AS, &limit) };
+    ///     use nix::sys::resource::{Resource, setrlimit};
+    ///     setrlimit(Resource::RLIMIT_AS, bytes, bytes).expect("a hard cap");
     /// }
     /// fn id(x: u64) -> u64 {
     ///     x
