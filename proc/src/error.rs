@@ -362,6 +362,30 @@ pub enum Error {
         reason: TicketFailure,
     },
 
+    /// A process could not be started on its host (`OSError`): the
+    /// launcher failed or timed out, the copy there is not this build, or it
+    /// broke the start's exchange.
+    #[error("cannot start {name} on {host}: {reason}")]
+    RemoteStart {
+        /// The process's name.
+        name: String,
+        /// The launcher's host.
+        host: String,
+        /// What went wrong.
+        reason: String,
+    },
+
+    /// An argument of a process started on another host holds a handle
+    /// that cannot cross hosts (shared memory, a lock, a queue of this
+    /// machine): pass a manager's proxy or a connection instead.
+    #[error("a {kind} cannot be passed to a process on another host ({host}); use a manager's proxy")]
+    NotAcrossHosts {
+        /// The kind of handle.
+        kind: String,
+        /// The launcher's host.
+        host: String,
+    },
+
     /// The other side of a call (a manager's server) reported an error
     /// (`RemoteError`); `message` is its text.
     #[error("remote error: {message}")]

@@ -48,6 +48,7 @@ pub use process::{
 };
 pub use queue::{JoinableQueue, Queue, SimpleQueue};
 pub use rt::forkserver::set_forkserver_preload;
+pub use rt::launcher::Launcher;
 pub use sync::{
     AnyLock, Array, Barrier, BoundedSemaphore, Condition, Event, Lock, LockGuard, RLock, RawArray,
     RawValue, Semaphore, Shareable, ShareableItem, ShareableList, SharedGuard, SharedMemory,

@@ -13,6 +13,7 @@ use crate::mutex::lock;
 use crate::rt::bootstrap;
 use crate::rt::child::{self, ExitRequest, Outcome};
 use crate::rt::helper;
+use crate::rt::launcher::Launcher;
 use crate::rt::runtime::{self, Child};
 use crate::rt::start::{self, Launch};
 use crate::wire::payload;
@@ -67,6 +68,7 @@ pub struct Process {
     target: usize,
     encoder: Mutex<Option<Encoder>>,
     child: Option<Arc<Child>>,
+    launcher: Launcher,
 }
 
 impl Process {
@@ -108,6 +110,7 @@ impl Process {
             target,
             encoder: Mutex::new(Some(encoder)),
             child: None,
+            launcher: Launcher::local(),
         }
     }
 
@@ -143,6 +146,42 @@ impl Process {
         self
     }
 
+    /// Starts the process on a host by `launcher` (by default
+    /// [`Launcher::local`]: this machine, by the start method). On another
+    /// host the process runs this same executable (checked: the same
+    /// build), its arguments encoded as for spawn; a handle of this
+    /// machine (shared memory, a lock, a queue) cannot go there
+    /// ([`Error::NotAcrossHosts`]), a [`Connection`] can (its traffic
+    /// travels over the launcher's link). Signals, `join` and the exit code
+    /// work as for a local child.
+    ///
+    /// ```
+    /// use mp_proc::{Launcher, Process};
+    /// fn hello(name: String) {
+    ///     assert_eq!(name, "far");
+    /// }
+    /// // An empty prefix starts the copy on this machine through the same
+    /// // path as `Launcher::ssh(host)` or `Launcher::command(["srun", ..])`.
+    /// let mut p = Process::new(hello, "far".to_string()).launcher(Launcher::command([""; 0]));
+    /// p.start()?;
+    /// assert_eq!(p.join()?, 0);
+    /// # Ok::<(), mp_proc::Error>(())
+    /// ```
+    pub fn launcher(mut self, launcher: Launcher) -> Process {
+        self.launcher = launcher;
+        self
+    }
+
+    /// As [`launcher`](Process::launcher), on a process being set up.
+    pub fn set_launcher(&mut self, launcher: Launcher) {
+        self.launcher = launcher;
+    }
+
+    /// The launcher this process starts by.
+    pub fn get_launcher(&self) -> &Launcher {
+        &self.launcher
+    }
+
     /// Starts the child (Python's `start()`).
     ///
     /// Errors: [`Error::AlreadyStarted`] the second time;
@@ -176,6 +215,12 @@ impl Process {
         let method = self.method.unwrap_or_else(runtime::start_method);
         let _ = runtime::live_children(); // reap finished children first, as CPython does
         runtime::state().ensure_exit_hook();
+        if !self.launcher.is_local() {
+            return Err(Error::NotImplemented {
+                what: "starting a process on another host",
+                reason: "not yet",
+            });
+        }
         let child = start::launch(Launch {
             name: &self.name,
             identity: self.identity.clone(),

@@ -468,6 +468,10 @@ pub enum Workers {
     Processes(crate::StartMethod),
     /// Threads of this process: tasks travel as closures, not encoded.
     Threads,
+    /// Processes on other hosts, started by [`Launcher`](crate::Launcher)s:
+    /// tasks travel encoded, over connections that cross hosts; a worker
+    /// shares no memory with the pool.
+    Hosts,
 }
 
 /// Python's context objects: one family of processes (or threads) and the
@@ -531,7 +535,7 @@ pub trait Context: Clone + Send + Sync + 'static {
     fn start_method(&self) -> Option<crate::StartMethod> {
         match self.workers() {
             Workers::Processes(method) => Some(method),
-            Workers::Threads => None,
+            Workers::Threads | Workers::Hosts => None,
         }
     }
     /// A queue with no item limit.

@@ -13,6 +13,7 @@ pub(crate) mod child;
 pub(crate) mod forkserver;
 pub(crate) mod handles;
 pub(crate) mod helper;
+pub(crate) mod launcher;
 pub(crate) mod runtime;
 pub(crate) mod sharer;
 pub(crate) mod start;

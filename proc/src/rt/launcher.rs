@@ -1,0 +1,216 @@
+//! [`Launcher`]: how a process is started on a host, by a tool the cluster
+//! already runs (ssh, `srun`, `mpirun`, `ip netns exec`, `kubectl exec`).
+
+use std::ffi::{OsStr, OsString};
+use std::fmt;
+use std::time::Duration;
+
+/// How long a launched process has, by default, to start on its host and
+/// answer (an `ssh` login included).
+pub(crate) const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How a process is started on a host: on this machine as any child, or by
+/// a command that runs a program somewhere else (`ssh host`, `srun -w node3`,
+/// `mpirun --host h2`, `ip netns exec h1`, `kubectl exec -i pod --`).
+///
+/// A process given a launcher other than [`local`](Launcher::local) (see
+/// [`Process::launcher`](crate::Process::launcher)) runs this same
+/// executable, at the same path, on its host: the launcher's command runs
+/// `<prefix> <this executable> --mp-proc-remote`. The copy there checks
+/// that it is the same build, receives its bootstrap (the authkey
+/// included) on its standard input, never on a command line or in the
+/// environment, runs the target and reports its exit code. The link to it
+/// is the launcher's own standard input and output (for ssh, ssh's
+/// encrypted channel); its log records and standard error reach this
+/// process's standard error, its standard output this process's.
+///
+/// ```
+/// use mp_proc::Launcher;
+/// let here = Launcher::local();
+/// assert!(here.is_local());
+/// let node = Launcher::command(["srun", "-N1", "-n1", "-w", "node3"]);
+/// assert_eq!(node.to_string(), "srun -N1 -n1 -w node3");
+/// let far = Launcher::ssh("build@10.0.0.7").ssh_option("-p").ssh_option("2222");
+/// assert_eq!(far.host(), "build@10.0.0.7");
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct Launcher {
+    kind: Kind,
+    start_timeout: Duration,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+enum Kind {
+    Local,
+    Ssh { host: String, options: Vec<OsString> },
+    Command { prefix: Vec<OsString> },
+}
+
+impl Launcher {
+    /// This machine, the process started as any child (by its start method).
+    pub fn local() -> Launcher {
+        Launcher::with(Kind::Local)
+    }
+
+    /// `ssh host` (`user@host` works, and whatever `~/.ssh/config` names):
+    /// the process's link is ssh's own standard input and output, so it is
+    /// encrypted and authenticated by ssh. ssh runs with `-T` and
+    /// `BatchMode=yes` (a password prompt would hang a start).
+    pub fn ssh(host: &str) -> Launcher {
+        Launcher::with(Kind::Ssh {
+            host: host.to_owned(),
+            options: Vec::new(),
+        })
+    }
+
+    /// Any command that runs a program somewhere: the prefix, then this
+    /// executable and its arguments (as `std::process::Command` takes
+    /// them). An empty prefix runs the program on this machine through the
+    /// same path as a remote one.
+    pub fn command<I, S>(prefix: I) -> Launcher
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        Launcher::with(Kind::Command {
+            prefix: prefix.into_iter().map(|s| s.as_ref().to_owned()).collect(),
+        })
+    }
+
+    fn with(kind: Kind) -> Launcher {
+        Launcher {
+            kind,
+            start_timeout: DEFAULT_START_TIMEOUT,
+        }
+    }
+
+    /// One more argument for `ssh`, before the host (`-i key`, `-p 2222`,
+    /// `-o Option=value`, `-F config`); nothing for other launchers.
+    pub fn ssh_option(mut self, arg: impl AsRef<OsStr>) -> Launcher {
+        if let Kind::Ssh { options, .. } = &mut self.kind {
+            options.push(arg.as_ref().to_owned());
+        }
+        self
+    }
+
+    /// How long a process has to start on its host and answer (60 s by
+    /// default): past it, `start()` fails and the launcher is killed.
+    pub fn start_timeout(mut self, timeout: Duration) -> Launcher {
+        self.start_timeout = timeout;
+        self
+    }
+
+    /// Whether processes start on this machine as ordinary children.
+    pub fn is_local(&self) -> bool {
+        matches!(self.kind, Kind::Local)
+    }
+
+    /// The host, for messages: `localhost`, the ssh destination, or the
+    /// command prefix.
+    pub fn host(&self) -> String {
+        match &self.kind {
+            Kind::Local => "localhost".to_owned(),
+            Kind::Ssh { host, .. } => host.clone(),
+            Kind::Command { .. } => self.to_string(),
+        }
+    }
+
+    pub(crate) fn timeout(&self) -> Duration {
+        self.start_timeout
+    }
+
+    /// The program and arguments that run `exe args...` on the host, or
+    /// `None` for a local launcher.
+    pub(crate) fn command_line(&self, exe: &OsStr, args: &[&str]) -> Option<Vec<OsString>> {
+        match &self.kind {
+            Kind::Local => None,
+            Kind::Command { prefix } => {
+                let mut line = prefix.clone();
+                line.push(exe.to_owned());
+                line.extend(args.iter().map(OsString::from));
+                Some(line)
+            }
+            Kind::Ssh { host, options } => {
+                let mut line: Vec<OsString> = ["ssh", "-T", "-o", "BatchMode=yes"]
+                    .iter()
+                    .map(OsString::from)
+                    .collect();
+                line.extend(options.iter().cloned());
+                line.push("--".into());
+                line.push(host.into());
+                // ssh hands one string to the remote user's shell.
+                let mut remote = String::from("exec ");
+                remote.push_str(&shell_quote(&exe.to_string_lossy()));
+                for a in args {
+                    remote.push(' ');
+                    remote.push_str(&shell_quote(a));
+                }
+                line.push(remote.into());
+                Some(line)
+            }
+        }
+    }
+}
+
+/// `s` as one word of a POSIX shell.
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+impl fmt::Display for Launcher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            Kind::Local => f.write_str("local"),
+            Kind::Ssh { host, .. } => write!(f, "ssh {host}"),
+            Kind::Command { prefix } => {
+                let words: Vec<String> = prefix
+                    .iter()
+                    .map(|w| w.to_string_lossy().into_owned())
+                    .collect();
+                f.write_str(&words.join(" "))
+            }
+        }
+    }
+}
+
+impl fmt::Debug for Launcher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Launcher({self})")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ssh_quotes_the_remote_command_for_a_shell() {
+        let l = Launcher::ssh("h1").ssh_option("-p").ssh_option("22");
+        let line = l
+            .command_line(OsStr::new("/tmp/it's here/app"), &["--mp-proc-remote"])
+            .unwrap();
+        let words: Vec<_> = line.iter().map(|w| w.to_string_lossy()).collect();
+        assert_eq!(
+            words,
+            [
+                "ssh",
+                "-T",
+                "-o",
+                "BatchMode=yes",
+                "-p",
+                "22",
+                "--",
+                "h1",
+                r"exec '/tmp/it'\''s here/app' '--mp-proc-remote'"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_command_prefix_comes_before_the_program() {
+        let l = Launcher::command(["ip", "netns", "exec", "h1"]);
+        let line = l.command_line(OsStr::new("/bin/app"), &["-x"]).unwrap();
+        assert_eq!(line, ["ip", "netns", "exec", "h1", "/bin/app", "-x"]);
+        assert!(Launcher::local().command_line(OsStr::new("/bin/app"), &[]).is_none());
+    }
+}
