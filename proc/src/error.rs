@@ -378,7 +378,9 @@ pub enum Error {
     /// An argument of a process started on another host holds a handle
     /// that cannot cross hosts (shared memory, a lock, a queue of this
     /// machine): pass a manager's proxy or a connection instead.
-    #[error("a {kind} cannot be passed to a process on another host ({host}); use a manager's proxy")]
+    #[error(
+        "a {kind} cannot be passed to a process on another host ({host}); use a manager's proxy"
+    )]
     NotAcrossHosts {
         /// The kind of handle.
         kind: String,

@@ -14,6 +14,7 @@ use crate::rt::bootstrap;
 use crate::rt::child::{self, ExitRequest, Outcome};
 use crate::rt::helper;
 use crate::rt::launcher::Launcher;
+use crate::rt::remote;
 use crate::rt::runtime::{self, Child};
 use crate::rt::start::{self, Launch};
 use crate::wire::payload;
@@ -215,13 +216,7 @@ impl Process {
         let method = self.method.unwrap_or_else(runtime::start_method);
         let _ = runtime::live_children(); // reap finished children first, as CPython does
         runtime::state().ensure_exit_hook();
-        if !self.launcher.is_local() {
-            return Err(Error::NotImplemented {
-                what: "starting a process on another host",
-                reason: "not yet",
-            });
-        }
-        let child = start::launch(Launch {
+        let launch = Launch {
             name: &self.name,
             identity: self.identity.clone(),
             daemon,
@@ -232,7 +227,13 @@ impl Process {
             fds: encoded.fds.iter().map(|(fd, _)| *fd).collect(),
             fd_types: encoded.fds.iter().map(|(_, ty)| *ty).collect(),
             result,
-        })?;
+            stdout: None,
+        };
+        let child = if self.launcher.is_local() {
+            start::launch(launch)?
+        } else {
+            remote::launch(launch, &self.launcher)?
+        };
         let child = Arc::new(child);
         runtime::state().children.push(child.clone());
         self.daemon = Some(daemon);

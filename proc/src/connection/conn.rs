@@ -575,7 +575,7 @@ impl Connection {
         let mut want = 4;
         loop {
             self.need_by(reader, want, deadline)?;
-            match frame_header(&reader.buf[reader.start..reader.end], max) {
+            match crate::wire::frame::parse_header(&reader.buf[reader.start..reader.end], max) {
                 Ok(Some((head, len))) => {
                     reader.start += head;
                     return Ok(len);
@@ -666,27 +666,6 @@ impl Connection {
             got: got as u64,
         }
     }
-}
-
-/// Parses the frame header at the start of `bytes`: how many bytes it takes
-/// and the payload's length; `None` while it has not all arrived. A negative
-/// length, or one over `max`, is the error [`Connection::recv`] gives.
-fn frame_header(bytes: &[u8], max: u64) -> Result<Option<(usize, u64)>> {
-    let Some(short) = bytes.first_chunk::<4>() else {
-        return Ok(None);
-    };
-    let (head, len) = match i32::from_be_bytes(*short) {
-        -1 => match bytes.get(4..).and_then(<[u8]>::first_chunk::<8>) {
-            Some(long) => (12, u64::from_be_bytes(*long)),
-            None => return Ok(None),
-        },
-        n if n < 0 => return Err(Error::NegativeFrameLength { len: n }),
-        n => (4, n as u64),
-    };
-    if len > max || len > isize::MAX as u64 {
-        return Err(Error::FrameTooLong { len, max });
-    }
-    Ok(Some((head, len)))
 }
 
 /// Decodes a received message, whose handles take their descriptors from

@@ -108,7 +108,10 @@ impl Connection {
         let fd = self.inner.fd.as_fd();
         loop {
             let buffered = r.end - r.start;
-            let want = match frame_header(&r.buf[r.start..r.end], self.max_frame_len()) {
+            let want = match crate::wire::frame::parse_header(
+                &r.buf[r.start..r.end],
+                self.max_frame_len(),
+            ) {
                 Err(e) => {
                     r.desync = true;
                     return Err(e);

@@ -4,6 +4,7 @@
 //! tracker, becomes that and never returns to `main`.
 
 use crate::method::StartMethod;
+use crate::rt::agent;
 use crate::rt::child::{Bootstrap, ChildFds, Leave, child_main, read_bootstrap};
 use crate::rt::helper::{Role, die, fatal};
 use crate::rt::{forkserver, tracker};
@@ -39,13 +40,23 @@ pub(crate) fn run_if_child() {
         .into_iter()
         .filter_map(|role| sys::process::take_env_var(role.variable()).map(|v| (role, v)))
         .collect();
-    let Some((role, value)) = set.first() else {
+    let agent = agent::requested();
+    if set.is_empty() && !agent {
         return;
-    };
+    }
     if sys::process::secure_execution() {
         // Whoever set them may not be the owner of this program's privileges.
         return;
     }
+    if agent {
+        if !set.is_empty() {
+            die("bootstrap failed: a remote agent was started with a bootstrap variable set");
+        }
+        agent::serve();
+    }
+    let Some((role, value)) = set.first() else {
+        return;
+    };
     let role = *role;
     if set.len() > 1 {
         let names: Vec<&str> = set.iter().map(|(r, _)| r.variable()).collect();

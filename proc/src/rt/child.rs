@@ -281,7 +281,7 @@ pub(crate) fn finish(code: i32, leave: Leave) -> ! {
 
 /// Prints `Process <name>:` before the usual panic report, as CPython prints
 /// `Process <name>:` before a child's traceback.
-fn install_panic_hook(name: String) {
+pub(crate) fn install_panic_hook(name: String) {
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         let _ = std::io::Write::write_all(

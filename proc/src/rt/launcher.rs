@@ -42,8 +42,13 @@ pub struct Launcher {
 #[derive(Clone, PartialEq, Eq)]
 enum Kind {
     Local,
-    Ssh { host: String, options: Vec<OsString> },
-    Command { prefix: Vec<OsString> },
+    Ssh {
+        host: String,
+        options: Vec<OsString>,
+    },
+    Command {
+        prefix: Vec<OsString>,
+    },
 }
 
 impl Launcher {
@@ -211,6 +216,10 @@ mod tests {
         let l = Launcher::command(["ip", "netns", "exec", "h1"]);
         let line = l.command_line(OsStr::new("/bin/app"), &["-x"]).unwrap();
         assert_eq!(line, ["ip", "netns", "exec", "h1", "/bin/app", "-x"]);
-        assert!(Launcher::local().command_line(OsStr::new("/bin/app"), &[]).is_none());
+        assert!(
+            Launcher::local()
+                .command_line(OsStr::new("/bin/app"), &[])
+                .is_none()
+        );
     }
 }

@@ -8,12 +8,15 @@
 //! redeemed by ticket) <- `handles` (where a handle's descriptor goes) <- `start` (the parent's
 //! side of the start methods), `bootstrap` (the constructor's entry).
 
+pub(crate) mod agent;
 pub(crate) mod bootstrap;
 pub(crate) mod child;
 pub(crate) mod forkserver;
 pub(crate) mod handles;
 pub(crate) mod helper;
 pub(crate) mod launcher;
+pub(crate) mod link;
+pub(crate) mod remote;
 pub(crate) mod runtime;
 pub(crate) mod sharer;
 pub(crate) mod start;

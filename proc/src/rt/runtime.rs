@@ -46,6 +46,18 @@ pub(crate) enum Watch {
         status: OwnedFd,
         pidfd: Option<OwnedFd>,
     },
+    /// A process on another host, through its launcher.
+    Remote(Box<dyn RemoteWatch>),
+}
+
+/// How a process on another host is watched and signalled (`rt::remote`).
+pub(crate) trait RemoteWatch: Send + Sync {
+    /// Readable once the process has ended (its launcher has exited).
+    fn sentinel(&self) -> BorrowedFd<'_>;
+    /// Once the sentinel is readable: the exit code (the launcher reaped).
+    fn exit_code(&self) -> Result<i32>;
+    /// Sends `signal` to the process.
+    fn signal(&self, signal: i32) -> Result<()>;
 }
 
 pub(crate) struct State {
@@ -228,6 +240,7 @@ impl Child {
         match &self.watch {
             Watch::Direct { pidfd } => pidfd.as_fd(),
             Watch::Forkserver { status, .. } => status.as_fd(),
+            Watch::Remote(remote) => remote.sentinel(),
         }
     }
 
@@ -249,6 +262,7 @@ impl Child {
             return Ok(Some(code));
         }
         let code = match &self.watch {
+            Watch::Remote(remote) => remote.exit_code()?,
             Watch::Direct { .. } => match sys::process::try_reap(self.pid).os("waitpid")? {
                 Some(code) => code,
                 None => return Ok(None),
@@ -281,7 +295,7 @@ impl Child {
         };
         *cached = Some(code);
         drop(cached);
-        forget_child(self.pid);
+        forget_child(self);
         Ok(Some(code))
     }
 
@@ -296,6 +310,7 @@ impl Child {
         let pidfd = match &self.watch {
             Watch::Direct { pidfd } => Some(pidfd),
             Watch::Forkserver { pidfd, .. } => pidfd.as_ref(),
+            Watch::Remote(remote) => return remote.signal(signal),
         };
         let result = match pidfd {
             Some(pidfd) => sys::process::pidfd_send_signal(pidfd.as_fd(), signal),
@@ -319,9 +334,12 @@ impl Child {
     }
 }
 
-/// Removes a reaped child from the registry.
-fn forget_child(pid: u32) {
-    state().children.retain(|c| c.pid != pid);
+/// Removes a reaped child from the registry (by identity: a process on
+/// another host may have the pid of one here).
+fn forget_child(child: &Child) {
+    state()
+        .children
+        .retain(|c| !std::ptr::eq(Arc::as_ptr(c), child));
 }
 
 /// Takes over a child whose `Process` is dropped: it is reaped as soon as it

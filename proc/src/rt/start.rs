@@ -29,6 +29,9 @@ pub(crate) struct Launch<'a> {
     pub(crate) fd_types: Vec<u64>,
     /// The write end of a `spawn` result pipe.
     pub(crate) result: Option<BorrowedFd<'a>>,
+    /// The child's standard output, if not this process's (fork only: a
+    /// remote agent's child writes into a pipe the agent forwards).
+    pub(crate) stdout: Option<RawFd>,
 }
 
 /// Starts the child and returns its record.
@@ -40,19 +43,7 @@ pub(crate) fn launch(mut l: Launch<'_>) -> Result<Child> {
         StartMethod::Forkserver => refuse_if_secure("forkserver", "use fork")?,
     }
     if matches!(l.method, StartMethod::Spawn | StartMethod::Forkserver) {
-        for (what, addr) in [
-            ("target", l.target),
-            ("argument decoder", l.runner as usize),
-        ] {
-            if let Err(object) = sys::image::check_in_main_image(addr) {
-                return Err(Error::TargetNotInImage {
-                    name: l.name.to_owned(),
-                    what,
-                    object,
-                    method: l.method,
-                });
-            }
-        }
+        check_image(&l)?;
     }
     let boot = bootstrap_for(&mut l);
     match l.method {
@@ -62,7 +53,26 @@ pub(crate) fn launch(mut l: Launch<'_>) -> Result<Child> {
     }
 }
 
-fn bootstrap_for(l: &mut Launch<'_>) -> Bootstrap {
+/// Under spawn and forkserver (and on another host), the target and its
+/// runner must be functions of the main executable, found again by offset.
+pub(crate) fn check_image(l: &Launch<'_>) -> Result<()> {
+    for (what, addr) in [
+        ("target", l.target),
+        ("argument decoder", l.runner as usize),
+    ] {
+        if let Err(object) = sys::image::check_in_main_image(addr) {
+            return Err(Error::TargetNotInImage {
+                name: l.name.to_owned(),
+                what,
+                object,
+                method: l.method,
+            });
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn bootstrap_for(l: &mut Launch<'_>) -> Bootstrap {
     let (me, start_method) = {
         let state = runtime::state();
         (state.me.clone(), state.start_method.unwrap_or_default())
@@ -118,7 +128,7 @@ fn direct_child(l: &Launch<'_>, pid: u32) -> Result<Child> {
     ))
 }
 
-fn pidfd_or_kill(pid: u32) -> Result<OwnedFd> {
+pub(crate) fn pidfd_or_kill(pid: u32) -> Result<OwnedFd> {
     match sys::process::pidfd_open(pid) {
         Ok(fd) => Ok(fd),
         Err(e) => {
@@ -136,7 +146,7 @@ fn pidfd_or_kill(pid: u32) -> Result<OwnedFd> {
 static WARNED_THREADS: AtomicBool = AtomicBool::new(false);
 
 #[allow(unsafe_code)] // calls of sys's unsafe fns, each with its SAFETY
-fn fork(l: &Launch<'_>, boot: Bootstrap) -> Result<Child> {
+pub(crate) fn fork(l: &Launch<'_>, boot: Bootstrap) -> Result<Child> {
     if !WARNED_THREADS.load(Ordering::Relaxed)
         && !sys::process::single_threaded()
         && sys::process::thread_count() > 1
@@ -166,7 +176,7 @@ fn fork(l: &Launch<'_>, boot: Bootstrap) -> Result<Child> {
     keep.dedup();
     let plan = sys::process::ForkPlan {
         keep: &keep,
-        stdio: [Some(stdin.as_raw_fd()), None, None],
+        stdio: [Some(stdin.as_raw_fd()), l.stdout, None],
         clear_mask: sys::process::signals_blocked(),
     };
     // SAFETY: in the child, nothing of the parent's that owns a descriptor

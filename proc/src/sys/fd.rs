@@ -375,3 +375,28 @@ pub(crate) fn read_append(fd: BorrowedFd<'_>, vec: &mut Vec<u8>, max: usize) -> 
         return Ok(n);
     }
 }
+
+/// Reads what `fd` holds now, never waiting: `Ok(None)` when nothing is
+/// there, `Ok(Some(0))` at end of file.
+pub(crate) fn read_nonblocking(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Option<usize>> {
+    if !readable(fd, Some(Duration::ZERO))? {
+        return Ok(None);
+    }
+    read(fd, buf).map(Some)
+}
+
+/// Shuts down the writing side of a socket: its peer reads end of file.
+pub(crate) fn shutdown_write(fd: BorrowedFd<'_>) {
+    let _ = nix::sys::socket::shutdown(fd.as_raw_fd(), nix::sys::socket::Shutdown::Write);
+}
+
+/// Whether `fd` was opened for reading and for writing (a socket: both; a
+/// pipe: one of them).
+pub(crate) fn access(fd: BorrowedFd<'_>) -> io::Result<(bool, bool)> {
+    let flags = OFlag::from_bits_truncate(nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFL)?);
+    Ok(match flags & OFlag::O_ACCMODE {
+        OFlag::O_RDONLY => (true, false),
+        OFlag::O_WRONLY => (false, true),
+        _ => (true, true),
+    })
+}

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::wire::payload;
 
 /// The header of a frame of `len` bytes, CPython's: a big-endian `i32`, or
@@ -34,4 +34,25 @@ pub(crate) fn append<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Res
         (h, n) => drop(out.splice(at..at + 4, h[..n].iter().copied())),
     }
     Ok(())
+}
+
+/// Parses the frame header at the start of `bytes`: how many bytes it takes
+/// and the payload's length; `None` while it has not all arrived. A negative
+/// length, or one over `max`, is the error `Connection::recv` gives.
+pub(crate) fn parse_header(bytes: &[u8], max: u64) -> Result<Option<(usize, u64)>> {
+    let Some(short) = bytes.first_chunk::<4>() else {
+        return Ok(None);
+    };
+    let (head, len) = match i32::from_be_bytes(*short) {
+        -1 => match bytes.get(4..).and_then(<[u8]>::first_chunk::<8>) {
+            Some(long) => (12, u64::from_be_bytes(*long)),
+            None => return Ok(None),
+        },
+        n if n < 0 => return Err(Error::NegativeFrameLength { len: n }),
+        n => (4, n as u64),
+    };
+    if len > max || len > isize::MAX as u64 {
+        return Err(Error::FrameTooLong { len, max });
+    }
+    Ok(Some((head, len)))
 }

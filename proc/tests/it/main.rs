@@ -24,6 +24,7 @@ mod parent;
 mod preload;
 mod preload_resources;
 mod queues;
+mod remote;
 mod rt_attack;
 mod scenarios;
 mod sentinel;

@@ -1,0 +1,212 @@
+//! The far side of a process on another host: the copy of the executable
+//! that a launcher ran with [`MARKER`](crate::rt::remote::MARKER). It reads
+//! its bootstrap on its standard input, checks that it is the parent's
+//! build, forks the process (it is single-threaded here, before `main`),
+//! bridges its channels and standard output over the link, forwards the
+//! parent's signals, reports the exit code and exits. When the link breaks
+//! (the parent died, the launcher was killed) the process is terminated:
+//! nothing the parent started outlives it.
+
+use std::os::fd::{AsFd, OwnedFd, RawFd};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::method::StartMethod;
+use crate::rt::child;
+use crate::rt::helper::die;
+use crate::rt::link::{self, Down, Up};
+use crate::rt::remote::MARKER;
+use crate::rt::runtime::Child;
+use crate::rt::start::{self, Launch};
+use crate::sys;
+use crate::wire::runners;
+
+/// How long the agent waits for its bootstrap.
+const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long a process whose parent is gone has between SIGTERM and SIGKILL.
+const TERM_GRACE: Duration = Duration::from_secs(5);
+/// The channel number of the process's standard output.
+const STDOUT: u32 = u32::MAX;
+
+/// Whether this copy of the executable was started as an agent: its only
+/// argument is the marker.
+pub(crate) fn requested() -> bool {
+    let Ok(cmdline) = std::fs::read("/proc/self/cmdline") else {
+        return false;
+    };
+    let args: Vec<&[u8]> = cmdline
+        .strip_suffix(b"\0")
+        .unwrap_or(&cmdline)
+        .split(|b| *b == 0)
+        .collect();
+    args.len() == 2 && args[1] == MARKER.as_bytes()
+}
+
+/// Serves one process and exits.
+pub(crate) fn serve() -> ! {
+    // Before `main`, SIGPIPE still kills: a link or pipe whose reader has
+    // gone must be an error here, not the agent's end.
+    sys::process::ignore_sigpipe();
+    let (Ok(input), Ok(output)) = (sys::fd::dup_at_least(0, 3), sys::fd::dup_at_least(1, 3)) else {
+        die("agent: no standard input and output to talk to the parent on");
+    };
+    let mut reader = link::Reader::new(input);
+    let writer = link::Writer::new(output);
+    let boot = match reader.next::<Down>(link::MAX_BOOT, crate::spin::deadline_after(BOOT_TIMEOUT))
+    {
+        Ok(Some(Down::Boot(boot))) => boot,
+        Ok(Some(_)) => die("agent: the parent's first message is not a bootstrap"),
+        Ok(None) => die("agent: the parent closed the link before the bootstrap"),
+        Err(e) => die(&format!("agent: no bootstrap: {e}")),
+    };
+    let Some((runner, target)) = runners::resolve(boot.runner, boot.target, boot.fingerprint)
+    else {
+        let exe = std::env::current_exe().unwrap_or_default();
+        let _ = writer.send(&Up::Refused(format!(
+            "{} here is not the parent's build (the same executable must be at the same path on every host)",
+            exe.display()
+        )));
+        std::process::exit(1);
+    };
+    let child = match fork(*boot, runner, target) {
+        Ok(started) => started,
+        Err(e) => {
+            let _ = writer.send(&Up::Refused(e));
+            std::process::exit(1);
+        }
+    };
+    let Forked {
+        child,
+        channels,
+        stdout,
+    } = child;
+    if writer.send(&Up::Started { pid: child.pid }).is_err() {
+        end(&child);
+        std::process::exit(1);
+    }
+    let Ok((stop_r, stop_w)) = sys::fd::pipe() else {
+        end(&child);
+        die("agent: no pipe");
+    };
+    let mut outbound: Vec<(u32, Arc<OwnedFd>)> = channels.clone();
+    outbound.push((STDOUT, Arc::new(stdout)));
+    let out_link = writer.clone();
+    let pump = std::thread::Builder::new()
+        .name("mp-agent-out".into())
+        .spawn(move || {
+            link::pump_out(outbound, stop_r, &out_link, |ch, bytes| match (ch, bytes) {
+                (STDOUT, Some(bytes)) => link::framed(&Up::Stdout(bytes)),
+                (STDOUT, None) => None,
+                (ch, Some(bytes)) => link::framed(&Up::Data { ch, bytes }),
+                (ch, None) => link::framed(&Up::Eof { ch }),
+            });
+        });
+    let watched = Arc::new(child);
+    let inbound = watched.clone();
+    let listener = std::thread::Builder::new()
+        .name("mp-agent-in".into())
+        .spawn(move || {
+            let mut channels: Vec<(u32, Option<Arc<OwnedFd>>)> = channels
+                .into_iter()
+                .map(|(ch, fd)| (ch, Some(fd)))
+                .collect();
+            loop {
+                match reader.next::<Down>(link::MAX_MESSAGE, None) {
+                    Ok(Some(Down::Data { ch, bytes })) => link::deliver(&mut channels, ch, &bytes),
+                    Ok(Some(Down::Eof { ch })) => link::close_channel(&mut channels, ch),
+                    Ok(Some(Down::Signal(signal))) => {
+                        let _ = inbound.signal(signal);
+                    }
+                    // The parent is gone, or broke the link: end the process.
+                    Ok(Some(Down::Boot(_))) | Ok(None) | Err(_) => {
+                        end(&inbound);
+                        return;
+                    }
+                }
+            }
+        });
+    if pump.is_err() || listener.is_err() {
+        end(&watched);
+    }
+    let code = loop {
+        match watched.wait(None) {
+            Ok(Some(code)) => break code,
+            Ok(None) => continue,
+            Err(_) => break 255,
+        }
+    };
+    // The process has ended: what it wrote is in the buffers. Send it, then
+    // the exit code.
+    let _ = sys::fd::write(stop_w.as_fd(), b"x", false);
+    if let Ok(pump) = pump {
+        let _ = pump.join();
+    }
+    let _ = writer.send(&Up::Exited(code));
+    std::process::exit(0)
+}
+
+/// Terminates the process: SIGTERM, then SIGKILL if it is still there
+/// after a grace period.
+fn end(child: &Child) {
+    if child.signal(libc::SIGTERM).is_ok() && matches!(child.wait(Some(TERM_GRACE)), Ok(None)) {
+        let _ = child.signal(libc::SIGKILL);
+    }
+}
+
+/// The forked process and the agent's ends of its channels.
+struct Forked {
+    child: Child,
+    channels: Vec<(u32, Arc<OwnedFd>)>,
+    stdout: OwnedFd,
+}
+
+/// Forks the process, each channel one end of a socket pair (the result
+/// pipe first if it has one, then its arguments'), its standard output a
+/// pipe the agent reads.
+fn fork(boot: child::Bootstrap, runner: runners::Runner, target: usize) -> Result<Forked, String> {
+    let count = boot.has_result as usize + boot.nfds as usize;
+    if boot.fd_types.len() != boot.nfds as usize {
+        return Err("the bootstrap names the types of another number of descriptors".into());
+    }
+    let mut ours = Vec::with_capacity(count);
+    let mut theirs = Vec::with_capacity(count);
+    for _ in 0..count {
+        let (a, b) = sys::fd::socket_pair(false).map_err(|e| format!("socketpair: {e}"))?;
+        ours.push(a);
+        theirs.push(b);
+    }
+    let (stdout_r, stdout_w) = sys::fd::pipe().map_err(|e| format!("pipe: {e}"))?;
+    let raw: Vec<RawFd> = theirs.iter().map(std::os::fd::AsRawFd::as_raw_fd).collect();
+    let (result, args) = if boot.has_result {
+        (Some(theirs[0].as_fd()), &raw[1..])
+    } else {
+        (None, &raw[..])
+    };
+    let name = boot.name.clone();
+    child::install_panic_hook(name.clone());
+    let l = Launch {
+        name: &name,
+        identity: boot.identity.clone(),
+        daemon: boot.daemon,
+        method: StartMethod::Fork,
+        runner,
+        target,
+        args: Vec::new(),
+        fds: args.to_vec(),
+        fd_types: boot.fd_types.clone(),
+        result,
+        stdout: Some(std::os::fd::AsRawFd::as_raw_fd(&stdout_w)),
+    };
+    let child = start::fork(&l, boot).map_err(|e| format!("fork: {e}"))?;
+    drop(theirs);
+    drop(stdout_w);
+    Ok(Forked {
+        child,
+        channels: ours
+            .into_iter()
+            .enumerate()
+            .map(|(ch, fd)| (ch as u32, Arc::new(fd)))
+            .collect(),
+        stdout: stdout_r,
+    })
+}

@@ -1,0 +1,241 @@
+//! The link between a parent and the agent that runs one of its processes
+//! on another host: the launcher's standard input and output (for ssh, ssh's
+//! encrypted channel), carrying CPython-framed messages. The parent sends
+//! the bootstrap, then the bytes its side of each bridged descriptor reads
+//! and the signals it sends; the agent answers with the process's pid, the
+//! bytes the process writes on each channel and on its standard output,
+//! and its exit code.
+//!
+//! A channel is one descriptor of the process's arguments (a
+//! `Connection`'s, or a `spawn` result pipe): the parent keeps the
+//! original, the process gets one end of a socket pair on its host, and a
+//! pump on each side moves the bytes.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::mutex::lock;
+use crate::rt::child::Bootstrap;
+use crate::sys;
+use crate::wire::{frame, payload};
+
+/// The largest first message (the bootstrap, the arguments inside): 1 GiB.
+pub(crate) const MAX_BOOT: u64 = 1 << 30;
+/// The largest message after it (a chunk of a channel's bytes, 64 KiB, and
+/// its envelope).
+pub(crate) const MAX_MESSAGE: u64 = 1 << 17;
+/// How much of a channel one read takes.
+pub(crate) const CHUNK: usize = 1 << 16;
+
+/// From the parent to the agent.
+#[derive(Serialize, Deserialize)]
+pub(crate) enum Down {
+    /// The first message: the process's bootstrap (its descriptors are the
+    /// channels: the result pipe if it has one, then its arguments').
+    Boot(Box<Bootstrap>),
+    /// Bytes the parent's side of channel `ch` read.
+    Data { ch: u32, bytes: Vec<u8> },
+    /// The parent's side of channel `ch` reached end of file.
+    Eof { ch: u32 },
+    /// Send this signal to the process.
+    Signal(i32),
+}
+
+/// From the agent to the parent.
+#[derive(Serialize, Deserialize)]
+pub(crate) enum Up {
+    /// The process runs, with this pid on its host.
+    Started { pid: u32 },
+    /// The agent cannot run the process (not the same build, a bad
+    /// bootstrap): why.
+    Refused(String),
+    /// Bytes the process wrote on channel `ch`.
+    Data { ch: u32, bytes: Vec<u8> },
+    /// The process's side of channel `ch` closed.
+    Eof { ch: u32 },
+    /// Bytes the process wrote on its standard output.
+    Stdout(Vec<u8>),
+    /// The process ended with this exit code (`-N`: signal `N`).
+    Exited(i32),
+}
+
+/// The reading half of a link: whole messages from a byte stream.
+pub(crate) struct Reader {
+    fd: OwnedFd,
+    buf: Vec<u8>,
+}
+
+impl Reader {
+    pub(crate) fn new(fd: OwnedFd) -> Reader {
+        Reader {
+            fd,
+            buf: Vec::new(),
+        }
+    }
+
+    /// The next message, at most `max` bytes long; `Ok(None)` at end of
+    /// file between messages, [`Error::Timeout`] past `deadline`. A frame
+    /// cut short, over `max` or that does not decode is an error (the link
+    /// is then unusable).
+    pub(crate) fn next<T: serde::de::DeserializeOwned>(
+        &mut self,
+        max: u64,
+        deadline: Option<Instant>,
+    ) -> Result<Option<T>> {
+        loop {
+            if let Some((head, len)) = frame::parse_header(&self.buf, max)? {
+                // `len <= max`, which fits in memory (checked by parse_header).
+                let end = head + len as usize;
+                if self.buf.len() >= end {
+                    let value = payload::decode(&self.buf[head..end]);
+                    self.buf.drain(..end);
+                    return value.map(Some);
+                }
+                let want = end - self.buf.len();
+                self.buf.reserve(want.min(CHUNK * 4));
+            } else {
+                self.buf.reserve(16);
+            }
+            if let Some(deadline) = deadline {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if !sys::fd::readable(self.fd.as_fd(), Some(left))
+                    .map_err(|e| Error::os("wait for the link", e))?
+                {
+                    return Err(Error::Timeout);
+                }
+            }
+            let room = self.buf.capacity() - self.buf.len();
+            let n = sys::fd::read_append(self.fd.as_fd(), &mut self.buf, room)
+                .map_err(|e| Error::os("read the link", e))?;
+            if n == 0 {
+                if self.buf.is_empty() {
+                    return Ok(None);
+                }
+                return Err(Error::TruncatedFrame {
+                    expected: frame::parse_header(&self.buf, max)?.map_or(4, |(h, l)| h as u64 + l),
+                    got: self.buf.len() as u64,
+                });
+            }
+        }
+    }
+}
+
+/// The writing half of a link, shared by the threads that write on it.
+#[derive(Clone)]
+pub(crate) struct Writer(Arc<Mutex<OwnedFd>>);
+
+impl Writer {
+    pub(crate) fn new(fd: OwnedFd) -> Writer {
+        Writer(Arc::new(Mutex::new(fd)))
+    }
+
+    /// Sends one message, whole.
+    pub(crate) fn send<T: Serialize>(&self, message: &T) -> Result<()> {
+        let mut bytes = Vec::new();
+        frame::append(message, &mut bytes)?;
+        let fd = lock(&self.0);
+        sys::fd::write_all(fd.as_fd(), &bytes, false).map_err(|e| Error::os("write the link", e))
+    }
+}
+
+/// The pump of one side: reads every open channel (and, on the agent's
+/// side, the process's standard output) and sends what it reads as
+/// messages made by `wrap`, until every channel is at end of file or
+/// `stop` is readable. `finish` then drains what is already there (the
+/// process has ended: its bytes are all in the buffers) and returns.
+pub(crate) fn pump_out(
+    channels: Vec<(u32, Arc<OwnedFd>)>,
+    stop: OwnedFd,
+    link: &Writer,
+    wrap: impl Fn(u32, Option<Vec<u8>>) -> Option<Vec<u8>>,
+) {
+    let mut open = channels;
+    let mut stopping = false;
+    let mut chunk = vec![0u8; CHUNK];
+    while !open.is_empty() {
+        let ready = if stopping {
+            vec![true; open.len() + 1]
+        } else {
+            let mut fds = vec![stop.as_fd()];
+            fds.extend(open.iter().map(|(_, fd)| fd.as_fd()));
+            match sys::fd::wait_readable(&fds, None) {
+                Ok(r) => r,
+                Err(_) => return,
+            }
+        };
+        if ready[0] && !stopping {
+            stopping = true;
+            continue;
+        }
+        let mut still = Vec::with_capacity(open.len());
+        for ((ch, fd), ready) in open.into_iter().zip(ready.into_iter().skip(1)) {
+            if !ready {
+                still.push((ch, fd));
+                continue;
+            }
+            let read = if stopping {
+                sys::fd::read_nonblocking(fd.as_fd(), &mut chunk)
+            } else {
+                sys::fd::read(fd.as_fd(), &mut chunk).map(Some)
+            };
+            match read {
+                Ok(Some(n)) if n > 0 => {
+                    if let Some(message) = wrap(ch, Some(chunk[..n].to_vec()))
+                        && link_write(link, message).is_err()
+                    {
+                        return;
+                    }
+                    still.push((ch, fd));
+                }
+                // Nothing more there now, while stopping: done with it.
+                Ok(None) => {}
+                _ => {
+                    if let Some(message) = wrap(ch, None)
+                        && link_write(link, message).is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+        }
+        open = still;
+    }
+}
+
+fn link_write(link: &Writer, framed: Vec<u8>) -> Result<()> {
+    let fd = lock(&link.0);
+    sys::fd::write_all(fd.as_fd(), &framed, false).map_err(|e| Error::os("write the link", e))
+}
+
+/// The frame of `message`, for [`pump_out`]'s `wrap`.
+pub(crate) fn framed<T: Serialize>(message: &T) -> Option<Vec<u8>> {
+    let mut bytes = Vec::new();
+    frame::append(message, &mut bytes).ok()?;
+    Some(bytes)
+}
+
+/// Writes bytes that arrived for a channel into its local descriptor; a
+/// descriptor whose reader has gone is dropped from `channels`.
+pub(crate) fn deliver(channels: &mut [(u32, Option<Arc<OwnedFd>>)], ch: u32, bytes: &[u8]) {
+    if let Some((_, slot)) = channels.iter_mut().find(|(c, _)| *c == ch)
+        && let Some(fd) = slot
+        && sys::fd::write_all(fd.as_fd(), bytes, sys::fd::is_socket(fd.as_fd())).is_err()
+    {
+        *slot = None;
+    }
+}
+
+/// The far side closed channel `ch`: its readers here see end of file (a
+/// socket's write side is shut down; any other descriptor is closed).
+pub(crate) fn close_channel(channels: &mut [(u32, Option<Arc<OwnedFd>>)], ch: u32) {
+    if let Some((_, slot)) = channels.iter_mut().find(|(c, _)| *c == ch)
+        && let Some(fd) = slot.take()
+        && sys::fd::is_socket(fd.as_fd())
+    {
+        sys::fd::shutdown_write(fd.as_fd());
+    }
+}

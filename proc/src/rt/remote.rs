@@ -1,0 +1,306 @@
+//! The parent's side of a process on another host: run the launcher's
+//! command, send the bootstrap on its standard input, wait for the agent's
+//! answer, then bridge the process's channels and watch it.
+
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use crate::error::{Error, OsContext, Result};
+use crate::method::StartMethod;
+use crate::mutex::lock;
+use crate::rt::helper::{self, refuse_if_secure};
+use crate::rt::launcher::Launcher;
+use crate::rt::link::{self, Down, Up};
+use crate::rt::runtime::{Child, RemoteWatch, Watch};
+use crate::rt::start::{self, Launch};
+use crate::sys;
+use crate::wire::handle::handle_type;
+
+/// The argument that makes a copy of the executable an agent.
+pub(crate) const MARKER: &str = "--mp-proc-remote";
+
+/// How long the end of a process's link may lag its launcher's exit before
+/// the exit code is taken from the launcher alone.
+const LINK_GRACE: Duration = Duration::from_secs(5);
+
+/// Starts `l` on the launcher's host.
+pub(crate) fn launch(mut l: Launch<'_>, launcher: &Launcher) -> Result<Child> {
+    refuse_if_secure("starting a process on another host", "use fork")?;
+    let host = launcher.host();
+    let refused = |reason: String| Error::RemoteStart {
+        name: l.name.to_owned(),
+        host: host.clone(),
+        reason,
+    };
+    // Offsets in the executable, as under spawn: the copy there finds them
+    // again (and checks that it is the same build).
+    l.method = StartMethod::Spawn;
+    start::check_image(&l)?;
+    let channels = channels_of(&l, &host)?;
+    let exe = std::env::current_exe().os("find this executable")?;
+    let Some(line) = launcher.command_line(exe.as_os_str(), &[MARKER]) else {
+        return Err(refused("a local launcher starts no agent".into()));
+    };
+    let boot = start::bootstrap_for(&mut l);
+    let mut command = Command::new(&line[0]);
+    command
+        .args(&line[1..])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    for var in helper::ENV_ALL {
+        command.env_remove(var);
+    }
+    let mut spawned = command
+        .spawn()
+        .map_err(|e| refused(format!("cannot run {:?}: {e}", line[0])))?;
+    let launcher_pid = spawned.id();
+    let (Some(stdin), Some(stdout)) = (spawned.stdin.take(), spawned.stdout.take()) else {
+        return Err(refused(
+            "the launcher's standard input and output are missing".into(),
+        ));
+    };
+    drop(spawned); // reaped below by pid, through its pidfd
+    let pidfd = start::pidfd_or_kill(launcher_pid)?;
+    let ended = Ended {
+        pid: launcher_pid,
+        pidfd,
+    };
+    let writer = link::Writer::new(OwnedFd::from(stdin));
+    let mut reader = link::Reader::new(OwnedFd::from(stdout));
+    let started = writer.send(&Down::Boot(Box::new(boot))).and_then(|()| {
+        reader.next::<Up>(
+            link::MAX_MESSAGE,
+            crate::spin::deadline_after(launcher.timeout()),
+        )
+    });
+    let pid = match started {
+        Ok(Some(Up::Started { pid })) => pid,
+        other => {
+            let reason = match other {
+                Ok(Some(Up::Refused(why))) => why,
+                Ok(Some(_)) => "the agent broke the start's exchange".to_owned(),
+                Err(Error::Timeout) => format!(
+                    "no answer within {:?} (raise Launcher::start_timeout?)",
+                    launcher.timeout()
+                ),
+                Ok(None) | Err(_) => {
+                    let code = ended.kill_and_reap();
+                    return Err(refused(format!(
+                        "`{launcher}` ended with exit code {code} before the process started (its messages are above, on stderr)"
+                    )));
+                }
+            };
+            ended.kill_and_reap();
+            return Err(refused(reason));
+        }
+    };
+    let bridge = Bridge::start(channels, reader, writer.clone())?;
+    Ok(Child::new(
+        l.name.to_owned(),
+        pid,
+        l.daemon,
+        Watch::Remote(Box::new(RemoteProcess {
+            ended,
+            link: writer,
+            bridge,
+        })),
+    ))
+}
+
+/// The descriptors of the process's arguments (and its result pipe), each
+/// duplicated: they become the channels. A handle that is not a
+/// `Connection` cannot cross hosts.
+fn channels_of(l: &Launch<'_>, host: &str) -> Result<Vec<OwnedFd>> {
+    let connection = handle_type("Connection", 0);
+    let mut fds = Vec::new();
+    if let Some(result) = l.result {
+        fds.push(sys::fd::dup_at_least(result.as_raw_fd(), 3).os("duplicate a descriptor")?);
+    }
+    for (fd, ty) in l.fds.iter().zip(&l.fd_types) {
+        if *ty != connection {
+            let kind = if *ty == handle_type("SharedMemory", 0) {
+                "shared memory segment"
+            } else {
+                "handle of this machine (a lock, a queue, a shared value, ...)"
+            };
+            return Err(Error::NotAcrossHosts {
+                kind: kind.to_owned(),
+                host: host.to_owned(),
+            });
+        }
+        fds.push(sys::fd::dup_at_least(*fd, 3).os("duplicate a descriptor")?);
+    }
+    Ok(fds)
+}
+
+/// The launcher process, our child: its pidfd tells when it has exited.
+struct Ended {
+    pid: u32,
+    pidfd: OwnedFd,
+}
+
+impl Ended {
+    /// Kills the launcher (if it still runs) and reaps it: its exit code.
+    fn kill_and_reap(&self) -> i32 {
+        let _ = sys::process::pidfd_send_signal(self.pidfd.as_fd(), libc::SIGKILL);
+        self.reap()
+    }
+
+    /// Waits for the launcher to end and reaps it.
+    fn reap(&self) -> i32 {
+        let _ = sys::fd::readable(self.pidfd.as_fd(), None);
+        loop {
+            match sys::process::try_reap(self.pid) {
+                Ok(Some(code)) => return code,
+                Ok(None) => {
+                    let _ = sys::fd::readable(self.pidfd.as_fd(), None);
+                }
+                Err(_) => return 255,
+            }
+        }
+    }
+}
+
+/// What the pumps of one process know of its end.
+#[derive(Default)]
+struct Outcome {
+    /// The exit code the agent reported.
+    code: Option<i32>,
+    /// The link has ended (the agent exited, or the link broke).
+    closed: bool,
+}
+
+/// The two pumps of a process's link: its channels' bytes out, the
+/// agent's messages in.
+struct Bridge {
+    outcome: Arc<(Mutex<Outcome>, Condvar)>,
+    /// Tells the outbound pump to drain and stop.
+    stop: OwnedFd,
+    /// The pumps, joined once the process has ended (each owns
+    /// descriptors).
+    pumps: Mutex<Vec<std::thread::JoinHandle<()>>>,
+}
+
+impl Bridge {
+    fn start(
+        channels: Vec<OwnedFd>,
+        mut reader: link::Reader,
+        writer: link::Writer,
+    ) -> Result<Bridge> {
+        let mut outbound = Vec::new();
+        let mut inbound = Vec::new();
+        for (ch, fd) in channels.into_iter().enumerate() {
+            let ch = ch as u32;
+            let fd = Arc::new(fd);
+            let (readable, writable) = sys::fd::access(fd.as_fd()).unwrap_or((true, true));
+            if readable {
+                outbound.push((ch, fd.clone()));
+            }
+            inbound.push((ch, writable.then_some(fd)));
+        }
+        let (stop_r, stop_w) = sys::fd::pipe().os("pipe")?;
+        let outcome: Arc<(Mutex<Outcome>, Condvar)> = Arc::default();
+        let out_link = writer;
+        let out = std::thread::Builder::new()
+            .name("mp-link-out".into())
+            .spawn(move || {
+                link::pump_out(outbound, stop_r, &out_link, |ch, bytes| match bytes {
+                    Some(bytes) => link::framed(&Down::Data { ch, bytes }),
+                    None => link::framed(&Down::Eof { ch }),
+                });
+            })
+            .os("start a link thread")?;
+        let record = outcome.clone();
+        let inward = std::thread::Builder::new()
+            .name("mp-link-in".into())
+            .spawn(move || {
+                let mut code = None;
+                while let Ok(Some(message)) = reader.next::<Up>(link::MAX_MESSAGE, None) {
+                    match message {
+                        Up::Data { ch, bytes } => link::deliver(&mut inbound, ch, &bytes),
+                        Up::Eof { ch } => link::close_channel(&mut inbound, ch),
+                        Up::Stdout(bytes) => {
+                            use std::io::Write;
+                            let mut out = std::io::stdout().lock();
+                            let _ = out.write_all(&bytes);
+                            let _ = out.flush();
+                        }
+                        Up::Exited(c) => code = Some(c),
+                        Up::Started { .. } | Up::Refused(_) => break,
+                    }
+                }
+                drop(inbound);
+                let (state, changed) = &*record;
+                let mut state = lock(state);
+                state.code = code;
+                state.closed = true;
+                changed.notify_all();
+            })
+            .os("start a link thread")?;
+        Ok(Bridge {
+            outcome,
+            stop: stop_w,
+            pumps: Mutex::new(vec![out, inward]),
+        })
+    }
+
+    /// The exit code the agent reported, waiting at most `grace` for the
+    /// link to end.
+    /// Then the pumps are joined (unless the link is still open: a
+    /// launcher that left its output to another process).
+    fn code(&self, grace: Duration) -> Option<i32> {
+        let (state, changed) = &*self.outcome;
+        let state = lock(state);
+        let (state, _) = changed
+            .wait_timeout_while(state, grace, |s| !s.closed)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (code, closed) = (state.code, state.closed);
+        drop(state);
+        let _ = sys::fd::write(self.stop.as_fd(), b"x", false);
+        if closed {
+            for pump in std::mem::take(&mut *lock(&self.pumps)) {
+                let _ = pump.join();
+            }
+        }
+        code
+    }
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        let _ = sys::fd::write(self.stop.as_fd(), b"x", false);
+    }
+}
+
+/// A process on another host, as its parent watches it.
+struct RemoteProcess {
+    ended: Ended,
+    link: link::Writer,
+    bridge: Bridge,
+}
+
+impl RemoteWatch for RemoteProcess {
+    fn sentinel(&self) -> BorrowedFd<'_> {
+        self.ended.pidfd.as_fd()
+    }
+
+    fn exit_code(&self) -> Result<i32> {
+        let launcher = self.ended.reap();
+        Ok(match self.bridge.code(LINK_GRACE) {
+            Some(code) => code,
+            None => {
+                mp_logging::get_logger().warning(format_args!(
+                    "lost a process on another host before it reported its exit code (its launcher exited with {launcher})"
+                ));
+                if launcher == 0 { 255 } else { launcher }
+            }
+        })
+    }
+
+    fn signal(&self, signal: i32) -> Result<()> {
+        self.link.send(&Down::Signal(signal))
+    }
+}

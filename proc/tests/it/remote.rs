@@ -1,0 +1,138 @@
+//! Processes started by a [`Launcher`] through the remote path (an agent
+//! that the launcher's command runs, talking over its standard input and
+//! output) on this machine: an empty prefix, and a prefix that runs the
+//! program through another one (`env`), as `ip netns exec` or `srun` do.
+//! The same tests across network namespaces and ssh live with the cluster
+//! tests.
+
+use std::time::Duration;
+
+use mp_proc::{Connection, Error, Event, Launcher, Process, pipe};
+use mp_testkit::guard;
+
+fn launchers() -> [Launcher; 2] {
+    [
+        Launcher::command(Vec::<&str>::new()),
+        Launcher::command(["env", "MP_REMOTE_TEST=1", "MP_REMOTE_EXPECT=1"]),
+    ]
+}
+
+fn exit_with(code: i32) {
+    mp_proc::exit(code);
+}
+
+#[test]
+fn the_exit_code_comes_back() {
+    let _g = guard();
+    for launcher in launchers() {
+        for code in [0, 3] {
+            let mut p = Process::new(exit_with, code).launcher(launcher.clone());
+            p.start().unwrap();
+            assert!(p.pid().is_some());
+            assert_eq!(p.join().unwrap(), code, "{launcher}");
+            assert_eq!(p.exitcode(), Some(code));
+        }
+    }
+}
+
+fn echo(conn: Connection) {
+    assert_eq!(
+        std::env::var("MP_REMOTE_TEST").ok().as_deref(),
+        std::env::var("MP_REMOTE_EXPECT").ok().as_deref()
+    );
+    while let Ok(message) = conn.recv::<Vec<u8>>() {
+        conn.send(&message).unwrap();
+    }
+}
+
+#[test]
+fn a_connection_crosses_both_ways_and_its_end_is_seen() {
+    let _g = guard();
+    for launcher in launchers() {
+        let (here, there) = pipe(true).unwrap();
+        let mut p = Process::new(echo, there).launcher(launcher.clone());
+        p.start().unwrap();
+        for size in [0usize, 1, 1000, 200_000, 3 << 20] {
+            let message: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+            here.send(&message).unwrap();
+            assert_eq!(
+                here.recv::<Vec<u8>>().unwrap(),
+                message,
+                "{launcher}: {size} bytes"
+            );
+        }
+        drop(here); // the process reads end of file and returns
+        assert_eq!(p.join().unwrap(), 0, "{launcher}");
+    }
+}
+
+fn wait_on(conn: Connection) {
+    let _ = conn.send(&"ready");
+    let _ = conn.recv_bytes();
+}
+
+#[test]
+fn terminate_and_kill_reach_the_process() {
+    let _g = guard();
+    for launcher in launchers() {
+        for (signal, how) in [(libc::SIGTERM, "terminate"), (libc::SIGKILL, "kill")] {
+            let (here, there) = pipe(true).unwrap();
+            let mut p = Process::new(wait_on, there).launcher(launcher.clone());
+            p.start().unwrap();
+            assert_eq!(here.recv::<String>().unwrap(), "ready");
+            assert_eq!(p.join_timeout(Duration::ZERO).unwrap(), None);
+            if how == "kill" {
+                p.kill().unwrap()
+            } else {
+                p.terminate().unwrap()
+            }
+            assert_eq!(p.join().unwrap(), -signal, "{launcher} {how}");
+            assert!(matches!(p.terminate(), Err(Error::AlreadyExited { .. })));
+        }
+    }
+}
+
+fn never(_: Event) {}
+
+#[test]
+fn a_handle_of_this_machine_cannot_cross() {
+    let _g = guard();
+    let mut p = Process::new(never, Event::new().unwrap()).launcher(launchers()[0].clone());
+    match p.start() {
+        Err(Error::NotAcrossHosts { kind, .. }) => assert!(kind.contains("lock"), "{kind}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_launcher_that_fails_is_a_clear_error() {
+    let _g = guard();
+    for (launcher, says) in [
+        (Launcher::command(["false"]), "ended with exit code 1"),
+        (Launcher::command(["/nonexistent/launcher"]), "cannot run"),
+        (
+            Launcher::command(["sh", "-c", "head -c 1 >/dev/null; exit 7"]),
+            "ended with exit code 7",
+        ),
+    ] {
+        let mut p = Process::new(exit_with, 0).launcher(launcher.clone());
+        match p.start() {
+            Err(e @ Error::RemoteStart { .. }) => {
+                assert!(e.to_string().contains(says), "{launcher}: {e}")
+            }
+            other => panic!("{launcher}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_launcher_that_never_answers_times_out() {
+    let _g = guard();
+    let launcher =
+        Launcher::command(["sh", "-c", "exec sleep 600"]).start_timeout(Duration::from_millis(100));
+    let mut p = Process::new(exit_with, 0).launcher(launcher);
+    match p.start() {
+        Err(e @ Error::RemoteStart { .. }) => assert!(e.to_string().contains("no answer"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+}
