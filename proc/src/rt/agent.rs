@@ -52,15 +52,20 @@ pub(crate) fn serve() -> ! {
     };
     let mut reader = link::Reader::new(input);
     let writer = link::Writer::new(output);
-    let boot = match reader.next::<Down>(link::MAX_BOOT, crate::spin::deadline_after(BOOT_TIMEOUT))
-    {
-        Ok(Some(Down::Boot(boot))) => boot,
+    let deadline = crate::spin::deadline_after(BOOT_TIMEOUT);
+    let (boot, build) = match reader.next::<Down>(link::MAX_BOOT, deadline) {
+        Ok(Some(Down::Boot { boot, build })) => (boot, build),
         Ok(Some(_)) => die("agent: the parent's first message is not a bootstrap"),
         Ok(None) => die("agent: the parent closed the link before the bootstrap"),
         Err(e) => die(&format!("agent: no bootstrap: {e}")),
     };
-    let Some((runner, target)) = runners::resolve(boot.runner, boot.target, boot.fingerprint)
-    else {
+    // The same build (wherever its file is: this host's copy has its own
+    // device and inode), then the functions found by offset in it.
+    let same = !build.is_empty() && build == sys::image::build_identity();
+    let entry = same
+        .then(|| runners::resolve(boot.runner, boot.target, sys::image::fingerprint()))
+        .flatten();
+    let Some((runner, target)) = entry else {
         let exe = std::env::current_exe().unwrap_or_default();
         let _ = writer.send(&Up::Refused(format!(
             "{} here is not the parent's build (the same executable must be at the same path on every host)",
@@ -118,7 +123,7 @@ pub(crate) fn serve() -> ! {
                         let _ = inbound.signal(signal);
                     }
                     // The parent is gone, or broke the link: end the process.
-                    Ok(Some(Down::Boot(_))) | Ok(None) | Err(_) => {
+                    Ok(Some(Down::Boot { .. })) | Ok(None) | Err(_) => {
                         end(&inbound);
                         return;
                     }

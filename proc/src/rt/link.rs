@@ -35,8 +35,12 @@ pub(crate) const CHUNK: usize = 1 << 16;
 #[derive(Serialize, Deserialize)]
 pub(crate) enum Down {
     /// The first message: the process's bootstrap (its descriptors are the
-    /// channels: the result pipe if it has one, then its arguments').
-    Boot(Box<Bootstrap>),
+    /// channels: the result pipe if it has one, then its arguments'), and
+    /// the parent's build (which the agent's must be).
+    Boot {
+        boot: Box<Bootstrap>,
+        build: Vec<u8>,
+    },
     /// Bytes the parent's side of channel `ch` read.
     Data { ch: u32, bytes: Vec<u8> },
     /// The parent's side of channel `ch` reached end of file.

@@ -70,7 +70,10 @@ pub(crate) fn launch(mut l: Launch<'_>, launcher: &Launcher) -> Result<Child> {
     };
     let writer = link::Writer::new(OwnedFd::from(stdin));
     let mut reader = link::Reader::new(OwnedFd::from(stdout));
-    let started = writer.send(&Down::Boot(Box::new(boot))).and_then(|()| {
+    let started = writer.send(&Down::Boot {
+            boot: Box::new(boot),
+            build: sys::image::build_identity(),
+        }).and_then(|()| {
         reader.next::<Up>(
             link::MAX_MESSAGE,
             crate::spin::deadline_after(launcher.timeout()),

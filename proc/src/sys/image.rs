@@ -116,3 +116,97 @@ pub(crate) unsafe fn fn_from_addr<F: Copy>(addr: usize) -> F {
     // contract, and checked), and addr is such a function (the caller's).
     unsafe { std::mem::transmute_copy::<usize, F>(&addr) }
 }
+
+/// What identifies this build of the executable wherever its file is (a
+/// copy on another host included): the linker's GNU build ID, or, for an
+/// executable linked without one, the SHA-256 of the file; and the
+/// distance between two anchors. Empty when the file cannot be read.
+pub(crate) fn build_identity() -> Vec<u8> {
+    static BUILD: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    BUILD
+        .get_or_init(|| {
+            let Ok(file) = std::fs::read("/proc/self/exe") else {
+                return Vec::new();
+            };
+            let mut id = match elf_build_id(&file) {
+                Some(id) => [b"gnu-build-id:".as_slice(), id].concat(),
+                None => {
+                    use sha2::Digest;
+                    [b"sha256:".as_slice(), &sha2::Sha256::digest(&file)].concat()
+                }
+            };
+            id.extend_from_slice(&offset_of(anchor2 as fn() -> u32 as usize).to_le_bytes());
+            id
+        })
+        .clone()
+}
+
+/// The GNU build ID in the note segments of a 64-bit little-endian ELF
+/// file, if it has one. Every offset is checked: a file that is not what
+/// it says gives `None`.
+pub(crate) fn elf_build_id(file: &[u8]) -> Option<&[u8]> {
+    let u16_at = |at: usize| -> Option<usize> {
+        Some(u16::from_le_bytes(*file.get(at..at.checked_add(2)?)?.first_chunk()?) as usize)
+    };
+    let u32_at = |at: usize| -> Option<usize> {
+        Some(u32::from_le_bytes(*file.get(at..at.checked_add(4)?)?.first_chunk()?) as usize)
+    };
+    let u64_at = |at: usize| -> Option<usize> {
+        usize::try_from(u64::from_le_bytes(
+            *file.get(at..at.checked_add(8)?)?.first_chunk()?,
+        ))
+        .ok()
+    };
+    // ELF magic, 64-bit, little-endian.
+    if file.get(..6)? != b"\x7fELF\x02\x01" {
+        return None;
+    }
+    let (phoff, phentsize, phnum) = (u64_at(0x20)?, u16_at(0x36)?, u16_at(0x38)?);
+    for i in 0..phnum {
+        let ph = phoff.checked_add(i.checked_mul(phentsize)?)?;
+        const PT_NOTE: usize = 4;
+        if u32_at(ph)? != PT_NOTE {
+            continue;
+        }
+        let (start, size) = (u64_at(ph.checked_add(8)?)?, u64_at(ph.checked_add(32)?)?);
+        let end = start.checked_add(size)?;
+        let mut at = start;
+        while at.checked_add(12)? <= end {
+            let (namesz, descsz, kind) = (u32_at(at)?, u32_at(at + 4)?, u32_at(at + 8)?);
+            let name = at + 12;
+            let desc = name.checked_add(namesz.checked_add(3)? & !3)?;
+            let next = desc.checked_add(descsz.checked_add(3)? & !3)?;
+            const NT_GNU_BUILD_ID: usize = 3;
+            if kind == NT_GNU_BUILD_ID && file.get(name..name.checked_add(namesz)?)? == b"GNU\0" {
+                return file.get(desc..desc.checked_add(descsz)?);
+            }
+            if next <= at {
+                return None;
+            }
+            at = next;
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod build_id_tests {
+    use super::*;
+
+    #[test]
+    fn this_test_binary_has_a_build_id_and_garbage_has_none() {
+        let file = std::fs::read("/proc/self/exe").unwrap();
+        let id = elf_build_id(&file).expect("the linker writes a GNU build ID");
+        assert!(id.len() >= 8);
+        assert!(build_identity().starts_with(b"gnu-build-id:"));
+        assert_eq!(build_identity(), build_identity());
+        for cut in [0, 6, 64, 0x40 + 56, 800] {
+            let _ = elf_build_id(&file[..cut.min(file.len())]);
+        }
+        assert_eq!(elf_build_id(b"\x7fELF\x02\x01"), None);
+        let mut hostile = file[..4096].to_vec();
+        hostile[0x38] = 0xff; // phnum
+        hostile[0x39] = 0xff;
+        let _ = elf_build_id(&hostile);
+    }
+}

@@ -136,3 +136,44 @@ fn a_launcher_that_never_answers_times_out() {
         other => panic!("{other:?}"),
     }
 }
+
+/// A copy of this executable elsewhere (another path, as on another host)
+/// is the same build and runs the process; a copy whose build ID differs
+/// is refused with a message that says so.
+#[test]
+fn the_same_build_is_checked_not_the_same_file() {
+    let _g = guard();
+    let exe = std::fs::read("/proc/self/exe").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let same = dir.path().join("same");
+    let other = dir.path().join("other");
+    std::fs::write(&same, &exe).unwrap();
+    let mut patched = exe.clone();
+    // The build ID follows the "GNU\0" name of its note (name size 4, ID
+    // size 20, type NT_GNU_BUILD_ID = 3): flip its first byte.
+    let at = patched
+        .windows(12)
+        .position(|w| w == [4, 0, 0, 0, 20, 0, 0, 0, 3, 0, 0, 0])
+        .map(|i| i + 16)
+        .expect("a build-id note");
+    assert_eq!(&patched[at - 4..at], b"GNU\0");
+    patched[at] ^= 0xff;
+    std::fs::write(&other, &patched).unwrap();
+    for path in [&same, &other] {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let via = |path: &std::path::Path| {
+        Launcher::command(["sh", "-c", &format!("exec '{}' --mp-proc-remote", path.display())])
+    };
+    let mut p = Process::new(exit_with, 5).launcher(via(&same));
+    p.start().unwrap();
+    assert_eq!(p.join().unwrap(), 5);
+    let mut p = Process::new(exit_with, 5).launcher(via(&other));
+    match p.start() {
+        Err(e @ Error::RemoteStart { .. }) => {
+            assert!(e.to_string().contains("not the parent's build"), "{e}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
