@@ -70,15 +70,17 @@ pub(crate) fn launch(mut l: Launch<'_>, launcher: &Launcher) -> Result<Child> {
     };
     let writer = link::Writer::new(OwnedFd::from(stdin));
     let mut reader = link::Reader::new(OwnedFd::from(stdout));
-    let started = writer.send(&Down::Boot {
+    let started = writer
+        .send(&Down::Boot {
             boot: Box::new(boot),
             build: sys::image::build_identity(),
-        }).and_then(|()| {
-        reader.next::<Up>(
-            link::MAX_MESSAGE,
-            crate::spin::deadline_after(launcher.timeout()),
-        )
-    });
+        })
+        .and_then(|()| {
+            reader.next::<Up>(
+                link::MAX_MESSAGE,
+                crate::spin::deadline_after(launcher.timeout()),
+            )
+        });
     let pid = match started {
         Ok(Some(Up::Started { pid })) => pid,
         other => {

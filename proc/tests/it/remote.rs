@@ -164,7 +164,11 @@ fn the_same_build_is_checked_not_the_same_file() {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
     let via = |path: &std::path::Path| {
-        Launcher::command(["sh", "-c", &format!("exec '{}' --mp-proc-remote", path.display())])
+        Launcher::command([
+            "sh",
+            "-c",
+            &format!("exec '{}' --mp-proc-remote", path.display()),
+        ])
     };
     let mut p = Process::new(exit_with, 5).launcher(via(&same));
     p.start().unwrap();
