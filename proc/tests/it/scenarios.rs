@@ -54,7 +54,9 @@ fn remote_lifecycle() {
         println!("printed on the far host");
     }
     let launcher = mp_proc::Launcher::command(["env", "MP_FAR=1"]);
-    let mut p = Process::new(log_and_print, ()).name("Far").launcher(launcher);
+    let mut p = Process::new(log_and_print, ())
+        .name("Far")
+        .launcher(launcher);
     p.start().unwrap();
     assert_eq!(p.join().unwrap(), 0);
 }
