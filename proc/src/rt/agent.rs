@@ -237,6 +237,7 @@ fn fork(boot: child::Bootstrap, runner: runners::Runner, target: usize) -> Resul
         result,
         stdout: Some(std::os::fd::AsRawFd::as_raw_fd(&stdout_w)),
     };
+    child::ENDS_WITH_PARENT.store(true, std::sync::atomic::Ordering::Relaxed);
     let child = start::fork(&l, boot).map_err(|e| format!("fork: {e}"))?;
     drop(theirs);
     drop(stdout_w);
