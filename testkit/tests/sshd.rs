@@ -139,3 +139,31 @@ fn dropping_sshd_kills_and_reaps_it_and_its_sessions_and_removes_its_files() {
     assert!(!client.wait().unwrap().success());
     drop(hosts);
 }
+
+/// A test that panics while it holds hosts and an sshd leaves nothing:
+/// no namespace (`ip netns list`), no link, no sshd, no temp directory.
+#[test]
+fn a_panicking_test_leaves_no_namespace_link_sshd_or_files() {
+    let _g = mp_testkit::guard();
+    let Some(hosts) = netns::hosts_or_skip(1) else {
+        return;
+    };
+    let Some(sshd) = sshd_or_skip(&hosts, 0) else {
+        return;
+    };
+    let name = hosts.name(0).to_owned();
+    let pid = sshd.pid();
+    let dir = sshd_dir(&sshd);
+    assert!(has_word(&netns_and_links(), &name));
+    assert!(mp_testkit::exists(pid) && dir.is_dir());
+    let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+        let (_sshd, _hosts) = (sshd, hosts);
+        panic!("the test fails while it holds them");
+    }));
+    assert!(unwound.is_err());
+    let names = stdout(&run("ip", &["netns", "list"]));
+    assert!(!has_word(&names, &name), "{name} still in {names}");
+    assert!(!has_word(&netns_and_links(), &name));
+    assert!(!mp_testkit::exists(pid), "sshd {pid} is reaped");
+    assert!(!dir.exists(), "{} is removed", dir.display());
+}
