@@ -65,6 +65,7 @@ pub(crate) fn ensure_tools() {
         return;
     }
     if names.is_empty() {
+        eprintln!("xtask: the cluster tests' tools are installed (ip, sshd, ssh, ssh-keygen)");
         return;
     }
     for (package, why) in &packages {
