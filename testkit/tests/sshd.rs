@@ -167,3 +167,26 @@ fn a_panicking_test_leaves_no_namespace_link_sshd_or_files() {
     assert!(!mp_testkit::exists(pid), "sshd {pid} is reaped");
     assert!(!dir.exists(), "{} is removed", dir.display());
 }
+
+/// The temp directory a killed run's sshd left is removed by the next
+/// start; that of a live process (this one) stays.
+#[test]
+fn a_dead_runs_sshd_directory_is_removed_at_start() {
+    let _g = mp_testkit::guard();
+    let Some(hosts) = netns::hosts_or_skip(1) else {
+        return;
+    };
+    // A pid no process has: what a SIGKILLed run leaves behind.
+    let dead = (1..4_194_304u32)
+        .rev()
+        .find(|p| !Path::new(&format!("/proc/{p}")).exists())
+        .unwrap();
+    let stale = std::env::temp_dir().join(format!("mptsshd{dead}x0"));
+    std::fs::create_dir_all(stale.join("inside")).unwrap();
+    let Some(sshd) = sshd_or_skip(&hosts, 0) else {
+        let _ = std::fs::remove_dir_all(&stale);
+        return;
+    };
+    assert!(!stale.exists(), "{} is removed", stale.display());
+    assert!(sshd_dir(&sshd).is_dir());
+}
