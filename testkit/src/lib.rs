@@ -1,7 +1,9 @@
 //! The mp workspace's test and benchmark helpers (not published): the
 //! guard every integration test holds (no zombie, no leaked descriptor, no
 //! leaked shared memory), process-table queries, scenario re-runs of a test
-//! binary, values that refuse to encode or decode, and in [`bench`] what the
+//! binary, values that refuse to encode or decode, in [`netns`] and [`sshd`]
+//! hosts on one machine (network namespaces, a real sshd in each), and in
+//! [`bench`] what the
 //! benchmarks share.
 
 #![allow(missing_docs, missing_debug_implementations)]
@@ -9,6 +11,8 @@
 pub mod bench;
 pub mod corpus;
 mod drip;
+pub mod netns;
+pub mod sshd;
 pub use drip::Dripper;
 
 use std::process::{Command, Output, Stdio};

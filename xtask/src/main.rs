@@ -3,6 +3,7 @@
 //! Standard library only. Every step prints the command it runs; the first
 //! failing step ends the run with a non-zero exit code.
 
+mod cluster;
 mod layers;
 
 use std::path::{Path, PathBuf};
@@ -16,7 +17,10 @@ commands:
   test           fmt check, clippy -D warnings, every test (unit, integration,
                  doc), the crate-boundary and layer checks, and every example
                  run to a zero exit. This is what CI runs.
+                 As root, it first installs what the cluster tests need
+                 when missing (iproute2, openssh-server, openssh-client).
   ci             the same as test
+  cluster-tools  that install step alone
   layers         the layer check alone: each crate's modules import only from
                  their layer and below, with no loop (see xtask/src/layers.rs)
   bench [--quick] [FILTER]
@@ -44,6 +48,10 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("test") | Some("ci") => test(&root),
         Some("layers") => check_layers(&root),
+        Some("cluster-tools") => {
+            cluster::ensure_tools();
+            Ok(())
+        }
         Some("bench") => bench(&root, &args[1..]),
         Some("fuzz") => fuzz(&root, &args[1..]),
         Some("publish-check") => publish_check(&root),
@@ -117,6 +125,8 @@ fn has_nextest() -> bool {
 
 fn test(root: &Path) -> Result {
     let total = Instant::now();
+    // Before any test: the cluster tests' `ip`, sshd, ssh and ssh-keygen.
+    cluster::ensure_tools();
     let mut c = cargo();
     c.args(["fmt", "--all", "--", "--check"]);
     run(root, c)?;

@@ -17,6 +17,7 @@ mod handles_cpython;
 mod handles_faults;
 mod handles_relay;
 mod handshake;
+mod hosts;
 mod interrupt;
 mod lifecycle;
 mod nesting;
