@@ -128,6 +128,14 @@ pub(crate) fn take<E: serde::de::Error>(
             if !verify(ty, id, &ticket_place(&ticket), body, &tag) {
                 return Err(payload::forged(kind));
             }
+            // Issued on another host (or network namespace): no socket
+            // there reaches this process, and no descriptor crosses kernels.
+            if ticket.host != sharer::here() {
+                return Err(payload::decode_failure_as(Error::NotAcrossHosts {
+                    kind: kind.to_owned(),
+                    host: format!("the sender, pid {} there", ticket.pid),
+                }));
+            }
             let fd = sharer::redeem(&ticket).map_err(|reason| {
                 payload::decode_failure_as(Error::TicketUnavailable {
                     kind,

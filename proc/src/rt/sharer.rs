@@ -100,6 +100,30 @@ pub(crate) struct Ticket {
     /// When it expires: `CLOCK_MONOTONIC` in nanoseconds (one clock for
     /// every process of a host).
     pub(crate) expires: u64,
+    /// Where the sharer listens: its kernel and network namespace (see
+    /// [`here`]). A ticket from elsewhere cannot be redeemed.
+    pub(crate) host: [u8; 16],
+}
+
+/// What names this process's reach for a ticket: the kernel's boot ID
+/// (another host, or the same one rebooted) and the network namespace,
+/// which holds the abstract socket names (so `ip netns exec` is another
+/// host too), hashed.
+pub(crate) fn here() -> [u8; 16] {
+    static HERE: std::sync::OnceLock<[u8; 16]> = std::sync::OnceLock::new();
+    *HERE.get_or_init(|| {
+        use sha2::Digest;
+        use std::os::unix::fs::MetadataExt;
+        let boot = std::fs::read("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+        let netns = std::fs::metadata("/proc/self/ns/net").map_or(0, |m| m.ino());
+        let digest = sha2::Sha256::new()
+            .chain_update(&boot)
+            .chain_update(netns.to_le_bytes())
+            .finalize();
+        let mut host = [0; 16];
+        host.copy_from_slice(&digest[..16]);
+        host
+    })
 }
 
 /// Keeps a duplicate of `fd` for one redemption within the lifetime.
@@ -238,6 +262,7 @@ fn issue_for(fd: BorrowedFd<'_>, lifetime: Duration) -> Result<Ticket> {
         name: sharer.name.clone(),
         id,
         expires,
+        host: here(),
     })
 }
 

@@ -231,3 +231,44 @@ fn ssh_to_a_host_that_cannot_be_reached_fails_the_start() {
         );
     }
 }
+
+/// Receives a connection over `conn` and answers with what happened.
+fn receive_a_handle(conn: Connection) {
+    for _ in 0..2 {
+        let said = match conn.recv::<Connection>() {
+            Ok(_) => "received".to_owned(),
+            Err(e) => e.to_string(),
+        };
+        conn.send(&said).unwrap();
+    }
+}
+
+/// A handle sent after start to a process on another host cannot reach it:
+/// a clear error there, and the link goes on. On a connection the handle's
+/// descriptor is attached to the message and the link carries only bytes
+/// (`DescriptorsMissing`); where it travels as a ticket (a manager's queue
+/// over TCP) the ticket says it was issued on another host
+/// (`NotAcrossHosts`, see the cluster tests).
+#[test]
+fn a_handle_sent_after_start_to_another_host_is_a_clear_error() {
+    let _g = guard();
+    let Some(cluster) = Cluster::or_skip() else {
+        return;
+    };
+    for (launcher, _) in cluster.launchers() {
+        let (here, there) = pipe(true).unwrap();
+        let mut p = Process::new(receive_a_handle, there).launcher(launcher.clone());
+        p.start().unwrap();
+        let (a, _b) = pipe(true).unwrap();
+        here.send(&a).unwrap();
+        let said: String = here.recv().unwrap();
+        assert!(
+            said.contains("the message claims 1 descriptor(s) but 0 came with it"),
+            "{launcher}: {said}"
+        );
+        // The link goes on.
+        here.send(&a).unwrap();
+        assert!(here.recv::<String>().unwrap().contains("descriptor"));
+        assert_eq!(p.join().unwrap(), 0);
+    }
+}

@@ -213,6 +213,7 @@ fn fake_sharer() -> (UnixListener, Ticket) {
         name,
         id: [9; ID_LEN],
         expires: monotonic_ns() + 600_000_000_000,
+        host: here(),
     };
     (listener, ticket)
 }
