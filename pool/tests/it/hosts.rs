@@ -167,10 +167,7 @@ const NEVER: Duration = Duration::from_secs(3600);
 fn both(at: Where, n: usize) -> [(&'static str, Pool); 2] {
     [
         ("untimed", hosts(at, n).build().unwrap()),
-        (
-            "timed",
-            hosts(at, n).task_timeout(NEVER).build().unwrap(),
-        ),
+        ("timed", hosts(at, n).task_timeout(NEVER).build().unwrap()),
     ]
 }
 
