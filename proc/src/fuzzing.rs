@@ -25,6 +25,10 @@ use crate::function::ErasedFunction;
 use crate::wire::codec::{self, Packed};
 use crate::{Connection, Error, FnPointer, StartMethod};
 
+mod link;
+
+pub use link::link;
+
 /// The authentication key both handshake targets use.
 pub const AUTHKEY: &[u8] = b"fuzzing key";
 
@@ -322,6 +326,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("handles", handles),
     ("bootstrap", bootstrap),
     ("fd_frames", fd_frames),
+    ("link", link::link),
 ];
 
 fn sample(n: u8) -> Sample {
@@ -513,33 +518,37 @@ fn handles_seeds() -> Vec<Vec<u8>> {
     seeds
 }
 
-fn bootstrap_seeds() -> Vec<Vec<u8>> {
-    use crate::rt::child::Bootstrap;
+/// A real bootstrap of a process of `method` with `i` connections.
+fn sample_bootstrap(i: usize, method: StartMethod) -> crate::rt::child::Bootstrap {
     use crate::sys::image;
     fn child(_: u32) {}
+    let runner = crate::wire::runners::process_runner::<u32>() as usize;
+    let target = child as fn(u32) as usize;
+    crate::rt::child::Bootstrap {
+        name: format!("Process-{i}"),
+        identity: vec![1, i as u32],
+        daemon: i.is_multiple_of(2),
+        authkey: vec![7; 32],
+        parent_name: "MainProcess".into(),
+        parent_pid: 4242,
+        start_method: method,
+        log_level: 20,
+        log_stderr: i == 1,
+        log_propagate: true,
+        fingerprint: image::fingerprint(),
+        runner: image::offset_of(runner),
+        target: image::offset_of(target),
+        args: encoded(&(i as u32)),
+        nfds: i as u32,
+        fd_types: vec![crate::wire::handle::handle_type("Connection", 0); i],
+        has_result: method == StartMethod::Spawn,
+    }
+}
+
+fn bootstrap_seeds() -> Vec<Vec<u8>> {
     let mut seeds = Vec::new();
     for (i, method) in StartMethod::ALL.into_iter().enumerate() {
-        let runner = crate::wire::runners::process_runner::<u32>() as usize;
-        let target = child as fn(u32) as usize;
-        let boot = Bootstrap {
-            name: format!("Process-{i}"),
-            identity: vec![1, i as u32],
-            daemon: i % 2 == 0,
-            authkey: vec![7; 32],
-            parent_name: "MainProcess".into(),
-            parent_pid: 4242,
-            start_method: method,
-            log_level: 20,
-            log_stderr: i == 1,
-            log_propagate: true,
-            fingerprint: image::fingerprint(),
-            runner: image::offset_of(runner),
-            target: image::offset_of(target),
-            args: encoded(&(i as u32)),
-            nfds: i as u32,
-            fd_types: vec![crate::wire::handle::handle_type("Connection", 0); i],
-            has_result: method == StartMethod::Spawn,
-        };
+        let boot = sample_bootstrap(i, method);
         let bytes = encoded(&boot);
         seeds.push(bytes.clone());
         seeds.push(bytes[..bytes.len() / 2].to_vec());
@@ -607,6 +616,7 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
         "handles" => handles_seeds(),
         "bootstrap" => bootstrap_seeds(),
         "fd_frames" => fd_frames_seeds(),
+        "link" => link::seeds(),
         _ => Vec::new(),
     }
 }

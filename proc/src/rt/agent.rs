@@ -52,28 +52,15 @@ pub(crate) fn serve() -> ! {
     };
     let mut reader = link::Reader::new(input);
     let writer = link::Writer::new(output);
-    let deadline = crate::spin::deadline_after(BOOT_TIMEOUT);
-    let (boot, build) = match reader.next::<Down>(link::MAX_BOOT, deadline) {
-        Ok(Some(Down::Boot { boot, build })) => (boot, build),
-        Ok(Some(_)) => die("agent: the parent's first message is not a bootstrap"),
-        Ok(None) => die("agent: the parent closed the link before the bootstrap"),
-        Err(e) => die(&format!("agent: no bootstrap: {e}")),
+    let (boot, runner, target) = match receive(&mut reader, BOOT_TIMEOUT) {
+        Ok(received) => received,
+        Err(Unfit::Link(why)) => die(&why),
+        Err(Unfit::Build(why)) => {
+            let _ = writer.send(&Up::Refused(why));
+            std::process::exit(1);
+        }
     };
-    // The same build (wherever its file is: this host's copy has its own
-    // device and inode), then the functions found by offset in it.
-    let same = !build.is_empty() && build == sys::image::build_identity();
-    let entry = same
-        .then(|| runners::resolve(boot.runner, boot.target, sys::image::fingerprint()))
-        .flatten();
-    let Some((runner, target)) = entry else {
-        let exe = std::env::current_exe().unwrap_or_default();
-        let _ = writer.send(&Up::Refused(format!(
-            "{} here is not the parent's build (the same executable must be at the same path on every host)",
-            exe.display()
-        )));
-        std::process::exit(1);
-    };
-    let child = match fork(*boot, runner, target) {
+    let child = match fork(boot, runner, target) {
         Ok(started) => started,
         Err(e) => {
             let _ = writer.send(&Up::Refused(e));
@@ -150,6 +137,54 @@ pub(crate) fn serve() -> ! {
     std::process::exit(0)
 }
 
+/// Why the agent cannot run the parent's process.
+pub(crate) enum Unfit {
+    /// No bootstrap came on the link: nothing to answer.
+    Link(String),
+    /// The bootstrap is not for this build: the parent is told why.
+    Build(String),
+}
+
+/// Reads the bootstrap, the link's first message, within `timeout`, and
+/// finds the functions it names in this build: the bootstrap, the runner
+/// and the target.
+pub(crate) fn receive(
+    reader: &mut link::Reader,
+    timeout: Duration,
+) -> Result<(child::Bootstrap, runners::Runner, usize), Unfit> {
+    let deadline = crate::spin::deadline_after(timeout);
+    let (boot, build) = match reader.next::<Down>(link::MAX_BOOT, deadline) {
+        Ok(Some(Down::Boot { boot, build })) => (boot, build),
+        Ok(Some(_)) => {
+            return Err(Unfit::Link(
+                "agent: the parent's first message is not a bootstrap".into(),
+            ));
+        }
+        Ok(None) => {
+            return Err(Unfit::Link(
+                "agent: the parent closed the link before the bootstrap".into(),
+            ));
+        }
+        Err(e) => return Err(Unfit::Link(format!("agent: no bootstrap: {e}"))),
+    };
+    // The same build (wherever its file is: this host's copy has its own
+    // device and inode), then the functions found by offset in it.
+    let same = !build.is_empty() && build == sys::image::build_identity();
+    let entry = same
+        .then(|| runners::resolve(boot.runner, boot.target, sys::image::fingerprint()))
+        .flatten();
+    match entry {
+        Some((runner, target)) => Ok((*boot, runner, target)),
+        None => {
+            let exe = std::env::current_exe().unwrap_or_default();
+            Err(Unfit::Build(format!(
+                "{} here is not the parent's build (the same executable must be at the same path on every host)",
+                exe.display()
+            )))
+        }
+    }
+}
+
 /// Terminates the process: SIGTERM, then SIGKILL if it is still there
 /// after a grace period.
 fn end(child: &Child) {
@@ -202,6 +237,7 @@ fn fork(boot: child::Bootstrap, runner: runners::Runner, target: usize) -> Resul
         result,
         stdout: Some(std::os::fd::AsRawFd::as_raw_fd(&stdout_w)),
     };
+    child::ENDS_WITH_PARENT.store(true, std::sync::atomic::Ordering::Relaxed);
     let child = start::fork(&l, boot).map_err(|e| format!("fork: {e}"))?;
     drop(theirs);
     drop(stdout_w);

@@ -215,7 +215,10 @@ pub(crate) fn child_main(
             alive.clone(),
         );
     }
-    if boot.daemon {
+    // A process an agent forked for another host ends with its agent, as
+    // a daemon with its parent, however the agent ends (a hangup of its
+    // ssh session included). Its own children are ordinary.
+    if boot.daemon || ENDS_WITH_PARENT.swap(false, std::sync::atomic::Ordering::Relaxed) {
         watch_parent(alive);
     }
     if how != StartMethod::Fork {
@@ -291,6 +294,11 @@ pub(crate) fn install_panic_hook(name: String) {
         previous(info);
     }));
 }
+
+/// Set by a remote agent before it forks its process: the process ends
+/// when the agent does (see [`watch_parent`]).
+pub(crate) static ENDS_WITH_PARENT: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
 
 /// A daemon child ends when its parent dies, however the parent dies: a
 /// thread waits for end of file on the parent's alive pipe, then sends this

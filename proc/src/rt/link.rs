@@ -81,6 +81,11 @@ impl Reader {
         }
     }
 
+    /// The descriptor read, for what is left on it.
+    pub(crate) fn into_fd(self) -> OwnedFd {
+        self.fd
+    }
+
     /// The next message, at most `max` bytes long; `Ok(None)` at end of
     /// file between messages, [`Error::Timeout`] past `deadline`. A frame
     /// cut short, over `max` or that does not decode is an error (the link

@@ -183,7 +183,7 @@ struct Outcome {
 struct Bridge {
     outcome: Arc<(Mutex<Outcome>, Condvar)>,
     /// Tells the outbound pump to drain and stop.
-    stop: OwnedFd,
+    stop: Arc<OwnedFd>,
     /// The pumps, joined once the process has ended (each owns
     /// descriptors).
     pumps: Mutex<Vec<std::thread::JoinHandle<()>>>,
@@ -207,6 +207,8 @@ impl Bridge {
             inbound.push((ch, writable.then_some(fd)));
         }
         let (stop_r, stop_w) = sys::fd::pipe().os("pipe")?;
+        let stop_w = Arc::new(stop_w);
+        let stop_out = stop_w.clone();
         let outcome: Arc<(Mutex<Outcome>, Condvar)> = Arc::default();
         let out_link = writer;
         let out = std::thread::Builder::new()
@@ -237,7 +239,11 @@ impl Bridge {
                         Up::Started { .. } | Up::Refused(_) => break,
                     }
                 }
+                // The link has ended: so has the outbound pump, which holds
+                // the other clones of the channels' descriptors, so that the
+                // parent's ends see end of file now, not at `join`.
                 drop(inbound);
+                let _ = sys::fd::write(stop_out.as_fd(), b"x", false);
                 let (state, changed) = &*record;
                 let mut state = lock(state);
                 state.code = code;

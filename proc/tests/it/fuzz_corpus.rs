@@ -56,6 +56,11 @@ fn fd_frames() {
 }
 
 #[test]
+fn link() {
+    replay("link");
+}
+
+#[test]
 fn every_target_has_a_test_here() {
     let names: Vec<&str> = mp_proc::plumbing::fuzzing::TARGETS
         .iter()

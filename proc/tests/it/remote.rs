@@ -181,3 +181,38 @@ fn the_same_build_is_checked_not_the_same_file() {
         other => panic!("{other:?}"),
     }
 }
+
+/// When the agent itself dies (killed, or its ssh session hung up before
+/// it could end its process), the process on its host ends with it; the
+/// parent sees the link lost and its end of the connection closed.
+#[test]
+fn a_killed_agent_takes_its_process_with_it() {
+    let _g = guard();
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("agent.pid");
+    // The shell writes its pid, then becomes the agent (exec keeps the pid).
+    let script = format!("echo $$ > '{}'; exec \"$@\"", pidfile.display());
+    let launcher = Launcher::command(["sh", "-c", &script, "sh"]);
+    let (here, there) = pipe(true).unwrap();
+    let mut p = Process::new(wait_on, there).launcher(launcher);
+    p.start().unwrap();
+    assert_eq!(here.recv::<String>().unwrap(), "ready");
+    let far = p.pid().unwrap();
+    assert!(mp_testkit::exists(far));
+    let agent: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_ne!(agent as u32, far);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(agent), nix::sys::signal::SIGKILL).unwrap();
+    assert!(
+        here.recv::<u8>().is_err(),
+        "the connection ends with the link"
+    );
+    p.join().unwrap();
+    assert!(
+        mp_testkit::wait_until(Duration::from_secs(30), || !mp_testkit::exists(far)),
+        "the process {far} outlived its agent"
+    );
+}

@@ -26,6 +26,7 @@ fn scenario() {
         "helpers_end" => helpers_end(),
         "foreign_handles" => crate::trust::print_foreign_handles(),
         "preload" => crate::preload::scenario(),
+        "remote_lifecycle" => remote_lifecycle(),
         other => panic!("unknown scenario {other}"),
     }
 }
@@ -41,6 +42,47 @@ fn lifecycle(method: StartMethod) {
         .start_method(method);
     p.start().unwrap();
     assert_eq!(p.join().unwrap(), 0);
+}
+
+/// A process on another host (the remote path on this machine: its agent
+/// runs through a launcher command) logs to the parent's stderr under its
+/// own name, and what it prints reaches the parent's stdout.
+fn remote_lifecycle() {
+    mp_logging::log_to_stderr(Some(Level::Info));
+    fn log_and_print(_: ()) {
+        mp_logging::get_logger().warning("from the far child");
+        println!("printed on the far host");
+    }
+    let launcher = mp_proc::Launcher::command(["env", "MP_FAR=1"]);
+    let mut p = Process::new(log_and_print, ())
+        .name("Far")
+        .launcher(launcher);
+    p.start().unwrap();
+    assert_eq!(p.join().unwrap(), 0);
+}
+
+#[test]
+fn a_remote_child_logs_to_the_parents_stderr_under_its_name() {
+    let _g = guard();
+    let out = run("remote_lifecycle:fork");
+    let got: Vec<String> = records(&out)
+        .into_iter()
+        .filter(|l| !l.contains("multi-threaded"))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            "[INFO/Far] child process calling self.run()",
+            "[WARNING/Far] from the far child",
+            "[INFO/Far] process shutting down",
+            "[INFO/Far] process exiting with exitcode 0",
+            "[INFO/MainProcess] process shutting down",
+        ],
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("printed on the far host\n"), "{stdout}");
 }
 
 mp_testkit::for_each_method!(
