@@ -217,6 +217,42 @@ impl PoolBuilder {
     /// the default start method's). Its [`workers`](Context::workers) pick
     /// how tasks travel: encoded over connections to processes, or as
     /// closures to threads of this process.
+    ///
+    /// [`Workers::Hosts`] (processes on other hosts, e.g. an
+    /// `mp_manager::ClusterContext`): tasks travel as to processes, and a
+    /// worker's only handle is its connection (no shared memory with the
+    /// pool). What changes:
+    ///
+    /// - With a [`task_timeout`](Self::task_timeout), a worker sends a small
+    ///   message before each call, and a call's time runs from when the pool
+    ///   gets it (so a slow link delays a timeout, never hastens it).
+    /// - Without one it sends nothing per call (a trivial `map` stays fast),
+    ///   so the pool does not know which call a worker was in: a worker that
+    ///   dies fails every task it held and had not reported done, whole
+    ///   (locally, only the item it was running fails and the rest run
+    ///   again). For per-item blame, set a task timeout.
+    /// - Functions (tasks, initializer) must live in the main executable,
+    ///   as under spawn; the initializer's arguments cannot hold handles of
+    ///   this machine.
+    ///
+    /// The rest is as for local processes: a worker that dies is replaced,
+    /// [`max_memory_per_child`](Self::max_memory_per_child) (the worker
+    /// measures itself), [`idle_timeout`](Self::idle_timeout), lazy `imap`,
+    /// [`Pool::terminate_workers`] and [`Pool::kill_workers`] (forwarded to
+    /// the hosts by the context's processes).
+    ///
+    /// ```
+    /// use mp_proc::{Context, StartMethod, Workers, get_context};
+    /// fn square(x: u64) -> u64 {
+    ///     x * x
+    /// }
+    /// // Any context: its `workers()` picks the transport.
+    /// let ctx = get_context(StartMethod::Spawn);
+    /// assert_eq!(ctx.workers(), Workers::Processes(StartMethod::Spawn));
+    /// let pool = mp_pool::Pool::builder().processes(2).context(ctx).build()?;
+    /// assert_eq!(pool.map(square, 0..4)?, [0, 1, 4, 9]);
+    /// # Ok::<(), mp_pool::Error>(())
+    /// ```
     pub fn context<C: Context>(mut self, ctx: C) -> PoolBuilder {
         let workers = ctx.workers();
         let cpus = ctx.available_cpus();
@@ -226,6 +262,15 @@ impl PoolBuilder {
                     Core::start(Processes::new(ctx, n, init, limits)?, n)
                 }),
                 Some(method),
+            ),
+            // A process on another host runs a fresh copy of this
+            // executable, as spawn's children do: functions are checked as
+            // for spawn, and the process limits apply.
+            Workers::Hosts => (
+                Box::new(move |n, init, limits| {
+                    Core::start(Processes::new(ctx, n, init, limits)?, n)
+                }),
+                Some(mp_proc::StartMethod::Spawn),
             ),
             Workers::Threads => (
                 Box::new(move |n, init, limits: Limits| {

@@ -1,5 +1,5 @@
-//! The scheduler of a pool whose workers are elsewhere (other processes;
-//! other hosts, later): one thread per pool, non-generic, that starts
+//! The scheduler of a pool whose workers are elsewhere (processes of this
+//! machine or of other hosts): one thread per pool, non-generic, that starts
 //! workers through a [`Spawn`], hands each its tasks over its own
 //! connection, collects outcomes, and replaces a worker that dies, failing
 //! exactly the task it was running.
@@ -12,9 +12,7 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
 use mp_proc::Connection;
-use mp_proc::plumbing::ErasedFunction;
 
-use crate::codec;
 use crate::error::{Error, Result};
 use crate::job::{Garbage, Outcomes, Run, Shared, Task, Work, record, run_callbacks};
 use crate::limits::Cause;
@@ -22,14 +20,8 @@ pub(crate) use crate::limits::Limits;
 use crate::progress::Position;
 use crate::worker::{DoneMsg, FromWorker, TaskRef, ToWorker, ToWorkerRef};
 
-/// A worker is given tasks ahead, so that it never idles between them, as
-/// long as what it holds is estimated to take less than this; a worker of
-/// slow tasks holds one at a time, so that no task waits behind a slow one
-/// while another worker idles (CPython's workers take tasks one by one from
-/// a shared queue).
-const PREFETCH_WINDOW: Duration = Duration::from_millis(5);
-/// At most this many tasks are held by one worker.
-const PREFETCH_TASKS: usize = 256;
+mod held;
+use held::{Sent, Worker};
 
 /// How long a worker that closed its connection gets to exit before it is
 /// killed (only a guard: it normally exits at once).
@@ -56,142 +48,17 @@ pub(crate) trait Remote: Send {
     /// Readable once the worker has ended (a process's sentinel); `None`:
     /// its connection's end says so.
     fn sentinel(&self) -> Option<BorrowedFd<'_>>;
-    /// The task and item it says it runs.
-    fn position(&self) -> Position;
+    /// The task and item it says it runs, from a record it shares with the
+    /// pool; `None` without one (a worker on another host): it then
+    /// reports its calls over its connection, and only when the pool has a
+    /// task timeout.
+    fn position(&self) -> Option<Position>;
     /// Asks it to end now (`SIGTERM`).
     fn terminate(&mut self);
     /// Ends it now (`SIGKILL`: a hung task may ignore `SIGTERM`).
     fn kill(&mut self);
     /// Waits for it to end (killing it after [`EXIT_GRACE`]); its exit code.
     fn reap(&mut self) -> i32;
-}
-
-/// One task handed to a worker, kept until it reports the outcome (to run
-/// it elsewhere if the worker dies first).
-struct Sent {
-    id: u64,
-    job: crate::job::JobId,
-    start: usize,
-    count: usize,
-    func: ErasedFunction,
-    items: Vec<u8>,
-}
-
-impl Sent {
-    /// The task again, to queue it for another worker.
-    fn requeue(self) -> Task {
-        Task {
-            job: self.job,
-            start: self.start,
-            count: self.count,
-            work: Work::Encoded {
-                func: self.func,
-                items: self.items,
-            },
-        }
-    }
-
-    /// The task without its item `item`, which failed: the items before
-    /// and after it, as tasks to queue again (none if empty).
-    fn split_around(&self, item: usize) -> [Option<Task>; 2] {
-        let offset = |n: usize| {
-            let mut pos = 0;
-            for _ in 0..n {
-                match codec::read(&self.items, pos) {
-                    Some((_, _, next)) => pos = next,
-                    None => break,
-                }
-            }
-            pos
-        };
-        let (at, past) = (offset(item), offset(item.saturating_add(1)));
-        let piece = |start: usize, count: usize, items: &[u8]| {
-            (count > 0).then(|| Task {
-                job: self.job,
-                start,
-                count,
-                work: Work::Encoded {
-                    func: self.func,
-                    items: items.to_vec(),
-                },
-            })
-        };
-        let after = self.count.saturating_sub(item.saturating_add(1));
-        [
-            piece(self.start, item, &self.items[..at]),
-            piece(self.start + item + 1, after, &self.items[past..]),
-        ]
-    }
-}
-
-struct Worker {
-    link: Link,
-    /// The tasks it was given and has not reported, in the order it runs them.
-    in_flight: VecDeque<Sent>,
-    /// What one item costs it, from its last report (`None`: not known yet,
-    /// it is given one task at a time).
-    item_cost: Option<Duration>,
-    /// Since when it has been working on what it holds now.
-    busy_since: Instant,
-    /// Frames written for it that its connection has not taken yet, and how
-    /// many bytes of them went.
-    outbox: Vec<u8>,
-    sent: usize,
-    /// How many more tasks it may be given (`maxtasksperchild`): it retires
-    /// after running that many, so it is never handed one it would not run.
-    left: Option<usize>,
-    /// It is ending on its own (its memory is over the limit, or it was
-    /// idle too long and was told to stop): it is given nothing more, and
-    /// tasks it holds are not its to fail.
-    retiring: bool,
-    /// It was ended from outside (`terminate_workers`, `kill_workers`):
-    /// tasks it held and had not started run again.
-    ended: bool,
-    /// Since when it has held no task.
-    idle_since: Instant,
-}
-
-impl Worker {
-    /// Writes what its connection takes now of the outbox.
-    fn flush(&mut self) {
-        while self.sent < self.outbox.len() {
-            match self.link.conn.write_nonblocking(&self.outbox[self.sent..]) {
-                Ok(0) => return,
-                Ok(n) => self.sent += n,
-                // A dead worker: its sentinel says so.
-                Err(_) => return,
-            }
-        }
-        self.outbox.clear();
-        self.sent = 0;
-    }
-
-    /// Whether it should be given another task, holding `tasks` tasks of
-    /// `items` items.
-    /// A worker that holds tasks and has reported nothing for
-    /// [`PREFETCH_WINDOW`] is in a call slower than its estimate (a worker
-    /// reports at least every millisecond between calls): it is given
-    /// nothing more, so that no task waits behind that call while another
-    /// worker could run it.
-    fn wants(&self, tasks: usize, items: usize, now: Instant) -> bool {
-        if self.retiring || self.ended || self.left == Some(0) || tasks >= PREFETCH_TASKS {
-            return false;
-        }
-        if tasks == 0 {
-            return true;
-        }
-        if !self.in_flight.is_empty()
-            && now.saturating_duration_since(self.busy_since) >= PREFETCH_WINDOW
-        {
-            return false;
-        }
-        match self.item_cost {
-            Some(cost) => {
-                cost.saturating_mul(u32::try_from(items).unwrap_or(u32::MAX)) < PREFETCH_WINDOW
-            }
-            None => false,
-        }
-    }
 }
 
 /// What a scheduler needs: the pool's state, how to make workers, how
@@ -258,6 +125,7 @@ impl Scheduler {
                 retiring: false,
                 ended: false,
                 idle_since: Instant::now(),
+                reported: self.limits.task_timeout.map(|_| Position::default()),
             });
         }
         Ok(())
@@ -340,7 +208,7 @@ impl Scheduler {
                 if w.in_flight.is_empty() || w.retiring {
                     continue;
                 }
-                let at = w.link.worker.position();
+                let at = w.position().unwrap_or_default();
                 let in_call = at.began != 0 && w.in_flight.iter().any(|t| t.id + 1 == at.task);
                 let deadline = if in_call {
                     at.began.saturating_add(limit_ns)
@@ -356,6 +224,25 @@ impl Scheduler {
                     soonest(Duration::from_nanos(deadline.saturating_sub(now)));
                 }
             }
+            // A worker that reports its calls may have reported since its
+            // position was read: read that first, so that a call that ended
+            // in time is not blamed for the one after it.
+            let mut confirmed = Vec::with_capacity(expired.len());
+            for (i, at) in expired {
+                let w = &self.workers[i];
+                if w.link.worker.position().is_none()
+                    && matches!(w.link.conn.poll(Some(Duration::ZERO)), Ok(true))
+                {
+                    // Gone: its end is seen by the wait below.
+                    let alive = self.collect(i);
+                    if !alive || self.workers[i].position() != Some(at) {
+                        soonest(limit);
+                        continue;
+                    }
+                }
+                confirmed.push((i, at));
+            }
+            expired = confirmed;
             for &(i, at) in expired.iter().rev() {
                 self.time_out(i, at, limit);
             }
@@ -606,6 +493,17 @@ impl Scheduler {
             match self.workers[i].link.conn.recv::<FromWorker>() {
                 Ok(FromWorker::Done { done, returned }) => self.done(i, done, returned),
                 Ok(FromWorker::Retiring) => self.workers[i].retiring = true,
+                Ok(FromWorker::Began { task, item }) => {
+                    // Kept only where it is the source (no shared record,
+                    // timed); its start is when it came, by our clock.
+                    if let Some(at) = &mut self.workers[i].reported {
+                        *at = Position {
+                            task: task.wrapping_add(1),
+                            item,
+                            began: crate::sys::monotonic_ns().max(1),
+                        };
+                    }
+                }
                 Ok(FromWorker::InitFailed(message)) => {
                     self.shared
                         .fail_everything(Error::InitializerFailed { message });
@@ -679,6 +577,8 @@ impl Scheduler {
         if self.shared.lock().broken.is_some() {
             return; // every job has failed already: nothing to run again
         }
+        // Whether every task it held fails whole: see `Cause::Ended`.
+        let mut every = false;
         let (blamed, why) = match cause {
             Cause::TimedOut { id, item, limit } => {
                 // Not found: it reported the call after all, just in time.
@@ -701,11 +601,17 @@ impl Scheduler {
                 // death fails an item and a worker that cannot run anything
                 // cannot make the pool spin. A worker that retired, or that
                 // was ended from outside between two calls, fails nothing.
-                let at = w.link.worker.position();
-                let running = w.in_flight.iter().position(|t| t.id + 1 == at.task);
+                // Where it was is not known of a worker that shares no
+                // memory with the pool in an untimed pool (it reports only
+                // what it finished): every task it held and had not
+                // reported fails whole, none runs twice.
+                let at = w.position();
+                every = at.is_none() && !w.retiring;
+                let running =
+                    at.and_then(|at| w.in_flight.iter().position(|t| t.id + 1 == at.task));
                 let blamed = match running {
-                    _ if w.retiring => None,
-                    Some(k) => Some((k, at.item)),
+                    _ if w.retiring || every => None,
+                    Some(k) => Some((k, at.map_or(0, |at| at.item))),
                     None if w.ended => None,
                     None => Some((0, 0)),
                 };
@@ -718,9 +624,10 @@ impl Scheduler {
             }
         };
         let mut again = Vec::with_capacity(w.in_flight.len() + 1);
-        let mut failed = None;
+        let mut failed = Vec::new();
         for (k, t) in w.in_flight.drain(..).enumerate() {
             match blamed {
+                _ if every => failed.push((t.job, t.start, t.count)),
                 Some((b, item)) if b == k && t.count > 0 => {
                     // `item` is an index into the call's input for a timeout;
                     // into the task for a death.
@@ -732,7 +639,7 @@ impl Scheduler {
                     let [before, after] = t.split_around(item);
                     again.extend(before);
                     again.extend(after);
-                    failed = Some((t.job, t.start + item));
+                    failed.push((t.job, t.start + item, 1));
                 }
                 _ => again.push(t.requeue()),
             }
@@ -741,14 +648,22 @@ impl Scheduler {
         for t in again.into_iter().rev() {
             st.pending.push_front(t);
         }
-        let Some((job, item)) = failed else {
+        if failed.is_empty() {
             return;
-        };
+        }
         let mut garbage = Garbage::default();
-        let callbacks = record(&mut st, job, item, 1, Outcomes::Failed(why), &mut garbage);
+        let callbacks: Vec<_> = failed
+            .into_iter()
+            .filter_map(|(job, start, count)| {
+                let why = Outcomes::Failed(why.clone());
+                record(&mut st, job, start, count, why, &mut garbage)
+            })
+            .collect();
         drop(st);
         garbage.dispose();
-        run_callbacks(callbacks, &self.shared);
+        for job in callbacks {
+            run_callbacks(Some(job), &self.shared);
+        }
         self.shared.changed.notify_all();
     }
 

@@ -71,6 +71,10 @@ pub(crate) enum FromWorker {
     /// `max_memory_per_child`): it runs nothing more, and tasks it holds
     /// are not its to fail.
     Retiring,
+    /// It is about to call item `item` of task `task` (sent only by a
+    /// worker with no shared [`Progress`](crate::progress::Progress) record,
+    /// and only when the pool has a task timeout).
+    Began { task: u64, item: usize },
 }
 
 /// A worker's arguments (a `Process` target takes one value).
@@ -81,8 +85,10 @@ pub(crate) struct WorkerArgs {
     pub(crate) maxtasks: Option<usize>,
     /// The task and item the worker is running, written before each call:
     /// if the worker dies, the pool knows which item was running, which
-    /// had finished and which had not started.
-    pub(crate) progress: crate::progress::Progress,
+    /// had finished and which had not started. `None` for a worker that
+    /// shares no memory with its pool (on another host): it then reports
+    /// its calls over its connection when `timed`, and nothing otherwise.
+    pub(crate) progress: Option<crate::progress::Progress>,
     /// Whether calls are timed (the pool has a task timeout).
     pub(crate) timed: bool,
     /// Retire after a task that leaves the worker's resident memory above
@@ -249,7 +255,7 @@ pub(crate) fn worker_main(args: WorkerArgs) {
         return;
     }
     let mut completed = 0usize;
-    let mut position = crate::progress::Writer::new(args.progress, args.timed);
+    let mut position = crate::progress::Reporter::new(args.progress, args.timed);
     // Opened once, read with one pread after each task (only with a limit).
     let statm = args.max_memory.and_then(|_| crate::sys::Statm::open());
     let mut over_memory = false;
@@ -266,7 +272,7 @@ pub(crate) fn worker_main(args: WorkerArgs) {
                     }
                     let in_tasks = InTasks::enter();
                     let outcome = run_items(&mut bound, &task.func, &task.items, |item| {
-                        position.enter(task.id, item)
+                        position.enter(&conn, task.id, item)
                     });
                     drop(in_tasks);
                     match outcome {

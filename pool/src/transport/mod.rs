@@ -15,16 +15,15 @@
 //!   scheduler thread. Workers take tasks from the queue themselves, and a
 //!   caller that waits runs its own call's tasks that no worker has started.
 //!
-//! A third transport, workers on other hosts over TCP, is an addition: its
-//! tasks are the encoded ones the process transport sends, and the
-//! scheduler already speaks to each worker through a [`Connection`] it
-//! polls, so it needs a `Spawn` (see [`scheduler::Spawn`](crate::scheduler::Spawn))
-//! whose `spawn` connects to (or accepts) a remote worker that runs
-//! [`worker_main`](crate::worker::worker_main) over that connection, and
-//! whose [`Link`](crate::scheduler::Link) reports the worker's death when
-//! its connection breaks instead of by a process sentinel. The core, the
-//! job table, the results and `Pool`'s API stay as they are; the pool picks
-//! the transport from [`mp_proc::Context::workers`].
+//! Workers on other hosts ([`Workers::Hosts`](mp_proc::Workers::Hosts))
+//! are the process transport's, in one respect different: they share no
+//! memory with the pool, so a worker's only handle is its connection
+//! (mp-proc carries it across hosts), and it tells the scheduler where it
+//! is over that connection instead of in a shared record (see
+//! [`crate::progress::Reporter`]). A worker's death shows on its process's
+//! sentinel, or as the end of its connection. The core, the job table, the
+//! results and `Pool`'s API stay as they are; the pool picks the transport
+//! from [`mp_proc::Context::workers`].
 //!
 //! [`Connection`]: mp_proc::Connection
 

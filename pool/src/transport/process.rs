@@ -1,6 +1,13 @@
 //! Workers that are processes of a [`mp_proc::Context`]: each runs
 //! [`worker_main`] at the other end of its own connection, fed by the
 //! pool's [`Scheduler`] thread with encoded tasks.
+//!
+//! Processes on other hosts ([`Workers::Hosts`]) are the same workers
+//! with one difference, where the scheduler learns which call a worker
+//! is in: a worker of this machine writes it in a shared record
+//! ([`Progress`]); one on another host shares no memory with the pool,
+//! so its only handle is its connection, and it reports its calls over
+//! it when the pool has a task timeout (see [`crate::progress::Reporter`]).
 
 use std::io::Write;
 use std::os::fd::BorrowedFd;
@@ -10,7 +17,7 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use mp_proc::plumbing::{ErasedFunction, Packed};
-use mp_proc::{Context, ProcessLike};
+use mp_proc::{Context, ProcessLike, Workers};
 
 use crate::error::Result;
 use crate::job::Shared;
@@ -48,11 +55,13 @@ impl Processes {
             op: "eventfd",
             source,
         })?;
+        let shared_memory = ctx.workers() != Workers::Hosts;
         let spawner: Spawner = Box::new(move |args| Box::new(ctx.process(worker_main, args)));
         let spawn = ProcessSpawn {
             spawner,
             initializer,
             limits,
+            shared_memory,
         };
         Ok(Processes {
             setup: Mutex::new(Some((spawn, processes))),
@@ -131,20 +140,35 @@ struct ProcessSpawn {
     spawner: Spawner,
     initializer: Option<(ErasedFunction, Packed)>,
     limits: Limits,
+    /// Whether the workers may share memory with the pool (not on other
+    /// hosts): each then gets a [`Progress`] record.
+    shared_memory: bool,
 }
 
-impl Spawn for ProcessSpawn {
-    fn spawn(&mut self) -> Result<Link> {
-        let (ours, theirs) = mp_proc::pipe(true)?;
-        let progress = Progress::new()?;
+impl ProcessSpawn {
+    /// A worker's arguments over its end of the connection, and the
+    /// pool's handle of its record (none on other hosts).
+    fn args(&self, conn: mp_proc::Connection) -> Result<(WorkerArgs, Option<Progress>)> {
+        let progress = match self.shared_memory {
+            true => Some(Progress::new()?),
+            false => None,
+        };
         let args = WorkerArgs {
-            conn: theirs,
+            conn,
             initializer: self.initializer.clone(),
             maxtasks: self.limits.maxtasks,
             progress: progress.clone(),
             timed: self.limits.task_timeout.is_some(),
             max_memory: self.limits.max_memory,
         };
+        Ok((args, progress))
+    }
+}
+
+impl Spawn for ProcessSpawn {
+    fn spawn(&mut self) -> Result<Link> {
+        let (ours, theirs) = mp_proc::pipe(true)?;
+        let (args, progress) = self.args(theirs)?;
         let mut process = (self.spawner)(args);
         let name = process.get_name().replacen("Process", "PoolWorker", 1);
         process.set_name(name.clone());
@@ -164,7 +188,7 @@ impl Spawn for ProcessSpawn {
 struct WorkerProcess {
     process: Box<dyn ProcessLike>,
     /// See [`WorkerArgs::progress`].
-    progress: Progress,
+    progress: Option<Progress>,
 }
 
 impl Remote for WorkerProcess {
@@ -172,8 +196,8 @@ impl Remote for WorkerProcess {
         self.process.sentinel()
     }
 
-    fn position(&self) -> Position {
-        self.progress.read()
+    fn position(&self) -> Option<Position> {
+        self.progress.as_ref().map(Progress::read)
     }
 
     fn terminate(&mut self) {
@@ -208,7 +232,63 @@ fn stronger(asked: i32, signal: i32) -> i32 {
 
 #[cfg(test)]
 mod tests {
-    use super::stronger;
+    use super::*;
+
+    /// The descriptors a worker's arguments take to the worker, each with
+    /// the type tag of the handle that brought it (read from the packed
+    /// value's `Debug`: mp-proc keeps its descriptors private).
+    fn descriptors<T: serde::Serialize + 'static>(args: &T) -> Vec<(String, u64)> {
+        let packed = mp_proc::plumbing::Packed::pack(args).unwrap();
+        let text = format!("{packed:?}");
+        let fds = text
+            .split("fds: [")
+            .nth(1)
+            .unwrap()
+            .split("], ty:")
+            .next()
+            .unwrap();
+        fds.split("(OwnedFd")
+            .skip(1)
+            .map(|entry| {
+                let (fd, rest) = entry.split_once("}, ").unwrap();
+                let tag = rest.split(')').next().unwrap().trim().parse().unwrap();
+                (fd.to_owned(), tag)
+            })
+            .collect()
+    }
+
+    fn spawn(shared_memory: bool) -> ProcessSpawn {
+        ProcessSpawn {
+            spawner: Box::new(|_| unreachable!("no worker is started")),
+            initializer: None,
+            limits: Limits {
+                task_timeout: Some(std::time::Duration::from_secs(1)),
+                ..Limits::default()
+            },
+            shared_memory,
+        }
+    }
+
+    #[test]
+    fn a_worker_on_another_host_gets_its_connection_and_no_other_handle() {
+        // The tag a connection's descriptor travels with.
+        let (a, _b) = mp_proc::pipe(true).unwrap();
+        let conn_tag = descriptors(&a)[0].1;
+        let (_ours, theirs) = mp_proc::pipe(true).unwrap();
+        let (args, progress) = spawn(false).args(theirs).unwrap();
+        assert!(progress.is_none() && args.progress.is_none() && args.timed);
+        let fds = descriptors(&args);
+        assert_eq!(fds.len(), 1, "{fds:?}");
+        assert_eq!(fds[0].1, conn_tag, "{fds:?}");
+        // A local worker's take its shared record too: what is counted
+        // here is what travels.
+        let (_ours, theirs) = mp_proc::pipe(true).unwrap();
+        let (args, progress) = spawn(true).args(theirs).unwrap();
+        assert!(progress.is_some());
+        let fds = descriptors(&args);
+        assert_eq!(fds.len(), 2, "{fds:?}");
+        assert_eq!(fds.iter().filter(|f| f.1 == conn_tag).count(), 1, "{fds:?}");
+    }
 
     #[test]
     fn sigkill_wins_over_sigterm_in_either_order() {

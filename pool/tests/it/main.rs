@@ -10,6 +10,7 @@ mod crash;
 mod drops;
 mod faults;
 mod handles;
+mod hosts;
 mod idle;
 mod imap_window;
 mod join_twice;
