@@ -1,0 +1,237 @@
+//! The cost of crossing hosts, in one run: a pool's `map` of 100k trivial
+//! tasks and its `apply` round trip over a `ClusterContext` (workers
+//! started through their launcher, everything over its link) on loopback
+//! (`Launcher::command([])`: the agent path on this machine) and across
+//! network namespaces (`ip netns exec`, the hosts of mp-testkit's harness;
+//! root only), beside the local fork pool and CPython's `Pool(2)`; and the
+//! start + join of one process on a host against the raw launcher running
+//! the same binary (`ip netns exec`, `ssh` to a real sshd in the namespace).
+//!
+//! Medians of repeated runs (no criterion: every figure is a whole
+//! operation of milliseconds). Without root the namespace and ssh rows
+//! stay empty, with the reason printed.
+
+#![allow(missing_docs, clippy::print_stdout, clippy::print_stderr)]
+
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use mp_manager::ClusterContext;
+use mp_pool::Pool;
+use mp_proc::{Launcher, Process, StartMethod};
+use mp_testkit::bench::{self as support, Kind, Row, Table, Target, py};
+use mp_testkit::netns::Hosts;
+use mp_testkit::sshd::Sshd;
+
+/// The argument that makes this binary exit at once: what the raw
+/// launcher rows run.
+const NOOP: &str = "--mp-bench-noop";
+/// Tasks of a `map` (CPython's side uses the same).
+const MAP_TASKS: u64 = 100_000;
+
+fn main() {
+    if std::env::args().any(|a| a == NOOP) {
+        return;
+    }
+    let quick = support::quick();
+    let reps = if quick { 3 } else { 11 };
+    let mut rows = Vec::new();
+    let hosts = Hosts::new(2)
+        .map_err(|skip| eprintln!("namespace rows skipped: {skip}"))
+        .ok();
+    let sshd = hosts.as_ref().and_then(|h| {
+        Sshd::start(h, 1)
+            .map_err(|skip| eprintln!("ssh rows skipped: {skip}"))
+            .ok()
+    });
+
+    // Pools: local, over a cluster on loopback, across namespaces.
+    let local = || {
+        Pool::builder()
+            .processes(2)
+            .context(mp_proc::get_context(StartMethod::Fork))
+    };
+    let loopback = || {
+        let cluster = ClusterContext::builder()
+            .host(Launcher::command(Vec::<&str>::new()), 2)
+            .build()
+            .unwrap();
+        Pool::builder().processes(2).context(cluster)
+    };
+    let across = |hosts: &Hosts| {
+        let cluster = ClusterContext::builder()
+            .listen(SocketAddr::new(hosts.parent_addr(0), 0))
+            .host(hosts.launcher(0), 1)
+            .host(hosts.launcher(1), 1)
+            .build()
+            .unwrap();
+        Pool::builder().processes(2).context(cluster)
+    };
+    let mut figures = vec![("local fork Pool(2)", pool_figures(local().build().unwrap(), reps))];
+    figures.push((
+        "cluster Pool(2), loopback (2 agents on this host)",
+        pool_figures(loopback().build().unwrap(), reps),
+    ));
+    if let Some(hosts) = &hosts {
+        figures.push((
+            "cluster Pool(2), 2 namespaces by ip netns exec",
+            pool_figures(across(hosts).build().unwrap(), reps),
+        ));
+    }
+
+    // One process: start + join, against the raw launcher.
+    let exe = std::env::current_exe().unwrap();
+    let raw = |argv: &[String]| {
+        median(reps * 2, || {
+            let status = Command::new(&argv[0])
+                .args(&argv[1..])
+                .arg(&exe)
+                .arg(NOOP)
+                .stdin(Stdio::null())
+                .status()
+                .unwrap();
+            assert!(status.success());
+        })
+    };
+    let started = |launcher: Launcher| {
+        median(reps * 2, || {
+            let mut p = Process::new(noop, ()).launcher(launcher.clone());
+            p.start().unwrap();
+            assert_eq!(p.join().unwrap(), 0);
+        })
+    };
+    let spawn = median(reps * 2, || {
+        let mut p = Process::new(noop, ()).start_method(StartMethod::Spawn);
+        p.start().unwrap();
+        assert_eq!(p.join().unwrap(), 0);
+    });
+    let mut starts = vec![(
+        "start + join, Launcher::command([]) (agent on this host)".to_owned(),
+        started(Launcher::command(Vec::<&str>::new())),
+        median(reps * 2, || {
+            let status = Command::new(&exe).arg(NOOP).status().unwrap();
+            assert!(status.success());
+        }),
+        "the binary run directly".to_owned(),
+    )];
+    if let Some(hosts) = &hosts {
+        let prefix: Vec<String> = hosts.exec_prefix(0).into();
+        starts.push((
+            "start + join, ip netns exec".to_owned(),
+            started(hosts.launcher(0)),
+            raw(&prefix),
+            "ip netns exec of the binary".to_owned(),
+        ));
+    }
+    if let Some(sshd) = &sshd {
+        let mut argv = vec!["ssh".to_owned()];
+        argv.extend(sshd.options());
+        argv.push(sshd.host());
+        starts.push((
+            "start + join, ssh to the namespace's sshd".to_owned(),
+            started(sshd.launcher()),
+            raw(&argv),
+            "ssh running the binary".to_owned(),
+        ));
+    }
+
+    let python = support::cpython("pool");
+    let py_map = py(&python, "pool_map_tput", "default_chunksize");
+    let py_apply = py(&python, "pool_apply_rtt", "Pool(2)");
+    for (what, f) in &figures {
+        rows.push(Row::new(
+            format!("map of 100k trivial tasks, {what}"),
+            "tasks/s",
+            Kind::Rate,
+            Some(MAP_TASKS as f64 / f.map.as_secs_f64()),
+            py_map,
+            None,
+            "",
+            Some(Target::cpython(1.0)),
+        ));
+    }
+    for (what, f) in &figures {
+        rows.push(Row::new(
+            format!("apply round trip, {what}"),
+            "us",
+            Kind::Latency,
+            Some(f.apply.as_secs_f64() * 1e6),
+            py_apply,
+            None,
+            "",
+            Some(Target::cpython(1.0)),
+        ));
+    }
+    rows.push(Row::new(
+        "start + join, local spawn (for scale)",
+        "ms",
+        Kind::Latency,
+        Some(spawn.as_secs_f64() * 1e3),
+        None,
+        None,
+        "",
+        None,
+    ));
+    for (what, mp, raw, raw_what) in starts {
+        rows.push(Row::new(
+            what,
+            "ms",
+            Kind::Latency,
+            Some(mp.as_secs_f64() * 1e3),
+            None,
+            Some(raw.as_secs_f64() * 1e3),
+            raw_what,
+            Some(Target::raw(3.0)),
+        ));
+    }
+    let mut t = Table::new(
+        "mp-manager: pools and processes across hosts (medians; CPython's Pool(2) via python3 in the same run)",
+    );
+    t.rows = rows;
+    drop(sshd);
+    drop(hosts);
+    t.publish("4-cluster");
+}
+
+fn noop(_: ()) {}
+
+fn square(x: u64) -> u64 {
+    x.wrapping_mul(x)
+}
+
+struct PoolFigures {
+    /// One `map` of [`MAP_TASKS`].
+    map: Duration,
+    /// One `apply`.
+    apply: Duration,
+}
+
+fn pool_figures(pool: Pool, reps: usize) -> PoolFigures {
+    pool.map(square, 0..1000).unwrap(); // warm-up: every worker started
+    let map = median(reps, || {
+        assert_eq!(pool.map(square, 0..MAP_TASKS).unwrap().len() as u64, MAP_TASKS);
+    });
+    const CALLS: u32 = 500;
+    let apply = median(reps, || {
+        for i in 0..u64::from(CALLS) {
+            std::hint::black_box(pool.apply(square, i).unwrap());
+        }
+    }) / CALLS;
+    pool.close();
+    pool.join().unwrap();
+    PoolFigures { map, apply }
+}
+
+/// The median of `reps` timed runs of `body`.
+fn median(reps: usize, mut body: impl FnMut()) -> Duration {
+    let mut times: Vec<Duration> = (0..reps.max(1))
+        .map(|_| {
+            let start = Instant::now();
+            body();
+            start.elapsed()
+        })
+        .collect();
+    times.sort();
+    times[times.len() / 2]
+}
