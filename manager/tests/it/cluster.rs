@@ -1,10 +1,14 @@
 //! `ClusterContext`: the conformance suite and a generic body on a cluster
-//! whose hosts are this machine (`Launcher::local()`), under every start
-//! method; its listener, its build errors, its hosts in turn, its end.
+//! whose hosts are this machine (`Launcher::local()`) and on one that mixes
+//! them with hosts that take the real remote path (`Launcher::command`
+//! with an empty prefix: an agent of this executable over the launcher's
+//! stdio, as ssh would run it), under every start method; processes killed
+//! on a host, a wrong key, its listener, its build errors, its hosts in
+//! turn, its end.
 
 use mp_manager::{ClusterContext, Error, SyncManager};
 use mp_proc::{
-    BarrierLike, Context, EventLike, Launcher, ProcessLike, QueueLike, StartMethod, ValueLike,
+    BarrierLike, Context, EventLike, Launcher, LockLike, ProcessLike, QueueLike, StartMethod, ValueLike,
     Workers,
 };
 use mp_testkit::guard;
@@ -13,6 +17,23 @@ use mp_testkit::guard;
 fn local(method: StartMethod) -> ClusterContext {
     ClusterContext::builder()
         .host(Launcher::local(), 2)
+        .host(Launcher::local(), 1)
+        .start_method(method)
+        .build()
+        .unwrap()
+}
+
+/// The remote path on this machine: the launcher runs this executable as
+/// an agent, with no prefix (ssh or `ip netns exec` would be one).
+fn agent() -> Launcher {
+    Launcher::command(Vec::<&str>::new())
+}
+
+/// A host that takes the remote path and a local one, a slot each:
+/// processes alternate, the first on the agent's host.
+fn mixed(method: StartMethod) -> ClusterContext {
+    ClusterContext::builder()
+        .host(agent(), 1)
         .host(Launcher::local(), 1)
         .start_method(method)
         .build()
@@ -44,10 +65,36 @@ mod conformance {
     }
 }
 
+/// The same suite, unchanged, on a cluster whose processes alternate
+/// between a host on the remote path and a local one.
+mod conformance_mixed {
+    mod fork {
+        mp_conformance::served_conformance_tests!(
+            super::super::mixed(mp_proc::StartMethod::Fork),
+            mp_testkit::guard()
+        );
+    }
+    mod spawn {
+        mp_conformance::served_conformance_tests!(
+            super::super::mixed(mp_proc::StartMethod::Spawn),
+            mp_testkit::guard()
+        );
+    }
+    mod forkserver {
+        mp_conformance::served_conformance_tests!(
+            super::super::mixed(mp_proc::StartMethod::Forkserver),
+            mp_testkit::guard()
+        );
+    }
+}
+
 mp_testkit::for_each_method!(
     a_generic_body_runs_unchanged_on_a_cluster,
     the_last_clone_dropped_ends_the_manager,
     a_barrier_action_runs_in_the_manager_once_per_trip,
+    results_come_back_from_every_host,
+    a_process_killed_on_a_host_is_reported_and_the_primitives_still_work,
+    a_wrong_key_is_refused_from_any_host_and_the_manager_keeps_serving,
 );
 
 #[allow(clippy::type_complexity)] // a worker's arguments are one tuple
@@ -89,25 +136,179 @@ fn a_generic_body_runs_unchanged_on_a_cluster(method: StartMethod) {
     assert_eq!(cluster.name(), "cluster");
 }
 
+/// The names of this process's threads.
+fn threads() -> Vec<String> {
+    let tasks = std::fs::read_dir("/proc/self/task").unwrap().flatten();
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+        .map(|name| name.trim().to_owned())
+        .collect()
+}
+
 fn the_last_clone_dropped_ends_the_manager(method: StartMethod) {
     let _g = guard();
-    let cluster = local(method);
+    let cluster = mixed(method);
     let children = mp_proc::active_children();
     let [server] = &children[..] else {
         panic!("one child, the manager: {children:?}");
     };
     let server = server.pid();
+    let &mp_proc::connection::Address::Tcp(listening) = cluster.address() else {
+        panic!("{}", cluster.address());
+    };
     let other = cluster.clone();
-    let q = other.queue::<u32>().unwrap();
+    let q = other.queue::<(u32, Option<String>)>().unwrap();
+    // A process on the agent's host used the manager, and ended.
+    let mut p = cluster.process(tagged::<ClusterContext>, (q.clone(), 7));
+    assert_eq!(p.get_launcher(), &agent());
+    p.start().unwrap();
+    let agent_pid = p.pid().unwrap();
+    assert_eq!(q.get().unwrap(), (7, None));
+    assert_eq!(p.join().unwrap(), 0);
     drop(cluster);
-    q.put(1).unwrap();
-    assert_eq!(q.get().unwrap(), 1, "a clone keeps the manager");
+    q.put((1, None)).unwrap();
+    assert_eq!(q.get().unwrap(), (1, None), "a clone keeps the manager");
     assert!(mp_testkit::exists(server));
     drop(other);
     assert!(mp_proc::active_children().is_empty());
     assert!(!mp_testkit::exists(server), "the manager ended");
-    assert!(q.put(2).is_err(), "a proxy outliving its cluster fails");
+    assert!(!mp_testkit::exists(agent_pid), "the agent ended");
+    assert!(mp_testkit::zombies().is_empty(), "every child was reaped");
+    let dialed = std::net::TcpStream::connect(listening);
+    assert!(dialed.is_err(), "nothing listens at {listening}");
+    let links: Vec<String> = threads()
+        .into_iter()
+        .filter(|t| t.starts_with("mp-link"))
+        .collect();
+    assert!(links.is_empty(), "a link's threads are left: {links:?}");
+    assert!(q.put((2, None)).is_err(), "a proxy outliving its cluster fails");
     drop(q);
+}
+
+/// Reports its id and its host's `MP_CLUSTER_HOST` (set by a launcher's
+/// `env` prefix only).
+fn tagged<C: Context>((q, id): (C::Queue<(u32, Option<String>)>, u32)) {
+    q.put((id, std::env::var("MP_CLUSTER_HOST").ok())).unwrap();
+}
+
+/// Three hosts, in turn: the agent's, this machine's, and one whose
+/// launcher runs the agent through a prefix (`env`, as `ip netns exec` or
+/// `srun` would) that tags its processes: each host's results come back,
+/// and the generic body gives what it gives on this machine.
+fn results_come_back_from_every_host(method: StartMethod) {
+    let _g = guard();
+    let tagging = Launcher::command(["env", "MP_CLUSTER_HOST=tagged"]);
+    let cluster = ClusterContext::builder()
+        .host(agent(), 1)
+        .host(Launcher::local(), 1)
+        .host(tagging.clone(), 1)
+        .start_method(method)
+        .build()
+        .unwrap();
+    assert_eq!(cluster.workers(), Workers::Hosts);
+    let q = cluster.queue().unwrap();
+    let mut ps: Vec<mp_proc::Process> = (0..6)
+        .map(|id| cluster.process(tagged::<ClusterContext>, (q.clone(), id)))
+        .collect();
+    let expected = [agent(), Launcher::local(), tagging];
+    for (i, p) in ps.iter_mut().enumerate() {
+        assert_eq!(p.get_launcher(), &expected[i % 3]);
+        p.start().unwrap();
+    }
+    let mut out: Vec<(u32, Option<String>)> = (0..6).map(|_| q.get().unwrap()).collect();
+    for p in &mut ps {
+        assert_eq!(p.join().unwrap(), 0);
+    }
+    out.sort_unstable();
+    let tag = |id: u32| (id % 3 == 2).then(|| "tagged".to_owned());
+    assert_eq!(out, (0..6).map(|id| (id, tag(id))).collect::<Vec<_>>());
+    let here = run(&mp_proc::get_context(method));
+    assert_eq!(run(&cluster), here);
+    assert_eq!(run(&mixed(method)), here);
+}
+
+/// Says it is ready, then waits for an event that is never set.
+fn wait_forever<C: Context>((q, ev): (C::Queue<(u32, Option<String>)>, C::Event)) {
+    q.put((0, None)).unwrap();
+    ev.wait(None).unwrap();
+}
+
+/// Takes the lock, says it is ready and kills itself holding it.
+fn die_holding<C: Context>((q, lock): (C::Queue<(u32, Option<String>)>, C::Lock)) {
+    std::mem::forget(lock.acquire().unwrap());
+    q.put((0, None)).unwrap();
+    nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL).unwrap();
+}
+
+/// On each host of a mixed cluster (the agent's first), a process killed
+/// by `kill()` while blocked in the manager and one that SIGKILLs itself
+/// holding a lock: both are reported as -9, and the context's queue, event
+/// and lock (freed with its dead holder) still work, as does a new process
+/// on the same host.
+fn a_process_killed_on_a_host_is_reported_and_the_primitives_still_work(method: StartMethod) {
+    let _g = guard();
+    let cluster = mixed(method);
+    let q = cluster.queue().unwrap();
+    let ev = cluster.event().unwrap();
+    let lock = cluster.lock().unwrap();
+    let hosts = [agent(), Launcher::local()];
+    for (i, from_inside) in [false, false, true, true].into_iter().enumerate() {
+        let mut p = match from_inside {
+            false => cluster.process(wait_forever::<ClusterContext>, (q.clone(), ev.clone())),
+            true => cluster.process(die_holding::<ClusterContext>, (q.clone(), lock.clone())),
+        };
+        let host = &hosts[i % 2];
+        assert_eq!(p.get_launcher(), host);
+        p.start().unwrap();
+        assert_eq!(q.get().unwrap(), (0, None), "{host}: ready");
+        if !from_inside {
+            p.kill().unwrap();
+        }
+        assert_eq!(p.join().unwrap(), -9, "{host}, from inside: {from_inside}");
+        assert_eq!(p.exitcode(), Some(-9));
+        let held = lock.acquire_timeout(mp_conformance::proc::HANG_GUARD);
+        assert!(held.unwrap().is_some(), "{host}: the dead holder's lock");
+        assert!(!ev.is_set().unwrap());
+        // The next process is on the other host: skip a turn to stay here.
+        let _ = cluster.process(drop::<()>, ());
+        let mut next = cluster.process(tagged::<ClusterContext>, (q.clone(), 5));
+        assert_eq!(next.get_launcher(), host);
+        next.start().unwrap();
+        assert_eq!(q.get().unwrap(), (5, None), "{host}: a new process");
+        assert_eq!(next.join().unwrap(), 0);
+    }
+    ev.set().unwrap();
+    assert!(ev.wait(None).unwrap());
+}
+
+/// Tries the cluster's manager with a wrong key from its host and reports
+/// whether it was refused, over the context's queue (its own key is right).
+fn dial_wrong((q, address): (mp_manager::QueueProxy<bool>, String)) {
+    let address = mp_proc::connection::Address::Tcp(address.parse().unwrap());
+    let wrong = SyncManager::connect(&address, b"not the cluster's key");
+    q.put(matches!(wrong, Err(Error::Authentication(_)))).unwrap();
+}
+
+/// A client with a wrong key, from this machine or from a process on a
+/// host of the remote path, is refused; the manager keeps serving the
+/// context's primitives and the right key.
+fn a_wrong_key_is_refused_from_any_host_and_the_manager_keeps_serving(method: StartMethod) {
+    let _g = guard();
+    let cluster = mixed(method);
+    let q = cluster.queue::<bool>().unwrap();
+    for _ in 0..2 {
+        let mut p = cluster.process(dial_wrong, (q.clone(), cluster.address().to_string()));
+        p.start().unwrap();
+        assert!(q.get().unwrap(), "refused on {}", p.get_launcher());
+        assert_eq!(p.join().unwrap(), 0);
+    }
+    let wrong = SyncManager::connect(cluster.address(), b"not the cluster's key");
+    assert!(matches!(wrong, Err(Error::Authentication(_))), "{wrong:?}");
+    q.put(true).unwrap();
+    assert!(q.get().unwrap());
+    let key = mp_proc::current_process().authkey().to_vec();
+    let right = SyncManager::connect(cluster.address(), &key).unwrap();
+    assert!(right.number_of_objects().unwrap() >= 1, "the same server");
 }
 
 #[test]
