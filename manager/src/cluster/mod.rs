@@ -41,22 +41,32 @@ use crate::{
 ///     q.put(x * x).unwrap();
 /// }
 ///
+/// /// The squares of 1..=3, each in a process of `ctx`.
 /// fn run<C: Context>(ctx: &C) -> mp_proc::Result<u64> {
 ///     let q = ctx.queue::<u64>()?;
-///     let mut p = ctx.process(square::<C>, (q.clone(), 9));
-///     p.start()?;
-///     p.join()?;
-///     q.get()
+///     let mut ps: Vec<C::Process> = (1..=3).map(|x| ctx.process(square::<C>, (q.clone(), x))).collect();
+///     for p in &mut ps {
+///         p.start()?;
+///     }
+///     let sum = (0..3).map(|_| q.get()).sum::<mp_proc::Result<u64>>()?;
+///     for p in &mut ps {
+///         assert_eq!(p.join()?, 0);
+///     }
+///     Ok(sum)
 /// }
 ///
-/// // Two slots on this machine; `Launcher::ssh("node1")` would be another host.
+/// // Two slots on this machine, and one host reached the way another
+/// // machine would be: `Launcher::command` runs this program there as an
+/// // agent over the launcher's stdio (with no prefix, here; with
+/// // `Launcher::ssh("node1")` or `["srun", ..]`, on that node).
 /// let cluster = mp_manager::ClusterContext::builder()
 ///     .host(Launcher::local(), 2)
+///     .host(Launcher::command([""; 0]), 1)
 ///     .build()?;
-/// assert_eq!(run(&cluster)?, 81);
-/// assert_eq!(run(&mp_proc::get_context(mp_proc::StartMethod::Spawn))?, 81);
-/// assert_eq!(cluster.cpu_count(), 2);
-/// assert!(matches!(cluster.workers(), Workers::Processes(_))); // every host local
+/// assert_eq!(run(&cluster)?, 14);
+/// assert_eq!(run(&mp_proc::get_context(mp_proc::StartMethod::Spawn))?, 14);
+/// assert_eq!(cluster.cpu_count(), 3);
+/// assert_eq!(cluster.workers(), Workers::Hosts);
 /// # Ok::<(), mp_manager::Error>(())
 /// ```
 #[derive(Clone, Debug)]
@@ -115,6 +125,14 @@ impl ClusterBuilder {
     ///
     /// The link to the manager is authenticated by the authkey's handshake
     /// and not encrypted: for a trusted network only (see `SECURITY.md`).
+    ///
+    /// ```
+    /// let at: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+    /// let cluster = mp_manager::ClusterContext::builder().listen(at).build()?;
+    /// let mp_proc::connection::Address::Tcp(bound) = cluster.address() else { panic!() };
+    /// assert_ne!(bound.port(), 0); // the port chosen
+    /// # Ok::<(), mp_manager::Error>(())
+    /// ```
     pub fn listen(mut self, addr: SocketAddr) -> Self {
         self.listen = addr;
         self
@@ -124,6 +142,20 @@ impl ClusterBuilder {
     /// of them per round of the hosts (a zero is refused by
     /// [`build`](Self::build)). With no host at all, the context has one,
     /// [`Launcher::local()`] with [`mp_proc::available_cpus`] slots.
+    ///
+    /// ```
+    /// use mp_proc::{Context, Launcher};
+    /// let cluster = mp_manager::ClusterContext::builder()
+    ///     .host(Launcher::local(), 2)
+    ///     .host(Launcher::ssh("node1"), 1) // nothing starts there until a process does
+    ///     .build()?;
+    /// let turns: Vec<String> = (0..3)
+    ///     .map(|_| cluster.process(drop::<()>, ()).get_launcher().host())
+    ///     .collect();
+    /// assert_eq!(turns[1], "node1");
+    /// assert_eq!(cluster.cpu_count(), 3);
+    /// # Ok::<(), mp_manager::Error>(())
+    /// ```
     pub fn host(mut self, launcher: Launcher, slots: usize) -> Self {
         self.hosts.push((launcher, slots));
         self
@@ -131,6 +163,15 @@ impl ClusterBuilder {
 
     /// The start method of the processes on this machine (the local hosts'
     /// and the manager's; default [`mp_proc::get_start_method`]).
+    ///
+    /// ```
+    /// use mp_proc::{Context, StartMethod, Workers};
+    /// let cluster = mp_manager::ClusterContext::builder()
+    ///     .start_method(StartMethod::Spawn)
+    ///     .build()?;
+    /// assert_eq!(cluster.workers(), Workers::Processes(StartMethod::Spawn));
+    /// # Ok::<(), mp_manager::Error>(())
+    /// ```
     pub fn start_method(mut self, method: StartMethod) -> Self {
         self.method = Some(method);
         self
@@ -214,7 +255,13 @@ fn schedule(hosts: &[(Launcher, usize)]) -> Vec<usize> {
 }
 
 impl ClusterContext {
-    /// The options of a new cluster context.
+    /// The options of a new cluster context (see [`ClusterBuilder`]).
+    ///
+    /// ```
+    /// let cluster = mp_manager::ClusterContext::builder().build()?; // this machine
+    /// assert_eq!(cluster.hosts().len(), 1);
+    /// # Ok::<(), mp_manager::Error>(())
+    /// ```
     pub fn builder() -> ClusterBuilder {
         ClusterBuilder::default()
     }

@@ -177,6 +177,16 @@ impl ClusterCondition {
     }
 
     /// The condition's proxy.
+    ///
+    /// ```
+    /// use mp_proc::Context;
+    /// let ctx = mp_manager::ClusterContext::builder().build()?;
+    /// let cond = ctx.condition(None)?;
+    /// let held = cond.proxy().acquire()?; // the proxy's own API
+    /// cond.proxy().notify_all()?;
+    /// drop(held);
+    /// # Ok::<(), mp_manager::Error>(())
+    /// ```
     pub fn proxy(&self) -> &ConditionProxy {
         &self.condition
     }
@@ -253,6 +263,15 @@ impl<T> ClusterValue<T> {
     }
 
     /// The value's proxy (its calls do not take the lock).
+    ///
+    /// ```
+    /// use mp_proc::{Context, ValueLike};
+    /// let ctx = mp_manager::ClusterContext::builder().build()?;
+    /// let v = ctx.value(1u8)?;
+    /// v.proxy().set(2)?;
+    /// assert_eq!(v.get()?, 2);
+    /// # Ok::<(), mp_manager::Error>(())
+    /// ```
     pub fn proxy(&self) -> &ValueProxy<T> {
         &self.value
     }
@@ -303,6 +322,14 @@ impl ClusterBarrier {
     }
 
     /// The barrier's proxy.
+    ///
+    /// ```
+    /// use mp_proc::Context;
+    /// let ctx = mp_manager::ClusterContext::builder().build()?;
+    /// let b = ctx.barrier(2, None)?;
+    /// assert_eq!(b.proxy().n_waiting()?, 0);
+    /// # Ok::<(), mp_manager::Error>(())
+    /// ```
     pub fn proxy(&self) -> &BarrierProxy {
         &self.barrier
     }

@@ -8,8 +8,8 @@
 
 use mp_manager::{ClusterContext, Error, SyncManager};
 use mp_proc::{
-    BarrierLike, Context, EventLike, Launcher, LockLike, ProcessLike, QueueLike, StartMethod, ValueLike,
-    Workers,
+    BarrierLike, Context, EventLike, Launcher, LockLike, ProcessLike, QueueLike, StartMethod,
+    ValueLike, Workers,
 };
 use mp_testkit::guard;
 
@@ -157,7 +157,7 @@ fn the_last_clone_dropped_ends_the_manager(method: StartMethod) {
         panic!("{}", cluster.address());
     };
     let other = cluster.clone();
-    let q = other.queue::<(u32, Option<String>)>().unwrap();
+    let q = other.queue::<Report>().unwrap();
     // A process on the agent's host used the manager, and ended.
     let mut p = cluster.process(tagged::<ClusterContext>, (q.clone(), 7));
     assert_eq!(p.get_launcher(), &agent());
@@ -181,13 +181,19 @@ fn the_last_clone_dropped_ends_the_manager(method: StartMethod) {
         .filter(|t| t.starts_with("mp-link"))
         .collect();
     assert!(links.is_empty(), "a link's threads are left: {links:?}");
-    assert!(q.put((2, None)).is_err(), "a proxy outliving its cluster fails");
+    assert!(
+        q.put((2, None)).is_err(),
+        "a proxy outliving its cluster fails"
+    );
     drop(q);
 }
 
+/// What [`tagged`] reports: its id and its host's tag.
+type Report = (u32, Option<String>);
+
 /// Reports its id and its host's `MP_CLUSTER_HOST` (set by a launcher's
 /// `env` prefix only).
-fn tagged<C: Context>((q, id): (C::Queue<(u32, Option<String>)>, u32)) {
+fn tagged<C: Context>((q, id): (C::Queue<Report>, u32)) {
     q.put((id, std::env::var("MP_CLUSTER_HOST").ok())).unwrap();
 }
 
@@ -215,7 +221,7 @@ fn results_come_back_from_every_host(method: StartMethod) {
         assert_eq!(p.get_launcher(), &expected[i % 3]);
         p.start().unwrap();
     }
-    let mut out: Vec<(u32, Option<String>)> = (0..6).map(|_| q.get().unwrap()).collect();
+    let mut out: Vec<Report> = (0..6).map(|_| q.get().unwrap()).collect();
     for p in &mut ps {
         assert_eq!(p.join().unwrap(), 0);
     }
@@ -228,13 +234,13 @@ fn results_come_back_from_every_host(method: StartMethod) {
 }
 
 /// Says it is ready, then waits for an event that is never set.
-fn wait_forever<C: Context>((q, ev): (C::Queue<(u32, Option<String>)>, C::Event)) {
+fn wait_forever<C: Context>((q, ev): (C::Queue<Report>, C::Event)) {
     q.put((0, None)).unwrap();
     ev.wait(None).unwrap();
 }
 
 /// Takes the lock, says it is ready and kills itself holding it.
-fn die_holding<C: Context>((q, lock): (C::Queue<(u32, Option<String>)>, C::Lock)) {
+fn die_holding<C: Context>((q, lock): (C::Queue<Report>, C::Lock)) {
     std::mem::forget(lock.acquire().unwrap());
     q.put((0, None)).unwrap();
     nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL).unwrap();
@@ -286,7 +292,8 @@ fn a_process_killed_on_a_host_is_reported_and_the_primitives_still_work(method: 
 fn dial_wrong((q, address): (mp_manager::QueueProxy<bool>, String)) {
     let address = mp_proc::connection::Address::Tcp(address.parse().unwrap());
     let wrong = SyncManager::connect(&address, b"not the cluster's key");
-    q.put(matches!(wrong, Err(Error::Authentication(_)))).unwrap();
+    q.put(matches!(wrong, Err(Error::Authentication(_))))
+        .unwrap();
 }
 
 /// A client with a wrong key, from this machine or from a process on a
