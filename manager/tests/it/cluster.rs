@@ -451,3 +451,14 @@ fn a_barrier_action_runs_in_the_manager_once_per_trip(method: StartMethod) {
     drop(barrier);
     block.unlink().unwrap();
 }
+
+/// mp-pool's conformance suite over a cluster of local hosts (its workers
+/// are this machine's processes: `Workers::Processes`). Over hosts on the
+/// remote path (`Workers::Hosts`) the pool has no transport yet: issue 18's
+/// fourth item.
+mod pool_conformance {
+    mp_conformance::pool_conformance_tests!(
+        super::local(mp_proc::StartMethod::Spawn),
+        mp_testkit::guard()
+    );
+}
