@@ -44,7 +44,9 @@ use crate::{
 /// /// The squares of 1..=3, each in a process of `ctx`.
 /// fn run<C: Context>(ctx: &C) -> mp_proc::Result<u64> {
 ///     let q = ctx.queue::<u64>()?;
-///     let mut ps: Vec<C::Process> = (1..=3).map(|x| ctx.process(square::<C>, (q.clone(), x))).collect();
+///     let mut ps: Vec<C::Process> = (1..=3)
+///         .map(|x| ctx.process(square::<C>, (q.clone(), x)))
+///         .collect();
 ///     for p in &mut ps {
 ///         p.start()?;
 ///     }
