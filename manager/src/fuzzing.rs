@@ -131,6 +131,9 @@ fn messages() -> (Vec<Request>, Vec<Reply>) {
             timeout: wait,
             action: b(b"not a signed function"),
         }),
+        Request::Create(Kind::ConditionOver(6)),
+        Request::Queue(5, queue::Op::Close),
+        Request::Lock(6, 1 << 40, lock::Op::ReleaseOwn),
     ];
     #[cfg(feature = "pool")]
     let requests = {
@@ -167,6 +170,7 @@ fn messages() -> (Vec<Request>, Vec<Reply>) {
     let replies = vec![
         Reply::Ok,
         Reply::Fail(Failure::Timeout),
+        Reply::Fail(Failure::Closed),
         Reply::Fail(Failure::NotHeld("lock".into())),
         Reply::Fail(Failure::TooManyReleases(2)),
         Reply::Fail(Failure::Remote("boom".into())),

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod base;
+mod cluster;
 mod fuzzing;
 mod init;
 /// What the workspace's fuzz targets and tests need and users do not:
@@ -32,6 +33,7 @@ use mp_proc::connection::Address;
 use mp_proc::{Payload, Process};
 
 pub use base::{BaseManager, BaseManagerBuilder, Builtin};
+pub use cluster::{ClusterBarrier, ClusterBuilder, ClusterCondition, ClusterContext, ClusterValue};
 pub use init::SyncManagerBuilder;
 pub use kinds::barrier::BarrierProxy;
 pub use kinds::condition::ConditionProxy;

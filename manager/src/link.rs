@@ -206,6 +206,7 @@ fn failure(f: Failure) -> Error {
             what: "Barrier",
             message,
         },
+        Failure::Closed => Error::Closed,
     }
 }
 

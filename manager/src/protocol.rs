@@ -64,6 +64,9 @@ pub(crate) enum Kind {
         timeout: Wait,
         action: Bytes,
     },
+    /// A `Condition` over the `Lock` or `RLock` of this id (Python's
+    /// `Manager().Condition(lock)`): the two share one lock.
+    ConditionOver(u64),
 }
 
 /// A client thread: its process's session and a number unique in that process.
@@ -196,6 +199,8 @@ pub(crate) enum Failure {
     /// A barrier's action panicked in the server, with this message, in
     /// the wait of this caller (`mp_proc::Error::ActionPanicked`).
     ActionPanicked(String),
+    /// The queue was closed (`mp_proc::Error::Closed`).
+    Closed,
 }
 
 impl Failure {

@@ -157,6 +157,11 @@ impl Server {
             let object = make(t, typeid).map_err(|e| failure(e.to_string()))?;
             return Ok(self.insert(object, 1));
         }
+        if let Kind::ConditionOver(lock) = kind {
+            let object = self.get(lock).ok_or_else(|| freed(lock))?;
+            let object = kinds::condition::over(object).map_err(failure)?;
+            return Ok(self.insert(object, 1));
+        }
         match kinds::make(kind) {
             Ok(o) => Ok(self.insert(o, 1)),
             Err(why) => Err(failure(why)),

@@ -14,7 +14,7 @@ use crate::kinds::lock::{AcquirerProxy, Lock, ProxyGuard};
 use crate::link::thread_id;
 use crate::protocol::{Failure, Reply, Request, Thread, Wait};
 use crate::proxy::{Handle, flag, ok, proxy_handle};
-use crate::server::object::{Call, Handler, fail, wrong_kind};
+use crate::server::object::{Call, Handler, Object, fail, wrong_kind};
 
 /// A `Condition`'s own operations, for the calling thread (its lock takes
 /// a lock's requests).
@@ -106,6 +106,42 @@ impl ConditionProxy {
     }
 }
 
+impl crate::SyncManager {
+    /// A new shared `Condition` over `lock`, a [`LockProxy`](crate::LockProxy)
+    /// or an [`RLockProxy`](crate::RLockProxy) of this manager (Python's
+    /// `Manager().Condition(lock)`): the two share the lock, so two
+    /// conditions over one lock can be used with it held once.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let m = mp_manager::SyncManager::start()?;
+    /// let lock = m.lock()?;
+    /// let (a, b) = (m.condition_over(&lock)?, m.condition_over(&lock)?);
+    /// let held = lock.acquire()?;
+    /// a.notify_all()?; // the lock held is each condition's
+    /// let (held, notified) = b.wait_timeout(held, Duration::from_millis(1))?;
+    /// assert!(!notified);
+    /// drop(held);
+    /// assert!(!lock.locked()?);
+    /// # Ok::<(), mp_manager::Error>(())
+    /// ```
+    pub fn condition_over(&self, lock: &AcquirerProxy) -> Result<ConditionProxy> {
+        let r = lock.reference();
+        if r.link.address != *self.address() {
+            return Err(crate::Error::Invalid {
+                what: "Condition",
+                reason: format!(
+                    "its lock is served at {}, not by this manager ({})",
+                    r.link.address,
+                    self.address()
+                ),
+            });
+        }
+        let kind = crate::protocol::Kind::ConditionOver(r.id);
+        Ok(crate::Proxy::from_reference(self.create(kind)?))
+    }
+}
+
 /// A condition in the server: an `RLock` with mp-proc's in-process
 /// condition over it.
 pub(crate) fn new() -> Lock {
@@ -113,6 +149,20 @@ pub(crate) fn new() -> Lock {
     Lock {
         condition: Some(local::Condition::new(lock.clone())),
         lock,
+    }
+}
+
+/// A condition over an existing lock of the server (a `Lock` or an
+/// `RLock`, not another condition's): the two share it, so holding the
+/// lock through either proxy is holding the condition's lock.
+pub(crate) fn over(object: Arc<dyn Object>) -> std::result::Result<Arc<dyn Object>, String> {
+    let object: Arc<dyn std::any::Any + Send + Sync> = object;
+    match object.downcast::<Lock>() {
+        Ok(l) if l.condition.is_none() => Ok(Arc::new(Lock {
+            condition: Some(local::Condition::new(l.lock.clone())),
+            lock: l.lock.clone(),
+        })),
+        _ => Err("a Condition's lock must be a Lock or an RLock of the same manager".into()),
     }
 }
 

@@ -23,6 +23,9 @@ pub(crate) enum Op {
     Acquire(Wait),
     Release,
     Locked,
+    /// A release by the holder only, even of a `Lock` (`mp_proc::Lock`'s
+    /// rule, for the proxies' `LockLike::release`).
+    ReleaseOwn,
 }
 
 /// A lock held through a proxy: released when dropped (Python's `with lock:`).
@@ -114,6 +117,15 @@ impl AcquirerProxy {
     pub fn release(&self) -> Result<()> {
         let r = &self.inner;
         ok(r.call(&Request::Lock(r.id, thread_id(), Op::Release))?)
+    }
+
+    /// As [`release`](Self::release), for the thread that holds the lock
+    /// only, even a `Lock`: [`Error::NotHeld`](crate::Error::NotHeld)
+    /// otherwise, as [`mp_proc::Lock::release`] (the proxies'
+    /// [`LockLike::release`](mp_proc::LockLike::release)).
+    pub(crate) fn release_own(&self) -> Result<()> {
+        let r = &self.inner;
+        ok(r.call(&Request::Lock(r.id, thread_id(), Op::ReleaseOwn))?)
     }
 }
 
@@ -244,6 +256,7 @@ impl Handler<(Thread, Op)> for Lock {
             // `RLock` only its owner.
             Op::Release if l.is_reentrant() => l.release(who),
             Op::Release => l.release_any(),
+            Op::ReleaseOwn => l.release(who),
             Op::Locked => return Reply::Bool(l.is_locked()),
         };
         match done {

@@ -52,6 +52,8 @@ pub(crate) fn make(kind: Kind) -> Result<Arc<dyn Object>, String> {
         Kind::Set => Arc::new(set::Set::new()),
         #[cfg(feature = "pool")]
         Kind::Pool { processes, method } => pool::make(processes, method),
-        Kind::Registered(_) => return Err("not a kind of object that can be made".into()),
+        Kind::Registered(_) | Kind::ConditionOver(_) => {
+            return Err("not a kind of object that can be made alone".into());
+        }
     })
 }

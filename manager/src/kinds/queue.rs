@@ -23,6 +23,7 @@ pub(crate) enum Op {
     Full,
     TaskDone,
     Join(Wait),
+    Close,
 }
 
 /// A `queue.Queue` in the manager (Python's `Manager().Queue()`), with the
@@ -103,6 +104,28 @@ impl<T: Payload> QueueProxy<T> {
     /// `q.full()`: whether a bounded queue has `maxsize` items.
     pub fn full(&self) -> Result<bool> {
         flag(self.op(Op::Full)?)
+    }
+
+    /// Closes the queue for every process that shares it, as
+    /// [`mp_proc::Queue::close`]: puts fail with
+    /// [`Error::Closed`](crate::Error::Closed), gets drain what is left and
+    /// then fail, and getters blocked now wake with the error. (Python's
+    /// `Manager().Queue()` is a `queue.Queue`, which has no `close`; this
+    /// is `multiprocessing.Queue`'s, so that a manager's queue can stand in
+    /// for one, as in a [`ClusterContext`](crate::ClusterContext).)
+    ///
+    /// ```
+    /// let m = mp_manager::SyncManager::start()?;
+    /// let q = m.queue::<u32>()?;
+    /// q.put(1)?;
+    /// q.close()?;
+    /// assert!(matches!(q.put(2), Err(mp_manager::Error::Closed)));
+    /// assert_eq!(q.get()?, 1); // what was put is still there
+    /// assert!(matches!(q.get(), Err(mp_manager::Error::Closed)));
+    /// # Ok::<(), mp_manager::Error>(())
+    /// ```
+    pub fn close(&self) -> Result<()> {
+        ok(self.op(Op::Close)?)
     }
 }
 
@@ -206,6 +229,7 @@ impl Handler<Op> for Queue {
                 Refused::Empty => Failure::Empty,
                 Refused::Timeout | Refused::Cancelled => Failure::Timeout,
                 Refused::TaskDoneTooManyTimes => Failure::TaskDoneTooManyTimes,
+                Refused::Closed => Failure::Closed,
                 r => Failure::Remote(format!("queue: {r}")),
             })
         };
@@ -233,6 +257,10 @@ impl Handler<Op> for Queue {
             },
             Op::Qsize => Reply::Count(q.qsize() as u64),
             Op::Full => Reply::Bool(q.is_full()),
+            Op::Close => {
+                q.close();
+                Reply::Ok
+            }
             Op::TaskDone if self.joinable => q.task_done().map_or_else(refused, |()| Reply::Ok),
             Op::Join(wait) if self.joinable => call
                 .waiting(wait, |w| q.join(w))

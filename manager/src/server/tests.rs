@@ -558,3 +558,60 @@ fn a_list_reorders_only_the_version_it_was_read_at() {
     drop(c);
     s.stop();
 }
+
+/// A condition over a lock shares it; one over anything but a plain lock
+/// (an event, a condition, an id of nothing) is refused. `ReleaseOwn` is
+/// the holder's only; a closed queue refuses puts and, drained, gets.
+#[test]
+fn a_condition_over_a_lock_shares_it_and_release_own_is_the_holders() {
+    use crate::kinds::condition;
+    use crate::kinds::lock::Op::{Acquire, Locked, ReleaseOwn};
+    let _g = mp_testkit::guard();
+    let s = start();
+    let a = s.client();
+    let l = create(&a, Kind::Lock);
+    let c = create(&a, Kind::ConditionOver(l));
+    assert!(matches!(
+        lock_op(&a, l, 1, Acquire(None)),
+        Reply::Bool(true)
+    ));
+    // Held through the lock: the condition's lock is held too.
+    let notify = Request::Condition(c, 1, condition::Op::Notify(1));
+    assert!(matches!(call(&a, &notify), Reply::Ok));
+    assert!(matches!(
+        call(&a, &Request::Condition(c, 2, condition::Op::Notify(1))),
+        Reply::Fail(Failure::NotHeld(_))
+    ));
+    assert!(matches!(
+        lock_op(&a, l, 2, ReleaseOwn),
+        Reply::Fail(Failure::NotHeld(_))
+    ));
+    assert!(matches!(lock_op(&a, c, 1, ReleaseOwn), Reply::Ok));
+    assert!(matches!(lock_op(&a, l, 1, Locked), Reply::Bool(false)));
+    let e = create(&a, Kind::Event);
+    for not_a_lock in [e, c, u64::MAX] {
+        assert!(
+            is_failure(&call(&a, &Request::Create(Kind::ConditionOver(not_a_lock)))),
+            "{not_a_lock}"
+        );
+    }
+    let q = create(
+        &a,
+        Kind::Queue {
+            maxsize: 0,
+            joinable: false,
+        },
+    );
+    let put = Request::Queue(q, queue::Op::Put(Bytes::from(vec![1]), None));
+    assert!(matches!(call(&a, &put), Reply::Ok));
+    assert!(matches!(
+        call(&a, &Request::Queue(q, queue::Op::Close)),
+        Reply::Ok
+    ));
+    assert!(matches!(call(&a, &put), Reply::Fail(Failure::Closed)));
+    let get = Request::Queue(q, queue::Op::Get(None));
+    assert!(matches!(call(&a, &get), Reply::Maybe(Some(_))));
+    assert!(matches!(call(&a, &get), Reply::Fail(Failure::Closed)));
+    drop(a);
+    s.stop();
+}

@@ -2,6 +2,7 @@
 
 mod barrier_action;
 mod base;
+mod cluster;
 mod containers;
 mod cpython_containers;
 mod cpython_port;

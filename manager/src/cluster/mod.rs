@@ -1,0 +1,427 @@
+//! [`ClusterContext`]: an [`mp_proc::Context`] whose processes start on
+//! hosts by their [`Launcher`]s and whose queues, locks and the rest are
+//! served by a manager of this process, over TCP.
+
+mod traits;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use mp_proc::connection::Address;
+use mp_proc::{Connection, Context, Launcher, Payload, Process, Shareable, StartMethod, Workers};
+
+pub use traits::{ClusterBarrier, ClusterCondition, ClusterValue};
+
+use crate::{
+    BoundedSemaphoreProxy, Core, Error, EventProxy, JoinableQueueProxy, LockProxy, QueueProxy,
+    RLockProxy, Result, SemaphoreProxy, SyncManager,
+};
+
+/// A [`Context`] across hosts: its processes start on the hosts given to
+/// its [`builder`](Self::builder), each by its [`Launcher`], filled in turn
+/// up to their slots; its queues, locks, conditions, semaphores, events,
+/// barriers and values are proxies to a manager that this process starts
+/// (a `SyncManager` listening on TCP, with this process's authkey, which
+/// its children have), so they need no memory or descriptor shared with a
+/// process; its [`pipe`](Context::pipe) is [`mp_proc::pipe`], whose ends a
+/// process on another host reaches over its launcher's link.
+///
+/// So a body written against [`Context`] (the one that runs on threads and
+/// under the three start methods) runs on hosts unchanged.
+///
+/// The manager ends (and with it every proxy's object) when the last clone
+/// of the context is dropped.
+///
+/// ```
+/// use mp_proc::{Context, Launcher, ProcessLike, QueueLike, Workers};
+///
+/// fn square<C: Context>((q, x): (C::Queue<u64>, u64)) {
+///     q.put(x * x).unwrap();
+/// }
+///
+/// /// The squares of 1..=3, each in a process of `ctx`.
+/// fn run<C: Context>(ctx: &C) -> mp_proc::Result<u64> {
+///     let q = ctx.queue::<u64>()?;
+///     let mut ps: Vec<C::Process> = (1..=3)
+///         .map(|x| ctx.process(square::<C>, (q.clone(), x)))
+///         .collect();
+///     for p in &mut ps {
+///         p.start()?;
+///     }
+///     let sum = (0..3).map(|_| q.get()).sum::<mp_proc::Result<u64>>()?;
+///     for p in &mut ps {
+///         assert_eq!(p.join()?, 0);
+///     }
+///     Ok(sum)
+/// }
+///
+/// // Two slots on this machine, and one host reached the way another
+/// // machine would be: `Launcher::command` runs this program there as an
+/// // agent over the launcher's stdio (with no prefix, here; with
+/// // `Launcher::ssh("node1")` or `["srun", ..]`, on that node).
+/// let cluster = mp_manager::ClusterContext::builder()
+///     .host(Launcher::local(), 2)
+///     .host(Launcher::command([""; 0]), 1)
+///     .build()?;
+/// assert_eq!(run(&cluster)?, 14);
+/// assert_eq!(run(&mp_proc::get_context(mp_proc::StartMethod::Spawn))?, 14);
+/// assert_eq!(cluster.cpu_count(), 3);
+/// assert_eq!(cluster.workers(), Workers::Hosts);
+/// # Ok::<(), mp_manager::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct ClusterContext {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    manager: SyncManager,
+    hosts: Vec<(Launcher, usize)>,
+    /// The host of each process in turn (indices into `hosts`), cycled.
+    schedule: Vec<usize>,
+    next: AtomicUsize,
+    method: StartMethod,
+}
+
+/// The options of a [`ClusterContext`]: where its manager listens, its
+/// hosts and their slots, the start method of its local processes.
+///
+/// ```
+/// use mp_proc::Launcher;
+/// let cluster = mp_manager::ClusterContext::builder()
+///     .listen("127.0.0.1:0".parse().unwrap())
+///     .host(Launcher::local(), 1)
+///     .start_method(mp_proc::StartMethod::Spawn)
+///     .build()?;
+/// assert_eq!(cluster.hosts().len(), 1);
+/// # Ok::<(), mp_manager::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct ClusterBuilder {
+    listen: SocketAddr,
+    hosts: Vec<(Launcher, usize)>,
+    method: Option<StartMethod>,
+}
+
+impl Default for ClusterBuilder {
+    fn default() -> ClusterBuilder {
+        ClusterBuilder {
+            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            hosts: Vec::new(),
+            method: None,
+        }
+    }
+}
+
+impl ClusterBuilder {
+    /// Where the manager serving the context's primitives listens (default
+    /// `127.0.0.1:0`; port 0 picks a free one). Every proxy carries this
+    /// address and the processes on the hosts dial it, so it must be an
+    /// address they can reach: on more than one machine, this machine's
+    /// address on their network. An unspecified address (`0.0.0.0`, `::`)
+    /// is refused by [`build`](Self::build): a proxy could not say where to
+    /// dial.
+    ///
+    /// The link to the manager is authenticated by the authkey's handshake
+    /// and not encrypted: for a trusted network only (see `SECURITY.md`).
+    ///
+    /// ```
+    /// let at: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+    /// let cluster = mp_manager::ClusterContext::builder().listen(at).build()?;
+    /// let mp_proc::connection::Address::Tcp(bound) = cluster.address() else { panic!() };
+    /// assert_ne!(bound.port(), 0); // the port chosen
+    /// # Ok::<(), mp_manager::Error>(())
+    /// ```
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.listen = addr;
+        self
+    }
+
+    /// One more host: processes start there by `launcher`, at most `slots`
+    /// of them per round of the hosts (a zero is refused by
+    /// [`build`](Self::build)). With no host at all, the context has one,
+    /// [`Launcher::local()`] with [`mp_proc::available_cpus`] slots.
+    ///
+    /// ```
+    /// use mp_proc::{Context, Launcher};
+    /// let cluster = mp_manager::ClusterContext::builder()
+    ///     .host(Launcher::local(), 2)
+    ///     .host(Launcher::ssh("node1"), 1) // nothing starts there until a process does
+    ///     .build()?;
+    /// let turns: Vec<String> = (0..3)
+    ///     .map(|_| cluster.process(drop::<()>, ()).get_launcher().host())
+    ///     .collect();
+    /// assert_eq!(turns[1], "node1");
+    /// assert_eq!(cluster.cpu_count(), 3);
+    /// # Ok::<(), mp_manager::Error>(())
+    /// ```
+    pub fn host(mut self, launcher: Launcher, slots: usize) -> Self {
+        self.hosts.push((launcher, slots));
+        self
+    }
+
+    /// The start method of the processes on this machine (the local hosts'
+    /// and the manager's; default [`mp_proc::get_start_method`]).
+    ///
+    /// ```
+    /// use mp_proc::{Context, StartMethod, Workers};
+    /// let cluster = mp_manager::ClusterContext::builder()
+    ///     .start_method(StartMethod::Spawn)
+    ///     .build()?;
+    /// assert_eq!(cluster.workers(), Workers::Processes(StartMethod::Spawn));
+    /// # Ok::<(), mp_manager::Error>(())
+    /// ```
+    pub fn start_method(mut self, method: StartMethod) -> Self {
+        self.method = Some(method);
+        self
+    }
+
+    /// Starts the manager and makes the context: an error for an
+    /// unspecified listening address, a host of zero slots, or a manager
+    /// that does not start (the address taken, say).
+    ///
+    /// ```
+    /// use mp_proc::Launcher;
+    /// let any = mp_manager::ClusterContext::builder()
+    ///     .listen("0.0.0.0:0".parse().unwrap())
+    ///     .build();
+    /// assert!(matches!(any, Err(mp_manager::Error::Invalid { .. })));
+    /// let none = mp_manager::ClusterContext::builder()
+    ///     .host(Launcher::local(), 0)
+    ///     .build();
+    /// assert!(matches!(none, Err(mp_manager::Error::Invalid { .. })));
+    /// ```
+    pub fn build(self) -> Result<ClusterContext> {
+        if self.listen.ip().is_unspecified() {
+            return Err(Error::Invalid {
+                what: "ClusterContext",
+                reason: format!(
+                    "cannot listen at {}: its proxies carry the address, and processes on the \
+                     hosts must be able to dial it; give this machine's address on their network",
+                    self.listen
+                ),
+            });
+        }
+        if let Some((launcher, _)) = self.hosts.iter().find(|(_, slots)| *slots == 0) {
+            return Err(Error::Invalid {
+                what: "ClusterContext",
+                reason: format!(
+                    "host {} has no slots: give it at least one",
+                    launcher.host()
+                ),
+            });
+        }
+        let hosts = match self.hosts.is_empty() {
+            true => vec![(Launcher::local(), mp_proc::available_cpus())],
+            false => self.hosts,
+        };
+        let method = self.method.unwrap_or_else(mp_proc::get_start_method);
+        let authkey = mp_proc::current_process().authkey().to_vec();
+        let address = Address::Tcp(self.listen);
+        let core = Core::start(
+            "ClusterManager",
+            method,
+            Some(&address),
+            &authkey,
+            Vec::new(),
+            None,
+        )?;
+        Ok(ClusterContext {
+            inner: Arc::new(Inner {
+                manager: SyncManager { core },
+                schedule: schedule(&hosts),
+                hosts,
+                next: AtomicUsize::new(0),
+                method,
+            }),
+        })
+    }
+}
+
+/// The hosts in turn, one slot each per round while they have slots left:
+/// with slots 2 and 1, hosts 0, 1, 0.
+fn schedule(hosts: &[(Launcher, usize)]) -> Vec<usize> {
+    let rounds = hosts.iter().map(|(_, s)| *s).max().unwrap_or(0);
+    (0..rounds)
+        .flat_map(|round| {
+            hosts
+                .iter()
+                .enumerate()
+                .filter(move |(_, (_, slots))| round < *slots)
+                .map(|(i, _)| i)
+        })
+        .collect()
+}
+
+impl ClusterContext {
+    /// The options of a new cluster context (see [`ClusterBuilder`]).
+    ///
+    /// ```
+    /// let cluster = mp_manager::ClusterContext::builder().build()?; // this machine
+    /// assert_eq!(cluster.hosts().len(), 1);
+    /// # Ok::<(), mp_manager::Error>(())
+    /// ```
+    pub fn builder() -> ClusterBuilder {
+        ClusterBuilder::default()
+    }
+
+    /// Where its manager listens (the port chosen, for port 0).
+    ///
+    /// ```
+    /// let cluster = mp_manager::ClusterContext::builder().build()?;
+    /// assert!(cluster.address().to_string().starts_with("127.0.0.1:"));
+    /// # Ok::<(), mp_manager::Error>(())
+    /// ```
+    pub fn address(&self) -> &Address {
+        self.inner.manager.address()
+    }
+
+    /// Its hosts and their slots, as given (or the one local host).
+    ///
+    /// ```
+    /// use mp_proc::Launcher;
+    /// let cluster = mp_manager::ClusterContext::builder().build()?;
+    /// let [(host, slots)] = cluster.hosts() else { panic!() };
+    /// assert!(host.is_local());
+    /// assert_eq!(*slots, mp_proc::available_cpus());
+    /// # Ok::<(), mp_manager::Error>(())
+    /// ```
+    pub fn hosts(&self) -> &[(Launcher, usize)] {
+        &self.inner.hosts
+    }
+
+    /// The manager serving its primitives, for the kinds a context does
+    /// not name (dicts, lists, namespaces).
+    ///
+    /// ```
+    /// let cluster = mp_manager::ClusterContext::builder().build()?;
+    /// let d = cluster.manager().dict::<String, u32>()?;
+    /// d.insert("a".into(), 1)?;
+    /// # Ok::<(), mp_manager::Error>(())
+    /// ```
+    pub fn manager(&self) -> &SyncManager {
+        &self.inner.manager
+    }
+
+    fn total_slots(&self) -> usize {
+        self.inner.hosts.iter().map(|(_, s)| s).sum()
+    }
+}
+
+impl Context for ClusterContext {
+    type Process = Process;
+    type Queue<T: Payload> = QueueProxy<T>;
+    type JoinableQueue<T: Payload> = JoinableQueueProxy<T>;
+    type Lock = LockProxy;
+    type RLock = RLockProxy;
+    type Condition = ClusterCondition;
+    type Semaphore = SemaphoreProxy;
+    type BoundedSemaphore = BoundedSemaphoreProxy;
+    type Event = EventProxy;
+    type Barrier = ClusterBarrier;
+    type Value<T: Shareable + Payload> = ClusterValue<T>;
+    type Connection = Connection;
+
+    fn name(&self) -> &'static str {
+        "cluster"
+    }
+    /// A process on the next host in turn (by [`Process::launcher`]).
+    fn process<A: Payload>(&self, target: fn(A), args: A) -> Process {
+        let schedule = &self.inner.schedule;
+        let turn = self.inner.next.fetch_add(1, Ordering::Relaxed) % schedule.len();
+        let (launcher, _) = &self.inner.hosts[schedule[turn]];
+        Process::new(target, args)
+            .start_method(self.inner.method)
+            .launcher(launcher.clone())
+    }
+    /// [`Workers::Hosts`], or, when every host is [`Launcher::local`],
+    /// [`Workers::Processes`] with the context's start method (the
+    /// processes are this machine's: a pool may treat them so).
+    fn workers(&self) -> Workers {
+        match self.inner.hosts.iter().all(|(l, _)| l.is_local()) {
+            true => Workers::Processes(self.inner.method),
+            false => Workers::Hosts,
+        }
+    }
+    fn queue<T: Payload>(&self) -> Result<QueueProxy<T>> {
+        self.inner.manager.queue()
+    }
+    fn queue_with_maxsize<T: Payload>(&self, maxsize: usize) -> Result<QueueProxy<T>> {
+        self.inner.manager.queue_with_maxsize(maxsize)
+    }
+    fn joinable_queue<T: Payload>(&self) -> Result<JoinableQueueProxy<T>> {
+        self.inner.manager.joinable_queue()
+    }
+    fn lock(&self) -> Result<LockProxy> {
+        self.inner.manager.lock()
+    }
+    fn rlock(&self) -> Result<RLockProxy> {
+        self.inner.manager.rlock()
+    }
+    fn condition(&self, lock: Option<LockProxy>) -> Result<ClusterCondition> {
+        let lock = match lock {
+            Some(lock) => lock,
+            None => self.inner.manager.lock()?,
+        };
+        let condition = self.inner.manager.condition_over(&lock)?;
+        Ok(ClusterCondition::new(condition, lock))
+    }
+    fn semaphore(&self, value: usize) -> Result<SemaphoreProxy> {
+        self.inner.manager.semaphore(value)
+    }
+    fn bounded_semaphore(&self, value: usize) -> Result<BoundedSemaphoreProxy> {
+        self.inner.manager.bounded_semaphore(value)
+    }
+    fn event(&self) -> Result<EventProxy> {
+        self.inner.manager.event()
+    }
+    fn barrier(&self, parties: usize, timeout: Option<Duration>) -> Result<ClusterBarrier> {
+        let b = self.inner.manager.barrier(parties, timeout)?;
+        Ok(ClusterBarrier::new(b, parties))
+    }
+    /// The action runs in the manager's process, on this machine, each time
+    /// the barrier trips.
+    fn barrier_with_action(
+        &self,
+        parties: usize,
+        action: fn(),
+        timeout: Option<Duration>,
+    ) -> Result<ClusterBarrier> {
+        let b = self
+            .inner
+            .manager
+            .barrier_with_action(parties, action, timeout)?;
+        Ok(ClusterBarrier::new(b, parties))
+    }
+    fn value<T: Shareable + Payload>(&self, value: T) -> Result<ClusterValue<T>> {
+        let v = self.inner.manager.value(value)?;
+        Ok(ClusterValue::new(v, self.inner.manager.lock()?))
+    }
+    fn pipe(&self, duplex: bool) -> Result<(Connection, Connection)> {
+        mp_proc::pipe(duplex)
+    }
+    /// The slots of all its hosts.
+    fn cpu_count(&self) -> usize {
+        self.total_slots()
+    }
+    /// The slots of all its hosts.
+    fn available_cpus(&self) -> usize {
+        self.total_slots()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_take_turns_by_slots() {
+        let h = |n| (Launcher::local(), n);
+        assert_eq!(schedule(&[h(2), h(1)]), [0, 1, 0]);
+        assert_eq!(schedule(&[h(1), h(3), h(2)]), [0, 1, 2, 1, 2, 1]);
+        assert_eq!(schedule(&[h(1)]), [0]);
+    }
+}
