@@ -7,7 +7,7 @@
 //!
 //! A worker that shares no memory with its pool (on another host) has no
 //! record: when the pool is timed it sends its position before each call
-//! ([`FromWorker::Began`]), and the pool keeps it, with the time it got
+//! ([`FromWorker::Began`](crate::worker::FromWorker::Began)), and the pool keeps it, with the time it got
 //! the message as the call's start; untimed it sends nothing (see
 //! [`Reporter`]).
 //!
@@ -21,10 +21,8 @@
 
 use std::sync::atomic::{Ordering, fence};
 
-use mp_proc::{Connection, RawArray};
+use mp_proc::RawArray;
 use serde::{Deserialize, Serialize};
-
-use crate::worker::FromWorker;
 
 /// The record's words: `id + 1` of the task (0: none yet), the item's index
 /// in the task, and when its call began (`CLOCK_MONOTONIC` ns; 0: not
@@ -119,41 +117,5 @@ impl Writer {
             self.task = task;
         }
         let _ = a.set(ITEM, item as u64);
-    }
-}
-
-/// How a worker tells its pool where it is, before each call.
-pub(crate) enum Reporter {
-    /// In the shared record (a worker of this machine).
-    Shared(Writer),
-    /// A [`FromWorker::Began`] over its connection (no shared record, and
-    /// the pool times calls).
-    Sends,
-    /// Nothing (no shared record, no task timeout): the pool learns only
-    /// which tasks are done.
-    Silent,
-}
-
-impl Reporter {
-    /// The shared record if there is one, else messages when `timed`.
-    pub(crate) fn new(progress: Option<Progress>, timed: bool) -> Reporter {
-        match progress {
-            Some(p) => Reporter::Shared(Writer::new(p, timed)),
-            None if timed => Reporter::Sends,
-            None => Reporter::Silent,
-        }
-    }
-
-    /// The worker is about to call item `item` of task `id`. A message that
-    /// cannot be sent is not an error here: the pool is gone, and the
-    /// worker's next report fails and ends it.
-    pub(crate) fn enter(&mut self, conn: &Connection, id: u64, item: usize) {
-        match self {
-            Reporter::Shared(w) => w.enter(id, item),
-            Reporter::Sends => {
-                let _ = conn.send(&FromWorker::Began { task: id, item });
-            }
-            Reporter::Silent => {}
-        }
     }
 }

@@ -255,7 +255,7 @@ pub(crate) fn worker_main(args: WorkerArgs) {
         return;
     }
     let mut completed = 0usize;
-    let mut position = crate::progress::Reporter::new(args.progress, args.timed);
+    let mut position = Reporter::new(args.progress, args.timed);
     // Opened once, read with one pread after each task (only with a limit).
     let statm = args.max_memory.and_then(|_| crate::sys::Statm::open());
     let mut over_memory = false;
@@ -340,4 +340,40 @@ pub(crate) fn worker_main(args: WorkerArgs) {
         }
     }
     log.debug(format_args!("worker exiting after {completed} tasks"));
+}
+
+/// How a worker tells its pool where it is, before each call.
+pub(crate) enum Reporter {
+    /// In the shared record (a worker of this machine).
+    Shared(crate::progress::Writer),
+    /// A [`FromWorker::Began`] over its connection (no shared record, and
+    /// the pool times calls).
+    Sends,
+    /// Nothing (no shared record, no task timeout): the pool learns only
+    /// which tasks are done.
+    Silent,
+}
+
+impl Reporter {
+    /// The shared record if there is one, else messages when `timed`.
+    pub(crate) fn new(progress: Option<crate::progress::Progress>, timed: bool) -> Reporter {
+        match progress {
+            Some(p) => Reporter::Shared(crate::progress::Writer::new(p, timed)),
+            None if timed => Reporter::Sends,
+            None => Reporter::Silent,
+        }
+    }
+
+    /// The worker is about to call item `item` of task `id`. A message that
+    /// cannot be sent is not an error here: the pool is gone, and the
+    /// worker's next report fails and ends it.
+    pub(crate) fn enter(&mut self, conn: &Connection, id: u64, item: usize) {
+        match self {
+            Reporter::Shared(w) => w.enter(id, item),
+            Reporter::Sends => {
+                let _ = conn.send(&FromWorker::Began { task: id, item });
+            }
+            Reporter::Silent => {}
+        }
+    }
 }

@@ -20,7 +20,7 @@
 //! memory with the pool, so a worker's only handle is its connection
 //! (mp-proc carries it across hosts), and it tells the scheduler where it
 //! is over that connection instead of in a shared record (see
-//! [`crate::progress::Reporter`]). A worker's death shows on its process's
+//! [`crate::worker::Reporter`]). A worker's death shows on its process's
 //! sentinel, or as the end of its connection. The core, the job table, the
 //! results and `Pool`'s API stay as they are; the pool picks the transport
 //! from [`mp_proc::Context::workers`].

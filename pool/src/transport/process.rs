@@ -7,7 +7,7 @@
 //! is in: a worker of this machine writes it in a shared record
 //! ([`Progress`]); one on another host shares no memory with the pool,
 //! so its only handle is its connection, and it reports its calls over
-//! it when the pool has a task timeout (see [`crate::progress::Reporter`]).
+//! it when the pool has a task timeout (see [`crate::worker::Reporter`]).
 
 use std::io::Write;
 use std::os::fd::BorrowedFd;
