@@ -7,7 +7,7 @@
 //! (the parent died, the launcher was killed) the process is terminated:
 //! nothing the parent started outlives it.
 
-use std::os::fd::{AsFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,9 +28,29 @@ const TERM_GRACE: Duration = Duration::from_secs(5);
 /// The channel number of the process's standard output.
 const STDOUT: u32 = u32::MAX;
 
+/// Variables that the tools which run a program with another user's
+/// privileges set (sudo, pkexec, doas, run0): a program started by one of
+/// them runs its own `main`, never an agent. The agent obeys whoever writes
+/// its standard input, and such tools let the caller choose the arguments
+/// (`--mp-proc-remote`) but not what the program then does.
+const PRIVILEGE_TOOLS: [&str; 6] = [
+    "SUDO_UID",
+    "SUDO_USER",
+    "PKEXEC_UID",
+    "DOAS_USER",
+    "RUN0_UID",
+    "SUDO_COMMAND",
+];
+
 /// Whether this copy of the executable was started as an agent: its only
-/// argument is the marker.
+/// argument is the marker, and no tool that grants privileges started it.
 pub(crate) fn requested() -> bool {
+    if PRIVILEGE_TOOLS
+        .iter()
+        .any(|v| std::env::var_os(v).is_some())
+    {
+        return false;
+    }
     let Ok(cmdline) = std::fs::read("/proc/self/cmdline") else {
         return false;
     };
@@ -50,6 +70,20 @@ pub(crate) fn serve() -> ! {
     let (Ok(input), Ok(output)) = (sys::fd::dup_at_least(0, 3), sys::fd::dup_at_least(1, 3)) else {
         die("agent: no standard input and output to talk to the parent on");
     };
+    // The link is the only reader and writer of the launcher's stdio: what
+    // else would print on standard output (a constructor of the program)
+    // goes nowhere instead of into the link's frames.
+    let null = (sys::fd::dev_null(false), sys::fd::dev_null(true));
+    let (Ok(null_in), Ok(null_out)) = null else {
+        die("agent: cannot open /dev/null");
+    };
+    if sys::fd::redirect_stdio(0, null_in.as_fd()).is_err()
+        || sys::fd::redirect_stdio(1, null_out.as_fd()).is_err()
+    {
+        die("agent: cannot move its standard input and output off the link");
+    }
+    drop((null_in, null_out));
+    let hangup = sys::fd::dup_at_least(input.as_raw_fd(), 3);
     let mut reader = link::Reader::new(input);
     let writer = link::Writer::new(output);
     let (boot, runner, target) = match receive(&mut reader, BOOT_TIMEOUT) {
@@ -94,6 +128,22 @@ pub(crate) fn serve() -> ! {
             });
         });
     let watched = Arc::new(child);
+    // The link's end ends the process, even while the listener below is
+    // held up writing into a channel the process does not read.
+    let on_hangup = watched.clone();
+    let watcher = hangup.ok().and_then(|fd| {
+        std::thread::Builder::new()
+            .name("mp-agent-hangup".into())
+            .spawn(move || {
+                if sys::fd::wait_hangup(fd.as_fd()).is_ok() {
+                    end(&on_hangup);
+                }
+            })
+            .ok()
+    });
+    if watcher.is_none() {
+        end(&watched);
+    }
     let inbound = watched.clone();
     let listener = std::thread::Builder::new()
         .name("mp-agent-in".into())

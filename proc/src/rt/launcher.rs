@@ -136,12 +136,14 @@ impl Launcher {
                 Some(line)
             }
             Kind::Ssh { host, options } => {
-                let mut line: Vec<OsString> = ["ssh", "-T", "-o", "BatchMode=yes"]
+                let mut line: Vec<OsString> = ["ssh", "-o", "BatchMode=yes"]
                     .iter()
                     .map(OsString::from)
                     .collect();
                 line.extend(options.iter().cloned());
-                line.push("--".into());
+                // After the user's options, so that they win: the link is
+                // binary, so no terminal (-T) and no escape character.
+                line.extend(["-T", "-e", "none", "--"].map(OsString::from));
                 line.push(host.into());
                 // ssh hands one string to the remote user's shell.
                 let mut remote = String::from("exec ");
@@ -199,11 +201,13 @@ mod tests {
             words,
             [
                 "ssh",
-                "-T",
                 "-o",
                 "BatchMode=yes",
                 "-p",
                 "22",
+                "-T",
+                "-e",
+                "none",
                 "--",
                 "h1",
                 r"exec '/tmp/it'\''s here/app' '--mp-proc-remote'"

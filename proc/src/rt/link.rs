@@ -13,7 +13,7 @@
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -148,6 +148,45 @@ impl Writer {
         frame::append(message, &mut bytes)?;
         let fd = lock(&self.0);
         sys::fd::write_all(fd.as_fd(), &bytes, false).map_err(|e| Error::os("write the link", e))
+    }
+
+    /// As [`send`](Self::send), giving up (`None`) when the link does not
+    /// take the message by `deadline`: another thread holds it, blocked on
+    /// a full link (the far side is not reading it). A message given up on
+    /// may be cut: the caller then ends the link.
+    pub(crate) fn send_by<T: Serialize>(
+        &self,
+        message: &T,
+        deadline: Instant,
+    ) -> Option<Result<()>> {
+        let mut bytes = Vec::new();
+        if let Err(e) = frame::append(message, &mut bytes) {
+            return Some(Err(e));
+        }
+        let fd = loop {
+            match self.0.try_lock() {
+                Ok(fd) => break fd,
+                Err(std::sync::TryLockError::Poisoned(p)) => break p.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(std::sync::TryLockError::WouldBlock) => return None,
+            }
+        };
+        let mut rest = &bytes[..];
+        while !rest.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match sys::fd::wait_ready(&[], &[fd.as_fd()], Some(left)) {
+                Ok(ready) if !ready[0] => return None,
+                Ok(_) => {}
+                Err(e) => return Some(Err(Error::os("wait for the link", e))),
+            }
+            match sys::fd::write_nonblocking(fd.as_fd(), rest, false) {
+                Ok(n) => rest = &rest[n..],
+                Err(e) => return Some(Err(Error::os("write the link", e))),
+            }
+        }
+        Some(Ok(()))
     }
 }
 

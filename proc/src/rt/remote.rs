@@ -25,6 +25,11 @@ pub(crate) const MARKER: &str = "--mp-proc-remote";
 /// the exit code is taken from the launcher alone.
 const LINK_GRACE: Duration = Duration::from_secs(5);
 
+/// How long a signal may wait for the link (another thread writing a
+/// frame on a healthy link takes far less) before the link counts as held
+/// up and the launcher is killed instead.
+const SIGNAL_PATIENCE: Duration = Duration::from_secs(2);
+
 /// Starts `l` on the launcher's host.
 pub(crate) fn launch(mut l: Launch<'_>, launcher: &Launcher) -> Result<Child> {
     refuse_if_secure("starting a process on another host", "use fork")?;
@@ -70,17 +75,32 @@ pub(crate) fn launch(mut l: Launch<'_>, launcher: &Launcher) -> Result<Child> {
     };
     let writer = link::Writer::new(OwnedFd::from(stdin));
     let mut reader = link::Reader::new(OwnedFd::from(stdout));
-    let started = writer
-        .send(&Down::Boot {
-            boot: Box::new(boot),
-            build: sys::image::build_identity(),
-        })
-        .and_then(|()| {
-            reader.next::<Up>(
-                link::MAX_MESSAGE,
-                crate::spin::deadline_after(launcher.timeout()),
-            )
+    // One deadline for the whole exchange: the bootstrap is written from a
+    // thread, since a launcher that does not read yet (a job queued, a host
+    // that does not answer) would block the write past any deadline.
+    let deadline = crate::spin::deadline_after(launcher.timeout());
+    let boot_link = writer.clone();
+    let build = sys::image::build_identity();
+    let sending = std::thread::Builder::new()
+        .name("mp-link-boot".into())
+        .spawn(move || {
+            boot_link.send(&Down::Boot {
+                boot: Box::new(boot),
+                build,
+            })
         });
+    let (started, mut sending) = match sending {
+        Ok(thread) => (reader.next::<Up>(link::MAX_MESSAGE, deadline), Some(thread)),
+        Err(e) => (Err(Error::os("start a link thread", e)), None),
+    };
+    let mut finish = |ended: &Ended| {
+        let code = ended.kill_and_reap();
+        if let Some(thread) = sending.take() {
+            // The launcher is gone: the write has failed if it was blocked.
+            let _ = thread.join();
+        }
+        code
+    };
     let pid = match started {
         Ok(Some(Up::Started { pid })) => pid,
         other => {
@@ -91,18 +111,35 @@ pub(crate) fn launch(mut l: Launch<'_>, launcher: &Launcher) -> Result<Child> {
                     "no answer within {:?} (raise Launcher::start_timeout?)",
                     launcher.timeout()
                 ),
-                Ok(None) | Err(_) => {
-                    let code = ended.kill_and_reap();
+                Ok(None) => {
+                    let code = finish(&ended);
                     return Err(refused(format!(
                         "`{launcher}` ended with exit code {code} before the process started (its messages are above, on stderr)"
                     )));
                 }
+                Err(e) => {
+                    let code = finish(&ended);
+                    return Err(refused(format!(
+                        "the link broke before the process started: {e} (`{launcher}` exited with {code}; \
+                         a login shell that prints on standard output, as a .bashrc may, corrupts the link)"
+                    )));
+                }
             };
-            ended.kill_and_reap();
+            finish(&ended);
             return Err(refused(reason));
         }
     };
-    let bridge = Bridge::start(channels, reader, writer.clone())?;
+    if let Some(thread) = sending.take() {
+        // The agent answered: it has read the whole bootstrap.
+        let _ = thread.join();
+    }
+    let bridge = match Bridge::start(channels, reader, writer.clone()) {
+        Ok(bridge) => bridge,
+        Err(e) => {
+            ended.kill_and_reap();
+            return Err(e);
+        }
+    };
     Ok(Child::new(
         l.name.to_owned(),
         pid,
@@ -311,7 +348,21 @@ impl RemoteWatch for RemoteProcess {
         })
     }
 
+    /// The signal goes over the link. A link that does not take it within
+    /// [`SIGNAL_PATIENCE`] is held up (a connection the far process does
+    /// not read fills it): the launcher is killed, which ends the link, and
+    /// with it the process (its agent sends SIGTERM, then SIGKILL).
     fn signal(&self, signal: i32) -> Result<()> {
-        self.link.send(&Down::Signal(signal))
+        let deadline = std::time::Instant::now() + SIGNAL_PATIENCE;
+        match self.link.send_by(&Down::Signal(signal), deadline) {
+            Some(sent) => sent,
+            None => {
+                mp_logging::get_logger().warning(format_args!(
+                    "the link to a process on another host is held up: ending its launcher to end it"
+                ));
+                sys::process::pidfd_send_signal(self.ended.pidfd.as_fd(), libc::SIGKILL)
+                    .os("signal the launcher")
+            }
+        }
     }
 }

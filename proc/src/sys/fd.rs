@@ -324,6 +324,46 @@ pub(crate) unsafe fn close_all_except(keep: &[RawFd]) {
     unsafe { libc::close_range(from, u32::MAX, 0) };
 }
 
+/// Waits until the other side of `fd` hangs up (a pipe's writers are all
+/// gone; a socket's peer closed or shut down its writing), whatever data
+/// is still waiting to be read. An error of the poll itself is returned.
+pub(crate) fn wait_hangup(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let rdhup = PollFlags::from_bits_retain(libc::POLLRDHUP);
+    let mut pfd = [PollFd::new(fd, rdhup)];
+    loop {
+        match poll(&mut pfd, PollTimeout::NONE) {
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+            Ok(_) => {
+                let hung = PollFlags::POLLHUP | rdhup | PollFlags::POLLERR | PollFlags::POLLNVAL;
+                if pfd[0].revents().is_some_and(|r| r.intersects(hung)) {
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+/// Points standard descriptor `std` (0, 1 or 2) at what `to` refers to.
+/// Safe: no `OwnedFd` of this process owns 0, 1 or 2 (the standard library
+/// borrows them), so none is invalidated. Other numbers are refused.
+pub(crate) fn redirect_stdio(std: RawFd, to: BorrowedFd<'_>) -> io::Result<()> {
+    if !(0..=2).contains(&std) {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    }
+    loop {
+        // SAFETY: dup2 onto a standard descriptor, which nothing owns
+        // (above); `to` is open for the call (borrowed).
+        if unsafe { libc::dup2(to.as_raw_fd(), std) } >= 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
 /// `dup2(from, to)` for a freshly forked child (async-signal-safe); the
 /// result is not close-on-exec.
 ///

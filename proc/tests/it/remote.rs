@@ -216,3 +216,79 @@ fn a_killed_agent_takes_its_process_with_it() {
         "the process {far} outlived its agent"
     );
 }
+
+fn never_reads(conn: Connection) {
+    let _ = conn.send(&"ready");
+    loop {
+        std::thread::park();
+    }
+}
+
+/// A far process that does not read its connection while the parent
+/// writes into it fills the link; `kill()` then cannot go over the link,
+/// and ends the launcher instead: the process ends with its link, and
+/// nothing waits forever.
+#[test]
+fn kill_ends_a_process_whose_link_is_held_up() {
+    let _g = guard();
+    for launcher in launchers() {
+        let (here, there) = pipe(true).unwrap();
+        let mut p = Process::new(never_reads, there).launcher(launcher.clone());
+        p.start().unwrap();
+        assert_eq!(here.recv::<String>().unwrap(), "ready");
+        let far = p.pid().unwrap();
+        std::thread::scope(|s| {
+            let writer = s.spawn(|| {
+                // Far more than the sockets and the link's pipes hold.
+                let chunk = vec![7u8; 1 << 20];
+                while here.send_bytes(&chunk).is_ok() {}
+            });
+            // Killed through the link or, held up, through the launcher.
+            p.kill().unwrap();
+            assert_eq!(p.join().unwrap(), -9, "{launcher}");
+            writer.join().unwrap();
+        });
+        assert!(
+            mp_testkit::wait_until(Duration::from_secs(30), || !mp_testkit::exists(far)),
+            "{launcher}: the process {far} outlived its link"
+        );
+    }
+}
+
+/// The start timeout covers the whole start, writing the bootstrap
+/// included: a launcher that never reads its input does not hold `start()`
+/// however large the arguments.
+#[test]
+fn a_launcher_that_never_reads_times_out_with_large_arguments() {
+    let _g = guard();
+    fn take(_: Vec<u8>) {}
+    let launcher =
+        Launcher::command(["sh", "-c", "exec sleep 600"]).start_timeout(Duration::from_millis(100));
+    let mut p = Process::new(take, vec![1u8; 4 << 20]).launcher(launcher);
+    match p.start() {
+        Err(e @ Error::RemoteStart { .. }) => assert!(e.to_string().contains("no answer"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A copy of the program started by a tool that grants privileges (sudo,
+/// pkexec, doas) with the agent's argument runs its own `main`, not an
+/// agent that would obey its standard input.
+#[test]
+fn a_program_started_by_sudo_is_never_an_agent() {
+    let _g = guard();
+    let run = |env: Option<(&str, &str)>| {
+        let mut c = std::process::Command::new(std::env::current_exe().unwrap());
+        c.arg("--mp-proc-remote").stdin(std::process::Stdio::null());
+        if let Some((k, v)) = env {
+            c.env(k, v);
+        }
+        String::from_utf8_lossy(&c.output().unwrap().stderr).into_owned()
+    };
+    // Without: an agent, which finds no bootstrap on its input.
+    assert!(run(None).contains("agent: the parent closed the link"));
+    for var in ["SUDO_UID", "PKEXEC_UID", "DOAS_USER"] {
+        let said = run(Some((var, "1000")));
+        assert!(!said.contains("agent:"), "{var}: {said}");
+    }
+}
