@@ -127,6 +127,22 @@ impl Manager {
         Condition::new(None)
     }
 
+    /// A condition variable over `lock` (several may share one), as
+    /// `mp_manager::SyncManager::condition_over`.
+    ///
+    /// ```
+    /// let m = mp_dummy::Manager::new();
+    /// let lock = m.lock()?;
+    /// let (a, b) = (m.condition_over(&lock)?, m.condition_over(&lock)?);
+    /// let held = a.acquire()?;
+    /// assert!(b.lock().try_acquire()?.is_none()); // the same lock
+    /// drop(held);
+    /// # Ok::<(), mp_proc::Error>(())
+    /// ```
+    pub fn condition_over(&self, lock: &Lock) -> Result<Condition> {
+        Condition::new(Some(lock.clone()))
+    }
+
     /// An event.
     pub fn event(&self) -> Result<Event> {
         Event::new()

@@ -32,6 +32,10 @@ const NOT_ON_THREADS: &[(&str, &str, &str)] = &[
     ("Process", "start_method", "how a process starts"),
     // A process's exit is a file descriptor to poll; a thread has none.
     ("Process", "sentinel", "a process's file descriptor"),
+    // A thread runs in this process, on this host: no launcher starts it.
+    ("Process", "launcher", "which host a process starts on"),
+    ("Process", "set_launcher", "which host a process starts on"),
+    ("Process", "get_launcher", "which host a process starts on"),
     // A thread's value is behind a Mutex (Rust's aliasing rules): there is
     // no unsynchronised view of it to hand out (CPython's dummy has none).
     (
