@@ -292,3 +292,42 @@ fn a_program_started_by_sudo_is_never_an_agent() {
         assert!(!said.contains("agent:"), "{var}: {said}");
     }
 }
+
+/// The authkey travels on the link only: neither the agent's nor the far
+/// process's command line or environment holds it (another user can read
+/// those in /proc), raw or in hex.
+#[test]
+fn the_authkey_is_on_no_command_line_and_in_no_environment() {
+    let _g = guard();
+    let key = mp_proc::current_process().authkey().to_vec();
+    let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+    for launcher in launchers() {
+        let (here, there) = pipe(true).unwrap();
+        let mut p = Process::new(wait_on, there).launcher(launcher.clone());
+        p.start().unwrap();
+        assert_eq!(here.recv::<String>().unwrap(), "ready");
+        let far = p.pid().unwrap();
+        let stat = std::fs::read_to_string(format!("/proc/{far}/stat")).unwrap();
+        // The parent pid is the fourth field, after the command in parentheses.
+        let agent: u32 = stat[stat.rfind(')').unwrap() + 2..]
+            .split(' ')
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap();
+        for pid in [far, agent] {
+            for file in ["cmdline", "environ"] {
+                let bytes = std::fs::read(format!("/proc/{pid}/{file}")).unwrap();
+                let holds = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+                assert!(
+                    !holds(&key) && !holds(hex.as_bytes()),
+                    "{launcher}: {pid}'s {file}"
+                );
+            }
+        }
+        let cmdline = std::fs::read(format!("/proc/{agent}/cmdline")).unwrap();
+        assert!(cmdline.ends_with(b"\0--mp-proc-remote\0"), "{launcher}");
+        drop(here);
+        assert_eq!(p.join().unwrap(), 0);
+    }
+}
