@@ -370,37 +370,47 @@ impl Client {
         authkey: Option<&[u8]>,
         deadline: Option<Instant>,
     ) -> Result<Connection> {
-        let fd: OwnedFd = match address {
-            Address::Unix(path) => connect_unix(
-                &nix::sys::socket::UnixAddr::new(path).os("connect")?,
-                deadline,
-            )?,
-            Address::Abstract(name) => connect_unix(
-                &nix::sys::socket::UnixAddr::new_abstract(name.as_bytes()).os("connect")?,
-                deadline,
-            )?,
-            Address::Tcp(a) => {
-                let s = match deadline {
-                    None => TcpStream::connect(a),
-                    Some(d) => TcpStream::connect_timeout(a, time_left(d)?),
-                };
-                let s = match s {
-                    Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
-                        return Err(Error::Timeout);
-                    }
-                    s => s.os("connect")?,
-                };
-                let _ = s.set_nodelay(true);
-                s.into()
-            }
-        };
-        let conn = Connection::from_fd(fd, true, true);
+        let conn = Connection::from_fd(connect_stream(address, deadline)?, true, true);
         if let Some(key) = authkey {
             answer_challenge_by(&conn, key, deadline)?;
             deliver_challenge_by(&conn, key, deadline)?;
         }
         Ok(conn)
     }
+}
+
+/// A stream connected to `address` by `deadline`, before any handshake: in
+/// a process on another host, over its launcher's link if the address is
+/// one its parent forwards ([`Launcher::forward`](crate::Launcher::forward)),
+/// else by the network.
+pub(crate) fn connect_stream(address: &Address, deadline: Option<Instant>) -> Result<OwnedFd> {
+    if let Some(forwarded) = crate::rt::tunnel::connect(address, deadline) {
+        return forwarded;
+    }
+    Ok(match address {
+        Address::Unix(path) => connect_unix(
+            &nix::sys::socket::UnixAddr::new(path).os("connect")?,
+            deadline,
+        )?,
+        Address::Abstract(name) => connect_unix(
+            &nix::sys::socket::UnixAddr::new_abstract(name.as_bytes()).os("connect")?,
+            deadline,
+        )?,
+        Address::Tcp(a) => {
+            let s = match deadline {
+                None => TcpStream::connect(a),
+                Some(d) => TcpStream::connect_timeout(a, time_left(d)?),
+            };
+            let s = match s {
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                    return Err(Error::Timeout);
+                }
+                s => s.os("connect")?,
+            };
+            let _ = s.set_nodelay(true);
+            s.into()
+        }
+    })
 }
 
 /// The time until `deadline`; [`Error::Timeout`] if none is left.

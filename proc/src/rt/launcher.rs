@@ -5,6 +5,8 @@ use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::time::Duration;
 
+use crate::connection::Address;
+
 /// How long a launched process has, by default, to start on its host and
 /// answer (an `ssh` login included).
 pub(crate) const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -37,6 +39,7 @@ pub(crate) const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct Launcher {
     kind: Kind,
     start_timeout: Duration,
+    forward: Vec<Address>,
 }
 
 #[derive(Clone, PartialEq, Eq)]
@@ -86,6 +89,7 @@ impl Launcher {
         Launcher {
             kind,
             start_timeout: DEFAULT_START_TIMEOUT,
+            forward: Vec::new(),
         }
     }
 
@@ -103,6 +107,40 @@ impl Launcher {
     pub fn start_timeout(mut self, timeout: Duration) -> Launcher {
         self.start_timeout = timeout;
         self
+    }
+
+    /// Connections to `address` made by processes started by this launcher
+    /// travel over its link (for ssh, ssh's encrypted channel) instead of
+    /// the network: [`Client::connect`](crate::connection::Client::connect)
+    /// to exactly this address, in the process (or a fork child of it), asks
+    /// its agent for a new channel, and this process connects to `address`
+    /// itself and bridges the two. The bytes are the connection's (the
+    /// handshake included), so the server sees a client of this machine.
+    /// Only the addresses listed here are ever connected to (the far side
+    /// names an index in this list, never an address); if this process
+    /// cannot connect, the far side's `connect` fails with
+    /// [`Error::Forwarded`](crate::Error::Forwarded) and the reason. So no
+    /// host needs a route back to this machine, and a Unix socket of this
+    /// machine can be reached from another. Nothing for a local launcher
+    /// (its processes reach the address directly).
+    ///
+    /// ```
+    /// use mp_proc::Launcher;
+    /// let manager = "127.0.0.1:5000".parse()?;
+    /// let far = Launcher::ssh("node1").forward(manager);
+    /// assert_eq!(far.forwarded().len(), 1);
+    /// # Ok::<(), mp_proc::Error>(())
+    /// ```
+    pub fn forward(mut self, address: Address) -> Launcher {
+        if !self.forward.contains(&address) {
+            self.forward.push(address);
+        }
+        self
+    }
+
+    /// The addresses [`forward`](Self::forward) added, in order.
+    pub fn forwarded(&self) -> &[Address] {
+        &self.forward
     }
 
     /// Whether processes start on this machine as ordinary children.

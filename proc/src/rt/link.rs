@@ -11,8 +11,9 @@
 //! original, the process gets one end of a socket pair on its host, and a
 //! pump on each side moves the bytes.
 
+use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
@@ -20,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::mutex::lock;
 use crate::rt::child::Bootstrap;
+use crate::rt::tunnel::WireAddress;
 use crate::sys;
 use crate::wire::{frame, payload};
 
@@ -40,6 +42,10 @@ pub(crate) enum Down {
     Boot {
         boot: Box<Bootstrap>,
         build: Vec<u8>,
+        /// The launcher's forwarded addresses: a connection the process
+        /// makes to one of them travels over this link (see
+        /// [`Up::Open`]).
+        forward: Vec<WireAddress>,
     },
     /// Bytes the parent's side of channel `ch` read.
     Data { ch: u32, bytes: Vec<u8> },
@@ -47,6 +53,11 @@ pub(crate) enum Down {
     Eof { ch: u32 },
     /// Send this signal to the process.
     Signal(i32),
+    /// The parent connected channel `ch` (asked by [`Up::Open`]): the
+    /// bytes of the connection follow as `Data`.
+    Opened { ch: u32 },
+    /// The parent could not connect channel `ch`: why.
+    OpenFailed { ch: u32, reason: String },
 }
 
 /// From the agent to the parent.
@@ -65,6 +76,11 @@ pub(crate) enum Up {
     Stdout(Vec<u8>),
     /// The process ended with this exit code (`-N`: signal `N`).
     Exited(i32),
+    /// The process connects to forwarded address number `address` (an
+    /// index in the launcher's list, never an address of the far side's
+    /// choosing): the parent connects to it and bridges it as the new
+    /// channel `ch`, answering [`Down::Opened`] or [`Down::OpenFailed`].
+    Open { ch: u32, address: u32 },
 }
 
 /// The reading half of a link: whole messages from a byte stream.
@@ -151,25 +167,69 @@ impl Writer {
     }
 }
 
+/// Channels handed to a running [`pump_out`]: the sending half
+/// ([`Adder`]) wakes the pump through a pipe.
+pub(crate) struct Added {
+    rx: mpsc::Receiver<(u32, Arc<OwnedFd>)>,
+    wake: OwnedFd,
+}
+
+/// Adds channels to a running [`pump_out`] (a connection opened through a
+/// forwarded address).
+#[derive(Clone)]
+pub(crate) struct Adder {
+    tx: mpsc::Sender<(u32, Arc<OwnedFd>)>,
+    wake: Arc<OwnedFd>,
+}
+
+impl Adder {
+    /// A new adder and the pump's half.
+    pub(crate) fn new() -> Result<(Adder, Added)> {
+        let (r, w) = sys::fd::pipe().map_err(|e| Error::os("pipe", e))?;
+        let (tx, rx) = mpsc::channel();
+        Ok((
+            Adder {
+                tx,
+                wake: Arc::new(w),
+            },
+            Added { rx, wake: r },
+        ))
+    }
+
+    /// Hands channel `ch` to the pump; `false` if it has ended.
+    pub(crate) fn add(&self, ch: u32, fd: Arc<OwnedFd>) -> bool {
+        if self.tx.send((ch, fd)).is_err() {
+            return false;
+        }
+        // A full pipe already wakes the pump.
+        let _ = sys::fd::write_nonblocking(self.wake.as_fd(), b"+", false);
+        true
+    }
+}
+
 /// The pump of one side: reads every open channel (and, on the agent's
 /// side, the process's standard output) and sends what it reads as
-/// messages made by `wrap`, until every channel is at end of file or
-/// `stop` is readable. `finish` then drains what is already there (the
-/// process has ended: its bytes are all in the buffers) and returns.
+/// messages made by `wrap`, until every channel is at end of file (and,
+/// with `added`, no more can come) or `stop` is readable. `finish` then
+/// drains what is already there (the process has ended: its bytes are all
+/// in the buffers) and returns.
 pub(crate) fn pump_out(
     channels: Vec<(u32, Arc<OwnedFd>)>,
     stop: OwnedFd,
+    mut added: Option<Added>,
     link: &Writer,
     wrap: impl Fn(u32, Option<Vec<u8>>) -> Option<Vec<u8>>,
 ) {
     let mut open = channels;
     let mut stopping = false;
     let mut chunk = vec![0u8; CHUNK];
-    while !open.is_empty() {
+    while !open.is_empty() || (added.is_some() && !stopping) {
+        let waking = usize::from(added.is_some());
         let ready = if stopping {
-            vec![true; open.len() + 1]
+            vec![true; open.len() + 1 + waking]
         } else {
             let mut fds = vec![stop.as_fd()];
+            fds.extend(added.as_ref().map(|a| a.wake.as_fd()));
             fds.extend(open.iter().map(|(_, fd)| fd.as_fd()));
             match sys::fd::wait_readable(&fds, None) {
                 Ok(r) => r,
@@ -180,8 +240,24 @@ pub(crate) fn pump_out(
             stopping = true;
             continue;
         }
+        if let Some(a) = &added
+            && ready[1]
+        {
+            // While stopping, the channels already handed over are drained
+            // with the others; none comes after.
+            let gone = stopping
+                || !matches!(
+                    sys::fd::read_nonblocking(a.wake.as_fd(), &mut chunk),
+                    Ok(Some(1..)) | Ok(None)
+                );
+            open.extend(a.rx.try_iter());
+            if gone {
+                added = None;
+            }
+            continue;
+        }
         let mut still = Vec::with_capacity(open.len());
-        for ((ch, fd), ready) in open.into_iter().zip(ready.into_iter().skip(1)) {
+        for ((ch, fd), ready) in open.into_iter().zip(ready.into_iter().skip(1 + waking)) {
             if !ready {
                 still.push((ch, fd));
                 continue;
@@ -227,24 +303,78 @@ pub(crate) fn framed<T: Serialize>(message: &T) -> Option<Vec<u8>> {
     Some(bytes)
 }
 
-/// Writes bytes that arrived for a channel into its local descriptor; a
-/// descriptor whose reader has gone is dropped from `channels`.
-pub(crate) fn deliver(channels: &mut [(u32, Option<Arc<OwnedFd>>)], ch: u32, bytes: &[u8]) {
-    if let Some((_, slot)) = channels.iter_mut().find(|(c, _)| *c == ch)
-        && let Some(fd) = slot
-        && sys::fd::write_all(fd.as_fd(), bytes, sys::fd::is_socket(fd.as_fd())).is_err()
-    {
-        *slot = None;
-    }
+/// The local descriptors that channels' bytes from the far side are
+/// written to, shared by the threads that read the link and those that
+/// open channels.
+#[derive(Clone, Default)]
+pub(crate) struct Channels(Arc<Mutex<ChannelMap>>);
+
+#[derive(Default)]
+struct ChannelMap {
+    fds: HashMap<u32, Arc<OwnedFd>>,
+    /// The link has ended: no channel is added any more.
+    closed: bool,
 }
 
-/// The far side closed channel `ch`: its readers here see end of file (a
-/// socket's write side is shut down; any other descriptor is closed).
-pub(crate) fn close_channel(channels: &mut [(u32, Option<Arc<OwnedFd>>)], ch: u32) {
-    if let Some((_, slot)) = channels.iter_mut().find(|(c, _)| *c == ch)
-        && let Some(fd) = slot.take()
-        && sys::fd::is_socket(fd.as_fd())
-    {
-        sys::fd::shutdown_write(fd.as_fd());
+impl Channels {
+    pub(crate) fn new(list: impl IntoIterator<Item = (u32, Arc<OwnedFd>)>) -> Channels {
+        let channels = Channels::default();
+        lock(&channels.0).fds.extend(list);
+        channels
+    }
+
+    /// Adds channel `ch`; `false` if the link has ended or `ch` is taken.
+    pub(crate) fn insert(&self, ch: u32, fd: Arc<OwnedFd>) -> bool {
+        let mut map = lock(&self.0);
+        if map.closed || map.fds.contains_key(&ch) {
+            return false;
+        }
+        map.fds.insert(ch, fd);
+        true
+    }
+
+    /// Whether channel `ch` is in use.
+    pub(crate) fn contains(&self, ch: u32) -> bool {
+        lock(&self.0).fds.contains_key(&ch)
+    }
+
+    /// Channel `ch`'s descriptor.
+    pub(crate) fn get(&self, ch: u32) -> Option<Arc<OwnedFd>> {
+        lock(&self.0).fds.get(&ch).cloned()
+    }
+
+    /// Forgets channel `ch`: its descriptor.
+    pub(crate) fn remove(&self, ch: u32) -> Option<Arc<OwnedFd>> {
+        lock(&self.0).fds.remove(&ch)
+    }
+
+    /// The link has ended: every descriptor is dropped (its readers see end
+    /// of file once the pumps let theirs go) and none is added.
+    pub(crate) fn close_all(&self) {
+        let mut map = lock(&self.0);
+        map.closed = true;
+        map.fds.clear();
+    }
+
+    /// Writes bytes that arrived for channel `ch` into its local
+    /// descriptor; a descriptor whose reader has gone is forgotten.
+    pub(crate) fn deliver(&self, ch: u32, bytes: &[u8]) {
+        // Not under the lock: the write may wait for the reader.
+        if let Some(fd) = self.get(ch)
+            && sys::fd::write_all(fd.as_fd(), bytes, sys::fd::is_socket(fd.as_fd())).is_err()
+        {
+            self.remove(ch);
+        }
+    }
+
+    /// The far side closed channel `ch`: its readers here see end of file
+    /// (a socket's write side is shut down; any other descriptor is
+    /// closed).
+    pub(crate) fn close(&self, ch: u32) {
+        if let Some(fd) = self.remove(ch)
+            && sys::fd::is_socket(fd.as_fd())
+        {
+            sys::fd::shutdown_write(fd.as_fd());
+        }
     }
 }

@@ -21,3 +21,4 @@ pub(crate) mod runtime;
 pub(crate) mod sharer;
 pub(crate) mod start;
 pub(crate) mod tracker;
+pub(crate) mod tunnel;
