@@ -218,7 +218,12 @@ impl fmt::Display for Launcher {
 
 impl fmt::Debug for Launcher {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Launcher({self})")
+        write!(f, "Launcher({self}")?;
+        if !self.forward.is_empty() {
+            let list: Vec<String> = self.forward.iter().map(Address::to_string).collect();
+            write!(f, ", forward {}", list.join(" "))?;
+        }
+        f.write_str(")")
     }
 }
 
