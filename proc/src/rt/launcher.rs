@@ -125,10 +125,26 @@ impl Launcher {
     /// (its processes reach the address directly).
     ///
     /// ```
-    /// use mp_proc::Launcher;
-    /// let manager = "127.0.0.1:5000".parse()?;
-    /// let far = Launcher::ssh("node1").forward(manager);
-    /// assert_eq!(far.forwarded().len(), 1);
+    /// use mp_proc::connection::{Address, Client, Listener};
+    /// use mp_proc::{Launcher, Process, current_process};
+    ///
+    /// fn hello(address: String) {
+    ///     let address: Address = address.parse().unwrap();
+    ///     let conn = Client::connect(&address, Some(current_process().authkey())).unwrap();
+    ///     conn.send(&"hello through the link").unwrap();
+    /// }
+    ///
+    /// let key = current_process().authkey().to_vec();
+    /// let l = Listener::bind("127.0.0.1:0".parse()?, Some(&key))?;
+    /// // An empty prefix takes the remote path on this machine; with
+    /// // `Launcher::ssh("node1")` the listener would be reached the same way
+    /// // from node1, with no route from node1 to here.
+    /// let far = Launcher::command([""; 0]).forward(l.address().clone());
+    /// assert_eq!(far.forwarded(), [l.address().clone()]);
+    /// let mut p = Process::new(hello, l.address().to_string()).launcher(far);
+    /// p.start()?;
+    /// assert_eq!(l.accept()?.recv::<String>()?, "hello through the link");
+    /// assert_eq!(p.join()?, 0);
     /// # Ok::<(), mp_proc::Error>(())
     /// ```
     pub fn forward(mut self, address: Address) -> Launcher {
