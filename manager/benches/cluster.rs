@@ -68,7 +68,10 @@ fn main() {
             .unwrap();
         Pool::builder().processes(2).context(cluster)
     };
-    let mut figures = vec![("local fork Pool(2)", pool_figures(local().build().unwrap(), reps))];
+    let mut figures = vec![(
+        "local fork Pool(2)",
+        pool_figures(local().build().unwrap(), reps),
+    )];
     figures.push((
         "cluster Pool(2), loopback (2 agents on this host)",
         pool_figures(loopback().build().unwrap(), reps),
@@ -210,7 +213,10 @@ struct PoolFigures {
 fn pool_figures(pool: Pool, reps: usize) -> PoolFigures {
     pool.map(square, 0..1000).unwrap(); // warm-up: every worker started
     let map = median(reps, || {
-        assert_eq!(pool.map(square, 0..MAP_TASKS).unwrap().len() as u64, MAP_TASKS);
+        assert_eq!(
+            pool.map(square, 0..MAP_TASKS).unwrap().len() as u64,
+            MAP_TASKS
+        );
     });
     const CALLS: u32 = 500;
     let apply = median(reps, || {

@@ -26,14 +26,24 @@ use mp_proc::{Context, Launcher, ProcessLike, QueueLike, StartMethod};
 fn steps(mut n: u64) -> u64 {
     let mut count = 0;
     while n > 1 {
-        n = if n % 2 == 0 { n / 2 } else { 3 * n + 1 };
+        n = if n.is_multiple_of(2) {
+            n / 2
+        } else {
+            3 * n + 1
+        };
         count += 1;
     }
     count
 }
 
+/// A worker's queues: numbers to take (`None`: stop), `(n, steps(n))` to put.
+type Queues<C> = (
+    <C as Context>::Queue<Option<u64>>,
+    <C as Context>::Queue<(u64, u64)>,
+);
+
 /// A worker: takes numbers until `None`, puts `(n, steps(n))`.
-fn worker<C: Context>((tasks, results): (C::Queue<Option<u64>>, C::Queue<(u64, u64)>)) {
+fn worker<C: Context>((tasks, results): Queues<C>) {
     while let Ok(Some(n)) = tasks.get() {
         results.put((n, steps(n))).unwrap();
     }

@@ -3,6 +3,8 @@
 mod barrier_action;
 mod base;
 mod cluster;
+#[cfg(feature = "pool")]
+mod cluster_hosts;
 mod containers;
 mod cpython_containers;
 mod cpython_port;
