@@ -194,11 +194,10 @@ pub(crate) fn answered(message: Down, channels: &Channels, adder: &Adder) {
     match message {
         Down::Opened { ch } => {
             if let Some(fd) = channels.get(ch) {
-                if sys::fd::write_all(fd.as_fd(), &[OPENED], true).is_ok() {
-                    adder.add(ch, fd);
-                } else {
-                    channels.remove(ch);
-                }
+                // A process that gave up waiting has closed its end: the
+                // pump then reads end of file, and the parent is told.
+                let _ = sys::fd::write_all(fd.as_fd(), &[OPENED], true);
+                adder.add(ch, fd);
             }
         }
         Down::OpenFailed { ch, reason } => {

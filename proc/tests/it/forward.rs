@@ -202,3 +202,43 @@ fn the_handshake_over_the_link_still_refuses_a_wrong_key() {
     assert_ne!(said, "connected");
     assert_eq!(p.join().unwrap(), 0);
 }
+
+/// Starts a child of its own by `method` that runs [`reach`] (one
+/// connection), and reports its exit code after the child's report.
+fn reach_from_a_child((report, address, method): (Connection, String, mp_proc::StartMethod)) {
+    let (here, there) = pipe(true).unwrap();
+    let mut child = Process::new(reach, (there, address, 1usize, 1000usize)).start_method(method);
+    child.start().unwrap();
+    let said: String = here.recv().unwrap();
+    report.send(&said).unwrap();
+    report.send(&child.join().unwrap()).unwrap();
+}
+
+/// A fork child of the far process inherits its way to the agent: its
+/// connection travels over the link too. A spawned one (a fresh image)
+/// dials the network, and so does a forkserver's child.
+#[test]
+fn a_fork_child_of_the_far_process_reaches_a_forwarded_address_too() {
+    use mp_proc::StartMethod;
+    let _g = guard();
+    let launcher = launchers()[0].clone();
+    for method in StartMethod::ALL {
+        let l = listener("child");
+        let (here, there) = pipe(true).unwrap();
+        let args = (there, l.address().to_string(), method);
+        let mut p = Process::new(reach_from_a_child, args)
+            .launcher(launcher.clone().forward(l.address().clone()));
+        p.start().unwrap();
+        let conn = l.accept().unwrap();
+        let through_the_link = peer_pid(&conn) == std::process::id();
+        assert_eq!(through_the_link, method == StartMethod::Fork, "{method:?}");
+        let (i, mut data): (usize, Vec<u8>) = conn.recv().unwrap();
+        assert_eq!(data, message(i, 1000));
+        data.reverse();
+        conn.send(&data).unwrap();
+        drop(conn);
+        assert_eq!(here.recv::<String>().unwrap(), "ok", "{method:?}");
+        assert_eq!(here.recv::<i32>().unwrap(), 0, "{method:?}");
+        assert_eq!(p.join().unwrap(), 0, "{method:?}");
+    }
+}
