@@ -25,7 +25,9 @@ use crate::{
 /// up to their slots; its queues, locks, conditions, semaphores, events,
 /// barriers and values are proxies to a manager that this process starts
 /// (a `SyncManager` listening on TCP, with this process's authkey, which
-/// its children have), so they need no memory or descriptor shared with a
+/// its children have; processes on the other hosts reach it through their
+/// launcher's link, its address [forwarded](Launcher::forward) to each),
+/// so they need no memory or descriptor shared with a
 /// process; its [`pipe`](Context::pipe) is [`mp_proc::pipe`], whose ends a
 /// process on another host reaches over its launcher's link.
 ///

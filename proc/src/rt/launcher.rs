@@ -24,7 +24,9 @@ pub(crate) const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(60);
 /// environment, runs the target and reports its exit code. The link to it
 /// is the launcher's own standard input and output (for ssh, ssh's
 /// encrypted channel); its log records and standard error reach this
-/// process's standard error, its standard output this process's.
+/// process's standard error, its standard output this process's. The
+/// connections it makes to the addresses given to
+/// [`forward`](Launcher::forward) travel over that link too.
 ///
 /// ```
 /// use mp_proc::Launcher;

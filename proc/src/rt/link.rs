@@ -9,7 +9,10 @@
 //! A channel is one descriptor of the process's arguments (a
 //! `Connection`'s, or a `spawn` result pipe): the parent keeps the
 //! original, the process gets one end of a socket pair on its host, and a
-//! pump on each side moves the bytes.
+//! pump on each side moves the bytes. More channels are added while the
+//! link runs, one per connection the process makes to a forwarded address
+//! (see [`tunnel`](crate::rt::tunnel)): the agent announces it
+//! ([`Up::Open`]), the parent connects and answers.
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
