@@ -381,3 +381,63 @@ impl Channels {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data_or_eof(reader: &mut Reader) -> (u32, Option<Vec<u8>>) {
+        match reader.next::<Up>(MAX_MESSAGE, None) {
+            Ok(Some(Up::Data { ch, bytes })) => (ch, Some(bytes)),
+            Ok(Some(Up::Eof { ch })) => (ch, None),
+            _ => panic!("not a channel's message"),
+        }
+    }
+
+    /// A pump that starts with no channel goes on for the ones added
+    /// later, each read to its end of file, and stops when told.
+    #[test]
+    fn channels_added_to_a_running_pump_are_pumped() {
+        let (link_r, link_w) = sys::fd::pipe().unwrap();
+        let (stop_r, stop_w) = sys::fd::pipe().unwrap();
+        let (adder, added) = Adder::new().unwrap();
+        let writer = Writer::new(link_w);
+        let pump = std::thread::spawn(move || {
+            pump_out(Vec::new(), stop_r, Some(added), &writer, |ch, bytes| {
+                framed(&match bytes {
+                    Some(bytes) => Up::Data { ch, bytes },
+                    None => Up::Eof { ch },
+                })
+            });
+        });
+        let mut reader = Reader::new(link_r);
+        for ch in [7u32, 8] {
+            let (ours, theirs) = sys::fd::socket_pair(false).unwrap();
+            assert!(adder.add(ch, Arc::new(ours)));
+            sys::fd::write_all(theirs.as_fd(), b"hello", true).unwrap();
+            assert_eq!(data_or_eof(&mut reader), (ch, Some(b"hello".to_vec())));
+            drop(theirs);
+            assert_eq!(data_or_eof(&mut reader), (ch, None));
+        }
+        sys::fd::write(stop_w.as_fd(), b"x", false).unwrap();
+        pump.join().unwrap();
+        // The pump has ended: nothing more is taken.
+        let (ours, _theirs) = sys::fd::socket_pair(false).unwrap();
+        assert!(!adder.add(9, Arc::new(ours)));
+        assert!(matches!(reader.next::<Up>(MAX_MESSAGE, None), Ok(None)));
+    }
+
+    #[test]
+    fn no_channel_is_added_once_the_link_has_ended() {
+        let (a, _b) = sys::fd::socket_pair(false).unwrap();
+        let a = Arc::new(a);
+        let channels = Channels::new([(0, a.clone())]);
+        assert!(!channels.insert(0, a.clone()), "channel 0 is taken");
+        assert!(channels.insert(1, a.clone()));
+        channels.close(1);
+        assert!(!channels.contains(1));
+        channels.close_all();
+        assert!(!channels.contains(0));
+        assert!(!channels.insert(2, a));
+    }
+}
