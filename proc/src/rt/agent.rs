@@ -133,7 +133,7 @@ pub(crate) fn serve() -> ! {
         .spawn(move || {
             loop {
                 match reader.next::<Down>(link::MAX_MESSAGE, None) {
-                    Ok(Some(Down::Data { ch, bytes })) => channels.deliver(ch, &bytes),
+                    Ok(Some(Down::Data { ch, bytes })) => channels.deliver(ch, bytes),
                     Ok(Some(Down::Eof { ch })) => channels.close(ch),
                     Ok(Some(answer @ (Down::Opened { .. } | Down::OpenFailed { .. }))) => {
                         tunnel::answered(answer, &channels, &adder)

@@ -309,76 +309,162 @@ pub(crate) fn framed<T: Serialize>(message: &T) -> Option<Vec<u8>> {
 /// The local descriptors that channels' bytes from the far side are
 /// written to, shared by the threads that read the link and those that
 /// open channels.
+///
+/// Each channel's bytes are written by a thread of its own (started with
+/// its first bytes), from a queue: a reader that does not read one channel
+/// (its socket buffer full) holds up only that channel, never the link's
+/// other channels (a forwarded manager connection waiting for its reply
+/// while a large message waits on a pipe, say).
 #[derive(Clone, Default)]
 pub(crate) struct Channels(Arc<Mutex<ChannelMap>>);
 
 #[derive(Default)]
 struct ChannelMap {
-    fds: HashMap<u32, Arc<OwnedFd>>,
+    sinks: HashMap<u32, Sink>,
+    /// The writer threads that may still run.
+    writers: Vec<std::thread::JoinHandle<()>>,
     /// The link has ended: no channel is added any more.
     closed: bool,
+}
+
+/// Where a channel's bytes go: its descriptor, and the queue of its writer
+/// thread once it has one (`None`: end of file after what is queued).
+struct Sink {
+    fd: Arc<OwnedFd>,
+    queue: Option<mpsc::Sender<Option<Vec<u8>>>>,
 }
 
 impl Channels {
     pub(crate) fn new(list: impl IntoIterator<Item = (u32, Arc<OwnedFd>)>) -> Channels {
         let channels = Channels::default();
-        lock(&channels.0).fds.extend(list);
+        lock(&channels.0).sinks.extend(
+            list.into_iter()
+                .map(|(ch, fd)| (ch, Sink { fd, queue: None })),
+        );
         channels
     }
 
     /// Adds channel `ch`; `false` if the link has ended or `ch` is taken.
     pub(crate) fn insert(&self, ch: u32, fd: Arc<OwnedFd>) -> bool {
         let mut map = lock(&self.0);
-        if map.closed || map.fds.contains_key(&ch) {
+        if map.closed || map.sinks.contains_key(&ch) {
             return false;
         }
-        map.fds.insert(ch, fd);
+        map.sinks.insert(ch, Sink { fd, queue: None });
         true
     }
 
     /// Whether channel `ch` is in use.
     pub(crate) fn contains(&self, ch: u32) -> bool {
-        lock(&self.0).fds.contains_key(&ch)
+        lock(&self.0).sinks.contains_key(&ch)
     }
 
     /// Channel `ch`'s descriptor.
     pub(crate) fn get(&self, ch: u32) -> Option<Arc<OwnedFd>> {
-        lock(&self.0).fds.get(&ch).cloned()
+        lock(&self.0).sinks.get(&ch).map(|s| s.fd.clone())
     }
 
-    /// Forgets channel `ch`: its descriptor.
+    /// Forgets channel `ch` (what is queued for it is still written): its
+    /// descriptor.
     pub(crate) fn remove(&self, ch: u32) -> Option<Arc<OwnedFd>> {
-        lock(&self.0).fds.remove(&ch)
+        lock(&self.0).sinks.remove(&ch).map(|s| s.fd)
     }
 
-    /// The link has ended: every descriptor is dropped (its readers see end
-    /// of file once the pumps let theirs go) and none is added.
+    /// The link has ended: every descriptor is let go once what is queued
+    /// for it is written (its readers see end of file once the pumps let
+    /// theirs go too), and none is added. Returns when every writer
+    /// thread has written its queue and ended, as a write on the link's
+    /// thread would have.
     pub(crate) fn close_all(&self) {
-        let mut map = lock(&self.0);
-        map.closed = true;
-        map.fds.clear();
+        let writers = {
+            let mut map = lock(&self.0);
+            map.closed = true;
+            map.sinks.clear();
+            std::mem::take(&mut map.writers)
+        };
+        for writer in writers {
+            let _ = writer.join();
+        }
     }
 
-    /// Writes bytes that arrived for channel `ch` into its local
+    /// Queues bytes that arrived for channel `ch`, for its local
     /// descriptor; a descriptor whose reader has gone is forgotten.
-    pub(crate) fn deliver(&self, ch: u32, bytes: &[u8]) {
-        // Not under the lock: the write may wait for the reader.
-        if let Some(fd) = self.get(ch)
-            && sys::fd::write_all(fd.as_fd(), bytes, sys::fd::is_socket(fd.as_fd())).is_err()
-        {
-            self.remove(ch);
+    pub(crate) fn deliver(&self, ch: u32, bytes: Vec<u8>) {
+        let mut map = lock(&self.0);
+        let Some(sink) = map.sinks.get_mut(&ch) else {
+            return;
+        };
+        let queue = match &sink.queue {
+            Some(queue) => queue.clone(),
+            None => match start_writer(ch, sink.fd.clone()) {
+                Some((queue, writer)) => {
+                    let queue = sink.queue.insert(queue).clone();
+                    map.writers.retain(|w| !w.is_finished());
+                    map.writers.push(writer);
+                    queue
+                }
+                None => {
+                    map.sinks.remove(&ch);
+                    return;
+                }
+            },
+        };
+        if queue.send(Some(bytes)).is_err() {
+            // Its writer stopped: the reader has gone.
+            map.sinks.remove(&ch);
         }
     }
 
     /// The far side closed channel `ch`: its readers here see end of file
-    /// (a socket's write side is shut down; any other descriptor is
-    /// closed).
+    /// once what is queued is written (a socket's write side is shut down;
+    /// any other descriptor is closed).
     pub(crate) fn close(&self, ch: u32) {
-        if let Some(fd) = self.remove(ch)
-            && sys::fd::is_socket(fd.as_fd())
-        {
-            sys::fd::shutdown_write(fd.as_fd());
+        let Some(sink) = lock(&self.0).sinks.remove(&ch) else {
+            return;
+        };
+        match sink.queue {
+            Some(queue) => {
+                let _ = queue.send(None);
+            }
+            None => end_of_file(&sink.fd),
         }
+    }
+}
+
+/// The writer thread of channel `ch` and its queue, or `None` if no
+/// thread can start.
+fn start_writer(
+    ch: u32,
+    fd: Arc<OwnedFd>,
+) -> Option<(mpsc::Sender<Option<Vec<u8>>>, std::thread::JoinHandle<()>)> {
+    let (tx, rx) = mpsc::channel::<Option<Vec<u8>>>();
+    std::thread::Builder::new()
+        .name(format!("mp-link-ch{ch}"))
+        .spawn(move || {
+            let socket = sys::fd::is_socket(fd.as_fd());
+            while let Ok(next) = rx.recv() {
+                match next {
+                    Some(bytes) => {
+                        if sys::fd::write_all(fd.as_fd(), &bytes, socket).is_err() {
+                            return;
+                        }
+                    }
+                    None => {
+                        end_of_file(&fd);
+                        return;
+                    }
+                }
+            }
+        })
+        .ok()
+        .map(|writer| (tx, writer))
+}
+
+/// End of file for the readers of `fd` (a socket: its write side shut
+/// down; anything else: when the last clone is dropped).
+fn end_of_file(fd: &OwnedFd) {
+    if sys::fd::is_socket(fd.as_fd()) {
+        sys::fd::shutdown_write(fd.as_fd());
     }
 }
 

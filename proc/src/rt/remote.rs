@@ -249,7 +249,7 @@ impl Bridge {
                 let mut code = None;
                 while let Ok(Some(message)) = reader.next::<Up>(link::MAX_MESSAGE, None) {
                     match message {
-                        Up::Data { ch, bytes } => inbound.deliver(ch, &bytes),
+                        Up::Data { ch, bytes } => inbound.deliver(ch, bytes),
                         Up::Eof { ch } => inbound.close(ch),
                         Up::Open { ch, address } => match &forwarding {
                             Some(forwarding) => forwarding.open(ch, address),

@@ -242,3 +242,51 @@ fn a_fork_child_of_the_far_process_reaches_a_forwarded_address_too() {
         assert_eq!(p.join().unwrap(), 0, "{method:?}");
     }
 }
+
+/// Says it is ready, makes a round trip on a forwarded connection while a
+/// large message waits unread on its pipe, then reads the message.
+fn round_trip_before_reading((pipe_end, address): (Connection, String)) {
+    let address: Address = address.parse().unwrap();
+    pipe_end.send(&"ready").unwrap();
+    let conn = Client::connect(&address, Some(current_process().authkey())).unwrap();
+    conn.send(&"ping").unwrap();
+    let pong: String = conn.recv().unwrap();
+    let big: Vec<u8> = pipe_end.recv().unwrap();
+    pipe_end.send(&(pong, big.len())).unwrap();
+}
+
+/// A channel whose reader does not read (a pipe with megabytes waiting)
+/// holds up only itself: a forwarded connection's reply still arrives (on
+/// one shared writer, the process would wait for the reply forever and
+/// never read the pipe).
+#[test]
+fn a_channel_not_read_does_not_hold_up_a_forwarded_connection() {
+    let _g = guard();
+    for launcher in launchers() {
+        let l = listener("hol");
+        let (here, there) = pipe(true).unwrap();
+        let args = (there, l.address().to_string());
+        let mut p = Process::new(round_trip_before_reading, args)
+            .launcher(launcher.clone().forward(l.address().clone()));
+        p.start().unwrap();
+        assert_eq!(here.recv::<String>().unwrap(), "ready");
+        let conn = l.accept().unwrap();
+        assert_eq!(conn.recv::<String>().unwrap(), "ping");
+        // Megabytes more than any socket buffer between here and there, on
+        // their way before the reply (sent from a thread: the send may
+        // wait for the bytes to move on).
+        let big = 8usize << 20;
+        std::thread::scope(|s| {
+            s.spawn(|| here.send(&vec![7u8; big]).unwrap())
+                .join()
+                .unwrap();
+        });
+        conn.send(&"pong").unwrap();
+        assert_eq!(
+            here.recv::<(String, usize)>().unwrap(),
+            ("pong".to_owned(), big),
+            "{launcher}"
+        );
+        assert_eq!(p.join().unwrap(), 0, "{launcher}");
+    }
+}
