@@ -328,11 +328,14 @@ struct ChannelMap {
 }
 
 /// Where a channel's bytes go: its descriptor, and the queue of its writer
-/// thread once it has one (`None`: end of file after what is queued).
+/// thread once it has one.
 struct Sink {
     fd: Arc<OwnedFd>,
-    queue: Option<mpsc::Sender<Option<Vec<u8>>>>,
+    queue: Option<Queue>,
 }
+
+/// A writer thread's queue: bytes, or `None`: end of file after them.
+type Queue = mpsc::Sender<Option<Vec<u8>>>;
 
 impl Channels {
     pub(crate) fn new(list: impl IntoIterator<Item = (u32, Arc<OwnedFd>)>) -> Channels {
@@ -433,10 +436,7 @@ impl Channels {
 
 /// The writer thread of channel `ch` and its queue, or `None` if no
 /// thread can start.
-fn start_writer(
-    ch: u32,
-    fd: Arc<OwnedFd>,
-) -> Option<(mpsc::Sender<Option<Vec<u8>>>, std::thread::JoinHandle<()>)> {
+fn start_writer(ch: u32, fd: Arc<OwnedFd>) -> Option<(Queue, std::thread::JoinHandle<()>)> {
     let (tx, rx) = mpsc::channel::<Option<Vec<u8>>>();
     std::thread::Builder::new()
         .name(format!("mp-link-ch{ch}"))
