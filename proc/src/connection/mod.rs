@@ -2,13 +2,13 @@
 
 mod auth;
 mod conn;
+mod forward;
 mod intake;
 mod listener;
 
 pub(crate) mod fds;
 pub use auth::{answer_challenge, deliver_challenge};
 pub use conn::{Connection, DEFAULT_MAX_FRAME_LEN, pipe};
-pub(crate) use listener::connect_stream;
 pub use listener::{Address, Client, HANDSHAKE_TIMEOUT, Listener, PendingConnection};
 
 use std::os::fd::AsFd;

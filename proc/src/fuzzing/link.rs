@@ -4,8 +4,8 @@ use std::io::Write;
 use std::time::Duration;
 
 use crate::StartMethod;
+use crate::rt::dial::WireAddress;
 use crate::rt::link::{self, Down, Up};
-use crate::rt::tunnel::WireAddress;
 
 /// The link of a process on another host: `data[0]` picks the side (even:
 /// the agent reading what a parent sent, its bootstrap first, then its

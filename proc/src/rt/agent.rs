@@ -175,7 +175,7 @@ pub(crate) type Received = (
     child::Bootstrap,
     runners::Runner,
     usize,
-    Vec<tunnel::WireAddress>,
+    Vec<crate::rt::dial::WireAddress>,
 );
 
 /// Why the agent cannot run the parent's process.

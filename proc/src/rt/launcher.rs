@@ -5,7 +5,7 @@ use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::time::Duration;
 
-use crate::connection::Address;
+use crate::rt::dial::WireAddress;
 
 /// How long a launched process has, by default, to start on its host and
 /// answer (an `ssh` login included).
@@ -41,7 +41,7 @@ pub(crate) const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct Launcher {
     kind: Kind,
     start_timeout: Duration,
-    forward: Vec<Address>,
+    forward: Vec<WireAddress>,
 }
 
 #[derive(Clone, PartialEq, Eq)]
@@ -111,56 +111,6 @@ impl Launcher {
         self
     }
 
-    /// Connections to `address` made by processes started by this launcher
-    /// travel over its link (for ssh, ssh's encrypted channel) instead of
-    /// the network: [`Client::connect`](crate::connection::Client::connect)
-    /// to exactly this address, in the process (or a fork child of it), asks
-    /// its agent for a new channel, and this process connects to `address`
-    /// itself and bridges the two. The bytes are the connection's (the
-    /// handshake included), so the server sees a client of this machine.
-    /// Only the addresses listed here are ever connected to (the far side
-    /// names an index in this list, never an address); if this process
-    /// cannot connect, the far side's `connect` fails with
-    /// [`Error::Forwarded`](crate::Error::Forwarded) and the reason. So no
-    /// host needs a route back to this machine, and a Unix socket of this
-    /// machine can be reached from another. Nothing for a local launcher
-    /// (its processes reach the address directly).
-    ///
-    /// ```
-    /// use mp_proc::connection::{Address, Client, Listener};
-    /// use mp_proc::{Launcher, Process, current_process};
-    ///
-    /// fn hello(address: String) {
-    ///     let address: Address = address.parse().unwrap();
-    ///     let conn = Client::connect(&address, Some(current_process().authkey())).unwrap();
-    ///     conn.send(&"hello through the link").unwrap();
-    /// }
-    ///
-    /// let key = current_process().authkey().to_vec();
-    /// let l = Listener::bind("127.0.0.1:0".parse()?, Some(&key))?;
-    /// // An empty prefix takes the remote path on this machine; with
-    /// // `Launcher::ssh("node1")` the listener would be reached the same way
-    /// // from node1, with no route from node1 to here.
-    /// let far = Launcher::command([""; 0]).forward(l.address().clone());
-    /// assert_eq!(far.forwarded(), [l.address().clone()]);
-    /// let mut p = Process::new(hello, l.address().to_string()).launcher(far);
-    /// p.start()?;
-    /// assert_eq!(l.accept()?.recv::<String>()?, "hello through the link");
-    /// assert_eq!(p.join()?, 0);
-    /// # Ok::<(), mp_proc::Error>(())
-    /// ```
-    pub fn forward(mut self, address: Address) -> Launcher {
-        if !self.forward.contains(&address) {
-            self.forward.push(address);
-        }
-        self
-    }
-
-    /// The addresses [`forward`](Self::forward) added, in order.
-    pub fn forwarded(&self) -> &[Address] {
-        &self.forward
-    }
-
     /// Whether processes start on this machine as ordinary children.
     pub fn is_local(&self) -> bool {
         matches!(self.kind, Kind::Local)
@@ -178,6 +128,19 @@ impl Launcher {
 
     pub(crate) fn timeout(&self) -> Duration {
         self.start_timeout
+    }
+
+    /// The forwarded addresses (see `Launcher::forward`, in
+    /// `connection::forward`), in order.
+    pub(crate) fn forward_list(&self) -> &[WireAddress] {
+        &self.forward
+    }
+
+    /// One more forwarded address, unless it is there already.
+    pub(crate) fn add_forward(&mut self, address: WireAddress) {
+        if !self.forward.contains(&address) {
+            self.forward.push(address);
+        }
     }
 
     /// The program and arguments that run `exe args...` on the host, or
@@ -238,7 +201,7 @@ impl fmt::Debug for Launcher {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Launcher({self}")?;
         if !self.forward.is_empty() {
-            let list: Vec<String> = self.forward.iter().map(Address::to_string).collect();
+            let list: Vec<String> = self.forward.iter().map(ToString::to_string).collect();
             write!(f, ", forward {}", list.join(" "))?;
         }
         f.write_str(")")

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::mutex::lock;
 use crate::rt::child::Bootstrap;
-use crate::rt::tunnel::WireAddress;
+use crate::rt::dial::WireAddress;
 use crate::sys;
 use crate::wire::{frame, payload};
 

@@ -11,6 +11,7 @@
 pub(crate) mod agent;
 pub(crate) mod bootstrap;
 pub(crate) mod child;
+pub(crate) mod dial;
 pub(crate) mod forkserver;
 pub(crate) mod handles;
 pub(crate) mod helper;

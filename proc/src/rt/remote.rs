@@ -7,10 +7,10 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use crate::connection::Address;
 use crate::error::{Error, OsContext, Result};
 use crate::method::StartMethod;
 use crate::mutex::lock;
+use crate::rt::dial::WireAddress;
 use crate::rt::helper::{self, refuse_if_secure};
 use crate::rt::launcher::Launcher;
 use crate::rt::link::{self, Down, Up};
@@ -76,7 +76,7 @@ pub(crate) fn launch(mut l: Launch<'_>, launcher: &Launcher) -> Result<Child> {
         .send(&Down::Boot {
             boot: Box::new(boot),
             build: sys::image::build_identity(),
-            forward: launcher.forwarded().iter().map(Into::into).collect(),
+            forward: launcher.forward_list().to_vec(),
         })
         .and_then(|()| {
             reader.next::<Up>(
@@ -105,7 +105,7 @@ pub(crate) fn launch(mut l: Launch<'_>, launcher: &Launcher) -> Result<Child> {
             return Err(refused(reason));
         }
     };
-    let bridge = Bridge::start(channels, reader, writer.clone(), launcher.forwarded())?;
+    let bridge = Bridge::start(channels, reader, writer.clone(), launcher.forward_list())?;
     Ok(Child::new(
         l.name.to_owned(),
         pid,
@@ -197,7 +197,7 @@ impl Bridge {
         channels: Vec<OwnedFd>,
         mut reader: link::Reader,
         writer: link::Writer,
-        forward: &[Address],
+        forward: &[WireAddress],
     ) -> Result<Bridge> {
         let mut outbound = Vec::new();
         let mut inbound = Vec::new();

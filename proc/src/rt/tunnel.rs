@@ -18,46 +18,18 @@
 //!
 //! [`Launcher::forward`]: crate::Launcher::forward
 
-use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
-use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-
-use crate::connection::Address;
 use crate::error::{Error, Result};
+use crate::rt::dial::{self, WireAddress};
 use crate::rt::link::{Adder, Channels, Down, Up, Writer};
 use crate::sys;
 
-/// An [`Address`] on the link.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-pub(crate) enum WireAddress {
-    Unix(PathBuf),
-    Tcp(SocketAddr),
-    Abstract(String),
-}
-
-impl From<&Address> for WireAddress {
-    fn from(a: &Address) -> WireAddress {
-        match a {
-            Address::Unix(p) => WireAddress::Unix(p.clone()),
-            Address::Tcp(a) => WireAddress::Tcp(*a),
-            Address::Abstract(n) => WireAddress::Abstract(n.clone()),
-        }
-    }
-}
-
-impl From<WireAddress> for Address {
-    fn from(a: WireAddress) -> Address {
-        match a {
-            WireAddress::Unix(p) => Address::Unix(p),
-            WireAddress::Tcp(a) => Address::Tcp(a),
-            WireAddress::Abstract(n) => Address::Abstract(n),
-        }
-    }
-}
+/// How long the parent has to connect to a forwarded address (as
+/// `connection::HANDSHAKE_TIMEOUT` for a client's connect).
+const OPEN_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Status byte: the channel is connected, its bytes follow.
 const OPENED: u8 = 0;
@@ -72,7 +44,7 @@ static FAR: OnceLock<Far> = OnceLock::new();
 
 struct Far {
     control: OwnedFd,
-    addresses: Vec<Address>,
+    addresses: Vec<WireAddress>,
 }
 
 /// The descriptor a fork child keeps at its number for [`FAR`].
@@ -90,23 +62,39 @@ pub(crate) fn prepare(forward: Vec<WireAddress>) -> std::result::Result<Option<O
     let (agent, process) = sys::fd::socket_pair(true).map_err(|e| format!("socketpair: {e}"))?;
     let far = Far {
         control: process,
-        addresses: forward.into_iter().map(Address::from).collect(),
+        addresses: forward,
     };
     FAR.set(far)
         .map_err(|_| "the forwarded addresses were already set".to_owned())?;
     Ok(Some(agent))
 }
 
+/// A stream connected to `address` by `deadline`, before any handshake (the
+/// connect under `Client::connect`): in a process on another host, over
+/// its launcher's link if the address is one its parent forwards, else by
+/// the network.
+pub(crate) fn stream(address: &WireAddress, deadline: Option<Instant>) -> Result<OwnedFd> {
+    match connect(address, deadline) {
+        Some(forwarded) => forwarded,
+        None => dial::network(address, deadline),
+    }
+}
+
 /// A stream socket connected to `address` through the agent, if it is a
 /// forwarded address of this process: `None` if it is not (dial the
 /// network).
-pub(crate) fn connect(address: &Address, deadline: Option<Instant>) -> Option<Result<OwnedFd>> {
+fn connect(address: &WireAddress, deadline: Option<Instant>) -> Option<Result<OwnedFd>> {
     let far = FAR.get()?;
     let index = far.addresses.iter().position(|a| a == address)?;
     Some(open(far, address, index as u32, deadline))
 }
 
-fn open(far: &Far, address: &Address, index: u32, deadline: Option<Instant>) -> Result<OwnedFd> {
+fn open(
+    far: &Far,
+    address: &WireAddress,
+    index: u32,
+    deadline: Option<Instant>,
+) -> Result<OwnedFd> {
     let failed = |reason: String| Error::Forwarded {
         address: address.to_string(),
         reason,
@@ -218,7 +206,7 @@ fn refuse(fd: &OwnedFd, reason: &str) {
 /// The parent's side of a process's forwarded addresses.
 #[derive(Clone)]
 pub(crate) struct Forwarding {
-    pub(crate) addresses: Arc<[Address]>,
+    pub(crate) addresses: Arc<[WireAddress]>,
     pub(crate) channels: Channels,
     pub(crate) adder: Adder,
     pub(crate) link: Writer,
@@ -255,9 +243,11 @@ impl Forwarding {
         }
     }
 
-    fn connect(&self, ch: u32, address: &Address) {
-        let deadline = Instant::now().checked_add(crate::connection::HANDSHAKE_TIMEOUT);
-        let fd = match crate::connection::connect_stream(address, deadline) {
+    fn connect(&self, ch: u32, address: &WireAddress) {
+        // This process may itself be on another host, its parent
+        // forwarding the address: then the connection goes on up.
+        let deadline = Instant::now().checked_add(OPEN_TIMEOUT);
+        let fd = match stream(address, deadline) {
             Ok(fd) => Arc::new(fd),
             Err(e) => {
                 let _ = self.link.send(&Down::OpenFailed {
