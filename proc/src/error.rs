@@ -388,6 +388,18 @@ pub enum Error {
         host: String,
     },
 
+    /// A process on another host could not connect to an address its
+    /// parent forwards over the launcher's link
+    /// ([`Launcher::forward`](crate::Launcher::forward)): the parent could
+    /// not connect to it (`reason` says why), or the link has ended.
+    #[error("cannot connect to {address} through the launcher's link: {reason}")]
+    Forwarded {
+        /// The forwarded address.
+        address: String,
+        /// What went wrong.
+        reason: String,
+    },
+
     /// The other side of a call (a manager's server) reported an error
     /// (`RemoteError`); `message` is its text.
     #[error("remote error: {message}")]

@@ -153,7 +153,9 @@ impl Process {
     /// build), its arguments encoded as for spawn; a handle of this
     /// machine (shared memory, a lock, a queue) cannot go there
     /// ([`Error::NotAcrossHosts`]), a [`Connection`] can (its traffic
-    /// travels over the launcher's link). Signals, `join` and the exit code
+    /// travels over the launcher's link, as do the connections the process
+    /// makes to the addresses the launcher
+    /// [`forward`](Launcher::forward)s). Signals, `join` and the exit code
     /// work as for a local child.
     ///
     /// ```

@@ -1,6 +1,7 @@
 //! [`ClusterContext`]: an [`mp_proc::Context`] whose processes start on
 //! hosts by their [`Launcher`]s and whose queues, locks and the rest are
-//! served by a manager of this process, over TCP.
+//! served by a manager of this process, which the processes on other hosts
+//! reach through their launcher's link.
 
 mod traits;
 
@@ -24,7 +25,9 @@ use crate::{
 /// up to their slots; its queues, locks, conditions, semaphores, events,
 /// barriers and values are proxies to a manager that this process starts
 /// (a `SyncManager` listening on TCP, with this process's authkey, which
-/// its children have), so they need no memory or descriptor shared with a
+/// its children have; processes on the other hosts reach it through their
+/// launcher's link, its address [forwarded](Launcher::forward) to each),
+/// so they need no memory or descriptor shared with a
 /// process; its [`pipe`](Context::pipe) is [`mp_proc::pipe`], whose ends a
 /// process on another host reaches over its launcher's link.
 ///
@@ -119,14 +122,20 @@ impl Default for ClusterBuilder {
 impl ClusterBuilder {
     /// Where the manager serving the context's primitives listens (default
     /// `127.0.0.1:0`; port 0 picks a free one). Every proxy carries this
-    /// address and the processes on the hosts dial it, so it must be an
-    /// address they can reach: on more than one machine, this machine's
-    /// address on their network. An unspecified address (`0.0.0.0`, `::`)
-    /// is refused by [`build`](Self::build): a proxy could not say where to
-    /// dial.
+    /// address. Processes on this machine dial it; processes on the other
+    /// hosts reach it through their launcher's link, not the network:
+    /// [`build`](Self::build) adds it to each host's launcher that is not
+    /// [`Launcher::local`] with [`Launcher::forward`]. So the default
+    /// loopback address serves every host, and no host needs a route back
+    /// to this machine. An unspecified address (`0.0.0.0`, `::`) is refused
+    /// by [`build`](Self::build): a proxy could not say where to dial.
     ///
-    /// The link to the manager is authenticated by the authkey's handshake
-    /// and not encrypted: for a trusted network only (see `SECURITY.md`).
+    /// A proxy's traffic is authenticated by the authkey's handshake; from
+    /// another host it travels inside the launcher's link (for
+    /// [`Launcher::ssh`], ssh's encrypted channel; for a
+    /// [`Launcher::command`], whatever that command's standard input and
+    /// output are), and on this machine over TCP to the listening address
+    /// (see `SECURITY.md`).
     ///
     /// ```
     /// let at: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
@@ -229,9 +238,18 @@ impl ClusterBuilder {
             Vec::new(),
             None,
         )?;
+        let manager = SyncManager { core };
+        // Every other host reaches the manager through its launcher's link.
+        let hosts = hosts
+            .into_iter()
+            .map(|(launcher, slots)| match launcher.is_local() {
+                true => (launcher, slots),
+                false => (launcher.forward(manager.address().clone()), slots),
+            })
+            .collect::<Vec<_>>();
         Ok(ClusterContext {
             inner: Arc::new(Inner {
-                manager: SyncManager { core },
+                manager,
                 schedule: schedule(&hosts),
                 hosts,
                 next: AtomicUsize::new(0),

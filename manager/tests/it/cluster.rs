@@ -160,7 +160,10 @@ fn the_last_clone_dropped_ends_the_manager(method: StartMethod) {
     let q = other.queue::<Report>().unwrap();
     // A process on the agent's host used the manager, and ended.
     let mut p = cluster.process(tagged::<ClusterContext>, (q.clone(), 7));
-    assert_eq!(p.get_launcher(), &agent());
+    assert_eq!(
+        p.get_launcher(),
+        &agent().forward(cluster.address().clone())
+    );
     p.start().unwrap();
     let agent_pid = p.pid().unwrap();
     assert_eq!(q.get().unwrap(), (7, None));
@@ -216,7 +219,13 @@ fn results_come_back_from_every_host(method: StartMethod) {
     let mut ps: Vec<mp_proc::Process> = (0..6)
         .map(|id| cluster.process(tagged::<ClusterContext>, (q.clone(), id)))
         .collect();
-    let expected = [agent(), Launcher::local(), tagging];
+    // The manager's address is forwarded to the hosts that are not local.
+    let manager = cluster.address().clone();
+    let expected = [
+        agent().forward(manager.clone()),
+        Launcher::local(),
+        tagging.forward(manager),
+    ];
     for (i, p) in ps.iter_mut().enumerate() {
         assert_eq!(p.get_launcher(), &expected[i % 3]);
         p.start().unwrap();
@@ -257,7 +266,10 @@ fn a_process_killed_on_a_host_is_reported_and_the_primitives_still_work(method: 
     let q = cluster.queue().unwrap();
     let ev = cluster.event().unwrap();
     let lock = cluster.lock().unwrap();
-    let hosts = [agent(), Launcher::local()];
+    let hosts = [
+        agent().forward(cluster.address().clone()),
+        Launcher::local(),
+    ];
     for (i, from_inside) in [false, false, true, true].into_iter().enumerate() {
         let mut p = match from_inside {
             false => cluster.process(wait_forever::<ClusterContext>, (q.clone(), ev.clone())),
@@ -368,6 +380,8 @@ fn processes_take_the_hosts_in_turn_by_slots() {
         .map(|_| cluster.process(drop::<()>, ()).get_launcher().clone())
         .collect();
     let near = Launcher::local();
+    let far = far.forward(cluster.address().clone());
+    assert_eq!(far.forwarded(), [cluster.address().clone()]);
     assert_eq!(
         hosts,
         [&near, &far, &near, &near, &far, &near].map(Clone::clone)
@@ -461,4 +475,44 @@ mod pool_conformance {
         super::local(mp_proc::StartMethod::Spawn),
         mp_testkit::guard()
     );
+}
+
+/// A host that is a network namespace (`ip netns exec`, root only): its
+/// processes reach the manager, which listens on this machine's loopback
+/// (the default), through their launcher's link; the namespace's own
+/// loopback has no manager. The generic body gives what it gives here.
+#[test]
+fn a_host_in_another_namespace_reaches_a_loopback_manager_through_its_link() {
+    let _g = guard();
+    let Some(hosts) = mp_testkit::netns::hosts_or_skip(1) else {
+        return;
+    };
+    let cluster = ClusterContext::builder()
+        .host(hosts.launcher(0), 2)
+        .build()
+        .unwrap();
+    assert!(cluster.address().to_string().starts_with("127.0.0.1:"));
+    let here = run(&mp_proc::get_context(StartMethod::Fork));
+    assert_eq!(run(&cluster), here);
+    // Without the forward, the manager's address dialled from the
+    // namespace finds nothing.
+    let (here, there) = mp_proc::pipe(true).unwrap();
+    let mut p = mp_proc::Process::new(dial_unforwarded, (there, cluster.address().to_string()))
+        .launcher(hosts.launcher(0));
+    p.start().unwrap();
+    let said: String = here.recv().unwrap();
+    assert!(said.contains("Connection refused"), "{said}");
+    assert_eq!(p.join().unwrap(), 0);
+}
+
+/// The manager's address dialled from a process whose launcher does not
+/// forward it: what happened.
+fn dial_unforwarded((report, address): (mp_proc::Connection, String)) {
+    let address = mp_proc::connection::Address::Tcp(address.parse().unwrap());
+    let key = mp_proc::current_process().authkey().to_vec();
+    let said = match SyncManager::connect(&address, &key) {
+        Ok(_) => "connected".to_owned(),
+        Err(e) => e.to_string(),
+    };
+    report.send(&said).unwrap();
 }

@@ -2,8 +2,8 @@
 //! sockets, with its handshake when a key is given.
 
 use std::fmt;
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::net::{SocketAddr, TcpListener};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use super::Connection;
 use super::auth::{answer_challenge_by, deliver_challenge_by};
 use crate::error::{Error, OsContext, Result};
+use crate::rt::dial::WireAddress;
 
 /// How long a peer has to complete the handshake, from the moment it is
 /// accepted (or starts to connect) to the last message: one deadline for
@@ -370,31 +371,7 @@ impl Client {
         authkey: Option<&[u8]>,
         deadline: Option<Instant>,
     ) -> Result<Connection> {
-        let fd: OwnedFd = match address {
-            Address::Unix(path) => connect_unix(
-                &nix::sys::socket::UnixAddr::new(path).os("connect")?,
-                deadline,
-            )?,
-            Address::Abstract(name) => connect_unix(
-                &nix::sys::socket::UnixAddr::new_abstract(name.as_bytes()).os("connect")?,
-                deadline,
-            )?,
-            Address::Tcp(a) => {
-                let s = match deadline {
-                    None => TcpStream::connect(a),
-                    Some(d) => TcpStream::connect_timeout(a, time_left(d)?),
-                };
-                let s = match s {
-                    Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
-                        return Err(Error::Timeout);
-                    }
-                    s => s.os("connect")?,
-                };
-                let _ = s.set_nodelay(true);
-                s.into()
-            }
-        };
-        let conn = Connection::from_fd(fd, true, true);
+        let conn = Connection::from_fd(connect_stream(address, deadline)?, true, true);
         if let Some(key) = authkey {
             answer_challenge_by(&conn, key, deadline)?;
             deliver_challenge_by(&conn, key, deadline)?;
@@ -403,57 +380,40 @@ impl Client {
     }
 }
 
-/// The time until `deadline`; [`Error::Timeout`] if none is left.
-fn time_left(deadline: Instant) -> Result<Duration> {
-    match deadline.checked_duration_since(Instant::now()) {
-        Some(d) if !d.is_zero() => Ok(d),
-        _ => Err(Error::Timeout),
+/// A stream connected to `address` by `deadline`, before any handshake: in
+/// a process on another host, over its launcher's link if the address is
+/// one its parent forwards ([`Launcher::forward`](crate::Launcher::forward)),
+/// else by the network.
+pub(crate) fn connect_stream(address: &Address, deadline: Option<Instant>) -> Result<OwnedFd> {
+    crate::rt::tunnel::stream(&WireAddress::from(address), deadline)
+}
+
+impl From<&Address> for WireAddress {
+    fn from(a: &Address) -> WireAddress {
+        match a {
+            Address::Unix(p) => WireAddress::Unix(p.clone()),
+            Address::Tcp(a) => WireAddress::Tcp(*a),
+            Address::Abstract(n) => WireAddress::Abstract(n.clone()),
+        }
     }
 }
 
-/// A Unix stream socket connected to `addr`, by `deadline`: connect(2)
-/// waits while the listener's queue is full, bounded by the socket's send
-/// timeout, which is set for it (at least a microsecond: zero means no
-/// bound) and cleared after.
-fn connect_unix(addr: &nix::sys::socket::UnixAddr, deadline: Option<Instant>) -> Result<OwnedFd> {
-    use nix::errno::Errno;
-    use nix::sys::socket::{AddressFamily, SockFlag, SockType, setsockopt, socket, sockopt};
-    use nix::sys::time::TimeVal;
-    let fd = socket(
-        AddressFamily::Unix,
-        SockType::Stream,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )
-    .os("connect")?;
-    let set_timeout = |d: Duration| {
-        let d = d.max(Duration::from_micros(1));
-        let secs = d.as_secs().min(i32::MAX as u64);
-        let t = TimeVal::new(secs as _, d.subsec_micros() as _);
-        setsockopt(&fd, sockopt::SendTimeout, &t).os("connect")
-    };
-    loop {
-        if let Some(d) = deadline {
-            set_timeout(time_left(d)?)?;
-        }
-        match nix::sys::socket::connect(fd.as_raw_fd(), addr) {
-            Ok(()) => break,
-            Err(Errno::EINTR) => continue,
-            // The send timeout passed with the listener's queue still full.
-            Err(Errno::EAGAIN) if deadline.is_some() => return Err(Error::Timeout),
-            Err(e) => return Err(e).os("connect"),
+impl From<WireAddress> for Address {
+    fn from(a: WireAddress) -> Address {
+        match a {
+            WireAddress::Unix(p) => Address::Unix(p),
+            WireAddress::Tcp(a) => Address::Tcp(a),
+            WireAddress::Abstract(n) => Address::Abstract(n),
         }
     }
-    if deadline.is_some() {
-        setsockopt(&fd, sockopt::SendTimeout, &TimeVal::new(0, 0)).os("connect")?;
-    }
-    Ok(fd)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rt::dial::connect_unix;
     use std::io::Write;
+    use std::os::fd::AsRawFd;
     use std::sync::atomic::{AtomicBool, Ordering};
 
     /// A server that sends the start of a challenge one byte at a time,

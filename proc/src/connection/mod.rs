@@ -2,6 +2,7 @@
 
 mod auth;
 mod conn;
+mod forward;
 mod intake;
 mod listener;
 

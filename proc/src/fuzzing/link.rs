@@ -4,6 +4,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use crate::StartMethod;
+use crate::rt::dial::WireAddress;
 use crate::rt::link::{self, Down, Up};
 
 /// The link of a process on another host: `data[0]` picks the side (even:
@@ -23,7 +24,7 @@ pub fn link(data: &[u8]) {
             let _ = std::fs::File::from(w).write_all(stream);
         });
         if side % 2 == 0 {
-            if let Ok((boot, _, _)) =
+            if let Ok((boot, _, _, _)) =
                 crate::rt::agent::receive(&mut reader, Duration::from_secs(60))
             {
                 let _ = boot.becoming();
@@ -54,13 +55,24 @@ pub(super) fn seeds() -> Vec<Vec<u8>> {
             framed(&Down::Boot {
                 boot: boot(),
                 build,
+                forward: vec![
+                    WireAddress::Tcp(([127, 0, 0, 1], 5000 + i as u16).into()),
+                    WireAddress::Unix("/tmp/mp-listener".into()),
+                    WireAddress::Abstract("mp-manager".into()),
+                ],
             }),
+            framed(&Down::Opened { ch: 4 }),
             framed(&Down::Data {
                 ch: 0,
                 bytes: vec![i as u8; 100],
             }),
             framed(&Down::Signal(15)),
+            framed(&Down::OpenFailed {
+                ch: 5,
+                reason: "connection refused".into(),
+            }),
             framed(&Down::Eof { ch: 1 }),
+            framed(&Down::Eof { ch: 4 }),
         ]
         .concat();
         seeds.push([&[0u8][..], &down].concat());
@@ -68,13 +80,23 @@ pub(super) fn seeds() -> Vec<Vec<u8>> {
         let other = framed(&Down::Boot {
             boot: boot(),
             build: b"gnu-build-id:another".to_vec(),
+            forward: Vec::new(),
         });
         seeds.push([&[2u8][..], &other].concat());
     }
     seeds.push([&[0u8][..], &framed(&Down::Eof { ch: 0 })].concat());
     let up = [
         framed(&Up::Started { pid: 77 }),
+        framed(&Up::Open { ch: 3, address: 0 }),
         framed(&Up::Stdout(b"hello\n".to_vec())),
+        framed(&Up::Data {
+            ch: 3,
+            bytes: b"\0\0\0\x14#CHALLENGE#".to_vec(),
+        }),
+        framed(&Up::Open {
+            ch: u32::MAX - 1,
+            address: 99,
+        }),
         framed(&Up::Data {
             ch: 0,
             bytes: vec![9; 70_000],

@@ -18,6 +18,7 @@ use crate::rt::link::{self, Down, Up};
 use crate::rt::remote::MARKER;
 use crate::rt::runtime::Child;
 use crate::rt::start::{self, Launch};
+use crate::rt::tunnel;
 use crate::sys;
 use crate::wire::runners;
 
@@ -86,11 +87,19 @@ pub(crate) fn serve() -> ! {
     let hangup = sys::fd::dup_at_least(input.as_raw_fd(), 3);
     let mut reader = link::Reader::new(input);
     let writer = link::Writer::new(output);
-    let (boot, runner, target) = match receive(&mut reader, BOOT_TIMEOUT) {
+    let (boot, runner, target, forward) = match receive(&mut reader, BOOT_TIMEOUT) {
         Ok(received) => received,
         Err(Unfit::Link(why)) => die(&why),
         Err(Unfit::Build(why)) => {
             let _ = writer.send(&Up::Refused(why));
+            std::process::exit(1);
+        }
+    };
+    // Before the fork: the process inherits its end of the control socket.
+    let control = match tunnel::prepare(forward) {
+        Ok(control) => control,
+        Err(e) => {
+            let _ = writer.send(&Up::Refused(e));
             std::process::exit(1);
         }
     };
@@ -116,16 +125,28 @@ pub(crate) fn serve() -> ! {
     };
     let mut outbound: Vec<(u32, Arc<OwnedFd>)> = channels.clone();
     outbound.push((STDOUT, Arc::new(stdout)));
+    let first_free = channels.len() as u32;
+    let channels = link::Channels::new(channels);
+    let Ok((adder, added)) = link::Adder::new() else {
+        end(&child);
+        die("agent: no pipe");
+    };
     let out_link = writer.clone();
     let pump = std::thread::Builder::new()
         .name("mp-agent-out".into())
         .spawn(move || {
-            link::pump_out(outbound, stop_r, &out_link, |ch, bytes| match (ch, bytes) {
-                (STDOUT, Some(bytes)) => link::framed(&Up::Stdout(bytes)),
-                (STDOUT, None) => None,
-                (ch, Some(bytes)) => link::framed(&Up::Data { ch, bytes }),
-                (ch, None) => link::framed(&Up::Eof { ch }),
-            });
+            link::pump_out(
+                outbound,
+                stop_r,
+                Some(added),
+                &out_link,
+                |ch, bytes| match (ch, bytes) {
+                    (STDOUT, Some(bytes)) => link::framed(&Up::Stdout(bytes)),
+                    (STDOUT, None) => None,
+                    (ch, Some(bytes)) => link::framed(&Up::Data { ch, bytes }),
+                    (ch, None) => link::framed(&Up::Eof { ch }),
+                },
+            );
         });
     let watched = Arc::new(child);
     // The link's end ends the process, even while the listener below is
@@ -144,18 +165,29 @@ pub(crate) fn serve() -> ! {
     if watcher.is_none() {
         end(&watched);
     }
+    // The process's connections to forwarded addresses: channels from
+    // `first_free` up (below the standard output's number).
+    let requests = match control {
+        Some(control) => {
+            let (channels, link) = (channels.clone(), writer.clone());
+            std::thread::Builder::new()
+                .name("mp-agent-open".into())
+                .spawn(move || tunnel::serve_requests(control, first_free, STDOUT, channels, link))
+                .map(drop)
+        }
+        None => Ok(()),
+    };
     let inbound = watched.clone();
     let listener = std::thread::Builder::new()
         .name("mp-agent-in".into())
         .spawn(move || {
-            let mut channels: Vec<(u32, Option<Arc<OwnedFd>>)> = channels
-                .into_iter()
-                .map(|(ch, fd)| (ch, Some(fd)))
-                .collect();
             loop {
                 match reader.next::<Down>(link::MAX_MESSAGE, None) {
-                    Ok(Some(Down::Data { ch, bytes })) => link::deliver(&mut channels, ch, &bytes),
-                    Ok(Some(Down::Eof { ch })) => link::close_channel(&mut channels, ch),
+                    Ok(Some(Down::Data { ch, bytes })) => channels.deliver(ch, bytes),
+                    Ok(Some(Down::Eof { ch })) => channels.close(ch),
+                    Ok(Some(answer @ (Down::Opened { .. } | Down::OpenFailed { .. }))) => {
+                        tunnel::answered(answer, &channels, &adder)
+                    }
                     Ok(Some(Down::Signal(signal))) => {
                         let _ = inbound.signal(signal);
                     }
@@ -167,7 +199,7 @@ pub(crate) fn serve() -> ! {
                 }
             }
         });
-    if pump.is_err() || listener.is_err() {
+    if pump.is_err() || listener.is_err() || requests.is_err() {
         end(&watched);
     }
     let code = loop {
@@ -187,6 +219,15 @@ pub(crate) fn serve() -> ! {
     std::process::exit(0)
 }
 
+/// What the bootstrap brings: the process's bootstrap, its runner and
+/// target, and the launcher's forwarded addresses.
+pub(crate) type Received = (
+    child::Bootstrap,
+    runners::Runner,
+    usize,
+    Vec<crate::rt::dial::WireAddress>,
+);
+
 /// Why the agent cannot run the parent's process.
 pub(crate) enum Unfit {
     /// No bootstrap came on the link: nothing to answer.
@@ -198,13 +239,14 @@ pub(crate) enum Unfit {
 /// Reads the bootstrap, the link's first message, within `timeout`, and
 /// finds the functions it names in this build: the bootstrap, the runner
 /// and the target.
-pub(crate) fn receive(
-    reader: &mut link::Reader,
-    timeout: Duration,
-) -> Result<(child::Bootstrap, runners::Runner, usize), Unfit> {
+pub(crate) fn receive(reader: &mut link::Reader, timeout: Duration) -> Result<Received, Unfit> {
     let deadline = crate::spin::deadline_after(timeout);
-    let (boot, build) = match reader.next::<Down>(link::MAX_BOOT, deadline) {
-        Ok(Some(Down::Boot { boot, build })) => (boot, build),
+    let (boot, build, forward) = match reader.next::<Down>(link::MAX_BOOT, deadline) {
+        Ok(Some(Down::Boot {
+            boot,
+            build,
+            forward,
+        })) => (boot, build, forward),
         Ok(Some(_)) => {
             return Err(Unfit::Link(
                 "agent: the parent's first message is not a bootstrap".into(),
@@ -224,7 +266,7 @@ pub(crate) fn receive(
         .then(|| runners::resolve(boot.runner, boot.target, sys::image::fingerprint()))
         .flatten();
     match entry {
-        Some((runner, target)) => Ok((*boot, runner, target)),
+        Some((runner, target)) => Ok((*boot, runner, target, forward)),
         None => {
             let exe = std::env::current_exe().unwrap_or_default();
             Err(Unfit::Build(format!(

@@ -5,6 +5,8 @@ use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::time::Duration;
 
+use crate::rt::dial::WireAddress;
+
 /// How long a launched process has, by default, to start on its host and
 /// answer (an `ssh` login included).
 pub(crate) const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -22,7 +24,9 @@ pub(crate) const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(60);
 /// environment, runs the target and reports its exit code. The link to it
 /// is the launcher's own standard input and output (for ssh, ssh's
 /// encrypted channel); its log records and standard error reach this
-/// process's standard error, its standard output this process's.
+/// process's standard error, its standard output this process's. The
+/// connections it makes to the addresses given to
+/// [`forward`](Launcher::forward) travel over that link too.
 ///
 /// ```
 /// use mp_proc::Launcher;
@@ -37,6 +41,7 @@ pub(crate) const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct Launcher {
     kind: Kind,
     start_timeout: Duration,
+    forward: Vec<WireAddress>,
 }
 
 #[derive(Clone, PartialEq, Eq)]
@@ -86,6 +91,7 @@ impl Launcher {
         Launcher {
             kind,
             start_timeout: DEFAULT_START_TIMEOUT,
+            forward: Vec::new(),
         }
     }
 
@@ -122,6 +128,19 @@ impl Launcher {
 
     pub(crate) fn timeout(&self) -> Duration {
         self.start_timeout
+    }
+
+    /// The forwarded addresses (see `Launcher::forward`, in
+    /// `connection::forward`), in order.
+    pub(crate) fn forward_list(&self) -> &[WireAddress] {
+        &self.forward
+    }
+
+    /// One more forwarded address, unless it is there already.
+    pub(crate) fn add_forward(&mut self, address: WireAddress) {
+        if !self.forward.contains(&address) {
+            self.forward.push(address);
+        }
     }
 
     /// The program and arguments that run `exe args...` on the host, or
@@ -182,7 +201,12 @@ impl fmt::Display for Launcher {
 
 impl fmt::Debug for Launcher {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Launcher({self})")
+        write!(f, "Launcher({self}")?;
+        if !self.forward.is_empty() {
+            let list: Vec<String> = self.forward.iter().map(ToString::to_string).collect();
+            write!(f, ", forward {}", list.join(" "))?;
+        }
+        f.write_str(")")
     }
 }
 

@@ -9,10 +9,14 @@
 //! A channel is one descriptor of the process's arguments (a
 //! `Connection`'s, or a `spawn` result pipe): the parent keeps the
 //! original, the process gets one end of a socket pair on its host, and a
-//! pump on each side moves the bytes.
+//! pump on each side moves the bytes. More channels are added while the
+//! link runs, one per connection the process makes to a forwarded address
+//! (see [`tunnel`](crate::rt::tunnel)): the agent announces it
+//! ([`Up::Open`]), the parent connects and answers.
 
+use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -20,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::mutex::lock;
 use crate::rt::child::Bootstrap;
+use crate::rt::dial::WireAddress;
 use crate::sys;
 use crate::wire::{frame, payload};
 
@@ -40,6 +45,10 @@ pub(crate) enum Down {
     Boot {
         boot: Box<Bootstrap>,
         build: Vec<u8>,
+        /// The launcher's forwarded addresses: a connection the process
+        /// makes to one of them travels over this link (see
+        /// [`Up::Open`]).
+        forward: Vec<WireAddress>,
     },
     /// Bytes the parent's side of channel `ch` read.
     Data { ch: u32, bytes: Vec<u8> },
@@ -47,6 +56,11 @@ pub(crate) enum Down {
     Eof { ch: u32 },
     /// Send this signal to the process.
     Signal(i32),
+    /// The parent connected channel `ch` (asked by [`Up::Open`]): the
+    /// bytes of the connection follow as `Data`.
+    Opened { ch: u32 },
+    /// The parent could not connect channel `ch`: why.
+    OpenFailed { ch: u32, reason: String },
 }
 
 /// From the agent to the parent.
@@ -65,6 +79,11 @@ pub(crate) enum Up {
     Stdout(Vec<u8>),
     /// The process ended with this exit code (`-N`: signal `N`).
     Exited(i32),
+    /// The process connects to forwarded address number `address` (an
+    /// index in the launcher's list, never an address of the far side's
+    /// choosing): the parent connects to it and bridges it as the new
+    /// channel `ch`, answering [`Down::Opened`] or [`Down::OpenFailed`].
+    Open { ch: u32, address: u32 },
 }
 
 /// The reading half of a link: whole messages from a byte stream.
@@ -190,25 +209,69 @@ impl Writer {
     }
 }
 
+/// Channels handed to a running [`pump_out`]: the sending half
+/// ([`Adder`]) wakes the pump through a pipe.
+pub(crate) struct Added {
+    rx: mpsc::Receiver<(u32, Arc<OwnedFd>)>,
+    wake: OwnedFd,
+}
+
+/// Adds channels to a running [`pump_out`] (a connection opened through a
+/// forwarded address).
+#[derive(Clone)]
+pub(crate) struct Adder {
+    tx: mpsc::Sender<(u32, Arc<OwnedFd>)>,
+    wake: Arc<OwnedFd>,
+}
+
+impl Adder {
+    /// A new adder and the pump's half.
+    pub(crate) fn new() -> Result<(Adder, Added)> {
+        let (r, w) = sys::fd::pipe().map_err(|e| Error::os("pipe", e))?;
+        let (tx, rx) = mpsc::channel();
+        Ok((
+            Adder {
+                tx,
+                wake: Arc::new(w),
+            },
+            Added { rx, wake: r },
+        ))
+    }
+
+    /// Hands channel `ch` to the pump; `false` if it has ended.
+    pub(crate) fn add(&self, ch: u32, fd: Arc<OwnedFd>) -> bool {
+        if self.tx.send((ch, fd)).is_err() {
+            return false;
+        }
+        // A full pipe already wakes the pump.
+        let _ = sys::fd::write_nonblocking(self.wake.as_fd(), b"+", false);
+        true
+    }
+}
+
 /// The pump of one side: reads every open channel (and, on the agent's
 /// side, the process's standard output) and sends what it reads as
-/// messages made by `wrap`, until every channel is at end of file or
-/// `stop` is readable. `finish` then drains what is already there (the
-/// process has ended: its bytes are all in the buffers) and returns.
+/// messages made by `wrap`, until every channel is at end of file (and,
+/// with `added`, no more can come) or `stop` is readable. `finish` then
+/// drains what is already there (the process has ended: its bytes are all
+/// in the buffers) and returns.
 pub(crate) fn pump_out(
     channels: Vec<(u32, Arc<OwnedFd>)>,
     stop: OwnedFd,
+    mut added: Option<Added>,
     link: &Writer,
     wrap: impl Fn(u32, Option<Vec<u8>>) -> Option<Vec<u8>>,
 ) {
     let mut open = channels;
     let mut stopping = false;
     let mut chunk = vec![0u8; CHUNK];
-    while !open.is_empty() {
+    while !open.is_empty() || (added.is_some() && !stopping) {
+        let waking = usize::from(added.is_some());
         let ready = if stopping {
-            vec![true; open.len() + 1]
+            vec![true; open.len() + 1 + waking]
         } else {
             let mut fds = vec![stop.as_fd()];
+            fds.extend(added.as_ref().map(|a| a.wake.as_fd()));
             fds.extend(open.iter().map(|(_, fd)| fd.as_fd()));
             match sys::fd::wait_readable(&fds, None) {
                 Ok(r) => r,
@@ -219,8 +282,24 @@ pub(crate) fn pump_out(
             stopping = true;
             continue;
         }
+        if let Some(a) = &added
+            && ready[1]
+        {
+            // While stopping, the channels already handed over are drained
+            // with the others; none comes after.
+            let gone = stopping
+                || !matches!(
+                    sys::fd::read_nonblocking(a.wake.as_fd(), &mut chunk),
+                    Ok(Some(1..)) | Ok(None)
+                );
+            open.extend(a.rx.try_iter());
+            if gone {
+                added = None;
+            }
+            continue;
+        }
         let mut still = Vec::with_capacity(open.len());
-        for ((ch, fd), ready) in open.into_iter().zip(ready.into_iter().skip(1)) {
+        for ((ch, fd), ready) in open.into_iter().zip(ready.into_iter().skip(1 + waking)) {
             if !ready {
                 still.push((ch, fd));
                 continue;
@@ -266,24 +345,235 @@ pub(crate) fn framed<T: Serialize>(message: &T) -> Option<Vec<u8>> {
     Some(bytes)
 }
 
-/// Writes bytes that arrived for a channel into its local descriptor; a
-/// descriptor whose reader has gone is dropped from `channels`.
-pub(crate) fn deliver(channels: &mut [(u32, Option<Arc<OwnedFd>>)], ch: u32, bytes: &[u8]) {
-    if let Some((_, slot)) = channels.iter_mut().find(|(c, _)| *c == ch)
-        && let Some(fd) = slot
-        && sys::fd::write_all(fd.as_fd(), bytes, sys::fd::is_socket(fd.as_fd())).is_err()
-    {
-        *slot = None;
+/// The local descriptors that channels' bytes from the far side are
+/// written to, shared by the threads that read the link and those that
+/// open channels.
+///
+/// Each channel's bytes are written by a thread of its own (started with
+/// its first bytes), from a queue: a reader that does not read one channel
+/// (its socket buffer full) holds up only that channel, never the link's
+/// other channels (a forwarded manager connection waiting for its reply
+/// while a large message waits on a pipe, say).
+#[derive(Clone, Default)]
+pub(crate) struct Channels(Arc<Mutex<ChannelMap>>);
+
+#[derive(Default)]
+struct ChannelMap {
+    sinks: HashMap<u32, Sink>,
+    /// The writer threads that may still run.
+    writers: Vec<std::thread::JoinHandle<()>>,
+    /// The link has ended: no channel is added any more.
+    closed: bool,
+}
+
+/// Where a channel's bytes go: its descriptor, and the queue of its writer
+/// thread once it has one.
+struct Sink {
+    fd: Arc<OwnedFd>,
+    queue: Option<Queue>,
+}
+
+/// A writer thread's queue: bytes, or `None`: end of file after them.
+/// Bounded: a channel whose reader does not read holds at most
+/// [`QUEUED`] messages (each at most [`MAX_MESSAGE`] bytes) here, then the
+/// link waits for it, as a pipe makes its writer wait: memory stays
+/// bounded, and a reader that is only slow holds up no other channel.
+type Queue = mpsc::SyncSender<Option<Vec<u8>>>;
+
+/// How many messages a channel's queue holds (8 MiB at most).
+const QUEUED: usize = 64;
+
+impl Channels {
+    pub(crate) fn new(list: impl IntoIterator<Item = (u32, Arc<OwnedFd>)>) -> Channels {
+        let channels = Channels::default();
+        lock(&channels.0).sinks.extend(
+            list.into_iter()
+                .map(|(ch, fd)| (ch, Sink { fd, queue: None })),
+        );
+        channels
+    }
+
+    /// Adds channel `ch`; `false` if the link has ended or `ch` is taken.
+    pub(crate) fn insert(&self, ch: u32, fd: Arc<OwnedFd>) -> bool {
+        let mut map = lock(&self.0);
+        if map.closed || map.sinks.contains_key(&ch) {
+            return false;
+        }
+        map.sinks.insert(ch, Sink { fd, queue: None });
+        true
+    }
+
+    /// Whether channel `ch` is in use.
+    pub(crate) fn contains(&self, ch: u32) -> bool {
+        lock(&self.0).sinks.contains_key(&ch)
+    }
+
+    /// Channel `ch`'s descriptor.
+    pub(crate) fn get(&self, ch: u32) -> Option<Arc<OwnedFd>> {
+        lock(&self.0).sinks.get(&ch).map(|s| s.fd.clone())
+    }
+
+    /// Forgets channel `ch` (what is queued for it is still written): its
+    /// descriptor.
+    pub(crate) fn remove(&self, ch: u32) -> Option<Arc<OwnedFd>> {
+        lock(&self.0).sinks.remove(&ch).map(|s| s.fd)
+    }
+
+    /// The link has ended: every descriptor is let go once what is queued
+    /// for it is written (its readers see end of file once the pumps let
+    /// theirs go too), and none is added. Returns when every writer
+    /// thread has written its queue and ended, as a write on the link's
+    /// thread would have.
+    pub(crate) fn close_all(&self) {
+        let writers = {
+            let mut map = lock(&self.0);
+            map.closed = true;
+            map.sinks.clear();
+            std::mem::take(&mut map.writers)
+        };
+        for writer in writers {
+            let _ = writer.join();
+        }
+    }
+
+    /// Queues bytes that arrived for channel `ch`, for its local
+    /// descriptor; a descriptor whose reader has gone is forgotten.
+    pub(crate) fn deliver(&self, ch: u32, bytes: Vec<u8>) {
+        let queue = {
+            let mut map = lock(&self.0);
+            let Some(sink) = map.sinks.get_mut(&ch) else {
+                return;
+            };
+            match &sink.queue {
+                Some(queue) => queue.clone(),
+                None => match start_writer(ch, sink.fd.clone()) {
+                    Some((queue, writer)) => {
+                        let queue = sink.queue.insert(queue).clone();
+                        map.writers.retain(|w| !w.is_finished());
+                        map.writers.push(writer);
+                        queue
+                    }
+                    None => {
+                        map.sinks.remove(&ch);
+                        return;
+                    }
+                },
+            }
+        };
+        // Outside the map's lock: a full queue (its reader is slow) holds
+        // up the link here, as a write would, and nothing else.
+        if queue.send(Some(bytes)).is_err() {
+            // Its writer stopped: the reader has gone.
+            lock(&self.0).sinks.remove(&ch);
+        }
+    }
+
+    /// The far side closed channel `ch`: its readers here see end of file
+    /// once what is queued is written (a socket's write side is shut down;
+    /// any other descriptor is closed).
+    pub(crate) fn close(&self, ch: u32) {
+        let Some(sink) = lock(&self.0).sinks.remove(&ch) else {
+            return;
+        };
+        match sink.queue {
+            Some(queue) => {
+                let _ = queue.send(None);
+            }
+            None => end_of_file(&sink.fd),
+        }
     }
 }
 
-/// The far side closed channel `ch`: its readers here see end of file (a
-/// socket's write side is shut down; any other descriptor is closed).
-pub(crate) fn close_channel(channels: &mut [(u32, Option<Arc<OwnedFd>>)], ch: u32) {
-    if let Some((_, slot)) = channels.iter_mut().find(|(c, _)| *c == ch)
-        && let Some(fd) = slot.take()
-        && sys::fd::is_socket(fd.as_fd())
-    {
+/// The writer thread of channel `ch` and its queue, or `None` if no
+/// thread can start.
+fn start_writer(ch: u32, fd: Arc<OwnedFd>) -> Option<(Queue, std::thread::JoinHandle<()>)> {
+    let (tx, rx) = mpsc::sync_channel::<Option<Vec<u8>>>(QUEUED);
+    std::thread::Builder::new()
+        .name(format!("mp-link-ch{ch}"))
+        .spawn(move || {
+            let socket = sys::fd::is_socket(fd.as_fd());
+            while let Ok(next) = rx.recv() {
+                match next {
+                    Some(bytes) => {
+                        if sys::fd::write_all(fd.as_fd(), &bytes, socket).is_err() {
+                            return;
+                        }
+                    }
+                    None => {
+                        end_of_file(&fd);
+                        return;
+                    }
+                }
+            }
+        })
+        .ok()
+        .map(|writer| (tx, writer))
+}
+
+/// End of file for the readers of `fd` (a socket: its write side shut
+/// down; anything else: when the last clone is dropped).
+fn end_of_file(fd: &OwnedFd) {
+    if sys::fd::is_socket(fd.as_fd()) {
         sys::fd::shutdown_write(fd.as_fd());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data_or_eof(reader: &mut Reader) -> (u32, Option<Vec<u8>>) {
+        match reader.next::<Up>(MAX_MESSAGE, None) {
+            Ok(Some(Up::Data { ch, bytes })) => (ch, Some(bytes)),
+            Ok(Some(Up::Eof { ch })) => (ch, None),
+            _ => panic!("not a channel's message"),
+        }
+    }
+
+    /// A pump that starts with no channel goes on for the ones added
+    /// later, each read to its end of file, and stops when told.
+    #[test]
+    fn channels_added_to_a_running_pump_are_pumped() {
+        let (link_r, link_w) = sys::fd::pipe().unwrap();
+        let (stop_r, stop_w) = sys::fd::pipe().unwrap();
+        let (adder, added) = Adder::new().unwrap();
+        let writer = Writer::new(link_w);
+        let pump = std::thread::spawn(move || {
+            pump_out(Vec::new(), stop_r, Some(added), &writer, |ch, bytes| {
+                framed(&match bytes {
+                    Some(bytes) => Up::Data { ch, bytes },
+                    None => Up::Eof { ch },
+                })
+            });
+        });
+        let mut reader = Reader::new(link_r);
+        for ch in [7u32, 8] {
+            let (ours, theirs) = sys::fd::socket_pair(false).unwrap();
+            assert!(adder.add(ch, Arc::new(ours)));
+            sys::fd::write_all(theirs.as_fd(), b"hello", true).unwrap();
+            assert_eq!(data_or_eof(&mut reader), (ch, Some(b"hello".to_vec())));
+            drop(theirs);
+            assert_eq!(data_or_eof(&mut reader), (ch, None));
+        }
+        sys::fd::write(stop_w.as_fd(), b"x", false).unwrap();
+        pump.join().unwrap();
+        // The pump has ended: nothing more is taken.
+        let (ours, _theirs) = sys::fd::socket_pair(false).unwrap();
+        assert!(!adder.add(9, Arc::new(ours)));
+        assert!(matches!(reader.next::<Up>(MAX_MESSAGE, None), Ok(None)));
+    }
+
+    #[test]
+    fn no_channel_is_added_once_the_link_has_ended() {
+        let (a, _b) = sys::fd::socket_pair(false).unwrap();
+        let a = Arc::new(a);
+        let channels = Channels::new([(0, a.clone())]);
+        assert!(!channels.insert(0, a.clone()), "channel 0 is taken");
+        assert!(channels.insert(1, a.clone()));
+        channels.close(1);
+        assert!(!channels.contains(1));
+        channels.close_all();
+        assert!(!channels.contains(0));
+        assert!(!channels.insert(2, a));
     }
 }

@@ -11,6 +11,7 @@
 pub(crate) mod agent;
 pub(crate) mod bootstrap;
 pub(crate) mod child;
+pub(crate) mod dial;
 pub(crate) mod forkserver;
 pub(crate) mod handles;
 pub(crate) mod helper;
@@ -21,3 +22,4 @@ pub(crate) mod runtime;
 pub(crate) mod sharer;
 pub(crate) mod start;
 pub(crate) mod tracker;
+pub(crate) mod tunnel;

@@ -10,11 +10,13 @@ use std::time::Duration;
 use crate::error::{Error, OsContext, Result};
 use crate::method::StartMethod;
 use crate::mutex::lock;
+use crate::rt::dial::WireAddress;
 use crate::rt::helper::{self, refuse_if_secure};
 use crate::rt::launcher::Launcher;
 use crate::rt::link::{self, Down, Up};
 use crate::rt::runtime::{Child, RemoteWatch, Watch};
 use crate::rt::start::{self, Launch};
+use crate::rt::tunnel::Forwarding;
 use crate::sys;
 use crate::wire::handle::handle_type;
 
@@ -81,12 +83,14 @@ pub(crate) fn launch(mut l: Launch<'_>, launcher: &Launcher) -> Result<Child> {
     let deadline = crate::spin::deadline_after(launcher.timeout());
     let boot_link = writer.clone();
     let build = sys::image::build_identity();
+    let forward = launcher.forward_list().to_vec();
     let sending = std::thread::Builder::new()
         .name("mp-link-boot".into())
         .spawn(move || {
             boot_link.send(&Down::Boot {
                 boot: Box::new(boot),
                 build,
+                forward,
             })
         });
     let (started, mut sending) = match sending {
@@ -133,7 +137,7 @@ pub(crate) fn launch(mut l: Launch<'_>, launcher: &Launcher) -> Result<Child> {
         // The agent answered: it has read the whole bootstrap.
         let _ = thread.join();
     }
-    let bridge = match Bridge::start(channels, reader, writer.clone()) {
+    let bridge = match Bridge::start(channels, reader, writer.clone(), launcher.forward_list()) {
         Ok(bridge) => bridge,
         Err(e) => {
             ended.kill_and_reap();
@@ -231,6 +235,7 @@ impl Bridge {
         channels: Vec<OwnedFd>,
         mut reader: link::Reader,
         writer: link::Writer,
+        forward: &[WireAddress],
     ) -> Result<Bridge> {
         let mut outbound = Vec::new();
         let mut inbound = Vec::new();
@@ -241,20 +246,38 @@ impl Bridge {
             if readable {
                 outbound.push((ch, fd.clone()));
             }
-            inbound.push((ch, writable.then_some(fd)));
+            if writable {
+                inbound.push((ch, fd));
+            }
         }
+        let inbound = link::Channels::new(inbound);
+        let (adder, added) = link::Adder::new()?;
+        let forwarding = (!forward.is_empty()).then(|| Forwarding {
+            addresses: forward.into(),
+            channels: inbound.clone(),
+            adder,
+            link: writer.clone(),
+        });
+        let added = forwarding.is_some().then_some(added);
         let (stop_r, stop_w) = sys::fd::pipe().os("pipe")?;
         let stop_w = Arc::new(stop_w);
         let stop_out = stop_w.clone();
         let outcome: Arc<(Mutex<Outcome>, Condvar)> = Arc::default();
+        let in_link = writer.clone();
         let out_link = writer;
         let out = std::thread::Builder::new()
             .name("mp-link-out".into())
             .spawn(move || {
-                link::pump_out(outbound, stop_r, &out_link, |ch, bytes| match bytes {
-                    Some(bytes) => link::framed(&Down::Data { ch, bytes }),
-                    None => link::framed(&Down::Eof { ch }),
-                });
+                link::pump_out(
+                    outbound,
+                    stop_r,
+                    added,
+                    &out_link,
+                    |ch, bytes| match bytes {
+                        Some(bytes) => link::framed(&Down::Data { ch, bytes }),
+                        None => link::framed(&Down::Eof { ch }),
+                    },
+                );
             })
             .os("start a link thread")?;
         let record = outcome.clone();
@@ -264,8 +287,17 @@ impl Bridge {
                 let mut code = None;
                 while let Ok(Some(message)) = reader.next::<Up>(link::MAX_MESSAGE, None) {
                     match message {
-                        Up::Data { ch, bytes } => link::deliver(&mut inbound, ch, &bytes),
-                        Up::Eof { ch } => link::close_channel(&mut inbound, ch),
+                        Up::Data { ch, bytes } => inbound.deliver(ch, bytes),
+                        Up::Eof { ch } => inbound.close(ch),
+                        Up::Open { ch, address } => match &forwarding {
+                            Some(forwarding) => forwarding.open(ch, address),
+                            None => {
+                                let _ = in_link.send(&Down::OpenFailed {
+                                    ch,
+                                    reason: "the launcher forwards no address".into(),
+                                });
+                            }
+                        },
                         Up::Stdout(bytes) => {
                             use std::io::Write;
                             let mut out = std::io::stdout().lock();
@@ -279,7 +311,8 @@ impl Bridge {
                 // The link has ended: so has the outbound pump, which holds
                 // the other clones of the channels' descriptors, so that the
                 // parent's ends see end of file now, not at `join`.
-                drop(inbound);
+                inbound.close_all();
+                drop(forwarding);
                 let _ = sys::fd::write(stop_out.as_fd(), b"x", false);
                 let (state, changed) = &*record;
                 let mut state = lock(state);

@@ -172,6 +172,9 @@ pub(crate) fn fork(l: &Launch<'_>, boot: Bootstrap) -> Result<Child> {
     let inherited = child_fd_list(alive, l);
     let mut keep: Vec<RawFd> = vec![0, 1, 2];
     keep.extend_from_slice(&inherited);
+    // In a process on another host, its agent's control socket (for
+    // connections to forwarded addresses): its fork children keep it too.
+    keep.extend(crate::rt::tunnel::inherited());
     keep.sort_unstable();
     keep.dedup();
     let plan = sys::process::ForkPlan {

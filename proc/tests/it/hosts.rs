@@ -7,6 +7,7 @@
 use std::os::unix::fs::MetadataExt;
 use std::time::Duration;
 
+use mp_proc::connection::{Address, Client, Listener};
 use mp_proc::{Connection, Error, Launcher, Process, pipe};
 use mp_testkit::guard;
 use mp_testkit::netns::{self, Hosts};
@@ -270,5 +271,67 @@ fn a_handle_sent_after_start_to_another_host_is_a_clear_error() {
         here.send(&a).unwrap();
         assert!(here.recv::<String>().unwrap().contains("descriptor"));
         assert_eq!(p.join().unwrap(), 0);
+    }
+}
+
+/// Connects to each address with this process's key, says hello and
+/// reports the answer, or the error.
+fn dial((report, addresses): (Connection, Vec<String>)) {
+    let key = mp_proc::current_process().authkey().to_vec();
+    for a in addresses {
+        let address: Address = a.parse().unwrap();
+        let said = match Client::connect(&address, Some(&key)) {
+            Ok(conn) => {
+                conn.send(&"hello".to_owned()).unwrap();
+                format!("ok: {}", conn.recv::<String>().unwrap())
+            }
+            Err(e) => format!("error: {e}"),
+        };
+        report.send(&said).unwrap();
+    }
+}
+
+/// A TCP listener on 127.0.0.1 and an abstract Unix socket of the root
+/// namespace, both forwarded: a process in a namespace reaches them through
+/// its link, though its own loopback and its namespace's abstract sockets
+/// are not these. Without the forward the same connect is refused.
+#[test]
+fn forwarded_listeners_of_the_root_namespace_are_reached_from_a_namespace() {
+    let _g = guard();
+    let Some(cluster) = Cluster::or_skip() else {
+        return;
+    };
+    let key = mp_proc::current_process().authkey().to_vec();
+    for (launcher, _) in cluster.launchers() {
+        let tcp = Listener::bind("127.0.0.1:0".parse().unwrap(), Some(&key)).unwrap();
+        let name = format!("mp-it-hosts-forward-{}", std::process::id());
+        let unix = Listener::bind(Address::Abstract(name), Some(&key)).unwrap();
+        let forwarded = launcher
+            .clone()
+            .forward(tcp.address().clone())
+            .forward(unix.address().clone());
+        let (here, there) = pipe(true).unwrap();
+        let addresses = vec![tcp.address().to_string(), unix.address().to_string()];
+        let mut p = Process::new(dial, (there, addresses)).launcher(forwarded);
+        p.start().unwrap();
+        for (l, answer) in [(&tcp, "tcp"), (&unix, "unix")] {
+            let conn = l.accept().unwrap();
+            assert_eq!(conn.recv::<String>().unwrap(), "hello", "{launcher}");
+            conn.send(&answer.to_owned()).unwrap();
+            assert_eq!(
+                here.recv::<String>().unwrap(),
+                format!("ok: {answer}"),
+                "{launcher}"
+            );
+        }
+        assert_eq!(p.join().unwrap(), 0, "{launcher}");
+        // Not forwarded: the namespace's own loopback has no such listener.
+        let (here, there) = pipe(true).unwrap();
+        let addresses = vec![tcp.address().to_string()];
+        let mut p = Process::new(dial, (there, addresses)).launcher(launcher.clone());
+        p.start().unwrap();
+        let said: String = here.recv().unwrap();
+        assert!(said.contains("Connection refused"), "{launcher}: {said}");
+        assert_eq!(p.join().unwrap(), 0, "{launcher}");
     }
 }

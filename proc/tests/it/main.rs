@@ -10,6 +10,7 @@ mod cpython_port_tracker;
 mod fds;
 mod fork_stdio;
 mod forkserver_restart;
+mod forward;
 mod fuzz_corpus;
 mod handles;
 mod handles_attack;
