@@ -272,10 +272,10 @@ fn a_channel_not_read_does_not_hold_up_a_forwarded_connection() {
         assert_eq!(here.recv::<String>().unwrap(), "ready");
         let conn = l.accept().unwrap();
         assert_eq!(conn.recv::<String>().unwrap(), "ping");
-        // Megabytes more than any socket buffer between here and there, on
-        // their way before the reply (sent from a thread: the send may
-        // wait for the bytes to move on).
-        let big = 8usize << 20;
+        // Megabytes more than any socket buffer between here and there
+        // (and less than the channel's queue, past which the link waits
+        // for the reader, as a pipe would), on their way before the reply.
+        let big = 2usize << 20;
         std::thread::scope(|s| {
             s.spawn(|| here.send(&vec![7u8; big]).unwrap())
                 .join()
