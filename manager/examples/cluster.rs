@@ -5,18 +5,15 @@
 //!
 //! ```sh
 //! cargo run -q -p mp-manager --example cluster
-//! cargo run -q -p mp-manager --example cluster -- 10.0.0.1 node1 node2
+//! cargo run -q -p mp-manager --example cluster -- node1 user@node2
 //! ```
 //!
 //! With no argument, the "hosts" are this machine reached through the
 //! remote path (`Launcher::command([])`: the same agent that ssh would
-//! start). With arguments, the first is this machine's address on the
-//! hosts' network (the cluster's manager listens there: a trusted network,
-//! see SECURITY.md), the rest are ssh hosts (`user@host` works). Each host
-//! needs this executable at the same path (a shared file system, or a copy)
-//! and ssh that logs in without a password.
-
-use std::net::{IpAddr, SocketAddr};
+//! start). With arguments, they are ssh hosts. Each needs this executable
+//! at the same path (a shared file system, or a copy) and ssh that logs in
+//! without a password; nothing else: the processes there reach the
+//! cluster's manager (on this machine's loopback) through their ssh link.
 
 use mp_manager::ClusterContext;
 use mp_pool::Pool;
@@ -91,19 +88,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("on this machine: {total} steps below 20000");
 
     // Across hosts: what changes is the context (and the pool's context).
-    let cluster = match args.split_first() {
-        None => ClusterContext::builder()
-            .host(Launcher::command(Vec::<&str>::new()), 2)
-            .build()?,
-        Some((listen, hosts)) => {
-            let ip: IpAddr = listen.parse()?;
-            let mut builder = ClusterContext::builder().listen(SocketAddr::new(ip, 0));
-            for host in hosts {
-                builder = builder.host(Launcher::ssh(host), 2);
-            }
-            builder.build()?
-        }
-    };
+    let mut builder = ClusterContext::builder();
+    if args.is_empty() {
+        builder = builder.host(Launcher::command(Vec::<&str>::new()), 2);
+    }
+    for host in &args {
+        builder = builder.host(Launcher::ssh(host), 2);
+    }
+    let cluster = builder.build()?;
     let (n, s) = longest(&cluster, cluster.cpu_count(), 2000)?;
     println!("across hosts: {n} takes {s} steps");
     let pool = Pool::builder().context(cluster).build()?;
