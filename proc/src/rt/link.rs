@@ -373,6 +373,12 @@ struct Sink {
     queue: Option<Queue>,
 }
 
+impl Sink {
+    fn new(fd: Arc<OwnedFd>) -> Sink {
+        Sink { fd, queue: None }
+    }
+}
+
 /// A writer thread's queue: bytes, or `None`: end of file after them.
 /// Bounded: a channel whose reader does not read holds at most
 /// [`QUEUED`] messages (each at most [`MAX_MESSAGE`] bytes) here, then the
@@ -386,10 +392,9 @@ const QUEUED: usize = 64;
 impl Channels {
     pub(crate) fn new(list: impl IntoIterator<Item = (u32, Arc<OwnedFd>)>) -> Channels {
         let channels = Channels::default();
-        lock(&channels.0).sinks.extend(
-            list.into_iter()
-                .map(|(ch, fd)| (ch, Sink { fd, queue: None })),
-        );
+        lock(&channels.0)
+            .sinks
+            .extend(list.into_iter().map(|(ch, fd)| (ch, Sink::new(fd))));
         channels
     }
 
@@ -399,7 +404,7 @@ impl Channels {
         if map.closed || map.sinks.contains_key(&ch) {
             return false;
         }
-        map.sinks.insert(ch, Sink { fd, queue: None });
+        map.sinks.insert(ch, Sink::new(fd));
         true
     }
 
@@ -439,6 +444,41 @@ impl Channels {
     /// Queues bytes that arrived for channel `ch`, for its local
     /// descriptor; a descriptor whose reader has gone is forgotten.
     pub(crate) fn deliver(&self, ch: u32, bytes: Vec<u8>) {
+        // Until a channel needs its writer thread, its bytes go straight to
+        // its descriptor when it takes them without waiting (the common
+        // case: a reader that keeps up), saving two thread hand-offs per
+        // message; what it does not take goes to the thread, which from
+        // then on writes everything, in order.
+        let direct = {
+            let map = lock(&self.0);
+            match map.sinks.get(&ch) {
+                Some(sink) if sink.queue.is_none() => Some(sink.fd.clone()),
+                Some(_) => None,
+                None => return,
+            }
+        };
+        let bytes = match direct {
+            Some(fd) => {
+                let socket = sys::fd::is_socket(fd.as_fd());
+                let mut at = 0;
+                while at < bytes.len() {
+                    match sys::fd::write_nonblocking(fd.as_fd(), &bytes[at..], socket) {
+                        Ok(0) => break,
+                        Ok(n) => at += n,
+                        Err(_) => {
+                            // The reader has gone.
+                            lock(&self.0).sinks.remove(&ch);
+                            return;
+                        }
+                    }
+                }
+                if at == bytes.len() {
+                    return;
+                }
+                bytes[at..].to_vec()
+            }
+            None => bytes,
+        };
         let queue = {
             let mut map = lock(&self.0);
             let Some(sink) = map.sinks.get_mut(&ch) else {
