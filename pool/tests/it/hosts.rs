@@ -17,11 +17,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use mp_pool::{Error, Pool, PoolBuilder};
-use mp_proc::{
-    Barrier, BoundedSemaphore, Condition, Connection, Context, Event, JoinableQueue, Launcher,
-    Lock, Payload, Process, ProcessContext, Queue, RLock, Result, Semaphore, Shareable,
-    StartMethod, Value, Workers,
-};
+use mp_proc::{Context, Event, Launcher, Payload, Process, ProcessContext, StartMethod, Workers};
 use mp_testkit::{exists, guard, open_fds, wait_until, zombies};
 
 use crate::tasks::{add, pid, square};
@@ -76,17 +72,7 @@ struct Hosts {
 
 impl Context for Hosts {
     type Process = Process;
-    type Queue<T: Payload> = Queue<T>;
-    type JoinableQueue<T: Payload> = JoinableQueue<T>;
-    type Lock = Lock;
-    type RLock = RLock;
-    type Condition = Condition;
-    type Semaphore = Semaphore;
-    type BoundedSemaphore = BoundedSemaphore;
-    type Event = Event;
-    type Barrier = Barrier;
-    type Value<T: Shareable + Payload> = Value<T>;
-    type Connection = Connection;
+    primitives_of!(local);
 
     fn name(&self) -> &'static str {
         "hosts"
@@ -99,45 +85,6 @@ impl Context for Hosts {
     }
     fn workers(&self) -> Workers {
         Workers::Hosts
-    }
-    fn queue<T: Payload>(&self) -> Result<Queue<T>> {
-        self.local.queue()
-    }
-    fn queue_with_maxsize<T: Payload>(&self, maxsize: usize) -> Result<Queue<T>> {
-        self.local.queue_with_maxsize(maxsize)
-    }
-    fn joinable_queue<T: Payload>(&self) -> Result<JoinableQueue<T>> {
-        self.local.joinable_queue()
-    }
-    fn lock(&self) -> Result<Lock> {
-        Context::lock(&self.local)
-    }
-    fn rlock(&self) -> Result<RLock> {
-        self.local.rlock()
-    }
-    fn condition(&self, lock: Option<Lock>) -> Result<Condition> {
-        self.local.condition(lock)
-    }
-    fn semaphore(&self, value: usize) -> Result<Semaphore> {
-        self.local.semaphore(value)
-    }
-    fn bounded_semaphore(&self, value: usize) -> Result<BoundedSemaphore> {
-        self.local.bounded_semaphore(value)
-    }
-    fn event(&self) -> Result<Event> {
-        self.local.event()
-    }
-    fn barrier(&self, parties: usize, timeout: Option<Duration>) -> Result<Barrier> {
-        self.local.barrier(parties, timeout)
-    }
-    fn value<T: Shareable + Payload>(&self, value: T) -> Result<Value<T>> {
-        self.local.value(value)
-    }
-    fn pipe(&self, duplex: bool) -> Result<(Connection, Connection)> {
-        Context::pipe(&self.local, duplex)
-    }
-    fn cpu_count(&self) -> usize {
-        Context::cpu_count(&self.local)
     }
 }
 

@@ -1,6 +1,80 @@
 //! mp-pool's integration tests. Behaviours are written once as
 //! `fn(StartMethod)` and instantiated for fork, spawn and forkserver.
 
+/// The primitives of a test's own `Context` over mp-proc's processes: every
+/// method but `name`, `process` and `workers` handed to the field `$inner`
+/// (a `ProcessContext`). The associated types are mp-proc's.
+macro_rules! primitives_of {
+    ($inner:ident) => {
+        type Queue<T: mp_proc::Payload> = mp_proc::Queue<T>;
+        type JoinableQueue<T: mp_proc::Payload> = mp_proc::JoinableQueue<T>;
+        type Lock = mp_proc::Lock;
+        type RLock = mp_proc::RLock;
+        type Condition = mp_proc::Condition;
+        type Semaphore = mp_proc::Semaphore;
+        type BoundedSemaphore = mp_proc::BoundedSemaphore;
+        type Event = mp_proc::Event;
+        type Barrier = mp_proc::Barrier;
+        type Value<T: mp_proc::Shareable + mp_proc::Payload> = mp_proc::Value<T>;
+        type Connection = mp_proc::Connection;
+
+        fn queue<T: mp_proc::Payload>(&self) -> mp_proc::Result<mp_proc::Queue<T>> {
+            self.$inner.queue()
+        }
+        fn queue_with_maxsize<T: mp_proc::Payload>(
+            &self,
+            maxsize: usize,
+        ) -> mp_proc::Result<mp_proc::Queue<T>> {
+            self.$inner.queue_with_maxsize(maxsize)
+        }
+        fn joinable_queue<T: mp_proc::Payload>(
+            &self,
+        ) -> mp_proc::Result<mp_proc::JoinableQueue<T>> {
+            self.$inner.joinable_queue()
+        }
+        fn lock(&self) -> mp_proc::Result<mp_proc::Lock> {
+            mp_proc::Context::lock(&self.$inner)
+        }
+        fn rlock(&self) -> mp_proc::Result<mp_proc::RLock> {
+            self.$inner.rlock()
+        }
+        fn condition(&self, lock: Option<mp_proc::Lock>) -> mp_proc::Result<mp_proc::Condition> {
+            self.$inner.condition(lock)
+        }
+        fn semaphore(&self, value: usize) -> mp_proc::Result<mp_proc::Semaphore> {
+            self.$inner.semaphore(value)
+        }
+        fn bounded_semaphore(&self, value: usize) -> mp_proc::Result<mp_proc::BoundedSemaphore> {
+            self.$inner.bounded_semaphore(value)
+        }
+        fn event(&self) -> mp_proc::Result<mp_proc::Event> {
+            self.$inner.event()
+        }
+        fn barrier(
+            &self,
+            parties: usize,
+            timeout: Option<std::time::Duration>,
+        ) -> mp_proc::Result<mp_proc::Barrier> {
+            self.$inner.barrier(parties, timeout)
+        }
+        fn value<T: mp_proc::Shareable + mp_proc::Payload>(
+            &self,
+            value: T,
+        ) -> mp_proc::Result<mp_proc::Value<T>> {
+            self.$inner.value(value)
+        }
+        fn pipe(
+            &self,
+            duplex: bool,
+        ) -> mp_proc::Result<(mp_proc::Connection, mp_proc::Connection)> {
+            mp_proc::Context::pipe(&self.$inner, duplex)
+        }
+        fn cpu_count(&self) -> usize {
+            mp_proc::Context::cpu_count(&self.$inner)
+        }
+    };
+}
+
 mod api;
 mod asyncs;
 mod cancel;

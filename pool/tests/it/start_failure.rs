@@ -14,9 +14,7 @@ use std::time::Duration;
 
 use mp_pool::Pool;
 use mp_proc::{
-    Barrier, BoundedSemaphore, Condition, Connection, Context, Event, JoinableQueue, Lock, Payload,
-    Process, ProcessContext, ProcessLike, Queue, RLock, Result, Semaphore, Shareable, StartMethod,
-    Value, Workers,
+    Context, Payload, Process, ProcessContext, ProcessLike, Result, StartMethod, Workers,
 };
 use mp_testkit::{descriptor_limits, limit_descriptors};
 use mp_testkit::{guard, open_fds, processes};
@@ -84,17 +82,7 @@ impl ProcessLike for RecordedProcess {
 
 impl Context for Recording {
     type Process = RecordedProcess;
-    type Queue<T: Payload> = Queue<T>;
-    type JoinableQueue<T: Payload> = JoinableQueue<T>;
-    type Lock = Lock;
-    type RLock = RLock;
-    type Condition = Condition;
-    type Semaphore = Semaphore;
-    type BoundedSemaphore = BoundedSemaphore;
-    type Event = Event;
-    type Barrier = Barrier;
-    type Value<T: Shareable + Payload> = Value<T>;
-    type Connection = Connection;
+    primitives_of!(inner);
 
     fn name(&self) -> &'static str {
         self.inner.name()
@@ -107,45 +95,6 @@ impl Context for Recording {
     }
     fn workers(&self) -> Workers {
         self.inner.workers()
-    }
-    fn queue<T: Payload>(&self) -> Result<Queue<T>> {
-        self.inner.queue()
-    }
-    fn queue_with_maxsize<T: Payload>(&self, maxsize: usize) -> Result<Queue<T>> {
-        self.inner.queue_with_maxsize(maxsize)
-    }
-    fn joinable_queue<T: Payload>(&self) -> Result<JoinableQueue<T>> {
-        self.inner.joinable_queue()
-    }
-    fn lock(&self) -> Result<Lock> {
-        Context::lock(&self.inner)
-    }
-    fn rlock(&self) -> Result<RLock> {
-        self.inner.rlock()
-    }
-    fn condition(&self, lock: Option<Lock>) -> Result<Condition> {
-        self.inner.condition(lock)
-    }
-    fn semaphore(&self, value: usize) -> Result<Semaphore> {
-        self.inner.semaphore(value)
-    }
-    fn bounded_semaphore(&self, value: usize) -> Result<BoundedSemaphore> {
-        self.inner.bounded_semaphore(value)
-    }
-    fn event(&self) -> Result<Event> {
-        self.inner.event()
-    }
-    fn barrier(&self, parties: usize, timeout: Option<Duration>) -> Result<Barrier> {
-        self.inner.barrier(parties, timeout)
-    }
-    fn value<T: Shareable + Payload>(&self, value: T) -> Result<Value<T>> {
-        self.inner.value(value)
-    }
-    fn pipe(&self, duplex: bool) -> Result<(Connection, Connection)> {
-        Context::pipe(&self.inner, duplex)
-    }
-    fn cpu_count(&self) -> usize {
-        Context::cpu_count(&self.inner)
     }
 }
 
