@@ -275,6 +275,55 @@ fn schedule(hosts: &[(Launcher, usize)]) -> Vec<usize> {
 }
 
 impl ClusterContext {
+    /// The cluster of a program whose copies an engine started itself
+    /// (`mpirun -n 8 app`, `srun -n 8 app`, a Kubernetes Indexed Job), as
+    /// `mpi4py.futures` attaches under `mpiexec`: `Some` in the coordinating
+    /// copy (rank 0), `None` in the others once they have served as its
+    /// workers.
+    ///
+    /// **Not available yet**: this version tells a copy started by an
+    /// engine (`OMPI_COMM_WORLD_RANK`, `PMI_RANK`, `SLURM_PROCID` or
+    /// `JOB_COMPLETION_INDEX` set) that attaching is not supported, and any
+    /// other program that it was not started by one, both as
+    /// [`Error::Invalid`]. Meanwhile, start one copy and let it place its
+    /// processes: `ClusterContext::builder().host(Launcher::command(["srun",
+    /// "-N1", "-n1", "-w", "node3"]), 8)`.
+    ///
+    /// ```
+    /// // Not started by mpirun, srun or an Indexed Job:
+    /// let attached = mp_manager::ClusterContext::from_launcher();
+    /// assert!(matches!(attached, Err(mp_manager::Error::Invalid { .. })));
+    /// ```
+    pub fn from_launcher() -> Result<Option<ClusterContext>> {
+        const RANKS: [&str; 4] = [
+            "OMPI_COMM_WORLD_RANK",
+            "PMI_RANK",
+            "SLURM_PROCID",
+            "JOB_COMPLETION_INDEX",
+        ];
+        let what = "ClusterContext::from_launcher";
+        match RANKS
+            .iter()
+            .find_map(|v| std::env::var(v).ok().map(|rank| (v, rank)))
+        {
+            None => Err(Error::Invalid {
+                what,
+                reason: format!(
+                    "this program was not started by mpirun, srun or an Indexed Job (none of {} is set)",
+                    RANKS.join(", ")
+                ),
+            }),
+            Some((var, rank)) => Err(Error::Invalid {
+                what,
+                reason: format!(
+                    "attaching the copies an engine started ({var}={rank}) is not supported yet: \
+                     start one copy and give its ClusterContext the engine as a launcher \
+                     (Launcher::command([\"srun\", \"-N1\", \"-n1\", ...]))"
+                ),
+            }),
+        }
+    }
+
     /// The options of a new cluster context (see [`ClusterBuilder`]).
     ///
     /// ```
