@@ -19,13 +19,9 @@ pub fn link(data: &[u8]) {
         return;
     };
     let mut reader = link::Reader::new(r);
-    std::thread::scope(|s| {
-        s.spawn(move || {
-            let _ = std::fs::File::from(w).write_all(stream);
-        });
+    let read = |reader: &mut link::Reader| {
         if side % 2 == 0 {
-            if let Ok((boot, _, _, _)) =
-                crate::rt::agent::receive(&mut reader, Duration::from_secs(60))
+            if let Ok((boot, _, _, _)) = crate::rt::agent::receive(reader, Duration::from_secs(60))
             {
                 let _ = boot.becoming();
             }
@@ -33,6 +29,19 @@ pub fn link(data: &[u8]) {
         } else {
             while let Ok(Some(_)) = reader.next::<Up>(link::MAX_MESSAGE, None) {}
         }
+    };
+    // What fits the pipe is written at once, the rest from a thread (as
+    // `fed` does for the other targets).
+    if stream.len() <= 16 << 10 {
+        let _ = std::fs::File::from(w).write_all(stream);
+        read(&mut reader);
+        return;
+    }
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            let _ = std::fs::File::from(w).write_all(stream);
+        });
+        read(&mut reader);
         // What the reader left, drained so that the writer ends.
         let _ = std::io::copy(
             &mut std::fs::File::from(reader.into_fd()),
