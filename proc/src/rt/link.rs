@@ -165,37 +165,47 @@ impl Writer {
     pub(crate) fn send<T: Serialize>(&self, message: &T) -> Result<()> {
         let mut bytes = Vec::new();
         frame::append(message, &mut bytes)?;
+        self.send_framed(&bytes)
+    }
+
+    /// Sends one message already framed ([`framed`]), whole.
+    fn send_framed(&self, framed: &[u8]) -> Result<()> {
         let fd = lock(&self.0);
-        sys::fd::write_all(fd.as_fd(), &bytes, false).map_err(|e| Error::os("write the link", e))
+        sys::fd::write_all(fd.as_fd(), framed, false).map_err(|e| Error::os("write the link", e))
     }
 
     /// As [`send`](Self::send), giving up (`None`) when the link does not
-    /// take the message by `deadline`: another thread holds it, blocked on
-    /// a full link (the far side is not reading it). A message given up on
-    /// may be cut: the caller then ends the link.
-    pub(crate) fn send_by<T: Serialize>(
+    /// take the message within `patience`: another thread holds it, blocked
+    /// on a full link (the far side is not reading it). A message given up
+    /// on may be cut: the caller then ends the link.
+    pub(crate) fn send_within<T: Serialize>(
         &self,
         message: &T,
-        deadline: Instant,
+        patience: Duration,
     ) -> Option<Result<()>> {
         let mut bytes = Vec::new();
         if let Err(e) = frame::append(message, &mut bytes) {
             return Some(Err(e));
         }
+        let deadline = crate::spin::deadline_after(patience);
+        let past = || deadline.is_some_and(|d| Instant::now() >= d);
+        // The pump holds the link only while it writes a frame: a holder
+        // that keeps it is blocked on a full link (std's Mutex has no timed
+        // lock, hence the polling, on this rare path only).
         let fd = loop {
             match self.0.try_lock() {
                 Ok(fd) => break fd,
                 Err(std::sync::TryLockError::Poisoned(p)) => break p.into_inner(),
-                Err(std::sync::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                Err(std::sync::TryLockError::WouldBlock) if past() => return None,
+                Err(std::sync::TryLockError::WouldBlock) => {
                     std::thread::sleep(Duration::from_millis(1));
                 }
-                Err(std::sync::TryLockError::WouldBlock) => return None,
             }
         };
         let mut rest = &bytes[..];
         while !rest.is_empty() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match sys::fd::wait_ready(&[], &[fd.as_fd()], Some(left)) {
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            match sys::fd::wait_ready(&[], &[fd.as_fd()], left) {
                 Ok(ready) if !ready[0] => return None,
                 Ok(_) => {}
                 Err(e) => return Some(Err(Error::os("wait for the link", e))),
@@ -312,7 +322,7 @@ pub(crate) fn pump_out(
             match read {
                 Ok(Some(n)) if n > 0 => {
                     if let Some(message) = wrap(ch, Some(chunk[..n].to_vec()))
-                        && link_write(link, message).is_err()
+                        && link.send_framed(&message).is_err()
                     {
                         return;
                     }
@@ -322,7 +332,7 @@ pub(crate) fn pump_out(
                 Ok(None) => {}
                 _ => {
                     if let Some(message) = wrap(ch, None)
-                        && link_write(link, message).is_err()
+                        && link.send_framed(&message).is_err()
                     {
                         return;
                     }
@@ -331,11 +341,6 @@ pub(crate) fn pump_out(
         }
         open = still;
     }
-}
-
-fn link_write(link: &Writer, framed: Vec<u8>) -> Result<()> {
-    let fd = lock(&link.0);
-    sys::fd::write_all(fd.as_fd(), &framed, false).map_err(|e| Error::os("write the link", e))
 }
 
 /// The frame of `message`, for [`pump_out`]'s `wrap`.

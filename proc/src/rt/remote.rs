@@ -386,8 +386,10 @@ impl RemoteWatch for RemoteProcess {
     /// not read fills it): the launcher is killed, which ends the link, and
     /// with it the process (its agent sends SIGTERM, then SIGKILL).
     fn signal(&self, signal: i32) -> Result<()> {
-        let deadline = std::time::Instant::now() + SIGNAL_PATIENCE;
-        match self.link.send_by(&Down::Signal(signal), deadline) {
+        match self
+            .link
+            .send_within(&Down::Signal(signal), SIGNAL_PATIENCE)
+        {
             Some(sent) => sent,
             None => {
                 mp_logging::get_logger().warning(format_args!(

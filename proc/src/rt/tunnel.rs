@@ -246,7 +246,7 @@ impl Forwarding {
     fn connect(&self, ch: u32, address: &WireAddress) {
         // This process may itself be on another host, its parent
         // forwarding the address: then the connection goes on up.
-        let deadline = Instant::now().checked_add(OPEN_TIMEOUT);
+        let deadline = crate::spin::deadline_after(OPEN_TIMEOUT);
         let fd = match stream(address, deadline) {
             Ok(fd) => Arc::new(fd),
             Err(e) => {
