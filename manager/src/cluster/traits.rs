@@ -69,39 +69,29 @@ impl<T: Payload> JoinableQueueLike<T> for JoinableQueueProxy<T> {
     }
 }
 
-impl LockLike for LockProxy {
-    type Guard<'a> = ProxyGuard<'a>;
-    fn acquire_within(&self, timeout: Option<Duration>) -> Result<Option<ProxyGuard<'_>>> {
-        match timeout {
-            None => crate::AcquirerProxy::acquire(self).map(Some),
-            Some(t) => crate::AcquirerProxy::acquire_timeout(self, t),
+/// `LockLike` for a proxy of a lock or a re-entrant lock (both acquirers).
+macro_rules! lock_like {
+    ($($proxy:ty),*) => {$(
+        impl LockLike for $proxy {
+            type Guard<'a> = ProxyGuard<'a>;
+            fn acquire_within(&self, timeout: Option<Duration>) -> Result<Option<ProxyGuard<'_>>> {
+                match timeout {
+                    None => crate::AcquirerProxy::acquire(self).map(Some),
+                    Some(t) => crate::AcquirerProxy::acquire_timeout(self, t),
+                }
+            }
+            /// Only the thread that holds it may release it, as
+            /// [`mp_proc::Lock::release`] (the inherent
+            /// [`release`](crate::AcquirerProxy::release) lets any thread
+            /// release a `Lock`, as `threading.Lock`).
+            fn release(&self) -> Result<()> {
+                self.release_own()
+            }
         }
-    }
-    /// Only the thread that holds it may release it, as
-    /// [`mp_proc::Lock::release`] (the inherent
-    /// [`release`](crate::AcquirerProxy::release) lets any thread release
-    /// a `Lock`, as `threading.Lock`).
-    fn release(&self) -> Result<()> {
-        self.release_own()
-    }
+    )*};
 }
 
-impl LockLike for RLockProxy {
-    type Guard<'a> = ProxyGuard<'a>;
-    fn acquire_within(&self, timeout: Option<Duration>) -> Result<Option<ProxyGuard<'_>>> {
-        match timeout {
-            None => crate::AcquirerProxy::acquire(self).map(Some),
-            Some(t) => crate::AcquirerProxy::acquire_timeout(self, t),
-        }
-    }
-    /// Only the thread that holds it may release it, as
-    /// [`mp_proc::Lock::release`] (the inherent
-    /// [`release`](crate::AcquirerProxy::release) lets any thread release
-    /// a `Lock`, as `threading.Lock`).
-    fn release(&self) -> Result<()> {
-        self.release_own()
-    }
-}
+lock_like!(LockProxy, RLockProxy);
 
 impl SemaphoreLike for SemaphoreProxy {
     fn acquire_within(&self, timeout: Option<Duration>) -> Result<bool> {

@@ -97,17 +97,32 @@ mp_testkit::for_each_method!(
     a_wrong_key_is_refused_from_any_host_and_the_manager_keeps_serving,
 );
 
+/// A worker's report: its id, its share, its network namespace (its host,
+/// for the tests across namespaces).
+pub(crate) type BodyReport = (u32, u64, u64);
+
+/// The inode of this process's network namespace.
+pub(crate) fn my_netns() -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self/ns/net").unwrap().ino()
+}
+
 #[allow(clippy::type_complexity)] // a worker's arguments are one tuple
-fn worker<C: Context>((q, go, total, id): (C::Queue<(u32, u64)>, C::Event, C::Value<u64>, u32)) {
+fn worker<C: Context>((q, go, total, id): (C::Queue<BodyReport>, C::Event, C::Value<u64>, u32)) {
     go.wait(None).unwrap();
     let sum: u64 = (0..1000u64).map(|x| x * u64::from(id)).sum();
     total.update(|t| *t += sum).unwrap();
-    q.put((id, sum)).unwrap();
+    q.put((id, sum, my_netns())).unwrap();
+}
+
+/// The results of [`run`] without where they were computed.
+pub(crate) fn without_hosts((reports, total): &(Vec<BodyReport>, u64)) -> (Vec<(u32, u64)>, u64) {
+    (reports.iter().map(|&(id, s, _)| (id, s)).collect(), *total)
 }
 
 /// The issue's generic body: four workers wait for `go`, report on a
 /// queue and add to a shared value.
-fn run<C: Context>(ctx: &C) -> (Vec<(u32, u64)>, u64) {
+pub(crate) fn run<C: Context>(ctx: &C) -> (Vec<BodyReport>, u64) {
     let q = ctx.queue().unwrap();
     let go = ctx.event().unwrap();
     let total = ctx.value(0u64).unwrap();
@@ -118,7 +133,7 @@ fn run<C: Context>(ctx: &C) -> (Vec<(u32, u64)>, u64) {
         p.start().unwrap();
     }
     go.set().unwrap();
-    let mut out: Vec<(u32, u64)> = (0..4).map(|_| q.get().unwrap()).collect();
+    let mut out: Vec<BodyReport> = (0..4).map(|_| q.get().unwrap()).collect();
     for p in &mut ps {
         assert_eq!(p.join().unwrap(), 0);
     }
@@ -467,9 +482,9 @@ fn a_barrier_action_runs_in_the_manager_once_per_trip(method: StartMethod) {
 }
 
 /// mp-pool's conformance suite over a cluster of local hosts (its workers
-/// are this machine's processes: `Workers::Processes`). Over hosts on the
-/// remote path (`Workers::Hosts`) the pool has no transport yet: issue 18's
-/// fourth item.
+/// are this machine's processes: `Workers::Processes`). Pools over hosts on
+/// the remote path (`Workers::Hosts`) are mp-pool's `hosts` tests and
+/// `cluster_hosts`.
 mod pool_conformance {
     mp_conformance::pool_conformance_tests!(
         super::local(mp_proc::StartMethod::Spawn),
@@ -492,8 +507,12 @@ fn a_host_in_another_namespace_reaches_a_loopback_manager_through_its_link() {
         .build()
         .unwrap();
     assert!(cluster.address().to_string().starts_with("127.0.0.1:"));
-    let here = run(&mp_proc::get_context(StartMethod::Fork));
-    assert_eq!(run(&cluster), here);
+    let (here, there) = (run(&mp_proc::get_context(StartMethod::Fork)), run(&cluster));
+    assert_eq!(without_hosts(&there), without_hosts(&here));
+    assert!(
+        there.0.iter().all(|&(_, _, ns)| ns != my_netns()),
+        "ran in the namespace"
+    );
     // Without the forward, the manager's address dialled from the
     // namespace finds nothing.
     let (here, there) = mp_proc::pipe(true).unwrap();

@@ -11,8 +11,10 @@ use std::time::Duration;
 
 use mp_manager::{ClusterContext, Error, QueueProxy, SyncManager};
 use mp_pool::Pool;
-use mp_proc::{Connection, Context, EventLike, ProcessLike, QueueLike, ValueLike};
+use mp_proc::{Connection, Context};
 use mp_testkit::guard;
+
+use crate::cluster::{my_netns, run, without_hosts};
 use mp_testkit::netns::{self, Hosts};
 use mp_testkit::sshd::Sshd;
 
@@ -55,43 +57,6 @@ impl Setup {
     }
 }
 
-/// The inode of this process's network namespace.
-fn my_netns() -> u64 {
-    std::fs::metadata("/proc/self/ns/net").unwrap().ino()
-}
-
-type Report = (u32, u64, u64);
-
-/// A worker of the generic body: waits for `go`, adds its share to
-/// `total`, reports `(id, share, its network namespace)`.
-#[allow(clippy::type_complexity)] // a worker's arguments are one tuple
-fn worker<C: Context>((q, go, total, id): (C::Queue<Report>, C::Event, C::Value<u64>, u32)) {
-    go.wait(None).unwrap();
-    let share: u64 = (0..1000u64).map(|x| x * u64::from(id)).sum();
-    total.update(|t| *t += share).unwrap();
-    q.put((id, share, my_netns())).unwrap();
-}
-
-/// The generic body: four processes, a queue, an event, a value.
-fn run<C: Context>(ctx: &C) -> (Vec<Report>, u64) {
-    let q = ctx.queue().unwrap();
-    let go = ctx.event().unwrap();
-    let total = ctx.value(0u64).unwrap();
-    let mut ps: Vec<C::Process> = (0..4)
-        .map(|id| ctx.process(worker::<C>, (q.clone(), go.clone(), total.clone(), id)))
-        .collect();
-    for p in &mut ps {
-        p.start().unwrap();
-    }
-    go.set().unwrap();
-    let mut out: Vec<Report> = (0..4).map(|_| q.get().unwrap()).collect();
-    for p in &mut ps {
-        assert_eq!(p.join().unwrap(), 0);
-    }
-    out.sort_unstable();
-    (out, total.get().unwrap())
-}
-
 /// The generic body that runs on three start methods and on threads runs
 /// unchanged across the two hosts: the same results, and its processes ran
 /// in the hosts' namespaces, two on each, in turn.
@@ -101,11 +66,10 @@ fn the_generic_body_runs_unchanged_across_hosts() {
     let Some(setup) = setup_or_skip() else {
         return;
     };
-    let (far, far_total) = run(&setup.cluster);
-    let (near, near_total) = run(&mp_proc::get_context(mp_proc::StartMethod::Spawn));
-    assert_eq!(far_total, near_total);
-    let strip = |r: &[Report]| r.iter().map(|&(id, s, _)| (id, s)).collect::<Vec<_>>();
-    assert_eq!(strip(&far), strip(&near));
+    let far = run(&setup.cluster);
+    let near = run(&mp_proc::get_context(mp_proc::StartMethod::Spawn));
+    assert_eq!(without_hosts(&far), without_hosts(&near));
+    let (far, near) = (far.0, near.0);
     let places: Vec<u64> = far.iter().map(|&(_, _, ns)| ns).collect();
     let (h0, h1) = (setup.netns(0), setup.netns(1));
     assert_eq!(places, [h0, h1, h0, h1], "processes take the hosts in turn");

@@ -73,12 +73,6 @@ fn the_exit_code_comes_back_from_a_namespace() {
     }
 }
 
-fn echo(conn: Connection) {
-    while let Ok(message) = conn.recv::<Vec<u8>>() {
-        conn.send(&message).unwrap();
-    }
-}
-
 #[test]
 fn a_connection_crosses_into_a_namespace_and_back_with_large_messages() {
     let _g = guard();
@@ -86,20 +80,7 @@ fn a_connection_crosses_into_a_namespace_and_back_with_large_messages() {
         return;
     };
     for (launcher, _) in cluster.launchers() {
-        let (here, there) = pipe(true).unwrap();
-        let mut p = Process::new(echo, there).launcher(launcher.clone());
-        p.start().unwrap();
-        for size in [0usize, 1, 200_000, 3 << 20] {
-            let message: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
-            here.send(&message).unwrap();
-            assert_eq!(
-                here.recv::<Vec<u8>>().unwrap(),
-                message,
-                "{launcher}: {size} bytes"
-            );
-        }
-        drop(here); // the process reads end of file and returns
-        assert_eq!(p.join().unwrap(), 0, "{launcher}");
+        crate::remote::echo_round_trips(&launcher, &[0, 1, 200_000, 3 << 20]);
     }
 }
 

@@ -49,21 +49,27 @@ fn echo(conn: Connection) {
 fn a_connection_crosses_both_ways_and_its_end_is_seen() {
     let _g = guard();
     for launcher in launchers() {
-        let (here, there) = pipe(true).unwrap();
-        let mut p = Process::new(echo, there).launcher(launcher.clone());
-        p.start().unwrap();
-        for size in [0usize, 1, 1000, 200_000, 3 << 20] {
-            let message: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
-            here.send(&message).unwrap();
-            assert_eq!(
-                here.recv::<Vec<u8>>().unwrap(),
-                message,
-                "{launcher}: {size} bytes"
-            );
-        }
-        drop(here); // the process reads end of file and returns
-        assert_eq!(p.join().unwrap(), 0, "{launcher}");
+        echo_round_trips(&launcher, &[0, 1, 1000, 200_000, 3 << 20]);
     }
+}
+
+/// Messages of `sizes` bytes to a process started by `launcher` and back
+/// (it echoes them), then end of file: it returns, with exit code 0.
+pub(crate) fn echo_round_trips(launcher: &Launcher, sizes: &[usize]) {
+    let (here, there) = pipe(true).unwrap();
+    let mut p = Process::new(echo, there).launcher(launcher.clone());
+    p.start().unwrap();
+    for &size in sizes {
+        let message: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+        here.send(&message).unwrap();
+        assert_eq!(
+            here.recv::<Vec<u8>>().unwrap(),
+            message,
+            "{launcher}: {size} bytes"
+        );
+    }
+    drop(here); // the process reads end of file and returns
+    assert_eq!(p.join().unwrap(), 0, "{launcher}");
 }
 
 fn wait_on(conn: Connection) {

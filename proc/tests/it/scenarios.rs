@@ -31,6 +31,15 @@ fn scenario() {
     }
 }
 
+/// The log records of a scenario's stderr but the warning of a fork from a
+/// threaded process (the test harness has threads).
+fn records_but_fork_warnings(out: &std::process::Output) -> Vec<String> {
+    records(out)
+        .into_iter()
+        .filter(|l| !l.contains("multi-threaded"))
+        .collect()
+}
+
 fn log_from_child(_: ()) {
     mp_logging::get_logger().warning("from the child");
 }
@@ -65,10 +74,7 @@ fn remote_lifecycle() {
 fn a_remote_child_logs_to_the_parents_stderr_under_its_name() {
     let _g = guard();
     let out = run("remote_lifecycle:fork");
-    let got: Vec<String> = records(&out)
-        .into_iter()
-        .filter(|l| !l.contains("multi-threaded"))
-        .collect();
+    let got = records_but_fork_warnings(&out);
     assert_eq!(
         got,
         [
@@ -94,10 +100,7 @@ mp_testkit::for_each_method!(
 fn children_log_the_lifecycle_lines_under_their_own_name(method: StartMethod) {
     let _g = guard();
     let out = run(&format!("lifecycle:{method}"));
-    let got: Vec<String> = records(&out)
-        .into_iter()
-        .filter(|l| !l.contains("multi-threaded"))
-        .collect();
+    let got = records_but_fork_warnings(&out);
     assert_eq!(
         got,
         [
