@@ -375,12 +375,19 @@ struct ChannelMap {
 /// thread once it has one.
 struct Sink {
     fd: Arc<OwnedFd>,
+    /// Whether `fd` is a socket (asked once: how it is written).
+    socket: bool,
     queue: Option<Queue>,
 }
 
 impl Sink {
     fn new(fd: Arc<OwnedFd>) -> Sink {
-        Sink { fd, queue: None }
+        let socket = sys::fd::is_socket(fd.as_fd());
+        Sink {
+            fd,
+            socket,
+            queue: None,
+        }
     }
 }
 
@@ -457,14 +464,13 @@ impl Channels {
         let direct = {
             let map = lock(&self.0);
             match map.sinks.get(&ch) {
-                Some(sink) if sink.queue.is_none() => Some(sink.fd.clone()),
+                Some(sink) if sink.queue.is_none() => Some((sink.fd.clone(), sink.socket)),
                 Some(_) => None,
                 None => return,
             }
         };
         let bytes = match direct {
-            Some(fd) => {
-                let socket = sys::fd::is_socket(fd.as_fd());
+            Some((fd, socket)) => {
                 let mut at = 0;
                 while at < bytes.len() {
                     match sys::fd::write_nonblocking(fd.as_fd(), &bytes[at..], socket) {
@@ -491,7 +497,7 @@ impl Channels {
             };
             match &sink.queue {
                 Some(queue) => queue.clone(),
-                None => match start_writer(ch, sink.fd.clone()) {
+                None => match start_writer(ch, sink.fd.clone(), sink.socket) {
                     Some((queue, writer)) => {
                         let queue = sink.queue.insert(queue).clone();
                         map.writers.retain(|w| !w.is_finished());
@@ -531,12 +537,15 @@ impl Channels {
 
 /// The writer thread of channel `ch` and its queue, or `None` if no
 /// thread can start.
-fn start_writer(ch: u32, fd: Arc<OwnedFd>) -> Option<(Queue, std::thread::JoinHandle<()>)> {
+fn start_writer(
+    ch: u32,
+    fd: Arc<OwnedFd>,
+    socket: bool,
+) -> Option<(Queue, std::thread::JoinHandle<()>)> {
     let (tx, rx) = mpsc::sync_channel::<Option<Vec<u8>>>(QUEUED);
     std::thread::Builder::new()
         .name(format!("mp-link-ch{ch}"))
         .spawn(move || {
-            let socket = sys::fd::is_socket(fd.as_fd());
             while let Ok(next) = rx.recv() {
                 match next {
                     Some(bytes) => {
