@@ -90,26 +90,11 @@ pub(crate) fn serve() -> ! {
     let (boot, runner, target, forward) = match receive(&mut reader, BOOT_TIMEOUT) {
         Ok(received) => received,
         Err(Unfit::Link(why)) => die(&why),
-        Err(Unfit::Build(why)) => {
-            let _ = writer.send(&Up::Refused(why));
-            std::process::exit(1);
-        }
+        Err(Unfit::Build(why)) => refuse(&writer, why),
     };
     // Before the fork: the process inherits its end of the control socket.
-    let control = match tunnel::prepare(forward) {
-        Ok(control) => control,
-        Err(e) => {
-            let _ = writer.send(&Up::Refused(e));
-            std::process::exit(1);
-        }
-    };
-    let child = match fork(boot, runner, target) {
-        Ok(started) => started,
-        Err(e) => {
-            let _ = writer.send(&Up::Refused(e));
-            std::process::exit(1);
-        }
-    };
+    let control = tunnel::prepare(forward).unwrap_or_else(|e| refuse(&writer, e));
+    let child = fork(boot, runner, target).unwrap_or_else(|e| refuse(&writer, e));
     let Forked {
         child,
         channels,
@@ -217,6 +202,12 @@ pub(crate) fn serve() -> ! {
     }
     let _ = writer.send(&Up::Exited(code));
     std::process::exit(0)
+}
+
+/// Tells the parent why the process cannot run here, and exits.
+fn refuse(link: &link::Writer, why: String) -> ! {
+    let _ = link.send(&Up::Refused(why));
+    std::process::exit(1)
 }
 
 /// What the bootstrap brings: the process's bootstrap, its runner and
