@@ -44,7 +44,7 @@ pub use function::{FnPointer, Function};
 pub use method::{ParseStartMethodError, StartMethod};
 pub use process::{
     JoinHandle, Process, ProcessInfo, active_children, current_process, exit, init, parent_process,
-    spawn,
+    set_authkey, spawn,
 };
 pub use queue::{JoinableQueue, Queue, SimpleQueue};
 pub use rt::forkserver::set_forkserver_preload;

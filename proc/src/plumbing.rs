@@ -30,3 +30,36 @@ pub mod local {
 pub mod fuzzing {
     pub use crate::fuzzing::*;
 }
+
+/// This executable's build identity (what an agent compares with its
+/// parent's): equal in two processes running the same build.
+///
+/// ```
+/// assert_eq!(mp_proc::plumbing::build_identity(), mp_proc::plumbing::build_identity());
+/// ```
+pub fn build_identity() -> Vec<u8> {
+    crate::sys::image::build_identity()
+}
+
+/// The first IPv4 address of an interface of this host that is up and not
+/// a loopback (`None`: there is none), for a listener to say where it can
+/// be reached.
+///
+/// ```
+/// if let Some(ip) = mp_proc::plumbing::first_up_ipv4() {
+///     assert!(!ip.is_loopback());
+/// }
+/// ```
+pub fn first_up_ipv4() -> Option<std::net::Ipv4Addr> {
+    crate::sys::process::first_up_ipv4()
+}
+
+/// The one argument that makes a copy of this executable an agent (the far
+/// side of a [`Launcher`](crate::Launcher)'s link): a program that runs
+/// `<its executable> AGENT_MARKER` with a link as its standard input and
+/// output serves one process over it.
+///
+/// ```
+/// assert_eq!(mp_proc::plumbing::AGENT_MARKER, "--mp-proc-remote");
+/// ```
+pub const AGENT_MARKER: &str = crate::rt::remote::MARKER;

@@ -708,6 +708,33 @@ pub fn current_process() -> ProcessInfo {
     }
 }
 
+/// Sets this process's authentication key (Python's
+/// `current_process().authkey = key`): the key of the handshakes and
+/// handles of the processes it starts from now on (a fork server already
+/// running keeps the old one). For copies of a program that must share
+/// one key (see [`connection::read_authkey_file`](crate::connection::read_authkey_file)).
+/// An empty key is [`Error::Invalid`](crate::Error::Invalid).
+///
+/// ```
+/// mp_proc::set_authkey(b"the job's key")?;
+/// assert_eq!(mp_proc::current_process().authkey(), b"the job's key");
+/// assert!(mp_proc::set_authkey(b"").is_err());
+/// # Ok::<(), mp_proc::Error>(())
+/// ```
+pub fn set_authkey(key: &[u8]) -> Result<()> {
+    if key.is_empty() {
+        return Err(crate::Error::Invalid {
+            what: "set_authkey",
+            reason: "an authkey cannot be empty".into(),
+        });
+    }
+    let mut state = runtime::state();
+    let mut me = (*state.me).clone();
+    me.authkey = std::sync::Arc::from(key);
+    state.me = std::sync::Arc::new(me);
+    Ok(())
+}
+
 /// The process that created this one, `None` in the main process (Python's
 /// `parent_process()`). Under forkserver it is the process that asked for the
 /// child, not the fork server. It can be watched: see [`ProcessInfo`].

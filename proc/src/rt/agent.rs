@@ -14,6 +14,7 @@ use std::time::Duration;
 use crate::method::StartMethod;
 use crate::rt::child;
 use crate::rt::helper::die;
+use crate::rt::keyfile;
 use crate::rt::link::{self, Down, Up};
 use crate::rt::remote::MARKER;
 use crate::rt::runtime::Child;
@@ -87,11 +88,19 @@ pub(crate) fn serve() -> ! {
     let hangup = sys::fd::dup_at_least(input.as_raw_fd(), 3);
     let mut reader = link::Reader::new(input);
     let writer = link::Writer::new(output);
-    let (boot, runner, target, forward) = match receive(&mut reader, BOOT_TIMEOUT) {
+    let (mut boot, runner, target, forward) = match receive(&mut reader, BOOT_TIMEOUT) {
         Ok(received) => received,
         Err(Unfit::Link(why)) => die(&why),
         Err(Unfit::Build(why)) => refuse(&writer, why),
     };
+    // A link that must not carry the key (a stream launcher's) sends none:
+    // this host's copy of the job's key file has it.
+    if boot.authkey.is_empty() {
+        match keyfile::authkey_from_env() {
+            Ok(key) => boot.authkey = key,
+            Err(e) => refuse(&writer, format!("the bootstrap carries no key: {e}")),
+        }
+    }
     // Before the fork: the process inherits its end of the control socket.
     let control = tunnel::prepare(forward).unwrap_or_else(|e| refuse(&writer, e));
     let child = fork(boot, runner, target).unwrap_or_else(|e| refuse(&writer, e));

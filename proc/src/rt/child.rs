@@ -24,6 +24,8 @@ pub(crate) struct Bootstrap {
     pub(crate) name: String,
     pub(crate) identity: Vec<u32>,
     pub(crate) daemon: bool,
+    /// Empty over a link that must not carry it (a stream launcher's): the
+    /// agent then reads the job's key file (`rt::keyfile`).
     pub(crate) authkey: Vec<u8>,
     pub(crate) parent_name: String,
     pub(crate) parent_pid: u32,

@@ -3,6 +3,8 @@
 
 use std::ffi::{OsStr, OsString};
 use std::fmt;
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::rt::dial::WireAddress;
@@ -54,7 +56,32 @@ enum Kind {
     Command {
         prefix: Vec<OsString>,
     },
+    Stream {
+        host: String,
+        opener: Opener,
+    },
 }
+
+/// What opens the link of a [`Launcher::stream`]: equal only to its own
+/// clones.
+#[derive(Clone)]
+pub(crate) struct Opener(Arc<dyn Fn() -> std::io::Result<OwnedFd> + Send + Sync>);
+
+impl Opener {
+    /// A new link: a connected stream whose other end is an agent's
+    /// standard input and output.
+    pub(crate) fn open(&self) -> std::io::Result<OwnedFd> {
+        (self.0)()
+    }
+}
+
+impl PartialEq for Opener {
+    fn eq(&self, other: &Opener) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Opener {}
 
 impl Launcher {
     /// This machine, the process started as any child (by its start method).
@@ -84,6 +111,69 @@ impl Launcher {
     {
         Launcher::with(Kind::Command {
             prefix: prefix.into_iter().map(|s| s.as_ref().to_owned()).collect(),
+        })
+    }
+
+    /// A host reached by a stream that `opener` opens, once per process:
+    /// a connected socket (TCP, a Unix socket pair, ...) whose other end is
+    /// the standard input and output of this executable run as an agent
+    /// (`<this executable> --mp-proc-remote`) on `host` (a name, for
+    /// messages). The bootstrap sent over it carries no authkey: the
+    /// agent reads its own from the file named by
+    /// [`AUTHKEY_FILE_VAR`](crate::connection::AUTHKEY_FILE_VAR) in its
+    /// environment (see [`read_authkey_file`](crate::connection::read_authkey_file)),
+    /// which must hold this process's key. The link ends by a shutdown of
+    /// the stream (the agent then ends the process); the process has ended
+    /// when its link has. Two stream launchers are equal when one is a
+    /// clone of the other.
+    ///
+    /// ```
+    /// use std::os::fd::OwnedFd;
+    /// use std::os::unix::net::UnixStream;
+    /// use std::process::{Command, Stdio};
+    /// use mp_proc::{Launcher, Process, connection};
+    ///
+    /// fn check(x: u32) {
+    ///     assert_eq!(x, 7);
+    /// }
+    ///
+    /// // The key in a file of ours (mode 0600) that the agent reads.
+    /// let dir = tempfile::tempdir()?;
+    /// let key = dir.path().join("key");
+    /// {
+    ///     use std::os::unix::fs::OpenOptionsExt;
+    ///     let mut f = std::fs::OpenOptions::new().write(true).create(true).mode(0o600).open(&key)?;
+    ///     std::io::Write::write_all(&mut f, b"a key of the whole job")?;
+    /// }
+    /// mp_proc::set_authkey(&connection::read_authkey_file(&key)?)?;
+    /// // Each link: a socket pair, an agent on the other end.
+    /// let opener = move || -> std::io::Result<OwnedFd> {
+    ///     let (ours, theirs) = UnixStream::pair()?;
+    ///     let theirs = OwnedFd::from(theirs);
+    ///     let mut agent = Command::new(std::env::current_exe()?)
+    ///         .arg("--mp-proc-remote")
+    ///         .env(connection::AUTHKEY_FILE_VAR, &key)
+    ///         .stdin(Stdio::from(theirs.try_clone()?))
+    ///         .stdout(Stdio::from(theirs))
+    ///         .spawn()?;
+    ///     std::thread::spawn(move || agent.wait());
+    ///     Ok(ours.into())
+    /// };
+    /// let far = Launcher::stream("pair", opener);
+    /// assert_eq!(far.host(), "pair");
+    /// assert_eq!(far, far.clone());
+    /// let mut p = Process::new(check, 7).launcher(far);
+    /// p.start()?;
+    /// assert_eq!(p.join()?, 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn stream<F>(host: &str, opener: F) -> Launcher
+    where
+        F: Fn() -> std::io::Result<OwnedFd> + Send + Sync + 'static,
+    {
+        Launcher::with(Kind::Stream {
+            host: host.to_owned(),
+            opener: Opener(Arc::new(opener)),
         })
     }
 
@@ -121,8 +211,16 @@ impl Launcher {
     pub fn host(&self) -> String {
         match &self.kind {
             Kind::Local => "localhost".to_owned(),
-            Kind::Ssh { host, .. } => host.clone(),
+            Kind::Ssh { host, .. } | Kind::Stream { host, .. } => host.clone(),
             Kind::Command { .. } => self.to_string(),
+        }
+    }
+
+    /// The opener of a [`stream`](Self::stream) launcher.
+    pub(crate) fn opener(&self) -> Option<&Opener> {
+        match &self.kind {
+            Kind::Stream { opener, .. } => Some(opener),
+            _ => None,
         }
     }
 
@@ -144,10 +242,10 @@ impl Launcher {
     }
 
     /// The program and arguments that run `exe args...` on the host, or
-    /// `None` for a local launcher.
+    /// `None` for a local or a stream launcher.
     pub(crate) fn command_line(&self, exe: &OsStr, args: &[&str]) -> Option<Vec<OsString>> {
         match &self.kind {
-            Kind::Local => None,
+            Kind::Local | Kind::Stream { .. } => None,
             Kind::Command { prefix } => {
                 let mut line = prefix.clone();
                 line.push(exe.to_owned());
@@ -188,6 +286,7 @@ impl fmt::Display for Launcher {
         match &self.kind {
             Kind::Local => f.write_str("local"),
             Kind::Ssh { host, .. } => write!(f, "ssh {host}"),
+            Kind::Stream { host, .. } => write!(f, "stream {host}"),
             Kind::Command { prefix } => {
                 let words: Vec<String> = prefix
                     .iter()

@@ -15,6 +15,7 @@ pub(crate) mod dial;
 pub(crate) mod forkserver;
 pub(crate) mod handles;
 pub(crate) mod helper;
+pub(crate) mod keyfile;
 pub(crate) mod launcher;
 pub(crate) mod link;
 pub(crate) mod remote;

@@ -46,37 +46,30 @@ pub(crate) fn launch(mut l: Launch<'_>, launcher: &Launcher) -> Result<Child> {
     l.method = StartMethod::Spawn;
     start::check_image(&l)?;
     let channels = channels_of(&l, &host)?;
-    let exe = std::env::current_exe().os("find this executable")?;
-    let Some(line) = launcher.command_line(exe.as_os_str(), &[MARKER]) else {
-        return Err(refused("a local launcher starts no agent".into()));
+    let mut boot = start::bootstrap_for(&mut l);
+    let (ended, stdin, stdout, done) = match launcher.opener() {
+        Some(opener) => {
+            // A link of the caller's (plain TCP, say): the key does not
+            // travel on it; the agent reads its own (see `keyfile`).
+            boot.authkey.clear();
+            let link = opener
+                .open()
+                .map_err(|e| refused(format!("cannot open the link: {e}")))?;
+            let (done_r, done_w) = sys::fd::pipe().os("pipe")?;
+            let (input, output) = (
+                link.try_clone().os("duplicate a descriptor")?,
+                link.try_clone().os("duplicate a descriptor")?,
+            );
+            let ended = Ended::Stream { link, done_r };
+            (ended, input, output, Some(done_w))
+        }
+        None => {
+            let (ended, stdin, stdout) = run_launcher(launcher, &refused)?;
+            (ended, stdin, stdout, None)
+        }
     };
-    let boot = start::bootstrap_for(&mut l);
-    let mut command = Command::new(&line[0]);
-    command
-        .args(&line[1..])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    for var in helper::ENV_ALL {
-        command.env_remove(var);
-    }
-    let mut spawned = command
-        .spawn()
-        .map_err(|e| refused(format!("cannot run {:?}: {e}", line[0])))?;
-    let launcher_pid = spawned.id();
-    let (Some(stdin), Some(stdout)) = (spawned.stdin.take(), spawned.stdout.take()) else {
-        return Err(refused(
-            "the launcher's standard input and output are missing".into(),
-        ));
-    };
-    drop(spawned); // reaped below by pid, through its pidfd
-    let pidfd = start::pidfd_or_kill(launcher_pid)?;
-    let ended = Ended {
-        pid: launcher_pid,
-        pidfd,
-    };
-    let writer = link::Writer::new(OwnedFd::from(stdin));
-    let mut reader = link::Reader::new(OwnedFd::from(stdout));
+    let writer = link::Writer::new(stdin);
+    let mut reader = link::Reader::new(stdout);
     // One deadline for the whole exchange: the bootstrap is written from a
     // thread, since a launcher that does not read yet (a job queued, a host
     // that does not answer) would block the write past any deadline.
@@ -137,7 +130,13 @@ pub(crate) fn launch(mut l: Launch<'_>, launcher: &Launcher) -> Result<Child> {
         // The agent answered: it has read the whole bootstrap.
         let _ = thread.join();
     }
-    let bridge = match Bridge::start(channels, reader, writer.clone(), launcher.forward_list()) {
+    let bridge = match Bridge::start(
+        channels,
+        reader,
+        writer.clone(),
+        launcher.forward_list(),
+        done,
+    ) {
         Ok(bridge) => bridge,
         Err(e) => {
             ended.kill_and_reap();
@@ -182,27 +181,94 @@ fn channels_of(l: &Launch<'_>, host: &str) -> Result<Vec<OwnedFd>> {
     Ok(fds)
 }
 
-/// The launcher process, our child: its pidfd tells when it has exited.
-struct Ended {
-    pid: u32,
-    pidfd: OwnedFd,
+/// Runs the launcher's command (`<prefix> <this executable> --mp-proc-remote`):
+/// the launcher, its standard input and output (the link).
+fn run_launcher(
+    launcher: &Launcher,
+    refused: &dyn Fn(String) -> Error,
+) -> Result<(Ended, OwnedFd, OwnedFd)> {
+    let exe = std::env::current_exe().os("find this executable")?;
+    let Some(line) = launcher.command_line(exe.as_os_str(), &[MARKER]) else {
+        return Err(refused("a local launcher starts no agent".into()));
+    };
+    let mut command = Command::new(&line[0]);
+    command
+        .args(&line[1..])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    for var in helper::ENV_ALL {
+        command.env_remove(var);
+    }
+    let mut spawned = command
+        .spawn()
+        .map_err(|e| refused(format!("cannot run {:?}: {e}", line[0])))?;
+    let launcher_pid = spawned.id();
+    let (Some(stdin), Some(stdout)) = (spawned.stdin.take(), spawned.stdout.take()) else {
+        return Err(refused(
+            "the launcher's standard input and output are missing".into(),
+        ));
+    };
+    drop(spawned); // reaped below by pid, through its pidfd
+    let pidfd = start::pidfd_or_kill(launcher_pid)?;
+    let ended = Ended::Launcher {
+        pid: launcher_pid,
+        pidfd,
+    };
+    Ok((ended, stdin.into(), stdout.into()))
+}
+
+/// What carries a process's link, and tells when it has ended.
+enum Ended {
+    /// The launcher process, our child: its pidfd tells when it has exited.
+    Launcher { pid: u32, pidfd: OwnedFd },
+    /// A stream the launcher's opener opened: ended by its shutdown;
+    /// `done_r` is readable once the bridge has seen the link end.
+    Stream { link: OwnedFd, done_r: OwnedFd },
 }
 
 impl Ended {
-    /// Kills the launcher (if it still runs) and reaps it: its exit code.
+    /// Readable once the link's carrier has ended.
+    fn sentinel(&self) -> BorrowedFd<'_> {
+        match self {
+            Ended::Launcher { pidfd, .. } => pidfd.as_fd(),
+            Ended::Stream { done_r, .. } => done_r.as_fd(),
+        }
+    }
+
+    /// Ends the link: kills the launcher, or shuts the stream down.
+    fn kill(&self) -> Result<()> {
+        match self {
+            Ended::Launcher { pidfd, .. } => {
+                sys::process::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL)
+                    .os("signal the launcher")
+            }
+            Ended::Stream { link, .. } => {
+                sys::fd::shutdown_both(link.as_fd());
+                Ok(())
+            }
+        }
+    }
+
+    /// Kills the launcher (if it still runs) and reaps it: its exit code
+    /// (255 for a stream, which has none).
     fn kill_and_reap(&self) -> i32 {
-        let _ = sys::process::pidfd_send_signal(self.pidfd.as_fd(), libc::SIGKILL);
+        let _ = self.kill();
         self.reap()
     }
 
-    /// Waits for the launcher to end and reaps it.
+    /// Waits for the launcher to end and reaps it (a stream: nothing to
+    /// wait for; 255).
     fn reap(&self) -> i32 {
-        let _ = sys::fd::readable(self.pidfd.as_fd(), None);
+        let Ended::Launcher { pid, pidfd } = self else {
+            return 255;
+        };
+        let _ = sys::fd::readable(pidfd.as_fd(), None);
         loop {
-            match sys::process::try_reap(self.pid) {
+            match sys::process::try_reap(*pid) {
                 Ok(Some(code)) => return code,
                 Ok(None) => {
-                    let _ = sys::fd::readable(self.pidfd.as_fd(), None);
+                    let _ = sys::fd::readable(pidfd.as_fd(), None);
                 }
                 Err(_) => return 255,
             }
@@ -236,6 +302,7 @@ impl Bridge {
         mut reader: link::Reader,
         writer: link::Writer,
         forward: &[WireAddress],
+        done: Option<OwnedFd>,
     ) -> Result<Bridge> {
         let mut outbound = Vec::new();
         let mut inbound = Vec::new();
@@ -314,6 +381,9 @@ impl Bridge {
                 inbound.close_all();
                 drop(forwarding);
                 let _ = sys::fd::write(stop_out.as_fd(), b"x", false);
+                if let Some(done) = done {
+                    let _ = sys::fd::write(done.as_fd(), b"x", false);
+                }
                 let (state, changed) = &*record;
                 let mut state = lock(state);
                 state.code = code;
@@ -365,7 +435,7 @@ struct RemoteProcess {
 
 impl RemoteWatch for RemoteProcess {
     fn sentinel(&self) -> BorrowedFd<'_> {
-        self.ended.pidfd.as_fd()
+        self.ended.sentinel()
     }
 
     fn exit_code(&self) -> Result<i32> {
@@ -395,8 +465,7 @@ impl RemoteWatch for RemoteProcess {
                 mp_logging::get_logger().warning(format_args!(
                     "the link to a process on another host is held up: ending its launcher to end it"
                 ));
-                sys::process::pidfd_send_signal(self.ended.pidfd.as_fd(), libc::SIGKILL)
-                    .os("signal the launcher")
+                self.ended.kill()
             }
         }
     }

@@ -430,6 +430,13 @@ pub(crate) fn shutdown_write(fd: BorrowedFd<'_>) {
     let _ = nix::sys::socket::shutdown(fd.as_raw_fd(), nix::sys::socket::Shutdown::Write);
 }
 
+/// Shuts a socket down both ways (its readers, here and in any process
+/// that shares it, see end of file; nothing more is sent). Not a socket:
+/// nothing.
+pub(crate) fn shutdown_both(fd: BorrowedFd<'_>) {
+    let _ = nix::sys::socket::shutdown(fd.as_raw_fd(), nix::sys::socket::Shutdown::Both);
+}
+
 /// Whether `fd` was opened for reading and for writing (a socket: both; a
 /// pipe: one of them).
 pub(crate) fn access(fd: BorrowedFd<'_>) -> io::Result<(bool, bool)> {

@@ -103,6 +103,24 @@ pub(crate) fn secure_execution() -> bool {
     unsafe { libc::getauxval(libc::AT_SECURE) != 0 }
 }
 
+/// This process's effective user id.
+pub(crate) fn euid() -> u32 {
+    // SAFETY: geteuid takes nothing, cannot fail and only reads.
+    unsafe { libc::geteuid() }
+}
+
+/// The first IPv4 address of an interface that is up and not a loopback,
+/// in the order `getifaddrs` lists them; `None` when there is none.
+pub(crate) fn first_up_ipv4() -> Option<std::net::Ipv4Addr> {
+    use nix::net::if_::InterfaceFlags;
+    nix::ifaddrs::getifaddrs().ok()?.find_map(|ifa| {
+        let up = ifa.flags.contains(InterfaceFlags::IFF_UP)
+            && !ifa.flags.contains(InterfaceFlags::IFF_LOOPBACK);
+        let ip = ifa.address?.as_sockaddr_in()?.ip();
+        (up && !ip.is_loopback()).then_some(ip)
+    })
+}
+
 /// Clears the calling thread's signal mask (async-signal-safe).
 pub(crate) fn unblock_all_signals() {
     // SAFETY: sigemptyset initialises the set; pthread_sigmask only changes the
