@@ -32,6 +32,7 @@ mod scenarios;
 mod sentinel;
 mod shareable_list;
 mod shared_memory;
+mod stream;
 mod spawn_fn;
 mod sync;
 mod sync_attack;
