@@ -3,6 +3,7 @@
 //! served by a manager of this process, which the processes on other hosts
 //! reach through their launcher's link.
 
+mod attach;
 mod traits;
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -87,6 +88,8 @@ struct Inner {
     schedule: Vec<usize>,
     next: AtomicUsize,
     method: StartMethod,
+    /// The copies attached by `from_launcher` (told goodbye when dropped).
+    _attached: Option<attach::Coordinator>,
 }
 
 /// The options of a [`ClusterContext`]: where its manager listens, its
@@ -107,6 +110,7 @@ pub struct ClusterBuilder {
     listen: SocketAddr,
     hosts: Vec<(Launcher, usize)>,
     method: Option<StartMethod>,
+    attached: Option<attach::Coordinator>,
 }
 
 impl Default for ClusterBuilder {
@@ -115,6 +119,7 @@ impl Default for ClusterBuilder {
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             hosts: Vec::new(),
             method: None,
+            attached: None,
         }
     }
 }
@@ -254,6 +259,7 @@ impl ClusterBuilder {
                 hosts,
                 next: AtomicUsize::new(0),
                 method,
+                _attached: self.attached,
             }),
         })
     }
@@ -277,51 +283,76 @@ fn schedule(hosts: &[(Launcher, usize)]) -> Vec<usize> {
 impl ClusterContext {
     /// The cluster of a program whose copies an engine started itself
     /// (`mpirun -n 8 app`, `srun -n 8 app`, a Kubernetes Indexed Job), as
-    /// `mpi4py.futures` attaches under `mpiexec`: `Some` in the coordinating
-    /// copy (rank 0), `None` in the others once they have served as its
-    /// workers.
+    /// `mpi4py.futures` attaches under `mpiexec`: `Ok(Some(ctx))` in the
+    /// coordinating copy (rank 0), whose hosts are the other copies;
+    /// `Ok(None)` in each other copy, once it has served as a host of the
+    /// coordinator until the coordinator is done (the last clone of its
+    /// context dropped, or the coordinator gone, however it ended).
     ///
-    /// **Not available yet**: this version tells a copy started by an
-    /// engine (`OMPI_COMM_WORLD_RANK`, `PMI_RANK`, `SLURM_PROCID` or
-    /// `JOB_COMPLETION_INDEX` set) that attaching is not supported, and any
-    /// other program that it was not started by one, both as
-    /// [`Error::Invalid`]. Meanwhile, start one copy and let it place its
-    /// processes: `ClusterContext::builder().host(Launcher::command(["srun",
-    /// "-N1", "-n1", "-w", "node3"]), 8)`.
+    /// What each copy reads in its environment:
+    /// - its **rank**: the first set of `OMPI_COMM_WORLD_RANK`, `PMI_RANK`,
+    ///   `SLURM_PROCID`, `JOB_COMPLETION_INDEX`. None set: this program was
+    ///   not started by an engine ([`Error::Invalid`] says so).
+    /// - the job's **size**: the first set of `OMPI_COMM_WORLD_SIZE`,
+    ///   `PMI_SIZE`, `SLURM_NTASKS`, `MP_CLUSTER_SIZE` (an Indexed Job's
+    ///   environment has no size: set it to the job's completions).
+    /// - the **key**: the file named by `MP_CLUSTER_AUTHKEY_FILE`, a regular
+    ///   file of this user with mode `0600`, at most 4 KiB (see
+    ///   [`mp_proc::connection::read_authkey_file`]); every copy makes it
+    ///   its authkey ([`mp_proc::set_authkey`]). The key never travels: the
+    ///   copies prove they hold it (the handshake of
+    ///   [`mp_proc::connection::Client`]), and the processes started on a
+    ///   copy read it from there.
+    /// - where the coordinator is: `MP_CLUSTER_ADDRESS` (`host:port`; rank 0
+    ///   listens there, the others dial it), or, when nobody knows rank 0's
+    ///   node in advance, `MP_CLUSTER_ADDRESS_FILE`: a file on a filesystem
+    ///   every copy sees, to which rank 0 writes the `ip:port` it listens at
+    ///   (it listens at `MP_CLUSTER_LISTEN` if set, else at a free port of
+    ///   every address, and writes its first non-loopback IPv4 address that
+    ///   is up, else `127.0.0.1`); the others read it until it names a
+    ///   coordinator that answers (a file an earlier run left is read again).
+    /// - `MP_CLUSTER_TIMEOUT` (seconds, default 60): how long rank 0 waits
+    ///   for all the others to attach (past it, an error naming the ranks
+    ///   missing) and the others for the coordinator; how long a start
+    ///   waits for its link.
+    /// - `MP_CLUSTER_SLOTS` (default 1): how many processes a copy takes per
+    ///   round of the hosts.
+    ///
+    /// A job of size 1 gets a context whose one host is this machine
+    /// ([`Launcher::local`]) with `MP_CLUSTER_SLOTS` slots. A copy that runs
+    /// another build than rank 0 is refused, and rank 0 fails, both saying
+    /// so; a copy with another key fails its handshake.
+    ///
+    /// Each process of the context on a copy has a TCP connection of its
+    /// own, from the copy to rank 0, authenticated by the key; the copy runs
+    /// this executable as its agent on it, as [`Launcher::ssh`] would. Its
+    /// bytes are not encrypted (use a network of the job's own, as MPI
+    /// does; see `SECURITY.md`).
     ///
     /// ```
     /// // Not started by mpirun, srun or an Indexed Job:
     /// let attached = mp_manager::ClusterContext::from_launcher();
     /// assert!(matches!(attached, Err(mp_manager::Error::Invalid { .. })));
     /// ```
+    ///
+    /// The same program under each engine (see `manager/examples/spmd.rs`):
+    ///
+    /// ```no_run
+    /// use mp_proc::{Context, QueueLike};
+    /// fn main() -> mp_manager::Result<()> {
+    ///     match mp_manager::ClusterContext::from_launcher()? {
+    ///         Some(cluster) => {
+    ///             let q = cluster.queue::<u32>()?;
+    ///             // ... start processes on the cluster, as on any Context
+    ///             # drop(q);
+    ///         }
+    ///         None => {} // this copy served; the coordinator is done
+    ///     }
+    ///     Ok(())
+    /// }
+    /// ```
     pub fn from_launcher() -> Result<Option<ClusterContext>> {
-        const RANKS: [&str; 4] = [
-            "OMPI_COMM_WORLD_RANK",
-            "PMI_RANK",
-            "SLURM_PROCID",
-            "JOB_COMPLETION_INDEX",
-        ];
-        let what = "ClusterContext::from_launcher";
-        match RANKS
-            .iter()
-            .find_map(|v| std::env::var(v).ok().map(|rank| (v, rank)))
-        {
-            None => Err(Error::Invalid {
-                what,
-                reason: format!(
-                    "this program was not started by mpirun, srun or an Indexed Job (none of {} is set)",
-                    RANKS.join(", ")
-                ),
-            }),
-            Some((var, rank)) => Err(Error::Invalid {
-                what,
-                reason: format!(
-                    "attaching the copies an engine started ({var}={rank}) is not supported yet: \
-                     start one copy and give its ClusterContext the engine as a launcher \
-                     (Launcher::command([\"srun\", \"-N1\", \"-n1\", ...]))"
-                ),
-            }),
-        }
+        attach::from_launcher()
     }
 
     /// The options of a new cluster context (see [`ClusterBuilder`]).

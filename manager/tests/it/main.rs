@@ -1,5 +1,7 @@
 //! mp-manager's integration tests, for fork, spawn and forkserver.
 
+#[cfg(feature = "pool")]
+mod attach;
 mod barrier_action;
 mod base;
 mod cluster;

@@ -1,0 +1,343 @@
+//! Rank 0: listens for the other copies, waits until all have attached,
+//! and opens a link on a copy for each process started there (an
+//! [`Order::Start`] on its control connection, answered by a new
+//! connection that names the ticket).
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use mp_proc::Connection;
+use mp_proc::connection::{Address, Listener, PendingConnection, wait_fds};
+use mp_proc::plumbing::{deadline_after, lock};
+
+use super::env::{Env, invalid};
+use super::wire::{Answer, Attach, Hello, MAX_FRAME, Order, Report};
+use crate::Result;
+
+/// An attached copy, as the coordinator knows it.
+pub(super) struct Copy {
+    pub(super) rank: usize,
+    pub(super) host: String,
+    pub(super) slots: usize,
+}
+
+/// The coordinator's side of the attached copies, for as long as the
+/// cluster context lives: dropping it says goodbye to every copy.
+pub(crate) struct Coordinator {
+    shared: Arc<Shared>,
+    /// Dropped to stop the accepting thread.
+    _stop: UnixStream,
+}
+
+impl std::fmt::Debug for Coordinator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ranks: Vec<usize> = lock(&self.shared.copies).keys().copied().collect();
+        f.debug_struct("Coordinator").field("copies", &ranks).finish()
+    }
+}
+
+/// What the threads of the coordinator share.
+struct Shared {
+    /// The control connection of each attached copy, by rank.
+    copies: Mutex<BTreeMap<usize, Connection>>,
+    /// The starts waiting for their link, by ticket: the rank asked, and
+    /// where the link (or why there is none) goes.
+    tickets: Mutex<Tickets>,
+    /// Where copies that attach go while the coordinator waits for them.
+    attaching: Mutex<Option<mpsc::Sender<(Attach, Connection)>>>,
+    /// How long a start waits for its link.
+    start_timeout: Duration,
+}
+
+type Waiter = mpsc::SyncSender<std::result::Result<OwnedFd, String>>;
+
+#[derive(Default)]
+struct Tickets {
+    last: u64,
+    waiting: HashMap<u64, (usize, Waiter)>,
+}
+
+impl Coordinator {
+    /// Listens, publishes the address (the file), and waits until the
+    /// `size - 1` other copies have attached, by the deadline.
+    pub(super) fn start(env: &Env, key: &[u8]) -> Result<(Coordinator, Vec<Copy>)> {
+        let bind = match &env.at {
+            super::env::Where::Address(a) => super::env::resolve(a)?,
+            super::env::Where::File(_) => env
+                .listen
+                .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0))),
+        };
+        let listener = Listener::bind(Address::Tcp(bind), Some(key))
+            .map_err(|e| invalid(format!("rank 0 cannot listen at {bind}: {e}")))?;
+        let Address::Tcp(bound) = listener.address().clone() else {
+            return Err(invalid("a TCP listener with another address".into()));
+        };
+        let (stop, stop_r) = UnixStream::pair()
+            .map_err(|e| crate::Error::Os { op: "socketpair", source: e })?;
+        let (tx, rx) = mpsc::channel();
+        let shared = Arc::new(Shared {
+            copies: Mutex::default(),
+            tickets: Mutex::default(),
+            attaching: Mutex::new(Some(tx)),
+            start_timeout: env.timeout,
+        });
+        let accepting = shared.clone();
+        std::thread::Builder::new()
+            .name("mp-attach-accept".into())
+            .spawn(move || accepting.accept(listener, stop_r))
+            .map_err(|e| crate::Error::Os { op: "start a thread", source: e })?;
+        let coordinator = Coordinator {
+            shared,
+            _stop: stop,
+        };
+        if let super::env::Where::File(path) = &env.at {
+            let ip = match bound.ip() {
+                ip if ip.is_unspecified() => mp_proc::plumbing::first_up_ipv4()
+                    .map_or(std::net::IpAddr::from([127, 0, 0, 1]), Into::into),
+                ip => ip,
+            };
+            super::env::write_address_file(path, SocketAddr::new(ip, bound.port()))?;
+        }
+        let copies = coordinator.gather(env, rx)?;
+        Ok((coordinator, copies))
+    }
+
+    /// The copies as they attach, until all have or the deadline.
+    fn gather(&self, env: &Env, rx: mpsc::Receiver<(Attach, Connection)>) -> Result<Vec<Copy>> {
+        let deadline = deadline_after(env.timeout);
+        let build = mp_proc::plumbing::build_identity();
+        let mut copies = Vec::new();
+        while copies.len() + 1 < env.size {
+            let left = deadline.map_or(Duration::MAX, |d| d.saturating_duration_since(Instant::now()));
+            let (attach, conn) = match rx.recv_timeout(left) {
+                Ok(attached) => attached,
+                Err(_) => {
+                    let here = lock(&self.shared.copies);
+                    let missing: Vec<String> = (1..env.size)
+                        .filter(|r| !here.contains_key(r))
+                        .map(|r| r.to_string())
+                        .collect();
+                    return Err(invalid(format!(
+                        "rank 0: {} of the {} other copies did not attach within {:?} (ranks {}): \
+                         were they started, with the same key file and {}? (MP_CLUSTER_TIMEOUT \
+                         gives them longer)",
+                        missing.len(),
+                        env.size - 1,
+                        env.timeout,
+                        missing.join(", "),
+                        match &env.at {
+                            super::env::Where::Address(a) => format!("the address {a}"),
+                            super::env::Where::File(p) => format!("the address file {}", p.display()),
+                        }
+                    )));
+                }
+            };
+            let rank = usize::try_from(attach.rank).unwrap_or(usize::MAX);
+            let refusal = if attach.build != build {
+                Some(format!(
+                    "rank {rank} on {} runs another build of the program than rank 0: every copy \
+                     must run the same executable",
+                    attach.host
+                ))
+            } else if rank == 0 || rank >= env.size {
+                Some(format!("rank {rank} is not one of ranks 1 to {} of this job", env.size - 1))
+            } else if lock(&self.shared.copies).contains_key(&rank) {
+                Some(format!("rank {rank} has attached already"))
+            } else if attach.slots == 0 || attach.slots > super::env::MAX_SLOTS as u64 {
+                Some(format!("rank {rank} offers {} slots", attach.slots))
+            } else {
+                None
+            };
+            if let Some(why) = refusal {
+                let _ = conn.send(&Answer::Refused(why.clone()));
+                if attach.build != build {
+                    return Err(invalid(why));
+                }
+                mp_logging::get_logger().warning(format_args!("{}: {why}", super::env::WHAT));
+                continue;
+            }
+            conn.send(&Answer::Welcome)?;
+            lock(&self.shared.copies).insert(rank, conn.clone());
+            self.watch(rank, conn)?;
+            copies.push(Copy {
+                rank,
+                host: attach.host,
+                slots: attach.slots as usize,
+            });
+        }
+        // Late copies are refused from now on.
+        lock(&self.shared.attaching).take();
+        copies.sort_by_key(|c| c.rank);
+        Ok(copies)
+    }
+
+    /// Reads the reports of copy `rank` until its control connection ends.
+    fn watch(&self, rank: usize, conn: Connection) -> Result<()> {
+        let shared = self.shared.clone();
+        std::thread::Builder::new()
+            .name(format!("mp-attach-rank{rank}"))
+            .spawn(move || {
+                while let Ok(Report::StartFailed { ticket, reason }) = conn.recv::<Report>() {
+                    shared.answer(ticket, Err(reason));
+                }
+                // The copy has gone (or broke the protocol): its starts fail.
+                lock(&shared.copies).remove(&rank);
+                let mut tickets = lock(&shared.tickets);
+                let gone: Vec<u64> = tickets
+                    .waiting
+                    .iter()
+                    .filter(|(_, (r, _))| *r == rank)
+                    .map(|(t, _)| *t)
+                    .collect();
+                for ticket in gone {
+                    if let Some((_, waiter)) = tickets.waiting.remove(&ticket) {
+                        let _ = waiter.send(Err(format!("the copy of rank {rank} has gone")));
+                    }
+                }
+            })
+            .map(drop)
+            .map_err(|e| crate::Error::Os { op: "start a thread", source: e }.into())
+    }
+
+    /// The opener of a link on copy `rank`, for its launcher.
+    pub(super) fn opener(
+        &self,
+        rank: usize,
+    ) -> impl Fn() -> std::io::Result<OwnedFd> + Send + Sync + 'static {
+        let shared = self.shared.clone();
+        move || shared.open(rank)
+    }
+}
+
+impl Drop for Coordinator {
+    /// Every copy is told goodbye (its agents end, its `from_launcher`
+    /// returns), and its control connection is closed.
+    fn drop(&mut self) {
+        let copies = std::mem::take(&mut *lock(&self.shared.copies));
+        for conn in copies.values() {
+            let _ = conn.send(&Order::Goodbye);
+            shutdown(conn.as_fd());
+        }
+    }
+}
+
+/// Shuts a connection's socket down both ways (its reader thread sees the
+/// end).
+fn shutdown(fd: std::os::fd::BorrowedFd<'_>) {
+    if let Ok(fd) = fd.try_clone_to_owned() {
+        let _ = TcpStream::from(fd).shutdown(Shutdown::Both);
+    }
+}
+
+impl Shared {
+    /// Accepts connections until `stop` is readable (its other end
+    /// dropped), each greeted on a thread of its own.
+    fn accept(self: Arc<Shared>, listener: Listener, stop: UnixStream) {
+        loop {
+            match wait_fds(&[listener.as_fd(), stop.as_fd()], None) {
+                Ok(ready) if ready.contains(&1) => return,
+                Ok(_) => {}
+                Err(_) => return,
+            }
+            let Ok(pending) = listener.accept_pending() else {
+                continue;
+            };
+            let shared = self.clone();
+            let _ = std::thread::Builder::new()
+                .name("mp-attach-greet".into())
+                .spawn(move || shared.greet(pending));
+        }
+    }
+
+    /// Authenticates a connection and reads its first message: a copy
+    /// attaching, or the link of a ticket.
+    fn greet(&self, pending: PendingConnection) {
+        let deadline = deadline_after(mp_proc::connection::HANDSHAKE_TIMEOUT);
+        let conn = match pending.authenticate() {
+            Ok(conn) => conn,
+            Err(e) => {
+                mp_logging::get_logger().warning(format_args!(
+                    "{}: a connection failed the handshake: {e}",
+                    super::env::WHAT
+                ));
+                return;
+            }
+        };
+        conn.set_max_frame_len(MAX_FRAME);
+        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        if !matches!(conn.poll(left), Ok(true)) {
+            return;
+        }
+        match conn.recv::<Hello>() {
+            Ok(Hello::Link { ticket }) => {
+                // Nothing follows the ticket until the boot is sent: the
+                // socket carries the link from here.
+                let fd = conn.as_fd().try_clone_to_owned().map_err(|e| e.to_string());
+                drop(conn);
+                self.answer(ticket, fd);
+            }
+            Ok(Hello::Attach(attach)) => {
+                let to = lock(&self.attaching).clone();
+                match to {
+                    Some(to) => {
+                        let _ = to.send((attach, conn));
+                    }
+                    None => {
+                        let _ = conn.send(&Answer::Refused(format!(
+                            "rank {} comes too late: the cluster is formed",
+                            attach.rank
+                        )));
+                    }
+                }
+            }
+            Err(_) => {}
+        }
+    }
+
+    /// Hands the link of `ticket` (or why there is none) to its start.
+    fn answer(&self, ticket: u64, link: std::result::Result<OwnedFd, String>) {
+        if let Some((_, waiter)) = lock(&self.tickets).waiting.remove(&ticket) {
+            let _ = waiter.send(link);
+        }
+    }
+
+    /// A new link on copy `rank`: a ticket in an order, then the
+    /// connection that names it.
+    fn open(&self, rank: usize) -> std::io::Result<OwnedFd> {
+        let control = lock(&self.copies).get(&rank).cloned().ok_or_else(|| {
+            std::io::Error::other(format!("the copy of rank {rank} has gone"))
+        })?;
+        let (tx, rx) = mpsc::sync_channel(1);
+        let ticket = {
+            let mut tickets = lock(&self.tickets);
+            tickets.last += 1;
+            let ticket = tickets.last;
+            tickets.waiting.insert(ticket, (rank, tx));
+            ticket
+        };
+        if let Err(e) = control.send(&Order::Start { ticket }) {
+            lock(&self.tickets).waiting.remove(&ticket);
+            return Err(std::io::Error::other(format!(
+                "cannot ask the copy of rank {rank}: {e}"
+            )));
+        }
+        match rx.recv_timeout(self.start_timeout) {
+            Ok(Ok(link)) => Ok(link),
+            Ok(Err(why)) => Err(std::io::Error::other(why)),
+            Err(_) => {
+                lock(&self.tickets).waiting.remove(&ticket);
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!(
+                        "the copy of rank {rank} did not open a link within {:?}",
+                        self.start_timeout
+                    ),
+                ))
+            }
+        }
+    }
+}

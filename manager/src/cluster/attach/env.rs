@@ -1,0 +1,212 @@
+//! What an engine (mpirun, srun, an Indexed Job) and the user tell a copy
+//! in its environment: its rank, the job's size, where the coordinator is,
+//! how long to wait, how many slots it offers.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::{Error, Result};
+
+/// The variables that give a copy's rank, in the order they are looked at.
+pub(super) const RANKS: [&str; 4] = [
+    "OMPI_COMM_WORLD_RANK",
+    "PMI_RANK",
+    "SLURM_PROCID",
+    "JOB_COMPLETION_INDEX",
+];
+/// The variables that give the job's size, in the order they are looked at
+/// (an Indexed Job's environment has none of the engines': the user sets
+/// `MP_CLUSTER_SIZE`).
+pub(super) const SIZES: [&str; 4] = [
+    "OMPI_COMM_WORLD_SIZE",
+    "PMI_SIZE",
+    "SLURM_NTASKS",
+    "MP_CLUSTER_SIZE",
+];
+pub(super) const ADDRESS: &str = "MP_CLUSTER_ADDRESS";
+pub(super) const ADDRESS_FILE: &str = "MP_CLUSTER_ADDRESS_FILE";
+pub(super) const LISTEN: &str = "MP_CLUSTER_LISTEN";
+pub(super) const TIMEOUT: &str = "MP_CLUSTER_TIMEOUT";
+pub(super) const SLOTS: &str = "MP_CLUSTER_SLOTS";
+
+/// How long the copies have to attach, by default.
+pub(super) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+/// The most slots one copy may offer.
+pub(super) const MAX_SLOTS: usize = 4096;
+/// The largest job.
+pub(super) const MAX_SIZE: usize = 1 << 20;
+
+pub(super) const WHAT: &str = "ClusterContext::from_launcher";
+
+/// Where the coordinator is.
+#[derive(Debug, Clone)]
+pub(super) enum Where {
+    /// `host:port` (`MP_CLUSTER_ADDRESS`): rank 0 listens there.
+    Address(String),
+    /// A file that rank 0 writes its `ip:port` to (`MP_CLUSTER_ADDRESS_FILE`).
+    File(PathBuf),
+}
+
+/// A copy's environment.
+#[derive(Debug, Clone)]
+pub(super) struct Env {
+    pub(super) rank: usize,
+    pub(super) size: usize,
+    pub(super) at: Where,
+    /// Where rank 0 listens when it writes the address file.
+    pub(super) listen: Option<SocketAddr>,
+    pub(super) timeout: Duration,
+    pub(super) slots: usize,
+}
+
+pub(super) fn invalid(reason: String) -> Error {
+    Error::Invalid { what: WHAT, reason }
+}
+
+/// The first of `vars` that is set, and its value.
+fn first_set(vars: &[&'static str]) -> Option<(&'static str, String)> {
+    vars.iter()
+        .find_map(|v| std::env::var(v).ok().map(|value| (*v, value)))
+}
+
+/// A count (`what`) from variable `var`.
+fn count(var: &str, value: &str, what: &str) -> Result<usize> {
+    value
+        .trim()
+        .parse::<usize>()
+        .map_err(|_| invalid(format!("{var}={value:?} is not a {what} (a number)")))
+}
+
+/// The rank, from the first variable of [`RANKS`] that is set: `None`
+/// when none is (not started by an engine).
+pub(super) fn rank() -> Result<Option<(&'static str, usize)>> {
+    match first_set(&RANKS) {
+        None => Ok(None),
+        Some((var, value)) => Ok(Some((var, count(var, &value, "rank")?))),
+    }
+}
+
+/// The whole environment of a copy of rank `rank`.
+pub(super) fn read(rank: usize) -> Result<Env> {
+    let Some((var, value)) = first_set(&SIZES) else {
+        return Err(invalid(format!(
+            "the job's size is not known: none of {} is set (an Indexed Job sets none: set \
+             MP_CLUSTER_SIZE to its completions)",
+            SIZES.join(", ")
+        )));
+    };
+    let size = count(var, &value, "size")?;
+    if size == 0 || size > MAX_SIZE {
+        return Err(invalid(format!("{var}={size}: a job has 1 to {MAX_SIZE} copies")));
+    }
+    if rank >= size {
+        return Err(invalid(format!("rank {rank} is not below the job's size {size} ({var})")));
+    }
+    let at = match (std::env::var(ADDRESS), std::env::var_os(ADDRESS_FILE)) {
+        (Ok(address), _) if !address.is_empty() => Where::Address(address),
+        (_, Some(file)) if !file.is_empty() => Where::File(PathBuf::from(file)),
+        _ => {
+            return Err(invalid(format!(
+                "where the coordinator (rank 0) listens is not known: set {ADDRESS} (host:port) \
+                 or {ADDRESS_FILE} (a file on a filesystem every copy sees)"
+            )));
+        }
+    };
+    let listen = match std::env::var(LISTEN) {
+        Ok(l) if !l.is_empty() => Some(l.trim().parse::<SocketAddr>().map_err(|_| {
+            invalid(format!("{LISTEN}={l:?} is not an ip:port"))
+        })?),
+        _ => None,
+    };
+    let timeout = match std::env::var(TIMEOUT) {
+        Ok(t) if !t.is_empty() => t
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|s| *s > 0.0)
+            .and_then(|s| Duration::try_from_secs_f64(s).ok())
+            .ok_or_else(|| invalid(format!("{TIMEOUT}={t:?} is not a number of seconds above 0")))?,
+        _ => DEFAULT_TIMEOUT,
+    };
+    let slots = match std::env::var(SLOTS) {
+        Ok(s) if !s.is_empty() => {
+            let n = count(SLOTS, &s, "number of slots")?;
+            if n == 0 || n > MAX_SLOTS {
+                return Err(invalid(format!("{SLOTS}={n}: a copy offers 1 to {MAX_SLOTS} slots")));
+            }
+            n
+        }
+        _ => 1,
+    };
+    Ok(Env {
+        rank,
+        size,
+        at,
+        listen,
+        timeout,
+        slots,
+    })
+}
+
+/// `host:port` resolved: its first address.
+pub(super) fn resolve(address: &str) -> Result<SocketAddr> {
+    address
+        .to_socket_addrs()
+        .map_err(|e| invalid(format!("{ADDRESS}={address:?}: {e}")))?
+        .next()
+        .ok_or_else(|| invalid(format!("{ADDRESS}={address:?} resolves to no address")))
+}
+
+/// The longest address file read.
+const MAX_ADDRESS_FILE: u64 = 256;
+
+/// The address in the file rank 0 writes: `None` while there is none, or
+/// only a part of one (a line is whole once its newline is there).
+pub(super) fn read_address_file(path: &std::path::Path) -> Option<SocketAddr> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).ok()?;
+    let mut text = String::new();
+    file.take(MAX_ADDRESS_FILE).read_to_string(&mut text).ok()?;
+    let line = text.strip_suffix('\n')?;
+    line.trim().parse().ok()
+}
+
+/// Writes `address` to the file at `path`, whole or not at all: a file of
+/// the same directory, then renamed over it.
+pub(super) fn write_address_file(path: &std::path::Path, address: SocketAddr) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let fail = |e: std::io::Error| {
+        invalid(format!("{ADDRESS_FILE}={}: cannot write it: {e}", path.display()))
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".mp-cluster-address")
+        .tempfile_in(&dir)
+        .map_err(fail)?;
+    std::io::Write::write_all(&mut tmp, format!("{address}\n").as_bytes()).map_err(fail)?;
+    tmp.as_file().sync_all().map_err(fail)?;
+    tmp.persist(path).map_err(|e| fail(e.error))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_address_file_is_read_only_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("addr");
+        assert_eq!(read_address_file(&path), None);
+        std::fs::write(&path, "10.0.0.1:5").unwrap();
+        assert_eq!(read_address_file(&path), None, "no newline yet");
+        let at: SocketAddr = "10.0.0.1:5000".parse().unwrap();
+        write_address_file(&path, at).unwrap();
+        assert_eq!(read_address_file(&path), Some(at));
+        std::fs::write(&path, "not an address\n").unwrap();
+        assert_eq!(read_address_file(&path), None);
+    }
+}

@@ -1,0 +1,224 @@
+//! A copy of rank above 0: attaches to the coordinator, then runs an agent
+//! on a new connection for each process the coordinator starts here, until
+//! the coordinator says goodbye or its control connection ends.
+
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::os::fd::{AsFd, OwnedFd};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use mp_proc::Connection;
+use mp_proc::connection::{Address, Client};
+use mp_proc::plumbing::{deadline_after, lock};
+
+use super::env::{Env, RANKS, Where, invalid, read_address_file, resolve};
+use super::wire::{Answer, Attach, Hello, MAX_FRAME, Order, Report};
+use crate::{Error, Result};
+
+/// The longest pause between two tries to reach the coordinator.
+const MAX_PAUSE: Duration = Duration::from_millis(500);
+
+/// Attaches, serves, and returns once the coordinator is done.
+pub(super) fn serve(env: &Env, key: &[u8]) -> Result<()> {
+    let deadline = deadline_after(env.timeout);
+    let (control, at) = dial(env, key, deadline)?;
+    control.set_max_frame_len(MAX_FRAME);
+    control.send(&Hello::Attach(Attach {
+        rank: env.rank as u64,
+        host: host_name(),
+        slots: env.slots as u64,
+        build: mp_proc::plumbing::build_identity(),
+    }))?;
+    let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+    if !control.poll(left)? {
+        return Err(invalid(format!(
+            "rank {}: the coordinator at {at} did not answer within {:?}",
+            env.rank, env.timeout
+        )));
+    }
+    match control.recv::<Answer>()? {
+        Answer::Welcome => {}
+        Answer::Refused(why) => {
+            return Err(invalid(format!(
+                "rank {}: the coordinator at {at} refused this copy: {why}",
+                env.rank
+            )));
+        }
+    }
+    let agents = Agents::default();
+    let outcome = loop {
+        match control.recv::<Order>() {
+            Ok(Order::Start { ticket }) => {
+                let (reports, agents, key) = (control.clone(), agents.clone(), key.to_vec());
+                let started = std::thread::Builder::new()
+                    .name("mp-attach-start".into())
+                    .spawn(move || {
+                        if let Err(e) = agents.start(at, &key, ticket) {
+                            let reason = format!("on {}: {e}", host_name());
+                            let _ = reports.send(&Report::StartFailed { ticket, reason });
+                        }
+                    });
+                if let Err(e) = started {
+                    let reason = format!("cannot start a thread: {e}");
+                    let _ = control.send(&Report::StartFailed { ticket, reason });
+                }
+            }
+            // Done, or the coordinator has gone (end of file, a reset).
+            Ok(Order::Goodbye) => break Ok(()),
+            Err(Error::Decode(e)) => {
+                break Err(invalid(format!(
+                    "rank {}: the coordinator sent what is not an order: {e}",
+                    env.rank
+                )));
+            }
+            Err(_) => break Ok(()),
+        }
+    };
+    agents.end_all();
+    outcome
+}
+
+/// The control connection: the address (re-read from its file each try,
+/// which may still name an earlier run's coordinator) dialed until it
+/// answers or the deadline. A wrong key is not tried again.
+fn dial(env: &Env, key: &[u8], deadline: Option<Instant>) -> Result<(Connection, SocketAddr)> {
+    let mut pause = Duration::from_millis(5);
+    let mut last = String::from("nothing tried");
+    loop {
+        let target = match &env.at {
+            Where::Address(a) => resolve(a).map_err(|e| last = e.to_string()).ok(),
+            Where::File(path) => {
+                let at = read_address_file(path);
+                if at.is_none() {
+                    last = format!("no address in {} yet", path.display());
+                }
+                at
+            }
+        };
+        if let Some(at) = target {
+            match Client::connect(&Address::Tcp(at), Some(key)) {
+                Ok(conn) => return Ok((conn, at)),
+                Err(e @ Error::Authentication(_)) => {
+                    return Err(invalid(format!(
+                        "rank {}: the coordinator at {at} refused this copy's key ({e}): every \
+                         copy must read the same key file",
+                        env.rank
+                    )));
+                }
+                Err(e) => last = format!("{at}: {e}"),
+            }
+        }
+        let left = deadline.map_or(Duration::MAX, |d| d.saturating_duration_since(Instant::now()));
+        if left.is_zero() {
+            return Err(invalid(format!(
+                "rank {}: no coordinator answered within {:?} ({last})",
+                env.rank, env.timeout
+            )));
+        }
+        // A backoff between tries (not a synchronisation): the coordinator
+        // may start later than this copy.
+        std::thread::sleep(pause.min(left));
+        pause = (pause * 2).min(MAX_PAUSE);
+    }
+}
+
+/// This host's name, for messages.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "?".into())
+}
+
+/// The agents this copy runs: each one's link (shut down to end it) and
+/// the thread that reaps it.
+#[derive(Clone, Default)]
+struct Agents(Arc<Mutex<AgentList>>);
+
+#[derive(Default)]
+struct AgentList {
+    running: Vec<(TcpStream, std::thread::JoinHandle<()>)>,
+    /// No agent starts any more.
+    ended: bool,
+}
+
+impl Agents {
+    /// Dials back with `ticket` and runs an agent on the connection.
+    fn start(&self, at: SocketAddr, key: &[u8], ticket: u64) -> Result<()> {
+        let conn = Client::connect(&Address::Tcp(at), Some(key))?;
+        conn.send(&Hello::Link { ticket })?;
+        // The handshake is over and nothing more comes until the agent
+        // answers the boot: the socket is the agent's link from here.
+        let link: OwnedFd = conn
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|e| Error::Os { op: "dup", source: e })?;
+        drop(conn);
+        let stream = TcpStream::from(link);
+        let dup = |s: &TcpStream| -> Result<Stdio> {
+            let fd = OwnedFd::from(s.try_clone().map_err(|e| Error::Os { op: "dup", source: e })?);
+            Ok(Stdio::from(fd))
+        };
+        let mut list = lock(&self.0);
+        if list.ended {
+            return Err(invalid("this copy is ending".into()));
+        }
+        let exe = std::env::current_exe().map_err(|e| Error::Os {
+            op: "find this executable",
+            source: e,
+        })?;
+        let mut command = Command::new(exe);
+        command
+            .arg(mp_proc::plumbing::AGENT_MARKER)
+            .stdin(dup(&stream)?)
+            .stdout(dup(&stream)?)
+            .stderr(Stdio::inherit());
+        // The agent's process is no copy of the job.
+        for var in RANKS {
+            command.env_remove(var);
+        }
+        let mut agent = command.spawn().map_err(|e| Error::Os {
+            op: "run an agent",
+            source: e,
+        })?;
+        // This copy's descriptor of the link must not hold it open once
+        // the agent has ended: the coordinator sees its end then.
+        let ended = stream.try_clone().map_err(|e| Error::Os { op: "dup", source: e })?;
+        let reaper = std::thread::Builder::new()
+            .name("mp-attach-reap".into())
+            .spawn(move || {
+                let _ = agent.wait();
+                let _ = ended.shutdown(Shutdown::Both);
+            });
+        let reaper = match reaper {
+            Ok(reaper) => reaper,
+            Err(e) => {
+                // Its link ends it; it is reaped when this copy exits.
+                let _ = stream.shutdown(Shutdown::Both);
+                return Err(Error::Os {
+                    op: "start a thread",
+                    source: e,
+                });
+            }
+        };
+        list.running.retain(|(_, r)| !r.is_finished());
+        list.running.push((stream, reaper));
+        Ok(())
+    }
+
+    /// Ends every agent (their links shut down: each ends its process)
+    /// and reaps them.
+    fn end_all(&self) {
+        let running = {
+            let mut list = lock(&self.0);
+            list.ended = true;
+            std::mem::take(&mut list.running)
+        };
+        for (link, _) in &running {
+            let _ = link.shutdown(Shutdown::Both);
+        }
+        for (_, reaper) in running {
+            let _ = reaper.join();
+        }
+    }
+}
