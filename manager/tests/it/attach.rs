@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use mp_manager::ClusterContext;
 use mp_pool::Pool;
-use mp_proc::{Context, StartMethod};
+use mp_proc::StartMethod;
 use mp_testkit::guard;
 
 /// Selects the fixture's work in a copy: `map`, or `hold` (map, then
@@ -249,4 +249,220 @@ fn every_engine_s_copies_attach_and_serve() {
         assert!(mapped(3)(&said[0]), "{engine:?} {method:?}: {}", said[0]);
         assert_eq!(said[1..], ["served", "served"], "{engine:?} {method:?}");
     }
+}
+
+/// Accepts `n` connections on `l` (closing each at once), or fails the
+/// test after [`HUNG`].
+fn accept_and_close(l: std::net::TcpListener, n: usize) {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for _ in 0..n {
+            drop(l.accept());
+        }
+        let _ = tx.send(());
+    });
+    rx.recv_timeout(HUNG).expect("the copies never dialed the stale address");
+}
+
+/// `MP_CLUSTER_ADDRESS_FILE`: the copies start while the file still names
+/// the coordinator of an earlier run (they dial it: it answers and hangs
+/// up, then it is gone); rank 0, started after, listens on a port of its
+/// own (every address; the file names this host's first address) and
+/// replaces the file, which they read again.
+#[test]
+fn an_address_file_of_an_earlier_run_is_read_again() {
+    let _g = guard();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("address");
+    let stale = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let stale_at = stale.local_addr().unwrap();
+    std::fs::write(&file, format!("{stale_at}\n")).unwrap();
+    let mut vars = common(dir.path());
+    vars.push(("MP_CLUSTER_ADDRESS_FILE", file.display().to_string()));
+    let tag = format!("attach-file-{}", std::process::id());
+    let with = |rank| {
+        let mut v = vars.clone();
+        v.extend(Engine::OpenMpi.vars(rank, 3));
+        copy(rank, &tag, "map", &v).spawn().unwrap()
+    };
+    let mut copies: Vec<Child> = vec![with(1), with(2)];
+    accept_and_close(stale, 2);
+    copies.insert(0, with(0));
+    let said: Vec<String> = outputs(copies).iter().map(said).collect();
+    assert!(mapped(3)(&said[0]), "{}", said[0]);
+    assert_eq!(said[1..], ["served", "served"]);
+    let now: std::net::SocketAddr = std::fs::read_to_string(&file)
+        .unwrap()
+        .trim_end()
+        .parse()
+        .unwrap();
+    assert_ne!(now, stale_at);
+    let expected = mp_proc::plumbing::first_up_ipv4()
+        .map_or(std::net::IpAddr::from([127, 0, 0, 1]), Into::into);
+    assert_eq!(now.ip(), expected);
+}
+
+/// A key file that others may read is refused, saying why; with mode 0600,
+/// a job of one copy runs on this machine alone.
+#[test]
+fn a_key_file_open_to_others_is_refused_and_a_job_of_one_runs_here() {
+    let _g = guard();
+    let dir = tempfile::tempdir().unwrap();
+    let open = key_file(dir.path(), "open", b"key", 0o644);
+    let mut vars = vec![
+        ("MP_CLUSTER_AUTHKEY_FILE", open.display().to_string()),
+        ("MP_CLUSTER_ADDRESS", free_address()),
+    ];
+    let said = job(1, Engine::Slurm, "map", &vars);
+    assert!(
+        said[0].starts_with("refused: MP_CLUSTER_AUTHKEY_FILE: ") && said[0].contains("chmod 600"),
+        "{}",
+        said[0]
+    );
+    vars[0].1 = key_file(dir.path(), "closed", b"key", 0o600).display().to_string();
+    let said = job(1, Engine::Slurm, "map", &vars);
+    assert_eq!(
+        said[0],
+        "coordinator: [1, 4, 9, 16, 25, 36, 49, 64] on 1 hosts, ran at {\"0\"}"
+    );
+}
+
+/// A rank that is not a number, and no engine at all: clear refusals.
+#[test]
+fn a_copy_outside_an_engine_or_with_a_bad_rank_is_refused() {
+    let _g = guard();
+    let dir = tempfile::tempdir().unwrap();
+    let mut vars = common(dir.path());
+    vars.push(("MP_CLUSTER_ADDRESS", free_address()));
+    let tag = format!("attach-bad-{}", std::process::id());
+    let mut bad = vars.clone();
+    bad.extend([("PMI_RANK", "first".to_owned()), ("PMI_SIZE", "2".to_owned())]);
+    let none = copy(0, &tag, "map", &vars).spawn().unwrap();
+    let bad = copy(0, &tag, "map", &bad).spawn().unwrap();
+    let said: Vec<String> = outputs(vec![none, bad]).iter().map(said).collect();
+    assert!(
+        said[0].contains("not started by mpirun, srun or an Indexed Job"),
+        "{}",
+        said[0]
+    );
+    assert!(said[1].contains("PMI_RANK=\"first\" is not a rank"), "{}", said[1]);
+}
+
+/// A copy whose key file holds another key fails its handshake and says
+/// so; rank 0 waits for it until its deadline and names it; the copy that
+/// attached serves until then and returns `None`.
+#[test]
+fn a_copy_with_another_key_is_refused_while_the_others_serve() {
+    let _g = guard();
+    let dir = tempfile::tempdir().unwrap();
+    let other = key_file(dir.path(), "other", b"another key", 0o600);
+    let mut vars = common(dir.path());
+    vars.push(("MP_CLUSTER_ADDRESS", free_address()));
+    vars.push(("MP_CLUSTER_TIMEOUT", "3".into()));
+    let tag = format!("attach-key-{}", std::process::id());
+    let copies: Vec<Child> = (0..3)
+        .map(|rank| {
+            let mut v = vars.clone();
+            v.extend(Engine::Pmi.vars(rank, 3));
+            if rank == 2 {
+                v.push(("MP_CLUSTER_AUTHKEY_FILE", other.display().to_string()));
+            }
+            copy(rank, &tag, "map", &v).spawn().unwrap()
+        })
+        .collect();
+    let said: Vec<String> = outputs(copies).iter().map(said).collect();
+    assert!(
+        said[0].contains("1 of the 2 other copies did not attach") && said[0].contains("(ranks 2)"),
+        "{}",
+        said[0]
+    );
+    assert_eq!(said[1], "served");
+    assert!(said[2].contains("refused this copy's key"), "{}", said[2]);
+}
+
+/// The processes whose environment has `TAG=tag` (zombies aside).
+fn tagged(tag: &str) -> Vec<(u32, String)> {
+    let mark = format!("{TAG}={tag}");
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        if !env.split(|b| *b == 0).any(|v| v == mark.as_bytes()) {
+            continue;
+        }
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let state = stat.rsplit(") ").next().and_then(|s| s.chars().next());
+        if state == Some('Z') || state.is_none() {
+            continue;
+        }
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        found.push((pid, String::from_utf8_lossy(&cmdline).replace('\0', " ")));
+    }
+    found
+}
+
+/// The parent of process `pid`.
+fn parent_of(pid: u32) -> u32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit(") ").next().unwrap_or_default();
+    after.split(' ').nth(1).and_then(|p| p.parse().ok()).unwrap_or(0)
+}
+
+/// The coordinator SIGKILLed while its pool's workers run on the copies:
+/// the copies see their control connection end, end their agents (whose
+/// links have ended too), return `None` and exit 0; nothing of the job is
+/// left on this machine.
+#[test]
+fn a_coordinator_killed_leaves_no_process_behind() {
+    let _g = guard();
+    let dir = tempfile::tempdir().unwrap();
+    let mut vars = common(dir.path());
+    vars.push(("MP_CLUSTER_ADDRESS", free_address()));
+    let tag = format!("attach-kill-{}", std::process::id());
+    let with = |rank| {
+        let mut v = vars.clone();
+        v.extend(Engine::Slurm.vars(rank, 3));
+        let mut c = copy(rank, &tag, "hold", &v);
+        c.stdin(Stdio::piped());
+        c.spawn().unwrap()
+    };
+    let mut rank0 = with(0);
+    let copies = vec![with(1), with(2)];
+    let (tx, rx) = mpsc::channel();
+    let out = rank0.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    loop {
+        let line = rx.recv_timeout(HUNG).expect("rank 0 never got ready");
+        if line == "ready" {
+            break;
+        }
+    }
+    // An agent (a pool worker's) under each copy (its process, a fork of
+    // it, has the same command line).
+    let parents: BTreeSet<u32> = tagged(&tag)
+        .into_iter()
+        .filter(|(_, cmd)| cmd.contains(mp_proc::plumbing::AGENT_MARKER))
+        .map(|(pid, _)| parent_of(pid))
+        .collect();
+    let serving: BTreeSet<u32> = copies.iter().map(Child::id).collect();
+    assert!(parents.is_superset(&serving), "{:?}", tagged(&tag));
+    rank0.kill().unwrap();
+    rank0.wait().unwrap();
+    let said: Vec<String> = outputs(copies).iter().map(said).collect();
+    assert_eq!(said, ["served", "served"]);
+    // Rank 0's own helpers (its manager, its fork server) end as they see
+    // their parent gone: a state nothing tells of, hence the wait.
+    let clean = mp_testkit::wait_until(HUNG, || tagged(&tag).is_empty());
+    assert!(clean, "left behind: {:?}", tagged(&tag));
 }
