@@ -153,7 +153,10 @@ fn outputs(copies: Vec<Child>) -> Vec<Output> {
                         nix::sys::signal::Signal::SIGKILL,
                     );
                 }
-                panic!("a copy hung: {:?}", done.iter().map(Option::is_some).collect::<Vec<_>>());
+                panic!(
+                    "a copy hung: {:?}",
+                    done.iter().map(Option::is_some).collect::<Vec<_>>()
+                );
             }
         }
     }
@@ -172,7 +175,12 @@ fn said(o: &Output) -> String {
         .map(|l| l.trim_start_matches("test attach::fixture ... "))
         .find(|l| l.starts_with("coordinator:") || *l == "served" || l.starts_with("refused:"))
         .map(str::to_owned)
-        .unwrap_or_else(|| format!("nothing said: {out}\n{}", String::from_utf8_lossy(&o.stderr)))
+        .unwrap_or_else(|| {
+            format!(
+                "nothing said: {out}\n{}",
+                String::from_utf8_lossy(&o.stderr)
+            )
+        })
 }
 
 /// Runs a job of `size` copies, each with `common` and its engine's
@@ -232,11 +240,16 @@ fn common(dir: &Path) -> Vec<(&'static str, String)> {
 fn every_engine_s_copies_attach_and_serve() {
     let _g = guard();
     let dir = tempfile::tempdir().unwrap();
-    let mut runs: Vec<(Engine, Option<StartMethod>)> = [Engine::Pmi, Engine::Slurm, Engine::IndexedJob]
-        .into_iter()
-        .map(|e| (e, None))
-        .collect();
-    for method in [StartMethod::Fork, StartMethod::Spawn, StartMethod::Forkserver] {
+    let mut runs: Vec<(Engine, Option<StartMethod>)> =
+        [Engine::Pmi, Engine::Slurm, Engine::IndexedJob]
+            .into_iter()
+            .map(|e| (e, None))
+            .collect();
+    for method in [
+        StartMethod::Fork,
+        StartMethod::Spawn,
+        StartMethod::Forkserver,
+    ] {
         runs.push((Engine::OpenMpi, Some(method)));
     }
     for (engine, method) in runs {
@@ -261,7 +274,8 @@ fn accept_and_close(l: std::net::TcpListener, n: usize) {
         }
         let _ = tx.send(());
     });
-    rx.recv_timeout(HUNG).expect("the copies never dialed the stale address");
+    rx.recv_timeout(HUNG)
+        .expect("the copies never dialed the stale address");
 }
 
 /// `MP_CLUSTER_ADDRESS_FILE`: the copies start while the file still names
@@ -319,7 +333,9 @@ fn a_key_file_open_to_others_is_refused_and_a_job_of_one_runs_here() {
         "{}",
         said[0]
     );
-    vars[0].1 = key_file(dir.path(), "closed", b"key", 0o600).display().to_string();
+    vars[0].1 = key_file(dir.path(), "closed", b"key", 0o600)
+        .display()
+        .to_string();
     let said = job(1, Engine::Slurm, "map", &vars);
     assert_eq!(
         said[0],
@@ -336,7 +352,10 @@ fn a_copy_outside_an_engine_or_with_a_bad_rank_is_refused() {
     vars.push(("MP_CLUSTER_ADDRESS", free_address()));
     let tag = format!("attach-bad-{}", std::process::id());
     let mut bad = vars.clone();
-    bad.extend([("PMI_RANK", "first".to_owned()), ("PMI_SIZE", "2".to_owned())]);
+    bad.extend([
+        ("PMI_RANK", "first".to_owned()),
+        ("PMI_SIZE", "2".to_owned()),
+    ]);
     let none = copy(0, &tag, "map", &vars).spawn().unwrap();
     let bad = copy(0, &tag, "map", &bad).spawn().unwrap();
     let said: Vec<String> = outputs(vec![none, bad]).iter().map(said).collect();
@@ -345,7 +364,11 @@ fn a_copy_outside_an_engine_or_with_a_bad_rank_is_refused() {
         "{}",
         said[0]
     );
-    assert!(said[1].contains("PMI_RANK=\"first\" is not a rank"), "{}", said[1]);
+    assert!(
+        said[1].contains("PMI_RANK=\"first\" is not a rank"),
+        "{}",
+        said[1]
+    );
 }
 
 /// A copy whose key file holds another key fails its handshake and says
@@ -409,7 +432,11 @@ fn tagged(tag: &str) -> Vec<(u32, String)> {
 fn parent_of(pid: u32) -> u32 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let after = stat.rsplit(") ").next().unwrap_or_default();
-    after.split(' ').nth(1).and_then(|p| p.parse().ok()).unwrap_or(0)
+    after
+        .split(' ')
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0)
 }
 
 /// The coordinator SIGKILLed while its pool's workers run on the copies:

@@ -7,11 +7,11 @@ mod intake;
 mod listener;
 
 pub(crate) mod fds;
-pub use auth::{answer_challenge, deliver_challenge};
-pub use conn::{Connection, DEFAULT_MAX_FRAME_LEN, pipe};
 pub use crate::rt::keyfile::{
     AUTHKEY_FILE_VAR, MAX_AUTHKEY_FILE, authkey_from_env, read_authkey_file,
 };
+pub use auth::{answer_challenge, deliver_challenge};
+pub use conn::{Connection, DEFAULT_MAX_FRAME_LEN, pipe};
 pub use listener::{Address, Client, HANDSHAKE_TIMEOUT, Listener, PendingConnection};
 
 use std::os::fd::AsFd;

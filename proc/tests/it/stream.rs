@@ -104,12 +104,18 @@ fn the_key_is_never_on_a_stream_link() {
     let mut p = Process::new(hello, l.address().to_string()).launcher(far);
     p.start().unwrap();
     let conn = l.accept().unwrap();
-    assert_eq!(conn.recv::<String>().unwrap(), "hello with the key of the file");
+    assert_eq!(
+        conn.recv::<String>().unwrap(),
+        "hello with the key of the file"
+    );
     assert_eq!(p.join().unwrap(), 0);
     drop((p, conn));
     join(&threads);
     let log = log.lock().unwrap();
-    assert!(log.len() > 100, "the boot and the handshake went through the relay");
+    assert!(
+        log.len() > 100,
+        "the boot and the handshake went through the relay"
+    );
     assert!(
         !log.windows(key.len()).any(|w| w == key),
         "the authkey crossed the link"

@@ -36,7 +36,9 @@ pub(crate) struct Coordinator {
 impl std::fmt::Debug for Coordinator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let ranks: Vec<usize> = lock(&self.shared.copies).keys().copied().collect();
-        f.debug_struct("Coordinator").field("copies", &ranks).finish()
+        f.debug_struct("Coordinator")
+            .field("copies", &ranks)
+            .finish()
     }
 }
 
@@ -76,8 +78,10 @@ impl Coordinator {
         let Address::Tcp(bound) = listener.address().clone() else {
             return Err(invalid("a TCP listener with another address".into()));
         };
-        let (stop, stop_r) = UnixStream::pair()
-            .map_err(|e| crate::Error::Os { op: "socketpair", source: e })?;
+        let (stop, stop_r) = UnixStream::pair().map_err(|e| crate::Error::Os {
+            op: "socketpair",
+            source: e,
+        })?;
         let (tx, rx) = mpsc::channel();
         let shared = Arc::new(Shared {
             copies: Mutex::default(),
@@ -89,7 +93,10 @@ impl Coordinator {
         std::thread::Builder::new()
             .name("mp-attach-accept".into())
             .spawn(move || accepting.accept(listener, stop_r))
-            .map_err(|e| crate::Error::Os { op: "start a thread", source: e })?;
+            .map_err(|e| crate::Error::Os {
+                op: "start a thread",
+                source: e,
+            })?;
         let coordinator = Coordinator {
             shared,
             _stop: stop,
@@ -112,7 +119,9 @@ impl Coordinator {
         let build = mp_proc::plumbing::build_identity();
         let mut copies = Vec::new();
         while copies.len() + 1 < env.size {
-            let left = deadline.map_or(Duration::MAX, |d| d.saturating_duration_since(Instant::now()));
+            let left = deadline.map_or(Duration::MAX, |d| {
+                d.saturating_duration_since(Instant::now())
+            });
             let (attach, conn) = match rx.recv_timeout(left) {
                 Ok(attached) => attached,
                 Err(_) => {
@@ -131,7 +140,8 @@ impl Coordinator {
                         missing.join(", "),
                         match &env.at {
                             super::env::Where::Address(a) => format!("the address {a}"),
-                            super::env::Where::File(p) => format!("the address file {}", p.display()),
+                            super::env::Where::File(p) =>
+                                format!("the address file {}", p.display()),
                         }
                     )));
                 }
@@ -144,7 +154,10 @@ impl Coordinator {
                     attach.host
                 ))
             } else if rank == 0 || rank >= env.size {
-                Some(format!("rank {rank} is not one of ranks 1 to {} of this job", env.size - 1))
+                Some(format!(
+                    "rank {rank} is not one of ranks 1 to {} of this job",
+                    env.size - 1
+                ))
             } else if lock(&self.shared.copies).contains_key(&rank) {
                 Some(format!("rank {rank} has attached already"))
             } else if attach.slots == 0 || attach.slots > super::env::MAX_SLOTS as u64 {
@@ -200,7 +213,12 @@ impl Coordinator {
                 }
             })
             .map(drop)
-            .map_err(|e| crate::Error::Os { op: "start a thread", source: e }.into())
+            .map_err(|e| {
+                crate::Error::Os {
+                    op: "start a thread",
+                    source: e,
+                }
+            })
     }
 
     /// The opener of a link on copy `rank`, for its launcher.
@@ -308,9 +326,10 @@ impl Shared {
     /// A new link on copy `rank`: a ticket in an order, then the
     /// connection that names it.
     fn open(&self, rank: usize) -> std::io::Result<OwnedFd> {
-        let control = lock(&self.copies).get(&rank).cloned().ok_or_else(|| {
-            std::io::Error::other(format!("the copy of rank {rank} has gone"))
-        })?;
+        let control = lock(&self.copies)
+            .get(&rank)
+            .cloned()
+            .ok_or_else(|| std::io::Error::other(format!("the copy of rank {rank} has gone")))?;
         let (tx, rx) = mpsc::sync_channel(1);
         let ticket = {
             let mut tickets = lock(&self.tickets);

@@ -98,10 +98,14 @@ pub(super) fn read(rank: usize) -> Result<Env> {
     };
     let size = count(var, &value, "size")?;
     if size == 0 || size > MAX_SIZE {
-        return Err(invalid(format!("{var}={size}: a job has 1 to {MAX_SIZE} copies")));
+        return Err(invalid(format!(
+            "{var}={size}: a job has 1 to {MAX_SIZE} copies"
+        )));
     }
     if rank >= size {
-        return Err(invalid(format!("rank {rank} is not below the job's size {size} ({var})")));
+        return Err(invalid(format!(
+            "rank {rank} is not below the job's size {size} ({var})"
+        )));
     }
     let at = match (std::env::var(ADDRESS), std::env::var_os(ADDRESS_FILE)) {
         (Ok(address), _) if !address.is_empty() => Where::Address(address),
@@ -114,9 +118,11 @@ pub(super) fn read(rank: usize) -> Result<Env> {
         }
     };
     let listen = match std::env::var(LISTEN) {
-        Ok(l) if !l.is_empty() => Some(l.trim().parse::<SocketAddr>().map_err(|_| {
-            invalid(format!("{LISTEN}={l:?} is not an ip:port"))
-        })?),
+        Ok(l) if !l.is_empty() => Some(
+            l.trim()
+                .parse::<SocketAddr>()
+                .map_err(|_| invalid(format!("{LISTEN}={l:?} is not an ip:port")))?,
+        ),
         _ => None,
     };
     let timeout = match std::env::var(TIMEOUT) {
@@ -126,14 +132,20 @@ pub(super) fn read(rank: usize) -> Result<Env> {
             .ok()
             .filter(|s| *s > 0.0)
             .and_then(|s| Duration::try_from_secs_f64(s).ok())
-            .ok_or_else(|| invalid(format!("{TIMEOUT}={t:?} is not a number of seconds above 0")))?,
+            .ok_or_else(|| {
+                invalid(format!(
+                    "{TIMEOUT}={t:?} is not a number of seconds above 0"
+                ))
+            })?,
         _ => DEFAULT_TIMEOUT,
     };
     let slots = match std::env::var(SLOTS) {
         Ok(s) if !s.is_empty() => {
             let n = count(SLOTS, &s, "number of slots")?;
             if n == 0 || n > MAX_SLOTS {
-                return Err(invalid(format!("{SLOTS}={n}: a copy offers 1 to {MAX_SLOTS} slots")));
+                return Err(invalid(format!(
+                    "{SLOTS}={n}: a copy offers 1 to {MAX_SLOTS} slots"
+                )));
             }
             n
         }
@@ -180,7 +192,10 @@ pub(super) fn write_address_file(path: &std::path::Path, address: SocketAddr) ->
         _ => PathBuf::from("."),
     };
     let fail = |e: std::io::Error| {
-        invalid(format!("{ADDRESS_FILE}={}: cannot write it: {e}", path.display()))
+        invalid(format!(
+            "{ADDRESS_FILE}={}: cannot write it: {e}",
+            path.display()
+        ))
     };
     let mut tmp = tempfile::Builder::new()
         .prefix(".mp-cluster-address")

@@ -109,7 +109,9 @@ fn dial(env: &Env, key: &[u8], deadline: Option<Instant>) -> Result<(Connection,
                 Err(e) => last = format!("{at}: {e}"),
             }
         }
-        let left = deadline.map_or(Duration::MAX, |d| d.saturating_duration_since(Instant::now()));
+        let left = deadline.map_or(Duration::MAX, |d| {
+            d.saturating_duration_since(Instant::now())
+        });
         if left.is_zero() {
             return Err(invalid(format!(
                 "rank {}: no coordinator answered within {:?} ({last})",
@@ -149,14 +151,17 @@ impl Agents {
         conn.send(&Hello::Link { ticket })?;
         // The handshake is over and nothing more comes until the agent
         // answers the boot: the socket is the agent's link from here.
-        let link: OwnedFd = conn
-            .as_fd()
-            .try_clone_to_owned()
-            .map_err(|e| Error::Os { op: "dup", source: e })?;
+        let link: OwnedFd = conn.as_fd().try_clone_to_owned().map_err(|e| Error::Os {
+            op: "dup",
+            source: e,
+        })?;
         drop(conn);
         let stream = TcpStream::from(link);
         let dup = |s: &TcpStream| -> Result<Stdio> {
-            let fd = OwnedFd::from(s.try_clone().map_err(|e| Error::Os { op: "dup", source: e })?);
+            let fd = OwnedFd::from(s.try_clone().map_err(|e| Error::Os {
+                op: "dup",
+                source: e,
+            })?);
             Ok(Stdio::from(fd))
         };
         let mut list = lock(&self.0);
@@ -183,7 +188,10 @@ impl Agents {
         })?;
         // This copy's descriptor of the link must not hold it open once
         // the agent has ended: the coordinator sees its end then.
-        let ended = stream.try_clone().map_err(|e| Error::Os { op: "dup", source: e })?;
+        let ended = stream.try_clone().map_err(|e| Error::Os {
+            op: "dup",
+            source: e,
+        })?;
         let reaper = std::thread::Builder::new()
             .name("mp-attach-reap".into())
             .spawn(move || {
