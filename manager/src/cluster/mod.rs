@@ -307,10 +307,12 @@ impl ClusterContext {
     ///   listens there, the others dial it), or, when nobody knows rank 0's
     ///   node in advance, `MP_CLUSTER_ADDRESS_FILE`: a file on a filesystem
     ///   every copy sees, to which rank 0 writes the `ip:port` it listens at
-    ///   (it listens at `MP_CLUSTER_LISTEN` if set, else at a free port of
-    ///   every address, and writes its first non-loopback IPv4 address that
-    ///   is up, else `127.0.0.1`); the others read it until it names a
-    ///   coordinator that answers (a file an earlier run left is read again).
+    ///   (a free port of every address, and it writes its first
+    ///   non-loopback IPv4 address that is up, else `127.0.0.1`); the others
+    ///   read it until it names a coordinator that answers (a file an
+    ///   earlier run left is read again). `MP_CLUSTER_LISTEN` (`ip:port`), if
+    ///   set, is where rank 0 listens in both cases (`0.0.0.0:5555` for a
+    ///   `MP_CLUSTER_ADDRESS` that names a Kubernetes service, say).
     /// - `MP_CLUSTER_TIMEOUT` (seconds, default 60): how long rank 0 waits
     ///   for all the others to attach (past it, an error naming the ranks
     ///   missing) and the others for the coordinator; how long a start

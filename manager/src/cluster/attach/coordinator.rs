@@ -67,11 +67,13 @@ impl Coordinator {
     /// Listens, publishes the address (the file), and waits until the
     /// `size - 1` other copies have attached, by the deadline.
     pub(super) fn start(env: &Env, key: &[u8]) -> Result<(Coordinator, Vec<Copy>)> {
-        let bind = match &env.at {
-            super::env::Where::Address(a) => super::env::resolve(a)?,
-            super::env::Where::File(_) => env
-                .listen
-                .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0))),
+        // `MP_CLUSTER_LISTEN` first: a name in MP_CLUSTER_ADDRESS may not
+        // resolve on rank 0's own node yet (a headless service lists a pod
+        // once it is ready).
+        let bind = match (&env.at, env.listen) {
+            (_, Some(listen)) => listen,
+            (super::env::Where::Address(a), None) => super::env::resolve(a)?,
+            (super::env::Where::File(_), None) => SocketAddr::from(([0, 0, 0, 0], 0)),
         };
         let listener = Listener::bind(Address::Tcp(bind), Some(key))
             .map_err(|e| invalid(format!("rank 0 cannot listen at {bind}: {e}")))?;
@@ -213,11 +215,9 @@ impl Coordinator {
                 }
             })
             .map(drop)
-            .map_err(|e| {
-                crate::Error::Os {
-                    op: "start a thread",
-                    source: e,
-                }
+            .map_err(|e| crate::Error::Os {
+                op: "start a thread",
+                source: e,
             })
     }
 

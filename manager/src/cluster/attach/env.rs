@@ -54,7 +54,7 @@ pub(super) struct Env {
     pub(super) rank: usize,
     pub(super) size: usize,
     pub(super) at: Where,
-    /// Where rank 0 listens when it writes the address file.
+    /// Where rank 0 listens (`MP_CLUSTER_LISTEN`), if not at the address.
     pub(super) listen: Option<SocketAddr>,
     pub(super) timeout: Duration,
     pub(super) slots: usize,
