@@ -493,3 +493,63 @@ fn a_coordinator_killed_leaves_no_process_behind() {
     let clean = mp_testkit::wait_until(HUNG, || tagged(&tag).is_empty());
     assert!(clean, "left behind: {:?}", tagged(&tag));
 }
+
+/// The attach messages as a copy sends them (`cluster/attach/wire.rs`),
+/// for a copy of another build played by this test.
+mod fake {
+    #[derive(serde::Serialize)]
+    pub(super) enum Hello {
+        Attach(Attach),
+    }
+    #[derive(serde::Serialize)]
+    pub(super) struct Attach {
+        pub(super) rank: u64,
+        pub(super) host: String,
+        pub(super) slots: u64,
+        pub(super) build: Vec<u8>,
+    }
+    #[derive(serde::Deserialize, Debug)]
+    pub(super) enum Answer {
+        Welcome,
+        Refused(String),
+    }
+}
+
+/// A copy that runs another build (played by this test, with the job's
+/// key) is refused, told why, and rank 0 fails saying which rank.
+#[test]
+fn a_copy_of_another_build_is_refused_on_both_sides() {
+    let _g = guard();
+    let dir = tempfile::tempdir().unwrap();
+    let mut vars = common(dir.path());
+    let at = free_address();
+    vars.push(("MP_CLUSTER_ADDRESS", at.clone()));
+    vars.extend(Engine::OpenMpi.vars(0, 2));
+    let tag = format!("attach-build-{}", std::process::id());
+    let rank0 = copy(0, &tag, "map", &vars).spawn().unwrap();
+    let address: mp_proc::connection::Address = at.parse().unwrap();
+    let mut conn = None;
+    // Rank 0 listens once it has started: dial until it answers.
+    let dialed = mp_testkit::wait_until(HUNG, || {
+        conn = mp_proc::connection::Client::connect(&address, Some(b"the job's key")).ok();
+        conn.is_some()
+    });
+    assert!(dialed, "rank 0 never listened at {at}");
+    let conn = conn.unwrap();
+    conn.send(&fake::Hello::Attach(fake::Attach {
+        rank: 1,
+        host: "elsewhere".into(),
+        slots: 1,
+        build: b"another build".to_vec(),
+    }))
+    .unwrap();
+    match conn.recv::<fake::Answer>().unwrap() {
+        fake::Answer::Refused(why) => assert!(why.contains("another build"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    let said = said(&outputs(vec![rank0])[0]);
+    assert!(
+        said.contains("rank 1 on elsewhere runs another build"),
+        "{said}"
+    );
+}
