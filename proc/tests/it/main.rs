@@ -33,7 +33,7 @@ mod sentinel;
 mod shareable_list;
 mod shared_memory;
 mod spawn_fn;
-mod stream;
+mod stream_launcher;
 mod sync;
 mod sync_attack;
 mod sync_i16;

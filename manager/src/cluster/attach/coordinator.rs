@@ -119,8 +119,10 @@ impl Coordinator {
     fn gather(&self, env: &Env, rx: mpsc::Receiver<(Attach, Connection)>) -> Result<Vec<Copy>> {
         let deadline = deadline_after(env.timeout);
         let build = mp_proc::plumbing::build_identity();
-        let mut copies = Vec::new();
-        while copies.len() + 1 < env.size {
+        // By rank; a copy whose connection has ended since is waited for
+        // again (it has left `shared.copies`).
+        let mut copies = BTreeMap::new();
+        while lock(&self.shared.copies).len() + 1 < env.size {
             let left = deadline.map_or(Duration::MAX, |d| {
                 d.saturating_duration_since(Instant::now())
             });
@@ -175,19 +177,22 @@ impl Coordinator {
                 mp_logging::get_logger().warning(format_args!("{}: {why}", super::env::WHAT));
                 continue;
             }
-            conn.send(&Answer::Welcome)?;
+            if conn.send(&Answer::Welcome).is_err() {
+                // Gone already: it may attach again.
+                continue;
+            }
             lock(&self.shared.copies).insert(rank, conn.clone());
             self.watch(rank, conn)?;
-            copies.push(Copy {
+            let copy = Copy {
                 rank,
                 host: attach.host,
                 slots: attach.slots as usize,
-            });
+            };
+            copies.insert(rank, copy);
         }
         // Late copies are refused from now on.
         lock(&self.shared.attaching).take();
-        copies.sort_by_key(|c| c.rank);
-        Ok(copies)
+        Ok(copies.into_values().collect())
     }
 
     /// Reads the reports of copy `rank` until its control connection ends.
