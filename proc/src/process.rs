@@ -14,7 +14,6 @@ use crate::rt::bootstrap;
 use crate::rt::child::{self, ExitRequest, Outcome};
 use crate::rt::helper;
 use crate::rt::launcher::Launcher;
-use crate::rt::remote;
 use crate::rt::runtime::{self, Child};
 use crate::rt::start::{self, Launch};
 use crate::wire::payload;
@@ -70,6 +69,8 @@ pub struct Process {
     encoder: Mutex<Option<Encoder>>,
     child: Option<Arc<Child>>,
     launcher: Launcher,
+    /// A prober's start: made even while the host is down.
+    probe: bool,
 }
 
 impl Process {
@@ -112,6 +113,7 @@ impl Process {
             encoder: Mutex::new(Some(encoder)),
             child: None,
             launcher: Launcher::local(),
+            probe: false,
         }
     }
 
@@ -233,8 +235,10 @@ impl Process {
         };
         let child = if self.launcher.is_local() {
             start::launch(launch)?
+        } else if self.probe {
+            crate::hosts::start_and_record(launch, &self.launcher)?
         } else {
-            remote::launch(launch, &self.launcher)?
+            crate::hosts::start(launch, &self.launcher)?
         };
         let child = Arc::new(child);
         runtime::state().children.push(child.clone());
@@ -242,6 +246,13 @@ impl Process {
         self.method = Some(method);
         self.child = Some(child);
         Ok(())
+    }
+
+    /// Starts a prober's process (see `crate::hosts`): even on a host
+    /// known to be down.
+    pub(crate) fn start_probe(&mut self) -> Result<()> {
+        self.probe = true;
+        self.start()
     }
 
     fn started(&self) -> Result<&Arc<Child>> {

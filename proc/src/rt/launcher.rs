@@ -11,6 +11,9 @@ use crate::rt::dial::WireAddress;
 /// answer (an `ssh` login included).
 pub(crate) const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How long a link may be silent, by default, before it counts as lost.
+pub(crate) const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(10);
+
 /// How a process is started on a host: on this machine as any child, or by
 /// a command that runs a program somewhere else (`ssh host`, `srun -w node3`,
 /// `mpirun --host h2`, `ip netns exec h1`, `kubectl exec -i pod --`).
@@ -41,6 +44,7 @@ pub(crate) const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct Launcher {
     kind: Kind,
     start_timeout: Duration,
+    keepalive: Duration,
     forward: Vec<WireAddress>,
 }
 
@@ -91,6 +95,7 @@ impl Launcher {
         Launcher {
             kind,
             start_timeout: DEFAULT_START_TIMEOUT,
+            keepalive: DEFAULT_KEEPALIVE,
             forward: Vec::new(),
         }
     }
@@ -109,6 +114,66 @@ impl Launcher {
     pub fn start_timeout(mut self, timeout: Duration) -> Launcher {
         self.start_timeout = timeout;
         self
+    }
+
+    /// How long the link to a process may stay silent before it counts as
+    /// lost (10 s by default): each side sends a keep-alive every quarter
+    /// of it, so a healthy link is never silent that long, even while its
+    /// process computes and sends nothing. A partition (a cable cut, a
+    /// host that froze or rebooted) is noticed within `timeout` on both
+    /// sides: here the launcher is killed and the process counts as ended
+    /// (a pool fails its tasks and replaces it); there the agent ends the
+    /// process (SIGTERM, then SIGKILL after 5 s) and exits. Bytes that
+    /// arrive later from the lost process are never delivered. Zero turns
+    /// keep-alives off: then only an end of the link (the launcher or its
+    /// connection closing) is noticed.
+    ///
+    /// A keep-alive is one 10-byte frame each way every `timeout / 4`,
+    /// sent only by a thread that otherwise sleeps.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let l = mp_proc::Launcher::ssh("node1").keepalive(Duration::from_secs(3));
+    /// assert_eq!(l.get_keepalive(), Duration::from_secs(3));
+    /// ```
+    pub fn keepalive(mut self, timeout: Duration) -> Launcher {
+        self.keepalive = timeout;
+        self
+    }
+
+    /// The silence after which the link counts as lost (see
+    /// [`keepalive`](Self::keepalive)); zero: never.
+    ///
+    /// ```
+    /// assert_eq!(mp_proc::Launcher::local().get_keepalive().as_secs(), 10);
+    /// ```
+    pub fn get_keepalive(&self) -> Duration {
+        self.keepalive
+    }
+
+    /// Whether its host is known to be down: the link to a process there
+    /// was lost (silent past [`keepalive`](Self::keepalive)) or the last
+    /// start there failed, and no start has succeeded since. Starting a
+    /// process there then fails at once ([`Error::RemoteStart`](crate::Error::RemoteStart),
+    /// saying so), without running the launcher, while a thread of this
+    /// process tries the host again in the background (after 0.5 s, then
+    /// twice as long each time up to 30 s, as long as starts there are
+    /// asked for); the first start it makes that succeeds brings the host
+    /// back up. Hosts are told apart by the launcher's command (its
+    /// `Display`).
+    ///
+    /// ```
+    /// use mp_proc::{Launcher, Process};
+    /// // A launcher that cannot run anything: its host is down once a start fails.
+    /// let nowhere = Launcher::command(["/nonexistent/launcher"]);
+    /// assert!(!nowhere.is_down());
+    /// fn nothing(_: ()) {}
+    /// let mut p = Process::new(nothing, ()).launcher(nowhere.clone());
+    /// assert!(p.start().is_err());
+    /// assert!(nowhere.is_down());
+    /// ```
+    pub fn is_down(&self) -> bool {
+        crate::rt::health::is_down(self)
     }
 
     /// Whether processes start on this machine as ordinary children.
