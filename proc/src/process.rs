@@ -69,6 +69,8 @@ pub struct Process {
     encoder: Mutex<Option<Encoder>>,
     child: Option<Arc<Child>>,
     launcher: Launcher,
+    /// Counted by [`Launcher::processes`] while this process exists.
+    held: crate::rt::launcher::Use,
     /// A prober's start: made even while the host is down.
     probe: bool,
 }
@@ -95,6 +97,7 @@ impl Process {
         let mut identity = runtime::me().identity.clone();
         identity.push(count);
         let numbers: Vec<String> = identity.iter().map(u32::to_string).collect();
+        let local = Launcher::local();
         let encoder: Encoder = Box::new(move || {
             let (bytes, fds) = payload::encode_with_fds(&args)?;
             Ok(Encoded {
@@ -112,7 +115,8 @@ impl Process {
             target,
             encoder: Mutex::new(Some(encoder)),
             child: None,
-            launcher: Launcher::local(),
+            held: local.hold(),
+            launcher: local,
             probe: false,
         }
     }
@@ -173,12 +177,13 @@ impl Process {
     /// # Ok::<(), mp_proc::Error>(())
     /// ```
     pub fn launcher(mut self, launcher: Launcher) -> Process {
-        self.launcher = launcher;
+        self.set_launcher(launcher);
         self
     }
 
     /// As [`launcher`](Process::launcher), on a process being set up.
     pub fn set_launcher(&mut self, launcher: Launcher) {
+        self.held = launcher.hold();
         self.launcher = launcher;
     }
 

@@ -3,6 +3,8 @@
 
 use std::ffi::{OsStr, OsString};
 use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crate::rt::dial::WireAddress;
@@ -40,12 +42,35 @@ pub(crate) const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(10);
 /// let far = Launcher::ssh("build@10.0.0.7").ssh_option("-p").ssh_option("2222");
 /// assert_eq!(far.host(), "build@10.0.0.7");
 /// ```
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct Launcher {
     kind: Kind,
     start_timeout: Duration,
     keepalive: Duration,
     forward: Vec<WireAddress>,
+    /// How many processes hold this launcher or a clone of it.
+    uses: Arc<AtomicUsize>,
+}
+
+impl PartialEq for Launcher {
+    fn eq(&self, other: &Launcher) -> bool {
+        self.kind == other.kind
+            && self.start_timeout == other.start_timeout
+            && self.keepalive == other.keepalive
+            && self.forward == other.forward
+    }
+}
+
+impl Eq for Launcher {}
+
+/// A process's hold on its launcher, counted by [`Launcher::processes`]
+/// until it is dropped.
+pub(crate) struct Use(Arc<AtomicUsize>);
+
+impl Drop for Use {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 #[derive(Clone, PartialEq, Eq)]
@@ -97,6 +122,7 @@ impl Launcher {
             start_timeout: DEFAULT_START_TIMEOUT,
             keepalive: DEFAULT_KEEPALIVE,
             forward: Vec::new(),
+            uses: Arc::default(),
         }
     }
 
@@ -174,6 +200,30 @@ impl Launcher {
     /// ```
     pub fn is_down(&self) -> bool {
         crate::rt::health::is_down(self)
+    }
+
+    /// How many [`Process`](crate::Process)es made to start by this
+    /// launcher or a clone of it exist now (set up, running or ended, until
+    /// they are dropped). A `ClusterContext` fills its hosts' slots by it.
+    ///
+    /// ```
+    /// use mp_proc::{Launcher, Process};
+    /// fn nothing(_: ()) {}
+    /// let node = Launcher::ssh("node1");
+    /// let p = Process::new(nothing, ()).launcher(node.clone());
+    /// let q = Process::new(nothing, ()).launcher(node.clone());
+    /// assert_eq!(node.processes(), 2);
+    /// drop((p, q));
+    /// assert_eq!(node.processes(), 0);
+    /// ```
+    pub fn processes(&self) -> usize {
+        self.uses.load(Ordering::Relaxed)
+    }
+
+    /// A process's hold on this launcher (see [`processes`](Self::processes)).
+    pub(crate) fn hold(&self) -> Use {
+        self.uses.fetch_add(1, Ordering::Relaxed);
+        Use(self.uses.clone())
     }
 
     /// Whether processes start on this machine as ordinary children.
