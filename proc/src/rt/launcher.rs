@@ -94,7 +94,11 @@ impl Launcher {
     /// `ssh host` (`user@host` works, and whatever `~/.ssh/config` names):
     /// the process's link is ssh's own standard input and output, so it is
     /// encrypted and authenticated by ssh. ssh runs with `-T` and
-    /// `BatchMode=yes` (a password prompt would hang a start).
+    /// `BatchMode=yes` (a password prompt would hang a start), and, unless
+    /// given other values by [`ssh_option`](Self::ssh_option), with
+    /// `ServerAliveInterval` a quarter of the [`keepalive`](Self::keepalive)
+    /// bound and `ServerAliveCountMax=4`, so that the ssh client too ends
+    /// when its server falls silent.
     pub fn ssh(host: &str) -> Launcher {
         Launcher::with(Kind::Ssh {
             host: host.to_owned(),
@@ -275,8 +279,21 @@ impl Launcher {
                     .map(OsString::from)
                     .collect();
                 line.extend(options.iter().cloned());
-                // After the user's options, so that they win: the link is
-                // binary, so no terminal (-T) and no escape character.
+                // After the user's options: ssh takes the first value of
+                // each option, so theirs win. ssh's own keep-alives end a
+                // client whose server fell silent within about the link's
+                // bound (its stdin closing cannot reach the server then).
+                if !self.keepalive.is_zero() {
+                    let every = (self.keepalive / 4).as_secs().max(1);
+                    for option in [
+                        format!("ServerAliveInterval={every}"),
+                        "ServerAliveCountMax=4".to_owned(),
+                    ] {
+                        line.extend([OsString::from("-o"), option.into()]);
+                    }
+                }
+                // The link is binary, so no terminal (-T) and no escape
+                // character, whatever the user's options say.
                 line.extend(["-T", "-e", "none", "--"].map(OsString::from));
                 line.push(host.into());
                 // ssh hands one string to the remote user's shell.
@@ -344,6 +361,10 @@ mod tests {
                 "BatchMode=yes",
                 "-p",
                 "22",
+                "-o",
+                "ServerAliveInterval=2",
+                "-o",
+                "ServerAliveCountMax=4",
                 "-T",
                 "-e",
                 "none",
