@@ -96,9 +96,10 @@ impl Launcher {
     /// encrypted and authenticated by ssh. ssh runs with `-T` and
     /// `BatchMode=yes` (a password prompt would hang a start), and, unless
     /// given other values by [`ssh_option`](Self::ssh_option), with
+    /// `ConnectTimeout` the [`start_timeout`](Self::start_timeout),
     /// `ServerAliveInterval` a quarter of the [`keepalive`](Self::keepalive)
     /// bound and `ServerAliveCountMax=4`, so that the ssh client too ends
-    /// when its server falls silent.
+    /// when its server falls silent, even after this process is gone.
     pub fn ssh(host: &str) -> Launcher {
         Launcher::with(Kind::Ssh {
             host: host.to_owned(),
@@ -283,14 +284,19 @@ impl Launcher {
                 // each option, so theirs win. ssh's own keep-alives end a
                 // client whose server fell silent within about the link's
                 // bound (its stdin closing cannot reach the server then).
+                // A connect that hangs (a host cut off) ends with the start
+                // timeout, even in a client whose parent is gone.
+                let mut ours = vec![format!(
+                    "ConnectTimeout={}",
+                    self.start_timeout.as_secs().max(1)
+                )];
                 if !self.keepalive.is_zero() {
                     let every = (self.keepalive / 4).as_secs().max(1);
-                    for option in [
-                        format!("ServerAliveInterval={every}"),
-                        "ServerAliveCountMax=4".to_owned(),
-                    ] {
-                        line.extend([OsString::from("-o"), option.into()]);
-                    }
+                    ours.push(format!("ServerAliveInterval={every}"));
+                    ours.push("ServerAliveCountMax=4".to_owned());
+                }
+                for option in ours {
+                    line.extend([OsString::from("-o"), option.into()]);
                 }
                 // The link is binary, so no terminal (-T) and no escape
                 // character, whatever the user's options say.
@@ -361,6 +367,8 @@ mod tests {
                 "BatchMode=yes",
                 "-p",
                 "22",
+                "-o",
+                "ConnectTimeout=60",
                 "-o",
                 "ServerAliveInterval=2",
                 "-o",
