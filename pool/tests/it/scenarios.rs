@@ -20,6 +20,10 @@ fn scenario() {
         "sigint" => sigint(method),
         "logging" => logging(method),
         "idle_sigint" => idle_sigint(method),
+        "replace" => {
+            mp_logging::log_to_stderr(Some(Level::Debug));
+            crate::replace::goes_on(method)
+        }
         other => panic!("unknown scenario {other}"),
     }
 }
