@@ -322,3 +322,93 @@ fn with_no_worker_able_to_start_the_waiting_calls_fail(method: StartMethod) {
         Err(Error::Proc(_))
     ));
 }
+
+/// A context whose pools' workers are threads of this process (as
+/// `mp_dummy::ThreadContext`'s).
+#[derive(Clone)]
+struct Threads {
+    local: ProcessContext,
+}
+
+impl Context for Threads {
+    type Process = Process;
+    primitives_of!(local);
+
+    fn name(&self) -> &'static str {
+        "threads"
+    }
+    fn process<A: Payload>(&self, target: fn(A), args: A) -> Process {
+        self.local.process(target, args)
+    }
+    fn workers(&self) -> Workers {
+        Workers::Threads
+    }
+}
+
+fn nothing(_: ()) {}
+
+/// The threads' case, in a fresh process that logs (a scenario): worker
+/// threads retire after each task, and this process may start no more
+/// threads (`RLIMIT_NPROC` at 1, as `nobody` if it runs as root, whose
+/// limit is not enforced); each retiring thread stays on in its place and
+/// every call succeeds; once threads may start again, the next retirement
+/// starts a replacement.
+pub(crate) fn threads_stay_on() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    mp_logging::log_to_stderr(Some(mp_logging::Level::Debug));
+    // An initializer: the caller leaves every task to the workers.
+    let pool = Pool::builder()
+        .processes(2)
+        .context(Threads {
+            local: mp_proc::get_context(StartMethod::Spawn),
+        })
+        .initializer(nothing, ())
+        .maxtasksperchild(1)
+        .build()
+        .unwrap();
+    assert_eq!(pool.map(crate::tasks::square, 0..4).unwrap(), [0, 1, 4, 9]);
+    if nix::unistd::geteuid().is_root() {
+        nix::unistd::setuid(nix::unistd::Uid::from_raw(65534)).unwrap();
+    }
+    let (_, hard) = getrlimit(Resource::RLIMIT_NPROC).unwrap();
+    setrlimit(Resource::RLIMIT_NPROC, 1, hard).unwrap();
+    eprintln!("threads limited");
+    let squares: Vec<u64> = (0..20).map(|x| x * x).collect();
+    assert_eq!(
+        pool.map_chunked(crate::tasks::square, 0..20, 1).unwrap(),
+        squares
+    );
+    setrlimit(Resource::RLIMIT_NPROC, hard, hard).unwrap();
+    eprintln!("threads unlimited");
+    assert_eq!(
+        pool.map_chunked(crate::tasks::square, 0..20, 1).unwrap(),
+        squares
+    );
+    pool.close();
+    pool.join().unwrap();
+}
+
+#[test]
+fn a_worker_thread_whose_replacement_cannot_start_stays_on_in_its_place() {
+    let _g = guard();
+    let out = mp_testkit::scenario("threads_stay_on");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    let at = |marker: &str| {
+        lines
+            .iter()
+            .position(|l| *l == marker)
+            .unwrap_or_else(|| panic!("no {marker:?} in {stderr}"))
+    };
+    let (limited, unlimited) = (at("threads limited"), at("threads unlimited"));
+    let warnings: Vec<usize> = (0..lines.len())
+        .filter(|&i| lines[i].starts_with("[WARNING/MainProcess] could not replace a pool worker"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{stderr}");
+    assert!(limited < warnings[0] && warnings[0] < unlimited, "{stderr}");
+    let whole: Vec<usize> = (0..lines.len())
+        .filter(|&i| lines[i].starts_with("[INFO/MainProcess] a pool worker thread started again"))
+        .collect();
+    assert_eq!(whole.len(), 1, "{stderr}");
+    assert!(unlimited < whole[0], "{stderr}");
+}

@@ -24,6 +24,7 @@ fn scenario() {
             mp_logging::log_to_stderr(Some(Level::Debug));
             crate::replace::goes_on(method)
         }
+        "threads_stay_on" => crate::replace::threads_stay_on(),
         other => panic!("unknown scenario {other}"),
     }
 }
