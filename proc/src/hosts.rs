@@ -51,6 +51,9 @@ fn arrived(_: ()) {}
 /// starts there are asked for, until a start succeeds (the host is then
 /// up).
 fn probe(launcher: Launcher) {
+    // Its processes take no slot of the host: a `ClusterContext` places
+    // processes while it tries.
+    let launcher = launcher.uncounted();
     let tried = launcher.clone();
     let prober = std::thread::Builder::new()
         .name("mp-host-probe".into())

@@ -225,6 +225,15 @@ impl Launcher {
         self.uses.load(Ordering::Relaxed)
     }
 
+    /// A copy whose processes are not counted with this one's (a prober's:
+    /// it takes no slot of the host).
+    pub(crate) fn uncounted(&self) -> Launcher {
+        Launcher {
+            uses: Arc::default(),
+            ..self.clone()
+        }
+    }
+
     /// A process's hold on this launcher (see [`processes`](Self::processes)).
     pub(crate) fn hold(&self) -> Use {
         self.uses.fetch_add(1, Ordering::Relaxed);
