@@ -159,7 +159,7 @@ impl Launcher {
     /// keep-alives off: then only an end of the link (the launcher or its
     /// connection closing) is noticed.
     ///
-    /// A keep-alive is one 10-byte frame each way every `timeout / 4`,
+    /// A keep-alive is one 5-byte frame each way every `timeout / 4`,
     /// sent only by a thread that otherwise sleeps.
     ///
     /// ```

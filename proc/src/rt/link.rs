@@ -642,6 +642,29 @@ mod tests {
         }
     }
 
+    /// A keep-alive is a frame of a few bytes each way (the cost the
+    /// launcher's docs state), and a pinger sends them until it is dropped.
+    #[test]
+    fn keepalives_are_small_and_stop_with_their_pinger() {
+        let down = framed(&Down::Ping).unwrap();
+        let up = framed(&Up::Ping).unwrap();
+        assert!(down.len() <= 10 && up.len() <= 10, "{down:?} {up:?}");
+        let (r, w) = sys::fd::socket_pair(false).unwrap();
+        let link = Writer::new(w);
+        let pinger = Pinger::start(&link, &Up::Ping, Duration::from_millis(40)).unwrap();
+        let mut reader = Reader::new(r);
+        for _ in 0..3 {
+            assert!(matches!(reader.next::<Up>(MAX_MESSAGE, None), Ok(Some(Up::Ping))));
+        }
+        drop(pinger);
+        drop(link);
+        // The pinger's thread ends with its stop: its copy of the writer
+        // goes, and the reader sees the end of the link after the pings
+        // already sent.
+        while let Ok(Some(Up::Ping)) = reader.next::<Up>(MAX_MESSAGE, None) {}
+        assert!(Pinger::start(&Writer::new(sys::fd::pipe().unwrap().1), &Up::Ping, Duration::ZERO).is_ok());
+    }
+
     /// A pump that starts with no channel goes on for the ones added
     /// later, each read to its end of file, and stops when told.
     #[test]
