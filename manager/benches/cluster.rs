@@ -139,6 +139,18 @@ fn main() {
         ));
     }
 
+    // What keep-alives cost: one idle process over ssh, with a bound of
+    // 1 s (pings every 250 ms) and with keep-alives off.
+    let idle = if quick { 3 } else { 10 };
+    let keepalive = sshd
+        .as_ref()
+        .zip(hosts.as_ref())
+        .map(|(sshd, hosts)| {
+            let on = idle_cost(sshd, hosts, Duration::from_secs(1), idle);
+            let off = idle_cost(sshd, hosts, Duration::ZERO, idle);
+            (on, off)
+        });
+
     let python = support::cpython("pool");
     let py_map = py(&python, "pool_map_tput", "default_chunksize");
     let py_apply = py(&python, "pool_apply_rtt", "Pool(2)");
@@ -188,6 +200,28 @@ fn main() {
             Some(Target::raw(3.0)),
         ));
     }
+    if let Some((on, off)) = keepalive {
+        rows.push(Row::new(
+            "keep-alive bytes on the wire, one idle process over ssh, bound 1 s (default 10 s: a tenth)",
+            "B/s",
+            Kind::Latency,
+            Some(on.bytes),
+            None,
+            Some(off.bytes),
+            "keep-alives off",
+            None,
+        ));
+        rows.push(Row::new(
+            "keep-alive CPU, one idle process over ssh, bound 1 s (agent, process, parent, ssh, sshd)",
+            "us/s",
+            Kind::Latency,
+            Some(on.cpu_us),
+            None,
+            Some(off.cpu_us),
+            "keep-alives off",
+            None,
+        ));
+    }
     let mut t = Table::new(
         "mp-manager: pools and processes across hosts (medians; CPython's Pool(2) via python3 in the same run)",
     );
@@ -198,6 +232,75 @@ fn main() {
 }
 
 fn noop(_: ()) {}
+
+/// Says it is there, then waits for its connection to end.
+fn idle(conn: mp_proc::Connection) {
+    conn.send(&()).unwrap();
+    let _ = conn.recv::<()>();
+}
+
+/// Bytes per second through host 1's link, and CPU microseconds per second
+/// of every process of the link (this one, ssh, sshd's session, the agent,
+/// the process), while one process on host 1 idles for `secs` seconds.
+struct IdleCost {
+    bytes: f64,
+    cpu_us: f64,
+}
+
+fn idle_cost(sshd: &Sshd, hosts: &Hosts, bound: Duration, secs: u64) -> IdleCost {
+    let (here, there) = mp_proc::pipe(true).unwrap();
+    let mut p = Process::new(idle, there).launcher(sshd.launcher().keepalive(bound));
+    p.start().unwrap();
+    here.recv::<()>().unwrap();
+    let link = format!("/sys/class/net/{}/statistics", hosts.name(1));
+    let bytes = || -> u64 {
+        ["rx_bytes", "tx_bytes"]
+            .iter()
+            .map(|f| {
+                std::fs::read_to_string(format!("{link}/{f}"))
+                    .unwrap()
+                    .trim()
+                    .parse::<u64>()
+                    .unwrap()
+            })
+            .sum()
+    };
+    // This process and its children (ssh), sshd and its children (the
+    // session, the agent, the process).
+    let mine = std::process::id();
+    let cpu = || -> u64 {
+        let all = mp_testkit::processes();
+        let mut family = vec![mine, sshd.pid()];
+        let mut i = 0;
+        while i < family.len() {
+            let parent = family[i];
+            family.extend(all.iter().filter(|q| q.1 == parent).map(|q| q.0));
+            i += 1;
+        }
+        family.iter().map(|&pid| runtime_ns(pid)).sum()
+    };
+    let (b0, c0, t0) = (bytes(), cpu(), Instant::now());
+    std::thread::sleep(Duration::from_secs(secs));
+    let (b1, c1, dt) = (bytes(), cpu(), t0.elapsed().as_secs_f64());
+    drop(here);
+    assert_eq!(p.join().unwrap(), 0);
+    IdleCost {
+        bytes: (b1 - b0) as f64 / dt,
+        cpu_us: (c1.saturating_sub(c0)) as f64 / 1e3 / dt,
+    }
+}
+
+/// The CPU time of every thread of `pid` so far, in ns (schedstat).
+fn runtime_ns(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
 
 fn square(x: u64) -> u64 {
     x.wrapping_mul(x)

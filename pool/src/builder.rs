@@ -235,7 +235,10 @@ impl PoolBuilder {
     ///   as under spawn; the initializer's arguments cannot hold handles of
     ///   this machine.
     ///
-    /// The rest is as for local processes: a worker that dies is replaced,
+    /// The rest is as for local processes: a worker that dies is replaced
+    /// (while its host cannot start one, the pool goes on with the workers
+    /// of the other hosts and tries again later: see [`Pool`]'s
+    /// documentation),
     /// [`max_memory_per_child`](Self::max_memory_per_child) (the worker
     /// measures itself), [`idle_timeout`](Self::idle_timeout), lazy `imap`,
     /// [`Pool::terminate_workers`] and [`Pool::kill_workers`] (forwarded to

@@ -28,6 +28,21 @@ use crate::result::{AsyncResult, Read};
 /// [`Error::Interrupted`]. Dropping the pool terminates it, as leaving a
 /// `with Pool()` block does.
 ///
+/// A replacement that cannot start (its host is down or cut off, this
+/// machine is out of processes or descriptors) does not break the pool
+/// while other workers live: the pool goes on with them, logs one warning
+/// for the streak of failures (with how many workers it runs), and tries
+/// the start again after 100 ms, then after twice as long each time, up to
+/// every 5 s (from its scheduler's own wait: no thread, no busy loop); when
+/// a start succeeds it is whole again (logged at `INFO`). With no worker
+/// left and calls waiting, three starts in a row (the first and two more,
+/// 100 and 200 ms apart) fail and then every waiting call fails with the
+/// start's error ([`Error::Proc`], e.g. `mp_proc::Error::RemoteStart`) and
+/// the pool is broken: a call never hangs on workers that cannot start.
+/// (A pool of threads: a worker thread whose replacement cannot start stays
+/// on in its place and tries again when it next retires.) The workers of
+/// [`PoolBuilder::build`](crate::PoolBuilder::build) must all start, as before.
+///
 /// ```
 /// fn square(x: u64) -> u64 {
 ///     x * x

@@ -2,9 +2,9 @@
 //! machine or of other hosts): one thread per pool, non-generic, that starts
 //! workers through a [`Spawn`], hands each its tasks over its own
 //! connection, collects outcomes, and replaces a worker that dies, failing
-//! exactly the task it was running.
+//! exactly the task it was running. A replacement that cannot start is
+//! tried again later while other workers go on (see `refill`).
 
-use std::collections::VecDeque;
 use std::io::Read;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
@@ -21,6 +21,7 @@ use crate::progress::Position;
 use crate::worker::{DoneMsg, FromWorker, TaskRef, ToWorker, ToWorkerRef};
 
 mod held;
+mod refill;
 use held::{Sent, Worker};
 
 /// How long a worker that closed its connection gets to exit before it is
@@ -75,6 +76,8 @@ pub(crate) struct Scheduler {
     wake: Arc<crate::sys::Wake>,
     workers: Vec<Worker>,
     next_task: u64,
+    /// Failed starts of replacements, and when to try again.
+    retry: refill::Retry,
 }
 
 impl Scheduler {
@@ -95,73 +98,13 @@ impl Scheduler {
             wake,
             workers: Vec::new(),
             next_task: 0,
+            retry: refill::Retry::default(),
         }
     }
 
     /// Starts workers until there are `processes` of them.
     pub(crate) fn fill(&mut self) -> Result<()> {
         self.fill_to(self.processes)
-    }
-
-    /// Starts workers until `n` of them are neither retiring nor ending.
-    fn fill_to(&mut self, n: usize) -> Result<()> {
-        while self
-            .workers
-            .iter()
-            .filter(|w| !w.retiring && !w.ended)
-            .count()
-            < n
-        {
-            let link = self.spawn.spawn()?;
-            mp_logging::get_logger().debug("added worker");
-            self.workers.push(Worker {
-                link,
-                in_flight: VecDeque::new(),
-                item_cost: None,
-                busy_since: Instant::now(),
-                outbox: Vec::new(),
-                sent: 0,
-                left: self.limits.maxtasks,
-                retiring: false,
-                ended: false,
-                idle_since: Instant::now(),
-                reported: self.limits.task_timeout.map(|_| Position::default()),
-            });
-        }
-        Ok(())
-    }
-
-    /// Replaces workers that ended, while there is work for them: all of
-    /// them, or with an idle timeout as many as tasks wait.
-    fn refill(&mut self) {
-        let (needed, waiting) = {
-            let st = self.shared.lock();
-            let needed = st.broken.is_none()
-                && match st.run {
-                    Run::Running => true,
-                    Run::Closed => !st.pending.is_empty(),
-                    Run::Terminated => false,
-                };
-            (needed, st.pending.len())
-        };
-        if !needed {
-            return;
-        }
-        let n = match self.limits.idle {
-            None => self.processes,
-            Some(_) => {
-                let live = self
-                    .workers
-                    .iter()
-                    .filter(|w| !w.retiring && !w.ended)
-                    .count();
-                self.processes.min(live.saturating_add(waiting))
-            }
-        };
-        if let Err(e) = self.fill_to(n) {
-            mp_logging::get_logger().warning(format_args!("could not replace a pool worker: {e}"));
-            self.shared.fail_everything(e);
-        }
     }
 
     /// Ends the workers now if asked to (`terminate_workers`, `kill_workers`):
@@ -418,15 +361,19 @@ impl Scheduler {
             }
 
             // Kill the workers whose call ran too long; wake up for the
-            // next deadline (none without timeouts: no clock is read).
-            let mut wake_in = None;
+            // next deadline, or to start a replacement again (none without
+            // timeouts or a failed start: no clock is read).
+            let mut wake_in = self.retry.wake_in(Instant::now);
             if self.limits.task_timeout.is_some() || self.limits.idle.is_some() {
                 let (killed, next) = self.deadlines();
                 if killed {
                     self.refill();
                     continue;
                 }
-                wake_in = next;
+                wake_in = match (wake_in, next) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
             }
 
             // Wait for outcomes, a dead worker, or a wake-up. A worker's end

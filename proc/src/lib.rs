@@ -11,6 +11,7 @@ pub mod connection;
 mod context;
 mod error;
 mod function;
+mod hosts;
 mod fuzzing;
 mod local;
 mod method;

@@ -14,7 +14,6 @@ use crate::rt::bootstrap;
 use crate::rt::child::{self, ExitRequest, Outcome};
 use crate::rt::helper;
 use crate::rt::launcher::Launcher;
-use crate::rt::remote;
 use crate::rt::runtime::{self, Child};
 use crate::rt::start::{self, Launch};
 use crate::wire::payload;
@@ -70,6 +69,10 @@ pub struct Process {
     encoder: Mutex<Option<Encoder>>,
     child: Option<Arc<Child>>,
     launcher: Launcher,
+    /// Counted by [`Launcher::processes`] while this process exists.
+    held: crate::rt::launcher::Use,
+    /// A prober's start: made even while the host is down.
+    probe: bool,
 }
 
 impl Process {
@@ -94,6 +97,7 @@ impl Process {
         let mut identity = runtime::me().identity.clone();
         identity.push(count);
         let numbers: Vec<String> = identity.iter().map(u32::to_string).collect();
+        let local = Launcher::local();
         let encoder: Encoder = Box::new(move || {
             let (bytes, fds) = payload::encode_with_fds(&args)?;
             Ok(Encoded {
@@ -111,7 +115,9 @@ impl Process {
             target,
             encoder: Mutex::new(Some(encoder)),
             child: None,
-            launcher: Launcher::local(),
+            held: local.hold(),
+            launcher: local,
+            probe: false,
         }
     }
 
@@ -171,12 +177,13 @@ impl Process {
     /// # Ok::<(), mp_proc::Error>(())
     /// ```
     pub fn launcher(mut self, launcher: Launcher) -> Process {
-        self.launcher = launcher;
+        self.set_launcher(launcher);
         self
     }
 
     /// As [`launcher`](Process::launcher), on a process being set up.
     pub fn set_launcher(&mut self, launcher: Launcher) {
+        self.held = launcher.hold();
         self.launcher = launcher;
     }
 
@@ -233,8 +240,10 @@ impl Process {
         };
         let child = if self.launcher.is_local() {
             start::launch(launch)?
+        } else if self.probe {
+            crate::hosts::start_and_record(launch, &self.launcher)?
         } else {
-            remote::launch(launch, &self.launcher)?
+            crate::hosts::start(launch, &self.launcher)?
         };
         let child = Arc::new(child);
         runtime::state().children.push(child.clone());
@@ -242,6 +251,13 @@ impl Process {
         self.method = Some(method);
         self.child = Some(child);
         Ok(())
+    }
+
+    /// Starts a prober's process (see `crate::hosts`): even on a host
+    /// known to be down.
+    pub(crate) fn start_probe(&mut self) -> Result<()> {
+        self.probe = true;
+        self.start()
     }
 
     fn started(&self) -> Result<&Arc<Child>> {

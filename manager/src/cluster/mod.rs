@@ -265,6 +265,28 @@ impl ClusterBuilder {
     }
 }
 
+impl Inner {
+    /// The host of the next process (an index into `hosts`): in the turn
+    /// order of [`schedule`], the first that is up with a free slot, else
+    /// the first that is down with a free slot, else the next up host in
+    /// turn, else the next in turn.
+    fn place(&self) -> usize {
+        let schedule = &self.schedule;
+        let turn = self.next.fetch_add(1, Ordering::Relaxed) % schedule.len();
+        let in_turn = || (0..schedule.len()).map(move |k| schedule[(turn + k) % schedule.len()]);
+        let free = |i: usize| {
+            let (launcher, slots) = &self.hosts[i];
+            launcher.processes() < *slots
+        };
+        let up = |i: usize| !self.hosts[i].0.is_down();
+        in_turn()
+            .find(|&i| up(i) && free(i))
+            .or_else(|| in_turn().find(|&i| free(i)))
+            .or_else(|| in_turn().find(|&i| up(i)))
+            .unwrap_or(schedule[turn])
+    }
+}
+
 /// The hosts in turn, one slot each per round while they have slots left:
 /// with slots 2 and 1, hosts 0, 1, 0.
 fn schedule(hosts: &[(Launcher, usize)]) -> Vec<usize> {
@@ -428,11 +450,17 @@ impl Context for ClusterContext {
     fn name(&self) -> &'static str {
         "cluster"
     }
-    /// A process on the next host in turn (by [`Process::launcher`]).
+    /// A process on the next host in turn (by [`Process::launcher`]) that
+    /// has a free slot and is up (see [`Launcher::processes`] and
+    /// [`Launcher::is_down`]). A host that is down keeps its slots: when
+    /// only down hosts have free slots, the process goes to one of them,
+    /// and its start fails at once (a pool then runs with the workers it
+    /// has and tries again later, so the host rejoins as soon as it is
+    /// back). When every slot is taken, the hosts take turns as if they
+    /// had more.
     fn process<A: Payload>(&self, target: fn(A), args: A) -> Process {
-        let schedule = &self.inner.schedule;
-        let turn = self.inner.next.fetch_add(1, Ordering::Relaxed) % schedule.len();
-        let (launcher, _) = &self.inner.hosts[schedule[turn]];
+        let host = self.inner.place();
+        let (launcher, _) = &self.inner.hosts[host];
         Process::new(target, args)
             .start_method(self.inner.method)
             .launcher(launcher.clone())

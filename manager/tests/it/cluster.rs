@@ -302,7 +302,9 @@ fn a_process_killed_on_a_host_is_reported_and_the_primitives_still_work(method: 
         let held = lock.acquire_timeout(mp_conformance::proc::HANG_GUARD);
         assert!(held.unwrap().is_some(), "{host}: the dead holder's lock");
         assert!(!ev.is_set().unwrap());
-        // The next process is on the other host: skip a turn to stay here.
+        // Its slot is free once it is dropped; the next process is on the
+        // other host: skip a turn to stay here.
+        drop(p);
         let _ = cluster.process(drop::<()>, ());
         let mut next = cluster.process(tagged::<ClusterContext>, (q.clone(), 5));
         assert_eq!(next.get_launcher(), host);
@@ -534,4 +536,42 @@ fn dial_unforwarded((report, address): (mp_proc::Connection, String)) {
         Err(e) => e.to_string(),
     };
     report.send(&said).unwrap();
+}
+
+/// Processes fill the hosts that are up and have a free slot first (a
+/// process holds its slot until it is dropped); a host that is down keeps
+/// its slot, and a process placed there fails to start at once, saying the
+/// host is down.
+#[test]
+fn slots_go_to_hosts_that_are_up_and_a_down_host_keeps_its_slot() {
+    let _g = guard();
+    let nowhere = Launcher::command(["/nonexistent/launcher-of-the-placement-test"]);
+    let cluster = ClusterContext::builder()
+        .host(nowhere.clone(), 1)
+        .host(agent(), 1)
+        .build()
+        .unwrap();
+    let mut first = cluster.process(drop::<()>, ());
+    assert_eq!(first.get_launcher().host(), nowhere.host());
+    assert!(first.start().is_err());
+    assert!(nowhere.is_down());
+    drop(first);
+    // Up hosts first, whatever the turn.
+    let mut held = cluster.process(drop::<()>, ());
+    assert_eq!(held.get_launcher().host(), agent().host());
+    // The only free slot is the down host's: the start fails at once.
+    let mut refused = cluster.process(drop::<()>, ());
+    assert_eq!(refused.get_launcher().host(), nowhere.host());
+    match refused.start() {
+        Err(mp_proc::Error::RemoteStart { reason, .. }) => {
+            assert!(reason.contains("down"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+    drop(refused);
+    held.start().unwrap();
+    assert_eq!(held.join().unwrap(), 0);
+    drop(held);
+    let next = cluster.process(drop::<()>, ());
+    assert_eq!(next.get_launcher().host(), agent().host());
 }

@@ -21,6 +21,8 @@ mod load;
 mod lock_holder;
 mod nested;
 #[cfg(feature = "pool")]
+mod partition;
+#[cfg(feature = "pool")]
 mod pool;
 #[cfg(feature = "pool")]
 mod pool_faults;

@@ -16,6 +16,8 @@ fn scenario() {
         "owner_killed" => owner_killed(method),
         "owner_waiting" => crate::deadlines::owner_killed_in_a_huge_wait(method),
         "smm_quiet" => crate::shared_memory::a_list_released_on_shutdown(method),
+        #[cfg(feature = "pool")]
+        "coordinator" => crate::partition::coordinator(method),
         other => panic!("unknown scenario {other}"),
     }
 }

@@ -50,6 +50,10 @@ pub(crate) struct Threads {
     announced: std::sync::atomic::AtomicBool,
     /// Worker threads started, for their names.
     started: AtomicUsize,
+    /// A worker thread could not start its replacement (and stayed on in
+    /// its place): set on the first failure of a streak (one warning),
+    /// cleared by the next replacement that starts.
+    short: std::sync::atomic::AtomicBool,
 }
 
 static POOLS: AtomicU64 = AtomicU64::new(1);
@@ -83,6 +87,7 @@ impl Threads {
             submissions: AtomicU64::new(0),
             announced: std::sync::atomic::AtomicBool::new(false),
             started: AtomicUsize::new(0),
+            short: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -177,12 +182,31 @@ impl Threads {
             if exit.is_some() || self.maxtasks.is_some_and(|max| completed >= max) {
                 // Retired, or `mp_proc::exit` in a task: this thread ends
                 // (as a worker process would) and another takes its place.
-                log.debug(format_args!("worker exiting after {completed} tasks"));
+                // If that one cannot start (this process is out of threads
+                // or memory), this thread stays on in its place rather than
+                // leave the pool short, and tries again at its next
+                // retirement.
                 let running = shared.lock().run != Run::Terminated;
-                if running && let Err(e) = self.spawn(shared) {
-                    log.warning(format_args!("could not replace a pool worker: {e}"));
-                    shared.fail_everything(e);
+                if running {
+                    match self.spawn(shared) {
+                        Ok(()) => {
+                            if self.short.swap(false, Ordering::AcqRel) {
+                                log.info("a pool worker thread started again: the pool is whole");
+                            }
+                        }
+                        Err(e) => {
+                            if !self.short.swap(true, Ordering::AcqRel) {
+                                log.warning(format_args!(
+                                    "could not replace a pool worker: {e}; the worker thread \
+                                     stays on in its place and tries again when it next retires"
+                                ));
+                            }
+                            completed = 0;
+                            continue;
+                        }
+                    }
                 }
+                log.debug(format_args!("worker exiting after {completed} tasks"));
                 return;
             }
         }

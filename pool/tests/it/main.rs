@@ -91,6 +91,7 @@ mod join_twice;
 mod lazy;
 mod lifetime;
 mod memory;
+mod replace;
 mod review;
 mod scenarios;
 mod sizing;

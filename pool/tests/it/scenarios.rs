@@ -20,6 +20,11 @@ fn scenario() {
         "sigint" => sigint(method),
         "logging" => logging(method),
         "idle_sigint" => idle_sigint(method),
+        "replace" => {
+            mp_logging::log_to_stderr(Some(Level::Debug));
+            crate::replace::goes_on(method)
+        }
+        "threads_stay_on" => crate::replace::threads_stay_on(),
         other => panic!("unknown scenario {other}"),
     }
 }

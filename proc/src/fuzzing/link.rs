@@ -21,9 +21,8 @@ pub fn link(data: &[u8]) {
     let mut reader = link::Reader::new(r);
     let read = |reader: &mut link::Reader| {
         if side % 2 == 0 {
-            if let Ok((boot, _, _, _)) = crate::rt::agent::receive(reader, Duration::from_secs(60))
-            {
-                let _ = boot.becoming();
+            if let Ok(received) = crate::rt::agent::receive(reader, Duration::from_secs(60)) {
+                let _ = received.boot.becoming();
             }
             while let Ok(Some(_)) = reader.next::<Down>(link::MAX_MESSAGE, None) {}
         } else {
@@ -64,6 +63,7 @@ pub(super) fn seeds() -> Vec<Vec<u8>> {
             framed(&Down::Boot {
                 boot: boot(),
                 build,
+                keepalive: Duration::from_secs(10),
                 forward: vec![
                     WireAddress::Tcp(([127, 0, 0, 1], 5000 + i as u16).into()),
                     WireAddress::Unix("/tmp/mp-listener".into()),
@@ -76,6 +76,7 @@ pub(super) fn seeds() -> Vec<Vec<u8>> {
                 bytes: vec![i as u8; 100],
             }),
             framed(&Down::Signal(15)),
+            framed(&Down::Ping),
             framed(&Down::OpenFailed {
                 ch: 5,
                 reason: "connection refused".into(),
@@ -90,6 +91,7 @@ pub(super) fn seeds() -> Vec<Vec<u8>> {
             boot: boot(),
             build: b"gnu-build-id:another".to_vec(),
             forward: Vec::new(),
+            keepalive: Duration::ZERO,
         });
         seeds.push([&[2u8][..], &other].concat());
     }
@@ -97,6 +99,7 @@ pub(super) fn seeds() -> Vec<Vec<u8>> {
     let up = [
         framed(&Up::Started { pid: 77 }),
         framed(&Up::Open { ch: 3, address: 0 }),
+        framed(&Up::Ping),
         framed(&Up::Stdout(b"hello\n".to_vec())),
         framed(&Up::Data {
             ch: 3,

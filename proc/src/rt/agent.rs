@@ -88,11 +88,18 @@ pub(crate) fn serve() -> ! {
     let hangup = sys::fd::dup_at_least(input.as_raw_fd(), 3);
     let mut reader = link::Reader::new(input);
     let writer = link::Writer::new(output);
-    let (mut boot, runner, target, forward) = match receive(&mut reader, BOOT_TIMEOUT) {
+    let received = match receive(&mut reader, BOOT_TIMEOUT) {
         Ok(received) => received,
         Err(Unfit::Link(why)) => die(&why),
         Err(Unfit::Build(why)) => refuse(&writer, why),
     };
+    let Received {
+        mut boot,
+        runner,
+        target,
+        forward,
+        keepalive,
+    } = received;
     // A link that must not carry the key (a stream launcher's) sends none:
     // this host's copy of the job's key file has it.
     if boot.authkey.is_empty() {
@@ -113,6 +120,10 @@ pub(crate) fn serve() -> ! {
         end(&child);
         std::process::exit(1);
     }
+    let Ok(_pinger) = link::Pinger::start(&writer, &Up::Ping, keepalive) else {
+        end(&child);
+        die("agent: cannot start its keep-alive");
+    };
     let Ok((stop_r, stop_w)) = sys::fd::pipe() else {
         end(&child);
         die("agent: no pipe");
@@ -176,7 +187,8 @@ pub(crate) fn serve() -> ! {
         .name("mp-agent-in".into())
         .spawn(move || {
             loop {
-                match reader.next::<Down>(link::MAX_MESSAGE, None) {
+                match reader.next::<Down>(link::MAX_MESSAGE, link::silence_deadline(keepalive)) {
+                    Ok(Some(Down::Ping)) => {}
                     Ok(Some(Down::Data { ch, bytes })) => channels.deliver(ch, bytes),
                     Ok(Some(Down::Eof { ch })) => channels.close(ch),
                     Ok(Some(answer @ (Down::Opened { .. } | Down::OpenFailed { .. }))) => {
@@ -186,6 +198,13 @@ pub(crate) fn serve() -> ! {
                         let _ = inbound.signal(signal);
                     }
                     // The parent is gone, or broke the link: end the process.
+                    // Silent past the keep-alive bound: a partition, or a
+                    // parent host that froze. Nothing will carry the
+                    // process's output or exit code: end it, and the agent.
+                    Err(crate::error::Error::Timeout) => {
+                        end(&inbound);
+                        std::process::exit(1);
+                    }
                     Ok(Some(Down::Boot { .. })) | Ok(None) | Err(_) => {
                         end(&inbound);
                         return;
@@ -219,14 +238,18 @@ fn refuse(link: &link::Writer, why: String) -> ! {
     std::process::exit(1)
 }
 
-/// What the bootstrap brings: the process's bootstrap, its runner and
-/// target, and the launcher's forwarded addresses.
-pub(crate) type Received = (
-    child::Bootstrap,
-    runners::Runner,
-    usize,
-    Vec<crate::rt::dial::WireAddress>,
-);
+/// What the bootstrap brings.
+pub(crate) struct Received {
+    /// The process's bootstrap.
+    pub(crate) boot: child::Bootstrap,
+    /// Its runner and target, found in this build.
+    pub(crate) runner: runners::Runner,
+    pub(crate) target: usize,
+    /// The launcher's forwarded addresses.
+    pub(crate) forward: Vec<crate::rt::dial::WireAddress>,
+    /// The silence after which the link counts as lost (zero: never).
+    pub(crate) keepalive: Duration,
+}
 
 /// Why the agent cannot run the parent's process.
 pub(crate) enum Unfit {
@@ -241,12 +264,13 @@ pub(crate) enum Unfit {
 /// and the target.
 pub(crate) fn receive(reader: &mut link::Reader, timeout: Duration) -> Result<Received, Unfit> {
     let deadline = crate::spin::deadline_after(timeout);
-    let (boot, build, forward) = match reader.next::<Down>(link::MAX_BOOT, deadline) {
+    let (boot, build, forward, keepalive) = match reader.next::<Down>(link::MAX_BOOT, deadline) {
         Ok(Some(Down::Boot {
             boot,
             build,
             forward,
-        })) => (boot, build, forward),
+            keepalive,
+        })) => (boot, build, forward, keepalive),
         Ok(Some(_)) => {
             return Err(Unfit::Link(
                 "agent: the parent's first message is not a bootstrap".into(),
@@ -266,7 +290,13 @@ pub(crate) fn receive(reader: &mut link::Reader, timeout: Duration) -> Result<Re
         .then(|| runners::resolve(boot.runner, boot.target, sys::image::fingerprint()))
         .flatten();
     match entry {
-        Some((runner, target)) => Ok((*boot, runner, target, forward)),
+        Some((runner, target)) => Ok(Received {
+            boot: *boot,
+            runner,
+            target,
+            forward,
+            keepalive,
+        }),
         None => {
             let exe = std::env::current_exe().unwrap_or_default();
             Err(Unfit::Build(format!(

@@ -5,6 +5,7 @@ use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crate::rt::dial::WireAddress;
@@ -12,6 +13,9 @@ use crate::rt::dial::WireAddress;
 /// How long a launched process has, by default, to start on its host and
 /// answer (an `ssh` login included).
 pub(crate) const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long a link may be silent, by default, before it counts as lost.
+pub(crate) const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(10);
 
 /// How a process is started on a host: on this machine as any child, or by
 /// a command that runs a program somewhere else (`ssh host`, `srun -w node3`,
@@ -39,11 +43,35 @@ pub(crate) const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(60);
 /// let far = Launcher::ssh("build@10.0.0.7").ssh_option("-p").ssh_option("2222");
 /// assert_eq!(far.host(), "build@10.0.0.7");
 /// ```
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct Launcher {
     kind: Kind,
     start_timeout: Duration,
+    keepalive: Duration,
     forward: Vec<WireAddress>,
+    /// How many processes hold this launcher or a clone of it.
+    uses: Arc<AtomicUsize>,
+}
+
+impl PartialEq for Launcher {
+    fn eq(&self, other: &Launcher) -> bool {
+        self.kind == other.kind
+            && self.start_timeout == other.start_timeout
+            && self.keepalive == other.keepalive
+            && self.forward == other.forward
+    }
+}
+
+impl Eq for Launcher {}
+
+/// A process's hold on its launcher, counted by [`Launcher::processes`]
+/// until it is dropped.
+pub(crate) struct Use(Arc<AtomicUsize>);
+
+impl Drop for Use {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 #[derive(Clone, PartialEq, Eq)]
@@ -92,7 +120,12 @@ impl Launcher {
     /// `ssh host` (`user@host` works, and whatever `~/.ssh/config` names):
     /// the process's link is ssh's own standard input and output, so it is
     /// encrypted and authenticated by ssh. ssh runs with `-T` and
-    /// `BatchMode=yes` (a password prompt would hang a start).
+    /// `BatchMode=yes` (a password prompt would hang a start), and, unless
+    /// given other values by [`ssh_option`](Self::ssh_option), with
+    /// `ConnectTimeout` the [`start_timeout`](Self::start_timeout),
+    /// `ServerAliveInterval` a quarter of the [`keepalive`](Self::keepalive)
+    /// bound and `ServerAliveCountMax=4`, so that the ssh client too ends
+    /// when its server falls silent, even after this process is gone.
     pub fn ssh(host: &str) -> Launcher {
         Launcher::with(Kind::Ssh {
             host: host.to_owned(),
@@ -181,7 +214,9 @@ impl Launcher {
         Launcher {
             kind,
             start_timeout: DEFAULT_START_TIMEOUT,
+            keepalive: DEFAULT_KEEPALIVE,
             forward: Vec::new(),
+            uses: Arc::default(),
         }
     }
 
@@ -199,6 +234,99 @@ impl Launcher {
     pub fn start_timeout(mut self, timeout: Duration) -> Launcher {
         self.start_timeout = timeout;
         self
+    }
+
+    /// How long the link to a process may stay silent before it counts as
+    /// lost (10 s by default): each side sends a keep-alive every quarter
+    /// of it, so a healthy link is never silent that long, even while its
+    /// process computes and sends nothing. A partition (a cable cut, a
+    /// host that froze or rebooted) is noticed within `timeout` on both
+    /// sides: here the launcher is killed and the process counts as ended
+    /// (a pool fails its tasks and replaces it); there the agent ends the
+    /// process (SIGTERM, then SIGKILL after 5 s) and exits. Bytes that
+    /// arrive later from the lost process are never delivered. Zero turns
+    /// keep-alives off: then only an end of the link (the launcher or its
+    /// connection closing) is noticed.
+    ///
+    /// A keep-alive is one 5-byte frame each way every `timeout / 4`,
+    /// sent only by a thread that otherwise sleeps.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let l = mp_proc::Launcher::ssh("node1").keepalive(Duration::from_secs(3));
+    /// assert_eq!(l.get_keepalive(), Duration::from_secs(3));
+    /// ```
+    pub fn keepalive(mut self, timeout: Duration) -> Launcher {
+        self.keepalive = timeout;
+        self
+    }
+
+    /// The silence after which the link counts as lost (see
+    /// [`keepalive`](Self::keepalive)); zero: never.
+    ///
+    /// ```
+    /// assert_eq!(mp_proc::Launcher::local().get_keepalive().as_secs(), 10);
+    /// ```
+    pub fn get_keepalive(&self) -> Duration {
+        self.keepalive
+    }
+
+    /// Whether its host is known to be down: the link to a process there
+    /// was lost (silent past [`keepalive`](Self::keepalive)) or the last
+    /// start there failed, and no start has succeeded since. Starting a
+    /// process there then fails at once ([`Error::RemoteStart`](crate::Error::RemoteStart),
+    /// saying so), without running the launcher, while a thread of this
+    /// process tries the host again in the background (after 0.5 s, then
+    /// twice as long each time up to 30 s, as long as starts there are
+    /// asked for); the first start it makes that succeeds brings the host
+    /// back up. Hosts are told apart by the launcher's command (its
+    /// `Display`).
+    ///
+    /// ```
+    /// use mp_proc::{Launcher, Process};
+    /// // A launcher that cannot run anything: its host is down once a start fails.
+    /// let nowhere = Launcher::command(["/nonexistent/launcher"]);
+    /// assert!(!nowhere.is_down());
+    /// fn nothing(_: ()) {}
+    /// let mut p = Process::new(nothing, ()).launcher(nowhere.clone());
+    /// assert!(p.start().is_err());
+    /// assert!(nowhere.is_down());
+    /// ```
+    pub fn is_down(&self) -> bool {
+        crate::rt::health::is_down(self)
+    }
+
+    /// How many [`Process`](crate::Process)es made to start by this
+    /// launcher or a clone of it exist now (set up, running or ended, until
+    /// they are dropped). A `ClusterContext` fills its hosts' slots by it.
+    ///
+    /// ```
+    /// use mp_proc::{Launcher, Process};
+    /// fn nothing(_: ()) {}
+    /// let node = Launcher::ssh("node1");
+    /// let p = Process::new(nothing, ()).launcher(node.clone());
+    /// let q = Process::new(nothing, ()).launcher(node.clone());
+    /// assert_eq!(node.processes(), 2);
+    /// drop((p, q));
+    /// assert_eq!(node.processes(), 0);
+    /// ```
+    pub fn processes(&self) -> usize {
+        self.uses.load(Ordering::Relaxed)
+    }
+
+    /// A copy whose processes are not counted with this one's (a prober's:
+    /// it takes no slot of the host).
+    pub(crate) fn uncounted(&self) -> Launcher {
+        Launcher {
+            uses: Arc::default(),
+            ..self.clone()
+        }
+    }
+
+    /// A process's hold on this launcher (see [`processes`](Self::processes)).
+    pub(crate) fn hold(&self) -> Use {
+        self.uses.fetch_add(1, Ordering::Relaxed);
+        Use(self.uses.clone())
     }
 
     /// Whether processes start on this machine as ordinary children.
@@ -258,8 +386,26 @@ impl Launcher {
                     .map(OsString::from)
                     .collect();
                 line.extend(options.iter().cloned());
-                // After the user's options, so that they win: the link is
-                // binary, so no terminal (-T) and no escape character.
+                // After the user's options: ssh takes the first value of
+                // each option, so theirs win. ssh's own keep-alives end a
+                // client whose server fell silent within about the link's
+                // bound (its stdin closing cannot reach the server then).
+                // A connect that hangs (a host cut off) ends with the start
+                // timeout, even in a client whose parent is gone.
+                let mut ours = vec![format!(
+                    "ConnectTimeout={}",
+                    self.start_timeout.as_secs().max(1)
+                )];
+                if !self.keepalive.is_zero() {
+                    let every = (self.keepalive / 4).as_secs().max(1);
+                    ours.push(format!("ServerAliveInterval={every}"));
+                    ours.push("ServerAliveCountMax=4".to_owned());
+                }
+                for option in ours {
+                    line.extend([OsString::from("-o"), option.into()]);
+                }
+                // The link is binary, so no terminal (-T) and no escape
+                // character, whatever the user's options say.
                 line.extend(["-T", "-e", "none", "--"].map(OsString::from));
                 line.push(host.into());
                 // ssh hands one string to the remote user's shell.
@@ -328,6 +474,12 @@ mod tests {
                 "BatchMode=yes",
                 "-p",
                 "22",
+                "-o",
+                "ConnectTimeout=60",
+                "-o",
+                "ServerAliveInterval=2",
+                "-o",
+                "ServerAliveCountMax=4",
                 "-T",
                 "-e",
                 "none",

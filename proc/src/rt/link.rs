@@ -49,6 +49,10 @@ pub(crate) enum Down {
         /// makes to one of them travels over this link (see
         /// [`Up::Open`]).
         forward: Vec<WireAddress>,
+        /// The silence after which the link counts as lost (zero: never);
+        /// each side sends [`Down::Ping`] / [`Up::Ping`] every quarter of
+        /// it.
+        keepalive: Duration,
     },
     /// Bytes the parent's side of channel `ch` read.
     Data { ch: u32, bytes: Vec<u8> },
@@ -61,6 +65,8 @@ pub(crate) enum Down {
     Opened { ch: u32 },
     /// The parent could not connect channel `ch`: why.
     OpenFailed { ch: u32, reason: String },
+    /// The parent is there (a keep-alive).
+    Ping,
 }
 
 /// From the agent to the parent.
@@ -84,6 +90,58 @@ pub(crate) enum Up {
     /// choosing): the parent connects to it and bridges it as the new
     /// channel `ch`, answering [`Down::Opened`] or [`Down::OpenFailed`].
     Open { ch: u32, address: u32 },
+    /// The agent is there (a keep-alive).
+    Ping,
+}
+
+/// How often a side sends its keep-alive, for a link lost after `silence`.
+pub(crate) fn ping_every(silence: Duration) -> Duration {
+    silence / 4
+}
+
+/// The deadline of the next message on a link lost after `silence` (zero:
+/// none).
+pub(crate) fn silence_deadline(silence: Duration) -> Option<Instant> {
+    match silence.is_zero() {
+        true => None,
+        false => crate::spin::deadline_after(silence),
+    }
+}
+
+/// The thread that sends one side's keep-alives until it is dropped (or
+/// the link fails).
+pub(crate) struct Pinger {
+    /// Its closing wakes the thread, which then ends.
+    _stop: Option<OwnedFd>,
+}
+
+impl Pinger {
+    /// Sends `ping` on `link` every [`ping_every`]`(silence)`; none when
+    /// `silence` is zero.
+    pub(crate) fn start<T: Serialize>(link: &Writer, ping: &T, silence: Duration) -> Result<Pinger> {
+        let every = ping_every(silence);
+        if every.is_zero() {
+            return Ok(Pinger { _stop: None });
+        }
+        let mut framed = Vec::new();
+        frame::append(ping, &mut framed)?;
+        let (stop_r, stop_w) = sys::fd::pipe().map_err(|e| Error::os("pipe", e))?;
+        let link = link.clone();
+        std::thread::Builder::new()
+            .name("mp-link-ping".into())
+            .spawn(move || {
+                // Readable: dropped (the write end closed) or told to stop.
+                while let Ok(false) = sys::fd::readable(stop_r.as_fd(), Some(every)) {
+                    if link.send_framed(&framed).is_err() {
+                        return;
+                    }
+                }
+            })
+            .map_err(|e| Error::os("start a link thread", e))?;
+        Ok(Pinger {
+            _stop: Some(stop_w),
+        })
+    }
 }
 
 /// The reading half of a link: whole messages from a byte stream.
@@ -582,6 +640,29 @@ mod tests {
             Ok(Some(Up::Eof { ch })) => (ch, None),
             _ => panic!("not a channel's message"),
         }
+    }
+
+    /// A keep-alive is a frame of a few bytes each way (the cost the
+    /// launcher's docs state), and a pinger sends them until it is dropped.
+    #[test]
+    fn keepalives_are_small_and_stop_with_their_pinger() {
+        let down = framed(&Down::Ping).unwrap();
+        let up = framed(&Up::Ping).unwrap();
+        assert!(down.len() <= 10 && up.len() <= 10, "{down:?} {up:?}");
+        let (r, w) = sys::fd::socket_pair(false).unwrap();
+        let link = Writer::new(w);
+        let pinger = Pinger::start(&link, &Up::Ping, Duration::from_millis(40)).unwrap();
+        let mut reader = Reader::new(r);
+        for _ in 0..3 {
+            assert!(matches!(reader.next::<Up>(MAX_MESSAGE, None), Ok(Some(Up::Ping))));
+        }
+        drop(pinger);
+        drop(link);
+        // The pinger's thread ends with its stop: its copy of the writer
+        // goes, and the reader sees the end of the link after the pings
+        // already sent.
+        while let Ok(Some(Up::Ping)) = reader.next::<Up>(MAX_MESSAGE, None) {}
+        assert!(Pinger::start(&Writer::new(sys::fd::pipe().unwrap().1), &Up::Ping, Duration::ZERO).is_ok());
     }
 
     /// A pump that starts with no channel goes on for the ones added

@@ -14,6 +14,7 @@ pub(crate) mod child;
 pub(crate) mod dial;
 pub(crate) mod forkserver;
 pub(crate) mod handles;
+pub(crate) mod health;
 pub(crate) mod helper;
 pub(crate) mod keyfile;
 pub(crate) mod launcher;

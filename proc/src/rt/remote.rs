@@ -77,6 +77,7 @@ pub(crate) fn launch(mut l: Launch<'_>, launcher: &Launcher) -> Result<Child> {
     let boot_link = writer.clone();
     let build = sys::image::build_identity();
     let forward = launcher.forward_list().to_vec();
+    let keepalive = launcher.get_keepalive();
     let sending = std::thread::Builder::new()
         .name("mp-link-boot".into())
         .spawn(move || {
@@ -84,6 +85,7 @@ pub(crate) fn launch(mut l: Launch<'_>, launcher: &Launcher) -> Result<Child> {
                 boot: Box::new(boot),
                 build,
                 forward,
+                keepalive,
             })
         });
     let (started, mut sending) = match sending {
@@ -130,11 +132,30 @@ pub(crate) fn launch(mut l: Launch<'_>, launcher: &Launcher) -> Result<Child> {
         // The agent answered: it has read the whole bootstrap.
         let _ = thread.join();
     }
+    let on_lost = match ended.carrier() {
+        Ok(carrier) => carrier,
+        Err(e) => {
+            ended.kill_and_reap();
+            return Err(Error::os("duplicate a descriptor", e));
+        }
+    };
+    let down = launcher.clone();
+    let lost = Lost {
+        silence: keepalive,
+        end: Box::new(move || {
+            crate::rt::health::mark_down(
+                &down,
+                format!("its link was silent for {keepalive:?}, its keep-alive bound"),
+            );
+            let _ = on_lost.kill();
+        }),
+    };
     let bridge = match Bridge::start(
         channels,
         reader,
         writer.clone(),
         launcher.forward_list(),
+        lost,
         done,
     ) {
         Ok(bridge) => bridge,
@@ -148,6 +169,8 @@ pub(crate) fn launch(mut l: Launch<'_>, launcher: &Launcher) -> Result<Child> {
         pid,
         l.daemon,
         Watch::Remote(Box::new(RemoteProcess {
+            host,
+            keepalive,
             ended,
             link: writer,
             bridge,
@@ -228,6 +251,21 @@ enum Ended {
 }
 
 impl Ended {
+    /// A second handle on what carries the link, to end it from another
+    /// thread ([`kill`](Self::kill) only: its sentinel is this one's).
+    fn carrier(&self) -> std::io::Result<Ended> {
+        Ok(match self {
+            Ended::Launcher { pid, pidfd } => Ended::Launcher {
+                pid: *pid,
+                pidfd: pidfd.try_clone()?,
+            },
+            Ended::Stream { link, done_r } => Ended::Stream {
+                link: link.try_clone()?,
+                done_r: done_r.try_clone()?,
+            },
+        })
+    }
+
     /// Readable once the link's carrier has ended.
     fn sentinel(&self) -> BorrowedFd<'_> {
         match self {
@@ -283,6 +321,16 @@ struct Outcome {
     code: Option<i32>,
     /// The link has ended (the agent exited, or the link broke).
     closed: bool,
+    /// The link was silent for longer than its keep-alive bound.
+    lost: bool,
+}
+
+/// What a bridge does when its link is silent for too long.
+struct Lost {
+    /// The silence after which the link counts as lost (zero: never).
+    silence: Duration,
+    /// Ends the link (kills the launcher), which ends the process here.
+    end: Box<dyn FnOnce() + Send>,
 }
 
 /// The two pumps of a process's link: its channels' bytes out, the
@@ -302,8 +350,10 @@ impl Bridge {
         mut reader: link::Reader,
         writer: link::Writer,
         forward: &[WireAddress],
+        lost: Lost,
         done: Option<OwnedFd>,
     ) -> Result<Bridge> {
+        let pinger = link::Pinger::start(&writer, &Down::Ping, lost.silence)?;
         let mut outbound = Vec::new();
         let mut inbound = Vec::new();
         for (ch, fd) in channels.into_iter().enumerate() {
@@ -352,8 +402,23 @@ impl Bridge {
             .name("mp-link-in".into())
             .spawn(move || {
                 let mut code = None;
-                while let Ok(Some(message)) = reader.next::<Up>(link::MAX_MESSAGE, None) {
+                let mut silent = false;
+                loop {
+                    let message = match reader
+                        .next::<Up>(link::MAX_MESSAGE, link::silence_deadline(lost.silence))
+                    {
+                        Ok(Some(message)) => message,
+                        Err(Error::Timeout) => {
+                            // Lost: ended here; what the process sends
+                            // from now on is never read.
+                            silent = true;
+                            (lost.end)();
+                            break;
+                        }
+                        Ok(None) | Err(_) => break,
+                    };
                     match message {
+                        Up::Ping => {}
                         Up::Data { ch, bytes } => inbound.deliver(ch, bytes),
                         Up::Eof { ch } => inbound.close(ch),
                         Up::Open { ch, address } => match &forwarding {
@@ -380,6 +445,7 @@ impl Bridge {
                 // parent's ends see end of file now, not at `join`.
                 inbound.close_all();
                 drop(forwarding);
+                drop(pinger);
                 let _ = sys::fd::write(stop_out.as_fd(), b"x", false);
                 if let Some(done) = done {
                     let _ = sys::fd::write(done.as_fd(), b"x", false);
@@ -388,6 +454,7 @@ impl Bridge {
                 let mut state = lock(state);
                 state.code = code;
                 state.closed = true;
+                state.lost = silent;
                 changed.notify_all();
             })
             .os("start a link thread")?;
@@ -402,13 +469,13 @@ impl Bridge {
     /// link to end.
     /// Then the pumps are joined (unless the link is still open: a
     /// launcher that left its output to another process).
-    fn code(&self, grace: Duration) -> Option<i32> {
+    fn code(&self, grace: Duration) -> (Option<i32>, bool) {
         let (state, changed) = &*self.outcome;
         let state = lock(state);
         let (state, _) = changed
             .wait_timeout_while(state, grace, |s| !s.closed)
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let (code, closed) = (state.code, state.closed);
+        let (code, closed, lost) = (state.code, state.closed, state.lost);
         drop(state);
         let _ = sys::fd::write(self.stop.as_fd(), b"x", false);
         if closed {
@@ -416,7 +483,7 @@ impl Bridge {
                 let _ = pump.join();
             }
         }
-        code
+        (code, lost)
     }
 }
 
@@ -428,6 +495,10 @@ impl Drop for Bridge {
 
 /// A process on another host, as its parent watches it.
 struct RemoteProcess {
+    /// For messages.
+    host: String,
+    /// The silence after which its link counts as lost.
+    keepalive: Duration,
     ended: Ended,
     link: link::Writer,
     bridge: Bridge,
@@ -441,8 +512,16 @@ impl RemoteWatch for RemoteProcess {
     fn exit_code(&self) -> Result<i32> {
         let launcher = self.ended.reap();
         Ok(match self.bridge.code(LINK_GRACE) {
-            Some(code) => code,
-            None => {
+            (Some(code), _) => code,
+            (None, true) => {
+                mp_logging::get_logger().warning(format_args!(
+                    "lost the link to a process on {}: nothing came from it for {:?} (its keep-alive bound); \
+                     it counts as killed here, and its agent there ends it",
+                    self.host, self.keepalive
+                ));
+                libc::SIGKILL.wrapping_neg()
+            }
+            (None, false) => {
                 mp_logging::get_logger().warning(format_args!(
                     "lost a process on another host before it reported its exit code (its launcher exited with {launcher})"
                 ));

@@ -23,6 +23,7 @@ mod interrupt;
 mod lifecycle;
 mod nesting;
 mod parent;
+mod partition;
 mod preload;
 mod preload_resources;
 mod queues;

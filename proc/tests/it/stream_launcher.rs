@@ -50,14 +50,17 @@ fn join(threads: &Threads) {
     }
 }
 
-/// A stream launcher whose every link is a socket pair to an agent (run
-/// with `env`), through a relay that records both directions in `log`.
+/// A stream launcher (host `name`: each test its own, as a host that
+/// refused a start is down for a while) whose every link is a socket pair
+/// to an agent (run with `env`), through a relay that records both
+/// directions in `log`.
 fn relayed(
+    name: &'static str,
     env: Vec<(&'static str, PathBuf)>,
     log: Arc<Mutex<Vec<u8>>>,
     threads: Threads,
 ) -> Launcher {
-    Launcher::stream("relayed", move || -> std::io::Result<OwnedFd> {
+    Launcher::stream(name, move || -> std::io::Result<OwnedFd> {
         let (ours, near) = UnixStream::pair()?;
         let (far, theirs) = UnixStream::pair()?;
         let theirs = OwnedFd::from(theirs);
@@ -99,8 +102,13 @@ fn the_key_is_never_on_a_stream_link() {
     let log = Arc::new(Mutex::new(Vec::new()));
     let threads = Threads::default();
     let l = Listener::bind("127.0.0.1:0".parse().unwrap(), Some(&key)).unwrap();
-    let far = relayed(vec![(AUTHKEY_FILE_VAR, file)], log.clone(), threads.clone())
-        .forward(l.address().clone());
+    let far = relayed(
+        "keyed",
+        vec![(AUTHKEY_FILE_VAR, file)],
+        log.clone(),
+        threads.clone(),
+    )
+    .forward(l.address().clone());
     let mut p = Process::new(hello, l.address().to_string()).launcher(far);
     p.start().unwrap();
     let conn = l.accept().unwrap();
@@ -130,7 +138,8 @@ fn an_agent_without_a_key_file_refuses() {
     let _g = guard();
     let log = Arc::new(Mutex::new(Vec::new()));
     let threads = Threads::default();
-    let mut p = Process::new(nothing, ()).launcher(relayed(Vec::new(), log, threads.clone()));
+    let mut p =
+        Process::new(nothing, ()).launcher(relayed("keyless", Vec::new(), log, threads.clone()));
     match p.start() {
         Err(Error::RemoteStart { reason, .. }) => {
             assert!(reason.contains(AUTHKEY_FILE_VAR), "{reason}")
