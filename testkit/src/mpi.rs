@@ -9,8 +9,11 @@
 //! here is a script of the run's own (in a temp directory removed on
 //! drop) that maps the host, which is the namespace's address
 //! ([`Hosts::addr`]), to the namespace and runs
-//! `ip netns exec NAMESPACE unshare --uts /bin/sh -c "hostname NAMESPACE && COMMAND..."`;
-//! any other host is refused. Each host thus has a host name of its own
+//! `env -i PATH=.. HOME=.. SHELL=/bin/sh ip netns exec NAMESPACE unshare --uts /bin/sh -c "hostname NAMESPACE && COMMAND..."`;
+//! any other host is refused. As after a login over ssh, the orted and the
+//! copies get none of mpirun's environment but `PATH`, `HOME` and `SHELL`:
+//! a copy sees only those, Open MPI's own (`OMPI_*`, `PMIX_*`) and the vars
+//! passed with `-x` ([`Mpirun::env`]). Each host has a host name of its own
 //! (the namespace's name, in a UTS namespace of the orted's): with the
 //! machine's name everywhere, the orteds and mpirun would share Open MPI's
 //! session directory (`/tmp/ompi.HOSTNAME.UID/jf.N`) and an orted that maps
@@ -57,6 +60,11 @@ const DIR_PREFIX: &str = "mptmpi";
 
 /// The agent's file name in the temp directory.
 const AGENT: &str = "rsh-agent";
+
+/// How long [`output`] lets mpirun stop its job after SIGTERM before
+/// SIGKILL, and waits for the end of its output once it exited: only a
+/// guard against a hang (it takes about 3 s on a 2-core machine).
+pub const GRACE: Duration = Duration::from_secs(30);
 
 static MADE: AtomicU32 = AtomicU32::new(0);
 
@@ -182,7 +190,9 @@ impl Mpirun {
     }
 
     /// Passes `key=value` to every copy (`-x key`, the value in mpirun's
-    /// environment: any bytes, commas and semicolons included).
+    /// environment: any bytes, commas and semicolons included). A var only
+    /// in mpirun's environment (set on the [`command`](Mpirun::command), or
+    /// the test's own) reaches no copy.
     pub fn env(&mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> &mut Mpirun {
         self.env
             .push((key.as_ref().to_owned(), value.as_ref().to_owned()));
@@ -299,7 +309,8 @@ impl Mpirun {
              \x20 *) echo \"mp-testkit rsh agent: $1 is not a host of this run\" >&2; exit 255 ;;\n\
              esac\n\
              shift\n\
-             exec ip netns exec \"$ns\" unshare --uts /bin/sh -c \"hostname $ns && $*\"\n"
+             exec env -i PATH=\"$PATH\" HOME=\"$HOME\" SHELL=/bin/sh \\\n\
+             \x20 ip netns exec \"$ns\" unshare --uts /bin/sh -c \"hostname $ns && $*\"\n"
         );
         let path = self.agent();
         std::fs::write(&path, script)
@@ -317,8 +328,10 @@ impl Drop for Mpirun {
 /// Runs `command` (an mpirun [`Mpirun::command`] built) to its end and
 /// returns what it printed, as `Command::output` does. `limit` only guards
 /// against a hang, never a timing assertion: past it mpirun gets SIGTERM
-/// (it then stops its daemons and copies), past it once more SIGKILL, and
-/// the result is a `TimedOut` error that holds what it printed.
+/// (it then stops its daemons and copies, which takes it a few seconds),
+/// past [`GRACE`] more SIGKILL (what it leaves in the namespaces, the
+/// [`Hosts`]' drop kills), and the result is a `TimedOut` error that holds
+/// what it printed.
 ///
 /// ```no_run
 /// let hosts = mp_testkit::netns::Hosts::new(1).unwrap();
@@ -336,11 +349,11 @@ pub fn output(command: &mut Command, limit: Duration) -> io::Result<Output> {
     let stderr = reader(child.stderr.take());
     let ended = exited(&child);
     let mut signalled = None;
-    for signal in [
-        nix::sys::signal::Signal::SIGTERM,
-        nix::sys::signal::Signal::SIGKILL,
+    for (patience, signal) in [
+        (limit, nix::sys::signal::Signal::SIGTERM),
+        (GRACE, nix::sys::signal::Signal::SIGKILL),
     ] {
-        if ended.recv_timeout(limit).is_ok() {
+        if ended.recv_timeout(patience).is_ok() {
             break;
         }
         signalled = Some(signal);
@@ -351,8 +364,8 @@ pub fn output(command: &mut Command, limit: Duration) -> io::Result<Output> {
     let status = child.wait()?;
     let out = Output {
         status,
-        stdout: collect(stdout, limit),
-        stderr: collect(stderr, limit),
+        stdout: collect(stdout),
+        stderr: collect(stderr),
     };
     match signalled {
         None => Ok(out),
@@ -403,9 +416,9 @@ fn reader(pipe: Option<impl Read + Send + 'static>) -> mpsc::Receiver<Vec<u8>> {
 }
 
 /// What a [`reader`] read; nothing if its pipe is still held open (by a
-/// process mpirun left) after `limit`.
-fn collect(rx: mpsc::Receiver<Vec<u8>>, limit: Duration) -> Vec<u8> {
-    rx.recv_timeout(limit).unwrap_or_default()
+/// process mpirun left) after [`GRACE`].
+fn collect(rx: mpsc::Receiver<Vec<u8>>) -> Vec<u8> {
+    rx.recv_timeout(GRACE).unwrap_or_default()
 }
 
 /// `name`'s path on PATH.

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::Output;
+use std::time::Duration;
 
 use mp_testkit::mpi::{self, Mpirun};
 use mp_testkit::netns::{self, Hosts};
@@ -120,18 +121,43 @@ fn two_copies_per_host_get_the_env_and_the_working_directory() {
         .env("MP_TEST_VALUE", value)
         .env("MP_TEST_OTHER", "2")
         .current_dir(&dir);
-    let out = run_script(
-        &mpirun,
-        "echo $OMPI_COMM_WORLD_RANK $(readlink /proc/self/ns/net) $MP_TEST_OTHER $(pwd) \"<$MP_TEST_VALUE>\"",
-    );
+    let script = "echo $OMPI_COMM_WORLD_RANK $(readlink /proc/self/ns/net) $MP_TEST_OTHER \
+                  $(pwd) \"[$MP_TEST_NOT_PASSED]\" \"<$MP_TEST_VALUE>\"";
+    let mut command = mpirun.command("sh", ["-c", script]);
+    // In mpirun's environment only: as over ssh, no copy sees it.
+    command.env("MP_TEST_NOT_PASSED", "1");
+    let out = mpi::output(&mut command, LIMIT).unwrap();
     std::fs::remove_dir(&dir).unwrap();
+    assert!(out.status.success(), "{out:?}");
     for (rank, words) in by_rank(&out, 4) {
         assert_eq!(mpirun.host_of(rank), rank / 2);
         assert_eq!(words[1], netns_id(&hosts, rank / 2), "rank {rank}: {out:?}");
         assert_eq!(words[2], "2");
         assert_eq!(Path::new(&words[3]), dir);
-        assert_eq!(words[4..].join(" "), format!("<{value}>"), "{out:?}");
+        assert_eq!(words[4], "[]", "{out:?}");
+        assert_eq!(words[5..].join(" "), format!("<{value}>"), "{out:?}");
     }
+}
+
+#[test]
+fn a_run_past_its_limit_is_stopped_and_leaves_nothing() {
+    let _g = mp_testkit::guard();
+    let Some(hosts) = netns::hosts_or_skip(2) else {
+        return;
+    };
+    let Some(mpirun) = mpi::mpirun_or_skip(&hosts, 1) else {
+        return;
+    };
+    // Copies that never end: the limit is certain to pass.
+    let mut command = mpirun.command("sleep", ["1000000"]);
+    let err = mpi::output(&mut command, Duration::from_secs(1)).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::TimedOut, "{err}");
+    assert!(err.to_string().contains("sent SIGTERM"), "{err}");
+    assert!(
+        mp_testkit::wait_until(LIMIT, || run_processes(&hosts, &mpirun).is_empty()),
+        "left: {:?}",
+        run_processes(&hosts, &mpirun)
+    );
 }
 
 #[test]
