@@ -204,3 +204,42 @@ fn dropping_the_mpirun_removes_its_agent() {
     assert!(!agent.exists());
     assert!(!agent.parent().unwrap().exists());
 }
+
+#[test]
+fn a_running_job_is_seen_in_each_namespace_and_sigterm_to_mpirun_ends_it_all() {
+    let _g = mp_testkit::guard();
+    let Some(hosts) = netns::hosts_or_skip(2) else {
+        return;
+    };
+    let Some(mpirun) = mpi::mpirun_or_skip(&hosts, 1) else {
+        return;
+    };
+    let mut child = mpirun
+        .command("sleep", ["1000000"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // An orted and a copy in each namespace, the orteds named by the agent.
+    let running = || {
+        let all = run_processes(&hosts, &mpirun);
+        (0..hosts.len()).all(|i| {
+            let here = format!(" in {}", hosts.name(i));
+            all.iter().filter(|p| p.ends_with(&here)).count() >= 2
+        }) && all.iter().filter(|p| p.contains("orted")).count() == hosts.len()
+    };
+    assert!(
+        mp_testkit::wait_until(LIMIT, running),
+        "{:?}",
+        run_processes(&hosts, &mpirun)
+    );
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "{status}");
+    assert!(
+        mp_testkit::wait_until(LIMIT, || run_processes(&hosts, &mpirun).is_empty()),
+        "left: {:?}",
+        run_processes(&hosts, &mpirun)
+    );
+}
