@@ -121,8 +121,9 @@ impl Mpirun {
     /// Writes the agent for `hosts` (every one of them, `per_host` copies
     /// each) into a temp directory of its own.
     ///
-    /// `Err(Skip)` when not root, when `mpirun` is not found, when there are
-    /// no hosts or `per_host` is 0, or when the agent cannot be written.
+    /// `Err(Skip)` when not root, when `mpirun` (or the agent's `unshare` or
+    /// `hostname`) is not found, when there are no hosts or `per_host` is 0,
+    /// or when the agent cannot be written.
     ///
     /// ```no_run
     /// let hosts = mp_testkit::netns::Hosts::new(2).unwrap();
