@@ -26,22 +26,32 @@ pub(crate) fn start(launch: Launch<'_>, launcher: &Launcher) -> Result<Child> {
 }
 
 /// Starts `launch` by `launcher`, recording whether its host is up.
-pub(crate) fn start_and_record(launch: Launch<'_>, launcher: &Launcher) -> Result<Child> {
-    match remote::launch(launch, launcher) {
-        Ok(child) => {
-            health::mark_up(launcher);
-            Ok(child)
-        }
-        Err(e @ Error::RemoteStart { .. }) => {
-            let reason = match &e {
-                Error::RemoteStart { reason, .. } => format!("a start failed: {reason}"),
-                _ => String::new(),
-            };
-            health::mark_down(launcher, reason);
-            Err(e)
-        }
-        Err(e) => Err(e),
+fn start_and_record(launch: Launch<'_>, launcher: &Launcher) -> Result<Child> {
+    let started = remote::launch(launch, launcher);
+    match &started {
+        Ok(_) => health::mark_up(launcher),
+        Err(e) => record_failure(launcher, e),
     }
+    started
+}
+
+/// A start that failed on the host's side (not, say, an argument that
+/// cannot cross) puts the host down.
+fn record_failure(launcher: &Launcher, e: &Error) {
+    if let Error::RemoteStart { reason, .. } = e {
+        health::mark_down(launcher, format!("a start failed: {reason}"));
+    }
+}
+
+/// Starts a prober's process: even while the host is down, and without
+/// bringing it up yet (the prober does once the process has ended, so
+/// that nothing of the try is left when the host is seen up).
+pub(crate) fn start_probe(launch: Launch<'_>, launcher: &Launcher) -> Result<Child> {
+    let started = remote::launch(launch, launcher);
+    if let Err(e) = &started {
+        record_failure(launcher, e);
+    }
+    started
 }
 
 /// The prober's process: it only has to start.
@@ -63,6 +73,8 @@ fn probe(launcher: Launcher) {
                 let mut p = Process::new(arrived, ()).name("HostProbe").launcher(launcher.clone());
                 if p.start_probe().is_ok() {
                     let _ = p.join();
+                    drop(p);
+                    health::mark_up(&launcher);
                     return;
                 }
             }

@@ -241,7 +241,7 @@ impl Process {
         let child = if self.launcher.is_local() {
             start::launch(launch)?
         } else if self.probe {
-            crate::hosts::start_and_record(launch, &self.launcher)?
+            crate::hosts::start_probe(launch, &self.launcher)?
         } else {
             crate::hosts::start(launch, &self.launcher)?
         };

@@ -2,7 +2,8 @@
 //! guard every integration test holds (no zombie, no leaked descriptor, no
 //! leaked shared memory), process-table queries, scenario re-runs of a test
 //! binary, values that refuse to encode or decode, in [`netns`] and [`sshd`]
-//! hosts on one machine (network namespaces, a real sshd in each), and in
+//! hosts on one machine (network namespaces, a real sshd in each), in
+//! [`mpi`] a real Open MPI `mpirun` placing copies in them, and in
 //! [`bench`] what the
 //! benchmarks share.
 
@@ -11,6 +12,7 @@
 pub mod bench;
 pub mod corpus;
 mod drip;
+pub mod mpi;
 pub mod netns;
 pub mod sshd;
 pub use drip::Dripper;

@@ -243,6 +243,25 @@ impl Hosts {
         IpAddr::V4(self.links[i].parent)
     }
 
+    /// Host `i`'s link's network, `a.b.c.d/30` (both its ends).
+    pub fn subnet(&self, i: usize) -> String {
+        let net = u32::from(self.links[i].parent) & !0b11;
+        format!("{}/30", Ipv4Addr::from(net))
+    }
+
+    /// The processes running in host `i`'s namespace (`ip netns pids`).
+    ///
+    /// ```no_run
+    /// let hosts = mp_testkit::netns::Hosts::new(1).unwrap();
+    /// assert_eq!(hosts.pids(0).unwrap(), Vec::<u32>::new());
+    /// ```
+    pub fn pids(&self, i: usize) -> Result<Vec<u32>, IpError> {
+        Ok(ip(&["netns", "pids", &self.links[i].name])?
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect())
+    }
+
     /// `ip netns exec NAME`: the prefix of a command run on host `i`, for
     /// `mp_proc::Launcher::command`.
     pub fn exec_prefix(&self, i: usize) -> [String; 4] {

@@ -3,7 +3,7 @@
 //! not root.
 
 use std::io::Read;
-use std::net::TcpListener;
+use std::net::{IpAddr, TcpListener};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -171,4 +171,39 @@ fn without_root_the_hosts_skip_with_the_reason() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("skipped: not root"), "{err}");
     assert!(stdout(&out).contains("1 passed"), "{out:?}");
+}
+
+#[test]
+fn pids_lists_the_processes_of_its_namespace_only_and_subnet_holds_both_ends() {
+    let _g = mp_testkit::guard();
+    let Some(hosts) = netns::hosts_or_skip(2) else {
+        return;
+    };
+    assert_eq!(hosts.pids(0).unwrap(), Vec::<u32>::new());
+    // A process left running in namespace 0 (its shell exits: nobody's
+    // zombie); the hosts' drop kills it.
+    let out = run(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            hosts.name(0),
+            "sh",
+            "-c",
+            "sleep 1000 >/dev/null 2>&1 & echo $!",
+        ],
+    );
+    let left: u32 = stdout(&out).trim().parse().unwrap();
+    assert_eq!(hosts.pids(0).unwrap(), vec![left]);
+    assert_eq!(hosts.pids(1).unwrap(), Vec::<u32>::new());
+    for i in 0..2 {
+        let subnet = hosts.subnet(i);
+        let (net, len) = subnet.split_once('/').unwrap();
+        assert_eq!(len, "30");
+        let net: std::net::Ipv4Addr = net.parse().unwrap();
+        let ends = [u32::from(net) + 1, u32::from(net) + 2]
+            .map(|a| IpAddr::from(std::net::Ipv4Addr::from(a)));
+        assert_eq!(ends, [hosts.parent_addr(i), hosts.addr(i)], "{subnet}");
+    }
+    assert_ne!(hosts.subnet(0), hosts.subnet(1));
 }

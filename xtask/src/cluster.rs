@@ -1,6 +1,8 @@
 //! What the cluster tests need on the machine: `ip` (iproute2) for the
 //! network namespaces, and OpenSSH (sshd, ssh, ssh-keygen) for a real sshd
-//! in each (mp-testkit's `netns` and `sshd`). As root, `cargo xtask test`
+//! in each (mp-testkit's `netns` and `sshd`), and Open MPI's `mpirun`
+//! (openmpi-bin) for the runs that place copies in those namespaces
+//! (mp-testkit's `mpi`). As root, `cargo xtask test`
 //! installs what is missing with apt-get; without root, or when the install
 //! fails, those tests skip with their reason.
 
@@ -18,7 +20,7 @@ const SSHD_NOT_TO_BE_RUN: &str = "/etc/ssh/sshd_not_to_be_run";
 
 /// `(package, program, what for)`: a package is installed when its program
 /// is not found.
-const NEEDED: [(&str, &str, &str); 4] = [
+const NEEDED: [(&str, &str, &str); 5] = [
     (
         "iproute2",
         "ip",
@@ -38,6 +40,11 @@ const NEEDED: [(&str, &str, &str); 4] = [
         "openssh-client",
         "ssh-keygen",
         "the cluster tests make their own ssh keys",
+    ),
+    (
+        "openmpi-bin",
+        "mpirun",
+        "the cluster tests run copies under Open MPI's mpirun in the namespaces",
     ),
 ];
 
@@ -59,13 +66,15 @@ pub(crate) fn ensure_tools() {
             format!(" (and {} are not installed)", names.join(", "))
         };
         eprintln!(
-            "xtask: not root: the cluster tests (network namespaces, a real sshd in each) \
-             will skip{also}"
+            "xtask: not root: the cluster tests (network namespaces, a real sshd in each, \
+             mpirun) will skip{also}"
         );
         return;
     }
     if names.is_empty() {
-        eprintln!("xtask: the cluster tests' tools are installed (ip, sshd, ssh, ssh-keygen)");
+        eprintln!(
+            "xtask: the cluster tests' tools are installed (ip, sshd, ssh, ssh-keygen, mpirun)"
+        );
         return;
     }
     for (package, why) in &packages {

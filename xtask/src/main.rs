@@ -18,7 +18,8 @@ commands:
                  doc), the crate-boundary and layer checks, and every example
                  run to a zero exit. This is what CI runs.
                  As root, it first installs what the cluster tests need
-                 when missing (iproute2, openssh-server, openssh-client).
+                 when missing (iproute2, openssh-server, openssh-client,
+                 openmpi-bin).
   ci             the same as test
   cluster-tools  that install step alone
   layers         the layer check alone: each crate's modules import only from
@@ -125,7 +126,7 @@ fn has_nextest() -> bool {
 
 fn test(root: &Path) -> Result {
     let total = Instant::now();
-    // Before any test: the cluster tests' `ip`, sshd, ssh and ssh-keygen.
+    // Before any test: the cluster tests' `ip`, sshd, ssh, ssh-keygen and mpirun.
     cluster::ensure_tools();
     let mut c = cargo();
     c.args(["fmt", "--all", "--", "--check"]);

@@ -112,8 +112,15 @@ pub(crate) fn silence_deadline(silence: Duration) -> Option<Instant> {
 /// the link fails).
 pub(crate) struct Pinger {
     /// Its closing wakes the thread, which then ends.
-    _stop: Option<OwnedFd>,
+    stop: Option<OwnedFd>,
+    /// Told when the thread has ended (its copy of the link with it).
+    done: Option<mpsc::Receiver<()>>,
 }
+
+/// How long dropping a [`Pinger`] waits for its thread: it ends at once
+/// unless a full link holds up its write, and is then left to end with
+/// the link.
+const PINGER_END: Duration = Duration::from_secs(1);
 
 impl Pinger {
     /// Sends `ping` on `link` every [`ping_every`]`(silence)`; none when
@@ -121,11 +128,15 @@ impl Pinger {
     pub(crate) fn start<T: Serialize>(link: &Writer, ping: &T, silence: Duration) -> Result<Pinger> {
         let every = ping_every(silence);
         if every.is_zero() {
-            return Ok(Pinger { _stop: None });
+            return Ok(Pinger {
+                stop: None,
+                done: None,
+            });
         }
         let mut framed = Vec::new();
         frame::append(ping, &mut framed)?;
         let (stop_r, stop_w) = sys::fd::pipe().map_err(|e| Error::os("pipe", e))?;
+        let (done_tx, done) = mpsc::channel();
         let link = link.clone();
         std::thread::Builder::new()
             .name("mp-link-ping".into())
@@ -133,14 +144,28 @@ impl Pinger {
                 // Readable: dropped (the write end closed) or told to stop.
                 while let Ok(false) = sys::fd::readable(stop_r.as_fd(), Some(every)) {
                     if link.send_framed(&framed).is_err() {
-                        return;
+                        break;
                     }
                 }
+                drop((link, stop_r));
+                let _ = done_tx.send(());
             })
             .map_err(|e| Error::os("start a link thread", e))?;
         Ok(Pinger {
-            _stop: Some(stop_w),
+            stop: Some(stop_w),
+            done: Some(done),
         })
+    }
+}
+
+impl Drop for Pinger {
+    /// Stops the thread and waits (a little) for it to end, so that its
+    /// copy of the link is closed when the link's owner closes its own.
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(done) = self.done.take() {
+            let _ = done.recv_timeout(PINGER_END);
+        }
     }
 }
 

@@ -268,8 +268,10 @@ fn kill_ends_a_process_whose_link_is_held_up() {
 fn a_launcher_that_never_reads_times_out_with_large_arguments() {
     let _g = guard();
     fn take(_: Vec<u8>) {}
-    let launcher =
-        Launcher::command(["sh", "-c", "exec sleep 600"]).start_timeout(Duration::from_millis(100));
+    // Not the launcher of the test above: a host whose start failed is down
+    // for a while, and a start there fails at once.
+    let launcher = Launcher::command(["sh", "-c", "exec sleep 600", "never-reads"])
+        .start_timeout(Duration::from_millis(100));
     let mut p = Process::new(take, vec![1u8; 4 << 20]).launcher(launcher);
     match p.start() {
         Err(e @ Error::RemoteStart { .. }) => assert!(e.to_string().contains("no answer"), "{e}"),
