@@ -439,21 +439,16 @@ fn parent_of(pid: u32) -> u32 {
         .unwrap_or(0)
 }
 
-/// The coordinator SIGKILLed while its pool's workers run on the copies:
-/// the copies see their control connection end, end their agents (whose
-/// links have ended too), return `None` and exit 0; nothing of the job is
-/// left on this machine.
-#[test]
-fn a_coordinator_killed_leaves_no_process_behind() {
-    let _g = guard();
-    let dir = tempfile::tempdir().unwrap();
-    let mut vars = common(dir.path());
+/// A job of three copies in `hold` mode (SLURM's variables, `extra` too):
+/// rank 0 and the others, once rank 0 has mapped and says it is ready.
+fn held_job(tag: &str, dir: &Path, extra: &[(&'static str, String)]) -> (Child, Vec<Child>) {
+    let mut vars = common(dir);
     vars.push(("MP_CLUSTER_ADDRESS", free_address()));
-    let tag = format!("attach-kill-{}", std::process::id());
+    vars.extend_from_slice(extra);
     let with = |rank| {
         let mut v = vars.clone();
         v.extend(Engine::Slurm.vars(rank, 3));
-        let mut c = copy(rank, &tag, "hold", &v);
+        let mut c = copy(rank, tag, "hold", &v);
         c.stdin(Stdio::piped());
         c.spawn().unwrap()
     };
@@ -477,13 +472,51 @@ fn a_coordinator_killed_leaves_no_process_behind() {
     }
     // An agent (a pool worker's) under each copy (its process, a fork of
     // it, has the same command line).
-    let parents: BTreeSet<u32> = tagged(&tag)
+    let parents: BTreeSet<u32> = tagged(tag)
         .into_iter()
         .filter(|(_, cmd)| cmd.contains(mp_proc::plumbing::AGENT_MARKER))
         .map(|(pid, _)| parent_of(pid))
         .collect();
     let serving: BTreeSet<u32> = copies.iter().map(Child::id).collect();
-    assert!(parents.is_superset(&serving), "{:?}", tagged(&tag));
+    assert!(parents.is_superset(&serving), "{:?}", tagged(tag));
+    (rank0, copies)
+}
+
+/// The coordinator frozen (SIGSTOP: no word from it and no end of its
+/// connections, as behind a partition) while its pool's workers run on the
+/// copies: the copies count it as gone within their keep-alive bound (1 s
+/// here), end their agents, return `None` and exit 0.
+#[test]
+fn a_frozen_coordinator_is_left_by_its_copies() {
+    let _g = guard();
+    let dir = tempfile::tempdir().unwrap();
+    let tag = format!("attach-frozen-{}", std::process::id());
+    let (mut rank0, copies) = held_job(&tag, dir.path(), &[("MP_CLUSTER_KEEPALIVE", "1".into())]);
+    let rank0_pid = nix::unistd::Pid::from_raw(rank0.id() as i32);
+    nix::sys::signal::kill(rank0_pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    let said: Vec<String> = outputs(copies).iter().map(said).collect();
+    assert_eq!(said, ["served", "served"]);
+    let agents: Vec<(u32, String)> = tagged(&tag)
+        .into_iter()
+        .filter(|(_, cmd)| cmd.contains(mp_proc::plumbing::AGENT_MARKER))
+        .collect();
+    assert_eq!(agents, [], "the copies reaped their agents");
+    rank0.kill().unwrap();
+    rank0.wait().unwrap();
+    let clean = mp_testkit::wait_until(HUNG, || tagged(&tag).is_empty());
+    assert!(clean, "left behind: {:?}", tagged(&tag));
+}
+
+/// The coordinator SIGKILLed while its pool's workers run on the copies:
+/// the copies see their control connection end, end their agents (whose
+/// links have ended too), return `None` and exit 0; nothing of the job is
+/// left on this machine.
+#[test]
+fn a_coordinator_killed_leaves_no_process_behind() {
+    let _g = guard();
+    let dir = tempfile::tempdir().unwrap();
+    let tag = format!("attach-kill-{}", std::process::id());
+    let (mut rank0, copies) = held_job(&tag, dir.path(), &[]);
     rank0.kill().unwrap();
     rank0.wait().unwrap();
     let said: Vec<String> = outputs(copies).iter().map(said).collect();

@@ -91,6 +91,21 @@ impl Coordinator {
             attaching: Mutex::new(Some(tx)),
             start_timeout: env.timeout,
         });
+        if !env.keepalive.is_zero() {
+            let (pinging, stop) = (shared.clone(), stop_r.try_clone());
+            let stop = stop.map_err(|e| crate::Error::Os {
+                op: "dup",
+                source: e,
+            })?;
+            let every = env.keepalive / 4;
+            std::thread::Builder::new()
+                .name("mp-attach-ping".into())
+                .spawn(move || pinging.ping(every, stop))
+                .map_err(|e| crate::Error::Os {
+                    op: "start a thread",
+                    source: e,
+                })?;
+        }
         let accepting = shared.clone();
         std::thread::Builder::new()
             .name("mp-attach-accept".into())
@@ -273,6 +288,20 @@ impl Shared {
             let _ = std::thread::Builder::new()
                 .name("mp-attach-greet".into())
                 .spawn(move || shared.greet(pending));
+        }
+    }
+
+    /// Tells every attached copy, every `every`, that the coordinator is
+    /// there, until `stop` is readable (its other end dropped).
+    fn ping(self: Arc<Shared>, every: Duration, stop: UnixStream) {
+        while let Ok(ready) = wait_fds(&[stop.as_fd()], Some(every)) {
+            if !ready.is_empty() {
+                return;
+            }
+            let copies: Vec<Connection> = lock(&self.copies).values().cloned().collect();
+            for conn in copies {
+                let _ = conn.send(&Order::Ping);
+            }
         }
     }
 

@@ -29,7 +29,11 @@ pub(super) const ADDRESS_FILE: &str = "MP_CLUSTER_ADDRESS_FILE";
 pub(super) const LISTEN: &str = "MP_CLUSTER_LISTEN";
 pub(super) const TIMEOUT: &str = "MP_CLUSTER_TIMEOUT";
 pub(super) const SLOTS: &str = "MP_CLUSTER_SLOTS";
+pub(super) const KEEPALIVE: &str = "MP_CLUSTER_KEEPALIVE";
 
+/// How long a connection of the job may stay silent, by default (as a
+/// launcher's keep-alive).
+pub(super) const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(10);
 /// How long the copies have to attach, by default.
 pub(super) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 /// The most slots one copy may offer.
@@ -58,6 +62,9 @@ pub(super) struct Env {
     pub(super) listen: Option<SocketAddr>,
     pub(super) timeout: Duration,
     pub(super) slots: usize,
+    /// How long the control connection and each link may stay silent
+    /// before they count as lost (zero: never).
+    pub(super) keepalive: Duration,
 }
 
 pub(super) fn invalid(reason: String) -> Error {
@@ -125,20 +132,8 @@ pub(super) fn read(rank: usize) -> Result<Env> {
         ),
         _ => None,
     };
-    let timeout = match std::env::var(TIMEOUT) {
-        Ok(t) if !t.is_empty() => t
-            .trim()
-            .parse::<f64>()
-            .ok()
-            .filter(|s| *s > 0.0)
-            .and_then(|s| Duration::try_from_secs_f64(s).ok())
-            .ok_or_else(|| {
-                invalid(format!(
-                    "{TIMEOUT}={t:?} is not a number of seconds above 0"
-                ))
-            })?,
-        _ => DEFAULT_TIMEOUT,
-    };
+    let timeout = seconds(TIMEOUT, false)?.unwrap_or(DEFAULT_TIMEOUT);
+    let keepalive = seconds(KEEPALIVE, true)?.unwrap_or(DEFAULT_KEEPALIVE);
     let slots = match std::env::var(SLOTS) {
         Ok(s) if !s.is_empty() => {
             let n = count(SLOTS, &s, "number of slots")?;
@@ -158,7 +153,26 @@ pub(super) fn read(rank: usize) -> Result<Env> {
         listen,
         timeout,
         slots,
+        keepalive,
     })
+}
+
+/// A duration in seconds from variable `var` (`None`: not set); zero only
+/// if `zero` may be.
+fn seconds(var: &str, zero: bool) -> Result<Option<Duration>> {
+    let Ok(t) = std::env::var(var) else {
+        return Ok(None);
+    };
+    if t.is_empty() {
+        return Ok(None);
+    }
+    t.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|s| *s > 0.0 || (zero && *s == 0.0))
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
+        .map(Some)
+        .ok_or_else(|| invalid(format!("{var}={t:?} is not a number of seconds above 0")))
 }
 
 /// `host:port` resolved: its first address.

@@ -45,7 +45,7 @@ pub(super) fn from_launcher() -> Result<Option<ClusterContext>> {
     for copy in &copies {
         let name = format!("rank {} ({})", copy.rank, copy.host);
         builder = builder.host(
-            Launcher::stream(&name, coordinator.opener(copy.rank)),
+            Launcher::stream(&name, coordinator.opener(copy.rank)).keepalive(env.keepalive),
             copy.slots,
         );
     }

@@ -51,6 +51,10 @@ pub(super) enum Order {
     Start { ticket: u64 },
     /// The coordinator is done: end every agent, and return.
     Goodbye,
+    /// The coordinator is there (sent every quarter of the keep-alive
+    /// bound): a copy that hears nothing for the whole bound counts it as
+    /// gone.
+    Ping,
 }
 
 /// From a copy, on its control connection.

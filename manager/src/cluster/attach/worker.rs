@@ -47,8 +47,23 @@ pub(super) fn serve(env: &Env, key: &[u8]) -> Result<()> {
         }
     }
     let agents = Agents::default();
+    // The coordinator pings every quarter of the bound: a silence of the
+    // whole bound is a coordinator gone without a word (a partition, a
+    // frozen host).
+    let silence = (!env.keepalive.is_zero()).then_some(env.keepalive);
     let outcome = loop {
+        if let Some(bound) = silence
+            && !matches!(control.poll(Some(bound)), Ok(true))
+        {
+            mp_logging::get_logger().warning(format_args!(
+                "{}: rank {}: no word from the coordinator at {at} for {bound:?}: it counts as gone",
+                super::env::WHAT,
+                env.rank
+            ));
+            break Ok(());
+        }
         match control.recv::<Order>() {
+            Ok(Order::Ping) => {}
             Ok(Order::Start { ticket }) => {
                 let (reports, agents, key) = (control.clone(), agents.clone(), key.to_vec());
                 let started = std::thread::Builder::new()
