@@ -341,6 +341,12 @@ impl ClusterContext {
     ///   waits for its link.
     /// - `MP_CLUSTER_SLOTS` (default 1): how many processes a copy takes per
     ///   round of the hosts.
+    /// - `MP_CLUSTER_KEEPALIVE` (seconds, default 10; 0: off): how long a
+    ///   connection of the job may stay silent (see [`Launcher::keepalive`]):
+    ///   rank 0 tells each copy it is there every quarter of it, and a copy
+    ///   that hears nothing for the whole bound (rank 0 frozen, or behind a
+    ///   partition) ends its agents and returns `Ok(None)`; each process's
+    ///   link has the same bound.
     ///
     /// A job of size 1 gets a context whose one host is this machine
     /// ([`Launcher::local`]) with `MP_CLUSTER_SLOTS` slots. A copy that runs
