@@ -484,14 +484,14 @@ fn held_job(tag: &str, dir: &Path, extra: &[(&'static str, String)]) -> (Child, 
 
 /// The coordinator frozen (SIGSTOP: no word from it and no end of its
 /// connections, as behind a partition) while its pool's workers run on the
-/// copies: the copies count it as gone within their keep-alive bound (1 s
+/// copies: the copies count it as gone within their keep-alive bound (3 s
 /// here), end their agents, return `None` and exit 0.
 #[test]
 fn a_frozen_coordinator_is_left_by_its_copies() {
     let _g = guard();
     let dir = tempfile::tempdir().unwrap();
     let tag = format!("attach-frozen-{}", std::process::id());
-    let (mut rank0, copies) = held_job(&tag, dir.path(), &[("MP_CLUSTER_KEEPALIVE", "1".into())]);
+    let (mut rank0, copies) = held_job(&tag, dir.path(), &[("MP_CLUSTER_KEEPALIVE", "3".into())]);
     let rank0_pid = nix::unistd::Pid::from_raw(rank0.id() as i32);
     nix::sys::signal::kill(rank0_pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
     let said: Vec<String> = outputs(copies).iter().map(said).collect();
