@@ -142,14 +142,11 @@ fn main() {
     // What keep-alives cost: one idle process over ssh, with a bound of
     // 1 s (pings every 250 ms) and with keep-alives off.
     let idle = if quick { 3 } else { 10 };
-    let keepalive = sshd
-        .as_ref()
-        .zip(hosts.as_ref())
-        .map(|(sshd, hosts)| {
-            let on = idle_cost(sshd, hosts, Duration::from_secs(1), idle);
-            let off = idle_cost(sshd, hosts, Duration::ZERO, idle);
-            (on, off)
-        });
+    let keepalive = sshd.as_ref().zip(hosts.as_ref()).map(|(sshd, hosts)| {
+        let on = idle_cost(sshd, hosts, Duration::from_secs(1), idle);
+        let off = idle_cost(sshd, hosts, Duration::ZERO, idle);
+        (on, off)
+    });
 
     let python = support::cpython("pool");
     let py_map = py(&python, "pool_map_tput", "default_chunksize");

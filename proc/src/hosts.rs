@@ -3,18 +3,22 @@
 //! the host in the background (see `rt::health`).
 
 use crate::error::{Error, Result};
-use crate::process::Process;
 use crate::rt::health;
 use crate::rt::launcher::Launcher;
 use crate::rt::remote;
 use crate::rt::runtime::Child;
 use crate::rt::start::Launch;
 
-/// Starts `launch` by `launcher` (not local), unless its host is down.
-pub(crate) fn start(launch: Launch<'_>, launcher: &Launcher) -> Result<Child> {
+/// A prober's try: starts a process by the launcher, even while its host
+/// is down (by [`start_probe`]), and waits for it to end; whether it ran.
+pub(crate) type Try = fn(&Launcher) -> bool;
+
+/// Starts `launch` by `launcher` (not local), unless its host is down;
+/// then a prober makes `tries` in the background.
+pub(crate) fn start(launch: Launch<'_>, launcher: &Launcher, tries: Try) -> Result<Child> {
     if let Some(refusal) = health::refusal(launcher) {
         if refusal.start_prober {
-            probe(launcher.clone());
+            probe(launcher.clone(), tries);
         }
         return Err(Error::RemoteStart {
             name: launch.name.to_owned(),
@@ -54,13 +58,10 @@ pub(crate) fn start_probe(launch: Launch<'_>, launcher: &Launcher) -> Result<Chi
     started
 }
 
-/// The prober's process: it only has to start.
-fn arrived(_: ()) {}
-
 /// Tries `launcher`'s host in a thread, after a backoff each time, while
 /// starts there are asked for, until a start succeeds (the host is then
 /// up).
-fn probe(launcher: Launcher) {
+fn probe(launcher: Launcher, tries: Try) {
     // Its processes take no slot of the host: a `ClusterContext` places
     // processes while it tries.
     let launcher = launcher.uncounted();
@@ -70,10 +71,7 @@ fn probe(launcher: Launcher) {
         .spawn(move || {
             while let Some(wait) = health::next_try(&launcher) {
                 std::thread::sleep(wait);
-                let mut p = Process::new(arrived, ()).name("HostProbe").launcher(launcher.clone());
-                if p.start_probe().is_ok() {
-                    let _ = p.join();
-                    drop(p);
+                if tries(&launcher) {
                     health::mark_up(&launcher);
                     return;
                 }

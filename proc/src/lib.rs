@@ -11,8 +11,9 @@ pub mod connection;
 mod context;
 mod error;
 mod function;
-mod hosts;
 mod fuzzing;
+mod hosts;
+mod info;
 mod local;
 mod method;
 mod mutex;
@@ -42,11 +43,9 @@ pub use context::{
 };
 pub use error::{BoxError, Error, Result, TicketFailure};
 pub use function::{FnPointer, Function};
+pub use info::{ProcessInfo, active_children, current_process, init, parent_process, set_authkey};
 pub use method::{ParseStartMethodError, StartMethod};
-pub use process::{
-    JoinHandle, Process, ProcessInfo, active_children, current_process, exit, init, parent_process,
-    set_authkey, spawn,
-};
+pub use process::{JoinHandle, Process, exit, spawn};
 pub use queue::{JoinableQueue, Queue, SimpleQueue};
 pub use rt::forkserver::set_forkserver_preload;
 pub use rt::launcher::Launcher;

@@ -124,7 +124,10 @@ fn a_link_cut_mid_map_fails_its_tasks_and_the_host_rejoins_when_it_is_back() {
             Err(e) => panic!("{x}: {e:?}"),
         }
     }
-    assert!(failed.contains(&cut), "the cut task {cut} failed: {failed:?}");
+    assert!(
+        failed.contains(&cut),
+        "the cut task {cut} failed: {failed:?}"
+    );
     assert!(cluster.hosts()[0].0.is_down());
     // Down: the pool goes on with the other host.
     assert_eq!(pool.map(square, 0..200).unwrap(), want);
@@ -134,7 +137,10 @@ fn a_link_cut_mid_map_fails_its_tasks_and_the_host_rejoins_when_it_is_back() {
     // worker: tasks handed to the one worker it had wait behind each other).
     let mut met = BTreeSet::new();
     let rejoined = wait_until(NEVER, || {
-        let b = cluster.manager().barrier(2, Some(Duration::from_secs(1))).unwrap();
+        let b = cluster
+            .manager()
+            .barrier(2, Some(Duration::from_secs(1)))
+            .unwrap();
         let at = pool.map_chunked(meet, [(b.clone(), 0), (b, 1)], 1).unwrap();
         met = at.into_iter().flatten().collect();
         met.len() == 2
@@ -244,19 +250,21 @@ fn a_coordinator_killed_while_a_host_is_cut_off_leaves_nothing_behind(method: St
             .collect::<Vec<_>>()
             .join("\u{1f}")
     };
-    let mut coordinator = Killed(Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "scenarios::scenario",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(mp_testkit::SCENARIO, format!("coordinator:{method}"))
-        .env(HOSTS_VAR, format!("{}\u{1e}{}", ssh(0), ssh(1)))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap());
+    let mut coordinator = Killed(
+        Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "scenarios::scenario",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(mp_testkit::SCENARIO, format!("coordinator:{method}"))
+            .env(HOSTS_VAR, format!("{}\u{1e}{}", ssh(0), ssh(1)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let coordinator = &mut coordinator.0;
     let mut far = Vec::new();
     let mut said = Vec::new();

@@ -6,15 +6,16 @@
 //! a start in the background, with a backoff, while starts are asked for,
 //! and brings the host back up when one succeeds.
 //!
-//! Hosts are told apart by their launcher's [`Display`](std::fmt::Display)
+//! Hosts are told apart by their launcher's [`Display`]
 //! (`ssh node1`, `ip netns exec h1`): the same host reached by the same
 //! command.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use std::fmt::Display;
+
 use crate::mutex::lock;
-use crate::rt::launcher::Launcher;
 
 /// The first wait before a down host is tried again.
 pub(crate) const FIRST_BACKOFF: Duration = Duration::from_millis(500);
@@ -36,19 +37,19 @@ struct Down {
 
 static DOWN: Mutex<Vec<Down>> = Mutex::new(Vec::new());
 
-fn key(launcher: &Launcher) -> String {
+fn key(launcher: &dyn Display) -> String {
     launcher.to_string()
 }
 
 /// Whether `launcher`'s host is down.
-pub(crate) fn is_down(launcher: &Launcher) -> bool {
+pub(crate) fn is_down(launcher: &dyn Display) -> bool {
     let host = key(launcher);
     lock(&DOWN).iter().any(|d| d.host == host)
 }
 
 /// Records that `launcher`'s host is down, for `reason`; a host already
 /// down waits twice as long before its next try.
-pub(crate) fn mark_down(launcher: &Launcher, reason: String) {
+pub(crate) fn mark_down(launcher: &dyn Display, reason: String) {
     let host = key(launcher);
     let mut down = lock(&DOWN);
     match down.iter_mut().find(|d| d.host == host) {
@@ -68,14 +69,14 @@ pub(crate) fn mark_down(launcher: &Launcher, reason: String) {
 }
 
 /// Records that a start on `launcher`'s host succeeded: it is up.
-pub(crate) fn mark_up(launcher: &Launcher) {
+pub(crate) fn mark_up(launcher: &dyn Display) {
     let host = key(launcher);
     lock(&DOWN).retain(|d| d.host != host);
 }
 
 /// Records that no prober runs for `launcher`'s host (its thread could not
 /// start): the next start asked for starts one.
-pub(crate) fn prober_gone(launcher: &Launcher) {
+pub(crate) fn prober_gone(launcher: &dyn Display) {
     let host = key(launcher);
     if let Some(d) = lock(&DOWN).iter_mut().find(|d| d.host == host) {
         d.probing = false;
@@ -93,7 +94,7 @@ pub(crate) struct Refusal {
 /// `None` if `launcher`'s host is up; else why a start there is refused
 /// now (and the start is recorded as asked for, so that a prober tries the
 /// host).
-pub(crate) fn refusal(launcher: &Launcher) -> Option<Refusal> {
+pub(crate) fn refusal(launcher: &dyn Display) -> Option<Refusal> {
     let host = key(launcher);
     let mut down = lock(&DOWN);
     let d = down.iter_mut().find(|d| d.host == host)?;
@@ -114,7 +115,7 @@ pub(crate) fn refusal(launcher: &Launcher) -> Option<Refusal> {
 /// For a prober of `launcher`'s host: how long to wait before the next
 /// try, or `None` when it should stop (the host is up, or no start was
 /// asked for since its last try: it is probed again when one is).
-pub(crate) fn next_try(launcher: &Launcher) -> Option<Duration> {
+pub(crate) fn next_try(launcher: &dyn Display) -> Option<Duration> {
     let host = key(launcher);
     let mut down = lock(&DOWN);
     let d = down.iter_mut().find(|d| d.host == host)?;
@@ -132,7 +133,7 @@ mod tests {
 
     #[test]
     fn a_down_host_refuses_until_it_is_up_and_probes_while_asked() {
-        let l = Launcher::command(["health-test-host"]);
+        let l = "health-test-host";
         assert!(!is_down(&l));
         assert!(refusal(&l).is_none());
         mark_down(&l, "its link was lost".into());

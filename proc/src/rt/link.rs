@@ -125,7 +125,11 @@ const PINGER_END: Duration = Duration::from_secs(1);
 impl Pinger {
     /// Sends `ping` on `link` every [`ping_every`]`(silence)`; none when
     /// `silence` is zero.
-    pub(crate) fn start<T: Serialize>(link: &Writer, ping: &T, silence: Duration) -> Result<Pinger> {
+    pub(crate) fn start<T: Serialize>(
+        link: &Writer,
+        ping: &T,
+        silence: Duration,
+    ) -> Result<Pinger> {
         let every = ping_every(silence);
         if every.is_zero() {
             return Ok(Pinger {
@@ -679,7 +683,10 @@ mod tests {
         let pinger = Pinger::start(&link, &Up::Ping, Duration::from_millis(40)).unwrap();
         let mut reader = Reader::new(r);
         for _ in 0..3 {
-            assert!(matches!(reader.next::<Up>(MAX_MESSAGE, None), Ok(Some(Up::Ping))));
+            assert!(matches!(
+                reader.next::<Up>(MAX_MESSAGE, None),
+                Ok(Some(Up::Ping))
+            ));
         }
         drop(pinger);
         drop(link);
@@ -687,7 +694,14 @@ mod tests {
         // goes, and the reader sees the end of the link after the pings
         // already sent.
         while let Ok(Some(Up::Ping)) = reader.next::<Up>(MAX_MESSAGE, None) {}
-        assert!(Pinger::start(&Writer::new(sys::fd::pipe().unwrap().1), &Up::Ping, Duration::ZERO).is_ok());
+        assert!(
+            Pinger::start(
+                &Writer::new(sys::fd::pipe().unwrap().1),
+                &Up::Ping,
+                Duration::ZERO
+            )
+            .is_ok()
+        );
     }
 
     /// A pump that starts with no channel goes on for the ones added

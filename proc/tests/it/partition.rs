@@ -60,12 +60,8 @@ fn relay(dir: &Path, name: &str) -> (Launcher, PathBuf) {
     let script = dir.join("relay.py");
     std::fs::write(&script, RELAY).unwrap();
     let pids = dir.join(name);
-    let launcher = Launcher::command([
-        "python3".as_ref(),
-        script.as_os_str(),
-        pids.as_os_str(),
-    ])
-    .keepalive(BOUND);
+    let launcher = Launcher::command(["python3".as_ref(), script.as_os_str(), pids.as_os_str()])
+        .keepalive(BOUND);
     (launcher, pids)
 }
 
