@@ -19,7 +19,7 @@ use mp_testkit::guard;
 
 /// Selects the fixture's work in a copy: `map`, or `hold` (map, then
 /// wait for standard input to end).
-const FIXTURE: &str = "MP_ATTACH_FIXTURE";
+pub(crate) const FIXTURE: &str = "MP_ATTACH_FIXTURE";
 /// Which copy this is, for the tasks to say where they ran (not an
 /// engine's variable: the copies' processes inherit it).
 const ME: &str = "MP_ATTACH_ME";
@@ -29,10 +29,16 @@ const TAG: &str = "MP_ATTACH_TAG";
 /// The start method of rank 0's processes.
 const METHOD: &str = "MP_ATTACH_METHOD";
 /// How long a job may take before it counts as hung.
-const HUNG: Duration = Duration::from_secs(120);
+pub(crate) const HUNG: Duration = Duration::from_secs(120);
 
 fn square_where(x: u64) -> (u64, String) {
-    (x * x, std::env::var(ME).unwrap_or_default())
+    // Under a real mpirun, whose copies all have the same variables but
+    // their rank (which their agents do not get): the network namespace.
+    let me = std::env::var(ME).unwrap_or_else(|_| {
+        let ns = std::fs::read_link("/proc/self/ns/net").unwrap_or_default();
+        ns.to_string_lossy().into_owned()
+    });
+    (x * x, me)
 }
 
 /// One copy of an SPMD job (run by the tests below, in a copy of this
@@ -69,7 +75,7 @@ fn fixture() {
 }
 
 /// A key file (mode `mode`) holding `key`, in `dir`.
-fn key_file(dir: &Path, name: &str, key: &[u8], mode: u32) -> PathBuf {
+pub(crate) fn key_file(dir: &Path, name: &str, key: &[u8], mode: u32) -> PathBuf {
     let path = dir.join(name);
     let mut f = std::fs::OpenOptions::new()
         .write(true)

@@ -2,6 +2,8 @@
 
 #[cfg(feature = "pool")]
 mod attach;
+#[cfg(feature = "pool")]
+mod attach_mpirun;
 mod barrier_action;
 mod base;
 mod cluster;
