@@ -21,7 +21,8 @@ pub use set::Set;
 pub use sync::{Barrier, BoundedSemaphore, Event, Semaphore};
 pub use value::{Array, SharedGuard, Value};
 
-pub use mp_proc::{Connection, Error, Result, available_cpus, cpu_count};
+// The authkey is the process's, shared by its threads.
+pub use mp_proc::{Connection, Error, Result, available_cpus, cpu_count, set_authkey};
 
 /// A pipe between threads (`multiprocessing.dummy.Pipe`, which is
 /// `multiprocessing.Pipe`): mp-proc's connections, which threads share too.

@@ -197,7 +197,17 @@ fn main() {
             Some(Target::raw(3.0)),
         ));
     }
-    if let Some((on, off)) = keepalive {
+    if let Some((on, off, detect)) = keepalive {
+        rows.push(Row::new(
+            "a link cut (ip link set down) until its process counts as killed, bound 1 s (worst of 3)",
+            "ms",
+            Kind::Latency,
+            Some(detect.as_secs_f64() * 1e3),
+            None,
+            Some(1000.0),
+            "the bound",
+            None,
+        ));
         rows.push(Row::new(
             "keep-alive bytes on the wire, one idle process over ssh, bound 1 s (default 10 s: a tenth)",
             "B/s",
@@ -266,14 +276,9 @@ fn idle_cost(sshd: &Sshd, hosts: &Hosts, bound: Duration, secs: u64) -> IdleCost
     // session, the agent, the process).
     let mine = std::process::id();
     let cpu = || -> u64 {
-        let all = mp_testkit::processes();
         let mut family = vec![mine, sshd.pid()];
-        let mut i = 0;
-        while i < family.len() {
-            let parent = family[i];
-            family.extend(all.iter().filter(|q| q.1 == parent).map(|q| q.0));
-            i += 1;
-        }
+        family.extend(mp_testkit::descendants(mine));
+        family.extend(mp_testkit::descendants(sshd.pid()));
         family.iter().map(|&pid| runtime_ns(pid)).sum()
     };
     let (b0, c0, t0) = (bytes(), cpu(), Instant::now());
@@ -285,6 +290,30 @@ fn idle_cost(sshd: &Sshd, hosts: &Hosts, bound: Duration, secs: u64) -> IdleCost
         bytes: (b1 - b0) as f64 / dt,
         cpu_us: (c1.saturating_sub(c0)) as f64 / 1e3 / dt,
     }
+}
+
+/// How long after host 1's link is cut its process counts as killed, with
+/// keep-alives of `bound`; the link is back up afterwards.
+fn cut_off(sshd: &Sshd, hosts: &Hosts, bound: Duration) -> Duration {
+    // The host may be down from the last cut: a start succeeds once the
+    // prober's has.
+    let mut p = loop {
+        let (here, there) = mp_proc::pipe(true).unwrap();
+        let mut p = Process::new(idle, there).launcher(sshd.launcher().keepalive(bound));
+        if p.start().is_ok() {
+            here.recv::<()>().unwrap();
+            std::mem::forget(here);
+            break p;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    hosts.link_down(1).unwrap();
+    let t0 = Instant::now();
+    let code = p.join().unwrap();
+    let took = t0.elapsed();
+    hosts.link_up(1).unwrap();
+    assert_eq!(code, -9);
+    took
 }
 
 /// The CPU time of every thread of `pid` so far, in ns (schedstat).

@@ -124,6 +124,27 @@ pub fn open_fds() -> Vec<String> {
     out
 }
 
+/// Every descendant of `pid` (children, theirs, ...).
+///
+/// ```
+/// let mine = mp_testkit::descendants(std::process::id());
+/// assert!(!mine.contains(&std::process::id()));
+/// ```
+pub fn descendants(pid: u32) -> Vec<u32> {
+    let table = processes();
+    let mut out = Vec::new();
+    let mut parents = vec![pid];
+    while let Some(parent) = parents.pop() {
+        for &(p, pp, _) in &table {
+            if pp == parent && !out.contains(&p) {
+                out.push(p);
+                parents.push(p);
+            }
+        }
+    }
+    out
+}
+
 /// `(pid, ppid, state)` of every process on the machine.
 pub fn processes() -> Vec<(u32, u32, char)> {
     let mut out = Vec::new();
@@ -190,18 +211,32 @@ pub fn scenario(name: &str) -> Output {
 
 /// As [`scenario`], for a scenario that is meant to fail or die.
 pub fn scenario_output(name: &str) -> Output {
-    Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "scenarios::scenario",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(SCENARIO, name)
-        .env("RUST_BACKTRACE", "0")
+    scenario_command(name)
         .stdin(Stdio::null())
         .output()
         .unwrap()
+}
+
+/// The command that runs the `scenarios::scenario` test of this binary
+/// with `SCENARIO=name`, for a test that talks to it while it runs.
+///
+/// ```no_run
+/// let child = mp_testkit::scenario_command("coordinator:fork")
+///     .stdout(std::process::Stdio::piped())
+///     .spawn()
+///     .unwrap();
+/// ```
+pub fn scenario_command(name: &str) -> Command {
+    let mut c = Command::new(std::env::current_exe().unwrap());
+    c.args([
+        "--exact",
+        "scenarios::scenario",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env(SCENARIO, name)
+    .env("RUST_BACKTRACE", "0");
+    c
 }
 
 /// The log records (lines that start with `[`) in a scenario's stderr.

@@ -58,7 +58,7 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::netns::{Hosts, Skip, is_root, owner};
+use crate::netns::{Hosts, Skip, is_root};
 
 /// The prefix of the temp directories: `mptmpi<pid>x<k>`.
 const DIR_PREFIX: &str = "mptmpi";
@@ -153,7 +153,7 @@ impl Mpirun {
                 )));
             }
         }
-        remove_dead_dirs();
+        crate::netns::remove_dead_dirs(DIR_PREFIX);
         let dir = std::env::temp_dir().join(format!(
             "{DIR_PREFIX}{}x{}",
             std::process::id(),
@@ -433,23 +433,4 @@ fn program(name: &str) -> Option<PathBuf> {
     std::env::split_paths(&path)
         .map(|dir| dir.join(name))
         .find(|p| p.is_absolute() && p.is_file())
-}
-
-/// Removes the temp directories of dead test processes' runs.
-fn remove_dead_dirs() {
-    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        // "mptmpi<pid>x<k>" parses as netns' "mpt<pid>x..." once "mpi" goes.
-        let Some(rest) = name.strip_prefix(DIR_PREFIX) else {
-            continue;
-        };
-        if let Some(pid) = owner(&format!("mpt{rest}"))
-            && !Path::new(&format!("/proc/{pid}")).exists()
-        {
-            let _ = std::fs::remove_dir_all(entry.path());
-        }
-    }
 }

@@ -380,6 +380,27 @@ fn remove_leftovers() {
     }
 }
 
+/// Removes the temp directories named `<prefix><pid>x...` of test
+/// processes that are gone (an sshd's, an mpirun's).
+pub(crate) fn remove_dead_dirs(prefix: &str) {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        // "<prefix><pid>x<k>" parses as a namespace's "mpt<pid>x..." once
+        // the prefix goes.
+        let Some(rest) = name.strip_prefix(prefix) else {
+            continue;
+        };
+        if let Some(pid) = owner(&format!("{PREFIX}{rest}"))
+            && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+        {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 /// The pid in a name made here (`mpt<pid>x...`).
 pub(crate) fn owner(name: &str) -> Option<u32> {
     let rest = name.strip_prefix(PREFIX)?;

@@ -31,7 +31,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::netns::{Hosts, Skip, is_root, owner};
+use crate::netns::{Hosts, Skip, is_root};
 
 /// How long sshd may take to listen (a loaded machine): only a guard
 /// against a hang.
@@ -98,7 +98,7 @@ impl Sshd {
                 )));
             }
         }
-        remove_dead_dirs();
+        crate::netns::remove_dead_dirs(DIR_PREFIX);
         let dir = std::env::temp_dir().join(format!(
             "{DIR_PREFIX}{}x{}",
             std::process::id(),
@@ -239,7 +239,7 @@ impl Sshd {
 impl Drop for Sshd {
     fn drop(&mut self) {
         // Its sessions first (forked sshd and what they run), then sshd.
-        for pid in descendants(self.child.id()) {
+        for pid in crate::descendants(self.child.id()) {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid as i32),
                 nix::sys::signal::Signal::SIGKILL,
@@ -352,39 +352,4 @@ fn program(name: &str) -> Option<PathBuf> {
         .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
         .map(|dir| dir.join(name))
         .find(|p| p.is_absolute() && p.is_file())
-}
-
-/// Every descendant of `pid` (children, theirs, ...).
-fn descendants(pid: u32) -> Vec<u32> {
-    let table = crate::processes();
-    let mut out = Vec::new();
-    let mut parents = vec![pid];
-    while let Some(parent) = parents.pop() {
-        for &(p, pp, _) in &table {
-            if pp == parent && !out.contains(&p) {
-                out.push(p);
-                parents.push(p);
-            }
-        }
-    }
-    out
-}
-
-/// Removes the temp directories of dead test processes' sshds.
-fn remove_dead_dirs() {
-    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        // "mptsshd<pid>x<k>" parses as netns' "mpt<pid>x..." once "sshd" goes.
-        let Some(rest) = name.strip_prefix(DIR_PREFIX) else {
-            continue;
-        };
-        if let Some(pid) = owner(&format!("mpt{rest}"))
-            && !Path::new(&format!("/proc/{pid}")).exists()
-        {
-            let _ = std::fs::remove_dir_all(entry.path());
-        }
-    }
 }

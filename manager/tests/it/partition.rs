@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::os::unix::fs::MetadataExt;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use mp_manager::{BarrierProxy, ClusterContext, EventProxy, QueueProxy};
@@ -203,20 +203,6 @@ impl Drop for Killed {
     }
 }
 
-/// Every process descended from `root`.
-fn descendants(root: u32) -> Vec<u32> {
-    let all = mp_testkit::processes();
-    let mut found = vec![root];
-    let mut i = 0;
-    while i < found.len() {
-        let parent = found[i];
-        found.extend(all.iter().filter(|p| p.1 == parent).map(|p| p.0));
-        i += 1;
-    }
-    found.remove(0);
-    found
-}
-
 /// Processes running this test binary in network namespace `ns`.
 fn ours_in(ns: u64) -> Vec<u32> {
     let me = std::env::current_exe().unwrap();
@@ -283,7 +269,7 @@ fn a_coordinator_killed_while_a_host_is_cut_off_leaves_nothing_behind(method: St
     let (ns0, ns1) = (setup.netns(0), setup.netns(1));
     assert_eq!(ours_in(ns0).len(), 2, "an agent and a worker on host 0");
     assert_eq!(ours_in(ns1).len(), 2, "an agent and a worker on host 1");
-    let children = descendants(coordinator.id());
+    let children = mp_testkit::descendants(coordinator.id());
     assert!(!children.is_empty());
     setup.hosts.link_down(1).unwrap();
     coordinator.kill().unwrap();

@@ -117,15 +117,7 @@ fn gone(pid: u32) -> bool {
 /// This process's descendants (the fork server's children too), live or
 /// zombies.
 fn descendants() -> Vec<u32> {
-    let all = processes();
-    let mut found = vec![std::process::id()];
-    let mut i = 0;
-    while i < found.len() {
-        let parent = found[i];
-        found.extend(all.iter().filter(|p| p.1 == parent).map(|p| p.0));
-        i += 1;
-    }
-    found.remove(0);
+    let mut found = mp_testkit::descendants(std::process::id());
     found.sort();
     found
 }
