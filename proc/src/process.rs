@@ -261,7 +261,22 @@ impl Process {
             .name("HostProbe")
             .launcher(launcher.clone());
         p.probe = true;
-        p.start().is_ok() && p.join().is_ok()
+        if p.start().is_err() {
+            return false;
+        }
+        // It ends at once where the host is up; a link lost meanwhile
+        // (-9) is no success. Keep-alives off, a partition could hold it
+        // forever: past the start's bound, it is killed.
+        let patience = launcher.timeout().saturating_add(launcher.get_keepalive());
+        match p.join_timeout(patience) {
+            Ok(Some(code)) => code == 0,
+            Ok(None) => {
+                let _ = p.kill();
+                let _ = p.join();
+                false
+            }
+            Err(_) => false,
+        }
     }
 
     fn started(&self) -> Result<&Arc<Child>> {

@@ -187,7 +187,7 @@ pub(crate) fn serve() -> ! {
         .name("mp-agent-in".into())
         .spawn(move || {
             loop {
-                match reader.next::<Down>(link::MAX_MESSAGE, link::silence_deadline(keepalive)) {
+                match reader.next_or_silent::<Down>(link::MAX_MESSAGE, keepalive) {
                     Ok(Some(Down::Ping)) => {}
                     Ok(Some(Down::Data { ch, bytes })) => channels.deliver(ch, bytes),
                     Ok(Some(Down::Eof { ch })) => channels.close(ch),

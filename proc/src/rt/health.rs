@@ -6,7 +6,8 @@
 //! a start in the background, with a backoff, while starts are asked for,
 //! and brings the host back up when one succeeds.
 //!
-//! Hosts are told apart by their launcher's [`Display`]
+//! Hosts are told apart by their launcher's alternate [`Display`] (`{:#}`:
+//! the ssh options and a stream launcher's opener included)
 //! (`ssh node1`, `ip netns exec h1`): the same host reached by the same
 //! command.
 
@@ -38,7 +39,7 @@ struct Down {
 static DOWN: Mutex<Vec<Down>> = Mutex::new(Vec::new());
 
 fn key(launcher: &dyn Display) -> String {
-    launcher.to_string()
+    format!("{launcher:#}")
 }
 
 /// Whether `launcher`'s host is down.

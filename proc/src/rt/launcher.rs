@@ -246,7 +246,9 @@ impl Launcher {
     /// process (SIGTERM, then SIGKILL after 5 s) and exits. Bytes that
     /// arrive later from the lost process are never delivered. Zero turns
     /// keep-alives off: then only an end of the link (the launcher or its
-    /// connection closing) is noticed.
+    /// connection closing) is noticed. A bound below 100 ms is taken as
+    /// 100 ms (below it, a loaded machine's scheduling alone would look
+    /// like a partition).
     ///
     /// A keep-alive is one 5-byte frame each way every `timeout / 4`,
     /// sent only by a thread that otherwise sleeps.
@@ -257,7 +259,10 @@ impl Launcher {
     /// assert_eq!(l.get_keepalive(), Duration::from_secs(3));
     /// ```
     pub fn keepalive(mut self, timeout: Duration) -> Launcher {
-        self.keepalive = timeout;
+        self.keepalive = match timeout.is_zero() {
+            true => timeout,
+            false => timeout.max(crate::rt::link::MIN_KEEPALIVE),
+        };
         self
     }
 
@@ -279,8 +284,8 @@ impl Launcher {
     /// process tries the host again in the background (after 0.5 s, then
     /// twice as long each time up to 30 s, as long as starts there are
     /// asked for); the first start it makes that succeeds brings the host
-    /// back up. Hosts are told apart by the launcher's command (its
-    /// `Display`).
+    /// back up. Hosts are told apart by the launcher's command and options
+    /// (the same host by another ssh port is another host).
     ///
     /// ```
     /// use mp_proc::{Launcher, Process};
@@ -431,7 +436,19 @@ impl fmt::Display for Launcher {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
             Kind::Local => f.write_str("local"),
+            // `{:#}` tells hosts apart (see `rt::health`): the same host
+            // by another port or key, another opener of the same name.
+            Kind::Ssh { host, options } if f.alternate() => {
+                f.write_str("ssh")?;
+                for option in options {
+                    write!(f, " {}", option.to_string_lossy())?;
+                }
+                write!(f, " {host}")
+            }
             Kind::Ssh { host, .. } => write!(f, "ssh {host}"),
+            Kind::Stream { host, opener } if f.alternate() => {
+                write!(f, "stream {host} ({:p})", Arc::as_ptr(&opener.0))
+            }
             Kind::Stream { host, .. } => write!(f, "stream {host}"),
             Kind::Command { prefix } => {
                 let words: Vec<String> = prefix
@@ -487,6 +504,25 @@ mod tests {
                 "h1",
                 r"exec '/tmp/it'\''s here/app' '--mp-proc-remote'"
             ]
+        );
+    }
+
+    /// Messages name the host; the health of hosts tells apart the same
+    /// host by other ssh options, and keep-alive bounds below the least
+    /// are raised to it.
+    #[test]
+    fn hosts_are_told_apart_by_their_options_and_the_bound_has_a_floor() {
+        let port = |p: &str| Launcher::ssh("h").ssh_option("-p").ssh_option(p);
+        assert_eq!(port("2222").to_string(), "ssh h");
+        assert_eq!(format!("{:#}", port("2222")), "ssh -p 2222 h");
+        assert_ne!(format!("{:#}", port("2222")), format!("{:#}", port("2223")));
+        let l = Launcher::local().keepalive(Duration::from_nanos(3));
+        assert_eq!(l.get_keepalive(), crate::rt::link::MIN_KEEPALIVE);
+        assert!(
+            Launcher::local()
+                .keepalive(Duration::ZERO)
+                .get_keepalive()
+                .is_zero()
         );
     }
 

@@ -99,14 +99,9 @@ pub(crate) fn ping_every(silence: Duration) -> Duration {
     silence / 4
 }
 
-/// The deadline of the next message on a link lost after `silence` (zero:
-/// none).
-pub(crate) fn silence_deadline(silence: Duration) -> Option<Instant> {
-    match silence.is_zero() {
-        true => None,
-        false => crate::spin::deadline_after(silence),
-    }
-}
+/// The shortest keep-alive bound: below it, a loaded machine's scheduling
+/// alone would look like a partition.
+pub(crate) const MIN_KEEPALIVE: Duration = Duration::from_millis(100);
 
 /// The thread that sends one side's keep-alives until it is dropped (or
 /// the link fails).
@@ -201,6 +196,29 @@ impl Reader {
         max: u64,
         deadline: Option<Instant>,
     ) -> Result<Option<T>> {
+        self.next_until(max, deadline, None)
+    }
+
+    /// As [`next`](Self::next), [`Error::Timeout`] when no byte has come
+    /// for `silence` (zero: never): a message that arrives slowly but
+    /// steadily (a large frame on a slow link) is not a silence.
+    pub(crate) fn next_or_silent<T: serde::de::DeserializeOwned>(
+        &mut self,
+        max: u64,
+        silence: Duration,
+    ) -> Result<Option<T>> {
+        let quiet = (!silence.is_zero()).then_some(silence);
+        self.next_until(max, quiet.and_then(crate::spin::deadline_after), quiet)
+    }
+
+    /// The next message by `deadline`, which each read that brings bytes
+    /// moves to `silence` from then, when given.
+    fn next_until<T: serde::de::DeserializeOwned>(
+        &mut self,
+        max: u64,
+        mut deadline: Option<Instant>,
+        silence: Option<Duration>,
+    ) -> Result<Option<T>> {
         loop {
             if let Some((head, len)) = frame::parse_header(&self.buf, max)? {
                 // `len <= max`, which fits in memory (checked by parse_header).
@@ -234,6 +252,9 @@ impl Reader {
                     expected: frame::parse_header(&self.buf, max)?.map_or(4, |(h, l)| h as u64 + l),
                     got: self.buf.len() as u64,
                 });
+            }
+            if let Some(silence) = silence {
+                deadline = crate::spin::deadline_after(silence);
             }
         }
     }
@@ -702,6 +723,31 @@ mod tests {
             )
             .is_ok()
         );
+    }
+
+    /// A frame that arrives slowly but steadily is no silence, though it
+    /// takes longer than the bound; nothing at all is.
+    #[test]
+    fn silence_is_the_time_between_bytes_not_the_time_of_a_message() {
+        let (r, w) = sys::fd::socket_pair(false).unwrap();
+        let frame = framed(&Up::Data {
+            ch: 1,
+            bytes: vec![7; 30],
+        })
+        .unwrap();
+        let writer = std::thread::spawn(move || {
+            for byte in frame {
+                sys::fd::write_all(w.as_fd(), &[byte], false).unwrap();
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            w
+        });
+        let mut reader = Reader::new(r);
+        let slow = reader.next_or_silent::<Up>(MAX_MESSAGE, Duration::from_secs(2));
+        assert!(matches!(slow, Ok(Some(Up::Data { ch: 1, .. }))));
+        let _quiet_writer = writer.join().unwrap();
+        let silent = reader.next_or_silent::<Up>(MAX_MESSAGE, Duration::from_millis(200));
+        assert!(matches!(silent, Err(Error::Timeout)));
     }
 
     /// A pump that starts with no channel goes on for the ones added

@@ -404,8 +404,7 @@ impl Bridge {
                 let mut code = None;
                 let mut silent = false;
                 loop {
-                    let message = match reader
-                        .next::<Up>(link::MAX_MESSAGE, link::silence_deadline(lost.silence))
+                    let message = match reader.next_or_silent::<Up>(link::MAX_MESSAGE, lost.silence)
                     {
                         Ok(Some(message)) => message,
                         Err(Error::Timeout) => {
