@@ -87,6 +87,9 @@ struct Inner {
     /// The host of each process in turn (indices into `hosts`), cycled.
     schedule: Vec<usize>,
     next: AtomicUsize,
+    /// Held while a process is placed and counted on its host, so that
+    /// two placed at once do not take the same free slot.
+    placing: std::sync::Mutex<()>,
     method: StartMethod,
     /// The copies attached by `from_launcher` (told goodbye when dropped).
     _attached: Option<attach::Coordinator>,
@@ -258,6 +261,7 @@ impl ClusterBuilder {
                 schedule: schedule(&hosts),
                 hosts,
                 next: AtomicUsize::new(0),
+                placing: std::sync::Mutex::new(()),
                 method,
                 _attached: self.attached,
             }),
@@ -465,11 +469,14 @@ impl Context for ClusterContext {
     /// back). When every slot is taken, the hosts take turns as if they
     /// had more.
     fn process<A: Payload>(&self, target: fn(A), args: A) -> Process {
-        let host = self.inner.place();
-        let (launcher, _) = &self.inner.hosts[host];
-        Process::new(target, args)
-            .start_method(self.inner.method)
-            .launcher(launcher.clone())
+        let process = Process::new(target, args).start_method(self.inner.method);
+        let _placing = self
+            .inner
+            .placing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (launcher, _) = &self.inner.hosts[self.inner.place()];
+        process.launcher(launcher.clone())
     }
     /// [`Workers::Hosts`], or, when every host is [`Launcher::local`],
     /// [`Workers::Processes`] with the context's start method (the
