@@ -145,7 +145,12 @@ fn main() {
     let keepalive = sshd.as_ref().zip(hosts.as_ref()).map(|(sshd, hosts)| {
         let on = idle_cost(sshd, hosts, Duration::from_secs(1), idle);
         let off = idle_cost(sshd, hosts, Duration::ZERO, idle);
-        (on, off)
+        // Last: the host is down afterwards until a start there succeeds.
+        let detect = (0..reps.min(3))
+            .map(|_| cut_off(sshd, hosts, Duration::from_secs(1)))
+            .max()
+            .unwrap_or_default();
+        (on, off, detect)
     });
 
     let python = support::cpython("pool");
