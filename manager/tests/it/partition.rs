@@ -237,14 +237,7 @@ fn a_coordinator_killed_while_a_host_is_cut_off_leaves_nothing_behind(method: St
             .join("\u{1f}")
     };
     let mut coordinator = Killed(
-        Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "scenarios::scenario",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(mp_testkit::SCENARIO, format!("coordinator:{method}"))
+        mp_testkit::scenario_command(&format!("coordinator:{method}"))
             .env(HOSTS_VAR, format!("{}\u{1e}{}", ssh(0), ssh(1)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
