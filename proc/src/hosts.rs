@@ -58,6 +58,19 @@ pub(crate) fn start_probe(launch: Launch<'_>, launcher: &Launcher) -> Result<Chi
     started
 }
 
+/// Held (shared) by a prober while it tries a host; held alone by
+/// [`hold_probes`].
+static TRYING: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+/// Waits for the probers' tries in flight to end and keeps new ones from
+/// starting until dropped (for a test that counts this process's
+/// descriptors: a try holds some while it runs).
+pub(crate) fn hold_probes() -> std::sync::RwLockWriteGuard<'static, ()> {
+    TRYING
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Tries `launcher`'s host in a thread, after a backoff each time, while
 /// starts there are asked for, until a start succeeds (the host is then
 /// up).
@@ -71,7 +84,12 @@ fn probe(launcher: Launcher, tries: Try) {
         .spawn(move || {
             while let Some(wait) = health::next_try(&launcher) {
                 std::thread::sleep(wait);
-                if tries(&launcher) {
+                let trying = TRYING
+                    .read()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let up = tries(&launcher);
+                drop(trying);
+                if up {
                     health::mark_up(&launcher);
                     return;
                 }

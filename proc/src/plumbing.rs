@@ -63,3 +63,17 @@ pub fn first_up_ipv4() -> Option<std::net::Ipv4Addr> {
 /// assert_eq!(mp_proc::plumbing::AGENT_MARKER, "--mp-proc-remote");
 /// ```
 pub const AGENT_MARKER: &str = crate::rt::remote::MARKER;
+
+/// Waits for the tries in flight of the threads that probe hosts known to
+/// be down (see [`Launcher::is_down`](crate::Launcher::is_down)) and keeps
+/// new tries from starting until the guard is dropped: a try holds
+/// descriptors while it runs, which a test that counts this process's
+/// descriptors must not see.
+///
+/// ```
+/// let quiet = mp_proc::plumbing::hold_host_probes();
+/// drop(quiet);
+/// ```
+pub fn hold_host_probes() -> impl Drop {
+    crate::hosts::hold_probes()
+}

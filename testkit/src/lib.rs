@@ -75,8 +75,15 @@ pub fn guard() -> Guard {
     }
     Guard {
         _serial: serial,
-        fds: open_fds(),
+        fds: quiet_fds(),
     }
+}
+
+/// The open descriptors, counted while no host probe of mp-proc runs (an
+/// earlier test's down host may be tried in the background).
+fn quiet_fds() -> Vec<String> {
+    let _quiet = mp_proc::plumbing::hold_host_probes();
+    open_fds()
 }
 
 impl Drop for Guard {
@@ -94,7 +101,7 @@ impl Drop for Guard {
             Vec::<String>::new(),
             "the test left shared memory"
         );
-        let now = open_fds();
+        let now = quiet_fds();
         assert_eq!(
             now.len(),
             self.fds.len(),
