@@ -6,6 +6,7 @@ pub use crate::connection::fds::wait_fds_rw;
 pub use crate::function::{BoundFunction, ErasedFunction, FnPtr, StarFunction};
 pub use crate::mutex::lock;
 pub use crate::rt::child::{exit_request_code, is_exit_request, panic_message};
+pub use crate::rt::keyfile::{FileRefusal, open_private_file};
 pub use crate::spin::{deadline_after, poll_until, spin_until_ready};
 pub use crate::sync::condition::wait_for_with;
 pub use crate::sys::signal_fds::{SignalFd, SignalFds};

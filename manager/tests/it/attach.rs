@@ -88,14 +88,14 @@ pub(crate) fn key_file(dir: &Path, name: &str, key: &[u8], mode: u32) -> PathBuf
 }
 
 /// A free TCP port of 127.0.0.1 (free when asked).
-fn free_address() -> String {
+pub(crate) fn free_address() -> String {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().to_string()
 }
 
 /// An engine's variables for copy `rank` of `size`.
 #[derive(Clone, Copy, Debug)]
-enum Engine {
+pub(crate) enum Engine {
     OpenMpi,
     Pmi,
     Slurm,
@@ -103,7 +103,7 @@ enum Engine {
 }
 
 impl Engine {
-    fn vars(self, rank: usize, size: usize) -> Vec<(&'static str, String)> {
+    pub(crate) fn vars(self, rank: usize, size: usize) -> Vec<(&'static str, String)> {
         let (r, s) = match self {
             Engine::OpenMpi => ("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"),
             Engine::Pmi => ("PMI_RANK", "PMI_SIZE"),
@@ -115,7 +115,7 @@ impl Engine {
 }
 
 /// Copy `rank` of a job: this binary running [`fixture`] with `vars`.
-fn copy(rank: usize, tag: &str, mode: &str, vars: &[(&str, String)]) -> Command {
+pub(crate) fn copy(rank: usize, tag: &str, mode: &str, vars: &[(&str, String)]) -> Command {
     let mut c = Command::new(std::env::current_exe().unwrap());
     c.args([
         "--exact",
@@ -140,7 +140,7 @@ fn copy(rank: usize, tag: &str, mode: &str, vars: &[(&str, String)]) -> Command 
 /// Waits for every copy (in rank order), each on a thread: a copy that
 /// does not end within [`HUNG`] fails the test (the others are killed)
 /// instead of hanging it.
-fn outputs(copies: Vec<Child>) -> Vec<Output> {
+pub(crate) fn outputs(copies: Vec<Child>) -> Vec<Output> {
     let pids: Vec<u32> = copies.iter().map(Child::id).collect();
     let (tx, rx) = mpsc::channel();
     for (rank, child) in copies.into_iter().enumerate() {
@@ -175,7 +175,7 @@ fn stdout(o: &Output) -> String {
 
 /// The line the fixture printed (`coordinator: ...`, `served`,
 /// `refused: ...`), with the copy's stderr if it has none.
-fn said(o: &Output) -> String {
+pub(crate) fn said(o: &Output) -> String {
     let out = stdout(o);
     out.lines()
         .map(|l| l.trim_start_matches("test attach::fixture ... "))
@@ -213,7 +213,7 @@ fn job(size: usize, engine: Engine, mode: &str, common: &[(&str, String)]) -> Ve
 
 /// What rank 0 of a job of `size` copies says when it maps over them: the
 /// squares, computed on the other copies only.
-fn mapped(size: usize) -> impl Fn(&str) -> bool {
+pub(crate) fn mapped(size: usize) -> impl Fn(&str) -> bool {
     move |line: &str| {
         let prefix = format!(
             "coordinator: [1, 4, 9, 16, 25, 36, 49, 64] on {} hosts, ran at {{",
@@ -231,7 +231,7 @@ fn mapped(size: usize) -> impl Fn(&str) -> bool {
     }
 }
 
-fn common(dir: &Path) -> Vec<(&'static str, String)> {
+pub(crate) fn common(dir: &Path) -> Vec<(&'static str, String)> {
     let key = key_file(dir, "key", b"the job's key", 0o600);
     vec![
         ("MP_CLUSTER_AUTHKEY_FILE", key.display().to_string()),

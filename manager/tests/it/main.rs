@@ -4,6 +4,8 @@
 mod attach;
 #[cfg(feature = "pool")]
 mod attach_mpirun;
+#[cfg(feature = "pool")]
+mod attach_trust;
 mod barrier_action;
 mod base;
 mod cluster;

@@ -187,15 +187,34 @@ pub(super) fn resolve(address: &str) -> Result<SocketAddr> {
 /// The longest address file read.
 const MAX_ADDRESS_FILE: u64 = 256;
 
-/// The address in the file rank 0 writes: `None` while there is none, or
-/// only a part of one (a line is whole once its newline is there).
-pub(super) fn read_address_file(path: &std::path::Path) -> Option<SocketAddr> {
+/// The address in the file rank 0 writes, or why there is none yet: no
+/// file, only a part of one (a line is whole once its newline is there), or
+/// a file not trusted. The file is opened by
+/// [`open_private_file`](mp_proc::plumbing::open_private_file) (no symbolic
+/// link, no blocking on a FIFO) and trusted only if it is a regular file of
+/// this user that neither its group nor others may write.
+pub(super) fn read_address_file(path: &std::path::Path) -> std::result::Result<SocketAddr, String> {
     use std::io::Read;
-    let file = std::fs::File::open(path).ok()?;
+    let file = mp_proc::plumbing::open_private_file(path, 0o022).map_err(|e| match e {
+        mp_proc::plumbing::FileRefusal::Open(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            format!("no address file {} yet", path.display())
+        }
+        mp_proc::plumbing::FileRefusal::Mode(mode) => format!(
+            "the address file {} is not trusted: its mode {mode:04o} lets others write it",
+            path.display()
+        ),
+        e => format!("the address file {} is not trusted: {e}", path.display()),
+    })?;
     let mut text = String::new();
-    file.take(MAX_ADDRESS_FILE).read_to_string(&mut text).ok()?;
-    let line = text.strip_suffix('\n')?;
-    line.trim().parse().ok()
+    file.take(MAX_ADDRESS_FILE)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("cannot read the address file {}: {e}", path.display()))?;
+    let Some(line) = text.strip_suffix('\n') else {
+        return Err(format!("no whole address in {} yet", path.display()));
+    };
+    line.trim()
+        .parse()
+        .map_err(|_| format!("{} does not hold an ip:port", path.display()))
 }
 
 /// Writes `address` to the file at `path`, whole or not at all: a file of
@@ -229,13 +248,40 @@ mod tests {
     fn an_address_file_is_read_only_whole() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("addr");
-        assert_eq!(read_address_file(&path), None);
+        assert!(read_address_file(&path).is_err());
         std::fs::write(&path, "10.0.0.1:5").unwrap();
-        assert_eq!(read_address_file(&path), None, "no newline yet");
+        let partial = read_address_file(&path).unwrap_err();
+        assert!(partial.contains("no whole address"), "{partial}");
         let at: SocketAddr = "10.0.0.1:5000".parse().unwrap();
         write_address_file(&path, at).unwrap();
-        assert_eq!(read_address_file(&path), Some(at));
+        assert_eq!(read_address_file(&path), Ok(at));
         std::fs::write(&path, "not an address\n").unwrap();
-        assert_eq!(read_address_file(&path), None);
+        assert!(read_address_file(&path).is_err());
+    }
+
+    /// A file that others may write, or of another user, names no address
+    /// (whatever it holds), and the reason says so.
+    #[test]
+    fn an_address_file_others_may_write_is_not_trusted() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("addr");
+        std::fs::write(&path, "10.0.0.1:5000\n").unwrap();
+        for mode in [0o666, 0o620, 0o602] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            let why = read_address_file(&path).unwrap_err();
+            assert!(why.contains("not trusted") && why.contains("lets others write it"), "{why}");
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(read_address_file(&path).is_ok());
+        // As root (the file is root's): a file given to another user.
+        if std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&path).unwrap()) == 0 {
+            std::os::unix::fs::chown(&path, Some(65534), None).unwrap();
+            let why = read_address_file(&path).unwrap_err();
+            assert!(why.contains("owned by uid 65534"), "{why}");
+        }
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&path, &link).unwrap();
+        assert!(read_address_file(&link).unwrap_err().contains("not trusted"));
     }
 }

@@ -103,13 +103,7 @@ fn dial(env: &Env, key: &[u8], deadline: Option<Instant>) -> Result<(Connection,
     loop {
         let target = match &env.at {
             Where::Address(a) => resolve(a).map_err(|e| last = e.to_string()).ok(),
-            Where::File(path) => {
-                let at = read_address_file(path);
-                if at.is_none() {
-                    last = format!("no address in {} yet", path.display());
-                }
-                at
-            }
+            Where::File(path) => read_address_file(path).map_err(|why| last = why).ok(),
         };
         if let Some(at) = target {
             match Client::connect(&Address::Tcp(at), Some(key)) {
