@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
@@ -17,6 +18,10 @@ use mp_proc::plumbing::{deadline_after, lock};
 use super::env::{Env, invalid};
 use super::wire::{Answer, Attach, Hello, MAX_FRAME, Order, Report};
 use crate::Result;
+
+/// How long the accepting thread waits after a failed accept (out of
+/// descriptors: a handshake ending frees one) before it accepts again.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(75);
 
 /// An attached copy, as the coordinator knows it.
 pub(super) struct Copy {
@@ -53,6 +58,23 @@ struct Shared {
     attaching: Mutex<Option<mpsc::Sender<(Attach, Connection)>>>,
     /// How long a start waits for its link.
     start_timeout: Duration,
+    /// The connections being greeted (each on a thread of its own, up to
+    /// its handshake's deadline).
+    greeting: AtomicUsize,
+    /// The most greeted at once: a connection over it is closed at once
+    /// (twice the copies and 16 while they attach, and their slots after:
+    /// one link in flight per process started).
+    max_greeting: AtomicUsize,
+}
+
+/// One connection being greeted, counted in [`Shared::greeting`] while it
+/// lives.
+struct Greeting(Arc<Shared>);
+
+impl Drop for Greeting {
+    fn drop(&mut self) {
+        self.0.greeting.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 type Waiter = mpsc::SyncSender<std::result::Result<OwnedFd, String>>;
@@ -90,6 +112,8 @@ impl Coordinator {
             tickets: Mutex::default(),
             attaching: Mutex::new(Some(tx)),
             start_timeout: env.timeout,
+            greeting: AtomicUsize::new(0),
+            max_greeting: AtomicUsize::new(env.size.saturating_mul(2).saturating_add(16)),
         });
         if !env.keepalive.is_zero() {
             let (pinging, stop) = (shared.clone(), stop_r.try_clone());
@@ -205,8 +229,11 @@ impl Coordinator {
             };
             copies.insert(rank, copy);
         }
-        // Late copies are refused from now on.
+        // Late copies are refused from now on; each process started may
+        // have its link in flight.
         lock(&self.shared.attaching).take();
+        let slots = copies.values().map(|c: &Copy| c.slots).sum::<usize>();
+        self.shared.max_greeting.fetch_add(slots, Ordering::AcqRel);
         Ok(copies.into_values().collect())
     }
 
@@ -273,7 +300,11 @@ fn shutdown(fd: std::os::fd::BorrowedFd<'_>) {
 
 impl Shared {
     /// Accepts connections until `stop` is readable (its other end
-    /// dropped), each greeted on a thread of its own.
+    /// dropped), each greeted on a thread of its own, at most
+    /// `max_greeting` at once (a connection over it is closed at once:
+    /// silent connections cannot hold a thread and a descriptor each). A
+    /// failed accept (out of descriptors) waits [`ACCEPT_BACKOFF`] before the
+    /// next.
     fn accept(self: Arc<Shared>, listener: Listener, stop: UnixStream) {
         loop {
             match wait_fds(&[listener.as_fd(), stop.as_fd()], None) {
@@ -281,13 +312,26 @@ impl Shared {
                 Ok(_) => {}
                 Err(_) => return,
             }
-            let Ok(pending) = listener.accept_pending() else {
-                continue;
+            let pending = match listener.accept_pending() {
+                Ok(pending) => pending,
+                Err(_) => match wait_fds(&[stop.as_fd()], Some(ACCEPT_BACKOFF)) {
+                    Ok(ready) if ready.is_empty() => continue,
+                    _ => return,
+                },
             };
-            let shared = self.clone();
+            let max = self.max_greeting.load(Ordering::Acquire);
+            if self.greeting.fetch_add(1, Ordering::AcqRel) >= max {
+                self.greeting.fetch_sub(1, Ordering::AcqRel);
+                drop(pending);
+                continue;
+            }
+            let greeting = Greeting(self.clone());
             let _ = std::thread::Builder::new()
                 .name("mp-attach-greet".into())
-                .spawn(move || shared.greet(pending));
+                .spawn(move || {
+                    greeting.0.greet(pending);
+                    drop(greeting);
+                });
         }
     }
 
