@@ -3,10 +3,13 @@
 //! trust, silent connections, an address file of another job. The copies
 //! are the attach tests' [`fixture`](super::attach) (this test binary).
 
-use std::io::Read;
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader, Read};
+use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::Child;
+use std::process::{Child, Stdio};
+use std::sync::mpsc;
+
+use mp_proc::connection::{Address, Listener};
 
 use mp_testkit::guard;
 
@@ -132,4 +135,83 @@ fn silent_connections_over_the_cap_are_closed_and_the_job_runs() {
     let said: Vec<String> = outputs(copies).iter().map(said).collect();
     assert!(mapped(3)(&said[0]), "{}", said[0]);
     assert_eq!(said[1..], ["served", "served"]);
+}
+
+/// The address file names a stale coordinator whose key is another (an
+/// earlier job's): the copies fail its handshake, and keep reading the
+/// file; rank 0, started after, rewrites it (this host's first address, its
+/// port), the copies attach and the job runs; rank 0 removes the file when
+/// it is done.
+#[test]
+fn a_copy_refused_by_a_stale_coordinator_reads_the_file_again() {
+    let _g = guard();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("address");
+    let stale = Listener::bind(
+        Address::Tcp("127.0.0.1:0".parse().unwrap()),
+        Some(b"an earlier job's key"),
+    )
+    .unwrap();
+    let Address::Tcp(stale_at) = stale.address().clone() else {
+        panic!("a TCP listener has a TCP address");
+    };
+    write_mode(&file, &format!("{stale_at}\n"), 0o600);
+    let mut vars = common(dir.path());
+    vars.push(("MP_CLUSTER_ADDRESS_FILE", file.display().to_string()));
+    let tag = format!("attach-stale-{}", std::process::id());
+    let with = |rank: usize| {
+        let mut v = vars.clone();
+        v.extend(Engine::OpenMpi.vars(rank, 3));
+        let mut c = copy(rank, &tag, "hold", &v);
+        c.stdin(Stdio::piped());
+        c.spawn().unwrap()
+    };
+    let copies = vec![with(1), with(2)];
+    // Both copies fail the stale coordinator's handshake; then it is gone
+    // (what waits in its backlog is refused).
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let failed = (0..2)
+            .filter(|_| stale.accept_pending().unwrap().authenticate().is_err())
+            .count();
+        drop(stale);
+        let _ = tx.send(failed);
+    });
+    assert_eq!(rx.recv_timeout(HUNG).expect("the copies never dialed"), 2);
+    let mut rank0 = with(0);
+    let (tx, lines) = mpsc::channel();
+    let out = rank0.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut said0 = Vec::new();
+    while said0.last().map(String::as_str) != Some("ready") {
+        said0.push(lines.recv_timeout(HUNG).expect("rank 0 never got ready"));
+    }
+    let now: SocketAddr = std::fs::read_to_string(&file)
+        .unwrap()
+        .trim_end()
+        .parse()
+        .unwrap();
+    assert_ne!(now, stale_at);
+    let expected = mp_proc::plumbing::first_up_ipv4()
+        .map_or(std::net::IpAddr::from([127, 0, 0, 1]), Into::into);
+    assert_eq!(now.ip(), expected);
+    drop(rank0.stdin.take());
+    let status = outputs(vec![rank0])[0].status;
+    assert!(status.success(), "rank 0: {status}: {said0:?}");
+    let mapped_line = said0
+        .iter()
+        .map(|l| l.trim_start_matches("test attach::fixture ... "))
+        .find(|l| l.starts_with("coordinator:"))
+        .unwrap_or_default();
+    assert!(mapped(3)(mapped_line), "{said0:?}");
+    let said: Vec<String> = outputs(copies).iter().map(said).collect();
+    assert_eq!(said, ["served", "served"]);
+    assert!(!file.exists(), "rank 0 left {}", file.display());
 }

@@ -36,6 +36,10 @@ pub(crate) struct Coordinator {
     shared: Arc<Shared>,
     /// Dropped to stop the accepting thread.
     _stop: UnixStream,
+    /// The address file written, and the address in it: removed when the
+    /// coordinator ends if it still holds that address (a later job's
+    /// copies do not dial this one's).
+    published: Option<(std::path::PathBuf, SocketAddr)>,
 }
 
 impl std::fmt::Debug for Coordinator {
@@ -138,9 +142,10 @@ impl Coordinator {
                 op: "start a thread",
                 source: e,
             })?;
-        let coordinator = Coordinator {
+        let mut coordinator = Coordinator {
             shared,
             _stop: stop,
+            published: None,
         };
         if let super::env::Where::File(path) = &env.at {
             let ip = match bound.ip() {
@@ -148,7 +153,9 @@ impl Coordinator {
                     .map_or(std::net::IpAddr::from([127, 0, 0, 1]), Into::into),
                 ip => ip,
             };
-            super::env::write_address_file(path, SocketAddr::new(ip, bound.port()))?;
+            let at = SocketAddr::new(ip, bound.port());
+            super::env::write_address_file(path, at)?;
+            coordinator.published = Some((path.clone(), at));
         }
         let copies = coordinator.gather(env, rx)?;
         Ok((coordinator, copies))
@@ -279,9 +286,15 @@ impl Coordinator {
 }
 
 impl Drop for Coordinator {
-    /// Every copy is told goodbye (its agents end, its `from_launcher`
-    /// returns), and its control connection is closed.
+    /// The address file is removed if it still holds this coordinator's
+    /// address; every copy is told goodbye (its agents end, its
+    /// `from_launcher` returns), and its control connection is closed.
     fn drop(&mut self) {
+        if let Some((path, at)) = &self.published
+            && super::env::read_address_file(path).as_ref() == Ok(at)
+        {
+            let _ = std::fs::remove_file(path);
+        }
         let copies = std::mem::take(&mut *lock(&self.shared.copies));
         for conn in copies.values() {
             let _ = conn.send(&Order::Goodbye);

@@ -22,30 +22,7 @@ const MAX_PAUSE: Duration = Duration::from_millis(500);
 /// Attaches, serves, and returns once the coordinator is done.
 pub(super) fn serve(env: &Env, key: &[u8]) -> Result<()> {
     let deadline = deadline_after(env.timeout);
-    let (control, at) = dial(env, key, deadline)?;
-    control.set_max_frame_len(MAX_FRAME);
-    control.send(&Hello::Attach(Attach {
-        rank: env.rank as u64,
-        host: host_name(),
-        slots: env.slots as u64,
-        build: mp_proc::plumbing::build_identity(),
-    }))?;
-    let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-    if !control.poll(left)? {
-        return Err(invalid(format!(
-            "rank {}: the coordinator at {at} did not answer within {:?}",
-            env.rank, env.timeout
-        )));
-    }
-    match control.recv::<Answer>()? {
-        Answer::Welcome => {}
-        Answer::Refused(why) => {
-            return Err(invalid(format!(
-                "rank {}: the coordinator at {at} refused this copy: {why}",
-                env.rank
-            )));
-        }
-    }
+    let (control, at) = attach(env, key, deadline)?;
     let agents = Agents::default();
     // The coordinator pings every quarter of the bound: a silence of the
     // whole bound is a coordinator gone without a word (a partition, a
@@ -94,36 +71,24 @@ pub(super) fn serve(env: &Env, key: &[u8]) -> Result<()> {
     outcome
 }
 
-/// The control connection: the address (re-read from its file each try,
-/// which may still name an earlier run's coordinator) dialed until it
-/// answers or the deadline. A wrong key is not tried again.
-fn dial(env: &Env, key: &[u8], deadline: Option<Instant>) -> Result<(Connection, SocketAddr)> {
+/// The control connection, welcomed by the coordinator: the address
+/// (re-read from its file each try, which may still name an earlier run's
+/// coordinator) dialed until one welcomes this copy or the deadline. A
+/// wrong key or a refusal is final for an address given, not for one read
+/// from a file (it may be rewritten: a stale file of an earlier job).
+fn attach(env: &Env, key: &[u8], deadline: Option<Instant>) -> Result<(Connection, SocketAddr)> {
     let mut pause = Duration::from_millis(5);
     let mut last = String::from("nothing tried");
     loop {
-        let target = match &env.at {
-            Where::Address(a) => resolve(a).map_err(|e| last = e.to_string()).ok(),
-            Where::File(path) => read_address_file(path).map_err(|why| last = why).ok(),
-        };
-        if let Some(at) = target {
-            match Client::connect(&Address::Tcp(at), Some(key)) {
-                Ok(conn) => return Ok((conn, at)),
-                Err(e @ Error::Authentication(_)) => {
-                    return Err(invalid(format!(
-                        "rank {}: the coordinator at {at} refused this copy's key ({e}): every \
-                         copy must read the same key file",
-                        env.rank
-                    )));
-                }
-                Err(e) => last = format!("{at}: {e}"),
-            }
+        if let Some(attached) = try_attach(env, key, deadline, &mut last)? {
+            return Ok(attached);
         }
         let left = deadline.map_or(Duration::MAX, |d| {
             d.saturating_duration_since(Instant::now())
         });
         if left.is_zero() {
             return Err(invalid(format!(
-                "rank {}: no coordinator answered within {:?} ({last})",
+                "rank {}: no coordinator welcomed this copy within {:?} ({last})",
                 env.rank, env.timeout
             )));
         }
@@ -131,6 +96,78 @@ fn dial(env: &Env, key: &[u8], deadline: Option<Instant>) -> Result<(Connection,
         // may start later than this copy.
         std::thread::sleep(pause.min(left));
         pause = (pause * 2).min(MAX_PAUSE);
+    }
+}
+
+/// One try of [`attach`]: `Ok(None)` to try again (`last` says why).
+fn try_attach(
+    env: &Env,
+    key: &[u8],
+    deadline: Option<Instant>,
+    last: &mut String,
+) -> Result<Option<(Connection, SocketAddr)>> {
+    let from_file = matches!(env.at, Where::File(_));
+    // Final for an address given; tried again for one from a file.
+    let refused = |why: String, last: &mut String| {
+        if from_file {
+            *last = why;
+            Ok(None)
+        } else {
+            Err(invalid(format!("rank {}: {why}", env.rank)))
+        }
+    };
+    let found = match &env.at {
+        Where::Address(a) => resolve(a).map_err(|e| e.to_string()),
+        Where::File(path) => read_address_file(path),
+    };
+    let at = match found {
+        Ok(at) => at,
+        Err(why) => {
+            *last = why;
+            return Ok(None);
+        }
+    };
+    let control = match Client::connect(&Address::Tcp(at), Some(key)) {
+        Ok(control) => control,
+        Err(e @ Error::Authentication(_)) => {
+            return refused(
+                format!(
+                    "the coordinator at {at} refused this copy's key ({e}): every copy must \
+                     read the same key file"
+                ),
+                last,
+            );
+        }
+        Err(e) => {
+            *last = format!("{at}: {e}");
+            return Ok(None);
+        }
+    };
+    control.set_max_frame_len(MAX_FRAME);
+    let hello = Hello::Attach(Attach {
+        rank: env.rank as u64,
+        host: host_name(),
+        slots: env.slots as u64,
+        build: mp_proc::plumbing::build_identity(),
+    });
+    if let Err(e) = control.send(&hello) {
+        *last = format!("{at}: {e}");
+        return Ok(None);
+    }
+    let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+    if !control.poll(left)? {
+        *last = format!("the coordinator at {at} did not answer");
+        return Ok(None);
+    }
+    match control.recv::<Answer>() {
+        Ok(Answer::Welcome) => Ok(Some((control, at))),
+        Ok(Answer::Refused(why)) => {
+            refused(format!("the coordinator at {at} refused this copy: {why}"), last)
+        }
+        Err(e) => {
+            *last = format!("{at}: no answer: {e}");
+            Ok(None)
+        }
     }
 }
 
