@@ -404,7 +404,7 @@ fn a_copy_with_another_key_is_refused_while_the_others_serve() {
 }
 
 /// The processes whose environment has `TAG=tag` (zombies aside).
-fn tagged(tag: &str) -> Vec<(u32, String)> {
+pub(crate) fn tagged(tag: &str) -> Vec<(u32, String)> {
     let mark = format!("{TAG}={tag}");
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
@@ -442,11 +442,25 @@ fn parent_of(pid: u32) -> u32 {
 /// A job of three copies in `hold` mode (SLURM's variables, `extra` too):
 /// rank 0 and the others, once rank 0 has mapped and says it is ready.
 fn held_job(tag: &str, dir: &Path, extra: &[(&'static str, String)]) -> (Child, Vec<Child>) {
+    held_job_with(tag, dir, extra, &[])
+}
+
+/// As [`held_job`], with `copies` too in the environment of the copies
+/// but rank 0 (after `extra`).
+pub(crate) fn held_job_with(
+    tag: &str,
+    dir: &Path,
+    extra: &[(&'static str, String)],
+    copies: &[(&'static str, String)],
+) -> (Child, Vec<Child>) {
     let mut vars = common(dir);
     vars.push(("MP_CLUSTER_ADDRESS", free_address()));
     vars.extend_from_slice(extra);
     let with = |rank| {
         let mut v = vars.clone();
+        if rank > 0 {
+            v.extend_from_slice(copies);
+        }
         v.extend(Engine::Slurm.vars(rank, 3));
         let mut c = copy(rank, tag, "hold", &v);
         c.stdin(Stdio::piped());
@@ -543,7 +557,10 @@ mod fake {
     }
     #[derive(serde::Deserialize, Debug)]
     pub(super) enum Answer {
-        Welcome,
+        Welcome {
+            #[allow(dead_code)]
+            keepalive: std::time::Duration,
+        },
         Refused(String),
     }
 }

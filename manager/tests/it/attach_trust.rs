@@ -13,7 +13,9 @@ use mp_proc::connection::{Address, Listener};
 
 use mp_testkit::guard;
 
-use super::attach::{Engine, HUNG, common, copy, free_address, mapped, outputs, said};
+use super::attach::{
+    Engine, HUNG, common, copy, free_address, held_job_with, mapped, outputs, said, tagged,
+};
 
 /// A FIFO where the address file should be: a copy does not wait on it for
 /// a writer; it fails by its deadline, naming the file and why.
@@ -214,4 +216,29 @@ fn a_copy_refused_by_a_stale_coordinator_reads_the_file_again() {
     let said: Vec<String> = outputs(copies).iter().map(said).collect();
     assert_eq!(said, ["served", "served"]);
     assert!(!file.exists(), "rank 0 left {}", file.display());
+}
+
+/// Rank 0's keep-alive bound reaches the copies in its welcome (an engine
+/// may pass them none of its variables): rank 0 with 3 s, the copies with
+/// "never" (0) in their own environment; rank 0 frozen (SIGSTOP), the
+/// copies count it as gone by its bound, return `None` and exit 0.
+#[test]
+fn the_copies_keep_rank_0_s_keep_alive_bound() {
+    let _g = guard();
+    let dir = tempfile::tempdir().unwrap();
+    let tag = format!("attach-bound-{}", std::process::id());
+    let (mut rank0, copies) = held_job_with(
+        &tag,
+        dir.path(),
+        &[("MP_CLUSTER_KEEPALIVE", "3".into())],
+        &[("MP_CLUSTER_KEEPALIVE", "0".into())],
+    );
+    let rank0_pid = nix::unistd::Pid::from_raw(rank0.id() as i32);
+    nix::sys::signal::kill(rank0_pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    let said: Vec<String> = outputs(copies).iter().map(said).collect();
+    assert_eq!(said, ["served", "served"]);
+    rank0.kill().unwrap();
+    rank0.wait().unwrap();
+    let clean = mp_testkit::wait_until(HUNG, || tagged(&tag).is_empty());
+    assert!(clean, "left behind: {:?}", tagged(&tag));
 }

@@ -223,7 +223,10 @@ impl Coordinator {
                 mp_logging::get_logger().warning(format_args!("{}: {why}", super::env::WHAT));
                 continue;
             }
-            if conn.send(&Answer::Welcome).is_err() {
+            let welcome = Answer::Welcome {
+                keepalive: env.keepalive,
+            };
+            if conn.send(&welcome).is_err() {
                 // Gone already: it may attach again.
                 continue;
             }

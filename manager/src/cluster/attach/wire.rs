@@ -39,7 +39,11 @@ pub(super) struct Attach {
 /// The coordinator's answer to an [`Hello::Attach`].
 #[derive(Serialize, Deserialize, Debug)]
 pub(super) enum Answer {
-    Welcome,
+    /// Attached. `keepalive` is the coordinator's bound
+    /// (`MP_CLUSTER_KEEPALIVE` in its environment, which an engine may not
+    /// pass on to the others): it pings every quarter of it, and the copy
+    /// counts it as gone after a silence of the whole bound (zero: never).
+    Welcome { keepalive: std::time::Duration },
     Refused(String),
 }
 

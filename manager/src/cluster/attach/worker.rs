@@ -22,12 +22,12 @@ const MAX_PAUSE: Duration = Duration::from_millis(500);
 /// Attaches, serves, and returns once the coordinator is done.
 pub(super) fn serve(env: &Env, key: &[u8]) -> Result<()> {
     let deadline = deadline_after(env.timeout);
-    let (control, at) = attach(env, key, deadline)?;
+    let (control, at, keepalive) = attach(env, key, deadline)?;
     let agents = Agents::default();
-    // The coordinator pings every quarter of the bound: a silence of the
-    // whole bound is a coordinator gone without a word (a partition, a
-    // frozen host).
-    let silence = (!env.keepalive.is_zero()).then_some(env.keepalive);
+    // The coordinator pings every quarter of its bound (in its welcome:
+    // not this copy's environment): a silence of the whole bound is a
+    // coordinator gone without a word (a partition, a frozen host).
+    let silence = (!keepalive.is_zero()).then_some(keepalive);
     let outcome = loop {
         if let Some(bound) = silence
             && !matches!(control.poll(Some(bound)), Ok(true))
@@ -76,7 +76,11 @@ pub(super) fn serve(env: &Env, key: &[u8]) -> Result<()> {
 /// coordinator) dialed until one welcomes this copy or the deadline. A
 /// wrong key or a refusal is final for an address given, not for one read
 /// from a file (it may be rewritten: a stale file of an earlier job).
-fn attach(env: &Env, key: &[u8], deadline: Option<Instant>) -> Result<(Connection, SocketAddr)> {
+fn attach(
+    env: &Env,
+    key: &[u8],
+    deadline: Option<Instant>,
+) -> Result<(Connection, SocketAddr, Duration)> {
     let mut pause = Duration::from_millis(5);
     let mut last = String::from("nothing tried");
     loop {
@@ -105,7 +109,7 @@ fn try_attach(
     key: &[u8],
     deadline: Option<Instant>,
     last: &mut String,
-) -> Result<Option<(Connection, SocketAddr)>> {
+) -> Result<Option<(Connection, SocketAddr, Duration)>> {
     let from_file = matches!(env.at, Where::File(_));
     // Final for an address given; tried again for one from a file.
     let refused = |why: String, last: &mut String| {
@@ -160,7 +164,7 @@ fn try_attach(
         return Ok(None);
     }
     match control.recv::<Answer>() {
-        Ok(Answer::Welcome) => Ok(Some((control, at))),
+        Ok(Answer::Welcome { keepalive }) => Ok(Some((control, at, keepalive))),
         Ok(Answer::Refused(why)) => {
             refused(format!("the coordinator at {at} refused this copy: {why}"), last)
         }
