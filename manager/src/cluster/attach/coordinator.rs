@@ -83,10 +83,49 @@ impl Drop for Greeting {
 
 type Waiter = mpsc::SyncSender<std::result::Result<OwnedFd, String>>;
 
+/// The starts waiting for their link. A ticket is random (a copy with the
+/// key cannot guess another's), and is answered only by the copy it was
+/// sent to: a report on that copy's control connection, or a link from
+/// the same address as that connection's.
 #[derive(Default)]
 struct Tickets {
-    last: u64,
-    waiting: HashMap<u64, (usize, Waiter)>,
+    waiting: HashMap<u64, Ticket>,
+}
+
+/// A start waiting for its link.
+struct Ticket {
+    /// The copy asked.
+    rank: usize,
+    /// The address the copy's control connection comes from.
+    from: Option<std::net::IpAddr>,
+    waiter: Waiter,
+}
+
+/// Who answers a ticket: its copy's control connection (a report), or a
+/// new connection from an address (a link).
+#[derive(Clone, Copy, Debug)]
+enum Answerer {
+    Rank(usize),
+    Peer(Option<std::net::IpAddr>),
+}
+
+/// The address a TCP connection comes from.
+fn peer_ip(fd: std::os::fd::BorrowedFd<'_>) -> Option<std::net::IpAddr> {
+    let fd = fd.try_clone_to_owned().ok()?;
+    TcpStream::from(fd).peer_addr().ok().map(|a| a.ip())
+}
+
+/// A random ticket that no start waits with yet.
+fn new_ticket(tickets: &Tickets) -> std::io::Result<u64> {
+    loop {
+        let mut bytes = [0u8; 8];
+        getrandom::fill(&mut bytes)
+            .map_err(|e| std::io::Error::other(format!("no random ticket: {e}")))?;
+        let ticket = u64::from_le_bytes(bytes);
+        if !tickets.waiting.contains_key(&ticket) {
+            return Ok(ticket);
+        }
+    }
 }
 
 impl Coordinator {
@@ -254,7 +293,7 @@ impl Coordinator {
             .name(format!("mp-attach-rank{rank}"))
             .spawn(move || {
                 while let Ok(Report::StartFailed { ticket, reason }) = conn.recv::<Report>() {
-                    shared.answer(ticket, Err(reason));
+                    shared.answer(ticket, Answerer::Rank(rank), Err(reason));
                 }
                 // The copy has gone (or broke the protocol): its starts fail.
                 lock(&shared.copies).remove(&rank);
@@ -262,12 +301,12 @@ impl Coordinator {
                 let gone: Vec<u64> = tickets
                     .waiting
                     .iter()
-                    .filter(|(_, (r, _))| *r == rank)
+                    .filter(|(_, t)| t.rank == rank)
                     .map(|(t, _)| *t)
                     .collect();
                 for ticket in gone {
-                    if let Some((_, waiter)) = tickets.waiting.remove(&ticket) {
-                        let _ = waiter.send(Err(format!("the copy of rank {rank} has gone")));
+                    if let Some(t) = tickets.waiting.remove(&ticket) {
+                        let _ = t.waiter.send(Err(format!("the copy of rank {rank} has gone")));
                     }
                 }
             })
@@ -388,9 +427,10 @@ impl Shared {
             Ok(Hello::Link { ticket }) => {
                 // Nothing follows the ticket until the boot is sent: the
                 // socket carries the link from here.
+                let from = Answerer::Peer(peer_ip(conn.as_fd()));
                 let fd = conn.as_fd().try_clone_to_owned().map_err(|e| e.to_string());
                 drop(conn);
-                self.answer(ticket, fd);
+                self.answer(ticket, from, fd);
             }
             Ok(Hello::Attach(attach)) => {
                 let to = lock(&self.attaching).clone();
@@ -410,10 +450,28 @@ impl Shared {
         }
     }
 
-    /// Hands the link of `ticket` (or why there is none) to its start.
-    fn answer(&self, ticket: u64, link: std::result::Result<OwnedFd, String>) {
-        if let Some((_, waiter)) = lock(&self.tickets).waiting.remove(&ticket) {
-            let _ = waiter.send(link);
+    /// Hands the link of `ticket` (or why there is none) to its start, if
+    /// it comes `from` the copy the ticket was sent to (else it is
+    /// dropped, and the start still waits).
+    fn answer(&self, ticket: u64, from: Answerer, link: std::result::Result<OwnedFd, String>) {
+        let mut tickets = lock(&self.tickets);
+        let Some(waiting) = tickets.waiting.get(&ticket) else {
+            return;
+        };
+        let theirs = match from {
+            Answerer::Rank(rank) => rank == waiting.rank,
+            Answerer::Peer(ip) => waiting.from.is_none() || ip == waiting.from,
+        };
+        if !theirs {
+            mp_logging::get_logger().warning(format_args!(
+                "{}: an answer to a start on rank {} came from elsewhere ({from:?}): ignored",
+                super::env::WHAT,
+                waiting.rank
+            ));
+            return;
+        }
+        if let Some(t) = tickets.waiting.remove(&ticket) {
+            let _ = t.waiter.send(link);
         }
     }
 
@@ -425,11 +483,16 @@ impl Shared {
             .cloned()
             .ok_or_else(|| std::io::Error::other(format!("the copy of rank {rank} has gone")))?;
         let (tx, rx) = mpsc::sync_channel(1);
+        let from = peer_ip(control.as_fd());
         let ticket = {
             let mut tickets = lock(&self.tickets);
-            tickets.last += 1;
-            let ticket = tickets.last;
-            tickets.waiting.insert(ticket, (rank, tx));
+            let ticket = new_ticket(&tickets)?;
+            let waiter = Ticket {
+                rank,
+                from,
+                waiter: tx,
+            };
+            tickets.waiting.insert(ticket, waiter);
             ticket
         };
         if let Err(e) = control.send(&Order::Start { ticket }) {
@@ -452,5 +515,55 @@ impl Shared {
                 ))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shared() -> Shared {
+        Shared {
+            copies: Mutex::default(),
+            tickets: Mutex::default(),
+            attaching: Mutex::new(None),
+            start_timeout: Duration::from_secs(1),
+            greeting: AtomicUsize::new(0),
+            max_greeting: AtomicUsize::new(1),
+        }
+    }
+
+    /// A start waiting on rank 1 (whose control connection comes from
+    /// 10.0.0.1), and its ticket.
+    fn waiting(shared: &Shared) -> (u64, mpsc::Receiver<std::result::Result<OwnedFd, String>>) {
+        let (tx, rx) = mpsc::sync_channel(1);
+        let mut tickets = lock(&shared.tickets);
+        let ticket = new_ticket(&tickets).unwrap();
+        let from = Some(std::net::IpAddr::from([10, 0, 0, 1]));
+        let t = Ticket {
+            rank: 1,
+            from,
+            waiter: tx,
+        };
+        tickets.waiting.insert(ticket, t);
+        (ticket, rx)
+    }
+
+    /// Another copy's report, or a link from another address, does not
+    /// answer a ticket; its own copy's does. Tickets are not in sequence.
+    #[test]
+    fn a_ticket_is_answered_only_by_its_copy() {
+        let shared = shared();
+        let (ticket, rx) = waiting(&shared);
+        shared.answer(ticket, Answerer::Rank(2), Err("stolen".into()));
+        let elsewhere = Answerer::Peer(Some(std::net::IpAddr::from([10, 0, 0, 2])));
+        shared.answer(ticket, elsewhere, Err("stolen".into()));
+        assert!(rx.try_recv().is_err(), "answered from elsewhere");
+        shared.answer(ticket, Answerer::Rank(1), Err("its own".into()));
+        assert_eq!(rx.try_recv().unwrap().unwrap_err(), "its own");
+        let (other, rx) = waiting(&shared);
+        let home = Answerer::Peer(Some(std::net::IpAddr::from([10, 0, 0, 1])));
+        shared.answer(other, home, Err("its link".into()));
+        assert_eq!(rx.try_recv().unwrap().unwrap_err(), "its link");
     }
 }
