@@ -42,6 +42,33 @@ pub fn build_identity() -> Vec<u8> {
     crate::sys::image::build_identity()
 }
 
+/// Receives one message of `conn` and decodes it as `T` (strictly), its
+/// bytes waited for no later than `deadline` (`None`: as long as it takes;
+/// [`Error::Timeout`](crate::Error::Timeout) after it): a peer that sends
+/// half a message does not hold the caller. The message may be as long as
+/// the connection's frame limit, and 64 KiB at most. After a timeout in
+/// the middle of a message the connection has lost its place: use it no
+/// more.
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use mp_proc::plumbing::{deadline_after, recv_by};
+/// let (a, b) = mp_proc::pipe(true)?;
+/// a.send(&7u32)?;
+/// assert_eq!(recv_by::<u32>(&b, deadline_after(Duration::from_secs(5)))?, 7);
+/// let r = recv_by::<u32>(&b, Some(Instant::now()));
+/// assert!(matches!(r, Err(mp_proc::Error::Timeout)));
+/// # Ok::<(), mp_proc::Error>(())
+/// ```
+pub fn recv_by<T: serde::de::DeserializeOwned>(
+    conn: &crate::Connection,
+    deadline: Option<std::time::Instant>,
+) -> crate::Result<T> {
+    let max = usize::try_from(conn.max_frame_len()).unwrap_or(usize::MAX);
+    let bytes = conn.recv_bytes_by(max, deadline)?;
+    crate::codec::decode(&bytes)
+}
+
 /// The first IPv4 address of an interface of this host that is up and not
 /// a loopback (`None`: there is none), for a listener to say where it can
 /// be reached.

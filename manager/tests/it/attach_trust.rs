@@ -3,13 +3,15 @@
 //! trust, silent connections, an address file of another job. The copies
 //! are the attach tests' [`fixture`](super::attach) (this test binary).
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::AsFd;
+use std::time::Duration;
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Stdio};
 use std::sync::mpsc;
 
-use mp_proc::connection::{Address, Listener};
+use mp_proc::connection::{Address, Client, Listener};
 
 use mp_testkit::guard;
 
@@ -241,4 +243,95 @@ fn the_copies_keep_rank_0_s_keep_alive_bound() {
     rank0.wait().unwrap();
     let clean = mp_testkit::wait_until(HUNG, || tagged(&tag).is_empty());
     assert!(clean, "left behind: {:?}", tagged(&tag));
+}
+
+/// Half a frame: a header that claims 50 bytes, and 3 of them.
+const HALF_A_FRAME: [u8; 7] = [0, 0, 0, 50, 1, 2, 3];
+
+/// The socket under `conn`, to write raw bytes on.
+fn raw(conn: &mp_proc::Connection) -> TcpStream {
+    TcpStream::from(conn.as_fd().try_clone_to_owned().unwrap())
+}
+
+/// A coordinator's answer, as `cluster/attach/wire.rs` has it.
+#[derive(serde::Serialize)]
+enum Answer {
+    Welcome { keepalive: Duration },
+}
+
+/// A coordinator (played by this test, with the job's key) that welcomes a
+/// copy with a keep-alive bound of 1 s, then sends half an order and nothing
+/// more: the copy counts it as gone by the bound (it does not wait for the
+/// rest forever), returns `None` and exits 0.
+#[test]
+fn half_an_order_does_not_hold_a_copy() {
+    let _g = guard();
+    let dir = tempfile::tempdir().unwrap();
+    let coordinator = Listener::bind(
+        Address::Tcp("127.0.0.1:0".parse().unwrap()),
+        Some(b"the job's key"),
+    )
+    .unwrap();
+    let mut vars = common(dir.path());
+    vars.push(("MP_CLUSTER_ADDRESS", coordinator.address().to_string()));
+    vars.extend(Engine::Pmi.vars(1, 2));
+    let tag = format!("attach-half-order-{}", std::process::id());
+    let copy1 = copy(1, &tag, "map", &vars).spawn().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let control = coordinator.accept_pending().unwrap().authenticate().unwrap();
+        let _hello = control.recv_bytes().unwrap();
+        let welcome = Answer::Welcome {
+            keepalive: Duration::from_secs(1),
+        };
+        control.send(&welcome).unwrap();
+        raw(&control).write_all(&HALF_A_FRAME).unwrap();
+        // Held open (no end of file) until the copy has gone.
+        let _ = tx.send(());
+        let mut rest = Vec::new();
+        let _ = raw(&control).read_to_end(&mut rest);
+    });
+    rx.recv_timeout(HUNG).expect("the copy never attached");
+    let said = said(&outputs(vec![copy1])[0]);
+    assert_eq!(said, "served");
+}
+
+/// A peer with the key that sends half of its first message to rank 0 and
+/// nothing more: rank 0 closes the connection by its handshake's deadline
+/// (it does not wait for the rest forever); the real copy attaches and the
+/// job runs.
+#[test]
+fn half_a_hello_does_not_hold_rank_0() {
+    let _g = guard();
+    let dir = tempfile::tempdir().unwrap();
+    let at = free_address();
+    let mut vars = common(dir.path());
+    vars.push(("MP_CLUSTER_ADDRESS", at.clone()));
+    let tag = format!("attach-half-hello-{}", std::process::id());
+    let with = |rank: usize| {
+        let mut v = vars.clone();
+        v.extend(Engine::Slurm.vars(rank, 2));
+        copy(rank, &tag, "map", &v).spawn().unwrap()
+    };
+    let rank0 = with(0);
+    let address: Address = at.parse().unwrap();
+    let mut conn = None;
+    let dialed = mp_testkit::wait_until(HUNG, || {
+        conn = Client::connect(&address, Some(b"the job's key")).ok();
+        conn.is_some()
+    });
+    assert!(dialed, "rank 0 never listened at {at}");
+    let conn = conn.unwrap();
+    let mut socket = raw(&conn);
+    socket.write_all(&HALF_A_FRAME).unwrap();
+    socket.set_read_timeout(Some(HUNG)).unwrap();
+    let mut rest = Vec::new();
+    let ended = socket.read_to_end(&mut rest);
+    assert!(
+        matches!(ended, Ok(0)) || matches!(&ended, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset),
+        "rank 0 held the connection: {ended:?}"
+    );
+    let said: Vec<String> = outputs(vec![rank0, with(1)]).iter().map(said).collect();
+    assert!(mapped(2)(&said[0]), "{}", said[0]);
+    assert_eq!(said[1], "served");
 }

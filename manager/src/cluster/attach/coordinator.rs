@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use mp_proc::Connection;
 use mp_proc::connection::{Address, Listener, PendingConnection, wait_fds};
-use mp_proc::plumbing::{deadline_after, lock};
+use mp_proc::plumbing::{deadline_after, lock, recv_by};
 
 use super::env::{Env, invalid};
 use super::wire::{Answer, Attach, Hello, MAX_FRAME, Order, Report};
@@ -419,11 +419,9 @@ impl Shared {
             }
         };
         conn.set_max_frame_len(MAX_FRAME);
-        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-        if !matches!(conn.poll(left), Ok(true)) {
-            return;
-        }
-        match conn.recv::<Hello>() {
+        // The whole first message by the handshake's deadline: half of one
+        // does not hold this thread.
+        match recv_by::<Hello>(&conn, deadline) {
             Ok(Hello::Link { ticket }) => {
                 // Nothing follows the ticket until the boot is sent: the
                 // socket carries the link from here.

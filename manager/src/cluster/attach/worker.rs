@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use mp_proc::Connection;
 use mp_proc::connection::{Address, Client};
-use mp_proc::plumbing::{deadline_after, lock};
+use mp_proc::plumbing::{deadline_after, lock, recv_by};
 
 use super::env::{Env, RANKS, Where, invalid, read_address_file, resolve};
 use super::wire::{Answer, Attach, Hello, MAX_FRAME, Order, Report};
@@ -29,17 +29,18 @@ pub(super) fn serve(env: &Env, key: &[u8]) -> Result<()> {
     // coordinator gone without a word (a partition, a frozen host).
     let silence = (!keepalive.is_zero()).then_some(keepalive);
     let outcome = loop {
-        if let Some(bound) = silence
-            && !matches!(control.poll(Some(bound)), Ok(true))
-        {
-            mp_logging::get_logger().warning(format_args!(
-                "{}: rank {}: no word from the coordinator at {at} for {bound:?}: it counts as gone",
-                super::env::WHAT,
-                env.rank
-            ));
-            break Ok(());
-        }
-        match control.recv::<Order>() {
+        // A whole order by the bound: half of one is silence too.
+        match recv_by::<Order>(&control, silence.and_then(deadline_after)) {
+            Err(Error::Timeout) => {
+                mp_logging::get_logger().warning(format_args!(
+                    "{}: rank {}: no word from the coordinator at {at} for {:?}: it counts as \
+                     gone",
+                    super::env::WHAT,
+                    env.rank,
+                    silence.unwrap_or_default()
+                ));
+                break Ok(());
+            }
             Ok(Order::Ping) => {}
             Ok(Order::Start { ticket }) => {
                 let (reports, agents, key) = (control.clone(), agents.clone(), key.to_vec());
@@ -158,15 +159,14 @@ fn try_attach(
         *last = format!("{at}: {e}");
         return Ok(None);
     }
-    let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-    if !control.poll(left)? {
-        *last = format!("the coordinator at {at} did not answer");
-        return Ok(None);
-    }
-    match control.recv::<Answer>() {
+    match recv_by::<Answer>(&control, deadline) {
         Ok(Answer::Welcome { keepalive }) => Ok(Some((control, at, keepalive))),
         Ok(Answer::Refused(why)) => {
             refused(format!("the coordinator at {at} refused this copy: {why}"), last)
+        }
+        Err(Error::Timeout) => {
+            *last = format!("the coordinator at {at} did not answer");
+            Ok(None)
         }
         Err(e) => {
             *last = format!("{at}: no answer: {e}");
