@@ -566,17 +566,8 @@ mod fake {
 }
 
 /// A copy that runs another build (played by this test, with the job's
-/// key) is refused, told why, and rank 0 fails saying which rank.
-#[test]
-fn a_copy_of_another_build_is_refused_on_both_sides() {
-    let _g = guard();
-    let dir = tempfile::tempdir().unwrap();
-    let mut vars = common(dir.path());
-    let at = free_address();
-    vars.push(("MP_CLUSTER_ADDRESS", at.clone()));
-    vars.extend(Engine::OpenMpi.vars(0, 2));
-    let tag = format!("attach-build-{}", std::process::id());
-    let rank0 = copy(0, &tag, "map", &vars).spawn().unwrap();
+/// key, as rank `rank`): refused and told why.
+fn attach_another_build(at: &str, rank: u64) {
     let address: mp_proc::connection::Address = at.parse().unwrap();
     let mut conn = None;
     // Rank 0 listens once it has started: dial until it answers.
@@ -587,7 +578,7 @@ fn a_copy_of_another_build_is_refused_on_both_sides() {
     assert!(dialed, "rank 0 never listened at {at}");
     let conn = conn.unwrap();
     conn.send(&fake::Hello::Attach(fake::Attach {
-        rank: 1,
+        rank,
         host: "elsewhere".into(),
         slots: 1,
         build: b"another build".to_vec(),
@@ -597,9 +588,49 @@ fn a_copy_of_another_build_is_refused_on_both_sides() {
         fake::Answer::Refused(why) => assert!(why.contains("another build"), "{why}"),
         other => panic!("{other:?}"),
     }
+}
+
+/// A copy of another build is refused and told why; rank 0 goes on
+/// waiting, and its error at the deadline (its copy of rank 1 never came)
+/// says which rank was refused and why.
+#[test]
+fn a_copy_of_another_build_is_refused_on_both_sides() {
+    let _g = guard();
+    let dir = tempfile::tempdir().unwrap();
+    let mut vars = common(dir.path());
+    let at = free_address();
+    vars.push(("MP_CLUSTER_ADDRESS", at.clone()));
+    vars.push(("MP_CLUSTER_TIMEOUT", "3".into()));
+    vars.extend(Engine::OpenMpi.vars(0, 2));
+    let tag = format!("attach-build-{}", std::process::id());
+    let rank0 = copy(0, &tag, "map", &vars).spawn().unwrap();
+    attach_another_build(&at, 1);
     let said = said(&outputs(vec![rank0])[0]);
     assert!(
-        said.contains("rank 1 on elsewhere runs another build"),
+        said.contains("1 of the 1 other copies did not attach")
+            && said.contains("rank 1 on elsewhere runs another build"),
         "{said}"
     );
+}
+
+/// A copy of another build is refused, and rank 0 goes on: the real copy
+/// of that rank, started after, attaches and the job runs.
+#[test]
+fn after_a_copy_of_another_build_the_real_one_attaches() {
+    let _g = guard();
+    let dir = tempfile::tempdir().unwrap();
+    let mut vars = common(dir.path());
+    let at = free_address();
+    vars.push(("MP_CLUSTER_ADDRESS", at.clone()));
+    let tag = format!("attach-build-then-{}", std::process::id());
+    let with = |rank: usize| {
+        let mut v = vars.clone();
+        v.extend(Engine::OpenMpi.vars(rank, 2));
+        copy(rank, &tag, "map", &v).spawn().unwrap()
+    };
+    let rank0 = with(0);
+    attach_another_build(&at, 1);
+    let said: Vec<String> = outputs(vec![rank0, with(1)]).iter().map(said).collect();
+    assert!(mapped(2)(&said[0]), "{}", said[0]);
+    assert_eq!(said[1], "served");
 }

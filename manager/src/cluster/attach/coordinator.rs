@@ -23,6 +23,9 @@ use crate::Result;
 /// descriptors: a handshake ending frees one) before it accepts again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(75);
 
+/// The most refusals said in rank 0's error when ranks are missing.
+const MAX_REFUSALS_SAID: usize = 4;
+
 /// An attached copy, as the coordinator knows it.
 pub(super) struct Copy {
     pub(super) rank: usize,
@@ -207,6 +210,8 @@ impl Coordinator {
         // By rank; a copy whose connection has ended since is waited for
         // again (it has left `shared.copies`).
         let mut copies = BTreeMap::new();
+        // The first refusals, said if ranks are missing at the deadline.
+        let mut refused: Vec<String> = Vec::new();
         while lock(&self.shared.copies).len() + 1 < env.size {
             let left = deadline.map_or(Duration::MAX, |d| {
                 d.saturating_duration_since(Instant::now())
@@ -219,10 +224,14 @@ impl Coordinator {
                         .filter(|r| !here.contains_key(r))
                         .map(|r| r.to_string())
                         .collect();
+                    let refused = match refused.is_empty() {
+                        true => String::new(),
+                        false => format!("; refused meanwhile: {}", refused.join("; ")),
+                    };
                     return Err(invalid(format!(
                         "rank 0: {} of the {} other copies did not attach within {:?} (ranks {}): \
                          were they started, with the same key file and {}? (MP_CLUSTER_TIMEOUT \
-                         gives them longer)",
+                         gives them longer){refused}",
                         missing.len(),
                         env.size - 1,
                         env.timeout,
@@ -255,11 +264,13 @@ impl Coordinator {
                 None
             };
             if let Some(why) = refusal {
+                // Refused, not fatal: the real copy of that rank may still
+                // come (the refused one may be a stray, or another job's).
                 let _ = conn.send(&Answer::Refused(why.clone()));
-                if attach.build != build {
-                    return Err(invalid(why));
-                }
                 mp_logging::get_logger().warning(format_args!("{}: {why}", super::env::WHAT));
+                if refused.len() < MAX_REFUSALS_SAID {
+                    refused.push(why);
+                }
                 continue;
             }
             let welcome = Answer::Welcome {
