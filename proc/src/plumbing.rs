@@ -69,9 +69,10 @@ pub fn recv_by<T: serde::de::DeserializeOwned>(
     crate::codec::decode(&bytes)
 }
 
-/// The first IPv4 address of an interface of this host that is up and not
-/// a loopback (`None`: there is none), for a listener to say where it can
-/// be reached.
+/// The first IPv4 address of an interface of this host that is up and
+/// running (it has a carrier: not an empty docker0 or virbr0) and not a
+/// loopback (`None`: there is none), for a listener to say where it can be
+/// reached.
 ///
 /// ```
 /// if let Some(ip) = mp_proc::plumbing::first_up_ipv4() {

@@ -109,12 +109,15 @@ pub(crate) fn euid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
-/// The first IPv4 address of an interface that is up and not a loopback,
-/// in the order `getifaddrs` lists them; `None` when there is none.
+/// The first IPv4 address of an interface that is up and running (a
+/// carrier: not a bridge of no container, such as docker0 or virbr0) and
+/// not a loopback, in the order `getifaddrs` lists them; `None` when there
+/// is none.
 pub(crate) fn first_up_ipv4() -> Option<std::net::Ipv4Addr> {
     use nix::net::if_::InterfaceFlags;
     nix::ifaddrs::getifaddrs().ok()?.find_map(|ifa| {
         let up = ifa.flags.contains(InterfaceFlags::IFF_UP)
+            && ifa.flags.contains(InterfaceFlags::IFF_RUNNING)
             && !ifa.flags.contains(InterfaceFlags::IFF_LOOPBACK);
         let ip = ifa.address?.as_sockaddr_in()?.ip();
         (up && !ip.is_loopback()).then_some(ip)
@@ -380,4 +383,45 @@ pub(crate) fn several_cpus() -> bool {
             v
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    /// Runs `ip args` (in the calling thread's network namespace).
+    fn ip(args: &str) -> bool {
+        std::process::Command::new("ip")
+            .args(args.split(' '))
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    /// In a network namespace of its own: an interface that is up without a
+    /// carrier (a veth whose peer is down, as docker0 with no container) is
+    /// not chosen; the next one, up and running, is. Root only (skips,
+    /// saying why, otherwise).
+    #[test]
+    fn first_up_ipv4_skips_an_interface_without_a_carrier() {
+        if super::euid() != 0 {
+            eprintln!("skipped: needs root (a network namespace)");
+            return;
+        }
+        let found = std::thread::spawn(|| {
+            // This thread alone moves (its children with it).
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).ok()?;
+            let made = ip("link add mpv0 type veth peer name mpv1")
+                && ip("addr add 10.9.9.1/24 dev mpv0")
+                && ip("link set mpv0 up")
+                && ip("link add mpw0 type veth peer name mpw1")
+                && ip("addr add 10.9.8.1/24 dev mpw0")
+                && ip("link set mpw0 up")
+                && ip("link set mpw1 up");
+            made.then(super::first_up_ipv4)
+        })
+        .join()
+        .unwrap();
+        match found {
+            None => eprintln!("skipped: no network namespace or no veth here"),
+            Some(ip) => assert_eq!(ip, Some(std::net::Ipv4Addr::new(10, 9, 8, 1))),
+        }
+    }
 }
