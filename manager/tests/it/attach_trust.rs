@@ -4,12 +4,12 @@
 //! are the attach tests' [`fixture`](super::attach) (this test binary).
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::fd::AsFd;
-use std::time::Duration;
 use std::net::{SocketAddr, TcpStream};
+use std::os::fd::AsFd;
 use std::path::Path;
 use std::process::{Child, Stdio};
 use std::sync::mpsc;
+use std::time::Duration;
 
 use mp_proc::connection::{Address, Client, Listener};
 
@@ -279,7 +279,11 @@ fn half_an_order_does_not_hold_a_copy() {
     let copy1 = copy(1, &tag, "map", &vars).spawn().unwrap();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
-        let control = coordinator.accept_pending().unwrap().authenticate().unwrap();
+        let control = coordinator
+            .accept_pending()
+            .unwrap()
+            .authenticate()
+            .unwrap();
         let _hello = control.recv_bytes().unwrap();
         let welcome = Answer::Welcome {
             keepalive: Duration::from_secs(1),
@@ -328,7 +332,8 @@ fn half_a_hello_does_not_hold_rank_0() {
     let mut rest = Vec::new();
     let ended = socket.read_to_end(&mut rest);
     assert!(
-        matches!(ended, Ok(0)) || matches!(&ended, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset),
+        matches!(ended, Ok(0))
+            || matches!(&ended, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset),
         "rank 0 held the connection: {ended:?}"
     );
     let said: Vec<String> = outputs(vec![rank0, with(1)]).iter().map(said).collect();

@@ -41,7 +41,9 @@ impl std::fmt::Display for FileRefusal {
             FileRefusal::Owner { uid, me } => {
                 write!(f, "owned by uid {uid}, not by this process's uid {me}")
             }
-            FileRefusal::Mode(mode) => write!(f, "its mode {mode:04o} gives its group or others access"),
+            FileRefusal::Mode(mode) => {
+                write!(f, "its mode {mode:04o} gives its group or others access")
+            }
         }
     }
 }

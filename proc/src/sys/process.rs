@@ -400,6 +400,7 @@ mod tests {
     /// not chosen; the next one, up and running, is. Root only (skips,
     /// saying why, otherwise).
     #[test]
+    #[allow(clippy::print_stderr)] // a skip must be seen
     fn first_up_ipv4_skips_an_interface_without_a_carrier() {
         if super::euid() != 0 {
             eprintln!("skipped: needs root (a network namespace)");

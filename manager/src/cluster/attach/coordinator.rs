@@ -317,7 +317,9 @@ impl Coordinator {
                     .collect();
                 for ticket in gone {
                     if let Some(t) = tickets.waiting.remove(&ticket) {
-                        let _ = t.waiter.send(Err(format!("the copy of rank {rank} has gone")));
+                        let _ = t
+                            .waiter
+                            .send(Err(format!("the copy of rank {rank} has gone")));
                     }
                 }
             })

@@ -270,7 +270,10 @@ mod tests {
         for mode in [0o666, 0o620, 0o602] {
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
             let why = read_address_file(&path).unwrap_err();
-            assert!(why.contains("not trusted") && why.contains("lets others write it"), "{why}");
+            assert!(
+                why.contains("not trusted") && why.contains("lets others write it"),
+                "{why}"
+            );
         }
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         assert!(read_address_file(&path).is_ok());
@@ -282,6 +285,10 @@ mod tests {
         }
         let link = dir.path().join("link");
         std::os::unix::fs::symlink(&path, &link).unwrap();
-        assert!(read_address_file(&link).unwrap_err().contains("not trusted"));
+        assert!(
+            read_address_file(&link)
+                .unwrap_err()
+                .contains("not trusted")
+        );
     }
 }

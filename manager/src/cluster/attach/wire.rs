@@ -43,7 +43,9 @@ pub(super) enum Answer {
     /// (`MP_CLUSTER_KEEPALIVE` in its environment, which an engine may not
     /// pass on to the others): it pings every quarter of it, and the copy
     /// counts it as gone after a silence of the whole bound (zero: never).
-    Welcome { keepalive: std::time::Duration },
+    Welcome {
+        keepalive: std::time::Duration,
+    },
     Refused(String),
 }
 

@@ -161,9 +161,10 @@ fn try_attach(
     }
     match recv_by::<Answer>(&control, deadline) {
         Ok(Answer::Welcome { keepalive }) => Ok(Some((control, at, keepalive))),
-        Ok(Answer::Refused(why)) => {
-            refused(format!("the coordinator at {at} refused this copy: {why}"), last)
-        }
+        Ok(Answer::Refused(why)) => refused(
+            format!("the coordinator at {at} refused this copy: {why}"),
+            last,
+        ),
         Err(Error::Timeout) => {
             *last = format!("the coordinator at {at} did not answer");
             Ok(None)
