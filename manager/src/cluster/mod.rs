@@ -332,7 +332,10 @@ impl ClusterContext {
     /// - where the coordinator is: `MP_CLUSTER_ADDRESS` (`host:port`; rank 0
     ///   listens there, the others dial it), or, when nobody knows rank 0's
     ///   node in advance, `MP_CLUSTER_ADDRESS_FILE`: a file on a filesystem
-    ///   every copy sees, to which rank 0 writes the `ip:port` it listens at
+    ///   every copy sees (read only if it is a regular file of this user
+    ///   that its group and others cannot write: another user who could
+    ///   plant it would sit between the copies and rank 0), to which rank 0
+    ///   writes the `ip:port` it listens at
     ///   (a free port of every address, and it writes its first
     ///   non-loopback IPv4 address that is up, else `127.0.0.1`); the others
     ///   read it until it names a coordinator that answers (a file an
@@ -345,7 +348,8 @@ impl ClusterContext {
     ///   waits for its link.
     /// - `MP_CLUSTER_SLOTS` (default 1): how many processes a copy takes per
     ///   round of the hosts.
-    /// - `MP_CLUSTER_KEEPALIVE` (seconds, default 10; 0: off): how long a
+    /// - `MP_CLUSTER_KEEPALIVE` (seconds, default 10; 0: off), rank 0's,
+    ///   which it tells the copies when they attach: how long a
     ///   connection of the job may stay silent (see [`Launcher::keepalive`]):
     ///   rank 0 tells each copy it is there every quarter of it, and a copy
     ///   that hears nothing for the whole bound (rank 0 frozen, or behind a
@@ -354,8 +358,9 @@ impl ClusterContext {
     ///
     /// A job of size 1 gets a context whose one host is this machine
     /// ([`Launcher::local`]) with `MP_CLUSTER_SLOTS` slots. A copy that runs
-    /// another build than rank 0 is refused, and rank 0 fails, both saying
-    /// so; a copy with another key fails its handshake.
+    /// another build than rank 0 is refused, saying so, and rank 0 waits
+    /// on for the rank (its error at the deadline names the refusals); a
+    /// copy with another key fails its handshake.
     ///
     /// Each process of the context on a copy has a TCP connection of its
     /// own, from the copy to rank 0, authenticated by the key; the copy runs
