@@ -353,8 +353,11 @@ impl ClusterContext {
     ///   connection of the job may stay silent (see [`Launcher::keepalive`]):
     ///   rank 0 tells each copy it is there every quarter of it, and a copy
     ///   that hears nothing for the whole bound (rank 0 frozen, or behind a
-    ///   partition) ends its agents and returns `Ok(None)`; each process's
-    ///   link has the same bound.
+    ///   partition) dials rank 0 again for `MP_CLUSTER_REJOIN` seconds
+    ///   (default: `MP_CLUSTER_TIMEOUT`; 0: not at all): back within it (the
+    ///   partition healed), rank 0 takes the copy again, in place of its old
+    ///   connection; else the copy returns `Ok(None)`. Each process's link
+    ///   has the same bound: its processes there end when it passes.
     ///
     /// A job of size 1 gets a context whose one host is this machine
     /// ([`Launcher::local`]) with `MP_CLUSTER_SLOTS` slots. A copy that runs

@@ -49,6 +49,9 @@ fn fixture() {
     let Ok(mode) = std::env::var(FIXTURE) else {
         return;
     };
+    if std::env::var_os("MP_ATTACH_LOG").is_some() {
+        mp_logging::log_to_stderr(Some(mp_logging::Level::Info));
+    }
     if let Ok(method) = std::env::var(METHOD) {
         mp_proc::set_start_method(method.parse().unwrap()).unwrap();
     }
@@ -60,11 +63,16 @@ fn fixture() {
             let squares: Vec<u64> = out.iter().map(|(s, _)| *s).collect();
             let places: BTreeSet<&str> = out.iter().map(|(_, at)| at.as_str()).collect();
             println!("coordinator: {squares:?} on {hosts} hosts, ran at {places:?}");
-            if mode == "hold" {
+            if mode == "hold" || mode == "again" {
                 println!("ready");
                 std::io::stdout().flush().unwrap();
                 let mut rest = String::new();
                 let _ = std::io::stdin().read_line(&mut rest);
+            }
+            if mode == "again" {
+                let out = pool.map(square_where, 1..=8).unwrap();
+                let places: BTreeSet<&str> = out.iter().map(|(_, at)| at.as_str()).collect();
+                println!("again: ran at {places:?}");
             }
             drop(pool);
             drop(cluster);
@@ -453,6 +461,20 @@ pub(crate) fn held_job_with(
     extra: &[(&'static str, String)],
     copies: &[(&'static str, String)],
 ) -> (Child, Vec<Child>) {
+    let (rank0, copies, _rest) = held_job_in("hold", tag, dir, extra, copies);
+    (rank0, copies)
+}
+
+/// As [`held_job_with`], rank 0 in fixture mode `mode` (`hold`, or
+/// `again`: a map again once its standard input has a line); with what
+/// rank 0 prints after it is ready.
+fn held_job_in(
+    mode: &str,
+    tag: &str,
+    dir: &Path,
+    extra: &[(&'static str, String)],
+    copies: &[(&'static str, String)],
+) -> (Child, Vec<Child>, mpsc::Receiver<String>) {
     let mut vars = common(dir);
     vars.push(("MP_CLUSTER_ADDRESS", free_address()));
     vars.extend_from_slice(extra);
@@ -462,7 +484,7 @@ pub(crate) fn held_job_with(
             v.extend_from_slice(copies);
         }
         v.extend(Engine::Slurm.vars(rank, 3));
-        let mut c = copy(rank, tag, "hold", &v);
+        let mut c = copy(rank, tag, mode, &v);
         c.stdin(Stdio::piped());
         c.spawn().unwrap()
     };
@@ -493,7 +515,7 @@ pub(crate) fn held_job_with(
         .collect();
     let serving: BTreeSet<u32> = copies.iter().map(Child::id).collect();
     assert!(parents.is_superset(&serving), "{:?}", tagged(tag));
-    (rank0, copies)
+    (rank0, copies, rx)
 }
 
 /// The coordinator frozen (SIGSTOP: no word from it and no end of its
@@ -505,7 +527,14 @@ fn a_frozen_coordinator_is_left_by_its_copies() {
     let _g = guard();
     let dir = tempfile::tempdir().unwrap();
     let tag = format!("attach-frozen-{}", std::process::id());
-    let (mut rank0, copies) = held_job(&tag, dir.path(), &[("MP_CLUSTER_KEEPALIVE", "3".into())]);
+    let (mut rank0, copies) = held_job(
+        &tag,
+        dir.path(),
+        &[
+            ("MP_CLUSTER_KEEPALIVE", "3".into()),
+            ("MP_CLUSTER_REJOIN", "0".into()),
+        ],
+    );
     let rank0_pid = nix::unistd::Pid::from_raw(rank0.id() as i32);
     nix::sys::signal::kill(rank0_pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
     let said: Vec<String> = outputs(copies).iter().map(said).collect();
@@ -517,6 +546,71 @@ fn a_frozen_coordinator_is_left_by_its_copies() {
     assert_eq!(agents, [], "the copies reaped their agents");
     rank0.kill().unwrap();
     rank0.wait().unwrap();
+    let clean = mp_testkit::wait_until(HUNG, || tagged(&tag).is_empty());
+    assert!(clean, "left behind: {:?}", tagged(&tag));
+}
+
+/// The coordinator frozen long enough for its copies to count it as lost
+/// (2 s here), then thawed, as a partition that heals: the copies dial it
+/// again and attach again; its pool's workers there, whose links fell
+/// silent too, are replaced on them, and a second map runs on both.
+#[test]
+fn copies_that_lost_a_frozen_coordinator_attach_again_when_it_thaws() {
+    let _g = guard();
+    let dir = tempfile::tempdir().unwrap();
+    let tag = format!("attach-thaw-{}", std::process::id());
+    let (mut rank0, mut copies, said_after) = held_job_in(
+        "again",
+        &tag,
+        dir.path(),
+        &[
+            ("MP_CLUSTER_KEEPALIVE", "2".into()),
+            ("MP_ATTACH_LOG", "1".into()),
+        ],
+        &[],
+    );
+    // Each copy's log, line by line.
+    let (tx, rx) = mpsc::channel();
+    for (rank, copy) in copies.iter_mut().enumerate() {
+        let (tx, err) = (tx.clone(), copy.stderr.take().unwrap());
+        std::thread::spawn(move || {
+            for line in BufReader::new(err)
+                .lines()
+                .map_while(std::result::Result::ok)
+            {
+                let _ = tx.send((rank + 1, line));
+            }
+        });
+    }
+    let wait_for = |what: &str| {
+        let mut seen = BTreeSet::new();
+        while seen.len() < 2 {
+            let (rank, line) = rx
+                .recv_timeout(HUNG)
+                .unwrap_or_else(|_| panic!("no {what}"));
+            if line.contains(what) {
+                seen.insert(rank);
+            }
+        }
+    };
+    let rank0_pid = nix::unistd::Pid::from_raw(rank0.id() as i32);
+    nix::sys::signal::kill(rank0_pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    wait_for("dialing it again");
+    nix::sys::signal::kill(rank0_pid, nix::sys::signal::Signal::SIGCONT).unwrap();
+    wait_for("attached again");
+    rank0.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    let again = loop {
+        let line = said_after
+            .recv_timeout(HUNG)
+            .expect("rank 0 said nothing more");
+        if let Some((_, places)) = line.split_once("again: ran at ") {
+            break places.to_owned();
+        }
+    };
+    assert_eq!(again, r#"{"1", "2"}"#);
+    assert!(rank0.wait().unwrap().success());
+    let said: Vec<String> = outputs(copies).iter().map(said).collect();
+    assert_eq!(said, ["served", "served"]);
     let clean = mp_testkit::wait_until(HUNG, || tagged(&tag).is_empty());
     assert!(clean, "left behind: {:?}", tagged(&tag));
 }

@@ -237,7 +237,11 @@ fn the_copies_keep_rank_0_s_keep_alive_bound() {
         &tag,
         dir.path(),
         &[("MP_CLUSTER_KEEPALIVE", "3".into())],
-        &[("MP_CLUSTER_KEEPALIVE", "0".into())],
+        &[
+            ("MP_CLUSTER_KEEPALIVE", "0".into()),
+            // Leaving at once, not dialing the frozen rank 0 again.
+            ("MP_CLUSTER_REJOIN", "0".into()),
+        ],
     );
     let rank0_pid = nix::unistd::Pid::from_raw(rank0.id() as i32);
     nix::sys::signal::kill(rank0_pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
@@ -278,6 +282,8 @@ fn half_an_order_does_not_hold_a_copy() {
     .unwrap();
     let mut vars = common(dir.path());
     vars.push(("MP_CLUSTER_ADDRESS", coordinator.address().to_string()));
+    // Leaving at once, not dialing this coordinator again.
+    vars.push(("MP_CLUSTER_REJOIN", "0".into()));
     vars.extend(Engine::Pmi.vars(1, 2));
     let tag = format!("attach-half-order-{}", std::process::id());
     let copy1 = copy(1, &tag, "map", &vars).spawn().unwrap();

@@ -72,6 +72,16 @@ struct Shared {
     /// (twice the copies and 16 while they attach, and their slots after:
     /// one link in flight per process started).
     max_greeting: AtomicUsize,
+    /// What a copy that attaches again after the cluster formed (it lost
+    /// rank 0 for a while: a partition) must match.
+    rejoin: Rejoin,
+}
+
+/// The checks of a copy that attaches again, and its welcome.
+struct Rejoin {
+    size: usize,
+    build: Vec<u8>,
+    keepalive: Duration,
 }
 
 /// One connection being greeted, counted in [`Shared::greeting`] while it
@@ -110,6 +120,13 @@ struct Ticket {
 enum Answerer {
     Rank(usize),
     Peer(Option<std::net::IpAddr>),
+}
+
+/// Whether two handles are the same connection (its descriptor, open in
+/// both while they live).
+fn same(a: &Connection, b: &Connection) -> bool {
+    use std::os::fd::AsRawFd;
+    a.as_fd().as_raw_fd() == b.as_fd().as_raw_fd()
 }
 
 /// The address a TCP connection comes from.
@@ -160,6 +177,11 @@ impl Coordinator {
             start_timeout: env.timeout,
             greeting: AtomicUsize::new(0),
             max_greeting: AtomicUsize::new(env.size.saturating_mul(2).saturating_add(16)),
+            rejoin: Rejoin {
+                size: env.size,
+                build: mp_proc::plumbing::build_identity(),
+                keepalive: env.keepalive,
+            },
         });
         if !env.keepalive.is_zero() {
             let (pinging, stop) = (shared.clone(), stop_r.try_clone());
@@ -281,7 +303,7 @@ impl Coordinator {
                 continue;
             }
             lock(&self.shared.copies).insert(rank, conn.clone());
-            self.watch(rank, conn)?;
+            self.shared.watch(rank, conn)?;
             let copy = Copy {
                 rank,
                 host: attach.host,
@@ -295,39 +317,6 @@ impl Coordinator {
         let slots = copies.values().map(|c: &Copy| c.slots).sum::<usize>();
         self.shared.max_greeting.fetch_add(slots, Ordering::AcqRel);
         Ok(copies.into_values().collect())
-    }
-
-    /// Reads the reports of copy `rank` until its control connection ends.
-    fn watch(&self, rank: usize, conn: Connection) -> Result<()> {
-        let shared = self.shared.clone();
-        std::thread::Builder::new()
-            .name(format!("mp-attach-rank{rank}"))
-            .spawn(move || {
-                while let Ok(Report::StartFailed { ticket, reason }) = conn.recv::<Report>() {
-                    shared.answer(ticket, Answerer::Rank(rank), Err(reason));
-                }
-                // The copy has gone (or broke the protocol): its starts fail.
-                lock(&shared.copies).remove(&rank);
-                let mut tickets = lock(&shared.tickets);
-                let gone: Vec<u64> = tickets
-                    .waiting
-                    .iter()
-                    .filter(|(_, t)| t.rank == rank)
-                    .map(|(t, _)| *t)
-                    .collect();
-                for ticket in gone {
-                    if let Some(t) = tickets.waiting.remove(&ticket) {
-                        let _ = t
-                            .waiter
-                            .send(Err(format!("the copy of rank {rank} has gone")));
-                    }
-                }
-            })
-            .map(drop)
-            .map_err(|e| crate::Error::Os {
-                op: "start a thread",
-                source: e,
-            })
     }
 
     /// The opener of a link on copy `rank`, for its launcher.
@@ -367,6 +356,90 @@ fn shutdown(fd: std::os::fd::BorrowedFd<'_>) {
 }
 
 impl Shared {
+    /// Reads the reports of copy `rank` until its control connection ends.
+    fn watch(self: &Arc<Self>, rank: usize, conn: Connection) -> Result<()> {
+        let shared = self.clone();
+        std::thread::Builder::new()
+            .name(format!("mp-attach-rank{rank}"))
+            .spawn(move || {
+                while let Ok(Report::StartFailed { ticket, reason }) = conn.recv::<Report>() {
+                    shared.answer(ticket, Answerer::Rank(rank), Err(reason));
+                }
+                // The copy has gone (or broke the protocol): its starts fail.
+                // Unless it has attached again since (its entry is another
+                // connection).
+                let mut copies = lock(&shared.copies);
+                if copies.get(&rank).is_some_and(|c| same(c, &conn)) {
+                    copies.remove(&rank);
+                }
+                drop(copies);
+                let mut tickets = lock(&shared.tickets);
+                let gone: Vec<u64> = tickets
+                    .waiting
+                    .iter()
+                    .filter(|(_, t)| t.rank == rank)
+                    .map(|(t, _)| *t)
+                    .collect();
+                for ticket in gone {
+                    if let Some(t) = tickets.waiting.remove(&ticket) {
+                        let _ = t
+                            .waiter
+                            .send(Err(format!("the copy of rank {rank} has gone")));
+                    }
+                }
+            })
+            .map(drop)
+            .map_err(|e| crate::Error::Os {
+                op: "start a thread",
+                source: e,
+            })
+    }
+
+    /// A copy that attaches after the cluster formed: one of its ranks, of
+    /// the same build, that lost rank 0 for a while (a partition, rank 0
+    /// frozen) and dialed again. Its new control connection replaces the
+    /// old one, which is shut (its processes' links have their own
+    /// keep-alives).
+    fn rejoin(self: &Arc<Self>, attach: Attach, conn: Connection) {
+        let rank = usize::try_from(attach.rank).unwrap_or(usize::MAX);
+        let refusal = if attach.build != self.rejoin.build {
+            Some(format!(
+                "rank {rank} runs another build of the program than rank 0"
+            ))
+        } else if rank == 0 || rank >= self.rejoin.size {
+            Some(format!(
+                "rank {rank} is not one of ranks 1 to {} of this job",
+                self.rejoin.size - 1
+            ))
+        } else {
+            None
+        };
+        if let Some(why) = refusal {
+            let _ = conn.send(&Answer::Refused(why));
+            return;
+        }
+        let welcome = Answer::Welcome {
+            keepalive: self.rejoin.keepalive,
+        };
+        if conn.send(&welcome).is_err() {
+            return;
+        }
+        let old = lock(&self.copies).insert(rank, conn.clone());
+        if let Some(old) = old {
+            let _ = TcpStream::from(match old.as_fd().try_clone_to_owned() {
+                Ok(fd) => fd,
+                Err(_) => return,
+            })
+            .shutdown(std::net::Shutdown::Both);
+        }
+        mp_logging::get_logger().info(format_args!(
+            "{}: rank {rank} on {} attached again",
+            super::env::WHAT,
+            attach.host
+        ));
+        let _ = self.watch(rank, conn);
+    }
+
     /// Accepts connections until `stop` is readable (its other end
     /// dropped), each greeted on a thread of its own, at most
     /// `max_greeting` at once (a connection over it is closed at once:
@@ -419,7 +492,7 @@ impl Shared {
 
     /// Authenticates a connection and reads its first message: a copy
     /// attaching, or the link of a ticket.
-    fn greet(&self, pending: PendingConnection) {
+    fn greet(self: &Arc<Self>, pending: PendingConnection) {
         let deadline = deadline_after(mp_proc::connection::HANDSHAKE_TIMEOUT);
         let conn = match pending.authenticate() {
             Ok(conn) => conn,
@@ -449,12 +522,7 @@ impl Shared {
                     Some(to) => {
                         let _ = to.send((attach, conn));
                     }
-                    None => {
-                        let _ = conn.send(&Answer::Refused(format!(
-                            "rank {} comes too late: the cluster is formed",
-                            attach.rank
-                        )));
-                    }
+                    None => self.rejoin(attach, conn),
                 }
             }
             Err(_) => {}
@@ -541,6 +609,11 @@ mod tests {
             start_timeout: Duration::from_secs(1),
             greeting: AtomicUsize::new(0),
             max_greeting: AtomicUsize::new(1),
+            rejoin: Rejoin {
+                size: 2,
+                build: Vec::new(),
+                keepalive: Duration::ZERO,
+            },
         }
     }
 

@@ -30,6 +30,7 @@ pub(super) const LISTEN: &str = "MP_CLUSTER_LISTEN";
 pub(super) const TIMEOUT: &str = "MP_CLUSTER_TIMEOUT";
 pub(super) const SLOTS: &str = "MP_CLUSTER_SLOTS";
 pub(super) const KEEPALIVE: &str = "MP_CLUSTER_KEEPALIVE";
+pub(super) const REJOIN: &str = "MP_CLUSTER_REJOIN";
 
 /// How long a connection of the job may stay silent, by default (as a
 /// launcher's keep-alive).
@@ -65,6 +66,10 @@ pub(super) struct Env {
     /// How long the control connection and each link may stay silent
     /// before they count as lost (zero: never).
     pub(super) keepalive: Duration,
+    /// How long a copy that lost rank 0 to a silence dials it again before
+    /// it counts as gone (`MP_CLUSTER_REJOIN`, default the timeout; zero:
+    /// it leaves at once).
+    pub(super) rejoin: Duration,
 }
 
 pub(super) fn invalid(reason: String) -> Error {
@@ -134,6 +139,7 @@ pub(super) fn read(rank: usize) -> Result<Env> {
     };
     let timeout = seconds(TIMEOUT, false)?.unwrap_or(DEFAULT_TIMEOUT);
     let keepalive = seconds(KEEPALIVE, true)?.unwrap_or(DEFAULT_KEEPALIVE);
+    let rejoin = seconds(REJOIN, true)?.unwrap_or(timeout);
     let slots = match std::env::var(SLOTS) {
         Ok(s) if !s.is_empty() => {
             let n = count(SLOTS, &s, "number of slots")?;
@@ -154,6 +160,7 @@ pub(super) fn read(rank: usize) -> Result<Env> {
         timeout,
         slots,
         keepalive,
+        rejoin,
     })
 }
 

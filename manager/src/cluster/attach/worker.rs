@@ -22,7 +22,7 @@ const MAX_PAUSE: Duration = Duration::from_millis(500);
 /// Attaches, serves, and returns once the coordinator is done.
 pub(super) fn serve(env: &Env, key: &[u8]) -> Result<()> {
     let deadline = deadline_after(env.timeout);
-    let (control, at, keepalive) = attach(env, key, deadline)?;
+    let (mut control, mut at, keepalive) = attach(env, key, deadline)?;
     let agents = Agents::default();
     // The coordinator pings every quarter of its bound (in its welcome:
     // not this copy's environment): a silence of the whole bound is a
@@ -33,13 +33,33 @@ pub(super) fn serve(env: &Env, key: &[u8]) -> Result<()> {
         match recv_by::<Order>(&control, silence.and_then(deadline_after)) {
             Err(Error::Timeout) => {
                 mp_logging::get_logger().warning(format_args!(
-                    "{}: rank {}: no word from the coordinator at {at} for {:?}: it counts as \
-                     gone",
+                    "{}: rank {}: no word from the coordinator at {at} for {:?}: dialing it \
+                     again for {:?}",
                     super::env::WHAT,
                     env.rank,
-                    silence.unwrap_or_default()
+                    silence.unwrap_or_default(),
+                    env.rejoin
                 ));
-                break Ok(());
+                // The agents' links fall silent too: they end by their own
+                // keep-alives. Rank 0 back within the rejoin window (the
+                // partition healed) takes this copy again.
+                let _ = control
+                    .as_fd()
+                    .try_clone_to_owned()
+                    .map(|fd| TcpStream::from(fd).shutdown(Shutdown::Both));
+                match (!env.rejoin.is_zero()).then(|| attach(env, key, deadline_after(env.rejoin)))
+                {
+                    Some(Ok((again, new_at, _))) => {
+                        mp_logging::get_logger().info(format_args!(
+                            "{}: rank {}: attached again to {new_at}",
+                            super::env::WHAT,
+                            env.rank
+                        ));
+                        (control, at) = (again, new_at);
+                        continue;
+                    }
+                    _ => break Ok(()),
+                }
             }
             Ok(Order::Ping) => {}
             Ok(Order::Start { ticket }) => {
