@@ -4,7 +4,7 @@
 //! connection that names the ticket).
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,6 +16,7 @@ use mp_proc::connection::{Address, Listener, PendingConnection, wait_fds};
 use mp_proc::plumbing::{deadline_after, lock, recv_by};
 
 use super::env::{Env, invalid};
+use super::shutdown;
 use super::wire::{Answer, Attach, Hello, MAX_FRAME, Order, Report};
 use crate::Result;
 
@@ -347,14 +348,6 @@ impl Drop for Coordinator {
     }
 }
 
-/// Shuts a connection's socket down both ways (its reader thread sees the
-/// end).
-fn shutdown(fd: std::os::fd::BorrowedFd<'_>) {
-    if let Ok(fd) = fd.try_clone_to_owned() {
-        let _ = TcpStream::from(fd).shutdown(Shutdown::Both);
-    }
-}
-
 impl Shared {
     /// Reads the reports of copy `rank` until its control connection ends.
     fn watch(self: &Arc<Self>, rank: usize, conn: Connection) -> Result<()> {
@@ -426,11 +419,7 @@ impl Shared {
         }
         let old = lock(&self.copies).insert(rank, conn.clone());
         if let Some(old) = old {
-            let _ = TcpStream::from(match old.as_fd().try_clone_to_owned() {
-                Ok(fd) => fd,
-                Err(_) => return,
-            })
-            .shutdown(std::net::Shutdown::Both);
+            shutdown(old.as_fd());
         }
         mp_logging::get_logger().info(format_args!(
             "{}: rank {rank} on {} attached again",

@@ -52,3 +52,11 @@ pub(super) fn from_launcher() -> Result<Option<ClusterContext>> {
     builder.attached = Some(coordinator);
     builder.build().map(Some)
 }
+
+/// Shuts a connection's socket down both ways: its readers, here and in
+/// the peer, see the end.
+fn shutdown(fd: std::os::fd::BorrowedFd<'_>) {
+    if let Ok(fd) = fd.try_clone_to_owned() {
+        let _ = std::net::TcpStream::from(fd).shutdown(std::net::Shutdown::Both);
+    }
+}

@@ -43,10 +43,7 @@ pub(super) fn serve(env: &Env, key: &[u8]) -> Result<()> {
                 // The agents' links fall silent too: they end by their own
                 // keep-alives. Rank 0 back within the rejoin window (the
                 // partition healed) takes this copy again.
-                let _ = control
-                    .as_fd()
-                    .try_clone_to_owned()
-                    .map(|fd| TcpStream::from(fd).shutdown(Shutdown::Both));
+                super::shutdown(control.as_fd());
                 match (!env.rejoin.is_zero()).then(|| attach(env, key, deadline_after(env.rejoin)))
                 {
                     Some(Ok((again, new_at, _))) => {
