@@ -177,6 +177,11 @@ pub(crate) fn outputs(copies: Vec<Child>) -> Vec<Output> {
     done.into_iter().map(Option::unwrap).collect()
 }
 
+/// What each copy said (see [`said`]), in rank order, once all have ended.
+pub(crate) fn said_all(copies: Vec<Child>) -> Vec<String> {
+    outputs(copies).iter().map(said).collect()
+}
+
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
@@ -316,7 +321,7 @@ fn an_address_file_of_an_earlier_run_is_read_again() {
     let mut copies: Vec<Child> = vec![with(1), with(2)];
     accept_and_close(stale, 2);
     copies.insert(0, with(0));
-    let said: Vec<String> = outputs(copies).iter().map(said).collect();
+    let said = said_all(copies);
     assert!(mapped(3)(&said[0]), "{}", said[0]);
     assert_eq!(said[1..], ["served", "served"]);
     // Rank 0 removed the file it wrote when it was done (what it held:
@@ -366,7 +371,7 @@ fn a_copy_outside_an_engine_or_with_a_bad_rank_is_refused() {
     ]);
     let none = copy(0, &tag, "map", &vars).spawn().unwrap();
     let bad = copy(0, &tag, "map", &bad).spawn().unwrap();
-    let said: Vec<String> = outputs(vec![none, bad]).iter().map(said).collect();
+    let said = said_all(vec![none, bad]);
     assert!(
         said[0].contains("not started by mpirun, srun or an Indexed Job"),
         "{}",
@@ -401,7 +406,7 @@ fn a_copy_with_another_key_is_refused_while_the_others_serve() {
             copy(rank, &tag, "map", &v).spawn().unwrap()
         })
         .collect();
-    let said: Vec<String> = outputs(copies).iter().map(said).collect();
+    let said = said_all(copies);
     assert!(
         said[0].contains("1 of the 2 other copies did not attach") && said[0].contains("(ranks 2)"),
         "{}",
@@ -537,7 +542,7 @@ fn a_frozen_coordinator_is_left_by_its_copies() {
     );
     let rank0_pid = nix::unistd::Pid::from_raw(rank0.id() as i32);
     nix::sys::signal::kill(rank0_pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
-    let said: Vec<String> = outputs(copies).iter().map(said).collect();
+    let said = said_all(copies);
     assert_eq!(said, ["served", "served"]);
     let agents: Vec<(u32, String)> = tagged(&tag)
         .into_iter()
@@ -609,7 +614,7 @@ fn copies_that_lost_a_frozen_coordinator_attach_again_when_it_thaws() {
     };
     assert_eq!(again, r#"{"1", "2"}"#);
     assert!(rank0.wait().unwrap().success());
-    let said: Vec<String> = outputs(copies).iter().map(said).collect();
+    let said = said_all(copies);
     assert_eq!(said, ["served", "served"]);
     let clean = mp_testkit::wait_until(HUNG, || tagged(&tag).is_empty());
     assert!(clean, "left behind: {:?}", tagged(&tag));
@@ -627,7 +632,7 @@ fn a_coordinator_killed_leaves_no_process_behind() {
     let (mut rank0, copies) = held_job(&tag, dir.path(), &[]);
     rank0.kill().unwrap();
     rank0.wait().unwrap();
-    let said: Vec<String> = outputs(copies).iter().map(said).collect();
+    let said = said_all(copies);
     assert_eq!(said, ["served", "served"]);
     // Rank 0's own helpers (its manager, its fork server) end as they see
     // their parent gone: a state nothing tells of, hence the wait.
@@ -699,7 +704,7 @@ fn a_copy_of_another_build_is_refused_on_both_sides() {
     let tag = format!("attach-build-{}", std::process::id());
     let rank0 = copy(0, &tag, "map", &vars).spawn().unwrap();
     attach_another_build(&at, 1);
-    let said = said(&outputs(vec![rank0])[0]);
+    let said = said_all(vec![rank0]).remove(0);
     assert!(
         said.contains("1 of the 1 other copies did not attach")
             && said.contains("rank 1 on elsewhere runs another build"),
@@ -724,7 +729,7 @@ fn after_a_copy_of_another_build_the_real_one_attaches() {
     };
     let rank0 = with(0);
     attach_another_build(&at, 1);
-    let said: Vec<String> = outputs(vec![rank0, with(1)]).iter().map(said).collect();
+    let said = said_all(vec![rank0, with(1)]);
     assert!(mapped(2)(&said[0]), "{}", said[0]);
     assert_eq!(said[1], "served");
 }

@@ -16,7 +16,7 @@ use mp_proc::connection::{Address, Client, Listener};
 use mp_testkit::guard;
 
 use super::attach::{
-    Engine, HUNG, common, copy, free_address, held_job_with, mapped, outputs, said, tagged,
+    Engine, HUNG, common, copy, free_address, held_job_with, mapped, outputs, said_all, tagged,
 };
 
 /// A FIFO where the address file should be: a copy does not wait on it for
@@ -32,7 +32,7 @@ fn a_fifo_as_the_address_file_does_not_hang_a_copy() {
     vars.push(("MP_CLUSTER_TIMEOUT", "2".into()));
     vars.extend(Engine::Pmi.vars(1, 2));
     let tag = format!("attach-fifo-{}", std::process::id());
-    let said = said(&outputs(vec![copy(1, &tag, "map", &vars).spawn().unwrap()])[0]);
+    let said = said_all(vec![copy(1, &tag, "map", &vars).spawn().unwrap()]).remove(0);
     assert!(
         said.starts_with("refused:")
             && said.contains(&fifo.display().to_string())
@@ -64,7 +64,7 @@ fn an_address_file_others_may_write_is_not_dialed() {
         with(0, "MP_CLUSTER_ADDRESS", at),
         with(1, "MP_CLUSTER_ADDRESS_FILE", file.display().to_string()),
     ];
-    let said: Vec<String> = outputs(copies).iter().map(said).collect();
+    let said = said_all(copies);
     assert!(
         said[0].contains("1 of the 1 other copies did not attach"),
         "{}",
@@ -139,7 +139,7 @@ fn silent_connections_over_the_cap_are_closed_and_the_job_runs() {
     // while the cap is full, try again, and get in once the greeted ones'
     // handshakes have timed out.
     let copies: Vec<Child> = vec![rank0, with(1), with(2)];
-    let said: Vec<String> = outputs(copies).iter().map(said).collect();
+    let said = said_all(copies);
     assert!(mapped(3)(&said[0]), "{}", said[0]);
     assert_eq!(said[1..], ["served", "served"]);
     drop(silent);
@@ -219,7 +219,7 @@ fn a_copy_refused_by_a_stale_coordinator_reads_the_file_again() {
         .find(|l| l.starts_with("coordinator:"))
         .unwrap_or_default();
     assert!(mapped(3)(mapped_line), "{said0:?}");
-    let said: Vec<String> = outputs(copies).iter().map(said).collect();
+    let said = said_all(copies);
     assert_eq!(said, ["served", "served"]);
     assert!(!file.exists(), "rank 0 left {}", file.display());
 }
@@ -245,7 +245,7 @@ fn the_copies_keep_rank_0_s_keep_alive_bound() {
     );
     let rank0_pid = nix::unistd::Pid::from_raw(rank0.id() as i32);
     nix::sys::signal::kill(rank0_pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
-    let said: Vec<String> = outputs(copies).iter().map(said).collect();
+    let said = said_all(copies);
     assert_eq!(said, ["served", "served"]);
     rank0.kill().unwrap();
     rank0.wait().unwrap();
@@ -306,7 +306,7 @@ fn half_an_order_does_not_hold_a_copy() {
         let _ = raw(&control).read_to_end(&mut rest);
     });
     rx.recv_timeout(HUNG).expect("the copy never attached");
-    let said = said(&outputs(vec![copy1])[0]);
+    let said = said_all(vec![copy1]).remove(0);
     assert_eq!(said, "served");
 }
 
@@ -346,7 +346,7 @@ fn half_a_hello_does_not_hold_rank_0() {
             || matches!(&ended, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset),
         "rank 0 held the connection: {ended:?}"
     );
-    let said: Vec<String> = outputs(vec![rank0, with(1)]).iter().map(said).collect();
+    let said = said_all(vec![rank0, with(1)]);
     assert!(mapped(2)(&said[0]), "{}", said[0]);
     assert_eq!(said[1], "served");
 }
