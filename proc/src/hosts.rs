@@ -10,7 +10,7 @@ use crate::rt::runtime::Child;
 use crate::rt::start::Launch;
 
 /// A prober's try: starts a process by the launcher, even while its host
-/// is down (by [`start_probe`]), and waits for it to end; whether it ran.
+/// is down (by [`launch`] as a probe), and waits for it to end; whether it ran.
 pub(crate) type Try = fn(&Launcher) -> bool;
 
 /// Starts `launch` by `launcher` (not local), unless its host is down;
@@ -26,34 +26,22 @@ pub(crate) fn start(launch: Launch<'_>, launcher: &Launcher, tries: Try) -> Resu
             reason: refusal.reason,
         });
     }
-    start_and_record(launch, launcher)
+    self::launch(launch, launcher, false)
 }
 
-/// Starts `launch` by `launcher`, recording whether its host is up.
-fn start_and_record(launch: Launch<'_>, launcher: &Launcher) -> Result<Child> {
+/// Starts `launch` by `launcher`, recording whether its host is up: a
+/// start that fails on the host's side (not, say, an argument that cannot
+/// cross) puts it down; one that succeeds brings it up, unless it is a
+/// prober's (the prober does once its process has ended, so that nothing
+/// of the try is left when the host is seen up).
+pub(crate) fn launch(launch: Launch<'_>, launcher: &Launcher, probe: bool) -> Result<Child> {
     let started = remote::launch(launch, launcher);
     match &started {
-        Ok(_) => health::mark_up(launcher),
-        Err(e) => record_failure(launcher, e),
-    }
-    started
-}
-
-/// A start that failed on the host's side (not, say, an argument that
-/// cannot cross) puts the host down.
-fn record_failure(launcher: &Launcher, e: &Error) {
-    if let Error::RemoteStart { reason, .. } = e {
-        health::mark_down(launcher, format!("a start failed: {reason}"));
-    }
-}
-
-/// Starts a prober's process: even while the host is down, and without
-/// bringing it up yet (the prober does once the process has ended, so
-/// that nothing of the try is left when the host is seen up).
-pub(crate) fn start_probe(launch: Launch<'_>, launcher: &Launcher) -> Result<Child> {
-    let started = remote::launch(launch, launcher);
-    if let Err(e) = &started {
-        record_failure(launcher, e);
+        Ok(_) if !probe => health::mark_up(launcher),
+        Err(Error::RemoteStart { reason, .. }) => {
+            health::mark_down(launcher, format!("a start failed: {reason}"));
+        }
+        _ => {}
     }
     started
 }

@@ -241,7 +241,7 @@ impl Process {
         let child = if self.launcher.is_local() {
             start::launch(launch)?
         } else if self.probe {
-            crate::hosts::start_probe(launch, &self.launcher)?
+            crate::hosts::launch(launch, &self.launcher, true)?
         } else {
             crate::hosts::start(launch, &self.launcher, Process::probe_once)?
         };
