@@ -197,7 +197,6 @@ pub(crate) fn serve() -> ! {
                     Ok(Some(Down::Signal(signal))) => {
                         let _ = inbound.signal(signal);
                     }
-                    // The parent is gone, or broke the link: end the process.
                     // Silent past the keep-alive bound: a partition, or a
                     // parent host that froze. Nothing will carry the
                     // process's output or exit code: end it, and the agent.
@@ -205,6 +204,7 @@ pub(crate) fn serve() -> ! {
                         end(&inbound);
                         std::process::exit(1);
                     }
+                    // The parent is gone, or broke the link: end the process.
                     Ok(Some(Down::Boot { .. })) | Ok(None) | Err(_) => {
                         end(&inbound);
                         return;
